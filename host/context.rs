@@ -1,0 +1,148 @@
+//! The lowp handle: one CUDA context with lowp's PTX module loaded into it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DeviceSlice};
+use cudarc::nvrtc::Ptx;
+
+use crate::error::{CudaResultExt, Error, Result};
+use crate::ptx::{Arch, HOPPER_KERNELS, PORTABLE_KERNELS};
+
+/// Whether the CUDA driver library can be loaded on this machine. Checked once; lowp calls this
+/// before touching cudarc, which would otherwise panic without a driver.
+pub fn driver_available() -> bool {
+    static PRESENT: OnceLock<bool> = OnceLock::new();
+    // SAFETY: only tries to dlopen the driver library by its usual names.
+    *PRESENT.get_or_init(|| unsafe { cudarc::driver::sys::is_culib_present() })
+}
+
+/// Number of CUDA devices; `Error::NoDriver` where there is no driver.
+pub fn device_count() -> Result<usize> {
+    if !driver_available() {
+        return Err(Error::NoDriver);
+    }
+    Ok(CudaContext::device_count().op("cuDeviceGetCount")? as usize)
+}
+
+/// A CUDA context with lowp's kernels loaded: the module is loaded once, when the handle is made,
+/// and the handle is cheap to clone (share one per context). Every operation takes the stream it
+/// runs on explicitly and never synchronizes it.
+#[derive(Clone)]
+pub struct Lowp {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ctx: Arc<CudaContext>,
+    arch: Arch,
+    device_name: String,
+    compute_capability: (i32, i32),
+    _module: Arc<CudaModule>,
+    functions: HashMap<&'static str, CudaFunction>,
+}
+
+impl std::fmt::Debug for Lowp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lowp")
+            .field("device", &self.inner.device_name)
+            .field("ordinal", &self.inner.ctx.ordinal())
+            .field("compute_capability", &self.inner.compute_capability)
+            .field("module", &self.inner.arch.name())
+            .finish()
+    }
+}
+
+impl Lowp {
+    /// Opens device `ordinal` (its primary context) and loads lowp's module for it.
+    ///
+    /// Errors: `NoDriver` without a CUDA driver, `NoDevice` past the device count,
+    /// `Unsupported` below compute capability 8.0.
+    pub fn new(ordinal: usize) -> Result<Self> {
+        let count = device_count()?;
+        if ordinal >= count {
+            return Err(Error::NoDevice { ordinal, count });
+        }
+        let ctx = CudaContext::new(ordinal).op("cuCtxRetain (CudaContext::new)")?;
+        Self::from_context(ctx)
+    }
+
+    /// Loads lowp's module into an existing context (one a framework already created).
+    pub fn from_context(ctx: Arc<CudaContext>) -> Result<Self> {
+        let compute_capability = ctx.compute_capability().op("cuDeviceGetAttribute")?;
+        let device_name = ctx.name().op("cuDeviceGetName")?;
+        let (major, minor) = compute_capability;
+        let arch = Arch::for_compute_capability(major, minor).ok_or_else(|| Error::Unsupported {
+            op: "lowp",
+            device: device_name.clone(),
+            compute_capability,
+            needs: "compute capability 8.0 or newer (Ampere, Ada, Hopper, Blackwell)",
+        })?;
+        let module = ctx.load_module(Ptx::from_src(arch.ptx())).op("cuModuleLoadData")?;
+        let mut functions = HashMap::new();
+        let names = PORTABLE_KERNELS.iter().chain(if arch == Arch::Sm90a { HOPPER_KERNELS } else { &[] });
+        for &name in names {
+            functions.insert(name, module.load_function(name).op("cuModuleGetFunction")?);
+        }
+        Ok(Lowp { inner: Arc::new(Inner { ctx, arch, device_name, compute_capability, _module: module, functions }) })
+    }
+
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.inner.ctx
+    }
+
+    /// The device's default stream (cudarc's).
+    pub fn default_stream(&self) -> Arc<CudaStream> {
+        self.inner.ctx.default_stream()
+    }
+
+    /// A new non-blocking stream on this context.
+    pub fn new_stream(&self) -> Result<Arc<CudaStream>> {
+        self.inner.ctx.new_stream().op("cuStreamCreate")
+    }
+
+    /// Which embedded module runs here.
+    pub fn arch(&self) -> Arch {
+        self.inner.arch
+    }
+
+    pub fn device_name(&self) -> &str {
+        &self.inner.device_name
+    }
+
+    pub fn compute_capability(&self) -> (i32, i32) {
+        self.inner.compute_capability
+    }
+
+    pub fn ordinal(&self) -> usize {
+        self.inner.ctx.ordinal()
+    }
+
+    /// The kernel `name`, or `Unsupported` if this device's module lacks it (a Hopper kernel on a
+    /// non-Hopper GPU).
+    pub(crate) fn function(&self, op: &'static str, name: &str, needs: &'static str) -> Result<&CudaFunction> {
+        self.inner.functions.get(name).ok_or_else(|| Error::Unsupported {
+            op,
+            device: self.inner.device_name.clone(),
+            compute_capability: self.inner.compute_capability,
+            needs,
+        })
+    }
+
+    /// Checks that `stream` belongs to this handle's context.
+    pub(crate) fn check_stream(&self, stream: &CudaStream) -> Result<()> {
+        self.check_context("stream", stream.context())
+    }
+
+    /// Checks that a device buffer lives in this handle's context.
+    pub(crate) fn check_buffer<T, B: DeviceSlice<T>>(&self, arg: &'static str, buf: &B) -> Result<()> {
+        self.check_context(arg, buf.stream().context())
+    }
+
+    fn check_context(&self, arg: &'static str, ctx: &Arc<CudaContext>) -> Result<()> {
+        if ctx.cu_ctx() != self.inner.ctx.cu_ctx() {
+            return Err(Error::DeviceMismatch { arg, expected: self.inner.ctx.ordinal(), actual: ctx.ordinal() });
+        }
+        Ok(())
+    }
+}

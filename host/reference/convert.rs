@@ -1,0 +1,12 @@
+//! Host conversions between f32 and the storage formats (RNE, saturating, NaN kept).
+//!
+//! The same source file as the device's software conversions (`kernels-gpu/src/prim/soft.rs`),
+//! compiled for the host: the tests check it against PyTorch's and ml_dtypes' casts
+//! (`tests/data/`), and the GPU tests check the device casts (`cvt` where the target has one)
+//! against it, bit for bit.
+
+#[path = "../../kernels-gpu/src/prim/soft.rs"]
+#[allow(dead_code)]
+mod soft;
+
+pub use soft::*;

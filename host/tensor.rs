@@ -1,0 +1,162 @@
+//! Typed device matrices: a shape and a row stride over a cudarc buffer.
+//!
+//! `Tensor<T>` owns a `CudaSlice<T>`; `Tensor<T, CudaView<'_, T>>` and
+//! `Tensor<T, CudaViewMut<'_, T>>` wrap memory someone else owns (a framework's buffer, through
+//! `as_view()` / `as_view_mut()`), without copying. Rows are `row_stride` elements apart; `cols`
+//! counts storage units (for packed FP4, bytes: two values each).
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceSlice};
+
+use crate::dtype::Element;
+use crate::error::{CudaResultExt, Error, Result};
+
+/// A row-major `rows × cols` matrix of `T` on the device, over a buffer `B`.
+pub struct Tensor<T: Element, B = CudaSlice<T>> {
+    buf: B,
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    _t: PhantomData<T>,
+}
+
+impl<T: Element, B: DeviceSlice<T>> std::fmt::Debug for Tensor<T, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor<{}>[{}, {}; stride {}]", T::DTYPE, self.rows, self.cols, self.row_stride)
+    }
+}
+
+/// Elements a `rows × cols` matrix with `row_stride` spans, or `None` on overflow.
+pub(crate) fn span(rows: usize, cols: usize, row_stride: usize) -> Option<usize> {
+    if rows == 0 || cols == 0 {
+        return Some(0);
+    }
+    (rows - 1).checked_mul(row_stride)?.checked_add(cols)
+}
+
+impl<T: Element, B: DeviceSlice<T>> Tensor<T, B> {
+    /// Wraps a contiguous `rows × cols` buffer (no copy).
+    pub fn from_buffer(buf: B, rows: usize, cols: usize) -> Result<Self> {
+        Self::from_buffer_strided(buf, rows, cols, cols)
+    }
+
+    /// Wraps a buffer whose rows start `row_stride` elements apart (no copy).
+    pub fn from_buffer_strided(buf: B, rows: usize, cols: usize, row_stride: usize) -> Result<Self> {
+        if row_stride < cols {
+            return Err(Error::Shape {
+                arg: "row_stride",
+                expected: format!("at least cols = {cols}"),
+                actual: row_stride.to_string(),
+            });
+        }
+        let required = span(rows, cols, row_stride).ok_or_else(|| Error::Shape {
+            arg: "shape",
+            expected: "a matrix whose span fits in usize".into(),
+            actual: format!("[{rows}, {cols}] with row stride {row_stride}"),
+        })?;
+        if buf.len() < required {
+            return Err(Error::BufferTooSmall { arg: "buf", required, actual: buf.len() });
+        }
+        Ok(Tensor { buf, rows, cols, row_stride, _t: PhantomData })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// `[rows, cols]`.
+    pub fn shape(&self) -> [usize; 2] {
+        [self.rows, self.cols]
+    }
+    /// Elements from one row start to the next.
+    pub fn row_stride(&self) -> usize {
+        self.row_stride
+    }
+    pub fn is_contiguous(&self) -> bool {
+        self.row_stride == self.cols || self.rows <= 1
+    }
+    pub fn buffer(&self) -> &B {
+        &self.buf
+    }
+    pub fn buffer_mut(&mut self) -> &mut B {
+        &mut self.buf
+    }
+    /// Gives the buffer back.
+    pub fn into_buffer(self) -> B {
+        self.buf
+    }
+    /// Elements the matrix spans in its buffer.
+    pub(crate) fn span(&self) -> usize {
+        span(self.rows, self.cols, self.row_stride).unwrap_or(usize::MAX)
+    }
+}
+
+impl<T: Element> Tensor<T> {
+    /// A new zero-filled contiguous matrix, allocated on `stream`.
+    pub fn zeros(stream: &Arc<CudaStream>, rows: usize, cols: usize) -> Result<Self> {
+        let n = rows.checked_mul(cols).ok_or_else(|| Error::Shape {
+            arg: "shape",
+            expected: "rows * cols to fit in usize".into(),
+            actual: format!("[{rows}, {cols}]"),
+        })?;
+        let buf = stream.alloc_zeros::<T>(n).op("cuMemAllocAsync")?;
+        Self::from_buffer(buf, rows, cols)
+    }
+
+    /// Copies a dense host `rows × cols` matrix to the device (asynchronously on `stream`, from a
+    /// buffer cudarc keeps alive until the copy is done).
+    pub fn from_host(stream: &Arc<CudaStream>, data: &[T], rows: usize, cols: usize) -> Result<Self> {
+        let n = rows.checked_mul(cols).unwrap_or(usize::MAX);
+        if data.len() != n {
+            return Err(Error::Shape {
+                arg: "data",
+                expected: format!("{n} elements for [{rows}, {cols}]"),
+                actual: format!("{} elements", data.len()),
+            });
+        }
+        let buf = stream.clone_htod(data).op("cuMemcpyHtoDAsync")?;
+        Self::from_buffer(buf, rows, cols)
+    }
+
+    /// Copies a host buffer laid out with `row_stride` (`data.len()` elements) to the device.
+    pub fn from_host_strided(stream: &Arc<CudaStream>, data: &[T], rows: usize, cols: usize, row_stride: usize) -> Result<Self> {
+        let buf = stream.clone_htod(data).op("cuMemcpyHtoDAsync")?;
+        Self::from_buffer_strided(buf, rows, cols, row_stride)
+    }
+}
+
+impl<T: Element, B: DevicePtr<T>> Tensor<T, B> {
+    /// Copies the matrix to the host as a dense `rows × cols` vector. This waits for `stream`
+    /// (it is the one synchronizing call of the API, and says so).
+    pub fn to_host(&self, stream: &Arc<CudaStream>) -> Result<Vec<T>> {
+        let all = stream.clone_dtoh(&self.buf).op("cuMemcpyDtoH")?;
+        stream.synchronize().op("cuStreamSynchronize")?;
+        if self.is_contiguous() {
+            let mut all = all;
+            all.truncate(self.rows * self.cols);
+            return Ok(all);
+        }
+        let mut out = Vec::with_capacity(self.rows * self.cols);
+        for r in 0..self.rows {
+            out.extend_from_slice(&all[r * self.row_stride..r * self.row_stride + self.cols]);
+        }
+        Ok(out)
+    }
+
+    /// Device address of the first element, for a kernel launched on `stream`. The guard must
+    /// live until the launch is enqueued (it orders cudarc's multi-stream events).
+    pub(crate) fn device_ptr<'a>(&'a self, stream: &'a CudaStream) -> (u64, cudarc::driver::SyncOnDrop<'a>) {
+        self.buf.device_ptr(stream)
+    }
+}
+
+impl<T: Element, B: DevicePtrMut<T>> Tensor<T, B> {
+    /// Device address for a kernel that writes the matrix (see `device_ptr`).
+    pub(crate) fn device_ptr_mut<'a>(&'a mut self, stream: &'a CudaStream) -> (u64, cudarc::driver::SyncOnDrop<'a>) {
+        self.buf.device_ptr_mut(stream)
+    }
+}
