@@ -1,1 +1,535 @@
-fn main() {}
+//! GPU benchmarks of lowp's kernels: achieved DRAM bandwidth per kernel, against the copy
+//! bandwidth this same device reaches (measured at start, not taken from a data sheet).
+//!
+//! ```text
+//! cargo bench --bench kernels                 # every case
+//! cargo bench --bench kernels -- add_rmsnorm  # cases whose name contains a word
+//! cargo bench --bench kernels -- --list       # names only (no GPU needed)
+//! ```
+//! A case is named `op/dtype/RowsxHidden` (`rmsnorm/bf16/16384x8192`); bare words are filters on
+//! that name (a case runs if it contains any of them), unknown `--flags` are ignored. Without a
+//! CUDA device the binary prints one line and exits with status 2.
+//!
+//! Run without `--bench` (`cargo test --benches`, `cargo test --all-targets`), it is a smoke test:
+//! each case runs a few launches, and a machine without a GPU skips it with status 0.
+//!
+//! Method (`Timer::time`): each launch uses one of K sets of input and output buffers, in turn,
+//! with K chosen so the sets together exceed twice the L2 cache: every launch reads its inputs
+//! from DRAM, as in a model where the activations of one layer are evicted by the next. Launches
+//! are timed one by one with CUDA event pairs after a warm-up, and the median (and minimum) is
+//! reported. Before the timed launches the stream is given a head start of device-to-device
+//! copies long enough for the host to enqueue them all, so the GPU never idles between a start
+//! event and its launch (which would add the host's launch latency to short kernels).
+//!
+//! The PyTorch anchors for the same cases (eager and torch.compile) come from
+//! `python3 benches/compare_torch.py`.
+
+use std::error::Error;
+use std::io::Write;
+use std::process::exit;
+use std::sync::Arc;
+use std::time::Instant;
+
+use lowp::cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
+use lowp::cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream};
+use lowp::half::{bf16, f16};
+use lowp::{DType, HalfFloat, Lowp, Tensor};
+
+type BoxResult<T> = Result<T, Box<dyn Error>>;
+
+const NO_DEVICE: &str = "no CUDA device: benchmarks need an NVIDIA GPU and driver";
+const MIB: usize = 1 << 20;
+const GIB: usize = 1 << 30;
+
+/// `[rows, hidden]` of the norm cases; the first is the headline shape (a 16k-token prefill
+/// batch at hidden 8192), the only one also run in f16.
+const NORM_SHAPES: [(usize, usize); 5] = [(16384, 8192), (4096, 4096), (16384, 5120), (1, 8192), (128, 16384)];
+const EPS: f32 = 1e-6;
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+
+struct Options {
+    /// `--bench` was given (cargo bench passes it): full measurement. Otherwise a smoke test.
+    bench: bool,
+    /// `--list`: print the case names and exit.
+    list: bool,
+    /// Bare words: a case runs if its name contains any of them (all run when there is none).
+    filters: Vec<String>,
+}
+
+impl Options {
+    fn parse() -> Options {
+        let mut o = Options { bench: false, list: false, filters: Vec::new() };
+        for arg in std::env::args().skip(1) {
+            match arg.as_str() {
+                "--bench" => o.bench = true,
+                "--list" => o.list = true,
+                // libtest / criterion flags cargo or a runner may pass (--nocapture, --exact, ...).
+                s if s.starts_with('-') => {}
+                s => o.filters.push(s.to_owned()),
+            }
+        }
+        o
+    }
+
+    fn selects(&self, name: &str) -> bool {
+        self.filters.is_empty() || self.filters.iter().any(|f| name.contains(f.as_str()))
+    }
+}
+
+/// Iteration counts.
+#[derive(Clone, Copy)]
+struct Config {
+    warmup: usize,
+    iters: usize,
+    copy_warmup: usize,
+    copy_iters: usize,
+}
+
+const BENCH: Config = Config { warmup: 20, iters: 100, copy_warmup: 5, copy_iters: 50 };
+const SMOKE: Config = Config { warmup: 2, iters: 5, copy_warmup: 1, copy_iters: 3 };
+
+// ---------------------------------------------------------------------------------------------
+// Entry point
+
+fn main() {
+    let opts = Options::parse();
+    if opts.list {
+        for case in cases() {
+            println!("{}: bench", case.name());
+        }
+        return;
+    }
+    if let Err(why) = device_present() {
+        if opts.bench {
+            eprintln!("{NO_DEVICE} ({why})");
+            exit(2);
+        }
+        eprintln!("{NO_DEVICE} ({why}); smoke test skipped");
+        return;
+    }
+    if let Err(e) = run(&opts) {
+        eprintln!("error: {e}");
+        let mut source = e.source();
+        while let Some(s) = source {
+            eprintln!("  caused by: {s}");
+            source = s.source();
+        }
+        exit(1);
+    }
+}
+
+/// `Err(reason)` where there is no usable CUDA device.
+fn device_present() -> Result<(), String> {
+    if !lowp::driver_available() {
+        return Err("the CUDA driver library could not be loaded".into());
+    }
+    match lowp::device_count() {
+        Ok(0) => Err("the driver reports no device".into()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn run(opts: &Options) -> BoxResult<()> {
+    let selected: Vec<Case> = cases().into_iter().filter(|c| opts.selects(&c.name())).collect();
+    if selected.is_empty() {
+        println!("no benchmark matches {:?} (see --list)", opts.filters);
+        return Ok(());
+    }
+    let cfg = if opts.bench { BENCH } else { SMOKE };
+
+    let lowp = Lowp::new(0)?;
+    let ctx = lowp.context().clone();
+    // The context's default stream and no other: cudarc then stays out of its multi-stream mode,
+    // in which every buffer use would also record an event into the stream being timed.
+    let stream = lowp.default_stream();
+    let sms = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
+    let l2_bytes = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)?.max(0) as usize;
+    let (free, total) = ctx.mem_get_info()?;
+    let (major, minor) = lowp.compute_capability();
+    println!(
+        "device: {} (compute capability {major}.{minor}), lowp module {}, {sms} SMs, L2 {:.1} MiB, {:.1} GiB memory ({:.1} GiB free)",
+        lowp.device_name(),
+        lowp.arch().name(),
+        l2_bytes as f64 / MIB as f64,
+        total as f64 / GIB as f64,
+        free as f64 / GIB as f64,
+    );
+
+    let timer = Timer::new(ctx.clone(), stream.clone(), cfg, free)?;
+    let peak = match peak_dram_gbps(&ctx) {
+        Some(p) => format!("; {:.1}% of the {p:.0} GB/s theoretical DRAM peak", 100.0 * timer.copy_gbps / p),
+        None => String::new(),
+    };
+    println!(
+        "copy bandwidth: {:.0} GB/s (device-to-device {} MiB -> {} MiB, read + written bytes, median of {}{peak})",
+        timer.copy_gbps,
+        timer.pad_bytes() / MIB,
+        timer.pad_bytes() / MIB,
+        cfg.copy_iters,
+    );
+    if !opts.bench {
+        println!("smoke test (no --bench): {} timed launches per case, numbers are not measurements", cfg.iters);
+    }
+    println!();
+    println!(
+        "{:<12} {:<5} {:>12} {:>10} {:>10} {:>9} {:>7} {:>6}",
+        "op", "dtype", "shape", "median µs", "min µs", "GB/s", "% copy", "sets"
+    );
+
+    let mut bench = Bench { lowp, stream, ctx, l2_bytes, timer };
+    let mut host_bound = false;
+    for case in &selected {
+        let outcome = (case.run)(&mut bench)?;
+        let lead = format!("{:<12} {:<5} {:>12}", case.op, case.dtype.to_string(), case.shape);
+        match outcome {
+            Outcome::Skipped(why) => println!("{lead}  skipped: {why}"),
+            Outcome::Done { timing, bytes, sets } => {
+                let gbps = bytes as f64 / (timing.median_us * 1e3);
+                let mark = if timing.starved * 10 > timing.iters {
+                    host_bound = true;
+                    format!("  ! {} of {} launches host-bound", timing.starved, timing.iters)
+                } else {
+                    String::new()
+                };
+                println!(
+                    "{lead} {:>10.2} {:>10.2} {:>9.1} {:>6.1}% {sets:>6}{mark}",
+                    timing.median_us,
+                    timing.min_us,
+                    gbps,
+                    100.0 * gbps / bench.timer.copy_gbps,
+                );
+            }
+        }
+        std::io::stdout().flush()?;
+    }
+    println!();
+    if host_bound {
+        println!(
+            "!: the GPU idled between timed launches (the host could not keep it fed), so those times may include launch latency"
+        );
+    }
+    println!(
+        "bytes: rmsnorm = x read + out written + weight; add_rmsnorm = x read + residual read and written + out written + weight"
+    );
+    println!("note: run `python3 benches/compare_torch.py` for the PyTorch eager / torch.compile anchors on the same shapes");
+    Ok(())
+}
+
+/// Theoretical DRAM bandwidth from the memory clock and bus width (double data rate), where the
+/// driver reports them.
+fn peak_dram_gbps(ctx: &CudaContext) -> Option<f64> {
+    let khz = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE).ok()?;
+    let bits = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH).ok()?;
+    (khz > 0 && bits > 0).then(|| 2.0 * khz as f64 * 1e3 * (bits as f64 / 8.0) / 1e9)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timing
+
+/// Median and minimum of the timed launches, in microseconds.
+struct Timing {
+    median_us: f64,
+    min_us: f64,
+    iters: usize,
+    /// Timed launches before which the GPU sat idle (see `Timer::time`).
+    starved: usize,
+}
+
+/// Event-timed launches on one stream, with a pair of large device buffers that measure the copy
+/// bandwidth at start and later give the stream its head start before each timed batch.
+struct Timer {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    cfg: Config,
+    pad_src: CudaSlice<u8>,
+    pad_dst: CudaSlice<u8>,
+    /// Device-to-device copy bandwidth, GB/s counting bytes read + bytes written.
+    copy_gbps: f64,
+}
+
+/// A gap this long between one timed launch's end event and the next one's start event means
+/// the GPU waited for the host.
+const STARVED_GAP_US: f64 = 5.0;
+/// The longest head start given to the GPU before a timed batch.
+const MAX_HEAD_START_S: f64 = 0.25;
+
+impl Timer {
+    /// Allocates the copy buffers (1 GiB each, less where memory is short) and measures the copy
+    /// bandwidth with them.
+    fn new(ctx: Arc<CudaContext>, stream: Arc<CudaStream>, cfg: Config, free: usize) -> BoxResult<Timer> {
+        let pad = (free / 8).min(GIB) / MIB * MIB;
+        if pad < 64 * MIB {
+            return Err(format!("only {} MiB of device memory free", free / MIB).into());
+        }
+        let pad_src = stream.alloc_zeros::<u8>(pad)?;
+        let pad_dst = stream.alloc_zeros::<u8>(pad)?;
+        let mut t = Timer { ctx, stream, cfg, pad_src, pad_dst, copy_gbps: 0.0 };
+        t.copy_gbps = t.measure_copy()?;
+        Ok(t)
+    }
+
+    fn pad_bytes(&self) -> usize {
+        self.pad_src.len()
+    }
+
+    fn events(&self, n: usize) -> BoxResult<Vec<CudaEvent>> {
+        Ok((0..n).map(|_| self.ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))).collect::<Result<_, _>>()?)
+    }
+
+    fn copy(&mut self, bytes: usize) -> BoxResult<()> {
+        let bytes = bytes.min(self.pad_src.len());
+        self.stream.memcpy_dtod(&self.pad_src.slice(..bytes), &mut self.pad_dst.slice_mut(..bytes))?;
+        Ok(())
+    }
+
+    /// Median bandwidth of whole-buffer copies, GB/s of bytes read + written.
+    fn measure_copy(&mut self) -> BoxResult<f64> {
+        let bytes = self.pad_src.len();
+        for _ in 0..self.cfg.copy_warmup {
+            self.copy(bytes)?;
+        }
+        let n = self.cfg.copy_iters;
+        let (starts, ends) = (self.events(n)?, self.events(n)?);
+        for i in 0..n {
+            starts[i].record(&self.stream)?;
+            self.copy(bytes)?;
+            ends[i].record(&self.stream)?;
+        }
+        self.stream.synchronize()?;
+        let mut us = elapsed_us(&starts, &ends)?;
+        let (median, _) = median_min(&mut us);
+        Ok(2.0 * bytes as f64 / (median * 1e3))
+    }
+
+    /// Enqueues about `seconds` of copies: the GPU works through them while the host enqueues
+    /// the batch that follows.
+    fn head_start(&mut self, seconds: f64) -> BoxResult<()> {
+        let mut left = (seconds.min(MAX_HEAD_START_S) * self.copy_gbps * 1e9 / 2.0) as usize;
+        while left > 0 {
+            let chunk = left.clamp(MIB, self.pad_src.len());
+            self.copy(chunk)?;
+            left = left.saturating_sub(chunk);
+        }
+        Ok(())
+    }
+
+    /// Times `enqueue(i)`, a closure that enqueues one launch on this timer's stream using
+    /// buffer set `i` (in `0..sets`), asynchronously.
+    ///
+    /// One untimed launch first (it surfaces errors before anything is measured), then
+    /// `cfg.warmup` launches, a head start of copies, and `cfg.iters` launches each between its
+    /// own pair of events; the sets are used in turn throughout. The warm-up loop has the timed
+    /// loop's shape, so its host time tells how long a head start the timed loop needs.
+    fn time<E>(&mut self, sets: usize, mut enqueue: impl FnMut(usize) -> Result<(), E>) -> BoxResult<Timing>
+    where
+        E: Into<Box<dyn Error>>,
+    {
+        let sets = sets.max(1);
+        let (warmup, iters) = (self.cfg.warmup.max(1), self.cfg.iters.max(2));
+        let (starts, ends) = (self.events(iters)?, self.events(iters)?);
+
+        enqueue(0).map_err(Into::into)?;
+        self.stream.synchronize()?;
+
+        let t0 = Instant::now();
+        for j in 1..=warmup {
+            starts[0].record(&self.stream)?;
+            enqueue(j % sets).map_err(Into::into)?;
+            ends[0].record(&self.stream)?;
+        }
+        let host_per_launch = t0.elapsed().as_secs_f64() / warmup as f64;
+        self.stream.synchronize()?;
+
+        self.head_start(2.0 * host_per_launch * iters as f64 + 200e-6)?;
+        for j in 0..iters {
+            starts[j].record(&self.stream)?;
+            enqueue((warmup + 1 + j) % sets).map_err(Into::into)?;
+            ends[j].record(&self.stream)?;
+        }
+        self.stream.synchronize()?;
+
+        let mut us = elapsed_us(&starts, &ends)?;
+        let gaps = elapsed_us(&ends[..iters - 1], &starts[1..])?;
+        let starved = gaps.iter().filter(|&&g| g > STARVED_GAP_US).count();
+        let (median_us, min_us) = median_min(&mut us);
+        Ok(Timing { median_us, min_us, iters, starved })
+    }
+}
+
+/// `ends[i] - starts[i]` in microseconds (the events must have completed).
+fn elapsed_us(starts: &[CudaEvent], ends: &[CudaEvent]) -> BoxResult<Vec<f64>> {
+    Ok(starts.iter().zip(ends).map(|(s, e)| s.elapsed_ms(e).map(|ms| ms as f64 * 1e3)).collect::<Result<_, _>>()?)
+}
+
+/// (median, minimum); sorts `v`, which must not be empty.
+fn median_min(v: &mut [f64]) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+    (median, v[0])
+}
+
+/// How many buffer sets of `set_bytes` to rotate through so that together they exceed twice
+/// the L2 cache (at least 2, so no launch finds its predecessor's buffers).
+fn sets_for(set_bytes: usize, l2_bytes: usize) -> usize {
+    (2 * l2_bytes / set_bytes.max(1) + 1).max(2)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cases
+
+/// What a case needs: the lowp handle, its stream and the timer.
+struct Bench {
+    lowp: Lowp,
+    stream: Arc<CudaStream>,
+    ctx: Arc<CudaContext>,
+    l2_bytes: usize,
+    timer: Timer,
+}
+
+impl Bench {
+    /// `Some(reason)` when `bytes` more device memory would not fit.
+    fn lacks_memory(&self, bytes: usize) -> BoxResult<Option<String>> {
+        self.stream.synchronize()?; // let the buffers of the previous case go back
+        let (free, _) = self.ctx.mem_get_info()?;
+        Ok((bytes + 256 * MIB > free).then(|| {
+            format!("needs {:.2} GiB of device memory, {:.2} GiB free", bytes as f64 / GIB as f64, free as f64 / GIB as f64)
+        }))
+    }
+
+    /// `n` fresh random values on the device (copied before this returns).
+    fn random<T: HalfFloat>(&self, n: usize, seed: u64) -> BoxResult<CudaSlice<T>> {
+        let host = random_vec::<T>(n, seed);
+        let buf = self.stream.clone_htod(&host)?;
+        self.stream.synchronize()?;
+        Ok(buf)
+    }
+}
+
+enum Outcome {
+    Done { timing: Timing, bytes: u64, sets: usize },
+    Skipped(String),
+}
+
+/// Sets up, times and tears down one case.
+type RunCase = dyn Fn(&mut Bench) -> BoxResult<Outcome>;
+
+struct Case {
+    op: &'static str,
+    dtype: DType,
+    shape: String,
+    run: Box<RunCase>,
+}
+
+impl Case {
+    fn name(&self) -> String {
+        format!("{}/{}/{}", self.op, self.dtype, self.shape)
+    }
+}
+
+/// Every case, in the order they run and print.
+fn cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    for op in [Norm::Add, Norm::Plain] {
+        for (rows, hidden) in NORM_SHAPES {
+            v.push(norm_case::<bf16>(op, rows, hidden));
+        }
+        let (rows, hidden) = NORM_SHAPES[0];
+        v.push(norm_case::<f16>(op, rows, hidden));
+    }
+    v
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Norm {
+    /// `lowp::rmsnorm::rmsnorm`
+    Plain,
+    /// `lowp::rmsnorm::add_rmsnorm`
+    Add,
+}
+
+fn norm_case<T: HalfFloat>(op: Norm, rows: usize, hidden: usize) -> Case {
+    Case {
+        op: if op == Norm::Add { "add_rmsnorm" } else { "rmsnorm" },
+        dtype: T::DTYPE,
+        shape: format!("{rows}x{hidden}"),
+        run: Box::new(move |b| bench_norm::<T>(b, op, rows, hidden)),
+    }
+}
+
+fn bench_norm<T: HalfFloat>(b: &mut Bench, op: Norm, rows: usize, hidden: usize) -> BoxResult<Outcome> {
+    let elem = std::mem::size_of::<T>();
+    let n = rows * hidden;
+    let matrices = if op == Norm::Add { 3 } else { 2 }; // x, out (and residual), per set
+    let sets = sets_for(matrices * n * elem, b.l2_bytes);
+    if let Some(why) = b.lacks_memory(sets * matrices * n * elem + hidden * elem)? {
+        return Ok(Outcome::Skipped(why));
+    }
+    let seed = ((rows as u64) << 32) ^ hidden as u64 ^ ((T::DTYPE as u64) << 56);
+    let weight = b.random::<T>(hidden, seed ^ 1)?;
+    let xs = b.random::<T>(sets * n, seed ^ 2)?;
+    let mut outs = b.stream.alloc_zeros::<T>(sets * n)?;
+    let mut residuals = if op == Norm::Add { Some(b.random::<T>(sets * n, seed ^ 3)?) } else { None };
+    let bytes = ((matrices + usize::from(op == Norm::Add)) * n * elem + hidden * elem) as u64;
+
+    let (lowp, stream) = (b.lowp.clone(), b.stream.clone());
+    let timing = b.timer.time(sets, |i| -> lowp::Result<()> {
+        let range = i * n..(i + 1) * n;
+        let x = Tensor::from_buffer(xs.slice(range.clone()), rows, hidden)?;
+        let mut out = Tensor::from_buffer(outs.slice_mut(range.clone()), rows, hidden)?;
+        match residuals.as_mut() {
+            Some(res) => {
+                let mut residual = Tensor::from_buffer(res.slice_mut(range), rows, hidden)?;
+                lowp::rmsnorm::add_rmsnorm(&lowp, &stream, &x, &mut residual, &weight, EPS, &mut out)
+            }
+            None => lowp::rmsnorm::rmsnorm(&lowp, &stream, &x, &weight, EPS, &mut out),
+        }
+    })?;
+    Ok(Outcome::Done { timing, bytes, sets })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs
+
+/// SplitMix64 (Steele, Lea & Flood): small, fast, good enough for benchmark inputs.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Roughly N(0, 1): the sum of four 16-bit uniforms, centred and scaled to unit variance
+    /// (range about ±3.5), pushed away from zero to at least 1/64 in magnitude.
+    fn normal(&mut self) -> f64 {
+        let r = self.next_u64();
+        let sum: u64 = (0..4).map(|k| (r >> (16 * k)) & 0xffff).sum();
+        let v = (sum as f64 - 2.0 * 65535.0) * (3.0f64.sqrt() / 65536.0);
+        if v.abs() < 1.0 / 64.0 { (1.0 / 64.0f64).copysign(v) } else { v }
+    }
+}
+
+/// `n` values of `normal()` rounded to `T`, generated on all host cores.
+fn random_vec<T: HalfFloat>(n: usize, seed: u64) -> Vec<T> {
+    let mut v = vec![T::default(); n];
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(32);
+    let chunk = n.div_ceil(threads).max(1 << 16);
+    std::thread::scope(|s| {
+        for (i, part) in v.chunks_mut(chunk).enumerate() {
+            s.spawn(move || {
+                let mut rng = SplitMix64(seed ^ (i as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
+                for e in part {
+                    *e = T::from_f64(rng.normal());
+                }
+            });
+        }
+    });
+    v
+}

@@ -1,0 +1,317 @@
+#!/usr/bin/env python3
+"""PyTorch anchors for `cargo bench --bench kernels`: the same cases, timed the same way, with
+PyTorch eager and with torch.compile of the same functions.
+
+    python3 benches/compare_torch.py                     # every case
+    python3 benches/compare_torch.py add_rmsnorm         # cases whose name contains a word
+    python3 benches/compare_torch.py --json out.json     # also write the results as JSON
+
+Method (as in benches/kernels.rs): each call uses one of K sets of input and output tensors, in
+turn, with K chosen so the sets together exceed twice the L2 cache (every call reads its inputs
+from DRAM); after a warm-up, calls are timed one by one with CUDA event pairs, and the median
+(and minimum) is reported. Before the timed calls the stream gets a head start of device copies
+long enough for the host to enqueue them all, so the GPU does not idle between a start event and
+its work. Bandwidth counts the bytes the operation must move (rmsnorm: x read + out written +
+weight; add_rmsnorm: x read + residual read and written + out written + weight), as a percentage
+of the device-to-device copy bandwidth measured at start with a large `dst.copy_(src)`.
+
+Exit status 2 when there is no CUDA device (or no PyTorch).
+"""
+
+import argparse
+import importlib
+import json
+import sys
+import time
+
+NO_DEVICE = "no CUDA device: benchmarks need an NVIDIA GPU and driver"
+
+# [rows, hidden]; the first is the headline shape, the only one also run in f16.
+NORM_SHAPES = [(16384, 8192), (4096, 4096), (16384, 5120), (1, 8192), (128, 16384)]
+EPS = 1e-6
+MIB = 1 << 20
+GIB = 1 << 30
+# A gap this long between one timed call's end event and the next one's start event means the GPU
+# waited for the host.
+STARVED_GAP_US = 5.0
+MAX_HEAD_START_S = 0.25
+
+torch = None  # imported in main(), so that a machine without PyTorch gets a message
+
+
+# Reference semantics, as lowp's kernels compute them (f32 math, one rounding per output).
+def rmsnorm(x, w, eps: float):
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * w.float()).to(x.dtype)
+
+
+def add_rmsnorm(x, res, w, eps: float):
+    # The residual is updated in place with the rounded sum, and the norm is taken of that value.
+    r = (res.float() + x.float()).to(x.dtype)
+    res.copy_(r)
+    return rmsnorm(r, w, eps)
+
+
+def cases():
+    """(op, dtype name, rows, hidden) in the order benches/kernels.rs runs them."""
+    out = []
+    for op in ("add_rmsnorm", "rmsnorm"):
+        for rows, hidden in NORM_SHAPES:
+            out.append((op, "bf16", rows, hidden))
+        rows, hidden = NORM_SHAPES[0]
+        out.append((op, "f16", rows, hidden))
+    return out
+
+
+def case_name(op, dtype, rows, hidden):
+    return f"{op}/{dtype}/{rows}x{hidden}"
+
+
+def sets_for(set_bytes, l2_bytes):
+    """Buffer sets to rotate through so that together they exceed twice the L2 (at least 2)."""
+    return max(2, 2 * l2_bytes // max(1, set_bytes) + 1)
+
+
+def median_min(values):
+    v = sorted(values)
+    n = len(v)
+    median = v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+    return median, v[0]
+
+
+class Timer:
+    """Event-timed calls on the current stream, with a pair of large buffers that measure the
+    copy bandwidth at start and later give the stream its head start before each timed batch."""
+
+    def __init__(self, warmup, iters, copy_warmup, copy_iters):
+        self.warmup = max(1, warmup)
+        self.iters = max(2, iters)
+        free, _ = torch.cuda.mem_get_info()
+        pad = min(GIB, free // 8) // MIB * MIB
+        if pad < 64 * MIB:
+            raise RuntimeError(f"only {free // MIB} MiB of device memory free")
+        self.src = torch.zeros(pad, dtype=torch.uint8, device="cuda")
+        self.dst = torch.zeros(pad, dtype=torch.uint8, device="cuda")
+        self.copy_gbps = self._measure_copy(max(0, copy_warmup), max(1, copy_iters))
+
+    @staticmethod
+    def _events(n):
+        return [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+
+    def _measure_copy(self, warmup, iters):
+        for _ in range(warmup):
+            self.dst.copy_(self.src)
+        starts, ends = self._events(iters), self._events(iters)
+        for s, e in zip(starts, ends):
+            s.record()
+            self.dst.copy_(self.src)
+            e.record()
+        torch.cuda.synchronize()
+        median, _ = median_min([s.elapsed_time(e) * 1e3 for s, e in zip(starts, ends)])
+        return 2 * self.src.numel() / (median * 1e3)
+
+    def _head_start(self, seconds):
+        left = int(min(seconds, MAX_HEAD_START_S) * self.copy_gbps * 1e9 / 2)
+        while left > 0:
+            chunk = min(max(left, MIB), self.src.numel())
+            self.dst[:chunk].copy_(self.src[:chunk])
+            left -= chunk
+
+    def time(self, sets, call):
+        """Times `call(i)`, which enqueues one operation on buffer set `i` (in range(sets)).
+        Returns (median µs, min µs, starved launches)."""
+        starts, ends = self._events(self.iters), self._events(self.iters)
+        call(0)  # untimed: compiles, and surfaces errors before anything is measured
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for j in range(1, self.warmup + 1):
+            starts[0].record()
+            call(j % sets)
+            ends[0].record()
+        host_per_call = (time.perf_counter() - t0) / self.warmup
+        torch.cuda.synchronize()
+        self._head_start(2 * host_per_call * self.iters + 200e-6)
+        for j in range(self.iters):
+            starts[j].record()
+            call((self.warmup + 1 + j) % sets)
+            ends[j].record()
+        torch.cuda.synchronize()
+        us = [s.elapsed_time(e) * 1e3 for s, e in zip(starts, ends)]
+        gaps = [ends[j].elapsed_time(starts[j + 1]) * 1e3 for j in range(self.iters - 1)]
+        median, minimum = median_min(us)
+        return median, minimum, sum(g > STARVED_GAP_US for g in gaps)
+
+
+def random_matrix(rows, hidden, dtype, gen):
+    """~N(0, 1) values, pushed away from zero to at least 1/64 in magnitude."""
+    x = torch.randn(rows, hidden, device="cuda", dtype=torch.float32, generator=gen)
+    x = torch.where(x.abs() < 1 / 64, torch.copysign(torch.full_like(x, 1 / 64), x), x)
+    return x.to(dtype)
+
+
+def run_case(timer, l2_bytes, op, dtype_name, rows, hidden, impls, compile_mode):
+    """Yields (impl, result dict or skip reason) for each implementation."""
+    dtype = {"bf16": torch.bfloat16, "f16": torch.float16}[dtype_name]
+    elem = 2
+    n = rows * hidden
+    matrices = 3 if op == "add_rmsnorm" else 2  # x, out (and residual), per set
+    sets = sets_for(matrices * n * elem, l2_bytes)
+    # Inputs and outputs of every set, plus eager's f32 temporaries (a few live at once).
+    need = sets * matrices * n * elem + hidden * elem + 4 * n * 4
+    torch.cuda.synchronize()
+    free, _ = torch.cuda.mem_get_info()
+    if need + 256 * MIB > free:
+        why = f"needs {need / GIB:.2f} GiB of device memory, {free / GIB:.2f} GiB free"
+        for impl in impls:
+            yield impl, why
+        return
+
+    gen = torch.Generator(device="cuda")
+    gen.manual_seed((rows << 32) ^ hidden ^ (0 if dtype_name == "bf16" else 1 << 56))
+    w = random_matrix(1, hidden, dtype, gen).reshape(hidden)
+    # Separate tensors per set (no views into one big buffer): each starts at storage offset 0,
+    # so torch.compile sees the same input layout for every set and compiles once.
+    xs = [random_matrix(rows, hidden, dtype, gen) for _ in range(sets)]
+    res = [random_matrix(rows, hidden, dtype, gen) for _ in range(sets)] if op == "add_rmsnorm" else None
+    nbytes = ((matrices + (1 if op == "add_rmsnorm" else 0)) * n + hidden) * elem
+
+    for impl in impls:
+        if impl == "compile":
+            importlib.import_module("torch._dynamo").reset()  # a fresh cache: one compile per case
+            base = add_rmsnorm if op == "add_rmsnorm" else rmsnorm
+            fn = torch.compile(base, dynamic=False, fullgraph=True, mode=compile_mode)
+        else:
+            fn = add_rmsnorm if op == "add_rmsnorm" else rmsnorm
+        if res is not None:
+            def call(i, fn=fn):
+                return fn(xs[i], res[i], w, EPS)
+        else:
+            def call(i, fn=fn):
+                return fn(xs[i], w, EPS)
+        try:
+            median, minimum, starved = timer.time(sets, call)
+        except Exception as e:  # a compile failure should not end the run
+            yield impl, f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            continue
+        gbps = nbytes / (median * 1e3)
+        yield impl, {
+            "impl": impl,
+            "op": op,
+            "dtype": dtype_name,
+            "rows": rows,
+            "hidden": hidden,
+            "median_us": median,
+            "min_us": minimum,
+            "gbps": gbps,
+            "pct_copy": 100 * gbps / timer.copy_gbps,
+            "bytes": nbytes,
+            "sets": sets,
+            "iters": timer.iters,
+            "starved": starved,
+        }
+    del xs, res, w
+    torch.cuda.empty_cache()
+
+
+def main():
+    global torch
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("filters", nargs="*", help="run the cases whose name (op/dtype/RowsxHidden) contains any of these")
+    ap.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    ap.add_argument("--warmup", type=int, default=20, help="warm-up calls per case (default 20)")
+    ap.add_argument("--iters", type=int, default=100, help="timed calls per case (default 100, at least 50 for reported numbers)")
+    ap.add_argument("--compile-mode", default="default", choices=["default", "max-autotune-no-cudagraphs"],
+                    help="torch.compile mode (CUDA-graph modes would copy the rotated inputs into static buffers)")
+    ap.add_argument("--no-eager", action="store_true", help="skip PyTorch eager")
+    ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    ap.add_argument("--list", action="store_true", help="print the case names and exit")
+    args = ap.parse_args()
+
+    selected = [c for c in cases() if not args.filters or any(f in case_name(*c) for f in args.filters)]
+    if args.list:
+        for c in selected:
+            print(case_name(*c))
+        return 0
+
+    try:
+        import torch as _torch
+    except ImportError as e:
+        print(f"PyTorch is not installed ({e}); these anchors need PyTorch with CUDA", file=sys.stderr)
+        return 2
+    torch = _torch
+    if not torch.cuda.is_available() or torch.cuda.device_count() == 0:
+        print(f"{NO_DEVICE} (torch.cuda.is_available() is False)", file=sys.stderr)
+        return 2
+    if not selected:
+        print(f"no benchmark matches {args.filters}")
+        return 0
+    impls = [i for i, off in (("eager", args.no_eager), ("compile", args.no_compile)) if not off]
+
+    props = torch.cuda.get_device_properties(0)
+    l2_bytes = int(getattr(props, "L2_cache_size", 0))
+    free, total = torch.cuda.mem_get_info()
+    print(
+        f"device: {props.name} (compute capability {props.major}.{props.minor}), torch {torch.__version__}, "
+        f"{props.multi_processor_count} SMs, L2 {l2_bytes / MIB:.1f} MiB, "
+        f"{total / GIB:.1f} GiB memory ({free / GIB:.1f} GiB free)"
+    )
+    copy_iters = max(50, args.iters // 2)
+    timer = Timer(args.warmup, args.iters, 5, copy_iters)
+    print(
+        f"copy bandwidth: {timer.copy_gbps:.0f} GB/s (dst.copy_(src), {timer.src.numel() // MIB} MiB -> "
+        f"{timer.dst.numel() // MIB} MiB, read + written bytes, median of {copy_iters})"
+    )
+    if args.iters < 50:
+        print(f"only {args.iters} timed calls per case: numbers are not measurements")
+    print()
+    print(f"{'impl':<8} {'op':<12} {'dtype':<5} {'shape':>12} {'median µs':>10} {'min µs':>10} "
+          f"{'GB/s':>9} {'% copy':>7} {'sets':>6}")
+
+    results = []
+    host_bound = False
+    for op, dtype_name, rows, hidden in selected:
+        for impl, r in run_case(timer, l2_bytes, op, dtype_name, rows, hidden, impls, args.compile_mode):
+            lead = f"{impl:<8} {op:<12} {dtype_name:<5} {f'{rows}x{hidden}':>12}"
+            if isinstance(r, str):
+                print(f"{lead}  skipped: {r}", flush=True)
+                continue
+            mark = ""
+            if r["starved"] * 10 > r["iters"]:
+                host_bound = True
+                mark = f"  ! {r['starved']} of {r['iters']} calls host-bound"
+            print(f"{lead} {r['median_us']:>10.2f} {r['min_us']:>10.2f} {r['gbps']:>9.1f} "
+                  f"{r['pct_copy']:>6.1f}% {r['sets']:>6}{mark}", flush=True)
+            results.append(r)
+    print()
+    if host_bound:
+        print("!: the GPU idled between timed calls (the host could not keep it fed), "
+              "so those times may include launch latency")
+    print("bytes: rmsnorm = x read + out written + weight; "
+          "add_rmsnorm = x read + residual read and written + out written + weight")
+
+    if args.json:
+        doc = {
+            "device": {
+                "name": props.name,
+                "compute_capability": [props.major, props.minor],
+                "sms": props.multi_processor_count,
+                "l2_bytes": l2_bytes,
+                "total_memory_bytes": total,
+            },
+            "torch": str(torch.__version__),
+            "compile_mode": args.compile_mode,
+            "eps": EPS,
+            "warmup": args.warmup,
+            "iters": args.iters,
+            "copy_gbps": timer.copy_gbps,
+            "results": results,
+        }
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
