@@ -41,10 +41,6 @@ const NO_DEVICE: &str = "no CUDA device: benchmarks need an NVIDIA GPU and drive
 const MIB: usize = 1 << 20;
 const GIB: usize = 1 << 30;
 
-/// `[rows, hidden]` of the norm cases; the first is the headline shape (a 16k-token prefill
-/// batch at hidden 8192), the only one also run in f16.
-const NORM_SHAPES: [(usize, usize); 5] = [(16384, 8192), (4096, 4096), (16384, 5120), (1, 8192), (128, 16384)];
-const EPS: f32 = 1e-6;
 
 // ---------------------------------------------------------------------------------------------
 // Command line
@@ -430,65 +426,18 @@ impl Case {
     }
 }
 
-/// Every case, in the order they run and print.
+/// Every case, in the order they run and print: one file per kernel family under `cases/`.
 fn cases() -> Vec<Case> {
     let mut v = Vec::new();
-    for op in [Norm::Add, Norm::Plain] {
-        for (rows, hidden) in NORM_SHAPES {
-            v.push(norm_case::<bf16>(op, rows, hidden));
-        }
-        let (rows, hidden) = NORM_SHAPES[0];
-        v.push(norm_case::<f16>(op, rows, hidden));
-    }
+    v.extend(cases::rmsnorm::cases());
     v
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Norm {
-    /// `lowp::rmsnorm::rmsnorm`
-    Plain,
-    /// `lowp::rmsnorm::add_rmsnorm`
-    Add,
-}
-
-fn norm_case<T: HalfFloat>(op: Norm, rows: usize, hidden: usize) -> Case {
-    Case {
-        op: if op == Norm::Add { "add_rmsnorm" } else { "rmsnorm" },
-        dtype: T::DTYPE,
-        shape: format!("{rows}x{hidden}"),
-        run: Box::new(move |b| bench_norm::<T>(b, op, rows, hidden)),
-    }
-}
-
-fn bench_norm<T: HalfFloat>(b: &mut Bench, op: Norm, rows: usize, hidden: usize) -> BoxResult<Outcome> {
-    let elem = std::mem::size_of::<T>();
-    let n = rows * hidden;
-    let matrices = if op == Norm::Add { 3 } else { 2 }; // x, out (and residual), per set
-    let sets = sets_for(matrices * n * elem, b.l2_bytes);
-    if let Some(why) = b.lacks_memory(sets * matrices * n * elem + hidden * elem)? {
-        return Ok(Outcome::Skipped(why));
-    }
-    let seed = ((rows as u64) << 32) ^ hidden as u64 ^ ((T::DTYPE as u64) << 56);
-    let weight = b.random::<T>(hidden, seed ^ 1)?;
-    let xs = b.random::<T>(sets * n, seed ^ 2)?;
-    let mut outs = b.stream.alloc_zeros::<T>(sets * n)?;
-    let mut residuals = if op == Norm::Add { Some(b.random::<T>(sets * n, seed ^ 3)?) } else { None };
-    let bytes = ((matrices + usize::from(op == Norm::Add)) * n * elem + hidden * elem) as u64;
-
-    let (lowp, stream) = (b.lowp.clone(), b.stream.clone());
-    let timing = b.timer.time(sets, |i| -> lowp::Result<()> {
-        let range = i * n..(i + 1) * n;
-        let x = Tensor::from_buffer(xs.slice(range.clone()), rows, hidden)?;
-        let mut out = Tensor::from_buffer(outs.slice_mut(range.clone()), rows, hidden)?;
-        match residuals.as_mut() {
-            Some(res) => {
-                let mut residual = Tensor::from_buffer(res.slice_mut(range), rows, hidden)?;
-                lowp::rmsnorm::add_rmsnorm(&lowp, &stream, &x, &mut residual, &weight, EPS, &mut out)
-            }
-            None => lowp::rmsnorm::rmsnorm(&lowp, &stream, &x, &weight, EPS, &mut out),
-        }
-    })?;
-    Ok(Outcome::Done { timing, bytes, sets })
+/// Benchmark cases, one module per kernel family (the family's byte count is documented there).
+mod cases {
+    use super::*;
+    #[path = "rmsnorm.rs"]
+    pub(crate) mod rmsnorm;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,12 +1,21 @@
 //! The kernel parameter structs, the very file the device crate compiles
-//! (`kernels-gpu/src/abi.rs`), so host and device can never disagree on a layout.
+//! (`kernels-gpu/src/abi/`), so host and device can never disagree on a layout.
 
-#[path = "../kernels-gpu/src/abi.rs"]
+#[path = "../kernels-gpu/src/abi/mod.rs"]
 mod shared;
 pub use shared::*;
 
-// SAFETY: plain-old-data `repr(C)` structs of integers and floats; the driver copies their bytes
-// into the kernel's parameter space, and their size and alignment are asserted in the shared file.
-unsafe impl cudarc::driver::DeviceRepr for RmsNormParams {}
-// SAFETY: as above.
-unsafe impl cudarc::driver::DeviceRepr for CastParams {}
+/// Marks `repr(C)` parameter structs as passable to kernels. Each family's host module invokes it
+/// for its own structs.
+macro_rules! device_repr {
+    ($($t:ty),* $(,)?) => {$(
+        // SAFETY: a plain-old-data `repr(C)` struct of integers and floats from the shared ABI
+        // files; the driver copies its bytes into the kernel's parameter space, and its size and
+        // alignment are asserted there at compile time.
+        unsafe impl cudarc::driver::DeviceRepr for $t {}
+    )*};
+}
+#[allow(unused_imports)]
+pub(crate) use device_repr;
+
+device_repr!(RmsNormParams, CastParams);

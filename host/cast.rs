@@ -8,8 +8,19 @@ use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut, LaunchConfig, PushKern
 
 use crate::abi::{CAST_THREADS, CastParams};
 use crate::context::Lowp;
-use crate::dtype::{DType, Element, F4E2M1x2};
+use crate::dtype::{DType, Element};
 use crate::error::{CudaResultExt, Error, Result};
+
+/// Kernel entry points of this family (`kernels-gpu/src/cast.rs`).
+pub(crate) const KERNELS: &[&str] = &[
+    "cast_f32_to_bf16",
+    "cast_f32_to_f16",
+    "cast_f32_to_e4m3fn",
+    "cast_f32_to_e5m2",
+    "cast_f32_to_e2m1x2",
+    "cast_f32_to_ue8m0_floor",
+    "cast_f32_to_ue8m0_ceil",
+];
 
 /// Rounding of an f32 → UE8M0 cast.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,7 +91,3 @@ where
     unsafe { b.launch(cfg) }.op("cuLaunchKernel")?;
     Ok(())
 }
-
-/// Marker so `F4E2M1x2` reads as used here (packed FP4 casts go through `cast_f32::<F4E2M1x2, ..>`).
-#[allow(dead_code)]
-type PackedFp4 = F4E2M1x2;

@@ -7,7 +7,7 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DeviceSl
 use cudarc::nvrtc::Ptx;
 
 use crate::error::{CudaResultExt, Error, Result};
-use crate::ptx::{Arch, HOPPER_KERNELS, PORTABLE_KERNELS};
+use crate::ptx::{self, Arch};
 
 /// Whether the CUDA driver library can be loaded on this machine. Checked once; lowp calls this
 /// before touching cudarc, which would otherwise panic without a driver.
@@ -80,8 +80,8 @@ impl Lowp {
         })?;
         let module = ctx.load_module(Ptx::from_src(arch.ptx())).op("cuModuleLoadData")?;
         let mut functions = HashMap::new();
-        let names = PORTABLE_KERNELS.iter().chain(if arch == Arch::Sm90a { HOPPER_KERNELS } else { &[] });
-        for &name in names {
+        let hopper = ptx::hopper_kernels().filter(|_| arch == Arch::Sm90a);
+        for name in ptx::portable_kernels().chain(hopper) {
             functions.insert(name, module.load_function(name).op("cuModuleGetFunction")?);
         }
         Ok(Lowp { inner: Arc::new(Inner { ctx, arch, device_name, compute_capability, _module: module, functions }) })

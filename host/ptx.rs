@@ -42,20 +42,24 @@ impl Arch {
     }
 }
 
-/// Every kernel entry point of the portable module (also present in the sm_90a module).
-pub const PORTABLE_KERNELS: &[&str] = &[
-    "rmsnorm_bf16",
-    "rmsnorm_f16",
-    "add_rmsnorm_bf16",
-    "add_rmsnorm_f16",
-    "cast_f32_to_bf16",
-    "cast_f32_to_f16",
-    "cast_f32_to_e4m3fn",
-    "cast_f32_to_e5m2",
-    "cast_f32_to_e2m1x2",
-    "cast_f32_to_ue8m0_floor",
-    "cast_f32_to_ue8m0_ceil",
+/// Kernel entry points of the portable module (also compiled into the sm_90a module), one list
+/// per family, each kept next to its host wrappers.
+pub const PORTABLE_FAMILIES: &[&[&str]] = &[
+    crate::rmsnorm::KERNELS,
+    crate::cast::KERNELS,
+    crate::qk_norm_rope::KERNELS,
+    crate::microscaling::KERNELS,
 ];
 
 /// Kernels only the sm_90a module has (wgmma/TMA). None yet: the FP8 GEMM adds the first.
-pub const HOPPER_KERNELS: &[&str] = &[];
+pub const HOPPER_FAMILIES: &[&[&str]] = &[];
+
+/// Every portable kernel name.
+pub fn portable_kernels() -> impl Iterator<Item = &'static str> {
+    PORTABLE_FAMILIES.iter().flat_map(|f| f.iter().copied())
+}
+
+/// Every Hopper-only kernel name.
+pub fn hopper_kernels() -> impl Iterator<Item = &'static str> {
+    HOPPER_FAMILIES.iter().flat_map(|f| f.iter().copied())
+}

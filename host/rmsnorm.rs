@@ -19,6 +19,9 @@ use crate::dtype::HalfFloat;
 use crate::error::{CudaResultExt, Error, Result};
 use crate::tensor::Tensor;
 
+/// Kernel entry points of this family (`kernels-gpu/src/rmsnorm.rs`).
+pub(crate) const KERNELS: &[&str] = &["rmsnorm_bf16", "rmsnorm_f16", "add_rmsnorm_bf16", "add_rmsnorm_f16"];
+
 /// Shape, stride and address of one matrix argument, for validation.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct MatArg {
@@ -88,9 +91,14 @@ pub(crate) fn plan(
         return Err(Error::InvalidValue { arg: "eps", expected: "a finite value >= 0", actual: eps.to_string() });
     }
     if x.rows > 0 {
-        check_disjoint(&out, &x, ELEM)?;
+        // x and weight are read through the non-coherent path: nothing the kernel writes may
+        // overlap them, and the two outputs may not overlap each other.
+        let weight = MatArg { name: "weight", rows: 1, cols: weight_len, stride: weight_len, addr: weight_addr, span: weight_len };
+        for written in residual.iter().chain(std::iter::once(&out)) {
+            check_disjoint(written, &x, ELEM)?;
+            check_disjoint(written, &weight, ELEM)?;
+        }
         if let Some(r) = &residual {
-            check_disjoint(r, &x, ELEM)?;
             check_disjoint(&out, r, ELEM)?;
         }
     }

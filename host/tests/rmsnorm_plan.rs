@@ -57,6 +57,11 @@ fn plan_rejects_overlapping_outputs() {
     let e = plan(m("x", 2, 64, 64, A), Some(m("residual", 2, 64, 64, B)), m("out", 2, 64, 64, B), 64, W, 1e-6)
         .unwrap_err();
     assert!(matches!(e, Error::Aliasing { arg: "out", other: "residual" }), "{e}");
+    let e = plan(m("x", 2, 64, 64, A), None, m("out", 2, 64, 64, B), 64, B + 32, 1e-6).unwrap_err();
+    assert!(matches!(e, Error::Aliasing { arg: "out", other: "weight" }), "{e}");
+    let e = plan(m("x", 2, 64, 64, A), Some(m("residual", 2, 64, 64, C)), m("out", 2, 64, 64, B), 64, C, 1e-6)
+        .unwrap_err();
+    assert!(matches!(e, Error::Aliasing { arg: "residual", other: "weight" }), "{e}");
     // Interleaved rows that do not overlap in bytes are still rejected when the spans overlap:
     // the check is conservative by design.
     let ok = plan(m("x", 2, 64, 64, A), None, m("out", 2, 64, 64, A + 256), 64, W, 1e-6);

@@ -18,6 +18,8 @@ pub mod abi;
 pub mod prim;
 
 pub mod cast;
+pub mod microscaling;
+pub mod qk_norm_rope;
 pub mod rmsnorm;
 
 /// A device panic (an out-of-bounds index, an overflow check) aborts the kernel with `trap`: the

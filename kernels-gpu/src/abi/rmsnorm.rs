@@ -1,10 +1,4 @@
-//! Kernel parameter structs, shared verbatim by the device crate and the host crate.
-//!
-//! The host includes this very file (`#[path]`), so a field added here changes both sides at once.
-//! Kernels take one of these by value (`.param .align 8 .b8 p[N]` in PTX); cudarc pushes a pointer
-//! to the host copy, and the driver copies `size_of::<T>()` bytes. Slices are never kernel
-//! parameters: rustc would pass them as 16-byte aggregates. Device pointers travel as `u64`.
-//! Sizes and alignments are asserted at compile time on both sides.
+//! Parameters of `rmsnorm`.
 
 /// Parameters of the RMSNorm family (`rmsnorm_*`, `add_rmsnorm_*`).
 ///
@@ -34,17 +28,6 @@ pub struct RmsNormParams {
 const _: () = assert!(core::mem::size_of::<RmsNormParams>() == 72);
 const _: () = assert!(core::mem::align_of::<RmsNormParams>() == 8);
 
-/// Parameters of the element-wise casts (`cast_*`): `n` elements from `src` to `dst`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct CastParams {
-    pub src: u64,
-    pub dst: u64,
-    pub n: u64,
-}
-const _: () = assert!(core::mem::size_of::<CastParams>() == 24);
-const _: () = assert!(core::mem::align_of::<CastParams>() == 8);
-
 /// Threads per block of the RMSNorm kernels.
 pub const RMSNORM_THREADS: u32 = 256;
 /// Largest hidden size of the RMSNorm kernels: the vector path keeps a whole row in registers,
@@ -53,5 +36,3 @@ pub const RMSNORM_MAX_HIDDEN: u32 = 16384;
 pub const RMSNORM_VECS_PER_THREAD: u32 = RMSNORM_MAX_HIDDEN / (8 * RMSNORM_THREADS);
 /// Dynamic shared memory an RMSNorm launch needs: one f32 partial sum per warp.
 pub const RMSNORM_SMEM_BYTES: u32 = (RMSNORM_THREADS / 32) * 4;
-/// Threads per block of the cast kernels.
-pub const CAST_THREADS: u32 = 256;

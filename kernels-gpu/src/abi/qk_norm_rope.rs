@@ -1,0 +1,1 @@
+//! Parameters of `qk_norm_rope` (fused per-head RMSNorm + rotary embedding).

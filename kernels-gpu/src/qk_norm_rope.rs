@@ -1,0 +1,1 @@
+//! Fused per-head RMSNorm + rotary embedding on packed QKV. (Kernels land here.)
