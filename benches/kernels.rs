@@ -207,9 +207,11 @@ fn run(opts: &Options) -> BoxResult<()> {
             "!: the GPU idled between timed launches (the host could not keep it fed), so those times may include launch latency"
         );
     }
-    println!(
-        "bytes: rmsnorm = x read + out written + weight; add_rmsnorm = x read + residual read and written + out written + weight"
-    );
+    for note in [cases::rmsnorm::BYTES, cases::qk_norm_rope::BYTES, cases::microscaling::BYTES] {
+        if !note.is_empty() {
+            println!("bytes: {note}");
+        }
+    }
     println!("note: run `python3 benches/compare_torch.py` for the PyTorch eager / torch.compile anchors on the same shapes");
     Ok(())
 }
@@ -430,12 +432,18 @@ impl Case {
 fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     v.extend(cases::rmsnorm::cases());
+    v.extend(cases::qk_norm_rope::cases());
+    v.extend(cases::microscaling::cases());
     v
 }
 
 /// Benchmark cases, one module per kernel family (the family's byte count is documented there).
 mod cases {
     use super::*;
+    #[path = "microscaling.rs"]
+    pub(crate) mod microscaling;
+    #[path = "qk_norm_rope.rs"]
+    pub(crate) mod qk_norm_rope;
     #[path = "rmsnorm.rs"]
     pub(crate) mod rmsnorm;
 }
