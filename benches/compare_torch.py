@@ -52,14 +52,51 @@ def add_rmsnorm(x, res, w, eps: float):
     return rmsnorm(r, w, eps)
 
 
+# The Qwen3-style attention prologue (Hugging Face `Qwen3RMSNorm` on q and k heads, then
+# `apply_rotary_pos_emb` with `rotate_half`), unfused, in place on the packed qkv buffer.
+QK_HEADS = (32, 8, 128)  # Hq, Hk, D
+QK_TOKENS = (16384, 1, 8, 64)
+QK_MAX_POS = 32768
+
+
+def qk_norm_rope(qkv, q_w, k_w, cos_sin, positions, eps: float):
+    hq, hk, d = QK_HEADS
+    t = qkv.shape[0]
+    q = qkv[:, : hq * d].view(t, hq, d)
+    k = qkv[:, hq * d : (hq + hk) * d].view(t, hk, d)
+
+    def norm(x, w):
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+        return w * xf.to(x.dtype)
+
+    def rotate_half(x):
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat((-x2, x1), dim=-1)
+
+    cos, sin = cos_sin[positions].chunk(2, dim=-1)
+    cos = torch.cat((cos, cos), dim=-1).unsqueeze(1).to(qkv.dtype)
+    sin = torch.cat((sin, sin), dim=-1).unsqueeze(1).to(qkv.dtype)
+    q, k = norm(q, q_w), norm(k, k_w)
+    q = q * cos + rotate_half(q) * sin
+    k = k * cos + rotate_half(k) * sin
+    qkv[:, : hq * d].copy_(q.reshape(t, hq * d))
+    qkv[:, hq * d : (hq + hk) * d].copy_(k.reshape(t, hk * d))
+    return qkv
+
+
 def cases():
-    """(op, dtype name, rows, hidden) in the order benches/kernels.rs runs them."""
+    """(op, dtype name, rows, hidden) in the order benches/kernels.rs runs them (for
+    qk_norm_rope, rows = tokens and hidden names the heads)."""
     out = []
     for op in ("add_rmsnorm", "rmsnorm"):
         for rows, hidden in NORM_SHAPES:
             out.append((op, "bf16", rows, hidden))
         rows, hidden = NORM_SHAPES[0]
         out.append((op, "f16", rows, hidden))
+    hq, hk, d = QK_HEADS
+    for t in QK_TOKENS:
+        out.append(("qk_norm_rope", "bf16", t, f"{hq}+{hk}x{d}"))
     return out
 
 
@@ -149,8 +186,57 @@ def random_matrix(rows, hidden, dtype, gen):
     return x.to(dtype)
 
 
+def run_qk_case(timer, l2_bytes, dtype_name, tokens, impls, compile_mode):
+    """qk_norm_rope: yields (impl, result dict or skip reason) for each implementation."""
+    dtype = {"bf16": torch.bfloat16, "f16": torch.float16}[dtype_name]
+    hq, hk, d = QK_HEADS
+    cols = (hq + 2 * hk) * d
+    sets = sets_for(tokens * cols * 2, l2_bytes)
+    need = sets * tokens * cols * 2 + QK_MAX_POS * d * 4 + 8 * tokens * (hq + hk) * d * 4
+    torch.cuda.synchronize()
+    free, _ = torch.cuda.mem_get_info()
+    if need + 256 * MIB > free:
+        for impl in impls:
+            yield impl, f"needs {need / GIB:.2f} GiB of device memory, {free / GIB:.2f} GiB free"
+        return
+    gen = torch.Generator(device="cuda")
+    gen.manual_seed(tokens ^ (d << 40))
+    qkvs = [random_matrix(tokens, cols, dtype, gen) for _ in range(sets)]
+    q_w = random_matrix(1, d, dtype, gen).reshape(d)
+    k_w = random_matrix(1, d, dtype, gen).reshape(d)
+    inv = 1.0 / (1e6 ** (torch.arange(0, d, 2, device="cuda", dtype=torch.float64) / d))
+    ang = torch.arange(QK_MAX_POS, device="cuda", dtype=torch.float64)[:, None] * inv[None, :]
+    cos_sin = torch.cat((ang.cos(), ang.sin()), dim=-1).float()
+    poss = [torch.randint(0, QK_MAX_POS, (tokens,), device="cuda", generator=gen) for _ in range(sets)]
+    nbytes = tokens * (hq + hk) * d * 2 * 2 + tokens * d * 4 + tokens * 4
+    for impl in impls:
+        if impl == "compile":
+            importlib.import_module("torch._dynamo").reset()
+            fn = torch.compile(qk_norm_rope, dynamic=False, fullgraph=True, mode=compile_mode)
+        else:
+            fn = qk_norm_rope
+
+        def call(i, fn=fn):
+            return fn(qkvs[i], q_w, k_w, cos_sin, poss[i], EPS)
+
+        try:
+            median, minimum, starved = timer.time(sets, call)
+        except Exception as e:
+            yield impl, f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            continue
+        gbps = nbytes / (median * 1e3)
+        yield impl, {"impl": impl, "op": "qk_norm_rope", "dtype": dtype_name, "rows": tokens, "hidden": f"{hq}+{hk}x{d}",
+                     "median_us": median, "min_us": minimum, "gbps": gbps, "pct_copy": 100 * gbps / timer.copy_gbps,
+                     "bytes": nbytes, "sets": sets, "iters": timer.iters, "starved": starved}
+    del qkvs, poss, cos_sin
+    torch.cuda.empty_cache()
+
+
 def run_case(timer, l2_bytes, op, dtype_name, rows, hidden, impls, compile_mode):
     """Yields (impl, result dict or skip reason) for each implementation."""
+    if op == "qk_norm_rope":
+        yield from run_qk_case(timer, l2_bytes, dtype_name, rows, impls, compile_mode)
+        return
     dtype = {"bf16": torch.bfloat16, "f16": torch.float16}[dtype_name]
     elem = 2
     n = rows * hidden
@@ -264,14 +350,14 @@ def main():
     if args.iters < 50:
         print(f"only {args.iters} timed calls per case: numbers are not measurements")
     print()
-    print(f"{'impl':<8} {'op':<12} {'dtype':<5} {'shape':>12} {'median µs':>10} {'min µs':>10} "
+    print(f"{'impl':<8} {'op':<12} {'dtype':<5} {'shape':>16} {'median µs':>10} {'min µs':>10} "
           f"{'GB/s':>9} {'% copy':>7} {'sets':>6}")
 
     results = []
     host_bound = False
     for op, dtype_name, rows, hidden in selected:
         for impl, r in run_case(timer, l2_bytes, op, dtype_name, rows, hidden, impls, args.compile_mode):
-            lead = f"{impl:<8} {op:<12} {dtype_name:<5} {f'{rows}x{hidden}':>12}"
+            lead = f"{impl:<8} {op:<12} {dtype_name:<5} {f'{rows}x{hidden}':>16}"
             if isinstance(r, str):
                 print(f"{lead}  skipped: {r}", flush=True)
                 continue
@@ -287,7 +373,8 @@ def main():
         print("!: the GPU idled between timed calls (the host could not keep it fed), "
               "so those times may include launch latency")
     print("bytes: rmsnorm = x read + out written + weight; "
-          "add_rmsnorm = x read + residual read and written + out written + weight")
+          "add_rmsnorm = x read + residual read and written + out written + weight; "
+          "qk_norm_rope = q and k read and written + cos/sin rows + positions")
 
     if args.json:
         doc = {

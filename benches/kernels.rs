@@ -171,7 +171,7 @@ fn run(opts: &Options) -> BoxResult<()> {
     }
     println!();
     println!(
-        "{:<12} {:<5} {:>12} {:>10} {:>10} {:>9} {:>7} {:>6}",
+        "{:<24} {:<5} {:>16} {:>10} {:>10} {:>9} {:>7} {:>6}",
         "op", "dtype", "shape", "median µs", "min µs", "GB/s", "% copy", "sets"
     );
 
@@ -179,7 +179,7 @@ fn run(opts: &Options) -> BoxResult<()> {
     let mut host_bound = false;
     for case in &selected {
         let outcome = (case.run)(&mut bench)?;
-        let lead = format!("{:<12} {:<5} {:>12}", case.op, case.dtype.to_string(), case.shape);
+        let lead = format!("{:<24} {:<5} {:>16}", case.op, case.dtype.to_string(), case.shape);
         match outcome {
             Outcome::Skipped(why) => println!("{lead}  skipped: {why}"),
             Outcome::Done { timing, bytes, sets } => {

@@ -9,6 +9,9 @@ use cudarc::nvrtc::Ptx;
 use crate::error::{CudaResultExt, Error, Result};
 use crate::ptx::{self, Arch};
 
+/// Kernels of the handle itself (`kernels-gpu/src/lib.rs`).
+pub(crate) const KERNELS: &[&str] = &["lowp_empty"];
+
 /// Whether the CUDA driver library can be loaded on this machine. Checked once; lowp calls this
 /// before touching cudarc, which would otherwise panic without a driver.
 pub fn driver_available() -> bool {
@@ -116,6 +119,17 @@ impl Lowp {
 
     pub fn ordinal(&self) -> usize {
         self.inner.ctx.ordinal()
+    }
+
+    /// Launches an empty kernel (one block of one thread) on `stream`: the floor against which
+    /// small launches are compared.
+    pub fn launch_empty(&self, stream: &Arc<CudaStream>) -> Result<()> {
+        self.check_stream(stream)?;
+        let f = self.function("launch_empty", "lowp_empty", "compute capability 8.0")?;
+        let cfg = cudarc::driver::LaunchConfig { grid_dim: (1, 1, 1), block_dim: (1, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: the kernel takes no parameters and touches no memory.
+        unsafe { stream.launch_builder(f).launch(cfg) }.op("cuLaunchKernel")?;
+        Ok(())
     }
 
     /// The kernel `name`, or `Unsupported` if this device's module lacks it (a Hopper kernel on a

@@ -45,6 +45,7 @@ impl Arch {
 /// Kernel entry points of the portable module (also compiled into the sm_90a module), one list
 /// per family, each kept next to its host wrappers.
 pub const PORTABLE_FAMILIES: &[&[&str]] = &[
+    crate::context::KERNELS,
     crate::rmsnorm::KERNELS,
     crate::cast::KERNELS,
     crate::qk_norm_rope::KERNELS,

@@ -1,5 +1,643 @@
 //! Fused per-head RMSNorm + rotary embedding on the packed QKV buffer (device side:
-//! `kernels-gpu/src/qk_norm_rope.rs`).
+//! `kernels-gpu/src/qk_norm_rope.rs`), and the standalone per-head RMSNorm and RoPE built from the
+//! same device body.
+//!
+//! ```text
+//! qkv [tokens, (Hq + 2·Hk)·D]   q heads | k heads | v heads        (bf16 or f16, any row stride)
+//! q, k:  y = rope(rmsnorm(head) · w, position)    f32 math, one rounding
+//! v:     untouched (optionally written to an FP8 V cache)
+//! ```
+//! Conventions (Hugging Face Qwen3 `Qwen3RMSNorm` then `apply_rotary_pos_emb`): NeoX style
+//! rotates the halves of the rotary part (`rotate_half`), GPT-J style interleaved pairs; with
+//! `rotary_dim < head_dim` the trailing elements are normalized and passed through. cos/sin come
+//! from an f32 cache `[max_pos, rotary_dim]` (cos in the first half of a row, sin in the second,
+//! vLLM's `cos_sin_cache`) or are computed in the kernel from [`RopeFrequencies`].
+//!
+//! A position outside `[0, max_pos)` of a cache is clamped (never read out of bounds) and sets
+//! [`ERR_POSITION_OUT_OF_RANGE`] in the optional [`ErrorFlag`]; a slot mapping entry past the end
+//! of an FP8 cache skips that token and sets [`ERR_SLOT_OUT_OF_RANGE`]. See
+//! `docs/kernels/qk_norm_rope.md`.
 
-/// Kernel entry points of this family.
-pub(crate) const KERNELS: &[&str] = &[];
+use std::sync::Arc;
+
+use cudarc::driver::{CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut, DeviceSlice, LaunchConfig, PushKernelArg, SyncOnDrop};
+
+pub use crate::abi::{ERR_POSITION_OUT_OF_RANGE, ERR_SLOT_OUT_OF_RANGE};
+use crate::abi::{
+    FLAG_GPTJ, FLAG_POS_I64, FLAG_VECTORIZED, QK_NORM_ROPE_THREADS, QkNormRopeParams, qk_norm_rope_smem_bytes,
+};
+use crate::context::Lowp;
+use crate::dtype::{F8E4M3, HalfFloat};
+use crate::error::{CudaResultExt, Error, Result};
+use crate::tensor::Tensor;
+
+crate::abi::device_repr!(QkNormRopeParams);
+
+/// Kernel entry points of this family: `{qk_norm_rope,head_rmsnorm,rope}_{bf16,f16}_d{64,128,256}`.
+pub(crate) const KERNELS: &[&str] = &[
+    "qk_norm_rope_bf16_d64", "qk_norm_rope_bf16_d128", "qk_norm_rope_bf16_d256",
+    "qk_norm_rope_f16_d64", "qk_norm_rope_f16_d128", "qk_norm_rope_f16_d256",
+    "head_rmsnorm_bf16_d64", "head_rmsnorm_bf16_d128", "head_rmsnorm_bf16_d256",
+    "head_rmsnorm_f16_d64", "head_rmsnorm_f16_d128", "head_rmsnorm_f16_d256",
+    "rope_bf16_d64", "rope_bf16_d128", "rope_bf16_d256",
+    "rope_f16_d64", "rope_f16_d128", "rope_f16_d256",
+];
+
+/// Head sizes with a kernel.
+pub const HEAD_DIMS: [usize; 3] = [64, 128, 256];
+
+/// Which elements rotate together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Pairs (i, i + R/2): Hugging Face `rotate_half`, GPT-NeoX, Llama, Qwen.
+    NeoX,
+    /// Pairs (2i, 2i + 1): GPT-J, interleaved.
+    GptJ,
+}
+
+/// Shape and numerics of one attention layer's prologue.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QkNormRopeConfig {
+    pub num_q_heads: usize,
+    pub num_kv_heads: usize,
+    /// 64, 128 or 256.
+    pub head_dim: usize,
+    /// Even, in `2..=head_dim`.
+    pub rotary_dim: usize,
+    pub style: RopeStyle,
+    pub eps: f32,
+}
+
+/// Frequency scaling of computed rotary embeddings (Hugging Face `rope_scaling`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RopeScaling {
+    None,
+    /// Positions divided by `factor` (frequencies too, equivalently).
+    Linear { factor: f64 },
+    /// YaRN: frequencies blended between interpolated and extrapolated by a ramp over
+    /// `[beta_slow, beta_fast]` rotations, cos and sin scaled by `attention_factor`
+    /// (default `0.1 · ln(factor) + 1`).
+    Yarn { factor: f64, original_max_position: usize, beta_fast: f64, beta_slow: f64, attention_factor: Option<f64> },
+}
+
+/// Angular frequencies `θ_i` (f64, `rotary_dim / 2` of them) and the cos/sin factor, on the host.
+/// Follows Hugging Face `_compute_default_rope_parameters`, `_compute_linear_scaling_rope_parameters`
+/// and `_compute_yarn_parameters` (computed in f64 here).
+pub fn rope_inv_freq(rotary_dim: usize, base: f64, scaling: RopeScaling) -> Result<(Vec<f64>, f64)> {
+    if rotary_dim < 2 || rotary_dim % 2 != 0 {
+        return Err(Error::InvalidValue { arg: "rotary_dim", expected: "an even number >= 2", actual: rotary_dim.to_string() });
+    }
+    if !(base.is_finite() && base > 1.0) {
+        return Err(Error::InvalidValue { arg: "base", expected: "a finite value > 1", actual: base.to_string() });
+    }
+    let half = rotary_dim / 2;
+    let pos_freq: Vec<f64> = (0..half).map(|i| base.powf(2.0 * i as f64 / rotary_dim as f64)).collect();
+    let check_factor = |factor: f64| {
+        if factor.is_finite() && factor > 0.0 {
+            Ok(())
+        } else {
+            Err(Error::InvalidValue { arg: "factor", expected: "a finite value > 0", actual: factor.to_string() })
+        }
+    };
+    match scaling {
+        RopeScaling::None => Ok((pos_freq.iter().map(|p| 1.0 / p).collect(), 1.0)),
+        RopeScaling::Linear { factor } => {
+            check_factor(factor)?;
+            Ok((pos_freq.iter().map(|p| 1.0 / p / factor).collect(), 1.0))
+        }
+        RopeScaling::Yarn { factor, original_max_position, beta_fast, beta_slow, attention_factor } => {
+            check_factor(factor)?;
+            let attention = attention_factor.unwrap_or(if factor <= 1.0 { 1.0 } else { 0.1 * factor.ln() + 1.0 });
+            // Dimension at which a frequency completes `rotations` turns over the original context.
+            let correction_dim = |rotations: f64| {
+                rotary_dim as f64 * (original_max_position as f64 / (rotations * 2.0 * std::f64::consts::PI)).ln()
+                    / (2.0 * base.ln())
+            };
+            let low = correction_dim(beta_fast).floor().max(0.0);
+            let high = correction_dim(beta_slow).ceil().min(rotary_dim as f64 - 1.0);
+            let high = if low == high { high + 0.001 } else { high };
+            let inv = (0..half)
+                .map(|i| {
+                    let ramp = ((i as f64 - low) / (high - low)).clamp(0.0, 1.0);
+                    let extrapolation = 1.0 - ramp;
+                    let (interp, extrap) = (1.0 / (factor * pos_freq[i]), 1.0 / pos_freq[i]);
+                    interp * (1.0 - extrapolation) + extrap * extrapolation
+                })
+                .collect();
+            Ok((inv, attention))
+        }
+    }
+}
+
+/// The f32 `[max_pos, rotary_dim]` cos/sin cache (cos | sin per row) for `inv_freq`, on the host.
+pub fn cos_sin_cache(inv_freq: &[f64], attention_factor: f64, max_pos: usize) -> Vec<f32> {
+    let half = inv_freq.len();
+    let mut cache = vec![0.0f32; max_pos * 2 * half];
+    for p in 0..max_pos {
+        for (i, f) in inv_freq.iter().enumerate() {
+            let a = p as f64 * f;
+            cache[p * 2 * half + i] = (a.cos() * attention_factor) as f32;
+            cache[p * 2 * half + half + i] = (a.sin() * attention_factor) as f32;
+        }
+    }
+    cache
+}
+
+/// Frequencies on the device, for rotary embeddings computed in the kernel (no cache read).
+pub struct RopeFrequencies {
+    inv_freq: CudaSlice<f64>,
+    rotary_dim: usize,
+    attention_factor: f64,
+}
+
+impl RopeFrequencies {
+    /// Computes the frequencies on the host ([`rope_inv_freq`]) and uploads them on `stream`.
+    pub fn new(stream: &Arc<CudaStream>, rotary_dim: usize, base: f64, scaling: RopeScaling) -> Result<Self> {
+        let (inv, attention_factor) = rope_inv_freq(rotary_dim, base, scaling)?;
+        let inv_freq = stream.clone_htod(&inv).op("cuMemcpyHtoDAsync")?;
+        Ok(RopeFrequencies { inv_freq, rotary_dim, attention_factor })
+    }
+    pub fn rotary_dim(&self) -> usize {
+        self.rotary_dim
+    }
+    pub fn attention_factor(&self) -> f64 {
+        self.attention_factor
+    }
+}
+
+/// Where cos and sin come from.
+pub enum Rotary<'a> {
+    /// f32 `[max_pos, rotary_dim]`, cos | sin per row; positions are clamped into it.
+    Cache { cos_sin: CudaView<'a, f32>, max_pos: usize },
+    /// Computed in the kernel (f64 angle and sincos), no memory read.
+    Computed(&'a RopeFrequencies),
+}
+
+/// One position per token.
+pub enum Positions<'a> {
+    I32(CudaView<'a, i32>),
+    I64(CudaView<'a, i64>),
+}
+
+impl Positions<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Positions::I32(v) => v.len(),
+            Positions::I64(v) => v.len(),
+        }
+    }
+}
+
+/// Where the rotated q and k go.
+pub enum Output<'a, T: HalfFloat> {
+    /// Back into the q and k heads of `qkv`.
+    InPlace,
+    /// Separate `[tokens, Hq·D]` and `[tokens, Hk·D]` tensors (any row strides); `qkv` is read only.
+    Separate { q: Tensor<T, CudaViewMut<'a, T>>, k: Tensor<T, CudaViewMut<'a, T>> },
+}
+
+/// The FP8 KV-cache write: each token's final k (and optionally v), as `e4m3(value / scale)` with
+/// per-tensor scales, into row `slot_mapping[t]` (or `t`) of `[rows, Hk·D]` caches.
+pub struct KvCacheFp8<'a> {
+    pub k_cache: Tensor<F8E4M3, CudaViewMut<'a, F8E4M3>>,
+    pub v_cache: Option<Tensor<F8E4M3, CudaViewMut<'a, F8E4M3>>>,
+    /// Row per token; negative entries skip the token (padding).
+    pub slot_mapping: Option<CudaView<'a, i64>>,
+    pub k_scale: f32,
+    pub v_scale: f32,
+}
+
+/// A device-side u32 of error bits ([`ERR_POSITION_OUT_OF_RANGE`], [`ERR_SLOT_OUT_OF_RANGE`]) that
+/// kernels set and never clear.
+pub struct ErrorFlag {
+    buf: CudaSlice<u32>,
+}
+
+impl ErrorFlag {
+    pub fn new(stream: &Arc<CudaStream>) -> Result<Self> {
+        Ok(ErrorFlag { buf: stream.alloc_zeros::<u32>(1).op("cuMemAllocAsync")? })
+    }
+    /// Reads the bits (waits for `stream`).
+    pub fn read(&self, stream: &Arc<CudaStream>) -> Result<u32> {
+        let v = stream.clone_dtoh(&self.buf).op("cuMemcpyDtoH")?;
+        stream.synchronize().op("cuStreamSynchronize")?;
+        Ok(v.first().copied().unwrap_or(0))
+    }
+    /// Clears the bits (asynchronously on `stream`).
+    pub fn clear(&mut self, stream: &Arc<CudaStream>) -> Result<()> {
+        stream.memset_zeros(&mut self.buf).op("cuMemsetD8Async")
+    }
+}
+
+/// Everything one call touches besides the configuration.
+pub struct QkNormRopeArgs<'a, T: HalfFloat> {
+    /// `[tokens, (Hq + 2·Hk)·D]`.
+    pub qkv: Tensor<T, CudaViewMut<'a, T>>,
+    /// `[D]` each; required by `qk_norm_rope` and `head_rmsnorm`.
+    pub weights: Option<(CudaView<'a, T>, CudaView<'a, T>)>,
+    /// Required by `qk_norm_rope` and `rope`.
+    pub positions: Option<Positions<'a>>,
+    /// Required by `qk_norm_rope` and `rope`.
+    pub rotary: Option<Rotary<'a>>,
+    pub output: Output<'a, T>,
+    pub kv_cache: Option<KvCacheFp8<'a>>,
+    pub error_flag: Option<&'a mut ErrorFlag>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    QkNormRope,
+    HeadRmsNorm,
+    Rope,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::QkNormRope => "qk_norm_rope",
+            Op::HeadRmsNorm => "head_rmsnorm",
+            Op::Rope => "rope",
+        }
+    }
+    fn norm(self) -> bool {
+        self != Op::Rope
+    }
+    fn rope(self) -> bool {
+        self != Op::HeadRmsNorm
+    }
+}
+
+/// A matrix argument for validation: shape, stride, address and element size.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mat {
+    pub name: &'static str,
+    pub rows: usize,
+    pub cols: usize,
+    pub stride: usize,
+    pub addr: u64,
+    pub elem: usize,
+}
+
+impl Mat {
+    fn byte_range(&self) -> (u64, u64) {
+        let span = if self.rows == 0 { 0 } else { (self.rows - 1) * self.stride + self.cols };
+        (self.addr, self.addr + (span * self.elem) as u64)
+    }
+    fn aligned(&self, bytes: u64) -> bool {
+        self.addr % bytes == 0 && (self.stride * self.elem) as u64 % bytes == 0
+    }
+}
+
+fn disjoint(a: &Mat, b: &Mat) -> Result<()> {
+    let ((a0, a1), (b0, b1)) = (a.byte_range(), b.byte_range());
+    if a0 < b1 && b0 < a1 {
+        return Err(Error::Aliasing { arg: a.name, other: b.name });
+    }
+    Ok(())
+}
+
+fn shape_err(arg: &'static str, expected: String, actual: String) -> Error {
+    Error::Shape { arg, expected, actual }
+}
+
+/// Everything `plan` needs to know about the arguments, with device addresses resolved.
+#[derive(Clone, Debug)]
+pub(crate) struct PlanInput {
+    pub op: Op,
+    pub cfg: QkNormRopeConfig,
+    pub qkv: Mat,
+    /// (addr of q_weight, len, addr of k_weight, len)
+    pub weights: Option<(u64, usize, u64, usize)>,
+    /// (addr, len, is_i64)
+    pub positions: Option<(u64, usize, bool)>,
+    /// Cache: (addr, len, max_pos); computed: (addr of inv_freq, rotary_dim, attention factor)
+    pub rotary: Option<RotaryIn>,
+    pub outputs: Option<(Mat, Mat)>,
+    pub kv: Option<KvIn>,
+    pub error_flag: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum RotaryIn {
+    Cache { addr: u64, len: usize, max_pos: usize },
+    Computed { addr: u64, rotary_dim: usize, attention_factor: f64 },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KvIn {
+    pub k: Mat,
+    pub v: Option<Mat>,
+    /// (addr, len)
+    pub slots: Option<(u64, usize)>,
+    pub k_scale: f32,
+    pub v_scale: f32,
+}
+
+/// Validates every argument and builds the kernel parameters (pure: unit-tested without a GPU).
+pub(crate) fn plan(inp: &PlanInput) -> Result<QkNormRopeParams> {
+    let c = inp.cfg;
+    let op = inp.op.name();
+    if !HEAD_DIMS.contains(&c.head_dim) {
+        return Err(shape_err("head_dim", "64, 128 or 256".into(), c.head_dim.to_string()));
+    }
+    if c.num_q_heads == 0 || c.num_kv_heads == 0 || c.num_q_heads > 1 << 16 || c.num_kv_heads > 1 << 16 {
+        return Err(shape_err("num_q_heads / num_kv_heads", "1..=65536 each".into(), format!("{} / {}", c.num_q_heads, c.num_kv_heads)));
+    }
+    let d = c.head_dim;
+    let (hq, hk) = (c.num_q_heads, c.num_kv_heads);
+    let cols = (hq + 2 * hk) * d;
+    let q = inp.qkv;
+    if q.cols != cols {
+        return Err(shape_err("qkv", format!("(Hq + 2·Hk)·D = ({hq} + 2·{hk})·{d} = {cols} columns"), format!("{} columns", q.cols)));
+    }
+    let tokens = q.rows;
+    let mut params = QkNormRopeParams {
+        qkv: q.addr,
+        q_out: q.addr,
+        k_out: q.addr + (hq * d * q.elem) as u64,
+        q_weight: 0,
+        k_weight: 0,
+        positions: 0,
+        cos_sin: 0,
+        inv_freq: 0,
+        k_cache: 0,
+        v_cache: 0,
+        slot_mapping: 0,
+        error_flag: inp.error_flag,
+        qkv_stride: q.stride as u64,
+        q_out_stride: q.stride as u64,
+        k_out_stride: q.stride as u64,
+        cache_stride: 0,
+        cache_rows: 0,
+        tokens: tokens as u64,
+        max_pos: 0,
+        num_q_heads: hq as u32,
+        num_kv_heads: hk as u32,
+        rotary_dim: c.rotary_dim as u32,
+        flags: 0,
+        eps: c.eps,
+        attention_factor: 1.0,
+        k_scale: 1.0,
+        v_scale: 1.0,
+    };
+    // Per-lane access: D/32 elements; a vector access needs rows and bases aligned to its size.
+    let vec_bytes = (d / 32 * q.elem) as u64;
+    let mut vectorized = q.aligned(vec_bytes);
+
+    if inp.op.norm() {
+        let Some((qw, qn, kw, kn)) = inp.weights else {
+            return Err(Error::InvalidValue { arg: "weights", expected: "q and k weights for the norm", actual: format!("None ({op})") });
+        };
+        for (arg, n) in [("q_weight", qn), ("k_weight", kn)] {
+            if n != d {
+                return Err(shape_err(arg, format!("{d} elements (head_dim)"), format!("{n} elements")));
+            }
+        }
+        if !(c.eps.is_finite() && c.eps >= 0.0) {
+            return Err(Error::InvalidValue { arg: "eps", expected: "a finite value >= 0", actual: c.eps.to_string() });
+        }
+        vectorized &= qw % vec_bytes == 0 && kw % vec_bytes == 0;
+        (params.q_weight, params.k_weight) = (qw, kw);
+    }
+    if inp.op.rope() {
+        let r = c.rotary_dim;
+        if r < 2 || r % 2 != 0 || r > d {
+            return Err(Error::InvalidValue { arg: "rotary_dim", expected: "an even number in 2..=head_dim", actual: r.to_string() });
+        }
+        let Some((pa, pn, i64s)) = inp.positions else {
+            return Err(Error::InvalidValue { arg: "positions", expected: "one position per token", actual: format!("None ({op})") });
+        };
+        if pn != tokens {
+            return Err(shape_err("positions", format!("{tokens} (one per token)"), pn.to_string()));
+        }
+        params.positions = pa;
+        if i64s {
+            params.flags |= FLAG_POS_I64;
+        }
+        if c.style == RopeStyle::GptJ {
+            params.flags |= FLAG_GPTJ;
+        }
+        match inp.rotary {
+            None => {
+                return Err(Error::InvalidValue { arg: "rotary", expected: "a cos/sin cache or frequencies", actual: format!("None ({op})") });
+            }
+            Some(RotaryIn::Cache { addr, len, max_pos }) => {
+                if max_pos == 0 || max_pos.checked_mul(r) != Some(len) {
+                    return Err(shape_err("cos_sin", format!("max_pos × rotary_dim = {max_pos} × {r} f32 (max_pos >= 1)"), format!("{len} f32")));
+                }
+                (params.cos_sin, params.max_pos) = (addr, max_pos as u64);
+            }
+            Some(RotaryIn::Computed { addr, rotary_dim, attention_factor }) => {
+                if rotary_dim != r {
+                    return Err(shape_err("rotary", format!("frequencies for rotary_dim {r}"), format!("frequencies for rotary_dim {rotary_dim}")));
+                }
+                (params.inv_freq, params.attention_factor) = (addr, attention_factor as f32);
+            }
+        }
+    }
+    if let Some((qo, ko)) = inp.outputs {
+        for (m, heads) in [(&qo, hq), (&ko, hk)] {
+            if m.rows != tokens || m.cols != heads * d {
+                return Err(shape_err(m.name, format!("[{tokens}, {}]", heads * d), format!("[{}, {}]", m.rows, m.cols)));
+            }
+        }
+        if tokens > 0 {
+            disjoint(&qo, &q)?;
+            disjoint(&ko, &q)?;
+            disjoint(&qo, &ko)?;
+        }
+        vectorized &= qo.aligned(vec_bytes) && ko.aligned(vec_bytes);
+        (params.q_out, params.q_out_stride, params.k_out, params.k_out_stride) = (qo.addr, qo.stride as u64, ko.addr, ko.stride as u64);
+    }
+    if let Some(kv) = inp.kv {
+        let rows = kv.k.rows;
+        for m in std::iter::once(&kv.k).chain(kv.v.iter()) {
+            if m.cols != hk * d || m.rows != rows || m.stride != kv.k.stride {
+                return Err(shape_err(m.name, format!("[rows, Hk·D = {}] with the K cache's rows and stride", hk * d), format!("[{}, {}] stride {}", m.rows, m.cols, m.stride)));
+            }
+            if tokens > 0 {
+                disjoint(m, &q)?;
+            }
+        }
+        match kv.slots {
+            Some((addr, n)) => {
+                if n != tokens {
+                    return Err(shape_err("slot_mapping", format!("{tokens} (one per token)"), n.to_string()));
+                }
+                params.slot_mapping = addr;
+            }
+            None if rows < tokens => {
+                return Err(shape_err("k_cache", format!("at least {tokens} rows (one per token, no slot mapping)"), rows.to_string()));
+            }
+            None => {}
+        }
+        for (arg, s) in [("k_scale", kv.k_scale), ("v_scale", kv.v_scale)] {
+            if !(s.is_finite() && s > 0.0) {
+                return Err(Error::InvalidValue { arg, expected: "a finite value > 0", actual: s.to_string() });
+            }
+        }
+        params.k_cache = kv.k.addr;
+        params.v_cache = kv.v.map_or(0, |v| v.addr);
+        (params.cache_stride, params.cache_rows) = (kv.k.stride as u64, rows as u64);
+        (params.k_scale, params.v_scale) = (kv.k_scale, kv.v_scale);
+    }
+    if vectorized {
+        params.flags |= FLAG_VECTORIZED;
+    }
+    Ok(params)
+}
+
+/// Kernel name for an op, dtype and head size.
+fn kernel_name<T: HalfFloat>(op: Op, d: usize) -> String {
+    format!("{}_{}_d{d}", op.name(), T::SUFFIX)
+}
+
+fn mat<T, B: DeviceSlice<T>>(name: &'static str, t: &Tensor<T, B>, addr: u64, elem: usize) -> Mat
+where
+    T: crate::dtype::Element,
+{
+    Mat { name, rows: t.rows(), cols: t.cols(), stride: t.row_stride(), addr, elem }
+}
+
+fn run<T: HalfFloat>(lowp: &Lowp, stream: &Arc<CudaStream>, cfg: &QkNormRopeConfig, op: Op, args: QkNormRopeArgs<'_, T>) -> Result<()> {
+    lowp.check_stream(stream)?;
+    let QkNormRopeArgs { mut qkv, weights, positions, rotary, mut output, mut kv_cache, mut error_flag } = args;
+    let elem = std::mem::size_of::<T>();
+    // Device checks first, then the addresses (each guard lives until after the launch).
+    lowp.check_buffer("qkv", qkv.buffer())?;
+    let mut guards: Vec<SyncOnDrop<'_>> = Vec::new();
+    let qkv_mat = mat("qkv", &qkv, 0, elem);
+    let (qkv_addr, g) = qkv.device_ptr_mut(stream);
+    guards.push(g);
+    let mut inp = PlanInput {
+        op,
+        cfg: *cfg,
+        qkv: Mat { addr: qkv_addr, ..qkv_mat },
+        weights: None,
+        positions: None,
+        rotary: None,
+        outputs: None,
+        kv: None,
+        error_flag: 0,
+    };
+    if let Some((qw, kw)) = &weights {
+        lowp.check_buffer("q_weight", qw)?;
+        lowp.check_buffer("k_weight", kw)?;
+        let (qa, g1) = qw.device_ptr(stream);
+        let (ka, g2) = kw.device_ptr(stream);
+        guards.extend([g1, g2]);
+        inp.weights = Some((qa, qw.len(), ka, kw.len()));
+    }
+    if let Some(p) = &positions {
+        let (addr, g) = match p {
+            Positions::I32(v) => {
+                lowp.check_buffer("positions", v)?;
+                v.device_ptr(stream)
+            }
+            Positions::I64(v) => {
+                lowp.check_buffer("positions", v)?;
+                v.device_ptr(stream)
+            }
+        };
+        guards.push(g);
+        inp.positions = Some((addr, p.len(), matches!(p, Positions::I64(_))));
+    }
+    match &rotary {
+        Some(Rotary::Cache { cos_sin, max_pos }) => {
+            lowp.check_buffer("cos_sin", cos_sin)?;
+            let (addr, g) = cos_sin.device_ptr(stream);
+            guards.push(g);
+            inp.rotary = Some(RotaryIn::Cache { addr, len: cos_sin.len(), max_pos: *max_pos });
+        }
+        Some(Rotary::Computed(f)) => {
+            lowp.check_buffer("rotary", &f.inv_freq)?;
+            let (addr, g) = f.inv_freq.device_ptr(stream);
+            guards.push(g);
+            inp.rotary = Some(RotaryIn::Computed { addr, rotary_dim: f.rotary_dim, attention_factor: f.attention_factor });
+        }
+        None => {}
+    }
+    if let Output::Separate { q, k } = &mut output {
+        lowp.check_buffer("q_out", q.buffer())?;
+        lowp.check_buffer("k_out", k.buffer())?;
+        let (qm, km) = (mat("q_out", q, 0, elem), mat("k_out", k, 0, elem));
+        let (qa, g1) = q.device_ptr_mut(stream);
+        let (ka, g2) = k.device_ptr_mut(stream);
+        guards.extend([g1, g2]);
+        inp.outputs = Some((Mat { addr: qa, ..qm }, Mat { addr: ka, ..km }));
+    }
+    if let Some(kv) = &mut kv_cache {
+        lowp.check_buffer("k_cache", kv.k_cache.buffer())?;
+        let km = mat("k_cache", &kv.k_cache, 0, 1);
+        let (ka, g) = kv.k_cache.device_ptr_mut(stream);
+        guards.push(g);
+        let v = match &mut kv.v_cache {
+            Some(v) => {
+                lowp.check_buffer("v_cache", v.buffer())?;
+                let vm = mat("v_cache", v, 0, 1);
+                let (va, g) = v.device_ptr_mut(stream);
+                guards.push(g);
+                Some(Mat { addr: va, ..vm })
+            }
+            None => None,
+        };
+        let slots = match &kv.slot_mapping {
+            Some(s) => {
+                lowp.check_buffer("slot_mapping", s)?;
+                let (a, g) = s.device_ptr(stream);
+                guards.push(g);
+                Some((a, s.len()))
+            }
+            None => None,
+        };
+        inp.kv = Some(KvIn { k: Mat { addr: ka, ..km }, v, slots, k_scale: kv.k_scale, v_scale: kv.v_scale });
+    }
+    if let Some(flag) = &mut error_flag {
+        lowp.check_buffer("error_flag", &flag.buf)?;
+        let (a, g) = flag.buf.device_ptr_mut(stream);
+        guards.push(g);
+        inp.error_flag = a;
+    }
+
+    let params = plan(&inp)?;
+    let f = lowp.function(op.name(), &kernel_name::<T>(op, cfg.head_dim), "compute capability 8.0")?;
+    let heads = (cfg.num_q_heads + cfg.num_kv_heads + if params.v_cache != 0 { cfg.num_kv_heads } else { 0 }) as u64;
+    let items = params.tokens * heads;
+    if items == 0 {
+        return Ok(());
+    }
+    let warps_per_block = (QK_NORM_ROPE_THREADS / 32) as u64;
+    let cfg_launch = LaunchConfig {
+        grid_dim: (items.div_ceil(warps_per_block).min(i32::MAX as u64) as u32, 1, 1),
+        block_dim: (QK_NORM_ROPE_THREADS, 1, 1),
+        shared_mem_bytes: qk_norm_rope_smem_bytes(cfg.head_dim as u32),
+    };
+    let mut b = stream.launch_builder(f);
+    b.arg(&params);
+    // SAFETY: `plan` checked every shape, length, stride and overlap against the buffers whose
+    // addresses are in `params` (all on this context, guards alive until after the launch); the
+    // kernel touches only those ranges, clamps device-side positions and slots, and runs with the
+    // block size and shared memory given here.
+    unsafe { b.launch(cfg_launch) }.op("cuLaunchKernel")?;
+    drop(guards);
+    Ok(())
+}
+
+/// Per-head RMSNorm of q and k, then the rotary embedding, in one pass (asynchronous on `stream`).
+pub fn qk_norm_rope<T: HalfFloat>(lowp: &Lowp, stream: &Arc<CudaStream>, cfg: &QkNormRopeConfig, args: QkNormRopeArgs<'_, T>) -> Result<()> {
+    run(lowp, stream, cfg, Op::QkNormRope, args)
+}
+
+/// Per-head RMSNorm of q and k only (`positions` and `rotary` are ignored).
+pub fn head_rmsnorm<T: HalfFloat>(lowp: &Lowp, stream: &Arc<CudaStream>, cfg: &QkNormRopeConfig, args: QkNormRopeArgs<'_, T>) -> Result<()> {
+    run(lowp, stream, cfg, Op::HeadRmsNorm, args)
+}
+
+/// The rotary embedding of q and k only (`weights` and `eps` are ignored).
+pub fn rope<T: HalfFloat>(lowp: &Lowp, stream: &Arc<CudaStream>, cfg: &QkNormRopeConfig, args: QkNormRopeArgs<'_, T>) -> Result<()> {
+    run(lowp, stream, cfg, Op::Rope, args)
+}
+
+#[cfg(test)]
+#[path = "tests/qk_norm_rope_plan.rs"]
+mod tests;

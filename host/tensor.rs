@@ -8,7 +8,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceSlice};
+use cudarc::driver::{CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut, DeviceSlice};
 
 use crate::dtype::Element;
 use crate::error::{CudaResultExt, Error, Result};
@@ -120,6 +120,16 @@ impl<T: Element> Tensor<T> {
         }
         let buf = stream.clone_htod(data).op("cuMemcpyHtoDAsync")?;
         Self::from_buffer(buf, rows, cols)
+    }
+
+    /// A read-only view of the same matrix (no copy).
+    pub fn view(&self) -> Tensor<T, CudaView<'_, T>> {
+        Tensor { buf: self.buf.as_view(), rows: self.rows, cols: self.cols, row_stride: self.row_stride, _t: PhantomData }
+    }
+
+    /// A writable view of the same matrix (no copy).
+    pub fn view_mut(&mut self) -> Tensor<T, CudaViewMut<'_, T>> {
+        Tensor { buf: self.buf.as_view_mut(), rows: self.rows, cols: self.cols, row_stride: self.row_stride, _t: PhantomData }
     }
 
     /// Copies a host buffer laid out with `row_stride` (`data.len()` elements) to the device.

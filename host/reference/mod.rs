@@ -2,6 +2,7 @@
 //! kernels on fresh random inputs.
 
 pub mod convert;
+pub mod qk_norm_rope;
 pub mod rmsnorm;
 
 /// Spacing of the 16-bit format `T` at magnitude `|v|` (one unit in the last place), with the

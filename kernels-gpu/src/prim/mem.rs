@@ -73,3 +73,84 @@ pub unsafe fn st_global_v4(p: *mut Vec16, v: Vec16) {
 pub fn elem_ptr<T>(base: u64, row: u64, stride: u64, col: u64) -> *mut T {
     (base as *mut T).wrapping_add((row * stride + col) as usize)
 }
+
+/// Loads `N` consecutive 16-bit values (`N` ∈ {1, 2, 4, 8}) from global memory: one 2-, 4-, 8- or
+/// 16-byte access when `vector`, `N` scalar accesses otherwise. Coherent (not `.nc`), so it may
+/// read memory the same kernel writes.
+///
+/// # Safety
+/// `p` is a global address valid for `N` u16; when `vector`, it is aligned to `2 * N` bytes.
+#[inline(always)]
+pub unsafe fn ld_u16xn<const N: usize>(p: *const u16, vector: bool) -> [u16; N] {
+    let mut out = [0u16; N];
+    if !vector || N == 1 {
+        for (i, o) in out.iter_mut().enumerate() {
+            // SAFETY: i < N, inside the caller's range.
+            *o = unsafe { p.add(i).read() };
+        }
+        return out;
+    }
+    let mut w = [0u32; 4];
+    // SAFETY: alignment to 2N bytes and validity are the caller's contract; each arm reads
+    // exactly 2N bytes.
+    unsafe {
+        match N {
+            2 => asm!("{{ .reg .u64 g; cvta.to.global.u64 g, {p}; ld.global.b32 {a}, [g]; }}",
+                      p = in(reg64) p, a = out(reg32) w[0], options(readonly, nostack, preserves_flags)),
+            4 => asm!("{{ .reg .u64 g; cvta.to.global.u64 g, {p}; ld.global.v2.b32 {{{a}, {b}}}, [g]; }}",
+                      p = in(reg64) p, a = out(reg32) w[0], b = out(reg32) w[1],
+                      options(readonly, nostack, preserves_flags)),
+            _ => {
+                let v = ld_global_v4(p as *const Vec16);
+                w = v.0;
+            }
+        }
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = (w[i / 2] >> (16 * (i % 2))) as u16;
+    }
+    out
+}
+
+/// Stores `N` consecutive 16-bit values (see `ld_u16xn`).
+///
+/// # Safety
+/// `p` is a global address valid for `N` u16 of writes; when `vector`, aligned to `2 * N` bytes.
+#[inline(always)]
+pub unsafe fn st_u16xn<const N: usize>(p: *mut u16, v: [u16; N], vector: bool) {
+    if !vector || N == 1 {
+        for (i, x) in v.iter().enumerate() {
+            // SAFETY: i < N, inside the caller's range.
+            unsafe { p.add(i).write(*x) };
+        }
+        return;
+    }
+    let mut w = [0u32; 4];
+    for (i, x) in v.iter().enumerate() {
+        w[i / 2] |= (*x as u32) << (16 * (i % 2));
+    }
+    // SAFETY: alignment and validity are the caller's contract; each arm writes exactly 2N bytes.
+    unsafe {
+        match N {
+            2 => asm!("{{ .reg .u64 g; cvta.to.global.u64 g, {p}; st.global.b32 [g], {a}; }}",
+                      p = in(reg64) p, a = in(reg32) w[0], options(nostack, preserves_flags)),
+            4 => asm!("{{ .reg .u64 g; cvta.to.global.u64 g, {p}; st.global.v2.b32 [g], {{{a}, {b}}}; }}",
+                      p = in(reg64) p, a = in(reg32) w[0], b = in(reg32) w[1], options(nostack, preserves_flags)),
+            _ => st_global_v4(p as *mut Vec16, Vec16(w)),
+        }
+    }
+}
+
+/// Sets a device-side error flag (a u32 the host reads later) with a relaxed atomic store: many
+/// threads may set it at once.
+///
+/// # Safety
+/// `flag` is a valid, 4-byte aligned global address (or null, which does nothing).
+#[inline(always)]
+pub unsafe fn raise_flag(flag: *mut u32, value: u32) {
+    if flag.is_null() {
+        return;
+    }
+    // SAFETY: valid and aligned per the contract; atomic, so concurrent stores are not a race.
+    unsafe { core::sync::atomic::AtomicU32::from_ptr(flag).fetch_or(value, core::sync::atomic::Ordering::Relaxed) };
+}

@@ -18,6 +18,7 @@ pub mod block;
 pub mod convert;
 pub mod mem;
 pub mod soft;
+pub mod trig;
 pub mod warp;
 
 use core::arch::nvptx;

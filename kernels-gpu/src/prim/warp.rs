@@ -54,3 +54,13 @@ pub unsafe fn warp_max_f32(mut v: f32) -> f32 {
     }
     v
 }
+
+/// `__syncwarp()`: orders the shared-memory accesses of the warp's lanes.
+///
+/// # Safety
+/// All 32 lanes of the warp execute it convergently (full mask).
+#[inline(always)]
+pub unsafe fn sync_warp() {
+    // SAFETY: full-mask warp barrier; the caller guarantees all lanes reach it.
+    unsafe { asm!("bar.warp.sync 0xffffffff;", options(nostack, preserves_flags)) };
+}

@@ -1,0 +1,108 @@
+//! Float64 reference of the attention prologue, written as the unfused Hugging Face formulas:
+//! `Qwen3RMSNorm` per head (without its intermediate bf16 rounding), then
+//! `apply_rotary_pos_emb` with `rotate_half` (NeoX) or the interleaved GPT-J rotation, partial
+//! rotary passing the tail through.
+
+use crate::HalfFloat;
+
+/// Where cos and sin come from.
+#[derive(Clone, Copy, Debug)]
+pub enum RefRotary<'a> {
+    /// `[max_pos, rotary_dim]` f32, cos | sin; positions clamped into `[0, max_pos)`.
+    Cache { cos_sin: &'a [f32], max_pos: usize },
+    /// cos/sin of `pos · inv_freq[i]` times `attention_factor`, evaluated in f64.
+    Freq { inv_freq: &'a [f64], attention_factor: f64 },
+}
+
+/// The shape and options of the reference.
+#[derive(Clone, Copy, Debug)]
+pub struct RefConfig {
+    pub num_q_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub rotary_dim: usize,
+    pub gptj: bool,
+    pub eps: f32,
+    pub norm: bool,
+    pub rope: bool,
+}
+
+/// One output element: its value and the magnitude of the terms that formed it (`|n_i cos| +
+/// |n_p sin|`, or `|n_i|` where nothing rotates), for error bounds under cancellation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RefValue {
+    pub value: f64,
+    pub magnitude: f64,
+}
+
+/// q `[tokens, Hq·D]` and k `[tokens, Hk·D]` (dense) from `qkv` rows at `stride`.
+#[allow(clippy::too_many_arguments)]
+pub fn qk_norm_rope<T: HalfFloat>(
+    cfg: &RefConfig,
+    qkv: &[T],
+    tokens: usize,
+    stride: usize,
+    q_weight: &[T],
+    k_weight: &[T],
+    positions: &[i64],
+    rotary: RefRotary<'_>,
+) -> (Vec<RefValue>, Vec<RefValue>) {
+    let d = cfg.head_dim;
+    let mut q = Vec::with_capacity(tokens * cfg.num_q_heads * d);
+    let mut k = Vec::with_capacity(tokens * cfg.num_kv_heads * d);
+    for t in 0..tokens {
+        let row = &qkv[t * stride..];
+        for h in 0..cfg.num_q_heads + cfg.num_kv_heads {
+            let x: Vec<f64> = row[h * d..(h + 1) * d].iter().map(|v| v.to_f64()).collect();
+            let w = if h < cfg.num_q_heads { q_weight } else { k_weight };
+            let n = if cfg.norm { rms_norm(&x, w, cfg.eps) } else { x };
+            let y = if cfg.rope { rotate(cfg, &n, positions[t], rotary) } else { n.iter().map(|&v| RefValue { value: v, magnitude: v.abs() }).collect() };
+            if h < cfg.num_q_heads { q.extend(y) } else { k.extend(y) }
+        }
+    }
+    (q, k)
+}
+
+/// `x / sqrt(mean(x²) + eps) * w`.
+pub fn rms_norm<T: HalfFloat>(x: &[f64], w: &[T], eps: f32) -> Vec<f64> {
+    let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
+    let inv = 1.0 / (ms + eps as f64).sqrt();
+    x.iter().zip(w).map(|(v, w)| v * inv * w.to_f64()).collect()
+}
+
+/// `(cos, sin)` of frequency `i` at `pos` (clamped into a cache).
+pub fn cos_sin(rotary: RefRotary<'_>, rotary_dim: usize, pos: i64, i: usize) -> (f64, f64) {
+    match rotary {
+        RefRotary::Cache { cos_sin, max_pos } => {
+            let p = pos.clamp(0, max_pos as i64 - 1) as usize;
+            (cos_sin[p * rotary_dim + i] as f64, cos_sin[p * rotary_dim + rotary_dim / 2 + i] as f64)
+        }
+        RefRotary::Freq { inv_freq, attention_factor } => {
+            let a = pos as f64 * inv_freq[i];
+            (a.cos() * attention_factor, a.sin() * attention_factor)
+        }
+    }
+}
+
+fn rotate(cfg: &RefConfig, n: &[f64], pos: i64, rotary: RefRotary<'_>) -> Vec<RefValue> {
+    let r = cfg.rotary_dim;
+    let half = r / 2;
+    (0..n.len())
+        .map(|i| {
+            if i >= r {
+                return RefValue { value: n[i], magnitude: n[i].abs() };
+            }
+            // q·cos + rotate(q)·sin, with rotate_half = [-x2, x1] (NeoX) or the pairwise
+            // [-x_{2i+1}, x_{2i}] (GPT-J), cos/sin repeated to the rotary width accordingly.
+            let (f, partner, sign) = if cfg.gptj {
+                (i / 2, i ^ 1, if i % 2 == 0 { -1.0 } else { 1.0 })
+            } else if i < half {
+                (i, i + half, -1.0)
+            } else {
+                (i - half, i - half, 1.0)
+            };
+            let (c, s) = cos_sin(rotary, r, pos, f);
+            RefValue { value: n[i] * c + sign * n[partner] * s, magnitude: (n[i] * c).abs() + (n[partner] * s).abs() }
+        })
+        .collect()
+}

@@ -1,0 +1,201 @@
+//! Unit tests of `qk_norm_rope::plan` and of the frequency helpers: no GPU needed.
+use super::*;
+
+const QKV: u64 = 0x7000_0000_0000;
+const OUT_Q: u64 = 0x7100_0000_0000;
+const OUT_K: u64 = 0x7200_0000_0000;
+const W: u64 = 0x7300_0000_0000;
+const POS: u64 = 0x7400_0000_0000;
+const CS: u64 = 0x7500_0000_0000;
+const KC: u64 = 0x7600_0000_0000;
+const VC: u64 = 0x7700_0000_0000;
+
+fn cfg() -> QkNormRopeConfig {
+    QkNormRopeConfig { num_q_heads: 4, num_kv_heads: 2, head_dim: 128, rotary_dim: 128, style: RopeStyle::NeoX, eps: 1e-6 }
+}
+
+fn input(op: Op, tokens: usize) -> PlanInput {
+    let c = cfg();
+    let cols = (c.num_q_heads + 2 * c.num_kv_heads) * c.head_dim;
+    PlanInput {
+        op,
+        cfg: c,
+        qkv: Mat { name: "qkv", rows: tokens, cols, stride: cols, addr: QKV, elem: 2 },
+        weights: Some((W, 128, W + 256, 128)),
+        positions: Some((POS, tokens, false)),
+        rotary: Some(RotaryIn::Cache { addr: CS, len: 4096 * 128, max_pos: 4096 }),
+        outputs: None,
+        kv: None,
+        error_flag: 0,
+    }
+}
+
+#[test]
+fn in_place_plan_points_outputs_into_qkv() {
+    let p = plan(&input(Op::QkNormRope, 7)).unwrap();
+    assert_eq!(p.q_out, QKV);
+    assert_eq!(p.k_out, QKV + 4 * 128 * 2);
+    assert_eq!((p.q_out_stride, p.k_out_stride, p.qkv_stride), (1024, 1024, 1024));
+    assert_eq!(p.tokens, 7);
+    assert_eq!(p.max_pos, 4096);
+    assert_ne!(p.flags & FLAG_VECTORIZED, 0);
+    assert_eq!(p.flags & (FLAG_GPTJ | FLAG_POS_I64), 0);
+}
+
+#[test]
+fn flags_follow_style_position_width_and_alignment() {
+    let mut i = input(Op::QkNormRope, 3);
+    i.cfg.style = RopeStyle::GptJ;
+    i.positions = Some((POS, 3, true));
+    i.qkv.addr += 2; // one element off: no vector access
+    let p = plan(&i).unwrap();
+    assert_ne!(p.flags & FLAG_GPTJ, 0);
+    assert_ne!(p.flags & FLAG_POS_I64, 0);
+    assert_eq!(p.flags & FLAG_VECTORIZED, 0);
+    // D = 64: 4-byte lane accesses; a stride of 1030 elements (2060 bytes) keeps 4-byte alignment
+    let mut i = input(Op::HeadRmsNorm, 3);
+    i.cfg.head_dim = 64;
+    i.cfg.rotary_dim = 64;
+    i.qkv.cols = 8 * 64;
+    i.qkv.stride = 514;
+    i.weights = Some((W, 64, W + 128, 64));
+    assert_ne!(plan(&i).unwrap().flags & FLAG_VECTORIZED, 0);
+    i.qkv.stride = 513;
+    assert_eq!(plan(&i).unwrap().flags & FLAG_VECTORIZED, 0);
+}
+
+#[test]
+fn rejects_bad_shapes_and_values_naming_the_argument() {
+    let mut i = input(Op::QkNormRope, 3);
+    i.cfg.head_dim = 96;
+    assert!(matches!(plan(&i), Err(Error::Shape { arg: "head_dim", .. })));
+    let mut i = input(Op::QkNormRope, 3);
+    i.qkv.cols -= 128;
+    let e = plan(&i).unwrap_err();
+    assert!(matches!(e, Error::Shape { arg: "qkv", .. }), "{e}");
+    assert!(e.to_string().contains("1024") && e.to_string().contains("896"), "{e}");
+    let mut i = input(Op::QkNormRope, 3);
+    i.weights = Some((W, 127, W + 256, 128));
+    assert!(matches!(plan(&i), Err(Error::Shape { arg: "q_weight", .. })));
+    let mut i = input(Op::QkNormRope, 3);
+    i.positions = Some((POS, 2, false));
+    assert!(matches!(plan(&i), Err(Error::Shape { arg: "positions", .. })));
+    for r in [0, 3, 130] {
+        let mut i = input(Op::Rope, 3);
+        i.cfg.rotary_dim = r;
+        assert!(matches!(plan(&i), Err(Error::InvalidValue { arg: "rotary_dim", .. })), "rotary_dim {r}");
+    }
+    let mut i = input(Op::QkNormRope, 3);
+    i.rotary = Some(RotaryIn::Cache { addr: CS, len: 4096 * 64, max_pos: 4096 });
+    assert!(matches!(plan(&i), Err(Error::Shape { arg: "cos_sin", .. })));
+    let mut i = input(Op::QkNormRope, 3);
+    i.rotary = Some(RotaryIn::Computed { addr: CS, rotary_dim: 64, attention_factor: 1.0 });
+    assert!(matches!(plan(&i), Err(Error::Shape { arg: "rotary", .. })));
+    let mut i = input(Op::QkNormRope, 3);
+    i.cfg.eps = f32::NAN;
+    assert!(matches!(plan(&i), Err(Error::InvalidValue { arg: "eps", .. })));
+    let mut i = input(Op::QkNormRope, 3);
+    i.positions = None;
+    assert!(matches!(plan(&i), Err(Error::InvalidValue { arg: "positions", .. })));
+    let mut i = input(Op::Rope, 3);
+    i.weights = None; // not needed by rope
+    assert!(plan(&i).is_ok());
+    let mut i = input(Op::HeadRmsNorm, 3);
+    (i.positions, i.rotary) = (None, None); // not needed by the norm
+    assert!(plan(&i).is_ok());
+    let mut i = input(Op::HeadRmsNorm, 3);
+    i.weights = None;
+    assert!(matches!(plan(&i), Err(Error::InvalidValue { arg: "weights", .. })));
+}
+
+#[test]
+fn separate_outputs_are_checked() {
+    let mut i = input(Op::QkNormRope, 5);
+    i.outputs = Some((
+        Mat { name: "q_out", rows: 5, cols: 512, stride: 512, addr: OUT_Q, elem: 2 },
+        Mat { name: "k_out", rows: 5, cols: 256, stride: 264, addr: OUT_K, elem: 2 },
+    ));
+    let p = plan(&i).unwrap();
+    assert_eq!((p.q_out, p.k_out, p.k_out_stride), (OUT_Q, OUT_K, 264));
+    i.outputs = Some((
+        Mat { name: "q_out", rows: 5, cols: 512, stride: 512, addr: OUT_Q, elem: 2 },
+        Mat { name: "k_out", rows: 5, cols: 512, stride: 512, addr: OUT_K, elem: 2 },
+    ));
+    assert!(matches!(plan(&i), Err(Error::Shape { arg: "k_out", .. })));
+    i.outputs = Some((
+        Mat { name: "q_out", rows: 5, cols: 512, stride: 512, addr: QKV + 64, elem: 2 },
+        Mat { name: "k_out", rows: 5, cols: 256, stride: 256, addr: OUT_K, elem: 2 },
+    ));
+    assert!(matches!(plan(&i), Err(Error::Aliasing { arg: "q_out", other: "qkv" })));
+}
+
+#[test]
+fn kv_cache_is_checked() {
+    let kv = |rows, cols, slots: Option<(u64, usize)>, k_scale| KvIn {
+        k: Mat { name: "k_cache", rows, cols, stride: cols, addr: KC, elem: 1 },
+        v: Some(Mat { name: "v_cache", rows, cols, stride: cols, addr: VC, elem: 1 }),
+        slots,
+        k_scale,
+        v_scale: 0.5,
+    };
+    let mut i = input(Op::QkNormRope, 5);
+    i.kv = Some(kv(5, 256, None, 2.0));
+    let p = plan(&i).unwrap();
+    assert_eq!((p.k_cache, p.v_cache, p.cache_rows, p.cache_stride, p.k_scale, p.v_scale), (KC, VC, 5, 256, 2.0, 0.5));
+    i.kv = Some(kv(4, 256, None, 2.0));
+    assert!(matches!(plan(&i), Err(Error::Shape { arg: "k_cache", .. })));
+    i.kv = Some(kv(4, 256, Some((POS + 4096, 5)), 2.0));
+    assert!(plan(&i).is_ok(), "a slot mapping allows a cache smaller than the batch");
+    i.kv = Some(kv(100, 256, Some((POS + 4096, 4)), 2.0));
+    assert!(matches!(plan(&i), Err(Error::Shape { arg: "slot_mapping", .. })));
+    i.kv = Some(kv(100, 128, None, 2.0));
+    assert!(matches!(plan(&i), Err(Error::Shape { arg: "k_cache", .. })));
+    i.kv = Some(kv(100, 256, None, 0.0));
+    assert!(matches!(plan(&i), Err(Error::InvalidValue { arg: "k_scale", .. })));
+}
+
+#[test]
+fn default_frequencies_are_base_powers() {
+    let (f, a) = rope_inv_freq(8, 10000.0, RopeScaling::None).unwrap();
+    assert_eq!(a, 1.0);
+    for (i, v) in f.iter().enumerate() {
+        approx::assert_relative_eq!(*v, 10000f64.powf(-(2.0 * i as f64) / 8.0), max_relative = 1e-14);
+    }
+    let (g, _) = rope_inv_freq(8, 10000.0, RopeScaling::Linear { factor: 4.0 }).unwrap();
+    for (a, b) in f.iter().zip(&g) {
+        approx::assert_relative_eq!(*a / 4.0, *b, max_relative = 1e-14);
+    }
+    assert!(matches!(rope_inv_freq(7, 10000.0, RopeScaling::None), Err(Error::InvalidValue { arg: "rotary_dim", .. })));
+    assert!(matches!(rope_inv_freq(8, 1.0, RopeScaling::None), Err(Error::InvalidValue { arg: "base", .. })));
+}
+
+#[test]
+fn yarn_interpolates_low_frequencies_and_keeps_high_ones() {
+    // Qwen-style: D 128, base 1e6, factor 4 over a 32k original context.
+    let y = RopeScaling::Yarn { factor: 4.0, original_max_position: 32768, beta_fast: 32.0, beta_slow: 1.0, attention_factor: None };
+    let (f, a) = rope_inv_freq(128, 1e6, y).unwrap();
+    let (plain, _) = rope_inv_freq(128, 1e6, RopeScaling::None).unwrap();
+    approx::assert_relative_eq!(a, 0.1 * 4f64.ln() + 1.0, max_relative = 1e-15);
+    // the fastest-rotating frequency is extrapolated (unchanged), the slowest interpolated (÷ 4)
+    approx::assert_relative_eq!(f[0], plain[0], max_relative = 1e-15);
+    approx::assert_relative_eq!(f[63], plain[63] / 4.0, max_relative = 1e-12);
+    // monotone in between
+    assert!(f.windows(2).all(|w| w[0] > w[1]));
+    for (g, p) in f.iter().zip(&plain) {
+        assert!(*g <= *p * (1.0 + 1e-15) && *g >= *p / 4.0 * (1.0 - 1e-15));
+    }
+}
+
+#[test]
+fn cos_sin_cache_layout_is_cos_then_sin() {
+    let (f, _) = rope_inv_freq(4, 10000.0, RopeScaling::None).unwrap();
+    let c = cos_sin_cache(&f, 1.0, 3);
+    assert_eq!(c.len(), 12);
+    for p in 0..3 {
+        for i in 0..2 {
+            let a = p as f64 * f[i];
+            assert_eq!(c[p * 4 + i], a.cos() as f32);
+            assert_eq!(c[p * 4 + 2 + i], a.sin() as f32);
+        }
+    }
+}
