@@ -198,38 +198,26 @@ unsafe fn rmsnorm_kernel<T: Half, const ADD: bool>(p: &RmsNormParams) {
     }
 }
 
-/// `y = rmsnorm(x) * w`, bf16.
-///
-/// # Safety
-/// Launch contract of `rmsnorm_kernel`.
-#[unsafe(no_mangle)]
-pub unsafe extern "ptx-kernel" fn rmsnorm_bf16(p: RmsNormParams) {
-    unsafe { rmsnorm_kernel::<Bf16, false>(&p) }
+macro_rules! entries {
+    ($($(#[$doc:meta])* $name:ident: $t:ty, $add:literal;)*) => {$(
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// Launch contract of `rmsnorm_kernel`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "ptx-kernel" fn $name(p: RmsNormParams) {
+            unsafe { rmsnorm_kernel::<$t, $add>(&p) }
+        }
+    )*};
 }
 
-/// `y = rmsnorm(x) * w`, f16.
-///
-/// # Safety
-/// Launch contract of `rmsnorm_kernel`.
-#[unsafe(no_mangle)]
-pub unsafe extern "ptx-kernel" fn rmsnorm_f16(p: RmsNormParams) {
-    unsafe { rmsnorm_kernel::<F16, false>(&p) }
-}
-
-/// `residual += x; y = rmsnorm(residual) * w`, bf16.
-///
-/// # Safety
-/// Launch contract of `rmsnorm_kernel`.
-#[unsafe(no_mangle)]
-pub unsafe extern "ptx-kernel" fn add_rmsnorm_bf16(p: RmsNormParams) {
-    unsafe { rmsnorm_kernel::<Bf16, true>(&p) }
-}
-
-/// `residual += x; y = rmsnorm(residual) * w`, f16.
-///
-/// # Safety
-/// Launch contract of `rmsnorm_kernel`.
-#[unsafe(no_mangle)]
-pub unsafe extern "ptx-kernel" fn add_rmsnorm_f16(p: RmsNormParams) {
-    unsafe { rmsnorm_kernel::<F16, true>(&p) }
+entries! {
+    /// `y = rmsnorm(x) * w`, bf16.
+    rmsnorm_bf16: Bf16, false;
+    /// `y = rmsnorm(x) * w`, f16.
+    rmsnorm_f16: F16, false;
+    /// `residual += x; y = rmsnorm(residual) * w`, bf16.
+    add_rmsnorm_bf16: Bf16, true;
+    /// `residual += x; y = rmsnorm(residual) * w`, f16.
+    add_rmsnorm_f16: F16, true;
 }

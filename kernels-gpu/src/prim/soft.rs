@@ -39,9 +39,10 @@ const fn encode_small(abs_bits: u32, man: u32, emin: i32, max_code: u32) -> u32 
     if code > max_code { max_code } else { code }
 }
 
-/// f32 → FP8 E4M3FN (bias 7, no infinities, NaN = S.1111.111), saturating at ±448.
+/// f32 → an FP8 format whose NaN is S.1111111 and whose largest finite code is `max_code`
+/// (RNE, saturating, NaN kept with its sign).
 #[inline(always)]
-pub const fn f32_to_e4m3fn_sat(x: f32) -> u8 {
+const fn f32_to_fp8_sat(x: f32, man: u32, emin: i32, max_code: u32) -> u8 {
     let bits = x.to_bits();
     let sign = ((bits >> 24) & 0x80) as u8;
     let abs = bits & 0x7fff_ffff;
@@ -49,24 +50,21 @@ pub const fn f32_to_e4m3fn_sat(x: f32) -> u8 {
         return sign | 0x7f;
     }
     if abs == 0x7f80_0000 {
-        return sign | 0x7e;
+        return sign | max_code as u8;
     }
-    sign | encode_small(abs, 3, -6, 0x7e) as u8
+    sign | encode_small(abs, man, emin, max_code) as u8
+}
+
+/// f32 → FP8 E4M3FN (bias 7, no infinities, NaN = S.1111.111), saturating at ±448.
+#[inline(always)]
+pub const fn f32_to_e4m3fn_sat(x: f32) -> u8 {
+    f32_to_fp8_sat(x, 3, -6, 0x7e)
 }
 
 /// f32 → FP8 E5M2 (bias 15), saturating at ±57344; NaN → S.11111.11.
 #[inline(always)]
 pub const fn f32_to_e5m2_sat(x: f32) -> u8 {
-    let bits = x.to_bits();
-    let sign = ((bits >> 24) & 0x80) as u8;
-    let abs = bits & 0x7fff_ffff;
-    if abs > 0x7f80_0000 {
-        return sign | 0x7f;
-    }
-    if abs == 0x7f80_0000 {
-        return sign | 0x7b;
-    }
-    sign | encode_small(abs, 2, -14, 0x7b) as u8
+    f32_to_fp8_sat(x, 2, -14, 0x7b)
 }
 
 /// f32 → FP4 E2M1 (bias 1, grid {0, 0.5, 1, 1.5, 2, 3, 4, 6}), saturating at ±6, in the low
