@@ -85,6 +85,66 @@ def qk_norm_rope(qkv, q_w, k_w, cos_sin, positions, eps: float):
     return qkv
 
 
+# DeepGEMM's FP8 recipe (per_token_cast_to_fp8 / per_block_cast_to_fp8), the same arithmetic as
+# lowp::fp8's quantizers; scales M-major for the activations as the GEMM reads them.
+FP8_GROUP_SHAPES = ((4096, 7168), (16384, 7168), (4096, 2048))
+FP8_BLOCK_SHAPES = ((7168, 2048), (24576, 1536))
+
+
+def fp8_quantize_group(x):
+    m, k = x.shape
+    xv = x.view(m, k // 128, 128).float()
+    amax = xv.abs().amax(dim=2).clamp(min=1e-4)
+    q = (xv * (448.0 / amax).unsqueeze(2)).to(torch.float8_e4m3fn).view(m, k)
+    return q, (amax / 448.0).t().contiguous()
+
+
+def fp8_quantize_block(w):
+    n, k = w.shape  # n a multiple of 128 in the benchmark shapes
+    wv = w.view(n // 128, 128, k // 128, 128).float()
+    amax = wv.abs().amax(dim=(1, 3), keepdim=True).clamp(min=1e-4)
+    q = (wv * (448.0 / amax)).to(torch.float8_e4m3fn).view(n, k)
+    return q, (amax / 448.0).view(n // 128, k // 128)
+
+
+def run_fp8_case(timer, l2_bytes, op, rows, cols, impls, compile_mode):
+    n = rows * cols
+    sets = sets_for(n * 3, l2_bytes)
+    need = sets * n * 2 + 6 * n * 4
+    torch.cuda.synchronize()
+    free, _ = torch.cuda.mem_get_info()
+    if need + 256 * MIB > free:
+        for impl in impls:
+            yield impl, f"needs {need / GIB:.2f} GiB of device memory, {free / GIB:.2f} GiB free"
+        return
+    gen = torch.Generator(device="cuda")
+    gen.manual_seed(rows ^ (cols << 24))
+    xs = [random_matrix(rows, cols, torch.bfloat16, gen) for _ in range(sets)]
+    nbytes = n * 3 + (rows if op == "fp8_quantize_group" else rows // 128) * (cols // 128) * 4
+    base = fp8_quantize_group if op == "fp8_quantize_group" else fp8_quantize_block
+    for impl in impls:
+        if impl == "compile":
+            importlib.import_module("torch._dynamo").reset()
+            fn = torch.compile(base, dynamic=False, fullgraph=True, mode=compile_mode)
+        else:
+            fn = base
+
+        def call(i, fn=fn):
+            return fn(xs[i])
+
+        try:
+            median, minimum, starved = timer.time(sets, call)
+        except Exception as e:
+            yield impl, f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            continue
+        gbps = nbytes / (median * 1e3)
+        yield impl, {"impl": impl, "op": op, "dtype": "bf16", "rows": rows, "hidden": cols,
+                     "median_us": median, "min_us": minimum, "gbps": gbps, "pct_copy": 100 * gbps / timer.copy_gbps,
+                     "bytes": nbytes, "sets": sets, "iters": timer.iters, "starved": starved}
+    del xs
+    torch.cuda.empty_cache()
+
+
 def cases():
     """(op, dtype name, rows, hidden) in the order benches/kernels.rs runs them (for
     qk_norm_rope, rows = tokens and hidden names the heads)."""
@@ -97,6 +157,10 @@ def cases():
     hq, hk, d = QK_HEADS
     for t in QK_TOKENS:
         out.append(("qk_norm_rope", "bf16", t, f"{hq}+{hk}x{d}"))
+    for m, k in FP8_GROUP_SHAPES:
+        out.append(("fp8_quantize_group", "bf16", m, k))
+    for n, k in FP8_BLOCK_SHAPES:
+        out.append(("fp8_quantize_block", "bf16", n, k))
     return out
 
 
@@ -237,6 +301,9 @@ def run_case(timer, l2_bytes, op, dtype_name, rows, hidden, impls, compile_mode)
     if op == "qk_norm_rope":
         yield from run_qk_case(timer, l2_bytes, dtype_name, rows, impls, compile_mode)
         return
+    if op.startswith("fp8_quantize"):
+        yield from run_fp8_case(timer, l2_bytes, op, rows, hidden, impls, compile_mode)
+        return
     dtype = {"bf16": torch.bfloat16, "f16": torch.float16}[dtype_name]
     elem = 2
     n = rows * hidden
@@ -350,14 +417,14 @@ def main():
     if args.iters < 50:
         print(f"only {args.iters} timed calls per case: numbers are not measurements")
     print()
-    print(f"{'impl':<8} {'op':<12} {'dtype':<5} {'shape':>16} {'median µs':>10} {'min µs':>10} "
+    print(f"{'impl':<8} {'op':<20} {'dtype':<5} {'shape':>16} {'median µs':>10} {'min µs':>10} "
           f"{'GB/s':>9} {'% copy':>7} {'sets':>6}")
 
     results = []
     host_bound = False
     for op, dtype_name, rows, hidden in selected:
         for impl, r in run_case(timer, l2_bytes, op, dtype_name, rows, hidden, impls, args.compile_mode):
-            lead = f"{impl:<8} {op:<12} {dtype_name:<5} {f'{rows}x{hidden}':>16}"
+            lead = f"{impl:<8} {op:<20} {dtype_name:<5} {f'{rows}x{hidden}':>16}"
             if isinstance(r, str):
                 print(f"{lead}  skipped: {r}", flush=True)
                 continue
@@ -374,7 +441,8 @@ def main():
               "so those times may include launch latency")
     print("bytes: rmsnorm = x read + out written + weight; "
           "add_rmsnorm = x read + residual read and written + out written + weight; "
-          "qk_norm_rope = q and k read and written + cos/sin rows + positions")
+          "qk_norm_rope = q and k read and written + cos/sin rows + positions; "
+          "fp8 quantize = input read + E4M3 written + f32 scales written")
 
     if args.json:
         doc = {

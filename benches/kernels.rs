@@ -207,7 +207,7 @@ fn run(opts: &Options) -> BoxResult<()> {
             "!: the GPU idled between timed launches (the host could not keep it fed), so those times may include launch latency"
         );
     }
-    for note in [cases::rmsnorm::BYTES, cases::qk_norm_rope::BYTES, cases::microscaling::BYTES] {
+    for note in [cases::rmsnorm::BYTES, cases::qk_norm_rope::BYTES, cases::fp8::BYTES, cases::microscaling::BYTES] {
         if !note.is_empty() {
             println!("bytes: {note}");
         }
@@ -433,6 +433,7 @@ fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     v.extend(cases::rmsnorm::cases());
     v.extend(cases::qk_norm_rope::cases());
+    v.extend(cases::fp8::cases());
     v.extend(cases::microscaling::cases());
     v
 }
@@ -440,6 +441,8 @@ fn cases() -> Vec<Case> {
 /// Benchmark cases, one module per kernel family (the family's byte count is documented there).
 mod cases {
     use super::*;
+    #[path = "fp8.rs"]
+    pub(crate) mod fp8;
     #[path = "microscaling.rs"]
     pub(crate) mod microscaling;
     #[path = "qk_norm_rope.rs"]

@@ -34,6 +34,7 @@ pub mod cast;
 mod context;
 pub mod dtype;
 mod error;
+pub mod fp8;
 pub mod microscaling;
 pub mod ptx;
 pub mod qk_norm_rope;

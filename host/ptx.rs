@@ -48,6 +48,7 @@ pub const PORTABLE_FAMILIES: &[&[&str]] = &[
     crate::context::KERNELS,
     crate::rmsnorm::KERNELS,
     crate::cast::KERNELS,
+    crate::fp8::KERNELS,
     crate::qk_norm_rope::KERNELS,
     crate::microscaling::KERNELS,
 ];

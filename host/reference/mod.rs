@@ -2,6 +2,7 @@
 //! kernels on fresh random inputs.
 
 pub mod convert;
+pub mod fp8;
 pub mod qk_norm_rope;
 pub mod rmsnorm;
 

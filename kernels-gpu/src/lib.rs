@@ -18,6 +18,7 @@ pub mod abi;
 pub mod prim;
 
 pub mod cast;
+pub mod fp8;
 pub mod microscaling;
 pub mod qk_norm_rope;
 pub mod rmsnorm;

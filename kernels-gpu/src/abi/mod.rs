@@ -7,11 +7,13 @@
 //! Sizes and alignments are asserted at compile time on both sides. One file per kernel family.
 
 mod cast;
+mod fp8;
 mod microscaling;
 mod qk_norm_rope;
 mod rmsnorm;
 
 pub use cast::*;
+pub use fp8::*;
 #[allow(unused_imports)]
 pub use microscaling::*;
 #[allow(unused_imports)]

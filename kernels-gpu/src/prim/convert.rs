@@ -165,3 +165,85 @@ impl Half for F16 {
         f32x2_to_f16x2(lo, hi)
     }
 }
+
+#[derive(Clone, Copy)]
+pub struct F32;
+
+/// A high-precision input type (bf16, f16, f32) read 8 elements at a time as f32, for kernels
+/// generic over their input dtype.
+pub trait Wide: Copy {
+    /// Bytes per element.
+    const BYTES: usize;
+    /// Loads elements `p[0..8]` (read-only memory): one 16-byte access per 16 bytes when
+    /// `vector`, scalar loads otherwise.
+    ///
+    /// # Safety
+    /// `p` is a global address valid for 8 elements, 16-byte aligned when `vector`, and not
+    /// written during the kernel.
+    unsafe fn load8(p: *const u8, vector: bool) -> [f32; 8];
+}
+
+/// 8 16-bit floats of `T`, widened.
+///
+/// # Safety
+/// As `Wide::load8`.
+#[inline(always)]
+unsafe fn load8_half<T: Half>(p: *const u8, vector: bool) -> [f32; 8] {
+    let mut f = [0.0f32; 8];
+    if vector {
+        // SAFETY: 16-byte aligned and valid for 16 bytes (caller).
+        let v = unsafe { super::mem::ld_global_nc_v4(p as *const super::mem::Vec16) };
+        for i in 0..4 {
+            let (lo, hi) = unpack_u16x2(v.0[i]);
+            f[2 * i] = T::to_f32(lo);
+            f[2 * i + 1] = T::to_f32(hi);
+        }
+    } else {
+        for (i, x) in f.iter_mut().enumerate() {
+            // SAFETY: i < 8 elements (caller).
+            *x = T::to_f32(unsafe { (p as *const u16).add(i).read() });
+        }
+    }
+    f
+}
+
+impl Wide for Bf16 {
+    const BYTES: usize = 2;
+    #[inline(always)]
+    unsafe fn load8(p: *const u8, vector: bool) -> [f32; 8] {
+        // SAFETY: forwarded.
+        unsafe { load8_half::<Bf16>(p, vector) }
+    }
+}
+
+impl Wide for F16 {
+    const BYTES: usize = 2;
+    #[inline(always)]
+    unsafe fn load8(p: *const u8, vector: bool) -> [f32; 8] {
+        // SAFETY: forwarded.
+        unsafe { load8_half::<F16>(p, vector) }
+    }
+}
+
+impl Wide for F32 {
+    const BYTES: usize = 4;
+    #[inline(always)]
+    unsafe fn load8(p: *const u8, vector: bool) -> [f32; 8] {
+        let mut f = [0.0f32; 8];
+        if vector {
+            for h in 0..2 {
+                // SAFETY: 16-byte aligned, valid for 32 bytes (caller).
+                let v = unsafe { super::mem::ld_global_nc_v4((p as *const super::mem::Vec16).add(h)) };
+                for i in 0..4 {
+                    f[4 * h + i] = f32::from_bits(v.0[i]);
+                }
+            }
+        } else {
+            for (i, x) in f.iter_mut().enumerate() {
+                // SAFETY: i < 8 elements (caller).
+                *x = unsafe { (p as *const f32).add(i).read() };
+            }
+        }
+        f
+    }
+}

@@ -154,3 +154,31 @@ pub unsafe fn raise_flag(flag: *mut u32, value: u32) {
     // SAFETY: valid and aligned per the contract; atomic, so concurrent stores are not a race.
     unsafe { core::sync::atomic::AtomicU32::from_ptr(flag).fetch_or(value, core::sync::atomic::Ordering::Relaxed) };
 }
+
+/// Loads 8 bytes through the read-only path.
+///
+/// # Safety
+/// `p` is an 8-byte-aligned global address valid for 8 bytes, not written during the kernel.
+#[inline(always)]
+pub unsafe fn ld_global_nc_b64(p: *const u64) -> u64 {
+    let v: u64;
+    // SAFETY: alignment, validity and read-only-ness are the caller's contract.
+    unsafe {
+        asm!("{{ .reg .u64 g; cvta.to.global.u64 g, {p}; ld.global.nc.b64 {v}, [g]; }}",
+             p = in(reg64) p, v = out(reg64) v, options(readonly, nostack, preserves_flags));
+    }
+    v
+}
+
+/// Stores 8 bytes.
+///
+/// # Safety
+/// `p` is an 8-byte-aligned global address valid for 8 bytes of writes.
+#[inline(always)]
+pub unsafe fn st_global_b64(p: *mut u64, v: u64) {
+    // SAFETY: alignment and validity are the caller's contract.
+    unsafe {
+        asm!("{{ .reg .u64 g; cvta.to.global.u64 g, {p}; st.global.b64 [g], {v}; }}",
+             p = in(reg64) p, v = in(reg64) v, options(nostack, preserves_flags));
+    }
+}

@@ -25,34 +25,38 @@ pub unsafe fn shfl_xor_f32(v: f32, lane_mask: u32) -> f32 {
     out
 }
 
-/// Sum of `v` over the warp, returned to every lane (butterfly reduction).
+/// Reduces `v` over aligned groups of `width` lanes (a power of two, 2..=32) with `op`,
+/// returning the result to every lane of the group (butterfly: every lane computes the same
+/// combination tree, so all lanes of a group get bit-identical results).
 ///
 /// # Safety
-/// All 32 lanes of the warp must call it convergently.
+/// All 32 lanes of the warp call it convergently (full mask), with the same `width`.
 #[inline(always)]
-pub unsafe fn warp_sum_f32(mut v: f32) -> f32 {
-    let mut m = 16;
+pub unsafe fn warp_reduce_f32(mut v: f32, width: u32, op: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut m = width >> 1;
     while m > 0 {
         // SAFETY: forwarded from the caller: the whole warp is converged here.
-        v += unsafe { shfl_xor_f32(v, m) };
+        v = op(v, unsafe { shfl_xor_f32(v, m) });
         m >>= 1;
     }
     v
 }
 
-/// Max of `v` over the warp, returned to every lane. NaN-propagation follows `f32::max` (ignores NaN).
+/// Sum of `v` over the warp, returned to every lane.
 ///
 /// # Safety
 /// All 32 lanes of the warp must call it convergently.
 #[inline(always)]
-pub unsafe fn warp_max_f32(mut v: f32) -> f32 {
-    let mut m = 16;
-    while m > 0 {
-        // SAFETY: forwarded from the caller.
-        v = v.max(unsafe { shfl_xor_f32(v, m) });
-        m >>= 1;
-    }
-    v
+pub unsafe fn warp_sum_f32(v: f32) -> f32 {
+    // SAFETY: forwarded.
+    unsafe { warp_reduce_f32(v, 32, |a, b| a + b) }
+}
+
+/// The larger of two values, NaN if either is NaN (`f32::max` would drop the NaN: a quantizer
+/// must see it).
+#[inline(always)]
+pub fn max_nan(a: f32, b: f32) -> f32 {
+    if a != a || a > b { a } else { b }
 }
 
 /// `__syncwarp()`: orders the shared-memory accesses of the warp's lanes.

@@ -1,0 +1,73 @@
+//! Benchmark cases of the `lowp::fp8` quantizers (DeepSeek-V3 shapes).
+
+use lowp::fp8::{self, ScaleLayout, ScaleRecipe};
+use lowp::F8E4M3;
+
+use super::*;
+
+/// How the cases count bytes (printed under the table).
+pub(crate) const BYTES: &str = "fp8 quantize = input read + E4M3 values written + f32 scales written";
+
+pub(crate) fn cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    for (m, k) in [(4096, 7168), (16384, 7168), (4096, 2048)] {
+        v.push(Case {
+            op: "fp8_quantize_group",
+            dtype: DType::Bf16,
+            shape: format!("{m}x{k}"),
+            run: Box::new(move |b| bench_group(b, m, k)),
+        });
+    }
+    for (n, k) in [(7168, 2048), (24576, 1536)] {
+        v.push(Case {
+            op: "fp8_quantize_block",
+            dtype: DType::Bf16,
+            shape: format!("{n}x{k}"),
+            run: Box::new(move |b| bench_block(b, n, k)),
+        });
+    }
+    v
+}
+
+fn bench_group(b: &mut Bench, m: usize, k: usize) -> BoxResult<Outcome> {
+    let n = m * k;
+    let set_bytes = n * 3 + n / 128 * 4;
+    let sets = sets_for(set_bytes, b.l2_bytes);
+    if let Some(why) = b.lacks_memory(sets * set_bytes)? {
+        return Ok(Outcome::Skipped(why));
+    }
+    let xs = b.random::<bf16>(sets * n, (m as u64) << 32 ^ k as u64)?;
+    let mut qs = b.stream.alloc_zeros::<F8E4M3>(sets * n)?;
+    let ld = fp8::m_major_ld(m);
+    let mut ss = b.stream.alloc_zeros::<f32>(sets * ld * (k / 128))?;
+    let (lowp, stream) = (b.lowp.clone(), b.stream.clone());
+    let sl = ld * (k / 128);
+    let timing = b.timer.time(sets, |i| -> lowp::Result<()> {
+        let x = Tensor::from_buffer(xs.slice(i * n..(i + 1) * n), m, k)?;
+        let mut q = Tensor::from_buffer(qs.slice_mut(i * n..(i + 1) * n), m, k)?;
+        let mut s = ss.slice_mut(i * sl..(i + 1) * sl);
+        fp8::quantize_per_token_group(&lowp, &stream, &x, &mut q, &mut s, ScaleLayout::MMajor { ld }, ScaleRecipe::Float)
+    })?;
+    Ok(Outcome::Done { timing, bytes: (n * 3 + m * (k / 128) * 4) as u64, sets })
+}
+
+fn bench_block(b: &mut Bench, rows: usize, k: usize) -> BoxResult<Outcome> {
+    let n = rows * k;
+    let (rb, cb) = (rows.div_ceil(128), k / 128);
+    let set_bytes = n * 3 + rb * cb * 4;
+    let sets = sets_for(set_bytes, b.l2_bytes);
+    if let Some(why) = b.lacks_memory(sets * set_bytes)? {
+        return Ok(Outcome::Skipped(why));
+    }
+    let ws = b.random::<bf16>(sets * n, (rows as u64) << 32 ^ k as u64 ^ 7)?;
+    let mut qs = b.stream.alloc_zeros::<F8E4M3>(sets * n)?;
+    let mut ss = b.stream.alloc_zeros::<f32>(sets * rb * cb)?;
+    let (lowp, stream) = (b.lowp.clone(), b.stream.clone());
+    let timing = b.timer.time(sets, |i| -> lowp::Result<()> {
+        let w = Tensor::from_buffer(ws.slice(i * n..(i + 1) * n), rows, k)?;
+        let mut q = Tensor::from_buffer(qs.slice_mut(i * n..(i + 1) * n), rows, k)?;
+        let mut s = Tensor::from_buffer(ss.slice_mut(i * rb * cb..(i + 1) * rb * cb), rb, cb)?;
+        fp8::quantize_per_block(&lowp, &stream, &w, &mut q, &mut s, ScaleRecipe::Float)
+    })?;
+    Ok(Outcome::Done { timing, bytes: set_bytes as u64, sets })
+}

@@ -1,0 +1,248 @@
+//! Blockwise FP8 quantizers: the device arithmetic (`kernels-gpu/src/fp8/math.rs`, compiled
+//! here) and the reference on the CPU, then the kernels against the reference bit for bit (GPU).
+
+mod common;
+
+// The device's arithmetic, compiled for the host: `math` reaches its sibling as `super::soft`.
+#[path = "../kernels-gpu/src/prim/soft.rs"]
+#[allow(dead_code)]
+mod soft;
+#[path = "../kernels-gpu/src/fp8/math.rs"]
+#[allow(dead_code)]
+mod math;
+
+use half::{bf16, f16};
+use lowp::fp8::{self, ScaleLayout, ScaleRecipe};
+use lowp::reference::convert as cv;
+use lowp::reference::fp8 as reff;
+use lowp::{F8E4M3, Tensor};
+
+use common::Rng;
+
+/// A random group value: mostly normal, with occasional subnormals, huge values and zeros.
+fn value(rng: &mut Rng) -> f32 {
+    match rng.below(50) {
+        0 => 0.0,
+        1 => (rng.normal() * 1e-8) as f32,
+        2 => (rng.normal() * 1e4) as f32,
+        _ => (rng.normal() * 2f64.powi(rng.below(30) as i32 - 15)) as f32,
+    }
+}
+
+#[test]
+fn device_group_scale_matches_the_reference() {
+    let mut rng = Rng::fresh("device_group_scale_matches_the_reference");
+    let mut specials = vec![0.0f32, 1e-30, 1e-4, 9.99e-5, 448.0, 1.0, f32::MAX, f32::INFINITY, f32::NAN, f32::MIN_POSITIVE];
+    specials.extend((0..1_000_000).map(|_| f32::from_bits(rng.next_u64() as u32 & 0x7fff_ffff)));
+    for a in specials {
+        for ue8m0 in [false, true] {
+            let (s, m) = math::group_scale(a, ue8m0);
+            let (rs, rm) = (reff::scale(a, ue8m0), reff::multiplier(a, ue8m0));
+            assert!(s.to_bits() == rs.to_bits() || (s.is_nan() && rs.is_nan()), "scale({a:e}, {ue8m0}): {s:e} vs {rs:e}");
+            assert!(m.to_bits() == rm.to_bits() || (m.is_nan() && rm.is_nan()), "mult({a:e}, {ue8m0}): {m:e} vs {rm:e}");
+            if ue8m0 && a.is_finite() {
+                assert_eq!(s.to_bits() & 0x7f_ffff, 0, "UE8M0 scale {s:e} is not a power of two");
+                assert!(s >= a.max(1e-4) / 448.0, "UE8M0 scale {s:e} rounds down for amax {a:e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn device_amax_propagates_nan_and_matches_the_reference() {
+    let mut rng = Rng::fresh("device_amax_propagates_nan");
+    for _ in 0..20_000 {
+        let mut g: Vec<f32> = (0..128).map(|_| value(&mut rng)).collect();
+        if rng.below(10) == 0 {
+            let i = rng.below(128) as usize;
+            g[i] = f32::NAN;
+        }
+        let dev = g.iter().fold(0.0f32, |m, v| math::max_nan(m, v.abs()));
+        let r = reff::amax(g.iter().copied());
+        assert!(dev.to_bits() == r.to_bits() || (dev.is_nan() && r.is_nan()), "{dev} vs {r}");
+    }
+}
+
+#[test]
+fn reference_quantization_bounds_the_error_and_saturates_nothing() {
+    let mut rng = Rng::fresh("reference_quantization_bounds_the_error");
+    let (m, k) = (9, 512);
+    let x: Vec<f32> = (0..m * k).map(|_| value(&mut rng)).collect();
+    for ue8m0 in [false, true] {
+        let (q, s) = reff::quantize_per_token_group(&x, m, k, ue8m0);
+        let back = reff::dequantize(&q, m, k, &s, 1);
+        for r in 0..m {
+            for c in 0..k {
+                let (v, b) = (x[r * k + c], back[r * k + c]);
+                let scale = s[r * (k / 128) + c / 128];
+                // half an E4M3 ulp (2^-4 relative) of the value, or the subnormal step of the group
+                let tol = v.abs() as f64 * 2f64.powi(-4) + scale as f64 * 2f64.powi(-10);
+                assert!(((v - b) as f64).abs() <= tol, "x[{r},{c}] = {v:e} came back {b:e} (scale {scale:e}, ue8m0 {ue8m0})");
+                assert!(cv::e4m3fn_to_f32(q[r * k + c]).abs() <= 448.0);
+            }
+        }
+    }
+    // a group's largest magnitude lands on ±448 exactly with the float recipe
+    let mut g = vec![0.5f32; 128];
+    g[17] = -3.0;
+    let (q, s) = reff::quantize_per_token_group(&g, 1, 128, false);
+    assert_eq!(q[17], cv::f32_to_e4m3fn_sat(-448.0));
+    assert_eq!(s[0], 3.0 / 448.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPU
+
+fn random_matrix(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| value(rng)).collect()
+}
+
+fn to_t<T: lowp::fp8::Fp8Input>(v: &[f32]) -> Vec<T> {
+    v.iter()
+        .map(|&x| {
+            let bits: Vec<u8> = match std::mem::size_of::<T>() {
+                4 => x.to_ne_bytes().to_vec(),
+                _ if T::SUFFIX == "bf16" => bf16::from_f32(x).to_bits().to_ne_bytes().to_vec(),
+                _ => f16::from_f32(x).to_bits().to_ne_bytes().to_vec(),
+            };
+            bytemuck::pod_read_unaligned::<T>(&bits)
+        })
+        .collect()
+}
+
+fn as_f32<T: lowp::fp8::Fp8Input>(v: &[T]) -> Vec<f32> {
+    v.iter()
+        .map(|x| {
+            let b = bytemuck::bytes_of(x);
+            match b.len() {
+                4 => f32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+                _ if T::SUFFIX == "bf16" => bf16::from_bits(u16::from_ne_bytes([b[0], b[1]])).to_f32(),
+                _ => f16::from_bits(u16::from_ne_bytes([b[0], b[1]])).to_f32(),
+            }
+        })
+        .collect()
+}
+
+fn group_case<T: lowp::fp8::Fp8Input>(lowp: &lowp::Lowp, rng: &mut Rng, m: usize, k: usize, pad: usize, layout: ScaleLayout, recipe: ScaleRecipe) {
+    let stream = lowp.new_stream().expect("stream");
+    let stride = k + pad;
+    let host_f32 = random_matrix(rng, m * stride);
+    let host: Vec<T> = to_t(&host_f32);
+    let exact = as_f32(&host); // the values the kernel sees
+    let x = Tensor::from_host_strided(&stream, &host, m, k, stride).expect("x");
+    let mut q = Tensor::from_host(&stream, &vec![F8E4M3(0xa5); m * k], m, k).expect("q");
+    let groups = k / 128;
+    let slen = match layout {
+        ScaleLayout::RowMajor => m * groups,
+        ScaleLayout::MMajor { ld } => ld * groups,
+    };
+    let mut s = stream.clone_htod(&vec![f32::from_bits(0x7fa5_a5a5); slen]).expect("scales");
+    fp8::quantize_per_token_group(lowp, &stream, &x, &mut q, &mut s, layout, recipe).expect("quantize");
+    let dense: Vec<f32> = (0..m).flat_map(|r| exact[r * stride..r * stride + k].to_vec()).collect();
+    let (want_q, want_s) = reff::quantize_per_token_group(&dense, m, k, recipe == ScaleRecipe::Ue8m0);
+    let got_q = q.to_host(&stream).expect("q back");
+    let got_s = stream.clone_dtoh(&s).expect("s back");
+    let case = format!("{} m {m} k {k} pad {pad} {layout:?} {recipe:?}", T::SUFFIX);
+    for i in 0..m * k {
+        assert_eq!(got_q[i].0, want_q[i], "{case}: code {i} ({:e})", dense[i]);
+    }
+    for r in 0..m {
+        for g in 0..groups {
+            let at = match layout {
+                ScaleLayout::RowMajor => r * groups + g,
+                ScaleLayout::MMajor { ld } => g * ld + r,
+            };
+            assert_eq!(got_s[at].to_bits(), want_s[r * groups + g].to_bits(), "{case}: scale ({r}, {g})");
+        }
+    }
+    if let ScaleLayout::MMajor { ld } = layout {
+        for g in 0..groups {
+            for r in m..ld {
+                assert_eq!(got_s[g * ld + r].to_bits(), 0x7fa5_a5a5, "{case}: padding scale ({r}, {g}) written");
+            }
+        }
+    }
+    // round trip through the dequantizer
+    let mut out = Tensor::from_host(&stream, &vec![bf16::from_bits(common::POISON16); m * k], m, k).expect("out");
+    fp8::dequantize_per_token_group(lowp, &stream, &q, &s, layout, &mut out).expect("dequantize");
+    let back = out.to_host(&stream).expect("out back");
+    let want = reff::dequantize(&want_q, m, k, &want_s, 1);
+    for i in 0..m * k {
+        assert_eq!(back[i].to_bits(), bf16::from_f32(want[i]).to_bits(), "{case}: dequantized {i}");
+    }
+}
+
+#[test]
+fn per_token_group_quantization_matches_reference() {
+    let Some(lowp) = common::gpu("per_token_group_quantization_matches_reference") else { return };
+    let mut rng = Rng::fresh("per_token_group_quantization_matches_reference");
+    for (m, k) in [(1, 128), (7, 2048), (64, 7168), (1000, 512), (4096, 256)] {
+        for recipe in [ScaleRecipe::Float, ScaleRecipe::Ue8m0] {
+            group_case::<bf16>(&lowp, &mut rng, m, k, 0, ScaleLayout::RowMajor, recipe);
+            group_case::<bf16>(&lowp, &mut rng, m, k, 0, ScaleLayout::MMajor { ld: fp8::m_major_ld(m) }, recipe);
+        }
+    }
+    group_case::<f16>(&lowp, &mut rng, 33, 1024, 0, ScaleLayout::RowMajor, ScaleRecipe::Float);
+    group_case::<f32>(&lowp, &mut rng, 33, 1024, 0, ScaleLayout::MMajor { ld: 40 }, ScaleRecipe::Float);
+    group_case::<bf16>(&lowp, &mut rng, 17, 384, 3, ScaleLayout::RowMajor, ScaleRecipe::Float); // scalar path
+    group_case::<f32>(&lowp, &mut rng, 5, 256, 1, ScaleLayout::RowMajor, ScaleRecipe::Ue8m0);
+}
+
+fn block_case<T: lowp::fp8::Fp8Input>(lowp: &lowp::Lowp, rng: &mut Rng, n: usize, k: usize, pad: usize, recipe: ScaleRecipe) {
+    let stream = lowp.new_stream().expect("stream");
+    let stride = k + pad;
+    let host: Vec<T> = to_t(&random_matrix(rng, n * stride));
+    let exact = as_f32(&host);
+    let w = Tensor::from_host_strided(&stream, &host, n, k, stride).expect("w");
+    let mut q = Tensor::from_host(&stream, &vec![F8E4M3(0xa5); n * k], n, k).expect("q");
+    let (rb, cb) = (n.div_ceil(128), k / 128);
+    let mut s = Tensor::from_host(&stream, &vec![f32::NAN; rb * cb], rb, cb).expect("s");
+    fp8::quantize_per_block(lowp, &stream, &w, &mut q, &mut s, recipe).expect("quantize");
+    let dense: Vec<f32> = (0..n).flat_map(|r| exact[r * stride..r * stride + k].to_vec()).collect();
+    let (want_q, want_s) = reff::quantize_per_block(&dense, n, k, recipe == ScaleRecipe::Ue8m0);
+    let case = format!("{} n {n} k {k} pad {pad} {recipe:?}", T::SUFFIX);
+    let got_q = q.to_host(&stream).expect("q back");
+    for i in 0..n * k {
+        assert_eq!(got_q[i].0, want_q[i], "{case}: code {i}");
+    }
+    let got_s = s.to_host(&stream).expect("s back");
+    for i in 0..rb * cb {
+        assert_eq!(got_s[i].to_bits(), want_s[i].to_bits(), "{case}: scale {i}");
+    }
+    let mut out = Tensor::from_host(&stream, &vec![bf16::from_bits(common::POISON16); n * k], n, k).expect("out");
+    fp8::dequantize_per_block(lowp, &stream, &q, &s, &mut out).expect("dequantize");
+    let back = out.to_host(&stream).expect("back");
+    let want = reff::dequantize(&want_q, n, k, &want_s, 128);
+    for i in 0..n * k {
+        assert_eq!(back[i].to_bits(), bf16::from_f32(want[i]).to_bits(), "{case}: dequantized {i}");
+    }
+}
+
+#[test]
+fn per_block_quantization_matches_reference() {
+    let Some(lowp) = common::gpu("per_block_quantization_matches_reference") else { return };
+    let mut rng = Rng::fresh("per_block_quantization_matches_reference");
+    for (n, k) in [(128, 128), (2112, 1024), (300, 7168 / 4), (7, 256)] {
+        for recipe in [ScaleRecipe::Float, ScaleRecipe::Ue8m0] {
+            block_case::<bf16>(&lowp, &mut rng, n, k, 0, recipe);
+        }
+    }
+    block_case::<f32>(&lowp, &mut rng, 130, 256, 4, ScaleRecipe::Float);
+    block_case::<f16>(&lowp, &mut rng, 129, 384, 1, ScaleRecipe::Float); // scalar path
+}
+
+#[test]
+fn fp8_quantizers_reject_bad_shapes() {
+    let Some(lowp) = common::gpu("fp8_quantizers_reject_bad_shapes") else { return };
+    let stream = lowp.new_stream().expect("stream");
+    let x = Tensor::<bf16>::zeros(&stream, 4, 200).expect("x");
+    let mut q = Tensor::<F8E4M3>::zeros(&stream, 4, 200).expect("q");
+    let mut s = stream.alloc_zeros::<f32>(8).expect("s");
+    let e = fp8::quantize_per_token_group(&lowp, &stream, &x, &mut q, &mut s, ScaleLayout::RowMajor, ScaleRecipe::Float).unwrap_err();
+    assert!(matches!(e, lowp::Error::Shape { arg: "x", .. }), "{e}");
+    let w = Tensor::<bf16>::zeros(&stream, 300, 256).expect("w");
+    let mut q = Tensor::<F8E4M3>::zeros(&stream, 300, 256).expect("q");
+    let mut s = Tensor::<f32>::zeros(&stream, 2, 2).expect("s");
+    let e = fp8::quantize_per_block(&lowp, &stream, &w, &mut q, &mut s, ScaleRecipe::Float).unwrap_err();
+    assert!(matches!(e, lowp::Error::Shape { arg: "scales", .. }), "{e}");
+}
