@@ -26,6 +26,12 @@ use std::process::Command;
 /// (module name, `-C target-cpu`)
 const MODULES: [(&str, &str); 2] = [("sm_90a", "sm_90a"), ("sm_80", "sm_80")];
 
+/// Launch bounds (`.maxntid`) of kernels that need them: rustc has no attribute for PTX's
+/// `__launch_bounds__`, so they are written into the PTX after the kernel's parameter list. ptxas
+/// then budgets registers for that block size, and `setmaxnreg` (which requires them) works.
+/// Keep in step with the kernels' thread counts in `kernels-gpu/src/abi/`.
+const LAUNCH_BOUNDS: &[(&str, u32)] = &[("fp8_blockwise_gemm", 384)];
+
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -122,7 +128,29 @@ fn build_module(kernels: &Path, out_dir: &Path, name: &str, cpu: &str) -> Result
     let ptx = fs::read_to_string(&ptx_path)
         .map_err(|e| format!("kernels-gpu built for {name} but left no PTX at {}: {e}", ptx_path.display()))?;
     check_self_contained(name, &ptx);
+    let ptx = add_launch_bounds(&ptx)?;
+    fs::write(&ptx_path, ptx).map_err(|e| format!("cannot write {}: {e}", ptx_path.display()))?;
     Ok(())
+}
+
+/// Inserts `.maxntid N, 1, 1` after the parameter list of each kernel in `LAUNCH_BOUNDS` that the
+/// module defines (idempotent: a kernel that already has it is left alone).
+fn add_launch_bounds(ptx: &str) -> Result<String, String> {
+    let mut lines: Vec<String> = ptx.lines().map(str::to_owned).collect();
+    for (kernel, threads) in LAUNCH_BOUNDS {
+        let header = format!(".visible .entry {kernel}(");
+        let Some(start) = lines.iter().position(|l| l.trim_start().starts_with(&header)) else { continue };
+        let close = (start..lines.len())
+            .find(|&i| lines[i].trim() == ")")
+            .ok_or_else(|| format!("PTX: no end of the parameter list of {kernel}"))?;
+        if lines.get(close + 1).is_some_and(|l| l.contains(".maxntid")) {
+            continue;
+        }
+        lines.insert(close + 1, format!(".maxntid {threads}, 1, 1"));
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    Ok(out)
 }
 
 /// A module the driver can load on its own: no call to a function it does not define.

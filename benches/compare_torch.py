@@ -145,6 +145,66 @@ def run_fp8_case(timer, l2_bytes, op, rows, cols, impls, compile_mode):
     torch.cuda.empty_cache()
 
 
+# The blockwise FP8 GEMM anchor: cuBLAS through PyTorch, BlockWise1x128 (A) × BlockWise128x128 (B).
+GEMM_SHAPES = ((4096, 7168, 2048), (4096, 24576, 1536), (4096, 7168, 16384), (4096, 2112, 7168),
+               (128, 7168, 2048), (64, 7168, 2048), (8192, 8192, 8192))
+
+
+def blockwise_scaled_mm():
+    """A callable (a [M,K] e4m3, b [N,K] e4m3, sa [M,K/128] f32 M-major, sb [N/128,K/128] f32) -> bf16,
+    through torch.nn.functional.scaled_mm where it exists, else torch._scaled_mm."""
+    F = torch.nn.functional
+    if hasattr(F, "scaled_mm") and hasattr(F, "ScalingType"):
+        st = F.ScalingType
+
+        def mm(a, b, sa, sb):
+            return F.scaled_mm(a, b.t(), sa, st.BlockWise1x128, sb, st.BlockWise128x128, output_dtype=torch.bfloat16)
+        return mm
+
+    def mm(a, b, sa, sb):
+        return torch._scaled_mm(a, b.t(), scale_a=sa, scale_b=sb.t(), out_dtype=torch.bfloat16)
+    return mm
+
+
+def run_gemm_case(timer, l2_bytes, m, n, k, impls):
+    g = k // 128
+    set_bytes = m * k + n * k + m * n * 2
+    sets = sets_for(set_bytes, l2_bytes)
+    torch.cuda.synchronize()
+    free, _ = torch.cuda.mem_get_info()
+    if sets * set_bytes + 256 * MIB > free:
+        yield "cublas", f"needs {sets * set_bytes / GIB:.2f} GiB of device memory, {free / GIB:.2f} GiB free"
+        return
+    gen = torch.Generator(device="cuda")
+    gen.manual_seed(m ^ (n << 20) ^ (k << 40))
+
+    def codes(rows, cols):
+        x = torch.randn(rows, cols, device="cuda", generator=gen) * 64
+        return x.clamp(-448, 448).to(torch.float8_e4m3fn)
+
+    a_s = [codes(m, k) for _ in range(sets)]
+    b_s = [codes(n, k) for _ in range(sets)]
+    sa = torch.full((g, m), 1 / 448, device="cuda").t()  # [M, K/128], M-major (outer-dim-major)
+    sb = torch.full(((n + 127) // 128, g), 1 / 448, device="cuda")
+    mm = blockwise_scaled_mm()
+
+    def call(i):
+        return mm(a_s[i], b_s[i], sa, sb)
+
+    try:
+        median, minimum, starved = timer.time(sets, call)
+    except Exception as e:  # cuBLAS refuses some shapes (e.g. N = 2112)
+        yield "cublas", f"unsupported: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        return
+    flops = 2 * m * n * k
+    yield "cublas", {"impl": "cublas", "op": "fp8_blockwise_gemm", "dtype": "e4m3", "rows": m, "hidden": f"{n}x{k}",
+                     "median_us": median, "min_us": minimum, "gbps": set_bytes / (median * 1e3),
+                     "pct_copy": 100 * set_bytes / (median * 1e3) / timer.copy_gbps, "tflops": flops / (median * 1e6),
+                     "bytes": set_bytes, "sets": sets, "iters": timer.iters, "starved": starved}
+    del a_s, b_s
+    torch.cuda.empty_cache()
+
+
 def cases():
     """(op, dtype name, rows, hidden) in the order benches/kernels.rs runs them (for
     qk_norm_rope, rows = tokens and hidden names the heads)."""
@@ -161,6 +221,8 @@ def cases():
         out.append(("fp8_quantize_group", "bf16", m, k))
     for n, k in FP8_BLOCK_SHAPES:
         out.append(("fp8_quantize_block", "bf16", n, k))
+    for m, n, k in GEMM_SHAPES:
+        out.append(("fp8_blockwise_gemm", "e4m3", m, f"{n}x{k}"))
     return out
 
 
@@ -301,6 +363,10 @@ def run_case(timer, l2_bytes, op, dtype_name, rows, hidden, impls, compile_mode)
     if op == "qk_norm_rope":
         yield from run_qk_case(timer, l2_bytes, dtype_name, rows, impls, compile_mode)
         return
+    if op == "fp8_blockwise_gemm":
+        n, k = (int(v) for v in hidden.split("x"))
+        yield from run_gemm_case(timer, l2_bytes, rows, n, k, impls)
+        return
     if op.startswith("fp8_quantize"):
         yield from run_fp8_case(timer, l2_bytes, op, rows, hidden, impls, compile_mode)
         return
@@ -418,7 +484,7 @@ def main():
         print(f"only {args.iters} timed calls per case: numbers are not measurements")
     print()
     print(f"{'impl':<8} {'op':<20} {'dtype':<5} {'shape':>16} {'median µs':>10} {'min µs':>10} "
-          f"{'GB/s':>9} {'% copy':>7} {'sets':>6}")
+          f"{'GB/s':>9} {'% copy':>7} {'TFLOP/s':>8} {'sets':>6}")
 
     results = []
     host_bound = False
@@ -432,8 +498,9 @@ def main():
             if r["starved"] * 10 > r["iters"]:
                 host_bound = True
                 mark = f"  ! {r['starved']} of {r['iters']} calls host-bound"
+            tflops = f"{r['tflops']:.1f}" if "tflops" in r else "-"
             print(f"{lead} {r['median_us']:>10.2f} {r['min_us']:>10.2f} {r['gbps']:>9.1f} "
-                  f"{r['pct_copy']:>6.1f}% {r['sets']:>6}{mark}", flush=True)
+                  f"{r['pct_copy']:>6.1f}% {tflops:>8} {r['sets']:>6}{mark}", flush=True)
             results.append(r)
     print()
     if host_bound:

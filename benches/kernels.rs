@@ -171,8 +171,8 @@ fn run(opts: &Options) -> BoxResult<()> {
     }
     println!();
     println!(
-        "{:<24} {:<5} {:>16} {:>10} {:>10} {:>9} {:>7} {:>6}",
-        "op", "dtype", "shape", "median µs", "min µs", "GB/s", "% copy", "sets"
+        "{:<24} {:<5} {:>16} {:>10} {:>10} {:>9} {:>7} {:>8} {:>6}",
+        "op", "dtype", "shape", "median µs", "min µs", "GB/s", "% copy", "TFLOP/s", "sets"
     );
 
     let mut bench = Bench { lowp, stream, ctx, l2_bytes, timer };
@@ -182,7 +182,7 @@ fn run(opts: &Options) -> BoxResult<()> {
         let lead = format!("{:<24} {:<5} {:>16}", case.op, case.dtype.to_string(), case.shape);
         match outcome {
             Outcome::Skipped(why) => println!("{lead}  skipped: {why}"),
-            Outcome::Done { timing, bytes, sets } => {
+            Outcome::Done { timing, bytes, flops, sets } => {
                 let gbps = bytes as f64 / (timing.median_us * 1e3);
                 let mark = if timing.starved * 10 > timing.iters {
                     host_bound = true;
@@ -190,8 +190,9 @@ fn run(opts: &Options) -> BoxResult<()> {
                 } else {
                     String::new()
                 };
+                let tflops = if flops > 0 { format!("{:.1}", flops as f64 / (timing.median_us * 1e6)) } else { "-".into() };
                 println!(
-                    "{lead} {:>10.2} {:>10.2} {:>9.1} {:>6.1}% {sets:>6}{mark}",
+                    "{lead} {:>10.2} {:>10.2} {:>9.1} {:>6.1}% {tflops:>8} {sets:>6}{mark}",
                     timing.median_us,
                     timing.min_us,
                     gbps,
@@ -408,7 +409,8 @@ impl Bench {
 }
 
 enum Outcome {
-    Done { timing: Timing, bytes: u64, sets: usize },
+    /// `flops` 0 for memory-bound cases (the TFLOP/s column shows `-`).
+    Done { timing: Timing, bytes: u64, flops: u64, sets: usize },
     Skipped(String),
 }
 
@@ -434,6 +436,7 @@ fn cases() -> Vec<Case> {
     v.extend(cases::rmsnorm::cases());
     v.extend(cases::qk_norm_rope::cases());
     v.extend(cases::fp8::cases());
+    v.extend(cases::fp8::gemm_cases());
     v.extend(cases::microscaling::cases());
     v
 }

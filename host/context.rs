@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
+use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DeviceSlice};
 use cudarc::nvrtc::Ptx;
 
@@ -41,6 +42,7 @@ struct Inner {
     arch: Arch,
     device_name: String,
     compute_capability: (i32, i32),
+    sm_count: u32,
     _module: Arc<CudaModule>,
     functions: HashMap<&'static str, CudaFunction>,
 }
@@ -87,7 +89,25 @@ impl Lowp {
         for name in ptx::portable_kernels().chain(hopper) {
             functions.insert(name, module.load_function(name).op("cuModuleGetFunction")?);
         }
-        Ok(Lowp { inner: Arc::new(Inner { ctx, arch, device_name, compute_capability, _module: module, functions }) })
+        // Kernels with more than 48 KiB of dynamic shared memory must say so once.
+        for &(name, bytes) in ptx::LARGE_SMEM {
+            if let Some(f) = functions.get(name) {
+                f.set_attribute(CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes as i32)
+                    .op("cuFuncSetAttribute")?;
+            }
+        }
+        let sm_count = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).op("cuDeviceGetAttribute")?;
+        Ok(Lowp {
+            inner: Arc::new(Inner {
+                ctx,
+                arch,
+                device_name,
+                compute_capability,
+                sm_count: sm_count.max(1) as u32,
+                _module: module,
+                functions,
+            }),
+        })
     }
 
     pub fn context(&self) -> &Arc<CudaContext> {
@@ -115,6 +135,11 @@ impl Lowp {
 
     pub fn compute_capability(&self) -> (i32, i32) {
         self.inner.compute_capability
+    }
+
+    /// Streaming multiprocessors of the device (persistent kernels launch one block per SM).
+    pub fn sm_count(&self) -> u32 {
+        self.inner.sm_count
     }
 
     pub fn ordinal(&self) -> usize {

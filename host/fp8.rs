@@ -14,13 +14,16 @@ use std::sync::Arc;
 
 use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut, DeviceSlice, LaunchConfig, PushKernelArg};
 
-use crate::abi::{FP8_BLOCK_SMEM_BYTES, FP8_GROUP, FP8_THREADS, FP8_UE8M0, FP8_VECTORIZED, Fp8QuantParams};
+use crate::abi::{
+    FP8_BLOCK_SMEM_BYTES, FP8_GEMM_BLOCK_K, FP8_GEMM_BLOCK_M, FP8_GEMM_BLOCK_N, FP8_GEMM_SMEM_BYTES, FP8_GEMM_THREADS,
+    FP8_GROUP, FP8_THREADS, FP8_UE8M0, FP8_VECTORIZED, Fp8GemmParams, Fp8QuantParams,
+};
 use crate::context::Lowp;
 use crate::dtype::{Element, F8E4M3};
 use crate::error::{CudaResultExt, Error, Result};
 use crate::tensor::Tensor;
 
-crate::abi::device_repr!(Fp8QuantParams);
+crate::abi::device_repr!(Fp8QuantParams, Fp8GemmParams);
 
 /// Kernel entry points of this family.
 pub(crate) const KERNELS: &[&str] = &[
@@ -32,6 +35,9 @@ pub(crate) const KERNELS: &[&str] = &[
     "fp8_quantize_block_f32",
     "fp8_dequantize_bf16",
 ];
+
+/// Kernels only the sm_90a module has.
+pub(crate) const HOPPER_KERNELS: &[&str] = &["fp8_blockwise_gemm"];
 
 /// Elements along K that share a scale (and rows of a weight block).
 pub const GROUP: usize = FP8_GROUP as usize;
@@ -342,6 +348,163 @@ where
 fn dequantize_launch(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static str, p: &Fp8QuantParams) -> Result<()> {
     let chunks = p.rows * (p.cols / 8);
     launch(lowp, stream, op, "fp8_dequantize_bf16", p, chunks.div_ceil(FP8_THREADS as u64), 0)
+}
+
+/// Everything `gemm_plan` checks, with device addresses resolved.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GemmInput {
+    pub a: Operand,
+    pub b: Operand,
+    pub d: Operand,
+    pub sa: ScaleArg,
+    pub sb: ScaleArg,
+}
+
+/// Validates a blockwise GEMM and fills the parameters but the tensor-map address (pure).
+pub(crate) fn gemm_plan(g: &GemmInput) -> Result<Fp8GemmParams> {
+    let (a, b, d) = (g.a, g.b, g.d);
+    let (m, n, k) = (a.rows, b.rows, a.cols);
+    if k == 0 || k % GROUP != 0 {
+        return Err(Error::Shape { arg: "a", expected: format!("K a positive multiple of {GROUP}"), actual: format!("K = {k}") });
+    }
+    if b.cols != k {
+        return Err(Error::Shape { arg: "b", expected: format!("[N, K = {k}] (K-major like a)"), actual: format!("[{}, {}]", b.rows, b.cols) });
+    }
+    if d.rows != m || d.cols != n {
+        return Err(Error::Shape { arg: "d", expected: format!("[M, N] = [{m}, {n}]"), actual: format!("[{}, {}]", d.rows, d.cols) });
+    }
+    let limit = i32::MAX as usize;
+    for (arg, v) in [("a", m), ("b", n), ("a", k)] {
+        if v > limit {
+            return Err(Error::Shape { arg, expected: format!("dimensions below 2^31"), actual: v.to_string() });
+        }
+    }
+    // TMA: 16-byte aligned bases and row strides.
+    for o in [&a, &b] {
+        if !o.aligned(16) {
+            let actual = if o.addr % 16 != 0 { o.addr } else { (o.stride * o.elem) as u64 };
+            return Err(Error::Alignment { arg: o.name, required: 16, actual });
+        }
+    }
+    // The epilogue stores bf16 pairs: 4-byte aligned base, even row stride.
+    if !d.aligned(4) {
+        let actual = if d.addr % 4 != 0 { d.addr } else { (d.stride * d.elem) as u64 };
+        return Err(Error::Alignment { arg: d.name, required: 4, actual });
+    }
+    for (arg, s) in [("sa", &g.sa), ("sb", &g.sb)] {
+        if s.len < s.required() {
+            return Err(Error::BufferTooSmall { arg, required: s.required(), actual: s.len });
+        }
+    }
+    if g.sb.rows != n.div_ceil(GROUP) || g.sb.cols != k / GROUP {
+        return Err(Error::Shape {
+            arg: "sb",
+            expected: format!("[⌈N/128⌉, K/128] = [{}, {}]", n.div_ceil(GROUP), k / GROUP),
+            actual: format!("[{}, {}]", g.sb.rows, g.sb.cols),
+        });
+    }
+    if m > 0 && n > 0 {
+        let dr = d.range();
+        for (other, r) in [
+            ("a", a.range()),
+            ("b", b.range()),
+            ("sa", (g.sa.addr, g.sa.addr + 4 * g.sa.required() as u64)),
+            ("sb", (g.sb.addr, g.sb.addr + 4 * g.sb.required() as u64)),
+        ] {
+            if overlap(dr, r) {
+                return Err(Error::Aliasing { arg: "d", other });
+            }
+        }
+    }
+    Ok(Fp8GemmParams {
+        tensor_maps: 0,
+        sa: g.sa.addr,
+        sa_row_stride: g.sa.row_stride as u64,
+        sa_col_stride: g.sa.col_stride as u64,
+        sb: g.sb.addr,
+        sb_stride: g.sb.row_stride as u64,
+        d: d.addr,
+        d_stride: d.stride as u64,
+        m: m as u32,
+        n: n as u32,
+        k: k as u32,
+        group_m: 8,
+    })
+}
+
+/// The blockwise-scaled FP8 GEMM of DeepSeek-V3 (sm_90a: wgmma with E4M3 operands, TMA):
+///
+/// ```text
+/// d[m, n] (bf16) = Σ_k (a[m, k] · sa(m, k/128)) · (b[n, k] · sb[n/128, k/128])
+/// ```
+/// `a [M, K]` and `b [N, K]` E4M3, both K-major (row-major, K contiguous), 16-byte aligned rows;
+/// `sa` per-token-group scales in `sa_layout` (as [`quantize_per_token_group`] writes them; M-major
+/// is the layout the kernel reads fastest); `sb [⌈N/128⌉, K/128]` (as [`quantize_per_block`]
+/// writes it); `d [M, N]` bf16 with an even row stride. Any M, N ≥ 1; K a multiple of 128.
+/// Asynchronous on `stream`. `Error::Unsupported` on GPUs other than compute capability 9.0.
+#[allow(clippy::too_many_arguments)]
+pub fn blockwise_gemm<A, SA, B, SB, D>(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    a: &Tensor<F8E4M3, A>,
+    sa: &SA,
+    sa_layout: ScaleLayout,
+    b: &Tensor<F8E4M3, B>,
+    sb: &Tensor<f32, SB>,
+    d: &mut Tensor<half::bf16, D>,
+) -> Result<()>
+where
+    A: DevicePtr<F8E4M3>,
+    SA: DevicePtr<f32>,
+    B: DevicePtr<F8E4M3>,
+    SB: DevicePtr<f32>,
+    D: DevicePtrMut<half::bf16>,
+{
+    let f = lowp.function("blockwise_gemm", "fp8_blockwise_gemm", "compute capability 9.0 (sm_90a: wgmma and TMA)")?;
+    lowp.check_stream(stream)?;
+    lowp.check_buffer("a", a.buffer())?;
+    lowp.check_buffer("sa", sa)?;
+    lowp.check_buffer("b", b.buffer())?;
+    lowp.check_buffer("sb", sb.buffer())?;
+    lowp.check_buffer("d", d.buffer())?;
+    let (mut ao, mut bo, mut dop) = (operand("a", a), operand("b", b), operand("d", d));
+    let (sa_len, sbm) = (sa.len(), (sb.rows(), sb.cols(), sb.row_stride(), sb.span()));
+    let (aa, _g1) = a.device_ptr(stream);
+    let (saa, _g2) = sa.device_ptr(stream);
+    let (ba, _g3) = b.device_ptr(stream);
+    let (sba, _g4) = sb.device_ptr(stream);
+    let (da, _g5) = d.device_ptr_mut(stream);
+    (ao.addr, bo.addr, dop.addr) = (aa, ba, da);
+    let sa_arg = group_scales(sa_layout, ao.rows, ao.cols, saa, sa_len)?;
+    let sb_arg = ScaleArg { addr: sba, len: sbm.3, row_stride: sbm.2, col_stride: 1, rows: sbm.0, cols: sbm.1 };
+    let mut p = gemm_plan(&GemmInput { a: ao, b: bo, d: dop, sa: sa_arg, sb: sb_arg })?;
+    if p.m == 0 || p.n == 0 {
+        return Ok(());
+    }
+    let (bk, bm, bn) = (FP8_GEMM_BLOCK_K, FP8_GEMM_BLOCK_M, FP8_GEMM_BLOCK_N);
+    let map_a = crate::tma::encode_2d_u8_sw128("a", aa, ao.cols as u64, ao.rows as u64, ao.stride as u64, bk, bm)?;
+    let map_b = crate::tma::encode_2d_u8_sw128("b", ba, bo.cols as u64, bo.rows as u64, bo.stride as u64, bk, bn)?;
+    let mut maps = [0u8; 256];
+    maps[..128].copy_from_slice(&map_a);
+    maps[128..].copy_from_slice(&map_b);
+    // The maps travel in a small device buffer (cudarc allocations are 256-byte aligned; the TMA
+    // unit needs 64), freed in stream order after the kernel.
+    let maps_dev = stream.clone_htod(&maps).op("cuMemcpyHtoDAsync")?;
+    let (maps_addr, _g6) = maps_dev.device_ptr(stream);
+    p.tensor_maps = maps_addr;
+    let tiles = (p.m.div_ceil(bm) as u64) * (p.n.div_ceil(bn) as u64);
+    let cfg = LaunchConfig {
+        grid_dim: (tiles.min(lowp.sm_count() as u64) as u32, 1, 1),
+        block_dim: (FP8_GEMM_THREADS, 1, 1),
+        shared_mem_bytes: FP8_GEMM_SMEM_BYTES,
+    };
+    let mut builder = stream.launch_builder(f);
+    builder.arg(&p);
+    // SAFETY: `gemm_plan` validated the shapes, alignments, scale extents and overlaps of the live
+    // buffers whose addresses `p` holds, and the tensor maps describe exactly A and B; the kernel
+    // runs with its launch bounds' thread count and the shared memory set on the function at load.
+    unsafe { builder.launch(cfg) }.op("cuLaunchKernel")?;
+    Ok(())
 }
 
 #[cfg(test)]

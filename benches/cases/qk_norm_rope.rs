@@ -28,7 +28,7 @@ pub(crate) fn cases() -> Vec<Case> {
 fn bench_empty(b: &mut Bench) -> BoxResult<Outcome> {
     let (lowp, stream) = (b.lowp.clone(), b.stream.clone());
     let timing = b.timer.time(1, |_| lowp.launch_empty(&stream))?;
-    Ok(Outcome::Done { timing, bytes: 0, sets: 1 })
+    Ok(Outcome::Done { timing, bytes: 0, flops: 0, sets: 1 })
 }
 
 fn qk_case<T: HalfFloat>(tokens: usize, hq: usize, hk: usize, d: usize, computed: bool) -> Case {
@@ -79,5 +79,5 @@ fn bench_qk<T: HalfFloat>(b: &mut Bench, tokens: usize, hq: usize, hk: usize, d:
         };
         qnr::qk_norm_rope(&lowp, &stream, &cfg, args)
     })?;
-    Ok(Outcome::Done { timing, bytes, sets })
+    Ok(Outcome::Done { timing, bytes, flops: 0, sets })
 }

@@ -51,3 +51,55 @@ fn plan_rejects_bad_arguments() {
     let e = plan(op("x", 4, 256, 256, X, 2), op("q", 4, 256, 256, Q, 1), inside_q, 1, ScaleRecipe::Float).unwrap_err();
     assert!(matches!(e, Error::Aliasing { arg: "scales", other: "q" }), "{e}");
 }
+
+fn gemm_input(m: usize, n: usize, k: usize) -> GemmInput {
+    GemmInput {
+        a: op("a", m, k, k, X, 1),
+        b: op("b", n, k, k, Q, 1),
+        d: op("d", m, n, n, 0x7300_0000_0000, 2),
+        sa: group_scales(ScaleLayout::MMajor { ld: m_major_ld(m) }, m, k, S, m_major_ld(m) * (k / 128)).unwrap(),
+        sb: ScaleArg { addr: 0x7400_0000_0000, len: n.div_ceil(128) * (k / 128), row_stride: k / 128, col_stride: 1, rows: n.div_ceil(128), cols: k / 128 },
+    }
+}
+
+#[test]
+fn gemm_plan_accepts_deepseek_shapes_and_odd_m_n() {
+    for (m, n, k) in [(4096, 7168, 2048), (1, 2112, 7168), (7, 128, 128), (1000, 2112, 7168)] {
+        let p = gemm_plan(&gemm_input(m, n, k)).unwrap();
+        assert_eq!((p.m as usize, p.n as usize, p.k as usize), (m, n, k));
+        assert_eq!((p.sa_row_stride, p.sa_col_stride), (1, m_major_ld(m) as u64));
+        assert_eq!(p.sb_stride as usize, k / 128);
+    }
+}
+
+#[test]
+fn gemm_plan_rejects_bad_arguments() {
+    let mut g = gemm_input(64, 256, 200);
+    g.b.cols = 200;
+    assert!(matches!(gemm_plan(&g), Err(Error::Shape { arg: "a", .. })));
+    let mut g = gemm_input(64, 256, 256);
+    g.b.cols = 384;
+    assert!(matches!(gemm_plan(&g), Err(Error::Shape { arg: "b", .. })));
+    let mut g = gemm_input(64, 256, 256);
+    g.d.cols = 255;
+    assert!(matches!(gemm_plan(&g), Err(Error::Shape { arg: "d", .. })));
+    let mut g = gemm_input(64, 256, 256);
+    g.a.stride = 264; // 264 bytes: not a multiple of 16
+    let e = gemm_plan(&g).unwrap_err();
+    assert!(matches!(e, Error::Alignment { arg: "a", required: 16, actual: 264 }), "{e}");
+    let mut g = gemm_input(64, 256, 256);
+    g.b.addr += 8;
+    assert!(matches!(gemm_plan(&g), Err(Error::Alignment { arg: "b", required: 16, .. })));
+    let mut g = gemm_input(64, 255, 256);
+    g.d.stride = 255; // odd row stride: bf16 pairs would be misaligned
+    assert!(matches!(gemm_plan(&g), Err(Error::Alignment { arg: "d", required: 4, .. })));
+    let mut g = gemm_input(64, 256, 256);
+    g.sb.rows = 1;
+    assert!(matches!(gemm_plan(&g), Err(Error::Shape { arg: "sb", .. })));
+    let mut g = gemm_input(64, 256, 256);
+    g.sa.len -= 1;
+    assert!(matches!(gemm_plan(&g), Err(Error::BufferTooSmall { arg: "sa", .. })));
+    let mut g = gemm_input(64, 256, 256);
+    g.d.addr = g.sa.addr;
+    assert!(matches!(gemm_plan(&g), Err(Error::Aliasing { arg: "d", other: "sa" })));
+}

@@ -43,3 +43,45 @@ pub const FP8_GROUP: u32 = 128;
 pub const FP8_THREADS: u32 = 256;
 /// Dynamic shared memory of the block quantizer (one f32 per warp).
 pub const FP8_BLOCK_SMEM_BYTES: u32 = (FP8_THREADS / 32) * 4;
+
+/// One launch of `fp8_blockwise_gemm` (sm_90a):
+/// `D[m, n] = Σ_k A[m, k] · B[n, k] · sa(m, k/128) · sb(n/128, k/128)`, bf16 out.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Fp8GemmParams {
+    /// Generic address of two `CUtensorMap`s in global memory (64-byte aligned): A `[M, K]`, then
+    /// B `[N, K]`, both E4M3 K-major, boxes of 128 × 128 bytes with 128-byte swizzling.
+    pub tensor_maps: u64,
+    /// f32 activation scales: sa(m, g) at `sa + m * sa_row_stride + g * sa_col_stride`.
+    pub sa: u64,
+    pub sa_row_stride: u64,
+    pub sa_col_stride: u64,
+    /// f32 weight scales `[⌈N/128⌉, K/128]` with row stride `sb_stride`.
+    pub sb: u64,
+    pub sb_stride: u64,
+    /// bf16 output `[M, N]`, row stride `d_stride` (even).
+    pub d: u64,
+    pub d_stride: u64,
+    pub m: u32,
+    pub n: u32,
+    /// A multiple of 128.
+    pub k: u32,
+    /// Output tiles are visited in groups of this many tile rows (L2 reuse of B).
+    pub group_m: u32,
+}
+const _: () = assert!(core::mem::size_of::<Fp8GemmParams>() == 80);
+const _: () = assert!(core::mem::align_of::<Fp8GemmParams>() == 8);
+
+/// Tile of the FP8 GEMM: 128 × 128 outputs, 128 of K per pipeline stage.
+pub const FP8_GEMM_BLOCK_M: u32 = 128;
+pub const FP8_GEMM_BLOCK_N: u32 = 128;
+pub const FP8_GEMM_BLOCK_K: u32 = 128;
+/// Pipeline depth (shared-memory stages of A and B tiles).
+pub const FP8_GEMM_STAGES: u32 = 4;
+/// One producer warpgroup (TMA) and two math warpgroups (64 rows each).
+pub const FP8_GEMM_THREADS: u32 = 384;
+/// Bytes of one stage: an A tile and a B tile of 128 × 128 E4M3.
+pub const FP8_GEMM_STAGE_BYTES: u32 = (FP8_GEMM_BLOCK_M + FP8_GEMM_BLOCK_N) * FP8_GEMM_BLOCK_K;
+/// Dynamic shared memory: the stages, 1 KiB to align them to the 128-byte swizzle atom, and the
+/// full/empty mbarriers.
+pub const FP8_GEMM_SMEM_BYTES: u32 = FP8_GEMM_STAGES * FP8_GEMM_STAGE_BYTES + 1024 + 2 * FP8_GEMM_STAGES * 8;

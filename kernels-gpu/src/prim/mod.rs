@@ -16,6 +16,8 @@ macro_rules! unroll {
 
 pub mod block;
 pub mod convert;
+#[cfg(target_feature = "sm_90a")]
+pub mod hopper;
 pub mod mem;
 pub mod soft;
 pub mod trig;
