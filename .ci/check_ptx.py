@@ -6,7 +6,17 @@ usage: check_ptx.py PTXAS MODULE.ptx:ARCH [MODULE.ptx:ARCH ...]
 Fails (exit 1) on a ptxas error, a kernel with spill stores or loads, an unresolved
 `.extern .func`, or a module without kernels. Prints one line per kernel: registers, spills,
 stack frame, static shared memory, barriers.
+
+With CUOBJDUMP set (a cuobjdump binary), also disassembles the tensor-core kernels and fails if
+one lacks its tensor-core instruction (REQUIRED_SASS) or touches local memory (LDL/STL), printing
+their instruction mix.
 """
+import os
+import tempfile
+from collections import Counter
+
+# kernel -> the SASS instruction that shows it runs on the tensor cores
+REQUIRED_SASS = {"fp8_blockwise_gemm": "QGMMA"}
 import re
 import subprocess
 import sys
@@ -24,7 +34,8 @@ def check(ptxas, path, arch):
     entries = re.findall(r"\.entry\s+(\w+)", text)
     if not entries:
         problems.append("no kernel entry")
-    res = subprocess.run([ptxas, f"-arch={arch}", "-v", path, "-o", "/dev/null"], capture_output=True, text=True)
+    cubin = tempfile.NamedTemporaryFile(suffix=".cubin", delete=False).name
+    res = subprocess.run([ptxas, f"-arch={arch}", "-v", path, "-o", cubin], capture_output=True, text=True)
     log = res.stdout + res.stderr
     if res.returncode != 0:
         print(log)
@@ -59,6 +70,20 @@ def check(ptxas, path, arch):
     missing = sorted(set(entries) - set(kernels))
     if missing and res.returncode == 0:
         problems.append(f"ptxas reported no resources for {missing}")
+    cuobjdump = os.environ.get("CUOBJDUMP")
+    if cuobjdump and res.returncode == 0:
+        for name, needed in REQUIRED_SASS.items():
+            if name not in kernels:
+                continue
+            dis = subprocess.run([cuobjdump, "-sass", "-fun", name, cubin], capture_output=True, text=True)
+            ops = Counter(m.group(1).split(".")[0] for m in re.finditer(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]+)", dis.stdout))
+            mix = ", ".join(f"{op} {ops[op]}" for op in ("QGMMA", "HGMMA", "HMMA", "UTMALDG", "SYNCS", "USETMAXREG", "LDL", "STL") if ops[op])
+            print(f"  SASS {name}: {sum(ops.values())} instructions; {mix}")
+            if not ops[needed]:
+                problems.append(f"{name}: no {needed} in its SASS (not on the tensor cores)")
+            if ops["LDL"] or ops["STL"]:
+                problems.append(f"{name}: local memory in its SASS ({ops['LDL']} LDL, {ops['STL']} STL)")
+    os.unlink(cubin)
     for p in problems:
         print(f"  FAIL: {p}")
     return not problems, len(kernels)
