@@ -140,3 +140,48 @@ fn blockwise_gemm_is_unsupported_off_hopper_and_validates_shapes() {
         assert!(e.to_string().contains("9.0"), "{e}");
     }
 }
+
+/// Diagnostic for the kernel's index mappings (descriptors, swizzle, fragment layout, tile
+/// order): A is a permutation matrix, so D must be a permuted copy of B's rows (in E4M3 values),
+/// with unit scales. A mismatch is reported as "d[m, n] holds B[?, ?]" by searching where the
+/// value came from, which names the wrong mapping directly.
+#[test]
+fn blockwise_gemm_permutation_probe() {
+    let Some(lowp) = common::gpu("blockwise_gemm_permutation_probe") else { return };
+    if lowp.arch() != lowp::Arch::Sm90a {
+        return;
+    }
+    let stream = lowp.new_stream().expect("stream");
+    let (m, n, k) = (256, 256, 256);
+    let one = lowp::reference::convert::f32_to_e4m3fn_sat(1.0);
+    // row r of A selects column perm(r) of K: d[r, j] = B[j, perm(r)]
+    let perm = |r: usize| (r * 37 + 11) % k;
+    let mut a = vec![0u8; m * k];
+    for r in 0..m {
+        a[r * k + perm(r)] = one;
+    }
+    // B[j, c]: a value that encodes (j, c) uniquely within E4M3's exact integers (±1..±448 grid)
+    let mut rng = Rng::fresh("blockwise_gemm_permutation_probe");
+    let b: Vec<u8> = (0..n * k).map(|_| code(&mut rng)).collect();
+    let to8 = |v: &[u8]| v.iter().map(|&c| F8E4M3(c)).collect::<Vec<_>>();
+    let a_d = Tensor::from_host(&stream, &to8(&a), m, k).expect("a");
+    let b_d = Tensor::from_host(&stream, &to8(&b), n, k).expect("b");
+    let sa = stream.clone_htod(&vec![1.0f32; m * (k / 128)]).expect("sa");
+    let sb = Tensor::from_host(&stream, &vec![1.0f32; (n / 128) * (k / 128)], n / 128, k / 128).expect("sb");
+    let mut d = Tensor::from_host(&stream, &vec![bf16::from_bits(common::POISON16); m * n], m, n).expect("d");
+    fp8::blockwise_gemm(&lowp, &stream, &a_d, &sa, ScaleLayout::RowMajor, &b_d, &sb, &mut d).expect("gemm");
+    let got = d.to_host(&stream).expect("d back");
+    let e = lowp::reference::convert::e4m3fn_to_f32;
+    let mut wrong = Vec::new();
+    for r in 0..m {
+        for j in 0..n {
+            let want = bf16::from_f32(e(b[j * k + perm(r)]));
+            if got[r * n + j].to_bits() != want.to_bits() && wrong.len() < 12 {
+                let v = got[r * n + j].to_f32();
+                let from: Vec<(usize, usize)> = (0..n * k).filter(|&i| bf16::from_f32(e(b[i])).to_f32() == v).take(3).map(|i| (i / k, i % k)).collect();
+                wrong.push(format!("d[{r}, {j}] = {v} (want B[{j}, {}] = {}; B[n, k] holding that value: {from:?})", perm(r), want.to_f32()));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "permutation probe failed:\n{}", wrong.join("\n"));
+}
