@@ -23,7 +23,7 @@ use crate::abi::{
 };
 use crate::prim::convert::f32x2_to_bf16x2;
 use crate::prim::hopper::{
-    fence_mbarrier_init, mbarrier_arrive, mbarrier_arrive_expect_tx, mbarrier_init, mbarrier_wait, prefetch_tensormap,
+    fence_mbarrier_init, fence_operands, mbarrier_arrive, mbarrier_arrive_expect_tx, mbarrier_init, mbarrier_wait, prefetch_tensormap,
     setmaxnreg_dec, setmaxnreg_inc, smem_addr, smem_desc_k_major_sw128, tma_load_2d, wgmma_commit, wgmma_fence,
     wgmma_m64n128k32_e4m3, wgmma_wait,
 };
@@ -177,6 +177,7 @@ unsafe fn gemm(p: &Fp8GemmParams) {
             let b_tile = sm.b(s);
             // SAFETY: the whole warpgroup executes these; the tiles are complete (full barrier)
             // and are not overwritten before this warpgroup arrives on empty[s] below.
+            fence_operands(&mut acc);
             unsafe {
                 wgmma_fence();
                 crate::unroll!(k in [0, 1, 2, 3] {
@@ -187,6 +188,8 @@ unsafe fn gemm(p: &Fp8GemmParams) {
                 wgmma_commit();
                 wgmma_wait::<0>();
             }
+            // Only now may `acc` be read: pin its first reads below the wait.
+            fence_operands(&mut acc);
             if lane == 0 {
                 // SAFETY: this warp's reads of stage s are complete (wait above).
                 unsafe { mbarrier_arrive(sm.empty(s)) };
