@@ -16,7 +16,7 @@ import tempfile
 from collections import Counter
 
 # kernel -> the SASS instruction that shows it runs on the tensor cores
-REQUIRED_SASS = {"fp8_blockwise_gemm": "QGMMA"}
+REQUIRED_SASS = {"fp8_blockwise_gemm": "QGMMA", "bf16_gemm": "HGMMA"}
 import re
 import subprocess
 import sys

@@ -205,6 +205,68 @@ def run_gemm_case(timer, l2_bytes, m, n, k, impls):
     torch.cuda.empty_cache()
 
 
+# Grouped (MoE) GEMM anchors: torch._grouped_mm (bf16) and torch._scaled_grouped_mm (FP8 rowwise).
+GROUPED_SHAPES = ((8, 512, 4096, 7168), (32, 256, 4096, 7168), (64, 128, 7168, 2048))
+
+
+def group_ends(e, t, zipf):
+    total = e * t
+    if zipf:
+        w = [1.0 / (1.0 + i) ** 1.1 for i in range(e)]
+        s = sum(w)
+        sizes = [int(x / s * total) for x in w]
+        sizes[0] += total - sum(sizes)
+    else:
+        sizes = [t] * e
+    ends, acc = [], 0
+    for v in sizes:
+        acc += v
+        ends.append(acc)
+    return torch.tensor(ends, device="cuda", dtype=torch.int32)
+
+
+def run_grouped_case(timer, l2_bytes, op, e, t, n, k):
+    zipf = "zipf" in op
+    fp8 = op.startswith("fp8")
+    rows = e * t
+    elem = 1 if fp8 else 2
+    set_bytes = rows * k * elem + e * n * k * elem + rows * n * 2
+    sets = sets_for(set_bytes, l2_bytes)
+    torch.cuda.synchronize()
+    free, _ = torch.cuda.mem_get_info()
+    if sets * set_bytes * 2 + 256 * MIB > free:
+        yield "torch", f"needs {sets * set_bytes * 2 / GIB:.2f} GiB of device memory, {free / GIB:.2f} GiB free"
+        return
+    gen = torch.Generator(device="cuda")
+    gen.manual_seed(rows ^ (n << 20) ^ (k << 40))
+    offs = group_ends(e, t, zipf)
+    if fp8:
+        xs = [(torch.randn(rows, k, device="cuda", generator=gen) * 64).clamp(-448, 448).to(torch.float8_e4m3fn) for _ in range(sets)]
+        ws = [(torch.randn(e, n, k, device="cuda", generator=gen) * 64).clamp(-448, 448).to(torch.float8_e4m3fn) for _ in range(sets)]
+        sx = torch.full((rows,), 1 / 448, device="cuda")
+        sw = torch.full((e, n), 1 / 448, device="cuda")
+
+        def call(i):
+            return torch._scaled_grouped_mm(xs[i], ws[i].transpose(-2, -1), sx, sw, offs=offs, out_dtype=torch.bfloat16)
+    else:
+        xs = [random_matrix(rows, k, torch.bfloat16, gen) for _ in range(sets)]
+        ws = [torch.randn(e, n, k, device="cuda", generator=gen).to(torch.bfloat16) for _ in range(sets)]
+
+        def call(i):
+            return torch._grouped_mm(xs[i], ws[i].transpose(-2, -1), offs=offs, out_dtype=torch.bfloat16)
+    try:
+        median, minimum, starved = timer.time(sets, call)
+    except Exception as ex:
+        yield "torch", f"unsupported: {type(ex).__name__}: {str(ex).splitlines()[0] if str(ex) else ''}"
+        return
+    yield "torch", {"impl": "torch", "op": op, "dtype": "e4m3" if fp8 else "bf16", "rows": e, "hidden": f"{t}x{n}x{k}",
+                    "median_us": median, "min_us": minimum, "gbps": set_bytes / (median * 1e3),
+                    "pct_copy": 100 * set_bytes / (median * 1e3) / timer.copy_gbps, "tflops": 2 * rows * n * k / (median * 1e6),
+                    "bytes": set_bytes, "sets": sets, "iters": timer.iters, "starved": starved}
+    del xs, ws
+    torch.cuda.empty_cache()
+
+
 def cases():
     """(op, dtype name, rows, hidden) in the order benches/kernels.rs runs them (for
     qk_norm_rope, rows = tokens and hidden names the heads)."""
@@ -223,6 +285,9 @@ def cases():
         out.append(("fp8_quantize_block", "bf16", n, k))
     for m, n, k in GEMM_SHAPES:
         out.append(("fp8_blockwise_gemm", "e4m3", m, f"{n}x{k}"))
+    for op in ("bf16_grouped_gemm", "bf16_grouped_gemm(zipf)", "fp8_grouped_gemm", "fp8_grouped_gemm(zipf)"):
+        for e, t, n, k in GROUPED_SHAPES:
+            out.append((op, "e4m3" if op.startswith("fp8") else "bf16", e, f"{t}x{n}x{k}"))
     return out
 
 
@@ -363,6 +428,10 @@ def run_case(timer, l2_bytes, op, dtype_name, rows, hidden, impls, compile_mode)
     if op == "qk_norm_rope":
         yield from run_qk_case(timer, l2_bytes, dtype_name, rows, impls, compile_mode)
         return
+    if "grouped_gemm" in op:
+        t, n, k = (int(v) for v in hidden.split("x"))
+        yield from run_grouped_case(timer, l2_bytes, op, rows, t, n, k)
+        return
     if op == "fp8_blockwise_gemm":
         n, k = (int(v) for v in hidden.split("x"))
         yield from run_gemm_case(timer, l2_bytes, rows, n, k, impls)
@@ -483,14 +552,14 @@ def main():
     if args.iters < 50:
         print(f"only {args.iters} timed calls per case: numbers are not measurements")
     print()
-    print(f"{'impl':<8} {'op':<20} {'dtype':<5} {'shape':>16} {'median µs':>10} {'min µs':>10} "
+    print(f"{'impl':<8} {'op':<24} {'dtype':<5} {'shape':>16} {'median µs':>10} {'min µs':>10} "
           f"{'GB/s':>9} {'% copy':>7} {'TFLOP/s':>8} {'sets':>6}")
 
     results = []
     host_bound = False
     for op, dtype_name, rows, hidden in selected:
         for impl, r in run_case(timer, l2_bytes, op, dtype_name, rows, hidden, impls, args.compile_mode):
-            lead = f"{impl:<8} {op:<20} {dtype_name:<5} {f'{rows}x{hidden}':>16}"
+            lead = f"{impl:<8} {op:<24} {dtype_name:<5} {f'{rows}x{hidden}':>16}"
             if isinstance(r, str):
                 print(f"{lead}  skipped: {r}", flush=True)
                 continue

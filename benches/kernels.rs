@@ -208,7 +208,7 @@ fn run(opts: &Options) -> BoxResult<()> {
             "!: the GPU idled between timed launches (the host could not keep it fed), so those times may include launch latency"
         );
     }
-    for note in [cases::rmsnorm::BYTES, cases::qk_norm_rope::BYTES, cases::fp8::BYTES, cases::microscaling::BYTES] {
+    for note in [cases::rmsnorm::BYTES, cases::qk_norm_rope::BYTES, cases::fp8::BYTES, cases::grouped_gemm::BYTES, cases::microscaling::BYTES] {
         if !note.is_empty() {
             println!("bytes: {note}");
         }
@@ -437,6 +437,7 @@ fn cases() -> Vec<Case> {
     v.extend(cases::qk_norm_rope::cases());
     v.extend(cases::fp8::cases());
     v.extend(cases::fp8::gemm_cases());
+    v.extend(cases::grouped_gemm::cases());
     v.extend(cases::microscaling::cases());
     v
 }
@@ -446,6 +447,8 @@ mod cases {
     use super::*;
     #[path = "fp8.rs"]
     pub(crate) mod fp8;
+    #[path = "grouped_gemm.rs"]
+    pub(crate) mod grouped_gemm;
     #[path = "microscaling.rs"]
     pub(crate) mod microscaling;
     #[path = "qk_norm_rope.rs"]

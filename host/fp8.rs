@@ -15,15 +15,15 @@ use std::sync::Arc;
 use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut, DeviceSlice, LaunchConfig, PushKernelArg};
 
 use crate::abi::{
-    FP8_BLOCK_SMEM_BYTES, FP8_GEMM_BLOCK_K, FP8_GEMM_BLOCK_M, FP8_GEMM_BLOCK_N, FP8_GEMM_SMEM_BYTES, FP8_GEMM_THREADS,
-    FP8_GROUP, FP8_THREADS, FP8_UE8M0, FP8_VECTORIZED, Fp8GemmParams, Fp8QuantParams,
+    FP8_BLOCK_SMEM_BYTES, FP8_GROUP, FP8_THREADS, FP8_UE8M0, FP8_VECTORIZED, Fp8QuantParams, GEMM_BLOCK_M, GEMM_BLOCK_N,
+    GemmParams,
 };
 use crate::context::Lowp;
 use crate::dtype::{Element, F8E4M3};
 use crate::error::{CudaResultExt, Error, Result};
 use crate::tensor::Tensor;
 
-crate::abi::device_repr!(Fp8QuantParams, Fp8GemmParams);
+crate::abi::device_repr!(Fp8QuantParams);
 
 /// Kernel entry points of this family.
 pub(crate) const KERNELS: &[&str] = &[
@@ -35,9 +35,6 @@ pub(crate) const KERNELS: &[&str] = &[
     "fp8_quantize_block_f32",
     "fp8_dequantize_bf16",
 ];
-
-/// Kernels only the sm_90a module has.
-pub(crate) const HOPPER_KERNELS: &[&str] = &["fp8_blockwise_gemm"];
 
 /// Elements along K that share a scale (and rows of a weight block).
 pub const GROUP: usize = FP8_GROUP as usize;
@@ -361,7 +358,7 @@ pub(crate) struct GemmInput {
 }
 
 /// Validates a blockwise GEMM and fills the parameters but the tensor-map address (pure).
-pub(crate) fn gemm_plan(g: &GemmInput) -> Result<Fp8GemmParams> {
+pub(crate) fn gemm_plan(g: &GemmInput) -> Result<GemmParams> {
     let (a, b, d) = (g.a, g.b, g.d);
     let (m, n, k) = (a.rows, b.rows, a.cols);
     if k == 0 || k % GROUP != 0 {
@@ -416,18 +413,23 @@ pub(crate) fn gemm_plan(g: &GemmInput) -> Result<Fp8GemmParams> {
             }
         }
     }
-    Ok(Fp8GemmParams {
+    Ok(GemmParams {
         tensor_maps: 0,
         sa: g.sa.addr,
         sa_row_stride: g.sa.row_stride as u64,
         sa_col_stride: g.sa.col_stride as u64,
         sb: g.sb.addr,
         sb_stride: g.sb.row_stride as u64,
+        sb_group_stride: 0,
         d: d.addr,
         d_stride: d.stride as u64,
-        m: m as u32,
+        group_ends: 0,
+        error_flag: 0,
+        rows: m as u32,
         n: n as u32,
         k: k as u32,
+        groups: 1,
+        max_m: 0,
         group_m: 8,
     })
 }
@@ -477,34 +479,12 @@ where
     (ao.addr, bo.addr, dop.addr) = (aa, ba, da);
     let sa_arg = group_scales(sa_layout, ao.rows, ao.cols, saa, sa_len)?;
     let sb_arg = ScaleArg { addr: sba, len: sbm.3, row_stride: sbm.2, col_stride: 1, rows: sbm.0, cols: sbm.1 };
-    let mut p = gemm_plan(&GemmInput { a: ao, b: bo, d: dop, sa: sa_arg, sb: sb_arg })?;
-    if p.m == 0 || p.n == 0 {
+    let p = gemm_plan(&GemmInput { a: ao, b: bo, d: dop, sa: sa_arg, sb: sb_arg })?;
+    if p.rows == 0 || p.n == 0 {
         return Ok(());
     }
-    let (bk, bm, bn) = (FP8_GEMM_BLOCK_K, FP8_GEMM_BLOCK_M, FP8_GEMM_BLOCK_N);
-    let map_a = crate::tma::encode_2d_u8_sw128("a", aa, ao.cols as u64, ao.rows as u64, ao.stride as u64, bk, bm)?;
-    let map_b = crate::tma::encode_2d_u8_sw128("b", ba, bo.cols as u64, bo.rows as u64, bo.stride as u64, bk, bn)?;
-    let mut maps = [0u8; 256];
-    maps[..128].copy_from_slice(&map_a);
-    maps[128..].copy_from_slice(&map_b);
-    // The maps travel in a small device buffer (cudarc allocations are 256-byte aligned; the TMA
-    // unit needs 64), freed in stream order after the kernel.
-    let maps_dev = stream.clone_htod(&maps).op("cuMemcpyHtoDAsync")?;
-    let (maps_addr, _g6) = maps_dev.device_ptr(stream);
-    p.tensor_maps = maps_addr;
-    let tiles = (p.m.div_ceil(bm) as u64) * (p.n.div_ceil(bn) as u64);
-    let cfg = LaunchConfig {
-        grid_dim: (tiles.min(lowp.sm_count() as u64) as u32, 1, 1),
-        block_dim: (FP8_GEMM_THREADS, 1, 1),
-        shared_mem_bytes: FP8_GEMM_SMEM_BYTES,
-    };
-    let mut builder = stream.launch_builder(f);
-    builder.arg(&p);
-    // SAFETY: `gemm_plan` validated the shapes, alignments, scale extents and overlaps of the live
-    // buffers whose addresses `p` holds, and the tensor maps describe exactly A and B; the kernel
-    // runs with its launch bounds' thread count and the shared memory set on the function at load.
-    unsafe { builder.launch(cfg) }.op("cuLaunchKernel")?;
-    Ok(())
+    let tiles = (p.rows.div_ceil(GEMM_BLOCK_M) as u64) * (p.n.div_ceil(GEMM_BLOCK_N) as u64);
+    crate::grouped_gemm::launch_gemm(lowp, stream, f, p, (aa, ao.cols, ao.rows, ao.stride), (ba, bo.cols, bo.rows, bo.stride), tiles)
 }
 
 #[cfg(test)]

@@ -35,6 +35,8 @@ mod context;
 pub mod dtype;
 mod error;
 pub mod fp8;
+mod flag;
+pub mod grouped_gemm;
 pub mod microscaling;
 pub mod ptx;
 pub mod qk_norm_rope;
@@ -46,6 +48,7 @@ mod tma;
 pub use context::{Lowp, device_count, driver_available};
 pub use dtype::{DType, Element, F4E2M1x2, F8E4M3, F8E5M2, HalfFloat, Ue8m0};
 pub use error::{Error, Result};
+pub use flag::ErrorFlag;
 pub use ptx::Arch;
 pub use tensor::Tensor;
 

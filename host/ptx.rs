@@ -54,10 +54,13 @@ pub const PORTABLE_FAMILIES: &[&[&str]] = &[
 ];
 
 /// Kernels only the sm_90a module has (wgmma/TMA).
-pub const HOPPER_FAMILIES: &[&[&str]] = &[crate::fp8::HOPPER_KERNELS];
+pub const HOPPER_FAMILIES: &[&[&str]] = &[crate::grouped_gemm::KERNELS];
 
 /// Kernels that need more than the default 48 KiB of dynamic shared memory, and how much.
-pub const LARGE_SMEM: &[(&str, u32)] = &[("fp8_blockwise_gemm", crate::abi::FP8_GEMM_SMEM_BYTES)];
+pub const LARGE_SMEM: &[(&str, u32)] = &[
+    ("fp8_blockwise_gemm", crate::abi::GEMM_SMEM_BYTES),
+    ("bf16_gemm", crate::abi::GEMM_SMEM_BYTES),
+];
 
 /// Every portable kernel name.
 pub fn portable_kernels() -> impl Iterator<Item = &'static str> {

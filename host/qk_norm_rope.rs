@@ -207,27 +207,8 @@ pub struct KvCacheFp8<'a> {
     pub v_scale: f32,
 }
 
-/// A device-side u32 of error bits ([`ERR_POSITION_OUT_OF_RANGE`], [`ERR_SLOT_OUT_OF_RANGE`]) that
-/// kernels set and never clear.
-pub struct ErrorFlag {
-    buf: CudaSlice<u32>,
-}
-
-impl ErrorFlag {
-    pub fn new(stream: &Arc<CudaStream>) -> Result<Self> {
-        Ok(ErrorFlag { buf: stream.alloc_zeros::<u32>(1).op("cuMemAllocAsync")? })
-    }
-    /// Reads the bits (waits for `stream`).
-    pub fn read(&self, stream: &Arc<CudaStream>) -> Result<u32> {
-        let v = stream.clone_dtoh(&self.buf).op("cuMemcpyDtoH")?;
-        stream.synchronize().op("cuStreamSynchronize")?;
-        Ok(v.first().copied().unwrap_or(0))
-    }
-    /// Clears the bits (asynchronously on `stream`).
-    pub fn clear(&mut self, stream: &Arc<CudaStream>) -> Result<()> {
-        stream.memset_zeros(&mut self.buf).op("cuMemsetD8Async")
-    }
-}
+/// The device-side error bits ([`ERR_POSITION_OUT_OF_RANGE`], [`ERR_SLOT_OUT_OF_RANGE`]).
+pub use crate::flag::ErrorFlag;
 
 /// Everything one call touches besides the configuration.
 pub struct QkNormRopeArgs<'a, T: HalfFloat> {

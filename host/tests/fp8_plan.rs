@@ -66,7 +66,7 @@ fn gemm_input(m: usize, n: usize, k: usize) -> GemmInput {
 fn gemm_plan_accepts_deepseek_shapes_and_odd_m_n() {
     for (m, n, k) in [(4096, 7168, 2048), (1, 2112, 7168), (7, 128, 128), (1000, 2112, 7168)] {
         let p = gemm_plan(&gemm_input(m, n, k)).unwrap();
-        assert_eq!((p.m as usize, p.n as usize, p.k as usize), (m, n, k));
+        assert_eq!((p.rows as usize, p.n as usize, p.k as usize), (m, n, k));
         assert_eq!((p.sa_row_stride, p.sa_col_stride), (1, m_major_ld(m) as u64));
         assert_eq!(p.sb_stride as usize, k / 128);
     }

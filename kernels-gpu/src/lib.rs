@@ -19,6 +19,8 @@ pub mod prim;
 
 pub mod cast;
 pub mod fp8;
+#[cfg(target_feature = "sm_90a")]
+pub mod gemm;
 pub mod microscaling;
 pub mod qk_norm_rope;
 pub mod rmsnorm;

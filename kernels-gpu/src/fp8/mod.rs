@@ -12,8 +12,6 @@
 //! fp8_dequantize_bf16    one thread per 8 elements, scale at (r / block_rows, c / 128).
 //! ```
 
-#[cfg(target_feature = "sm_90a")]
-pub mod gemm;
 pub mod math;
 
 // `math` names its sibling `soft`, which the host tests provide from the same file.

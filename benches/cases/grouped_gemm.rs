@@ -1,0 +1,97 @@
+//! Benchmark cases of `lowp::grouped_gemm`: the MoE shapes (E, tokens per expert, N, K),
+//! balanced and with Zipf-like routing, bf16 and blockwise FP8.
+
+use lowp::fp8::ScaleLayout;
+use lowp::grouped_gemm::{self as gg, GroupLayout};
+use lowp::F8E4M3;
+
+use super::*;
+
+/// How the cases count bytes (printed under the table).
+pub(crate) const BYTES: &str = "grouped gemm = x + every expert's weights read once + y written (TFLOP/s from 2 · tokens · N · K)";
+
+const SHAPES: [(usize, usize, usize, usize); 3] = [(8, 512, 4096, 7168), (32, 256, 4096, 7168), (64, 128, 7168, 2048)];
+
+pub(crate) fn cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    for fp8 in [false, true] {
+        for zipf in [false, true] {
+            for (e, t, n, k) in SHAPES {
+                let op = match (fp8, zipf) {
+                    (false, false) => "bf16_grouped_gemm",
+                    (false, true) => "bf16_grouped_gemm(zipf)",
+                    (true, false) => "fp8_grouped_gemm",
+                    (true, true) => "fp8_grouped_gemm(zipf)",
+                };
+                v.push(Case {
+                    op,
+                    dtype: if fp8 { DType::E4M3 } else { DType::Bf16 },
+                    shape: format!("{e}x{t}x{n}x{k}"),
+                    run: Box::new(move |b| bench(b, e, t, n, k, fp8, zipf)),
+                });
+            }
+        }
+    }
+    v
+}
+
+/// Cumulative group ends for `e` experts and `e · t` tokens: equal, or Zipf(1.1)-weighted.
+fn ends(e: usize, t: usize, zipf: bool) -> Vec<i32> {
+    let total = e * t;
+    let sizes: Vec<usize> = if zipf {
+        let w: Vec<f64> = (0..e).map(|i| 1.0 / (1.0 + i as f64).powf(1.1)).collect();
+        let s: f64 = w.iter().sum();
+        let mut v: Vec<usize> = w.iter().map(|x| (x / s * total as f64) as usize).collect();
+        let used: usize = v.iter().sum();
+        v[0] += total - used;
+        v
+    } else {
+        vec![t; e]
+    };
+    let mut end = 0;
+    sizes.iter().map(|s| { end += s; end as i32 }).collect()
+}
+
+fn bench(b: &mut Bench, e: usize, t: usize, n: usize, k: usize, fp8: bool, zipf: bool) -> BoxResult<Outcome> {
+    if b.lowp.arch() != lowp::Arch::Sm90a {
+        return Ok(Outcome::Skipped(format!("needs compute capability 9.0, {} has {:?}", b.lowp.device_name(), b.lowp.compute_capability())));
+    }
+    let rows = e * t;
+    let elem = if fp8 { 1 } else { 2 };
+    let set_bytes = rows * k * elem + e * n * k * elem + rows * n * 2;
+    let sets = sets_for(set_bytes, b.l2_bytes);
+    if let Some(why) = b.lacks_memory(sets * set_bytes)? {
+        return Ok(Outcome::Skipped(why));
+    }
+    let table = b.stream.clone_htod(&ends(e, t, zipf))?;
+    let mut ys = b.stream.alloc_zeros::<bf16>(sets * rows * n)?;
+    let (lowp, stream) = (b.lowp.clone(), b.stream.clone());
+    let timing = if fp8 {
+        let mut rng = SplitMix64((rows as u64) << 24 ^ n as u64 ^ k as u64);
+        let mut codes = |len: usize| -> Vec<F8E4M3> {
+            (0..len).map(|_| loop { let c = rng.next_u64() as u8; if c & 0x7f != 0x7f { break F8E4M3(c) } }).collect()
+        };
+        let xs = b.stream.clone_htod(&codes(sets * rows * k))?;
+        let ws = b.stream.clone_htod(&codes(sets * e * n * k))?;
+        let (kb, nb) = (k / 128, n.div_ceil(128));
+        let sx = b.stream.clone_htod(&vec![1.0f32 / 448.0; rows * kb])?;
+        let sw = b.stream.clone_htod(&vec![1.0f32 / 448.0; e * nb * kb])?;
+        b.timer.time(sets, |i| -> lowp::Result<()> {
+            let x = Tensor::from_buffer(xs.slice(i * rows * k..(i + 1) * rows * k), rows, k)?;
+            let w = Tensor::from_buffer(ws.slice(i * e * n * k..(i + 1) * e * n * k), e * n, k)?;
+            let s_w = Tensor::from_buffer(sw.slice(..), e * nb, kb)?;
+            let mut y = Tensor::from_buffer(ys.slice_mut(i * rows * n..(i + 1) * rows * n), rows, n)?;
+            gg::fp8_grouped_gemm(&lowp, &stream, &x, &sx, ScaleLayout::RowMajor, &w, &s_w, n, &GroupLayout::Contiguous { ends: table.as_view() }, &mut y, None)
+        })?
+    } else {
+        let xs = b.random::<bf16>(sets * rows * k, (rows as u64) << 20 ^ k as u64)?;
+        let ws = b.random::<bf16>(sets * e * n * k, (e as u64) << 40 ^ n as u64)?;
+        b.timer.time(sets, |i| -> lowp::Result<()> {
+            let x = Tensor::from_buffer(xs.slice(i * rows * k..(i + 1) * rows * k), rows, k)?;
+            let w = Tensor::from_buffer(ws.slice(i * e * n * k..(i + 1) * e * n * k), e * n, k)?;
+            let mut y = Tensor::from_buffer(ys.slice_mut(i * rows * n..(i + 1) * rows * n), rows, n)?;
+            gg::bf16_grouped_gemm(&lowp, &stream, &x, &w, n, &GroupLayout::Contiguous { ends: table.as_view() }, &mut y, None)
+        })?
+    };
+    Ok(Outcome::Done { timing, bytes: set_bytes as u64, flops: (2 * rows * n * k) as u64, sets })
+}

@@ -1,0 +1,346 @@
+//! The Hopper GEMM (sm_90a): TMA loads, `wgmma` from shared memory, warp-specialized and
+//! persistent, dense or grouped (MoE), with two element kinds sharing one body:
+//!
+//! - `fp8_blockwise_gemm`: E4M3 operands (QGMMA), f32 promotion with the DeepSeek-V3 scales at
+//!   every 128 of K — `D = Σ_k (A·sa)(B·sb)`;
+//! - `bf16_gemm`: bf16 operands (HGMMA), f32 accumulation across all of K.
+//!
+//! ```text
+//! block = 3 warpgroups                      smem: stages × [A tile 128 rows × 128 B | B tile 128 × 128 B]
+//!   WG0  producer: thread 0 issues TMA            (128-byte swizzled), full[s] / empty[s] mbarriers
+//!   WG1  math: rows  0..64 of the tile
+//!   WG2  math: rows 64..128
+//! for each tile (group g, m0, n0) of this CTA (persistent; groups walked in order, tiles of a group
+//! in grouped order):
+//!   for each k-block kb (128 bytes of K: 128 FP8 or 64 bf16 elements):
+//!     producer: wait empty[s] (phase ^ 1); expect 32 KiB on full[s]; TMA A(kb, m0), B(kb, g·N + n0)
+//!     math:     wait full[s] (phase); 4 × wgmma (k32 FP8 / k16 bf16: 32 bytes of K each) into acc;
+//!               wait; arrive empty[s];  FP8: final += acc · sa(m, kb) · sb_g(n0/128, kb)
+//!   math: round to bf16 and store (rows outside the group and columns ≥ N masked)
+//! ```
+//! FP8 wgmma accumulates with reduced precision inside the tensor core, so each k-block's
+//! product is promoted into an f32 accumulator with its scales (DeepSeek-V3's recipe); bf16
+//! accumulates in the wgmma accumulator itself.
+//!
+//! NOT YET RUN ON A GPU: written without one; see `docs/kernels/fp8_gemm.md`.
+
+use crate::abi::{
+    GEMM_BLOCK_K as BK, GEMM_BLOCK_M as BM, GEMM_BLOCK_N as BN, GEMM_ERR_GROUP_BOUNDS, GEMM_STAGES as STAGES,
+    GemmParams,
+};
+use crate::prim::convert::f32x2_to_bf16x2;
+use crate::prim::hopper::{
+    fence_mbarrier_init, fence_operands, mbarrier_arrive, mbarrier_arrive_expect_tx, mbarrier_init, mbarrier_wait,
+    prefetch_tensormap, setmaxnreg_dec, setmaxnreg_inc, smem_addr, smem_desc_k_major_sw128, tma_load_2d,
+    wgmma_commit, wgmma_fence, wgmma_m64n128k16_bf16, wgmma_m64n128k32_e4m3, wgmma_wait,
+};
+use crate::prim::mem::raise_flag;
+use crate::prim::{block_idx_x, dynamic_smem, grid_dim_x, lane_id, sync_threads, thread_idx_x};
+
+const TILE_A_BYTES: u32 = BM * BK;
+const TILE_B_BYTES: u32 = BN * BK;
+/// Math warpgroups arrive once per warp on an empty barrier.
+const EMPTY_ARRIVALS: u32 = 8;
+
+/// The shared-memory plan, from the (1024-aligned) base of the stages.
+#[derive(Clone, Copy)]
+struct Smem {
+    base: u32,
+}
+
+impl Smem {
+    fn a(self, s: u32) -> u32 {
+        self.base + s * (TILE_A_BYTES + TILE_B_BYTES)
+    }
+    fn b(self, s: u32) -> u32 {
+        self.a(s) + TILE_A_BYTES
+    }
+    fn full(self, s: u32) -> u32 {
+        self.base + STAGES * (TILE_A_BYTES + TILE_B_BYTES) + 8 * s
+    }
+    fn empty(self, s: u32) -> u32 {
+        self.full(STAGES) + 8 * s
+    }
+}
+
+/// Tile `t` of a `tiles_m × tiles_n` grid in grouped order: `group_m` tile rows at a time sweep
+/// all tile columns, so concurrently running CTAs share B tiles in L2.
+#[inline(always)]
+fn tile_coords(t: u32, tiles_m: u32, tiles_n: u32, group_m: u32) -> (u32, u32) {
+    let per_group = group_m * tiles_n;
+    let first_m = (t / per_group) * group_m;
+    let rows = if tiles_m - first_m < group_m { tiles_m - first_m } else { group_m };
+    let r = t % per_group;
+    (first_m + r % rows, r / rows)
+}
+
+/// One output tile: group, its row range, and the tile's first row and column.
+#[derive(Clone, Copy)]
+struct Tile {
+    group: u32,
+    m0: u32,
+    /// Rows of the group: [m0 is inside] `row_start .. row_end`.
+    row_end: u32,
+    n0: u32,
+}
+
+/// Walks the (group, tile) pairs of one CTA: tiles `block, block + grid, …` of the concatenation
+/// of every group's tiles. The producer thread and every math thread run their own copy and see
+/// the same sequence (same loads, same arithmetic).
+struct Scheduler<'a> {
+    p: &'a GemmParams,
+    tiles_n: u32,
+    /// Current group and its bounds.
+    g: u32,
+    start: u32,
+    end: u32,
+    /// Tiles of the groups before `g`, and of `g`.
+    before: u32,
+    count: u32,
+    next: u32,
+}
+
+impl<'a> Scheduler<'a> {
+    fn new(p: &'a GemmParams) -> Self {
+        let mut s = Scheduler { p, tiles_n: p.n.div_ceil(BN), g: 0, start: 0, end: 0, before: 0, count: 0, next: block_idx_x() };
+        s.enter(0, 0);
+        s
+    }
+
+    /// Bounds of group `g` whose predecessor ended at `prev_end`, clamped (and flagged) into range.
+    fn enter(&mut self, g: u32, prev_end: u32) {
+        let p = self.p;
+        self.g = g;
+        if g >= p.groups {
+            self.count = 0;
+            return;
+        }
+        let (start, end) = if p.group_ends == 0 {
+            (0, p.rows)
+        } else {
+            // SAFETY: group_ends holds `groups` i32 (host contract) and g < groups.
+            let raw = unsafe { *(p.group_ends as *const i32).add(g as usize) };
+            if p.max_m > 0 {
+                let start = g * p.max_m;
+                let count = if raw < 0 { 0 } else if raw as u32 > p.max_m { p.max_m } else { raw as u32 };
+                if raw < 0 || raw as u32 > p.max_m {
+                    // SAFETY: error_flag is null or a valid u32.
+                    unsafe { raise_flag(p.error_flag as *mut u32, GEMM_ERR_GROUP_BOUNDS) };
+                }
+                (start, start + count)
+            } else {
+                let end = if raw < prev_end as i32 { prev_end } else if raw as u32 > p.rows { p.rows } else { raw as u32 };
+                if raw < prev_end as i32 || raw as u32 > p.rows {
+                    // SAFETY: as above.
+                    unsafe { raise_flag(p.error_flag as *mut u32, GEMM_ERR_GROUP_BOUNDS) };
+                }
+                (prev_end, end)
+            }
+        };
+        self.start = start;
+        self.end = end;
+        self.count = (end - start).div_ceil(BM) * self.tiles_n;
+    }
+
+    /// The CTA's next tile, or `None` when every group is done.
+    fn next_tile(&mut self) -> Option<Tile> {
+        let t = self.next;
+        while t >= self.before + self.count {
+            if self.g >= self.p.groups {
+                return None;
+            }
+            self.before += self.count;
+            let prev_end = self.end;
+            self.enter(self.g + 1, prev_end);
+        }
+        self.next += grid_dim_x();
+        let tiles_m = (self.end - self.start).div_ceil(BM);
+        let (tm, tn) = tile_coords(t - self.before, tiles_m, self.tiles_n, self.p.group_m);
+        Some(Tile { group: self.g, m0: self.start + tm * BM, row_end: self.end, n0: tn * BN })
+    }
+}
+
+/// The kernel body; `FP8` selects E4M3 with scale promotion, otherwise bf16.
+///
+/// # Safety
+/// Launched with `GEMM_THREADS` threads (`.maxntid` set by build.rs), `GEMM_SMEM_BYTES` of
+/// dynamic shared memory and parameters validated by the host (`lowp::fp8::blockwise_gemm`,
+/// `lowp::grouped_gemm`): tensor maps describing A and B, scale extents covering every row and
+/// group, D of `rows × N`, `group_ends` with `groups` entries.
+#[inline(always)]
+unsafe fn gemm<const FP8: bool>(p: &GemmParams) {
+    // SAFETY: the launch provides GEMM_SMEM_BYTES; the stages start at the first 1024-byte
+    // boundary inside it (the 1 KiB of slack is part of the size).
+    let raw = smem_addr(unsafe { dynamic_smem::<u8>() });
+    let sm = Smem { base: (raw + 1023) & !1023 };
+    let tid = thread_idx_x();
+    let warpgroup = tid / 128;
+    let tmap_a = p.tensor_maps;
+    let tmap_b = p.tensor_maps + 128;
+
+    if tid == 0 {
+        for s in 0..STAGES {
+            // SAFETY: barrier words inside the dynamic shared memory, used only after the fence
+            // and block barrier below.
+            unsafe {
+                mbarrier_init(sm.full(s), 1);
+                mbarrier_init(sm.empty(s), EMPTY_ARRIVALS);
+            }
+        }
+        // SAFETY: publishes the inits; the maps are valid global memory (host contract).
+        unsafe {
+            fence_mbarrier_init();
+            prefetch_tensormap(tmap_a);
+            prefetch_tensormap(tmap_b);
+        }
+    }
+    // SAFETY: every thread reaches it.
+    unsafe { sync_threads() };
+
+    let k_blocks = p.k * if FP8 { 1 } else { 2 } / BK;
+    let mut sched = Scheduler::new(p);
+
+    if warpgroup == 0 {
+        // Producer: one thread issues every load; the warpgroup gives its registers to the math.
+        // SAFETY: all 128 threads of the warpgroup execute it; launch bounds are set.
+        unsafe { setmaxnreg_dec::<40>() };
+        if tid != 0 {
+            return;
+        }
+        let mut it = 0u32;
+        while let Some(tile) = sched.next_tile() {
+            let b_row = tile.group * p.n + tile.n0;
+            for kb in 0..k_blocks {
+                let (s, phase) = (it % STAGES, (it / STAGES) & 1);
+                // SAFETY: initialized barriers; the math warpgroups free every stage they consume.
+                unsafe {
+                    mbarrier_wait(sm.empty(s), phase ^ 1);
+                    mbarrier_arrive_expect_tx(sm.full(s), TILE_A_BYTES + TILE_B_BYTES);
+                    // Boxes past the last row of A or B are zero-filled by the TMA unit; rows of
+                    // the next group or expert are loaded but never stored.
+                    tma_load_2d(sm.a(s), tmap_a, (kb * BK) as i32, tile.m0 as i32, sm.full(s));
+                    tma_load_2d(sm.b(s), tmap_b, (kb * BK) as i32, b_row as i32, sm.full(s));
+                }
+                it += 1;
+            }
+        }
+        return;
+    }
+
+    // Math warpgroups.
+    // SAFETY: all threads of each math warpgroup execute it; the producer released registers.
+    unsafe { setmaxnreg_inc::<232>() };
+    let wg = warpgroup - 1; // 0 or 1: rows 64·wg .. 64·wg + 64 of the tile
+    let (warp, lane) = ((tid % 128) / 32, lane_id());
+    let row_in_tile = wg * 64 + warp * 16 + lane / 4; // and + 8
+    let col_in_tile = (lane % 4) * 2; // + 8j, + 1
+
+    let mut it = 0u32;
+    while let Some(tile) = sched.next_tile() {
+        let m0 = tile.m0 + row_in_tile;
+        let m1 = m0 + 8;
+        let mut fin = [0.0f32; 64];
+        let mut acc = [0.0f32; 64];
+        for kb in 0..k_blocks {
+            let (s, phase) = (it % STAGES, (it / STAGES) & 1);
+            // FP8 scales first: their loads overlap the wait. Rows past the group read nothing
+            // (their products are never stored).
+            let (s0, s1) = if FP8 {
+                let sa_at = |m: u32| {
+                    if m < tile.row_end {
+                        let i = m as u64 * p.sa_row_stride + kb as u64 * p.sa_col_stride;
+                        // SAFETY: m < rows, kb < K/128: inside the validated scale extent.
+                        unsafe { *(p.sa as *const f32).add(i as usize) }
+                    } else {
+                        0.0
+                    }
+                };
+                let sb_i = tile.group as u64 * p.sb_group_stride + (tile.n0 / BN) as u64 * p.sb_stride + kb as u64;
+                // SAFETY: group < groups, n0/128 < ⌈N/128⌉, kb < K/128.
+                let sb = unsafe { *(p.sb as *const f32).add(sb_i as usize) };
+                (sa_at(m0) * sb, sa_at(m1) * sb)
+            } else {
+                (1.0, 1.0)
+            };
+
+            // SAFETY: initialized barrier; the producer fills every stage in order.
+            unsafe { mbarrier_wait(sm.full(s), phase) };
+            let a_tile = sm.a(s) + wg * 64 * BK; // this warpgroup's 64 rows
+            let b_tile = sm.b(s);
+            fence_operands(&mut acc);
+            // SAFETY: the whole warpgroup executes these; the tiles are complete (full barrier)
+            // and are not overwritten before this warpgroup arrives on empty[s] below.
+            unsafe {
+                wgmma_fence();
+                crate::unroll!(k in [0, 1, 2, 3] {
+                    let da = smem_desc_k_major_sw128(a_tile + 32 * k as u32);
+                    let db = smem_desc_k_major_sw128(b_tile + 32 * k as u32);
+                    if FP8 {
+                        wgmma_m64n128k32_e4m3(&mut acc, da, db, k != 0);
+                    } else {
+                        wgmma_m64n128k16_bf16(&mut acc, da, db, k != 0 || kb != 0);
+                    }
+                });
+                wgmma_commit();
+                wgmma_wait::<0>();
+            }
+            // Only now may `acc` be read: pin its first reads below the wait.
+            fence_operands(&mut acc);
+            if lane == 0 {
+                // SAFETY: this warp's reads of stage s are complete (wait above).
+                unsafe { mbarrier_arrive(sm.empty(s)) };
+            }
+            if FP8 {
+                crate::unroll!(j in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] {
+                    fin[4 * j] += acc[4 * j] * s0;
+                    fin[4 * j + 1] += acc[4 * j + 1] * s0;
+                    fin[4 * j + 2] += acc[4 * j + 2] * s1;
+                    fin[4 * j + 3] += acc[4 * j + 3] * s1;
+                });
+            }
+            it += 1;
+        }
+        let out = if FP8 { &fin } else { &acc };
+        // Epilogue: bf16 pairs straight to global memory, masked at the group's rows and at N.
+        crate::unroll!(j in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] {
+            let n = tile.n0 + 8 * j as u32 + col_in_tile;
+            store_pair(p, m0, tile.row_end, n, out[4 * j], out[4 * j + 1]);
+            store_pair(p, m1, tile.row_end, n, out[4 * j + 2], out[4 * j + 3]);
+        });
+    }
+}
+
+/// Stores D[m, n] and D[m, n + 1] (those inside the group's rows and the matrix).
+#[inline(always)]
+fn store_pair(p: &GemmParams, m: u32, row_end: u32, n: u32, v0: f32, v1: f32) {
+    if m >= row_end || n >= p.n {
+        return;
+    }
+    let at = (p.d as *mut u16).wrapping_add((m as u64 * p.d_stride + n as u64) as usize);
+    if n + 1 < p.n {
+        // SAFETY: (m, n) and (m, n + 1) inside D; n is even and the row stride even with a
+        // 4-byte aligned base (host contract), so the pair is 4-byte aligned.
+        unsafe { *(at as *mut u32) = f32x2_to_bf16x2(v0, v1) };
+    } else {
+        // SAFETY: (m, n) inside D.
+        unsafe { *at = crate::prim::convert::f32_to_bf16(v0) };
+    }
+}
+
+/// `D = (A · sa) (B · sb)ᵀ`, E4M3 inputs, bf16 output, dense or grouped.
+///
+/// # Safety
+/// Launch contract of `gemm`.
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn fp8_blockwise_gemm(p: GemmParams) {
+    unsafe { gemm::<true>(&p) }
+}
+
+/// `D = A Bᵀ`, bf16 inputs, f32 accumulation, bf16 output, dense or grouped.
+///
+/// # Safety
+/// Launch contract of `gemm`.
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn bf16_gemm(p: GemmParams) {
+    unsafe { gemm::<false>(&p) }
+}

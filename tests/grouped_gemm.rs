@@ -1,0 +1,208 @@
+//! Grouped (MoE) GEMM, bf16 and blockwise FP8, contiguous and masked layouts, against a per-group
+//! float64 reference (GPU, Hopper). Bounds as the dense FP8 GEMM: relative Frobenius error ≤ 2e-3
+//! and every element within 1% of its row's largest magnitude.
+
+mod common;
+
+use half::bf16;
+use lowp::fp8::ScaleLayout;
+use lowp::grouped_gemm::{self as gg, GroupLayout};
+use lowp::reference::convert::e4m3fn_to_f32;
+use lowp::{ErrorFlag, F8E4M3, Tensor};
+
+use common::Rng;
+
+/// Group sizes: empty, single-token, uneven, and a Zipf-like tail.
+fn sizes(rng: &mut Rng, experts: usize, total: usize) -> Vec<usize> {
+    let weights: Vec<f64> = (0..experts).map(|e| 1.0 / (1.0 + e as f64).powf(1.1)).collect();
+    let sum: f64 = weights.iter().sum();
+    let mut s: Vec<usize> = weights.iter().map(|w| (w / sum * total as f64) as usize).collect();
+    if experts > 3 {
+        s[1] = 0; // an empty group
+        s[2] = 1; // a single token
+    }
+    let used: usize = s.iter().sum();
+    s[0] += total.saturating_sub(used);
+    let i = rng.below(experts as u64) as usize;
+    let j = rng.below(experts as u64) as usize;
+    if s[i] >= 3 {
+        s[i] -= 3;
+        s[j] += 3;
+    }
+    s
+}
+
+fn check(what: &str, got: &[bf16], want: &[Vec<f64>], rows: &[usize], n: usize) {
+    let (mut err2, mut ref2) = (0.0f64, 0.0f64);
+    for (w, &r) in want.iter().zip(rows) {
+        let row_max = w.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        for j in 0..n {
+            let v = got[r * n + j].to_f64();
+            assert!(!v.is_nan(), "{what}: y[{r}, {j}] not written");
+            let e = (v - w[j]).abs();
+            assert!(e <= 0.01 * row_max + 1e-30, "{what}: y[{r}, {j}] = {v}, reference {} (row max {row_max})", w[j]);
+            err2 += e * e;
+            ref2 += w[j] * w[j];
+        }
+    }
+    if ref2 > 0.0 {
+        let rel = (err2 / ref2).sqrt();
+        assert!(rel <= 2e-3, "{what}: relative Frobenius error {rel:e}");
+    }
+}
+
+/// Row `r` (in expert `g`) of x · W[g]ᵀ from dequantized f64 rows.
+fn ref_row(x: &dyn Fn(usize, usize) -> f64, w: &dyn Fn(usize, usize) -> f64, r: usize, g: usize, n: usize, k: usize) -> Vec<f64> {
+    (0..n).map(|j| (0..k).map(|c| x(r, c) * w(g * n + j, c)).sum()).collect()
+}
+
+fn bf16_case(lowp: &lowp::Lowp, rng: &mut Rng, experts: usize, total: usize, n: usize, k: usize, masked: Option<usize>) {
+    let stream = lowp.new_stream().expect("stream");
+    let sz = sizes(rng, experts, total);
+    let rows = masked.map_or(total, |m| experts * m);
+    let x: Vec<bf16> = (0..rows * k).map(|_| bf16::from_f64(rng.normal())).collect();
+    let w: Vec<bf16> = (0..experts * n * k).map(|_| bf16::from_f64(rng.normal() * 0.05)).collect();
+    let x_d = Tensor::from_host(&stream, &x, rows, k).expect("x");
+    let w_d = Tensor::from_host(&stream, &w, experts * n, k).expect("w");
+    let mut y = Tensor::from_host(&stream, &vec![bf16::from_bits(common::POISON16); rows * n], rows, n).expect("y");
+    // group table and the (row, group) pairs to check
+    let (table, spans): (Vec<i32>, Vec<(usize, usize)>) = match masked {
+        None => {
+            let mut end = 0;
+            let t = sz.iter().map(|s| { end += s; end as i32 }).collect();
+            let mut start = 0;
+            (t, sz.iter().map(|s| { let sp = (start, start + s); start += s; sp }).collect())
+        }
+        Some(m) => {
+            let counts: Vec<usize> = sz.iter().map(|s| (*s).min(m)).collect();
+            (counts.iter().map(|c| *c as i32).collect(), counts.iter().enumerate().map(|(g, c)| (g * m, g * m + c)).collect())
+        }
+    };
+    let table_d = stream.clone_htod(&table).expect("table");
+    let layout = match masked {
+        None => GroupLayout::Contiguous { ends: table_d.as_view() },
+        Some(m) => GroupLayout::Masked { counts: table_d.as_view(), max_m: m },
+    };
+    let mut flag = ErrorFlag::new(&stream).expect("flag");
+    gg::bf16_grouped_gemm(lowp, &stream, &x_d, &w_d, n, &layout, &mut y, Some(&mut flag)).expect("grouped gemm");
+    let got = y.to_host(&stream).expect("y back");
+    assert_eq!(flag.read(&stream).expect("flag"), 0, "valid offsets raised the flag");
+    let xf = |r: usize, c: usize| x[r * k + c].to_f64();
+    let wf = |r: usize, c: usize| w[r * k + c].to_f64();
+    let mut rows_checked = Vec::new();
+    let mut want = Vec::new();
+    for (g, &(a, b)) in spans.iter().enumerate() {
+        for r in [a, (a + b) / 2, b.saturating_sub(1)] {
+            if r >= a && r < b && !rows_checked.contains(&r) {
+                rows_checked.push(r);
+                want.push(ref_row(&xf, &wf, r, g, n, k));
+            }
+        }
+    }
+    let what = format!("bf16 E {experts} T {total} N {n} K {k} masked {masked:?}");
+    check(&what, &got, &want, &rows_checked, n);
+    // rows outside every group keep the poison (masked layout: past each count)
+    if let Some(m) = masked {
+        for (g, &(_, b)) in spans.iter().enumerate() {
+            if b < (g + 1) * m {
+                assert_eq!(got[b * n].to_bits(), common::POISON16, "{what}: row {b} past the count of group {g} was written");
+            }
+        }
+    }
+}
+
+#[test]
+fn bf16_grouped_gemm_matches_reference() {
+    let Some(lowp) = common::gpu("bf16_grouped_gemm_matches_reference") else { return };
+    if lowp.arch() != lowp::Arch::Sm90a {
+        return;
+    }
+    let mut rng = Rng::fresh("bf16_grouped_gemm_matches_reference");
+    for (e, t, n, k) in [(8, 1000, 256, 512), (32, 777, 128, 256), (4, 3, 384, 192), (64, 4096, 512, 1024)] {
+        bf16_case(&lowp, &mut rng, e, t, n, k, None);
+    }
+    bf16_case(&lowp, &mut rng, 8, 400, 256, 512, Some(96));
+    bf16_case(&lowp, &mut rng, 16, 2000, 128, 256, Some(200));
+}
+
+#[test]
+fn fp8_grouped_gemm_matches_reference() {
+    let Some(lowp) = common::gpu("fp8_grouped_gemm_matches_reference") else { return };
+    if lowp.arch() != lowp::Arch::Sm90a {
+        return;
+    }
+    let mut rng = Rng::fresh("fp8_grouped_gemm_matches_reference");
+    for (experts, total, n, k, masked) in [(8, 1000, 256, 512, None), (16, 555, 384, 256, None), (8, 300, 256, 384, Some(64))] {
+        let stream = lowp.new_stream().expect("stream");
+        let sz = sizes(&mut rng, experts, total);
+        let rows = masked.map_or(total, |m: usize| experts * m);
+        let code = |rng: &mut Rng| loop { let c = rng.next_u64() as u8; if c & 0x7f != 0x7f { break c } };
+        let x: Vec<u8> = (0..rows * k).map(|_| code(&mut rng)).collect();
+        let w: Vec<u8> = (0..experts * n * k).map(|_| code(&mut rng)).collect();
+        let (kb, nb) = (k / 128, n.div_ceil(128));
+        let sx: Vec<f32> = (0..rows * kb).map(|_| (1.0 + rng.uniform() as f32) / 448.0).collect();
+        let sw: Vec<f32> = (0..experts * nb * kb).map(|_| (1.0 + rng.uniform() as f32) / 448.0).collect();
+        let to8 = |v: &[u8]| v.iter().map(|&c| F8E4M3(c)).collect::<Vec<_>>();
+        let x_d = Tensor::from_host(&stream, &to8(&x), rows, k).expect("x");
+        let w_d = Tensor::from_host(&stream, &to8(&w), experts * n, k).expect("w");
+        let sx_d = stream.clone_htod(&sx).expect("sx");
+        let sw_d = Tensor::from_host(&stream, &sw, experts * nb, kb).expect("sw");
+        let mut y = Tensor::from_host(&stream, &vec![bf16::from_bits(common::POISON16); rows * n], rows, n).expect("y");
+        let (table, spans): (Vec<i32>, Vec<(usize, usize)>) = match masked {
+            None => {
+                let mut end = 0;
+                let t = sz.iter().map(|s| { end += s; end as i32 }).collect();
+                let mut start = 0;
+                (t, sz.iter().map(|s| { let sp = (start, start + s); start += s; sp }).collect())
+            }
+            Some(m) => {
+                let c: Vec<usize> = sz.iter().map(|s| (*s).min(m)).collect();
+                (c.iter().map(|v| *v as i32).collect(), c.iter().enumerate().map(|(g, v)| (g * m, g * m + v)).collect())
+            }
+        };
+        let table_d = stream.clone_htod(&table).expect("table");
+        let layout = match masked {
+            None => GroupLayout::Contiguous { ends: table_d.as_view() },
+            Some(m) => GroupLayout::Masked { counts: table_d.as_view(), max_m: m },
+        };
+        gg::fp8_grouped_gemm(&lowp, &stream, &x_d, &sx_d, ScaleLayout::RowMajor, &w_d, &sw_d, n, &layout, &mut y, None).expect("gemm");
+        let got = y.to_host(&stream).expect("y");
+        let xf = |r: usize, c: usize| e4m3fn_to_f32(x[r * k + c]) as f64 * sx[r * kb + c / 128] as f64;
+        let mut rows_checked = Vec::new();
+        let mut want = Vec::new();
+        for (g, &(a, b)) in spans.iter().enumerate() {
+            let wf = |r: usize, c: usize| e4m3fn_to_f32(w[r * k + c]) as f64 * sw[(g * nb + (r - g * n) / 128) * kb + c / 128] as f64;
+            for r in [a, (a + b) / 2, b.saturating_sub(1)] {
+                if r >= a && r < b && !rows_checked.contains(&r) {
+                    rows_checked.push(r);
+                    want.push(ref_row(&xf, &wf, r, g, n, k));
+                }
+            }
+        }
+        check(&format!("fp8 E {experts} T {total} N {n} K {k} masked {masked:?}"), &got, &want, &rows_checked, n);
+    }
+}
+
+#[test]
+fn grouped_gemm_clamps_and_flags_bad_offsets() {
+    let Some(lowp) = common::gpu("grouped_gemm_clamps_and_flags_bad_offsets") else { return };
+    if lowp.arch() != lowp::Arch::Sm90a {
+        return;
+    }
+    let stream = lowp.new_stream().expect("stream");
+    let (rows, n, k, experts) = (300, 128, 128, 4);
+    let x = Tensor::from_host(&stream, &vec![bf16::ONE; rows * k], rows, k).expect("x");
+    let w = Tensor::from_host(&stream, &vec![bf16::ONE; experts * n * k], experts * n, k).expect("w");
+    // decreasing, then past the row count
+    for table in [vec![100i32, 50, 200, 300], vec![100, 200, 250, 100_000], vec![-5, 10, 20, 30]] {
+        let mut y = Tensor::from_host(&stream, &vec![bf16::from_bits(common::POISON16); rows * n], rows, n).expect("y");
+        let t = stream.clone_htod(&table).expect("table");
+        let mut flag = ErrorFlag::new(&stream).expect("flag");
+        gg::bf16_grouped_gemm(&lowp, &stream, &x, &w, n, &GroupLayout::Contiguous { ends: t.as_view() }, &mut y, Some(&mut flag)).expect("launch");
+        assert_eq!(flag.read(&stream).expect("flag"), gg::GEMM_ERR_GROUP_BOUNDS, "offsets {table:?} not flagged");
+        // every written value is a full dot product of ones: k
+        for v in y.to_host(&stream).expect("y") {
+            assert!(v.to_bits() == common::POISON16 || v.to_f32() == k as f32, "offsets {table:?}: wrote {v}");
+        }
+    }
+}
