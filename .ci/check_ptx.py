@@ -76,6 +76,9 @@ def check(ptxas, path, arch):
             if name not in kernels:
                 continue
             dis = subprocess.run([cuobjdump, "-sass", "-fun", name, cubin], capture_output=True, text=True)
+            if dis.returncode != 0 or "fatal" in dis.stderr:
+                problems.append(f"cuobjdump failed on {name}: {dis.stderr.strip()}")
+                continue
             ops = Counter(m.group(1).split(".")[0] for m in re.finditer(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]+)", dis.stdout))
             mix = ", ".join(f"{op} {ops[op]}" for op in ("QGMMA", "HGMMA", "HMMA", "UTMALDG", "SYNCS", "USETMAXREG", "LDL", "STL") if ops[op])
             print(f"  SASS {name}: {sum(ops.values())} instructions; {mix}")
