@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, CudaStream};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtrMut, SyncOnDrop};
 
+use crate::context::Lowp;
 use crate::error::{CudaResultExt, Result};
 
 pub struct ErrorFlag {
@@ -25,5 +26,18 @@ impl ErrorFlag {
     /// Clears the bits (asynchronously on `stream`).
     pub fn clear(&mut self, stream: &Arc<CudaStream>) -> Result<()> {
         stream.memset_zeros(&mut self.buf).op("cuMemsetD8Async")
+    }
+
+    /// The flag's device address for a kernel launched on `stream` (0 without a flag), and the
+    /// guard to keep until the launch is enqueued.
+    pub(crate) fn device_addr<'a>(flag: Option<&'a mut ErrorFlag>, lowp: &Lowp, stream: &'a CudaStream) -> Result<(u64, Option<SyncOnDrop<'a>>)> {
+        match flag {
+            Some(f) => {
+                lowp.check_buffer("error_flag", &f.buf)?;
+                let (a, g) = f.buf.device_ptr_mut(stream);
+                Ok((a, Some(g)))
+            }
+            None => Ok((0, None)),
+        }
     }
 }

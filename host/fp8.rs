@@ -22,6 +22,8 @@ use crate::context::Lowp;
 use crate::dtype::{Element, F8E4M3};
 use crate::error::{CudaResultExt, Error, Result};
 use crate::tensor::Tensor;
+pub(crate) use crate::validate::Operand;
+use crate::validate::overlap;
 
 crate::abi::device_repr!(Fp8QuantParams);
 
@@ -77,31 +79,6 @@ impl Fp8Input for half::f16 {
 }
 impl Fp8Input for f32 {
     const SUFFIX: &'static str = "f32";
-}
-
-/// A matrix operand for validation.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Operand {
-    pub name: &'static str,
-    pub rows: usize,
-    pub cols: usize,
-    pub stride: usize,
-    pub addr: u64,
-    pub elem: usize,
-}
-
-impl Operand {
-    fn aligned(&self, bytes: u64) -> bool {
-        self.addr % bytes == 0 && (self.stride * self.elem) as u64 % bytes == 0
-    }
-    fn range(&self) -> (u64, u64) {
-        let span = if self.rows == 0 { 0 } else { (self.rows - 1) * self.stride + self.cols };
-        (self.addr, self.addr + (span * self.elem) as u64)
-    }
-}
-
-fn overlap(a: (u64, u64), b: (u64, u64)) -> bool {
-    a.0 < b.1 && b.0 < a.1
 }
 
 /// Scale buffer: address, length (f32 elements), and where (row, group) lives.

@@ -152,6 +152,29 @@ pub(crate) fn grouped_plan(s: &GroupedShape) -> Result<usize> {
     Ok(experts)
 }
 
+/// The parameters every grouped call shares (no FP8 scales).
+fn grouped_params(s: &GroupedShape, experts: usize, group_ends: u64, error_flag: u64) -> GemmParams {
+    GemmParams {
+        tensor_maps: 0,
+        sa: 0,
+        sa_row_stride: 0,
+        sa_col_stride: 0,
+        sb: 0,
+        sb_stride: 0,
+        sb_group_stride: 0,
+        d: s.y.3,
+        d_stride: s.y.2 as u64,
+        group_ends,
+        error_flag,
+        rows: s.x.0 as u32,
+        n: s.n as u32,
+        k: s.x.1 as u32,
+        groups: experts as u32,
+        max_m: s.max_m.unwrap_or(0) as u32,
+        group_m: 8,
+    }
+}
+
 fn layout_parts<'a>(layout: &'a GroupLayout<'_>) -> (&'a CudaView<'a, i32>, Option<usize>) {
     match layout {
         GroupLayout::Contiguous { ends } => (ends, None),
@@ -207,44 +230,15 @@ where
     let (ya, _g4) = y.device_ptr_mut(stream);
     let s = GroupedShape { x: shape(x, xa), w: shape(w, wa), y: (ys.0, ys.1, ys.2, ya), n, elem: 2, groups_len: offs.len(), max_m };
     let experts = grouped_plan(&s)?;
-    let mut guard = None;
-    let flag = match error_flag {
-        Some(fl) => {
-            lowp.check_buffer("error_flag", &fl.buf)?;
-            let (a, g) = fl.buf.device_ptr_mut(stream);
-            guard = Some(g);
-            a
-        }
-        None => 0,
-    };
-    let p = GemmParams {
-        tensor_maps: 0,
-        sa: 0,
-        sa_row_stride: 0,
-        sa_col_stride: 0,
-        sb: 0,
-        sb_stride: 0,
-        sb_group_stride: 0,
-        d: ya,
-        d_stride: ys.2 as u64,
-        group_ends: oa,
-        error_flag: flag,
-        rows: x.rows() as u32,
-        n: n as u32,
-        k: x.cols() as u32,
-        groups: experts as u32,
-        max_m: max_m.unwrap_or(0) as u32,
-        group_m: 8,
-    };
+    let (flag, _guard) = ErrorFlag::device_addr(error_flag, lowp, stream)?;
+    let p = grouped_params(&s, experts, oa, flag);
     if x.rows() == 0 {
         return Ok(());
     }
     let e = 2;
     let a = (xa, x.cols() * e, x.rows(), x.row_stride() * e);
     let b = (wa, w.cols() * e, w.rows(), w.row_stride() * e);
-    let r = launch_gemm(lowp, stream, f, p, a, b, tile_bound(x.rows(), experts, n, max_m));
-    drop(guard);
-    r
+    launch_gemm(lowp, stream, f, p, a, b, tile_bound(x.rows(), experts, n, max_m))
 }
 
 /// The grouped blockwise FP8 GEMM: per expert g,
@@ -311,43 +305,22 @@ where
     if sw.rows() != experts * nb || sw.cols() != kb {
         return Err(Error::Shape { arg: "sw", expected: format!("[E · ⌈N/128⌉, K/128] = [{}, {kb}]", experts * nb), actual: format!("[{}, {}]", sw.rows(), sw.cols()) });
     }
-    let mut guard = None;
-    let flag = match error_flag {
-        Some(fl) => {
-            lowp.check_buffer("error_flag", &fl.buf)?;
-            let (a, g) = fl.buf.device_ptr_mut(stream);
-            guard = Some(g);
-            a
-        }
-        None => 0,
-    };
+    let (flag, _guard) = ErrorFlag::device_addr(error_flag, lowp, stream)?;
     let p = GemmParams {
-        tensor_maps: 0,
         sa: sxa,
         sa_row_stride: sa_rs as u64,
         sa_col_stride: sa_cs as u64,
         sb: swa,
         sb_stride: sw.row_stride() as u64,
         sb_group_stride: (nb * sw.row_stride()) as u64,
-        d: ya,
-        d_stride: ys.2 as u64,
-        group_ends: oa,
-        error_flag: flag,
-        rows: rows as u32,
-        n: n as u32,
-        k: k as u32,
-        groups: experts as u32,
-        max_m: max_m.unwrap_or(0) as u32,
-        group_m: 8,
+        ..grouped_params(&s, experts, oa, flag)
     };
     if rows == 0 {
         return Ok(());
     }
     let a = (xa, k, rows, x.row_stride());
     let b = (wa, k, w.rows(), w.row_stride());
-    let r = launch_gemm(lowp, stream, f, p, a, b, tile_bound(rows, experts, n, max_m));
-    drop(guard);
-    r
+    launch_gemm(lowp, stream, f, p, a, b, tile_bound(rows, experts, n, max_m))
 }
 
 #[cfg(test)]

@@ -44,6 +44,7 @@ pub mod reference;
 pub mod rmsnorm;
 mod tensor;
 mod tma;
+mod validate;
 
 pub use context::{Lowp, device_count, driver_available};
 pub use dtype::{DType, Element, F4E2M1x2, F8E4M3, F8E5M2, HalfFloat, Ue8m0};

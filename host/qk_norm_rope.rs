@@ -248,34 +248,9 @@ impl Op {
     }
 }
 
-/// A matrix argument for validation: shape, stride, address and element size.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Mat {
-    pub name: &'static str,
-    pub rows: usize,
-    pub cols: usize,
-    pub stride: usize,
-    pub addr: u64,
-    pub elem: usize,
-}
-
-impl Mat {
-    fn byte_range(&self) -> (u64, u64) {
-        let span = if self.rows == 0 { 0 } else { (self.rows - 1) * self.stride + self.cols };
-        (self.addr, self.addr + (span * self.elem) as u64)
-    }
-    fn aligned(&self, bytes: u64) -> bool {
-        self.addr % bytes == 0 && (self.stride * self.elem) as u64 % bytes == 0
-    }
-}
-
-fn disjoint(a: &Mat, b: &Mat) -> Result<()> {
-    let ((a0, a1), (b0, b1)) = (a.byte_range(), b.byte_range());
-    if a0 < b1 && b0 < a1 {
-        return Err(Error::Aliasing { arg: a.name, other: b.name });
-    }
-    Ok(())
-}
+/// A matrix argument for validation (`validate::Operand`).
+pub(crate) use crate::validate::Operand as Mat;
+use crate::validate::disjoint;
 
 fn shape_err(arg: &'static str, expected: String, actual: String) -> Error {
     Error::Shape { arg, expected, actual }

@@ -264,95 +264,113 @@ pub fn fence_operands(d: &mut [f32; 64]) {
     }
 }
 
-/// `d (64×128 f32, 64 registers per thread) = [d +] A (64×32 E4M3, K-major, shared) ·
-/// B (128×32 E4M3, K-major, shared)ᵀ` for the warpgroup: one `wgmma.mma_async.m64n128k32`.
-/// `accumulate = false` overwrites `d`.
-///
-/// Register layout of `d` (thread t of the warpgroup, warp w = t/32, lane l): element
-/// `d[4j + 2h + e]` is row `16w + l/4 + 8h`, column `8j + 2(l%4) + e`.
-///
-/// # Safety
-/// Executed by all threads of the warpgroup after `wgmma_fence`, with descriptors of valid
-/// shared-memory tiles that stay unchanged until a `wgmma_wait` covers this operation; `d` is
-/// not read or written until then.
-#[inline(always)]
-pub unsafe fn wgmma_m64n128k32_e4m3(d: &mut [f32; 64], desc_a: u64, desc_b: u64, accumulate: bool) {
-    let scale_d = accumulate as u32;
-    // SAFETY: caller's contract.
-    unsafe {
-        asm!(
-            "{{ .reg .pred p; setp.ne.b32 p, {sd}, 0;",
-            "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3",
-            "{{{d0}, {d1}, {d2}, {d3}, {d4}, {d5}, {d6}, {d7}, {d8}, {d9}, {d10}, {d11}, {d12}, {d13}, {d14}, {d15},",
-            " {d16}, {d17}, {d18}, {d19}, {d20}, {d21}, {d22}, {d23}, {d24}, {d25}, {d26}, {d27}, {d28}, {d29}, {d30}, {d31},",
-            " {d32}, {d33}, {d34}, {d35}, {d36}, {d37}, {d38}, {d39}, {d40}, {d41}, {d42}, {d43}, {d44}, {d45}, {d46}, {d47},",
-            " {d48}, {d49}, {d50}, {d51}, {d52}, {d53}, {d54}, {d55}, {d56}, {d57}, {d58}, {d59}, {d60}, {d61}, {d62}, {d63}}},",
-            " {da}, {db}, p, 1, 1; }}",
-            sd = in(reg32) scale_d, da = in(reg64) desc_a, db = in(reg64) desc_b,
-            d0 = inout(reg32) d[0], d1 = inout(reg32) d[1], d2 = inout(reg32) d[2], d3 = inout(reg32) d[3],
-            d4 = inout(reg32) d[4], d5 = inout(reg32) d[5], d6 = inout(reg32) d[6], d7 = inout(reg32) d[7],
-            d8 = inout(reg32) d[8], d9 = inout(reg32) d[9], d10 = inout(reg32) d[10], d11 = inout(reg32) d[11],
-            d12 = inout(reg32) d[12], d13 = inout(reg32) d[13], d14 = inout(reg32) d[14], d15 = inout(reg32) d[15],
-            d16 = inout(reg32) d[16], d17 = inout(reg32) d[17], d18 = inout(reg32) d[18], d19 = inout(reg32) d[19],
-            d20 = inout(reg32) d[20], d21 = inout(reg32) d[21], d22 = inout(reg32) d[22], d23 = inout(reg32) d[23],
-            d24 = inout(reg32) d[24], d25 = inout(reg32) d[25], d26 = inout(reg32) d[26], d27 = inout(reg32) d[27],
-            d28 = inout(reg32) d[28], d29 = inout(reg32) d[29], d30 = inout(reg32) d[30], d31 = inout(reg32) d[31],
-            d32 = inout(reg32) d[32], d33 = inout(reg32) d[33], d34 = inout(reg32) d[34], d35 = inout(reg32) d[35],
-            d36 = inout(reg32) d[36], d37 = inout(reg32) d[37], d38 = inout(reg32) d[38], d39 = inout(reg32) d[39],
-            d40 = inout(reg32) d[40], d41 = inout(reg32) d[41], d42 = inout(reg32) d[42], d43 = inout(reg32) d[43],
-            d44 = inout(reg32) d[44], d45 = inout(reg32) d[45], d46 = inout(reg32) d[46], d47 = inout(reg32) d[47],
-            d48 = inout(reg32) d[48], d49 = inout(reg32) d[49], d50 = inout(reg32) d[50], d51 = inout(reg32) d[51],
-            d52 = inout(reg32) d[52], d53 = inout(reg32) d[53], d54 = inout(reg32) d[54], d55 = inout(reg32) d[55],
-            d56 = inout(reg32) d[56], d57 = inout(reg32) d[57], d58 = inout(reg32) d[58], d59 = inout(reg32) d[59],
-            d60 = inout(reg32) d[60], d61 = inout(reg32) d[61], d62 = inout(reg32) d[62], d63 = inout(reg32) d[63],
-            options(nostack)
-        );
-    }
+/// Defines a warpgroup MMA `d (64×128 f32, 64 registers per thread) = [d +] A · Bᵀ` with A and B
+/// K-major in shared memory (descriptors), one `wgmma.mma_async` of the given shape and types.
+macro_rules! wgmma_m64n128 {
+    ($(#[$doc:meta])* $name:ident, $instr:literal, $tail:literal) => {
+        $(#[$doc])*
+        ///
+        /// Register layout of `d` (thread t of the warpgroup, warp w = t/32, lane l): element
+        /// `d[4j + 2h + e]` is row `16w + l/4 + 8h`, column `8j + 2(l%4) + e`. `accumulate =
+        /// false` overwrites `d`.
+        ///
+        /// # Safety
+        /// Executed by all threads of the warpgroup after `wgmma_fence`, with descriptors of valid
+        /// shared-memory tiles that stay unchanged until a `wgmma_wait` covers this operation;
+        /// `d` is not read or written until then (see `fence_operands`).
+        #[inline(always)]
+        pub unsafe fn $name(d: &mut [f32; 64], desc_a: u64, desc_b: u64, accumulate: bool) {
+            let scale_d = accumulate as u32;
+            // SAFETY: caller's contract.
+            unsafe {
+                asm!(
+                    "{{ .reg .pred p; setp.ne.b32 p, {sd}, 0;",
+                    $instr,
+                    "{{{d0}, {d1}, {d2}, {d3}, {d4}, {d5}, {d6}, {d7}, {d8}, {d9}, {d10}, {d11}, {d12}, {d13}, {d14}, {d15}, {d16}, {d17}, {d18}, {d19}, {d20}, {d21}, {d22}, {d23}, {d24}, {d25}, {d26}, {d27}, {d28}, {d29}, {d30}, {d31}, {d32}, {d33}, {d34}, {d35}, {d36}, {d37}, {d38}, {d39}, {d40}, {d41}, {d42}, {d43}, {d44}, {d45}, {d46}, {d47}, {d48}, {d49}, {d50}, {d51}, {d52}, {d53}, {d54}, {d55}, {d56}, {d57}, {d58}, {d59}, {d60}, {d61}, {d62}, {d63}}},",
+                    $tail,
+                    sd = in(reg32) scale_d, da = in(reg64) desc_a, db = in(reg64) desc_b,
+                    d0 = inout(reg32) d[0],
+                    d1 = inout(reg32) d[1],
+                    d2 = inout(reg32) d[2],
+                    d3 = inout(reg32) d[3],
+                    d4 = inout(reg32) d[4],
+                    d5 = inout(reg32) d[5],
+                    d6 = inout(reg32) d[6],
+                    d7 = inout(reg32) d[7],
+                    d8 = inout(reg32) d[8],
+                    d9 = inout(reg32) d[9],
+                    d10 = inout(reg32) d[10],
+                    d11 = inout(reg32) d[11],
+                    d12 = inout(reg32) d[12],
+                    d13 = inout(reg32) d[13],
+                    d14 = inout(reg32) d[14],
+                    d15 = inout(reg32) d[15],
+                    d16 = inout(reg32) d[16],
+                    d17 = inout(reg32) d[17],
+                    d18 = inout(reg32) d[18],
+                    d19 = inout(reg32) d[19],
+                    d20 = inout(reg32) d[20],
+                    d21 = inout(reg32) d[21],
+                    d22 = inout(reg32) d[22],
+                    d23 = inout(reg32) d[23],
+                    d24 = inout(reg32) d[24],
+                    d25 = inout(reg32) d[25],
+                    d26 = inout(reg32) d[26],
+                    d27 = inout(reg32) d[27],
+                    d28 = inout(reg32) d[28],
+                    d29 = inout(reg32) d[29],
+                    d30 = inout(reg32) d[30],
+                    d31 = inout(reg32) d[31],
+                    d32 = inout(reg32) d[32],
+                    d33 = inout(reg32) d[33],
+                    d34 = inout(reg32) d[34],
+                    d35 = inout(reg32) d[35],
+                    d36 = inout(reg32) d[36],
+                    d37 = inout(reg32) d[37],
+                    d38 = inout(reg32) d[38],
+                    d39 = inout(reg32) d[39],
+                    d40 = inout(reg32) d[40],
+                    d41 = inout(reg32) d[41],
+                    d42 = inout(reg32) d[42],
+                    d43 = inout(reg32) d[43],
+                    d44 = inout(reg32) d[44],
+                    d45 = inout(reg32) d[45],
+                    d46 = inout(reg32) d[46],
+                    d47 = inout(reg32) d[47],
+                    d48 = inout(reg32) d[48],
+                    d49 = inout(reg32) d[49],
+                    d50 = inout(reg32) d[50],
+                    d51 = inout(reg32) d[51],
+                    d52 = inout(reg32) d[52],
+                    d53 = inout(reg32) d[53],
+                    d54 = inout(reg32) d[54],
+                    d55 = inout(reg32) d[55],
+                    d56 = inout(reg32) d[56],
+                    d57 = inout(reg32) d[57],
+                    d58 = inout(reg32) d[58],
+                    d59 = inout(reg32) d[59],
+                    d60 = inout(reg32) d[60],
+                    d61 = inout(reg32) d[61],
+                    d62 = inout(reg32) d[62],
+                    d63 = inout(reg32) d[63],
+                    options(nostack)
+                );
+            }
+        }
+    };
 }
 
-/// `d (64×128 f32, 64 registers per thread) = [d +] A (64×16 bf16, K-major, shared) ·
-/// B (128×16 bf16, K-major, shared)ᵀ` for the warpgroup: one `wgmma.mma_async.m64n128k16`
-/// (no transposes: both operands K-major). Layout of `d` and contract as the E4M3 form.
-/// `accumulate = false` overwrites `d`.
-///
-/// Register layout of `d` (thread t of the warpgroup, warp w = t/32, lane l): element
-/// `d[4j + 2h + e]` is row `16w + l/4 + 8h`, column `8j + 2(l%4) + e`.
-///
-/// # Safety
-/// Executed by all threads of the warpgroup after `wgmma_fence`, with descriptors of valid
-/// shared-memory tiles that stay unchanged until a `wgmma_wait` covers this operation; `d` is
-/// not read or written until then.
-#[inline(always)]
-pub unsafe fn wgmma_m64n128k16_bf16(d: &mut [f32; 64], desc_a: u64, desc_b: u64, accumulate: bool) {
-    let scale_d = accumulate as u32;
-    // SAFETY: caller's contract.
-    unsafe {
-        asm!(
-            "{{ .reg .pred p; setp.ne.b32 p, {sd}, 0;",
-            "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16",
-            "{{{d0}, {d1}, {d2}, {d3}, {d4}, {d5}, {d6}, {d7}, {d8}, {d9}, {d10}, {d11}, {d12}, {d13}, {d14}, {d15},",
-            " {d16}, {d17}, {d18}, {d19}, {d20}, {d21}, {d22}, {d23}, {d24}, {d25}, {d26}, {d27}, {d28}, {d29}, {d30}, {d31},",
-            " {d32}, {d33}, {d34}, {d35}, {d36}, {d37}, {d38}, {d39}, {d40}, {d41}, {d42}, {d43}, {d44}, {d45}, {d46}, {d47},",
-            " {d48}, {d49}, {d50}, {d51}, {d52}, {d53}, {d54}, {d55}, {d56}, {d57}, {d58}, {d59}, {d60}, {d61}, {d62}, {d63}}},",
-            " {da}, {db}, p, 1, 1, 0, 0; }}",
-            sd = in(reg32) scale_d, da = in(reg64) desc_a, db = in(reg64) desc_b,
-            d0 = inout(reg32) d[0], d1 = inout(reg32) d[1], d2 = inout(reg32) d[2], d3 = inout(reg32) d[3],
-            d4 = inout(reg32) d[4], d5 = inout(reg32) d[5], d6 = inout(reg32) d[6], d7 = inout(reg32) d[7],
-            d8 = inout(reg32) d[8], d9 = inout(reg32) d[9], d10 = inout(reg32) d[10], d11 = inout(reg32) d[11],
-            d12 = inout(reg32) d[12], d13 = inout(reg32) d[13], d14 = inout(reg32) d[14], d15 = inout(reg32) d[15],
-            d16 = inout(reg32) d[16], d17 = inout(reg32) d[17], d18 = inout(reg32) d[18], d19 = inout(reg32) d[19],
-            d20 = inout(reg32) d[20], d21 = inout(reg32) d[21], d22 = inout(reg32) d[22], d23 = inout(reg32) d[23],
-            d24 = inout(reg32) d[24], d25 = inout(reg32) d[25], d26 = inout(reg32) d[26], d27 = inout(reg32) d[27],
-            d28 = inout(reg32) d[28], d29 = inout(reg32) d[29], d30 = inout(reg32) d[30], d31 = inout(reg32) d[31],
-            d32 = inout(reg32) d[32], d33 = inout(reg32) d[33], d34 = inout(reg32) d[34], d35 = inout(reg32) d[35],
-            d36 = inout(reg32) d[36], d37 = inout(reg32) d[37], d38 = inout(reg32) d[38], d39 = inout(reg32) d[39],
-            d40 = inout(reg32) d[40], d41 = inout(reg32) d[41], d42 = inout(reg32) d[42], d43 = inout(reg32) d[43],
-            d44 = inout(reg32) d[44], d45 = inout(reg32) d[45], d46 = inout(reg32) d[46], d47 = inout(reg32) d[47],
-            d48 = inout(reg32) d[48], d49 = inout(reg32) d[49], d50 = inout(reg32) d[50], d51 = inout(reg32) d[51],
-            d52 = inout(reg32) d[52], d53 = inout(reg32) d[53], d54 = inout(reg32) d[54], d55 = inout(reg32) d[55],
-            d56 = inout(reg32) d[56], d57 = inout(reg32) d[57], d58 = inout(reg32) d[58], d59 = inout(reg32) d[59],
-            d60 = inout(reg32) d[60], d61 = inout(reg32) d[61], d62 = inout(reg32) d[62], d63 = inout(reg32) d[63],
-            options(nostack)
-        );
-    }
-}
+wgmma_m64n128!(
+    /// One `wgmma.mma_async.m64n128k32` with E4M3 operands (QGMMA): A 64×32, B 128×32.
+    wgmma_m64n128k32_e4m3,
+    "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3",
+    " {da}, {db}, p, 1, 1; }}"
+);
+
+wgmma_m64n128!(
+    /// One `wgmma.mma_async.m64n128k16` with bf16 operands (HGMMA): A 64×16, B 128×16, no
+    /// transposes (both K-major).
+    wgmma_m64n128k16_bf16,
+    "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16",
+    " {da}, {db}, p, 1, 1, 0, 0; }}"
+);
