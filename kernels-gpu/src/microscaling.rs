@@ -1,2 +1,0 @@
-//! NVFP4 / MXFP4 / MXFP8 quantization with linear or 128×4-swizzled scale factors, grouped (MoE)
-//! layouts, swizzle/unswizzle and dequantization. (Kernels land here.)
