@@ -1,0 +1,1067 @@
+//! NVFP4 / MXFP4 / MXFP8 quantization, scale swizzling, the grouped layout and dequantization.
+//!
+//! CPU: the reference (`lowp::reference::microscaling`) on hand-worked examples and on the
+//! swizzle test vectors from outside (`tests/data/swizzle_128x4.csv`). The per-block arithmetic
+//! the kernels run is checked against the reference on millions of random blocks by the unit
+//! tests (`host/tests/microscaling_math.rs`).
+//!
+//! GPU (skipped with a message where there is none): every format × input dtype × scale layout ×
+//! (vector and scalar path) on fresh random inputs with special values, outputs poisoned before
+//! the launch, codes and scales compared bit for bit with the reference, swizzle padding checked
+//! zero and bytes past the outputs untouched; grouped launches with empty, single-row,
+//! non-multiple-of-128 and Zipf-like groups and with invalid offsets; round trips through the
+//! dequantizers; the swizzle kernels; the tensor amax and global scale.
+
+mod common;
+
+use std::sync::Arc;
+
+use half::{bf16, f16};
+use lowp::cudarc::driver::{CudaSlice, CudaStream};
+use lowp::microscaling::{self as mx, GlobalScale, MxScaleRule, QuantInput, Scales, ScalesMut};
+use lowp::reference::microscaling as rf;
+use lowp::{Error, F4E2M1x2, F8E4M3, Lowp, Tensor, Ue8m0};
+
+use common::Rng;
+
+// ---------------------------------------------------------------------------------------------
+// CPU: the reference
+
+/// (rows, cols, linear bytes, swizzled bytes) of each case of `tests/data/swizzle_128x4.csv`.
+fn swizzle_vectors() -> Vec<(usize, usize, Vec<u8>, Vec<u8>)> {
+    let path = format!("{}/tests/data/swizzle_128x4.csv", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let hex = |s: &str| -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or_else(|e| panic!("{path}: {e}")))
+            .collect()
+    };
+    let mut cases = Vec::new();
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    while let Some(head) = lines.next() {
+        let dims: Vec<usize> = head
+            .trim_start_matches('#')
+            .split_whitespace()
+            .map(|kv| {
+                kv.split('=')
+                    .nth(1)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("{path}: bad header {head:?}"))
+            })
+            .collect();
+        let input = lines.next().and_then(|l| l.strip_prefix("in,")).unwrap_or_else(|| panic!("{path}: no `in` row"));
+        let output =
+            lines.next().and_then(|l| l.strip_prefix("out,")).unwrap_or_else(|| panic!("{path}: no `out` row"));
+        cases.push((dims[0], dims[1], hex(input), hex(output)));
+    }
+    assert_eq!(cases.len(), 4, "{path}");
+    cases
+}
+
+#[test]
+fn reference_swizzle_and_unswizzle_match_the_test_vectors() {
+    for (rows, cols, lin, sw) in swizzle_vectors() {
+        assert_eq!(lin.len(), rows * cols);
+        assert_eq!(sw.len(), rf::swizzled_len(rows, cols), "{rows}x{cols}");
+        assert_eq!(sw.len(), mx::swizzled_scale_len(rows, cols), "{rows}x{cols}");
+        assert_eq!(rf::swizzle(&lin, rows, cols), sw, "swizzle {rows}x{cols}");
+        assert_eq!(rf::unswizzle(&sw, rows, cols), lin, "unswizzle {rows}x{cols}");
+    }
+}
+
+#[test]
+fn reference_nvfp4_worked_examples() {
+    // g = 1, amax 6: scale = e4m3(1.0) = 0x38, codes are the E2M1 codes of x itself.
+    let x: Vec<f32> = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.5, -6.0, 0.25, 0.75, 2.5, 3.5, 5.0, -0.0].to_vec();
+    let (s, c) = rf::nvfp4_block(&x, 1.0);
+    assert_eq!(s, 0x38);
+    // ties: 0.25 → 0, 0.75 → 1 (code 2), 2.5 → 2 (code 4), 3.5 → 4 (code 6), 5 → 4 (code 6)
+    assert_eq!(c, vec![0, 1, 2, 3, 4, 5, 6, 7, 0x9, 0xf, 0, 2, 4, 6, 6, 0x8]);
+    assert_eq!(rf::pack_e2m1(&c[..4]), vec![0x10, 0x32]);
+    // g = 448·6 / 12 = 224: (12 / 6) · 224 = 448 → scale 0x7e; x · g / 448 = x / 2
+    let mut y = vec![1.0f32; 16];
+    y[0] = 12.0;
+    y[1] = -3.0;
+    let (s, c) = rf::nvfp4_block(&y, rf::nvfp4_global_scale(12.0));
+    assert_eq!((s, c[0], c[1], c[2]), (0x7e, 7, 0xb, 1));
+    // a zero block: scale 0, codes 0 (even −0); a NaN block: scale 0x7f, codes 0
+    assert_eq!(rf::nvfp4_block(&[-0.0; 16], 3.0), (0, vec![0; 16]));
+    let mut z = vec![1.0f32; 16];
+    z[5] = f32::NAN;
+    assert_eq!(rf::nvfp4_block(&z, 1.0), (0x7f, vec![0; 16]));
+    // Inf: amax Inf → scale saturates to 448; Inf → ±6, finite values x / 448
+    let mut w = vec![448.0f32; 16];
+    w[0] = f32::NEG_INFINITY;
+    let (s, c) = rf::nvfp4_block(&w, 1.0);
+    assert_eq!((s, c[0], c[1]), (0x7e, 0xf, 2));
+}
+
+#[test]
+fn reference_mx_worked_examples() {
+    let block = |top: f32| {
+        let mut b = vec![0.0f32; 32];
+        b[0] = top;
+        b[1] = -0.5;
+        b
+    };
+    use rf::MxElement::{E2m1, E4m3};
+    // amax 6: OCP ⌊log2 6⌋ − 2 = 0 → 127; round-up ⌈log2 1⌉ = 0 → 127
+    assert_eq!(rf::mx_block(&block(6.0), E2m1, MxScaleRule::Ocp).0, 127);
+    assert_eq!(rf::mx_block(&block(6.0), E2m1, MxScaleRule::RoundUp).0, 127);
+    // amax 7: OCP keeps 2^0 and 7 saturates to 6 (code 7); round-up takes 2^1, 7 / 2 = 3.5 → 4
+    let (s, c) = rf::mx_block(&block(7.0), E2m1, MxScaleRule::Ocp);
+    assert_eq!((s, c[0], c[1]), (127, 7, 0x9));
+    let (s, c) = rf::mx_block(&block(7.0), E2m1, MxScaleRule::RoundUp);
+    assert_eq!((s, c[0], c[1]), (128, 6, 0x8), "−0.5 / 2 = −0.25: a tie, rounds to −0");
+    // MXFP8: amax 500: OCP 2^(8 − 8) → 500 saturates to 448; round-up 2^1 → 250 → 256 (0x78)
+    let (s, c) = rf::mx_block(&block(500.0), E4m3, MxScaleRule::Ocp);
+    assert_eq!((s, c[0], c[1]), (127, 0x7e, 0xb0));
+    let (s, c) = rf::mx_block(&block(500.0), E4m3, MxScaleRule::RoundUp);
+    assert_eq!((s, c[0]), (128, 0x78));
+    // zero, NaN, Inf blocks
+    assert_eq!(rf::mx_block(&[0.0; 32], E2m1, MxScaleRule::Ocp), (0, vec![0; 32]));
+    assert_eq!(rf::mx_block(&block(f32::NAN), E4m3, MxScaleRule::Ocp), (0xff, vec![0; 32]));
+    assert_eq!(rf::mx_block(&block(f32::INFINITY), E2m1, MxScaleRule::RoundUp), (0xff, vec![0; 32]));
+    // tiny amax: the scale clamps at 2^-127
+    let mut tiny = vec![0.0f32; 32];
+    tiny[9] = -1e-40;
+    assert_eq!(rf::mx_scale(&tiny, E2m1, MxScaleRule::Ocp), 0);
+    assert_eq!(rf::mx_scale(&tiny, E4m3, MxScaleRule::RoundUp), 0);
+}
+
+#[test]
+fn reference_group_layout_examples() {
+    // empty first group, 3 rows, empty, 197 rows, 1 row
+    let (ranges, offs) = rf::group_layout(&[0, 3, 3, 200, 201], 201);
+    assert_eq!(ranges, vec![0..0, 0..3, 3..3, 3..200, 200..201]);
+    assert_eq!(offs, vec![0, 0, 128, 128, 384, 512]);
+    // invalid: decreasing, past the end, negative → clamped to [previous end, rows]
+    let (ranges, offs) = rf::group_layout(&[10, 5, 300, -4], 100);
+    assert_eq!(ranges, vec![0..10, 10..10, 10..100, 100..100]);
+    assert_eq!(offs, vec![0, 128, 128, 256, 256]);
+    // the grouped bytes are each group's swizzle, back to back
+    let scales: Vec<u8> = (0..201 * 3).map(|i| (i % 251) as u8 + 1).collect();
+    let (bytes, offs) = rf::grouped_swizzle(&scales, 201, 3, &[0, 3, 3, 200, 201]);
+    assert_eq!(bytes.len(), 512 * 4);
+    assert_eq!(&bytes[..512], &rf::swizzle(&scales[..9], 3, 3)[..]);
+    assert_eq!(&bytes[512..1536], &rf::swizzle(&scales[9..600], 197, 3)[..]);
+    assert_eq!(offs[4] * 4, 1536);
+    assert!(bytes.len() <= rf::grouped_swizzled_len(201, 3, 5));
+}
+
+#[test]
+fn reference_round_trips_stay_within_the_formats_resolution() {
+    let mut rng = Rng::fresh("reference_round_trips_stay_within_the_formats_resolution");
+    let (rows, k) = (8, 256);
+    let x: Vec<f32> = (0..rows * k).map(|_| rng.normal() as f32).collect();
+    for (fmt, rel) in [
+        (rf::Format::Nvfp4 { g: rf::nvfp4_global_scale(rf::tensor_amax(&x)) }, 0.5),
+        (rf::Format::Mxfp4(MxScaleRule::Ocp), 0.5),
+        (rf::Format::Mxfp8(MxScaleRule::RoundUp), 1.0 / 16.0),
+    ] {
+        let q = rf::quantize(&x, rows, k, fmt);
+        let y = rf::dequantize(&q.codes, &q.scales, rows, k, fmt);
+        for b in 0..rows * k / fmt.block() {
+            let blk = &x[b * fmt.block()..(b + 1) * fmt.block()];
+            let amax = blk.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            for i in b * fmt.block()..(b + 1) * fmt.block() {
+                // error at most half a quantum of the block's largest binade, plus saturation slack
+                assert!((x[i] - y[i]).abs() <= rel * amax + 1e-6, "{fmt:?} element {i}: {} → {}", x[i], y[i]);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPU helpers
+
+/// The input dtypes on the host side of the tests.
+trait In: QuantInput + Copy {
+    fn from_f64(v: f64) -> Self;
+    fn to_f32(self) -> f32;
+}
+
+impl In for bf16 {
+    fn from_f64(v: f64) -> Self {
+        bf16::from_f64(v)
+    }
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
+    }
+}
+
+impl In for f16 {
+    fn from_f64(v: f64) -> Self {
+        f16::from_f64(v)
+    }
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+}
+
+impl In for f32 {
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+const POISON: u8 = 0xa5;
+
+/// `n` random values in blocks of `block`: each block at its own magnitude (2^-30 .. 2^30, and
+/// now and then subnormal or near the type's limits), with exact E2M1 ties, zeros, ±0, and rare
+/// ±Inf and NaN when `specials`. Never all zero.
+fn random_values<T: In>(rng: &mut Rng, n: usize, block: usize, specials: bool) -> Vec<T> {
+    const TIES: [f64; 8] = [0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 6.0];
+    let mut v = Vec::with_capacity(n);
+    for b in 0..n.div_ceil(block) {
+        let kind = rng.below(10);
+        let mag = 2f64.powi(rng.below(60) as i32 - 30);
+        for i in 0..block.min(n - b * block) {
+            let x = match kind {
+                0 => 0.0,
+                1 => rng.pick_sign() * TIES[rng.below(8) as usize] * 2f64.powi(rng.below(20) as i32 - 10),
+                2 => rng.normal() * 1e-38, // subnormal in bf16/f32, zero in f16
+                3 => rng.normal() * 6e4,   // near f16's limit
+                _ => rng.normal() * mag,
+            };
+            let x = if i == 0 && kind == 0 { 0.0 } else { x };
+            v.push(T::from_f64(x));
+        }
+    }
+    if specials {
+        for _ in 0..(n / 4096).max(1) {
+            let i = rng.below(n as u64) as usize;
+            v[i] = T::from_f64(match rng.below(4) {
+                0 => f64::NAN,
+                1 => f64::INFINITY,
+                2 => f64::NEG_INFINITY,
+                _ => -0.0,
+            });
+        }
+    }
+    v[rng.below(n as u64) as usize] = T::from_f64(1.5); // never all zero
+    v
+}
+
+trait RngExt {
+    fn pick_sign(&mut self) -> f64;
+}
+
+impl RngExt for Rng {
+    fn pick_sign(&mut self) -> f64 {
+        if self.next_u64() & 1 == 0 { 1.0 } else { -1.0 }
+    }
+}
+
+/// The dense `[rows, cols]` values of a host buffer with a row stride and a leading offset.
+fn dense<T: Copy>(buf: &[T], rows: usize, cols: usize, stride: usize, offset: usize) -> Vec<T> {
+    (0..rows).flat_map(|r| buf[offset + r * stride..offset + r * stride + cols].iter().copied()).collect()
+}
+
+/// Checks a strided byte matrix read back from the device: `rows × cols` at `stride` from
+/// `offset` equals `want` (dense), every other byte of the buffer is still `POISON`.
+fn check_bytes(what: &str, got: &[u8], want: &[u8], rows: usize, cols: usize, stride: usize, offset: usize) {
+    for (i, g) in got.iter().enumerate() {
+        let inside = i >= offset && (i - offset) / stride.max(1) < rows && (i - offset) % stride.max(1) < cols;
+        if inside {
+            let (r, c) = ((i - offset) / stride, (i - offset) % stride);
+            assert_eq!(
+                *g,
+                want[r * cols + c],
+                "{what}: byte ({r}, {c}): got {g:#04x}, want {:#04x}",
+                want[r * cols + c]
+            );
+        } else {
+            assert_eq!(*g, POISON, "{what}: byte {i} outside the matrix was written");
+        }
+    }
+}
+
+fn dtoh<T: lowp::cudarc::driver::DeviceRepr + Default + Clone>(stream: &Arc<CudaStream>, buf: &CudaSlice<T>) -> Vec<T> {
+    let v = stream.clone_dtoh(buf).expect("dtoh");
+    stream.synchronize().expect("sync");
+    v
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fmt {
+    Nvfp4,
+    Mxfp4(MxScaleRule),
+    Mxfp8(MxScaleRule),
+}
+
+impl Fmt {
+    fn block(self) -> usize {
+        if self == Fmt::Nvfp4 { 16 } else { 32 }
+    }
+    fn code_cols(self, k: usize) -> usize {
+        if matches!(self, Fmt::Mxfp8(_)) { k } else { k / 2 }
+    }
+    fn reference(self, g: f32) -> rf::Format {
+        match self {
+            Fmt::Nvfp4 => rf::Format::Nvfp4 { g },
+            Fmt::Mxfp4(r) => rf::Format::Mxfp4(r),
+            Fmt::Mxfp8(r) => rf::Format::Mxfp8(r),
+        }
+    }
+}
+
+const FORMATS: [Fmt; 5] = [
+    Fmt::Nvfp4,
+    Fmt::Mxfp4(MxScaleRule::Ocp),
+    Fmt::Mxfp4(MxScaleRule::RoundUp),
+    Fmt::Mxfp8(MxScaleRule::Ocp),
+    Fmt::Mxfp8(MxScaleRule::RoundUp),
+];
+
+/// How the NVFP4 global scale is passed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum GMode {
+    /// `GlobalScale::Value(448·6 / amax)` computed on the host.
+    Host,
+    /// `nvfp4_global_scale` on the device, passed as `GlobalScale::Device`.
+    Device,
+    /// A fixed host value that makes some block scales saturate.
+    Saturating,
+}
+
+/// One quantize case: shape, input stride and leading offset (elements), code row stride and
+/// offset (bytes), scale layout (linear stride, or swizzled).
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    rows: usize,
+    k: usize,
+    x_stride: usize,
+    x_offset: usize,
+    c_stride: usize,
+    c_offset: usize,
+    /// `Some(row stride)`: linear scales; `None`: swizzled.
+    linear: Option<usize>,
+    g: GMode,
+}
+
+/// Dense cases (the vector path) and strided / offset ones (the scalar path) for K = `k`.
+fn cases(fmt: Fmt) -> Vec<Case> {
+    let b = fmt.block();
+    let cc = |k: usize| fmt.code_cols(k);
+    let dense = |rows: usize, k: usize, linear: Option<usize>, g| Case {
+        rows,
+        k,
+        x_stride: k,
+        x_offset: 0,
+        c_stride: cc(k),
+        c_offset: 0,
+        linear,
+        g,
+    };
+    let mut v = vec![
+        dense(1, b, Some(1), GMode::Host),
+        dense(1, b, None, GMode::Device),
+        dense(3, 3 * b, Some(3), GMode::Host),
+        dense(130, 256, None, GMode::Host),
+        dense(130, 256, Some(256 / b), GMode::Device),
+        dense(257, 7 * b, None, GMode::Saturating), // 7 scale columns: column padding
+        dense(200, 1024, None, GMode::Device),
+        dense(64, 4096, Some(4096 / b + 3), GMode::Host),
+    ];
+    // strided rows that keep 16-byte alignment (vector path)
+    v.push(Case {
+        rows: 33,
+        k: 4 * b,
+        x_stride: 4 * b + 8,
+        x_offset: 0,
+        c_stride: cc(4 * b) + 16,
+        c_offset: 16,
+        linear: None,
+        g: GMode::Host,
+    });
+    // unaligned: x starts one element in, odd strides (scalar path)
+    v.push(Case {
+        rows: 17,
+        k: 2 * b,
+        x_stride: 2 * b + 3,
+        x_offset: 1,
+        c_stride: cc(2 * b) + 1,
+        c_offset: 3,
+        linear: Some(5),
+        g: GMode::Host,
+    });
+    v.push(Case {
+        rows: 129,
+        k: 5 * b,
+        x_stride: 5 * b + 1,
+        x_offset: 0,
+        c_stride: cc(5 * b),
+        c_offset: 0,
+        linear: None,
+        g: GMode::Device,
+    });
+    v
+}
+
+/// One-byte element types, poisoned and read back as bytes.
+trait Byte: lowp::Element + Copy {
+    fn from_byte(b: u8) -> Self;
+    fn byte(self) -> u8;
+}
+
+impl Byte for F4E2M1x2 {
+    fn from_byte(b: u8) -> Self {
+        F4E2M1x2(b)
+    }
+    fn byte(self) -> u8 {
+        self.0
+    }
+}
+
+impl Byte for F8E4M3 {
+    fn from_byte(b: u8) -> Self {
+        F8E4M3(b)
+    }
+    fn byte(self) -> u8 {
+        self.0
+    }
+}
+
+impl Byte for Ue8m0 {
+    fn from_byte(b: u8) -> Self {
+        Ue8m0(b)
+    }
+    fn byte(self) -> u8 {
+        self.0
+    }
+}
+
+type View<'a, T> = lowp::cudarc::driver::CudaView<'a, T>;
+type ViewMut<'a, T> = lowp::cudarc::driver::CudaViewMut<'a, T>;
+
+/// The API of one format, with its code and scale element types.
+trait Api {
+    type C: Byte;
+    type S: Byte;
+    fn quantize<T: In>(
+        lowp: &Lowp,
+        stream: &Arc<CudaStream>,
+        fmt: Fmt,
+        x: &Tensor<T, View<'_, T>>,
+        g: &GlobalScale<'_>,
+        codes: &mut Tensor<Self::C, ViewMut<'_, Self::C>>,
+        scales: ScalesMut<'_, Self::S, ViewMut<'_, Self::S>>,
+    ) -> lowp::Result<()>;
+    #[allow(clippy::too_many_arguments)]
+    fn quantize_grouped<T: In>(
+        lowp: &Lowp,
+        stream: &Arc<CudaStream>,
+        fmt: Fmt,
+        x: &Tensor<T, View<'_, T>>,
+        ends: &CudaSlice<i32>,
+        g: &GlobalScale<'_>,
+        codes: &mut Tensor<Self::C, ViewMut<'_, Self::C>>,
+        scales: &mut CudaSlice<Self::S>,
+        offsets: &mut CudaSlice<i32>,
+    ) -> lowp::Result<()>;
+    fn dequantize(
+        lowp: &Lowp,
+        stream: &Arc<CudaStream>,
+        codes: &Tensor<Self::C, View<'_, Self::C>>,
+        scales: Scales<'_, Self::S, View<'_, Self::S>>,
+        g: &GlobalScale<'_>,
+        out: &mut Tensor<bf16, ViewMut<'_, bf16>>,
+    ) -> lowp::Result<()>;
+}
+
+fn rule(fmt: Fmt) -> MxScaleRule {
+    match fmt {
+        Fmt::Mxfp4(r) | Fmt::Mxfp8(r) => r,
+        Fmt::Nvfp4 => MxScaleRule::Ocp,
+    }
+}
+
+/// NVFP4, MXFP4 and MXFP8 behind `Api`.
+struct Nv;
+struct Mx4;
+struct Mx8;
+
+impl Api for Nv {
+    type C = F4E2M1x2;
+    type S = F8E4M3;
+    fn quantize<T: In>(
+        lowp: &Lowp,
+        stream: &Arc<CudaStream>,
+        _: Fmt,
+        x: &Tensor<T, View<'_, T>>,
+        g: &GlobalScale<'_>,
+        codes: &mut Tensor<F4E2M1x2, ViewMut<'_, F4E2M1x2>>,
+        scales: ScalesMut<'_, F8E4M3, ViewMut<'_, F8E4M3>>,
+    ) -> lowp::Result<()> {
+        mx::nvfp4_quantize(lowp, stream, x, g, codes, scales)
+    }
+    fn quantize_grouped<T: In>(
+        lowp: &Lowp,
+        stream: &Arc<CudaStream>,
+        _: Fmt,
+        x: &Tensor<T, View<'_, T>>,
+        ends: &CudaSlice<i32>,
+        g: &GlobalScale<'_>,
+        codes: &mut Tensor<F4E2M1x2, ViewMut<'_, F4E2M1x2>>,
+        scales: &mut CudaSlice<F8E4M3>,
+        offsets: &mut CudaSlice<i32>,
+    ) -> lowp::Result<()> {
+        mx::nvfp4_quantize_grouped(lowp, stream, x, ends, g, codes, scales, offsets)
+    }
+    fn dequantize(
+        lowp: &Lowp,
+        stream: &Arc<CudaStream>,
+        codes: &Tensor<F4E2M1x2, View<'_, F4E2M1x2>>,
+        scales: Scales<'_, F8E4M3, View<'_, F8E4M3>>,
+        g: &GlobalScale<'_>,
+        out: &mut Tensor<bf16, ViewMut<'_, bf16>>,
+    ) -> lowp::Result<()> {
+        mx::nvfp4_dequantize(lowp, stream, codes, scales, g, out)
+    }
+}
+
+impl Api for Mx4 {
+    type C = F4E2M1x2;
+    type S = Ue8m0;
+    fn quantize<T: In>(
+        lowp: &Lowp,
+        stream: &Arc<CudaStream>,
+        fmt: Fmt,
+        x: &Tensor<T, View<'_, T>>,
+        _: &GlobalScale<'_>,
+        codes: &mut Tensor<F4E2M1x2, ViewMut<'_, F4E2M1x2>>,
+        scales: ScalesMut<'_, Ue8m0, ViewMut<'_, Ue8m0>>,
+    ) -> lowp::Result<()> {
+        mx::mxfp4_quantize(lowp, stream, x, rule(fmt), codes, scales)
+    }
+    fn quantize_grouped<T: In>(
+        lowp: &Lowp,
+        stream: &Arc<CudaStream>,
+        fmt: Fmt,
+        x: &Tensor<T, View<'_, T>>,
+        ends: &CudaSlice<i32>,
+        _: &GlobalScale<'_>,
+        codes: &mut Tensor<F4E2M1x2, ViewMut<'_, F4E2M1x2>>,
+        scales: &mut CudaSlice<Ue8m0>,
+        offsets: &mut CudaSlice<i32>,
+    ) -> lowp::Result<()> {
+        mx::mxfp4_quantize_grouped(lowp, stream, x, ends, rule(fmt), codes, scales, offsets)
+    }
+    fn dequantize(
+        lowp: &Lowp,
+        stream: &Arc<CudaStream>,
+        codes: &Tensor<F4E2M1x2, View<'_, F4E2M1x2>>,
+        scales: Scales<'_, Ue8m0, View<'_, Ue8m0>>,
+        _: &GlobalScale<'_>,
+        out: &mut Tensor<bf16, ViewMut<'_, bf16>>,
+    ) -> lowp::Result<()> {
+        mx::mxfp4_dequantize(lowp, stream, codes, scales, out)
+    }
+}
+
+impl Api for Mx8 {
+    type C = F8E4M3;
+    type S = Ue8m0;
+    fn quantize<T: In>(
+        lowp: &Lowp,
+        stream: &Arc<CudaStream>,
+        fmt: Fmt,
+        x: &Tensor<T, View<'_, T>>,
+        _: &GlobalScale<'_>,
+        codes: &mut Tensor<F8E4M3, ViewMut<'_, F8E4M3>>,
+        scales: ScalesMut<'_, Ue8m0, ViewMut<'_, Ue8m0>>,
+    ) -> lowp::Result<()> {
+        mx::mxfp8_quantize(lowp, stream, x, rule(fmt), codes, scales)
+    }
+    fn quantize_grouped<T: In>(
+        lowp: &Lowp,
+        stream: &Arc<CudaStream>,
+        fmt: Fmt,
+        x: &Tensor<T, View<'_, T>>,
+        ends: &CudaSlice<i32>,
+        _: &GlobalScale<'_>,
+        codes: &mut Tensor<F8E4M3, ViewMut<'_, F8E4M3>>,
+        scales: &mut CudaSlice<Ue8m0>,
+        offsets: &mut CudaSlice<i32>,
+    ) -> lowp::Result<()> {
+        mx::mxfp8_quantize_grouped(lowp, stream, x, ends, rule(fmt), codes, scales, offsets)
+    }
+    fn dequantize(
+        lowp: &Lowp,
+        stream: &Arc<CudaStream>,
+        codes: &Tensor<F8E4M3, View<'_, F8E4M3>>,
+        scales: Scales<'_, Ue8m0, View<'_, Ue8m0>>,
+        _: &GlobalScale<'_>,
+        out: &mut Tensor<bf16, ViewMut<'_, bf16>>,
+    ) -> lowp::Result<()> {
+        mx::mxfp8_dequantize(lowp, stream, codes, scales, out)
+    }
+}
+
+fn poisoned<B: Byte>(stream: &Arc<CudaStream>, n: usize) -> CudaSlice<B> {
+    stream.clone_htod(&vec![B::from_byte(POISON); n]).expect("htod")
+}
+
+fn bytes_back<B: Byte>(stream: &Arc<CudaStream>, buf: &CudaSlice<B>) -> Vec<u8> {
+    dtoh(stream, buf).iter().map(|b| b.byte()).collect()
+}
+
+/// Runs one case with input dtype `T`; panics on any mismatch.
+fn run_case<T: In>(lowp: &Lowp, stream: &Arc<CudaStream>, rng: &mut Rng, fmt: Fmt, case: Case) {
+    match fmt {
+        Fmt::Nvfp4 => run_typed::<T, Nv>(lowp, stream, rng, fmt, case),
+        Fmt::Mxfp4(_) => run_typed::<T, Mx4>(lowp, stream, rng, fmt, case),
+        Fmt::Mxfp8(_) => run_typed::<T, Mx8>(lowp, stream, rng, fmt, case),
+    }
+}
+
+fn run_typed<T: In, A: Api>(lowp: &Lowp, stream: &Arc<CudaStream>, rng: &mut Rng, fmt: Fmt, case: Case) {
+    let Case { rows, k, x_stride, x_offset, c_stride, c_offset, linear, g: gmode } = case;
+    let nb = k / fmt.block();
+    let what = format!("{fmt:?} {} {case:?}", T::SUFFIX);
+    let x_host: Vec<T> = random_values::<T>(rng, x_offset + rows * x_stride, fmt.block(), true);
+    let x_dense: Vec<f32> = dense(&x_host, rows, k, x_stride, x_offset).iter().map(|v| v.to_f32()).collect();
+    let x_dev = stream.clone_htod(&x_host).expect("htod");
+    let x = Tensor::from_buffer_strided(x_dev.slice(x_offset..), rows, k, x_stride).expect("x");
+
+    // the global scale (NVFP4; the MX formats ignore it)
+    let mut g_dev = stream.clone_htod(&[f32::NAN]).expect("htod");
+    let g = match gmode {
+        GMode::Host => rf::nvfp4_global_scale(rf::tensor_amax(&x_dense)),
+        GMode::Saturating => rf::nvfp4_global_scale(rf::tensor_amax(&x_dense)) * 3.0,
+        GMode::Device => {
+            mx::nvfp4_global_scale(lowp, stream, &x, &mut g_dev).expect("nvfp4_global_scale");
+            let got = dtoh(stream, &g_dev)[0];
+            let want = rf::nvfp4_global_scale(rf::tensor_amax(&x_dense));
+            assert_eq!(got.to_bits(), want.to_bits(), "{what}: device global scale {got:e}, reference {want:e}");
+            got
+        }
+    };
+    let gs = match gmode {
+        GMode::Device => GlobalScale::Device(g_dev.slice(..)),
+        _ => GlobalScale::Value(g),
+    };
+
+    // outputs, poisoned
+    let ccols = fmt.code_cols(k);
+    let mut codes_dev = poisoned::<A::C>(stream, c_offset + rows * c_stride);
+    let sw_len = mx::swizzled_scale_len(rows, nb);
+    let s_len = match linear {
+        Some(st) => rows * st,
+        None => sw_len + 48, // bytes past the layout must stay untouched
+    };
+    let mut scales_dev = poisoned::<A::S>(stream, s_len);
+    {
+        let mut codes =
+            Tensor::from_buffer_strided(codes_dev.slice_mut(c_offset..), rows, ccols, c_stride).expect("codes");
+        let mut sv = scales_dev.slice_mut(..);
+        match linear {
+            Some(st) => {
+                let mut s = Tensor::from_buffer_strided(sv, rows, nb, st).expect("scales");
+                A::quantize(lowp, stream, fmt, &x, &gs, &mut codes, ScalesMut::Linear(&mut s)).expect("quantize");
+            }
+            None => {
+                A::quantize(lowp, stream, fmt, &x, &gs, &mut codes, ScalesMut::Swizzled(&mut sv)).expect("quantize")
+            }
+        }
+    }
+    let want = rf::quantize(&x_dense, rows, k, fmt.reference(g));
+    check_bytes(
+        &format!("{what} codes"),
+        &bytes_back(stream, &codes_dev),
+        &want.codes,
+        rows,
+        ccols,
+        c_stride,
+        c_offset,
+    );
+    let got_scales = bytes_back(stream, &scales_dev);
+    match linear {
+        Some(st) => check_bytes(&format!("{what} scales"), &got_scales, &want.scales, rows, nb, st, 0),
+        None => {
+            let sw = rf::swizzle(&want.scales, rows, nb);
+            for (i, (g, w)) in got_scales[..sw_len].iter().zip(&sw).enumerate() {
+                assert_eq!(g, w, "{what}: swizzled scale byte {i} (padding is zero): got {g:#04x}, want {w:#04x}");
+            }
+            assert!(
+                got_scales[sw_len..].iter().all(|&b| b == POISON),
+                "{what}: bytes past the swizzled layout were written"
+            );
+        }
+    }
+
+    // Round trip: dequantize what came back, compare with the reference dequantization.
+    let want_y: Vec<u16> = rf::dequantize(&want.codes, &want.scales, rows, k, fmt.reference(g))
+        .iter()
+        .map(|&v| rf::bf16_bits(v))
+        .collect();
+    let out_stride = k + 8;
+    let mut out_dev = stream.clone_htod(&vec![bf16::from_bits(common::POISON16); rows * out_stride]).expect("htod");
+    {
+        let mut out = Tensor::from_buffer_strided(out_dev.slice_mut(..), rows, k, out_stride).expect("out");
+        let codes = Tensor::from_buffer_strided(codes_dev.slice(c_offset..), rows, ccols, c_stride).expect("codes");
+        let sv = scales_dev.slice(..);
+        match linear {
+            Some(st) => {
+                let s = Tensor::from_buffer_strided(scales_dev.slice(..), rows, nb, st).expect("scales");
+                A::dequantize(lowp, stream, &codes, Scales::Linear(&s), &gs, &mut out).expect("dequantize");
+            }
+            None => A::dequantize(lowp, stream, &codes, Scales::Swizzled(&sv), &gs, &mut out).expect("dequantize"),
+        }
+    }
+    let got_y = dtoh(stream, &out_dev);
+    let nan = |b: u16| b & 0x7fff > 0x7f80;
+    for r in 0..rows {
+        for c in 0..out_stride {
+            let g = got_y[r * out_stride + c].to_bits();
+            if c >= k {
+                assert_eq!(g, common::POISON16, "{what}: dequantized padding ({r}, {c}) written");
+                continue;
+            }
+            let w = want_y[r * k + c];
+            assert!(g == w || (nan(g) && nan(w)), "{what}: dequantized ({r}, {c}): got {g:#06x}, want {w:#06x}");
+        }
+    }
+}
+
+fn sweep<T: In>(test: &str) {
+    let Some(lowp) = common::gpu(test) else { return };
+    let stream = lowp.new_stream().expect("stream");
+    let mut rng = Rng::fresh(test);
+    for fmt in FORMATS {
+        for case in cases(fmt) {
+            run_case::<T>(&lowp, &stream, &mut rng, fmt, case);
+        }
+    }
+}
+
+#[test]
+fn quantize_bf16_matches_reference_bit_for_bit() {
+    sweep::<bf16>("quantize_bf16_matches_reference_bit_for_bit");
+}
+
+#[test]
+fn quantize_f16_matches_reference_bit_for_bit() {
+    sweep::<f16>("quantize_f16_matches_reference_bit_for_bit");
+}
+
+#[test]
+fn quantize_f32_matches_reference_bit_for_bit() {
+    sweep::<f32>("quantize_f32_matches_reference_bit_for_bit");
+}
+
+#[test]
+fn quantize_large_moe_shape() {
+    let Some(lowp) = common::gpu("quantize_large_moe_shape") else { return };
+    let stream = lowp.new_stream().expect("stream");
+    let mut rng = Rng::fresh("quantize_large_moe_shape");
+    for fmt in [Fmt::Nvfp4, Fmt::Mxfp8(MxScaleRule::Ocp)] {
+        let case = Case {
+            rows: 2048 + 77,
+            k: 7168,
+            x_stride: 7168,
+            x_offset: 0,
+            c_stride: fmt.code_cols(7168),
+            c_offset: 0,
+            linear: None,
+            g: GMode::Device,
+        };
+        run_case::<bf16>(&lowp, &stream, &mut rng, fmt, case);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Grouped
+
+/// Group ends for `sizes` (cumulative).
+fn ends_of(sizes: &[usize]) -> Vec<i32> {
+    sizes
+        .iter()
+        .scan(0usize, |acc, s| {
+            *acc += s;
+            Some(*acc as i32)
+        })
+        .collect()
+}
+
+/// Zipf-like token counts for `e` experts over `total` tokens.
+fn zipf_sizes(rng: &mut Rng, e: usize, total: usize) -> Vec<usize> {
+    let w: Vec<f64> = (1..=e).map(|i| 1.0 / i as f64).collect();
+    let sum: f64 = w.iter().sum();
+    let mut sizes: Vec<usize> = w.iter().map(|x| (x / sum * total as f64) as usize).collect();
+    // shuffle so the large groups are not all first
+    for i in (1..e).rev() {
+        sizes.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    sizes
+}
+
+fn run_grouped<T: In>(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    rng: &mut Rng,
+    fmt: Fmt,
+    rows: usize,
+    k: usize,
+    offs: &[i32],
+) {
+    match fmt {
+        Fmt::Nvfp4 => run_grouped_typed::<T, Nv>(lowp, stream, rng, fmt, rows, k, offs),
+        Fmt::Mxfp4(_) => run_grouped_typed::<T, Mx4>(lowp, stream, rng, fmt, rows, k, offs),
+        Fmt::Mxfp8(_) => run_grouped_typed::<T, Mx8>(lowp, stream, rng, fmt, rows, k, offs),
+    }
+}
+
+fn run_grouped_typed<T: In, A: Api>(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    rng: &mut Rng,
+    fmt: Fmt,
+    rows: usize,
+    k: usize,
+    offs: &[i32],
+) {
+    let nb = k / fmt.block();
+    let what = format!("grouped {fmt:?} {} rows {rows} k {k} offs {offs:?}", T::SUFFIX);
+    let x_host: Vec<T> = if rows > 0 { random_values::<T>(rng, rows * k, fmt.block(), false) } else { Vec::new() };
+    let x_dense: Vec<f32> = x_host.iter().map(|v| v.to_f32()).collect();
+    // a few spare elements: cudarc does not allocate empty buffers
+    let x_dev = stream.clone_htod(&[x_host.clone(), vec![T::from_f64(0.0); 8]].concat()).expect("htod");
+    let x = Tensor::from_buffer(x_dev.slice(..rows * k), rows, k).expect("x");
+    let g = rf::nvfp4_global_scale(rf::tensor_amax(&x_dense));
+    let ends_dev = stream.clone_htod(offs).expect("htod");
+    let ccols = fmt.code_cols(k);
+    let mut codes_dev = poisoned::<A::C>(stream, rows * ccols + 16);
+    let s_len = mx::grouped_scale_len(rows, nb, offs.len());
+    let mut scales_dev = poisoned::<A::S>(stream, s_len.max(16));
+    let mut offsets_dev = stream.clone_htod(&vec![-7i32; offs.len() + 1]).expect("htod");
+    {
+        let mut codes = Tensor::from_buffer(codes_dev.slice_mut(..rows * ccols), rows, ccols).expect("codes");
+        A::quantize_grouped(
+            lowp,
+            stream,
+            fmt,
+            &x,
+            &ends_dev,
+            &GlobalScale::Value(g),
+            &mut codes,
+            &mut scales_dev,
+            &mut offsets_dev,
+        )
+        .expect("grouped quantize");
+    }
+    let (ranges, want_offsets) = rf::group_layout(offs, rows);
+    let covered = ranges.last().map_or(0, |r| r.end);
+    let want = rf::quantize(&x_dense, rows, k, fmt.reference(g));
+    assert_eq!(dtoh(stream, &offsets_dev), want_offsets, "{what}: scale offsets");
+    // codes of covered rows as the reference, rows past the last end untouched
+    let got_codes = bytes_back(stream, &codes_dev);
+    for (i, b) in got_codes.iter().enumerate() {
+        let want_b = if i < covered * ccols { want.codes[i] } else { POISON };
+        assert_eq!(*b, want_b, "{what}: code byte ({}, {})", i / ccols.max(1), i % ccols.max(1));
+    }
+    let (want_bytes, _) = rf::grouped_swizzle(&want.scales[..covered * nb], covered, nb, offs);
+    let got_scales = bytes_back(stream, &scales_dev);
+    for (i, b) in got_scales.iter().enumerate() {
+        let w = want_bytes.get(i).copied().unwrap_or(POISON);
+        assert_eq!(*b, w, "{what}: grouped scale byte {i} (regions end at {})", want_bytes.len());
+    }
+}
+
+#[test]
+fn grouped_quantize_matches_reference() {
+    let Some(lowp) = common::gpu("grouped_quantize_matches_reference") else { return };
+    let stream = lowp.new_stream().expect("stream");
+    let mut rng = Rng::fresh("grouped_quantize_matches_reference");
+    let zipf = zipf_sizes(&mut rng, 16, 1000);
+    let zrows: usize = zipf.iter().sum();
+    for fmt in FORMATS {
+        let k = 4 * fmt.block() + if fmt == Fmt::Nvfp4 { 16 } else { 0 }; // 5 or 4 scale columns
+        // empty groups (first, middle, last), size 1, sizes around 128
+        let sizes = [0usize, 1, 127, 0, 128, 129, 3, 0];
+        let rows: usize = sizes.iter().sum();
+        run_grouped::<bf16>(&lowp, &stream, &mut rng, fmt, rows, k, &ends_of(&sizes));
+        // Zipf-like experts
+        run_grouped::<f16>(&lowp, &stream, &mut rng, fmt, zrows, k, &ends_of(&zipf));
+        // one group; all empty
+        run_grouped::<f32>(&lowp, &stream, &mut rng, fmt, 300, k, &[300]);
+        run_grouped::<bf16>(&lowp, &stream, &mut rng, fmt, 50, k, &[0, 0, 0]);
+        // invalid offsets: decreasing, past the end, negative, rows left uncovered
+        run_grouped::<bf16>(&lowp, &stream, &mut rng, fmt, 400, k, &[100, 40, 1000, -5, 250]);
+        run_grouped::<bf16>(&lowp, &stream, &mut rng, fmt, 400, k, &[i32::MIN, i32::MAX]);
+        // more groups than threads in a block (the scans take several entries per thread)
+        let many: Vec<usize> = (0..600).map(|i| i % 3).collect();
+        let mrows = many.iter().sum();
+        run_grouped::<bf16>(&lowp, &stream, &mut rng, fmt, mrows, k, &ends_of(&many));
+    }
+    // no rows at all: only the offsets are written
+    run_grouped::<bf16>(&lowp, &stream, &mut rng, Fmt::Nvfp4, 0, 64, &[0, 0]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Swizzle kernels, amax, errors
+
+#[test]
+fn swizzle_kernels_match_reference() {
+    let Some(lowp) = common::gpu("swizzle_kernels_match_reference") else { return };
+    let stream = lowp.new_stream().expect("stream");
+    let mut rng = Rng::fresh("swizzle_kernels_match_reference");
+    let mut shapes: Vec<(usize, usize, Vec<u8>, Option<Vec<u8>>)> =
+        swizzle_vectors().into_iter().map(|(r, c, lin, sw)| (r, c, lin, Some(sw))).collect();
+    for (r, c) in [(3, 5), (1000, 448), (129, 1), (256, 8)] {
+        shapes.push((r, c, (0..r * c).map(|_| rng.next_u64() as u8).collect(), None));
+    }
+    for (rows, cols, lin, sw_vec) in shapes {
+        let stride = cols + 3;
+        let mut lin_buf = vec![POISON; rows * stride];
+        for r in 0..rows {
+            lin_buf[r * stride..r * stride + cols].copy_from_slice(&lin[r * cols..(r + 1) * cols]);
+        }
+        let want = rf::swizzle(&lin, rows, cols);
+        if let Some(v) = &sw_vec {
+            assert_eq!(&want, v);
+        }
+        let src_dev = stream.clone_htod(&lin_buf.iter().map(|&b| Ue8m0(b)).collect::<Vec<_>>()).expect("htod");
+        let len = mx::swizzled_scale_len(rows, cols);
+        let mut dst_dev = poisoned::<Ue8m0>(&stream, len + 32);
+        {
+            let src = Tensor::from_buffer_strided(src_dev.slice(..), rows, cols, stride).expect("src");
+            mx::swizzle_scales(&lowp, &stream, &src, &mut dst_dev).expect("swizzle");
+        }
+        let got = bytes_back(&stream, &dst_dev);
+        assert_eq!(&got[..len], &want[..], "swizzle {rows}x{cols}");
+        assert!(got[len..].iter().all(|&b| b == POISON), "swizzle {rows}x{cols}: wrote past the layout");
+        // and back, into a poisoned strided tensor
+        let mut back_dev = poisoned::<Ue8m0>(&stream, rows * stride);
+        {
+            let mut back = Tensor::from_buffer_strided(back_dev.slice_mut(..), rows, cols, stride).expect("back");
+            mx::unswizzle_scales(&lowp, &stream, &dst_dev, &mut back).expect("unswizzle");
+        }
+        let got = bytes_back(&stream, &back_dev);
+        check_bytes(&format!("unswizzle {rows}x{cols}"), &got, &lin, rows, cols, stride, 0);
+    }
+}
+
+#[test]
+fn tensor_amax_matches_reference() {
+    let Some(lowp) = common::gpu("tensor_amax_matches_reference") else { return };
+    let stream = lowp.new_stream().expect("stream");
+    let mut rng = Rng::fresh("tensor_amax_matches_reference");
+    fn one<T: In>(
+        lowp: &Lowp,
+        stream: &Arc<CudaStream>,
+        rng: &mut Rng,
+        rows: usize,
+        cols: usize,
+        stride: usize,
+        nan: bool,
+    ) {
+        let mut host: Vec<T> = random_values::<T>(rng, rows * stride, 16, false);
+        if nan {
+            let i = rng.below((rows * stride) as u64) as usize;
+            host[i] = T::from_f64(f64::NAN);
+        }
+        let want = rf::tensor_amax(&dense(&host, rows, cols, stride, 0).iter().map(|v| v.to_f32()).collect::<Vec<_>>());
+        let dev = stream.clone_htod(&host).expect("htod");
+        let x = Tensor::from_buffer_strided(dev.slice(..), rows, cols, stride).expect("x");
+        let mut out = stream.clone_htod(&[123.0f32]).expect("htod");
+        mx::tensor_amax(lowp, stream, &x, &mut out).expect("tensor_amax");
+        let got = dtoh(stream, &out)[0];
+        assert!(
+            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+            "{} [{rows}, {cols}] stride {stride}: amax {got:e}, want {want:e}",
+            T::SUFFIX
+        );
+    }
+    for (rows, cols, stride) in [(1, 16, 16), (777, 4096, 4096), (33, 100, 103), (5, 8, 9), (4096, 64, 72)] {
+        for nan in [false, true] {
+            one::<bf16>(&lowp, &stream, &mut rng, rows, cols, stride, nan);
+            one::<f16>(&lowp, &stream, &mut rng, rows, cols, stride, nan);
+            one::<f32>(&lowp, &stream, &mut rng, rows, cols, stride, nan);
+        }
+    }
+    // an empty tensor: amax 0, so g = 1
+    let dev = stream.alloc_zeros::<bf16>(16).expect("alloc");
+    let x = Tensor::from_buffer(dev.slice(..), 0, 16).expect("x");
+    let mut g = stream.clone_htod(&[7.0f32]).expect("htod");
+    mx::nvfp4_global_scale(&lowp, &stream, &x, &mut g).expect("global scale");
+    assert_eq!(dtoh(&stream, &g)[0], 1.0);
+}
+
+#[test]
+fn device_global_scale_out_of_range_is_used_as_one() {
+    let Some(lowp) = common::gpu("device_global_scale_out_of_range_is_used_as_one") else { return };
+    let stream = lowp.new_stream().expect("stream");
+    let mut rng = Rng::fresh("device_global_scale_out_of_range_is_used_as_one");
+    let host: Vec<bf16> = random_values::<bf16>(&mut rng, 4 * 64, 16, false);
+    let dense_x: Vec<f32> = host.iter().map(|v| v.to_f32()).collect();
+    let want = rf::quantize(&dense_x, 4, 64, rf::Format::Nvfp4 { g: 1.0 });
+    let x_dev = stream.clone_htod(&host).expect("htod");
+    let x = Tensor::from_buffer(x_dev.slice(..), 4, 64).expect("x");
+    for bad in [0.0f32, -2.0, f32::NAN, f32::INFINITY] {
+        let g_dev = stream.clone_htod(&[bad]).expect("htod");
+        let mut codes = Tensor::<F4E2M1x2>::zeros(&stream, 4, 32).expect("codes");
+        let mut scales = Tensor::<F8E4M3>::zeros(&stream, 4, 4).expect("scales");
+        mx::nvfp4_quantize(
+            &lowp,
+            &stream,
+            &x,
+            &GlobalScale::Device(g_dev.slice(..)),
+            &mut codes,
+            ScalesMut::Linear(&mut scales),
+        )
+        .expect("quantize");
+        let c: Vec<u8> = codes.to_host(&stream).expect("codes").iter().map(|v| v.0).collect();
+        let s: Vec<u8> = scales.to_host(&stream).expect("scales").iter().map(|v| v.0).collect();
+        assert_eq!((c, s), (want.codes.clone(), want.scales.clone()), "device g = {bad}");
+    }
+}
+
+#[test]
+fn microscaling_rejects_bad_arguments_on_device() {
+    let Some(lowp) = common::gpu("microscaling_rejects_bad_arguments_on_device") else { return };
+    let stream = lowp.new_stream().expect("stream");
+    let x = Tensor::<bf16>::zeros(&stream, 4, 64).expect("x");
+    let x40 = Tensor::<bf16>::zeros(&stream, 4, 40).expect("x");
+    let mut codes = Tensor::<F4E2M1x2>::zeros(&stream, 4, 32).expect("codes");
+    let mut codes_bad = Tensor::<F4E2M1x2>::zeros(&stream, 4, 64).expect("codes");
+    let mut scales = Tensor::<F8E4M3>::zeros(&stream, 4, 4).expect("scales");
+    let mut small = stream.alloc_zeros::<F8E4M3>(100).expect("alloc");
+    let g = GlobalScale::Value(1.0);
+    let e = mx::nvfp4_quantize(&lowp, &stream, &x40, &g, &mut codes, ScalesMut::Linear(&mut scales)).unwrap_err();
+    assert!(matches!(e, Error::Shape { arg: "x", .. }), "{e}");
+    let e = mx::nvfp4_quantize(&lowp, &stream, &x, &g, &mut codes_bad, ScalesMut::Linear(&mut scales)).unwrap_err();
+    assert!(matches!(e, Error::Shape { arg: "codes", .. }), "{e}");
+    let e = mx::nvfp4_quantize(&lowp, &stream, &x, &g, &mut codes, ScalesMut::Swizzled(&mut small)).unwrap_err();
+    assert!(matches!(e, Error::BufferTooSmall { arg: "scales", required: 512, actual: 100 }), "{e}");
+    let e = mx::nvfp4_quantize(
+        &lowp,
+        &stream,
+        &x,
+        &GlobalScale::Value(f32::NAN),
+        &mut codes,
+        ScalesMut::Linear(&mut scales),
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::InvalidValue { arg: "global_scale", .. }), "{e}");
+    let mut mxs = Tensor::<Ue8m0>::zeros(&stream, 4, 3).expect("scales");
+    let e =
+        mx::mxfp4_quantize(&lowp, &stream, &x, MxScaleRule::Ocp, &mut codes, ScalesMut::Linear(&mut mxs)).unwrap_err();
+    assert!(matches!(e, Error::Shape { arg: "scales", .. }), "{e}");
+    let ends = stream.clone_htod(&[2i32, 4]).expect("htod");
+    let mut offs = stream.alloc_zeros::<i32>(2).expect("alloc");
+    let mut big = stream.alloc_zeros::<F8E4M3>(mx::grouped_scale_len(4, 4, 2)).expect("alloc");
+    let e = mx::nvfp4_quantize_grouped(&lowp, &stream, &x, &ends, &g, &mut codes, &mut big, &mut offs).unwrap_err();
+    assert!(matches!(e, Error::Shape { arg: "scale_offsets", .. }), "{e}");
+    // zero rows: nothing to do, no error
+    let x0 = Tensor::<f32>::zeros(&stream, 0, 64).expect("x");
+    let mut c0 = Tensor::<F8E4M3>::zeros(&stream, 0, 64).expect("codes");
+    let mut s0 = Tensor::<Ue8m0>::zeros(&stream, 0, 2).expect("scales");
+    mx::mxfp8_quantize(&lowp, &stream, &x0, MxScaleRule::RoundUp, &mut c0, ScalesMut::Linear(&mut s0)).expect("empty");
+    stream.synchronize().expect("sync");
+}
