@@ -267,6 +267,63 @@ def run_grouped_case(timer, l2_bytes, op, e, t, n, k):
     torch.cuda.empty_cache()
 
 
+# NVFP4 quantization anchor (the issue's torch.compile figure): 16-element blocks, E4M3 block scales
+# (amax / 6 · g), E2M1 codes packed two per byte; swizzling the scales is left out, which only
+# flatters the anchor.
+NVFP4_SHAPES = ((8192, 8192), (16384, 7168))
+E2M1_BOUNDS = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)
+
+
+def nvfp4_quantize(x, g):
+    m, k = x.shape
+    xb = x.float().view(m, k // 16, 16)
+    amax = xb.abs().amax(dim=-1, keepdim=True)
+    s = (amax / 6.0 * g).clamp(max=448.0).to(torch.float8_e4m3fn)
+    sf = s.float()
+    q = torch.where(sf > 0, xb * g / sf, torch.zeros_like(xb))
+    bounds = torch.tensor(E2M1_BOUNDS, device=x.device)
+    code = torch.bucketize(q.abs().clamp(max=6.0), bounds).to(torch.uint8) | ((q < 0).to(torch.uint8) << 3)
+    code = code.view(m, k // 2, 2)
+    return code[..., 0] | (code[..., 1] << 4), s.view(m, k // 16)
+
+
+def run_nvfp4_case(timer, l2_bytes, rows, cols, impls, compile_mode):
+    n = rows * cols
+    nbytes = n * 2 + n // 2 + n // 16
+    sets = sets_for(nbytes, l2_bytes)
+    torch.cuda.synchronize()
+    free, _ = torch.cuda.mem_get_info()
+    if sets * n * 2 + 12 * n * 4 + 256 * MIB > free:
+        for impl in impls:
+            yield impl, f"needs more device memory than the {free / GIB:.2f} GiB free"
+        return
+    gen = torch.Generator(device="cuda")
+    gen.manual_seed(rows ^ (cols << 20))
+    xs = [random_matrix(rows, cols, torch.bfloat16, gen) for _ in range(sets)]
+    g = torch.tensor(448.0 * 6.0 / 4.0, device="cuda")
+    for impl in impls:
+        if impl == "compile":
+            importlib.import_module("torch._dynamo").reset()
+            fn = torch.compile(nvfp4_quantize, dynamic=False, fullgraph=True, mode=compile_mode)
+        else:
+            fn = nvfp4_quantize
+
+        def call(i, fn=fn):
+            return fn(xs[i], g)
+
+        try:
+            median, minimum, starved = timer.time(sets, call)
+        except Exception as e:
+            yield impl, f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            continue
+        gbps = nbytes / (median * 1e3)
+        yield impl, {"impl": impl, "op": "nvfp4_quant", "dtype": "bf16", "rows": rows, "hidden": cols,
+                     "median_us": median, "min_us": minimum, "gbps": gbps, "pct_copy": 100 * gbps / timer.copy_gbps,
+                     "bytes": nbytes, "sets": sets, "iters": timer.iters, "starved": starved}
+    del xs
+    torch.cuda.empty_cache()
+
+
 def cases():
     """(op, dtype name, rows, hidden) in the order benches/kernels.rs runs them (for
     qk_norm_rope, rows = tokens and hidden names the heads)."""
@@ -285,6 +342,8 @@ def cases():
         out.append(("fp8_quantize_block", "bf16", n, k))
     for m, n, k in GEMM_SHAPES:
         out.append(("fp8_blockwise_gemm", "e4m3", m, f"{n}x{k}"))
+    for rows, cols in NVFP4_SHAPES:
+        out.append(("nvfp4_quant", "bf16", rows, cols))
     for op in ("bf16_grouped_gemm", "bf16_grouped_gemm(zipf)", "fp8_grouped_gemm", "fp8_grouped_gemm(zipf)"):
         for e, t, n, k in GROUPED_SHAPES:
             out.append((op, "e4m3" if op.startswith("fp8") else "bf16", e, f"{t}x{n}x{k}"))
@@ -427,6 +486,9 @@ def run_case(timer, l2_bytes, op, dtype_name, rows, hidden, impls, compile_mode)
     """Yields (impl, result dict or skip reason) for each implementation."""
     if op == "qk_norm_rope":
         yield from run_qk_case(timer, l2_bytes, dtype_name, rows, impls, compile_mode)
+        return
+    if op == "nvfp4_quant":
+        yield from run_nvfp4_case(timer, l2_bytes, rows, hidden, impls, compile_mode)
         return
     if "grouped_gemm" in op:
         t, n, k = (int(v) for v in hidden.split("x"))
@@ -578,7 +640,8 @@ def main():
     print("bytes: rmsnorm = x read + out written + weight; "
           "add_rmsnorm = x read + residual read and written + out written + weight; "
           "qk_norm_rope = q and k read and written + cos/sin rows + positions; "
-          "fp8 quantize = input read + E4M3 written + f32 scales written")
+          "fp8 quantize = input read + E4M3 written + f32 scales written; "
+          "nvfp4 quant = input read + packed codes + E4M3 scales written")
 
     if args.json:
         doc = {
