@@ -22,33 +22,9 @@ use crate::tensor::Tensor;
 /// Kernel entry points of this family (`kernels-gpu/src/rmsnorm.rs`).
 pub(crate) const KERNELS: &[&str] = &["rmsnorm_bf16", "rmsnorm_f16", "add_rmsnorm_bf16", "add_rmsnorm_f16"];
 
-/// Shape, stride and address of one matrix argument, for validation.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct MatArg {
-    pub name: &'static str,
-    pub rows: usize,
-    pub cols: usize,
-    pub stride: usize,
-    pub addr: u64,
-    /// Elements spanned.
-    pub span: usize,
-}
-
-impl MatArg {
-    fn bytes(&self, elem: usize) -> (u64, u64) {
-        (self.addr, self.addr + (self.span * elem) as u64)
-    }
-}
-
-/// Fails with `Aliasing` when two argument ranges overlap.
-fn check_disjoint(a: &MatArg, b: &MatArg, elem: usize) -> Result<()> {
-    let (a0, a1) = a.bytes(elem);
-    let (b0, b1) = b.bytes(elem);
-    if a0 < b1 && b0 < a1 {
-        return Err(Error::Aliasing { arg: a.name, other: b.name });
-    }
-    Ok(())
-}
+/// A matrix argument for validation (`validate::Operand`, 2-byte elements).
+pub(crate) use crate::validate::Operand as MatArg;
+use crate::validate::disjoint;
 
 /// Checks every argument and fills the kernel parameters (pure: unit-tested without a GPU).
 pub(crate) fn plan(
@@ -93,16 +69,16 @@ pub(crate) fn plan(
     if x.rows > 0 {
         // x and weight are read through the non-coherent path: nothing the kernel writes may
         // overlap them, and the two outputs may not overlap each other.
-        let weight = MatArg { name: "weight", rows: 1, cols: weight_len, stride: weight_len, addr: weight_addr, span: weight_len };
+        let weight = MatArg { name: "weight", rows: 1, cols: weight_len, stride: weight_len, addr: weight_addr, elem: ELEM };
         for written in residual.iter().chain(std::iter::once(&out)) {
-            check_disjoint(written, &x, ELEM)?;
-            check_disjoint(written, &weight, ELEM)?;
+            disjoint(written, &x)?;
+            disjoint(written, &weight)?;
         }
         if let Some(r) = &residual {
-            check_disjoint(&out, r, ELEM)?;
+            disjoint(&out, r)?;
         }
     }
-    let aligned = |m: &MatArg| m.addr % 16 == 0 && (m.stride * ELEM) % 16 == 0;
+    let aligned = |m: &MatArg| m.aligned(16);
     let vectorized = hidden % 8 == 0
         && weight_addr % 16 == 0
         && aligned(&x)
@@ -124,7 +100,7 @@ pub(crate) fn plan(
 }
 
 fn mat_arg<T: HalfFloat, B: cudarc::driver::DeviceSlice<T>>(name: &'static str, t: &Tensor<T, B>) -> MatArg {
-    MatArg { name, rows: t.rows(), cols: t.cols(), stride: t.row_stride(), addr: 0, span: t.span() }
+    MatArg { name, rows: t.rows(), cols: t.cols(), stride: t.row_stride(), addr: 0, elem: std::mem::size_of::<T>() }
 }
 
 fn launch(lowp: &Lowp, stream: &Arc<CudaStream>, kernel: &str, op: &'static str, p: &RmsNormParams) -> Result<()> {
