@@ -32,6 +32,35 @@ fn sizes(rng: &mut Rng, experts: usize, total: usize) -> Vec<usize> {
     s
 }
 
+/// The device table (contiguous: cumulative ends; masked: counts clamped to `max_m`) and each
+/// group's row span `[start, end)` for group sizes `sz`.
+fn group_table(sz: &[usize], masked: Option<usize>) -> (Vec<i32>, Vec<(usize, usize)>) {
+    match masked {
+        None => {
+            let mut start = 0;
+            let spans: Vec<(usize, usize)> = sz.iter().map(|s| { let sp = (start, start + s); start += s; sp }).collect();
+            (spans.iter().map(|&(_, e)| e as i32).collect(), spans)
+        }
+        Some(m) => {
+            let counts: Vec<usize> = sz.iter().map(|s| (*s).min(m)).collect();
+            (counts.iter().map(|c| *c as i32).collect(), counts.iter().enumerate().map(|(g, c)| (g * m, g * m + c)).collect())
+        }
+    }
+}
+
+/// (row, group) pairs to compare: the first, middle and last row of every non-empty group.
+fn rows_to_check(spans: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for (g, &(a, b)) in spans.iter().enumerate() {
+        for r in [a, (a + b) / 2, b.saturating_sub(1)] {
+            if r >= a && r < b && !out.iter().any(|&(q, _)| q == r) {
+                out.push((r, g));
+            }
+        }
+    }
+    out
+}
+
 fn check(what: &str, got: &[bf16], want: &[Vec<f64>], rows: &[usize], n: usize) {
     let (mut err2, mut ref2) = (0.0f64, 0.0f64);
     for (w, &r) in want.iter().zip(rows) {
@@ -65,19 +94,7 @@ fn bf16_case(lowp: &lowp::Lowp, rng: &mut Rng, experts: usize, total: usize, n: 
     let x_d = Tensor::from_host(&stream, &x, rows, k).expect("x");
     let w_d = Tensor::from_host(&stream, &w, experts * n, k).expect("w");
     let mut y = Tensor::from_host(&stream, &vec![bf16::from_bits(common::POISON16); rows * n], rows, n).expect("y");
-    // group table and the (row, group) pairs to check
-    let (table, spans): (Vec<i32>, Vec<(usize, usize)>) = match masked {
-        None => {
-            let mut end = 0;
-            let t = sz.iter().map(|s| { end += s; end as i32 }).collect();
-            let mut start = 0;
-            (t, sz.iter().map(|s| { let sp = (start, start + s); start += s; sp }).collect())
-        }
-        Some(m) => {
-            let counts: Vec<usize> = sz.iter().map(|s| (*s).min(m)).collect();
-            (counts.iter().map(|c| *c as i32).collect(), counts.iter().enumerate().map(|(g, c)| (g * m, g * m + c)).collect())
-        }
-    };
+    let (table, spans) = group_table(&sz, masked);
     let table_d = stream.clone_htod(&table).expect("table");
     let layout = match masked {
         None => GroupLayout::Contiguous { ends: table_d.as_view() },
@@ -89,16 +106,9 @@ fn bf16_case(lowp: &lowp::Lowp, rng: &mut Rng, experts: usize, total: usize, n: 
     assert_eq!(flag.read(&stream).expect("flag"), 0, "valid offsets raised the flag");
     let xf = |r: usize, c: usize| x[r * k + c].to_f64();
     let wf = |r: usize, c: usize| w[r * k + c].to_f64();
-    let mut rows_checked = Vec::new();
-    let mut want = Vec::new();
-    for (g, &(a, b)) in spans.iter().enumerate() {
-        for r in [a, (a + b) / 2, b.saturating_sub(1)] {
-            if r >= a && r < b && !rows_checked.contains(&r) {
-                rows_checked.push(r);
-                want.push(ref_row(&xf, &wf, r, g, n, k));
-            }
-        }
-    }
+    let rows_checked = rows_to_check(&spans);
+    let want: Vec<Vec<f64>> = rows_checked.iter().map(|&(r, g)| ref_row(&xf, &wf, r, g, n, k)).collect();
+    let rows_checked: Vec<usize> = rows_checked.iter().map(|&(r, _)| r).collect();
     let what = format!("bf16 E {experts} T {total} N {n} K {k} masked {masked:?}");
     check(&what, &got, &want, &rows_checked, n);
     // rows outside every group keep the poison (masked layout: past each count)
@@ -148,18 +158,7 @@ fn fp8_grouped_gemm_matches_reference() {
         let sx_d = stream.clone_htod(&sx).expect("sx");
         let sw_d = Tensor::from_host(&stream, &sw, experts * nb, kb).expect("sw");
         let mut y = Tensor::from_host(&stream, &vec![bf16::from_bits(common::POISON16); rows * n], rows, n).expect("y");
-        let (table, spans): (Vec<i32>, Vec<(usize, usize)>) = match masked {
-            None => {
-                let mut end = 0;
-                let t = sz.iter().map(|s| { end += s; end as i32 }).collect();
-                let mut start = 0;
-                (t, sz.iter().map(|s| { let sp = (start, start + s); start += s; sp }).collect())
-            }
-            Some(m) => {
-                let c: Vec<usize> = sz.iter().map(|s| (*s).min(m)).collect();
-                (c.iter().map(|v| *v as i32).collect(), c.iter().enumerate().map(|(g, v)| (g * m, g * m + v)).collect())
-            }
-        };
+        let (table, spans) = group_table(&sz, masked);
         let table_d = stream.clone_htod(&table).expect("table");
         let layout = match masked {
             None => GroupLayout::Contiguous { ends: table_d.as_view() },
@@ -168,17 +167,14 @@ fn fp8_grouped_gemm_matches_reference() {
         gg::fp8_grouped_gemm(&lowp, &stream, &x_d, &sx_d, ScaleLayout::RowMajor, &w_d, &sw_d, n, &layout, &mut y, None).expect("gemm");
         let got = y.to_host(&stream).expect("y");
         let xf = |r: usize, c: usize| e4m3fn_to_f32(x[r * k + c]) as f64 * sx[r * kb + c / 128] as f64;
-        let mut rows_checked = Vec::new();
-        let mut want = Vec::new();
-        for (g, &(a, b)) in spans.iter().enumerate() {
-            let wf = |r: usize, c: usize| e4m3fn_to_f32(w[r * k + c]) as f64 * sw[(g * nb + (r - g * n) / 128) * kb + c / 128] as f64;
-            for r in [a, (a + b) / 2, b.saturating_sub(1)] {
-                if r >= a && r < b && !rows_checked.contains(&r) {
-                    rows_checked.push(r);
-                    want.push(ref_row(&xf, &wf, r, g, n, k));
-                }
-            }
-        }
+        // expert g's dequantized weights: row g·N + j, scale block (g·⌈N/128⌉ + j/128, c/128)
+        let wf = |r: usize, c: usize| {
+            let (g, j) = (r / n, r % n);
+            e4m3fn_to_f32(w[r * k + c]) as f64 * sw[(g * nb + j / 128) * kb + c / 128] as f64
+        };
+        let rows_checked = rows_to_check(&spans);
+        let want: Vec<Vec<f64>> = rows_checked.iter().map(|&(r, g)| ref_row(&xf, &wf, r, g, n, k)).collect();
+        let rows_checked: Vec<usize> = rows_checked.iter().map(|&(r, _)| r).collect();
         check(&format!("fp8 E {experts} T {total} N {n} K {k} masked {masked:?}"), &got, &want, &rows_checked, n);
     }
 }
