@@ -111,11 +111,10 @@ def run_fp8_case(timer, l2_bytes, op, rows, cols, impls, compile_mode):
     n = rows * cols
     sets = sets_for(n * 3, l2_bytes)
     need = sets * n * 2 + 6 * n * 4
-    torch.cuda.synchronize()
-    free, _ = torch.cuda.mem_get_info()
-    if need + 256 * MIB > free:
+    why = lacks_memory(need)
+    if why:
         for impl in impls:
-            yield impl, f"needs {need / GIB:.2f} GiB of device memory, {free / GIB:.2f} GiB free"
+            yield impl, why
         return
     gen = torch.Generator(device="cuda")
     gen.manual_seed(rows ^ (cols << 24))
@@ -170,10 +169,9 @@ def run_gemm_case(timer, l2_bytes, m, n, k, impls):
     g = k // 128
     set_bytes = m * k + n * k + m * n * 2
     sets = sets_for(set_bytes, l2_bytes)
-    torch.cuda.synchronize()
-    free, _ = torch.cuda.mem_get_info()
-    if sets * set_bytes + 256 * MIB > free:
-        yield "cublas", f"needs {sets * set_bytes / GIB:.2f} GiB of device memory, {free / GIB:.2f} GiB free"
+    why = lacks_memory(sets * set_bytes)
+    if why:
+        yield "cublas", why
         return
     gen = torch.Generator(device="cuda")
     gen.manual_seed(m ^ (n << 20) ^ (k << 40))
@@ -232,10 +230,9 @@ def run_grouped_case(timer, l2_bytes, op, e, t, n, k):
     elem = 1 if fp8 else 2
     set_bytes = rows * k * elem + e * n * k * elem + rows * n * 2
     sets = sets_for(set_bytes, l2_bytes)
-    torch.cuda.synchronize()
-    free, _ = torch.cuda.mem_get_info()
-    if sets * set_bytes * 2 + 256 * MIB > free:
-        yield "torch", f"needs {sets * set_bytes * 2 / GIB:.2f} GiB of device memory, {free / GIB:.2f} GiB free"
+    why = lacks_memory(sets * set_bytes * 2)
+    if why:
+        yield "torch", why
         return
     gen = torch.Generator(device="cuda")
     gen.manual_seed(rows ^ (n << 20) ^ (k << 40))
@@ -291,11 +288,10 @@ def run_nvfp4_case(timer, l2_bytes, rows, cols, impls, compile_mode):
     n = rows * cols
     nbytes = n * 2 + n // 2 + n // 16
     sets = sets_for(nbytes, l2_bytes)
-    torch.cuda.synchronize()
-    free, _ = torch.cuda.mem_get_info()
-    if sets * n * 2 + 12 * n * 4 + 256 * MIB > free:
+    why = lacks_memory(sets * n * 2 + 12 * n * 4)
+    if why:
         for impl in impls:
-            yield impl, f"needs more device memory than the {free / GIB:.2f} GiB free"
+            yield impl, why
         return
     gen = torch.Generator(device="cuda")
     gen.manual_seed(rows ^ (cols << 20))
@@ -357,6 +353,15 @@ def case_name(op, dtype, rows, hidden):
 def sets_for(set_bytes, l2_bytes):
     """Buffer sets to rotate through so that together they exceed twice the L2 (at least 2)."""
     return max(2, 2 * l2_bytes // max(1, set_bytes) + 1)
+
+
+def lacks_memory(need):
+    """Why `need` bytes (plus 256 MiB of slack) do not fit in the free device memory, or None."""
+    torch.cuda.synchronize()  # let the previous case's buffers go back
+    free, _ = torch.cuda.mem_get_info()
+    if need + 256 * MIB > free:
+        return f"needs {need / GIB:.2f} GiB of device memory, {free / GIB:.2f} GiB free"
+    return None
 
 
 def median_min(values):
@@ -443,11 +448,10 @@ def run_qk_case(timer, l2_bytes, dtype_name, tokens, impls, compile_mode):
     cols = (hq + 2 * hk) * d
     sets = sets_for(tokens * cols * 2, l2_bytes)
     need = sets * tokens * cols * 2 + QK_MAX_POS * d * 4 + 8 * tokens * (hq + hk) * d * 4
-    torch.cuda.synchronize()
-    free, _ = torch.cuda.mem_get_info()
-    if need + 256 * MIB > free:
+    why = lacks_memory(need)
+    if why:
         for impl in impls:
-            yield impl, f"needs {need / GIB:.2f} GiB of device memory, {free / GIB:.2f} GiB free"
+            yield impl, why
         return
     gen = torch.Generator(device="cuda")
     gen.manual_seed(tokens ^ (d << 40))
@@ -508,10 +512,8 @@ def run_case(timer, l2_bytes, op, dtype_name, rows, hidden, impls, compile_mode)
     sets = sets_for(matrices * n * elem, l2_bytes)
     # Inputs and outputs of every set, plus eager's f32 temporaries (a few live at once).
     need = sets * matrices * n * elem + hidden * elem + 4 * n * 4
-    torch.cuda.synchronize()
-    free, _ = torch.cuda.mem_get_info()
-    if need + 256 * MIB > free:
-        why = f"needs {need / GIB:.2f} GiB of device memory, {free / GIB:.2f} GiB free"
+    why = lacks_memory(need)
+    if why:
         for impl in impls:
             yield impl, why
         return
