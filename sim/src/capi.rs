@@ -1,0 +1,1 @@
+//! The CUDA driver API's C ABI over one process-wide `Sim`.
