@@ -261,8 +261,8 @@ pub enum Op {
     /// `setp.cmp[.bool].ty p[|q], a, b[, c]`: `q` (the complement) and `c` with `bool`.
     Setp { ty: Ty, cmp: Cmp, bool_op: Option<(BoolOp, Src)>, p: Reg, q: Option<Reg>, a: Src, b: Src },
     /// `cvt[.rnd][.sat].dty.sty d, a`. For the packed forms (`cvt.rn.bf16x2.f32 d, a, b`,
-    /// `cvt.rn.satfinite.e4m3x2.f32 d, a, b`), `b` is the second source (it goes to the upper
-    /// half, as the PTX ISA defines).
+    /// `cvt.rn.satfinite.e4m3x2.f32 d, a, b`), `b` is the second source: the
+    /// PTX ISA puts the conversion of `a` in the upper half of `d` and that of `b` in the lower.
     Cvt { dty: Ty, sty: Ty, rnd: Rnd, sat: bool, satfinite: bool, d: Reg, a: Src, b: Option<Src> },
 
     // ---- memory ----

@@ -7,7 +7,8 @@
 //! bytes never written is caught.
 
 use std::cell::UnsafeCell;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::error::{ErrorKind, Result, SimError};
 use crate::ir::layout::GLOBAL_BASE;
@@ -26,6 +27,8 @@ pub struct Allocation {
     pub size: u64,
     data: Box<[UnsafeCell<u8>]>,
     shadow: Box<[UnsafeCell<u8>]>,
+    /// Which CTA wrote and read each byte in which launch (see `exec`), made on first use.
+    race: OnceLock<Box<[AtomicU64]>>,
 }
 
 // SAFETY: the bytes are plain data accessed through `UnsafeCell`; the simulator makes no
@@ -37,7 +40,11 @@ impl Allocation {
     fn new(base: u64, size: u64) -> Allocation {
         let n = size as usize;
         let zeros = || (0..n).map(|_| UnsafeCell::new(0u8)).collect::<Vec<_>>().into_boxed_slice();
-        Allocation { base, size, data: zeros(), shadow: zeros() }
+        Allocation { base, size, data: zeros(), shadow: zeros(), race: OnceLock::new() }
+    }
+    /// The race shadow: one word per byte.
+    pub fn race(&self) -> &[AtomicU64] {
+        self.race.get_or_init(|| (0..self.size).map(|_| AtomicU64::new(0)).collect())
     }
     pub fn end(&self) -> u64 {
         self.base + self.size

@@ -1,0 +1,878 @@
+//! Hopper's asynchronous machinery: mbarriers, TMA tensor copies, warpgroup MMA (wgmma) and
+//! register reallocation (`setmaxnreg`).
+//!
+//! - **mbarrier** (PTX ISA, "Parallel Synchronization and Communication Instructions: mbarrier"):
+//!   a phase counter, pending arrivals and a transaction count. A phase completes when its
+//!   pending arrivals reach zero and its transaction count is zero; the next phase then expects
+//!   the init count again. `try_wait.parity P` is true once the phase of parity `P` has completed,
+//!   i.e. while the current phase's parity differs from `P`. A warp whose `try_wait` fails parks
+//!   until the barrier's phase changes.
+//! - **TMA** (`cp.async.bulk.tensor`): reads the box from global memory (out-of-bounds elements
+//!   zero), writes it to shared memory in the map's swizzle layout, and completes the box's bytes
+//!   on the mbarrier: at once, or (with a seed) at a later point the scheduler picks. Shared bytes
+//!   a copy wrote may be read only by a warp that has seen the copy's mbarrier phase complete.
+//! - **wgmma**: each warp of the warpgroup computes its 16 rows of D when it issues the
+//!   instruction, with A and B read from shared memory through their descriptors at that moment;
+//!   the results reach the registers at the `wgmma.wait_group` that retires their group. Until
+//!   then the accumulator registers may not be touched, and the operand tiles may not be written.
+
+use super::*;
+use crate::tma::{Swizzle, TensorMap};
+
+/// One mbarrier object (8 bytes of shared memory, kept here by slot = offset / 8).
+#[derive(Clone, Copy, Default, Debug)]
+pub(super) struct Mbar {
+    pub live: bool,
+    pub expected: u32,
+    pub pending: u32,
+    pub tx: i64,
+    /// Phases completed so far (the current phase's parity is `phase & 1`).
+    pub phase: u32,
+}
+
+/// A TMA copy in flight (seeded scheduling completes these later).
+pub(super) struct Copy {
+    pub dst: usize,
+    pub map: TensorMap,
+    pub coords: [i64; 5],
+    pub mbar: usize,
+    /// Warp and lane that issued it, and the instruction (for reports).
+    pub wi: usize,
+    pub lane: usize,
+    pub pc: u32,
+}
+
+/// A wgmma in flight for one warp: its destination registers and the values they get.
+pub(super) struct WgOp {
+    pub bank: usize,
+    pub regs: Vec<Reg>,
+    /// `vals[lane][i]`: f32 bits of `regs[i]` for each lane.
+    pub vals: Vec<[u32; 128]>,
+    /// Shared-memory byte ranges of its A and B operands (offsets into the CTA's shared memory).
+    pub reads: [(usize, usize); 2],
+    pub committed: bool,
+    /// Commit-group number (valid once committed).
+    pub group: u32,
+    pub pc: u32,
+}
+
+/// A warp's Hopper state.
+#[derive(Default)]
+pub(super) struct WarpHopper {
+    /// Parked on mbarrier slot until its phase differs from the recorded one.
+    pub parked: Option<(usize, u32)>,
+    /// Waiting for registers (`setmaxnreg.inc`).
+    pub reg_wait: bool,
+    /// Phases of each mbarrier this warp has seen complete: (slot, completed phases).
+    pub seen: Vec<(usize, u32)>,
+    pub ops: Vec<WgOp>,
+    pub groups_committed: u32,
+    /// Registers (bank-absolute indices) of wgmma results in flight.
+    pub inflight: Vec<u32>,
+    /// wgmma instructions issued and a hash of their program counters (the warps of a warpgroup
+    /// must issue the same sequence).
+    pub issued: u64,
+    pub issue_hash: u64,
+    /// Registers per thread (`setmaxnreg`), and how many `setmaxnreg` it executed.
+    pub maxnreg: u32,
+    pub setmaxnreg_count: u32,
+}
+
+impl WarpHopper {
+    pub fn reset(&mut self, regs: u32) {
+        self.parked = None;
+        self.reg_wait = false;
+        self.seen.clear();
+        self.ops.clear();
+        self.groups_committed = 0;
+        self.inflight.clear();
+        self.issued = 0;
+        self.issue_hash = 0;
+        self.maxnreg = regs;
+        self.setmaxnreg_count = 0;
+    }
+    pub fn has_seen(&self, slot: usize, phase: u32) -> bool {
+        self.seen.iter().any(|&(s, p)| s == slot && p > phase)
+    }
+    fn saw(&mut self, slot: usize, completed: u32) {
+        match self.seen.iter_mut().find(|(s, _)| *s == slot) {
+            Some(e) => e.1 = e.1.max(completed),
+            None => self.seen.push((slot, completed)),
+        }
+    }
+}
+
+/// The physical shared address of logical address `a` under a swizzle mode (address bits [4, 4+b)
+/// XOR bits [7, 7+b), b = 1, 2, 3 for 32, 64, 128 bytes: CUTLASS's `Swizzle<b, 4, 3>`).
+pub fn swizzle_addr(a: u64, sw: Swizzle) -> u64 {
+    let b = match sw {
+        Swizzle::None => return a,
+        Swizzle::B32 => 1,
+        Swizzle::B64 => 2,
+        _ => 3,
+    };
+    let mask = (1u64 << b) - 1;
+    a ^ (((a >> 7) & mask) << 4)
+}
+
+/// A decoded shared-memory matrix descriptor (PTX ISA "Matrix Descriptor Format").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Desc {
+    pub start: u64,
+    pub lbo: u64,
+    pub sbo: u64,
+    pub base_offset: u32,
+    pub swizzle: Swizzle,
+}
+
+impl Desc {
+    /// Bits 0-13: start address >> 4; 16-29: leading byte offset >> 4; 32-45: stride byte offset
+    /// >> 4; 49-51: base offset; 62-63: swizzle (0 none, 1 128-byte, 2 64-byte, 3 32-byte).
+    pub fn decode(d: u64) -> Desc {
+        let f = |lo: u32, bits: u32| (d >> lo) & ((1 << bits) - 1);
+        Desc {
+            start: f(0, 14) << 4,
+            lbo: f(16, 14) << 4,
+            sbo: f(32, 14) << 4,
+            base_offset: f(49, 3) as u32,
+            swizzle: match f(62, 2) {
+                0 => Swizzle::None,
+                1 => Swizzle::B128,
+                2 => Swizzle::B64,
+                _ => Swizzle::B32,
+            },
+        }
+    }
+
+    /// Shared address of byte `byte` (< 16 · k-chunks) of row `row` of a K-major operand.
+    pub fn k_major_addr(&self, row: u64, byte: u64) -> u64 {
+        let logical = match self.swizzle {
+            Swizzle::None => self.start + (row / 8) * self.sbo + (byte / 16) * self.lbo + (row % 8) * 16 + byte % 16,
+            sw => self.start + (row / 8) * self.sbo + (row % 8) * sw.span_bytes() + byte,
+        };
+        swizzle_addr(logical, self.swizzle)
+    }
+}
+
+fn elem_value(ty: Ty, bits: u64) -> f64 {
+    match ty {
+        Ty::Bf16 => f32::from_bits(num::bf16_to_f32(bits as u16)) as f64,
+        Ty::F16 => f32::from_bits(num::f16_to_f32(bits as u16)) as f64,
+        Ty::E4m3x2 => f32::from_bits(num::f16_to_f32(num::e4m3_to_f16(bits as u8))) as f64,
+        Ty::E5m2x2 => f32::from_bits(num::f16_to_f32(num::e5m2_to_f16(bits as u8))) as f64,
+        _ => f32::from_bits(bits as u32) as f64,
+    }
+}
+
+/// Element bytes of a wgmma operand type (`.e4m3`/`.e5m2` are parsed as the x2 types).
+fn operand_bytes(ty: Ty) -> u64 {
+    match ty {
+        Ty::E4m3x2 | Ty::E5m2x2 | Ty::U8 | Ty::S8 | Ty::B8 => 1,
+        Ty::F32 => 4,
+        _ => 2,
+    }
+}
+
+impl Run<'_> {
+    fn mbar_slot(&self, wi: usize, lane: usize, pc: u32, a: u64) -> Result<usize> {
+        let off = a.wrapping_sub(SHARED_BASE);
+        if a % 8 != 0 || a < SHARED_BASE || off + 8 > self.shared.data.len() as u64 {
+            return Err(self.fault(
+                ErrorKind::IllegalAddress,
+                wi,
+                lane,
+                pc,
+                format!("mbarrier at shared address 0x{a:x}: not an 8-byte aligned address inside the launch's {} bytes of shared memory", self.shared.data.len()),
+            ));
+        }
+        Ok((off / 8) as usize)
+    }
+
+    fn mbar_addr(&self, wi: usize, bank: usize, addr: &Addr, lane: usize) -> u64 {
+        let a = self.addrs(wi, bank, addr)[lane];
+        // A generic address into the shared window works too.
+        if (GENERIC_SHARED..GENERIC_SHARED + WINDOW).contains(&a) { a - GENERIC_SHARED } else { a }
+    }
+
+    fn live_mbar(&self, wi: usize, lane: usize, pc: u32, slot: usize) -> Result<()> {
+        if !self.mbars[slot].live {
+            return Err(self.fault(
+                ErrorKind::LaunchFailed,
+                wi,
+                lane,
+                pc,
+                format!("mbarrier at shared address 0x{:x} is used before mbarrier.init", SHARED_BASE + 8 * slot as u64),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Completes the current phase of `slot` if it is done.
+    fn mbar_settle(&mut self, slot: usize) {
+        let b = &mut self.mbars[slot];
+        if b.pending == 0 && b.tx == 0 {
+            b.phase += 1;
+            b.pending = b.expected;
+        }
+    }
+
+    pub(super) fn mbar_init(&mut self, wi: usize, pc: u32, m: u32, bank: usize, addr: &Addr, count: &Src) -> Result<()> {
+        let cv = self.fetch(wi, bank, count);
+        for l in lanes(m) {
+            let slot = self.mbar_slot(wi, l, pc, self.mbar_addr(wi, bank, addr, l))?;
+            let n = cv[l] as u32;
+            if n == 0 || n > (1 << 20) - 1 {
+                return Err(self.fault(ErrorKind::LaunchFailed, wi, l, pc, format!("mbarrier.init count {n} is outside 1..2^20")));
+            }
+            self.mbars[slot] = Mbar { live: true, expected: n, pending: n, tx: 0, phase: 0 };
+            let o = slot * 8;
+            self.shared.init[o..o + 8].fill(1);
+        }
+        Ok(())
+    }
+
+    pub(super) fn mbar_arrive(&mut self, wi: usize, pc: u32, m: u32, bank: usize, d: Option<Reg>, addr: &Addr, tx: Option<&Src>) -> Result<()> {
+        let txv = tx.map(|t| self.fetch(wi, bank, t));
+        let mut state = [0u64; 32];
+        for l in lanes(m) {
+            let slot = self.mbar_slot(wi, l, pc, self.mbar_addr(wi, bank, addr, l))?;
+            self.live_mbar(wi, l, pc, slot)?;
+            if let Some(t) = &txv {
+                self.mbars[slot].tx += t[l] as u32 as i64;
+            }
+            let b = &mut self.mbars[slot];
+            if b.pending == 0 {
+                return Err(self.fault(
+                    ErrorKind::LaunchFailed,
+                    wi,
+                    l,
+                    pc,
+                    format!("mbarrier.arrive on the barrier at shared address 0x{:x} with no pending arrival left in its phase", SHARED_BASE + 8 * slot as u64),
+                ));
+            }
+            b.pending -= 1;
+            state[l] = b.phase as u64;
+            self.mbar_settle(slot);
+        }
+        if let Some(d) = d {
+            self.put(wi, bank, d, m, &state);
+        }
+        Ok(())
+    }
+
+    pub(super) fn mbar_expect_tx(&mut self, wi: usize, pc: u32, m: u32, bank: usize, addr: &Addr, tx: &Src) -> Result<()> {
+        let txv = self.fetch(wi, bank, tx);
+        for l in lanes(m) {
+            let slot = self.mbar_slot(wi, l, pc, self.mbar_addr(wi, bank, addr, l))?;
+            self.live_mbar(wi, l, pc, slot)?;
+            self.mbars[slot].tx += txv[l] as u32 as i64;
+        }
+        Ok(())
+    }
+
+    /// `try_wait.parity`: sets `p`; parks the warp when every waiting lane failed.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn mbar_try_wait(&mut self, wi: usize, pc: u32, m: u32, bank: usize, p: Reg, addr: &Addr, parity: &Src) -> Result<Option<(usize, u32)>> {
+        let pv = self.fetch(wi, bank, parity);
+        let mut r = [0u64; 32];
+        let mut park = None;
+        let mut any_done = false;
+        for l in lanes(m) {
+            let slot = self.mbar_slot(wi, l, pc, self.mbar_addr(wi, bank, addr, l))?;
+            self.live_mbar(wi, l, pc, slot)?;
+            let b = self.mbars[slot];
+            let done = (b.phase & 1) as u64 != pv[l] & 1;
+            if done {
+                self.warps[wi].hop.saw(slot, b.phase);
+                any_done = true;
+            } else {
+                park = Some((slot, b.phase));
+            }
+            r[l] = done as u64;
+        }
+        self.put(wi, bank, p, m, &r);
+        Ok(if any_done { None } else { park })
+    }
+
+    /// `cp.async.bulk.tensor`: one copy per active lane.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn tma_issue(&mut self, wi: usize, pc: u32, m: u32, bank: usize, dst: &Addr, map: &Src, coords: &[Src], mbar: &Addr) -> Result<()> {
+        let dv = self.addrs(wi, bank, dst);
+        let mv = self.fetch(wi, bank, map);
+        let cv: Vec<[u64; 32]> = coords.iter().map(|c| self.fetch(wi, bank, c)).collect();
+        for l in lanes(m) {
+            let slot = self.mbar_slot(wi, l, pc, self.mbar_addr(wi, bank, mbar, l))?;
+            self.live_mbar(wi, l, pc, slot)?;
+            // The tensor map: 128 bytes of global memory (64-byte aligned).
+            let ma = mv[l];
+            if ma % 64 != 0 {
+                return Err(self.fault(ErrorKind::MisalignedAddress, wi, l, pc, format!("tensor map at 0x{ma:x} is not 64-byte aligned")));
+            }
+            let mut raw = [0u8; 128];
+            for chunk in 0..8u64 {
+                let loc = self.locate(wi, l, pc, Space::Global, ma + 16 * chunk, 16, 16)?;
+                let mut buf = [0u8; 16];
+                self.read_bytes(wi, l, pc, &loc, 16, &mut buf, true)?;
+                raw[16 * chunk as usize..16 * chunk as usize + 16].copy_from_slice(&buf);
+            }
+            let tmap = TensorMap::decode(&raw).map_err(|e| self.fault(ErrorKind::LaunchFailed, wi, l, pc, format!("tensor map at 0x{ma:x}: {}", e.message)))?;
+            if tmap.rank as usize != coords.len() {
+                return Err(self.fault(
+                    ErrorKind::LaunchFailed,
+                    wi,
+                    l,
+                    pc,
+                    format!("{}-D tensor copy with a rank-{} tensor map", coords.len(), tmap.rank),
+                ));
+            }
+            let d = dv[l];
+            let d = if (GENERIC_SHARED..GENERIC_SHARED + WINDOW).contains(&d) { d - GENERIC_SHARED } else { d };
+            let bytes = self.box_bytes(&tmap);
+            let align = if tmap.swizzle == Swizzle::None { 128 } else { 1024 };
+            if d % align != 0 || d < SHARED_BASE || d - SHARED_BASE + bytes > self.shared.data.len() as u64 {
+                return Err(self.fault(
+                    ErrorKind::IllegalAddress,
+                    wi,
+                    l,
+                    pc,
+                    format!(
+                        "TMA destination 0x{d:x} ({bytes} bytes): must be {align}-byte aligned and inside the launch's {} bytes of shared memory",
+                        self.shared.data.len()
+                    ),
+                ));
+            }
+            let mut c = [0i64; 5];
+            for (i, v) in cv.iter().enumerate() {
+                c[i] = v[l] as u32 as i32 as i64;
+            }
+            let copy = Copy { dst: (d - SHARED_BASE) as usize, map: tmap, coords: c, mbar: slot, wi, lane: l, pc };
+            if self.rng.is_some() {
+                self.copies_in_flight.push(copy);
+            } else {
+                self.tma_complete(copy)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn box_bytes(&self, t: &TensorMap) -> u64 {
+        (0..t.rank as usize).map(|i| t.box_dim[i] as u64).product::<u64>() * t.element_bytes()
+    }
+
+    /// Lands a copy: reads the box, writes shared memory, completes its bytes on the mbarrier.
+    pub(super) fn tma_complete(&mut self, c: Copy) -> Result<()> {
+        let t = &c.map;
+        let eb = t.element_bytes();
+        let rank = t.rank as usize;
+        let inner = t.box_dim[0] as u64;
+        let rows: u64 = (1..rank).map(|i| t.box_dim[i] as u64).product();
+        let row_bytes = inner * eb;
+        let phase = self.mbars[c.mbar].phase;
+        self.copy_tags.push((c.mbar, phase));
+        let tag = self.copy_tags.len() as u32;
+        let mut buf = vec![0u8; row_bytes as usize];
+        for r in 0..rows {
+            // Coordinates of this box row along dimensions 1..rank.
+            let mut rem = r;
+            let mut base = t.global_address as i128;
+            let mut oob = false;
+            for i in 1..rank {
+                let k = rem % t.box_dim[i] as u64;
+                rem /= t.box_dim[i] as u64;
+                let coord = c.coords[i] + k as i64;
+                if coord < 0 || coord as u64 >= t.global_dim[i] {
+                    oob = true;
+                }
+                base += coord as i128 * t.global_strides[i] as i128;
+            }
+            for e in 0..inner {
+                let coord = c.coords[0] + e as i64;
+                let dst = &mut buf[(e * eb) as usize..((e + 1) * eb) as usize];
+                if oob || coord < 0 || coord as u64 >= t.global_dim[0] {
+                    dst.fill(0);
+                    continue;
+                }
+                let a = (base + coord as i128 * eb as i128) as u64;
+                let loc = self.locate(c.wi, c.lane, c.pc, Space::Global, a, eb as u32, 1)?;
+                let mut v = [0u8; 16];
+                self.read_bytes(c.wi, c.lane, c.pc, &loc, eb as usize, &mut v, true)?;
+                dst.copy_from_slice(&v[..eb as usize]);
+            }
+            for (j, &byte) in buf.iter().enumerate() {
+                let logical = SHARED_BASE + (c.dst as u64) + r * row_bytes + j as u64;
+                let o = (swizzle_addr(logical, t.swizzle) - SHARED_BASE) as usize;
+                if let Some(op) = self.wgmma_reading(o) {
+                    return Err(self.fault(
+                        ErrorKind::LaunchFailed,
+                        c.wi,
+                        c.lane,
+                        c.pc,
+                        format!(
+                            "TMA copy overwrites shared address 0x{:x}, an operand of a wgmma in flight (PTX line {}) that no wgmma.wait_group has retired",
+                            SHARED_BASE + o as u64,
+                            self.m.code[op as usize].line
+                        ),
+                    ));
+                }
+                self.shared.data[o] = byte;
+                self.shared.init[o] = 1;
+                self.shared.w[o] = 0;
+                self.shared.r[o] = 0;
+                self.tma_tag[o] = tag;
+            }
+        }
+        let bytes = rows * row_bytes;
+        self.mbars[c.mbar].tx -= bytes as i64;
+        self.mbar_settle(c.mbar);
+        Ok(())
+    }
+
+    /// The pc of a wgmma in flight (in any warp) that reads shared byte `o`.
+    pub(super) fn wgmma_reading(&self, o: usize) -> Option<u32> {
+        if self.wgmma_in_flight == 0 {
+            return None;
+        }
+        self.warps
+            .iter()
+            .flat_map(|w| w.hop.ops.iter())
+            .find(|op| op.reads.iter().any(|&(a, b)| o >= a && o < b))
+            .map(|op| op.pc)
+    }
+
+    /// Checks that a read of shared bytes a TMA copy wrote comes after a wait on its phase.
+    pub(super) fn check_tma_ready(&self, wi: usize, lane: usize, pc: u32, o: usize, len: usize) -> Result<()> {
+        for k in o..o + len {
+            let tag = self.tma_tag[k];
+            if tag != 0 {
+                let (slot, phase) = self.copy_tags[tag as usize - 1];
+                if !self.warps[wi].hop.has_seen(slot, phase) {
+                    return Err(self.fault(
+                        ErrorKind::LaunchFailed,
+                        wi,
+                        lane,
+                        pc,
+                        format!(
+                            "race with TMA: shared address 0x{:x} was written by a TMA copy completing phase {phase} of the mbarrier at 0x{:x}, and this warp has not waited for that phase",
+                            SHARED_BASE + k as u64,
+                            SHARED_BASE + 8 * slot as u64
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `wgmma.mma_async`: computes this warp's 16 rows now, lands them at `wait_group`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn wgmma(&mut self, wi: usize, pc: u32, group: u32, m: u32, bank: usize, inst: &Op) -> Result<()> {
+        let Op::Wgmma { m: mm, n, k, dty, aty, bty, d, a_desc, b_desc, scale_d, scale_a, scale_b, tnsp_a, tnsp_b } = inst else { unreachable!() };
+        let l0 = m.trailing_zeros() as usize;
+        let w = &self.warps[wi];
+        if m != FULL || group != FULL || w.valid != FULL {
+            return Err(self.fault(
+                ErrorKind::LaunchFailed,
+                wi,
+                l0,
+                pc,
+                format!("wgmma.mma_async needs all 128 threads of the warpgroup; warp {} executes it with lanes {m:#010x}", w.id),
+            ));
+        }
+        if *mm != 64 || *dty != Ty::F32 || d.len() as u32 != n / 2 || *tnsp_a != 0 || *tnsp_b != 0 || *scale_a != 1 || *scale_b != 1 {
+            return Err(self.fault(
+                ErrorKind::LaunchFailed,
+                wi,
+                l0,
+                pc,
+                format!("wgmma form m{mm}n{n}k{k}.{dty:?} with {} registers, transposes ({tnsp_a}, {tnsp_b}), scales ({scale_a}, {scale_b}) is not modelled", d.len()),
+            ));
+        }
+        let da = Desc::decode(self.fetch(wi, bank, a_desc)[l0]);
+        let db = Desc::decode(self.fetch(wi, bank, b_desc)[l0]);
+        for (what, ds) in [("A", &da), ("B", &db)] {
+            if ds.base_offset != 0 {
+                return Err(self.fault(ErrorKind::LaunchFailed, wi, l0, pc, format!("wgmma {what} descriptor: base offset {} is not modelled", ds.base_offset)));
+            }
+        }
+        let accumulate = self.fetch(wi, bank, scale_d)[l0] & 1 != 0;
+        let (ea, eb) = (operand_bytes(*aty), operand_bytes(*bty));
+        let kb = *k as u64;
+        let quarter = (w.id % 4) as u64;
+        // Operands, read now (with the TMA-readiness check).
+        let rows_a = 16u64;
+        let mut a = vec![0f64; (rows_a * kb) as usize];
+        let mut b = vec![0f64; (*n as u64 * kb) as usize];
+        let mut range_a = (usize::MAX, 0usize);
+        let mut range_b = (usize::MAX, 0usize);
+        let smem_len = self.shared.data.len() as u64;
+        let read = |run: &Self, desc: &Desc, row: u64, kk: u64, e: u64, ty: Ty, range: &mut (usize, usize)| -> Result<f64> {
+            let addr = desc.k_major_addr(row, kk * e);
+            if addr < SHARED_BASE || addr - SHARED_BASE + e > smem_len {
+                return Err(run.fault(
+                    ErrorKind::IllegalAddress,
+                    wi,
+                    l0,
+                    pc,
+                    format!("wgmma operand address 0x{addr:x} (row {row}, k {kk}) is outside the launch's {smem_len} bytes of shared memory"),
+                ));
+            }
+            let o = (addr - SHARED_BASE) as usize;
+            if run.shared.init[o..o + e as usize].contains(&0) {
+                return Err(run.fault(ErrorKind::LaunchFailed, wi, l0, pc, format!("wgmma reads shared address 0x{addr:x}, never written")));
+            }
+            run.check_tma_ready(wi, l0, pc, o, e as usize)?;
+            range.0 = range.0.min(o);
+            range.1 = range.1.max(o + e as usize);
+            let mut bits = 0u64;
+            for j in 0..e as usize {
+                bits |= (run.shared.data[o + j] as u64) << (8 * j);
+            }
+            Ok(elem_value(ty, bits))
+        };
+        for r in 0..rows_a {
+            for kk in 0..kb {
+                a[(r * kb + kk) as usize] = read(self, &da, quarter * 16 + r, kk, ea, *aty, &mut range_a)?;
+            }
+        }
+        for c in 0..*n as u64 {
+            for kk in 0..kb {
+                b[(c * kb + kk) as usize] = read(self, &db, c, kk, eb, *bty, &mut range_b)?;
+            }
+        }
+        // Input accumulators: the newest in-flight result for these registers, else the registers.
+        let w = &self.warps[wi];
+        let prev = w.hop.ops.iter().rev().find(|op| op.bank == bank && op.regs == *d);
+        let nreg = d.len();
+        let mut vals = vec![[0u32; 128]; 32];
+        for lane in 0..32usize {
+            for (i, &r) in d.iter().enumerate() {
+                let j = i / 4;
+                let h = (i / 2) % 2;
+                let e = i % 2;
+                let row = lane / 4 + 8 * h;
+                let col = 8 * j + 2 * (lane % 4) + e;
+                let mut acc = 0f64;
+                for kk in 0..kb as usize {
+                    acc += a[row * kb as usize + kk] * b[col * kb as usize + kk];
+                }
+                let cur = if !accumulate {
+                    0.0
+                } else if let Some(p) = prev {
+                    f32::from_bits(p.vals[lane][i]) as f64
+                } else {
+                    f32::from_bits(w.regs[(bank + r as usize) * 32 + lane] as u32) as f64
+                };
+                let out = (cur + acc) as f32;
+                vals[lane][i] = num::canon_f32(out.to_bits());
+            }
+        }
+        let _ = nreg;
+        let w = &mut self.warps[wi];
+        for &r in d {
+            let abs = (bank + r as usize) as u32;
+            if !w.hop.inflight.contains(&abs) {
+                w.hop.inflight.push(abs);
+            }
+        }
+        w.hop.issued += 1;
+        w.hop.issue_hash = w.hop.issue_hash.wrapping_mul(0x100_0000_01b3).wrapping_add(pc as u64 + 1);
+        w.hop.ops.push(WgOp { bank, regs: d.clone(), vals, reads: [range_a, range_b], committed: false, group: 0, pc });
+        self.wgmma_in_flight += 1;
+        Ok(())
+    }
+
+    pub(super) fn wgmma_commit(&mut self, wi: usize) {
+        let w = &mut self.warps[wi];
+        let g = w.hop.groups_committed;
+        let mut any = false;
+        for op in w.hop.ops.iter_mut().filter(|o| !o.committed) {
+            op.committed = true;
+            op.group = g;
+            any = true;
+        }
+        // An empty commit still makes a (complete) group.
+        let _ = any;
+        w.hop.groups_committed += 1;
+    }
+
+    /// `wgmma.wait_group n`: retires every committed group but the newest `n`.
+    pub(super) fn wgmma_wait(&mut self, wi: usize, n: u32) {
+        let w = &mut self.warps[wi];
+        let limit = w.hop.groups_committed.saturating_sub(n);
+        let mut keep = Vec::new();
+        let mut retired = 0;
+        for op in std::mem::take(&mut w.hop.ops) {
+            if op.committed && op.group < limit {
+                for (i, &r) in op.regs.iter().enumerate() {
+                    let base = (op.bank + r as usize) * 32;
+                    for lane in 0..32 {
+                        w.regs[base + lane] = op.vals[lane][i] as u64;
+                    }
+                }
+                retired += 1;
+            } else {
+                keep.push(op);
+            }
+        }
+        w.hop.ops = keep;
+        let still: Vec<u32> = w.hop.ops.iter().flat_map(|o| o.regs.iter().map(move |&r| (o.bank + r as usize) as u32)).collect();
+        w.hop.inflight.retain(|r| still.contains(r));
+        self.wgmma_in_flight -= retired;
+    }
+
+    /// A register hazard: `inst` touches an accumulator of a wgmma in flight.
+    pub(super) fn check_inflight(&self, wi: usize, pc: u32, bank: usize, inst: &Inst, lane: usize) -> Result<()> {
+        if matches!(inst.op, Op::Wgmma { .. } | Op::WgmmaFence | Op::WgmmaCommit | Op::WgmmaWait { .. }) {
+            return Ok(());
+        }
+        let w = &self.warps[wi];
+        let mut hit = None;
+        for_each_reg(&inst.op, |r| {
+            if hit.is_none() && w.hop.inflight.contains(&((bank + r as usize) as u32)) {
+                hit = Some(r);
+            }
+        });
+        if let Some(r) = hit {
+            return Err(self.fault(
+                ErrorKind::LaunchFailed,
+                wi,
+                lane,
+                pc,
+                format!("register {r} is an accumulator of a wgmma in flight: it may not be read or written before the wgmma.wait_group that retires it"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `setmaxnreg`: the whole warp, a kernel with `.maxntid`, and registers to give.
+    pub(super) fn setmaxnreg(&mut self, wi: usize, pc: u32, group: u32, inc: bool, n: u32) -> Result<bool> {
+        let l0 = group.trailing_zeros() as usize;
+        let f = &self.m.functions[self.kernel.index as usize];
+        if f.maxntid.is_none() && f.reqntid.is_none() {
+            return Err(self.fault(ErrorKind::LaunchFailed, wi, l0, pc, "setmaxnreg in a kernel without .maxntid (ptxas ignores it there)".into()));
+        }
+        if group != self.warps[wi].valid || self.warps[wi].valid != FULL {
+            return Err(self.fault(ErrorKind::LaunchFailed, wi, l0, pc, format!("setmaxnreg must be executed by the whole warpgroup; lanes {group:#010x} here")));
+        }
+        if !(24..=256).contains(&n) || n % 8 != 0 {
+            return Err(self.fault(ErrorKind::LaunchFailed, wi, l0, pc, format!("setmaxnreg {n}: must be a multiple of 8 in 24..=256")));
+        }
+        let cur = self.warps[wi].hop.maxnreg;
+        if inc && n < cur || !inc && n > cur {
+            return Err(self.fault(
+                ErrorKind::LaunchFailed,
+                wi,
+                l0,
+                pc,
+                format!("setmaxnreg.{} {n} with {cur} registers per thread now", if inc { "inc" } else { "dec" }),
+            ));
+        }
+        let total: u64 = self.warps.iter().enumerate().map(|(i, w)| 32 * if i == wi { n } else { w.hop.maxnreg } as u64).sum();
+        if inc && total > self.sim.config().regs_per_sm as u64 {
+            // Waits until other warps give registers back.
+            self.warps[wi].hop.reg_wait = true;
+            return Ok(false);
+        }
+        self.warps[wi].hop.maxnreg = n;
+        self.warps[wi].hop.setmaxnreg_count += 1;
+        if !inc {
+            for w in &mut self.warps {
+                w.hop.reg_wait = false;
+            }
+        }
+        Ok(true)
+    }
+
+    /// At the end of a CTA: the warps of each warpgroup issued the same wgmma sequence and
+    /// `setmaxnreg`s.
+    pub(super) fn check_warpgroups(&self) -> Result<()> {
+        for g in self.warps.chunks(4) {
+            let w0 = &g[0];
+            for w in &g[1..] {
+                if (w.hop.issued, w.hop.issue_hash) != (w0.hop.issued, w0.hop.issue_hash) {
+                    return Err(SimError::new(
+                        ErrorKind::LaunchFailed,
+                        format!(
+                            "{}: CTA {:?}: warps {} and {} of one warpgroup issued different wgmma sequences ({} and {} instructions): every wgmma.mma_async must be executed by all 128 threads",
+                            self.kernel.name(),
+                            self.ctaid,
+                            w0.id,
+                            w.id,
+                            w0.hop.issued,
+                            w.hop.issued
+                        ),
+                    ));
+                }
+                if w.hop.setmaxnreg_count != w0.hop.setmaxnreg_count {
+                    return Err(SimError::new(
+                        ErrorKind::LaunchFailed,
+                        format!("{}: CTA {:?}: warps {} and {} of one warpgroup executed setmaxnreg differently", self.kernel.name(), self.ctaid, w0.id, w.id),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A description of every live mbarrier and pending copy, for deadlock reports.
+    pub(super) fn mbar_report(&self) -> String {
+        let mut s = String::new();
+        for (i, b) in self.mbars.iter().enumerate().filter(|(_, b)| b.live) {
+            s += &format!(
+                " mbarrier 0x{:x}: phase {} (parity {}), {} of {} arrivals pending, {} transaction bytes pending.",
+                SHARED_BASE + 8 * i as u64,
+                b.phase,
+                b.phase & 1,
+                b.pending,
+                b.expected,
+                b.tx
+            );
+        }
+        for w in &self.warps {
+            if let Some((slot, ph)) = w.hop.parked {
+                let l = w.live().trailing_zeros() as usize;
+                let line = self.m.code.get(w.pc.get(l).copied().unwrap_or(0) as usize).map_or(0, |i| i.line);
+                s += &format!(" Warp {} polls mbarrier 0x{:x} in phase {ph} (near line {line}).", w.id, SHARED_BASE + 8 * slot as u64);
+            }
+            if w.hop.reg_wait {
+                s += &format!(" Warp {} waits in setmaxnreg.inc for registers no warp gives back.", w.id);
+            }
+        }
+        s
+    }
+}
+
+/// Calls `f` with every register `op` reads or writes.
+pub(super) fn for_each_reg(op: &Op, mut f: impl FnMut(Reg)) {
+    let mut s = |x: &Src| {
+        if let Src::Reg(r) = x {
+            f(*r)
+        }
+    };
+    use Op::*;
+    // Destinations are passed through `s` as sources.
+    match op {
+        Mov { d, a, .. } | Cvta { d, a, .. } | Neg { d, a, .. } | Abs { d, a, .. } | Not { d, a, .. } | Popc { d, a, .. } | Clz { d, a, .. }
+        | Brev { d, a, .. } | FNeg { d, a, .. } | FAbs { d, a, .. } | Rcp { d, a, .. } | Sqrt { d, a, .. } => {
+            s(&Src::Reg(*d));
+            s(a);
+        }
+        Add { d, a, b, .. } | Sub { d, a, b, .. } | MulInt { d, a, b, .. } | Div { d, a, b, .. } | Rem { d, a, b, .. } | Min { d, a, b, .. }
+        | Max { d, a, b, .. } | And { d, a, b, .. } | Or { d, a, b, .. } | Xor { d, a, b, .. } | Shl { d, a, b, .. } | Shr { d, a, b, .. }
+        | FAdd { d, a, b, .. } | FSub { d, a, b, .. } | FMul { d, a, b, .. } | FDiv { d, a, b, .. } | FMin { d, a, b, .. } | FMax { d, a, b, .. } => {
+            s(&Src::Reg(*d));
+            s(a);
+            s(b);
+        }
+        Selp { d, a, b, p: c, .. } | Prmt { d, a, b, c } | MadInt { d, a, b, c, .. } | Bfe { d, a, b, c, .. } | Fma { d, a, b, c, .. } => {
+            s(&Src::Reg(*d));
+            s(a);
+            s(b);
+            s(c);
+        }
+        Bfi { d, f: x, b, pos, len, .. } => {
+            s(&Src::Reg(*d));
+            s(x);
+            s(b);
+            s(pos);
+            s(len);
+        }
+        Setp { bool_op, p, q, a, b, .. } => {
+            s(&Src::Reg(*p));
+            if let Some(q) = q {
+                s(&Src::Reg(*q));
+            }
+            if let Some((_, c)) = bool_op {
+                s(c);
+            }
+            s(a);
+            s(b);
+        }
+        Cvt { d, a, b, .. } => {
+            s(&Src::Reg(*d));
+            s(a);
+            if let Some(b) = b {
+                s(b);
+            }
+        }
+        Ld { d, addr, .. } => {
+            for r in d {
+                s(&Src::Reg(*r));
+            }
+            s(&addr.base);
+        }
+        St { a, addr, .. } => {
+            for x in a {
+                s(x);
+            }
+            s(&addr.base);
+        }
+        Atom { d, addr, a, b, .. } => {
+            if let Some(d) = d {
+                s(&Src::Reg(*d));
+            }
+            s(&addr.base);
+            s(a);
+            if let Some(b) = b {
+                s(b);
+            }
+        }
+        Shfl { d, p, a, b, c, mask, .. } => {
+            s(&Src::Reg(*d));
+            if let Some(p) = p {
+                s(&Src::Reg(*p));
+            }
+            s(a);
+            s(b);
+            s(c);
+            s(mask);
+        }
+        BarWarpSync { mask } => s(mask),
+        BarSync { id, count } => {
+            s(id);
+            if let Some(c) = count {
+                s(c);
+            }
+        }
+        BrxIdx { index, .. } => s(index),
+        MbarInit { addr, count } => {
+            s(&addr.base);
+            s(count);
+        }
+        MbarArrive { d, addr, tx } => {
+            if let Some(d) = d {
+                s(&Src::Reg(*d));
+            }
+            s(&addr.base);
+            if let Some(t) = tx {
+                s(t);
+            }
+        }
+        MbarExpectTx { addr, tx } => {
+            s(&addr.base);
+            s(tx);
+        }
+        MbarTryWait { p, addr, parity, .. } => {
+            s(&Src::Reg(*p));
+            s(&addr.base);
+            s(parity);
+        }
+        CpAsyncBulkTensor { dst, map, coords, mbar } => {
+            s(&dst.base);
+            s(map);
+            for c in coords {
+                s(c);
+            }
+            s(&mbar.base);
+        }
+        Wgmma { d, a_desc, b_desc, scale_d, .. } => {
+            for r in d {
+                s(&Src::Reg(*r));
+            }
+            s(a_desc);
+            s(b_desc);
+            s(scale_d);
+        }
+        Fence | Nop | Bra { .. } | Call { .. } | Ret | Exit | Trap | WgmmaFence | WgmmaCommit | WgmmaWait { .. } | SetMaxNReg { .. } => {}
+    }
+}

@@ -1,0 +1,2045 @@
+//! The executor: runs one launch of a kernel, CTA by CTA, each CTA's warps interleaved by a
+//! scheduler, each warp's lanes together where their program counters agree.
+//!
+//! - **Lanes.** Every lane has its own program counter (independent thread scheduling, as on
+//!   Volta and later). A warp runs the group of its runnable lanes at the lowest program counter;
+//!   a warp whose lanes all agree (the common case) skips that search. `shfl.sync` and
+//!   `bar.warp.sync` wait until every lane of their member mask is at the same instruction.
+//! - **CTAs.** The CTAs of a grid run one after another; the warps of a CTA take turns, each until
+//!   it waits at a barrier or exits (or, with `Config::seed`, for a random number of
+//!   instructions). `bar.sync` releases when every non-exited thread of the CTA (or its thread
+//!   count) has arrived.
+//! - **Checks.** Every access is checked: global memory against the live allocations (and their
+//!   never-written bytes), shared memory against the launch's size, alignment against the access
+//!   size. A non-atomic global write by one CTA to bytes another CTA read or wrote in the same
+//!   launch is a race, and so is a shared-memory access by one warp to bytes another warp wrote
+//!   (or read, for a write) since the last barrier.
+
+mod hopper;
+
+use std::sync::Arc;
+
+use hopper::{Copy, Mbar, WarpHopper};
+
+use crate::device::{Kernel, LaunchConfig, Sim};
+use crate::error::{ErrorKind, Result, SimError};
+use crate::ir::layout::{GENERIC_LOCAL, GENERIC_SHARED, SHARED_BASE, WINDOW};
+use crate::ir::*;
+use crate::mem::{Allocation, INIT, Snapshot, describe_in};
+use crate::num;
+use crate::profile::{Class, LaunchStats};
+
+const FULL: u32 = u32::MAX;
+/// Warp-instructions one launch may execute before it is declared runaway.
+const MAX_WARP_INSTS: u64 = 20_000_000_000;
+
+/// Runs `kernel` over the grid of `cfg` with the parameter buffer `params`.
+pub fn launch(sim: &Sim, kernel: &Kernel, cfg: &LaunchConfig, params: &[u8]) -> Result<LaunchStats> {
+    let plan = Plan::new(sim, kernel, cfg, params)?;
+    let mut run = Run::new(sim, kernel, &plan, cfg, params);
+    let [gx, gy, gz] = cfg.grid;
+    for z in 0..gz {
+        for y in 0..gy {
+            for x in 0..gx {
+                run.run_cta([x, y, z])?;
+            }
+        }
+    }
+    let mut stats = run.stats;
+    stats.kernel = kernel.name().to_string();
+    stats.grid = cfg.grid;
+    stats.block = cfg.block;
+    stats.dynamic_smem = cfg.dynamic_smem;
+    if sim.config().profile {
+        eprintln!("{stats}");
+    }
+    Ok(stats)
+}
+
+/// What a launch needs to know before it runs: validated configuration, register banks, stack.
+struct Plan {
+    /// Register bank (first register index) of each function of the module; `u32::MAX` when the
+    /// kernel cannot reach it.
+    banks: Vec<u32>,
+    regs: u32,
+    /// Bytes of `.local` memory per lane (the deepest chain of call frames).
+    stack: u32,
+    threads: u32,
+    smem_bytes: u32,
+}
+
+impl Plan {
+    fn new(sim: &Sim, kernel: &Kernel, cfg: &LaunchConfig, params: &[u8]) -> Result<Plan> {
+        let m = &kernel.module;
+        let f = kernel.function();
+        let c = sim.config();
+        let bad = |msg: String| Err(SimError::new(ErrorKind::InvalidValue, format!("launch of {}: {msg}", f.name)));
+        if cfg.grid.contains(&0) || cfg.block.contains(&0) {
+            return bad(format!("grid {:?} and block {:?} must have no zero dimension", cfg.grid, cfg.block));
+        }
+        let threads = cfg.block.iter().map(|&v| v as u64).product::<u64>();
+        if threads > c.max_threads_per_block as u64 {
+            return bad(format!("{threads} threads per block; the device allows {}", c.max_threads_per_block));
+        }
+        for (what, lim) in [(".maxntid", f.maxntid), (".reqntid", f.reqntid)] {
+            if let Some(l) = lim {
+                let ok = if what == ".reqntid" { cfg.block == l } else { threads <= l.iter().map(|&v| v as u64).product() };
+                if !ok {
+                    return Err(SimError::new(
+                        ErrorKind::OutOfResources,
+                        format!("launch of {}: block {:?} does not fit the kernel's {what} {l:?}", f.name, cfg.block),
+                    ));
+                }
+            }
+        }
+        if cfg.dynamic_smem > kernel.max_dynamic_smem() {
+            return Err(SimError::new(
+                ErrorKind::OutOfResources,
+                format!(
+                    "launch of {}: {} bytes of dynamic shared memory; the kernel allows {} (cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES) raises it up to {})",
+                    f.name,
+                    cfg.dynamic_smem,
+                    kernel.max_dynamic_smem(),
+                    c.max_smem_optin
+                ),
+            ));
+        }
+        if params.len() != f.param_bytes as usize {
+            return bad(format!("{} parameter bytes given, the kernel takes {}", params.len(), f.param_bytes));
+        }
+        // Register banks and stack depth over the call graph (no recursion).
+        let mut banks = vec![u32::MAX; m.functions.len()];
+        let mut regs = 0u32;
+        let mut stack = 0u32;
+        let mut path = Vec::new();
+        visit(m, kernel.index, 0, &mut banks, &mut regs, &mut stack, &mut path)?;
+        Ok(Plan { banks, regs, stack, threads: threads as u32, smem_bytes: m.dynamic_smem_offset + cfg.dynamic_smem })
+    }
+}
+
+fn visit(m: &Module, fi: u32, depth: u32, banks: &mut [u32], regs: &mut u32, stack: &mut u32, path: &mut Vec<u32>) -> Result<()> {
+    let f = &m.functions[fi as usize];
+    if path.contains(&fi) {
+        return Err(SimError::new(ErrorKind::InvalidValue, format!("{} is recursive: the simulator needs a bounded call depth", f.name)));
+    }
+    if banks[fi as usize] == u32::MAX {
+        banks[fi as usize] = *regs;
+        *regs += f.reg_count.max(1);
+    }
+    let depth = depth + f.frame_bytes().div_ceil(16) * 16;
+    *stack = (*stack).max(depth);
+    path.push(fi);
+    for inst in &m.code[f.start as usize..f.end as usize] {
+        if let Op::Call { func, .. } = inst.op {
+            visit(m, func, depth, banks, regs, stack, path)?;
+        }
+    }
+    path.pop();
+    Ok(())
+}
+
+/// One call frame of a lane: where to return and the caller's frame.
+#[derive(Clone, Copy)]
+struct Frame {
+    call_pc: u32,
+    base: u32,
+}
+
+struct Warp {
+    /// Index in the CTA.
+    id: u32,
+    /// Registers: `regs[(bank + r) * 32 + lane]`.
+    regs: Vec<u64>,
+    pc: [u32; 32],
+    /// All runnable lanes are at `cpc` (and `pc[]` may be stale for them).
+    conv: bool,
+    cpc: u32,
+    valid: u32,
+    exited: u32,
+    /// Lanes waiting at `bar.sync` (barrier id per lane in `bar_id`).
+    at_bar: u32,
+    bar_id: [u8; 32],
+    /// Lanes waiting at `shfl.sync` / `bar.warp.sync` for the rest of their member mask.
+    at_wsync: u32,
+    /// Member mask the parked lanes wait for.
+    wsync_mask: u32,
+    tid: [[u64; 32]; 3],
+    lane_id: [u64; 32],
+    /// `.local` frame base of each lane.
+    fbase: [u64; 32],
+    frames: [Vec<Frame>; 32],
+    local: Vec<u8>,
+    hop: WarpHopper,
+}
+
+impl Warp {
+    fn runnable(&self) -> u32 {
+        self.valid & !self.exited & !self.at_bar & !self.at_wsync
+    }
+    fn live(&self) -> u32 {
+        self.valid & !self.exited
+    }
+    /// Whether the scheduler may give it a turn (some lane runnable, not parked on an mbarrier
+    /// or waiting for registers).
+    fn can_run(&self) -> bool {
+        self.hop.parked.is_none() && !self.hop.reg_wait && self.runnable() != 0
+    }
+    /// Writes `cpc` into `pc[]` for the lanes it stands for.
+    fn materialize(&mut self) {
+        if self.conv {
+            let r = self.runnable();
+            for l in lanes(r) {
+                self.pc[l] = self.cpc;
+            }
+            self.conv = false;
+        }
+    }
+    /// The group to run next: the runnable lanes at the lowest program counter.
+    fn pick(&mut self) -> Option<(u32, u32)> {
+        let r = self.runnable();
+        if r == 0 {
+            return None;
+        }
+        if self.conv {
+            return Some((self.cpc, r));
+        }
+        let mut pc = u32::MAX;
+        for l in lanes(r) {
+            pc = pc.min(self.pc[l]);
+        }
+        let mut mask = 0;
+        for l in lanes(r) {
+            if self.pc[l] == pc {
+                mask |= 1 << l;
+            }
+        }
+        if mask == r {
+            self.conv = true;
+            self.cpc = pc;
+        }
+        Some((pc, mask))
+    }
+    /// Moves the lanes of `mask` (all at `pc`) to `to`.
+    fn set_pc(&mut self, pc: u32, mask: u32, to: u32) {
+        let _ = pc;
+        if self.conv && mask == self.runnable() {
+            self.cpc = to;
+            return;
+        }
+        self.materialize();
+        for l in lanes(mask) {
+            self.pc[l] = to;
+        }
+    }
+}
+
+#[inline]
+fn lanes(mask: u32) -> impl Iterator<Item = usize> {
+    let mut m = mask;
+    std::iter::from_fn(move || {
+        if m == 0 {
+            None
+        } else {
+            let l = m.trailing_zeros() as usize;
+            m &= m - 1;
+            Some(l)
+        }
+    })
+}
+
+/// The race shadow of a global byte (`Allocation::race`): `launch << 40 | writer << 20 | reader`,
+/// with `writer`/`reader` = 1 + the CTA's linear index (modulo 2^20 - 2), 0 for none, and
+/// `MULTI20` for several readers. Entries of an earlier launch count as empty.
+const MULTI20: u64 = (1 << 20) - 1;
+
+/// A number per launch, for the race shadow.
+static LAUNCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Per-CTA shared memory with its shadows.
+struct Shared {
+    data: Vec<u8>,
+    init: Vec<u8>,
+    /// `(epoch << 6) | (warp + 1)` of the last writer / reader (`63` = several readers).
+    w: Vec<u32>,
+    r: Vec<u32>,
+}
+
+/// Where one lane's access lands.
+enum Loc {
+    Global(usize, u64),
+    Shared(usize),
+    Local(usize),
+    Param(usize),
+}
+
+struct Run<'a> {
+    sim: &'a Sim,
+    kernel: &'a Kernel,
+    m: &'a Module,
+    plan: &'a Plan,
+    cfg: LaunchConfig,
+    params: &'a [u8],
+    snap: Snapshot,
+    /// This launch's tag in the race shadow (24 bits).
+    launch_tag: u64,
+    last_alloc: usize,
+    shared: Shared,
+    warps: Vec<Warp>,
+    ctaid: [u32; 3],
+    cta_linear: u32,
+    /// Barrier state of the CTA: arrivals per barrier id.
+    bar_arrived: [u32; 16],
+    bar_expected: [u32; 16],
+    /// Incremented at every barrier release (orders shared-memory accesses).
+    epoch: u32,
+    rng: Option<u64>,
+    stats: LaunchStats,
+    sectors: Vec<u64>,
+    executed: u64,
+    /// mbarriers by 8-byte slot of shared memory.
+    mbars: Vec<Mbar>,
+    /// (mbarrier slot, phase) of each TMA copy landed in this CTA; `tma_tag[byte]` is 1 + the
+    /// index of the copy that last wrote a shared byte (0: none).
+    copy_tags: Vec<(usize, u32)>,
+    tma_tag: Vec<u32>,
+    copies_in_flight: Vec<Copy>,
+    wgmma_in_flight: usize,
+}
+
+/// What stopped a warp's turn.
+#[derive(PartialEq, Eq, Debug)]
+enum Turn {
+    /// Used its quantum; can run on.
+    Yield,
+    /// No runnable lane left (waiting or exited).
+    Blocked,
+}
+
+impl<'a> Run<'a> {
+    fn new(sim: &'a Sim, kernel: &'a Kernel, plan: &'a Plan, cfg: &LaunchConfig, params: &'a [u8]) -> Run<'a> {
+        let snap = sim.memory.snapshot();
+        let n = plan.smem_bytes as usize;
+        let nwarps = plan.threads.div_ceil(32);
+        let warps = (0..nwarps)
+            .map(|id| Warp {
+                id,
+                regs: vec![0; plan.regs as usize * 32],
+                pc: [0; 32],
+                conv: true,
+                cpc: 0,
+                valid: 0,
+                exited: 0,
+                at_bar: 0,
+                bar_id: [0; 32],
+                at_wsync: 0,
+                wsync_mask: 0,
+                tid: [[0; 32]; 3],
+                lane_id: std::array::from_fn(|l| l as u64),
+                fbase: [0; 32],
+                frames: std::array::from_fn(|_| Vec::new()),
+                local: vec![0; plan.stack as usize * 32],
+                hop: WarpHopper::default(),
+            })
+            .collect();
+        Run {
+            sim,
+            kernel,
+            m: &kernel.module,
+            plan,
+            cfg: *cfg,
+            params,
+            launch_tag: LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xff_ffff,
+            snap,
+            last_alloc: 0,
+            shared: Shared { data: vec![0; n], init: vec![0; n], w: vec![0; n], r: vec![0; n] },
+            warps,
+            ctaid: [0; 3],
+            cta_linear: 0,
+            bar_arrived: [0; 16],
+            bar_expected: [0; 16],
+            epoch: 1,
+            rng: sim.config().seed.map(|s| s ^ 0x9e37_79b9_7f4a_7c15),
+            stats: LaunchStats::default(),
+            sectors: Vec::with_capacity(64),
+            executed: 0,
+            mbars: vec![Mbar::default(); n / 8],
+            copy_tags: Vec::new(),
+            tma_tag: vec![0; n],
+            copies_in_flight: Vec::new(),
+            wgmma_in_flight: 0,
+        }
+    }
+
+    fn next_rand(&mut self) -> u64 {
+        let s = self.rng.get_or_insert(1);
+        *s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn run_cta(&mut self, ctaid: [u32; 3]) -> Result<()> {
+        self.ctaid = ctaid;
+        let [gx, gy, _] = self.cfg.grid;
+        self.cta_linear = ctaid[0] + gx * (ctaid[1] + gy * ctaid[2]);
+        let [bx, by, _] = self.cfg.block;
+        let threads = self.plan.threads;
+        let entry = &self.m.functions[self.kernel.index as usize];
+        // Registers per thread at launch: the SM's registers over the block, in steps of 8.
+        let nregs = ((self.sim.config().regs_per_sm / (self.warps.len() as u32 * 32)) / 8 * 8).min(255);
+        for w in &mut self.warps {
+            w.hop.reset(nregs);
+            let first = w.id * 32;
+            let n = (threads - first).min(32);
+            w.valid = if n == 32 { FULL } else { (1u32 << n) - 1 };
+            w.exited = 0;
+            w.at_bar = 0;
+            w.at_wsync = 0;
+            w.conv = true;
+            w.cpc = entry.start;
+            for l in 0..32 {
+                let t = first + l as u32;
+                w.tid[0][l] = (t % bx) as u64;
+                w.tid[1][l] = ((t / bx) % by) as u64;
+                w.tid[2][l] = (t / (bx * by)) as u64;
+                w.fbase[l] = 0;
+                w.frames[l].clear();
+                w.pc[l] = entry.start;
+            }
+        }
+        self.shared.init.fill(0);
+        self.shared.w.fill(0);
+        self.shared.r.fill(0);
+        self.bar_arrived = [0; 16];
+        self.epoch = 1;
+        self.mbars.fill(Mbar::default());
+        if !self.copy_tags.is_empty() {
+            self.copy_tags.clear();
+            self.tma_tag.fill(0);
+        }
+        self.copies_in_flight.clear();
+        self.wgmma_in_flight = 0;
+
+        // Round-robin over warps; each runs until it blocks (or, seeded, for a random quantum).
+        let n = self.warps.len();
+        let mut cur = 0usize;
+        loop {
+            self.unpark();
+            if self.rng.is_some() && !self.copies_in_flight.is_empty() && self.next_rand() % 3 == 0 {
+                let i = (self.next_rand() as usize) % self.copies_in_flight.len();
+                let c = self.copies_in_flight.swap_remove(i);
+                self.tma_complete(c)?;
+                continue;
+            }
+            let mut progressed = false;
+            for k in 0..n {
+                let wi = if self.rng.is_some() { (self.next_rand() as usize) % n } else { (cur + k) % n };
+                if !self.warps[wi].can_run() {
+                    continue;
+                }
+                let quantum = if self.rng.is_some() { 1 + self.next_rand() % 48 } else { u64::MAX };
+                self.run_warp(wi, quantum)?;
+                progressed = true;
+                self.release_barriers()?;
+                cur = wi + 1;
+                break;
+            }
+            if !progressed {
+                // Seeded picks may miss a runnable warp: look at all before concluding.
+                if self.warps.iter().any(|w| w.can_run()) {
+                    continue;
+                }
+                // Copies still in flight land before anything is concluded.
+                if let Some(c) = self.copies_in_flight.pop() {
+                    self.tma_complete(c)?;
+                    continue;
+                }
+                if self.warps.iter().all(|w| w.live() == 0) {
+                    return self.check_warpgroups();
+                }
+                self.release_barriers()?;
+                self.unpark();
+                if self.warps.iter().any(|w| w.can_run()) {
+                    continue;
+                }
+                return Err(self.deadlock());
+            }
+        }
+    }
+
+    /// Wakes warps parked on an mbarrier whose phase has moved on.
+    fn unpark(&mut self) {
+        for w in &mut self.warps {
+            if let Some((slot, phase)) = w.hop.parked {
+                if self.mbars[slot].phase != phase {
+                    w.hop.parked = None;
+                }
+            }
+        }
+    }
+
+    /// Releases every barrier whose arrivals are complete.
+    fn release_barriers(&mut self) -> Result<()> {
+        let live: u32 = self.warps.iter().map(|w| w.live().count_ones()).sum();
+        for id in 0..16 {
+            if self.bar_arrived[id] == 0 {
+                continue;
+            }
+            let expected = if self.bar_expected[id] == 0 { live } else { self.bar_expected[id] };
+            if self.bar_arrived[id] >= expected {
+                self.bar_arrived[id] = 0;
+                self.bar_expected[id] = 0;
+                self.epoch += 1;
+                for w in &mut self.warps {
+                    let waiting: u32 = lanes(w.at_bar).filter(|&l| w.bar_id[l] as usize == id).fold(0, |m, l| m | 1 << l);
+                    if waiting == 0 {
+                        continue;
+                    }
+                    w.materialize();
+                    w.at_bar &= !waiting;
+                    for l in lanes(waiting) {
+                        w.pc[l] += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn deadlock(&self) -> SimError {
+        let mut msg = format!("{}: deadlock in CTA {:?}: no warp can run.", self.kernel.name(), self.ctaid);
+        for id in 0..16 {
+            if self.bar_arrived[id] != 0 {
+                let live: u32 = self.warps.iter().map(|w| w.live().count_ones()).sum();
+                let exp = if self.bar_expected[id] == 0 { live } else { self.bar_expected[id] };
+                msg += &format!(" Barrier {id}: {} of {exp} threads arrived.", self.bar_arrived[id]);
+            }
+        }
+        msg += &self.mbar_report();
+        for w in &self.warps {
+            for (what, mask) in [("bar.sync", w.at_bar), ("a warp-synchronous instruction", w.at_wsync)] {
+                if mask != 0 {
+                    let l = mask.trailing_zeros() as usize;
+                    let line = self.m.code.get(w.pc[l] as usize).map_or(0, |i| i.line);
+                    msg += &format!(
+                        " Warp {} lanes {mask:#010x} wait at {what} (line {line}: `{}`).",
+                        w.id,
+                        self.m.source_line(line)
+                    );
+                }
+            }
+        }
+        SimError::new(ErrorKind::LaunchFailed, msg)
+    }
+
+    /// An error at `pc` for `lane` of warp `wi`.
+    fn fault(&self, kind: ErrorKind, wi: usize, lane: usize, pc: u32, what: String) -> SimError {
+        let w = &self.warps[wi];
+        let inst = &self.m.code[pc as usize];
+        SimError::new(
+            kind,
+            format!(
+                "{} in kernel {}, CTA ({}, {}, {}), thread ({}, {}, {}) (warp {}, lane {lane}), PTX line {}: `{}`",
+                what,
+                self.kernel.name(),
+                self.ctaid[0],
+                self.ctaid[1],
+                self.ctaid[2],
+                w.tid[0][lane],
+                w.tid[1][lane],
+                w.tid[2][lane],
+                w.id,
+                inst.line,
+                self.m.source_line(inst.line)
+            ),
+        )
+    }
+
+    fn run_warp(&mut self, wi: usize, mut quantum: u64) -> Result<Turn> {
+        let code = &self.m.code;
+        loop {
+            if quantum == 0 {
+                return Ok(Turn::Yield);
+            }
+            quantum -= 1;
+            let Some((pc, group)) = self.warps[wi].pick() else { return Ok(Turn::Blocked) };
+            let Some(inst) = code.get(pc as usize) else {
+                let l = group.trailing_zeros() as usize;
+                return Err(self.fault(ErrorKind::LaunchFailed, wi, l, pc.saturating_sub(1), "ran past the end of the function".into()));
+            };
+            self.executed += 1;
+            if self.executed > MAX_WARP_INSTS {
+                let l = group.trailing_zeros() as usize;
+                return Err(self.fault(ErrorKind::LaunchFailed, wi, l, pc, format!("launch ran past {MAX_WARP_INSTS} warp-instructions (an endless loop?)")));
+            }
+            let bank = self.plan.banks[inst.func as usize] as usize;
+            let active = match inst.guard {
+                None => group,
+                Some((p, neg)) => {
+                    let w = &self.warps[wi];
+                    let base = (bank + p as usize) * 32;
+                    let mut m = 0u32;
+                    for l in lanes(group) {
+                        if (w.regs[base + l] & 1 != 0) != neg {
+                            m |= 1 << l;
+                        }
+                    }
+                    m
+                }
+            };
+            self.stats.warp_insts[class(&inst.op) as usize] += 1;
+            self.stats.lane_insts += active.count_ones() as u64;
+            if !self.warps[wi].hop.inflight.is_empty() && active != 0 {
+                self.check_inflight(wi, pc, bank, inst, active.trailing_zeros() as usize)?;
+            }
+            let next = self.step(wi, pc, group, active, bank, inst)?;
+            match next {
+                Next::Pc(to) => self.warps[wi].set_pc(pc, group, to),
+                Next::Split { taken, target } => {
+                    let w = &mut self.warps[wi];
+                    let not_taken = group & !taken;
+                    if not_taken == 0 {
+                        w.set_pc(pc, group, target);
+                    } else if taken == 0 {
+                        w.set_pc(pc, group, pc + 1);
+                    } else {
+                        w.materialize();
+                        for l in lanes(taken) {
+                            w.pc[l] = target;
+                        }
+                        for l in lanes(not_taken) {
+                            w.pc[l] = pc + 1;
+                        }
+                    }
+                }
+                Next::PerLane => {}
+                Next::Wait => return Ok(Turn::Blocked),
+                Next::Park { slot, phase } => {
+                    self.warps[wi].set_pc(pc, group, pc + 1);
+                    self.warps[wi].hop.parked = Some((slot, phase));
+                    return Ok(Turn::Blocked);
+                }
+                Next::RegWait => return Ok(Turn::Blocked),
+            }
+        }
+    }
+}
+
+/// Where a group goes after an instruction.
+enum Next {
+    /// Every lane of the group to this pc.
+    Pc(u32),
+    /// `taken` lanes to `target`, the rest of the group to the next instruction.
+    Split { taken: u32, target: u32 },
+    /// The instruction set each lane's pc itself.
+    PerLane,
+    /// The group waits (barrier, warp sync); the warp's turn ends.
+    Wait,
+    /// The group moves on, and the warp parks until the mbarrier's phase moves past `phase`.
+    Park { slot: usize, phase: u32 },
+    /// The group stays (`setmaxnreg.inc` without registers to take); the warp waits.
+    RegWait,
+}
+
+fn class(op: &Op) -> Class {
+    use Op::*;
+    match op {
+        Ld { .. } | St { .. } | Atom { .. } | Shfl { .. } | MbarInit { .. } | MbarArrive { .. } | MbarExpectTx { .. } | MbarTryWait { .. }
+        | CpAsyncBulkTensor { .. } => Class::Memory,
+        FAdd { ty, .. } | FSub { ty, .. } | FMul { ty, .. } | Fma { ty, .. } | FDiv { ty, .. } | FMin { ty, .. } | FMax { ty, .. }
+        | FNeg { ty, .. } | FAbs { ty, .. } | Rcp { ty, .. } | Sqrt { ty, .. } => {
+            if *ty == Ty::F64 {
+                Class::F64
+            } else {
+                Class::F32
+            }
+        }
+        Setp { ty, .. } if ty.is_float() => {
+            if *ty == Ty::F64 {
+                Class::F64
+            } else {
+                Class::F32
+            }
+        }
+        Cvt { .. } => Class::Conversion,
+        Bra { .. } | BrxIdx { .. } | Call { .. } | Ret | Exit | Trap | BarSync { .. } | BarWarpSync { .. } => Class::Control,
+        _ => Class::Integer,
+    }
+}
+
+/// A value of type `ty` from a register's bits: zero-extended, or sign-extended for `.sN`.
+#[inline(always)]
+fn ext(v: u64, ty: Ty) -> u64 {
+    match ty {
+        Ty::S8 => v as i8 as i64 as u64,
+        Ty::S16 => v as i16 as i64 as u64,
+        Ty::S32 => v as i32 as i64 as u64,
+        Ty::S64 => v,
+        _ => v & ty.mask(),
+    }
+}
+
+#[inline(always)]
+fn f32b(v: u64) -> f32 {
+    f32::from_bits(v as u32)
+}
+#[inline(always)]
+fn f64b(v: u64) -> f64 {
+    f64::from_bits(v)
+}
+#[inline(always)]
+fn of32(x: f32) -> u64 {
+    num::canon_f32(x.to_bits()) as u64
+}
+#[inline(always)]
+fn of64(x: f64) -> u64 {
+    num::canon_f64(x.to_bits())
+}
+
+impl Run<'_> {
+    /// The 32 lanes' values of `s`.
+    #[inline(always)]
+    fn fetch(&self, wi: usize, bank: usize, s: &Src) -> [u64; 32] {
+        let w = &self.warps[wi];
+        match *s {
+            Src::Reg(r) => {
+                let b = (bank + r as usize) * 32;
+                let mut out = [0u64; 32];
+                out.copy_from_slice(&w.regs[b..b + 32]);
+                out
+            }
+            Src::Imm(v) => [v; 32],
+            Src::Sreg(sr) => match sr {
+                Sreg::Tid(d) => w.tid[d as usize],
+                Sreg::Ntid(d) => [self.cfg.block[d as usize] as u64; 32],
+                Sreg::Ctaid(d) => [self.ctaid[d as usize] as u64; 32],
+                Sreg::Nctaid(d) => [self.cfg.grid[d as usize] as u64; 32],
+                Sreg::LaneId => w.lane_id,
+                Sreg::WarpId => [w.id as u64; 32],
+                Sreg::FrameBase => w.fbase,
+                Sreg::Clock => [self.executed; 32],
+            },
+        }
+    }
+
+    /// Stores `vals` into register `d` for the lanes of `mask`.
+    #[inline(always)]
+    fn put(&mut self, wi: usize, bank: usize, d: Reg, mask: u32, vals: &[u64; 32]) {
+        let b = (bank + d as usize) * 32;
+        let regs = &mut self.warps[wi].regs[b..b + 32];
+        if mask == FULL {
+            regs.copy_from_slice(vals);
+        } else {
+            for l in lanes(mask) {
+                regs[l] = vals[l];
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn un(&mut self, wi: usize, bank: usize, mask: u32, d: Reg, a: &Src, f: impl Fn(u64) -> u64) {
+        let a = self.fetch(wi, bank, a);
+        let mut r = [0u64; 32];
+        for l in 0..32 {
+            r[l] = f(a[l]);
+        }
+        self.put(wi, bank, d, mask, &r);
+    }
+
+    #[inline(always)]
+    fn bin(&mut self, wi: usize, bank: usize, mask: u32, d: Reg, a: &Src, b: &Src, f: impl Fn(u64, u64) -> u64) {
+        let a = self.fetch(wi, bank, a);
+        let b = self.fetch(wi, bank, b);
+        let mut r = [0u64; 32];
+        for l in 0..32 {
+            r[l] = f(a[l], b[l]);
+        }
+        self.put(wi, bank, d, mask, &r);
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn tri(&mut self, wi: usize, bank: usize, mask: u32, d: Reg, a: &Src, b: &Src, c: &Src, f: impl Fn(u64, u64, u64) -> u64) {
+        let a = self.fetch(wi, bank, a);
+        let b = self.fetch(wi, bank, b);
+        let c = self.fetch(wi, bank, c);
+        let mut r = [0u64; 32];
+        for l in 0..32 {
+            r[l] = f(a[l], b[l], c[l]);
+        }
+        self.put(wi, bank, d, mask, &r);
+    }
+
+    /// Executes `inst` for the lanes of `active` (a subset of `group`, which stands at `pc`).
+    fn step(&mut self, wi: usize, pc: u32, group: u32, active: u32, bank: usize, inst: &Inst) -> Result<Next> {
+        let next = Next::Pc(pc + 1);
+        let mut m = active;
+        // `.sync.aligned` warp-collective instructions: the warp's live lanes gather first (the
+        // compiler guarantees convergence there on a GPU; here lanes that took different paths
+        // meet at the instruction).
+        let aligned = matches!(inst.op, Op::Wgmma { .. } | Op::WgmmaFence | Op::WgmmaCommit | Op::WgmmaWait { .. } | Op::SetMaxNReg { .. });
+        if aligned && m != 0 {
+            let live = self.warps[wi].live();
+            self.skip_guarded(wi, pc, group & !m);
+            let Some(here) = self.warp_sync(wi, pc, m, live)? else { return Ok(Next::Wait) };
+            m = here;
+            let r = match &inst.op {
+                Op::SetMaxNReg { inc, n } => {
+                    if !self.setmaxnreg(wi, pc, here, *inc, *n)? {
+                        // Stay at the instruction, all lanes together, until registers free up.
+                        return Ok(Next::RegWait);
+                    }
+                    Ok(())
+                }
+                Op::Wgmma { .. } => self.wgmma(wi, pc, here, m, bank, &inst.op),
+                Op::WgmmaCommit => {
+                    self.wgmma_commit(wi);
+                    Ok(())
+                }
+                Op::WgmmaWait { n } => {
+                    self.wgmma_wait(wi, *n);
+                    Ok(())
+                }
+                _ => Ok(()),
+            };
+            r?;
+            let w = &mut self.warps[wi];
+            for l in lanes(here) {
+                w.pc[l] = pc + 1;
+            }
+            return Ok(Next::PerLane);
+        }
+        if m == 0 && !matches!(inst.op, Op::Bra { .. } | Op::BrxIdx { .. }) {
+            return Ok(next);
+        }
+        match &inst.op {
+            Op::Mov { ty, d, a } => {
+                let ty = *ty;
+                self.un(wi, bank, m, *d, a, |x| x & ty.mask())
+            }
+            Op::Cvta { space, to, d, a } => {
+                let base = match space {
+                    Space::Shared | Space::SharedCluster => GENERIC_SHARED,
+                    Space::Local => GENERIC_LOCAL,
+                    _ => 0,
+                };
+                let to = *to;
+                self.un(wi, bank, m, *d, a, |x| if to { x.wrapping_sub(base) } else { x.wrapping_add(base) })
+            }
+            Op::Selp { ty, d, a, b, p } => {
+                let ty = *ty;
+                self.tri(wi, bank, m, *d, a, b, p, |a, b, p| if p & 1 != 0 { a & ty.mask() } else { b & ty.mask() })
+            }
+            Op::Prmt { d, a, b, c } => self.tri(wi, bank, m, *d, a, b, c, prmt),
+            Op::Add { ty, d, a, b } => {
+                let ty = *ty;
+                self.bin(wi, bank, m, *d, a, b, |a, b| a.wrapping_add(b) & ty.mask())
+            }
+            Op::Sub { ty, d, a, b } => {
+                let ty = *ty;
+                self.bin(wi, bank, m, *d, a, b, |a, b| a.wrapping_sub(b) & ty.mask())
+            }
+            Op::MulInt { ty, mode, d, a, b } => {
+                let (ty, mode) = (*ty, *mode);
+                self.bin(wi, bank, m, *d, a, b, |a, b| mul_int(ty, mode, a, b))
+            }
+            Op::MadInt { ty, mode, d, a, b, c } => {
+                let (ty, mode) = (*ty, *mode);
+                let wmask = if mode == MulMode::Wide { u64::MAX >> (64 - 2 * ty.bits().min(32)) } else { ty.mask() };
+                self.tri(wi, bank, m, *d, a, b, c, |a, b, c| mul_int(ty, mode, a, b).wrapping_add(c) & wmask)
+            }
+            Op::Div { ty, d, a, b } => {
+                let ty = *ty;
+                self.bin(wi, bank, m, *d, a, b, |a, b| div_int(ty, a, b, false))
+            }
+            Op::Rem { ty, d, a, b } => {
+                let ty = *ty;
+                self.bin(wi, bank, m, *d, a, b, |a, b| div_int(ty, a, b, true))
+            }
+            Op::Min { ty, d, a, b } | Op::Max { ty, d, a, b } => {
+                let ty = *ty;
+                let is_min = matches!(inst.op, Op::Min { .. });
+                self.bin(wi, bank, m, *d, a, b, |a, b| {
+                    let (x, y) = (ext(a, ty), ext(b, ty));
+                    let lt = if ty.is_signed() { (x as i64) < (y as i64) } else { x < y };
+                    (if lt == is_min { x } else { y }) & ty.mask()
+                })
+            }
+            Op::Neg { ty, d, a } => {
+                let ty = *ty;
+                self.un(wi, bank, m, *d, a, |x| x.wrapping_neg() & ty.mask())
+            }
+            Op::Abs { ty, d, a } => {
+                let ty = *ty;
+                self.un(wi, bank, m, *d, a, |x| (ext(x, ty) as i64).wrapping_abs() as u64 & ty.mask())
+            }
+            Op::And { ty, d, a, b } => {
+                let ty = *ty;
+                self.bin(wi, bank, m, *d, a, b, |a, b| a & b & ty.mask())
+            }
+            Op::Or { ty, d, a, b } => {
+                let ty = *ty;
+                self.bin(wi, bank, m, *d, a, b, |a, b| (a | b) & ty.mask())
+            }
+            Op::Xor { ty, d, a, b } => {
+                let ty = *ty;
+                self.bin(wi, bank, m, *d, a, b, |a, b| (a ^ b) & ty.mask())
+            }
+            Op::Not { ty, d, a } => {
+                let ty = *ty;
+                self.un(wi, bank, m, *d, a, |x| !x & if ty == Ty::Pred { 1 } else { ty.mask() })
+            }
+            Op::Shl { ty, d, a, b } => {
+                let ty = *ty;
+                let bits = ty.bits() as u64;
+                self.bin(wi, bank, m, *d, a, b, |a, b| {
+                    let s = b & 0xffff_ffff;
+                    if s >= bits { 0 } else { (a << s) & ty.mask() }
+                })
+            }
+            Op::Shr { ty, d, a, b } => {
+                let ty = *ty;
+                let bits = ty.bits() as u64;
+                self.bin(wi, bank, m, *d, a, b, |a, b| {
+                    let s = (b & 0xffff_ffff).min(bits);
+                    if ty.is_signed() {
+                        ((ext(a, ty) as i64) >> s.min(63)) as u64 & ty.mask()
+                    } else if s >= bits {
+                        0
+                    } else {
+                        (a & ty.mask()) >> s
+                    }
+                })
+            }
+            Op::Bfe { ty, d, a, b, c } => {
+                let ty = *ty;
+                self.tri(wi, bank, m, *d, a, b, c, |a, b, c| bfe(ty, a, b, c))
+            }
+            Op::Bfi { ty, d, f, b, pos, len } => {
+                let ty = *ty;
+                let fv = self.fetch(wi, bank, f);
+                let bv = self.fetch(wi, bank, b);
+                let pv = self.fetch(wi, bank, pos);
+                let lv = self.fetch(wi, bank, len);
+                let mut r = [0u64; 32];
+                for l in 0..32 {
+                    r[l] = bfi(ty, fv[l], bv[l], pv[l], lv[l]);
+                }
+                self.put(wi, bank, *d, m, &r);
+            }
+            Op::Popc { ty, d, a } => {
+                let ty = *ty;
+                self.un(wi, bank, m, *d, a, |x| (x & ty.mask()).count_ones() as u64)
+            }
+            Op::Clz { ty, d, a } => {
+                let ty = *ty;
+                self.un(wi, bank, m, *d, a, |x| ((x & ty.mask()).leading_zeros() - (64 - ty.bits())) as u64)
+            }
+            Op::Brev { ty, d, a } => {
+                let ty = *ty;
+                self.un(wi, bank, m, *d, a, |x| (x & ty.mask()).reverse_bits() >> (64 - ty.bits()))
+            }
+
+            Op::FAdd { ty, rnd, d, a, b } | Op::FSub { ty, rnd, d, a, b } | Op::FMul { ty, rnd, d, a, b } | Op::FDiv { ty, rnd, d, a, b } => {
+                let (ty, rnd) = (*ty, *rnd);
+                let k = match inst.op {
+                    Op::FAdd { .. } => 0,
+                    Op::FSub { .. } => 1,
+                    Op::FMul { .. } => 2,
+                    _ => 3,
+                };
+                if ty == Ty::F64 {
+                    self.bin(wi, bank, m, *d, a, b, |a, b| {
+                        let (x, y) = (f64b(a), f64b(b));
+                        let r = match k {
+                            0 => x + y,
+                            1 => x - y,
+                            2 => x * y,
+                            _ => x / y,
+                        };
+                        num::arith_nan_f64(r.to_bits(), a, b)
+                    })
+                } else if matches!(rnd, Rnd::None | Rnd::Rn) {
+                    self.bin(wi, bank, m, *d, a, b, |a, b| {
+                        let (x, y) = (f32b(a), f32b(b));
+                        of32(match k {
+                            0 => x + y,
+                            1 => x - y,
+                            2 => x * y,
+                            _ => x / y,
+                        })
+                    })
+                } else {
+                    self.bin(wi, bank, m, *d, a, b, |a, b| {
+                        let (x, y) = (a as u32, b as u32);
+                        (match k {
+                            0 => num::add_f32(x, y, rnd),
+                            1 => num::sub_f32(x, y, rnd),
+                            2 => num::mul_f32(x, y, rnd),
+                            _ => num::div_f32(x, y, rnd),
+                        }) as u64
+                    })
+                }
+            }
+            Op::Fma { ty, rnd, d, a, b, c } => {
+                let rnd = *rnd;
+                if *ty == Ty::F64 {
+                    self.tri(wi, bank, m, *d, a, b, c, |a, b, c| num::arith_nan_f64_3(f64b(a).mul_add(f64b(b), f64b(c)).to_bits(), a, b, c))
+                } else if matches!(rnd, Rnd::None | Rnd::Rn) {
+                    self.tri(wi, bank, m, *d, a, b, c, |a, b, c| of32(f32b(a).mul_add(f32b(b), f32b(c))))
+                } else {
+                    self.tri(wi, bank, m, *d, a, b, c, |a, b, c| num::fma_f32(a as u32, b as u32, c as u32, rnd) as u64)
+                }
+            }
+            Op::FMin { ty, d, a, b } => {
+                if *ty == Ty::F64 {
+                    self.bin(wi, bank, m, *d, a, b, num::min_f64)
+                } else {
+                    self.bin(wi, bank, m, *d, a, b, |a, b| num::min_f32(a as u32, b as u32) as u64)
+                }
+            }
+            Op::FMax { ty, d, a, b } => {
+                if *ty == Ty::F64 {
+                    self.bin(wi, bank, m, *d, a, b, num::max_f64)
+                } else {
+                    self.bin(wi, bank, m, *d, a, b, |a, b| num::max_f32(a as u32, b as u32) as u64)
+                }
+            }
+            Op::FNeg { ty, d, a } => {
+                let s = if *ty == Ty::F64 { 1u64 << 63 } else { 1 << 31 };
+                let mk = ty.mask();
+                self.un(wi, bank, m, *d, a, |x| (x ^ s) & mk)
+            }
+            Op::FAbs { ty, d, a } => {
+                let s = if *ty == Ty::F64 { 1u64 << 63 } else { 1 << 31 };
+                let mk = ty.mask();
+                self.un(wi, bank, m, *d, a, |x| x & !s & mk)
+            }
+            Op::Rcp { ty, rnd, d, a } => {
+                let rnd = *rnd;
+                if *ty == Ty::F64 {
+                    self.un(wi, bank, m, *d, a, |x| num::arith_nan_f64((1.0 / f64b(x)).to_bits(), x, x))
+                } else {
+                    self.un(wi, bank, m, *d, a, |x| num::rcp_f32(x as u32, rnd) as u64)
+                }
+            }
+            Op::Sqrt { ty, rnd, d, a } => {
+                let rnd = *rnd;
+                if *ty == Ty::F64 {
+                    self.un(wi, bank, m, *d, a, |x| num::arith_nan_f64(f64b(x).sqrt().to_bits(), x, x))
+                } else {
+                    self.un(wi, bank, m, *d, a, |x| num::sqrt_f32(x as u32, rnd) as u64)
+                }
+            }
+            Op::Setp { ty, cmp, bool_op, p, q, a, b } => {
+                let (ty, cmp) = (*ty, *cmp);
+                let av = self.fetch(wi, bank, a);
+                let bv = self.fetch(wi, bank, b);
+                let cv = bool_op.map(|(_, c)| self.fetch(wi, bank, &c));
+                let mut rp = [0u64; 32];
+                let mut rq = [0u64; 32];
+                for l in 0..32 {
+                    let t = compare(ty, cmp, av[l], bv[l]);
+                    let (mut x, mut y) = (t, !t);
+                    if let (Some((op, _)), Some(cv)) = (bool_op, &cv) {
+                        let c = cv[l] & 1 != 0;
+                        let f = |v: bool| match op {
+                            BoolOp::And => v && c,
+                            BoolOp::Or => v || c,
+                            BoolOp::Xor => v ^ c,
+                        };
+                        x = f(t);
+                        y = f(!t);
+                    }
+                    rp[l] = x as u64;
+                    rq[l] = y as u64;
+                }
+                self.put(wi, bank, *p, m, &rp);
+                if let Some(q) = q {
+                    self.put(wi, bank, *q, m, &rq);
+                }
+            }
+            Op::Cvt { dty, sty, rnd, sat, satfinite, d, a, b } => {
+                let (dty, sty, rnd, sat, satfinite) = (*dty, *sty, *rnd, *sat, *satfinite);
+                let av = self.fetch(wi, bank, a);
+                let bv = b.map(|b| self.fetch(wi, bank, &b));
+                let mut r = [0u64; 32];
+                for l in lanes(m) {
+                    r[l] = cvt(dty, sty, rnd, sat, satfinite, av[l], bv.as_ref().map(|b| b[l]));
+                }
+                self.put(wi, bank, *d, m, &r);
+            }
+
+            Op::Ld { space, ty, d, addr } => {
+                self.load(wi, pc, m, bank, *space, *ty, d, addr)?;
+            }
+            Op::St { space, ty, a, addr } => {
+                self.store(wi, pc, m, bank, *space, *ty, a, addr)?;
+            }
+            Op::Atom { space, op, ty, d, addr, a, b } => {
+                self.atom(wi, pc, m, bank, *space, *op, *ty, *d, addr, a, b.as_ref())?;
+            }
+
+            Op::Shfl { mode, d, p, a, b, c, mask } => return self.shfl(wi, pc, group, m, bank, *mode, *d, *p, a, b, c, mask),
+            Op::BarWarpSync { mask } => {
+                let mv = self.fetch(wi, bank, mask)[m.trailing_zeros() as usize] as u32;
+                self.skip_guarded(wi, pc, group & !m);
+                let Some(here) = self.warp_sync(wi, pc, m, mv)? else { return Ok(Next::Wait) };
+                let w = &mut self.warps[wi];
+                for l in lanes(here) {
+                    w.pc[l] = pc + 1;
+                }
+                return Ok(Next::PerLane);
+            }
+            Op::BarSync { id, count } => {
+                let idv = self.fetch(wi, bank, id);
+                let l0 = m.trailing_zeros() as usize;
+                let bid = idv[l0] as usize;
+                if bid >= 16 {
+                    return Err(self.fault(ErrorKind::LaunchFailed, wi, l0, pc, format!("barrier id {bid} is not in 0..16")));
+                }
+                if let Some(c) = count {
+                    let n = self.fetch(wi, bank, c)[l0] as u32;
+                    if self.bar_expected[bid] != 0 && self.bar_expected[bid] != n {
+                        return Err(self.fault(
+                            ErrorKind::LaunchFailed,
+                            wi,
+                            l0,
+                            pc,
+                            format!("barrier {bid} used with thread counts {} and {n} at once", self.bar_expected[bid]),
+                        ));
+                    }
+                    self.bar_expected[bid] = n;
+                }
+                // Lanes of the group whose guard was false skip the barrier.
+                let skip = group & !m;
+                let w = &mut self.warps[wi];
+                w.materialize();
+                for l in lanes(skip) {
+                    w.pc[l] = pc + 1;
+                }
+                for l in lanes(m) {
+                    w.pc[l] = pc;
+                    w.bar_id[l] = bid as u8;
+                }
+                w.at_bar |= m;
+                self.bar_arrived[bid] += m.count_ones();
+                return Ok(Next::Wait);
+            }
+            Op::Fence | Op::Nop => {}
+
+            Op::Bra { target } => {
+                return Ok(Next::Split { taken: m, target: *target });
+            }
+            Op::BrxIdx { index, table } => {
+                let iv = self.fetch(wi, bank, index);
+                let t = &self.m.branch_tables[*table as usize];
+                let skip = group & !m;
+                for l in lanes(m) {
+                    if iv[l] as usize >= t.len() {
+                        return Err(self.fault(
+                            ErrorKind::LaunchFailed,
+                            wi,
+                            l,
+                            pc,
+                            format!("brx.idx index {} past its table of {}", iv[l], t.len()),
+                        ));
+                    }
+                }
+                let w = &mut self.warps[wi];
+                w.materialize();
+                for l in lanes(m) {
+                    w.pc[l] = t[iv[l] as usize];
+                }
+                for l in lanes(skip) {
+                    w.pc[l] = pc + 1;
+                }
+                return Ok(Next::PerLane);
+            }
+            Op::Call { func, args, .. } => {
+                let callee = &self.m.functions[*func as usize];
+                let caller = &self.m.functions[inst.func as usize];
+                let cfb = caller.frame_bytes().div_ceil(16) * 16;
+                let stack = self.plan.stack as usize;
+                let skip = group & !m;
+                let w = &mut self.warps[wi];
+                w.materialize();
+                for l in lanes(m) {
+                    let base = w.fbase[l] as usize;
+                    let nb = base + cfb as usize;
+                    // Arguments: from the caller's scratch into the callee's parameter slots.
+                    for (i, &off) in args.iter().enumerate() {
+                        let Some(p) = callee.params.get(i) else { break };
+                        let (src, dst) = (l * stack + base + off as usize, l * stack + nb + p.offset as usize);
+                        w.local.copy_within(src..src + p.size as usize, dst);
+                    }
+                    w.frames[l].push(Frame { call_pc: pc, base: base as u32 });
+                    w.fbase[l] = nb as u64;
+                    w.pc[l] = callee.start;
+                }
+                for l in lanes(skip) {
+                    w.pc[l] = pc + 1;
+                }
+                return Ok(Next::PerLane);
+            }
+            Op::Ret => {
+                let callee = &self.m.functions[inst.func as usize];
+                let stack = self.plan.stack as usize;
+                let skip = group & !m;
+                let w = &mut self.warps[wi];
+                w.materialize();
+                for l in lanes(m) {
+                    let Some(fr) = w.frames[l].pop() else {
+                        w.exited |= 1 << l;
+                        continue;
+                    };
+                    if let Op::Call { rets, .. } = &self.m.code[fr.call_pc as usize].op {
+                        for (i, &off) in rets.iter().enumerate() {
+                            let Some(p) = callee.rets.get(i) else { break };
+                            let src = l * stack + w.fbase[l] as usize + p.offset as usize;
+                            let dst = l * stack + fr.base as usize + off as usize;
+                            w.local.copy_within(src..src + p.size as usize, dst);
+                        }
+                    }
+                    w.fbase[l] = fr.base as u64;
+                    w.pc[l] = fr.call_pc + 1;
+                }
+                for l in lanes(skip) {
+                    w.pc[l] = pc + 1;
+                }
+                return Ok(Next::PerLane);
+            }
+            Op::Exit => {
+                let skip = group & !m;
+                let w = &mut self.warps[wi];
+                w.materialize();
+                w.exited |= m;
+                for l in lanes(skip) {
+                    w.pc[l] = pc + 1;
+                }
+                // Lanes parked at a warp-synchronous instruction that waits for these never finish.
+                if w.at_wsync != 0 && w.wsync_mask & m != 0 {
+                    let parked = w.at_wsync.trailing_zeros() as usize;
+                    let (at, mask) = (w.pc[parked], w.wsync_mask);
+                    return Err(self.fault(
+                        ErrorKind::LaunchFailed,
+                        wi,
+                        parked,
+                        at,
+                        format!("warp-synchronous instruction with member mask {mask:#010x}: lane {} exits without executing it", (mask & m).trailing_zeros()),
+                    ));
+                }
+                return Ok(Next::PerLane);
+            }
+            Op::Trap => {
+                let l = m.trailing_zeros() as usize;
+                return Err(self.fault(ErrorKind::LaunchFailed, wi, l, pc, "trap (a device-side panic or assertion)".into()));
+            }
+            Op::SetMaxNReg { .. } | Op::Wgmma { .. } | Op::WgmmaFence | Op::WgmmaCommit | Op::WgmmaWait { .. } => {}
+            Op::MbarInit { addr, count } => self.mbar_init(wi, pc, m, bank, addr, count)?,
+            Op::MbarArrive { d, addr, tx } => self.mbar_arrive(wi, pc, m, bank, *d, addr, tx.as_ref())?,
+            Op::MbarExpectTx { addr, tx } => self.mbar_expect_tx(wi, pc, m, bank, addr, tx)?,
+            Op::MbarTryWait { p, addr, parity, .. } => {
+                if let Some((slot, phase)) = self.mbar_try_wait(wi, pc, m, bank, *p, addr, parity)? {
+                    return Ok(Next::Park { slot, phase });
+                }
+            }
+            Op::CpAsyncBulkTensor { dst, map, coords, mbar } => self.tma_issue(wi, pc, m, bank, dst, map, coords, mbar)?,
+        }
+        Ok(next)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Integer helpers
+
+fn mul_int(ty: Ty, mode: MulMode, a: u64, b: u64) -> u64 {
+    let bits = ty.bits();
+    let (x, y) = (ext(a, ty), ext(b, ty));
+    match mode {
+        MulMode::Lo => x.wrapping_mul(y) & ty.mask(),
+        MulMode::Wide => {
+            let p = if ty.is_signed() { (x as i64).wrapping_mul(y as i64) as u64 } else { x.wrapping_mul(y) };
+            if bits >= 32 { p } else { p & ((1u64 << (2 * bits)) - 1) }
+        }
+        MulMode::Hi => {
+            let p = if ty.is_signed() { ((x as i64 as i128) * (y as i64 as i128)) as u128 } else { (x as u128) * (y as u128) };
+            ((p >> bits) as u64) & ty.mask()
+        }
+    }
+}
+
+fn div_int(ty: Ty, a: u64, b: u64, rem: bool) -> u64 {
+    let (x, y) = (ext(a, ty), ext(b, ty));
+    let r = if ty.is_signed() {
+        let (x, y) = (x as i64, y as i64);
+        if y == 0 {
+            // Division by zero: the hardware's all-ones quotient and the dividend as remainder.
+            if rem { x as u64 } else { u64::MAX }
+        } else if rem {
+            x.wrapping_rem(y) as u64
+        } else {
+            x.wrapping_div(y) as u64
+        }
+    } else if y == 0 {
+        if rem { x } else { u64::MAX }
+    } else if rem {
+        x % y
+    } else {
+        x / y
+    };
+    r & ty.mask()
+}
+
+fn bfe(ty: Ty, a: u64, b: u64, c: u64) -> u64 {
+    let msb = ty.bits() - 1;
+    let pos = (b & 0xff) as u32;
+    let len = (c & 0xff) as u32;
+    let x = a & ty.mask();
+    let sbit = if ty.is_signed() && len > 0 { (x >> (pos + len - 1).min(msb)) & 1 } else { 0 };
+    let mut d = 0u64;
+    for i in 0..=msb {
+        let bit = if i < len && pos + i <= msb { (x >> (pos + i)) & 1 } else { sbit };
+        d |= bit << i;
+    }
+    d
+}
+
+fn bfi(ty: Ty, f: u64, b: u64, pos: u64, len: u64) -> u64 {
+    let msb = ty.bits() - 1;
+    let pos = (pos & 0xff) as u32;
+    let len = (len & 0xff) as u32;
+    let mut d = b & ty.mask();
+    for i in 0..len {
+        if pos + i > msb {
+            break;
+        }
+        d = (d & !(1 << (pos + i))) | (((f >> i) & 1) << (pos + i));
+    }
+    d
+}
+
+fn prmt(a: u64, b: u64, c: u64) -> u64 {
+    let bytes = ((b & 0xffff_ffff) << 32) | (a & 0xffff_ffff);
+    let mut d = 0u64;
+    for i in 0..4 {
+        let sel = (c >> (4 * i)) & 0xf;
+        let byte = (bytes >> (8 * (sel & 7))) & 0xff;
+        let v = if sel & 8 != 0 { if byte & 0x80 != 0 { 0xff } else { 0 } } else { byte };
+        d |= v << (8 * i);
+    }
+    d
+}
+
+fn compare(ty: Ty, cmp: Cmp, a: u64, b: u64) -> bool {
+    use std::cmp::Ordering::*;
+    let ord = match ty {
+        Ty::F32 | Ty::F64 => {
+            let (x, y) = if ty == Ty::F32 { (f32b(a) as f64, f32b(b) as f64) } else { (f64b(a), f64b(b)) };
+            let unordered = x.is_nan() || y.is_nan();
+            let o = x.partial_cmp(&y);
+            return match cmp {
+                Cmp::Eq => o == Some(Equal),
+                Cmp::Ne => !unordered && o != Some(Equal),
+                Cmp::Lt => o == Some(Less),
+                Cmp::Le => matches!(o, Some(Less | Equal)),
+                Cmp::Gt => o == Some(Greater),
+                Cmp::Ge => matches!(o, Some(Greater | Equal)),
+                Cmp::Equ => unordered || o == Some(Equal),
+                Cmp::Neu => unordered || o != Some(Equal),
+                Cmp::Ltu => unordered || o == Some(Less),
+                Cmp::Leu => unordered || matches!(o, Some(Less | Equal)),
+                Cmp::Gtu => unordered || o == Some(Greater),
+                Cmp::Geu => unordered || matches!(o, Some(Greater | Equal)),
+                Cmp::Num => !unordered,
+                Cmp::Nan => unordered,
+            };
+        }
+        _ => {
+            let (x, y) = (ext(a, ty), ext(b, ty));
+            if ty.is_signed() { (x as i64).cmp(&(y as i64)) } else { x.cmp(&y) }
+        }
+    };
+    match cmp {
+        Cmp::Eq | Cmp::Equ => ord == Equal,
+        Cmp::Ne | Cmp::Neu => ord != Equal,
+        Cmp::Lt | Cmp::Ltu => ord == Less,
+        Cmp::Le | Cmp::Leu => ord != Greater,
+        Cmp::Gt | Cmp::Gtu => ord == Greater,
+        Cmp::Ge | Cmp::Geu => ord != Less,
+        Cmp::Num => true,
+        Cmp::Nan => false,
+    }
+}
+
+fn is_int(t: Ty) -> bool {
+    !t.is_float() && t != Ty::Pred
+}
+
+/// `cvt.rnd.sat.dty.sty d, a[, b]`.
+fn cvt(dty: Ty, sty: Ty, rnd: Rnd, sat: bool, satfinite: bool, a: u64, b: Option<u64>) -> u64 {
+    use Ty::*;
+    let _ = satfinite;
+    match (dty, sty) {
+        (Bf16x2 | F16x2, F32) => {
+            let one = |x: u64| if dty == Bf16x2 { num::f32_to_bf16(x as u32, rnd, sat) } else { num::f32_to_f16(x as u32, rnd, sat) } as u64;
+            (one(a) << 16) | one(b.unwrap_or(0))
+        }
+        (E4m3x2 | E5m2x2, F32) => {
+            let one = |x: u64| if dty == E4m3x2 { num::f32_to_e4m3_satfinite(x as u32) } else { num::f32_to_e5m2_satfinite(x as u32) } as u64;
+            (one(a) << 8) | one(b.unwrap_or(0))
+        }
+        (F16x2, E4m3x2 | E5m2x2) => {
+            let one = |x: u64| if sty == E4m3x2 { num::e4m3_to_f16(x as u8) } else { num::e5m2_to_f16(x as u8) } as u64;
+            (one((a >> 8) & 0xff) << 16) | one(a & 0xff)
+        }
+        (F32, F32) => {
+            let x = a as u32;
+            let x = match rnd {
+                Rnd::Rni | Rnd::Rzi | Rnd::Rmi | Rnd::Rpi => num::round_int_f32(x, rnd),
+                _ => x,
+            };
+            (if sat { num::sat_f32(x) } else { num::canon_f32(x) }) as u64
+        }
+        (F64, F64) => {
+            let x = match rnd {
+                Rnd::Rni | Rnd::Rzi | Rnd::Rmi | Rnd::Rpi => num::round_int_f64(a, rnd),
+                _ => a,
+            };
+            if sat { num::sat_f64(x) } else { num::canon_f64(x) }
+        }
+        (F32, F64) => num::f64_to_f32(a, rnd, sat) as u64,
+        (F64, F32) => {
+            let x = num::f32_to_f64(a as u32);
+            if sat { num::sat_f64(x) } else { x }
+        }
+        (F16, F32) => num::f32_to_f16(a as u32, rnd, sat) as u64,
+        (Bf16, F32) => num::f32_to_bf16(a as u32, rnd, sat) as u64,
+        (F32, F16) => {
+            let x = num::f16_to_f32(a as u16);
+            (if sat { num::sat_f32(x) } else { x }) as u64
+        }
+        (F32, Bf16) => {
+            let x = num::bf16_to_f32(a as u16);
+            (if sat { num::sat_f32(x) } else { x }) as u64
+        }
+        (F64, F16) => num::f32_to_f64(num::f16_to_f32(a as u16)),
+        (d, F32 | F64 | F16 | Bf16) if is_int(d) => {
+            let (x, from64) = match sty {
+                F64 => (a, true),
+                F32 => (a & 0xffff_ffff, false),
+                F16 => (num::f16_to_f32(a as u16) as u64, false),
+                _ => (num::bf16_to_f32(a as u16) as u64, false),
+            };
+            num::float_to_int(x, from64, rnd, d.is_signed(), d.bits())
+        }
+        (F32 | F64, s) if is_int(s) => num::int_to_float(a & s.mask(), s.is_signed(), s.bits(), dty == F64, rnd),
+        (F16, s) if is_int(s) => num::int_to_f16(a & s.mask(), s.is_signed(), s.bits(), rnd) as u64,
+        (Bf16, s) if is_int(s) && s.bits() <= 16 => {
+            // Exact in f32 (at most 16 significant bits), so one rounding.
+            let x = num::int_to_float(a & s.mask(), s.is_signed(), s.bits(), false, Rnd::Rn) as u32;
+            num::f32_to_bf16(x, rnd, sat) as u64
+        }
+        (d, s) => {
+            // Integer to integer: extend from the source type, then truncate (or saturate).
+            let v = ext(a, s);
+            if sat {
+                let (lo, hi): (i128, i128) = if d.is_signed() {
+                    (-(1i128 << (d.bits() - 1)), (1i128 << (d.bits() - 1)) - 1)
+                } else {
+                    (0, (1i128 << d.bits()) - 1)
+                };
+                let x = if s.is_signed() { v as i64 as i128 } else { v as i128 };
+                (x.clamp(lo, hi) as u64) & d.mask()
+            } else {
+                v & d.mask()
+            }
+        }
+    }
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+
+impl Run<'_> {
+    /// The address of each active lane's access.
+    #[inline(always)]
+    fn addrs(&self, wi: usize, bank: usize, addr: &Addr) -> [u64; 32] {
+        let mut a = self.fetch(wi, bank, &addr.base);
+        for v in a.iter_mut() {
+            *v = v.wrapping_add(addr.offset as u64);
+        }
+        a
+    }
+
+    /// Resolves one lane's access of `len` bytes at `a` in `space`, checking bounds and alignment.
+    #[allow(clippy::too_many_arguments)]
+    fn locate(&mut self, wi: usize, lane: usize, pc: u32, space: Space, a: u64, len: u32, align: u32) -> Result<Loc> {
+        if a % align as u64 != 0 {
+            return Err(self.fault(
+                ErrorKind::MisalignedAddress,
+                wi,
+                lane,
+                pc,
+                format!("misaligned {len}-byte access at address 0x{a:x} ({space:?} space; needs {align}-byte alignment)"),
+            ));
+        }
+        let (space, a) = match space {
+            Space::Generic => {
+                if (GENERIC_SHARED..GENERIC_SHARED + WINDOW).contains(&a) {
+                    (Space::Shared, a - GENERIC_SHARED)
+                } else if (GENERIC_LOCAL..GENERIC_LOCAL + WINDOW).contains(&a) {
+                    (Space::Local, a - GENERIC_LOCAL)
+                } else {
+                    (Space::Global, a)
+                }
+            }
+            Space::SharedCluster => (Space::Shared, a),
+            s => (s, a),
+        };
+        match space {
+            Space::Global | Space::Const => {
+                let allocs = &self.snap.allocs;
+                let i = if self.last_alloc < allocs.len() && allocs[self.last_alloc].contains(a, len as u64) {
+                    Some(self.last_alloc)
+                } else {
+                    self.snap.find(a, len as u64)
+                };
+                match i {
+                    Some(i) => {
+                        self.last_alloc = i;
+                        Ok(Loc::Global(i, a))
+                    }
+                    None => {
+                        let desc = describe_in(allocs, &self.sim.memory.freed(), a);
+                        Err(self.fault(ErrorKind::IllegalAddress, wi, lane, pc, format!("out-of-bounds global access of {len} bytes at 0x{a:x}: the address {desc}")))
+                    }
+                }
+            }
+            Space::Shared => {
+                let end = SHARED_BASE + self.shared.data.len() as u64;
+                if a < SHARED_BASE || a + len as u64 > end {
+                    return Err(self.fault(
+                        ErrorKind::IllegalAddress,
+                        wi,
+                        lane,
+                        pc,
+                        format!(
+                            "out-of-bounds shared access of {len} bytes at shared address 0x{a:x}: the launch has {} bytes of shared memory (dynamic: {}) at [0x{SHARED_BASE:x}, 0x{end:x})",
+                            self.shared.data.len(),
+                            self.cfg.dynamic_smem
+                        ),
+                    ));
+                }
+                Ok(Loc::Shared((a - SHARED_BASE) as usize))
+            }
+            Space::Local => {
+                let stack = self.plan.stack as u64;
+                if a + len as u64 > stack {
+                    return Err(self.fault(
+                        ErrorKind::IllegalAddress,
+                        wi,
+                        lane,
+                        pc,
+                        format!("out-of-bounds local access of {len} bytes at local address 0x{a:x} (the lane's stack has {stack} bytes)"),
+                    ));
+                }
+                Ok(Loc::Local((lane as u64 * stack + a) as usize))
+            }
+            Space::Param => {
+                if a + len as u64 > self.params.len() as u64 {
+                    return Err(self.fault(
+                        ErrorKind::IllegalAddress,
+                        wi,
+                        lane,
+                        pc,
+                        format!("parameter access of {len} bytes at offset {a} past the kernel's {} parameter bytes", self.params.len()),
+                    ));
+                }
+                Ok(Loc::Param(a as usize))
+            }
+            Space::Generic | Space::SharedCluster => unreachable!("resolved above"),
+        }
+    }
+
+    fn alloc(&self, i: usize) -> &Arc<Allocation> {
+        &self.snap.allocs[i]
+    }
+
+    /// Reads `len` bytes for lane `lane`, with the checks of a non-atomic read.
+    fn read_bytes(&mut self, wi: usize, lane: usize, pc: u32, loc: &Loc, len: usize, out: &mut [u8; 16], atomic: bool) -> Result<()> {
+        match *loc {
+            Loc::Global(i, a) => {
+                let al = &self.snap.allocs[i];
+                // SAFETY: `locate` checked [a, a+len) is inside the allocation.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(al.data_ptr(a), out.as_mut_ptr(), len);
+                    let sh = std::slice::from_raw_parts(al.shadow_ptr(a), len);
+                    if let Some(k) = sh.iter().position(|&s| s & INIT == 0) {
+                        let al = al.clone();
+                        return Err(self.fault(
+                            ErrorKind::LaunchFailed,
+                            wi,
+                            lane,
+                            pc,
+                            format!(
+                                "read of global memory never written: byte 0x{:x} (offset {} of the {}-byte allocation at 0x{:x})",
+                                a + k as u64,
+                                a + k as u64 - al.base,
+                                al.size,
+                                al.base
+                            ),
+                        ));
+                    }
+                }
+                self.stats.global_bytes_read += len as u64;
+                if !atomic {
+                    self.race_read(wi, lane, pc, i, a, len)?;
+                }
+            }
+            Loc::Shared(o) => {
+                out[..len].copy_from_slice(&self.shared.data[o..o + len]);
+                if let Some(k) = self.shared.init[o..o + len].iter().position(|&s| s == 0) {
+                    return Err(self.fault(
+                        ErrorKind::LaunchFailed,
+                        wi,
+                        lane,
+                        pc,
+                        format!("read of shared memory never written: shared address 0x{:x}", SHARED_BASE + (o + k) as u64),
+                    ));
+                }
+                if !atomic {
+                    self.shared_race(wi, lane, pc, o, len, false)?;
+                }
+                if !self.copy_tags.is_empty() {
+                    self.check_tma_ready(wi, lane, pc, o, len)?;
+                }
+            }
+            Loc::Local(o) => out[..len].copy_from_slice(&self.warps[wi].local[o..o + len]),
+            Loc::Param(o) => out[..len].copy_from_slice(&self.params[o..o + len]),
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_bytes(&mut self, wi: usize, lane: usize, pc: u32, loc: &Loc, bytes: &[u8], atomic: bool) -> Result<()> {
+        let len = bytes.len();
+        match *loc {
+            Loc::Global(i, a) => {
+                if !atomic {
+                    self.race_write(wi, lane, pc, i, a, len)?;
+                }
+                let al = self.alloc(i);
+                // SAFETY: `locate` checked the range.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), al.data_ptr(a), len);
+                    std::ptr::write_bytes(al.shadow_ptr(a), INIT, len);
+                }
+                self.stats.global_bytes_written += len as u64;
+            }
+            Loc::Shared(o) => {
+                if !atomic {
+                    self.shared_race(wi, lane, pc, o, len, true)?;
+                }
+                if self.wgmma_in_flight != 0 {
+                    if let Some(op) = (o..o + len).find_map(|k| self.wgmma_reading(k)) {
+                        return Err(self.fault(
+                            ErrorKind::LaunchFailed,
+                            wi,
+                            lane,
+                            pc,
+                            format!("store to shared memory read by a wgmma in flight (PTX line {}) before a wgmma.wait_group retired it", self.m.code[op as usize].line),
+                        ));
+                    }
+                }
+                self.shared.data[o..o + len].copy_from_slice(bytes);
+                self.shared.init[o..o + len].fill(1);
+            }
+            Loc::Local(o) => self.warps[wi].local[o..o + len].copy_from_slice(bytes),
+            Loc::Param(_) => {
+                return Err(self.fault(ErrorKind::LaunchFailed, wi, lane, pc, "store to kernel parameter space".into()));
+            }
+        }
+        Ok(())
+    }
+
+    fn race_id(&self) -> u64 {
+        (self.cta_linear as u64 % (MULTI20 - 1)) + 1
+    }
+
+    fn race_read(&mut self, wi: usize, lane: usize, pc: u32, i: usize, a: u64, len: usize) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (me, tag) = (self.race_id(), self.launch_tag);
+        let al = &self.snap.allocs[i];
+        let o = (a - al.base) as usize;
+        let sh = &al.race()[o..o + len];
+        let mut bad = None;
+        for (k, e) in sh.iter().enumerate() {
+            let v = e.load(Relaxed);
+            let (w, r) = if v >> 40 == tag { ((v >> 20) & MULTI20, v & MULTI20) } else { (0, 0) };
+            if w != 0 && w != me {
+                bad = Some((o + k, w));
+                break;
+            }
+            let r = if r == 0 || r == me { me } else { MULTI20 };
+            e.store(tag << 40 | w << 20 | r, Relaxed);
+        }
+        if let Some((k, w)) = bad {
+            return Err(self.race_error(wi, lane, pc, i, k, format!("CTA {} wrote it", self.cta_name(w as u32 - 1)), "reads"));
+        }
+        Ok(())
+    }
+
+    fn race_write(&mut self, wi: usize, lane: usize, pc: u32, i: usize, a: u64, len: usize) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (me, tag) = (self.race_id(), self.launch_tag);
+        let al = &self.snap.allocs[i];
+        let o = (a - al.base) as usize;
+        let sh = &al.race()[o..o + len];
+        let mut bad = None;
+        for (k, e) in sh.iter().enumerate() {
+            let v = e.load(Relaxed);
+            let (w, r) = if v >> 40 == tag { ((v >> 20) & MULTI20, v & MULTI20) } else { (0, 0) };
+            if w != 0 && w != me {
+                bad = Some((o + k, w, true));
+                break;
+            }
+            if r != 0 && r != me {
+                bad = Some((o + k, r, false));
+                break;
+            }
+            e.store(tag << 40 | me << 20 | r, Relaxed);
+        }
+        if let Some((k, who, wrote)) = bad {
+            let why = if wrote {
+                format!("CTA {} also wrote it", self.cta_name(who as u32 - 1))
+            } else if who == MULTI20 {
+                "other CTAs read it".to_string()
+            } else {
+                format!("CTA {} read it", self.cta_name(who as u32 - 1))
+            };
+            return Err(self.race_error(wi, lane, pc, i, k, why, "writes"));
+        }
+        Ok(())
+    }
+
+    fn cta_name(&self, linear: u32) -> String {
+        let [gx, gy, _] = self.cfg.grid;
+        format!("({}, {}, {})", linear % gx, (linear / gx) % gy, linear / (gx * gy))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn race_error(&self, wi: usize, lane: usize, pc: u32, i: usize, k: usize, why: String, what: &str) -> SimError {
+        let al = &self.snap.allocs[i];
+        self.fault(
+            ErrorKind::LaunchFailed,
+            wi,
+            lane,
+            pc,
+            format!(
+                "race between CTAs: this thread {what} global byte 0x{:x} (offset {k} of the {}-byte allocation at 0x{:x}) and {why} in the same launch",
+                al.base + k as u64,
+                al.size,
+                al.base
+            ),
+        )
+    }
+
+    /// Shared-memory ordering: another warp's write (or, for a write, read) of these bytes since
+    /// the last barrier is a race.
+    fn shared_race(&mut self, wi: usize, lane: usize, pc: u32, o: usize, len: usize, write: bool) -> Result<()> {
+        let me = (self.epoch << 6) | (wi as u32 + 1);
+        let epoch = self.epoch;
+        let mut bad = None;
+        for k in o..o + len {
+            let w = self.shared.w[k];
+            if w >> 6 == epoch && w != me {
+                bad = Some((k, format!("warp {} wrote it", (w & 63) - 1)));
+                break;
+            }
+            let r = self.shared.r[k];
+            if write {
+                if r >> 6 == epoch && r != me {
+                    let who = if r & 63 == 63 { "other warps".to_string() } else { format!("warp {}", (r & 63) - 1) };
+                    bad = Some((k, format!("{who} read it")));
+                    break;
+                }
+                self.shared.w[k] = me;
+            } else if r >> 6 != epoch {
+                self.shared.r[k] = me;
+            } else if r != me {
+                self.shared.r[k] = (epoch << 6) | 63;
+            }
+        }
+        if let Some((k, why)) = bad {
+            let what = if write { "writes" } else { "reads" };
+            return Err(self.fault(
+                ErrorKind::LaunchFailed,
+                wi,
+                lane,
+                pc,
+                format!(
+                    "shared-memory race: this thread {what} shared address 0x{:x} and {why} since the last barrier, with no bar.sync between",
+                    SHARED_BASE + k as u64
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn count_sectors(&mut self, addrs: &[u64; 32], mask: u32, len: u64) {
+        if !self.sim.config().profile {
+            return;
+        }
+        self.sectors.clear();
+        for l in lanes(mask) {
+            let a = addrs[l];
+            if (GENERIC_SHARED..GENERIC_SHARED + 2 * WINDOW).contains(&a) {
+                continue;
+            }
+            let mut s = a >> 5;
+            while s <= (a + len - 1) >> 5 {
+                self.sectors.push(s);
+                s += 1;
+            }
+        }
+        self.sectors.sort_unstable();
+        self.sectors.dedup();
+        self.stats.sectors += self.sectors.len() as u64;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn load(&mut self, wi: usize, pc: u32, m: u32, bank: usize, space: Space, ty: Ty, d: &[Reg], addr: &Addr) -> Result<()> {
+        let esz = ty.bytes() as usize;
+        let len = esz * d.len();
+        let addrs = self.addrs(wi, bank, addr);
+        let mut vals = [[0u64; 32]; 4];
+        if d.len() > 4 {
+            return Err(self.fault(ErrorKind::LaunchFailed, wi, m.trailing_zeros() as usize, pc, "vector of more than 4 elements".into()));
+        }
+        let mut buf = [0u8; 16];
+        let mut global = false;
+        for l in lanes(m) {
+            let loc = self.locate(wi, l, pc, space, addrs[l], len as u32, len as u32)?;
+            global |= matches!(loc, Loc::Global(..));
+            if len <= 16 {
+                self.read_bytes(wi, l, pc, &loc, len, &mut buf, false)?;
+            } else {
+                return Err(self.fault(ErrorKind::LaunchFailed, wi, l, pc, format!("{len}-byte access: wider than 16 bytes")));
+            }
+            for (k, v) in vals.iter_mut().take(d.len()).enumerate() {
+                let mut x = 0u64;
+                for j in 0..esz {
+                    x |= (buf[k * esz + j] as u64) << (8 * j);
+                }
+                v[l] = ext(x, ty);
+            }
+        }
+        if global {
+            self.count_sectors(&addrs, m, len as u64);
+        }
+        for (k, &r) in d.iter().enumerate() {
+            self.put(wi, bank, r, m, &vals[k]);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn store(&mut self, wi: usize, pc: u32, m: u32, bank: usize, space: Space, ty: Ty, a: &[Src], addr: &Addr) -> Result<()> {
+        let esz = ty.bytes() as usize;
+        let len = esz * a.len();
+        if len > 16 {
+            return Err(self.fault(ErrorKind::LaunchFailed, wi, m.trailing_zeros() as usize, pc, format!("{len}-byte access: wider than 16 bytes")));
+        }
+        let addrs = self.addrs(wi, bank, addr);
+        let mut vals = [[0u64; 32]; 4];
+        for (k, s) in a.iter().take(4).enumerate() {
+            vals[k] = self.fetch(wi, bank, s);
+        }
+        let mut buf = [0u8; 16];
+        let mut global = false;
+        for l in lanes(m) {
+            let loc = self.locate(wi, l, pc, space, addrs[l], len as u32, len as u32)?;
+            global |= matches!(loc, Loc::Global(..));
+            for (k, v) in vals.iter().take(a.len()).enumerate() {
+                for j in 0..esz {
+                    buf[k * esz + j] = (v[l] >> (8 * j)) as u8;
+                }
+            }
+            self.write_bytes(wi, l, pc, &loc, &buf[..len], false)?;
+        }
+        if global {
+            self.count_sectors(&addrs, m, len as u64);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn atom(&mut self, wi: usize, pc: u32, m: u32, bank: usize, space: Space, op: AtomOp, ty: Ty, d: Option<Reg>, addr: &Addr, a: &Src, b: Option<&Src>) -> Result<()> {
+        let esz = ty.bytes() as usize;
+        let addrs = self.addrs(wi, bank, addr);
+        let av = self.fetch(wi, bank, a);
+        let bv = b.map(|b| self.fetch(wi, bank, b));
+        let mut old = [0u64; 32];
+        let mut buf = [0u8; 16];
+        for l in lanes(m) {
+            let loc = self.locate(wi, l, pc, space, addrs[l], esz as u32, esz as u32)?;
+            self.read_bytes(wi, l, pc, &loc, esz, &mut buf, true)?;
+            let mut x = 0u64;
+            for j in 0..esz {
+                x |= (buf[j] as u64) << (8 * j);
+            }
+            let x = ext(x, ty);
+            let v = ext(av[l], ty);
+            let new = match op {
+                AtomOp::Add if ty == Ty::F32 => of32(f32b(x) + f32b(v)),
+                AtomOp::Add if ty == Ty::F64 => of64(f64b(x) + f64b(v)),
+                AtomOp::Add => x.wrapping_add(v),
+                AtomOp::And => x & v,
+                AtomOp::Or => x | v,
+                AtomOp::Xor => x ^ v,
+                AtomOp::Exch => v,
+                AtomOp::Min | AtomOp::Max => {
+                    let lt = if ty.is_signed() { (x as i64) < (v as i64) } else { x < v };
+                    if lt == (op == AtomOp::Min) { x } else { v }
+                }
+                AtomOp::Cas => {
+                    if x == v {
+                        bv.as_ref().map_or(x, |b| b[l])
+                    } else {
+                        x
+                    }
+                }
+                AtomOp::Inc => {
+                    if x >= v { 0 } else { x + 1 }
+                }
+                AtomOp::Dec => {
+                    if x == 0 || x > v { v } else { x - 1 }
+                }
+            } & ty.mask();
+            for j in 0..esz {
+                buf[j] = (new >> (8 * j)) as u8;
+            }
+            self.write_bytes(wi, l, pc, &loc, &buf[..esz], true)?;
+            old[l] = x & ty.mask();
+        }
+        if let Some(d) = d {
+            self.put(wi, bank, d, m, &old);
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Warp-synchronous instructions
+
+    /// Moves the lanes of `skip` (the group's lanes whose guard is false) past `pc`.
+    fn skip_guarded(&mut self, wi: usize, pc: u32, skip: u32) {
+        if skip != 0 {
+            let w = &mut self.warps[wi];
+            w.materialize();
+            for l in lanes(skip) {
+                w.pc[l] = pc + 1;
+            }
+        }
+    }
+
+    /// Gathers the lanes of `mask` at this instruction. `Some(lanes)` when every lane of the mask
+    /// is here (the group, joined by lanes parked here earlier); `None` when the group must wait.
+    fn warp_sync(&mut self, wi: usize, pc: u32, active: u32, mask: u32) -> Result<Option<u32>> {
+        let w = &mut self.warps[wi];
+        w.materialize();
+        let parked_here = lanes(w.at_wsync).filter(|&l| w.pc[l] == pc).fold(0u32, |m, l| m | 1 << l);
+        let here = active | parked_here;
+        if active & !mask != 0 {
+            let l = active.trailing_zeros() as usize;
+            let mask_msg = format!("lane {} executes it but is not in its member mask {mask:#010x}", (active & !mask).trailing_zeros());
+            return Err(self.fault(ErrorKind::LaunchFailed, wi, l, pc, format!("warp-synchronous instruction: {mask_msg}")));
+        }
+        let missing = mask & !here;
+        if missing == 0 {
+            w.at_wsync &= !parked_here;
+            return Ok(Some(here));
+        }
+        let gone = missing & (w.exited | !w.valid);
+        if gone != 0 {
+            let l = active.trailing_zeros() as usize;
+            return Err(self.fault(
+                ErrorKind::LaunchFailed,
+                wi,
+                l,
+                pc,
+                format!("warp-synchronous instruction with member mask {mask:#010x}: lane {} has exited or does not exist", gone.trailing_zeros()),
+            ));
+        }
+        // Park: the other lanes of the mask run until they arrive here.
+        let w = &mut self.warps[wi];
+        for l in lanes(active) {
+            w.pc[l] = pc;
+        }
+        w.at_wsync |= active;
+        w.wsync_mask = mask;
+        Ok(None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn shfl(&mut self, wi: usize, pc: u32, group: u32, m: u32, bank: usize, mode: ShflMode, d: Reg, p: Option<Reg>, a: &Src, b: &Src, c: &Src, mask: &Src) -> Result<Next> {
+        let l0 = m.trailing_zeros() as usize;
+        let mv = self.fetch(wi, bank, mask)[l0] as u32;
+        self.skip_guarded(wi, pc, group & !m);
+        let Some(here) = self.warp_sync(wi, pc, m, mv)? else { return Ok(Next::Wait) };
+        let av = self.fetch(wi, bank, a);
+        let bv = self.fetch(wi, bank, b);
+        let cv = self.fetch(wi, bank, c);
+        let mut r = [0u64; 32];
+        let mut rp = [0u64; 32];
+        for l in lanes(here) {
+            let lane = l as u32;
+            let bval = (bv[l] & 0x1f) as u32;
+            let cval = (cv[l] & 0x1f) as u32;
+            let seg = ((cv[l] >> 8) & 0x1f) as u32;
+            let max_lane = (lane & seg) | (cval & !seg);
+            let min_lane = lane & seg;
+            let (j, ok) = match mode {
+                ShflMode::Up => {
+                    let j = lane as i32 - bval as i32;
+                    (j, j >= max_lane as i32)
+                }
+                ShflMode::Down => {
+                    let j = (lane + bval) as i32;
+                    (j, j <= max_lane as i32)
+                }
+                ShflMode::Bfly => {
+                    let j = (lane ^ bval) as i32;
+                    (j, j <= max_lane as i32)
+                }
+                ShflMode::Idx => {
+                    let j = (min_lane | (bval & !seg)) as i32;
+                    (j, j <= max_lane as i32)
+                }
+            };
+            let src = if ok { j as usize } else { l };
+            if here & (1 << src) == 0 || mv & (1 << src) == 0 {
+                return Err(self.fault(
+                    ErrorKind::LaunchFailed,
+                    wi,
+                    l,
+                    pc,
+                    format!("shfl.sync reads lane {src}, which is not in the member mask {mv:#010x} or not executing the shuffle"),
+                ));
+            }
+            r[l] = av[src] & 0xffff_ffff;
+            rp[l] = ok as u64;
+        }
+        self.put(wi, bank, d, here, &r);
+        if let Some(p) = p {
+            self.put(wi, bank, p, here, &rp);
+        }
+        let w = &mut self.warps[wi];
+        for l in lanes(here) {
+            w.pc[l] = pc + 1;
+        }
+        Ok(Next::PerLane)
+    }
+}

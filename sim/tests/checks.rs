@@ -1,0 +1,332 @@
+//! Each check of the simulator, proven by a kernel that breaks it on purpose — and the same kernel
+//! done right, which must pass (so a check that fires on everything cannot hide here).
+
+use lowp_sim::{Config, ErrorKind, LaunchConfig, Sim};
+
+const HEADER: &str = ".version 8.0\n.target sm_90a\n.address_size 64\n.extern .shared .align 16 .b8 smem[];\n";
+
+fn sim() -> Sim {
+    Sim::new(Config::default())
+}
+
+fn cfg(grid: u32, block: u32, smem: u32) -> LaunchConfig {
+    LaunchConfig { grid: [grid, 1, 1], block: [block, 1, 1], dynamic_smem: smem }
+}
+
+fn params(ptrs: &[u64]) -> Vec<u8> {
+    ptrs.iter().flat_map(|p| p.to_le_bytes()).collect()
+}
+
+/// Runs kernel `name` of `body` (a PTX fragment after the header).
+fn run(sim: &Sim, body: &str, name: &str, c: LaunchConfig, p: &[u64]) -> Result<(), lowp_sim::SimError> {
+    let m = sim.load_module(&format!("{HEADER}{body}")).expect("module loads");
+    let k = sim.kernel(&m, name).expect("kernel exists");
+    sim.launch(&k, &c, &params(p)).map(|_| ())
+}
+
+fn expect_err(r: Result<(), lowp_sim::SimError>, kind: ErrorKind, words: &[&str]) {
+    let e = r.expect_err("the deliberate bug must be caught");
+    assert_eq!(e.kind, kind, "{e}");
+    for w in words {
+        assert!(e.message.contains(w), "message lacks {w:?}: {e}");
+    }
+    // Every report names the kernel, the CTA, the thread and the PTX line.
+    for w in ["kernel", "CTA", "thread", "PTX line"] {
+        assert!(e.message.contains(w), "message lacks {w:?}: {e}");
+    }
+}
+
+/// y[i] = x[i] + 1 for i < n, one thread per element; `CMP` is the tail test (`ge` right, `gt`
+/// off by one).
+fn add_one(cmp: &str) -> String {
+    format!(
+        r#"
+.visible .entry add_one(.param .align 8 .b8 p[24])
+{{
+    .reg .pred %p<2>;
+    .reg .b32 %r<8>;
+    .reg .b64 %rd<8>;
+    ld.param.b64 %rd1, [p];
+    ld.param.b64 %rd2, [p+8];
+    ld.param.b64 %rd3, [p+16];
+    mov.u32 %r1, %ctaid.x;
+    mov.u32 %r2, %ntid.x;
+    mov.u32 %r3, %tid.x;
+    mad.lo.s32 %r4, %r1, %r2, %r3;
+    cvt.u64.u32 %rd4, %r4;
+    setp.{cmp}.u64 %p1, %rd4, %rd3;
+    @%p1 bra $L_done;
+    shl.b64 %rd5, %rd4, 2;
+    add.s64 %rd6, %rd1, %rd5;
+    ld.global.b32 %r5, [%rd6];
+    add.s32 %r6, %r5, 1;
+    add.s64 %rd7, %rd2, %rd5;
+    st.global.b32 [%rd7], %r6;
+$L_done:
+    ret;
+}}
+"#
+    )
+}
+
+fn buffers(sim: &Sim, n: u64) -> (u64, u64) {
+    let x = sim.alloc(4 * n).unwrap();
+    let y = sim.alloc(4 * n).unwrap();
+    let data: Vec<u8> = (0..n as u32).flat_map(|v| v.to_le_bytes()).collect();
+    sim.write(x, &data).unwrap();
+    (x, y)
+}
+
+#[test]
+fn in_bounds_tail_runs_and_computes() {
+    let s = sim();
+    let n = 1000;
+    let (x, y) = buffers(&s, n);
+    run(&s, &add_one("ge"), "add_one", cfg(8, 128, 0), &[x, y, n]).unwrap();
+    let mut out = vec![0u8; 4 * n as usize];
+    s.read(y, &mut out).unwrap();
+    for i in 0..n as usize {
+        assert_eq!(u32::from_le_bytes(out[4 * i..4 * i + 4].try_into().unwrap()), i as u32 + 1);
+    }
+}
+
+#[test]
+fn off_by_one_tail_is_caught() {
+    let s = sim();
+    let n = 1000;
+    let (x, y) = buffers(&s, n);
+    expect_err(run(&s, &add_one("gt"), "add_one", cfg(8, 128, 0), &[x, y, n]), ErrorKind::IllegalAddress, &["past the end", "thread (104, 0, 0)", "CTA (7, 0, 0)"]);
+}
+
+#[test]
+fn use_after_free_is_caught() {
+    let s = sim();
+    let n = 256;
+    let (x, y) = buffers(&s, n);
+    s.free(x).unwrap();
+    expect_err(run(&s, &add_one("ge"), "add_one", cfg(2, 128, 0), &[x, y, n]), ErrorKind::IllegalAddress, &["use after free"]);
+}
+
+#[test]
+fn read_of_unwritten_memory_is_caught() {
+    let s = sim();
+    let n = 256;
+    let x = s.alloc(4 * n).unwrap(); // never written
+    let y = s.alloc(4 * n).unwrap();
+    expect_err(run(&s, &add_one("ge"), "add_one", cfg(2, 128, 0), &[x, y, n]), ErrorKind::LaunchFailed, &["never written"]);
+}
+
+/// Each thread loads 16 bytes at x + 16*i + `skew`.
+fn vec_load(skew: u32) -> String {
+    format!(
+        r#"
+.visible .entry vload(.param .align 8 .b8 p[16])
+{{
+    .reg .b32 %r<8>;
+    .reg .b64 %rd<8>;
+    ld.param.b64 %rd1, [p];
+    ld.param.b64 %rd2, [p+8];
+    mov.u32 %r1, %tid.x;
+    mul.wide.u32 %rd3, %r1, 16;
+    add.s64 %rd4, %rd1, %rd3;
+    add.s64 %rd4, %rd4, {skew};
+    {{ .reg .u64 g; cvta.to.global.u64 g, %rd4; ld.global.nc.v4.u32 {{%r2, %r3, %r4, %r5}}, [g]; }}
+    add.s64 %rd5, %rd2, %rd3;
+    {{ .reg .u64 g; cvta.to.global.u64 g, %rd5; st.global.v4.u32 [g], {{%r2, %r3, %r4, %r5}}; }}
+    ret;
+}}
+"#
+    )
+}
+
+#[test]
+fn misaligned_vector_access_is_caught() {
+    let s = sim();
+    let (x, y) = buffers(&s, 4 * 33);
+    run(&s, &vec_load(0), "vload", cfg(1, 32, 0), &[x, y]).unwrap();
+    expect_err(run(&s, &vec_load(4), "vload", cfg(1, 32, 0), &[x, y]), ErrorKind::MisalignedAddress, &["misaligned 16-byte"]);
+}
+
+/// Every thread writes its tid to smem[tid], then (with `sync`) a barrier, then reads its
+/// neighbour's slot smem[(tid + 32) % n] and stores it.
+fn neighbours(sync: bool, smem_index_mask: &str) -> String {
+    let bar = if sync { "bar.sync 0;" } else { "" };
+    format!(
+        r#"
+.visible .entry neighbours(.param .align 8 .b8 p[8])
+{{
+    .reg .b32 %r<12>;
+    .reg .b64 %rd<8>;
+    ld.param.b64 %rd1, [p];
+    mov.u32 %r1, %tid.x;
+    mov.u32 %r2, %ntid.x;
+    shl.b32 %r3, %r1, 2;
+    mov.u32 %r4, smem;
+    add.s32 %r5, %r4, %r3;
+    st.volatile.shared.b32 [%r5], %r1;
+    {bar}
+    add.s32 %r6, %r1, 32;
+    rem.u32 %r7, %r6, %r2;
+    and.b32 %r7, %r7, {smem_index_mask};
+    shl.b32 %r8, %r7, 2;
+    add.s32 %r9, %r4, %r8;
+    ld.volatile.shared.b32 %r10, [%r9];
+    mul.wide.u32 %rd2, %r1, 4;
+    add.s64 %rd3, %rd1, %rd2;
+    st.global.b32 [%rd3], %r10;
+    ret;
+}}
+"#
+    )
+}
+
+#[test]
+fn missing_bar_sync_is_caught() {
+    let s = sim();
+    let y = s.alloc(4 * 128).unwrap();
+    run(&s, &neighbours(true, "-1"), "neighbours", cfg(1, 128, 512), &[y]).unwrap();
+    let mut out = vec![0u8; 512];
+    s.read(y, &mut out).unwrap();
+    for t in 0..128usize {
+        assert_eq!(u32::from_le_bytes(out[4 * t..4 * t + 4].try_into().unwrap()) as usize, (t + 32) % 128);
+    }
+    // Without the barrier, warp 3 reads what warp 0 has not written yet (never written) or, with
+    // other interleavings, what another warp wrote since the last barrier: both are caught.
+    let e = run(&s, &neighbours(false, "-1"), "neighbours", cfg(1, 128, 512), &[y]).expect_err("caught");
+    assert!(e.message.contains("shared-memory race") || e.message.contains("never written"), "{e}");
+}
+
+#[test]
+fn shared_access_past_the_dynamic_size_is_caught() {
+    let s = sim();
+    let y = s.alloc(4 * 128).unwrap();
+    // 128 threads, 4 bytes each, but only 256 bytes of dynamic shared memory.
+    expect_err(run(&s, &neighbours(true, "-1"), "neighbours", cfg(1, 128, 256), &[y]), ErrorKind::IllegalAddress, &["out-of-bounds shared access", "256 bytes"]);
+}
+
+/// Every lane sums x over a butterfly with member mask `mask`; lanes >= `active` exit first.
+fn shuffle(mask: &str, active: u32) -> String {
+    format!(
+        r#"
+.visible .entry shuffle(.param .align 8 .b8 p[8])
+{{
+    .reg .pred %p<2>;
+    .reg .b32 %r<12>;
+    .reg .b64 %rd<8>;
+    ld.param.b64 %rd1, [p];
+    mov.u32 %r1, %tid.x;
+    setp.ge.u32 %p1, %r1, {active};
+    @%p1 bra $L_out;
+    mov.b32 %r2, %r1;
+    shfl.sync.bfly.b32 %r3, %r2, 16, 0x1f, {mask};
+    add.s32 %r2, %r2, %r3;
+    shfl.sync.bfly.b32 %r3, %r2, 8, 0x1f, {mask};
+    add.s32 %r2, %r2, %r3;
+    shfl.sync.bfly.b32 %r3, %r2, 4, 0x1f, {mask};
+    add.s32 %r2, %r2, %r3;
+    shfl.sync.bfly.b32 %r3, %r2, 2, 0x1f, {mask};
+    add.s32 %r2, %r2, %r3;
+    shfl.sync.bfly.b32 %r3, %r2, 1, 0x1f, {mask};
+    add.s32 %r2, %r2, %r3;
+    mul.wide.u32 %rd2, %r1, 4;
+    add.s64 %rd3, %rd1, %rd2;
+    st.global.b32 [%rd3], %r2;
+$L_out:
+    ret;
+}}
+"#
+    )
+}
+
+#[test]
+fn shuffle_with_the_wrong_mask_is_caught() {
+    let s = sim();
+    let y = s.alloc(4 * 32).unwrap();
+    run(&s, &shuffle("-1", 32), "shuffle", cfg(1, 32, 0), &[y]).unwrap();
+    let mut out = vec![0u8; 128];
+    s.read(y, &mut out).unwrap();
+    for t in 0..32usize {
+        assert_eq!(u32::from_le_bytes(out[4 * t..4 * t + 4].try_into().unwrap()), (0..32).sum::<u32>());
+    }
+    // A full mask while half the warp has exited.
+    expect_err(run(&s, &shuffle("-1", 16), "shuffle", cfg(1, 32, 0), &[y]), ErrorKind::LaunchFailed, &["member mask", "exits without executing it"]);
+    // A half mask whose butterfly partner (lane ^ 16) is outside it.
+    expect_err(run(&s, &shuffle("0xffff", 16), "shuffle", cfg(1, 32, 0), &[y]), ErrorKind::LaunchFailed, &["not in the member mask"]);
+}
+
+/// CTA b writes x[b*64 + tid] for tid < 64 + `overlap`: with overlap, CTAs write each other's bytes.
+fn writer(overlap: u32) -> String {
+    format!(
+        r#"
+.visible .entry writer(.param .align 8 .b8 p[8])
+{{
+    .reg .pred %p<2>;
+    .reg .b32 %r<12>;
+    .reg .b64 %rd<8>;
+    ld.param.b64 %rd1, [p];
+    mov.u32 %r1, %tid.x;
+    setp.ge.u32 %p1, %r1, {};
+    @%p1 bra $L_out;
+    mov.u32 %r2, %ctaid.x;
+    mad.lo.s32 %r3, %r2, 64, %r1;
+    mul.wide.u32 %rd2, %r3, 4;
+    add.s64 %rd3, %rd1, %rd2;
+    st.global.b32 [%rd3], %r3;
+$L_out:
+    ret;
+}}
+"#,
+        64 + overlap
+    )
+}
+
+#[test]
+fn race_between_ctas_is_caught() {
+    let s = sim();
+    let y = s.alloc(4 * 64 * 5).unwrap();
+    run(&s, &writer(0), "writer", cfg(4, 96, 0), &[y]).unwrap();
+    expect_err(run(&s, &writer(1), "writer", cfg(4, 96, 0), &[y]), ErrorKind::LaunchFailed, &["race between CTAs", "CTA (0, 0, 0) also wrote it"]);
+}
+
+#[test]
+fn trap_is_reported() {
+    let s = sim();
+    let body = ".visible .entry t(.param .align 8 .b8 p[8])\n{\n    trap;\n    ret;\n}\n";
+    expect_err(run(&s, body, "t", cfg(1, 1, 0), &[0]), ErrorKind::LaunchFailed, &["trap"]);
+}
+
+#[test]
+fn deadlock_is_reported() {
+    let s = sim();
+    // Half the threads wait at a barrier for 64 threads; the other half wait at another.
+    let body = r#"
+.visible .entry d(.param .align 8 .b8 p[8])
+{
+    .reg .pred %p<2>;
+    .reg .b32 %r<4>;
+    mov.u32 %r1, %tid.x;
+    setp.ge.u32 %p1, %r1, 32;
+    @%p1 bra $L_b;
+    bar.sync 1, 64;
+    ret;
+$L_b:
+    bar.sync 2, 64;
+    ret;
+}
+"#;
+    let e = run(&s, body, "d", cfg(1, 64, 0), &[0]).expect_err("deadlock");
+    assert!(e.message.contains("deadlock") && e.message.contains("Barrier 1: 32 of 64"), "{e}");
+}
+
+#[test]
+fn seeded_interleaving_still_computes_the_same() {
+    let c = Config { seed: Some(7), ..Config::default() };
+    let s = Sim::new(c);
+    let y = s.alloc(4 * 128).unwrap();
+    run(&s, &neighbours(true, "-1"), "neighbours", cfg(1, 128, 512), &[y]).unwrap();
+    let mut out = vec![0u8; 512];
+    s.read(y, &mut out).unwrap();
+    for t in 0..128usize {
+        assert_eq!(u32::from_le_bytes(out[4 * t..4 * t + 4].try_into().unwrap()) as usize, (t + 32) % 128);
+    }
+}
