@@ -37,6 +37,7 @@ pub enum Ty {
 
 impl Ty {
     /// Size in bytes (`.pred`: 1, as a register; never stored to memory).
+    #[inline]
     pub fn bytes(self) -> u32 {
         match self {
             Ty::Pred | Ty::B8 | Ty::U8 | Ty::S8 => 1,
@@ -45,16 +46,20 @@ impl Ty {
             Ty::B64 | Ty::U64 | Ty::S64 | Ty::F64 => 8,
         }
     }
+    #[inline]
     pub fn bits(self) -> u32 {
         self.bytes() * 8
     }
+    #[inline]
     pub fn is_signed(self) -> bool {
         matches!(self, Ty::S8 | Ty::S16 | Ty::S32 | Ty::S64)
     }
+    #[inline]
     pub fn is_float(self) -> bool {
         matches!(self, Ty::F16 | Ty::F16x2 | Ty::Bf16 | Ty::Bf16x2 | Ty::F32 | Ty::F64 | Ty::E4m3x2 | Ty::E5m2x2)
     }
     /// Mask of the value bits in a register.
+    #[inline]
     pub fn mask(self) -> u64 {
         match self.bits() {
             64 => u64::MAX,

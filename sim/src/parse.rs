@@ -1232,6 +1232,14 @@ impl<'p, 'a> Lower<'p, 'a> {
         self.reg(s)
     }
 
+    /// A register, or for the sink `_` a scratch register of type `ty` nothing reads.
+    fn dst_or_sink(&mut self, s: &'a str, ty: Ty) -> Result<Reg> {
+        match self.dst_opt(s)? {
+            Some(r) => Ok(r),
+            None => Ok(self.regs.alloc(ty)),
+        }
+    }
+
     /// `_` or a register.
     fn dst_opt(&mut self, s: &'a str) -> Result<Option<Reg>> {
         if s == "_" {
@@ -1812,13 +1820,22 @@ impl<'p, 'a> Lower<'p, 'a> {
         };
         self.nops(ops, if bool_op.is_some() { 4 } else { 3 })?;
         let (p, q) = match ops[0].split_once('|') {
-            Some((p, q)) => (self.dst(p.trim())?, Some(self.dst(q.trim())?)),
+            Some((p, q)) => (self.dst_or_sink(p.trim(), Ty::Pred)?, self.dst_opt(q.trim())?),
             None => (self.dst(ops[0])?, None),
         };
         let a = self.src(ops[1], ty)?;
         let b = self.src(ops[2], ty)?;
         let bool_op = match bool_op {
-            Some(o) => Some((o, self.src(ops[3], Ty::Pred)?)),
+            // `{!}c`: a negated combiner operand becomes a `not` into a scratch predicate.
+            Some(o) => match ops[3].strip_prefix('!') {
+                Some(c) => {
+                    let c = self.src(c.trim(), Ty::Pred)?;
+                    let t = self.regs.alloc(Ty::Pred);
+                    self.push(Op::Not { ty: Ty::Pred, d: t, a: c });
+                    Some((o, Src::Reg(t)))
+                }
+                None => Some((o, self.src(ops[3], Ty::Pred)?)),
+            },
             None => None,
         };
         self.push(Op::Setp {
@@ -2070,7 +2087,7 @@ impl<'p, 'a> Lower<'p, 'a> {
         };
         self.nops(ops, 5)?;
         let (d, p) = match ops[0].split_once('|') {
-            Some((d, p)) => (self.dst(d.trim())?, Some(self.dst(p.trim())?)),
+            Some((d, p)) => (self.dst_or_sink(d.trim(), Ty::B32)?, self.dst_opt(p.trim())?),
             None => (self.dst(ops[0])?, None),
         };
         let a = self.src(ops[1], Ty::B32)?;

@@ -16,7 +16,7 @@ pub enum Class {
 pub const CLASSES: [Class; 6] = [Class::Memory, Class::Integer, Class::F32, Class::F64, Class::Conversion, Class::Control];
 
 /// Counters of one launch.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct LaunchStats {
     pub kernel: String,
     pub grid: [u32; 3],
@@ -31,6 +31,8 @@ pub struct LaunchStats {
     /// 32-byte sectors of global memory touched, summed over warp-instructions (a sector
     /// touched by two lanes of one instruction counts once).
     pub sectors: u64,
+    /// Host seconds the simulation took (the simulator's own speed, not a GPU time).
+    pub sim_seconds: f64,
 }
 
 impl LaunchStats {
@@ -59,7 +61,8 @@ impl fmt::Display for LaunchStats {
         write!(
             f,
             "lowp-sim profile {} grid {:?} block {:?} smem {}: warp-insts {} (mem {m}, int {i}, f32 {f32_}, f64 {f64_}, cvt {c}, ctl {ctl}), \
-             global read {} B, written {} B, sectors {}, warp-insts/byte {:.4}",
+             global read {} B, written {} B, sectors {}, warp-insts/byte {:.4} \
+             (simulated in {:.3} s: {:.0} M lane-insts/s)",
             self.kernel,
             self.grid,
             self.block,
@@ -68,7 +71,9 @@ impl fmt::Display for LaunchStats {
             self.global_bytes_read,
             self.global_bytes_written,
             self.sectors,
-            self.insts_per_byte()
+            self.insts_per_byte(),
+            self.sim_seconds,
+            self.lane_insts as f64 / self.sim_seconds.max(1e-9) / 1e6
         )
     }
 }

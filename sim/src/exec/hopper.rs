@@ -209,6 +209,7 @@ impl Run<'_> {
 
     /// Completes the current phase of `slot` if it is done.
     fn mbar_settle(&mut self, slot: usize) {
+        self.mbar_version += 1;
         let b = &mut self.mbars[slot];
         if b.pending == 0 && b.tx == 0 {
             b.phase += 1;
@@ -225,6 +226,7 @@ impl Run<'_> {
                 return Err(self.fault(ErrorKind::LaunchFailed, wi, l, pc, format!("mbarrier.init count {n} is outside 1..2^20")));
             }
             self.mbars[slot] = Mbar { live: true, expected: n, pending: n, tx: 0, phase: 0 };
+            self.mbar_version += 1;
             let o = slot * 8;
             self.shared.init[o..o + 8].fill(1);
         }
@@ -266,6 +268,7 @@ impl Run<'_> {
             let slot = self.mbar_slot(wi, l, pc, self.mbar_addr(wi, bank, addr, l))?;
             self.live_mbar(wi, l, pc, slot)?;
             self.mbars[slot].tx += txv[l] as u32 as i64;
+            self.mbar_settle(slot);
         }
         Ok(())
     }

@@ -15,7 +15,7 @@
 //!   launch is a race, and so is a shared-memory access by one warp to bytes another warp wrote
 //!   (or read, for a write) since the last barrier.
 
-mod hopper;
+pub mod hopper;
 
 use std::sync::Arc;
 
@@ -35,6 +35,7 @@ const MAX_WARP_INSTS: u64 = 20_000_000_000;
 
 /// Runs `kernel` over the grid of `cfg` with the parameter buffer `params`.
 pub fn launch(sim: &Sim, kernel: &Kernel, cfg: &LaunchConfig, params: &[u8]) -> Result<LaunchStats> {
+    let started = std::time::Instant::now();
     let plan = Plan::new(sim, kernel, cfg, params)?;
     let mut run = Run::new(sim, kernel, &plan, cfg, params);
     let [gx, gy, gz] = cfg.grid;
@@ -50,6 +51,7 @@ pub fn launch(sim: &Sim, kernel: &Kernel, cfg: &LaunchConfig, params: &[u8]) -> 
     stats.grid = cfg.grid;
     stats.block = cfg.block;
     stats.dynamic_smem = cfg.dynamic_smem;
+    stats.sim_seconds = started.elapsed().as_secs_f64();
     if sim.config().profile {
         eprintln!("{stats}");
     }
@@ -264,6 +266,20 @@ struct Shared {
     r: Vec<u32>,
 }
 
+/// Whether every shadow byte has `INIT` (8 bytes at a time).
+#[inline(always)]
+fn all_written(sh: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let mut chunks = sh.chunks_exact(8);
+    for c in &mut chunks {
+        let v = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        if v & ONES != ONES {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| b & INIT != 0)
+}
+
 /// Where one lane's access lands.
 enum Loc {
     Global(usize, u64),
@@ -304,6 +320,10 @@ struct Run<'a> {
     tma_tag: Vec<u32>,
     copies_in_flight: Vec<Copy>,
     wgmma_in_flight: usize,
+    /// Counts every change of an mbarrier; `woken_at` is its value when parked warps were last
+    /// woken as if their `try_wait` had timed out.
+    mbar_version: u64,
+    woken_at: u64,
 }
 
 /// What stopped a warp's turn.
@@ -367,6 +387,8 @@ impl<'a> Run<'a> {
             tma_tag: vec![0; n],
             copies_in_flight: Vec::new(),
             wgmma_in_flight: 0,
+            mbar_version: 0,
+            woken_at: u64::MAX,
         }
     }
 
@@ -420,6 +442,8 @@ impl<'a> Run<'a> {
         }
         self.copies_in_flight.clear();
         self.wgmma_in_flight = 0;
+        self.mbar_version = 0;
+        self.woken_at = u64::MAX;
 
         // Round-robin over warps; each runs until it blocks (or, seeded, for a random quantum).
         let n = self.warps.len();
@@ -461,6 +485,15 @@ impl<'a> Run<'a> {
                 self.release_barriers()?;
                 self.unpark();
                 if self.warps.iter().any(|w| w.can_run()) {
+                    continue;
+                }
+                // `try_wait` returns false once its time limit passes: wake the pollers once per
+                // change of any mbarrier. Woken again with nothing changed, they never finish.
+                if self.woken_at != self.mbar_version && self.warps.iter().any(|w| w.hop.parked.is_some()) {
+                    self.woken_at = self.mbar_version;
+                    for w in &mut self.warps {
+                        w.hop.parked = None;
+                    }
                     continue;
                 }
                 return Err(self.deadlock());
@@ -1240,8 +1273,11 @@ impl Run<'_> {
             Op::MbarInit { addr, count } => self.mbar_init(wi, pc, m, bank, addr, count)?,
             Op::MbarArrive { d, addr, tx } => self.mbar_arrive(wi, pc, m, bank, *d, addr, tx.as_ref())?,
             Op::MbarExpectTx { addr, tx } => self.mbar_expect_tx(wi, pc, m, bank, addr, tx)?,
-            Op::MbarTryWait { p, addr, parity, .. } => {
-                if let Some((slot, phase)) = self.mbar_try_wait(wi, pc, m, bank, *p, addr, parity)? {
+            Op::MbarTryWait { p, addr, parity, test } => {
+                // `test_wait` never blocks; a failed `try_wait` parks the warp until the phase moves.
+                if let Some((slot, phase)) = self.mbar_try_wait(wi, pc, m, bank, *p, addr, parity)?
+                    && !*test
+                {
                     return Ok(Next::Park { slot, phase });
                 }
             }
@@ -1451,9 +1487,10 @@ fn cvt(dty: Ty, sty: Ty, rnd: Rnd, sat: bool, satfinite: bool, a: u64, b: Option
                     (0, (1i128 << d.bits()) - 1)
                 };
                 let x = if s.is_signed() { v as i64 as i128 } else { v as i128 };
-                (x.clamp(lo, hi) as u64) & d.mask()
+                // A signed result is sign-extended to the register's width (all 64 bits here).
+                ext(x.clamp(lo, hi) as u64 & d.mask(), d)
             } else {
-                v & d.mask()
+                ext(v & d.mask(), d)
             }
         }
     }
@@ -1577,7 +1614,7 @@ impl Run<'_> {
                 unsafe {
                     std::ptr::copy_nonoverlapping(al.data_ptr(a), out.as_mut_ptr(), len);
                     let sh = std::slice::from_raw_parts(al.shadow_ptr(a), len);
-                    if let Some(k) = sh.iter().position(|&s| s & INIT == 0) {
+                    if !all_written(sh) && let Some(k) = sh.iter().position(|&s| s & INIT == 0) {
                         let al = al.clone();
                         return Err(self.fault(
                             ErrorKind::LaunchFailed,
@@ -1815,33 +1852,25 @@ impl Run<'_> {
         let esz = ty.bytes() as usize;
         let len = esz * d.len();
         let addrs = self.addrs(wi, bank, addr);
-        let mut vals = [[0u64; 32]; 4];
-        if d.len() > 4 {
-            return Err(self.fault(ErrorKind::LaunchFailed, wi, m.trailing_zeros() as usize, pc, "vector of more than 4 elements".into()));
+        if len > 16 {
+            return Err(self.fault(ErrorKind::LaunchFailed, wi, m.trailing_zeros() as usize, pc, format!("{len}-byte access: wider than 16 bytes")));
         }
         let mut buf = [0u8; 16];
         let mut global = false;
         for l in lanes(m) {
             let loc = self.locate(wi, l, pc, space, addrs[l], len as u32, len as u32)?;
             global |= matches!(loc, Loc::Global(..));
-            if len <= 16 {
-                self.read_bytes(wi, l, pc, &loc, len, &mut buf, false)?;
-            } else {
-                return Err(self.fault(ErrorKind::LaunchFailed, wi, l, pc, format!("{len}-byte access: wider than 16 bytes")));
-            }
-            for (k, v) in vals.iter_mut().take(d.len()).enumerate() {
-                let mut x = 0u64;
-                for j in 0..esz {
-                    x |= (buf[k * esz + j] as u64) << (8 * j);
-                }
-                v[l] = ext(x, ty);
+            self.read_bytes(wi, l, pc, &loc, len, &mut buf, false)?;
+            // Destinations are written lane by lane: the addresses were all read above.
+            let regs = &mut self.warps[wi].regs;
+            for (k, &r) in d.iter().enumerate() {
+                let mut b8 = [0u8; 8];
+                b8[..esz].copy_from_slice(&buf[k * esz..(k + 1) * esz]);
+                regs[(bank + r as usize) * 32 + l] = ext(u64::from_le_bytes(b8), ty);
             }
         }
         if global {
             self.count_sectors(&addrs, m, len as u64);
-        }
-        for (k, &r) in d.iter().enumerate() {
-            self.put(wi, bank, r, m, &vals[k]);
         }
         Ok(())
     }

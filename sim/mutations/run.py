@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""Mutation tests of the Hopper GEMM: each deliberate bug below is applied, one at a time, to a
+scratch copy of the repository; the kernels are rebuilt and the GEMM tests run on the simulator.
+Every mutation must make a test fail. The report names, for each mutation, the tests that failed
+and what caught it: wrong values (a test's own assertion), or one of the simulator's checks
+(race, deadlock, register/operand hazard, memory).
+
+    sim/mutations/run.py [--list] [NAME ...]     (sim/mutations/run.sh is the same)
+
+The working tree is never modified: the files git sees (tracked, and untracked but not ignored)
+are copied to target/mutations/tree, built in target/mutations/target. An unmutated baseline
+runs first and must pass. A mutation no test catches in the simulator's fixed warp order is run
+again with LOWP_SIM_SEED=1, 2, 3 (random interleaving, TMA completing late). Each test runs in
+its own process, so a sticky launch error of one test cannot fail another. Exit status: 0 when
+every mutation is caught, 1 when one survives (or hangs), 2 when the setup fails (baseline
+failing, a mutation's text not found, a build error).
+
+Each rebuild compiles both PTX modules through the nested nightly build: about a minute each.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+GEMM = "kernels-gpu/src/gemm.rs"
+HOPPER = "kernels-gpu/src/prim/hopper.rs"
+
+# (name, what it breaks, [(file, text, replacement, occurrences)])
+MUTATIONS = [
+    (
+        "swizzle-mode",
+        "wgmma descriptors say 64-byte swizzle (2 << 62) for tiles TMA wrote with 128-byte swizzle",
+        [(HOPPER, "(1u64 << 62)", "(2u64 << 62)", 1)],
+    ),
+    (
+        "k-step-16B",
+        "the descriptors advance 16 bytes (+1 in the descriptor) per k32/k16 step instead of 32 (+2)",
+        [(GEMM, "+ 32 * k as u32)", "+ 16 * k as u32)", 2)],
+    ),
+    (
+        "fragment-transpose",
+        "the epilogue reads each 2x2 accumulator fragment with row and column swapped",
+        [
+            (
+                GEMM,
+                "store_pair(p, m0, tile.row_end, n, out[4 * j], out[4 * j + 1]);\n"
+                "            store_pair(p, m1, tile.row_end, n, out[4 * j + 2], out[4 * j + 3]);",
+                "store_pair(p, m0, tile.row_end, n, out[4 * j], out[4 * j + 2]);\n"
+                "            store_pair(p, m1, tile.row_end, n, out[4 * j + 1], out[4 * j + 3]);",
+                1,
+            )
+        ],
+    ),
+    (
+        "empty-count-4",
+        "the empty barriers expect 4 arrivals instead of 8 (one per math warp)",
+        [(GEMM, "const EMPTY_ARRIVALS: u32 = 8;", "const EMPTY_ARRIVALS: u32 = 4;", 1)],
+    ),
+    (
+        "producer-parity",
+        "the producer waits on empty[s] with parity `phase` instead of `phase ^ 1`",
+        [(GEMM, "mbarrier_wait(sm.empty(s), phase ^ 1);", "mbarrier_wait(sm.empty(s), phase);", 1)],
+    ),
+    (
+        "expect-tx-short",
+        "the producer expects the bytes of the A box only, not A + B",
+        [(GEMM, "mbarrier_arrive_expect_tx(sm.full(s), TILE_A_BYTES + TILE_B_BYTES);", "mbarrier_arrive_expect_tx(sm.full(s), TILE_A_BYTES);", 1)],
+    ),
+    (
+        "no-wgmma-wait",
+        "no wgmma.wait_group before the accumulator is read (promotion, epilogue)",
+        [(GEMM, "                wgmma_commit();\n                wgmma_wait::<0>();\n", "                wgmma_commit();\n", 1)],
+    ),
+]
+
+TEST_FILES = ["fp8_gemm", "grouped_gemm"]
+SEEDS = ["1", "2", "3"]
+TEST_TIMEOUT_S = 600
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+WORK = os.path.join(ROOT, "target", "mutations")
+TREE = os.path.join(WORK, "tree")
+TARGET = os.path.join(WORK, "target")
+LOGS = os.path.join(WORK, "logs")
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def copy_tree():
+    """The working tree as git sees it (tracked files present on disk, untracked not ignored)."""
+    out = subprocess.run(
+        ["git", "-C", ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        check=True, capture_output=True,
+    ).stdout
+    if os.path.exists(TREE):
+        shutil.rmtree(TREE)
+    for rel in out.decode().split("\0"):
+        src = os.path.join(ROOT, rel)
+        if not rel or not os.path.isfile(src):
+            continue
+        dst = os.path.join(TREE, rel)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copy(src, dst)  # fresh mtimes: cargo rebuilds what changed since the last run
+
+
+def pristine(rel):
+    with open(os.path.join(ROOT, rel), encoding="utf-8") as f:
+        return f.read()
+
+
+def write_sources(edits):
+    """Writes every mutable file afresh (new mtime, so cargo and build.rs see a change), the
+    edits applied. Returns an error message, or None."""
+    files = {GEMM: pristine(GEMM), HOPPER: pristine(HOPPER)}
+    for rel, old, new, count in edits:
+        found = files[rel].count(old)
+        if found != count:
+            return f"{rel}: expected {count} occurrence(s) of {old!r}, found {found}"
+        files[rel] = files[rel].replace(old, new)
+    for rel, text in files.items():
+        with open(os.path.join(TREE, rel), "w", encoding="utf-8") as f:
+            f.write(text)
+    return None
+
+
+def env(extra=None):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("LOWP_")}
+    e.update({"CARGO_TARGET_DIR": TARGET, "LOWP_DEVICE": "sim", "RUST_BACKTRACE": "0", "CARGO_TERM_COLOR": "never"})
+    e.update(extra or {})
+    return e
+
+
+def cargo(args, extra_env=None, timeout=None):
+    """Runs cargo in the scratch tree: (exit code or None on timeout, output)."""
+    try:
+        r = subprocess.run(["cargo", *args], cwd=TREE, env=env(extra_env), capture_output=True, text=True, timeout=timeout)
+        return r.returncode, r.stdout + r.stderr
+    except subprocess.TimeoutExpired as t:
+        out = (t.stdout or b"") + (t.stderr or b"")
+        return None, out.decode(errors="replace") if isinstance(out, bytes) else out
+
+
+def build():
+    args = ["test", "--no-run"] + [a for f in TEST_FILES for a in ("--test", f)]
+    return cargo(args)
+
+
+def list_tests():
+    tests = []
+    for f in TEST_FILES:
+        code, out = cargo(["test", "--test", f, "--", "--list"])
+        if code != 0:
+            raise SystemExit(f"could not list the tests of {f}:\n{out[-3000:]}")
+        tests += [(f, line[: -len(": test")]) for line in out.splitlines() if line.endswith(": test")]
+    return tests
+
+
+def classify(out):
+    """What caught a failing test: the simulator's report if it printed one, else the test's."""
+    reports = [line for line in out.splitlines() if line.startswith("lowp-sim: ")]
+    for line in reports:
+        if "deadlock" in line:
+            return "deadlock report", line
+    for line in reports:
+        if "race" in line:
+            return "race report", line
+    for line in reports:
+        if "in flight" in line:
+            return "hazard report", line
+    if reports:
+        return "simulator check", reports[0]
+    m = re.search(r"panicked at [^\n]*:\n(.*)\n(.*)", out)
+    msg = "(no panic message)"
+    if m:  # a message ending in ':' introduces its next line (the permutation probe's list)
+        msg = m.group(1) + (" " + m.group(2).strip() if m.group(1).endswith(":") else "")
+    if "sticky" in msg or "CUDA_ERROR" in msg:
+        return "launch error", msg
+    return "wrong values", msg
+
+
+def run_tests(tests, extra_env, name):
+    """Each test in its own process. Returns [(test, 'pass' | 'fail' | 'hang', kind, message)]."""
+    results = []
+    for f, t in tests:
+        code, out = cargo(["test", "--test", f, "--", "--exact", t], extra_env, TEST_TIMEOUT_S)
+        tag = "_".join(f"{k}={v}" for k, v in (extra_env or {}).items()) or "default"
+        with open(os.path.join(LOGS, f"{name}.{tag}.{t}.log"), "w", encoding="utf-8") as lf:
+            lf.write(out)
+        if code is None:
+            results.append((t, "hang", "timeout", f"no result in {TEST_TIMEOUT_S} s"))
+        elif code == 0:
+            results.append((t, "pass", "", ""))
+        else:
+            kind, msg = classify(out)
+            results.append((t, "fail", kind, msg))
+    return results
+
+
+def short(msg, n=160):
+    msg = msg.strip()
+    return msg if len(msg) <= n else msg[: n - 1] + "…"
+
+
+def main(argv):
+    if "--list" in argv:
+        for name, what, _ in MUTATIONS:
+            print(f"{name:20} {what}")
+        return 0
+    chosen = [m for m in MUTATIONS if not argv or m[0] in argv]
+    unknown = set(argv) - {m[0] for m in MUTATIONS}
+    if unknown:
+        log(f"unknown mutation(s): {', '.join(sorted(unknown))} (--list names them)")
+        return 2
+    start = time.time()
+    os.makedirs(LOGS, exist_ok=True)
+    log(f"scratch copy: {TREE} (build: {TARGET}, logs: {LOGS})")
+    copy_tree()
+
+    log("baseline (no mutation): build and run")
+    write_sources([])
+    code, out = build()
+    if code != 0:
+        log(f"baseline build failed:\n{out[-4000:]}")
+        return 2
+    tests = list_tests()
+    base = run_tests(tests, None, "baseline")
+    failing = [r for r in base if r[1] != "pass"]
+    if failing:
+        for t, status, kind, msg in failing:
+            log(f"  baseline {t}: {status} ({kind}) {short(msg)}")
+        log("the unmutated tests must pass first")
+        return 2
+    log(f"  {len(tests)} tests pass ({time.time() - start:.0f} s so far)")
+
+    table = []
+    for name, what, edits in chosen:
+        t0 = time.time()
+        log(f"\n== {name}: {what}")
+        err = write_sources(edits)
+        if err:
+            log(f"  cannot apply: {err}")
+            return 2
+        code, out = build()
+        if code != 0:
+            log(f"  build failed (the mutation must compile):\n{out[-4000:]}")
+            return 2
+        verdict = None
+        for extra in [None] + [{"LOWP_SIM_SEED": s} for s in SEEDS]:
+            results = run_tests(tests, extra, name)
+            config = "fixed order" if extra is None else f"LOWP_SIM_SEED={extra['LOWP_SIM_SEED']}"
+            for t, status, kind, msg in results:
+                if status != "pass":
+                    log(f"  [{config}] {t}: {status}: {kind}: {short(msg)}")
+            caught = [r for r in results if r[1] == "fail"]
+            hung = [r for r in results if r[1] == "hang"]
+            if caught or hung:
+                verdict = ("caught" if caught and not hung else "hang", config, caught, hung)
+                break
+            log(f"  [{config}] survived")
+        if verdict is None:
+            table.append((name, "SURVIVED", "", [], time.time() - t0))
+        else:
+            table.append((name, verdict[0], verdict[1], verdict[2] + verdict[3], time.time() - t0))
+
+    # restore the unmutated sources in the scratch copy (its next build starts from them)
+    write_sources([])
+    log(f"\n{'mutation':20} {'result':9} {'run':14} caught by")
+    bad = 0
+    for name, verdict, config, rows, secs in table:
+        if verdict != "caught":
+            bad += 1
+        kinds = ", ".join(sorted({kind for _, _, kind, _ in rows})) or "-"
+        log(f"{name:20} {verdict:9} {config:14} {kinds} ({len(rows)} of {len(tests)} tests; {secs:.0f} s)")
+        for t, _, kind, msg in rows:
+            log(f"    {t}: {short(msg, 150)}")
+    log(f"\n{len(table) - bad} of {len(table)} mutations caught, {bad} not; {time.time() - start:.0f} s")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
