@@ -1,6 +1,6 @@
 //! Element-wise casts from f32 to lowp's storage formats on the device (device side:
 //! `kernels-gpu/src/cast.rs`). Same rounding as `crate::reference::convert`: nearest-even,
-//! saturating, NaN kept where the format has one.
+//! saturating, NaN kept where the format has one (FP8: 0x7f whatever its sign).
 
 use std::sync::Arc;
 

@@ -151,10 +151,12 @@ macro_rules! byte_format {
 }
 
 byte_format!(
-    /// FP8 E4M3FN bits. `from_f32` rounds to nearest even and saturates at ±448; NaN stays NaN.
+    /// FP8 E4M3FN bits. `from_f32` rounds to nearest even and saturates at ±448; NaN gives 0x7f
+    /// whatever its sign.
     F8E4M3, DType::E4M3, cv::e4m3fn_to_f32, cv::f32_to_e4m3fn_sat);
 byte_format!(
-    /// FP8 E5M2 bits. `from_f32` rounds to nearest even and saturates at ±57344; NaN stays NaN.
+    /// FP8 E5M2 bits. `from_f32` rounds to nearest even and saturates at ±57344; NaN gives 0x7f
+    /// whatever its sign.
     F8E5M2, DType::E5M2, cv::e5m2_to_f32, cv::f32_to_e5m2_sat);
 byte_format!(
     /// UE8M0 scale bits (2^(bits-127), 0xff NaN). `from_f32` rounds down to a power of two.

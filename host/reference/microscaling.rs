@@ -67,12 +67,12 @@ fn e4m3_grid() -> &'static [f64; 127] {
 }
 
 /// f32 → E4M3FN code by value: nearest finite value, ties to the even code, saturating at ±448
-/// (±Inf too); NaN gives `sign | 0x7f`.
+/// (±Inf too); NaN gives `0x7f` whatever its sign (lowp's FP8 NaN, see `docs/numerics.md`).
 pub fn e4m3_by_value(v: f32) -> u8 {
-    let sign = if v.is_sign_negative() { 0x80 } else { 0 };
     if v.is_nan() {
-        return sign | 0x7f;
+        return 0x7f;
     }
+    let sign = if v.is_sign_negative() { 0x80 } else { 0 };
     sign | nearest_index(e4m3_grid(), (v as f64).abs()) as u8
 }
 

@@ -6,7 +6,7 @@
 //! a     = max(amax, 1e-4)                  (NaN stays NaN; the floor keeps zero groups finite)
 //! float recipe:  scale = a / 448,          mult = 448 / a
 //! UE8M0 recipe:  scale = 2^⌈log2(a / 448)⌉, mult = 1 / scale   (exact: a power of two)
-//! q     = e4m3_sat(x · mult)               (RNE, saturating at ±448, NaN kept)
+//! q     = e4m3_sat(x · mult)               (RNE, saturating at ±448, NaN → 0x7f)
 //! x    ≈ q · scale
 //! ```
 //! as DeepGEMM's `per_token_cast_to_fp8` / `per_block_cast_to_fp8` (f32 ops in that order).

@@ -59,7 +59,7 @@ pub const NVFP4_GLOBAL_NUMERATOR: f32 = E4M3_MAX * E2M1_MAX;
 
 const F32_INF_BITS: u32 = 0x7f80_0000;
 
-/// An f32 → FP8 E4M3FN encoder (RNE, saturating at ±448, NaN kept). Implementations must give
+/// An f32 → FP8 E4M3FN encoder (RNE, saturating at ±448, NaN → 0x7f). Implementations must give
 /// identical bits: the device uses the `cvt` where the target has one, the host the soft path.
 pub trait Fp8Encoder {
     fn e4m3(x: f32) -> u8;

@@ -78,7 +78,7 @@ pub fn f32x2_to_f16x2(lo: f32, hi: f32) -> u32 {
     out
 }
 
-/// f32 → FP8 E4M3FN, RNE, saturating at ±448, NaN kept.
+/// f32 → FP8 E4M3FN, RNE, saturating at ±448; NaN → 0x7f whatever its sign (as the `cvt`).
 #[inline(always)]
 pub fn f32_to_e4m3fn_sat(x: f32) -> u8 {
     #[cfg(target_feature = "sm_89")]
@@ -97,7 +97,7 @@ pub fn f32_to_e4m3fn_sat(x: f32) -> u8 {
     }
 }
 
-/// f32 → FP8 E5M2, RNE, saturating at ±57344, NaN kept.
+/// f32 → FP8 E5M2, RNE, saturating at ±57344; NaN → 0x7f whatever its sign (as the `cvt`).
 #[inline(always)]
 pub fn f32_to_e5m2_sat(x: f32) -> u8 {
     #[cfg(target_feature = "sm_89")]

@@ -6,8 +6,10 @@
 //! anything that does not build on both the host and nvptx64.
 //!
 //! Conventions (the quantizer convention, "satfinite"): round to nearest, ties to even; finite
-//! values and infinities beyond the largest finite value saturate to it, keeping the sign; NaN
-//! stays NaN where the format has one (sign kept).
+//! values and infinities beyond the largest finite value saturate to it, keeping the sign. FP8
+//! (E4M3FN and E5M2): every NaN gives 0x7f whatever its sign, as the hardware's
+//! `cvt.rn.satfinite.{e4m3x2,e5m2x2}.f32` does, so both device paths give the same bits. E2M1 and
+//! UE8M0 have their own NaN rules (see their encoders).
 
 /// Round-to-nearest-even of `v / 2^shift`, for `v < 2^24` and `shift >= 1`.
 #[inline(always)]
@@ -40,14 +42,14 @@ const fn encode_small(abs_bits: u32, man: u32, emin: i32, max_code: u32) -> u32 
 }
 
 /// f32 → an FP8 format whose NaN is S.1111111 and whose largest finite code is `max_code`
-/// (RNE, saturating, NaN kept with its sign).
+/// (RNE, saturating; any NaN, either sign, gives the positive NaN 0x7f, as `cvt.rn.satfinite`).
 #[inline(always)]
 const fn f32_to_fp8_sat(x: f32, man: u32, emin: i32, max_code: u32) -> u8 {
     let bits = x.to_bits();
     let sign = ((bits >> 24) & 0x80) as u8;
     let abs = bits & 0x7fff_ffff;
     if abs > 0x7f80_0000 {
-        return sign | 0x7f;
+        return 0x7f;
     }
     if abs == 0x7f80_0000 {
         return sign | max_code as u8;
@@ -55,13 +57,14 @@ const fn f32_to_fp8_sat(x: f32, man: u32, emin: i32, max_code: u32) -> u8 {
     sign | encode_small(abs, man, emin, max_code) as u8
 }
 
-/// f32 → FP8 E4M3FN (bias 7, no infinities, NaN = S.1111.111), saturating at ±448.
+/// f32 → FP8 E4M3FN (bias 7, no infinities, NaN = S.1111.111), saturating at ±448; NaN → 0x7f
+/// whatever its sign.
 #[inline(always)]
 pub const fn f32_to_e4m3fn_sat(x: f32) -> u8 {
     f32_to_fp8_sat(x, 3, -6, 0x7e)
 }
 
-/// f32 → FP8 E5M2 (bias 15), saturating at ±57344; NaN → S.11111.11.
+/// f32 → FP8 E5M2 (bias 15), saturating at ±57344; NaN → 0x7f (0.11111.11) whatever its sign.
 #[inline(always)]
 pub const fn f32_to_e5m2_sat(x: f32) -> u8 {
     f32_to_fp8_sat(x, 2, -14, 0x7b)
