@@ -29,6 +29,11 @@ pub struct Config {
     pub regs_per_sm: u32,
     /// Maximum threads per block.
     pub max_threads_per_block: u32,
+    /// `Some(bits)`: FP8 `wgmma` adds each instruction's products into the accumulator keeping
+    /// only `bits` significant bits (truncated), as Hopper's tensor cores do for FP8 (about 14,
+    /// per the DeepSeek-V3 report), so that a kernel's promotion to full f32 is tested against
+    /// that loss (`LOWP_SIM_FP8_ACC_BITS`). `None`: exact f32 accumulation.
+    pub fp8_acc_bits: Option<u32>,
 }
 
 impl Default for Config {
@@ -43,6 +48,7 @@ impl Default for Config {
             max_smem_default: 48 << 10,
             regs_per_sm: 65_536,
             max_threads_per_block: 1024,
+            fp8_acc_bits: None,
         }
     }
 }
@@ -68,6 +74,7 @@ impl Config {
         }
         c.seed = var("LOWP_SIM_SEED").and_then(|v| v.parse().ok());
         c.profile = var("LOWP_SIM_PROFILE").is_some_and(|v| v != "0");
+        c.fp8_acc_bits = var("LOWP_SIM_FP8_ACC_BITS").and_then(|v| v.parse::<u32>().ok()).map(|b| b.clamp(1, 24));
         c
     }
 }

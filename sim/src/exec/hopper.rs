@@ -546,6 +546,8 @@ impl Run<'_> {
         let w = &self.warps[wi];
         let prev = w.hop.ops.iter().rev().find(|op| op.bank == bank && op.regs == *d);
         let nreg = d.len();
+        let fp8 = matches!(aty, Ty::E4m3x2 | Ty::E5m2x2);
+        let keep_bits = self.sim.config().fp8_acc_bits.filter(|_| fp8);
         let mut vals = vec![[0u32; 128]; 32];
         for lane in 0..32usize {
             for (i, &r) in d.iter().enumerate() {
@@ -566,6 +568,10 @@ impl Run<'_> {
                     f32::from_bits(w.regs[(bank + r as usize) * 32 + lane] as u32) as f64
                 };
                 let out = (cur + acc) as f32;
+                let out = match keep_bits {
+                    Some(b) if out.is_finite() => f32::from_bits(out.to_bits() & !((1u32 << (24 - b)) - 1)),
+                    _ => out,
+                };
                 vals[lane][i] = num::canon_f32(out.to_bits());
             }
         }
