@@ -5,12 +5,12 @@
 //! the kernels run is checked against the reference on millions of random blocks by the unit
 //! tests (`host/tests/microscaling_math.rs`).
 //!
-//! GPU (skipped with a message where there is none): every format × input dtype × scale layout ×
-//! (vector and scalar path) on fresh random inputs with special values, outputs poisoned before
-//! the launch, codes and scales compared bit for bit with the reference, swizzle padding checked
-//! zero and bytes past the outputs untouched; grouped launches with empty, single-row,
-//! non-multiple-of-128 and Zipf-like groups and with invalid offsets; round trips through the
-//! dequantizers; the swizzle kernels; the tensor amax and global scale.
+//! GPU (or the simulator where there is none, with fewer rows of the same kinds): every format ×
+//! input dtype × scale layout × (vector and scalar path) on fresh random inputs with special
+//! values, outputs poisoned before the launch, codes and scales compared bit for bit with the
+//! reference, swizzle padding checked zero and bytes past the outputs untouched; grouped launches
+//! with empty, single-row, non-multiple-of-128 and Zipf-like groups and with invalid offsets;
+//! round trips through the dequantizers; the swizzle kernels; the tensor amax and global scale.
 
 mod common;
 
@@ -344,8 +344,11 @@ struct Case {
     g: GMode,
 }
 
-/// Dense cases (the vector path) and strided / offset ones (the scalar path) for K = `k`.
-fn cases(fmt: Fmt) -> Vec<Case> {
+/// Dense cases (the vector path) and strided / offset ones (the scalar path) for K = `k`; the
+/// simulator runs the two largest with fewer rows and columns (still more than 128 rows, and
+/// still a K of 4096 with padded linear scales).
+fn cases(fmt: Fmt, lowp: &Lowp) -> Vec<Case> {
+    let sim = common::on_sim(lowp);
     let b = fmt.block();
     let cc = |k: usize| fmt.code_cols(k);
     let dense = |rows: usize, k: usize, linear: Option<usize>, g| Case {
@@ -365,8 +368,8 @@ fn cases(fmt: Fmt) -> Vec<Case> {
         dense(130, 256, None, GMode::Host),
         dense(130, 256, Some(256 / b), GMode::Device),
         dense(257, 7 * b, None, GMode::Saturating), // 7 scale columns: column padding
-        dense(200, 1024, None, GMode::Device),
-        dense(64, 4096, Some(4096 / b + 3), GMode::Host),
+        if sim { dense(131, 512, None, GMode::Device) } else { dense(200, 1024, None, GMode::Device) },
+        dense(if sim { 5 } else { 64 }, 4096, Some(4096 / b + 3), GMode::Host),
     ];
     // strided rows that keep 16-byte alignment (vector path)
     v.push(Case {
@@ -730,11 +733,11 @@ fn run_typed<T: In, A: Api>(lowp: &Lowp, stream: &Arc<CudaStream>, rng: &mut Rng
 }
 
 fn sweep<T: In>(test: &str) {
-    let Some(lowp) = common::gpu(test) else { return };
+    let lowp = common::gpu(test);
     let stream = lowp.new_stream().expect("stream");
     let mut rng = Rng::fresh(test);
     for fmt in FORMATS {
-        for case in cases(fmt) {
+        for case in cases(fmt, &lowp) {
             run_case::<T>(&lowp, &stream, &mut rng, fmt, case);
         }
     }
@@ -757,12 +760,14 @@ fn quantize_f32_matches_reference_bit_for_bit() {
 
 #[test]
 fn quantize_large_moe_shape() {
-    let Some(lowp) = common::gpu("quantize_large_moe_shape") else { return };
+    let lowp = common::gpu("quantize_large_moe_shape");
     let stream = lowp.new_stream().expect("stream");
     let mut rng = Rng::fresh("quantize_large_moe_shape");
+    // K = 7168 with a partial last tile of 128 rows; the simulator runs 77 rows of it
+    let rows = common::sized(&lowp, 2048 + 77, 77);
     for fmt in [Fmt::Nvfp4, Fmt::Mxfp8(MxScaleRule::Ocp)] {
         let case = Case {
-            rows: 2048 + 77,
+            rows,
             k: 7168,
             x_stride: 7168,
             x_offset: 0,
@@ -875,10 +880,11 @@ fn run_grouped_typed<T: In, A: Api>(
 
 #[test]
 fn grouped_quantize_matches_reference() {
-    let Some(lowp) = common::gpu("grouped_quantize_matches_reference") else { return };
+    let lowp = common::gpu("grouped_quantize_matches_reference");
     let stream = lowp.new_stream().expect("stream");
     let mut rng = Rng::fresh("grouped_quantize_matches_reference");
-    let zipf = zipf_sizes(&mut rng, 16, 1000);
+    let n = |gpu: usize, sim: usize| common::sized(&lowp, gpu, sim);
+    let zipf = zipf_sizes(&mut rng, 16, n(1000, 300));
     let zrows: usize = zipf.iter().sum();
     for fmt in FORMATS {
         let k = 4 * fmt.block() + if fmt == Fmt::Nvfp4 { 16 } else { 0 }; // 5 or 4 scale columns
@@ -888,14 +894,16 @@ fn grouped_quantize_matches_reference() {
         run_grouped::<bf16>(&lowp, &stream, &mut rng, fmt, rows, k, &ends_of(&sizes));
         // Zipf-like experts
         run_grouped::<f16>(&lowp, &stream, &mut rng, fmt, zrows, k, &ends_of(&zipf));
-        // one group; all empty
-        run_grouped::<f32>(&lowp, &stream, &mut rng, fmt, 300, k, &[300]);
+        // one group (more than 128 rows); all empty
+        let one = n(300, 130);
+        run_grouped::<f32>(&lowp, &stream, &mut rng, fmt, one, k, &[one as i32]);
         run_grouped::<bf16>(&lowp, &stream, &mut rng, fmt, 50, k, &[0, 0, 0]);
         // invalid offsets: decreasing, past the end, negative, rows left uncovered
-        run_grouped::<bf16>(&lowp, &stream, &mut rng, fmt, 400, k, &[100, 40, 1000, -5, 250]);
-        run_grouped::<bf16>(&lowp, &stream, &mut rng, fmt, 400, k, &[i32::MIN, i32::MAX]);
+        let rows = n(400, 260);
+        run_grouped::<bf16>(&lowp, &stream, &mut rng, fmt, rows, k, &[100, 40, 1000, -5, 250]);
+        run_grouped::<bf16>(&lowp, &stream, &mut rng, fmt, rows, k, &[i32::MIN, i32::MAX]);
         // more groups than threads in a block (the scans take several entries per thread)
-        let many: Vec<usize> = (0..600).map(|i| i % 3).collect();
+        let many: Vec<usize> = (0..n(600, 300)).map(|i| i % 3).collect();
         let mrows = many.iter().sum();
         run_grouped::<bf16>(&lowp, &stream, &mut rng, fmt, mrows, k, &ends_of(&many));
     }
@@ -908,12 +916,13 @@ fn grouped_quantize_matches_reference() {
 
 #[test]
 fn swizzle_kernels_match_reference() {
-    let Some(lowp) = common::gpu("swizzle_kernels_match_reference") else { return };
+    let lowp = common::gpu("swizzle_kernels_match_reference");
     let stream = lowp.new_stream().expect("stream");
     let mut rng = Rng::fresh("swizzle_kernels_match_reference");
     let mut shapes: Vec<(usize, usize, Vec<u8>, Option<Vec<u8>>)> =
         swizzle_vectors().into_iter().map(|(r, c, lin, sw)| (r, c, lin, Some(sw))).collect();
-    for (r, c) in [(3, 5), (1000, 448), (129, 1), (256, 8)] {
+    let big = common::sized(&lowp, (1000, 448), (300, 448)); // a partial last 128-row tile
+    for (r, c) in [(3, 5), big, (129, 1), (256, 8)] {
         shapes.push((r, c, (0..r * c).map(|_| rng.next_u64() as u8).collect(), None));
     }
     for (rows, cols, lin, sw_vec) in shapes {
@@ -949,7 +958,7 @@ fn swizzle_kernels_match_reference() {
 
 #[test]
 fn tensor_amax_matches_reference() {
-    let Some(lowp) = common::gpu("tensor_amax_matches_reference") else { return };
+    let lowp = common::gpu("tensor_amax_matches_reference");
     let stream = lowp.new_stream().expect("stream");
     let mut rng = Rng::fresh("tensor_amax_matches_reference");
     fn one<T: In>(
@@ -978,7 +987,9 @@ fn tensor_amax_matches_reference() {
             T::SUFFIX
         );
     }
-    for (rows, cols, stride) in [(1, 16, 16), (777, 4096, 4096), (33, 100, 103), (5, 8, 9), (4096, 64, 72)] {
+    // the simulator's large shapes still grid-stride (its grid is capped at 8 CTAs per SM)
+    let large = common::sized(&lowp, [(777, 4096, 4096), (4096, 64, 72)], [(77, 4096, 4096), (1024, 64, 72)]);
+    for (rows, cols, stride) in [(1, 16, 16), large[0], (33, 100, 103), (5, 8, 9), large[1]] {
         for nan in [false, true] {
             one::<bf16>(&lowp, &stream, &mut rng, rows, cols, stride, nan);
             one::<f16>(&lowp, &stream, &mut rng, rows, cols, stride, nan);
@@ -995,7 +1006,7 @@ fn tensor_amax_matches_reference() {
 
 #[test]
 fn device_global_scale_out_of_range_is_used_as_one() {
-    let Some(lowp) = common::gpu("device_global_scale_out_of_range_is_used_as_one") else { return };
+    let lowp = common::gpu("device_global_scale_out_of_range_is_used_as_one");
     let stream = lowp.new_stream().expect("stream");
     let mut rng = Rng::fresh("device_global_scale_out_of_range_is_used_as_one");
     let host: Vec<bf16> = random_values::<bf16>(&mut rng, 4 * 64, 16, false);
@@ -1024,7 +1035,7 @@ fn device_global_scale_out_of_range_is_used_as_one() {
 
 #[test]
 fn microscaling_rejects_bad_arguments_on_device() {
-    let Some(lowp) = common::gpu("microscaling_rejects_bad_arguments_on_device") else { return };
+    let lowp = common::gpu("microscaling_rejects_bad_arguments_on_device");
     let stream = lowp.new_stream().expect("stream");
     let x = Tensor::<bf16>::zeros(&stream, 4, 64).expect("x");
     let x40 = Tensor::<bf16>::zeros(&stream, 4, 40).expect("x");

@@ -1,5 +1,6 @@
 //! RMSNorm and add + RMSNorm: the float64 reference on its own (CPU), then the kernels against it
-//! on fresh random inputs with poisoned outputs (GPU; skipped with a message where there is none).
+//! on fresh random inputs with poisoned outputs (on a GPU, or on the simulator where there is
+//! none, with fewer rows of the same kinds).
 
 mod common;
 
@@ -82,20 +83,22 @@ struct Case {
     x_offset: usize,
 }
 
-fn cases() -> Vec<Case> {
+/// The sweep; `rows(gpu, sim)` picks the row count of the larger cases (one block per row).
+fn cases(lowp: &Lowp) -> Vec<Case> {
+    let rows = |gpu: usize, sim: usize| common::sized(lowp, gpu, sim);
     let dense = |rows, hidden| Case { rows, hidden, x_stride: hidden, r_stride: hidden, o_stride: hidden, x_offset: 0 };
     let mut v = vec![
         dense(1, 8),
         dense(3, 1000),   // not a multiple of 8: scalar path
         dense(7, 4096),
-        dense(130, 8192),
-        dense(5, 16384),  // the largest hidden size
-        dense(33, 5120),
+        dense(rows(130, 19), 8192),
+        dense(rows(5, 2), 16384), // the largest hidden size
+        dense(rows(33, 9), 5120),
         dense(2, 1),
         dense(17, 7),
-        dense(64, 2048),
-        dense(300, 256),  // hidden < 8 * threads: most threads idle
-        dense(1, 16376),  // 2047 vectors: the last thread slot partly used
+        dense(rows(64, 16), 2048),
+        dense(rows(300, 40), 256), // hidden < 8 * threads: most threads idle
+        dense(1, 16376),           // 2047 vectors: the last thread slot partly used
     ];
     // strided rows that keep 16-byte alignment (vector path) and that break it (scalar path)
     v.push(Case { rows: 9, hidden: 4096, x_stride: 4104, r_stride: 4160, o_stride: 4112, x_offset: 0 });
@@ -188,10 +191,10 @@ fn run_case<T: HalfFloat>(lowp: &Lowp, stream: &Arc<CudaStream>, rng: &mut Rng, 
 }
 
 fn sweep<T: HalfFloat>(test: &str, add: bool) {
-    let Some(lowp) = common::gpu(test) else { return };
+    let lowp = common::gpu(test);
     let stream = lowp.new_stream().expect("stream");
     let mut rng = Rng::fresh(test);
-    for case in cases() {
+    for case in cases(&lowp) {
         run_case::<T>(&lowp, &stream, &mut rng, case, add);
     }
 }
@@ -218,17 +221,18 @@ fn add_rmsnorm_f16_matches_reference() {
 
 #[test]
 fn rmsnorm_many_rows() {
-    // More rows than one launch wave, odd count, realistic hidden size.
-    let Some(lowp) = common::gpu("rmsnorm_many_rows") else { return };
+    // More rows than one launch wave (on either device), odd count, realistic hidden size.
+    let lowp = common::gpu("rmsnorm_many_rows");
     let stream = lowp.new_stream().expect("stream");
     let mut rng = Rng::fresh("rmsnorm_many_rows");
-    let case = Case { rows: 20_001, hidden: 1024, x_stride: 1024, r_stride: 1024, o_stride: 1024, x_offset: 0 };
+    let rows = common::sized(&lowp, 20_001, 1_001);
+    let case = Case { rows, hidden: 1024, x_stride: 1024, r_stride: 1024, o_stride: 1024, x_offset: 0 };
     run_case::<bf16>(&lowp, &stream, &mut rng, case, true);
 }
 
 #[test]
 fn rmsnorm_rejects_bad_arguments_on_device() {
-    let Some(lowp) = common::gpu("rmsnorm_rejects_bad_arguments_on_device") else { return };
+    let lowp = common::gpu("rmsnorm_rejects_bad_arguments_on_device");
     let stream = lowp.new_stream().expect("stream");
     let x = Tensor::<bf16>::zeros(&stream, 4, 64).expect("alloc");
     let w = stream.alloc_zeros::<bf16>(64).expect("alloc");

@@ -1,28 +1,101 @@
-//! Shared by the integration tests: the GPU-or-skip helper and a small deterministic-per-run
-//! random source (seeded fresh each run unless LOWP_TEST_SEED is set, printed on failure).
+//! Shared by the integration tests: the device every GPU test runs on (an NVIDIA GPU, or the
+//! lowp-sim simulator where there is none), size choices for the simulator, the explicit skip
+//! of what the simulator does not model yet, and a small deterministic-per-run random source
+//! (seeded fresh each run unless LOWP_TEST_SEED is set, printed on failure).
 #![allow(dead_code)]
 
 use std::io::Write;
 use std::sync::OnceLock;
 
 use lowp::Lowp;
+use lowp_sim::Device;
 
-/// The lowp handle on device 0, or `None` after printing why GPU tests skip. The message goes
-/// straight to stderr (not captured by the test harness) so a CPU-only run shows it.
-pub fn gpu(test: &str) -> Option<Lowp> {
+/// The device name the simulator reports.
+pub const SIM_DEVICE_NAME: &str = "lowp-sim";
+
+/// The lowp handle on device 0: a GPU, or the simulator (`lowp_sim::select_device`: `LOWP_DEVICE`
+/// `gpu`, `sim`, or unset for the GPU where a driver is and the simulator elsewhere).
+///
+/// Panics with the reason when there is no device to run on (`LOWP_DEVICE=gpu` without a driver,
+/// the simulator's library not found, device 0 unsupported): a GPU test fails, it never skips
+/// silently. The first call prints one line to stderr naming the device and why it was chosen;
+/// stderr is written directly, so the harness does not capture it.
+pub fn gpu(test: &str) -> Lowp {
     static HANDLE: OnceLock<Result<Lowp, String>> = OnceLock::new();
-    let h = HANDLE.get_or_init(|| match lowp::device_count() {
+    match HANDLE.get_or_init(open_device) {
+        Ok(lowp) => lowp.clone(),
+        Err(why) => panic!("{test}: no device to run on: {why}"),
+    }
+}
+
+/// Selects the driver (before any cudarc call of this process) and opens device 0.
+fn open_device() -> Result<Lowp, String> {
+    let asked = std::env::var("LOWP_DEVICE").ok().filter(|v| !v.trim().is_empty());
+    let device = lowp_sim::select_device()?;
+    let hint = match (&device, &asked) {
+        (Device::Gpu, None) => " (LOWP_DEVICE=sim runs the tests on the simulator instead)",
+        _ => "",
+    };
+    let lowp = match lowp::device_count() {
         Ok(0) => Err("the CUDA driver reports no device".to_string()),
         Ok(_) => Lowp::new(0).map_err(|e| format!("could not open device 0: {e}")),
         Err(e) => Err(e.to_string()),
-    });
-    match h {
-        Ok(l) => Some(l.clone()),
-        Err(why) => {
-            let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
-            None
-        }
     }
+    .map_err(|e| format!("{e}{hint}"))?;
+    let why = match (&device, &asked) {
+        (Device::Sim(path), Some(v)) => format!("the simulator ({}): LOWP_DEVICE={v}", path.display()),
+        (Device::Sim(path), None) => {
+            format!("the simulator ({}): no NVIDIA driver here (LOWP_DEVICE=gpu demands one)", path.display())
+        }
+        (Device::Gpu, Some(v)) => format!("the NVIDIA driver: LOWP_DEVICE={v}"),
+        (Device::Gpu, None) => "the NVIDIA driver (LOWP_DEVICE=sim runs the simulator instead)".to_string(),
+    };
+    let (major, minor) = lowp.compute_capability();
+    let _ = writeln!(
+        std::io::stderr(),
+        "lowp GPU tests run on {} (compute capability {major}.{minor}, module {}, {} SMs) through {why}",
+        lowp.device_name(),
+        lowp.arch().name(),
+        lowp.sm_count(),
+    );
+    Ok(lowp)
+}
+
+/// Whether `lowp` runs on the simulator.
+pub fn on_sim(lowp: &Lowp) -> bool {
+    lowp.device_name() == SIM_DEVICE_NAME
+}
+
+/// `gpu` on a GPU, `sim` on the simulator: a test's sizes and counts. The simulator runs about
+/// 10^8 lane-instructions a second per core, so its cases are small ones of the same kinds.
+pub fn sized<T>(lowp: &Lowp, gpu: T, sim: T) -> T {
+    if on_sim(lowp) { sim } else { gpu }
+}
+
+/// The GEMM tests' bound on the relative Frobenius norm of their error beyond the bf16 output
+/// rounding: 1e-3 on a GPU, whose tensor cores accumulate FP8 products with about 14 significant
+/// bits inside an instruction; 1e-6 on the simulator, which accumulates exactly (only the kernel's
+/// own f32 arithmetic remains), unless `LOWP_SIM_FP8_ACC_BITS` asks it to model that loss, which
+/// gets the GPU's bound.
+pub fn gemm_bound(lowp: &Lowp) -> f64 {
+    let modelled_loss = std::env::var("LOWP_SIM_FP8_ACC_BITS").is_ok_and(|v| !v.trim().is_empty());
+    if on_sim(lowp) && !modelled_loss { 1e-6 } else { 1e-3 }
+}
+
+/// Prints `SKIP <test>: <why>` to stderr (not captured by the harness).
+pub fn skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
+}
+
+/// Whether the Hopper GEMMs (wgmma, TMA, mbarrier) can run on `lowp`; prints why not when they
+/// cannot: the device is not compute capability 9.0 (its module has no Hopper kernels).
+pub fn hopper_gemm(test: &str, lowp: &Lowp) -> bool {
+    if lowp.arch() != lowp::Arch::Sm90a {
+        let (major, minor) = lowp.compute_capability();
+        skip(test, &format!("{} is compute capability {major}.{minor}; the Hopper GEMMs need 9.0", lowp.device_name()));
+        return false;
+    }
+    true
 }
 
 /// SplitMix64: small, fast, good enough for test data.
