@@ -7,8 +7,12 @@
 //! cargo bench --bench kernels -- --list       # names only (no GPU needed)
 //! ```
 //! A case is named `op/dtype/RowsxHidden` (`rmsnorm/bf16/16384x8192`); bare words are filters on
-//! that name (a case runs if it contains any of them), unknown `--flags` are ignored. Without a
-//! CUDA device the binary prints one line and exits with status 2.
+//! that name (a case runs if it contains any of them), unknown `--flags` are ignored. Without an
+//! NVIDIA GPU (no driver, no device, or only the lowp-sim simulator, which runs kernels but cannot
+//! time them) it benchmarks nothing: it prints one line pointing to the tour
+//! (`cargo run --release --example tour`, which runs every kernel on the simulator, checked against
+//! the CPU reference, with its instruction counts) and exits with status 2, so that a script that
+//! asked for measurements does not take the absence of any for a result.
 //!
 //! Run without `--bench` (`cargo test --benches`, `cargo test --all-targets`), it is a smoke test:
 //! each case runs a few launches, and a machine without a GPU skips it with status 0.
@@ -37,7 +41,10 @@ use lowp::{DType, HalfFloat, Lowp, Tensor};
 
 type BoxResult<T> = Result<T, Box<dyn Error>>;
 
-const NO_DEVICE: &str = "no CUDA device: benchmarks need an NVIDIA GPU and driver";
+const NO_DEVICE: &str = "no NVIDIA GPU: these benchmarks time kernels on one";
+/// Where to go without a GPU.
+const TOUR: &str = "`cargo run --release --example tour` runs every kernel on the lowp-sim simulator instead \
+                    (checked against the CPU reference, with instruction counts, no timings)";
 const MIB: usize = 1 << 20;
 const GIB: usize = 1 << 30;
 
@@ -99,10 +106,10 @@ fn main() {
     }
     if let Err(why) = device_present() {
         if opts.bench {
-            eprintln!("{NO_DEVICE} ({why})");
+            eprintln!("{NO_DEVICE} ({why}); {TOUR}");
             exit(2);
         }
-        eprintln!("{NO_DEVICE} ({why}); smoke test skipped");
+        eprintln!("{NO_DEVICE} ({why}); smoke test skipped; {TOUR}");
         return;
     }
     if let Err(e) = run(&opts) {
@@ -116,16 +123,29 @@ fn main() {
     }
 }
 
-/// `Err(reason)` where there is no usable CUDA device.
+/// `Err(reason)` where there is no CUDA device to time kernels on: no driver, no device, or a
+/// driver that is the lowp-sim simulator (loaded as `libcuda.so`; its device is named `lowp-sim`).
 fn device_present() -> Result<(), String> {
     if !lowp::driver_available() {
         return Err("the CUDA driver library could not be loaded".into());
     }
     match lowp::device_count() {
         Ok(0) => Err("the driver reports no device".into()),
-        Ok(_) => Ok(()),
+        Ok(_) => match device_name(0) {
+            Ok(name) if name == "lowp-sim" => {
+                Err("the driver is the lowp-sim simulator, which runs kernels but cannot time them".into())
+            }
+            // a name the driver cannot give: the benchmarks report its error themselves
+            _ => Ok(()),
+        },
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// The name of device `ordinal`, from the driver (`device_count` has initialized it).
+fn device_name(ordinal: i32) -> Result<String, lowp::cudarc::driver::DriverError> {
+    use lowp::cudarc::driver::result::device;
+    device::get_name(device::get(ordinal)?)
 }
 
 fn run(opts: &Options) -> BoxResult<()> {
