@@ -39,8 +39,8 @@ use lowp::grouped_gemm::{self as gg, GroupLayout};
 use lowp::half::bf16;
 use lowp::microscaling::{self as mx, GlobalScale, MxScaleRule, Scales, ScalesMut};
 use lowp::qk_norm_rope::{
-    self as qnr, KvCacheFp8, Output, Positions, QkNormRopeArgs, QkNormRopeConfig, RopeFrequencies, RopeScaling,
-    RopeStyle, Rotary,
+    self as qnr, KvCacheFp8, NormWeight, Output, Positions, QkNormRopeArgs, QkNormRopeConfig, RopeFrequencies,
+    RopeScaling, RopeStyle, Rotary,
 };
 use lowp::reference::qk_norm_rope::{RefConfig, RefRotary, RefValue};
 use lowp::reference::{
@@ -211,6 +211,7 @@ fn step(ops: &'static [&'static str], run: impl Fn(&mut Tour) -> Res<Vec<Row>> +
 
 const NORMS: &[&str] = &["rmsnorm", "add_rmsnorm"];
 const NEOX: &[&str] = &["qk_norm_rope_neox"];
+const NEOX_COMPUTED: &[&str] = &["qk_norm_rope_computed"];
 const GPTJ: &[&str] = &["qk_norm_rope_gptj"];
 const FP8_ACT: &[&str] = &["fp8_quantize_group", "fp8_dequantize_group"];
 const FP8_WEIGHT: &[&str] = &["fp8_quantize_block", "fp8_dequantize_block"];
@@ -230,7 +231,8 @@ fn steps(opts: &Options, sim: bool) -> Vec<Step> {
         let (norm, qk, group, block, mx) = (rows(16384), rows(16384), rows(4096), rows(7168), rows(8192));
         return vec![
             step(NORMS, move |t| norms(t, norm, 8192)),
-            step(NEOX, move |t| qk_norm_rope_neox(t, qk, 32, 8, 128)),
+            step(NEOX, move |t| qk_norm_rope_neox(t, qk, 32, 8, 128, false)),
+            step(NEOX_COMPUTED, move |t| qk_norm_rope_neox(t, qk, 32, 8, 128, true)),
             step(FP8_ACT, move |t| Ok(fp8_activations(t, group, 7168)?.0)),
             step(FP8_WEIGHT, move |t| Ok(fp8_weights(t, block, 2048)?.0)),
             step(NVFP4, move |t| nvfp4(t, mx, 8192, 8)),
@@ -243,7 +245,7 @@ fn steps(opts: &Options, sim: bool) -> Vec<Step> {
     vec![
         step(NORMS, move |t| norms(t, pick(64, 4), pick(4096, 1024))),
         // Qwen3-8B's attention: 32 query heads, 8 KV heads of 128
-        step(NEOX, move |t| qk_norm_rope_neox(t, tokens, pick(32, 4), pick(8, 1), 128)),
+        step(NEOX, move |t| qk_norm_rope_neox(t, tokens, pick(32, 4), pick(8, 1), 128, false)),
         // GPT-J (interleaved) rotation of half of each head, 2 KV heads
         step(GPTJ, move |t| qk_norm_rope_gptj(t, tokens, pick(32, 4), pick(2, 1), pick(128, 64))),
         step(FP8, move |t| fp8_family(t, pick(64, 8), pick(512, 128), pick(2048, 256))),
@@ -303,8 +305,10 @@ fn norms(t: &mut Tour, rows: usize, hidden: usize) -> Res<Vec<Row>> {
 
 /// The attention prologue on the fused qkv projection `[tokens, (Hq + 2·Hk)·D]`, NeoX style (Qwen3,
 /// Llama): RMSNorm of each q and k head, rotation of the pairs (i, i + D/2) by angles from a
-/// cos/sin cache, written back in place (v untouched).
-fn qk_norm_rope_neox(t: &mut Tour, tokens: usize, hq: usize, hk: usize, d: usize) -> Res<Vec<Row>> {
+/// cos/sin cache (or, `computed`, computed in the kernel from the frequencies), written back in
+/// place (v untouched).
+fn qk_norm_rope_neox(t: &mut Tour, tokens: usize, hq: usize, hk: usize, d: usize, computed: bool) -> Res<Vec<Row>> {
+    let op = if computed { "qk_norm_rope_computed" } else { "qk_norm_rope_neox" };
     let (lowp, stream) = t.handles();
     let cols = (hq + 2 * hk) * d;
     let cfg = QkNormRopeConfig {
@@ -314,6 +318,8 @@ fn qk_norm_rope_neox(t: &mut Tour, tokens: usize, hq: usize, hk: usize, d: usize
         rotary_dim: d,
         style: RopeStyle::NeoX,
         eps: EPS,
+        weight: NormWeight::Plain,
+        mrope_section: None,
     };
     let max_pos = 4096;
     let (inv_freq, attention) = qnr::rope_inv_freq(d, 1e6, RopeScaling::None)?;
@@ -326,12 +332,17 @@ fn qk_norm_rope_neox(t: &mut Tour, tokens: usize, hq: usize, hk: usize, d: usize
     let (qw, kw) = (stream.clone_htod(&q_weight)?, stream.clone_htod(&k_weight)?);
     let pos = stream.clone_htod(&positions)?;
     let cos_sin = stream.clone_htod(&cache)?;
+    let freqs = RopeFrequencies::new(&stream, d, 1e6, RopeScaling::None)?;
     let run = |qkv: &mut Tensor<bf16>| {
         let args = QkNormRopeArgs {
             qkv: qkv.view_mut(),
             weights: Some((qw.as_view(), kw.as_view())),
             positions: Some(Positions::I32(pos.as_view())),
-            rotary: Some(Rotary::Cache { cos_sin: cos_sin.as_view(), max_pos }),
+            rotary: Some(if computed {
+                Rotary::Computed(&freqs)
+            } else {
+                Rotary::Cache { cos_sin: cos_sin.as_view(), max_pos }
+            }),
             output: Output::InPlace,
             kv_cache: None,
             error_flag: None,
@@ -345,7 +356,7 @@ fn qk_norm_rope_neox(t: &mut Tour, tokens: usize, hq: usize, hk: usize, d: usize
         heads(&after, cols, hq * d, hk * d),
         heads(&after, cols, (hq + hk) * d, hk * d),
     );
-    t.perturb("qk_norm_rope_neox", &mut got_q);
+    t.perturb(op, &mut got_q);
 
     let rc = RefConfig {
         num_q_heads: hq,
@@ -356,15 +367,21 @@ fn qk_norm_rope_neox(t: &mut Tour, tokens: usize, hq: usize, hk: usize, d: usize
         eps: EPS,
         norm: true,
         rope: true,
+        one_plus_weight: false,
+        mrope_section: None,
     };
     let positions: Vec<i64> = positions.iter().map(|&p| p as i64).collect();
-    let rotary = RefRotary::Cache { cos_sin: &cache, max_pos };
+    let rotary = if computed {
+        RefRotary::Freq { inv_freq: &inv_freq, attention_factor: attention }
+    } else {
+        RefRotary::Cache { cos_sin: &cache, max_pos }
+    };
     let (want_q, want_k) = ref_qk::qk_norm_rope(&rc, &qkv_host, tokens, cols, &q_weight, &k_weight, &positions, rotary);
     let want_v = heads(&qkv_host, cols, (hq + hk) * d, hk * d);
     let check =
         verdict([within_tol("q", &got_q, &want_q), within_tol("k", &got_k, &want_k), bit_exact("v", &got_v, &want_v)]);
     let shape = format!("T {tokens}, Hq {hq}, Hk {hk}, D {d}");
-    Ok(vec![t.row("qk_norm_rope_neox", &shape, check, first, || run(&mut qkv))?])
+    Ok(vec![t.row(op, &shape, check, first, || run(&mut qkv))?])
 }
 
 /// The same prologue GPT-J style (interleaved pairs (2i, 2i + 1)) on the first `D/2` dimensions
@@ -381,6 +398,8 @@ fn qk_norm_rope_gptj(t: &mut Tour, tokens: usize, hq: usize, hk: usize, d: usize
         rotary_dim,
         style: RopeStyle::GptJ,
         eps: EPS,
+        weight: NormWeight::Plain,
+        mrope_section: None,
     };
     let (k_scale, v_scale) = (0.05f32, 0.03f32);
     let qkv_host = t.rng.bf16s(tokens * cols, 2.0);
@@ -432,6 +451,8 @@ fn qk_norm_rope_gptj(t: &mut Tour, tokens: usize, hq: usize, hk: usize, d: usize
         eps: EPS,
         norm: true,
         rope: true,
+        one_plus_weight: false,
+        mrope_section: None,
     };
     let (inv_freq, attention_factor) = qnr::rope_inv_freq(rotary_dim, 10000.0, RopeScaling::None)?;
     let rotary = RefRotary::Freq { inv_freq: &inv_freq, attention_factor };

@@ -3,7 +3,10 @@
 //! empty-kernel launch.
 
 use lowp::cudarc::driver::CudaView;
-use lowp::qk_norm_rope::{self as qnr, Output, Positions, QkNormRopeArgs, QkNormRopeConfig, RopeFrequencies, RopeScaling, RopeStyle, Rotary};
+use lowp::qk_norm_rope::{
+    self as qnr, NormWeight, Output, Positions, QkNormRopeArgs, QkNormRopeConfig, RopeFrequencies,
+    RopeScaling, RopeStyle, Rotary,
+};
 
 use super::*;
 
@@ -18,7 +21,12 @@ pub(crate) fn cases() -> Vec<Case> {
         v.push(qk_case::<bf16>(16384, 32, 8, 128, computed));
     }
     v.push(qk_case::<f16>(16384, 32, 8, 128, false));
-    v.push(Case { op: "empty_kernel", dtype: DType::F32, shape: "1x1".into(), run: Box::new(bench_empty) });
+    v.push(Case {
+        op: "empty_kernel",
+        dtype: DType::F32,
+        shape: "1x1".into(),
+        run: Box::new(bench_empty),
+    });
     for t in [1, 8, 64] {
         v.push(qk_case::<bf16>(t, 32, 8, 128, false));
     }
@@ -28,19 +36,35 @@ pub(crate) fn cases() -> Vec<Case> {
 fn bench_empty(b: &mut Bench) -> BoxResult<Outcome> {
     let (lowp, stream) = (b.lowp.clone(), b.stream.clone());
     let timing = b.timer.time(1, |_| lowp.launch_empty(&stream))?;
-    Ok(Outcome::Done { timing, bytes: 0, flops: 0, sets: 1 })
+    Ok(Outcome::Done {
+        timing,
+        bytes: 0,
+        flops: 0,
+        sets: 1,
+    })
 }
 
 fn qk_case<T: HalfFloat>(tokens: usize, hq: usize, hk: usize, d: usize, computed: bool) -> Case {
     Case {
-        op: if computed { "qk_norm_rope(computed)" } else { "qk_norm_rope" },
+        op: if computed {
+            "qk_norm_rope(computed)"
+        } else {
+            "qk_norm_rope"
+        },
         dtype: T::DTYPE,
         shape: format!("{tokens}x{hq}+{hk}x{d}"),
         run: Box::new(move |b| bench_qk::<T>(b, tokens, hq, hk, d, computed)),
     }
 }
 
-fn bench_qk<T: HalfFloat>(b: &mut Bench, tokens: usize, hq: usize, hk: usize, d: usize, computed: bool) -> BoxResult<Outcome> {
+fn bench_qk<T: HalfFloat>(
+    b: &mut Bench,
+    tokens: usize,
+    hq: usize,
+    hk: usize,
+    d: usize,
+    computed: bool,
+) -> BoxResult<Outcome> {
     let elem = std::mem::size_of::<T>();
     let cols = (hq + 2 * hk) * d;
     let n = tokens * cols;
@@ -48,16 +72,29 @@ fn bench_qk<T: HalfFloat>(b: &mut Bench, tokens: usize, hq: usize, hk: usize, d:
     if let Some(why) = b.lacks_memory(sets * n * elem + MAX_POS * d * 4)? {
         return Ok(Outcome::Skipped(why));
     }
-    let cfg = QkNormRopeConfig { num_q_heads: hq, num_kv_heads: hk, head_dim: d, rotary_dim: d, style: RopeStyle::NeoX, eps: 1e-6 };
+    let cfg = QkNormRopeConfig {
+        num_q_heads: hq,
+        num_kv_heads: hk,
+        head_dim: d,
+        rotary_dim: d,
+        style: RopeStyle::NeoX,
+        eps: 1e-6,
+        weight: NormWeight::Plain,
+        mrope_section: None,
+    };
     let seed = ((tokens as u64) << 20) ^ d as u64;
     let mut qkv = b.random::<T>(sets * n, seed ^ 1)?;
     let qw = b.random::<T>(d, seed ^ 2)?;
     let kw = b.random::<T>(d, seed ^ 3)?;
     let mut rng = SplitMix64(seed);
-    let pos: Vec<i32> = (0..sets * tokens).map(|_| (rng.next_u64() % MAX_POS as u64) as i32).collect();
+    let pos: Vec<i32> = (0..sets * tokens)
+        .map(|_| (rng.next_u64() % MAX_POS as u64) as i32)
+        .collect();
     let pos = b.stream.clone_htod(&pos)?;
     let (inv, attn) = qnr::rope_inv_freq(d, 1e6, RopeScaling::None)?;
-    let cache = b.stream.clone_htod(&qnr::cos_sin_cache(&inv, attn, MAX_POS))?;
+    let cache = b
+        .stream
+        .clone_htod(&qnr::cos_sin_cache(&inv, attn, MAX_POS))?;
     let freqs = RopeFrequencies::new(&b.stream, d, 1e6, RopeScaling::None)?;
     // q and k read and written; the cache rows read (none in the computed form); positions.
     let qk_bytes = tokens * (hq + hk) * d * elem * 2;
@@ -67,7 +104,14 @@ fn bench_qk<T: HalfFloat>(b: &mut Bench, tokens: usize, hq: usize, hk: usize, d:
     let timing = b.timer.time(sets, |i| -> lowp::Result<()> {
         let view = qkv.slice_mut(i * n..(i + 1) * n);
         let p: CudaView<'_, i32> = pos.slice(i * tokens..(i + 1) * tokens);
-        let rotary = if computed { Rotary::Computed(&freqs) } else { Rotary::Cache { cos_sin: cache.as_view(), max_pos: MAX_POS } };
+        let rotary = if computed {
+            Rotary::Computed(&freqs)
+        } else {
+            Rotary::Cache {
+                cos_sin: cache.as_view(),
+                max_pos: MAX_POS,
+            }
+        };
         let args = QkNormRopeArgs {
             qkv: Tensor::from_buffer(view, tokens, cols)?,
             weights: Some((qw.as_view(), kw.as_view())),
@@ -79,5 +123,10 @@ fn bench_qk<T: HalfFloat>(b: &mut Bench, tokens: usize, hq: usize, hk: usize, d:
         };
         qnr::qk_norm_rope(&lowp, &stream, &cfg, args)
     })?;
-    Ok(Outcome::Done { timing, bytes, flops: 0, sets })
+    Ok(Outcome::Done {
+        timing,
+        bytes,
+        flops: 0,
+        sets,
+    })
 }

@@ -1,7 +1,9 @@
 //! Float64 reference of the attention prologue, written as the unfused Hugging Face formulas:
-//! `Qwen3RMSNorm` per head (without its intermediate bf16 rounding), then
-//! `apply_rotary_pos_emb` with `rotate_half` (NeoX) or the interleaved GPT-J rotation, partial
-//! rotary passing the tail through.
+//! `Qwen3RMSNorm` per head (without its intermediate bf16 rounding; `GemmaRMSNorm`'s `1 + w`
+//! weights as an option), then `apply_rotary_pos_emb` with `rotate_half` (NeoX) or the
+//! interleaved GPT-J rotation, partial rotary passing the tail through; multimodal rotary
+//! embeddings as vLLM's `MRotaryEmbedding` (positions `[3, tokens]`, each section of frequencies
+//! rotating by its own row).
 
 use crate::HalfFloat;
 
@@ -11,7 +13,10 @@ pub enum RefRotary<'a> {
     /// `[max_pos, rotary_dim]` f32, cos | sin; positions clamped into `[0, max_pos)`.
     Cache { cos_sin: &'a [f32], max_pos: usize },
     /// cos/sin of `pos · inv_freq[i]` times `attention_factor`, evaluated in f64.
-    Freq { inv_freq: &'a [f64], attention_factor: f64 },
+    Freq {
+        inv_freq: &'a [f64],
+        attention_factor: f64,
+    },
 }
 
 /// The shape and options of the reference.
@@ -25,6 +30,10 @@ pub struct RefConfig {
     pub eps: f32,
     pub norm: bool,
     pub rope: bool,
+    /// The norm multiplies by `1 + w` (Gemma) instead of `w`.
+    pub one_plus_weight: bool,
+    /// mRoPE section sizes (summing to `rotary_dim / 2`); positions are then `[3, tokens]`.
+    pub mrope_section: Option<[usize; 3]>,
 }
 
 /// One output element: its value and the magnitude of the terms that formed it (`|n_i cos| +
@@ -35,7 +44,8 @@ pub struct RefValue {
     pub magnitude: f64,
 }
 
-/// q `[tokens, Hq·D]` and k `[tokens, Hk·D]` (dense) from `qkv` rows at `stride`.
+/// q `[tokens, Hq·D]` and k `[tokens, Hk·D]` (dense) from `qkv` rows at `stride`; `positions`
+/// has one entry per token, or `3 · tokens` (`[3, tokens]`) with mRoPE.
 #[allow(clippy::too_many_arguments)]
 pub fn qk_norm_rope<T: HalfFloat>(
     cfg: &RefConfig,
@@ -54,10 +64,40 @@ pub fn qk_norm_rope<T: HalfFloat>(
         let row = &qkv[t * stride..];
         for h in 0..cfg.num_q_heads + cfg.num_kv_heads {
             let x: Vec<f64> = row[h * d..(h + 1) * d].iter().map(|v| v.to_f64()).collect();
-            let w = if h < cfg.num_q_heads { q_weight } else { k_weight };
-            let n = if cfg.norm { rms_norm(&x, w, cfg.eps) } else { x };
-            let y = if cfg.rope { rotate(cfg, &n, positions[t], rotary) } else { n.iter().map(|&v| RefValue { value: v, magnitude: v.abs() }).collect() };
-            if h < cfg.num_q_heads { q.extend(y) } else { k.extend(y) }
+            let w = if h < cfg.num_q_heads {
+                q_weight
+            } else {
+                k_weight
+            };
+            let n = if cfg.norm {
+                rms_norm_weighted(&x, w, cfg.eps, cfg.one_plus_weight)
+            } else {
+                x
+            };
+            let pos = if cfg.mrope_section.is_some() {
+                [
+                    positions[t],
+                    positions[tokens + t],
+                    positions[2 * tokens + t],
+                ]
+            } else {
+                [positions[t]; 3]
+            };
+            let y = if cfg.rope {
+                rotate(cfg, &n, pos, rotary)
+            } else {
+                n.iter()
+                    .map(|&v| RefValue {
+                        value: v,
+                        magnitude: v.abs(),
+                    })
+                    .collect()
+            };
+            if h < cfg.num_q_heads {
+                q.extend(y)
+            } else {
+                k.extend(y)
+            }
         }
     }
     (q, k)
@@ -65,9 +105,29 @@ pub fn qk_norm_rope<T: HalfFloat>(
 
 /// `x / sqrt(mean(x²) + eps) * w`.
 pub fn rms_norm<T: HalfFloat>(x: &[f64], w: &[T], eps: f32) -> Vec<f64> {
+    rms_norm_weighted(x, w, eps, false)
+}
+
+/// `x / sqrt(mean(x²) + eps) * w`, or `* (1 + w)` when `one_plus` (Gemma).
+pub fn rms_norm_weighted<T: HalfFloat>(x: &[f64], w: &[T], eps: f32, one_plus: bool) -> Vec<f64> {
     let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
     let inv = 1.0 / (ms + eps as f64).sqrt();
-    x.iter().zip(w).map(|(v, w)| v * inv * w.to_f64()).collect()
+    let offset = if one_plus { 1.0 } else { 0.0 };
+    x.iter()
+        .zip(w)
+        .map(|(v, w)| v * inv * (offset + w.to_f64()))
+        .collect()
+}
+
+/// The mRoPE section (0, 1 or 2) of frequency `f`.
+pub fn mrope_row(section: [usize; 3], f: usize) -> usize {
+    if f < section[0] {
+        0
+    } else if f < section[0] + section[1] {
+        1
+    } else {
+        2
+    }
 }
 
 /// `(cos, sin)` of frequency `i` at `pos` (clamped into a cache).
@@ -75,22 +135,32 @@ pub fn cos_sin(rotary: RefRotary<'_>, rotary_dim: usize, pos: i64, i: usize) -> 
     match rotary {
         RefRotary::Cache { cos_sin, max_pos } => {
             let p = pos.clamp(0, max_pos as i64 - 1) as usize;
-            (cos_sin[p * rotary_dim + i] as f64, cos_sin[p * rotary_dim + rotary_dim / 2 + i] as f64)
+            (
+                cos_sin[p * rotary_dim + i] as f64,
+                cos_sin[p * rotary_dim + rotary_dim / 2 + i] as f64,
+            )
         }
-        RefRotary::Freq { inv_freq, attention_factor } => {
+        RefRotary::Freq {
+            inv_freq,
+            attention_factor,
+        } => {
             let a = pos as f64 * inv_freq[i];
             (a.cos() * attention_factor, a.sin() * attention_factor)
         }
     }
 }
 
-fn rotate(cfg: &RefConfig, n: &[f64], pos: i64, rotary: RefRotary<'_>) -> Vec<RefValue> {
+/// `pos`: the token's position per mRoPE row (all three equal without mRoPE).
+fn rotate(cfg: &RefConfig, n: &[f64], pos: [i64; 3], rotary: RefRotary<'_>) -> Vec<RefValue> {
     let r = cfg.rotary_dim;
     let half = r / 2;
     (0..n.len())
         .map(|i| {
             if i >= r {
-                return RefValue { value: n[i], magnitude: n[i].abs() };
+                return RefValue {
+                    value: n[i],
+                    magnitude: n[i].abs(),
+                };
             }
             // q·cos + rotate(q)·sin, with rotate_half = [-x2, x1] (NeoX) or the pairwise
             // [-x_{2i+1}, x_{2i}] (GPT-J), cos/sin repeated to the rotary width accordingly.
@@ -101,8 +171,12 @@ fn rotate(cfg: &RefConfig, n: &[f64], pos: i64, rotary: RefRotary<'_>) -> Vec<Re
             } else {
                 (i - half, i - half, 1.0)
             };
-            let (c, s) = cos_sin(rotary, r, pos, f);
-            RefValue { value: n[i] * c + sign * n[partner] * s, magnitude: (n[i] * c).abs() + (n[partner] * s).abs() }
+            let row = cfg.mrope_section.map_or(0, |sec| mrope_row(sec, f));
+            let (c, s) = cos_sin(rotary, r, pos[row], f);
+            RefValue {
+                value: n[i] * c + sign * n[partner] * s,
+                magnitude: (n[i] * c).abs() + (n[partner] * s).abs(),
+            }
         })
         .collect()
 }

@@ -18,6 +18,7 @@ pub mod block;
 pub mod convert;
 #[cfg(target_feature = "sm_90a")]
 pub mod hopper;
+pub mod kv_fp8;
 pub mod mem;
 pub mod soft;
 pub mod trig;
@@ -103,4 +104,19 @@ pub fn sqrt_rn(x: f32) -> f32 {
                          options(pure, nomem, nostack, preserves_flags));
     }
     out
+}
+
+/// `v`, unchanged, through an empty `asm` statement the compiler must keep where it is (it is not
+/// `pure`): a value that passes through it is not the same value to the optimizer before and
+/// after. Kernels holding packed 16-bit data in registers use it so that the widening to f32 is
+/// redone where it is needed instead of being hoisted or shared, which would keep the f32 copies
+/// (twice the registers) alive in between. Costs no instruction.
+#[inline(always)]
+pub fn opaque_u32x4(mut v: [u32; 4]) -> [u32; 4] {
+    // SAFETY: an empty instruction sequence on registers; it only pins the value's order.
+    unsafe {
+        core::arch::asm!("// {0} {1} {2} {3}", inout(reg32) v[0], inout(reg32) v[1], inout(reg32) v[2],
+                         inout(reg32) v[3], options(nomem, nostack, preserves_flags));
+    }
+    v
 }
