@@ -2,8 +2,9 @@
 //! `OUT_DIR` for `host/` to embed with `include_str!`.
 //!
 //! Two modules from the same source:
-//! - `sm_90a.ptx`: `-C target-cpu=sm_90a`, every kernel (Hopper-only ones use wgmma/TMA);
-//!   loads only on compute capability 9.0.
+//! - `sm_90a.ptx`: `-C target-cpu=sm_90a -C target-feature=+ptx83`, every kernel (Hopper-only
+//!   ones use wgmma/TMA, and the tensormap proxy fence of PTX ISA 8.3); loads only on compute
+//!   capability 9.0.
 //! - `sm_80.ptx`: `-C target-cpu=sm_80`, the portable module: kernels that need no Hopper
 //!   instruction, JIT-compiled by the driver for any GPU of compute capability 8.0 or newer.
 //!
@@ -14,7 +15,8 @@
 //! `llvm-bitcode-linker` rustup would need is not used).
 //!
 //! Environment:
-//! - `LOWP_PTX_DIR`: a directory holding prebuilt `sm_90a.ptx` and `sm_80.ptx`; nothing is compiled.
+//! - `LOWP_PTX_DIR`: a directory holding prebuilt `sm_90a.ptx` and `sm_80.ptx`; nothing is compiled
+//!   (the launch bounds below are still added).
 //! - `LOWP_KERNELS_CARGO`: the cargo to run (default: `cargo` from PATH, through rustup, which
 //!   picks the toolchain pinned in `kernels-gpu/rust-toolchain.toml`).
 
@@ -23,8 +25,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// (module name, `-C target-cpu`)
-const MODULES: [(&str, &str); 2] = [("sm_90a", "sm_90a"), ("sm_80", "sm_80")];
+/// (module name, `-C target-cpu`, `-C target-feature`: the PTX ISA version where the default
+/// of the target CPU is too old)
+const MODULES: [(&str, &str, &str); 2] = [("sm_90a", "sm_90a", "+ptx83"), ("sm_80", "sm_80", "")];
 
 /// Launch bounds (`.maxntid`) of kernels that need them: rustc has no attribute for PTX's
 /// `__launch_bounds__`, so they are written into the PTX after the kernel's parameter list. ptxas
@@ -44,18 +47,20 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LOWP_KERNELS_CARGO");
 
     if let Some(dir) = env::var_os("LOWP_PTX_DIR") {
-        for (name, _) in MODULES {
+        for (name, _, features) in MODULES {
             let src = Path::new(&dir).join(format!("{name}.ptx"));
             let ptx = fs::read_to_string(&src)
                 .unwrap_or_else(|e| panic!("LOWP_PTX_DIR: cannot read {}: {e}", src.display()));
             check_self_contained(name, &ptx);
+            check_ptx_version(name, &ptx, features).unwrap_or_else(|e| panic!("LOWP_PTX_DIR: {}: {e}", src.display()));
+            let ptx = add_launch_bounds(&ptx).unwrap_or_else(|e| panic!("LOWP_PTX_DIR: {}: {e}", src.display()));
             fs::write(out_dir.join(format!("{name}.ptx")), ptx).expect("write PTX into OUT_DIR");
         }
         return;
     }
     if env::var_os("DOCS_RS").is_some() {
         // docs.rs builds without network or nightly components: embed empty modules.
-        for (name, _) in MODULES {
+        for (name, _, _) in MODULES {
             fs::write(out_dir.join(format!("{name}.ptx")), "").expect("write PTX into OUT_DIR");
         }
         return;
@@ -64,10 +69,10 @@ fn main() {
     // Both modules build at once (each nested build is mostly one LTO thread).
     let handles: Vec<_> = MODULES
         .iter()
-        .map(|&(name, cpu)| {
+        .map(|&(name, cpu, features)| {
             let kernels = kernels.clone();
             let out_dir = out_dir.clone();
-            std::thread::spawn(move || build_module(&kernels, &out_dir, name, cpu))
+            std::thread::spawn(move || build_module(&kernels, &out_dir, name, cpu, features))
         })
         .collect();
     for h in handles {
@@ -78,16 +83,19 @@ fn main() {
     }
 }
 
-fn build_module(kernels: &Path, out_dir: &Path, name: &str, cpu: &str) -> Result<(), String> {
+fn build_module(kernels: &Path, out_dir: &Path, name: &str, cpu: &str, features: &str) -> Result<(), String> {
     let target_dir = out_dir.join("kernels-target").join(name);
     let ptx_path = out_dir.join(format!("{name}.ptx"));
-    let rustflags = [
+    let mut rustflags = vec![
         format!("-Ctarget-cpu={cpu}"),
         "-Clinker=/bin/true".to_string(),
         "-Zunstable-options".to_string(),
         "-Cpanic=immediate-abort".to_string(),
-    ]
-    .join("\x1f");
+    ];
+    if !features.is_empty() {
+        rustflags.push(format!("-Ctarget-feature={features}"));
+    }
+    let rustflags = rustflags.join("\x1f");
 
     let cargo = env::var("LOWP_KERNELS_CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut cmd = Command::new(&cargo);
@@ -128,6 +136,7 @@ fn build_module(kernels: &Path, out_dir: &Path, name: &str, cpu: &str) -> Result
     let ptx = fs::read_to_string(&ptx_path)
         .map_err(|e| format!("kernels-gpu built for {name} but left no PTX at {}: {e}", ptx_path.display()))?;
     check_self_contained(name, &ptx);
+    check_ptx_version(name, &ptx, features)?;
     let ptx = add_launch_bounds(&ptx)?;
     fs::write(&ptx_path, ptx).map_err(|e| format!("cannot write {}: {e}", ptx_path.display()))?;
     Ok(())
@@ -151,6 +160,23 @@ fn add_launch_bounds(ptx: &str) -> Result<String, String> {
     let mut out = lines.join("\n");
     out.push('\n');
     Ok(out)
+}
+
+/// Checks that the module declares at least the PTX ISA version `features` asks for (`+ptx83`:
+/// `.version 8.3`), which its instructions need (rustc passes the feature to LLVM silently).
+fn check_ptx_version(name: &str, ptx: &str, features: &str) -> Result<(), String> {
+    let Some(want) = features.split(',').find_map(|f| f.strip_prefix("+ptx")) else { return Ok(()) };
+    let want: u32 = want.parse().map_err(|_| format!("bad PTX feature {features}"))?;
+    let have = ptx
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(".version "))
+        .and_then(|v| v.trim().split_once('.'))
+        .and_then(|(ma, mi)| Some(ma.parse::<u32>().ok()? * 10 + mi.parse::<u32>().ok()?))
+        .ok_or_else(|| format!("PTX module {name} has no `.version`"))?;
+    if have < want {
+        return Err(format!("PTX module {name} declares .version {}.{}; it needs {}.{} or newer", have / 10, have % 10, want / 10, want % 10));
+    }
+    Ok(())
 }
 
 /// A module the driver can load on its own: no call to a function it does not define.

@@ -34,6 +34,9 @@ pub enum Error {
     InvalidValue { arg: &'static str, expected: &'static str, actual: String },
     /// Two arguments are the same memory where the kernel needs them distinct.
     Aliasing { arg: &'static str, other: &'static str },
+    /// The stream is capturing a CUDA graph and the operation would have to do what capture does
+    /// not allow (upload data the graph would re-read from host memory at every replay).
+    GraphCapture { op: &'static str, why: &'static str },
 }
 
 impl fmt::Display for Error {
@@ -60,6 +63,7 @@ impl fmt::Display for Error {
             }
             Error::InvalidValue { arg, expected, actual } => write!(f, "`{arg}`: expected {expected}, got {actual}"),
             Error::Aliasing { arg, other } => write!(f, "`{arg}` and `{other}` must not be the same memory"),
+            Error::GraphCapture { op, why } => write!(f, "{op} cannot be captured in a CUDA graph here: {why}"),
         }
     }
 }

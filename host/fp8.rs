@@ -350,7 +350,7 @@ pub(crate) fn gemm_plan(g: &GemmInput) -> Result<GemmParams> {
     let limit = i32::MAX as usize;
     for (arg, v) in [("a", m), ("b", n), ("a", k)] {
         if v > limit {
-            return Err(Error::Shape { arg, expected: format!("dimensions below 2^31"), actual: v.to_string() });
+            return Err(Error::Shape { arg, expected: "dimensions below 2^31".to_string(), actual: v.to_string() });
         }
     }
     // TMA: 16-byte aligned bases and row strides.
@@ -421,6 +421,10 @@ pub(crate) fn gemm_plan(g: &GemmInput) -> Result<GemmParams> {
 /// is the layout the kernel reads fastest); `sb [⌈N/128⌉, K/128]` (as [`quantize_per_block`]
 /// writes it); `d [M, N]` bf16 with an even row stride. Any M, N ≥ 1; K a multiple of 128.
 /// Asynchronous on `stream`. `Error::Unsupported` on GPUs other than compute capability 9.0.
+///
+/// Capturable in a CUDA graph once it ran outside capture with the same `a` and `b` (addresses,
+/// shapes, strides): that call writes their tensor maps to the device, where the captured launch
+/// finds them at every replay; under capture without it, `Error::GraphCapture`.
 #[allow(clippy::too_many_arguments)]
 pub fn blockwise_gemm<A, SA, B, SB, D>(
     lowp: &Lowp,
@@ -461,7 +465,7 @@ where
         return Ok(());
     }
     let tiles = (p.rows.div_ceil(GEMM_BLOCK_M) as u64) * (p.n.div_ceil(GEMM_BLOCK_N) as u64);
-    crate::grouped_gemm::launch_gemm(lowp, stream, f, p, (aa, ao.cols, ao.rows, ao.stride), (ba, bo.cols, bo.rows, bo.stride), tiles)
+    crate::grouped_gemm::launch_gemm(lowp, stream, "blockwise_gemm", f, p, (aa, ao.cols, ao.rows, ao.stride), (ba, bo.cols, bo.rows, bo.stride), tiles)
 }
 
 #[cfg(test)]

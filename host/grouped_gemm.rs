@@ -10,7 +10,9 @@
 //! W [E · N, K] (expert g's [N, K] rows at g · N), y [rows of x, N] bf16
 //! ```
 //! Group sizes are arbitrary (0, 1, not multiples of 128). Offsets are read on the device: no
-//! host sync, capturable in a CUDA graph. Offsets that decrease or pass the row count (counts
+//! host sync, capturable in a CUDA graph (after one call outside capture with the same `x` and
+//! `w`, which writes their tensor maps to the device; otherwise [`Error::GraphCapture`]; see
+//! `docs/kernels/fp8_gemm.md`). Offsets that decrease or pass the row count (counts
 //! outside `[0, max_m]`) are clamped and set [`GEMM_ERR_GROUP_BOUNDS`] in the optional
 //! [`ErrorFlag`]; nothing is ever read or written out of bounds. See `docs/kernels/grouped_gemm.md`.
 
@@ -26,6 +28,7 @@ use crate::error::{CudaResultExt, Error, Result};
 use crate::flag::ErrorFlag;
 use crate::fp8::ScaleLayout;
 use crate::tensor::Tensor;
+use crate::tma::Map2d;
 
 crate::abi::device_repr!(GemmParams);
 
@@ -45,11 +48,13 @@ pub enum GroupLayout<'a> {
 /// A row-major operand: (address, bytes per row used, rows, row stride in bytes).
 pub(crate) type ByteMatrix = (u64, usize, usize, usize);
 
-/// Encodes the tensor maps of A and B, uploads them, and launches `f` persistently (one CTA per
-/// SM at most, `tiles` an upper bound of the output tiles).
+/// Finds (or writes, outside capture) the tensor maps of A and B in the handle's map cache and
+/// launches `f` persistently (one CTA per SM at most, `tiles` an upper bound of the output tiles).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn launch_gemm(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
+    op: &'static str,
     f: &CudaFunction,
     mut p: GemmParams,
     a: ByteMatrix,
@@ -57,16 +62,18 @@ pub(crate) fn launch_gemm(
     tiles: u64,
 ) -> Result<()> {
     let (bk, bm, bn) = (GEMM_BLOCK_K, GEMM_BLOCK_M, GEMM_BLOCK_N);
-    let map_a = crate::tma::encode_2d_u8_sw128("a", a.0, a.1 as u64, a.2 as u64, a.3 as u64, bk, bm)?;
-    let map_b = crate::tma::encode_2d_u8_sw128("b", b.0, b.1 as u64, b.2 as u64, b.3 as u64, bk, bn)?;
-    let mut maps = [0u8; 256];
-    maps[..128].copy_from_slice(&map_a);
-    maps[128..].copy_from_slice(&map_b);
-    // The maps travel in a small device buffer (cudarc allocations are 256-byte aligned; the TMA
-    // unit needs 64), freed in stream order after the kernel.
-    let maps_dev = stream.clone_htod(&maps).op("cuMemcpyHtoDAsync")?;
-    let (maps_addr, _g) = maps_dev.device_ptr(stream);
-    p.tensor_maps = maps_addr;
+    let map = |arg, m: ByteMatrix, box_rows| Map2d {
+        arg,
+        addr: m.0,
+        inner: m.1 as u64,
+        rows: m.2 as u64,
+        stride: m.3 as u64,
+        box_inner: bk,
+        box_rows,
+    };
+    // Device memory that stays as it is for the context's life: a captured launch reads the same
+    // maps at every replay (see `crate::tma`).
+    p.tensor_maps = crate::tma::device_maps(lowp, stream, op, map("a", a, bm), map("b", b, bn))?;
     let cfg = LaunchConfig {
         grid_dim: (tiles.clamp(1, lowp.sm_count() as u64) as u32, 1, 1),
         block_dim: (GEMM_THREADS, 1, 1),
@@ -238,7 +245,7 @@ where
     let e = 2;
     let a = (xa, x.cols() * e, x.rows(), x.row_stride() * e);
     let b = (wa, w.cols() * e, w.rows(), w.row_stride() * e);
-    launch_gemm(lowp, stream, f, p, a, b, tile_bound(x.rows(), experts, n, max_m))
+    launch_gemm(lowp, stream, "bf16_grouped_gemm", f, p, a, b, tile_bound(x.rows(), experts, n, max_m))
 }
 
 /// The grouped blockwise FP8 GEMM: per expert g,
@@ -320,7 +327,7 @@ where
     }
     let a = (xa, k, rows, x.row_stride());
     let b = (wa, k, w.rows(), w.row_stride());
-    launch_gemm(lowp, stream, f, p, a, b, tile_bound(rows, experts, n, max_m))
+    launch_gemm(lowp, stream, "fp8_grouped_gemm", f, p, a, b, tile_bound(rows, experts, n, max_m))
 }
 
 #[cfg(test)]

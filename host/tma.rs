@@ -1,8 +1,32 @@
-//! Tensor maps for the tensor memory accelerator (TMA): `cuTensorMapEncodeTiled` through cudarc.
+//! Tensor maps for the tensor memory accelerator (TMA): `cuTensorMapEncodeTiled` through cudarc,
+//! and the device-resident cache the GEMMs read their maps from.
+//!
+//! # The map cache
+//!
+//! A kernel reads its tensor maps from global memory, so they must be in device memory before it
+//! runs. Writing them on every call (an asynchronous copy from a host array) does not survive
+//! CUDA-graph capture: the copy is captured as a memcpy node that reads the host array again at
+//! every replay, long after the array is gone. Instead, each encoded pair of maps is written once
+//! into device memory, outside any capture, and kept: later calls with the same operands (the
+//! same addresses, shapes and strides) reuse it, so a captured launch refers to bytes that never
+//! change. A call that needs a pair not yet written, on a stream that is capturing, fails with
+//! [`Error::GraphCapture`] (run the operation once before capturing it, as graph warm-up does).
+//!
+//! The cache is process-wide, keyed by CUDA context (the `Lowp` handle's), holding only a weak
+//! reference to it: the memory (256 bytes per distinct pair of operands, in 16 KiB slabs) is never
+//! freed by lowp, since a captured graph may still read it, and goes with the context. A pair is
+//! written on the stream of the call that first needs it; a call on another stream waits for that
+//! upload (an event), under capture by blocking the host until the upload is done, since a
+//! captured stream cannot wait on work outside the capture.
 
-use cudarc::driver::sys;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 
-use crate::error::{Error, Result};
+use cudarc::driver::sys::{self, CUstreamCaptureMode, CUstreamCaptureStatus};
+use cudarc::driver::{CudaContext, CudaStream, result};
+
+use crate::context::Lowp;
+use crate::error::{CudaResultExt, Error, Result};
 
 /// An encoded `CUtensorMap` (128 opaque bytes; the kernels read it from global memory).
 pub(crate) type TensorMapBytes = [u8; 128];
@@ -47,4 +71,141 @@ pub(crate) fn encode_2d_u8_sw128(arg: &'static str, addr: u64, inner: u64, rows:
         bytes[8 * i..8 * i + 8].copy_from_slice(&w.to_le_bytes());
     }
     Ok(bytes)
+}
+
+/// A 2-D byte matrix as a tensor map sees it (the arguments of [`encode_2d_u8_sw128`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Map2d {
+    pub arg: &'static str,
+    pub addr: u64,
+    /// Bytes per row, rows, row stride in bytes.
+    pub inner: u64,
+    pub rows: u64,
+    pub stride: u64,
+    pub box_inner: u32,
+    pub box_rows: u32,
+}
+
+impl Map2d {
+    fn encode(&self) -> Result<TensorMapBytes> {
+        encode_2d_u8_sw128(self.arg, self.addr, self.inner, self.rows, self.stride, self.box_inner, self.box_rows)
+    }
+}
+
+/// Bytes of device memory allocated at a time for map pairs.
+const SLAB_BYTES: usize = 16 << 10;
+/// One pair of maps (A at +0, B at +128); a multiple of the 64-byte alignment TMA needs.
+const PAIR_BYTES: usize = 256;
+
+/// An event recorded after an upload, until the upload is known to be complete. The handle is
+/// only used while its context is alive (its cache entry is dropped with the context).
+struct Upload(sys::CUevent);
+
+// SAFETY: a CUDA event handle may be used from any thread; the cache's mutex serializes its use.
+unsafe impl Send for Upload {}
+
+struct Pair {
+    addr: u64,
+    upload: Option<Upload>,
+}
+
+/// The cache of one context.
+struct ContextMaps {
+    ctx: Weak<CudaContext>,
+    pairs: HashMap<[Map2d; 2], Pair>,
+    /// The unused part of the newest slab: (address, bytes).
+    spare: (u64, usize),
+}
+
+static CACHE: Mutex<Vec<ContextMaps>> = Mutex::new(Vec::new());
+
+/// Runs `f` with this thread's capture interaction mode relaxed: event queries and waits are
+/// then allowed while any stream captures (they concern work outside the capture).
+fn relaxed<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let mut mode = CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED;
+    // SAFETY: a valid in/out slot.
+    unsafe { sys::cuThreadExchangeStreamCaptureMode(&mut mode) }.result().op("cuThreadExchangeStreamCaptureMode")?;
+    let r = f();
+    // SAFETY: as above; restores the previous mode.
+    unsafe { sys::cuThreadExchangeStreamCaptureMode(&mut mode) }.result().op("cuThreadExchangeStreamCaptureMode")?;
+    r
+}
+
+/// Orders `stream` after `upload`: nothing if it is complete, else a stream wait or, under
+/// capture, a host wait. Returns whether it may still be pending (for other streams); once it is
+/// known complete, the event is destroyed.
+fn settle(upload: &Upload, stream: &CudaStream, capturing: bool) -> Result<bool> {
+    relaxed(|| {
+        // SAFETY: a live event of the current context (see `Upload`).
+        let done = match unsafe { result::event::query(upload.0) } {
+            Ok(()) => true,
+            Err(e) if e.0 == sys::cudaError_enum::CUDA_ERROR_NOT_READY => false,
+            Err(e) => return Err(Error::Cuda { op: "cuEventQuery", source: e }),
+        };
+        if !done && !capturing {
+            // SAFETY: a live stream and event of the current context.
+            unsafe { result::stream::wait_event(stream.cu_stream(), upload.0, sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT) }
+                .op("cuStreamWaitEvent")?;
+            return Ok(true);
+        }
+        if !done {
+            // SAFETY: as above.
+            unsafe { result::event::synchronize(upload.0) }.op("cuEventSynchronize")?;
+        }
+        // SAFETY: as above; the caller drops `upload` on `false`.
+        unsafe { result::event::destroy(upload.0) }.op("cuEventDestroy")?;
+        Ok(false)
+    })
+}
+
+/// The device address of the tensor maps of `a` and `b` (A's 128 bytes, then B's), written once
+/// per context and kept (see the module's documentation); `op` names the operation for
+/// [`Error::GraphCapture`].
+pub(crate) fn device_maps(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static str, a: Map2d, b: Map2d) -> Result<u64> {
+    let ctx = lowp.context();
+    ctx.bind_to_thread().op("cuCtxSetCurrent")?;
+    let capturing = stream.capture_status().op("cuStreamIsCapturing")? != CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE;
+    let key = [a, b];
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    cache.retain(|c| c.ctx.strong_count() > 0);
+    let at = match cache.iter().position(|c| std::ptr::eq(c.ctx.as_ptr(), Arc::as_ptr(ctx))) {
+        Some(i) => i,
+        None => {
+            cache.push(ContextMaps { ctx: Arc::downgrade(ctx), pairs: HashMap::new(), spare: (0, 0) });
+            cache.len() - 1
+        }
+    };
+    let maps = &mut cache[at];
+    if let Some(pair) = maps.pairs.get_mut(&key) {
+        if let Some(upload) = &pair.upload {
+            if !settle(upload, stream, capturing)? {
+                pair.upload = None;
+            }
+        }
+        return Ok(pair.addr);
+    }
+    if capturing {
+        return Err(Error::GraphCapture {
+            op,
+            why: "its tensor maps for these operands (addresses, shapes, strides) are not on the device yet; run it once outside capture first",
+        });
+    }
+    let mut bytes = [0u8; PAIR_BYTES];
+    bytes[..128].copy_from_slice(&a.encode()?);
+    bytes[128..].copy_from_slice(&b.encode()?);
+    if maps.spare.1 < PAIR_BYTES {
+        // SAFETY: the slab is only ever written by the uploads below before it is read.
+        let slab = unsafe { stream.alloc::<u8>(SLAB_BYTES) }.op("cuMemAllocAsync")?;
+        maps.spare = (slab.leak(), SLAB_BYTES);
+    }
+    let addr = maps.spare.0;
+    maps.spare = (addr + PAIR_BYTES as u64, maps.spare.1 - PAIR_BYTES);
+    // The copy from pageable memory is staged before the call returns, so `bytes` may go.
+    // SAFETY: `addr` has PAIR_BYTES bytes of this context's memory; `stream` is live.
+    unsafe { result::memcpy_htod_async(addr, &bytes[..], stream.cu_stream()) }.op("cuMemcpyHtoDAsync")?;
+    let event = result::event::create(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING).op("cuEventCreate")?;
+    // SAFETY: a live event and stream of the current context.
+    unsafe { result::event::record(event, stream.cu_stream()) }.op("cuEventRecord")?;
+    maps.pairs.insert(key, Pair { addr, upload: Some(Upload(event)) });
+    Ok(addr)
 }

@@ -11,7 +11,7 @@
 //! Frobenius error of about 1.6e-3, over 2e-3 on a few hundred elements. The distance to the
 //! reference rounded to bf16 does not work either: the kernel's f32 result (each k-block summed
 //! in the tensor core, on a GPU with fewer bits than f32 for FP8 operands, then promoted,
-//! `fin += acc · sa · sb` in k-block order) falls on the other side of a bf16 rounding midpoint
+//! `fin = fma(acc, sa · sb, fin)` in k-block order) falls on the other side of a bf16 rounding midpoint
 //! for a few elements in 10^5, and one such element costs a whole bf16 unit: up to 1.7e-3 on a
 //! single row of 128. Beyond the half unit only the f32 error of those elements remains: far
 //! below the bound for f32 or the tensor core's FP8 accumulation, about δ for results off by a
@@ -24,10 +24,18 @@
 //! flipping), more tiles than SMs (the persistent loop's later turns), both scale layouts and
 //! power-of-two (UE8M0) scales. The grid is `min(tiles, SM count)`: CI runs these tests again with
 //! `LOWP_SIM_SMS=1` (one CTA walks every tile) and `LOWP_SIM_SMS=3` (tiles spread unevenly).
+//!
+//! CUDA graphs: a captured GEMM replayed after its operands were rewritten in place and after
+//! other GEMMs ran in between, and the `Error::GraphCapture` refusal of operands whose tensor maps
+//! were never written outside capture (the simulator records captured work as the driver does:
+//! `sim/src/capi.rs`).
 
 mod common;
 
+use std::sync::Arc;
+
 use half::bf16;
+use lowp::cudarc::driver::{CudaStream, sys::CUstreamCaptureMode};
 use lowp::fp8::{self, ScaleLayout};
 use lowp::reference::fp8 as reff;
 use lowp::{F8E4M3, Tensor};
@@ -107,50 +115,110 @@ fn excess_bound(lowp: &lowp::Lowp) -> f64 {
     common::gemm_bound(lowp)
 }
 
-fn gemm_case(lowp: &lowp::Lowp, rng: &mut Rng, m: usize, n: usize, k: usize, layout_m_major: bool, scales: Scales) {
-    let stream = lowp.new_stream().expect("stream");
-    let g = k / 128;
-    let a: Vec<u8> = (0..m * k).map(|_| code(rng)).collect();
-    let b: Vec<u8> = (0..n * k).map(|_| code(rng)).collect();
-    let sa_rm: Vec<f32> = (0..m * g).map(|_| scales.draw(rng)).collect();
-    let sb: Vec<f32> = (0..n.div_ceil(128) * g).map(|_| scales.draw(rng)).collect();
-    let (layout, sa_dev_host) = if layout_m_major {
-        let ld = fp8::m_major_ld(m);
-        let mut v = vec![0f32; ld * g];
-        for r in 0..m {
-            for c in 0..g {
-                v[c * ld + r] = sa_rm[r * g + c];
+/// One GEMM's operands: host values and device buffers (redrawn in place by `redraw`).
+struct Problem {
+    m: usize,
+    n: usize,
+    k: usize,
+    layout: ScaleLayout,
+    scales: Scales,
+    a: Vec<u8>,
+    b: Vec<u8>,
+    /// Row-major `[m, k/128]` whatever `layout` is.
+    sa_rm: Vec<f32>,
+    sb: Vec<f32>,
+    a_d: Tensor<F8E4M3>,
+    b_d: Tensor<F8E4M3>,
+    sa_d: lowp::cudarc::driver::CudaSlice<f32>,
+    sb_d: Tensor<f32>,
+    d: Tensor<bf16>,
+}
+
+impl Problem {
+    fn new(stream: &Arc<CudaStream>, rng: &mut Rng, m: usize, n: usize, k: usize, m_major: bool, scales: Scales) -> Problem {
+        let g = k / 128;
+        let layout = if m_major { ScaleLayout::MMajor { ld: fp8::m_major_ld(m) } } else { ScaleLayout::RowMajor };
+        let sa_len = if m_major { fp8::m_major_ld(m) * g } else { m * g };
+        let mut p = Problem {
+            m,
+            n,
+            k,
+            layout,
+            scales,
+            a: Vec::new(),
+            b: Vec::new(),
+            sa_rm: Vec::new(),
+            sb: Vec::new(),
+            a_d: Tensor::zeros(stream, m, k).expect("a"),
+            b_d: Tensor::zeros(stream, n, k).expect("b"),
+            sa_d: stream.alloc_zeros::<f32>(sa_len).expect("sa"),
+            sb_d: Tensor::zeros(stream, n.div_ceil(128), g).expect("sb"),
+            d: Tensor::zeros(stream, m, n).expect("d"),
+        };
+        p.redraw(stream, rng);
+        p
+    }
+
+    /// New random operands in the same device buffers, and a poisoned output.
+    fn redraw(&mut self, stream: &Arc<CudaStream>, rng: &mut Rng) {
+        let (m, n, k, g) = (self.m, self.n, self.k, self.k / 128);
+        self.a = (0..m * k).map(|_| code(rng)).collect();
+        self.b = (0..n * k).map(|_| code(rng)).collect();
+        self.sa_rm = (0..m * g).map(|_| self.scales.draw(rng)).collect();
+        self.sb = (0..n.div_ceil(128) * g).map(|_| self.scales.draw(rng)).collect();
+        let sa_dev = match self.layout {
+            ScaleLayout::MMajor { ld } => {
+                let mut v = vec![0f32; ld * g];
+                for r in 0..m {
+                    for c in 0..g {
+                        v[c * ld + r] = self.sa_rm[r * g + c];
+                    }
+                }
+                v
+            }
+            ScaleLayout::RowMajor => self.sa_rm.clone(),
+        };
+        let to8 = |v: &[u8]| v.iter().map(|&c| F8E4M3(c)).collect::<Vec<_>>();
+        stream.memcpy_htod(&to8(&self.a), self.a_d.buffer_mut()).expect("a");
+        stream.memcpy_htod(&to8(&self.b), self.b_d.buffer_mut()).expect("b");
+        stream.memcpy_htod(&sa_dev, &mut self.sa_d).expect("sa");
+        stream.memcpy_htod(&self.sb, self.sb_d.buffer_mut()).expect("sb");
+        stream.memcpy_htod(&vec![bf16::from_bits(common::POISON16); m * n], self.d.buffer_mut()).expect("d");
+    }
+
+    fn run(&mut self, lowp: &lowp::Lowp, stream: &Arc<CudaStream>) -> lowp::Result<()> {
+        fp8::blockwise_gemm(lowp, stream, &self.a_d, &self.sa_d, self.layout, &self.b_d, &self.sb_d, &mut self.d)
+    }
+
+    /// Checks `d` against the float64 reference (see the module's bounds).
+    fn check(&self, lowp: &lowp::Lowp, stream: &Arc<CudaStream>, rng: &mut Rng, context: &str) {
+        let (m, n, k, g) = (self.m, self.n, self.k, self.k / 128);
+        let got = self.d.to_host(stream).expect("d back");
+        let rows: Vec<usize> = if m <= 16 { (0..m).collect() } else { let mut r: Vec<usize> = (0..12).map(|_| rng.below(m as u64) as usize).collect(); r.extend([0, m - 1]); r };
+        let m_major = matches!(self.layout, ScaleLayout::MMajor { .. });
+        let what = format!("{context}m {m} n {n} k {k} {} scales {:?}", if m_major { "M-major" } else { "row-major" }, self.scales);
+        let (mut err2, mut ref2) = (0.0f64, 0.0f64);
+        for &r in &rows {
+            let want = reff::gemm_row(&self.a, r, |mm, gg| self.sa_rm[mm * g + gg], &self.b, &self.sb, n, k);
+            let row_max = want.iter().fold(0.0f64, |x, v| x.max(v.abs()));
+            for j in 0..n {
+                let v = got[r * n + j].to_f64();
+                assert!(!v.is_nan(), "{what}: d[{r}, {j}] not written");
+                assert!((v - want[j]).abs() <= 0.01 * row_max, "{what}: d[{r}, {j}] = {v}, reference {} (row max {row_max})", want[j]);
+                err2 += excess_over_rounding(v, want[j]).powi(2);
+                ref2 += want[j] * want[j];
             }
         }
-        (ScaleLayout::MMajor { ld }, v)
-    } else {
-        (ScaleLayout::RowMajor, sa_rm.clone())
-    };
-    let to8 = |v: &[u8]| v.iter().map(|&c| F8E4M3(c)).collect::<Vec<_>>();
-    let a_d = Tensor::from_host(&stream, &to8(&a), m, k).expect("a");
-    let b_d = Tensor::from_host(&stream, &to8(&b), n, k).expect("b");
-    let sa_d = stream.clone_htod(&sa_dev_host).expect("sa");
-    let sb_d = Tensor::from_host(&stream, &sb, n.div_ceil(128), g).expect("sb");
-    let mut d = Tensor::from_host(&stream, &vec![bf16::from_bits(common::POISON16); m * n], m, n).expect("d");
-    fp8::blockwise_gemm(lowp, &stream, &a_d, &sa_d, layout, &b_d, &sb_d, &mut d).expect("gemm");
-    let got = d.to_host(&stream).expect("d back");
-
-    let rows: Vec<usize> = if m <= 16 { (0..m).collect() } else { let mut r: Vec<usize> = (0..12).map(|_| rng.below(m as u64) as usize).collect(); r.extend([0, m - 1]); r };
-    let what = format!("m {m} n {n} k {k} {} scales {scales:?}", if layout_m_major { "M-major" } else { "row-major" });
-    let (mut err2, mut ref2) = (0.0f64, 0.0f64);
-    for &r in &rows {
-        let want = reff::gemm_row(&a, r, |mm, gg| sa_rm[mm * g + gg], &b, &sb, n, k);
-        let row_max = want.iter().fold(0.0f64, |x, v| x.max(v.abs()));
-        for j in 0..n {
-            let v = got[r * n + j].to_f64();
-            assert!(!v.is_nan(), "{what}: d[{r}, {j}] not written");
-            assert!((v - want[j]).abs() <= 0.01 * row_max, "{what}: d[{r}, {j}] = {v}, reference {} (row max {row_max})", want[j]);
-            err2 += excess_over_rounding(v, want[j]).powi(2);
-            ref2 += want[j] * want[j];
-        }
+        let (rel, bound) = ((err2 / ref2).sqrt(), excess_bound(lowp));
+        assert!(rel <= bound, "{what}: relative Frobenius error beyond the bf16 rounding {rel:e} (bound {bound:e})");
     }
-    let (rel, bound) = ((err2 / ref2).sqrt(), excess_bound(lowp));
-    assert!(rel <= bound, "{what}: relative Frobenius error beyond the bf16 rounding {rel:e} (bound {bound:e})");
+}
+
+fn gemm_case(lowp: &lowp::Lowp, rng: &mut Rng, m: usize, n: usize, k: usize, layout_m_major: bool, scales: Scales) {
+    let stream = lowp.new_stream().expect("stream");
+    let mut p = Problem::new(&stream, rng, m, n, k, layout_m_major, scales);
+    p.run(lowp, &stream).expect("gemm");
+    p.check(lowp, &stream, rng, "");
 }
 
 #[test]
@@ -268,4 +336,66 @@ fn blockwise_gemm_permutation_probe() {
         }
     }
     assert!(wrong.is_empty(), "permutation probe failed:\n{}", wrong.join("\n"));
+}
+
+/// A GEMM captured in a CUDA graph computes the operands' contents at each replay: replayed after
+/// the operands were rewritten in place (same addresses) and after another GEMM ran in between
+/// (whose tensor maps must not take the captured one's place).
+#[test]
+fn blockwise_gemm_replays_in_a_cuda_graph() {
+    let test = "blockwise_gemm_replays_in_a_cuda_graph";
+    let lowp = common::gpu(test);
+    if !common::hopper_gemm(test, &lowp) {
+        return;
+    }
+    let mut rng = Rng::fresh(test);
+    let stream = lowp.new_stream().expect("stream");
+    let mut p = Problem::new(&stream, &mut rng, 70, 136, 256, true, Scales::Float);
+    let mut other = Problem::new(&stream, &mut rng, 33, 200, 384, false, Scales::Ue8m0);
+    // Once outside capture: a GEMM's tensor maps are written to the device then, never under capture.
+    p.run(&lowp, &stream).expect("gemm before capture");
+    p.check(&lowp, &stream, &mut rng, "before capture: ");
+    stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).expect("begin capture");
+    let captured = p.run(&lowp, &stream);
+    let graph = stream.end_capture(lowp::cudarc::driver::sys::CUgraphInstantiate_flags(0)).expect("end capture").expect("a graph");
+    captured.expect("gemm under capture");
+    for replay in 0..3 {
+        p.redraw(&stream, &mut rng);
+        graph.launch().expect("graph replay");
+        p.check(&lowp, &stream, &mut rng, &format!("replay {replay}: "));
+        other.redraw(&stream, &mut rng);
+        other.run(&lowp, &stream).expect("gemm between replays");
+        other.check(&lowp, &stream, &mut rng, &format!("between replays {replay}: "));
+    }
+}
+
+/// Under capture, a GEMM whose tensor maps are not on the device yet (operands never used outside
+/// capture) is refused with `Error::GraphCapture` before anything is enqueued: the capture stays
+/// valid, and what was captured replays.
+#[test]
+fn blockwise_gemm_refuses_uncached_maps_under_capture() {
+    let test = "blockwise_gemm_refuses_uncached_maps_under_capture";
+    let lowp = common::gpu(test);
+    if !common::hopper_gemm(test, &lowp) {
+        return;
+    }
+    let mut rng = Rng::fresh(test);
+    let stream = lowp.new_stream().expect("stream");
+    let mut seen = Problem::new(&stream, &mut rng, 16, 128, 128, false, Scales::Float);
+    let mut unseen = Problem::new(&stream, &mut rng, 16, 128, 128, false, Scales::Float);
+    seen.run(&lowp, &stream).expect("gemm before capture");
+    stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).expect("begin capture");
+    let refused = unseen.run(&lowp, &stream);
+    let captured = seen.run(&lowp, &stream);
+    let graph = stream.end_capture(lowp::cudarc::driver::sys::CUgraphInstantiate_flags(0)).expect("end capture").expect("a graph");
+    let e = refused.expect_err("maps not on the device");
+    assert!(matches!(e, lowp::Error::GraphCapture { op: "blockwise_gemm", .. }), "{e}");
+    assert!(e.to_string().contains("outside capture"), "{e}");
+    captured.expect("gemm under capture");
+    seen.redraw(&stream, &mut rng);
+    graph.launch().expect("graph replay");
+    seen.check(&lowp, &stream, &mut rng, "replay: ");
+    // Once run outside capture, the other operands are capturable too.
+    unseen.run(&lowp, &stream).expect("gemm outside capture");
+    unseen.check(&lowp, &stream, &mut rng, "outside capture: ");
 }

@@ -16,6 +16,7 @@
 mod common;
 
 use half::bf16;
+use lowp::cudarc::driver::sys::CUstreamCaptureMode;
 use lowp::fp8::ScaleLayout;
 use lowp::grouped_gemm::{self as gg, GroupLayout};
 use lowp::reference::convert::e4m3fn_to_f32;
@@ -291,5 +292,67 @@ fn grouped_gemm_clamps_and_flags_bad_offsets() {
         let written = (r as i32) < counts[g].clamp(0, max_m as i32);
         let want = if written { bf16::from_f32(k as f32).to_bits() } else { common::POISON16 };
         assert_eq!(v.to_bits(), want, "counts {counts:?}: y[{}, {}] = {v}", i / n, i % n);
+    }
+}
+
+/// A grouped GEMM captured in a CUDA graph reads its operands and its group table on the device at
+/// every replay: replayed after x, W and the offsets were rewritten in place (other group sizes),
+/// and after other grouped GEMMs (other operands, other shapes) ran in between. A call under
+/// capture whose operands never ran outside it is refused before anything is enqueued.
+#[test]
+fn bf16_grouped_gemm_replays_in_a_cuda_graph() {
+    let test = "bf16_grouped_gemm_replays_in_a_cuda_graph";
+    let lowp = common::gpu(test);
+    if !common::hopper_gemm(test, &lowp) {
+        return;
+    }
+    let mut rng = Rng::fresh(test);
+    let stream = lowp.new_stream().expect("stream");
+    let (experts, total, n, k) = (6, 200, 136, 192);
+    let mut x_d = Tensor::<bf16>::zeros(&stream, total, k).expect("x");
+    let mut w_d = Tensor::<bf16>::zeros(&stream, experts * n, k).expect("w");
+    let mut y = Tensor::<bf16>::zeros(&stream, total, n).expect("y");
+    let mut ends_d = stream.alloc_zeros::<i32>(experts).expect("ends");
+    // Writes new operands and group sizes in place; returns what to compare against.
+    let redraw = |rng: &mut Rng, x_d: &mut Tensor<bf16>, w_d: &mut Tensor<bf16>, y: &mut Tensor<bf16>, ends_d: &mut lowp::cudarc::driver::CudaSlice<i32>| {
+        let x: Vec<bf16> = (0..total * k).map(|_| bf16::from_f64(rng.normal())).collect();
+        let w: Vec<bf16> = (0..experts * n * k).map(|_| bf16::from_f64(rng.normal() * 0.05)).collect();
+        let (table, spans) = group_table(&sizes(rng, experts, total), None);
+        stream.memcpy_htod(&x, x_d.buffer_mut()).expect("x");
+        stream.memcpy_htod(&w, w_d.buffer_mut()).expect("w");
+        stream.memcpy_htod(&table, ends_d).expect("ends");
+        stream.memcpy_htod(&vec![bf16::from_bits(common::POISON16); total * n], y.buffer_mut()).expect("y");
+        let checked = rows_to_check(&spans);
+        let xf = |r: usize, c: usize| x[r * k + c].to_f64();
+        let wf = |r: usize, c: usize| w[r * k + c].to_f64();
+        let want: Vec<Vec<f64>> = checked.iter().map(|&(r, g)| ref_row(&xf, &wf, r, g, n, k)).collect();
+        (want, checked.iter().map(|&(r, _)| r).collect::<Vec<usize>>())
+    };
+    let (want, rows) = redraw(&mut rng, &mut x_d, &mut w_d, &mut y, &mut ends_d);
+    let gemm = |x_d: &Tensor<bf16>, w_d: &Tensor<bf16>, y: &mut Tensor<bf16>, ends_d: &lowp::cudarc::driver::CudaSlice<i32>| {
+        gg::bf16_grouped_gemm(&lowp, &stream, x_d, w_d, n, &GroupLayout::Contiguous { ends: ends_d.as_view() }, y, None)
+    };
+    gemm(&x_d, &w_d, &mut y, &ends_d).expect("grouped gemm before capture");
+    check(&lowp, "before capture", &y.to_host(&stream).expect("y back"), &want, &rows, n);
+
+    let (other_x, other_w) = (Tensor::<bf16>::zeros(&stream, 64, k).expect("x"), Tensor::<bf16>::zeros(&stream, experts * n, k).expect("w"));
+    let mut other_y = Tensor::<bf16>::zeros(&stream, 64, n).expect("y");
+    let other_ends = stream.clone_htod(&[10i32, 20, 30, 40, 50, 64]).expect("ends");
+    stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).expect("begin capture");
+    let captured = gemm(&x_d, &w_d, &mut y, &ends_d);
+    let refused = gemm(&other_x, &other_w, &mut other_y, &other_ends);
+    let graph = stream.end_capture(lowp::cudarc::driver::sys::CUgraphInstantiate_flags(0)).expect("end capture").expect("a graph");
+    captured.expect("grouped gemm under capture");
+    let e = refused.expect_err("operands never seen outside capture");
+    assert!(matches!(e, lowp::Error::GraphCapture { op: "bf16_grouped_gemm", .. }), "{e}");
+
+    for replay in 0..3 {
+        let (want, rows) = redraw(&mut rng, &mut x_d, &mut w_d, &mut y, &mut ends_d);
+        graph.launch().expect("graph replay");
+        check(&lowp, &format!("replay {replay}"), &y.to_host(&stream).expect("y back"), &want, &rows, n);
+        // Another grouped GEMM between replays (its maps written now, outside capture).
+        gemm(&other_x, &other_w, &mut other_y, &other_ends).expect("grouped gemm between replays");
+        let zeros = other_y.to_host(&stream).expect("other y back");
+        assert!(zeros.iter().all(|v| v.to_f32() == 0.0), "between replays {replay}: zero operands give zeros");
     }
 }

@@ -15,14 +15,18 @@
 //!   for each k-block kb (128 bytes of K: 128 FP8 or 64 bf16 elements):
 //!     producer: wait empty[s] (phase ^ 1); expect 32 KiB on full[s]; TMA A(kb, m0), B(kb, g·N + n0)
 //!     math:     wait full[s] (phase); 4 × wgmma (k32 FP8 / k16 bf16: 32 bytes of K each) into acc;
-//!               wait; arrive empty[s];  FP8: final += acc · sa(m, kb) · sb_g(n0/128, kb)
+//!               wait; arrive empty[s];  FP8: final = fma(acc, sa(m, kb) · sb_g(n0/128, kb), final)
 //!   math: round to bf16 and store (rows outside the group and columns ≥ N masked)
 //! ```
 //! FP8 wgmma accumulates with reduced precision inside the tensor core, so each k-block's
-//! product is promoted into an f32 accumulator with its scales (DeepSeek-V3's recipe); bf16
-//! accumulates in the wgmma accumulator itself.
+//! product is promoted into an f32 accumulator with its scales (DeepSeek-V3's recipe): the scale
+//! product `sa · sb` rounded to f32, then one fused multiply-add per k-block (`fma.rn.f32`: the
+//! block's contribution is not rounded before it is added); bf16 accumulates in the wgmma
+//! accumulator itself.
 //!
 //! NOT YET RUN ON A GPU: written without one; see `docs/kernels/fp8_gemm.md`.
+
+use core::f32::math::mul_add;
 
 use crate::abi::{
     GEMM_BLOCK_K as BK, GEMM_BLOCK_M as BM, GEMM_BLOCK_N as BN, GEMM_ERR_GROUP_BOUNDS, GEMM_STAGES as STAGES,
@@ -30,8 +34,8 @@ use crate::abi::{
 };
 use crate::prim::convert::f32x2_to_bf16x2;
 use crate::prim::hopper::{
-    fence_mbarrier_init, fence_operands, mbarrier_arrive, mbarrier_arrive_expect_tx, mbarrier_init, mbarrier_wait,
-    prefetch_tensormap, setmaxnreg_dec, setmaxnreg_inc, smem_addr, smem_desc_k_major_sw128, tma_load_2d,
+    fence_mbarrier_init, fence_operands, fence_tensormap_acquire, mbarrier_arrive, mbarrier_arrive_expect_tx, mbarrier_init,
+    mbarrier_wait, prefetch_tensormap, setmaxnreg_dec, setmaxnreg_inc, smem_addr, smem_desc_k_major_sw128, tma_load_2d,
     wgmma_commit, wgmma_fence, wgmma_m64n128k16_bf16, wgmma_m64n128k32_e4m3, wgmma_wait,
 };
 use crate::prim::mem::raise_flag;
@@ -187,9 +191,13 @@ unsafe fn gemm<const FP8: bool>(p: &GemmParams) {
                 mbarrier_init(sm.empty(s), EMPTY_ARRIVALS);
             }
         }
-        // SAFETY: publishes the inits; the maps are valid global memory (host contract).
+        // SAFETY: publishes the inits; the maps are valid global memory (host contract), which
+        // the host wrote through the generic proxy: acquired for the tensormap proxy before this
+        // thread (the only one to issue TMA) first uses them.
         unsafe {
             fence_mbarrier_init();
+            fence_tensormap_acquire(tmap_a);
+            fence_tensormap_acquire(tmap_b);
             prefetch_tensormap(tmap_a);
             prefetch_tensormap(tmap_b);
         }
@@ -291,11 +299,12 @@ unsafe fn gemm<const FP8: bool>(p: &GemmParams) {
                 unsafe { mbarrier_arrive(sm.empty(s)) };
             }
             if FP8 {
+                // Promotion: fin = fma(acc, sa·sb, fin), one rounding per k-block (fma.rn.f32).
                 crate::unroll!(j in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] {
-                    fin[4 * j] += acc[4 * j] * s0;
-                    fin[4 * j + 1] += acc[4 * j + 1] * s0;
-                    fin[4 * j + 2] += acc[4 * j + 2] * s1;
-                    fin[4 * j + 3] += acc[4 * j + 3] * s1;
+                    fin[4 * j] = mul_add(acc[4 * j], s0, fin[4 * j]);
+                    fin[4 * j + 1] = mul_add(acc[4 * j + 1], s0, fin[4 * j + 1]);
+                    fin[4 * j + 2] = mul_add(acc[4 * j + 2], s1, fin[4 * j + 2]);
+                    fin[4 * j + 3] = mul_add(acc[4 * j + 3], s1, fin[4 * j + 3]);
                 });
             }
             it += 1;

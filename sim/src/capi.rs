@@ -23,9 +23,40 @@
 //! - Bad handles and null pointers return `CUDA_ERROR_INVALID_HANDLE` / `INVALID_VALUE`; a
 //!   panic inside the simulator becomes `CUDA_ERROR_UNKNOWN` (it never unwinds into C).
 //! - `LOWP_SIM_TRACE=1` prints the name of every entry point as it is called.
+//! - Stream capture and graphs: while a stream captures, what is enqueued on it is recorded
+//!   instead of run (see [Capture](#capture)); `cuGraphLaunch` runs the recorded operations in
+//!   order.
 //! - Entry points a client may resolve but that the simulator does not model (non-primary
-//!   contexts, graphs, memory pools, managed memory, ...) return `CUDA_ERROR_NOT_SUPPORTED`
-//!   and print their name.
+//!   contexts, graph construction by nodes, memory pools, managed memory, ...) return
+//!   `CUDA_ERROR_NOT_SUPPORTED` and print their name.
+//!
+//! # Capture
+//!
+//! `cuStreamBeginCapture_v2` puts a stream in capture mode; until `cuStreamEndCapture`, each
+//! operation enqueued on it becomes a node of the graph instead of running:
+//! - a kernel launch keeps a copy of its parameter buffer (as the driver's kernel node);
+//! - a host-to-device copy keeps the **host pointer**, not the bytes: every replay reads the
+//!   source again, as the driver's memcpy node from pageable memory does (a buffer that no longer
+//!   holds the data at replay, such as a dead stack array, gives whatever it holds then);
+//!   device-to-host copies likewise write the host pointer at every replay;
+//! - device-to-device copies, memsets and host functions are recorded as they are;
+//! - `cuMemAllocAsync` allocates at once and the memory belongs to the graph (the same address at
+//!   every replay, freed when the graph and its executables are destroyed); `cuMemFreeAsync` of
+//!   such memory is a no-op node, of other memory a node that frees it at replay;
+//! - `cuEventRecord` marks the event as recorded in the capture (`cuEventQuery` and
+//!   `cuEventSynchronize` on it return `CUDA_ERROR_CAPTURED_EVENT`); a stream that is not
+//!   capturing and waits on such an event joins the capture (a fork); other waits are no-ops,
+//!   since every operation completes when it runs. Whether forks were joined back is not checked.
+//!
+//! Calls the driver refuses during capture return its codes: synchronizing or querying a
+//! capturing stream, and the "potentially unsafe" calls (synchronous copies, memsets, `cuMemAlloc`,
+//! `cuMemFree`, `cuCtxSynchronize`, work on the legacy stream) while the calling thread's capture
+//! mode forbids them (`cuThreadExchangeStreamCaptureMode`: global, the default, forbids them
+//! while this thread or another thread in global mode captures; thread-local while this thread
+//! captures; relaxed never), return `CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED` and invalidate this
+//! thread's capture; enqueueing into an invalidated capture returns
+//! `CUDA_ERROR_STREAM_CAPTURE_INVALIDATED`, and so does `cuStreamEndCapture`, which then returns no
+//! graph.
 //!
 //! # Safety
 //!
@@ -36,7 +67,7 @@
 #![allow(non_snake_case, clippy::missing_safety_doc, clippy::too_many_arguments)]
 
 use std::alloc::Layout;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString, c_char, c_int, c_uint, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -67,12 +98,28 @@ pub const CUDA_ERROR_INVALID_CONTEXT: CUresult = 201;
 pub const CUDA_ERROR_INVALID_PTX: CUresult = 218;
 pub const CUDA_ERROR_FILE_NOT_FOUND: CUresult = 301;
 pub const CUDA_ERROR_INVALID_HANDLE: CUresult = 400;
+pub const CUDA_ERROR_ILLEGAL_STATE: CUresult = 401;
 pub const CUDA_ERROR_NOT_FOUND: CUresult = 500;
 pub const CUDA_ERROR_ILLEGAL_ADDRESS: CUresult = 700;
 pub const CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES: CUresult = 701;
 pub const CUDA_ERROR_MISALIGNED_ADDRESS: CUresult = 716;
 pub const CUDA_ERROR_LAUNCH_FAILED: CUresult = 719;
 pub const CUDA_ERROR_NOT_SUPPORTED: CUresult = 801;
+pub const CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED: CUresult = 900;
+pub const CUDA_ERROR_STREAM_CAPTURE_INVALIDATED: CUresult = 901;
+pub const CUDA_ERROR_STREAM_CAPTURE_MERGE: CUresult = 902;
+pub const CUDA_ERROR_STREAM_CAPTURE_UNMATCHED: CUresult = 903;
+pub const CUDA_ERROR_CAPTURED_EVENT: CUresult = 907;
+pub const CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD: CUresult = 908;
+
+/// `CUstreamCaptureMode`.
+pub const CU_STREAM_CAPTURE_MODE_GLOBAL: u32 = 0;
+pub const CU_STREAM_CAPTURE_MODE_THREAD_LOCAL: u32 = 1;
+pub const CU_STREAM_CAPTURE_MODE_RELAXED: u32 = 2;
+/// `CUstreamCaptureStatus`.
+pub const CU_STREAM_CAPTURE_STATUS_NONE: u32 = 0;
+pub const CU_STREAM_CAPTURE_STATUS_ACTIVE: u32 = 1;
+pub const CU_STREAM_CAPTURE_STATUS_INVALIDATED: u32 = 2;
 pub const CUDA_ERROR_UNKNOWN: CUresult = 999;
 
 /// The version `cuDriverGetVersion` reports (CUDA 12.8, what lowp's cudarc bindings target).
@@ -128,6 +175,14 @@ const ERRORS: &[(CUresult, &CStr, &CStr)] = &[
     (720, c"CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE", c"too many blocks in cooperative launch"),
     (801, c"CUDA_ERROR_NOT_SUPPORTED", c"operation not supported"),
     (900, c"CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED", c"operation not permitted when stream is capturing"),
+    (901, c"CUDA_ERROR_STREAM_CAPTURE_INVALIDATED", c"operation failed due to a previous error during capture"),
+    (902, c"CUDA_ERROR_STREAM_CAPTURE_MERGE", c"operation would result in a merge of separate capture sequences"),
+    (903, c"CUDA_ERROR_STREAM_CAPTURE_UNMATCHED", c"capture was not ended in the same stream as it began"),
+    (904, c"CUDA_ERROR_STREAM_CAPTURE_UNJOINED", c"capturing stream has unjoined work"),
+    (905, c"CUDA_ERROR_STREAM_CAPTURE_ISOLATION", c"dependency created on uncaptured work in another stream"),
+    (906, c"CUDA_ERROR_STREAM_CAPTURE_IMPLICIT", c"operation would make the legacy stream depend on a capturing blocking stream"),
+    (907, c"CUDA_ERROR_CAPTURED_EVENT", c"operation not permitted on an event last recorded in a capturing stream"),
+    (908, c"CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD", c"attempt to terminate a thread-local capture sequence from another thread"),
     (999, c"CUDA_ERROR_UNKNOWN", c"unknown error"),
 ];
 
@@ -272,6 +327,8 @@ const RESERVED_SMEM_PER_BLOCK: u32 = 1024;
 struct Event {
     flags: u32,
     recorded: Option<Instant>,
+    /// The capture sequence it was last recorded in, while that capture is in progress.
+    captured: Option<u64>,
 }
 
 struct Func {
@@ -287,6 +344,16 @@ struct Objects {
     modules: HashMap<usize, Arc<LoadedModule>>,
     functions: HashMap<usize, Func>,
     host: HashMap<usize, Layout>,
+    /// Capture sequences in progress, by id.
+    captures: HashMap<u64, Capture>,
+    next_capture: u64,
+    /// The capture sequence each capturing stream records into.
+    capturing: HashMap<usize, u64>,
+    /// Graphs (`cuStreamEndCapture`) and their executables (`cuGraphInstantiateWithFlags`).
+    graphs: HashMap<usize, Arc<Graph>>,
+    execs: HashMap<usize, Arc<Graph>>,
+    /// Allocations that belong to a live graph (made by `cuMemAllocAsync` during a capture).
+    graph_memory: HashSet<u64>,
 }
 
 impl Objects {
@@ -734,10 +801,11 @@ pub unsafe extern "C" fn cuCtxGetDevice(dev: *mut CUdevice) -> CUresult {
     })
 }
 
-/// Work completes when enqueued: only reports the context's sticky error.
+/// Work completes when enqueued: only reports the context's sticky error (refused where capture
+/// forbids potentially unsafe calls).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuCtxSynchronize() -> CUresult {
-    guard("cuCtxSynchronize", || context().map(|_| ()))
+    guard("cuCtxSynchronize", || forbid_during_capture(&mut context()?.objects(), "cuCtxSynchronize"))
 }
 
 #[unsafe(no_mangle)]
@@ -837,57 +905,92 @@ pub unsafe extern "C" fn cuStreamCreateWithPriority(ph: *mut CUstream, _flags: c
     guard("cuStreamCreateWithPriority", || unsafe { create_stream(ph) })
 }
 
+/// Destroying a capturing stream invalidates its capture.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuStreamDestroy_v2(s: CUstream) -> CUresult {
     guard("cuStreamDestroy_v2", || {
         let d = driver()?;
-        if d.objects().streams.remove(&s.addr()) {
-            Ok(())
-        } else {
-            Err(fail(CUDA_ERROR_INVALID_HANDLE, format!("cuStreamDestroy: 0x{:x} is not a live stream", s.addr())))
+        let mut o = d.objects();
+        if !o.streams.remove(&s.addr()) {
+            return Err(fail(CUDA_ERROR_INVALID_HANDLE, format!("cuStreamDestroy: 0x{:x} is not a live stream", s.addr())));
         }
+        if let Some(c) = o.capturing.remove(&s.addr()).and_then(|id| o.captures.get_mut(&id)) {
+            c.invalidated = true;
+        }
+        Ok(())
     })
 }
 
-/// Work completes when enqueued: only reports errors.
+/// Synchronizing or querying a stream: refused while it captures (which invalidates the capture)
+/// and, for the legacy streams, where capture forbids potentially unsafe calls. Work completes
+/// when enqueued: otherwise only reports errors.
+fn stream_sync(name: &str, s: CUstream) -> R {
+    let d = context()?;
+    d.stream(s)?;
+    let mut o = d.objects();
+    if let Some(&id) = o.capturing.get(&s.addr()) {
+        if let Some(c) = o.captures.get_mut(&id) {
+            c.invalidated = true;
+        }
+        return Err(fail(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, format!("{name}: stream 0x{:x} is capturing", s.addr())));
+    }
+    if is_legacy(s) {
+        forbid_during_capture(&mut o, name)?;
+    }
+    Ok(())
+}
+
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuStreamSynchronize(s: CUstream) -> CUresult {
-    guard("cuStreamSynchronize", || context()?.stream(s))
+    guard("cuStreamSynchronize", || stream_sync("cuStreamSynchronize", s))
 }
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuStreamQuery(s: CUstream) -> CUresult {
-    guard("cuStreamQuery", || context()?.stream(s))
+    guard("cuStreamQuery", || stream_sync("cuStreamQuery", s))
 }
 
+/// Ordering is trivially satisfied (work completes when enqueued), so a wait does nothing, except
+/// that a stream not capturing that waits on an event recorded in a capture joins that capture.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuStreamWaitEvent(s: CUstream, e: CUevent, _flags: c_uint) -> CUresult {
     guard("cuStreamWaitEvent", || {
         let d = context()?;
         d.stream(s)?;
-        event_exists(d, e)
+        let mut o = d.objects();
+        let captured = match o.events.get(&e.addr()) {
+            Some(ev) => ev.captured,
+            None => return Err(fail(CUDA_ERROR_INVALID_HANDLE, format!("event 0x{:x} is not a live event", e.addr()))),
+        };
+        let Some(id) = captured else { return Ok(()) };
+        match o.capturing.get(&s.addr()).copied() {
+            None => {
+                o.capturing.insert(s.addr(), id);
+                Ok(())
+            }
+            Some(mine) if mine == id => Ok(()),
+            Some(mine) => {
+                for c in [mine, id] {
+                    if let Some(c) = o.captures.get_mut(&c) {
+                        c.invalidated = true;
+                    }
+                }
+                Err(fail(
+                    CUDA_ERROR_STREAM_CAPTURE_MERGE,
+                    "cuStreamWaitEvent: the stream and the event belong to different capture sequences",
+                ))
+            }
+        }
     })
 }
 
-/// No stream is ever capturing (`CU_STREAM_CAPTURE_STATUS_NONE`).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuStreamIsCapturing(s: CUstream, status: *mut u32) -> CUresult {
-    guard("cuStreamIsCapturing", || {
-        context()?.stream(s)?;
-        // SAFETY: `put` checks for null; the slot is the caller's output argument.
-        unsafe { put(status, 0, "cuStreamIsCapturing: captureStatus") }
-    })
-}
-
-/// Runs the host function now, in the calling thread.
+/// Runs the host function now, in the calling thread (or records it during capture).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuLaunchHostFunc(s: CUstream, f: Option<unsafe extern "C" fn(*mut c_void)>, data: *mut c_void) -> CUresult {
     guard("cuLaunchHostFunc", || {
-        context()?.stream(s)?;
+        let d = context()?;
         let f = f.ok_or_else(|| invalid("cuLaunchHostFunc: fn is null"))?;
-        // SAFETY: the caller's function with the caller's data, as the driver would call it.
-        unsafe { f(data) };
-        Ok(())
+        submit(d, "cuLaunchHostFunc", s, Node::Host { f, data: data.expose_provenance() })
     })
 }
 
@@ -908,20 +1011,32 @@ pub unsafe extern "C" fn cuEventCreate(ph: *mut CUevent, flags: c_uint) -> CUres
         }
         let mut o = d.objects();
         let h = o.handle();
-        o.events.insert(h, Event { flags, recorded: None });
+        o.events.insert(h, Event { flags, recorded: None, captured: None });
         // SAFETY: `put` checks for null; the slot is the caller's output argument.
         unsafe { put(ph, std::ptr::without_provenance_mut(h), "cuEventCreate: phEvent") }
     })
 }
 
+/// Records the time, or, on a capturing stream, marks the event as recorded in the capture.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuEventRecord(e: CUevent, s: CUstream) -> CUresult {
     guard("cuEventRecord", || {
         let d = context()?;
         d.stream(s)?;
-        match d.objects().events.get_mut(&e.addr()) {
+        let mut o = d.objects();
+        if is_legacy(s) {
+            forbid_during_capture(&mut o, "cuEventRecord")?;
+        }
+        let captured = o.capturing.get(&s.addr()).copied();
+        if let Some(id) = captured {
+            capture_open(&o, id, "cuEventRecord")?;
+        }
+        match o.events.get_mut(&e.addr()) {
             Some(ev) => {
-                ev.recorded = Some(Instant::now());
+                if captured.is_none() {
+                    ev.recorded = Some(Instant::now());
+                }
+                ev.captured = captured;
                 Ok(())
             }
             None => Err(fail(CUDA_ERROR_INVALID_HANDLE, format!("cuEventRecord: 0x{:x} is not a live event", e.addr()))),
@@ -935,14 +1050,24 @@ pub unsafe extern "C" fn cuEventRecordWithFlags(e: CUevent, s: CUstream, _flags:
     unsafe { cuEventRecord(e, s) }
 }
 
+/// An event is complete once recorded, unless it was recorded in a capture in progress.
+fn event_wait(name: &str, e: CUevent) -> R {
+    let d = context()?;
+    event_exists(d, e)?;
+    if d.objects().events.get(&e.addr()).is_some_and(|ev| ev.captured.is_some()) {
+        return Err(fail(CUDA_ERROR_CAPTURED_EVENT, format!("{name}: the event was last recorded in a capturing stream")));
+    }
+    Ok(())
+}
+
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuEventQuery(e: CUevent) -> CUresult {
-    guard("cuEventQuery", || event_exists(context()?, e))
+    guard("cuEventQuery", || event_wait("cuEventQuery", e))
 }
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuEventSynchronize(e: CUevent) -> CUresult {
-    guard("cuEventSynchronize", || event_exists(context()?, e))
+    guard("cuEventSynchronize", || event_wait("cuEventSynchronize", e))
 }
 
 /// Milliseconds of host time between the two records.
@@ -995,13 +1120,15 @@ pub unsafe extern "C" fn cuMemAlloc_v2(dptr: *mut CUdeviceptr, bytes: usize) -> 
         if dptr.is_null() || bytes == 0 {
             return Err(invalid(format!("cuMemAlloc: dptr is null or bytesize is 0 (dptr {dptr:p}, bytesize {bytes})")));
         }
+        forbid_during_capture(&mut d.objects(), "cuMemAlloc")?;
         let p = d.sim.alloc(bytes as u64)?;
         // SAFETY: `put` checks for null; the slot is the caller's output argument.
         unsafe { put(dptr, p, "cuMemAlloc: dptr") }
     })
 }
 
-/// Like `cuMemAlloc`; 0 bytes gives a valid 1-byte allocation.
+/// Like `cuMemAlloc`; 0 bytes gives a valid 1-byte allocation. During capture the memory
+/// belongs to the graph.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuMemAllocAsync(dptr: *mut CUdeviceptr, bytes: usize, s: CUstream) -> CUresult {
     guard("cuMemAllocAsync", || {
@@ -1010,28 +1137,60 @@ pub unsafe extern "C" fn cuMemAllocAsync(dptr: *mut CUdeviceptr, bytes: usize, s
         if dptr.is_null() {
             return Err(invalid("cuMemAllocAsync: dptr is null"));
         }
+        let mut o = d.objects();
+        if is_legacy(s) {
+            forbid_during_capture(&mut o, "cuMemAllocAsync")?;
+        }
+        let capture = o.capturing.get(&s.addr()).copied();
+        if let Some(id) = capture {
+            capture_open(&o, id, "cuMemAllocAsync")?;
+        }
         let p = d.sim.alloc(bytes as u64)?;
+        if let Some(c) = capture.and_then(|id| o.captures.get_mut(&id)) {
+            c.memory.push(p);
+        }
         // SAFETY: `put` checks for null; the slot is the caller's output argument.
         unsafe { put(dptr, p, "cuMemAllocAsync: dptr") }
     })
 }
 
+/// Frees `p` now (memory a graph owned is no longer the graph's).
 fn free(name: &str, p: CUdeviceptr) -> R {
     let d = driver()?;
     if p == 0 {
         return Ok(());
     }
+    d.objects().graph_memory.remove(&p);
     d.sim.free(p).map_err(|e| invalid(format!("{name}: {}", e.message)))
 }
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuMemFree_v2(p: CUdeviceptr) -> CUresult {
-    guard("cuMemFree_v2", || free("cuMemFree", p))
+    guard("cuMemFree_v2", || {
+        if let Ok(d) = driver() {
+            forbid_during_capture(&mut d.objects(), "cuMemFree")?;
+        }
+        free("cuMemFree", p)
+    })
 }
 
+/// Frees now, or during capture records the free (a no-op for memory the capture allocated,
+/// which the graph keeps).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuMemFreeAsync(p: CUdeviceptr, _s: CUstream) -> CUresult {
-    guard("cuMemFreeAsync", || free("cuMemFreeAsync", p))
+pub unsafe extern "C" fn cuMemFreeAsync(p: CUdeviceptr, s: CUstream) -> CUresult {
+    guard("cuMemFreeAsync", || {
+        let d = driver()?;
+        // None: `s` is not capturing; Some(owned): whether its capture allocated `p`.
+        let capture = {
+            let o = d.objects();
+            o.capturing.get(&s.addr()).and_then(|id| o.captures.get(id)).map(|c| c.memory.contains(&p))
+        };
+        match capture {
+            None => free("cuMemFreeAsync", p),
+            Some(true) => Ok(()),
+            Some(false) => submit(context()?, "cuMemFreeAsync", s, Node::Free { ptr: p }),
+        }
+    })
 }
 
 #[unsafe(no_mangle)]
@@ -1049,19 +1208,11 @@ pub unsafe extern "C" fn cuMemGetInfo_v2(free: *mut usize, total: *mut usize) ->
 /// Fills `n` elements of `width` bytes (1, 2 or 4) at `dst` with the low bytes of `value`.
 fn memset(name: &str, dst: CUdeviceptr, value: u32, width: u64, n: usize, s: CUstream) -> R {
     let d = context()?;
-    d.stream(s)?;
     if dst % width != 0 {
         return Err(invalid(format!("{name}: 0x{dst:x} is not {width}-byte aligned")));
     }
     let bytes = (n as u64).checked_mul(width).ok_or_else(|| invalid(format!("{name}: {n} elements overflow")))?;
-    let pattern = &value.to_le_bytes()[..width as usize];
-    let r = if pattern.iter().all(|&b| b == pattern[0]) {
-        d.sim.memset(dst, pattern[0], bytes)
-    } else {
-        let buf: Vec<u8> = pattern.iter().copied().cycle().take(bytes as usize).collect();
-        d.sim.write(dst, &buf)
-    };
-    r.map_err(|e| invalid(format!("{name}: {}", e.message)))
+    submit(d, name, s, Node::Memset { dst, value, width, bytes })
 }
 
 #[unsafe(no_mangle)]
@@ -1091,24 +1242,22 @@ pub unsafe extern "C" fn cuMemsetD32Async(dst: CUdeviceptr, v: u32, n: usize, s:
 
 unsafe fn htod(name: &str, dst: CUdeviceptr, src: *const c_void, n: usize, s: CUstream) -> R {
     let d = context()?;
-    d.stream(s)?;
-    // SAFETY: the caller's pointers, valid under the driver's contract.
-    let src = unsafe { host(src, n, &format!("{name}: srcHost"))? };
-    d.sim.write(dst, src).map_err(|e| invalid(format!("{name}: {}", e.message)))
+    if n > 0 && src.is_null() {
+        return Err(invalid(format!("{name}: srcHost is null")));
+    }
+    submit(d, name, s, Node::HtoD { dst, src: src.expose_provenance(), n })
 }
 
 unsafe fn dtoh(name: &str, dst: *mut c_void, src: CUdeviceptr, n: usize, s: CUstream) -> R {
     let d = context()?;
-    d.stream(s)?;
-    // SAFETY: the caller's pointers, valid under the driver's contract.
-    let dst = unsafe { host_mut(dst, n, &format!("{name}: dstHost"))? };
-    d.sim.read(src, dst).map_err(|e| invalid(format!("{name}: {}", e.message)))
+    if n > 0 && dst.is_null() {
+        return Err(invalid(format!("{name}: dstHost is null")));
+    }
+    submit(d, name, s, Node::DtoH { dst: dst.expose_provenance(), src, n })
 }
 
 fn dtod(name: &str, dst: CUdeviceptr, src: CUdeviceptr, n: usize, s: CUstream) -> R {
-    let d = context()?;
-    d.stream(s)?;
-    d.sim.copy(dst, src, n as u64).map_err(|e| invalid(format!("{name}: {}", e.message)))
+    submit(context()?, name, s, Node::DtoD { dst, src, n })
 }
 
 #[unsafe(no_mangle)]
@@ -1167,6 +1316,7 @@ pub unsafe extern "C" fn cuMemcpyPeer(dst: CUdeviceptr, dst_ctx: CUcontext, src:
 pub unsafe extern "C" fn cuMemHostAlloc(pp: *mut *mut c_void, bytes: usize, _flags: c_uint) -> CUresult {
     guard("cuMemHostAlloc", || {
         let d = context()?;
+        forbid_during_capture(&mut d.objects(), "cuMemHostAlloc")?;
         if pp.is_null() {
             return Err(invalid("cuMemHostAlloc: pp is null"));
         }
@@ -1480,7 +1630,7 @@ pub unsafe extern "C" fn cuOccupancyAvailableDynamicSMemPerBlock(smem: *mut usiz
 // Launches
 
 /// Copies each parameter's bytes from `params[i]` into the kernel's parameter buffer and runs
-/// the kernel to completion.
+/// the kernel to completion (or records the launch during capture).
 unsafe fn launch(
     name: &str,
     f: CUfunction,
@@ -1492,7 +1642,6 @@ unsafe fn launch(
     extra: *mut *mut c_void,
 ) -> R {
     let d = context()?;
-    d.stream(s)?;
     let k = d.kernel(f)?;
     if !extra.is_null() {
         eprintln!("lowp-sim: {name}: the `extra` argument is not supported (pass kernelParams)");
@@ -1535,14 +1684,7 @@ unsafe fn launch(
         dst.copy_from_slice(unsafe { std::slice::from_raw_parts(src, size) });
     }
     let cfg = LaunchConfig { grid, block, dynamic_smem: smem };
-    match d.sim.launch(&k, &cfg, &buf) {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            eprintln!("{e}");
-            d.record(&e);
-            Err(e.into())
-        }
-    }
+    submit(d, name, s, Node::Launch { kernel: k, cfg, params: buf })
 }
 
 #[unsafe(no_mangle)]
@@ -1615,6 +1757,400 @@ pub unsafe extern "C" fn cuLaunchKernelEx(
         // SAFETY: the caller's pointers, valid under the driver's contract.
         unsafe { launch("cuLaunchKernelEx", f, c.grid, c.block, c.shared_mem_bytes, c.stream, params, extra) }
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stream capture and graphs
+
+thread_local! {
+    /// The calling thread's capture interaction mode (`cuThreadExchangeStreamCaptureMode`).
+    static CAPTURE_MODE: Cell<u32> = const { Cell::new(CU_STREAM_CAPTURE_MODE_GLOBAL) };
+}
+
+/// An operation enqueued on a stream: run at once, or recorded by a capture and run by every
+/// `cuGraphLaunch` of its graph.
+#[derive(Clone)]
+enum Node {
+    /// A kernel with its own copy of the parameter buffer.
+    Launch {
+        kernel: Arc<Kernel>,
+        cfg: LaunchConfig,
+        params: Vec<u8>,
+    },
+    /// Reads `n` bytes at host address `src` when it runs.
+    HtoD {
+        dst: CUdeviceptr,
+        src: usize,
+        n: usize,
+    },
+    /// Writes `n` bytes to host address `dst` when it runs.
+    DtoH {
+        dst: usize,
+        src: CUdeviceptr,
+        n: usize,
+    },
+    DtoD {
+        dst: CUdeviceptr,
+        src: CUdeviceptr,
+        n: usize,
+    },
+    /// `bytes` bytes of the low `width` bytes of `value`, repeated.
+    Memset {
+        dst: CUdeviceptr,
+        value: u32,
+        width: u64,
+        bytes: u64,
+    },
+    Host {
+        f: unsafe extern "C" fn(*mut c_void),
+        data: usize,
+    },
+    Free {
+        ptr: CUdeviceptr,
+    },
+}
+
+/// A capture sequence in progress.
+struct Capture {
+    /// The stream it began on (where it must end).
+    origin: usize,
+    mode: u32,
+    thread: std::thread::ThreadId,
+    nodes: Vec<Node>,
+    /// Allocations made on its streams (the graph's memory).
+    memory: Vec<u64>,
+    /// A refused call invalidated it: it records nothing more and ends without a graph.
+    invalidated: bool,
+}
+
+/// A captured graph, shared by its handle and its executables.
+struct Graph {
+    nodes: Vec<Node>,
+    memory: Vec<u64>,
+}
+
+/// The null stream (0) and `CU_STREAM_LEGACY` (1): never captured; work on them while a capture
+/// forbids potentially unsafe calls is refused.
+fn is_legacy(s: CUstream) -> bool {
+    s.addr() < 2
+}
+
+/// Refuses a potentially unsafe call where the calling thread's capture mode forbids it
+/// (`CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED`), invalidating this thread's captures.
+fn forbid_during_capture(o: &mut Objects, name: &str) -> R {
+    let mode = CAPTURE_MODE.get();
+    if mode == CU_STREAM_CAPTURE_MODE_RELAXED || o.captures.is_empty() {
+        return Ok(());
+    }
+    let me = std::thread::current().id();
+    let mut refused = false;
+    for c in o.captures.values_mut() {
+        if c.thread == me && c.mode != CU_STREAM_CAPTURE_MODE_RELAXED {
+            c.invalidated = true;
+            refused = true;
+        } else if c.thread != me && c.mode == CU_STREAM_CAPTURE_MODE_GLOBAL && mode == CU_STREAM_CAPTURE_MODE_GLOBAL {
+            refused = true;
+        }
+    }
+    if refused {
+        return Err(fail(
+            CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED,
+            format!("{name} is not permitted while a stream captures (a potentially unsafe call in this thread's capture mode)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Errors for a capture that was invalidated.
+fn capture_open(o: &Objects, id: u64, name: &str) -> R {
+    match o.captures.get(&id) {
+        Some(c) if !c.invalidated => Ok(()),
+        _ => Err(fail(
+            CUDA_ERROR_STREAM_CAPTURE_INVALIDATED,
+            format!("{name}: the stream's capture sequence was invalidated by an earlier error"),
+        )),
+    }
+}
+
+/// Enqueues `node` on `s`: records it if `s` captures, else runs it to completion.
+fn submit(d: &Driver, name: &str, s: CUstream, node: Node) -> R {
+    d.stream(s)?;
+    {
+        let mut o = d.objects();
+        if is_legacy(s) {
+            forbid_during_capture(&mut o, name)?;
+        }
+        if let Some(&id) = o.capturing.get(&s.addr()) {
+            capture_open(&o, id, name)?;
+            if let Some(c) = o.captures.get_mut(&id) {
+                c.nodes.push(node);
+            }
+            return Ok(());
+        }
+    }
+    run(d, name, &node)
+}
+
+/// Runs one operation to completion.
+fn run(d: &Driver, name: &str, node: &Node) -> R {
+    let mem = |r: Result<(), SimError>| r.map_err(|e| invalid(format!("{name}: {}", e.message)));
+    match node {
+        Node::Launch { kernel, cfg, params } => match d.sim.launch(kernel, cfg, params) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                eprintln!("{e}");
+                d.record(&e);
+                Err(e.into())
+            }
+        },
+        Node::HtoD { dst, src, n } => {
+            // SAFETY: the caller's host pointer, valid for `n` bytes under the driver's contract
+            // when it was enqueued; a captured copy reads it again at every replay, as the
+            // driver's memcpy node does.
+            let src = unsafe { host(std::ptr::with_exposed_provenance(*src), *n, &format!("{name}: srcHost"))? };
+            mem(d.sim.write(*dst, src))
+        }
+        Node::DtoH { dst, src, n } => {
+            // SAFETY: as for `HtoD`: the caller's host buffer, written at every replay.
+            let dst = unsafe { host_mut(std::ptr::with_exposed_provenance_mut(*dst), *n, &format!("{name}: dstHost"))? };
+            mem(d.sim.read(*src, dst))
+        }
+        Node::DtoD { dst, src, n } => mem(d.sim.copy(*dst, *src, *n as u64)),
+        Node::Memset { dst, value, width, bytes } => {
+            let pattern = &value.to_le_bytes()[..*width as usize];
+            if pattern.iter().all(|&b| b == pattern[0]) {
+                mem(d.sim.memset(*dst, pattern[0], *bytes))
+            } else {
+                let buf: Vec<u8> = pattern.iter().copied().cycle().take(*bytes as usize).collect();
+                mem(d.sim.write(*dst, &buf))
+            }
+        }
+        Node::Host { f, data } => {
+            // SAFETY: the caller's function with the caller's data, as the driver would call it.
+            unsafe { f(std::ptr::with_exposed_provenance_mut(*data)) };
+            Ok(())
+        }
+        Node::Free { ptr } => free(name, *ptr),
+    }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuThreadExchangeStreamCaptureMode(mode: *mut u32) -> CUresult {
+    guard("cuThreadExchangeStreamCaptureMode", || {
+        driver()?;
+        if mode.is_null() {
+            return Err(invalid("cuThreadExchangeStreamCaptureMode: mode is null"));
+        }
+        // SAFETY: non-null, the caller's in/out slot.
+        let new = unsafe { mode.read_unaligned() };
+        if new > CU_STREAM_CAPTURE_MODE_RELAXED {
+            return Err(invalid(format!("cuThreadExchangeStreamCaptureMode: {new} is not a capture mode")));
+        }
+        let old = CAPTURE_MODE.replace(new);
+        // SAFETY: as above.
+        unsafe { put(mode, old, "cuThreadExchangeStreamCaptureMode: mode") }
+    })
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuStreamBeginCapture_v2(s: CUstream, mode: u32) -> CUresult {
+    guard("cuStreamBeginCapture_v2", || {
+        let d = context()?;
+        d.stream(s)?;
+        if mode > CU_STREAM_CAPTURE_MODE_RELAXED {
+            return Err(invalid(format!("cuStreamBeginCapture: {mode} is not a capture mode")));
+        }
+        if is_legacy(s) {
+            return Err(fail(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "cuStreamBeginCapture: the legacy stream cannot capture"));
+        }
+        let mut o = d.objects();
+        if o.capturing.contains_key(&s.addr()) {
+            return Err(fail(CUDA_ERROR_ILLEGAL_STATE, format!("cuStreamBeginCapture: stream 0x{:x} is already capturing", s.addr())));
+        }
+        o.next_capture += 1;
+        let id = o.next_capture;
+        let thread = std::thread::current().id();
+        o.captures.insert(id, Capture { origin: s.addr(), mode, thread, nodes: Vec::new(), memory: Vec::new(), invalidated: false });
+        o.capturing.insert(s.addr(), id);
+        Ok(())
+    })
+}
+
+/// `cuStreamBeginCapture` (the first ABI): global mode.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuStreamBeginCapture(s: CUstream) -> CUresult {
+    // SAFETY: the same stream, under the same contract.
+    unsafe { cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_GLOBAL) }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuStreamEndCapture(s: CUstream, graph: *mut *mut c_void) -> CUresult {
+    guard("cuStreamEndCapture", || {
+        let d = context()?;
+        d.stream(s)?;
+        if graph.is_null() {
+            return Err(invalid("cuStreamEndCapture: phGraph is null"));
+        }
+        let mut o = d.objects();
+        let Some(&id) = o.capturing.get(&s.addr()) else {
+            return Err(fail(CUDA_ERROR_ILLEGAL_STATE, format!("cuStreamEndCapture: stream 0x{:x} is not capturing", s.addr())));
+        };
+        let Some(c) = o.captures.get_mut(&id) else {
+            return Err(fail(CUDA_ERROR_ILLEGAL_STATE, "cuStreamEndCapture: the capture sequence is gone"));
+        };
+        if c.origin != s.addr() {
+            c.invalidated = true;
+            return Err(fail(CUDA_ERROR_STREAM_CAPTURE_UNMATCHED, "cuStreamEndCapture: the capture did not begin on this stream"));
+        }
+        if c.mode != CU_STREAM_CAPTURE_MODE_RELAXED && c.thread != std::thread::current().id() {
+            return Err(fail(CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD, "cuStreamEndCapture: the capture began on another thread"));
+        }
+        let Some(c) = o.captures.remove(&id) else { unreachable!("the capture was just found") };
+        o.capturing.retain(|_, v| *v != id);
+        for ev in o.events.values_mut() {
+            if ev.captured == Some(id) {
+                ev.captured = None;
+            }
+        }
+        if c.invalidated {
+            // The sequence's memory is freed with it.
+            drop(o);
+            for p in c.memory {
+                let _ = d.sim.free(p);
+            }
+            // SAFETY: non-null, the caller's output slot.
+            unsafe { put(graph, std::ptr::null_mut(), "cuStreamEndCapture: phGraph")? };
+            return Err(fail(
+                CUDA_ERROR_STREAM_CAPTURE_INVALIDATED,
+                "cuStreamEndCapture: the capture sequence was invalidated by an earlier error",
+            ));
+        }
+        o.graph_memory.extend(c.memory.iter().copied());
+        let h = o.handle();
+        o.graphs.insert(h, Arc::new(Graph { nodes: c.nodes, memory: c.memory }));
+        // SAFETY: non-null, the caller's output slot.
+        unsafe { put(graph, std::ptr::without_provenance_mut(h), "cuStreamEndCapture: phGraph") }
+    })
+}
+
+/// The capture status (and the sequence's id) of a stream.
+fn capture_status(s: CUstream) -> Result<(u32, u64), Fail> {
+    let d = context()?;
+    d.stream(s)?;
+    let o = d.objects();
+    Ok(match o.capturing.get(&s.addr()) {
+        None => (CU_STREAM_CAPTURE_STATUS_NONE, 0),
+        Some(&id) if o.captures.get(&id).is_some_and(|c| c.invalidated) => (CU_STREAM_CAPTURE_STATUS_INVALIDATED, id),
+        Some(&id) => (CU_STREAM_CAPTURE_STATUS_ACTIVE, id),
+    })
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuStreamIsCapturing(s: CUstream, status: *mut u32) -> CUresult {
+    guard("cuStreamIsCapturing", || {
+        let (st, _) = capture_status(s)?;
+        // SAFETY: `put` checks for null; the slot is the caller's output argument.
+        unsafe { put(status, st, "cuStreamIsCapturing: captureStatus") }
+    })
+}
+
+/// The first ABI: status and sequence id.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuStreamGetCaptureInfo(s: CUstream, status: *mut u32, id: *mut u64) -> CUresult {
+    guard("cuStreamGetCaptureInfo", || {
+        let (st, i) = capture_status(s)?;
+        // SAFETY: `put` checks for null; the slots are the caller's output arguments.
+        unsafe {
+            put(status, st, "cuStreamGetCaptureInfo: captureStatus")?;
+            if !id.is_null() {
+                put(id, i, "cuStreamGetCaptureInfo: id")?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Instantiation flags are accepted and have no effect (auto-free, upload, device launch, node
+/// priority).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuGraphInstantiateWithFlags(exec: *mut *mut c_void, graph: *mut c_void, flags: u64) -> CUresult {
+    guard("cuGraphInstantiateWithFlags", || {
+        let d = context()?;
+        if exec.is_null() {
+            return Err(invalid("cuGraphInstantiateWithFlags: phGraphExec is null"));
+        }
+        if flags & !0xf != 0 {
+            return Err(invalid(format!("cuGraphInstantiateWithFlags: unknown flags 0x{flags:x}")));
+        }
+        let mut o = d.objects();
+        let Some(g) = o.graphs.get(&graph.addr()).cloned() else {
+            return Err(fail(CUDA_ERROR_INVALID_HANDLE, format!("cuGraphInstantiateWithFlags: 0x{:x} is not a graph", graph.addr())));
+        };
+        let h = o.handle();
+        o.execs.insert(h, g);
+        // SAFETY: non-null, the caller's output slot.
+        unsafe { put(exec, std::ptr::without_provenance_mut(h), "cuGraphInstantiateWithFlags: phGraphExec") }
+    })
+}
+
+/// Runs the graph's operations in order (on a capturing stream, records them).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuGraphLaunch(exec: *mut c_void, s: CUstream) -> CUresult {
+    guard("cuGraphLaunch", || {
+        let d = context()?;
+        d.stream(s)?;
+        let g = d.objects().execs.get(&exec.addr()).cloned();
+        let g =
+            g.ok_or_else(|| fail(CUDA_ERROR_INVALID_HANDLE, format!("cuGraphLaunch: 0x{:x} is not a graph executable", exec.addr())))?;
+        for node in &g.nodes {
+            submit(d, "cuGraphLaunch", s, node.clone())?;
+        }
+        Ok(())
+    })
+}
+
+/// Nothing to upload: checks the handles.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuGraphUpload(exec: *mut c_void, s: CUstream) -> CUresult {
+    guard("cuGraphUpload", || {
+        let d = context()?;
+        d.stream(s)?;
+        if d.objects().execs.contains_key(&exec.addr()) {
+            Ok(())
+        } else {
+            Err(fail(CUDA_ERROR_INVALID_HANDLE, format!("cuGraphUpload: 0x{:x} is not a graph executable", exec.addr())))
+        }
+    })
+}
+
+/// Drops a graph or an executable; the last of them frees the graph's memory.
+fn destroy_graph(name: &str, execs: bool, h: *mut c_void) -> R {
+    let d = driver()?;
+    let mut o = d.objects();
+    let table = if execs { &mut o.execs } else { &mut o.graphs };
+    let Some(g) = table.remove(&h.addr()) else {
+        return Err(fail(
+            CUDA_ERROR_INVALID_HANDLE,
+            format!("{name}: 0x{:x} is not a live {}", h.addr(), if execs { "graph executable" } else { "graph" }),
+        ));
+    };
+    let Ok(g) = Arc::try_unwrap(g) else { return Ok(()) };
+    let owned: Vec<u64> = g.memory.into_iter().filter(|p| o.graph_memory.remove(p)).collect();
+    drop(o);
+    for p in owned {
+        let _ = d.sim.free(p);
+    }
+    Ok(())
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuGraphDestroy(graph: *mut c_void) -> CUresult {
+    guard("cuGraphDestroy", || destroy_graph("cuGraphDestroy", false, graph))
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuGraphExecDestroy(exec: *mut c_void) -> CUresult {
+    guard("cuGraphExecDestroy", || destroy_graph("cuGraphExecDestroy", true, exec))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1737,13 +2273,6 @@ unsupported!(
     cuDeviceGetMemPool,
     cuDeviceSetMemPool,
     cuStreamAttachMemAsync,
-    cuStreamBeginCapture_v2,
-    cuStreamEndCapture,
-    cuGraphInstantiateWithFlags,
-    cuGraphLaunch,
-    cuGraphUpload,
-    cuGraphDestroy,
-    cuGraphExecDestroy,
     cuImportExternalMemory,
     cuExternalMemoryGetMappedBuffer,
     cuDestroyExternalMemory,

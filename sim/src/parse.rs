@@ -1414,6 +1414,19 @@ impl<'p, 'a> Lower<'p, 'a> {
             "atom" | "red" => self.atom(&parts, ty, &ops),
             "shfl" => self.shfl(&parts, &ops),
             "bar" | "barrier" => self.bar(&parts, &ops),
+            // The tensormap proxy acquire fence (`[addr], 128`): the simulator's TMA reads tensor
+            // maps from memory when it uses them, so it is an ordinary fence here.
+            "fence" if parts.get(1..4) == Some(&["proxy", "tensormap::generic", "acquire"][..]) => {
+                if parts.len() != 5 || !["cta", "cluster", "gpu", "sys"].contains(&parts[4]) {
+                    return Err(self.unsupported());
+                }
+                self.nops(&ops, 2)?;
+                if !ops[0].starts_with('[') || self.imm_u32(ops[1])? != 128 {
+                    return Err(self.unsupported());
+                }
+                self.push(Op::Fence);
+                Ok(())
+            }
             "membar" | "fence" => {
                 self.nops(&ops, 0)?;
                 self.push(Op::Fence);

@@ -106,6 +106,18 @@ pub unsafe fn tma_load_2d(dst: u32, tmap: u64, c0: i32, c1: i32, bar: u32) {
     };
 }
 
+/// Orders this thread's later uses of the tensor map at `tmap` (TMA loads, prefetches, which go
+/// through the tensormap proxy) after the map's writes through the generic proxy: maps the host
+/// copied into global memory need it before their first use in a kernel (PTX ISA 8.3).
+///
+/// # Safety
+/// `tmap` is the generic address of a 128-byte tensor map in global memory.
+#[inline(always)]
+pub unsafe fn fence_tensormap_acquire(tmap: u64) {
+    // SAFETY: a fence on the caller's address; no memory is written.
+    unsafe { asm!("fence.proxy.tensormap::generic.acquire.gpu [{m}], 128;", m = in(reg64) tmap, options(nostack)) };
+}
+
 /// Prefetches a tensor map into the TMA unit's cache.
 ///
 /// # Safety
