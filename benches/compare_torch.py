@@ -27,7 +27,7 @@ import time
 NO_DEVICE = "no CUDA device: benchmarks need an NVIDIA GPU and driver"
 
 # [rows, hidden]; the first is the headline shape, the only one also run in f16.
-NORM_SHAPES = [(16384, 8192), (4096, 4096), (16384, 5120), (1, 8192), (128, 16384)]
+NORM_SHAPES = [(16384, 8192), (4096, 4096), (16384, 5120), (1, 8192), (128, 16384), (16384, 2048)]
 EPS = 1e-6
 MIB = 1 << 20
 GIB = 1 << 30
@@ -284,6 +284,52 @@ def nvfp4_quantize(x, g):
     return code[..., 0] | (code[..., 1] << 4), s.view(m, k // 16)
 
 
+def mxfp8_quantize(x):
+    """MXFP8 with the OCP scale rule: 32-element blocks, UE8M0 scale 2^(floor(log2 amax) - 8),
+    E4M3 codes saturated at ±448 (the 128×4 swizzle of the scales is left out, as for NVFP4)."""
+    m, k = x.shape
+    xb = x.float().view(m, k // 32, 32)
+    amax = xb.abs().amax(dim=-1, keepdim=True)
+    e = (torch.floor(torch.log2(amax)) - 8).clamp(min=-127, max=127)
+    q = (xb * torch.exp2(-e)).clamp(-448.0, 448.0).to(torch.float8_e4m3fn)
+    return q.view(m, k), (e + 127).to(torch.uint8).view(m, k // 32)
+
+
+def run_mxfp8_case(timer, l2_bytes, rows, cols, impls, compile_mode):
+    n = rows * cols
+    nbytes = n * 2 + n + n // 32
+    sets = sets_for(nbytes, l2_bytes)
+    why = lacks_memory(sets * n * 2 + 12 * n * 4)
+    if why:
+        for impl in impls:
+            yield impl, why
+        return
+    gen = torch.Generator(device="cuda")
+    gen.manual_seed(rows ^ (cols << 20) ^ (1 << 40))
+    xs = [random_matrix(rows, cols, torch.bfloat16, gen) for _ in range(sets)]
+    for impl in impls:
+        if impl == "compile":
+            importlib.import_module("torch._dynamo").reset()
+            fn = torch.compile(mxfp8_quantize, dynamic=False, fullgraph=True, mode=compile_mode)
+        else:
+            fn = mxfp8_quantize
+
+        def call(i, fn=fn):
+            return fn(xs[i])
+
+        try:
+            median, minimum, starved = timer.time(sets, call)
+        except Exception as e:
+            yield impl, f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            continue
+        gbps = nbytes / (median * 1e3)
+        yield impl, {"impl": impl, "op": "mxfp8_quant", "dtype": "bf16", "rows": rows, "hidden": cols,
+                     "median_us": median, "min_us": minimum, "gbps": gbps, "pct_copy": 100 * gbps / timer.copy_gbps,
+                     "bytes": nbytes, "sets": sets, "iters": timer.iters, "starved": starved}
+    del xs
+    torch.cuda.empty_cache()
+
+
 def run_nvfp4_case(timer, l2_bytes, rows, cols, impls, compile_mode):
     n = rows * cols
     nbytes = n * 2 + n // 2 + n // 16
@@ -340,6 +386,7 @@ def cases():
         out.append(("fp8_blockwise_gemm", "e4m3", m, f"{n}x{k}"))
     for rows, cols in NVFP4_SHAPES:
         out.append(("nvfp4_quant", "bf16", rows, cols))
+        out.append(("mxfp8_quant", "bf16", rows, cols))
     for op in ("bf16_grouped_gemm", "bf16_grouped_gemm(zipf)", "fp8_grouped_gemm", "fp8_grouped_gemm(zipf)"):
         for e, t, n, k in GROUPED_SHAPES:
             out.append((op, "e4m3" if op.startswith("fp8") else "bf16", e, f"{t}x{n}x{k}"))
@@ -493,6 +540,9 @@ def run_case(timer, l2_bytes, op, dtype_name, rows, hidden, impls, compile_mode)
         return
     if op == "nvfp4_quant":
         yield from run_nvfp4_case(timer, l2_bytes, rows, hidden, impls, compile_mode)
+        return
+    if op == "mxfp8_quant":
+        yield from run_mxfp8_case(timer, l2_bytes, rows, hidden, impls, compile_mode)
         return
     if "grouped_gemm" in op:
         t, n, k = (int(v) for v in hidden.split("x"))

@@ -45,6 +45,9 @@ struct Inner {
     sm_count: u32,
     _module: Arc<CudaModule>,
     functions: HashMap<&'static str, CudaFunction>,
+    /// CTAs per SM of each grid-stride kernel (`ptx::GRID_STRIDE_FAMILIES`), from the driver's
+    /// occupancy calculator: at least 1.
+    occupancy: HashMap<&'static str, u32>,
 }
 
 impl std::fmt::Debug for Lowp {
@@ -97,6 +100,17 @@ impl Lowp {
             }
         }
         let sm_count = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).op("cuDeviceGetAttribute")?;
+        // Grid-stride kernels fill the device with as many CTAs as really fit (registers, shared
+        // memory, threads), so no launch ends in a partial second wave.
+        let mut occupancy = HashMap::new();
+        for &(name, threads, smem) in ptx::GRID_STRIDE_FAMILIES.iter().flat_map(|f| f.iter()) {
+            if let Some(f) = functions.get(name) {
+                let n = f
+                    .occupancy_max_active_blocks_per_multiprocessor(threads, smem as usize, None)
+                    .op("cuOccupancyMaxActiveBlocksPerMultiprocessor")?;
+                occupancy.insert(name, n.max(1));
+            }
+        }
         Ok(Lowp {
             inner: Arc::new(Inner {
                 ctx,
@@ -106,6 +120,7 @@ impl Lowp {
                 sm_count: sm_count.max(1) as u32,
                 _module: module,
                 functions,
+                occupancy,
             }),
         })
     }
@@ -140,6 +155,20 @@ impl Lowp {
     /// Streaming multiprocessors of the device (persistent kernels launch one block per SM).
     pub fn sm_count(&self) -> u32 {
         self.inner.sm_count
+    }
+
+    /// CTAs of the grid-stride kernel `name` that run at once on the whole device: the CTAs per
+    /// SM the occupancy calculator gave at module load (at least 1) times the SM count. A kernel
+    /// the handle has no figure for counts 1 per SM.
+    pub(crate) fn resident_ctas(&self, name: &str) -> u64 {
+        self.inner.occupancy.get(name).copied().unwrap_or(1) as u64 * self.inner.sm_count as u64
+    }
+
+    /// The grid of a grid-stride launch of `name` over `items` units of work, `per_cta` units per
+    /// CTA and turn: enough CTAs to cover the work, at most as many as are resident at once (one
+    /// wave), at least one.
+    pub(crate) fn grid_stride_grid(&self, name: &str, items: u64, per_cta: u64) -> u32 {
+        items.div_ceil(per_cta.max(1)).clamp(1, self.resident_ctas(name).min(i32::MAX as u64)) as u32
     }
 
     pub fn ordinal(&self) -> usize {

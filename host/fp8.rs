@@ -38,6 +38,17 @@ pub(crate) const KERNELS: &[&str] = &[
     "fp8_dequantize_bf16",
 ];
 
+/// The grid-stride kernels of this family (`ptx::GRID_STRIDE_FAMILIES`: their grids come from
+/// the occupancy they get).
+pub(crate) const GRID_STRIDE: &[(&str, u32, u32)] = &[
+    ("fp8_quantize_group_bf16", FP8_THREADS, 0),
+    ("fp8_quantize_group_f16", FP8_THREADS, 0),
+    ("fp8_quantize_group_f32", FP8_THREADS, 0),
+];
+
+/// 1×128 groups one CTA of `fp8_quantize_group_*` takes per turn: 4 per warp.
+const GROUPS_PER_CTA: u64 = 4 * (FP8_THREADS / 32) as u64;
+
 /// Elements along K that share a scale (and rows of a weight block).
 pub const GROUP: usize = FP8_GROUP as usize;
 
@@ -214,8 +225,9 @@ where
     let s = group_scales(layout, xo.rows, xo.cols, sa, slen)?;
     let p = plan(xo, qo, s, 1, recipe)?;
     let groups = p.rows * (p.cols / FP8_GROUP as u64);
-    let blocks = groups.div_ceil(2 * (FP8_THREADS / 32) as u64); // two groups per warp
-    launch(lowp, stream, "quantize_per_token_group", &format!("fp8_quantize_group_{}", T::SUFFIX), &p, blocks, 0)
+    let kernel = format!("fp8_quantize_group_{}", T::SUFFIX);
+    let blocks = if groups == 0 { 0 } else { lowp.grid_stride_grid(&kernel, groups, GROUPS_PER_CTA) as u64 };
+    launch(lowp, stream, "quantize_per_token_group", &kernel, &p, blocks, 0)
 }
 
 /// Quantizes weights `w [N, K]` per 128×128 block: `q [N, K]` E4M3 and `scales

@@ -18,7 +18,6 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{CudaStream, CudaView, DevicePtr, DevicePtrMut, DeviceSlice, LaunchConfig, PushKernelArg};
 use half::{bf16, f16};
 
@@ -74,8 +73,40 @@ pub(crate) const KERNELS: &[&str] = &[
     "unswizzle_scales",
 ];
 
-/// CTAs per SM the grid-stride kernels are launched with (at most): 8 × 256 threads fill an SM.
-const CTAS_PER_SM: u32 = 8;
+/// The grid-stride kernels of this family with their block size and most dynamic shared memory
+/// (`ptx::GRID_STRIDE_FAMILIES`: the handle sizes their grids from the occupancy they get). The
+/// grouped quantizers are counted with the shared memory of `MX_MAX_GROUPS` groups.
+pub(crate) const GRID_STRIDE: &[(&str, u32, u32)] = &[
+    ("nvfp4_quantize_bf16", MX_THREADS, 0),
+    ("nvfp4_quantize_f16", MX_THREADS, 0),
+    ("nvfp4_quantize_f32", MX_THREADS, 0),
+    ("nvfp4_quantize_grouped_bf16", MX_THREADS, mx_grouped_smem_bytes(MX_MAX_GROUPS)),
+    ("nvfp4_quantize_grouped_f16", MX_THREADS, mx_grouped_smem_bytes(MX_MAX_GROUPS)),
+    ("nvfp4_quantize_grouped_f32", MX_THREADS, mx_grouped_smem_bytes(MX_MAX_GROUPS)),
+    ("mxfp4_quantize_bf16", MX_THREADS, 0),
+    ("mxfp4_quantize_f16", MX_THREADS, 0),
+    ("mxfp4_quantize_f32", MX_THREADS, 0),
+    ("mxfp4_quantize_grouped_bf16", MX_THREADS, mx_grouped_smem_bytes(MX_MAX_GROUPS)),
+    ("mxfp4_quantize_grouped_f16", MX_THREADS, mx_grouped_smem_bytes(MX_MAX_GROUPS)),
+    ("mxfp4_quantize_grouped_f32", MX_THREADS, mx_grouped_smem_bytes(MX_MAX_GROUPS)),
+    ("mxfp8_quantize_bf16", MX_THREADS, 0),
+    ("mxfp8_quantize_f16", MX_THREADS, 0),
+    ("mxfp8_quantize_f32", MX_THREADS, 0),
+    ("mxfp8_quantize_grouped_bf16", MX_THREADS, mx_grouped_smem_bytes(MX_MAX_GROUPS)),
+    ("mxfp8_quantize_grouped_f16", MX_THREADS, mx_grouped_smem_bytes(MX_MAX_GROUPS)),
+    ("mxfp8_quantize_grouped_f32", MX_THREADS, mx_grouped_smem_bytes(MX_MAX_GROUPS)),
+    ("nvfp4_dequantize_bf16", MX_THREADS, 0),
+    ("mxfp4_dequantize_bf16", MX_THREADS, 0),
+    ("mxfp8_dequantize_bf16", MX_THREADS, 0),
+    ("tensor_amax_bf16", MX_THREADS, 0),
+    ("tensor_amax_f16", MX_THREADS, 0),
+    ("tensor_amax_f32", MX_THREADS, 0),
+    ("swizzle_scales", MX_THREADS, 0),
+    ("unswizzle_scales", MX_THREADS, 0),
+];
+
+/// 8-element chunks one thread of a quantize kernel takes per turn.
+const CHUNKS_PER_THREAD: u64 = 2;
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -175,8 +206,17 @@ impl Format {
     pub(crate) fn code_cols(self, k: usize) -> usize {
         if self == Format::Mxfp8 { k } else { k / 2 }
     }
-    /// Code bytes of one block, and the alignment the vector path needs for them.
+    /// The alignment the quantizers' vector path needs for code rows: each lane stores the codes
+    /// of 8 elements at once (4 bytes of FP4, 8 of FP8).
     fn code_align(self) -> usize {
+        match self {
+            Format::Nvfp4 | Format::Mxfp4 => 4,
+            Format::Mxfp8 => 8,
+        }
+    }
+    /// The alignment the dequantizers' vector path needs for code rows: each thread loads the
+    /// codes of one block (8 bytes NVFP4, 16 MXFP4, 32 MXFP8) with 8- or 16-byte loads.
+    fn block_code_align(self) -> usize {
         match self {
             Format::Nvfp4 => 8,
             Format::Mxfp4 | Format::Mxfp8 => 16,
@@ -295,8 +335,9 @@ fn check_k(fmt: Format, m: &Mat) -> Result<usize> {
         ));
     }
     let nb = k / fmt.block();
-    if nb > u32::MAX as usize {
-        return Err(shape_err(m.name, format!("at most {} scale blocks per row", u32::MAX), nb.to_string()));
+    // the kernels walk rows in chunks of 8 elements, counted in 32 bits
+    if k / 8 > u32::MAX as usize {
+        return Err(shape_err(m.name, format!("fewer than 2^35 columns (K / 8 <= {})", u32::MAX), k.to_string()));
     }
     Ok(nb)
 }
@@ -477,7 +518,7 @@ pub(crate) fn plan_dequantize(
     let mut read = vec![codes.region(), scale_region(&scales)];
     read.extend(g_region);
     check_overlaps(&[out.region()], &read)?;
-    let vectorized = codes.rows_aligned(fmt.code_align()) && out.rows_aligned(16);
+    let vectorized = codes.rows_aligned(fmt.block_code_align()) && out.rows_aligned(16);
     let (scale_addr, scale_stride, swizzled) = match scales {
         ScaleArg::Linear(m) => (m.addr, m.stride as u64, false),
         ScaleArg::Swizzled(b) => (b.addr, 0, true),
@@ -567,15 +608,17 @@ fn buf<T>(name: &'static str, addr: u64, len: usize) -> Buf {
     Buf { name, addr, len, elem: std::mem::size_of::<T>() }
 }
 
-/// Grid size of a grid-stride launch over `items` thread items: enough CTAs to cover them, at
-/// most `CTAS_PER_SM` per SM of this device, at least one.
-fn grid_for(lowp: &Lowp, items: u64) -> Result<u32> {
-    let sms = lowp
-        .context()
-        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-        .op("cuDeviceGetAttribute")?;
-    let cap = (sms.max(1) as u64) * CTAS_PER_SM as u64;
-    Ok(items.div_ceil(MX_THREADS as u64).clamp(1, cap) as u32)
+/// Grid of a grid-stride launch of `name` over `items` thread items (one item per thread and
+/// turn): see `Lowp::grid_stride_grid`.
+fn grid_for(lowp: &Lowp, name: &str, items: u64) -> u32 {
+    lowp.grid_stride_grid(name, items, MX_THREADS as u64)
+}
+
+/// Grid of a quantize launch over a `[rows, blocks · block]` matrix: one item per 8-element chunk,
+/// `CHUNKS_PER_THREAD` per thread and turn.
+fn grid_for_chunks(lowp: &Lowp, name: &str, fmt: Format, rows: u64, blocks: u32) -> u32 {
+    let chunks = rows * blocks as u64 * (fmt.block() / 8) as u64;
+    lowp.grid_stride_grid(name, chunks, MX_THREADS as u64 * CHUNKS_PER_THREAD)
 }
 
 /// Enqueues `name` with one parameter struct.
@@ -670,11 +713,12 @@ where
     let name = format!("{}_quantize_{}", fmt.name(), T::SUFFIX);
     lowp.function(op, &name, "compute capability 8.0")?;
     let padding = if p.flags & MX_FLAG_SWIZZLED != 0 { math::swizzled_rows(p.rows) - p.rows } else { 0 };
-    let items = (p.rows * p.blocks_per_row as u64).max(padding * (p.blocks_per_row as u64).div_ceil(4));
-    if items == 0 {
+    let padding_words = padding * (p.blocks_per_row as u64).div_ceil(4);
+    if p.rows * p.blocks_per_row as u64 == 0 && padding_words == 0 {
         return Ok(());
     }
-    launch(lowp, stream, op, &name, grid_for(lowp, items)?, 0, &p)
+    let grid = grid_for_chunks(lowp, &name, fmt, p.rows, p.blocks_per_row).max(grid_for(lowp, &name, padding_words));
+    launch(lowp, stream, op, &name, grid, 0, &p)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -738,8 +782,8 @@ where
     )?;
     let name = format!("{}_quantize_grouped_{}", fmt.name(), T::SUFFIX);
     // Always launched (even with no rows): the kernel writes the scale offsets.
-    let items = p.rows * p.blocks_per_row as u64;
-    launch(lowp, stream, op, &name, grid_for(lowp, items)?, mx_grouped_smem_bytes(p.groups), &p)
+    let grid = grid_for_chunks(lowp, &name, fmt, p.rows, p.blocks_per_row);
+    launch(lowp, stream, op, &name, grid, mx_grouped_smem_bytes(p.groups), &p)
 }
 
 /// NVFP4 quantization of `x` `[M, K]` (K a multiple of 16) on `stream`: packed E2M1 `codes`
@@ -935,7 +979,7 @@ where
     if words == 0 {
         return Ok(());
     }
-    launch(lowp, stream, "swizzle_scales", "swizzle_scales", grid_for(lowp, words)?, 0, &p)
+    launch(lowp, stream, "swizzle_scales", "swizzle_scales", grid_for(lowp, "swizzle_scales", words), 0, &p)
 }
 
 /// The 128×4-swizzled layout in `src` → linear `[rows, cols]` scales in `dst` (the padding of
@@ -960,7 +1004,7 @@ where
     if items == 0 {
         return Ok(());
     }
-    launch(lowp, stream, "unswizzle_scales", "unswizzle_scales", grid_for(lowp, items)?, 0, &p)
+    launch(lowp, stream, "unswizzle_scales", "unswizzle_scales", grid_for(lowp, "unswizzle_scales", items), 0, &p)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1012,11 +1056,11 @@ where
     let p = plan_dequantize(fmt, mat("codes", codes, ca), sarg, ga, om)?;
     let name = format!("{}_dequantize_bf16", fmt.name());
     lowp.function(op, &name, "compute capability 8.0")?;
-    let items = p.rows * p.blocks_per_row as u64;
+    let items = p.rows * p.blocks_per_row as u64; // one block per thread and turn
     if items == 0 {
         return Ok(());
     }
-    launch(lowp, stream, op, &name, grid_for(lowp, items)?, 0, &p)
+    launch(lowp, stream, op, &name, grid_for(lowp, &name, items), 0, &p)
 }
 
 /// NVFP4 → bf16: `out[r, c] = bf16((value · scale) / g)` (f32 arithmetic, one rounding to bf16),
@@ -1099,7 +1143,7 @@ where
     // Guards again for the launch (same addresses as planned).
     let (_, _gx) = x.device_ptr(stream);
     let (_, _ga) = amax.device_ptr_mut(stream);
-    launch(lowp, stream, "tensor_amax", &name, grid_for(lowp, items)?, 0, &p)
+    launch(lowp, stream, "tensor_amax", &name, grid_for(lowp, &name, items), 0, &p)
 }
 
 /// The NVFP4 global encode scale of `x` into `global_scale` (one f32), on the device:

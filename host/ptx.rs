@@ -62,6 +62,13 @@ pub const LARGE_SMEM: &[(&str, u32)] = &[
     ("bf16_gemm", crate::abi::GEMM_SMEM_BYTES),
 ];
 
+/// Grid-stride kernels, one list per family: (name, threads per block, dynamic shared memory in
+/// bytes, the most a launch asks for). The handle asks the driver, when it loads the module, how
+/// many CTAs of each fit on one SM with these resources and the registers the kernel really
+/// uses (`Lowp::resident_ctas`); their launches size the grid from that.
+pub const GRID_STRIDE_FAMILIES: &[&[(&str, u32, u32)]] =
+    &[crate::rmsnorm::GRID_STRIDE, crate::microscaling::GRID_STRIDE, crate::fp8::GRID_STRIDE];
+
 /// Every portable kernel name.
 pub fn portable_kernels() -> impl Iterator<Item = &'static str> {
     PORTABLE_FAMILIES.iter().flat_map(|f| f.iter().copied())

@@ -7,20 +7,83 @@
 //! ```
 //! bf16 or f16 in and out, f32 arithmetic, one rounding per output. Any row count, hidden sizes
 //! 1..=16384. The fast path needs `hidden % 8 == 0` and 16-byte aligned rows and weight; other
-//! layouts run a slower scalar path (still correct). See `docs/kernels/rmsnorm.md`.
+//! layouts run a slower scalar path (still correct). The fast path has three kernels by hidden
+//! size (`Variant`): a warp per row up to 2048, a CTA per row holding 4 vectors per thread up to
+//! 8192, 8 vectors per thread above. See `docs/kernels/rmsnorm.md`.
 
 use std::sync::Arc;
 
 use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
 
-use crate::abi::{RMSNORM_MAX_HIDDEN, RMSNORM_SMEM_BYTES, RMSNORM_THREADS, RmsNormParams};
+use crate::abi::{
+    RMSNORM_MAX_HIDDEN, RMSNORM_ROWS_PER_WARP_CTA, RMSNORM_SMEM_BYTES, RMSNORM_THREADS, RMSNORM_V4_MAX_HIDDEN,
+    RMSNORM_WARP_MAX_HIDDEN, RmsNormParams,
+};
 use crate::context::Lowp;
 use crate::dtype::HalfFloat;
 use crate::error::{CudaResultExt, Error, Result};
 use crate::tensor::Tensor;
 
 /// Kernel entry points of this family (`kernels-gpu/src/rmsnorm.rs`).
-pub(crate) const KERNELS: &[&str] = &["rmsnorm_bf16", "rmsnorm_f16", "add_rmsnorm_bf16", "add_rmsnorm_f16"];
+pub(crate) const KERNELS: &[&str] = &[
+    "rmsnorm_bf16",
+    "rmsnorm_f16",
+    "add_rmsnorm_bf16",
+    "add_rmsnorm_f16",
+    "rmsnorm_v4_bf16",
+    "rmsnorm_v4_f16",
+    "add_rmsnorm_v4_bf16",
+    "add_rmsnorm_v4_f16",
+    "rmsnorm_warp_bf16",
+    "rmsnorm_warp_f16",
+    "add_rmsnorm_warp_bf16",
+    "add_rmsnorm_warp_f16",
+];
+
+/// The persistent kernels of this family (`ptx::GRID_STRIDE_FAMILIES`: their grids come from
+/// the occupancy they get).
+pub(crate) const GRID_STRIDE: &[(&str, u32, u32)] = &[
+    ("rmsnorm_v4_bf16", RMSNORM_THREADS, RMSNORM_SMEM_BYTES),
+    ("rmsnorm_v4_f16", RMSNORM_THREADS, RMSNORM_SMEM_BYTES),
+    ("add_rmsnorm_v4_bf16", RMSNORM_THREADS, RMSNORM_SMEM_BYTES),
+    ("add_rmsnorm_v4_f16", RMSNORM_THREADS, RMSNORM_SMEM_BYTES),
+    ("rmsnorm_warp_bf16", RMSNORM_THREADS, 0),
+    ("rmsnorm_warp_f16", RMSNORM_THREADS, 0),
+    ("add_rmsnorm_warp_bf16", RMSNORM_THREADS, 0),
+    ("add_rmsnorm_warp_f16", RMSNORM_THREADS, 0),
+];
+
+/// Which kernel runs a validated call (`plan`'s parameters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Variant {
+    /// A warp per row, 8 rows per CTA (vector path, hidden ≤ 2048).
+    Warp,
+    /// A CTA per row, at most 4 vectors per thread, the weight held (vector path, hidden ≤ 8192).
+    V4,
+    /// A CTA per row, at most 8 vectors per thread (vector path), or the scalar path.
+    General,
+}
+
+impl Variant {
+    pub(crate) fn of(p: &RmsNormParams) -> Variant {
+        match p.hidden {
+            _ if p.vectorized == 0 => Variant::General,
+            h if h <= RMSNORM_WARP_MAX_HIDDEN => Variant::Warp,
+            h if h <= RMSNORM_V4_MAX_HIDDEN => Variant::V4,
+            _ => Variant::General,
+        }
+    }
+
+    /// The entry point: `{op}{infix}_{dtype}`.
+    fn kernel(self, op: &str, suffix: &str) -> String {
+        let infix = match self {
+            Variant::Warp => "_warp",
+            Variant::V4 => "_v4",
+            Variant::General => "",
+        };
+        format!("{op}{infix}_{suffix}")
+    }
+}
 
 /// A matrix argument for validation (`validate::Operand`, 2-byte elements).
 pub(crate) use crate::validate::Operand as MatArg;
@@ -103,21 +166,33 @@ fn mat_arg<T: HalfFloat, B: cudarc::driver::DeviceSlice<T>>(name: &'static str, 
     MatArg { name, rows: t.rows(), cols: t.cols(), stride: t.row_stride(), addr: 0, elem: std::mem::size_of::<T>() }
 }
 
-fn launch(lowp: &Lowp, stream: &Arc<CudaStream>, kernel: &str, op: &'static str, p: &RmsNormParams) -> Result<()> {
-    let f = lowp.function(op, kernel, "compute capability 8.0")?;
+/// Launches `op` (`rmsnorm` or `add_rmsnorm`) for dtype `suffix` with the kernel `Variant::of`
+/// picks: the general kernel one CTA per row; the persistent ones as many CTAs as fit at once
+/// (`Lowp::grid_stride_grid`), fewer when the rows need fewer.
+fn launch(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static str, suffix: &str, p: &RmsNormParams) -> Result<()> {
+    let variant = Variant::of(p);
+    let kernel = variant.kernel(op, suffix);
+    let f = lowp.function(op, &kernel, "compute capability 8.0")?;
     if p.rows == 0 {
         return Ok(());
     }
+    let rows = p.rows as u64;
+    let grid = match variant {
+        Variant::Warp => lowp.grid_stride_grid(&kernel, rows, RMSNORM_ROWS_PER_WARP_CTA as u64),
+        Variant::V4 => lowp.grid_stride_grid(&kernel, rows, 1),
+        Variant::General => p.rows.min(i32::MAX as u32),
+    };
     let cfg = LaunchConfig {
-        grid_dim: (p.rows.min(i32::MAX as u32), 1, 1),
+        grid_dim: (grid, 1, 1),
         block_dim: (RMSNORM_THREADS, 1, 1),
-        shared_mem_bytes: RMSNORM_SMEM_BYTES,
+        shared_mem_bytes: if variant == Variant::Warp { 0 } else { RMSNORM_SMEM_BYTES },
     };
     let mut b = stream.launch_builder(f);
     b.arg(p);
     // SAFETY: `p` was built by `plan` from live buffers whose spans cover rows × hidden with the
     // given strides, on this handle's context; the kernel reads/writes only inside them, with the
-    // block size and shared memory given here (the kernel's launch contract).
+    // block size and shared memory given here (the kernel's launch contract), and `Variant::of`
+    // only picks a vector-only kernel for a vectorized call within its hidden size.
     unsafe { b.launch(cfg) }.op("cuLaunchKernel")?;
     Ok(())
 }
@@ -150,7 +225,7 @@ where
     let (oa, _go) = out.device_ptr_mut(stream);
     (xm.addr, om.addr) = (xa, oa);
     let params = plan(xm, None, om, weight.len(), wa, eps)?;
-    launch(lowp, stream, &format!("rmsnorm_{}", T::SUFFIX), "rmsnorm", &params)
+    launch(lowp, stream, "rmsnorm", T::SUFFIX, &params)
 }
 
 /// `residual += x; out = rmsnorm(residual) * weight` on `stream` (asynchronous).
@@ -185,7 +260,7 @@ where
     let (oa, _go) = out.device_ptr_mut(stream);
     (xm.addr, rm.addr, om.addr) = (xa, ra, oa);
     let params = plan(xm, Some(rm), om, weight.len(), wa, eps)?;
-    launch(lowp, stream, &format!("add_rmsnorm_{}", T::SUFFIX), "add_rmsnorm", &params)
+    launch(lowp, stream, "add_rmsnorm", T::SUFFIX, &params)
 }
 
 #[cfg(test)]

@@ -382,6 +382,18 @@ fn cases(fmt: Fmt, lowp: &Lowp) -> Vec<Case> {
         linear: None,
         g: GMode::Host,
     });
+    // code rows 4-byte aligned but not 8: the vector path for FP4 (4 code bytes per lane), the
+    // scalar path for FP8 (8 per lane)
+    v.push(Case {
+        rows: 21,
+        k: 6 * b,
+        x_stride: 6 * b,
+        x_offset: 0,
+        c_stride: cc(6 * b) + 4,
+        c_offset: 4,
+        linear: Some(6),
+        g: GMode::Host,
+    });
     // unaligned: x starts one element in, odd strides (scalar path)
     v.push(Case {
         rows: 17,

@@ -100,11 +100,28 @@ fn cases(lowp: &Lowp) -> Vec<Case> {
         dense(rows(300, 40), 256), // hidden < 8 * threads: most threads idle
         dense(1, 16376),           // 2047 vectors: the last thread slot partly used
     ];
+    // The kernel boundaries (`lowp::rmsnorm` picks by hidden size on the vector path): a warp
+    // per row up to 2048, a CTA per row with 4 vectors per thread up to 8192, 8 above; a hidden
+    // size that is not a multiple of 8 takes the scalar path whatever its size.
+    v.extend([
+        dense(13, 2048),  // warp per row, every lane's 8 slots used; 13 rows: the last CTA has 5
+        dense(9, 2049),   // scalar
+        dense(11, 2056),  // 4 vectors per thread: 257 vectors, one thread with 2 slots
+        dense(3, 8192),   // 4 vectors per thread, all used
+        dense(2, 8193),   // scalar
+        dense(2, 8200),   // 8 vectors per thread, one thread with 5 slots
+        dense(21, 264),   // warp per row: 33 vectors, lane 0 alone in its second slot
+        dense(rows(1000, 200), 64), // warp per row, 8 lanes busy; more rows than resident warps
+        dense(rows(500, 37), 4096), // 4 vectors per thread; more rows than resident CTAs
+    ]);
     // strided rows that keep 16-byte alignment (vector path) and that break it (scalar path)
     v.push(Case { rows: 9, hidden: 4096, x_stride: 4104, r_stride: 4160, o_stride: 4112, x_offset: 0 });
     v.push(Case { rows: 9, hidden: 4096, x_stride: 4099, r_stride: 4096, o_stride: 4101, x_offset: 0 });
     // x starting 2 bytes past alignment
     v.push(Case { rows: 6, hidden: 2048, x_stride: 2048, r_stride: 2048, o_stride: 2048, x_offset: 1 });
+    // aligned strided rows on the warp-per-row and the 4-vector kernels
+    v.push(Case { rows: 10, hidden: 1024, x_stride: 1032, r_stride: 1096, o_stride: 1040, x_offset: 0 });
+    v.push(Case { rows: 5, hidden: 6144, x_stride: 6152, r_stride: 6144, o_stride: 6160, x_offset: 8 });
     v
 }
 

@@ -9,8 +9,10 @@ use super::*;
 pub(crate) const BYTES: &str = "rmsnorm = x read + out written + weight; add_rmsnorm = x read + residual read and written + out written + weight";
 
 /// `[rows, hidden]` of the norm cases; the first is the headline shape (a 16k-token prefill
-/// batch at hidden 8192), the only one also run in f16.
-const NORM_SHAPES: [(usize, usize); 5] = [(16384, 8192), (4096, 4096), (16384, 5120), (1, 8192), (128, 16384)];
+/// batch at hidden 8192), the only one also run in f16. Hidden 8192 and below run the kernel
+/// with 4 vectors per thread, 16384 the general one, 2048 the warp-per-row kernel.
+const NORM_SHAPES: [(usize, usize); 6] =
+    [(16384, 8192), (4096, 4096), (16384, 5120), (1, 8192), (128, 16384), (16384, 2048)];
 const EPS: f32 = 1e-6;
 
 /// The RMSNorm cases: add + RMSNorm and RMSNorm, bf16 on every shape, f16 on the headline one.

@@ -53,7 +53,7 @@ fn quantize_plans_fill_the_parameters() {
 #[test]
 fn quantize_picks_the_vector_path_only_when_rows_are_aligned() {
     let g = Some(GArg::Value(1.0));
-    let (x, c, s) = nv(4, 48); // codes rows of 24 bytes: 8-byte aligned, enough for NVFP4
+    let (x, c, s) = nv(4, 48); // codes rows of 24 bytes: 4-byte aligned, enough for NVFP4
     assert_eq!(plan_quantize(Format::Nvfp4, x, c, s, g, MxScaleRule::Ocp, None).unwrap().flags, MX_FLAG_VECTORIZED);
     let (mut x, c, s) = nv(4, 64);
     x.addr += 2; // input 2 bytes past alignment
@@ -62,15 +62,21 @@ fn quantize_picks_the_vector_path_only_when_rows_are_aligned() {
     x.stride = 68; // 136-byte rows: not a multiple of 16
     assert_eq!(plan_quantize(Format::Nvfp4, x, c, s, g, MxScaleRule::Ocp, None).unwrap().flags, 0);
     let (x, mut c, s) = nv(4, 64);
-    c.addr += 4;
+    c.addr += 2;
     assert_eq!(plan_quantize(Format::Nvfp4, x, c, s, g, MxScaleRule::Ocp, None).unwrap().flags, 0);
-    // MXFP4 needs 16-byte code rows: K = 96 gives 48-byte rows (fine), a stride of 56 does not
+    // MXFP4 needs 4-byte code rows: K = 96 gives 48-byte rows (fine), a stride of 50 does not
     let x = m("x", 2, 96, 96, X, 2);
     let s = ScaleArg::Linear(m("scales", 2, 3, 3, S, 1));
     let p = plan_quantize(Format::Mxfp4, x, m("codes", 2, 48, 48, C, 1), s, None, MxScaleRule::Ocp, None).unwrap();
     assert_eq!(p.flags, MX_FLAG_VECTORIZED);
-    let p = plan_quantize(Format::Mxfp4, x, m("codes", 2, 48, 56, C, 1), s, None, MxScaleRule::Ocp, None).unwrap();
+    let p = plan_quantize(Format::Mxfp4, x, m("codes", 2, 48, 50, C, 1), s, None, MxScaleRule::Ocp, None).unwrap();
     assert_eq!(p.flags, 0);
+    // MXFP8 needs 8-byte code rows: K = 96 with a stride of 100 bytes is not
+    let x = m("x", 2, 96, 96, X, 2);
+    let p = plan_quantize(Format::Mxfp8, x, m("codes", 2, 96, 100, C, 1), s, None, MxScaleRule::Ocp, None).unwrap();
+    assert_eq!(p.flags, 0);
+    let p = plan_quantize(Format::Mxfp8, x, m("codes", 2, 96, 104, C, 1), s, None, MxScaleRule::Ocp, None).unwrap();
+    assert_eq!(p.flags, MX_FLAG_VECTORIZED);
 }
 
 #[test]
@@ -248,6 +254,12 @@ fn dequantize_plans_check_every_argument() {
     let sw = ScaleArg::Swizzled(b("scales", S, 512, 1));
     let p = plan_dequantize(Format::Nvfp4, codes, sw, Some(GArg::Value(1.0)), m("out", 4, 64, 68, X, 2)).unwrap();
     assert_eq!(p.flags, MX_FLAG_SWIZZLED, "136-byte output rows: scalar path");
+    // a thread loads a block's codes at once: 8-byte aligned NVFP4 code rows, 16-byte MX ones
+    let p = plan_dequantize(Format::Nvfp4, m("codes", 4, 32, 36, C, 1), s, Some(GArg::Value(1.0)), out).unwrap();
+    assert_eq!(p.flags, 0, "36-byte code rows: scalar path");
+    let s = ScaleArg::Linear(m("scales", 4, 2, 2, S, 1));
+    let p = plan_dequantize(Format::Mxfp4, m("codes", 4, 32, 40, C, 1), s, None, out).unwrap();
+    assert_eq!(p.flags, 0, "40-byte code rows: scalar path");
 }
 
 #[test]

@@ -31,6 +31,32 @@ fn plan_picks_vector_path_only_when_aligned() {
 }
 
 #[test]
+fn kernel_choice_follows_the_hidden_size_on_the_vector_path() {
+    let pick = |hidden: usize, addr: u64| {
+        let p = plan(m("x", 4, hidden, hidden, addr), None, m("out", 4, hidden, hidden, B), hidden, W, 1e-6).unwrap();
+        (Variant::of(&p), Variant::of(&p).kernel("rmsnorm", "bf16"))
+    };
+    assert_eq!(pick(8, A), (Variant::Warp, "rmsnorm_warp_bf16".into()));
+    assert_eq!(pick(2048, A).0, Variant::Warp);
+    assert_eq!(pick(2056, A), (Variant::V4, "rmsnorm_v4_bf16".into()));
+    assert_eq!(pick(8192, A).0, Variant::V4);
+    assert_eq!(pick(8200, A), (Variant::General, "rmsnorm_bf16".into()));
+    assert_eq!(pick(16384, A).0, Variant::General);
+    // the scalar path (not a multiple of 8, or misaligned) is the general kernel's
+    assert_eq!(pick(2049, A).0, Variant::General);
+    assert_eq!(pick(8193, A).0, Variant::General);
+    assert_eq!(pick(1024, A + 2).0, Variant::General);
+    // every entry point the choice can name is one the module has
+    for v in [Variant::Warp, Variant::V4, Variant::General] {
+        for op in ["rmsnorm", "add_rmsnorm"] {
+            for t in ["bf16", "f16"] {
+                assert!(KERNELS.contains(&v.kernel(op, t).as_str()), "{v:?} {op} {t}");
+            }
+        }
+    }
+}
+
+#[test]
 fn plan_rejects_bad_shapes_naming_the_argument() {
     let e = plan(m("x", 2, 16385, 16385, A), None, m("out", 2, 16385, 16385, B), 16385, W, 1e-6).unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "x", .. }), "{e}");

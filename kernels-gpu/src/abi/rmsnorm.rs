@@ -34,5 +34,11 @@ pub const RMSNORM_THREADS: u32 = 256;
 /// `RMSNORM_VECS_PER_THREAD` 8-element vectors per thread.
 pub const RMSNORM_MAX_HIDDEN: u32 = 16384;
 pub const RMSNORM_VECS_PER_THREAD: u32 = RMSNORM_MAX_HIDDEN / (8 * RMSNORM_THREADS);
+/// Largest hidden size of the `*_v4_*` kernels (4 vectors of 8 elements per thread).
+pub const RMSNORM_V4_MAX_HIDDEN: u32 = 4 * 8 * RMSNORM_THREADS;
+/// Largest hidden size of the warp-per-row `*_warp_*` kernels (8 vectors of 8 elements per lane).
+pub const RMSNORM_WARP_MAX_HIDDEN: u32 = 8 * 8 * 32;
+/// Rows one CTA of the warp-per-row kernels works on at once (one per warp).
+pub const RMSNORM_ROWS_PER_WARP_CTA: u32 = RMSNORM_THREADS / 32;
 /// Dynamic shared memory an RMSNorm launch needs: one f32 partial sum per warp.
 pub const RMSNORM_SMEM_BYTES: u32 = (RMSNORM_THREADS / 32) * 4;

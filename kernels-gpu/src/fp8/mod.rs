@@ -4,11 +4,14 @@
 //!
 //! ```text
 //! fp8_quantize_group_*   16 lanes per 128-element group (8 elements each, one 16-byte load),
-//!                        amax by a 16-lane shuffle reduction, 8 FP8 bytes per lane stored at once,
-//!                        lane 0 writes the scale at (r, c/128) through the two scale strides.
+//!                        two groups per lane and turn (both loads in flight), grid-stride over
+//!                        as many CTAs as fit at once; amax by a 16-lane shuffle reduction, 8 FP8
+//!                        bytes per lane stored at once, lane 0 writes the scale at (r, c/128)
+//!                        through the two scale strides.
 //! fp8_quantize_block_*   one 256-thread block per 128×128 tile: thread (ty, tx) = (tid/16, tid%16)
-//!                        holds rows ty, ty+16, …, ty+112 × columns 8tx..8tx+8 in registers, block
-//!                        amax, then codes; rows past the matrix end are skipped.
+//!                        holds rows ty, ty+16, …, ty+112 × columns 8tx..8tx+8 in registers (as
+//!                        loaded: packed bf16/f16), block amax, then codes; rows past the matrix
+//!                        end are skipped.
 //! fp8_dequantize_bf16    one thread per 8 elements, scale at (r / block_rows, c / 128).
 //! ```
 
@@ -19,11 +22,13 @@ pub(crate) use crate::prim::soft;
 
 use crate::abi::{FP8_GROUP, FP8_THREADS, FP8_UE8M0, FP8_VECTORIZED, Fp8QuantParams};
 use crate::prim::block::block_reduce_f32;
-use crate::prim::convert::{Bf16, F16, F32, Wide, f32_to_bf16, f32_to_e4m3fn_sat, f32x2_to_bf16x2};
-use crate::prim::mem::{Vec16, ld_global_nc_b64, st_global_b64, st_global_v4};
+use crate::prim::convert::{
+    Bf16, F16, F32, Half, Wide, f32_to_bf16, f32x2_to_bf16x2, f32x2_to_e4m3fn_sat, unpack_u16x2,
+};
+use crate::prim::mem::{Vec16, ld_global_nc_b64, ld_global_nc_v4, st_global_b64, st_global_v4};
 use crate::prim::soft::e4m3fn_to_f32;
 use crate::prim::warp::warp_reduce_f32;
-use crate::prim::{block_dim_x, block_idx_x, dynamic_smem, grid_dim_x, lane_id, thread_idx_x, warp_id};
+use crate::prim::{block_dim_x, block_idx_x, dynamic_smem, grid_dim_x, lane_id, opaque_u32x4, thread_idx_x, warp_id};
 use math::{group_scale, max_nan};
 
 const WARPS: u64 = (FP8_THREADS / 32) as u64;
@@ -45,8 +50,8 @@ fn amax8(x: &[f32; 8]) -> f32 {
 #[inline(always)]
 unsafe fn store_codes(q: *mut u8, x: &[f32; 8], mult: f32, vector: bool) {
     let mut packed = 0u64;
-    for (i, v) in x.iter().enumerate() {
-        packed |= (f32_to_e4m3fn_sat(v * mult) as u64) << (8 * i);
+    for k in 0..4 {
+        packed |= (f32x2_to_e4m3fn_sat(x[2 * k] * mult, x[2 * k + 1] * mult) as u64) << (16 * k);
     }
     if vector {
         // SAFETY: 8-byte aligned and valid (caller).
@@ -59,7 +64,11 @@ unsafe fn store_codes(q: *mut u8, x: &[f32; 8], mult: f32, vector: bool) {
     }
 }
 
-/// Per-token groups of 1×128.
+/// Per-token groups of 1×128: a half-warp per group (8 elements per lane, one 16-byte load of
+/// bf16/f16), each warp taking 4 consecutive groups per turn of a grid-stride loop, the two
+/// halves of the warp groups `4w + 2k + half` for `k` = 0, 1: both loads are issued before
+/// either is used, and each load instruction of the warp reads one contiguous span (512 bytes of
+/// bf16 when the two groups share a row).
 ///
 /// # Safety
 /// Launched with `FP8_THREADS` threads per block; parameters validated by `lowp::fp8`.
@@ -68,47 +77,150 @@ unsafe fn quantize_groups<I: Wide>(p: &Fp8QuantParams) {
     let groups_per_row = p.cols / FP8_GROUP as u64;
     let total = p.rows * groups_per_row;
     let sub = lane_id() & 15; // lane within the group
-    let half = (lane_id() >> 4) as u64; // which of the warp's two groups
+    let half = (lane_id() >> 4) as u64; // which of the warp's two groups of a pair
     let vector = p.flags & FP8_VECTORIZED != 0;
     let ue8m0 = p.flags & FP8_UE8M0 != 0;
     let mut w = block_idx_x() as u64 * WARPS + warp_id() as u64;
+    let at = |g: u64| (g / groups_per_row, g % groups_per_row);
     // `w` is uniform over the warp, so the shuffles below always see all 32 lanes.
-    while 2 * w < total {
-        let g = 2 * w + half;
-        let active = g < total;
-        let (r, cg) = (g / groups_per_row, g % groups_per_row);
-        let col = cg * FP8_GROUP as u64 + sub as u64 * 8;
-        let x = if active {
-            let src = (p.x as *const u8).wrapping_add(((r * p.x_stride + col) as usize) * I::BYTES);
-            // SAFETY: (r, col..col+8) is inside the matrix; alignment per FP8_VECTORIZED.
-            unsafe { I::load8(src, vector) }
-        } else {
-            [0.0; 8]
-        };
-        // SAFETY: all 32 lanes are here; each half-warp reduces its own group.
-        let amax = unsafe { warp_reduce_f32(amax8(&x), 16, max_nan) };
-        if active {
-            let (scale, mult) = group_scale(amax, ue8m0);
-            let q = (p.q as *mut u8).wrapping_add((r * p.q_stride + col) as usize);
-            // SAFETY: inside the E4M3 matrix; 8-byte aligned when vectorized.
-            unsafe { store_codes(q, &x, mult, vector) };
-            if sub == 0 {
-                let s = (p.scales as *mut f32).wrapping_add((r * p.scale_row_stride + cg * p.scale_col_stride) as usize);
-                // SAFETY: (r, cg) is inside the scale layout the host validated.
-                unsafe { *s = scale };
+    while 4 * w < total {
+        let g = [4 * w + half, 4 * w + 2 + half];
+        let mut x = [[0.0f32; 8]; 2];
+        crate::unroll!(k in [0, 1] {
+            if g[k] < total {
+                let (r, cg) = at(g[k]);
+                let col = cg * FP8_GROUP as u64 + sub as u64 * 8;
+                let src = (p.x as *const u8).wrapping_add(((r * p.x_stride + col) as usize) * I::BYTES);
+                // SAFETY: (r, col..col+8) is inside the matrix; alignment per FP8_VECTORIZED.
+                x[k] = unsafe { I::load8(src, vector) };
             }
-        }
+        });
+        crate::unroll!(k in [0, 1] {
+            // SAFETY: all 32 lanes are here; each half-warp reduces its own group.
+            let amax = unsafe { warp_reduce_f32(amax8(&x[k]), 16, max_nan) };
+            if g[k] < total {
+                let (r, cg) = at(g[k]);
+                let col = cg * FP8_GROUP as u64 + sub as u64 * 8;
+                let (scale, mult) = group_scale(amax, ue8m0);
+                let q = (p.q as *mut u8).wrapping_add((r * p.q_stride + col) as usize);
+                // SAFETY: inside the E4M3 matrix; 8-byte aligned when vectorized.
+                unsafe { store_codes(q, &x[k], mult, vector) };
+                if sub == 0 {
+                    let s = (p.scales as *mut f32).wrapping_add((r * p.scale_row_stride + cg * p.scale_col_stride) as usize);
+                    // SAFETY: (r, cg) is inside the scale layout the host validated.
+                    unsafe { *s = scale };
+                }
+            }
+        });
         w += grid_dim_x() as u64 * WARPS;
     }
 }
 
-/// 128×128 blocks: one thread block per tile.
+/// The 8 elements one thread of the block quantizer holds per row: packed 16-bit values for
+/// bf16/f16 (4 registers, widened when used: one instruction per element), f32 as they are.
+trait Held: Wide {
+    type Raw: Copy + Default;
+    /// Loads 8 elements (as `Wide::load8`).
+    ///
+    /// # Safety
+    /// As `Wide::load8`.
+    unsafe fn load_raw(p: *const u8, vector: bool) -> Self::Raw;
+    fn widen(r: Self::Raw) -> [f32; 8];
+    /// `r` made opaque to the optimizer (`prim::opaque_u32x4`), so a second widening is not
+    /// merged with the first (which would keep the f32 values alive across the reduction).
+    fn opaque(r: Self::Raw) -> Self::Raw;
+}
+
+/// The 8 16-bit values at `p`, packed in pairs (element `2i` in the low half of word `i`).
+///
+/// # Safety
+/// As `Wide::load8` for a 16-bit type.
+#[inline(always)]
+unsafe fn load_half_raw(p: *const u8, vector: bool) -> [u32; 4] {
+    if vector {
+        // SAFETY: 16-byte aligned and valid for 16 bytes (caller).
+        unsafe { ld_global_nc_v4(p as *const Vec16) }.0
+    } else {
+        let mut w = [0u32; 4];
+        for (i, v) in w.iter_mut().enumerate() {
+            // SAFETY: elements 2i, 2i + 1 < 8 (caller).
+            *v = unsafe { (p as *const u16).add(2 * i).read() as u32 | ((p as *const u16).add(2 * i + 1).read() as u32) << 16 };
+        }
+        w
+    }
+}
+
+/// Widens 8 packed 16-bit values of `T`.
+#[inline(always)]
+fn widen_half<T: Half>(w: [u32; 4]) -> [f32; 8] {
+    let mut f = [0.0f32; 8];
+    for i in 0..4 {
+        let (lo, hi) = unpack_u16x2(w[i]);
+        f[2 * i] = T::to_f32(lo);
+        f[2 * i + 1] = T::to_f32(hi);
+    }
+    f
+}
+
+impl Held for Bf16 {
+    type Raw = [u32; 4];
+    #[inline(always)]
+    unsafe fn load_raw(p: *const u8, vector: bool) -> [u32; 4] {
+        // SAFETY: forwarded.
+        unsafe { load_half_raw(p, vector) }
+    }
+    #[inline(always)]
+    fn widen(r: [u32; 4]) -> [f32; 8] {
+        widen_half::<Bf16>(r)
+    }
+    #[inline(always)]
+    fn opaque(r: [u32; 4]) -> [u32; 4] {
+        opaque_u32x4(r)
+    }
+}
+
+impl Held for F16 {
+    type Raw = [u32; 4];
+    #[inline(always)]
+    unsafe fn load_raw(p: *const u8, vector: bool) -> [u32; 4] {
+        // SAFETY: forwarded.
+        unsafe { load_half_raw(p, vector) }
+    }
+    #[inline(always)]
+    fn widen(r: [u32; 4]) -> [f32; 8] {
+        widen_half::<F16>(r)
+    }
+    #[inline(always)]
+    fn opaque(r: [u32; 4]) -> [u32; 4] {
+        opaque_u32x4(r)
+    }
+}
+
+impl Held for F32 {
+    type Raw = [f32; 8];
+    #[inline(always)]
+    unsafe fn load_raw(p: *const u8, vector: bool) -> [f32; 8] {
+        // SAFETY: forwarded.
+        unsafe { F32::load8(p, vector) }
+    }
+    #[inline(always)]
+    fn widen(r: [f32; 8]) -> [f32; 8] {
+        r
+    }
+    #[inline(always)]
+    fn opaque(r: [f32; 8]) -> [f32; 8] {
+        r
+    }
+}
+
+/// 128×128 blocks: one thread block per tile, the tile held in registers as loaded (packed
+/// 16-bit values for bf16/f16: half the registers of f32, so more CTAs fit per SM).
 ///
 /// # Safety
 /// Launched with `FP8_THREADS` threads per block and `FP8_BLOCK_SMEM_BYTES` of dynamic shared
 /// memory; parameters validated by `lowp::fp8`.
 #[inline(always)]
-unsafe fn quantize_blocks<I: Wide>(p: &Fp8QuantParams) {
+unsafe fn quantize_blocks<I: Held>(p: &Fp8QuantParams) {
     // SAFETY: the launch provides one f32 per warp.
     let smem = unsafe { dynamic_smem::<f32>() };
     let col_blocks = p.cols / FP8_GROUP as u64;
@@ -121,16 +233,19 @@ unsafe fn quantize_blocks<I: Wide>(p: &Fp8QuantParams) {
     while tile < tiles {
         let (rb, cb) = (tile / col_blocks, tile % col_blocks);
         let col = cb * FP8_GROUP as u64 + tx * 8;
-        let mut x = [[0.0f32; 8]; 8];
-        let mut amax = 0.0f32;
+        let mut x = [I::Raw::default(); 8];
         crate::unroll!(i in [0, 1, 2, 3, 4, 5, 6, 7] {
             let r = rb * FP8_GROUP as u64 + ty + 16 * i as u64;
             if r < p.rows {
                 let src = (p.x as *const u8).wrapping_add(((r * p.x_stride + col) as usize) * I::BYTES);
                 // SAFETY: (r, col..col+8) inside the matrix; alignment per FP8_VECTORIZED.
-                x[i] = unsafe { I::load8(src, vector) };
-                amax = max_nan(amax, amax8(&x[i]));
+                x[i] = unsafe { I::load_raw(src, vector) };
             }
+        });
+        let mut amax = 0.0f32;
+        crate::unroll!(i in [0, 1, 2, 3, 4, 5, 6, 7] {
+            // rows past the matrix hold zeros, which do not change the amax
+            amax = max_nan(amax, amax8(&I::widen(x[i])));
         });
         // SAFETY: every thread of the block reaches it; smem holds one f32 per warp.
         let amax = unsafe { block_reduce_f32(amax, smem, block_dim_x(), max_nan) };
@@ -140,7 +255,7 @@ unsafe fn quantize_blocks<I: Wide>(p: &Fp8QuantParams) {
             if r < p.rows {
                 let q = (p.q as *mut u8).wrapping_add((r * p.q_stride + col) as usize);
                 // SAFETY: inside the E4M3 matrix; 8-byte aligned when vectorized.
-                unsafe { store_codes(q, &x[i], mult, vector) };
+                unsafe { store_codes(q, &I::widen(I::opaque(x[i])), mult, vector) };
             }
         });
         if thread_idx_x() == 0 {

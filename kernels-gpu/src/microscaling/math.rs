@@ -33,11 +33,17 @@ fn mul_add(x: f32, a: f32, b: f32) -> f32 {
     x.mul_add(a, b)
 }
 
-/// Repeats `$body` once per index `0..16` or `0..32`, the index bound as a `const usize`: register
+/// Repeats `$body` once per index `0..4`, `0..8`, `0..16` or `0..32`, the index bound as a `const usize`: register
 /// arrays indexed by it stay in registers (LLVM does not always unroll loops this large, and a
 /// run-time index would move the arrays to local memory). The same as `prim`'s `unroll!`, kept
 /// here so that this file also compiles into the host.
 macro_rules! each {
+    ($i:ident < 4 $body:block) => {
+        each!(@ $i [0, 1, 2, 3] $body)
+    };
+    ($i:ident < 8 $body:block) => {
+        each!(@ $i [0, 1, 2, 3, 4, 5, 6, 7] $body)
+    };
     ($i:ident < 16 $body:block) => {
         each!(@ $i [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] $body)
     };
@@ -63,6 +69,11 @@ const F32_INF_BITS: u32 = 0x7f80_0000;
 /// identical bits: the device uses the `cvt` where the target has one, the host the soft path.
 pub trait Fp8Encoder {
     fn e4m3(x: f32) -> u8;
+    /// Two values, `lo` in bits 0..8 and `hi` in 8..16 (the device has one instruction for both).
+    #[inline(always)]
+    fn e4m3x2(lo: f32, hi: f32) -> u16 {
+        Self::e4m3(lo) as u16 | (Self::e4m3(hi) as u16) << 8
+    }
 }
 
 /// The integer software encoder (`soft::f32_to_e4m3fn_sat`).
@@ -150,30 +161,75 @@ pub fn e4m3_scale_value(code: u8) -> f32 {
     if c < 8 { c as f32 * (1.0 / 512.0) } else { f32::from_bits((c << 20) + (120 << 23)) }
 }
 
-/// One NVFP4 block: 16 values → (E4M3 scale, 8 bytes of packed E2M1 codes as two words).
+/// What the NVFP4 encoder needs of a block scale code `1..=0x7e`: `(s, RN(1 / s), 6 · s)`, with
+/// `s` its value (`6s` is exact: `s` has at most 4 significant bits).
+#[inline(always)]
+pub fn nvfp4_scale_params(scale: u8) -> (f32, f32, f32) {
+    let s = e4m3_scale_value(scale);
+    (s, 1.0 / s, 6.0 * s)
+}
+
+/// Whether an NVFP4 block with this scale code has codes: scale 0 (the block is zero or
+/// underflowed) and NaN (0x7f) give all codes 0. `scale` is never negative (amax >= 0, g > 0),
+/// so 0x00 is the only zero and 0x7f the only NaN.
+#[inline(always)]
+pub fn nvfp4_has_codes(scale: u8) -> bool {
+    scale != 0 && scale != 0x7f
+}
+
+/// E2M1 codes of 8 consecutive elements of an NVFP4 block (element i in bits 4i..4i+4), given the
+/// global scale and `nvfp4_scale_params` of the block's scale (one with codes).
+///
+/// code = e2m1_sat(RN((x·g) / s)). s > 0, so the quotient has the sign of y = x·g (zeros and
+/// underflows included) and its magnitude is RN(|y| / s); |y| >= 6s means a quotient >= 6,
+/// code 7, so |y| is clamped to 6s (which also turns an overflowed y = ±Inf into 6s) and the
+/// division runs in the range where `div_by_scale` is exact. The sign, the magnitude and the
+/// position occupy disjoint bits, so they are combined with additions (one `IADD3` / `LEA` each
+/// on the GPU instead of a shift and an OR).
+#[inline(always)]
+pub fn nvfp4_codes8(x: &[f32; 8], g: f32, s: f32, r: f32, six_s: f32) -> u32 {
+    let mut out = 0u32;
+    each!(i < 8 {
+        let y = x[i] * g;
+        let q = div_by_scale(y.abs().min(six_s), s, r);
+        let code = ((y.to_bits() >> 28) & 0x8) + e2m1_magnitude(q);
+        out += code << (4 * i);
+    });
+    out
+}
+
+/// One NVFP4 block: 16 values → (E4M3 scale, 8 bytes of packed E2M1 codes as two words; byte k
+/// holds elements 2k (low nibble) and 2k + 1).
 #[inline(always)]
 pub fn nvfp4_block<E: Fp8Encoder>(x: &[f32; 16], g: f32) -> (u8, [u32; 2]) {
     let scale = nvfp4_scale::<E>(amax_bits(x), g);
-    // scale 0 (the block is zero or underflowed) and NaN: all codes 0. `scale` is never negative
-    // (amax >= 0, g > 0), so 0x00 is the only zero and 0x7f the only NaN.
-    if scale == 0 || scale == 0x7f {
+    if !nvfp4_has_codes(scale) {
         return (scale, [0; 2]);
     }
-    let s = e4m3_scale_value(scale);
-    // code = e2m1_sat(RN((x·g) / s)). s > 0, so the quotient has the sign of y = x·g (zeros and
-    // underflows included) and its magnitude is RN(|y| / s); |y| >= 6s means a quotient >= 6,
-    // code 7, so |y| is clamped to 6s (which also turns an overflowed y = ±Inf into 6s) and the
-    // division runs in the range where `div_by_scale` is exact.
-    let (r, six_s) = (1.0 / s, 6.0 * s); // 6s is exact: s has at most 4 significant bits
-    let mut out = [0u32; 2];
-    // element i in bits 4·(i % 8) of word i / 8: byte k holds elements 2k (low nibble), 2k + 1
-    each!(i < 16 {
-        let y = x[i] * g;
-        let q = div_by_scale(y.abs().min(six_s), s, r);
-        let code = ((y.to_bits() >> 28) & 0x8) | e2m1_magnitude(q);
-        out[i / 8] |= code << (4 * (i % 8));
+    let (s, r, six_s) = nvfp4_scale_params(scale);
+    let (lo, hi) = halves(x);
+    (scale, [nvfp4_codes8(&lo, g, s, r, six_s), nvfp4_codes8(&hi, g, s, r, six_s)])
+}
+
+/// Elements `0..8` and `8..16` of a 16-element array.
+#[inline(always)]
+fn halves(x: &[f32; 16]) -> ([f32; 8], [f32; 8]) {
+    let (mut lo, mut hi) = ([0.0f32; 8], [0.0f32; 8]);
+    each!(i < 8 {
+        lo[i] = x[i];
+        hi[i] = x[8 + i];
     });
-    (scale, out)
+    (lo, hi)
+}
+
+/// Elements `8k..8k + 8` of a 32-element array.
+#[inline(always)]
+fn eighth(x: &[f32; 32], k: usize) -> [f32; 8] {
+    let mut v = [0.0f32; 8];
+    each!(i < 8 {
+        v[i] = x[8 * k + i];
+    });
+    v
 }
 
 /// MX block scale (UE8M0 code) for a block of magnitude `amax_bits`, elements with largest
@@ -214,18 +270,46 @@ pub fn mx_multiplier(scale: u8) -> f32 {
     if e == 0 { f32::from_bits(0x0040_0000) } else { f32::from_bits(e << 23) }
 }
 
+/// Whether an MX block has codes (else they are all 0): not a NaN/Inf block, not a zero block.
+#[inline(always)]
+pub fn mx_has_codes(scale: u8, amax_bits: u32) -> bool {
+    scale != 0xff && amax_bits != 0
+}
+
+/// E2M1 codes of 8 consecutive elements of an MXFP4 block (element i in bits 4i..4i+4), with the
+/// block's `mx_multiplier`.
+#[inline(always)]
+pub fn mxfp4_codes8(x: &[f32; 8], m: f32) -> u32 {
+    let mut out = 0u32;
+    each!(i < 8 {
+        out += e2m1_code(x[i] * m) << (4 * i);
+    });
+    out
+}
+
+/// E4M3 codes of 8 consecutive elements of an MXFP8 block (element `4w + j` in byte `j` of word
+/// `w`), with the block's `mx_multiplier`.
+#[inline(always)]
+pub fn mxfp8_codes8<E: Fp8Encoder>(x: &[f32; 8], m: f32) -> [u32; 2] {
+    let mut out = [0u32; 2];
+    each!(k < 4 {
+        out[k / 2] += (E::e4m3x2(x[2 * k] * m, x[2 * k + 1] * m) as u32) << (16 * (k % 2));
+    });
+    out
+}
+
 /// One MXFP4 block: 32 values → (UE8M0 scale, 16 bytes of packed E2M1 codes as four words).
 #[inline(always)]
 pub fn mxfp4_block(x: &[f32; 32], round_up: bool) -> (u8, [u32; 4]) {
     let ab = amax_bits(x);
     let scale = mx_scale(ab, 2, E2M1_MAX, round_up);
-    if scale == 0xff || ab == 0 {
+    if !mx_has_codes(scale, ab) {
         return (scale, [0; 4]);
     }
     let m = mx_multiplier(scale);
     let mut out = [0u32; 4];
-    each!(i < 32 {
-        out[i / 8] |= e2m1_code(x[i] * m) << (4 * (i % 8));
+    each!(k < 4 {
+        out[k] = mxfp4_codes8(&eighth(x, k), m);
     });
     (scale, out)
 }
@@ -236,13 +320,15 @@ pub fn mxfp4_block(x: &[f32; 32], round_up: bool) -> (u8, [u32; 4]) {
 pub fn mxfp8_block<E: Fp8Encoder>(x: &[f32; 32], round_up: bool) -> (u8, [u32; 8]) {
     let ab = amax_bits(x);
     let scale = mx_scale(ab, 8, E4M3_MAX, round_up);
-    if scale == 0xff || ab == 0 {
+    if !mx_has_codes(scale, ab) {
         return (scale, [0; 8]);
     }
     let m = mx_multiplier(scale);
     let mut out = [0u32; 8];
-    each!(i < 32 {
-        out[i / 4] |= (E::e4m3(x[i] * m) as u32) << (8 * (i % 4));
+    each!(k < 4 {
+        let w = mxfp8_codes8::<E>(&eighth(x, k), m);
+        out[2 * k] = w[0];
+        out[2 * k + 1] = w[1];
     });
     (scale, out)
 }

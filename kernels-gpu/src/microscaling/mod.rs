@@ -5,15 +5,21 @@
 //! The per-block arithmetic is in `math` (no intrinsics; the host tests compile the same file and
 //! compare it with the reference). This file moves the data:
 //!
-//! - one thread per scale block (16 or 32 elements), grid-striding over the `(row, block column)`
-//!   items of the matrix; the thread loads its block with 16-byte loads (bf16/f16: 2 or 4, f32:
-//!   4 or 8) when the host found every row 16-byte aligned (`MX_FLAG_VECTORIZED`), with scalar
-//!   loads otherwise; a warp reads 32 consecutive blocks of a row, 1 to 4 KiB contiguous;
-//! - codes go out in one 8-byte (NVFP4), 16-byte (MXFP4) or two 16-byte (MXFP8) stores per block,
-//!   the scale byte at its linear or swizzled position;
+//! - lanes hold 8 consecutive elements each (one 16-byte load of bf16/f16, two of f32, when the
+//!   host found every row aligned: `MX_FLAG_VECTORIZED`; scalar loads otherwise), `block / 8`
+//!   neighbouring lanes one scale block, whose amax they combine with butterfly shuffles. Each
+//!   lane takes two chunks 32 apart per turn of the grid-stride loop (two loads in flight), so a
+//!   warp covers 64 consecutive chunks of the flattened `(row, chunk)` space and each of its load
+//!   instructions one contiguous 512-byte span (bf16);
+//! - each lane stores its 8 codes at once (4 bytes FP4, 8 bytes FP8: a warp writes 128 or 256
+//!   contiguous bytes per store); one lane per block stores the scale byte at its linear or
+//!   swizzled position. NVFP4 lanes split the scale computation: the even lane of a pair computes
+//!   its first block's scale, the odd lane its second block's, and they swap them by shuffle;
+//! - dequantization: one thread per scale block, grid-striding over the `(row, block column)`
+//!   items: its 8 or 16 (FP4) or 32 (FP8) code bytes in, 16-byte bf16 stores out;
 //! - the swizzled layout's padding (columns past `K / block` up to a multiple of 4, rows past the
-//!   last up to a multiple of 128) is written as zeros by the kernel: the thread of a row's last
-//!   block zeroes the row's padding columns, and a second grid-stride loop the padding rows, as
+//!   last up to a multiple of 128) is written as zeros by the kernel: the lane storing a row's last
+//!   scale zeroes the row's padding columns, and a second grid-stride loop the padding rows, as
 //!   4-byte words;
 //! - grouped launches first compute, in every CTA, the clamped group ends and the scale row offset
 //!   of each group (two block-wide scans in shared memory), then look the group of each row up
@@ -25,10 +31,10 @@ use crate::abi::{
     MX_FLAG_ROUND_UP, MX_FLAG_SWIZZLED, MX_FLAG_VECTORIZED, MX_THREADS as THREADS, MxAmaxParams, MxDequantizeParams,
     MxGlobalScaleParams, MxQuantizeParams, MxSwizzleParams,
 };
-use crate::prim::convert::{Bf16, F16, F32, Wide, f16_to_f32, f32_to_e4m3fn_sat, f32x2_to_bf16x2};
-use crate::prim::mem::{Vec16, ld_global_nc_b64, ld_global_nc_v4, st_global_b64, st_global_v4};
+use crate::prim::convert::{Bf16, F16, F32, Wide, f16_to_f32, f32_to_e4m3fn_sat, f32x2_to_bf16x2, f32x2_to_e4m3fn_sat};
+use crate::prim::mem::{Vec16, ld_global_nc_b64, ld_global_nc_v4, st_global_b64, st_global_v4, st_u16xn};
 use crate::prim::soft;
-use crate::prim::warp::warp_reduce_f32;
+use crate::prim::warp::{shfl_xor_f32, sync_warp, warp_reduce_f32};
 use crate::prim::{block_dim_x, block_idx_x, dynamic_smem, grid_dim_x, lane_id, sync_threads, thread_idx_x};
 use math::Fp8Encoder;
 
@@ -40,6 +46,10 @@ impl Fp8Encoder for DeviceFp8 {
     #[inline(always)]
     fn e4m3(x: f32) -> u8 {
         f32_to_e4m3fn_sat(x)
+    }
+    #[inline(always)]
+    fn e4m3x2(lo: f32, hi: f32) -> u16 {
+        f32x2_to_e4m3fn_sat(lo, hi)
     }
 }
 
@@ -66,6 +76,12 @@ impl Walk {
         Walk { row: t / cols, col: t % cols, step_rows: s / cols, step_cols: s % cols, cols }
     }
 
+    /// A walk from flat index `start` by `step` items (both below 2^32); `cols` positive.
+    #[inline(always)]
+    fn at(start: u32, step: u32, cols: u32) -> Walk {
+        Walk { row: start / cols, col: start % cols, step_rows: step / cols, step_cols: step % cols, cols }
+    }
+
     #[inline(always)]
     fn advance(&mut self) {
         self.col += self.step_cols;
@@ -87,55 +103,8 @@ fn grid_position() -> (u32, u32) {
 // ---------------------------------------------------------------------------------------------
 // Moving blocks
 
-/// Loads `N` (a multiple of 8) consecutive input elements as f32.
-///
-/// # Safety
-/// `p` is valid for `N` elements of `T`, 16-byte aligned when `vector`, not written during the
-/// kernel.
-#[inline(always)]
-unsafe fn load_block<T: Wide, const N: usize>(p: *const u8, vector: bool) -> [f32; N] {
-    let mut x = [0.0f32; N];
-    for i in 0..N / 8 {
-        // SAFETY: elements 8i..8i+8 < N, inside the caller's range; 8 elements of T are 16 or 32
-        // bytes, so the 16-byte alignment carries over.
-        let v = unsafe { T::load8(p.add(8 * i * T::BYTES), vector) };
-        for j in 0..8 {
-            x[8 * i + j] = v[j];
-        }
-    }
-    x
-}
-
-/// Stores `W` words (4·W bytes, little-endian): one 8-byte store for `W = 2`, 16-byte stores for
-/// a multiple of 4, bytes when not `vector`.
-///
-/// # Safety
-/// `p` is valid for `4 * W` bytes of writes, aligned to `min(4 * W, 16)` bytes when `vector`.
-#[inline(always)]
-unsafe fn store_words<const W: usize>(p: *mut u8, w: [u32; W], vector: bool) {
-    if vector && W == 2 {
-        // SAFETY: 8 bytes, 8-byte aligned (caller).
-        unsafe { st_global_b64(p as *mut u64, w[0] as u64 | ((w[1] as u64) << 32)) };
-    } else if vector && W % 4 == 0 {
-        for i in 0..W / 4 {
-            let v = Vec16([w[4 * i], w[4 * i + 1], w[4 * i + 2], w[4 * i + 3]]);
-            // SAFETY: 16 bytes at 16·i < 4·W, 16-byte aligned (caller).
-            unsafe { st_global_v4((p as *mut Vec16).add(i), v) };
-        }
-    } else {
-        // W <= 8; constant word indices keep `w` in registers.
-        crate::unroll!(k in [0, 1, 2, 3, 4, 5, 6, 7] {
-            if k < W {
-                for b in 0..4 {
-                    // SAFETY: byte 4k + b < 4·W (caller).
-                    unsafe { p.add(4 * k + b).write((w[k] >> (8 * b)) as u8) };
-                }
-            }
-        });
-    }
-}
-
-/// Loads `W` words (see `store_words`), read-only.
+/// Loads `W` words (4·W bytes, little-endian), read-only: one 8-byte load for `W = 2`, 16-byte
+/// loads for a multiple of 4, bytes when not `vector`.
 ///
 /// # Safety
 /// `p` is valid for `4 * W` bytes, aligned to `min(4 * W, 16)` bytes when `vector`, not written
@@ -365,20 +334,196 @@ impl Groups {
 // ---------------------------------------------------------------------------------------------
 // Quantize
 
-/// The quantize kernels' body: `block` turns `N` inputs into (scale, `W` words of codes).
-/// `VECTOR`: 16-byte loads and 8/16-byte stores (the host found every row aligned); a separate
-/// instantiation, so the hot loop carries no predicated scalar path.
+/// 8-element chunks each lane handles per turn of the grid-stride loop: two, so two loads are in
+/// flight per thread, each one 16 bytes of a 512-byte contiguous span per warp (bf16/f16).
+const CHUNKS: u32 = 2;
+
+/// A lane's position over the 8-element chunks of the matrix, `cols` chunks per row: the first of
+/// its `CHUNKS` chunks, or the second (32 chunks further).
+#[inline(always)]
+fn lane_walks(cols: u32) -> (Walk, Walk, u64, u32) {
+    let warp = (block_idx_x() * block_dim_x() + thread_idx_x()) >> 5;
+    let turn = 32 * CHUNKS;
+    let step = (grid_dim_x() * block_dim_x() >> 5) * turn;
+    let first = warp * turn + lane_id();
+    (Walk::at(first, step, cols), Walk::at(first + 32, step, cols), (warp * turn) as u64, step)
+}
+
+/// A microscaling format as the quantize kernel sees it: lanes hold 8 consecutive elements each,
+/// `N / 8` lanes one scale block.
+trait Format: Copy {
+    /// Elements per scale block.
+    const N: u32;
+    /// Code words per 8 elements: 1 (FP4) or 2 (FP8).
+    const W: usize;
+    /// What the codes of a block need from its amax.
+    type Block: Copy;
+    /// Blocks A and B of this lane (the lane's two chunks) from their amaxes. Called by all 32
+    /// lanes convergently (an implementation may shuffle).
+    ///
+    /// # Safety
+    /// Convergent over the full warp.
+    unsafe fn blocks(&self, amax_a: u32, amax_b: u32) -> (Self::Block, Self::Block);
+    /// The scale byte of a block.
+    fn scale(b: &Self::Block) -> u8;
+    /// Codes of 8 elements of the block (all zero for a block without codes).
+    fn codes(&self, b: &Self::Block, x: &[f32; 8]) -> [u32; 2];
+}
+
+#[derive(Clone, Copy)]
+struct Nvfp4 {
+    g: f32,
+}
+
+#[derive(Clone, Copy)]
+struct Nvfp4Block {
+    scale: u32,
+    s: f32,
+    r: f32,
+}
+
+impl Format for Nvfp4 {
+    const N: u32 = 16;
+    const W: usize = 1;
+    type Block = Nvfp4Block;
+
+    /// Each lane of a pair (2k, 2k + 1) holds halves of blocks A and B: the even lane computes
+    /// A's scale, the odd lane B's, and they swap (scale, s, 1/s) with three shuffles. The scale
+    /// (a division, an E4M3 conversion, a reciprocal) costs far more than the shuffles.
+    #[inline(always)]
+    unsafe fn blocks(&self, amax_a: u32, amax_b: u32) -> (Nvfp4Block, Nvfp4Block) {
+        let odd = lane_id() & 1 != 0;
+        let scale = math::nvfp4_scale::<DeviceFp8>(if odd { amax_b } else { amax_a }, self.g);
+        let (s, r, _) = math::nvfp4_scale_params(scale);
+        let mine = Nvfp4Block { scale: scale as u32, s, r };
+        // SAFETY: the whole warp is converged here (caller's contract).
+        let other = unsafe {
+            Nvfp4Block { scale: shfl_xor_u32(mine.scale, 1), s: shfl_xor_f32(s, 1), r: shfl_xor_f32(r, 1) }
+        };
+        if odd { (other, mine) } else { (mine, other) }
+    }
+
+    #[inline(always)]
+    fn scale(b: &Nvfp4Block) -> u8 {
+        b.scale as u8
+    }
+
+    #[inline(always)]
+    fn codes(&self, b: &Nvfp4Block, x: &[f32; 8]) -> [u32; 2] {
+        let c = math::nvfp4_codes8(x, self.g, b.s, b.r, 6.0 * b.s);
+        [if math::nvfp4_has_codes(b.scale as u8) { c } else { 0 }, 0]
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Mx<const FP8: bool> {
+    round_up: bool,
+}
+
+#[derive(Clone, Copy)]
+struct MxBlock {
+    scale: u8,
+    /// `mx_multiplier(scale)`, or 0 for a block without codes (every code then 0: `x · 0` is
+    /// ±0, the encoders' code 0 or 0x80 would keep the sign, so codes are cleared explicitly).
+    m: f32,
+    codes: bool,
+}
+
+impl<const FP8: bool> Mx<FP8> {
+    #[inline(always)]
+    fn block(&self, amax: u32) -> MxBlock {
+        let (emax, max) = if FP8 { (8, math::E4M3_MAX) } else { (2, math::E2M1_MAX) };
+        let scale = math::mx_scale(amax, emax, max, self.round_up);
+        let codes = math::mx_has_codes(scale, amax);
+        MxBlock { scale, m: math::mx_multiplier(if codes { scale } else { 127 }), codes }
+    }
+}
+
+impl<const FP8: bool> Format for Mx<FP8> {
+    const N: u32 = 32;
+    const W: usize = if FP8 { 2 } else { 1 };
+    type Block = MxBlock;
+
+    /// Both scales in every lane: a few integer operations each (OCP), cheaper than shuffles.
+    #[inline(always)]
+    unsafe fn blocks(&self, amax_a: u32, amax_b: u32) -> (MxBlock, MxBlock) {
+        (self.block(amax_a), self.block(amax_b))
+    }
+
+    #[inline(always)]
+    fn scale(b: &MxBlock) -> u8 {
+        b.scale
+    }
+
+    #[inline(always)]
+    fn codes(&self, b: &MxBlock, x: &[f32; 8]) -> [u32; 2] {
+        let c = if FP8 { math::mxfp8_codes8::<DeviceFp8>(x, b.m) } else { [math::mxfp4_codes8(x, b.m), 0] };
+        if b.codes { c } else { [0, 0] }
+    }
+}
+
+/// `__shfl_xor_sync` on a u32 (moves bits only).
+///
+/// # Safety
+/// All 32 lanes execute it convergently.
+#[inline(always)]
+unsafe fn shfl_xor_u32(v: u32, m: u32) -> u32 {
+    // SAFETY: forwarded; the f32 view only carries the bits.
+    unsafe { shfl_xor_f32(f32::from_bits(v), m) }.to_bits()
+}
+
+/// Loads chunk (row, c) of the input: elements `8c..8c + 8` of the row, as f32.
+///
+/// # Safety
+/// The chunk is inside the matrix; rows 16-byte aligned when `VECTOR`.
+#[inline(always)]
+unsafe fn load_chunk<T: Wide, const VECTOR: bool>(p: &MxQuantizeParams, row: u32, c: u32) -> [f32; 8] {
+    let o = (row as u64 * p.x_stride + 8 * c as u64) * T::BYTES as u64;
+    // SAFETY: caller's contract; 8 elements from a multiple of 8 keep the row's alignment.
+    unsafe { T::load8((p.x as *const u8).add(o as usize), VECTOR) }
+}
+
+/// Stores the codes of chunk (row, c): `W` = 1 word (FP4) or 2 (FP8) at byte `4 · W · c` of the
+/// code row (`W` a constant after inlining).
+///
+/// # Safety
+/// The chunk is inside the matrix; code rows 4-byte (FP4) or 8-byte (FP8) aligned when `VECTOR`.
+#[inline(always)]
+unsafe fn store_chunk_codes<const VECTOR: bool>(p: &MxQuantizeParams, nw: usize, row: u32, c: u32, w: [u32; 2]) {
+    let o = row as u64 * p.codes_stride + 4 * nw as u64 * c as u64;
+    let q = (p.codes as *mut u8).wrapping_add(o as usize);
+    // SAFETY: 4·W bytes inside the code row (caller), aligned when VECTOR.
+    unsafe {
+        if VECTOR && nw == 2 {
+            st_global_b64(q as *mut u64, w[0] as u64 | ((w[1] as u64) << 32));
+        } else if VECTOR {
+            st_u16xn::<2>(q as *mut u16, [w[0] as u16, (w[0] >> 16) as u16], true);
+        } else {
+            for k in 0..nw {
+                for b in 0..4 {
+                    q.add(4 * k + b).write((w[k] >> (8 * b)) as u8);
+                }
+            }
+        }
+    }
+}
+
+/// The quantize kernels' body. Lanes hold 8 consecutive elements (one 16-byte load of bf16/f16),
+/// `F::N / 8` neighbouring lanes a scale block, whose amax they combine with butterfly shuffles;
+/// each lane handles `CHUNKS` chunks 32 apart per turn, so a warp covers 64 consecutive chunks of
+/// the flattened (row, chunk) space and every load and store instruction of a warp touches one
+/// contiguous span. The lane at position 0 (1) of its block's lanes stores the scale of its first
+/// (second) chunk's block, so each block's scale is stored once and a warp stores 32 per turn. `VECTOR`: the host found every input row 16-byte aligned and every code
+/// row 4-byte (FP4) or 8-byte (FP8) aligned; a separate instantiation, so the hot loop carries no
+/// scalar path.
 ///
 /// # Safety
 /// Launched with `THREADS` threads per block (grouped: and `mx_grouped_smem_bytes(groups)` of
 /// dynamic shared memory), with parameters validated by the host (`lowp::microscaling`): every
 /// buffer covers its matrix, outputs overlap nothing, `VECTOR` only with the alignments it needs,
-/// rows and block columns below 2^32, fewer than 2^32 swizzled tiles.
+/// rows and chunks per row (`K / 8`) below 2^32, fewer than 2^32 swizzled tiles.
 #[inline(always)]
-unsafe fn quantize<T: Wide, const N: usize, const W: usize, const GROUPED: bool, const VECTOR: bool>(
-    p: &MxQuantizeParams,
-    block: impl Fn(&[f32; N]) -> (u8, [u32; W]),
-) {
+unsafe fn quantize<T: Wide, F: Format, const GROUPED: bool, const VECTOR: bool>(p: &MxQuantizeParams, f: F) {
     let nb = p.blocks_per_row;
     let swizzled = GROUPED || p.flags & MX_FLAG_SWIZZLED != 0;
     let col_tiles = nb.div_ceil(4);
@@ -390,34 +535,79 @@ unsafe fn quantize<T: Wide, const N: usize, const W: usize, const GROUPED: bool,
         Some(g) => g.covered(),
         None => rows,
     };
-    if nb > 0 {
-        let mut w = Walk::new(nb);
-        let mut cursor = 0u32;
-        while w.row < covered {
-            let (row, col) = (w.row, w.col);
-            // SAFETY (this block): (row, col) is a block of the [rows, K] input, of the codes and of
-            // the scales (host-validated shapes); alignments per VECTOR.
-            unsafe {
-                let xo = (row as u64 * p.x_stride + col as u64 * N as u64) * T::BYTES as u64;
-                let (s, codes) = block(&load_block::<T, N>((p.x as *const u8).add(xo as usize), VECTOR));
-                let co = row as u64 * p.codes_stride + col as u64 * 4 * W as u64;
-                store_words::<W>((p.codes as *mut u8).add(co as usize), codes, VECTOR);
-                if swizzled {
-                    let srow = match &groups {
-                        Some(g) => g.scale_row(row, &mut cursor),
-                        None => row,
-                    };
-                    scales.add(math::swizzled_offset(srow, col, col_tiles) as usize).write(s);
-                    if col == nb - 1 {
-                        for pc in nb..4 * col_tiles {
-                            scales.add(math::swizzled_offset(srow, pc, col_tiles) as usize).write(0);
-                        }
+    let lanes = F::N / 8; // lanes per block
+    let q = lane_id() & (lanes - 1); // this lane's eighth of the block
+    // Stores the scale of the block holding chunk (row, c), zeroing the row's padding columns
+    // after its last block.
+    let store_scale = |row: u32, c: u32, s: u8, cursor: &mut u32| {
+        let col = c / lanes;
+        // SAFETY (this block): (row, col) is a block of the matrix; the scales cover it.
+        unsafe {
+            if swizzled {
+                let srow = match &groups {
+                    Some(g) => g.scale_row(row, cursor),
+                    None => row,
+                };
+                scales.add(math::swizzled_offset(srow, col, col_tiles) as usize).write(s);
+                if col == nb - 1 {
+                    for pc in nb..4 * col_tiles {
+                        scales.add(math::swizzled_offset(srow, pc, col_tiles) as usize).write(0);
                     }
-                } else {
-                    scales.add((row as u64 * p.scale_stride + col as u64) as usize).write(s);
                 }
+            } else {
+                scales.add((row as u64 * p.scale_stride + col as u64) as usize).write(s);
             }
-            w.advance();
+        }
+    };
+    if nb > 0 {
+        let cols = nb * lanes;
+        let (mut a, mut b, mut base, step) = lane_walks(cols);
+        let total = covered as u64 * cols as u64;
+        // the group cursor of the rows whose scales this lane stores (one walk's: they only grow)
+        let mut cursor = 0u32;
+        // `base` (the warp's first chunk) is uniform over the warp: the shuffles see all lanes.
+        while base < total {
+            let (on_a, on_b) = (a.row < covered, b.row < covered);
+            // A chunk past the end loads chunk (0, 0) instead, unconditionally (no branch, no
+            // zeroing): a block's chunks are all on or all off, so those values only reach the
+            // amax and codes of an off block, which nothing stores.
+            let at = |w: &Walk, on: bool| if on { (w.row, w.col) } else { (0, 0) };
+            let ((ra, ca), (rb, cb)) = (at(&a, on_a), at(&b, on_b));
+            // SAFETY: chunks of the matrix (`row < covered <= rows`, or chunk (0, 0) of a
+            // non-empty matrix: the loop runs only when `total > 0`).
+            let (xa, xb) = unsafe { (load_chunk::<T, VECTOR>(p, ra, ca), load_chunk::<T, VECTOR>(p, rb, cb)) };
+            let (mut ma, mut mb) = (math::amax_bits(&xa), math::amax_bits(&xb));
+            let mut m = 1;
+            while m < lanes {
+                // SAFETY: every lane of the warp is here (uniform loop, no branch around it).
+                unsafe {
+                    ma = ma.max(shfl_xor_u32(ma, m));
+                    mb = mb.max(shfl_xor_u32(mb, m));
+                }
+                m <<= 1;
+            }
+            // SAFETY: convergent, as above.
+            let (ba, bb) = unsafe { f.blocks(ma, mb) };
+            if on_a {
+                // SAFETY: chunk a is inside the matrix; alignment per VECTOR.
+                unsafe { store_chunk_codes::<VECTOR>(p, F::W, a.row, a.col, f.codes(&ba, &xa)) };
+            }
+            if on_b {
+                // SAFETY: as above.
+                unsafe { store_chunk_codes::<VECTOR>(p, F::W, b.row, b.col, f.codes(&bb, &xb)) };
+            }
+            // One scale store per block, by lane 0 (first chunk) or 1 (second chunk) of the
+            // block's lanes: one pass for the warp, each storing lane following one walk.
+            let (row, c, s, on) = if q == 0 { (a.row, a.col, F::scale(&ba), on_a) } else { (b.row, b.col, F::scale(&bb), on_b) };
+            if q < 2 && on {
+                store_scale(row, c, s, &mut cursor);
+            }
+            // Rejoin the lanes after the branches above before the next turn's loads.
+            // SAFETY: every lane reaches it (uniform loop).
+            unsafe { sync_warp() };
+            a.advance();
+            b.advance();
+            base += step as u64;
         }
     }
     // Padding rows of the swizzled layout, as zero words.
@@ -457,6 +647,22 @@ unsafe fn global_scale(ptr: u64, g: f32) -> f32 {
     }
 }
 
+/// Runs `quantize` with the vector or the scalar instantiation.
+///
+/// # Safety
+/// Launch contract of `quantize`.
+#[inline(always)]
+unsafe fn quantize_dispatch<T: Wide, F: Format, const GROUPED: bool>(p: &MxQuantizeParams, f: F) {
+    // SAFETY: forwarded; the vector instantiation only where the host set the flag.
+    unsafe {
+        if p.flags & MX_FLAG_VECTORIZED != 0 {
+            quantize::<T, F, GROUPED, true>(p, f)
+        } else {
+            quantize::<T, F, GROUPED, false>(p, f)
+        }
+    }
+}
+
 macro_rules! quantize_kernels {
     ($($name:ident, $t:ty, $grouped:literal, $fmt:ident;)*) => {$(
         /// Quantize kernel (see the module docs and `lowp::microscaling`).
@@ -471,26 +677,18 @@ macro_rules! quantize_kernels {
     (@body nvfp4, $p:ident, $t:ty, $grouped:literal) => {{
         // SAFETY: launch contract.
         let g = unsafe { global_scale($p.global_scale, $p.g) };
-        quantize_kernels!(@dispatch $p, $t, 16, 2, $grouped, move |x: &[f32; 16]| math::nvfp4_block::<DeviceFp8>(x, g))
+        // SAFETY: launch contract.
+        unsafe { quantize_dispatch::<$t, _, $grouped>(&$p, Nvfp4 { g }) }
     }};
     (@body mxfp4, $p:ident, $t:ty, $grouped:literal) => {{
-        let up = $p.flags & MX_FLAG_ROUND_UP != 0;
-        quantize_kernels!(@dispatch $p, $t, 32, 4, $grouped, move |x: &[f32; 32]| math::mxfp4_block(x, up))
+        let round_up = $p.flags & MX_FLAG_ROUND_UP != 0;
+        // SAFETY: launch contract.
+        unsafe { quantize_dispatch::<$t, _, $grouped>(&$p, Mx::<false> { round_up }) }
     }};
     (@body mxfp8, $p:ident, $t:ty, $grouped:literal) => {{
-        let up = $p.flags & MX_FLAG_ROUND_UP != 0;
-        quantize_kernels!(@dispatch $p, $t, 32, 8, $grouped, move |x: &[f32; 32]| math::mxfp8_block::<DeviceFp8>(x, up))
-    }};
-    (@dispatch $p:ident, $t:ty, $n:literal, $w:literal, $grouped:literal, $block:expr) => {{
-        let block = $block;
-        // SAFETY: launch contract; the vector instantiation only where the host set the flag.
-        unsafe {
-            if $p.flags & MX_FLAG_VECTORIZED != 0 {
-                quantize::<$t, $n, $w, $grouped, true>(&$p, block)
-            } else {
-                quantize::<$t, $n, $w, $grouped, false>(&$p, block)
-            }
-        }
+        let round_up = $p.flags & MX_FLAG_ROUND_UP != 0;
+        // SAFETY: launch contract.
+        unsafe { quantize_dispatch::<$t, _, $grouped>(&$p, Mx::<true> { round_up }) }
     }};
 }
 

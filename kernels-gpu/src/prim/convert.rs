@@ -97,6 +97,27 @@ pub fn f32_to_e4m3fn_sat(x: f32) -> u8 {
     }
 }
 
+/// Two f32 → packed FP8 E4M3FN (`lo` in bits 0..8, `hi` in 8..16), each as `f32_to_e4m3fn_sat`:
+/// one `cvt` for both on sm_89+.
+#[inline(always)]
+pub fn f32x2_to_e4m3fn_sat(lo: f32, hi: f32) -> u16 {
+    #[cfg(target_feature = "sm_89")]
+    {
+        let out: u16;
+        // SAFETY: pure register conversion, available from sm_89 (checked by the cfg); PTX packs
+        // its first source into the upper byte.
+        unsafe {
+            asm!("cvt.rn.satfinite.e4m3x2.f32 {o}, {hi}, {lo};", o = out(reg16) out, hi = in(reg32) hi,
+                 lo = in(reg32) lo, options(pure, nomem, nostack, preserves_flags));
+        }
+        out
+    }
+    #[cfg(not(target_feature = "sm_89"))]
+    {
+        super::soft::f32_to_e4m3fn_sat(lo) as u16 | (super::soft::f32_to_e4m3fn_sat(hi) as u16) << 8
+    }
+}
+
 /// f32 → FP8 E5M2, RNE, saturating at ±57344; NaN → 0x7f whatever its sign (as the `cvt`).
 #[inline(always)]
 pub fn f32_to_e5m2_sat(x: f32) -> u8 {
