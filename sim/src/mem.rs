@@ -8,6 +8,7 @@
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::error::{ErrorKind, Result, SimError};
@@ -19,6 +20,10 @@ pub const GAP: u64 = 1 << 16;
 /// Shadow bit: the byte was written.
 pub const INIT: u8 = 1;
 
+/// A CTA's identity in the race shadow is 1 + its linear index modulo `MULTI - 1` (0: none);
+/// `MULTI` as a reader: several CTAs read the byte.
+pub const MULTI: u64 = (1 << 20) - 1;
+
 /// One device allocation. Its bytes and shadow are shared with running launches (which hold an
 /// `Arc`), written through raw pointers as a GPU would: two launches writing one allocation at
 /// once is the program's race, not undefined behaviour here (bytes are `UnsafeCell`).
@@ -27,8 +32,8 @@ pub struct Allocation {
     pub size: u64,
     data: Box<[UnsafeCell<u8>]>,
     shadow: Box<[UnsafeCell<u8>]>,
-    /// Which CTA wrote and read each byte in which launch (see `exec`), made on first use.
-    race: OnceLock<Box<[AtomicU64]>>,
+    /// Which CTA wrote and read each byte in which launch, made on first use.
+    race: OnceLock<RaceShadow>,
 }
 
 // SAFETY: the bytes are plain data accessed through `UnsafeCell`; the simulator makes no
@@ -36,19 +41,33 @@ pub struct Allocation {
 unsafe impl Sync for Allocation {}
 unsafe impl Send for Allocation {}
 
+/// `n` zero bytes, from the allocator's zeroed memory (pages the program never touches cost
+/// nothing).
+fn zeroed_cells(n: usize) -> Box<[UnsafeCell<u8>]> {
+    let b: Box<[u8]> = vec![0u8; n].into_boxed_slice();
+    // SAFETY: `UnsafeCell<u8>` is `repr(transparent)` over `u8` (same size, alignment and valid
+    // values), so the slice's allocation and length carry over unchanged.
+    unsafe { Box::from_raw(Box::into_raw(b) as *mut [UnsafeCell<u8>]) }
+}
+
+/// `n` zero words, as `zeroed_cells`.
+fn zeroed_words(n: usize) -> Box<[AtomicU64]> {
+    const _: () = assert!(std::mem::align_of::<AtomicU64>() == std::mem::align_of::<u64>());
+    let b: Box<[u64]> = vec![0u64; n].into_boxed_slice();
+    // SAFETY: `AtomicU64` has the size and bit validity of `u64` (documented) and, checked above,
+    // its alignment; the slice's allocation and length carry over unchanged.
+    unsafe { Box::from_raw(Box::into_raw(b) as *mut [AtomicU64]) }
+}
+
 impl Allocation {
     fn new(base: u64, size: u64) -> Allocation {
         let n = size as usize;
-        let zeros = || (0..n).map(|_| UnsafeCell::new(0u8)).collect::<Vec<_>>().into_boxed_slice();
-        Allocation { base, size, data: zeros(), shadow: zeros(), race: OnceLock::new() }
-    }
-    /// The race shadow: one word per byte.
-    pub fn race(&self) -> &[AtomicU64] {
-        self.race.get_or_init(|| (0..self.size).map(|_| AtomicU64::new(0)).collect())
+        Allocation { base, size, data: zeroed_cells(n), shadow: zeroed_cells(n), race: OnceLock::new() }
     }
     pub fn end(&self) -> u64 {
         self.base + self.size
     }
+    #[inline]
     pub fn contains(&self, addr: u64, len: u64) -> bool {
         addr >= self.base && addr.wrapping_add(len) <= self.end() && addr.wrapping_add(len) >= addr
     }
@@ -83,6 +102,147 @@ impl Allocation {
             // SAFETY: in bounds by the caller's check.
             unsafe { *self.shadow_ptr(a) & INIT == 0 }
         })
+    }
+
+    /// Records that CTA `me` (an identity as `MULTI` describes) of the launch tagged `tag`
+    /// (24 bits, not 0) reads or writes the bytes at offsets `[o, o + len)` of the allocation
+    /// (inside it), and reports the first byte, in address order, where that is a race with
+    /// another CTA of the same launch: a read of a byte another CTA wrote, or a write of a byte
+    /// another CTA wrote or read. Entries of other launches count as empty.
+    #[inline]
+    pub fn race_access(&self, o: usize, len: usize, tag: u64, me: u64, write: bool) -> std::result::Result<(), Race> {
+        let sh = self.race.get_or_init(|| RaceShadow::new(self.size as usize));
+        let (first, last) = (o >> 3, (o + len - 1) >> 3);
+        for g in first..=last {
+            let lo = if g == first { o & 7 } else { 0 };
+            let hi = if g == last { (o + len - 1) & 7 } else { 7 };
+            let mask = ((0xffu32 << lo) & (0xffu32 >> (7 - hi))) as u8;
+            sh.access(g, mask, tag, me, write)?;
+        }
+        Ok(())
+    }
+}
+
+/// A race found by `Allocation::race_access`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Race {
+    /// Offset of the byte in the allocation.
+    pub offset: usize,
+    /// The other CTA's identity (`MULTI`: several CTAs read the byte).
+    pub other: u64,
+    /// Whether the other CTA wrote the byte (else it read it).
+    pub wrote: bool,
+}
+
+/// The race shadow of an allocation. Per byte, for the current launch, it holds the CTA that
+/// wrote the byte (if any) and the CTA that read it (none, one, or several): a read of a byte
+/// another CTA wrote is a race, and so is a write of a byte another CTA wrote or read.
+///
+/// Mostly one CTA touches a given 8 bytes in a launch, or many CTAs read the same bytes, so the
+/// shadow keeps one word per 8-byte granule, `tag << 40 | mode << 38 | cta << 16 | written << 8
+/// | read` (`tag`: the launch; `written`, `read`: byte masks), in one of these modes:
+/// - `SINGLE`: only CTA `cta` touched the granule in the launch: it wrote the bytes of `written`
+///   and read those of `read`;
+/// - `SHARED`: no byte of the granule was written in the launch, and each byte of `read` was read
+///   by several CTAs (no other byte was read);
+/// - `EXPANDED`: anything else; `bytes` then holds the state of each of the granule's bytes,
+///   `tag << 40 | writer << 20 | reader` (with its own launch tag), made on first use.
+struct RaceShadow {
+    granules: Box<[AtomicU64]>,
+    bytes: OnceLock<Box<[AtomicU64]>>,
+}
+
+const SINGLE: u64 = 0;
+const SHARED: u64 = 1;
+const EXPANDED: u64 = 2;
+
+impl RaceShadow {
+    fn new(size: usize) -> RaceShadow {
+        RaceShadow { granules: zeroed_words(size.div_ceil(8)), bytes: OnceLock::new() }
+    }
+
+    /// One granule's part of `Allocation::race_access`: the common cases inline, the rest in `slow`.
+    #[inline(always)]
+    fn access(&self, g: usize, mask: u8, tag: u64, me: u64, write: bool) -> std::result::Result<(), Race> {
+        let e = &self.granules[g];
+        let v = e.load(Relaxed);
+        let bits = if write { (mask as u64) << 8 } else { mask as u64 };
+        if v >> 16 == (tag << 24 | SINGLE << 22 | me) {
+            // Only this CTA touched the granule so far.
+            if v | bits != v {
+                e.store(v | bits, Relaxed);
+            }
+            return Ok(());
+        }
+        if v >> 40 != tag {
+            // Nothing in this launch yet.
+            e.store(tag << 40 | SINGLE << 38 | me << 16 | bits, Relaxed);
+            return Ok(());
+        }
+        if !write && (v >> 38) & 3 == SHARED && mask & !(v as u8) == 0 {
+            // Bytes several CTAs read, read again.
+            return Ok(());
+        }
+        self.slow(g, v, mask, tag, me, write)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn slow(&self, g: usize, v: u64, mask: u8, tag: u64, me: u64, write: bool) -> std::result::Result<(), Race> {
+        // `v` belongs to this launch and is not `SINGLE` for `me`.
+        let (mode, cta, w, r) = ((v >> 38) & 3, (v >> 16) & 0x3f_ffff, (v >> 8) as u8, v as u8);
+        let race = |m: u8, other: u64, wrote: bool| Race { offset: g * 8 + m.trailing_zeros() as usize, other, wrote };
+        match mode {
+            SINGLE => {
+                // Another CTA touched the granule.
+                let hit = mask & if write { w | r } else { w };
+                if hit != 0 {
+                    let k = hit.trailing_zeros();
+                    return Err(race(hit, cta, (w >> k) & 1 != 0));
+                }
+                if !write && w == 0 && mask == r {
+                    self.granules[g].store(tag << 40 | SHARED << 38 | r as u64, Relaxed);
+                    return Ok(());
+                }
+            }
+            SHARED if write && mask & r != 0 => return Err(race(mask & r, MULTI, false)),
+            _ => {}
+        }
+        // Byte by byte: the granule's state spelled out per byte first, unless it already is.
+        let bytes = self.bytes.get_or_init(|| zeroed_words(self.granules.len() * 8));
+        let bytes = &bytes[g * 8..g * 8 + 8];
+        if mode != EXPANDED {
+            for (k, b) in bytes.iter().enumerate() {
+                let has = |m: u8| (m >> k) & 1 != 0;
+                let (bw, br) = match mode {
+                    SINGLE => (if has(w) { cta } else { 0 }, if has(r) { cta } else { 0 }),
+                    _ => (0, if has(r) { MULTI } else { 0 }),
+                };
+                b.store(tag << 40 | bw << 20 | br, Relaxed);
+            }
+            self.granules[g].store(tag << 40 | EXPANDED << 38, Relaxed);
+        }
+        for (k, b) in bytes.iter().enumerate() {
+            if (mask >> k) & 1 == 0 {
+                continue;
+            }
+            let v = b.load(Relaxed);
+            let (bw, br) = if v >> 40 == tag { ((v >> 20) & MULTI, v & MULTI) } else { (0, 0) };
+            let offset = g * 8 + k;
+            if bw != 0 && bw != me {
+                return Err(Race { offset, other: bw, wrote: true });
+            }
+            if write {
+                if br != 0 && br != me {
+                    return Err(Race { offset, other: br, wrote: false });
+                }
+                b.store(tag << 40 | me << 20 | br, Relaxed);
+            } else {
+                let br = if br == 0 || br == me { me } else { MULTI };
+                b.store(tag << 40 | bw << 20 | br, Relaxed);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -270,4 +430,87 @@ pub fn describe_in(live: &[Arc<Allocation>], freed: &[Freed], addr: u64) -> Stri
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The race rules byte by byte, for comparison: (writer, reader) per byte for one launch.
+    struct Model {
+        tag: u64,
+        bytes: Vec<(u64, u64, u64)>,
+    }
+
+    impl Model {
+        fn access(&mut self, o: usize, len: usize, tag: u64, me: u64, write: bool) -> std::result::Result<(), Race> {
+            self.tag = tag;
+            for offset in o..o + len {
+                let (t, w, r) = self.bytes[offset];
+                let (w, r) = if t == self.tag { (w, r) } else { (0, 0) };
+                if w != 0 && w != me {
+                    return Err(Race { offset, other: w, wrote: true });
+                }
+                if write && r != 0 && r != me {
+                    return Err(Race { offset, other: r, wrote: false });
+                }
+                self.bytes[offset] = if write { (tag, me, r) } else { (tag, w, if r == 0 || r == me { me } else { MULTI }) };
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn adjacent_bytes_of_two_ctas_are_no_race() {
+        let a = Allocation::new(GLOBAL_BASE, 64);
+        a.race_access(0, 2, 5, 1, true).unwrap();
+        a.race_access(2, 2, 5, 2, true).unwrap();
+        a.race_access(4, 4, 5, 3, false).unwrap();
+        assert_eq!(a.race_access(0, 4, 5, 3, false), Err(Race { offset: 0, other: 1, wrote: true }));
+        // Another launch starts afresh.
+        a.race_access(0, 8, 6, 3, true).unwrap();
+        assert_eq!(a.race_access(3, 1, 6, 1, false), Err(Race { offset: 3, other: 3, wrote: true }));
+    }
+
+    #[test]
+    fn bytes_many_ctas_read_may_not_be_written() {
+        let a = Allocation::new(GLOBAL_BASE, 64);
+        for cta in 1..5 {
+            a.race_access(16, 16, 9, cta, false).unwrap();
+        }
+        a.race_access(20, 4, 9, 7, false).unwrap();
+        assert_eq!(a.race_access(24, 4, 9, 2, true), Err(Race { offset: 24, other: MULTI, wrote: false }));
+        a.race_access(32, 4, 9, 2, true).unwrap();
+    }
+
+    /// Random accesses of random CTAs and launches agree with the byte-by-byte rules.
+    #[test]
+    fn granules_agree_with_the_byte_rules() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for round in 0..300 {
+            let a = Allocation::new(GLOBAL_BASE, 48);
+            let mut model = Model { tag: 0, bytes: vec![(0, 0, 0); 48] };
+            let mut tag = 1 + round % 3;
+            for _ in 0..40 {
+                if rand(10) == 0 {
+                    tag += 1;
+                }
+                let len = 1usize << rand(5);
+                let o = rand((48 / len) as u64) as usize * len;
+                let (me, write) = (1 + rand(3), rand(3) == 0);
+                let want = model.access(o, len, tag, me, write);
+                let got = a.race_access(o, len, tag, me, write);
+                assert_eq!(got, want, "access [{o}, +{len}) by {me}, write {write}, launch {tag}");
+                if want.is_err() {
+                    break;
+                }
+            }
+        }
+    }
 }

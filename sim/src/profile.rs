@@ -62,7 +62,7 @@ impl fmt::Display for LaunchStats {
             f,
             "lowp-sim profile {} grid {:?} block {:?} smem {}: warp-insts {} (mem {m}, int {i}, f32 {f32_}, f64 {f64_}, cvt {c}, ctl {ctl}), \
              global read {} B, written {} B, sectors {}, warp-insts/byte {:.4} \
-             (simulated in {:.3} s: {:.0} M lane-insts/s)",
+             (simulated in {:.6} s: {} lane-insts, {:.0} M lane-insts/s)",
             self.kernel,
             self.grid,
             self.block,
@@ -73,6 +73,7 @@ impl fmt::Display for LaunchStats {
             self.sectors,
             self.insts_per_byte(),
             self.sim_seconds,
+            self.lane_insts,
             self.lane_insts as f64 / self.sim_seconds.max(1e-9) / 1e6
         )
     }

@@ -3,7 +3,8 @@
 //!
 //! - **Lanes.** Every lane has its own program counter (independent thread scheduling, as on
 //!   Volta and later). A warp runs the group of its runnable lanes at the lowest program counter;
-//!   a warp whose lanes all agree (the common case) skips that search. `shfl.sync` and
+//!   it keeps that group (the whole warp in the common case) until the group reaches the next
+//!   lowest program counter, so the search runs only where lanes diverge or meet. `shfl.sync` and
 //!   `bar.warp.sync` wait until every lane of their member mask is at the same instruction.
 //! - **CTAs.** The CTAs of a grid run one after another; the warps of a CTA take turns, each until
 //!   it waits at a barrier or exits (or, with `Config::seed`, for a random number of
@@ -25,7 +26,7 @@ use crate::device::{Kernel, LaunchConfig, Sim};
 use crate::error::{ErrorKind, Result, SimError};
 use crate::ir::layout::{GENERIC_LOCAL, GENERIC_SHARED, SHARED_BASE, WINDOW};
 use crate::ir::*;
-use crate::mem::{Allocation, INIT, Snapshot, describe_in};
+use crate::mem::{Allocation, INIT, MULTI, Race, Snapshot, describe_in};
 use crate::num;
 use crate::profile::{Class, LaunchStats};
 
@@ -46,7 +47,7 @@ pub fn launch(sim: &Sim, kernel: &Kernel, cfg: &LaunchConfig, params: &[u8]) -> 
             }
         }
     }
-    let mut stats = run.stats;
+    let mut stats = std::mem::take(&mut run.stats);
     stats.kernel = kernel.name().to_string();
     stats.grid = cfg.grid;
     stats.block = cfg.block;
@@ -153,9 +154,14 @@ struct Warp {
     /// Registers: `regs[(bank + r) * 32 + lane]`.
     regs: Vec<u64>,
     pc: [u32; 32],
-    /// All runnable lanes are at `cpc` (and `pc[]` may be stale for them).
+    /// The group to run next is cached: the lanes of `cmask` are at `cpc` (and `pc[]` may be
+    /// stale for them), every other runnable lane is at `rest_min` (`u32::MAX`: none) or later,
+    /// and `rest_min > cpc`. In the common case `cmask` is every runnable lane. `materialize`
+    /// clears it before any other change of lane pcs or lane masks.
     conv: bool,
     cpc: u32,
+    cmask: u32,
+    rest_min: u32,
     valid: u32,
     exited: u32,
     /// Lanes waiting at `bar.sync` (barrier id per lane in `bar_id`).
@@ -175,6 +181,17 @@ struct Warp {
 }
 
 impl Warp {
+    /// The 32 lanes of register `r` of the bank starting at `bank`.
+    #[inline(always)]
+    fn reg(&self, bank: usize, r: Reg) -> &[u64; 32] {
+        let b = (bank + r as usize) * 32;
+        self.regs[b..b + 32].try_into().expect("a register has 32 lanes")
+    }
+    #[inline(always)]
+    fn reg_mut(&mut self, bank: usize, r: Reg) -> &mut [u64; 32] {
+        let b = (bank + r as usize) * 32;
+        (&mut self.regs[b..b + 32]).try_into().expect("a register has 32 lanes")
+    }
     fn runnable(&self) -> u32 {
         self.valid & !self.exited & !self.at_bar & !self.at_wsync
     }
@@ -189,8 +206,7 @@ impl Warp {
     /// Writes `cpc` into `pc[]` for the lanes it stands for.
     fn materialize(&mut self) {
         if self.conv {
-            let r = self.runnable();
-            for l in lanes(r) {
+            for l in lanes(self.cmask) {
                 self.pc[l] = self.cpc;
             }
             self.conv = false;
@@ -203,28 +219,33 @@ impl Warp {
             return None;
         }
         if self.conv {
-            return Some((self.cpc, r));
+            return Some((self.cpc, self.cmask));
         }
-        let mut pc = u32::MAX;
+        // The lowest pc, its lanes, and the next lowest pc.
+        let (mut pc, mut mask, mut rest) = (u32::MAX, 0u32, u32::MAX);
         for l in lanes(r) {
-            pc = pc.min(self.pc[l]);
-        }
-        let mut mask = 0;
-        for l in lanes(r) {
-            if self.pc[l] == pc {
+            let p = self.pc[l];
+            if p < pc {
+                rest = pc;
+                pc = p;
+                mask = 1 << l;
+            } else if p == pc {
                 mask |= 1 << l;
+            } else if p < rest {
+                rest = p;
             }
         }
-        if mask == r {
-            self.conv = true;
-            self.cpc = pc;
-        }
+        self.conv = true;
+        self.cpc = pc;
+        self.cmask = mask;
+        self.rest_min = rest;
         Some((pc, mask))
     }
     /// Moves the lanes of `mask` (all at `pc`) to `to`.
     fn set_pc(&mut self, pc: u32, mask: u32, to: u32) {
         let _ = pc;
-        if self.conv && mask == self.runnable() {
+        if self.conv && mask == self.cmask && to < self.rest_min {
+            // Still the group at the lowest pc.
             self.cpc = to;
             return;
         }
@@ -249,15 +270,54 @@ fn lanes(mask: u32) -> impl Iterator<Item = usize> {
     })
 }
 
-/// The race shadow of a global byte (`Allocation::race`): `launch << 40 | writer << 20 | reader`,
-/// with `writer`/`reader` = 1 + the CTA's linear index (modulo 2^20 - 2), 0 for none, and
-/// `MULTI20` for several readers. Entries of an earlier launch count as empty.
-const MULTI20: u64 = (1 << 20) - 1;
-
 /// A number per launch, for the race shadow.
 static LAUNCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
+/// Buffers of finished launches, kept per host thread for its next launch: register files,
+/// local memories and shared-memory state reach megabytes, which fresh allocations would have
+/// the operating system fault in and zero page by page. They are handed out zeroed, as new.
+#[derive(Default)]
+struct Spare {
+    regs: Vec<Vec<u64>>,
+    local: Vec<Vec<u8>>,
+    shared: Option<(Shared, Vec<u32>, Vec<Mbar>)>,
+}
+
+/// Register files and local memories kept (one block's worth at most).
+const SPARE_WARPS: usize = 32;
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Spare> = std::cell::RefCell::new(Spare::default());
+}
+
+/// `v` with `n` default (zero) elements, reusing its allocation.
+fn zeroed<T: Clone + Default>(mut v: Vec<T>, n: usize) -> Vec<T> {
+    v.clear();
+    v.resize(n, T::default());
+    v
+}
+
+impl Drop for Run<'_> {
+    fn drop(&mut self) {
+        let shared = std::mem::take(&mut self.shared);
+        let (tma_tag, mbars) = (std::mem::take(&mut self.tma_tag), std::mem::take(&mut self.mbars));
+        let warps = std::mem::take(&mut self.warps);
+        // A launch in a thread's destructors finds the pool gone and frees its buffers.
+        let _ = SPARE.try_with(|s| {
+            let mut s = s.borrow_mut();
+            for w in warps {
+                if s.regs.len() < SPARE_WARPS {
+                    s.regs.push(w.regs);
+                    s.local.push(w.local);
+                }
+            }
+            s.shared = Some((shared, tma_tag, mbars));
+        });
+    }
+}
+
 /// Per-CTA shared memory with its shadows.
+#[derive(Default)]
 struct Shared {
     data: Vec<u8>,
     init: Vec<u8>,
@@ -278,6 +338,71 @@ fn all_written(sh: &[u8]) -> bool {
         }
     }
     chunks.remainder().iter().all(|&b| b & INIT != 0)
+}
+
+/// The `len` (1, 2, 4, 8 or 16) bytes at `p` as a little-endian number (one load, where a
+/// byte copy would cost a call to `memcpy` per lane).
+///
+/// # Safety
+/// `p` must be readable for `len` bytes.
+#[inline(always)]
+unsafe fn load_le(p: *const u8, len: usize) -> u128 {
+    debug_assert!(len.is_power_of_two() && len <= 16);
+    // SAFETY: the caller's contract; unaligned reads of `len` bytes.
+    unsafe {
+        match len {
+            1 => *p as u128,
+            2 => u16::from_le(p.cast::<u16>().read_unaligned()) as u128,
+            4 => u32::from_le(p.cast::<u32>().read_unaligned()) as u128,
+            8 => u64::from_le(p.cast::<u64>().read_unaligned()) as u128,
+            _ => u128::from_le(p.cast::<u128>().read_unaligned()),
+        }
+    }
+}
+
+/// Writes the low `len` (1, 2, 4, 8 or 16) bytes of `x` at `p`, little-endian.
+///
+/// # Safety
+/// `p` must be writable for `len` bytes.
+#[inline(always)]
+unsafe fn store_le(p: *mut u8, len: usize, x: u128) {
+    debug_assert!(len.is_power_of_two() && len <= 16);
+    // SAFETY: the caller's contract; unaligned writes of `len` bytes.
+    unsafe {
+        match len {
+            1 => *p = x as u8,
+            2 => p.cast::<u16>().write_unaligned((x as u16).to_le()),
+            4 => p.cast::<u32>().write_unaligned((x as u32).to_le()),
+            8 => p.cast::<u64>().write_unaligned((x as u64).to_le()),
+            _ => p.cast::<u128>().write_unaligned(x.to_le()),
+        }
+    }
+}
+
+/// Element `k` of `esz` (1, 2, 4 or 8) bytes of the little-endian bytes `x`.
+#[inline(always)]
+fn element(x: u128, k: usize, esz: usize) -> u64 {
+    let v = (x >> (8 * esz * k)) as u64;
+    if esz >= 8 { v } else { v & ((1u64 << (8 * esz)) - 1) }
+}
+
+/// The elements `vals[k][lane]` of `esz` bytes each, packed little-endian (at most 16 bytes).
+#[inline(always)]
+fn pack(vals: &[[u64; 32]], lane: usize, esz: usize) -> u128 {
+    let mask = if esz >= 8 { u64::MAX } else { (1u64 << (8 * esz)) - 1 };
+    vals.iter().rev().fold(0u128, |x, v| (x << (8 * esz)) | (v[lane] & mask) as u128)
+}
+
+/// Where the accesses of all active lanes land, when they are in one place (`Run::bulk`).
+#[derive(Clone, Copy)]
+enum Bulk {
+    /// In this allocation.
+    Global(usize),
+    /// In shared memory, at offset `address - bias`.
+    Shared(u64),
+    /// In each lane's local memory, at `address - bias`.
+    Local(u64),
+    Param,
 }
 
 /// Where one lane's access lands.
@@ -340,13 +465,19 @@ impl<'a> Run<'a> {
         let snap = sim.memory.snapshot();
         let n = plan.smem_bytes as usize;
         let nwarps = plan.threads.div_ceil(32);
+        let mut spare = SPARE.try_with(|s| std::mem::take(&mut *s.borrow_mut())).unwrap_or_default();
+        let (shared, tma_tag, mbars) = spare.shared.take().unwrap_or_default();
+        let shared = Shared { data: zeroed(shared.data, n), init: zeroed(shared.init, n), w: zeroed(shared.w, n), r: zeroed(shared.r, n) };
+        let (tma_tag, mbars) = (zeroed(tma_tag, n), zeroed(mbars, n / 8));
         let warps = (0..nwarps)
             .map(|id| Warp {
                 id,
-                regs: vec![0; plan.regs as usize * 32],
+                regs: zeroed(spare.regs.pop().unwrap_or_default(), plan.regs as usize * 32),
                 pc: [0; 32],
-                conv: true,
+                conv: false,
                 cpc: 0,
+                cmask: 0,
+                rest_min: u32::MAX,
                 valid: 0,
                 exited: 0,
                 at_bar: 0,
@@ -357,10 +488,11 @@ impl<'a> Run<'a> {
                 lane_id: std::array::from_fn(|l| l as u64),
                 fbase: [0; 32],
                 frames: std::array::from_fn(|_| Vec::new()),
-                local: vec![0; plan.stack as usize * 32],
+                local: zeroed(spare.local.pop().unwrap_or_default(), plan.stack as usize * 32),
                 hop: WarpHopper::default(),
             })
             .collect();
+        let _ = SPARE.try_with(|s| *s.borrow_mut() = spare);
         Run {
             sim,
             kernel,
@@ -368,10 +500,10 @@ impl<'a> Run<'a> {
             plan,
             cfg: *cfg,
             params,
-            launch_tag: LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xff_ffff,
+            launch_tag: LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 0xff_ffff + 1,
             snap,
             last_alloc: 0,
-            shared: Shared { data: vec![0; n], init: vec![0; n], w: vec![0; n], r: vec![0; n] },
+            shared,
             warps,
             ctaid: [0; 3],
             cta_linear: 0,
@@ -382,9 +514,9 @@ impl<'a> Run<'a> {
             stats: LaunchStats::default(),
             sectors: Vec::with_capacity(64),
             executed: 0,
-            mbars: vec![Mbar::default(); n / 8],
+            mbars,
             copy_tags: Vec::new(),
-            tma_tag: vec![0; n],
+            tma_tag,
             copies_in_flight: Vec::new(),
             wgmma_in_flight: 0,
             mbar_version: 0,
@@ -420,6 +552,8 @@ impl<'a> Run<'a> {
             w.at_wsync = 0;
             w.conv = true;
             w.cpc = entry.start;
+            w.cmask = w.valid;
+            w.rest_min = u32::MAX;
             for l in 0..32 {
                 let t = first + l as u32;
                 w.tid[0][l] = (t % bx) as u64;
@@ -555,11 +689,7 @@ impl<'a> Run<'a> {
                 if mask != 0 {
                     let l = mask.trailing_zeros() as usize;
                     let line = self.m.code.get(w.pc[l] as usize).map_or(0, |i| i.line);
-                    msg += &format!(
-                        " Warp {} lanes {mask:#010x} wait at {what} (line {line}: `{}`).",
-                        w.id,
-                        self.m.source_line(line)
-                    );
+                    msg += &format!(" Warp {} lanes {mask:#010x} wait at {what} (line {line}: `{}`).", w.id, self.m.source_line(line));
                 }
             }
         }
@@ -604,21 +734,24 @@ impl<'a> Run<'a> {
             self.executed += 1;
             if self.executed > MAX_WARP_INSTS {
                 let l = group.trailing_zeros() as usize;
-                return Err(self.fault(ErrorKind::LaunchFailed, wi, l, pc, format!("launch ran past {MAX_WARP_INSTS} warp-instructions (an endless loop?)")));
+                return Err(self.fault(
+                    ErrorKind::LaunchFailed,
+                    wi,
+                    l,
+                    pc,
+                    format!("launch ran past {MAX_WARP_INSTS} warp-instructions (an endless loop?)"),
+                ));
             }
             let bank = self.plan.banks[inst.func as usize] as usize;
             let active = match inst.guard {
                 None => group,
                 Some((p, neg)) => {
-                    let w = &self.warps[wi];
-                    let base = (bank + p as usize) * 32;
+                    let pr = self.warps[wi].reg(bank, p);
                     let mut m = 0u32;
-                    for l in lanes(group) {
-                        if (w.regs[base + l] & 1 != 0) != neg {
-                            m |= 1 << l;
-                        }
+                    for (l, v) in pr.iter().enumerate() {
+                        m |= ((v & 1) as u32) << l;
                     }
-                    m
+                    (if neg { !m } else { m }) & group
                 }
             };
             self.stats.warp_insts[class(&inst.op) as usize] += 1;
@@ -678,10 +811,26 @@ enum Next {
 fn class(op: &Op) -> Class {
     use Op::*;
     match op {
-        Ld { .. } | St { .. } | Atom { .. } | Shfl { .. } | MbarInit { .. } | MbarArrive { .. } | MbarExpectTx { .. } | MbarTryWait { .. }
+        Ld { .. }
+        | St { .. }
+        | Atom { .. }
+        | Shfl { .. }
+        | MbarInit { .. }
+        | MbarArrive { .. }
+        | MbarExpectTx { .. }
+        | MbarTryWait { .. }
         | CpAsyncBulkTensor { .. } => Class::Memory,
-        FAdd { ty, .. } | FSub { ty, .. } | FMul { ty, .. } | Fma { ty, .. } | FDiv { ty, .. } | FMin { ty, .. } | FMax { ty, .. }
-        | FNeg { ty, .. } | FAbs { ty, .. } | Rcp { ty, .. } | Sqrt { ty, .. } => {
+        FAdd { ty, .. }
+        | FSub { ty, .. }
+        | FMul { ty, .. }
+        | Fma { ty, .. }
+        | FDiv { ty, .. }
+        | FMin { ty, .. }
+        | FMax { ty, .. }
+        | FNeg { ty, .. }
+        | FAbs { ty, .. }
+        | Rcp { ty, .. }
+        | Sqrt { ty, .. } => {
             if *ty == Ty::F64 {
                 Class::F64
             } else {
@@ -713,6 +862,34 @@ fn ext(v: u64, ty: Ty) -> u64 {
     }
 }
 
+/// `ext` for one type, its dispatch done once: `Ext::new(ty).of(v) == ext(v, ty)`.
+#[derive(Clone, Copy)]
+struct Ext {
+    shift: u32,
+    signed: bool,
+    mask: u64,
+}
+
+impl Ext {
+    fn new(ty: Ty) -> Ext {
+        Ext { shift: 64 - ty.bits(), signed: ty.is_signed(), mask: ty.mask() }
+    }
+    #[inline(always)]
+    fn of(self, v: u64) -> u64 {
+        if self.signed { (((v << self.shift) as i64) >> self.shift) as u64 } else { v & self.mask }
+    }
+}
+
+/// The bits `mul_int` keeps of the product of two extended operands, for `.lo` and `.wide`.
+fn product_mask(ty: Ty, mode: MulMode) -> u64 {
+    let bits = ty.bits();
+    match mode {
+        MulMode::Wide if bits < 32 => (1u64 << (2 * bits)) - 1,
+        MulMode::Wide => u64::MAX,
+        _ => ty.mask(),
+    }
+}
+
 #[inline(always)]
 fn f32b(v: u64) -> f32 {
     f32::from_bits(v as u32)
@@ -728,6 +905,74 @@ fn of32(x: f32) -> u64 {
 #[inline(always)]
 fn of64(x: f64) -> u64 {
     num::canon_f64(x.to_bits())
+}
+
+/// A source operand's lanes without copying them: a register's 32 values, or one value for all.
+trait Lanes: std::marker::Copy {
+    fn at(self, lane: usize) -> u64;
+}
+
+impl Lanes for &[u64; 32] {
+    #[inline(always)]
+    fn at(self, lane: usize) -> u64 {
+        self[lane]
+    }
+}
+
+impl Lanes for u64 {
+    #[inline(always)]
+    fn at(self, _: usize) -> u64 {
+        self
+    }
+}
+
+#[inline(always)]
+fn map1(a: impl Lanes, f: impl Fn(u64) -> u64) -> [u64; 32] {
+    let mut r = [0u64; 32];
+    for (l, v) in r.iter_mut().enumerate() {
+        *v = f(a.at(l));
+    }
+    r
+}
+
+#[inline(always)]
+fn map2(a: impl Lanes, b: impl Lanes, f: impl Fn(u64, u64) -> u64) -> [u64; 32] {
+    let mut r = [0u64; 32];
+    for (l, v) in r.iter_mut().enumerate() {
+        *v = f(a.at(l), b.at(l));
+    }
+    r
+}
+
+#[inline(always)]
+fn map3(a: impl Lanes, b: impl Lanes, c: impl Lanes, f: impl Fn(u64, u64, u64) -> u64) -> [u64; 32] {
+    let mut r = [0u64; 32];
+    for (l, v) in r.iter_mut().enumerate() {
+        *v = f(a.at(l), b.at(l), c.at(l));
+    }
+    r
+}
+
+/// Evaluates `$body` with `$x` bound to the lanes of operand `$src` (`impl Lanes`): a register
+/// in place, an immediate as one value, a special register copied out.
+macro_rules! with_lanes {
+    ($run:expr, $wi:expr, $bank:expr, $src:expr, $x:ident, $body:expr) => {
+        match *$src {
+            Src::Imm(v) => {
+                let $x = v;
+                $body
+            }
+            Src::Reg(r) => {
+                let $x = $run.warps[$wi].reg($bank, r);
+                $body
+            }
+            Src::Sreg(_) => {
+                let lanes = $run.fetch($wi, $bank, $src);
+                let $x = &lanes;
+                $body
+            }
+        }
+    };
 }
 
 impl Run<'_> {
@@ -759,48 +1004,34 @@ impl Run<'_> {
     /// Stores `vals` into register `d` for the lanes of `mask`.
     #[inline(always)]
     fn put(&mut self, wi: usize, bank: usize, d: Reg, mask: u32, vals: &[u64; 32]) {
-        let b = (bank + d as usize) * 32;
-        let regs = &mut self.warps[wi].regs[b..b + 32];
+        let regs = self.warps[wi].reg_mut(bank, d);
         if mask == FULL {
-            regs.copy_from_slice(vals);
+            *regs = *vals;
         } else {
-            for l in lanes(mask) {
-                regs[l] = vals[l];
+            for l in 0..32 {
+                if (mask >> l) & 1 != 0 {
+                    regs[l] = vals[l];
+                }
             }
         }
     }
 
-    #[inline(always)]
+    #[inline(never)]
     fn un(&mut self, wi: usize, bank: usize, mask: u32, d: Reg, a: &Src, f: impl Fn(u64) -> u64) {
-        let a = self.fetch(wi, bank, a);
-        let mut r = [0u64; 32];
-        for l in 0..32 {
-            r[l] = f(a[l]);
-        }
+        let r = with_lanes!(self, wi, bank, a, x, map1(x, &f));
         self.put(wi, bank, d, mask, &r);
     }
 
-    #[inline(always)]
+    #[inline(never)]
     fn bin(&mut self, wi: usize, bank: usize, mask: u32, d: Reg, a: &Src, b: &Src, f: impl Fn(u64, u64) -> u64) {
-        let a = self.fetch(wi, bank, a);
-        let b = self.fetch(wi, bank, b);
-        let mut r = [0u64; 32];
-        for l in 0..32 {
-            r[l] = f(a[l], b[l]);
-        }
+        let r = with_lanes!(self, wi, bank, a, x, with_lanes!(self, wi, bank, b, y, map2(x, y, &f)));
         self.put(wi, bank, d, mask, &r);
     }
 
-    #[inline(always)]
+    #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     fn tri(&mut self, wi: usize, bank: usize, mask: u32, d: Reg, a: &Src, b: &Src, c: &Src, f: impl Fn(u64, u64, u64) -> u64) {
-        let a = self.fetch(wi, bank, a);
-        let b = self.fetch(wi, bank, b);
-        let c = self.fetch(wi, bank, c);
-        let mut r = [0u64; 32];
-        for l in 0..32 {
-            r[l] = f(a[l], b[l], c[l]);
-        }
+        let r = with_lanes!(self, wi, bank, a, x, with_lanes!(self, wi, bank, b, y, with_lanes!(self, wi, bank, c, z, map3(x, y, z, &f))));
         self.put(wi, bank, d, mask, &r);
     }
 
@@ -837,19 +1068,16 @@ impl Run<'_> {
                 _ => Ok(()),
             };
             r?;
-            let w = &mut self.warps[wi];
-            for l in lanes(here) {
-                w.pc[l] = pc + 1;
-            }
-            return Ok(Next::PerLane);
+            return Ok(self.past_warp_sync(wi, pc, group, here));
         }
         if m == 0 && !matches!(inst.op, Op::Bra { .. } | Op::BrxIdx { .. }) {
             return Ok(next);
         }
         match &inst.op {
+            // The type's masks and extension are computed once, outside the lanes' loops.
             Op::Mov { ty, d, a } => {
-                let ty = *ty;
-                self.un(wi, bank, m, *d, a, |x| x & ty.mask())
+                let mk = ty.mask();
+                self.un(wi, bank, m, *d, a, |x| x & mk)
             }
             Op::Cvta { space, to, d, a } => {
                 let base = match space {
@@ -861,26 +1089,37 @@ impl Run<'_> {
                 self.un(wi, bank, m, *d, a, |x| if to { x.wrapping_sub(base) } else { x.wrapping_add(base) })
             }
             Op::Selp { ty, d, a, b, p } => {
-                let ty = *ty;
-                self.tri(wi, bank, m, *d, a, b, p, |a, b, p| if p & 1 != 0 { a & ty.mask() } else { b & ty.mask() })
+                let mk = ty.mask();
+                self.tri(wi, bank, m, *d, a, b, p, |a, b, p| if p & 1 != 0 { a & mk } else { b & mk })
             }
             Op::Prmt { d, a, b, c } => self.tri(wi, bank, m, *d, a, b, c, prmt),
             Op::Add { ty, d, a, b } => {
-                let ty = *ty;
-                self.bin(wi, bank, m, *d, a, b, |a, b| a.wrapping_add(b) & ty.mask())
+                let mk = ty.mask();
+                self.bin(wi, bank, m, *d, a, b, |a, b| a.wrapping_add(b) & mk)
             }
             Op::Sub { ty, d, a, b } => {
-                let ty = *ty;
-                self.bin(wi, bank, m, *d, a, b, |a, b| a.wrapping_sub(b) & ty.mask())
+                let mk = ty.mask();
+                self.bin(wi, bank, m, *d, a, b, |a, b| a.wrapping_sub(b) & mk)
             }
             Op::MulInt { ty, mode, d, a, b } => {
-                let (ty, mode) = (*ty, *mode);
-                self.bin(wi, bank, m, *d, a, b, |a, b| mul_int(ty, mode, a, b))
+                let (ty, e) = (*ty, Ext::new(*ty));
+                match *mode {
+                    MulMode::Hi => self.bin(wi, bank, m, *d, a, b, |a, b| mul_int(ty, MulMode::Hi, a, b)),
+                    mode => {
+                        let pm = product_mask(ty, mode);
+                        self.bin(wi, bank, m, *d, a, b, |a, b| e.of(a).wrapping_mul(e.of(b)) & pm)
+                    }
+                }
             }
             Op::MadInt { ty, mode, d, a, b, c } => {
-                let (ty, mode) = (*ty, *mode);
+                let (ty, mode, e) = (*ty, *mode, Ext::new(*ty));
                 let wmask = if mode == MulMode::Wide { u64::MAX >> (64 - 2 * ty.bits().min(32)) } else { ty.mask() };
-                self.tri(wi, bank, m, *d, a, b, c, |a, b, c| mul_int(ty, mode, a, b).wrapping_add(c) & wmask)
+                if mode == MulMode::Hi {
+                    self.tri(wi, bank, m, *d, a, b, c, |a, b, c| mul_int(ty, mode, a, b).wrapping_add(c) & wmask)
+                } else {
+                    let pm = product_mask(ty, mode);
+                    self.tri(wi, bank, m, *d, a, b, c, |a, b, c| (e.of(a).wrapping_mul(e.of(b)) & pm).wrapping_add(c) & wmask)
+                }
             }
             Op::Div { ty, d, a, b } => {
                 let ty = *ty;
@@ -891,59 +1130,58 @@ impl Run<'_> {
                 self.bin(wi, bank, m, *d, a, b, |a, b| div_int(ty, a, b, true))
             }
             Op::Min { ty, d, a, b } | Op::Max { ty, d, a, b } => {
-                let ty = *ty;
+                let (e, signed, mk) = (Ext::new(*ty), ty.is_signed(), ty.mask());
                 let is_min = matches!(inst.op, Op::Min { .. });
                 self.bin(wi, bank, m, *d, a, b, |a, b| {
-                    let (x, y) = (ext(a, ty), ext(b, ty));
-                    let lt = if ty.is_signed() { (x as i64) < (y as i64) } else { x < y };
-                    (if lt == is_min { x } else { y }) & ty.mask()
+                    let (x, y) = (e.of(a), e.of(b));
+                    let lt = if signed { (x as i64) < (y as i64) } else { x < y };
+                    (if lt == is_min { x } else { y }) & mk
                 })
             }
             Op::Neg { ty, d, a } => {
-                let ty = *ty;
-                self.un(wi, bank, m, *d, a, |x| x.wrapping_neg() & ty.mask())
+                let mk = ty.mask();
+                self.un(wi, bank, m, *d, a, |x| x.wrapping_neg() & mk)
             }
             Op::Abs { ty, d, a } => {
-                let ty = *ty;
-                self.un(wi, bank, m, *d, a, |x| (ext(x, ty) as i64).wrapping_abs() as u64 & ty.mask())
+                let (e, mk) = (Ext::new(*ty), ty.mask());
+                self.un(wi, bank, m, *d, a, |x| (e.of(x) as i64).wrapping_abs() as u64 & mk)
             }
             Op::And { ty, d, a, b } => {
-                let ty = *ty;
-                self.bin(wi, bank, m, *d, a, b, |a, b| a & b & ty.mask())
+                let mk = ty.mask();
+                self.bin(wi, bank, m, *d, a, b, |a, b| a & b & mk)
             }
             Op::Or { ty, d, a, b } => {
-                let ty = *ty;
-                self.bin(wi, bank, m, *d, a, b, |a, b| (a | b) & ty.mask())
+                let mk = ty.mask();
+                self.bin(wi, bank, m, *d, a, b, |a, b| (a | b) & mk)
             }
             Op::Xor { ty, d, a, b } => {
-                let ty = *ty;
-                self.bin(wi, bank, m, *d, a, b, |a, b| (a ^ b) & ty.mask())
+                let mk = ty.mask();
+                self.bin(wi, bank, m, *d, a, b, |a, b| (a ^ b) & mk)
             }
             Op::Not { ty, d, a } => {
-                let ty = *ty;
-                self.un(wi, bank, m, *d, a, |x| !x & if ty == Ty::Pred { 1 } else { ty.mask() })
+                let mk = if *ty == Ty::Pred { 1 } else { ty.mask() };
+                self.un(wi, bank, m, *d, a, |x| !x & mk)
             }
             Op::Shl { ty, d, a, b } => {
-                let ty = *ty;
-                let bits = ty.bits() as u64;
+                let (bits, mk) = (ty.bits() as u64, ty.mask());
                 self.bin(wi, bank, m, *d, a, b, |a, b| {
                     let s = b & 0xffff_ffff;
-                    if s >= bits { 0 } else { (a << s) & ty.mask() }
+                    if s >= bits { 0 } else { (a << s) & mk }
                 })
             }
             Op::Shr { ty, d, a, b } => {
-                let ty = *ty;
-                let bits = ty.bits() as u64;
-                self.bin(wi, bank, m, *d, a, b, |a, b| {
-                    let s = (b & 0xffff_ffff).min(bits);
-                    if ty.is_signed() {
-                        ((ext(a, ty) as i64) >> s.min(63)) as u64 & ty.mask()
-                    } else if s >= bits {
-                        0
-                    } else {
-                        (a & ty.mask()) >> s
-                    }
-                })
+                let (bits, mk, e) = (ty.bits() as u64, ty.mask(), Ext::new(*ty));
+                if ty.is_signed() {
+                    self.bin(wi, bank, m, *d, a, b, |a, b| {
+                        let s = (b & 0xffff_ffff).min(bits);
+                        ((e.of(a) as i64) >> s.min(63)) as u64 & mk
+                    })
+                } else {
+                    self.bin(wi, bank, m, *d, a, b, |a, b| {
+                        let s = (b & 0xffff_ffff).min(bits);
+                        if s >= bits { 0 } else { (a & mk) >> s }
+                    })
+                }
             }
             Op::Bfe { ty, d, a, b, c } => {
                 let ty = *ty;
@@ -962,16 +1200,16 @@ impl Run<'_> {
                 self.put(wi, bank, *d, m, &r);
             }
             Op::Popc { ty, d, a } => {
-                let ty = *ty;
-                self.un(wi, bank, m, *d, a, |x| (x & ty.mask()).count_ones() as u64)
+                let mk = ty.mask();
+                self.un(wi, bank, m, *d, a, |x| (x & mk).count_ones() as u64)
             }
             Op::Clz { ty, d, a } => {
-                let ty = *ty;
-                self.un(wi, bank, m, *d, a, |x| ((x & ty.mask()).leading_zeros() - (64 - ty.bits())) as u64)
+                let (mk, pad) = (ty.mask(), 64 - ty.bits());
+                self.un(wi, bank, m, *d, a, |x| ((x & mk).leading_zeros() - pad) as u64)
             }
             Op::Brev { ty, d, a } => {
-                let ty = *ty;
-                self.un(wi, bank, m, *d, a, |x| (x & ty.mask()).reverse_bits() >> (64 - ty.bits()))
+                let (mk, pad) = (ty.mask(), 64 - ty.bits());
+                self.un(wi, bank, m, *d, a, |x| (x & mk).reverse_bits() >> pad)
             }
 
             Op::FAdd { ty, rnd, d, a, b } | Op::FSub { ty, rnd, d, a, b } | Op::FMul { ty, rnd, d, a, b } | Op::FDiv { ty, rnd, d, a, b } => {
@@ -994,15 +1232,13 @@ impl Run<'_> {
                         num::arith_nan_f64(r.to_bits(), a, b)
                     })
                 } else if matches!(rnd, Rnd::None | Rnd::Rn) {
-                    self.bin(wi, bank, m, *d, a, b, |a, b| {
-                        let (x, y) = (f32b(a), f32b(b));
-                        of32(match k {
-                            0 => x + y,
-                            1 => x - y,
-                            2 => x * y,
-                            _ => x / y,
-                        })
-                    })
+                    // One closure per operation (the common f32 case, kept free of a dispatch per lane).
+                    match k {
+                        0 => self.bin(wi, bank, m, *d, a, b, |a, b| of32(f32b(a) + f32b(b))),
+                        1 => self.bin(wi, bank, m, *d, a, b, |a, b| of32(f32b(a) - f32b(b))),
+                        2 => self.bin(wi, bank, m, *d, a, b, |a, b| of32(f32b(a) * f32b(b))),
+                        _ => self.bin(wi, bank, m, *d, a, b, |a, b| of32(f32b(a) / f32b(b))),
+                    }
                 } else {
                     self.bin(wi, bank, m, *d, a, b, |a, b| {
                         let (x, y) = (a as u32, b as u32);
@@ -1067,30 +1303,22 @@ impl Run<'_> {
             }
             Op::Setp { ty, cmp, bool_op, p, q, a, b } => {
                 let (ty, cmp) = (*ty, *cmp);
-                let av = self.fetch(wi, bank, a);
-                let bv = self.fetch(wi, bank, b);
-                let cv = bool_op.map(|(_, c)| self.fetch(wi, bank, &c));
-                let mut rp = [0u64; 32];
-                let mut rq = [0u64; 32];
-                for l in 0..32 {
-                    let t = compare(ty, cmp, av[l], bv[l]);
-                    let (mut x, mut y) = (t, !t);
-                    if let (Some((op, _)), Some(cv)) = (bool_op, &cv) {
-                        let c = cv[l] & 1 != 0;
-                        let f = |v: bool| match op {
-                            BoolOp::And => v && c,
-                            BoolOp::Or => v || c,
-                            BoolOp::Xor => v ^ c,
-                        };
-                        x = f(t);
-                        y = f(!t);
+                let t = with_lanes!(self, wi, bank, a, x, with_lanes!(self, wi, bank, b, y, setp_mask(ty, cmp, x, y)));
+                let (tp, tq) = match bool_op {
+                    None => (t, !t),
+                    Some((op, c)) => {
+                        let c = with_lanes!(self, wi, bank, c, z, lanes_where(z, 0u64, |z, _| z & 1 != 0));
+                        match op {
+                            BoolOp::And => (t & c, !t & c),
+                            BoolOp::Or => (t | c, !t | c),
+                            BoolOp::Xor => (t ^ c, !t ^ c),
+                        }
                     }
-                    rp[l] = x as u64;
-                    rq[l] = y as u64;
-                }
-                self.put(wi, bank, *p, m, &rp);
+                };
+                let bits = |t: u32| -> [u64; 32] { std::array::from_fn(|l| ((t >> l) & 1) as u64) };
+                self.put(wi, bank, *p, m, &bits(tp));
                 if let Some(q) = q {
-                    self.put(wi, bank, *q, m, &rq);
+                    self.put(wi, bank, *q, m, &bits(tq));
                 }
             }
             Op::Cvt { dty, sty, rnd, sat, satfinite, d, a, b } => {
@@ -1119,11 +1347,7 @@ impl Run<'_> {
                 let mv = self.fetch(wi, bank, mask)[m.trailing_zeros() as usize] as u32;
                 self.skip_guarded(wi, pc, group & !m);
                 let Some(here) = self.warp_sync(wi, pc, m, mv)? else { return Ok(Next::Wait) };
-                let w = &mut self.warps[wi];
-                for l in lanes(here) {
-                    w.pc[l] = pc + 1;
-                }
-                return Ok(Next::PerLane);
+                return Ok(self.past_warp_sync(wi, pc, group, here));
             }
             Op::BarSync { id, count } => {
                 let idv = self.fetch(wi, bank, id);
@@ -1171,13 +1395,7 @@ impl Run<'_> {
                 let skip = group & !m;
                 for l in lanes(m) {
                     if iv[l] as usize >= t.len() {
-                        return Err(self.fault(
-                            ErrorKind::LaunchFailed,
-                            wi,
-                            l,
-                            pc,
-                            format!("brx.idx index {} past its table of {}", iv[l], t.len()),
-                        ));
+                        return Err(self.fault(ErrorKind::LaunchFailed, wi, l, pc, format!("brx.idx index {} past its table of {}", iv[l], t.len())));
                     }
                 }
                 let w = &mut self.warps[wi];
@@ -1260,7 +1478,10 @@ impl Run<'_> {
                         wi,
                         parked,
                         at,
-                        format!("warp-synchronous instruction with member mask {mask:#010x}: lane {} exits without executing it", (mask & m).trailing_zeros()),
+                        format!(
+                            "warp-synchronous instruction with member mask {mask:#010x}: lane {} exits without executing it",
+                            (mask & m).trailing_zeros()
+                        ),
                     ));
                 }
                 return Ok(Next::PerLane);
@@ -1328,32 +1549,39 @@ fn div_int(ty: Ty, a: u64, b: u64, rem: bool) -> u64 {
     r & ty.mask()
 }
 
+/// `bfe`: `len` bits of `a` from bit `pos` (both from the low byte of their operand), the bits
+/// past the field or past the type's width filled with 0 (`.u`) or the field's top bit (`.s`).
+#[inline]
 fn bfe(ty: Ty, a: u64, b: u64, c: u64) -> u64 {
     let msb = ty.bits() - 1;
     let pos = (b & 0xff) as u32;
     let len = (c & 0xff) as u32;
     let x = a & ty.mask();
     let sbit = if ty.is_signed() && len > 0 { (x >> (pos + len - 1).min(msb)) & 1 } else { 0 };
-    let mut d = 0u64;
-    for i in 0..=msb {
-        let bit = if i < len && pos + i <= msb { (x >> (pos + i)) & 1 } else { sbit };
-        d |= bit << i;
-    }
-    d
+    // Bits taken from `x`: those below `len` whose source bit `pos + i` is inside the type.
+    let n = if pos > msb { 0 } else { len.min(msb + 1 - pos) };
+    let low = low_bits(n);
+    let field = if n == 0 { 0 } else { (x >> pos) & low };
+    if sbit != 0 { field | (ty.mask() & !low) } else { field }
 }
 
+/// `bfi`: `f`'s low `len` bits into `b` at bit `pos`, as far as the type's width allows.
 fn bfi(ty: Ty, f: u64, b: u64, pos: u64, len: u64) -> u64 {
     let msb = ty.bits() - 1;
     let pos = (pos & 0xff) as u32;
     let len = (len & 0xff) as u32;
-    let mut d = b & ty.mask();
-    for i in 0..len {
-        if pos + i > msb {
-            break;
-        }
-        d = (d & !(1 << (pos + i))) | (((f >> i) & 1) << (pos + i));
+    let n = if pos > msb { 0 } else { len.min(msb + 1 - pos) };
+    if n == 0 {
+        return b & ty.mask();
     }
-    d
+    let field = low_bits(n) << pos;
+    (b & ty.mask() & !field) | ((f << pos) & field)
+}
+
+/// A mask of the `n` (at most 64) low bits.
+#[inline(always)]
+fn low_bits(n: u32) -> u64 {
+    if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
 }
 
 fn prmt(a: u64, b: u64, c: u64) -> u64 {
@@ -1368,44 +1596,71 @@ fn prmt(a: u64, b: u64, c: u64) -> u64 {
     d
 }
 
-fn compare(ty: Ty, cmp: Cmp, a: u64, b: u64) -> bool {
-    use std::cmp::Ordering::*;
-    let ord = match ty {
-        Ty::F32 | Ty::F64 => {
-            let (x, y) = if ty == Ty::F32 { (f32b(a) as f64, f32b(b) as f64) } else { (f64b(a), f64b(b)) };
-            let unordered = x.is_nan() || y.is_nan();
-            let o = x.partial_cmp(&y);
-            return match cmp {
-                Cmp::Eq => o == Some(Equal),
-                Cmp::Ne => !unordered && o != Some(Equal),
-                Cmp::Lt => o == Some(Less),
-                Cmp::Le => matches!(o, Some(Less | Equal)),
-                Cmp::Gt => o == Some(Greater),
-                Cmp::Ge => matches!(o, Some(Greater | Equal)),
-                Cmp::Equ => unordered || o == Some(Equal),
-                Cmp::Neu => unordered || o != Some(Equal),
-                Cmp::Ltu => unordered || o == Some(Less),
-                Cmp::Leu => unordered || matches!(o, Some(Less | Equal)),
-                Cmp::Gtu => unordered || o == Some(Greater),
-                Cmp::Geu => unordered || matches!(o, Some(Greater | Equal)),
-                Cmp::Num => !unordered,
-                Cmp::Nan => unordered,
-            };
+/// The lanes (a bit each) where `lanes(a, b)` holds.
+#[inline(always)]
+fn lanes_where(a: impl Lanes, b: impl Lanes, f: impl Fn(u64, u64) -> bool) -> u32 {
+    let mut m = 0u32;
+    for l in 0..32 {
+        m |= (f(a.at(l), b.at(l)) as u32) << l;
+    }
+    m
+}
+
+/// `setp.cmp.ty` over 32 lanes (a bit each): `.f32`/`.f64` compare as floats (the `u` forms
+/// true when either is NaN), every other type as an integer of its width (sign-extended for
+/// `.sN`), its unordered forms as the ordered ones. One loop per comparison, so that the lanes
+/// run without a dispatch each.
+#[inline(never)]
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
+fn setp_mask(ty: Ty, cmp: Cmp, a: impl Lanes, b: impl Lanes) -> u32 {
+    macro_rules! int {
+        ($key:expr) => {{
+            let key = $key;
+            match cmp {
+                Cmp::Eq | Cmp::Equ => lanes_where(a, b, |x, y| key(x) == key(y)),
+                Cmp::Ne | Cmp::Neu => lanes_where(a, b, |x, y| key(x) != key(y)),
+                Cmp::Lt | Cmp::Ltu => lanes_where(a, b, |x, y| key(x) < key(y)),
+                Cmp::Le | Cmp::Leu => lanes_where(a, b, |x, y| key(x) <= key(y)),
+                Cmp::Gt | Cmp::Gtu => lanes_where(a, b, |x, y| key(x) > key(y)),
+                Cmp::Ge | Cmp::Geu => lanes_where(a, b, |x, y| key(x) >= key(y)),
+                Cmp::Num => u32::MAX,
+                Cmp::Nan => 0,
+            }
+        }};
+    }
+    macro_rules! float {
+        ($key:expr) => {{
+            let key = $key;
+            let nan = |x: u64, y: u64| key(x).is_nan() || key(y).is_nan();
+            match cmp {
+                Cmp::Eq => lanes_where(a, b, |x, y| key(x) == key(y)),
+                Cmp::Ne => lanes_where(a, b, |x, y| !nan(x, y) && key(x) != key(y)),
+                Cmp::Lt => lanes_where(a, b, |x, y| key(x) < key(y)),
+                Cmp::Le => lanes_where(a, b, |x, y| key(x) <= key(y)),
+                Cmp::Gt => lanes_where(a, b, |x, y| key(x) > key(y)),
+                Cmp::Ge => lanes_where(a, b, |x, y| key(x) >= key(y)),
+                Cmp::Equ => lanes_where(a, b, |x, y| nan(x, y) || key(x) == key(y)),
+                Cmp::Neu => lanes_where(a, b, |x, y| key(x) != key(y)),
+                Cmp::Ltu => lanes_where(a, b, |x, y| !(key(x) >= key(y))),
+                Cmp::Leu => lanes_where(a, b, |x, y| !(key(x) > key(y))),
+                Cmp::Gtu => lanes_where(a, b, |x, y| !(key(x) <= key(y))),
+                Cmp::Geu => lanes_where(a, b, |x, y| !(key(x) < key(y))),
+                Cmp::Num => lanes_where(a, b, |x, y| !nan(x, y)),
+                Cmp::Nan => lanes_where(a, b, nan),
+            }
+        }};
+    }
+    match ty {
+        Ty::F32 => float!(|x: u64| f32b(x) as f64),
+        Ty::F64 => float!(f64b),
+        t if t.is_signed() => {
+            let sh = 64 - t.bits();
+            int!(move |x: u64| ((x << sh) as i64) >> sh)
         }
-        _ => {
-            let (x, y) = (ext(a, ty), ext(b, ty));
-            if ty.is_signed() { (x as i64).cmp(&(y as i64)) } else { x.cmp(&y) }
+        t => {
+            let mk = t.mask();
+            int!(move |x: u64| x & mk)
         }
-    };
-    match cmp {
-        Cmp::Eq | Cmp::Equ => ord == Equal,
-        Cmp::Ne | Cmp::Neu => ord != Equal,
-        Cmp::Lt | Cmp::Ltu => ord == Less,
-        Cmp::Le | Cmp::Leu => ord != Greater,
-        Cmp::Gt | Cmp::Gtu => ord == Greater,
-        Cmp::Ge | Cmp::Geu => ord != Less,
-        Cmp::Num => true,
-        Cmp::Nan => false,
     }
 }
 
@@ -1481,11 +1736,8 @@ fn cvt(dty: Ty, sty: Ty, rnd: Rnd, sat: bool, satfinite: bool, a: u64, b: Option
             // Integer to integer: extend from the source type, then truncate (or saturate).
             let v = ext(a, s);
             if sat {
-                let (lo, hi): (i128, i128) = if d.is_signed() {
-                    (-(1i128 << (d.bits() - 1)), (1i128 << (d.bits() - 1)) - 1)
-                } else {
-                    (0, (1i128 << d.bits()) - 1)
-                };
+                let (lo, hi): (i128, i128) =
+                    if d.is_signed() { (-(1i128 << (d.bits() - 1)), (1i128 << (d.bits() - 1)) - 1) } else { (0, (1i128 << d.bits()) - 1) };
                 let x = if s.is_signed() { v as i64 as i128 } else { v as i128 };
                 // A signed result is sign-extended to the register's width (all 64 bits here).
                 ext(x.clamp(lo, hi) as u64 & d.mask(), d)
@@ -1495,7 +1747,6 @@ fn cvt(dty: Ty, sty: Ty, rnd: Rnd, sat: bool, satfinite: bool, a: u64, b: Option
         }
     }
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // Memory
@@ -1551,7 +1802,13 @@ impl Run<'_> {
                     }
                     None => {
                         let desc = describe_in(allocs, &self.sim.memory.freed(), a);
-                        Err(self.fault(ErrorKind::IllegalAddress, wi, lane, pc, format!("out-of-bounds global access of {len} bytes at 0x{a:x}: the address {desc}")))
+                        Err(self.fault(
+                            ErrorKind::IllegalAddress,
+                            wi,
+                            lane,
+                            pc,
+                            format!("out-of-bounds global access of {len} bytes at 0x{a:x}: the address {desc}"),
+                        ))
                     }
                 }
             }
@@ -1614,38 +1871,19 @@ impl Run<'_> {
                 unsafe {
                     std::ptr::copy_nonoverlapping(al.data_ptr(a), out.as_mut_ptr(), len);
                     let sh = std::slice::from_raw_parts(al.shadow_ptr(a), len);
-                    if !all_written(sh) && let Some(k) = sh.iter().position(|&s| s & INIT == 0) {
-                        let al = al.clone();
-                        return Err(self.fault(
-                            ErrorKind::LaunchFailed,
-                            wi,
-                            lane,
-                            pc,
-                            format!(
-                                "read of global memory never written: byte 0x{:x} (offset {} of the {}-byte allocation at 0x{:x})",
-                                a + k as u64,
-                                a + k as u64 - al.base,
-                                al.size,
-                                al.base
-                            ),
-                        ));
+                    if !all_written(sh) {
+                        return Err(self.unwritten_global(wi, lane, pc, i, a, len));
                     }
                 }
                 self.stats.global_bytes_read += len as u64;
                 if !atomic {
-                    self.race_read(wi, lane, pc, i, a, len)?;
+                    self.race(wi, lane, pc, i, a, len, false)?;
                 }
             }
             Loc::Shared(o) => {
                 out[..len].copy_from_slice(&self.shared.data[o..o + len]);
-                if let Some(k) = self.shared.init[o..o + len].iter().position(|&s| s == 0) {
-                    return Err(self.fault(
-                        ErrorKind::LaunchFailed,
-                        wi,
-                        lane,
-                        pc,
-                        format!("read of shared memory never written: shared address 0x{:x}", SHARED_BASE + (o + k) as u64),
-                    ));
+                if !all_written(&self.shared.init[o..o + len]) {
+                    return Err(self.unwritten_shared(wi, lane, pc, o, len));
                 }
                 if !atomic {
                     self.shared_race(wi, lane, pc, o, len, false)?;
@@ -1660,13 +1898,72 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// The error of a read of shared bytes never written (one of `[o, o + len)`).
+    #[cold]
+    fn unwritten_shared(&self, wi: usize, lane: usize, pc: u32, o: usize, len: usize) -> SimError {
+        let k = self.shared.init[o..o + len].iter().position(|&s| s == 0).unwrap_or(0);
+        self.fault(
+            ErrorKind::LaunchFailed,
+            wi,
+            lane,
+            pc,
+            format!("read of shared memory never written: shared address 0x{:x}", SHARED_BASE + (o + k) as u64),
+        )
+    }
+
+    /// Writes `bytes` at shared offset `o` for `lane`, with the checks of a write (the race
+    /// check unless `atomic`).
+    fn write_shared(&mut self, wi: usize, lane: usize, pc: u32, o: usize, bytes: &[u8], atomic: bool) -> Result<()> {
+        let len = bytes.len();
+        if !atomic {
+            self.shared_race(wi, lane, pc, o, len, true)?;
+        }
+        if self.wgmma_in_flight != 0 {
+            if let Some(op) = (o..o + len).find_map(|k| self.wgmma_reading(k)) {
+                return Err(self.fault(
+                    ErrorKind::LaunchFailed,
+                    wi,
+                    lane,
+                    pc,
+                    format!(
+                        "store to shared memory read by a wgmma in flight (PTX line {}) before a wgmma.wait_group retired it",
+                        self.m.code[op as usize].line
+                    ),
+                ));
+            }
+        }
+        self.shared.data[o..o + len].copy_from_slice(bytes);
+        self.shared.init[o..o + len].fill(1);
+        Ok(())
+    }
+
+    /// The error of a read of global bytes never written (one of `[a, a + len)` in allocation `i`).
+    #[cold]
+    #[allow(clippy::too_many_arguments)]
+    fn unwritten_global(&self, wi: usize, lane: usize, pc: u32, i: usize, a: u64, len: usize) -> SimError {
+        let al = &self.snap.allocs[i];
+        let k = al.first_unwritten(a, len as u64).unwrap_or(a);
+        self.fault(
+            ErrorKind::LaunchFailed,
+            wi,
+            lane,
+            pc,
+            format!(
+                "read of global memory never written: byte 0x{k:x} (offset {} of the {}-byte allocation at 0x{:x})",
+                k - al.base,
+                al.size,
+                al.base
+            ),
+        )
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn write_bytes(&mut self, wi: usize, lane: usize, pc: u32, loc: &Loc, bytes: &[u8], atomic: bool) -> Result<()> {
         let len = bytes.len();
         match *loc {
             Loc::Global(i, a) => {
                 if !atomic {
-                    self.race_write(wi, lane, pc, i, a, len)?;
+                    self.race(wi, lane, pc, i, a, len, true)?;
                 }
                 let al = self.alloc(i);
                 // SAFETY: `locate` checked the range.
@@ -1676,24 +1973,7 @@ impl Run<'_> {
                 }
                 self.stats.global_bytes_written += len as u64;
             }
-            Loc::Shared(o) => {
-                if !atomic {
-                    self.shared_race(wi, lane, pc, o, len, true)?;
-                }
-                if self.wgmma_in_flight != 0 {
-                    if let Some(op) = (o..o + len).find_map(|k| self.wgmma_reading(k)) {
-                        return Err(self.fault(
-                            ErrorKind::LaunchFailed,
-                            wi,
-                            lane,
-                            pc,
-                            format!("store to shared memory read by a wgmma in flight (PTX line {}) before a wgmma.wait_group retired it", self.m.code[op as usize].line),
-                        ));
-                    }
-                }
-                self.shared.data[o..o + len].copy_from_slice(bytes);
-                self.shared.init[o..o + len].fill(1);
-            }
+            Loc::Shared(o) => self.write_shared(wi, lane, pc, o, bytes, atomic)?,
             Loc::Local(o) => self.warps[wi].local[o..o + len].copy_from_slice(bytes),
             Loc::Param(_) => {
                 return Err(self.fault(ErrorKind::LaunchFailed, wi, lane, pc, "store to kernel parameter space".into()));
@@ -1703,63 +1983,18 @@ impl Run<'_> {
     }
 
     fn race_id(&self) -> u64 {
-        (self.cta_linear as u64 % (MULTI20 - 1)) + 1
+        (self.cta_linear as u64 % (MULTI - 1)) + 1
     }
 
-    fn race_read(&mut self, wi: usize, lane: usize, pc: u32, i: usize, a: u64, len: usize) -> Result<()> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let (me, tag) = (self.race_id(), self.launch_tag);
+    /// The race check of a non-atomic global access by this CTA (see `Allocation::race_access`).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn race(&self, wi: usize, lane: usize, pc: u32, i: usize, a: u64, len: usize, write: bool) -> Result<()> {
         let al = &self.snap.allocs[i];
-        let o = (a - al.base) as usize;
-        let sh = &al.race()[o..o + len];
-        let mut bad = None;
-        for (k, e) in sh.iter().enumerate() {
-            let v = e.load(Relaxed);
-            let (w, r) = if v >> 40 == tag { ((v >> 20) & MULTI20, v & MULTI20) } else { (0, 0) };
-            if w != 0 && w != me {
-                bad = Some((o + k, w));
-                break;
-            }
-            let r = if r == 0 || r == me { me } else { MULTI20 };
-            e.store(tag << 40 | w << 20 | r, Relaxed);
+        match al.race_access((a - al.base) as usize, len, self.launch_tag, self.race_id(), write) {
+            Ok(()) => Ok(()),
+            Err(r) => Err(self.race_error(wi, lane, pc, i, r, write)),
         }
-        if let Some((k, w)) = bad {
-            return Err(self.race_error(wi, lane, pc, i, k, format!("CTA {} wrote it", self.cta_name(w as u32 - 1)), "reads"));
-        }
-        Ok(())
-    }
-
-    fn race_write(&mut self, wi: usize, lane: usize, pc: u32, i: usize, a: u64, len: usize) -> Result<()> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let (me, tag) = (self.race_id(), self.launch_tag);
-        let al = &self.snap.allocs[i];
-        let o = (a - al.base) as usize;
-        let sh = &al.race()[o..o + len];
-        let mut bad = None;
-        for (k, e) in sh.iter().enumerate() {
-            let v = e.load(Relaxed);
-            let (w, r) = if v >> 40 == tag { ((v >> 20) & MULTI20, v & MULTI20) } else { (0, 0) };
-            if w != 0 && w != me {
-                bad = Some((o + k, w, true));
-                break;
-            }
-            if r != 0 && r != me {
-                bad = Some((o + k, r, false));
-                break;
-            }
-            e.store(tag << 40 | me << 20 | r, Relaxed);
-        }
-        if let Some((k, who, wrote)) = bad {
-            let why = if wrote {
-                format!("CTA {} also wrote it", self.cta_name(who as u32 - 1))
-            } else if who == MULTI20 {
-                "other CTAs read it".to_string()
-            } else {
-                format!("CTA {} read it", self.cta_name(who as u32 - 1))
-            };
-            return Err(self.race_error(wi, lane, pc, i, k, why, "writes"));
-        }
-        Ok(())
     }
 
     fn cta_name(&self, linear: u32) -> String {
@@ -1767,17 +2002,31 @@ impl Run<'_> {
         format!("({}, {}, {})", linear % gx, (linear / gx) % gy, linear / (gx * gy))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn race_error(&self, wi: usize, lane: usize, pc: u32, i: usize, k: usize, why: String, what: &str) -> SimError {
+    #[cold]
+    fn race_error(&self, wi: usize, lane: usize, pc: u32, i: usize, r: Race, write: bool) -> SimError {
         let al = &self.snap.allocs[i];
+        let why = if r.other == MULTI {
+            "other CTAs read it".to_string()
+        } else {
+            let did = if !r.wrote {
+                "read"
+            } else if write {
+                "also wrote"
+            } else {
+                "wrote"
+            };
+            format!("CTA {} {did} it", self.cta_name(r.other as u32 - 1))
+        };
+        let what = if write { "writes" } else { "reads" };
         self.fault(
             ErrorKind::LaunchFailed,
             wi,
             lane,
             pc,
             format!(
-                "race between CTAs: this thread {what} global byte 0x{:x} (offset {k} of the {}-byte allocation at 0x{:x}) and {why} in the same launch",
-                al.base + k as u64,
+                "race between CTAs: this thread {what} global byte 0x{:x} (offset {} of the {}-byte allocation at 0x{:x}) and {why} in the same launch",
+                al.base + r.offset as u64,
+                r.offset,
                 al.size,
                 al.base
             ),
@@ -1842,9 +2091,182 @@ impl Run<'_> {
                 s += 1;
             }
         }
-        self.sectors.sort_unstable();
+        // Lanes usually go up through memory: sort only when they do not.
+        if !self.sectors.is_sorted() {
+            self.sectors.sort_unstable();
+        }
         self.sectors.dedup();
         self.stats.sectors += self.sectors.len() as u64;
+    }
+
+    /// Where the accesses of the lanes of `m` land when all of them are aligned and inside one
+    /// state space's bounds (the common case): what `locate` would find for each lane, so that
+    /// the per-lane checks left are those on the bytes (written, races). `None`: resolve lane by
+    /// lane.
+    #[inline]
+    fn bulk(&mut self, space: Space, addrs: &[u64; 32], m: u32, len: usize) -> Option<Bulk> {
+        if !len.is_power_of_two() {
+            return None;
+        }
+        let (mut lo, mut hi, mut or) = (u64::MAX, 0u64, 0u64);
+        for (l, &a) in addrs.iter().enumerate() {
+            if (m >> l) & 1 != 0 {
+                lo = lo.min(a);
+                hi = hi.max(a);
+                or |= a;
+            }
+        }
+        let len = len as u64;
+        if or & (len - 1) != 0 || hi.checked_add(len).is_none() {
+            return None;
+        }
+        let in_window = |base: u64| lo >= base && hi < base + WINDOW;
+        let shared = |bias: u64| {
+            let end = SHARED_BASE + self.shared.data.len() as u64;
+            (lo - bias >= SHARED_BASE && hi - bias + len <= end).then_some(Bulk::Shared(bias + SHARED_BASE))
+        };
+        match space {
+            // Generic addresses above both windows are global.
+            Space::Global | Space::Const => self.one_allocation(lo, hi + len - lo).map(Bulk::Global),
+            Space::Generic if lo >= GENERIC_LOCAL + WINDOW => self.one_allocation(lo, hi + len - lo).map(Bulk::Global),
+            Space::Generic if in_window(GENERIC_SHARED) => shared(GENERIC_SHARED),
+            Space::Generic if in_window(GENERIC_LOCAL) => (hi - GENERIC_LOCAL + len <= self.plan.stack as u64).then_some(Bulk::Local(GENERIC_LOCAL)),
+            Space::Shared | Space::SharedCluster => shared(0),
+            Space::Local => (hi + len <= self.plan.stack as u64).then_some(Bulk::Local(0)),
+            Space::Param => (hi + len <= self.params.len() as u64).then_some(Bulk::Param),
+            Space::Generic => None,
+        }
+    }
+
+    /// The allocation holding `[lo, lo + span)`.
+    #[inline]
+    fn one_allocation(&mut self, lo: u64, span: u64) -> Option<usize> {
+        let allocs = &self.snap.allocs;
+        let i =
+            if self.last_alloc < allocs.len() && allocs[self.last_alloc].contains(lo, span) { self.last_alloc } else { self.snap.find(lo, span)? };
+        self.last_alloc = i;
+        Some(i)
+    }
+
+    /// `load` when `bulk` resolved the lanes' accesses: the checks and effects of `read_bytes`
+    /// lane by lane, the registers written at the end.
+    #[allow(clippy::too_many_arguments)]
+    fn load_bulk(&mut self, wi: usize, pc: u32, m: u32, bank: usize, ty: Ty, d: &[Reg], addrs: &[u64; 32], at: Bulk) -> Result<()> {
+        let esz = ty.bytes() as usize;
+        let len = esz * d.len();
+        let mut vals = [[0u64; 32]; 4];
+        let (n, e) = (d.len(), Ext::new(ty));
+        // Lane `l`'s destination values from the bytes it read.
+        macro_rules! set {
+            ($l:expr, $x:expr) => {{
+                let (l, x) = ($l, $x);
+                for (k, v) in vals.iter_mut().take(n).enumerate() {
+                    v[l] = e.of(element(x, k, esz));
+                }
+            }};
+        }
+        match at {
+            Bulk::Global(i) => {
+                let al = &self.snap.allocs[i];
+                let (tag, me) = (self.launch_tag, self.race_id());
+                for l in lanes(m) {
+                    let a = addrs[l];
+                    // SAFETY: `bulk` checked that `[a, a + len)` is inside the allocation.
+                    let x = unsafe { load_le(al.data_ptr(a), len) };
+                    // SAFETY: as above; the shadow has one byte per data byte.
+                    let sh = unsafe { std::slice::from_raw_parts(al.shadow_ptr(a), len) };
+                    if !all_written(sh) {
+                        return Err(self.unwritten_global(wi, l, pc, i, a, len));
+                    }
+                    if let Err(r) = al.race_access((a - al.base) as usize, len, tag, me, false) {
+                        return Err(self.race_error(wi, l, pc, i, r, false));
+                    }
+                    set!(l, x);
+                }
+                self.stats.global_bytes_read += (len as u32 * m.count_ones()) as u64;
+                self.count_sectors(addrs, m, len as u64);
+            }
+            Bulk::Shared(bias) => {
+                for l in lanes(m) {
+                    let o = (addrs[l] - bias) as usize;
+                    let data = &self.shared.data[o..o + len];
+                    // SAFETY: `data` has `len` bytes.
+                    let x = unsafe { load_le(data.as_ptr(), len) };
+                    if !all_written(&self.shared.init[o..o + len]) {
+                        return Err(self.unwritten_shared(wi, l, pc, o, len));
+                    }
+                    self.shared_race(wi, l, pc, o, len, false)?;
+                    if !self.copy_tags.is_empty() {
+                        self.check_tma_ready(wi, l, pc, o, len)?;
+                    }
+                    set!(l, x);
+                }
+            }
+            Bulk::Local(bias) => {
+                let stack = self.plan.stack as usize;
+                let local = &self.warps[wi].local;
+                for l in lanes(m) {
+                    let o = l * stack + (addrs[l] - bias) as usize;
+                    let data = &local[o..o + len];
+                    // SAFETY: `data` has `len` bytes.
+                    set!(l, unsafe { load_le(data.as_ptr(), len) });
+                }
+            }
+            Bulk::Param => {
+                for l in lanes(m) {
+                    let o = addrs[l] as usize;
+                    let data = &self.params[o..o + len];
+                    // SAFETY: `data` has `len` bytes.
+                    set!(l, unsafe { load_le(data.as_ptr(), len) });
+                }
+            }
+        }
+        for (k, &r) in d.iter().enumerate() {
+            self.put(wi, bank, r, m, &vals[k]);
+        }
+        Ok(())
+    }
+
+    /// `store` when `bulk` resolved the lanes' accesses (not `Param`): the checks and effects of
+    /// `write_bytes` lane by lane. `vals` holds each source's lanes.
+    #[allow(clippy::too_many_arguments)]
+    fn store_bulk(&mut self, wi: usize, pc: u32, m: u32, esz: usize, vals: &[[u64; 32]], addrs: &[u64; 32], at: Bulk) -> Result<()> {
+        let len = esz * vals.len();
+        match at {
+            Bulk::Global(i) => {
+                let al = &self.snap.allocs[i];
+                let (tag, me) = (self.launch_tag, self.race_id());
+                for l in lanes(m) {
+                    let a = addrs[l];
+                    if let Err(r) = al.race_access((a - al.base) as usize, len, tag, me, true) {
+                        return Err(self.race_error(wi, l, pc, i, r, true));
+                    }
+                    // SAFETY: `bulk` checked that `[a, a + len)` is inside the allocation; the
+                    // shadow has one byte per data byte.
+                    unsafe {
+                        store_le(al.data_ptr(a), len, pack(vals, l, esz));
+                        store_le(al.shadow_ptr(a), len, u128::from_le_bytes([INIT; 16]));
+                    }
+                }
+                self.stats.global_bytes_written += (len as u32 * m.count_ones()) as u64;
+                self.count_sectors(addrs, m, len as u64);
+            }
+            Bulk::Shared(bias) => {
+                for l in lanes(m) {
+                    let o = (addrs[l] - bias) as usize;
+                    self.write_shared(wi, l, pc, o, &pack(vals, l, esz).to_le_bytes()[..len], false)?;
+                }
+            }
+            Bulk::Local(bias) => {
+                let stack = self.plan.stack as usize;
+                for l in lanes(m) {
+                    let o = l * stack + (addrs[l] - bias) as usize;
+                    self.warps[wi].local[o..o + len].copy_from_slice(&pack(vals, l, esz).to_le_bytes()[..len]);
+                }
+            }
+            Bulk::Param => unreachable!("stores to parameter space go lane by lane"),
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1854,6 +2276,11 @@ impl Run<'_> {
         let addrs = self.addrs(wi, bank, addr);
         if len > 16 {
             return Err(self.fault(ErrorKind::LaunchFailed, wi, m.trailing_zeros() as usize, pc, format!("{len}-byte access: wider than 16 bytes")));
+        }
+        if d.len() <= 4
+            && let Some(at) = self.bulk(space, &addrs, m, len)
+        {
+            return self.load_bulk(wi, pc, m, bank, ty, d, &addrs, at);
         }
         let mut buf = [0u8; 16];
         let mut global = false;
@@ -1887,6 +2314,12 @@ impl Run<'_> {
         for (k, s) in a.iter().take(4).enumerate() {
             vals[k] = self.fetch(wi, bank, s);
         }
+        if a.len() <= 4
+            && space != Space::Param
+            && let Some(at) = self.bulk(space, &addrs, m, len)
+        {
+            return self.store_bulk(wi, pc, m, esz, &vals[..a.len()], &addrs, at);
+        }
         let mut buf = [0u8; 16];
         let mut global = false;
         for l in lanes(m) {
@@ -1906,7 +2339,20 @@ impl Run<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn atom(&mut self, wi: usize, pc: u32, m: u32, bank: usize, space: Space, op: AtomOp, ty: Ty, d: Option<Reg>, addr: &Addr, a: &Src, b: Option<&Src>) -> Result<()> {
+    fn atom(
+        &mut self,
+        wi: usize,
+        pc: u32,
+        m: u32,
+        bank: usize,
+        space: Space,
+        op: AtomOp,
+        ty: Ty,
+        d: Option<Reg>,
+        addr: &Addr,
+        a: &Src,
+        b: Option<&Src>,
+    ) -> Result<()> {
         let esz = ty.bytes() as usize;
         let addrs = self.addrs(wi, bank, addr);
         let av = self.fetch(wi, bank, a);
@@ -1942,10 +2388,18 @@ impl Run<'_> {
                     }
                 }
                 AtomOp::Inc => {
-                    if x >= v { 0 } else { x + 1 }
+                    if x >= v {
+                        0
+                    } else {
+                        x + 1
+                    }
                 }
                 AtomOp::Dec => {
-                    if x == 0 || x > v { v } else { x - 1 }
+                    if x == 0 || x > v {
+                        v
+                    } else {
+                        x - 1
+                    }
                 }
             } & ty.mask();
             for j in 0..esz {
@@ -1978,6 +2432,10 @@ impl Run<'_> {
     /// is here (the group, joined by lanes parked here earlier); `None` when the group must wait.
     fn warp_sync(&mut self, wi: usize, pc: u32, active: u32, mask: u32) -> Result<Option<u32>> {
         let w = &mut self.warps[wi];
+        if active == mask && w.at_wsync == 0 {
+            // The whole mask is here and no lane waits elsewhere (the common case).
+            return Ok(Some(active));
+        }
         w.materialize();
         let parked_here = lanes(w.at_wsync).filter(|&l| w.pc[l] == pc).fold(0u32, |m, l| m | 1 << l);
         let here = active | parked_here;
@@ -2012,8 +2470,36 @@ impl Run<'_> {
         Ok(None)
     }
 
+    /// Moves the lanes `here` that completed a warp-synchronous instruction at `pc` on: as the
+    /// group (`Next::Pc`) when they are exactly the group that ran it, else lane by lane.
+    fn past_warp_sync(&mut self, wi: usize, pc: u32, group: u32, here: u32) -> Next {
+        if here == group {
+            return Next::Pc(pc + 1);
+        }
+        let w = &mut self.warps[wi];
+        w.materialize();
+        for l in lanes(here) {
+            w.pc[l] = pc + 1;
+        }
+        Next::PerLane
+    }
+
     #[allow(clippy::too_many_arguments)]
-    fn shfl(&mut self, wi: usize, pc: u32, group: u32, m: u32, bank: usize, mode: ShflMode, d: Reg, p: Option<Reg>, a: &Src, b: &Src, c: &Src, mask: &Src) -> Result<Next> {
+    fn shfl(
+        &mut self,
+        wi: usize,
+        pc: u32,
+        group: u32,
+        m: u32,
+        bank: usize,
+        mode: ShflMode,
+        d: Reg,
+        p: Option<Reg>,
+        a: &Src,
+        b: &Src,
+        c: &Src,
+        mask: &Src,
+    ) -> Result<Next> {
         let l0 = m.trailing_zeros() as usize;
         let mv = self.fetch(wi, bank, mask)[l0] as u32;
         self.skip_guarded(wi, pc, group & !m);
@@ -2065,10 +2551,130 @@ impl Run<'_> {
         if let Some(p) = p {
             self.put(wi, bank, p, here, &rp);
         }
-        let w = &mut self.warps[wi];
-        for l in lanes(here) {
-            w.pc[l] = pc + 1;
+        Ok(self.past_warp_sync(wi, pc, group, here))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `bfe` and `bfi` agree with their bit-by-bit definitions.
+    #[test]
+    fn bit_fields_agree_with_their_definitions() {
+        let bfe_ref = |ty: Ty, a: u64, b: u64, c: u64| {
+            let msb = ty.bits() - 1;
+            let (pos, len) = ((b & 0xff) as u32, (c & 0xff) as u32);
+            let x = a & ty.mask();
+            let sbit = if ty.is_signed() && len > 0 { (x >> (pos + len - 1).min(msb)) & 1 } else { 0 };
+            (0..=msb).fold(0u64, |d, i| d | (if i < len && pos + i <= msb { (x >> (pos + i)) & 1 } else { sbit }) << i)
+        };
+        let bfi_ref = |ty: Ty, f: u64, b: u64, pos: u64, len: u64| {
+            let msb = ty.bits() - 1;
+            let (pos, len) = ((pos & 0xff) as u32, (len & 0xff) as u32);
+            let mut d = b & ty.mask();
+            for i in 0..len.min(msb + 1) {
+                if pos + i > msb {
+                    break;
+                }
+                d = (d & !(1 << (pos + i))) | (((f >> i) & 1) << (pos + i));
+            }
+            d
+        };
+        let values = [0u64, 1, 0x8000_0000, 0xdead_beef_f00d_cafe, u64::MAX, 0x7fff_ffff, 0x8000_0000_0000_0001];
+        let fields = [0u64, 1, 3, 7, 8, 13, 31, 32, 33, 63, 64, 65, 100, 255, 256 + 5];
+        for ty in [Ty::U32, Ty::S32, Ty::U64, Ty::S64, Ty::B32, Ty::B64] {
+            for &a in &values {
+                for &p in &fields {
+                    for &l in &fields {
+                        assert_eq!(bfe(ty, a, p, l), bfe_ref(ty, a, p, l), "bfe {ty:?} {a:#x} {p} {l}");
+                        assert_eq!(bfi(ty, a, !a, p, l), bfi_ref(ty, a, !a, p, l), "bfi {ty:?} {a:#x} {p} {l}");
+                    }
+                }
+            }
         }
-        Ok(Next::PerLane)
+    }
+
+    /// `setp_mask` agrees lane by lane with a comparison written out per type and operator.
+    #[test]
+    fn setp_agrees_with_its_definition() {
+        fn compare(ty: Ty, cmp: Cmp, a: u64, b: u64) -> bool {
+            use std::cmp::Ordering::*;
+            let ord = match ty {
+                Ty::F32 | Ty::F64 => {
+                    let (x, y) = if ty == Ty::F32 { (f32b(a) as f64, f32b(b) as f64) } else { (f64b(a), f64b(b)) };
+                    let unordered = x.is_nan() || y.is_nan();
+                    let o = x.partial_cmp(&y);
+                    return match cmp {
+                        Cmp::Eq => o == Some(Equal),
+                        Cmp::Ne => !unordered && o != Some(Equal),
+                        Cmp::Lt => o == Some(Less),
+                        Cmp::Le => matches!(o, Some(Less | Equal)),
+                        Cmp::Gt => o == Some(Greater),
+                        Cmp::Ge => matches!(o, Some(Greater | Equal)),
+                        Cmp::Equ => unordered || o == Some(Equal),
+                        Cmp::Neu => unordered || o != Some(Equal),
+                        Cmp::Ltu => unordered || o == Some(Less),
+                        Cmp::Leu => unordered || matches!(o, Some(Less | Equal)),
+                        Cmp::Gtu => unordered || o == Some(Greater),
+                        Cmp::Geu => unordered || matches!(o, Some(Greater | Equal)),
+                        Cmp::Num => !unordered,
+                        Cmp::Nan => unordered,
+                    };
+                }
+                _ => {
+                    let (x, y) = (ext(a, ty), ext(b, ty));
+                    if ty.is_signed() { (x as i64).cmp(&(y as i64)) } else { x.cmp(&y) }
+                }
+            };
+            match cmp {
+                Cmp::Eq | Cmp::Equ => ord == Equal,
+                Cmp::Ne | Cmp::Neu => ord != Equal,
+                Cmp::Lt | Cmp::Ltu => ord == Less,
+                Cmp::Le | Cmp::Leu => ord != Greater,
+                Cmp::Gt | Cmp::Gtu => ord == Greater,
+                Cmp::Ge | Cmp::Geu => ord != Less,
+                Cmp::Num => true,
+                Cmp::Nan => false,
+            }
+        }
+        let cmps =
+            [Cmp::Eq, Cmp::Ne, Cmp::Lt, Cmp::Le, Cmp::Gt, Cmp::Ge, Cmp::Equ, Cmp::Neu, Cmp::Ltu, Cmp::Leu, Cmp::Gtu, Cmp::Geu, Cmp::Num, Cmp::Nan];
+        let f32s = [0f32, -0.0, 1.0, -1.5, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 3.0e-40].map(|x| x.to_bits() as u64);
+        let f64s = [0f64, -0.0, 1.0, -1.5, f64::INFINITY, f64::NAN, 3.0e-310].map(f64::to_bits);
+        let ints = [0u64, 1, 0x7f, 0x80, 0xff, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff, u64::MAX, 0x1_0000_0001, 1 << 63];
+        for ty in [Ty::F32, Ty::F64, Ty::U8, Ty::S8, Ty::S16, Ty::U32, Ty::S32, Ty::B32, Ty::U64, Ty::S64, Ty::F16, Ty::Pred] {
+            let vals: &[u64] = match ty {
+                Ty::F32 => &f32s,
+                Ty::F64 => &f64s,
+                _ => &ints,
+            };
+            for &cmp in &cmps {
+                for &x in vals {
+                    let ys: [u64; 32] = std::array::from_fn(|l| vals[l % vals.len()]);
+                    let got = setp_mask(ty, cmp, x, &ys);
+                    for (l, &y) in ys.iter().enumerate() {
+                        assert_eq!((got >> l) & 1 != 0, compare(ty, cmp, x, y), "{ty:?} {cmp:?} {x:#x} {y:#x}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// `Ext` and the `.lo`/`.wide` products agree with `ext` and `mul_int`.
+    #[test]
+    fn extension_and_products_agree_with_their_definitions() {
+        let vals = [0u64, 1, 0x7f, 0x80, 0xff, 0x7fff, 0x8000, 0xffff, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff, u64::MAX, 0x1234_5678_9abc_def0];
+        for ty in [Ty::U8, Ty::S8, Ty::U16, Ty::S16, Ty::U32, Ty::S32, Ty::B32, Ty::U64, Ty::S64, Ty::B64, Ty::Pred] {
+            for &a in &vals {
+                assert_eq!(Ext::new(ty).of(a), ext(a, ty), "{ty:?} {a:#x}");
+                for &b in &vals {
+                    for mode in [MulMode::Lo, MulMode::Wide] {
+                        let e = Ext::new(ty);
+                        assert_eq!(e.of(a).wrapping_mul(e.of(b)) & product_mask(ty, mode), mul_int(ty, mode, a, b), "{ty:?} {mode:?} {a:#x} {b:#x}");
+                    }
+                }
+            }
+        }
     }
 }
