@@ -162,39 +162,28 @@ fn widen_half<T: Half>(w: [u32; 4]) -> [f32; 8] {
     f
 }
 
-impl Held for Bf16 {
-    type Raw = [u32; 4];
-    #[inline(always)]
-    unsafe fn load_raw(p: *const u8, vector: bool) -> [u32; 4] {
-        // SAFETY: forwarded.
-        unsafe { load_half_raw(p, vector) }
-    }
-    #[inline(always)]
-    fn widen(r: [u32; 4]) -> [f32; 8] {
-        widen_half::<Bf16>(r)
-    }
-    #[inline(always)]
-    fn opaque(r: [u32; 4]) -> [u32; 4] {
-        opaque_u32x4(r)
-    }
+/// The 16-bit formats are held packed, two values per `u32`.
+macro_rules! held_half {
+    ($($t:ty),*) => {$(
+        impl Held for $t {
+            type Raw = [u32; 4];
+            #[inline(always)]
+            unsafe fn load_raw(p: *const u8, vector: bool) -> [u32; 4] {
+                // SAFETY: forwarded.
+                unsafe { load_half_raw(p, vector) }
+            }
+            #[inline(always)]
+            fn widen(r: [u32; 4]) -> [f32; 8] {
+                widen_half::<$t>(r)
+            }
+            #[inline(always)]
+            fn opaque(r: [u32; 4]) -> [u32; 4] {
+                opaque_u32x4(r)
+            }
+        }
+    )*};
 }
-
-impl Held for F16 {
-    type Raw = [u32; 4];
-    #[inline(always)]
-    unsafe fn load_raw(p: *const u8, vector: bool) -> [u32; 4] {
-        // SAFETY: forwarded.
-        unsafe { load_half_raw(p, vector) }
-    }
-    #[inline(always)]
-    fn widen(r: [u32; 4]) -> [f32; 8] {
-        widen_half::<F16>(r)
-    }
-    #[inline(always)]
-    fn opaque(r: [u32; 4]) -> [u32; 4] {
-        opaque_u32x4(r)
-    }
-}
+held_half!(Bf16, F16);
 
 impl Held for F32 {
     type Raw = [f32; 8];
