@@ -37,7 +37,7 @@ use std::time::Instant;
 use lowp::cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
 use lowp::cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream};
 use lowp::half::{bf16, f16};
-use lowp::{DType, HalfFloat, Lowp, Tensor};
+use lowp::{DType, Half, Lowp, Matrix};
 
 type BoxResult<T> = Result<T, Box<dyn Error>>;
 
@@ -420,7 +420,7 @@ impl Bench {
     }
 
     /// `n` fresh random values on the device (copied before this returns).
-    fn random<T: HalfFloat>(&self, n: usize, seed: u64) -> BoxResult<CudaSlice<T>> {
+    fn random<T: Half>(&self, n: usize, seed: u64) -> BoxResult<CudaSlice<T>> {
         let host = random_vec::<T>(n, seed);
         let buf = self.stream.clone_htod(&host)?;
         self.stream.synchronize()?;
@@ -503,7 +503,7 @@ impl SplitMix64 {
 }
 
 /// `n` values of `normal()` rounded to `T`, generated on all host cores.
-fn random_vec<T: HalfFloat>(n: usize, seed: u64) -> Vec<T> {
+fn random_vec<T: Half>(n: usize, seed: u64) -> Vec<T> {
     let mut v = vec![T::default(); n];
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(32);
     let chunk = n.div_ceil(threads).max(1 << 16);

@@ -46,7 +46,7 @@ use lowp::reference::qk_norm_rope::{RefConfig, RefRotary, RefValue};
 use lowp::reference::{
     convert as ref_cvt, fp8 as ref_fp8, microscaling as ref_mx, qk_norm_rope as ref_qk, rmsnorm as ref_norm,
 };
-use lowp::{Arch, ErrorFlag, F4E2M1x2, F8E4M3, Lowp, Tensor, Ue8m0, rmsnorm};
+use lowp::{Arch, ErrorFlag, F4E2M1x2, F8E4M3, Lowp, Matrix, Ue8m0, rmsnorm};
 use lowp_sim::Device;
 
 type Res<T> = Result<T, Box<dyn Error>>;
@@ -272,13 +272,13 @@ fn norms(t: &mut Tour, rows: usize, hidden: usize) -> Res<Vec<Row>> {
     let x_host = t.rng.bf16s(rows * hidden, 1.0);
     let residual_host = t.rng.bf16s(rows * hidden, 1.0);
     let w_host = t.rng.weights(hidden);
-    let x = Tensor::from_host(&stream, &x_host, rows, hidden)?;
+    let x = Matrix::from_host(&stream, &x_host, rows, hidden)?;
     let w = stream.clone_htod(&w_host)?;
-    let mut y = Tensor::<bf16>::zeros(&stream, rows, hidden)?;
+    let mut y = Matrix::<bf16>::zeros(&stream, rows, hidden)?;
     let mut out = Vec::new();
 
     // y = x / sqrt(mean(x²) + eps) · w, per row
-    let run = |y: &mut Tensor<bf16>| rmsnorm::rmsnorm(&lowp, &stream, &x, &w, EPS, y);
+    let run = |y: &mut Matrix<bf16>| rmsnorm::rmsnorm(&lowp, &stream, &x, &w, EPS, y);
     let first = t.launch(|| run(&mut y))?;
     let mut got = y.to_host(&stream)?;
     t.perturb("rmsnorm", &mut got);
@@ -287,8 +287,8 @@ fn norms(t: &mut Tour, rows: usize, hidden: usize) -> Res<Vec<Row>> {
     out.push(t.row("rmsnorm", &shape, check, first, || run(&mut y))?);
 
     // residual += x (in place, rounded to bf16), then y = rmsnorm(residual) · w
-    let mut residual = Tensor::from_host(&stream, &residual_host, rows, hidden)?;
-    let run = |r: &mut Tensor<bf16>, y: &mut Tensor<bf16>| rmsnorm::add_rmsnorm(&lowp, &stream, &x, r, &w, EPS, y);
+    let mut residual = Matrix::from_host(&stream, &residual_host, rows, hidden)?;
+    let run = |r: &mut Matrix<bf16>, y: &mut Matrix<bf16>| rmsnorm::add_rmsnorm(&lowp, &stream, &x, r, &w, EPS, y);
     let first = t.launch(|| run(&mut residual, &mut y))?;
     let got_residual = residual.to_host(&stream)?;
     let mut got = y.to_host(&stream)?;
@@ -328,12 +328,12 @@ fn qk_norm_rope_neox(t: &mut Tour, tokens: usize, hq: usize, hk: usize, d: usize
     let (q_weight, k_weight) = (t.rng.weights(d), t.rng.weights(d));
     let positions: Vec<i32> = (0..tokens).map(|_| t.rng.below(max_pos) as i32).collect();
 
-    let mut qkv = Tensor::from_host(&stream, &qkv_host, tokens, cols)?;
+    let mut qkv = Matrix::from_host(&stream, &qkv_host, tokens, cols)?;
     let (qw, kw) = (stream.clone_htod(&q_weight)?, stream.clone_htod(&k_weight)?);
     let pos = stream.clone_htod(&positions)?;
     let cos_sin = stream.clone_htod(&cache)?;
     let freqs = RopeFrequencies::new(&stream, d, 1e6, RopeScaling::None)?;
-    let run = |qkv: &mut Tensor<bf16>| {
+    let run = |qkv: &mut Matrix<bf16>| {
         let args = QkNormRopeArgs {
             qkv: qkv.view_mut(),
             weights: Some((qw.as_view(), kw.as_view())),
@@ -407,18 +407,18 @@ fn qk_norm_rope_gptj(t: &mut Tour, tokens: usize, hq: usize, hk: usize, d: usize
     let positions: Vec<i64> = (0..tokens).map(|_| t.rng.below(32768) as i64).collect();
 
     let freqs = RopeFrequencies::new(&stream, rotary_dim, 10000.0, RopeScaling::None)?;
-    let mut qkv = Tensor::from_host(&stream, &qkv_host, tokens, cols)?;
+    let mut qkv = Matrix::from_host(&stream, &qkv_host, tokens, cols)?;
     let (qw, kw) = (stream.clone_htod(&q_weight)?, stream.clone_htod(&k_weight)?);
     let pos = stream.clone_htod(&positions)?;
-    let mut q = Tensor::<bf16>::zeros(&stream, tokens, hq * d)?;
-    let mut k = Tensor::<bf16>::zeros(&stream, tokens, hk * d)?;
-    let mut k_cache = Tensor::<F8E4M3>::zeros(&stream, tokens, hk * d)?;
-    let mut v_cache = Tensor::<F8E4M3>::zeros(&stream, tokens, hk * d)?;
-    let run = |qkv: &mut Tensor<bf16>,
-               q: &mut Tensor<bf16>,
-               k: &mut Tensor<bf16>,
-               kc: &mut Tensor<F8E4M3>,
-               vc: &mut Tensor<F8E4M3>| {
+    let mut q = Matrix::<bf16>::zeros(&stream, tokens, hq * d)?;
+    let mut k = Matrix::<bf16>::zeros(&stream, tokens, hk * d)?;
+    let mut k_cache = Matrix::<F8E4M3>::zeros(&stream, tokens, hk * d)?;
+    let mut v_cache = Matrix::<F8E4M3>::zeros(&stream, tokens, hk * d)?;
+    let run = |qkv: &mut Matrix<bf16>,
+               q: &mut Matrix<bf16>,
+               k: &mut Matrix<bf16>,
+               kc: &mut Matrix<F8E4M3>,
+               vc: &mut Matrix<F8E4M3>| {
         let args = QkNormRopeArgs {
             qkv: qkv.view_mut(),
             weights: Some((qw.as_view(), kw.as_view())),
@@ -493,7 +493,7 @@ fn fp8_family(t: &mut Tour, m: usize, n: usize, k: usize) -> Res<Vec<Row>> {
 
 /// Quantized activations on the device, and the reference's codes and row-major scales.
 struct Fp8Activations {
-    q: Tensor<F8E4M3>,
+    q: Matrix<F8E4M3>,
     scales: CudaSlice<f32>,
     layout: ScaleLayout,
     codes_host: Vec<u8>,
@@ -507,14 +507,14 @@ fn fp8_activations(t: &mut Tour, m: usize, k: usize) -> Res<(Vec<Row>, Fp8Activa
     let shape = format!("[{m}, {k}] bf16");
     let groups = k / fp8::GROUP;
     let x_host = t.rng.bf16s(m * k, 1.0);
-    let x = Tensor::from_host(&stream, &x_host, m, k)?;
-    let mut q = Tensor::<F8E4M3>::zeros(&stream, m, k)?;
+    let x = Matrix::from_host(&stream, &x_host, m, k)?;
+    let mut q = Matrix::<F8E4M3>::zeros(&stream, m, k)?;
     let ld = fp8::m_major_ld(m);
     let layout = ScaleLayout::MMajor { ld };
     let mut scales = stream.alloc_zeros::<f32>(ld * groups)?;
     let mut out = Vec::new();
 
-    let run = |q: &mut Tensor<F8E4M3>, s: &mut CudaSlice<f32>| {
+    let run = |q: &mut Matrix<F8E4M3>, s: &mut CudaSlice<f32>| {
         fp8::quantize_per_token_group(&lowp, &stream, &x, q, s, layout, ScaleRecipe::Float)
     };
     let first = t.launch(|| run(&mut q, &mut scales))?;
@@ -526,8 +526,8 @@ fn fp8_activations(t: &mut Tour, m: usize, k: usize) -> Res<(Vec<Row>, Fp8Activa
     let check = verdict([bit_exact("codes", &got_q, &codes_host), bit_exact("scales", &got_s, &scales_host)]);
     out.push(t.row("fp8_quantize_group", &shape, check, first, || run(&mut q, &mut scales))?);
 
-    let mut y = Tensor::<bf16>::zeros(&stream, m, k)?;
-    let run = |y: &mut Tensor<bf16>| fp8::dequantize_per_token_group(&lowp, &stream, &q, &scales, layout, y);
+    let mut y = Matrix::<bf16>::zeros(&stream, m, k)?;
+    let run = |y: &mut Matrix<bf16>| fp8::dequantize_per_token_group(&lowp, &stream, &q, &scales, layout, y);
     let first = t.launch(|| run(&mut y))?;
     let mut got = y.to_host(&stream)?;
     t.perturb("fp8_dequantize_group", &mut got);
@@ -539,8 +539,8 @@ fn fp8_activations(t: &mut Tour, m: usize, k: usize) -> Res<(Vec<Row>, Fp8Activa
 
 /// Quantized weights on the device, and the reference's codes and scales.
 struct Fp8Weights {
-    q: Tensor<F8E4M3>,
-    scales: Tensor<f32>,
+    q: Matrix<F8E4M3>,
+    scales: Matrix<f32>,
     codes_host: Vec<u8>,
     scales_host: Vec<f32>,
 }
@@ -551,12 +551,12 @@ fn fp8_weights(t: &mut Tour, n: usize, k: usize) -> Res<(Vec<Row>, Fp8Weights)> 
     let (lowp, stream) = t.handles();
     let shape = format!("[{n}, {k}] bf16");
     let w_host = t.rng.bf16s(n * k, 0.05);
-    let w = Tensor::from_host(&stream, &w_host, n, k)?;
-    let mut q = Tensor::<F8E4M3>::zeros(&stream, n, k)?;
-    let mut scales = Tensor::<f32>::zeros(&stream, n.div_ceil(fp8::GROUP), k / fp8::GROUP)?;
+    let w = Matrix::from_host(&stream, &w_host, n, k)?;
+    let mut q = Matrix::<F8E4M3>::zeros(&stream, n, k)?;
+    let mut scales = Matrix::<f32>::zeros(&stream, n.div_ceil(fp8::GROUP), k / fp8::GROUP)?;
     let mut out = Vec::new();
 
-    let run = |q: &mut Tensor<F8E4M3>, s: &mut Tensor<f32>| {
+    let run = |q: &mut Matrix<F8E4M3>, s: &mut Matrix<f32>| {
         fp8::quantize_per_block(&lowp, &stream, &w, q, s, ScaleRecipe::Float)
     };
     let first = t.launch(|| run(&mut q, &mut scales))?;
@@ -567,8 +567,8 @@ fn fp8_weights(t: &mut Tour, n: usize, k: usize) -> Res<(Vec<Row>, Fp8Weights)> 
     let check = verdict([bit_exact("codes", &got_q, &codes_host), bit_exact("scales", &got_s, &scales_host)]);
     out.push(t.row("fp8_quantize_block", &shape, check, first, || run(&mut q, &mut scales))?);
 
-    let mut y = Tensor::<bf16>::zeros(&stream, n, k)?;
-    let run = |y: &mut Tensor<bf16>| fp8::dequantize_per_block(&lowp, &stream, &q, &scales, y);
+    let mut y = Matrix::<bf16>::zeros(&stream, n, k)?;
+    let run = |y: &mut Matrix<bf16>| fp8::dequantize_per_block(&lowp, &stream, &q, &scales, y);
     let first = t.launch(|| run(&mut y))?;
     let mut got = y.to_host(&stream)?;
     t.perturb("fp8_dequantize_block", &mut got);
@@ -586,8 +586,8 @@ fn fp8_gemm(t: &mut Tour, x: &Fp8Activations, w: &Fp8Weights) -> Res<Row> {
     if let Some(why) = not_hopper(&lowp) {
         return Ok(Row::skipped("fp8_blockwise_gemm", &shape, &why));
     }
-    let mut d = Tensor::<bf16>::zeros(&stream, m, n)?;
-    let run = |d: &mut Tensor<bf16>| fp8::blockwise_gemm(&lowp, &stream, &x.q, &x.scales, x.layout, &w.q, &w.scales, d);
+    let mut d = Matrix::<bf16>::zeros(&stream, m, n)?;
+    let run = |d: &mut Matrix<bf16>| fp8::blockwise_gemm(&lowp, &stream, &x.q, &x.scales, x.layout, &w.q, &w.scales, d);
     let first = t.launch(|| run(&mut d))?;
     let mut got = d.to_host(&stream)?;
     t.perturb("fp8_blockwise_gemm", &mut got);
@@ -616,7 +616,7 @@ fn nvfp4(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
     let shape = format!("[{rows}, {k}] bf16");
     let x_host = t.rng.bf16s(rows * k, 1.0);
     let x_f32 = to_f32(&x_host);
-    let x = Tensor::from_host(&stream, &x_host, rows, k)?;
+    let x = Matrix::from_host(&stream, &x_host, rows, k)?;
     let mut out = Vec::new();
 
     // g = 448 · 6 / amax(x), left on the device for the quantizer to read
@@ -632,9 +632,9 @@ fn nvfp4(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
     let fmt = ref_mx::Format::Nvfp4 { g: want_g };
     let want = ref_mx::quantize(&x_f32, rows, k, fmt);
     let scale_cols = k / mx::NVFP4_BLOCK as usize;
-    let mut codes = Tensor::<F4E2M1x2>::zeros(&stream, rows, k / 2)?;
+    let mut codes = Matrix::<F4E2M1x2>::zeros(&stream, rows, k / 2)?;
     let mut scales = stream.alloc_zeros::<F8E4M3>(mx::swizzled_scale_len(rows, scale_cols))?;
-    let run = |c: &mut Tensor<F4E2M1x2>, s: &mut CudaSlice<F8E4M3>| {
+    let run = |c: &mut Matrix<F4E2M1x2>, s: &mut CudaSlice<F8E4M3>| {
         mx::nvfp4_quantize(&lowp, &stream, &x, &g, c, ScalesMut::Swizzled(s))
     };
     let first = t.launch(|| run(&mut codes, &mut scales))?;
@@ -643,8 +643,8 @@ fn nvfp4(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
     let check = check_quantized(&got_codes, &t.download(&scales)?, &want, rows, scale_cols);
     out.push(t.row("nvfp4_quantize", &shape, check, first, || run(&mut codes, &mut scales))?);
 
-    let mut y = Tensor::<bf16>::zeros(&stream, rows, k)?;
-    let run = |y: &mut Tensor<bf16>| mx::nvfp4_dequantize(&lowp, &stream, &codes, Scales::Swizzled(&scales), &g, y);
+    let mut y = Matrix::<bf16>::zeros(&stream, rows, k)?;
+    let run = |y: &mut Matrix<bf16>| mx::nvfp4_dequantize(&lowp, &stream, &codes, Scales::Swizzled(&scales), &g, y);
     let first = t.launch(|| run(&mut y))?;
     let mut got = y.to_host(&stream)?;
     t.perturb("nvfp4_dequantize", &mut got);
@@ -655,9 +655,9 @@ fn nvfp4(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
     let ends_host = group_ends(&zipf(experts, rows));
     let ends = stream.clone_htod(&ends_host)?;
     let mut scales = stream.alloc_zeros::<F8E4M3>(mx::grouped_scale_len(rows, scale_cols, experts))?;
-    let mut codes = Tensor::<F4E2M1x2>::zeros(&stream, rows, k / 2)?;
+    let mut codes = Matrix::<F4E2M1x2>::zeros(&stream, rows, k / 2)?;
     let mut offsets = stream.alloc_zeros::<i32>(experts + 1)?;
-    let run = |c: &mut Tensor<F4E2M1x2>, s: &mut CudaSlice<F8E4M3>, o: &mut CudaSlice<i32>| {
+    let run = |c: &mut Matrix<F4E2M1x2>, s: &mut CudaSlice<F8E4M3>, o: &mut CudaSlice<i32>| {
         mx::nvfp4_quantize_grouped(&lowp, &stream, &x, &ends, &g, c, s, o)
     };
     let first = t.launch(|| run(&mut codes, &mut scales, &mut offsets))?;
@@ -677,15 +677,15 @@ fn mxfp4(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
     let shape = format!("[{rows}, {k}] bf16");
     let rule = MxScaleRule::Ocp;
     let x_host = t.rng.bf16s(rows * k, 1.0);
-    let x = Tensor::from_host(&stream, &x_host, rows, k)?;
+    let x = Matrix::from_host(&stream, &x_host, rows, k)?;
     let fmt = ref_mx::Format::Mxfp4(rule);
     let want = ref_mx::quantize(&to_f32(&x_host), rows, k, fmt);
     let scale_cols = k / mx::MX_BLOCK as usize;
     let mut out = Vec::new();
 
-    let mut codes = Tensor::<F4E2M1x2>::zeros(&stream, rows, k / 2)?;
+    let mut codes = Matrix::<F4E2M1x2>::zeros(&stream, rows, k / 2)?;
     let mut scales = stream.alloc_zeros::<Ue8m0>(mx::swizzled_scale_len(rows, scale_cols))?;
-    let run = |c: &mut Tensor<F4E2M1x2>, s: &mut CudaSlice<Ue8m0>| {
+    let run = |c: &mut Matrix<F4E2M1x2>, s: &mut CudaSlice<Ue8m0>| {
         mx::mxfp4_quantize(&lowp, &stream, &x, rule, c, ScalesMut::Swizzled(s))
     };
     let first = t.launch(|| run(&mut codes, &mut scales))?;
@@ -694,8 +694,8 @@ fn mxfp4(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
     let check = check_quantized(&got_codes, &t.download(&scales)?, &want, rows, scale_cols);
     out.push(t.row("mxfp4_quantize", &shape, check, first, || run(&mut codes, &mut scales))?);
 
-    let mut y = Tensor::<bf16>::zeros(&stream, rows, k)?;
-    let run = |y: &mut Tensor<bf16>| mx::mxfp4_dequantize(&lowp, &stream, &codes, Scales::Swizzled(&scales), y);
+    let mut y = Matrix::<bf16>::zeros(&stream, rows, k)?;
+    let run = |y: &mut Matrix<bf16>| mx::mxfp4_dequantize(&lowp, &stream, &codes, Scales::Swizzled(&scales), y);
     let first = t.launch(|| run(&mut y))?;
     let mut got = y.to_host(&stream)?;
     t.perturb("mxfp4_dequantize", &mut got);
@@ -705,9 +705,9 @@ fn mxfp4(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
     let ends_host = group_ends(&zipf(experts, rows));
     let ends = stream.clone_htod(&ends_host)?;
     let mut scales = stream.alloc_zeros::<Ue8m0>(mx::grouped_scale_len(rows, scale_cols, experts))?;
-    let mut codes = Tensor::<F4E2M1x2>::zeros(&stream, rows, k / 2)?;
+    let mut codes = Matrix::<F4E2M1x2>::zeros(&stream, rows, k / 2)?;
     let mut offsets = stream.alloc_zeros::<i32>(experts + 1)?;
-    let run = |c: &mut Tensor<F4E2M1x2>, s: &mut CudaSlice<Ue8m0>, o: &mut CudaSlice<i32>| {
+    let run = |c: &mut Matrix<F4E2M1x2>, s: &mut CudaSlice<Ue8m0>, o: &mut CudaSlice<i32>| {
         mx::mxfp4_quantize_grouped(&lowp, &stream, &x, &ends, rule, c, s, o)
     };
     let first = t.launch(|| run(&mut codes, &mut scales, &mut offsets))?;
@@ -727,15 +727,15 @@ fn mxfp8(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
     let shape = format!("[{rows}, {k}] bf16");
     let rule = MxScaleRule::RoundUp;
     let x_host = t.rng.bf16s(rows * k, 1.0);
-    let x = Tensor::from_host(&stream, &x_host, rows, k)?;
+    let x = Matrix::from_host(&stream, &x_host, rows, k)?;
     let fmt = ref_mx::Format::Mxfp8(rule);
     let want = ref_mx::quantize(&to_f32(&x_host), rows, k, fmt);
     let scale_cols = k / mx::MX_BLOCK as usize;
     let mut out = Vec::new();
 
-    let mut codes = Tensor::<F8E4M3>::zeros(&stream, rows, k)?;
+    let mut codes = Matrix::<F8E4M3>::zeros(&stream, rows, k)?;
     let mut scales = stream.alloc_zeros::<Ue8m0>(mx::swizzled_scale_len(rows, scale_cols))?;
-    let run = |c: &mut Tensor<F8E4M3>, s: &mut CudaSlice<Ue8m0>| {
+    let run = |c: &mut Matrix<F8E4M3>, s: &mut CudaSlice<Ue8m0>| {
         mx::mxfp8_quantize(&lowp, &stream, &x, rule, c, ScalesMut::Swizzled(s))
     };
     let first = t.launch(|| run(&mut codes, &mut scales))?;
@@ -744,8 +744,8 @@ fn mxfp8(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
     let check = check_quantized(&got_codes, &t.download(&scales)?, &want, rows, scale_cols);
     out.push(t.row("mxfp8_quantize", &shape, check, first, || run(&mut codes, &mut scales))?);
 
-    let mut y = Tensor::<bf16>::zeros(&stream, rows, k)?;
-    let run = |y: &mut Tensor<bf16>| mx::mxfp8_dequantize(&lowp, &stream, &codes, Scales::Swizzled(&scales), y);
+    let mut y = Matrix::<bf16>::zeros(&stream, rows, k)?;
+    let run = |y: &mut Matrix<bf16>| mx::mxfp8_dequantize(&lowp, &stream, &codes, Scales::Swizzled(&scales), y);
     let first = t.launch(|| run(&mut y))?;
     let mut got = y.to_host(&stream)?;
     t.perturb("mxfp8_dequantize", &mut got);
@@ -755,9 +755,9 @@ fn mxfp8(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
     let ends_host = group_ends(&zipf(experts, rows));
     let ends = stream.clone_htod(&ends_host)?;
     let mut scales = stream.alloc_zeros::<Ue8m0>(mx::grouped_scale_len(rows, scale_cols, experts))?;
-    let mut codes = Tensor::<F8E4M3>::zeros(&stream, rows, k)?;
+    let mut codes = Matrix::<F8E4M3>::zeros(&stream, rows, k)?;
     let mut offsets = stream.alloc_zeros::<i32>(experts + 1)?;
-    let run = |c: &mut Tensor<F8E4M3>, s: &mut CudaSlice<Ue8m0>, o: &mut CudaSlice<i32>| {
+    let run = |c: &mut Matrix<F8E4M3>, s: &mut CudaSlice<Ue8m0>, o: &mut CudaSlice<i32>| {
         mx::mxfp8_quantize_grouped(&lowp, &stream, &x, &ends, rule, c, s, o)
     };
     let first = t.launch(|| run(&mut codes, &mut scales, &mut offsets))?;
@@ -833,15 +833,15 @@ fn grouped_gemms(t: &mut Tour, experts: usize, tokens: usize, n: usize, k: usize
     // y[t] = x[t] · W[e]ᵀ for the tokens t of expert e; W holds the experts' [n, k] weights stacked
     let x_host = t.rng.bf16s(tokens * k, 1.0);
     let w_host = t.rng.bf16s(experts * n * k, 0.05);
-    let x = Tensor::from_host(&stream, &x_host, tokens, k)?;
-    let w = Tensor::from_host(&stream, &w_host, experts * n, k)?;
+    let x = Matrix::from_host(&stream, &x_host, tokens, k)?;
+    let w = Matrix::from_host(&stream, &w_host, experts * n, k)?;
     let ends_host = group_ends(&sizes);
     let ends = stream.clone_htod(&ends_host)?;
     let layout = GroupLayout::Contiguous { ends: ends.as_view() };
-    let mut y = Tensor::<bf16>::zeros(&stream, tokens, n)?;
+    let mut y = Matrix::<bf16>::zeros(&stream, tokens, n)?;
     let mut flag = ErrorFlag::new(&stream)?; // set on the device if the ends were out of order
     let run =
-        |y: &mut Tensor<bf16>, f: &mut ErrorFlag| gg::bf16_grouped_gemm(&lowp, &stream, &x, &w, n, &layout, y, Some(f));
+        |y: &mut Matrix<bf16>, f: &mut ErrorFlag| gg::bf16_grouped_gemm(&lowp, &stream, &x, &w, n, &layout, y, Some(f));
     let first = t.launch(|| run(&mut y, &mut flag))?;
     let mut got = y.to_host(&stream)?;
     t.perturb("bf16_grouped_gemm", &mut got);
@@ -866,15 +866,15 @@ fn grouped_gemms(t: &mut Tour, experts: usize, tokens: usize, n: usize, k: usize
     let (x_codes, x_scales) = ref_fp8::quantize_per_token_group(&to_f32(&t.rng.bf16s(rows * k, 1.0)), rows, k, false);
     let (w_codes, w_scales) =
         ref_fp8::quantize_per_block(&to_f32(&t.rng.bf16s(experts * n * k, 0.05)), experts * n, k, false);
-    let x = Tensor::from_host(&stream, &e4m3(&x_codes), rows, k)?;
+    let x = Matrix::from_host(&stream, &e4m3(&x_codes), rows, k)?;
     let sx = stream.clone_htod(&x_scales)?;
-    let w = Tensor::from_host(&stream, &e4m3(&w_codes), experts * n, k)?;
-    let sw = Tensor::from_host(&stream, &w_scales, experts * nb, kb)?;
+    let w = Matrix::from_host(&stream, &e4m3(&w_codes), experts * n, k)?;
+    let sw = Matrix::from_host(&stream, &w_scales, experts * nb, kb)?;
     let counts_d = stream.clone_htod(&counts)?;
     let layout = GroupLayout::Masked { counts: counts_d.as_view(), max_m };
-    let mut y = Tensor::<bf16>::zeros(&stream, rows, n)?;
+    let mut y = Matrix::<bf16>::zeros(&stream, rows, n)?;
     let mut flag = ErrorFlag::new(&stream)?;
-    let run = |y: &mut Tensor<bf16>, f: &mut ErrorFlag| {
+    let run = |y: &mut Matrix<bf16>, f: &mut ErrorFlag| {
         gg::fp8_grouped_gemm(&lowp, &stream, &x, &sx, ScaleLayout::RowMajor, &w, &sw, n, &layout, y, Some(f))
     };
     let first = t.launch(|| run(&mut y, &mut flag))?;
@@ -1083,7 +1083,15 @@ macro_rules! perturb_code {
         }
     )*};
 }
-perturb_code!(F8E4M3, F4E2M1x2, Ue8m0);
+perturb_code!(F4E2M1x2, Ue8m0);
+
+impl Perturb for F8E4M3 {
+    /// One bit of the middle code flipped.
+    fn perturb(v: &mut [Self]) {
+        let i = v.len() / 2;
+        v[i] = F8E4M3::from_bits(v[i].to_bits() ^ 1);
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // The harness: device handles, launches, costs, the table
@@ -1433,5 +1441,5 @@ fn to_bf16(v: &[f32]) -> Vec<bf16> {
 }
 
 fn e4m3(codes: &[u8]) -> Vec<F8E4M3> {
-    codes.iter().map(|&c| F8E4M3(c)).collect()
+    codes.iter().map(|&c| F8E4M3::from_bits(c)).collect()
 }

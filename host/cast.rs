@@ -12,6 +12,7 @@ use crate::dtype::{DType, Element};
 use crate::error::{CudaResultExt, Error, Result};
 
 /// Kernel entry points of this family (`kernels-gpu/src/cast.rs`).
+#[cfg(test)]
 pub(crate) const KERNELS: &[&str] = &[
     "cast_f32_to_bf16",
     "cast_f32_to_f16",
@@ -84,7 +85,7 @@ where
         block_dim: (CAST_THREADS, 1, 1),
         shared_mem_bytes: 0,
     };
-    let mut b = stream.launch_builder(f);
+    let mut b = stream.launch_builder(&f);
     b.arg(&p);
     // SAFETY: src holds n f32 and dst n / per units (checked above), both on this context; the
     // kernel grid-strides over exactly that many.

@@ -1,16 +1,17 @@
 //! The lowp handle: one CUDA context with lowp's PTX module loaded into it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
+use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute, CUresult};
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DeviceSlice};
 use cudarc::nvrtc::Ptx;
 
 use crate::error::{CudaResultExt, Error, Result};
-use crate::ptx::{self, Arch};
+use crate::ptx::Arch;
 
 /// Kernels of the handle itself (`kernels-gpu/src/lib.rs`).
+#[cfg(test)]
 pub(crate) const KERNELS: &[&str] = &["lowp_empty"];
 
 /// Whether the CUDA driver library can be loaded on this machine. Checked once; lowp calls this
@@ -43,11 +44,12 @@ struct Inner {
     device_name: String,
     compute_capability: (i32, i32),
     sm_count: u32,
-    _module: Arc<CudaModule>,
-    functions: HashMap<&'static str, CudaFunction>,
-    /// CTAs per SM of each grid-stride kernel (`ptx::GRID_STRIDE_FAMILIES`), from the driver's
-    /// occupancy calculator: at least 1.
-    occupancy: HashMap<&'static str, u32>,
+    module: Arc<CudaModule>,
+    /// Kernels resolved from the module by name on first use.
+    functions: Mutex<HashMap<String, CudaFunction>>,
+    /// CTAs per SM of each grid-stride kernel launched so far, from the driver's occupancy
+    /// calculator (at least 1).
+    occupancy: Mutex<HashMap<String, u32>>,
 }
 
 impl std::fmt::Debug for Lowp {
@@ -87,30 +89,7 @@ impl Lowp {
             needs: "compute capability 8.0 or newer (Ampere, Ada, Hopper, Blackwell)",
         })?;
         let module = ctx.load_module(Ptx::from_src(arch.ptx())).op("cuModuleLoadData")?;
-        let mut functions = HashMap::new();
-        let hopper = ptx::hopper_kernels().filter(|_| arch == Arch::Sm90a);
-        for name in ptx::portable_kernels().chain(hopper) {
-            functions.insert(name, module.load_function(name).op("cuModuleGetFunction")?);
-        }
-        // Kernels with more than 48 KiB of dynamic shared memory must say so once.
-        for &(name, bytes) in ptx::LARGE_SMEM {
-            if let Some(f) = functions.get(name) {
-                f.set_attribute(CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes as i32)
-                    .op("cuFuncSetAttribute")?;
-            }
-        }
         let sm_count = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).op("cuDeviceGetAttribute")?;
-        // Grid-stride kernels fill the device with as many CTAs as really fit (registers, shared
-        // memory, threads), so no launch ends in a partial second wave.
-        let mut occupancy = HashMap::new();
-        for &(name, threads, smem) in ptx::GRID_STRIDE_FAMILIES.iter().flat_map(|f| f.iter()) {
-            if let Some(f) = functions.get(name) {
-                let n = f
-                    .occupancy_max_active_blocks_per_multiprocessor(threads, smem as usize, None)
-                    .op("cuOccupancyMaxActiveBlocksPerMultiprocessor")?;
-                occupancy.insert(name, n.max(1));
-            }
-        }
         Ok(Lowp {
             inner: Arc::new(Inner {
                 ctx,
@@ -118,9 +97,9 @@ impl Lowp {
                 device_name,
                 compute_capability,
                 sm_count: sm_count.max(1) as u32,
-                _module: module,
-                functions,
-                occupancy,
+                module,
+                functions: Mutex::new(HashMap::new()),
+                occupancy: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -157,18 +136,29 @@ impl Lowp {
         self.inner.sm_count
     }
 
-    /// CTAs of the grid-stride kernel `name` that run at once on the whole device: the CTAs per
-    /// SM the occupancy calculator gave at module load (at least 1) times the SM count. A kernel
-    /// the handle has no figure for counts 1 per SM.
-    pub(crate) fn resident_ctas(&self, name: &str) -> u64 {
-        self.inner.occupancy.get(name).copied().unwrap_or(1) as u64 * self.inner.sm_count as u64
-    }
-
-    /// The grid of a grid-stride launch of `name` over `items` units of work, `per_cta` units per
-    /// CTA and turn: enough CTAs to cover the work, at most as many as are resident at once (one
-    /// wave), at least one.
-    pub(crate) fn grid_stride_grid(&self, name: &str, items: u64, per_cta: u64) -> u32 {
-        items.div_ceil(per_cta.max(1)).clamp(1, self.resident_ctas(name).min(i32::MAX as u64)) as u32
+    /// The grid of a grid-stride launch of kernel `name` (`threads` per CTA, `smem` bytes of
+    /// dynamic shared memory) over `items` units of work, `per_cta` units per CTA and turn:
+    /// enough CTAs to cover the work, at most as many as are resident at once on the whole
+    /// device (one wave: the occupancy calculator's CTAs per SM, asked on the kernel's first
+    /// launch, times the SM count), at least one.
+    pub(crate) fn grid_stride_grid(&self, name: &str, threads: u32, smem: u32, items: u64, per_cta: u64) -> Result<u32> {
+        let per_sm = {
+            let mut occupancy = self.inner.occupancy.lock().unwrap_or_else(|e| e.into_inner());
+            match occupancy.get(name) {
+                Some(&n) => n,
+                None => {
+                    let f = self.function("grid_stride_grid", name, "compute capability 8.0")?;
+                    let n = f
+                        .occupancy_max_active_blocks_per_multiprocessor(threads, smem as usize, None)
+                        .op("cuOccupancyMaxActiveBlocksPerMultiprocessor")?
+                        .max(1) as u32;
+                    occupancy.insert(name.to_string(), n);
+                    n
+                }
+            }
+        };
+        let resident = per_sm as u64 * self.inner.sm_count as u64;
+        Ok(items.div_ceil(per_cta.max(1)).clamp(1, resident.min(i32::MAX as u64)) as u32)
     }
 
     pub fn ordinal(&self) -> usize {
@@ -182,19 +172,42 @@ impl Lowp {
         let f = self.function("launch_empty", "lowp_empty", "compute capability 8.0")?;
         let cfg = cudarc::driver::LaunchConfig { grid_dim: (1, 1, 1), block_dim: (1, 1, 1), shared_mem_bytes: 0 };
         // SAFETY: the kernel takes no parameters and touches no memory.
-        unsafe { stream.launch_builder(f).launch(cfg) }.op("cuLaunchKernel")?;
+        unsafe { stream.launch_builder(&f).launch(cfg) }.op("cuLaunchKernel")?;
         Ok(())
     }
 
-    /// The kernel `name`, or `Unsupported` if this device's module lacks it (a Hopper kernel on a
-    /// non-Hopper GPU).
-    pub(crate) fn function(&self, op: &'static str, name: &str, needs: &'static str) -> Result<&CudaFunction> {
-        self.inner.functions.get(name).ok_or_else(|| Error::Unsupported {
-            op,
-            device: self.inner.device_name.clone(),
-            compute_capability: self.inner.compute_capability,
-            needs,
-        })
+    /// The kernel `name`, resolved from the module on first use, or `Unsupported` if this
+    /// device's module lacks it (a Hopper kernel on a non-Hopper GPU).
+    pub(crate) fn function(&self, op: &'static str, name: &str, needs: &'static str) -> Result<CudaFunction> {
+        self.function_with_smem(op, name, needs, 0)
+    }
+
+    /// [`function`](Self::function) for a kernel launched with `max_dynamic_smem` bytes of
+    /// dynamic shared memory: above the default 48 KiB the kernel must say so once, which is done
+    /// when it is first resolved.
+    pub(crate) fn function_with_smem(&self, op: &'static str, name: &str, needs: &'static str, max_dynamic_smem: u32) -> Result<CudaFunction> {
+        let mut functions = self.inner.functions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = functions.get(name) {
+            return Ok(f.clone());
+        }
+        let f = match self.inner.module.load_function(name) {
+            Ok(f) => f,
+            Err(e) if e.0 == CUresult::CUDA_ERROR_NOT_FOUND => {
+                return Err(Error::Unsupported {
+                    op,
+                    device: self.inner.device_name.clone(),
+                    compute_capability: self.inner.compute_capability,
+                    needs,
+                });
+            }
+            Err(source) => return Err(Error::Cuda { op: "cuModuleGetFunction", source }),
+        };
+        if max_dynamic_smem > 48 * 1024 {
+            f.set_attribute(CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, max_dynamic_smem as i32)
+                .op("cuFuncSetAttribute")?;
+        }
+        functions.insert(name.to_string(), f.clone());
+        Ok(f)
     }
 
     /// Checks that `stream` belongs to this handle's context.

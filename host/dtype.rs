@@ -1,12 +1,21 @@
 //! Element types lowp moves between host and device.
 //!
-//! f32, `half::bf16` and `half::f16` are used as they are; the 8- and 4-bit formats are
-//! transparent byte newtypes (their bits, not their values), converted with `crate::reference`.
+//! - `f32`, `half::bf16` and `half::f16` are used as they are ([`Float`]; the 16-bit two are
+//!   [`Half`]).
+//! - FP8 is the `float8` crate's [`F8E4M3`] and [`F8E5M2`], the types candle and cudarc use, so
+//!   a framework's FP8 buffer is a lowp tensor as it is. Compare them by [`F8E4M3::to_bits`]
+//!   where bit-exactness matters: their `PartialEq` is the float comparison (NaN ≠ NaN, -0 = +0).
+//! - The formats the ecosystem has no shared type for are transparent byte newtypes here, their
+//!   bits public: [`F4E2M1x2`] (two FP4 E2M1 values per byte, as PyTorch's `float4_e2m1fn_x2`)
+//!   and [`Ue8m0`] (a power-of-two scale, as PyTorch's `float8_e8m0fnu`). Any crate's
+//!   byte-sized FP4 or E8M0 type converts with `F4E2M1x2(bits)` / `Ue8m0(bits)`, or by
+//!   `bytemuck::cast_slice` for whole host buffers.
 
 use std::fmt;
 
 use bytemuck::{Pod, Zeroable};
 use cudarc::driver::{DeviceRepr, ValidAsZeroBits};
+pub use float8::{F8E4M3, F8E5M2};
 
 use crate::reference::convert as cv;
 
@@ -48,10 +57,10 @@ impl fmt::Display for DType {
             DType::F32 => "f32",
             DType::Bf16 => "bf16",
             DType::F16 => "f16",
-            DType::E4M3 => "float8_e4m3fn",
-            DType::E5M2 => "float8_e5m2",
-            DType::E2M1x2 => "float4_e2m1fn_x2",
-            DType::Ue8m0 => "float8_e8m0fnu",
+            DType::E4M3 => "e4m3",
+            DType::E5M2 => "e5m2",
+            DType::E2M1x2 => "e2m1x2",
+            DType::Ue8m0 => "ue8m0",
         })
     }
 }
@@ -71,55 +80,73 @@ impl Element for half::f16 {
     const DTYPE: DType = DType::F16;
 }
 
-/// A 16-bit float computed in f32 by the kernels: `half::bf16` or `half::f16`.
-pub trait HalfFloat: Element + Copy {
-    /// Suffix of the kernel entry points for this type (`rmsnorm_bf16`, ...).
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for half::bf16 {}
+    impl Sealed for half::f16 {}
+}
+
+/// A floating-point type lowp kernels read and write as high precision: `f32`, `half::bf16`,
+/// `half::f16`. Every op that takes a high-precision input is generic over it (the norms and
+/// RoPE over its 16-bit subset, [`Half`]). Sealed: lowp has kernels for exactly these types.
+pub trait Float: Element + Copy + sealed::Sealed {
+    /// Suffix of the kernel entry points for this type (`fp8_quantize_group_bf16`, ...).
+    #[doc(hidden)]
     const SUFFIX: &'static str;
+    /// The value as f64 (exact).
     fn to_f64(self) -> f64;
     /// Rounds to nearest even from f64 (a single rounding).
     fn from_f64(x: f64) -> Self;
+}
+
+impl Float for f32 {
+    const SUFFIX: &'static str = "f32";
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+}
+
+/// The 16-bit [`Float`]s, computed in f32 by the kernels: `half::bf16` and `half::f16`.
+pub trait Half: Float {
+    /// The raw bits.
     fn to_bits(self) -> u16;
+    /// From raw bits.
     fn from_bits(bits: u16) -> Self;
-    /// Mantissa bits (7 for bf16, 10 for f16) and the smallest normal exponent, for ulp maths.
+    /// Mantissa bits (7 for bf16, 10 for f16), for ulp arithmetic.
     const MANTISSA_BITS: i32;
+    /// The smallest normal exponent (-126 for bf16, -14 for f16).
     const MIN_EXP: i32;
 }
 
-impl HalfFloat for half::bf16 {
-    const SUFFIX: &'static str = "bf16";
-    const MANTISSA_BITS: i32 = 7;
-    const MIN_EXP: i32 = -126;
-    fn to_f64(self) -> f64 {
-        half::bf16::to_f64(self)
-    }
-    fn from_f64(x: f64) -> Self {
-        half::bf16::from_f64(x)
-    }
-    fn to_bits(self) -> u16 {
-        half::bf16::to_bits(self)
-    }
-    fn from_bits(bits: u16) -> Self {
-        half::bf16::from_bits(bits)
-    }
+macro_rules! half_float {
+    ($t:ty, $suffix:literal, $mant:literal, $min_exp:literal) => {
+        impl Float for $t {
+            const SUFFIX: &'static str = $suffix;
+            fn to_f64(self) -> f64 {
+                <$t>::to_f64(self)
+            }
+            fn from_f64(x: f64) -> Self {
+                <$t>::from_f64(x)
+            }
+        }
+        impl Half for $t {
+            const MANTISSA_BITS: i32 = $mant;
+            const MIN_EXP: i32 = $min_exp;
+            fn to_bits(self) -> u16 {
+                <$t>::to_bits(self)
+            }
+            fn from_bits(bits: u16) -> Self {
+                <$t>::from_bits(bits)
+            }
+        }
+    };
 }
-
-impl HalfFloat for half::f16 {
-    const SUFFIX: &'static str = "f16";
-    const MANTISSA_BITS: i32 = 10;
-    const MIN_EXP: i32 = -14;
-    fn to_f64(self) -> f64 {
-        half::f16::to_f64(self)
-    }
-    fn from_f64(x: f64) -> Self {
-        half::f16::from_f64(x)
-    }
-    fn to_bits(self) -> u16 {
-        half::f16::to_bits(self)
-    }
-    fn from_bits(bits: u16) -> Self {
-        half::f16::from_bits(bits)
-    }
-}
+half_float!(half::bf16, "bf16", 7, -126);
+half_float!(half::f16, "f16", 10, -14);
 
 macro_rules! byte_format {
     ($(#[$doc:meta])* $name:ident, $dtype:expr, $to:expr, $from:expr) => {
@@ -150,14 +177,13 @@ macro_rules! byte_format {
     };
 }
 
-byte_format!(
-    /// FP8 E4M3FN bits. `from_f32` rounds to nearest even and saturates at ±448; NaN gives 0x7f
-    /// whatever its sign.
-    F8E4M3, DType::E4M3, cv::e4m3fn_to_f32, cv::f32_to_e4m3fn_sat);
-byte_format!(
-    /// FP8 E5M2 bits. `from_f32` rounds to nearest even and saturates at ±57344; NaN gives 0x7f
-    /// whatever its sign.
-    F8E5M2, DType::E5M2, cv::e5m2_to_f32, cv::f32_to_e5m2_sat);
+impl Element for F8E4M3 {
+    const DTYPE: DType = DType::E4M3;
+}
+impl Element for F8E5M2 {
+    const DTYPE: DType = DType::E5M2;
+}
+
 byte_format!(
     /// UE8M0 scale bits (2^(bits-127), 0xff NaN). `from_f32` rounds down to a power of two.
     Ue8m0, DType::Ue8m0, cv::ue8m0_to_f32, cv::f32_to_ue8m0_floor);

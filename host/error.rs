@@ -28,7 +28,8 @@ pub enum Error {
     Alignment { arg: &'static str, required: usize, actual: u64 },
     /// A buffer is too small for the shape and stride it is described with.
     BufferTooSmall { arg: &'static str, required: usize, actual: usize },
-    /// A tensor or stream belongs to another device or context than the lowp handle.
+    /// A tensor or stream belongs to another device or context than the lowp handle
+    /// (`expected`: the handle's device ordinal, `actual`: the argument's).
     DeviceMismatch { arg: &'static str, expected: usize, actual: usize },
     /// A scalar argument is out of range (eps not finite, ...).
     InvalidValue { arg: &'static str, expected: &'static str, actual: String },
@@ -58,6 +59,9 @@ impl fmt::Display for Error {
             Error::BufferTooSmall { arg, required, actual } => {
                 write!(f, "`{arg}`: buffer holds {actual} elements, the shape and stride need {required}")
             }
+            Error::DeviceMismatch { arg, expected, actual } if expected == actual => {
+                write!(f, "`{arg}`: belongs to another CUDA context on device {actual} than the lowp handle's")
+            }
             Error::DeviceMismatch { arg, expected, actual } => {
                 write!(f, "`{arg}`: lives on device {actual}, the lowp handle is on device {expected}")
             }
@@ -74,6 +78,14 @@ impl std::error::Error for Error {
             Error::Cuda { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+/// A driver error from a cudarc call made outside lowp (`?` on `stream.clone_htod(..)` and the
+/// like in a function returning [`lowp::Result`](Result)).
+impl From<cudarc::driver::DriverError> for Error {
+    fn from(source: cudarc::driver::DriverError) -> Self {
+        Error::Cuda { op: "CUDA driver call", source }
     }
 }
 

@@ -19,15 +19,16 @@ use crate::abi::{
     GemmParams,
 };
 use crate::context::Lowp;
-use crate::dtype::{Element, F8E4M3};
+use crate::dtype::{Element, F8E4M3, Float};
 use crate::error::{CudaResultExt, Error, Result};
-use crate::tensor::Tensor;
+use crate::matrix::Matrix;
 pub(crate) use crate::validate::Operand;
 use crate::validate::overlap;
 
 crate::abi::device_repr!(Fp8QuantParams);
 
 /// Kernel entry points of this family.
+#[cfg(test)]
 pub(crate) const KERNELS: &[&str] = &[
     "fp8_quantize_group_bf16",
     "fp8_quantize_group_f16",
@@ -36,14 +37,6 @@ pub(crate) const KERNELS: &[&str] = &[
     "fp8_quantize_block_f16",
     "fp8_quantize_block_f32",
     "fp8_dequantize_bf16",
-];
-
-/// The grid-stride kernels of this family (`ptx::GRID_STRIDE_FAMILIES`: their grids come from
-/// the occupancy they get).
-pub(crate) const GRID_STRIDE: &[(&str, u32, u32)] = &[
-    ("fp8_quantize_group_bf16", FP8_THREADS, 0),
-    ("fp8_quantize_group_f16", FP8_THREADS, 0),
-    ("fp8_quantize_group_f32", FP8_THREADS, 0),
 ];
 
 /// 1×128 groups one CTA of `fp8_quantize_group_*` takes per turn: 4 per warp.
@@ -77,20 +70,6 @@ pub fn m_major_ld(m: usize) -> usize {
     m.div_ceil(4) * 4
 }
 
-/// A high-precision matrix type the quantizers read (bf16, f16, f32).
-pub trait Fp8Input: Element {
-    #[doc(hidden)]
-    const SUFFIX: &'static str;
-}
-impl Fp8Input for half::bf16 {
-    const SUFFIX: &'static str = "bf16";
-}
-impl Fp8Input for half::f16 {
-    const SUFFIX: &'static str = "f16";
-}
-impl Fp8Input for f32 {
-    const SUFFIX: &'static str = "f32";
-}
 
 /// Scale buffer: address, length (f32 elements), and where (row, group) lives.
 #[derive(Clone, Copy, Debug)]
@@ -177,7 +156,7 @@ fn group_scales(layout: ScaleLayout, m: usize, k: usize, addr: u64, len: usize) 
     Ok(ScaleArg { addr, len, row_stride, col_stride, rows: m, cols: groups })
 }
 
-fn operand<T: Element, B: DeviceSlice<T>>(name: &'static str, t: &Tensor<T, B>) -> Operand {
+fn operand<T: Element, B: DeviceSlice<T>>(name: &'static str, t: &Matrix<T, B>) -> Operand {
     Operand { name, rows: t.rows(), cols: t.cols(), stride: t.row_stride(), addr: 0, elem: std::mem::size_of::<T>() }
 }
 
@@ -187,7 +166,7 @@ fn launch(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static str, kernel: &str,
         return Ok(());
     }
     let cfg = LaunchConfig { grid_dim: (blocks.min(i32::MAX as u64) as u32, 1, 1), block_dim: (FP8_THREADS, 1, 1), shared_mem_bytes: smem };
-    let mut b = stream.launch_builder(f);
+    let mut b = stream.launch_builder(&f);
     b.arg(p);
     // SAFETY: `plan` validated shapes, strides, the scale layout's extent and overlaps against the
     // live buffers whose addresses `p` holds (guards alive in the caller until after this); the
@@ -201,14 +180,14 @@ fn launch(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static str, kernel: &str,
 pub fn quantize_per_token_group<T, X, Q, S>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
-    x: &Tensor<T, X>,
-    q: &mut Tensor<F8E4M3, Q>,
+    x: &Matrix<T, X>,
+    q: &mut Matrix<F8E4M3, Q>,
     scales: &mut S,
     layout: ScaleLayout,
     recipe: ScaleRecipe,
 ) -> Result<()>
 where
-    T: Fp8Input,
+    T: Float,
     X: DevicePtr<T>,
     Q: DevicePtrMut<F8E4M3>,
     S: DevicePtrMut<f32>,
@@ -226,7 +205,7 @@ where
     let p = plan(xo, qo, s, 1, recipe)?;
     let groups = p.rows * (p.cols / FP8_GROUP as u64);
     let kernel = format!("fp8_quantize_group_{}", T::SUFFIX);
-    let blocks = if groups == 0 { 0 } else { lowp.grid_stride_grid(&kernel, groups, GROUPS_PER_CTA) as u64 };
+    let blocks = if groups == 0 { 0 } else { lowp.grid_stride_grid(&kernel, FP8_THREADS, 0, groups, GROUPS_PER_CTA)? as u64 };
     launch(lowp, stream, "quantize_per_token_group", &kernel, &p, blocks, 0)
 }
 
@@ -235,13 +214,13 @@ where
 pub fn quantize_per_block<T, W, Q, S>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
-    w: &Tensor<T, W>,
-    q: &mut Tensor<F8E4M3, Q>,
-    scales: &mut Tensor<f32, S>,
+    w: &Matrix<T, W>,
+    q: &mut Matrix<F8E4M3, Q>,
+    scales: &mut Matrix<f32, S>,
     recipe: ScaleRecipe,
 ) -> Result<()>
 where
-    T: Fp8Input,
+    T: Float,
     W: DevicePtr<T>,
     Q: DevicePtrMut<F8E4M3>,
     S: DevicePtrMut<f32>,
@@ -271,10 +250,10 @@ where
 pub fn dequantize_per_token_group<Q, S, O>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
-    q: &Tensor<F8E4M3, Q>,
+    q: &Matrix<F8E4M3, Q>,
     scales: &S,
     layout: ScaleLayout,
-    out: &mut Tensor<half::bf16, O>,
+    out: &mut Matrix<half::bf16, O>,
 ) -> Result<()>
 where
     Q: DevicePtr<F8E4M3>,
@@ -299,9 +278,9 @@ where
 pub fn dequantize_per_block<Q, S, O>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
-    q: &Tensor<F8E4M3, Q>,
-    scales: &Tensor<f32, S>,
-    out: &mut Tensor<half::bf16, O>,
+    q: &Matrix<F8E4M3, Q>,
+    scales: &Matrix<f32, S>,
+    out: &mut Matrix<half::bf16, O>,
 ) -> Result<()>
 where
     Q: DevicePtr<F8E4M3>,
@@ -441,12 +420,12 @@ pub(crate) fn gemm_plan(g: &GemmInput) -> Result<GemmParams> {
 pub fn blockwise_gemm<A, SA, B, SB, D>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
-    a: &Tensor<F8E4M3, A>,
+    a: &Matrix<F8E4M3, A>,
     sa: &SA,
     sa_layout: ScaleLayout,
-    b: &Tensor<F8E4M3, B>,
-    sb: &Tensor<f32, SB>,
-    d: &mut Tensor<half::bf16, D>,
+    b: &Matrix<F8E4M3, B>,
+    sb: &Matrix<f32, SB>,
+    d: &mut Matrix<half::bf16, D>,
 ) -> Result<()>
 where
     A: DevicePtr<F8E4M3>,
@@ -455,7 +434,7 @@ where
     SB: DevicePtr<f32>,
     D: DevicePtrMut<half::bf16>,
 {
-    let f = lowp.function("blockwise_gemm", "fp8_blockwise_gemm", "compute capability 9.0 (sm_90a: wgmma and TMA)")?;
+    let f = lowp.function_with_smem("blockwise_gemm", "fp8_blockwise_gemm", "compute capability 9.0 (sm_90a: wgmma and TMA)", crate::abi::GEMM_SMEM_BYTES)?;
     lowp.check_stream(stream)?;
     lowp.check_buffer("a", a.buffer())?;
     lowp.check_buffer("sa", sa)?;
@@ -477,7 +456,7 @@ where
         return Ok(());
     }
     let tiles = (p.rows.div_ceil(GEMM_BLOCK_M) as u64) * (p.n.div_ceil(GEMM_BLOCK_N) as u64);
-    crate::grouped_gemm::launch_gemm(lowp, stream, "blockwise_gemm", f, p, (aa, ao.cols, ao.rows, ao.stride), (ba, bo.cols, bo.rows, bo.stride), tiles)
+    crate::grouped_gemm::launch_gemm(lowp, stream, "blockwise_gemm", &f, p, (aa, ao.cols, ao.rows, ao.stride), (ba, bo.cols, bo.rows, bo.stride), tiles)
 }
 
 #[cfg(test)]

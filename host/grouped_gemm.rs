@@ -27,12 +27,13 @@ use crate::dtype::{Element, F8E4M3};
 use crate::error::{CudaResultExt, Error, Result};
 use crate::flag::ErrorFlag;
 use crate::fp8::ScaleLayout;
-use crate::tensor::Tensor;
+use crate::matrix::Matrix;
 use crate::tma::Map2d;
 
 crate::abi::device_repr!(GemmParams);
 
 /// Kernel entry points of the Hopper GEMM family (sm_90a only).
+#[cfg(test)]
 pub(crate) const KERNELS: &[&str] = &["fp8_blockwise_gemm", "bf16_gemm"];
 
 const NEEDS: &str = "compute capability 9.0 (sm_90a: wgmma and TMA)";
@@ -189,7 +190,7 @@ fn layout_parts<'a>(layout: &'a GroupLayout<'_>) -> (&'a CudaView<'a, i32>, Opti
     }
 }
 
-fn shape<T: Element, B: DeviceSlice<T>>(t: &Tensor<T, B>, addr: u64) -> (usize, usize, usize, u64) {
+fn shape<T: Element, B: DeviceSlice<T>>(t: &Matrix<T, B>, addr: u64) -> (usize, usize, usize, u64) {
     (t.rows(), t.cols(), t.row_stride(), addr)
 }
 
@@ -211,11 +212,11 @@ fn tile_bound(rows: usize, experts: usize, n: usize, max_m: Option<usize>) -> u6
 pub fn bf16_grouped_gemm<X, W, Y>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
-    x: &Tensor<half::bf16, X>,
-    w: &Tensor<half::bf16, W>,
+    x: &Matrix<half::bf16, X>,
+    w: &Matrix<half::bf16, W>,
     n: usize,
     layout: &GroupLayout<'_>,
-    y: &mut Tensor<half::bf16, Y>,
+    y: &mut Matrix<half::bf16, Y>,
     error_flag: Option<&mut ErrorFlag>,
 ) -> Result<()>
 where
@@ -223,7 +224,7 @@ where
     W: DevicePtr<half::bf16>,
     Y: DevicePtrMut<half::bf16>,
 {
-    let f = lowp.function("bf16_grouped_gemm", "bf16_gemm", NEEDS)?;
+    let f = lowp.function_with_smem("bf16_grouped_gemm", "bf16_gemm", NEEDS, crate::abi::GEMM_SMEM_BYTES)?;
     lowp.check_stream(stream)?;
     lowp.check_buffer("x", x.buffer())?;
     lowp.check_buffer("w", w.buffer())?;
@@ -245,7 +246,7 @@ where
     let e = 2;
     let a = (xa, x.cols() * e, x.rows(), x.row_stride() * e);
     let b = (wa, w.cols() * e, w.rows(), w.row_stride() * e);
-    launch_gemm(lowp, stream, "bf16_grouped_gemm", f, p, a, b, tile_bound(x.rows(), experts, n, max_m))
+    launch_gemm(lowp, stream, "bf16_grouped_gemm", &f, p, a, b, tile_bound(x.rows(), experts, n, max_m))
 }
 
 /// The grouped blockwise FP8 GEMM: per expert g,
@@ -258,14 +259,14 @@ where
 pub fn fp8_grouped_gemm<X, SX, W, SW, Y>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
-    x: &Tensor<F8E4M3, X>,
+    x: &Matrix<F8E4M3, X>,
     sx: &SX,
     sx_layout: ScaleLayout,
-    w: &Tensor<F8E4M3, W>,
-    sw: &Tensor<f32, SW>,
+    w: &Matrix<F8E4M3, W>,
+    sw: &Matrix<f32, SW>,
     n: usize,
     layout: &GroupLayout<'_>,
-    y: &mut Tensor<half::bf16, Y>,
+    y: &mut Matrix<half::bf16, Y>,
     error_flag: Option<&mut ErrorFlag>,
 ) -> Result<()>
 where
@@ -275,7 +276,7 @@ where
     SW: DevicePtr<f32>,
     Y: DevicePtrMut<half::bf16>,
 {
-    let f = lowp.function("fp8_grouped_gemm", "fp8_blockwise_gemm", NEEDS)?;
+    let f = lowp.function_with_smem("fp8_grouped_gemm", "fp8_blockwise_gemm", NEEDS, crate::abi::GEMM_SMEM_BYTES)?;
     lowp.check_stream(stream)?;
     lowp.check_buffer("x", x.buffer())?;
     lowp.check_buffer("sx", sx)?;
@@ -327,7 +328,7 @@ where
     }
     let a = (xa, k, rows, x.row_stride());
     let b = (wa, k, w.rows(), w.row_stride());
-    launch_gemm(lowp, stream, "fp8_grouped_gemm", f, p, a, b, tile_bound(rows, experts, n, max_m))
+    launch_gemm(lowp, stream, "fp8_grouped_gemm", &f, p, a, b, tile_bound(rows, experts, n, max_m))
 }
 
 #[cfg(test)]

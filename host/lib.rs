@@ -6,30 +6,31 @@
 //! validated arguments.
 //!
 //! - Streams are explicit and nothing synchronizes behind your back (only
-//!   [`Tensor::to_host`] waits, and says so).
+//!   [`Matrix::to_host`] waits, and says so).
 //! - Bad shapes, dtypes, alignments and devices are typed [`Error`]s naming the argument.
 //! - No CUDA toolkit is needed to build, and no GPU to run the CPU tests: the driver is loaded at
 //!   run time and its absence is [`Error::NoDriver`].
 //!
 //! ```no_run
 //! use half::bf16;
-//! use lowp::{Lowp, Tensor};
+//! use lowp::{Lowp, Matrix};
 //!
 //! # fn main() -> lowp::Result<()> {
 //! let lowp = Lowp::new(0)?;                       // device 0, module loaded once
 //! let stream = lowp.new_stream()?;
 //! let (rows, hidden) = (4, 4096);
 //! let host: Vec<bf16> = (0..rows * hidden).map(|i| bf16::from_f32((i % 7) as f32 - 3.0)).collect();
-//! let x = Tensor::from_host(&stream, &host, rows, hidden)?;
-//! let weight = stream.clone_htod(&vec![bf16::ONE; hidden]).map_err(|e| lowp::Error::Cuda { op: "htod", source: e })?;
-//! let mut y = Tensor::<bf16>::zeros(&stream, rows, hidden)?;
+//! let x = Matrix::from_host(&stream, &host, rows, hidden)?;
+//! let weight = stream.clone_htod(&vec![bf16::ONE; hidden])?; // cudarc errors convert with `?`
+//! let mut y = Matrix::<bf16>::zeros(&stream, rows, hidden)?;
 //! lowp::rmsnorm::rmsnorm(&lowp, &stream, &x, &weight, 1e-6, &mut y)?;
 //! let y_host = y.to_host(&stream)?;              // the one call that waits
 //! assert_eq!(y_host.len(), rows * hidden);
 //! # Ok(()) }
 //! ```
 
-pub mod abi;
+#[allow(dead_code)] // the device side uses every constant; the host some
+mod abi;
 pub mod cast;
 mod context;
 pub mod dtype;
@@ -38,20 +39,26 @@ pub mod fp8;
 mod flag;
 pub mod grouped_gemm;
 pub mod microscaling;
-pub mod ptx;
+mod ptx;
 pub mod qk_norm_rope;
 pub mod reference;
 pub mod rmsnorm;
-mod tensor;
+mod matrix;
+mod scale;
 mod tma;
 mod validate;
 
 pub use context::{Lowp, device_count, driver_available};
-pub use dtype::{DType, Element, F4E2M1x2, F8E4M3, F8E5M2, HalfFloat, Ue8m0};
+pub use dtype::{DType, Element, F4E2M1x2, F8E4M3, F8E5M2, Float, Half, Ue8m0};
 pub use error::{Error, Result};
 pub use flag::ErrorFlag;
 pub use ptx::Arch;
-pub use tensor::Tensor;
+pub use matrix::{Matrix, MatrixBatch};
+pub use scale::{ScaleLayout, ScaleRounding, Scales, m_major_ld};
+
+#[cfg(test)]
+#[path = "tests/modules.rs"]
+mod module_tests;
 
 /// The README's example, compiled as a doc-test.
 #[doc = include_str!("../README.md")]
@@ -61,3 +68,4 @@ pub struct ReadmeDoctests;
 /// Re-exported so callers use the same cudarc as lowp.
 pub use cudarc;
 pub use half;
+pub use float8;

@@ -11,15 +11,15 @@
 //!        codes = e4m3_sat(x / scale)
 //! ```
 //! Inputs are bf16, f16 or f32 `[M, K]` tensors with any row stride, `K` a multiple of the
-//! block. Codes go to caller-allocated tensors (`Tensor<F4E2M1x2>` with `K / 2` columns, element
-//! `2i` in the low nibble, or `Tensor<F8E4M3>` with `K` columns); scales to a linear
+//! block. Codes go to caller-allocated tensors (`Matrix<F4E2M1x2>` with `K / 2` columns, element
+//! `2i` in the low nibble, or `Matrix<F8E4M3>` with `K` columns); scales to a linear
 //! `[M, K / block]` tensor or a flat swizzled buffer of [`swizzled_scale_len`] bytes, whose
 //! padding the kernel writes as zeros. Every call only enqueues work on the caller's stream.
 
 use std::sync::Arc;
 
 use cudarc::driver::{CudaStream, CudaView, DevicePtr, DevicePtrMut, DeviceSlice, LaunchConfig, PushKernelArg};
-use half::{bf16, f16};
+use half::bf16;
 
 pub use crate::abi::{MX_BLOCK, MX_MAX_GROUPS, NVFP4_BLOCK};
 use crate::abi::{
@@ -27,9 +27,9 @@ use crate::abi::{
     MxGlobalScaleParams, MxQuantizeParams, MxSwizzleParams, mx_grouped_smem_bytes,
 };
 use crate::context::Lowp;
-use crate::dtype::{Element, F4E2M1x2, F8E4M3, Ue8m0};
+use crate::dtype::{Element, F4E2M1x2, F8E4M3, Float, Ue8m0};
 use crate::error::{CudaResultExt, Error, Result};
-use crate::tensor::Tensor;
+use crate::matrix::Matrix;
 
 crate::abi::device_repr!(MxQuantizeParams, MxDequantizeParams, MxAmaxParams, MxGlobalScaleParams, MxSwizzleParams);
 
@@ -43,6 +43,7 @@ use crate::reference::convert as soft;
 pub(crate) mod math;
 
 /// Kernel entry points of this family (`kernels-gpu/src/microscaling/mod.rs`).
+#[cfg(test)]
 pub(crate) const KERNELS: &[&str] = &[
     "nvfp4_quantize_bf16",
     "nvfp4_quantize_f16",
@@ -73,38 +74,6 @@ pub(crate) const KERNELS: &[&str] = &[
     "unswizzle_scales",
 ];
 
-/// The grid-stride kernels of this family with their block size and most dynamic shared memory
-/// (`ptx::GRID_STRIDE_FAMILIES`: the handle sizes their grids from the occupancy they get). The
-/// grouped quantizers are counted with the shared memory of `MX_MAX_GROUPS` groups.
-pub(crate) const GRID_STRIDE: &[(&str, u32, u32)] = &[
-    ("nvfp4_quantize_bf16", MX_THREADS, 0),
-    ("nvfp4_quantize_f16", MX_THREADS, 0),
-    ("nvfp4_quantize_f32", MX_THREADS, 0),
-    ("nvfp4_quantize_grouped_bf16", MX_THREADS, mx_grouped_smem_bytes(MX_MAX_GROUPS)),
-    ("nvfp4_quantize_grouped_f16", MX_THREADS, mx_grouped_smem_bytes(MX_MAX_GROUPS)),
-    ("nvfp4_quantize_grouped_f32", MX_THREADS, mx_grouped_smem_bytes(MX_MAX_GROUPS)),
-    ("mxfp4_quantize_bf16", MX_THREADS, 0),
-    ("mxfp4_quantize_f16", MX_THREADS, 0),
-    ("mxfp4_quantize_f32", MX_THREADS, 0),
-    ("mxfp4_quantize_grouped_bf16", MX_THREADS, mx_grouped_smem_bytes(MX_MAX_GROUPS)),
-    ("mxfp4_quantize_grouped_f16", MX_THREADS, mx_grouped_smem_bytes(MX_MAX_GROUPS)),
-    ("mxfp4_quantize_grouped_f32", MX_THREADS, mx_grouped_smem_bytes(MX_MAX_GROUPS)),
-    ("mxfp8_quantize_bf16", MX_THREADS, 0),
-    ("mxfp8_quantize_f16", MX_THREADS, 0),
-    ("mxfp8_quantize_f32", MX_THREADS, 0),
-    ("mxfp8_quantize_grouped_bf16", MX_THREADS, mx_grouped_smem_bytes(MX_MAX_GROUPS)),
-    ("mxfp8_quantize_grouped_f16", MX_THREADS, mx_grouped_smem_bytes(MX_MAX_GROUPS)),
-    ("mxfp8_quantize_grouped_f32", MX_THREADS, mx_grouped_smem_bytes(MX_MAX_GROUPS)),
-    ("nvfp4_dequantize_bf16", MX_THREADS, 0),
-    ("mxfp4_dequantize_bf16", MX_THREADS, 0),
-    ("mxfp8_dequantize_bf16", MX_THREADS, 0),
-    ("tensor_amax_bf16", MX_THREADS, 0),
-    ("tensor_amax_f16", MX_THREADS, 0),
-    ("tensor_amax_f32", MX_THREADS, 0),
-    ("swizzle_scales", MX_THREADS, 0),
-    ("unswizzle_scales", MX_THREADS, 0),
-];
-
 /// 8-element chunks one thread of a quantize kernel takes per turn.
 const CHUNKS_PER_THREAD: u64 = 2;
 
@@ -122,21 +91,6 @@ pub enum MxScaleRule {
     RoundUp,
 }
 
-/// Element types the quantizers read: bf16, f16, f32.
-pub trait QuantInput: Element {
-    /// Suffix of the kernel entry points (`nvfp4_quantize_bf16`, ...).
-    const SUFFIX: &'static str;
-}
-
-impl QuantInput for bf16 {
-    const SUFFIX: &'static str = "bf16";
-}
-impl QuantInput for f16 {
-    const SUFFIX: &'static str = "f16";
-}
-impl QuantInput for f32 {
-    const SUFFIX: &'static str = "f32";
-}
 
 /// One-byte scale elements: [`F8E4M3`] (NVFP4) and [`Ue8m0`] (MX).
 pub trait ScaleElement: Element {}
@@ -156,7 +110,7 @@ pub enum GlobalScale<'a> {
 /// Where a quantizer writes its scales.
 pub enum ScalesMut<'a, S: Element, B> {
     /// A `[M, K / block]` tensor, any row stride.
-    Linear(&'a mut Tensor<S, B>),
+    Linear(&'a mut Matrix<S, B>),
     /// A flat buffer of at least [`swizzled_scale_len`]`(M, K / block)` elements, 16-byte aligned,
     /// in the 128×4-swizzled layout; the padding is written as zeros.
     Swizzled(&'a mut B),
@@ -164,7 +118,7 @@ pub enum ScalesMut<'a, S: Element, B> {
 
 /// Where a dequantizer reads its scales (layouts as in [`ScalesMut`]).
 pub enum Scales<'a, S: Element, B> {
-    Linear(&'a Tensor<S, B>),
+    Linear(&'a Matrix<S, B>),
     Swizzled(&'a B),
 }
 
@@ -251,7 +205,7 @@ pub(crate) struct Mat {
 
 impl Mat {
     fn region(&self) -> Region {
-        let elems = crate::tensor::span(self.rows, self.cols, self.stride).unwrap_or(usize::MAX);
+        let elems = crate::matrix::span(self.rows, self.cols, self.stride).unwrap_or(usize::MAX);
         Region { name: self.name, addr: self.addr, bytes: (elems as u64).saturating_mul(self.elem as u64) }
     }
     /// Every row starts `align`-byte aligned.
@@ -597,7 +551,7 @@ pub(crate) fn plan_amax(x: Mat, out: Buf) -> Result<MxAmaxParams> {
 // ---------------------------------------------------------------------------------------------
 // Launching
 
-fn mat<T: Element, B>(name: &'static str, t: &Tensor<T, B>, addr: u64) -> Mat
+fn mat<T: Element, B>(name: &'static str, t: &Matrix<T, B>, addr: u64) -> Mat
 where
     B: DeviceSlice<T>,
 {
@@ -610,15 +564,15 @@ fn buf<T>(name: &'static str, addr: u64, len: usize) -> Buf {
 
 /// Grid of a grid-stride launch of `name` over `items` thread items (one item per thread and
 /// turn): see `Lowp::grid_stride_grid`.
-fn grid_for(lowp: &Lowp, name: &str, items: u64) -> u32 {
-    lowp.grid_stride_grid(name, items, MX_THREADS as u64)
+fn grid_for(lowp: &Lowp, name: &str, items: u64) -> Result<u32> {
+    lowp.grid_stride_grid(name, MX_THREADS, 0, items, MX_THREADS as u64)
 }
 
 /// Grid of a quantize launch over a `[rows, blocks · block]` matrix: one item per 8-element chunk,
 /// `CHUNKS_PER_THREAD` per thread and turn.
-fn grid_for_chunks(lowp: &Lowp, name: &str, fmt: Format, rows: u64, blocks: u32) -> u32 {
+fn grid_for_chunks(lowp: &Lowp, name: &str, fmt: Format, rows: u64, blocks: u32) -> Result<u32> {
     let chunks = rows * blocks as u64 * (fmt.block() / 8) as u64;
-    lowp.grid_stride_grid(name, chunks, MX_THREADS as u64 * CHUNKS_PER_THREAD)
+    lowp.grid_stride_grid(name, MX_THREADS, 0, chunks, MX_THREADS as u64 * CHUNKS_PER_THREAD)
 }
 
 /// Enqueues `name` with one parameter struct.
@@ -633,7 +587,7 @@ fn launch<P: cudarc::driver::DeviceRepr>(
 ) -> Result<()> {
     let f = lowp.function(op, name, "compute capability 8.0")?;
     let cfg = LaunchConfig { grid_dim: (grid, 1, 1), block_dim: (MX_THREADS, 1, 1), shared_mem_bytes: smem };
-    let mut b = stream.launch_builder(f);
+    let mut b = stream.launch_builder(&f);
     b.arg(p);
     // SAFETY: `p` was built by a `plan_*` function from live buffers on this handle's context
     // whose lengths cover every shape and stride in it, with overlaps rejected; the kernels read
@@ -664,14 +618,14 @@ fn quantize_impl<T, X, C, CB, S, SB>(
     stream: &Arc<CudaStream>,
     fmt: Format,
     op: &'static str,
-    x: &Tensor<T, X>,
+    x: &Matrix<T, X>,
     g: Option<&GlobalScale<'_>>,
     rule: MxScaleRule,
-    codes: &mut Tensor<C, CB>,
+    codes: &mut Matrix<C, CB>,
     scales: ScalesMut<'_, S, SB>,
 ) -> Result<()>
 where
-    T: QuantInput,
+    T: Float,
     X: DevicePtr<T>,
     C: Element,
     CB: DevicePtrMut<C>,
@@ -717,7 +671,7 @@ where
     if p.rows * p.blocks_per_row as u64 == 0 && padding_words == 0 {
         return Ok(());
     }
-    let grid = grid_for_chunks(lowp, &name, fmt, p.rows, p.blocks_per_row).max(grid_for(lowp, &name, padding_words));
+    let grid = grid_for_chunks(lowp, &name, fmt, p.rows, p.blocks_per_row)?.max(grid_for(lowp, &name, padding_words)?);
     launch(lowp, stream, op, &name, grid, 0, &p)
 }
 
@@ -727,16 +681,16 @@ fn quantize_grouped_impl<T, X, E, C, CB, S, SB, O>(
     stream: &Arc<CudaStream>,
     fmt: Format,
     op: &'static str,
-    x: &Tensor<T, X>,
+    x: &Matrix<T, X>,
     group_ends: &E,
     g: Option<&GlobalScale<'_>>,
     rule: MxScaleRule,
-    codes: &mut Tensor<C, CB>,
+    codes: &mut Matrix<C, CB>,
     scales: &mut SB,
     scale_offsets: &mut O,
 ) -> Result<()>
 where
-    T: QuantInput,
+    T: Float,
     X: DevicePtr<T>,
     E: DevicePtr<i32>,
     C: Element,
@@ -782,7 +736,7 @@ where
     )?;
     let name = format!("{}_quantize_grouped_{}", fmt.name(), T::SUFFIX);
     // Always launched (even with no rows): the kernel writes the scale offsets.
-    let grid = grid_for_chunks(lowp, &name, fmt, p.rows, p.blocks_per_row);
+    let grid = grid_for_chunks(lowp, &name, fmt, p.rows, p.blocks_per_row)?;
     launch(lowp, stream, op, &name, grid, mx_grouped_smem_bytes(p.groups), &p)
 }
 
@@ -792,13 +746,13 @@ where
 pub fn nvfp4_quantize<T, X, C, S>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
-    x: &Tensor<T, X>,
+    x: &Matrix<T, X>,
     global_scale: &GlobalScale<'_>,
-    codes: &mut Tensor<F4E2M1x2, C>,
+    codes: &mut Matrix<F4E2M1x2, C>,
     scales: ScalesMut<'_, F8E4M3, S>,
 ) -> Result<()>
 where
-    T: QuantInput,
+    T: Float,
     X: DevicePtr<T>,
     C: DevicePtrMut<F4E2M1x2>,
     S: DevicePtrMut<F8E4M3>,
@@ -811,13 +765,13 @@ where
 pub fn mxfp4_quantize<T, X, C, S>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
-    x: &Tensor<T, X>,
+    x: &Matrix<T, X>,
     rule: MxScaleRule,
-    codes: &mut Tensor<F4E2M1x2, C>,
+    codes: &mut Matrix<F4E2M1x2, C>,
     scales: ScalesMut<'_, Ue8m0, S>,
 ) -> Result<()>
 where
-    T: QuantInput,
+    T: Float,
     X: DevicePtr<T>,
     C: DevicePtrMut<F4E2M1x2>,
     S: DevicePtrMut<Ue8m0>,
@@ -830,13 +784,13 @@ where
 pub fn mxfp8_quantize<T, X, C, S>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
-    x: &Tensor<T, X>,
+    x: &Matrix<T, X>,
     rule: MxScaleRule,
-    codes: &mut Tensor<F8E4M3, C>,
+    codes: &mut Matrix<F8E4M3, C>,
     scales: ScalesMut<'_, Ue8m0, S>,
 ) -> Result<()>
 where
-    T: QuantInput,
+    T: Float,
     X: DevicePtr<T>,
     C: DevicePtrMut<F8E4M3>,
     S: DevicePtrMut<Ue8m0>,
@@ -858,15 +812,15 @@ where
 pub fn nvfp4_quantize_grouped<T, X, E, C, S, O>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
-    x: &Tensor<T, X>,
+    x: &Matrix<T, X>,
     group_ends: &E,
     global_scale: &GlobalScale<'_>,
-    codes: &mut Tensor<F4E2M1x2, C>,
+    codes: &mut Matrix<F4E2M1x2, C>,
     scales: &mut S,
     scale_offsets: &mut O,
 ) -> Result<()>
 where
-    T: QuantInput,
+    T: Float,
     X: DevicePtr<T>,
     E: DevicePtr<i32>,
     C: DevicePtrMut<F4E2M1x2>,
@@ -893,15 +847,15 @@ where
 pub fn mxfp4_quantize_grouped<T, X, E, C, S, O>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
-    x: &Tensor<T, X>,
+    x: &Matrix<T, X>,
     group_ends: &E,
     rule: MxScaleRule,
-    codes: &mut Tensor<F4E2M1x2, C>,
+    codes: &mut Matrix<F4E2M1x2, C>,
     scales: &mut S,
     scale_offsets: &mut O,
 ) -> Result<()>
 where
-    T: QuantInput,
+    T: Float,
     X: DevicePtr<T>,
     E: DevicePtr<i32>,
     C: DevicePtrMut<F4E2M1x2>,
@@ -928,15 +882,15 @@ where
 pub fn mxfp8_quantize_grouped<T, X, E, C, S, O>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
-    x: &Tensor<T, X>,
+    x: &Matrix<T, X>,
     group_ends: &E,
     rule: MxScaleRule,
-    codes: &mut Tensor<F8E4M3, C>,
+    codes: &mut Matrix<F8E4M3, C>,
     scales: &mut S,
     scale_offsets: &mut O,
 ) -> Result<()>
 where
-    T: QuantInput,
+    T: Float,
     X: DevicePtr<T>,
     E: DevicePtr<i32>,
     C: DevicePtrMut<F8E4M3>,
@@ -961,7 +915,7 @@ where
 /// Linear `[rows, cols]` scales → the 128×4-swizzled layout in `dst` (at least
 /// [`swizzled_scale_len`]`(rows, cols)` elements, 16-byte aligned; every byte of that length is
 /// written, padding as zeros). Asynchronous.
-pub fn swizzle_scales<S, B, D>(lowp: &Lowp, stream: &Arc<CudaStream>, src: &Tensor<S, B>, dst: &mut D) -> Result<()>
+pub fn swizzle_scales<S, B, D>(lowp: &Lowp, stream: &Arc<CudaStream>, src: &Matrix<S, B>, dst: &mut D) -> Result<()>
 where
     S: ScaleElement,
     B: DevicePtr<S>,
@@ -979,12 +933,12 @@ where
     if words == 0 {
         return Ok(());
     }
-    launch(lowp, stream, "swizzle_scales", "swizzle_scales", grid_for(lowp, "swizzle_scales", words), 0, &p)
+    launch(lowp, stream, "swizzle_scales", "swizzle_scales", grid_for(lowp, "swizzle_scales", words)?, 0, &p)
 }
 
 /// The 128×4-swizzled layout in `src` → linear `[rows, cols]` scales in `dst` (the padding of
 /// `src` is not read). Asynchronous.
-pub fn unswizzle_scales<S, B, D>(lowp: &Lowp, stream: &Arc<CudaStream>, src: &B, dst: &mut Tensor<S, D>) -> Result<()>
+pub fn unswizzle_scales<S, B, D>(lowp: &Lowp, stream: &Arc<CudaStream>, src: &B, dst: &mut Matrix<S, D>) -> Result<()>
 where
     S: ScaleElement,
     B: DevicePtr<S>,
@@ -1004,7 +958,7 @@ where
     if items == 0 {
         return Ok(());
     }
-    launch(lowp, stream, "unswizzle_scales", "unswizzle_scales", grid_for(lowp, "unswizzle_scales", items), 0, &p)
+    launch(lowp, stream, "unswizzle_scales", "unswizzle_scales", grid_for(lowp, "unswizzle_scales", items)?, 0, &p)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1013,10 +967,10 @@ fn dequantize_impl<C, CB, S, SB, O>(
     stream: &Arc<CudaStream>,
     fmt: Format,
     op: &'static str,
-    codes: &Tensor<C, CB>,
+    codes: &Matrix<C, CB>,
     scales: Scales<'_, S, SB>,
     g: Option<&GlobalScale<'_>>,
-    out: &mut Tensor<bf16, O>,
+    out: &mut Matrix<bf16, O>,
 ) -> Result<()>
 where
     C: Element,
@@ -1060,7 +1014,7 @@ where
     if items == 0 {
         return Ok(());
     }
-    launch(lowp, stream, op, &name, grid_for(lowp, &name, items), 0, &p)
+    launch(lowp, stream, op, &name, grid_for(lowp, &name, items)?, 0, &p)
 }
 
 /// NVFP4 → bf16: `out[r, c] = bf16((value · scale) / g)` (f32 arithmetic, one rounding to bf16),
@@ -1069,10 +1023,10 @@ where
 pub fn nvfp4_dequantize<C, S, O>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
-    codes: &Tensor<F4E2M1x2, C>,
+    codes: &Matrix<F4E2M1x2, C>,
     scales: Scales<'_, F8E4M3, S>,
     global_scale: &GlobalScale<'_>,
-    out: &mut Tensor<bf16, O>,
+    out: &mut Matrix<bf16, O>,
 ) -> Result<()>
 where
     C: DevicePtr<F4E2M1x2>,
@@ -1086,9 +1040,9 @@ where
 pub fn mxfp4_dequantize<C, S, O>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
-    codes: &Tensor<F4E2M1x2, C>,
+    codes: &Matrix<F4E2M1x2, C>,
     scales: Scales<'_, Ue8m0, S>,
-    out: &mut Tensor<bf16, O>,
+    out: &mut Matrix<bf16, O>,
 ) -> Result<()>
 where
     C: DevicePtr<F4E2M1x2>,
@@ -1103,9 +1057,9 @@ where
 pub fn mxfp8_dequantize<C, S, O>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
-    codes: &Tensor<F8E4M3, C>,
+    codes: &Matrix<F8E4M3, C>,
     scales: Scales<'_, Ue8m0, S>,
-    out: &mut Tensor<bf16, O>,
+    out: &mut Matrix<bf16, O>,
 ) -> Result<()>
 where
     C: DevicePtr<F8E4M3>,
@@ -1117,9 +1071,9 @@ where
 
 /// `max |x|` of the tensor into `amax` (one f32; NaN if any element is NaN): zeroes `amax` on
 /// `stream`, then folds every warp's maximum in with an atomic max. Asynchronous.
-pub fn tensor_amax<T, X, A>(lowp: &Lowp, stream: &Arc<CudaStream>, x: &Tensor<T, X>, amax: &mut A) -> Result<()>
+pub fn tensor_amax<T, X, A>(lowp: &Lowp, stream: &Arc<CudaStream>, x: &Matrix<T, X>, amax: &mut A) -> Result<()>
 where
-    T: QuantInput,
+    T: Float,
     X: DevicePtr<T>,
     A: DevicePtrMut<f32>,
 {
@@ -1143,7 +1097,7 @@ where
     // Guards again for the launch (same addresses as planned).
     let (_, _gx) = x.device_ptr(stream);
     let (_, _ga) = amax.device_ptr_mut(stream);
-    launch(lowp, stream, "tensor_amax", &name, grid_for(lowp, &name, items), 0, &p)
+    launch(lowp, stream, "tensor_amax", &name, grid_for(lowp, &name, items)?, 0, &p)
 }
 
 /// The NVFP4 global encode scale of `x` into `global_scale` (one f32), on the device:
@@ -1153,11 +1107,11 @@ where
 pub fn nvfp4_global_scale<T, X, G>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
-    x: &Tensor<T, X>,
+    x: &Matrix<T, X>,
     global_scale: &mut G,
 ) -> Result<()>
 where
-    T: QuantInput,
+    T: Float,
     X: DevicePtr<T>,
     G: DevicePtrMut<f32>,
 {

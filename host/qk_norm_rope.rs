@@ -35,9 +35,9 @@ use crate::abi::{
     qk_norm_rope_smem_bytes,
 };
 use crate::context::Lowp;
-use crate::dtype::{F8E4M3, HalfFloat};
+use crate::dtype::{F8E4M3, Half};
 use crate::error::{CudaResultExt, Error, Result};
-use crate::tensor::Tensor;
+use crate::matrix::Matrix;
 
 /// The device's FP8 scale arithmetic (`RECIP_RANGE`, and `div_by_scale` for the tests).
 #[path = "../kernels-gpu/src/prim/kv_fp8.rs"]
@@ -48,6 +48,7 @@ crate::abi::device_repr!(QkNormRopeParams);
 
 /// Kernel entry points of this family: `{qk_norm_rope,head_rmsnorm,rope}_{bf16,f16}_d{64,128,256}`,
 /// and `{qk_norm_rope,rope}_rows_*` for NeoX rotary widths whose partners are not a shuffle away.
+#[cfg(test)]
 pub(crate) const KERNELS: &[&str] = &[
     "qk_norm_rope_bf16_d64",
     "qk_norm_rope_bf16_d128",
@@ -293,21 +294,21 @@ impl Positions<'_> {
 }
 
 /// Where the rotated q and k go.
-pub enum Output<'a, T: HalfFloat> {
+pub enum Output<'a, T: Half> {
     /// Back into the q and k heads of `qkv`.
     InPlace,
     /// Separate `[tokens, Hq·D]` and `[tokens, Hk·D]` tensors (any row strides); `qkv` is read only.
     Separate {
-        q: Tensor<T, CudaViewMut<'a, T>>,
-        k: Tensor<T, CudaViewMut<'a, T>>,
+        q: Matrix<T, CudaViewMut<'a, T>>,
+        k: Matrix<T, CudaViewMut<'a, T>>,
     },
 }
 
 /// The FP8 KV-cache write: each token's final k (and optionally v), as `e4m3(value / scale)` with
 /// per-tensor scales, into row `slot_mapping[t]` (or `t`) of `[rows, Hk·D]` caches.
 pub struct KvCacheFp8<'a> {
-    pub k_cache: Tensor<F8E4M3, CudaViewMut<'a, F8E4M3>>,
-    pub v_cache: Option<Tensor<F8E4M3, CudaViewMut<'a, F8E4M3>>>,
+    pub k_cache: Matrix<F8E4M3, CudaViewMut<'a, F8E4M3>>,
+    pub v_cache: Option<Matrix<F8E4M3, CudaViewMut<'a, F8E4M3>>>,
     /// Row per token; negative entries skip the token (padding).
     pub slot_mapping: Option<CudaView<'a, i64>>,
     pub k_scale: f32,
@@ -318,9 +319,9 @@ pub struct KvCacheFp8<'a> {
 pub use crate::flag::ErrorFlag;
 
 /// Everything one call touches besides the configuration.
-pub struct QkNormRopeArgs<'a, T: HalfFloat> {
+pub struct QkNormRopeArgs<'a, T: Half> {
     /// `[tokens, (Hq + 2·Hk)·D]`.
-    pub qkv: Tensor<T, CudaViewMut<'a, T>>,
+    pub qkv: Matrix<T, CudaViewMut<'a, T>>,
     /// `[D]` each; required by `qk_norm_rope` and `head_rmsnorm`.
     pub weights: Option<(CudaView<'a, T>, CudaView<'a, T>)>,
     /// Required by `qk_norm_rope` and `rope`.
@@ -716,7 +717,7 @@ fn neox_rows(params: &QkNormRopeParams, op: Op) -> bool {
 }
 
 /// Kernel name for an op, dtype and head size.
-fn kernel_name<T: HalfFloat>(op: Op, d: usize, rows: bool) -> String {
+fn kernel_name<T: Half>(op: Op, d: usize, rows: bool) -> String {
     format!(
         "{}{}_{}_d{d}",
         op.name(),
@@ -725,7 +726,7 @@ fn kernel_name<T: HalfFloat>(op: Op, d: usize, rows: bool) -> String {
     )
 }
 
-fn mat<T, B: DeviceSlice<T>>(name: &'static str, t: &Tensor<T, B>, addr: u64, elem: usize) -> Mat
+fn mat<T, B: DeviceSlice<T>>(name: &'static str, t: &Matrix<T, B>, addr: u64, elem: usize) -> Mat
 where
     T: crate::dtype::Element,
 {
@@ -739,7 +740,7 @@ where
     }
 }
 
-fn run<T: HalfFloat>(
+fn run<T: Half>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
     cfg: &QkNormRopeConfig,
@@ -895,7 +896,7 @@ fn run<T: HalfFloat>(
         block_dim: (32 * warps, 1, 1),
         shared_mem_bytes: smem,
     };
-    let mut b = stream.launch_builder(f);
+    let mut b = stream.launch_builder(&f);
     b.arg(&params);
     // SAFETY: `plan` checked every shape, length, stride and overlap against the buffers whose
     // addresses are in `params` (all on this context, guards alive until after the launch); the
@@ -907,7 +908,7 @@ fn run<T: HalfFloat>(
 }
 
 /// Per-head RMSNorm of q and k, then the rotary embedding, in one pass (asynchronous on `stream`).
-pub fn qk_norm_rope<T: HalfFloat>(
+pub fn qk_norm_rope<T: Half>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
     cfg: &QkNormRopeConfig,
@@ -917,7 +918,7 @@ pub fn qk_norm_rope<T: HalfFloat>(
 }
 
 /// Per-head RMSNorm of q and k only (`positions` and `rotary` are ignored).
-pub fn head_rmsnorm<T: HalfFloat>(
+pub fn head_rmsnorm<T: Half>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
     cfg: &QkNormRopeConfig,
@@ -927,7 +928,7 @@ pub fn head_rmsnorm<T: HalfFloat>(
 }
 
 /// The rotary embedding of q and k only (`weights` and `eps` are ignored).
-pub fn rope<T: HalfFloat>(
+pub fn rope<T: Half>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
     cfg: &QkNormRopeConfig,

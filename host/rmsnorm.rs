@@ -20,11 +20,12 @@ use crate::abi::{
     RMSNORM_WARP_MAX_HIDDEN, RmsNormParams,
 };
 use crate::context::Lowp;
-use crate::dtype::HalfFloat;
+use crate::dtype::Half;
 use crate::error::{CudaResultExt, Error, Result};
-use crate::tensor::Tensor;
+use crate::matrix::Matrix;
 
 /// Kernel entry points of this family (`kernels-gpu/src/rmsnorm.rs`).
+#[cfg(test)]
 pub(crate) const KERNELS: &[&str] = &[
     "rmsnorm_bf16",
     "rmsnorm_f16",
@@ -38,19 +39,6 @@ pub(crate) const KERNELS: &[&str] = &[
     "rmsnorm_warp_f16",
     "add_rmsnorm_warp_bf16",
     "add_rmsnorm_warp_f16",
-];
-
-/// The persistent kernels of this family (`ptx::GRID_STRIDE_FAMILIES`: their grids come from
-/// the occupancy they get).
-pub(crate) const GRID_STRIDE: &[(&str, u32, u32)] = &[
-    ("rmsnorm_v4_bf16", RMSNORM_THREADS, RMSNORM_SMEM_BYTES),
-    ("rmsnorm_v4_f16", RMSNORM_THREADS, RMSNORM_SMEM_BYTES),
-    ("add_rmsnorm_v4_bf16", RMSNORM_THREADS, RMSNORM_SMEM_BYTES),
-    ("add_rmsnorm_v4_f16", RMSNORM_THREADS, RMSNORM_SMEM_BYTES),
-    ("rmsnorm_warp_bf16", RMSNORM_THREADS, 0),
-    ("rmsnorm_warp_f16", RMSNORM_THREADS, 0),
-    ("add_rmsnorm_warp_bf16", RMSNORM_THREADS, 0),
-    ("add_rmsnorm_warp_f16", RMSNORM_THREADS, 0),
 ];
 
 /// Which kernel runs a validated call (`plan`'s parameters).
@@ -162,7 +150,7 @@ pub(crate) fn plan(
     })
 }
 
-fn mat_arg<T: HalfFloat, B: cudarc::driver::DeviceSlice<T>>(name: &'static str, t: &Tensor<T, B>) -> MatArg {
+fn mat_arg<T: Half, B: cudarc::driver::DeviceSlice<T>>(name: &'static str, t: &Matrix<T, B>) -> MatArg {
     MatArg { name, rows: t.rows(), cols: t.cols(), stride: t.row_stride(), addr: 0, elem: std::mem::size_of::<T>() }
 }
 
@@ -178,8 +166,8 @@ fn launch(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static str, suffix: &str,
     }
     let rows = p.rows as u64;
     let grid = match variant {
-        Variant::Warp => lowp.grid_stride_grid(&kernel, rows, RMSNORM_ROWS_PER_WARP_CTA as u64),
-        Variant::V4 => lowp.grid_stride_grid(&kernel, rows, 1),
+        Variant::Warp => lowp.grid_stride_grid(&kernel, RMSNORM_THREADS, 0, rows, RMSNORM_ROWS_PER_WARP_CTA as u64)?,
+        Variant::V4 => lowp.grid_stride_grid(&kernel, RMSNORM_THREADS, RMSNORM_SMEM_BYTES, rows, 1)?,
         Variant::General => p.rows.min(i32::MAX as u32),
     };
     let cfg = LaunchConfig {
@@ -187,7 +175,7 @@ fn launch(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static str, suffix: &str,
         block_dim: (RMSNORM_THREADS, 1, 1),
         shared_mem_bytes: if variant == Variant::Warp { 0 } else { RMSNORM_SMEM_BYTES },
     };
-    let mut b = stream.launch_builder(f);
+    let mut b = stream.launch_builder(&f);
     b.arg(p);
     // SAFETY: `p` was built by `plan` from live buffers whose spans cover rows × hidden with the
     // given strides, on this handle's context; the kernel reads/writes only inside them, with the
@@ -204,13 +192,13 @@ fn launch(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static str, suffix: &str,
 pub fn rmsnorm<T, X, W, O>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
-    x: &Tensor<T, X>,
+    x: &Matrix<T, X>,
     weight: &W,
     eps: f32,
-    out: &mut Tensor<T, O>,
+    out: &mut Matrix<T, O>,
 ) -> Result<()>
 where
-    T: HalfFloat,
+    T: Half,
     X: DevicePtr<T>,
     W: DevicePtr<T>,
     O: DevicePtrMut<T>,
@@ -235,14 +223,14 @@ where
 pub fn add_rmsnorm<T, X, R, W, O>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
-    x: &Tensor<T, X>,
-    residual: &mut Tensor<T, R>,
+    x: &Matrix<T, X>,
+    residual: &mut Matrix<T, R>,
     weight: &W,
     eps: f32,
-    out: &mut Tensor<T, O>,
+    out: &mut Matrix<T, O>,
 ) -> Result<()>
 where
-    T: HalfFloat,
+    T: Half,
     X: DevicePtr<T>,
     R: DevicePtrMut<T>,
     W: DevicePtr<T>,

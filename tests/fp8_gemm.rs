@@ -38,7 +38,7 @@ use half::bf16;
 use lowp::cudarc::driver::{CudaStream, sys::CUstreamCaptureMode};
 use lowp::fp8::{self, ScaleLayout};
 use lowp::reference::fp8 as reff;
-use lowp::{F8E4M3, Tensor};
+use lowp::{F8E4M3, Matrix};
 
 use common::Rng;
 
@@ -127,11 +127,11 @@ struct Problem {
     /// Row-major `[m, k/128]` whatever `layout` is.
     sa_rm: Vec<f32>,
     sb: Vec<f32>,
-    a_d: Tensor<F8E4M3>,
-    b_d: Tensor<F8E4M3>,
+    a_d: Matrix<F8E4M3>,
+    b_d: Matrix<F8E4M3>,
     sa_d: lowp::cudarc::driver::CudaSlice<f32>,
-    sb_d: Tensor<f32>,
-    d: Tensor<bf16>,
+    sb_d: Matrix<f32>,
+    d: Matrix<bf16>,
 }
 
 impl Problem {
@@ -149,11 +149,11 @@ impl Problem {
             b: Vec::new(),
             sa_rm: Vec::new(),
             sb: Vec::new(),
-            a_d: Tensor::zeros(stream, m, k).expect("a"),
-            b_d: Tensor::zeros(stream, n, k).expect("b"),
+            a_d: Matrix::zeros(stream, m, k).expect("a"),
+            b_d: Matrix::zeros(stream, n, k).expect("b"),
             sa_d: stream.alloc_zeros::<f32>(sa_len).expect("sa"),
-            sb_d: Tensor::zeros(stream, n.div_ceil(128), g).expect("sb"),
-            d: Tensor::zeros(stream, m, n).expect("d"),
+            sb_d: Matrix::zeros(stream, n.div_ceil(128), g).expect("sb"),
+            d: Matrix::zeros(stream, m, n).expect("d"),
         };
         p.redraw(stream, rng);
         p
@@ -178,7 +178,7 @@ impl Problem {
             }
             ScaleLayout::RowMajor => self.sa_rm.clone(),
         };
-        let to8 = |v: &[u8]| v.iter().map(|&c| F8E4M3(c)).collect::<Vec<_>>();
+        let to8 = |v: &[u8]| v.iter().map(|&c| F8E4M3::from_bits(c)).collect::<Vec<_>>();
         stream.memcpy_htod(&to8(&self.a), self.a_d.buffer_mut()).expect("a");
         stream.memcpy_htod(&to8(&self.b), self.b_d.buffer_mut()).expect("b");
         stream.memcpy_htod(&sa_dev, &mut self.sa_d).expect("sa");
@@ -268,13 +268,13 @@ fn blockwise_gemm_is_unsupported_off_hopper_and_validates_shapes() {
     let test = "blockwise_gemm_is_unsupported_off_hopper";
     let lowp = common::gpu(test);
     let stream = lowp.new_stream().expect("stream");
-    let a = Tensor::<F8E4M3>::zeros(&stream, 4, 256).expect("a");
-    let b = Tensor::<F8E4M3>::zeros(&stream, 8, 256).expect("b");
+    let a = Matrix::<F8E4M3>::zeros(&stream, 4, 256).expect("a");
+    let b = Matrix::<F8E4M3>::zeros(&stream, 8, 256).expect("b");
     let sa = stream.alloc_zeros::<f32>(8).expect("sa");
-    let sb = Tensor::<f32>::zeros(&stream, 1, 2).expect("sb");
-    let mut d = Tensor::<bf16>::zeros(&stream, 4, 8).expect("d");
+    let sb = Matrix::<f32>::zeros(&stream, 1, 2).expect("sb");
+    let mut d = Matrix::<bf16>::zeros(&stream, 4, 8).expect("d");
     if lowp.arch() == lowp::Arch::Sm90a {
-        let mut d_bad = Tensor::<bf16>::zeros(&stream, 4, 9).expect("d");
+        let mut d_bad = Matrix::<bf16>::zeros(&stream, 4, 9).expect("d");
         let e = fp8::blockwise_gemm(&lowp, &stream, &a, &sa, ScaleLayout::RowMajor, &b, &sb, &mut d_bad).unwrap_err();
         assert!(matches!(e, lowp::Error::Shape { arg: "d", .. }), "{e}");
         if common::on_sim(&lowp) {
@@ -312,12 +312,12 @@ fn blockwise_gemm_permutation_probe() {
     // B[j, c]: a value that encodes (j, c) uniquely within E4M3's exact integers (±1..±448 grid)
     let mut rng = Rng::fresh("blockwise_gemm_permutation_probe");
     let b: Vec<u8> = (0..n * k).map(|_| code(&mut rng)).collect();
-    let to8 = |v: &[u8]| v.iter().map(|&c| F8E4M3(c)).collect::<Vec<_>>();
-    let a_d = Tensor::from_host(&stream, &to8(&a), m, k).expect("a");
-    let b_d = Tensor::from_host(&stream, &to8(&b), n, k).expect("b");
+    let to8 = |v: &[u8]| v.iter().map(|&c| F8E4M3::from_bits(c)).collect::<Vec<_>>();
+    let a_d = Matrix::from_host(&stream, &to8(&a), m, k).expect("a");
+    let b_d = Matrix::from_host(&stream, &to8(&b), n, k).expect("b");
     let sa = stream.clone_htod(&vec![1.0f32; m * (k / 128)]).expect("sa");
-    let sb = Tensor::from_host(&stream, &vec![1.0f32; (n / 128) * (k / 128)], n / 128, k / 128).expect("sb");
-    let mut d = Tensor::from_host(&stream, &vec![bf16::from_bits(common::POISON16); m * n], m, n).expect("d");
+    let sb = Matrix::from_host(&stream, &vec![1.0f32; (n / 128) * (k / 128)], n / 128, k / 128).expect("sb");
+    let mut d = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); m * n], m, n).expect("d");
     fp8::blockwise_gemm(&lowp, &stream, &a_d, &sa, ScaleLayout::RowMajor, &b_d, &sb, &mut d).expect("gemm");
     let got = d.to_host(&stream).expect("d back");
     let e = lowp::reference::convert::e4m3fn_to_f32;

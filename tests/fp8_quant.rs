@@ -16,7 +16,7 @@ use half::{bf16, f16};
 use lowp::fp8::{self, ScaleLayout, ScaleRecipe};
 use lowp::reference::convert as cv;
 use lowp::reference::fp8 as reff;
-use lowp::{F8E4M3, Tensor};
+use lowp::{F8E4M3, Matrix};
 
 use common::Rng;
 
@@ -98,7 +98,7 @@ fn random_matrix(rng: &mut Rng, n: usize) -> Vec<f32> {
     (0..n).map(|_| value(rng)).collect()
 }
 
-fn to_t<T: lowp::fp8::Fp8Input>(v: &[f32]) -> Vec<T> {
+fn to_t<T: lowp::Float>(v: &[f32]) -> Vec<T> {
     v.iter()
         .map(|&x| {
             let bits: Vec<u8> = match std::mem::size_of::<T>() {
@@ -111,7 +111,7 @@ fn to_t<T: lowp::fp8::Fp8Input>(v: &[f32]) -> Vec<T> {
         .collect()
 }
 
-fn as_f32<T: lowp::fp8::Fp8Input>(v: &[T]) -> Vec<f32> {
+fn as_f32<T: lowp::Float>(v: &[T]) -> Vec<f32> {
     v.iter()
         .map(|x| {
             let b = bytemuck::bytes_of(x);
@@ -130,14 +130,14 @@ fn same_bf16(got: bf16, want: f32) -> bool {
     got.to_bits() == bf16::from_f32(want).to_bits() || (got.is_nan() && want.is_nan())
 }
 
-fn group_case<T: lowp::fp8::Fp8Input>(lowp: &lowp::Lowp, rng: &mut Rng, m: usize, k: usize, pad: usize, layout: ScaleLayout, recipe: ScaleRecipe) {
+fn group_case<T: lowp::Float>(lowp: &lowp::Lowp, rng: &mut Rng, m: usize, k: usize, pad: usize, layout: ScaleLayout, recipe: ScaleRecipe) {
     let stream = lowp.new_stream().expect("stream");
     let stride = k + pad;
     let host_f32 = random_matrix(rng, m * stride);
     let host: Vec<T> = to_t(&host_f32);
     let exact = as_f32(&host); // the values the kernel sees
-    let x = Tensor::from_host_strided(&stream, &host, m, k, stride).expect("x");
-    let mut q = Tensor::from_host(&stream, &vec![F8E4M3(0xa5); m * k], m, k).expect("q");
+    let x = Matrix::from_host_strided(&stream, &host, m, k, stride).expect("x");
+    let mut q = Matrix::from_host(&stream, &vec![F8E4M3::from_bits(0xa5); m * k], m, k).expect("q");
     let groups = k / 128;
     let slen = match layout {
         ScaleLayout::RowMajor => m * groups,
@@ -151,7 +151,7 @@ fn group_case<T: lowp::fp8::Fp8Input>(lowp: &lowp::Lowp, rng: &mut Rng, m: usize
     let got_s = stream.clone_dtoh(&s).expect("s back");
     let case = format!("{} m {m} k {k} pad {pad} {layout:?} {recipe:?}", T::SUFFIX);
     for i in 0..m * k {
-        assert_eq!(got_q[i].0, want_q[i], "{case}: code {i} ({:e})", dense[i]);
+        assert_eq!(got_q[i].to_bits(), want_q[i], "{case}: code {i} ({:e})", dense[i]);
     }
     for r in 0..m {
         for g in 0..groups {
@@ -170,7 +170,7 @@ fn group_case<T: lowp::fp8::Fp8Input>(lowp: &lowp::Lowp, rng: &mut Rng, m: usize
         }
     }
     // round trip through the dequantizer
-    let mut out = Tensor::from_host(&stream, &vec![bf16::from_bits(common::POISON16); m * k], m, k).expect("out");
+    let mut out = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); m * k], m, k).expect("out");
     fp8::dequantize_per_token_group(lowp, &stream, &q, &s, layout, &mut out).expect("dequantize");
     let back = out.to_host(&stream).expect("out back");
     let want = reff::dequantize(&want_q, m, k, &want_s, 1);
@@ -198,28 +198,28 @@ fn per_token_group_quantization_matches_reference() {
     group_case::<f32>(&lowp, &mut rng, 5, 256, 1, ScaleLayout::RowMajor, ScaleRecipe::Ue8m0);
 }
 
-fn block_case<T: lowp::fp8::Fp8Input>(lowp: &lowp::Lowp, rng: &mut Rng, n: usize, k: usize, pad: usize, recipe: ScaleRecipe) {
+fn block_case<T: lowp::Float>(lowp: &lowp::Lowp, rng: &mut Rng, n: usize, k: usize, pad: usize, recipe: ScaleRecipe) {
     let stream = lowp.new_stream().expect("stream");
     let stride = k + pad;
     let host: Vec<T> = to_t(&random_matrix(rng, n * stride));
     let exact = as_f32(&host);
-    let w = Tensor::from_host_strided(&stream, &host, n, k, stride).expect("w");
-    let mut q = Tensor::from_host(&stream, &vec![F8E4M3(0xa5); n * k], n, k).expect("q");
+    let w = Matrix::from_host_strided(&stream, &host, n, k, stride).expect("w");
+    let mut q = Matrix::from_host(&stream, &vec![F8E4M3::from_bits(0xa5); n * k], n, k).expect("q");
     let (rb, cb) = (n.div_ceil(128), k / 128);
-    let mut s = Tensor::from_host(&stream, &vec![f32::NAN; rb * cb], rb, cb).expect("s");
+    let mut s = Matrix::from_host(&stream, &vec![f32::NAN; rb * cb], rb, cb).expect("s");
     fp8::quantize_per_block(lowp, &stream, &w, &mut q, &mut s, recipe).expect("quantize");
     let dense: Vec<f32> = (0..n).flat_map(|r| exact[r * stride..r * stride + k].to_vec()).collect();
     let (want_q, want_s) = reff::quantize_per_block(&dense, n, k, recipe == ScaleRecipe::Ue8m0);
     let case = format!("{} n {n} k {k} pad {pad} {recipe:?}", T::SUFFIX);
     let got_q = q.to_host(&stream).expect("q back");
     for i in 0..n * k {
-        assert_eq!(got_q[i].0, want_q[i], "{case}: code {i}");
+        assert_eq!(got_q[i].to_bits(), want_q[i], "{case}: code {i}");
     }
     let got_s = s.to_host(&stream).expect("s back");
     for i in 0..rb * cb {
         assert_eq!(got_s[i].to_bits(), want_s[i].to_bits(), "{case}: scale {i}");
     }
-    let mut out = Tensor::from_host(&stream, &vec![bf16::from_bits(common::POISON16); n * k], n, k).expect("out");
+    let mut out = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); n * k], n, k).expect("out");
     fp8::dequantize_per_block(lowp, &stream, &q, &s, &mut out).expect("dequantize");
     let back = out.to_host(&stream).expect("back");
     let want = reff::dequantize(&want_q, n, k, &want_s, 128);
@@ -248,14 +248,14 @@ fn per_block_quantization_matches_reference() {
 fn fp8_quantizers_reject_bad_shapes() {
     let lowp = common::gpu("fp8_quantizers_reject_bad_shapes");
     let stream = lowp.new_stream().expect("stream");
-    let x = Tensor::<bf16>::zeros(&stream, 4, 200).expect("x");
-    let mut q = Tensor::<F8E4M3>::zeros(&stream, 4, 200).expect("q");
+    let x = Matrix::<bf16>::zeros(&stream, 4, 200).expect("x");
+    let mut q = Matrix::<F8E4M3>::zeros(&stream, 4, 200).expect("q");
     let mut s = stream.alloc_zeros::<f32>(8).expect("s");
     let e = fp8::quantize_per_token_group(&lowp, &stream, &x, &mut q, &mut s, ScaleLayout::RowMajor, ScaleRecipe::Float).unwrap_err();
     assert!(matches!(e, lowp::Error::Shape { arg: "x", .. }), "{e}");
-    let w = Tensor::<bf16>::zeros(&stream, 300, 256).expect("w");
-    let mut q = Tensor::<F8E4M3>::zeros(&stream, 300, 256).expect("q");
-    let mut s = Tensor::<f32>::zeros(&stream, 2, 2).expect("s");
+    let w = Matrix::<bf16>::zeros(&stream, 300, 256).expect("w");
+    let mut q = Matrix::<F8E4M3>::zeros(&stream, 300, 256).expect("q");
+    let mut s = Matrix::<f32>::zeros(&stream, 2, 2).expect("s");
     let e = fp8::quantize_per_block(&lowp, &stream, &w, &mut q, &mut s, ScaleRecipe::Float).unwrap_err();
     assert!(matches!(e, lowp::Error::Shape { arg: "scales", .. }), "{e}");
 }

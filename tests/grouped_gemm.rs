@@ -20,7 +20,7 @@ use lowp::cudarc::driver::sys::CUstreamCaptureMode;
 use lowp::fp8::ScaleLayout;
 use lowp::grouped_gemm::{self as gg, GroupLayout};
 use lowp::reference::convert::e4m3fn_to_f32;
-use lowp::{ErrorFlag, F8E4M3, Tensor};
+use lowp::{ErrorFlag, F8E4M3, Matrix};
 
 use common::Rng;
 
@@ -120,9 +120,9 @@ fn bf16_case(lowp: &lowp::Lowp, rng: &mut Rng, experts: usize, total: usize, n: 
     let rows = masked.map_or(total, |m| experts * m);
     let x: Vec<bf16> = (0..rows * k).map(|_| bf16::from_f64(rng.normal())).collect();
     let w: Vec<bf16> = (0..experts * n * k).map(|_| bf16::from_f64(rng.normal() * 0.05)).collect();
-    let x_d = Tensor::from_host(&stream, &x, rows, k).expect("x");
-    let w_d = Tensor::from_host(&stream, &w, experts * n, k).expect("w");
-    let mut y = Tensor::from_host(&stream, &vec![bf16::from_bits(common::POISON16); rows * n], rows, n).expect("y");
+    let x_d = Matrix::from_host(&stream, &x, rows, k).expect("x");
+    let w_d = Matrix::from_host(&stream, &w, experts * n, k).expect("w");
+    let mut y = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); rows * n], rows, n).expect("y");
     let (table, spans) = group_table(&sz, masked);
     let table_d = stream.clone_htod(&table).expect("table");
     let layout = match masked {
@@ -207,9 +207,9 @@ fn fp8_grouped_gemm_matches_reference() {
         };
         let sx: Vec<f32> = (0..rows * kb).map(|_| scale(&mut rng)).collect();
         let sw: Vec<f32> = (0..experts * nb * kb).map(|_| scale(&mut rng)).collect();
-        let to8 = |v: &[u8]| v.iter().map(|&c| F8E4M3(c)).collect::<Vec<_>>();
-        let x_d = Tensor::from_host(&stream, &to8(&x), rows, k).expect("x");
-        let w_d = Tensor::from_host(&stream, &to8(&w), experts * n, k).expect("w");
+        let to8 = |v: &[u8]| v.iter().map(|&c| F8E4M3::from_bits(c)).collect::<Vec<_>>();
+        let x_d = Matrix::from_host(&stream, &to8(&x), rows, k).expect("x");
+        let w_d = Matrix::from_host(&stream, &to8(&w), experts * n, k).expect("w");
         let (sx_layout, sx_dev) = if m_major {
             // column c of the scales at c · ld, ld past the rows (padding never read)
             let ld = lowp::fp8::m_major_ld(rows + 1);
@@ -224,8 +224,8 @@ fn fp8_grouped_gemm_matches_reference() {
             (ScaleLayout::RowMajor, sx.clone())
         };
         let sx_d = stream.clone_htod(&sx_dev).expect("sx");
-        let sw_d = Tensor::from_host(&stream, &sw, experts * nb, kb).expect("sw");
-        let mut y = Tensor::from_host(&stream, &vec![bf16::from_bits(common::POISON16); rows * n], rows, n).expect("y");
+        let sw_d = Matrix::from_host(&stream, &sw, experts * nb, kb).expect("sw");
+        let mut y = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); rows * n], rows, n).expect("y");
         let (table, spans) = group_table(&sz, masked);
         let table_d = stream.clone_htod(&table).expect("table");
         let layout = match masked {
@@ -262,12 +262,12 @@ fn grouped_gemm_clamps_and_flags_bad_offsets() {
     }
     let stream = lowp.new_stream().expect("stream");
     let (rows, n, k, experts) = (300, 128, 128, 4);
-    let x = Tensor::from_host(&stream, &vec![bf16::ONE; rows * k], rows, k).expect("x");
-    let w = Tensor::from_host(&stream, &vec![bf16::ONE; experts * n * k], experts * n, k).expect("w");
+    let x = Matrix::from_host(&stream, &vec![bf16::ONE; rows * k], rows, k).expect("x");
+    let w = Matrix::from_host(&stream, &vec![bf16::ONE; experts * n * k], experts * n, k).expect("w");
     // Decreasing, past the row count, negative: each end is clamped into [previous end, rows],
     // so the groups cover rows [0, covered) and the rest keep the poison.
     for (table, covered) in [(vec![100i32, 50, 200, 300], 300), (vec![100, 200, 250, 100_000], 300), (vec![-5, 10, 20, 30], 30)] {
-        let mut y = Tensor::from_host(&stream, &vec![bf16::from_bits(common::POISON16); rows * n], rows, n).expect("y");
+        let mut y = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); rows * n], rows, n).expect("y");
         let t = stream.clone_htod(&table).expect("table");
         let mut flag = ErrorFlag::new(&stream).expect("flag");
         gg::bf16_grouped_gemm(&lowp, &stream, &x, &w, n, &GroupLayout::Contiguous { ends: t.as_view() }, &mut y, Some(&mut flag)).expect("launch");
@@ -280,9 +280,9 @@ fn grouped_gemm_clamps_and_flags_bad_offsets() {
     }
     // Masked counts outside [0, max_m] are clamped into it (slab g: rows g·max_m + [0, count)).
     let max_m = rows / experts;
-    let x = Tensor::from_host(&stream, &vec![bf16::ONE; experts * max_m * k], experts * max_m, k).expect("x");
+    let x = Matrix::from_host(&stream, &vec![bf16::ONE; experts * max_m * k], experts * max_m, k).expect("x");
     let counts = [-1i32, 5, 1000, max_m as i32];
-    let mut y = Tensor::from_host(&stream, &vec![bf16::from_bits(common::POISON16); experts * max_m * n], experts * max_m, n).expect("y");
+    let mut y = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); experts * max_m * n], experts * max_m, n).expect("y");
     let t = stream.clone_htod(&counts).expect("counts");
     let mut flag = ErrorFlag::new(&stream).expect("flag");
     gg::bf16_grouped_gemm(&lowp, &stream, &x, &w, n, &GroupLayout::Masked { counts: t.as_view(), max_m }, &mut y, Some(&mut flag)).expect("launch");
@@ -309,12 +309,12 @@ fn bf16_grouped_gemm_replays_in_a_cuda_graph() {
     let mut rng = Rng::fresh(test);
     let stream = lowp.new_stream().expect("stream");
     let (experts, total, n, k) = (6, 200, 136, 192);
-    let mut x_d = Tensor::<bf16>::zeros(&stream, total, k).expect("x");
-    let mut w_d = Tensor::<bf16>::zeros(&stream, experts * n, k).expect("w");
-    let mut y = Tensor::<bf16>::zeros(&stream, total, n).expect("y");
+    let mut x_d = Matrix::<bf16>::zeros(&stream, total, k).expect("x");
+    let mut w_d = Matrix::<bf16>::zeros(&stream, experts * n, k).expect("w");
+    let mut y = Matrix::<bf16>::zeros(&stream, total, n).expect("y");
     let mut ends_d = stream.alloc_zeros::<i32>(experts).expect("ends");
     // Writes new operands and group sizes in place; returns what to compare against.
-    let redraw = |rng: &mut Rng, x_d: &mut Tensor<bf16>, w_d: &mut Tensor<bf16>, y: &mut Tensor<bf16>, ends_d: &mut lowp::cudarc::driver::CudaSlice<i32>| {
+    let redraw = |rng: &mut Rng, x_d: &mut Matrix<bf16>, w_d: &mut Matrix<bf16>, y: &mut Matrix<bf16>, ends_d: &mut lowp::cudarc::driver::CudaSlice<i32>| {
         let x: Vec<bf16> = (0..total * k).map(|_| bf16::from_f64(rng.normal())).collect();
         let w: Vec<bf16> = (0..experts * n * k).map(|_| bf16::from_f64(rng.normal() * 0.05)).collect();
         let (table, spans) = group_table(&sizes(rng, experts, total), None);
@@ -329,14 +329,14 @@ fn bf16_grouped_gemm_replays_in_a_cuda_graph() {
         (want, checked.iter().map(|&(r, _)| r).collect::<Vec<usize>>())
     };
     let (want, rows) = redraw(&mut rng, &mut x_d, &mut w_d, &mut y, &mut ends_d);
-    let gemm = |x_d: &Tensor<bf16>, w_d: &Tensor<bf16>, y: &mut Tensor<bf16>, ends_d: &lowp::cudarc::driver::CudaSlice<i32>| {
+    let gemm = |x_d: &Matrix<bf16>, w_d: &Matrix<bf16>, y: &mut Matrix<bf16>, ends_d: &lowp::cudarc::driver::CudaSlice<i32>| {
         gg::bf16_grouped_gemm(&lowp, &stream, x_d, w_d, n, &GroupLayout::Contiguous { ends: ends_d.as_view() }, y, None)
     };
     gemm(&x_d, &w_d, &mut y, &ends_d).expect("grouped gemm before capture");
     check(&lowp, "before capture", &y.to_host(&stream).expect("y back"), &want, &rows, n);
 
-    let (other_x, other_w) = (Tensor::<bf16>::zeros(&stream, 64, k).expect("x"), Tensor::<bf16>::zeros(&stream, experts * n, k).expect("w"));
-    let mut other_y = Tensor::<bf16>::zeros(&stream, 64, n).expect("y");
+    let (other_x, other_w) = (Matrix::<bf16>::zeros(&stream, 64, k).expect("x"), Matrix::<bf16>::zeros(&stream, experts * n, k).expect("w"));
+    let mut other_y = Matrix::<bf16>::zeros(&stream, 64, n).expect("y");
     let other_ends = stream.clone_htod(&[10i32, 20, 30, 40, 50, 64]).expect("ends");
     stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).expect("begin capture");
     let captured = gemm(&x_d, &w_d, &mut y, &ends_d);

@@ -18,9 +18,9 @@ use std::sync::Arc;
 
 use half::{bf16, f16};
 use lowp::cudarc::driver::{CudaSlice, CudaStream};
-use lowp::microscaling::{self as mx, GlobalScale, MxScaleRule, QuantInput, Scales, ScalesMut};
+use lowp::microscaling::{self as mx, GlobalScale, MxScaleRule, Scales, ScalesMut};
 use lowp::reference::microscaling as rf;
-use lowp::{Error, F4E2M1x2, F8E4M3, Lowp, Tensor, Ue8m0};
+use lowp::{Error, F4E2M1x2, F8E4M3, Float, Lowp, Matrix, Ue8m0};
 
 use common::Rng;
 
@@ -177,33 +177,23 @@ fn reference_round_trips_stay_within_the_formats_resolution() {
 // GPU helpers
 
 /// The input dtypes on the host side of the tests.
-trait In: QuantInput + Copy {
-    fn from_f64(v: f64) -> Self;
+trait In: Float + Copy {
     fn to_f32(self) -> f32;
 }
 
 impl In for bf16 {
-    fn from_f64(v: f64) -> Self {
-        bf16::from_f64(v)
-    }
     fn to_f32(self) -> f32 {
         bf16::to_f32(self)
     }
 }
 
 impl In for f16 {
-    fn from_f64(v: f64) -> Self {
-        f16::from_f64(v)
-    }
     fn to_f32(self) -> f32 {
         f16::to_f32(self)
     }
 }
 
 impl In for f32 {
-    fn from_f64(v: f64) -> Self {
-        v as f32
-    }
     fn to_f32(self) -> f32 {
         self
     }
@@ -435,10 +425,10 @@ impl Byte for F4E2M1x2 {
 
 impl Byte for F8E4M3 {
     fn from_byte(b: u8) -> Self {
-        F8E4M3(b)
+        F8E4M3::from_bits(b)
     }
     fn byte(self) -> u8 {
-        self.0
+        self.to_bits()
     }
 }
 
@@ -462,9 +452,9 @@ trait Api {
         lowp: &Lowp,
         stream: &Arc<CudaStream>,
         fmt: Fmt,
-        x: &Tensor<T, View<'_, T>>,
+        x: &Matrix<T, View<'_, T>>,
         g: &GlobalScale<'_>,
-        codes: &mut Tensor<Self::C, ViewMut<'_, Self::C>>,
+        codes: &mut Matrix<Self::C, ViewMut<'_, Self::C>>,
         scales: ScalesMut<'_, Self::S, ViewMut<'_, Self::S>>,
     ) -> lowp::Result<()>;
     #[allow(clippy::too_many_arguments)]
@@ -472,20 +462,20 @@ trait Api {
         lowp: &Lowp,
         stream: &Arc<CudaStream>,
         fmt: Fmt,
-        x: &Tensor<T, View<'_, T>>,
+        x: &Matrix<T, View<'_, T>>,
         ends: &CudaSlice<i32>,
         g: &GlobalScale<'_>,
-        codes: &mut Tensor<Self::C, ViewMut<'_, Self::C>>,
+        codes: &mut Matrix<Self::C, ViewMut<'_, Self::C>>,
         scales: &mut CudaSlice<Self::S>,
         offsets: &mut CudaSlice<i32>,
     ) -> lowp::Result<()>;
     fn dequantize(
         lowp: &Lowp,
         stream: &Arc<CudaStream>,
-        codes: &Tensor<Self::C, View<'_, Self::C>>,
+        codes: &Matrix<Self::C, View<'_, Self::C>>,
         scales: Scales<'_, Self::S, View<'_, Self::S>>,
         g: &GlobalScale<'_>,
-        out: &mut Tensor<bf16, ViewMut<'_, bf16>>,
+        out: &mut Matrix<bf16, ViewMut<'_, bf16>>,
     ) -> lowp::Result<()>;
 }
 
@@ -508,9 +498,9 @@ impl Api for Nv {
         lowp: &Lowp,
         stream: &Arc<CudaStream>,
         _: Fmt,
-        x: &Tensor<T, View<'_, T>>,
+        x: &Matrix<T, View<'_, T>>,
         g: &GlobalScale<'_>,
-        codes: &mut Tensor<F4E2M1x2, ViewMut<'_, F4E2M1x2>>,
+        codes: &mut Matrix<F4E2M1x2, ViewMut<'_, F4E2M1x2>>,
         scales: ScalesMut<'_, F8E4M3, ViewMut<'_, F8E4M3>>,
     ) -> lowp::Result<()> {
         mx::nvfp4_quantize(lowp, stream, x, g, codes, scales)
@@ -519,10 +509,10 @@ impl Api for Nv {
         lowp: &Lowp,
         stream: &Arc<CudaStream>,
         _: Fmt,
-        x: &Tensor<T, View<'_, T>>,
+        x: &Matrix<T, View<'_, T>>,
         ends: &CudaSlice<i32>,
         g: &GlobalScale<'_>,
-        codes: &mut Tensor<F4E2M1x2, ViewMut<'_, F4E2M1x2>>,
+        codes: &mut Matrix<F4E2M1x2, ViewMut<'_, F4E2M1x2>>,
         scales: &mut CudaSlice<F8E4M3>,
         offsets: &mut CudaSlice<i32>,
     ) -> lowp::Result<()> {
@@ -531,10 +521,10 @@ impl Api for Nv {
     fn dequantize(
         lowp: &Lowp,
         stream: &Arc<CudaStream>,
-        codes: &Tensor<F4E2M1x2, View<'_, F4E2M1x2>>,
+        codes: &Matrix<F4E2M1x2, View<'_, F4E2M1x2>>,
         scales: Scales<'_, F8E4M3, View<'_, F8E4M3>>,
         g: &GlobalScale<'_>,
-        out: &mut Tensor<bf16, ViewMut<'_, bf16>>,
+        out: &mut Matrix<bf16, ViewMut<'_, bf16>>,
     ) -> lowp::Result<()> {
         mx::nvfp4_dequantize(lowp, stream, codes, scales, g, out)
     }
@@ -547,9 +537,9 @@ impl Api for Mx4 {
         lowp: &Lowp,
         stream: &Arc<CudaStream>,
         fmt: Fmt,
-        x: &Tensor<T, View<'_, T>>,
+        x: &Matrix<T, View<'_, T>>,
         _: &GlobalScale<'_>,
-        codes: &mut Tensor<F4E2M1x2, ViewMut<'_, F4E2M1x2>>,
+        codes: &mut Matrix<F4E2M1x2, ViewMut<'_, F4E2M1x2>>,
         scales: ScalesMut<'_, Ue8m0, ViewMut<'_, Ue8m0>>,
     ) -> lowp::Result<()> {
         mx::mxfp4_quantize(lowp, stream, x, rule(fmt), codes, scales)
@@ -558,10 +548,10 @@ impl Api for Mx4 {
         lowp: &Lowp,
         stream: &Arc<CudaStream>,
         fmt: Fmt,
-        x: &Tensor<T, View<'_, T>>,
+        x: &Matrix<T, View<'_, T>>,
         ends: &CudaSlice<i32>,
         _: &GlobalScale<'_>,
-        codes: &mut Tensor<F4E2M1x2, ViewMut<'_, F4E2M1x2>>,
+        codes: &mut Matrix<F4E2M1x2, ViewMut<'_, F4E2M1x2>>,
         scales: &mut CudaSlice<Ue8m0>,
         offsets: &mut CudaSlice<i32>,
     ) -> lowp::Result<()> {
@@ -570,10 +560,10 @@ impl Api for Mx4 {
     fn dequantize(
         lowp: &Lowp,
         stream: &Arc<CudaStream>,
-        codes: &Tensor<F4E2M1x2, View<'_, F4E2M1x2>>,
+        codes: &Matrix<F4E2M1x2, View<'_, F4E2M1x2>>,
         scales: Scales<'_, Ue8m0, View<'_, Ue8m0>>,
         _: &GlobalScale<'_>,
-        out: &mut Tensor<bf16, ViewMut<'_, bf16>>,
+        out: &mut Matrix<bf16, ViewMut<'_, bf16>>,
     ) -> lowp::Result<()> {
         mx::mxfp4_dequantize(lowp, stream, codes, scales, out)
     }
@@ -586,9 +576,9 @@ impl Api for Mx8 {
         lowp: &Lowp,
         stream: &Arc<CudaStream>,
         fmt: Fmt,
-        x: &Tensor<T, View<'_, T>>,
+        x: &Matrix<T, View<'_, T>>,
         _: &GlobalScale<'_>,
-        codes: &mut Tensor<F8E4M3, ViewMut<'_, F8E4M3>>,
+        codes: &mut Matrix<F8E4M3, ViewMut<'_, F8E4M3>>,
         scales: ScalesMut<'_, Ue8m0, ViewMut<'_, Ue8m0>>,
     ) -> lowp::Result<()> {
         mx::mxfp8_quantize(lowp, stream, x, rule(fmt), codes, scales)
@@ -597,10 +587,10 @@ impl Api for Mx8 {
         lowp: &Lowp,
         stream: &Arc<CudaStream>,
         fmt: Fmt,
-        x: &Tensor<T, View<'_, T>>,
+        x: &Matrix<T, View<'_, T>>,
         ends: &CudaSlice<i32>,
         _: &GlobalScale<'_>,
-        codes: &mut Tensor<F8E4M3, ViewMut<'_, F8E4M3>>,
+        codes: &mut Matrix<F8E4M3, ViewMut<'_, F8E4M3>>,
         scales: &mut CudaSlice<Ue8m0>,
         offsets: &mut CudaSlice<i32>,
     ) -> lowp::Result<()> {
@@ -609,10 +599,10 @@ impl Api for Mx8 {
     fn dequantize(
         lowp: &Lowp,
         stream: &Arc<CudaStream>,
-        codes: &Tensor<F8E4M3, View<'_, F8E4M3>>,
+        codes: &Matrix<F8E4M3, View<'_, F8E4M3>>,
         scales: Scales<'_, Ue8m0, View<'_, Ue8m0>>,
         _: &GlobalScale<'_>,
-        out: &mut Tensor<bf16, ViewMut<'_, bf16>>,
+        out: &mut Matrix<bf16, ViewMut<'_, bf16>>,
     ) -> lowp::Result<()> {
         mx::mxfp8_dequantize(lowp, stream, codes, scales, out)
     }
@@ -642,7 +632,7 @@ fn run_typed<T: In, A: Api>(lowp: &Lowp, stream: &Arc<CudaStream>, rng: &mut Rng
     let x_host: Vec<T> = random_values::<T>(rng, x_offset + rows * x_stride, fmt.block(), true);
     let x_dense: Vec<f32> = dense(&x_host, rows, k, x_stride, x_offset).iter().map(|v| v.to_f32()).collect();
     let x_dev = stream.clone_htod(&x_host).expect("htod");
-    let x = Tensor::from_buffer_strided(x_dev.slice(x_offset..), rows, k, x_stride).expect("x");
+    let x = Matrix::from_buffer_strided(x_dev.slice(x_offset..), rows, k, x_stride).expect("x");
 
     // the global scale (NVFP4; the MX formats ignore it)
     let mut g_dev = stream.clone_htod(&[f32::NAN]).expect("htod");
@@ -673,11 +663,11 @@ fn run_typed<T: In, A: Api>(lowp: &Lowp, stream: &Arc<CudaStream>, rng: &mut Rng
     let mut scales_dev = poisoned::<A::S>(stream, s_len);
     {
         let mut codes =
-            Tensor::from_buffer_strided(codes_dev.slice_mut(c_offset..), rows, ccols, c_stride).expect("codes");
+            Matrix::from_buffer_strided(codes_dev.slice_mut(c_offset..), rows, ccols, c_stride).expect("codes");
         let mut sv = scales_dev.slice_mut(..);
         match linear {
             Some(st) => {
-                let mut s = Tensor::from_buffer_strided(sv, rows, nb, st).expect("scales");
+                let mut s = Matrix::from_buffer_strided(sv, rows, nb, st).expect("scales");
                 A::quantize(lowp, stream, fmt, &x, &gs, &mut codes, ScalesMut::Linear(&mut s)).expect("quantize");
             }
             None => {
@@ -718,12 +708,12 @@ fn run_typed<T: In, A: Api>(lowp: &Lowp, stream: &Arc<CudaStream>, rng: &mut Rng
     let out_stride = k + 8;
     let mut out_dev = stream.clone_htod(&vec![bf16::from_bits(common::POISON16); rows * out_stride]).expect("htod");
     {
-        let mut out = Tensor::from_buffer_strided(out_dev.slice_mut(..), rows, k, out_stride).expect("out");
-        let codes = Tensor::from_buffer_strided(codes_dev.slice(c_offset..), rows, ccols, c_stride).expect("codes");
+        let mut out = Matrix::from_buffer_strided(out_dev.slice_mut(..), rows, k, out_stride).expect("out");
+        let codes = Matrix::from_buffer_strided(codes_dev.slice(c_offset..), rows, ccols, c_stride).expect("codes");
         let sv = scales_dev.slice(..);
         match linear {
             Some(st) => {
-                let s = Tensor::from_buffer_strided(scales_dev.slice(..), rows, nb, st).expect("scales");
+                let s = Matrix::from_buffer_strided(scales_dev.slice(..), rows, nb, st).expect("scales");
                 A::dequantize(lowp, stream, &codes, Scales::Linear(&s), &gs, &mut out).expect("dequantize");
             }
             None => A::dequantize(lowp, stream, &codes, Scales::Swizzled(&sv), &gs, &mut out).expect("dequantize"),
@@ -849,7 +839,7 @@ fn run_grouped_typed<T: In, A: Api>(
     let x_dense: Vec<f32> = x_host.iter().map(|v| v.to_f32()).collect();
     // a few spare elements: cudarc does not allocate empty buffers
     let x_dev = stream.clone_htod(&[x_host.clone(), vec![T::from_f64(0.0); 8]].concat()).expect("htod");
-    let x = Tensor::from_buffer(x_dev.slice(..rows * k), rows, k).expect("x");
+    let x = Matrix::from_buffer(x_dev.slice(..rows * k), rows, k).expect("x");
     let g = rf::nvfp4_global_scale(rf::tensor_amax(&x_dense));
     let ends_dev = stream.clone_htod(offs).expect("htod");
     let ccols = fmt.code_cols(k);
@@ -858,7 +848,7 @@ fn run_grouped_typed<T: In, A: Api>(
     let mut scales_dev = poisoned::<A::S>(stream, s_len.max(16));
     let mut offsets_dev = stream.clone_htod(&vec![-7i32; offs.len() + 1]).expect("htod");
     {
-        let mut codes = Tensor::from_buffer(codes_dev.slice_mut(..rows * ccols), rows, ccols).expect("codes");
+        let mut codes = Matrix::from_buffer(codes_dev.slice_mut(..rows * ccols), rows, ccols).expect("codes");
         A::quantize_grouped(
             lowp,
             stream,
@@ -951,7 +941,7 @@ fn swizzle_kernels_match_reference() {
         let len = mx::swizzled_scale_len(rows, cols);
         let mut dst_dev = poisoned::<Ue8m0>(&stream, len + 32);
         {
-            let src = Tensor::from_buffer_strided(src_dev.slice(..), rows, cols, stride).expect("src");
+            let src = Matrix::from_buffer_strided(src_dev.slice(..), rows, cols, stride).expect("src");
             mx::swizzle_scales(&lowp, &stream, &src, &mut dst_dev).expect("swizzle");
         }
         let got = bytes_back(&stream, &dst_dev);
@@ -960,7 +950,7 @@ fn swizzle_kernels_match_reference() {
         // and back, into a poisoned strided tensor
         let mut back_dev = poisoned::<Ue8m0>(&stream, rows * stride);
         {
-            let mut back = Tensor::from_buffer_strided(back_dev.slice_mut(..), rows, cols, stride).expect("back");
+            let mut back = Matrix::from_buffer_strided(back_dev.slice_mut(..), rows, cols, stride).expect("back");
             mx::unswizzle_scales(&lowp, &stream, &dst_dev, &mut back).expect("unswizzle");
         }
         let got = bytes_back(&stream, &back_dev);
@@ -989,7 +979,7 @@ fn tensor_amax_matches_reference() {
         }
         let want = rf::tensor_amax(&dense(&host, rows, cols, stride, 0).iter().map(|v| v.to_f32()).collect::<Vec<_>>());
         let dev = stream.clone_htod(&host).expect("htod");
-        let x = Tensor::from_buffer_strided(dev.slice(..), rows, cols, stride).expect("x");
+        let x = Matrix::from_buffer_strided(dev.slice(..), rows, cols, stride).expect("x");
         let mut out = stream.clone_htod(&[123.0f32]).expect("htod");
         mx::tensor_amax(lowp, stream, &x, &mut out).expect("tensor_amax");
         let got = dtoh(stream, &out)[0];
@@ -1010,7 +1000,7 @@ fn tensor_amax_matches_reference() {
     }
     // an empty tensor: amax 0, so g = 1
     let dev = stream.alloc_zeros::<bf16>(16).expect("alloc");
-    let x = Tensor::from_buffer(dev.slice(..), 0, 16).expect("x");
+    let x = Matrix::from_buffer(dev.slice(..), 0, 16).expect("x");
     let mut g = stream.clone_htod(&[7.0f32]).expect("htod");
     mx::nvfp4_global_scale(&lowp, &stream, &x, &mut g).expect("global scale");
     assert_eq!(dtoh(&stream, &g)[0], 1.0);
@@ -1025,11 +1015,11 @@ fn device_global_scale_out_of_range_is_used_as_one() {
     let dense_x: Vec<f32> = host.iter().map(|v| v.to_f32()).collect();
     let want = rf::quantize(&dense_x, 4, 64, rf::Format::Nvfp4 { g: 1.0 });
     let x_dev = stream.clone_htod(&host).expect("htod");
-    let x = Tensor::from_buffer(x_dev.slice(..), 4, 64).expect("x");
+    let x = Matrix::from_buffer(x_dev.slice(..), 4, 64).expect("x");
     for bad in [0.0f32, -2.0, f32::NAN, f32::INFINITY] {
         let g_dev = stream.clone_htod(&[bad]).expect("htod");
-        let mut codes = Tensor::<F4E2M1x2>::zeros(&stream, 4, 32).expect("codes");
-        let mut scales = Tensor::<F8E4M3>::zeros(&stream, 4, 4).expect("scales");
+        let mut codes = Matrix::<F4E2M1x2>::zeros(&stream, 4, 32).expect("codes");
+        let mut scales = Matrix::<F8E4M3>::zeros(&stream, 4, 4).expect("scales");
         mx::nvfp4_quantize(
             &lowp,
             &stream,
@@ -1040,7 +1030,7 @@ fn device_global_scale_out_of_range_is_used_as_one() {
         )
         .expect("quantize");
         let c: Vec<u8> = codes.to_host(&stream).expect("codes").iter().map(|v| v.0).collect();
-        let s: Vec<u8> = scales.to_host(&stream).expect("scales").iter().map(|v| v.0).collect();
+        let s: Vec<u8> = scales.to_host(&stream).expect("scales").iter().map(|v| v.to_bits()).collect();
         assert_eq!((c, s), (want.codes.clone(), want.scales.clone()), "device g = {bad}");
     }
 }
@@ -1049,11 +1039,11 @@ fn device_global_scale_out_of_range_is_used_as_one() {
 fn microscaling_rejects_bad_arguments_on_device() {
     let lowp = common::gpu("microscaling_rejects_bad_arguments_on_device");
     let stream = lowp.new_stream().expect("stream");
-    let x = Tensor::<bf16>::zeros(&stream, 4, 64).expect("x");
-    let x40 = Tensor::<bf16>::zeros(&stream, 4, 40).expect("x");
-    let mut codes = Tensor::<F4E2M1x2>::zeros(&stream, 4, 32).expect("codes");
-    let mut codes_bad = Tensor::<F4E2M1x2>::zeros(&stream, 4, 64).expect("codes");
-    let mut scales = Tensor::<F8E4M3>::zeros(&stream, 4, 4).expect("scales");
+    let x = Matrix::<bf16>::zeros(&stream, 4, 64).expect("x");
+    let x40 = Matrix::<bf16>::zeros(&stream, 4, 40).expect("x");
+    let mut codes = Matrix::<F4E2M1x2>::zeros(&stream, 4, 32).expect("codes");
+    let mut codes_bad = Matrix::<F4E2M1x2>::zeros(&stream, 4, 64).expect("codes");
+    let mut scales = Matrix::<F8E4M3>::zeros(&stream, 4, 4).expect("scales");
     let mut small = stream.alloc_zeros::<F8E4M3>(100).expect("alloc");
     let g = GlobalScale::Value(1.0);
     let e = mx::nvfp4_quantize(&lowp, &stream, &x40, &g, &mut codes, ScalesMut::Linear(&mut scales)).unwrap_err();
@@ -1072,7 +1062,7 @@ fn microscaling_rejects_bad_arguments_on_device() {
     )
     .unwrap_err();
     assert!(matches!(e, Error::InvalidValue { arg: "global_scale", .. }), "{e}");
-    let mut mxs = Tensor::<Ue8m0>::zeros(&stream, 4, 3).expect("scales");
+    let mut mxs = Matrix::<Ue8m0>::zeros(&stream, 4, 3).expect("scales");
     let e =
         mx::mxfp4_quantize(&lowp, &stream, &x, MxScaleRule::Ocp, &mut codes, ScalesMut::Linear(&mut mxs)).unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "scales", .. }), "{e}");
@@ -1082,9 +1072,9 @@ fn microscaling_rejects_bad_arguments_on_device() {
     let e = mx::nvfp4_quantize_grouped(&lowp, &stream, &x, &ends, &g, &mut codes, &mut big, &mut offs).unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "scale_offsets", .. }), "{e}");
     // zero rows: nothing to do, no error
-    let x0 = Tensor::<f32>::zeros(&stream, 0, 64).expect("x");
-    let mut c0 = Tensor::<F8E4M3>::zeros(&stream, 0, 64).expect("codes");
-    let mut s0 = Tensor::<Ue8m0>::zeros(&stream, 0, 2).expect("scales");
+    let x0 = Matrix::<f32>::zeros(&stream, 0, 64).expect("x");
+    let mut c0 = Matrix::<F8E4M3>::zeros(&stream, 0, 64).expect("codes");
+    let mut s0 = Matrix::<Ue8m0>::zeros(&stream, 0, 2).expect("scales");
     mx::mxfp8_quantize(&lowp, &stream, &x0, MxScaleRule::RoundUp, &mut c0, ScalesMut::Linear(&mut s0)).expect("empty");
     stream.synchronize().expect("sync");
 }

@@ -18,7 +18,7 @@ use lowp::qk_norm_rope::{
 };
 use lowp::reference::convert as cv;
 use lowp::reference::qk_norm_rope::{self as refq, RefConfig, RefRotary, RefValue};
-use lowp::{F8E4M3, HalfFloat, Tensor};
+use lowp::{F8E4M3, Half, Matrix};
 
 use common::Rng;
 
@@ -509,7 +509,7 @@ fn cases(lowp: &lowp::Lowp) -> Vec<Case> {
     ]
 }
 
-fn poison<T: HalfFloat>() -> T {
+fn poison<T: Half>() -> T {
     T::from_bits(if T::SUFFIX == "bf16" {
         common::POISON16
     } else {
@@ -517,7 +517,7 @@ fn poison<T: HalfFloat>() -> T {
     })
 }
 
-fn check<T: HalfFloat>(what: &str, case: &Case, got: &[T], want: &[RefValue]) {
+fn check<T: Half>(what: &str, case: &Case, got: &[T], want: &[RefValue]) {
     assert_eq!(got.len(), want.len(), "{what} {case:?}");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let g = g.to_f64();
@@ -535,7 +535,7 @@ fn check<T: HalfFloat>(what: &str, case: &Case, got: &[T], want: &[RefValue]) {
     }
 }
 
-fn run_case<T: HalfFloat>(lowp: &lowp::Lowp, rng: &mut Rng, case: Case, op: &str) {
+fn run_case<T: Half>(lowp: &lowp::Lowp, rng: &mut Rng, case: Case, op: &str) {
     let stream = lowp.new_stream().expect("stream");
     let (t, d) = (case.tokens, case.d);
     let cols = (case.hq + 2 * case.hk) * d;
@@ -580,7 +580,7 @@ fn run_case<T: HalfFloat>(lowp: &lowp::Lowp, rng: &mut Rng, case: Case, op: &str
     let (inv, attn) = qnr::rope_inv_freq(case.rd, 1e6, RopeScaling::None).expect("freqs");
     let cache = qnr::cos_sin_cache(&inv, attn, max_pos);
 
-    let mut qkv = Tensor::from_host_strided(&stream, &qkv_host, t, cols, stride).expect("qkv");
+    let mut qkv = Matrix::from_host_strided(&stream, &qkv_host, t, cols, stride).expect("qkv");
     let qw_d = stream.clone_htod(&qw).expect("htod");
     let kw_d = stream.clone_htod(&kw).expect("htod");
     let pos32: Vec<i32> = pos.iter().map(|&p| p as i32).collect();
@@ -588,14 +588,14 @@ fn run_case<T: HalfFloat>(lowp: &lowp::Lowp, rng: &mut Rng, case: Case, op: &str
     let pos64_d = stream.clone_htod(&pos).expect("htod");
     let cache_d = stream.clone_htod(&cache).expect("htod");
     let freqs = RopeFrequencies::new(&stream, case.rd, 1e6, RopeScaling::None).expect("freqs");
-    let mut q_out = Tensor::from_host(
+    let mut q_out = Matrix::from_host(
         &stream,
         &vec![poison::<T>(); t * case.hq * d],
         t,
         case.hq * d,
     )
     .expect("q_out");
-    let mut k_out = Tensor::from_host(
+    let mut k_out = Matrix::from_host(
         &stream,
         &vec![poison::<T>(); t * case.hk * d],
         t,
@@ -604,12 +604,12 @@ fn run_case<T: HalfFloat>(lowp: &lowp::Lowp, rng: &mut Rng, case: Case, op: &str
     .expect("k_out");
     let cache_rows = t + 3;
     let cache_stride = case.hk * d + case.cache_pad;
-    let cache_init = vec![F8E4M3(0xa5); cache_rows * cache_stride];
+    let cache_init = vec![F8E4M3::from_bits(0xa5); cache_rows * cache_stride];
     let mut kc =
-        Tensor::from_host_strided(&stream, &cache_init, cache_rows, case.hk * d, cache_stride)
+        Matrix::from_host_strided(&stream, &cache_init, cache_rows, case.hk * d, cache_stride)
             .expect("k cache");
     let mut vc =
-        Tensor::from_host_strided(&stream, &cache_init, cache_rows, case.hk * d, cache_stride)
+        Matrix::from_host_strided(&stream, &cache_init, cache_rows, case.hk * d, cache_stride)
             .expect("v cache");
     // slots: reversed order, token 2 a padding token (-1)
     let slots: Vec<i64> = (0..t)
@@ -736,13 +736,13 @@ fn run_case<T: HalfFloat>(lowp: &lowp::Lowp, rng: &mut Rng, case: Case, op: &str
             for j in 0..hkd {
                 let k_final = got_k[tok * hkd + j].to_f64() as f32;
                 assert_eq!(
-                    k_all[s * cs + j].0,
+                    k_all[s * cs + j].to_bits(),
                     cv::f32_to_e4m3fn_sat(k_final / k_scale),
                     "{op} {case:?}: k cache token {tok} elem {j}"
                 );
                 let v = qkv_host[tok * stride + (case.hq + case.hk) * d + j].to_f64() as f32;
                 assert_eq!(
-                    v_all[s * cs + j].0,
+                    v_all[s * cs + j].to_bits(),
                     cv::f32_to_e4m3fn_sat(v / v_scale),
                     "{op} {case:?}: v cache token {tok} elem {j}"
                 );
@@ -753,12 +753,12 @@ fn run_case<T: HalfFloat>(lowp: &lowp::Lowp, rng: &mut Rng, case: Case, op: &str
             let from = if cached[s] { hkd } else { 0 };
             for c in (from..cs).filter(|c| s * cs + c < k_all.len()) {
                 assert_eq!(
-                    k_all[s * cs + c].0,
+                    k_all[s * cs + c].to_bits(),
                     0xa5,
                     "{op} {case:?}: k cache [{s}, {c}] written"
                 );
                 assert_eq!(
-                    v_all[s * cs + c].0,
+                    v_all[s * cs + c].to_bits(),
                     0xa5,
                     "{op} {case:?}: v cache [{s}, {c}] written"
                 );
@@ -767,7 +767,7 @@ fn run_case<T: HalfFloat>(lowp: &lowp::Lowp, rng: &mut Rng, case: Case, op: &str
     }
 }
 
-fn sweep<T: HalfFloat>(test: &str, op: &str) {
+fn sweep<T: Half>(test: &str, op: &str) {
     let lowp = common::gpu(test);
     let mut rng = Rng::fresh(test);
     for case in cases(&lowp) {
@@ -811,8 +811,8 @@ fn slot_past_the_cache_end_is_skipped_and_flagged() {
     };
     let mut rng = Rng::fresh("slot_past_the_cache_end_is_skipped_and_flagged");
     let host: Vec<bf16> = (0..2 * 256).map(|_| bf16::from_f64(rng.normal())).collect();
-    let mut qkv = Tensor::from_host(&stream, &host, 2, 256).expect("qkv");
-    let mut kc = Tensor::from_host(&stream, &vec![F8E4M3(0xa5); 64], 1, 64).expect("kc");
+    let mut qkv = Matrix::from_host(&stream, &host, 2, 256).expect("qkv");
+    let mut kc = Matrix::from_host(&stream, &vec![F8E4M3::from_bits(0xa5); 64], 1, 64).expect("kc");
     let slots = stream.clone_htod(&[0i64, 1]).expect("htod"); // row 1 does not exist
     let mut flag = ErrorFlag::new(&stream).expect("flag");
     let w = stream.clone_htod(&vec![bf16::ONE; 64]).expect("htod");
@@ -847,7 +847,7 @@ fn slot_past_the_cache_end_is_skipped_and_flagged() {
         .to_host(&stream)
         .expect("kc")
         .iter()
-        .map(|b| b.0)
+        .map(|b| b.to_bits())
         .collect();
     assert_eq!(got, want, "k cache row 0 is not token 0's normalized k");
 }

@@ -10,7 +10,7 @@ use approx::assert_relative_eq;
 use half::{bf16, f16};
 use lowp::cudarc::driver::CudaStream;
 use lowp::reference::{rmsnorm as refn, ulp};
-use lowp::{Error, HalfFloat, Lowp, Tensor};
+use lowp::{Error, Half, Lowp, Matrix};
 
 use common::Rng;
 
@@ -125,13 +125,13 @@ fn cases(lowp: &Lowp) -> Vec<Case> {
     v
 }
 
-fn random_vec<T: HalfFloat>(rng: &mut Rng, n: usize, scale: f64) -> Vec<T> {
+fn random_vec<T: Half>(rng: &mut Rng, n: usize, scale: f64) -> Vec<T> {
     (0..n).map(|_| T::from_f64(scale * rng.normal())).collect()
 }
 
 /// Host buffer of `rows` rows at `stride` plus `offset` leading elements; padding is random too,
 /// so a kernel that reads or writes padding is caught (padding must come back untouched).
-fn strided<T: HalfFloat>(rng: &mut Rng, rows: usize, stride: usize, offset: usize) -> Vec<T> {
+fn strided<T: Half>(rng: &mut Rng, rows: usize, stride: usize, offset: usize) -> Vec<T> {
     random_vec(rng, offset + rows * stride, 1.0)
 }
 
@@ -139,12 +139,12 @@ fn dense_rows<T: Copy>(buf: &[T], rows: usize, hidden: usize, stride: usize, off
     (0..rows).flat_map(|r| buf[offset + r * stride..offset + r * stride + hidden].iter().copied()).collect()
 }
 
-fn poison<T: HalfFloat>() -> T {
+fn poison<T: Half>() -> T {
     T::from_bits(if T::SUFFIX == "bf16" { common::POISON16 } else { common::POISON_F16 })
 }
 
 /// Checks `got` (device) against the float64 reference: every element within one ulp.
-fn check_outputs<T: HalfFloat>(what: &str, case: &Case, got: &[T], want: &[f64]) {
+fn check_outputs<T: Half>(what: &str, case: &Case, got: &[T], want: &[f64]) {
     assert_eq!(got.len(), want.len());
     let mut worst = (0.0f64, 0usize);
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
@@ -159,7 +159,7 @@ fn check_outputs<T: HalfFloat>(what: &str, case: &Case, got: &[T], want: &[f64])
     assert!(worst.0 <= 1.0, "{what} {case:?}: element {i} is {} ulp off: got {}, reference {}", worst.0, got[i].to_f64(), want[i]);
 }
 
-fn run_case<T: HalfFloat>(lowp: &Lowp, stream: &Arc<CudaStream>, rng: &mut Rng, case: Case, add: bool) {
+fn run_case<T: Half>(lowp: &Lowp, stream: &Arc<CudaStream>, rng: &mut Rng, case: Case, add: bool) {
     let Case { rows, hidden, x_stride, r_stride, o_stride, x_offset } = case;
     let eps = 1e-6f32;
     let x_host: Vec<T> = strided(rng, rows, x_stride, x_offset);
@@ -169,10 +169,10 @@ fn run_case<T: HalfFloat>(lowp: &Lowp, stream: &Arc<CudaStream>, rng: &mut Rng, 
 
     let x_dev = stream.clone_htod(&x_host).expect("htod");
     let x_view = x_dev.slice(x_offset..);
-    let x = Tensor::from_buffer_strided(x_view, rows, hidden, x_stride).expect("x tensor");
+    let x = Matrix::from_buffer_strided(x_view, rows, hidden, x_stride).expect("x tensor");
     let w = stream.clone_htod(&w_host).expect("htod");
-    let mut out = Tensor::from_host_strided(stream, &out_init, rows, hidden, o_stride).expect("out");
-    let mut res = Tensor::from_host_strided(stream, &r_host, rows, hidden, r_stride).expect("residual");
+    let mut out = Matrix::from_host_strided(stream, &out_init, rows, hidden, o_stride).expect("out");
+    let mut res = Matrix::from_host_strided(stream, &r_host, rows, hidden, r_stride).expect("residual");
 
     let x_dense = dense_rows(&x_host, rows, hidden, x_stride, x_offset);
     if add {
@@ -207,7 +207,7 @@ fn run_case<T: HalfFloat>(lowp: &Lowp, stream: &Arc<CudaStream>, rng: &mut Rng, 
     }
 }
 
-fn sweep<T: HalfFloat>(test: &str, add: bool) {
+fn sweep<T: Half>(test: &str, add: bool) {
     let lowp = common::gpu(test);
     let stream = lowp.new_stream().expect("stream");
     let mut rng = Rng::fresh(test);
@@ -251,29 +251,29 @@ fn rmsnorm_many_rows() {
 fn rmsnorm_rejects_bad_arguments_on_device() {
     let lowp = common::gpu("rmsnorm_rejects_bad_arguments_on_device");
     let stream = lowp.new_stream().expect("stream");
-    let x = Tensor::<bf16>::zeros(&stream, 4, 64).expect("alloc");
+    let x = Matrix::<bf16>::zeros(&stream, 4, 64).expect("alloc");
     let w = stream.alloc_zeros::<bf16>(64).expect("alloc");
     let w_short = stream.alloc_zeros::<bf16>(63).expect("alloc");
-    let mut out = Tensor::<bf16>::zeros(&stream, 4, 64).expect("alloc");
-    let mut out_bad = Tensor::<bf16>::zeros(&stream, 5, 64).expect("alloc");
+    let mut out = Matrix::<bf16>::zeros(&stream, 4, 64).expect("alloc");
+    let mut out_bad = Matrix::<bf16>::zeros(&stream, 5, 64).expect("alloc");
     let e = lowp::rmsnorm::rmsnorm(&lowp, &stream, &x, &w_short, 1e-6, &mut out).unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "weight", .. }), "{e}");
     let e = lowp::rmsnorm::rmsnorm(&lowp, &stream, &x, &w, 1e-6, &mut out_bad).unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "out", .. }), "{e}");
     let e = lowp::rmsnorm::rmsnorm(&lowp, &stream, &x, &w, f32::NAN, &mut out).unwrap_err();
     assert!(matches!(e, Error::InvalidValue { arg: "eps", .. }), "{e}");
-    let big = Tensor::<bf16>::zeros(&stream, 1, 16392).expect("alloc");
-    let mut big_out = Tensor::<bf16>::zeros(&stream, 1, 16392).expect("alloc");
+    let big = Matrix::<bf16>::zeros(&stream, 1, 16392).expect("alloc");
+    let mut big_out = Matrix::<bf16>::zeros(&stream, 1, 16392).expect("alloc");
     let wbig = stream.alloc_zeros::<bf16>(16392).expect("alloc");
     let e = lowp::rmsnorm::rmsnorm(&lowp, &stream, &big, &wbig, 1e-6, &mut big_out).unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "x", .. }), "{e}");
     // A buffer too small for the claimed shape is refused when wrapped.
     let small = stream.alloc_zeros::<bf16>(100).expect("alloc");
-    let e = Tensor::from_buffer(small, 2, 64).unwrap_err();
+    let e = Matrix::from_buffer(small, 2, 64).unwrap_err();
     assert!(matches!(e, Error::BufferTooSmall { arg: "buf", required: 128, actual: 100 }), "{e}");
     // zero rows is a no-op, not an error
-    let x0 = Tensor::<bf16>::zeros(&stream, 0, 64).expect("alloc");
-    let mut o0 = Tensor::<bf16>::zeros(&stream, 0, 64).expect("alloc");
+    let x0 = Matrix::<bf16>::zeros(&stream, 0, 64).expect("alloc");
+    let mut o0 = Matrix::<bf16>::zeros(&stream, 0, 64).expect("alloc");
     lowp::rmsnorm::rmsnorm(&lowp, &stream, &x0, &w, 1e-6, &mut o0).expect("empty");
     stream.synchronize().expect("sync");
 }

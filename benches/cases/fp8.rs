@@ -43,8 +43,8 @@ fn bench_group(b: &mut Bench, m: usize, k: usize) -> BoxResult<Outcome> {
     let (lowp, stream) = (b.lowp.clone(), b.stream.clone());
     let sl = ld * (k / 128);
     let timing = b.timer.time(sets, |i| -> lowp::Result<()> {
-        let x = Tensor::from_buffer(xs.slice(i * n..(i + 1) * n), m, k)?;
-        let mut q = Tensor::from_buffer(qs.slice_mut(i * n..(i + 1) * n), m, k)?;
+        let x = Matrix::from_buffer(xs.slice(i * n..(i + 1) * n), m, k)?;
+        let mut q = Matrix::from_buffer(qs.slice_mut(i * n..(i + 1) * n), m, k)?;
         let mut s = ss.slice_mut(i * sl..(i + 1) * sl);
         fp8::quantize_per_token_group(&lowp, &stream, &x, &mut q, &mut s, ScaleLayout::MMajor { ld }, ScaleRecipe::Float)
     })?;
@@ -64,9 +64,9 @@ fn bench_block(b: &mut Bench, rows: usize, k: usize) -> BoxResult<Outcome> {
     let mut ss = b.stream.alloc_zeros::<f32>(sets * rb * cb)?;
     let (lowp, stream) = (b.lowp.clone(), b.stream.clone());
     let timing = b.timer.time(sets, |i| -> lowp::Result<()> {
-        let w = Tensor::from_buffer(ws.slice(i * n..(i + 1) * n), rows, k)?;
-        let mut q = Tensor::from_buffer(qs.slice_mut(i * n..(i + 1) * n), rows, k)?;
-        let mut s = Tensor::from_buffer(ss.slice_mut(i * rb * cb..(i + 1) * rb * cb), rb, cb)?;
+        let w = Matrix::from_buffer(ws.slice(i * n..(i + 1) * n), rows, k)?;
+        let mut q = Matrix::from_buffer(qs.slice_mut(i * n..(i + 1) * n), rows, k)?;
+        let mut s = Matrix::from_buffer(ss.slice_mut(i * rb * cb..(i + 1) * rb * cb), rb, cb)?;
         fp8::quantize_per_block(&lowp, &stream, &w, &mut q, &mut s, ScaleRecipe::Float)
     })?;
     Ok(Outcome::Done { timing, bytes: set_bytes as u64, flops: 0, sets })
@@ -94,7 +94,7 @@ fn bench_gemm(b: &mut Bench, m: usize, n: usize, k: usize) -> BoxResult<Outcome>
     // Random finite E4M3 codes and scales around 1/448: realistic magnitudes, no NaN.
     let mut rng = SplitMix64((m as u64) << 40 ^ (n as u64) << 20 ^ k as u64);
     let mut codes = |len: usize| -> Vec<F8E4M3> {
-        (0..len).map(|_| loop { let c = rng.next_u64() as u8; if c & 0x7f != 0x7f { break F8E4M3(c) } }).collect()
+        (0..len).map(|_| loop { let c = rng.next_u64() as u8; if c & 0x7f != 0x7f { break F8E4M3::from_bits(c) } }).collect()
     };
     let a_all = b.stream.clone_htod(&codes(sets * m * k))?;
     let b_all = b.stream.clone_htod(&codes(sets * n * k))?;
@@ -104,11 +104,11 @@ fn bench_gemm(b: &mut Bench, m: usize, n: usize, k: usize) -> BoxResult<Outcome>
     let mut d_all = b.stream.alloc_zeros::<bf16>(sets * m * n)?;
     let (lowp, stream) = (b.lowp.clone(), b.stream.clone());
     let timing = b.timer.time(sets, |i| -> lowp::Result<()> {
-        let a = Tensor::from_buffer(a_all.slice(i * m * k..(i + 1) * m * k), m, k)?;
-        let bb = Tensor::from_buffer(b_all.slice(i * n * k..(i + 1) * n * k), n, k)?;
+        let a = Matrix::from_buffer(a_all.slice(i * m * k..(i + 1) * m * k), m, k)?;
+        let bb = Matrix::from_buffer(b_all.slice(i * n * k..(i + 1) * n * k), n, k)?;
         let sa = sa_all.slice(i * ld * g..(i + 1) * ld * g);
-        let sb = Tensor::from_buffer(sb_all.slice(i * sbn..(i + 1) * sbn), n.div_ceil(128), g)?;
-        let mut d = Tensor::from_buffer(d_all.slice_mut(i * m * n..(i + 1) * m * n), m, n)?;
+        let sb = Matrix::from_buffer(sb_all.slice(i * sbn..(i + 1) * sbn), n.div_ceil(128), g)?;
+        let mut d = Matrix::from_buffer(d_all.slice_mut(i * m * n..(i + 1) * m * n), m, n)?;
         fp8::blockwise_gemm(&lowp, &stream, &a, &sa, ScaleLayout::MMajor { ld }, &bb, &sb, &mut d)
     })?;
     Ok(Outcome::Done { timing, bytes: (m * k + n * k + m * n * 2) as u64, flops: (2 * m * n * k) as u64, sets })

@@ -69,7 +69,7 @@ fn bench(b: &mut Bench, e: usize, t: usize, n: usize, k: usize, fp8: bool, zipf:
     let timing = if fp8 {
         let mut rng = SplitMix64((rows as u64) << 24 ^ n as u64 ^ k as u64);
         let mut codes = |len: usize| -> Vec<F8E4M3> {
-            (0..len).map(|_| loop { let c = rng.next_u64() as u8; if c & 0x7f != 0x7f { break F8E4M3(c) } }).collect()
+            (0..len).map(|_| loop { let c = rng.next_u64() as u8; if c & 0x7f != 0x7f { break F8E4M3::from_bits(c) } }).collect()
         };
         let xs = b.stream.clone_htod(&codes(sets * rows * k))?;
         let ws = b.stream.clone_htod(&codes(sets * e * n * k))?;
@@ -77,19 +77,19 @@ fn bench(b: &mut Bench, e: usize, t: usize, n: usize, k: usize, fp8: bool, zipf:
         let sx = b.stream.clone_htod(&vec![1.0f32 / 448.0; rows * kb])?;
         let sw = b.stream.clone_htod(&vec![1.0f32 / 448.0; e * nb * kb])?;
         b.timer.time(sets, |i| -> lowp::Result<()> {
-            let x = Tensor::from_buffer(xs.slice(i * rows * k..(i + 1) * rows * k), rows, k)?;
-            let w = Tensor::from_buffer(ws.slice(i * e * n * k..(i + 1) * e * n * k), e * n, k)?;
-            let s_w = Tensor::from_buffer(sw.slice(..), e * nb, kb)?;
-            let mut y = Tensor::from_buffer(ys.slice_mut(i * rows * n..(i + 1) * rows * n), rows, n)?;
+            let x = Matrix::from_buffer(xs.slice(i * rows * k..(i + 1) * rows * k), rows, k)?;
+            let w = Matrix::from_buffer(ws.slice(i * e * n * k..(i + 1) * e * n * k), e * n, k)?;
+            let s_w = Matrix::from_buffer(sw.slice(..), e * nb, kb)?;
+            let mut y = Matrix::from_buffer(ys.slice_mut(i * rows * n..(i + 1) * rows * n), rows, n)?;
             gg::fp8_grouped_gemm(&lowp, &stream, &x, &sx, ScaleLayout::RowMajor, &w, &s_w, n, &GroupLayout::Contiguous { ends: table.as_view() }, &mut y, None)
         })?
     } else {
         let xs = b.random::<bf16>(sets * rows * k, (rows as u64) << 20 ^ k as u64)?;
         let ws = b.random::<bf16>(sets * e * n * k, (e as u64) << 40 ^ n as u64)?;
         b.timer.time(sets, |i| -> lowp::Result<()> {
-            let x = Tensor::from_buffer(xs.slice(i * rows * k..(i + 1) * rows * k), rows, k)?;
-            let w = Tensor::from_buffer(ws.slice(i * e * n * k..(i + 1) * e * n * k), e * n, k)?;
-            let mut y = Tensor::from_buffer(ys.slice_mut(i * rows * n..(i + 1) * rows * n), rows, n)?;
+            let x = Matrix::from_buffer(xs.slice(i * rows * k..(i + 1) * rows * k), rows, k)?;
+            let w = Matrix::from_buffer(ws.slice(i * e * n * k..(i + 1) * e * n * k), e * n, k)?;
+            let mut y = Matrix::from_buffer(ys.slice_mut(i * rows * n..(i + 1) * rows * n), rows, n)?;
             gg::bf16_grouped_gemm(&lowp, &stream, &x, &w, n, &GroupLayout::Contiguous { ends: table.as_view() }, &mut y, None)
         })?
     };

@@ -67,9 +67,9 @@ fn bench_quantize(b: &mut Bench, fmt: Fmt, rows: usize, k: usize) -> BoxResult<O
             let mut codes = b.stream.alloc_zeros::<F4E2M1x2>(sets * code_bytes)?;
             let mut scales = b.stream.alloc_zeros::<F8E4M3>(sets * scale_bytes)?;
             b.timer.time(sets, |i| -> lowp::Result<()> {
-                let x = Tensor::from_buffer(xs.slice(i * n..(i + 1) * n), rows, k)?;
+                let x = Matrix::from_buffer(xs.slice(i * n..(i + 1) * n), rows, k)?;
                 let mut c =
-                    Tensor::from_buffer(codes.slice_mut(i * code_bytes..(i + 1) * code_bytes), rows, code_cols)?;
+                    Matrix::from_buffer(codes.slice_mut(i * code_bytes..(i + 1) * code_bytes), rows, code_cols)?;
                 let mut s = scales.slice_mut(i * scale_bytes..(i + 1) * scale_bytes);
                 mx::nvfp4_quantize(&lowp, &stream, &x, &g, &mut c, ScalesMut::Swizzled(&mut s))
             })?
@@ -78,9 +78,9 @@ fn bench_quantize(b: &mut Bench, fmt: Fmt, rows: usize, k: usize) -> BoxResult<O
             let mut codes = b.stream.alloc_zeros::<F8E4M3>(sets * code_bytes)?;
             let mut scales = b.stream.alloc_zeros::<Ue8m0>(sets * scale_bytes)?;
             b.timer.time(sets, |i| -> lowp::Result<()> {
-                let x = Tensor::from_buffer(xs.slice(i * n..(i + 1) * n), rows, k)?;
+                let x = Matrix::from_buffer(xs.slice(i * n..(i + 1) * n), rows, k)?;
                 let mut c =
-                    Tensor::from_buffer(codes.slice_mut(i * code_bytes..(i + 1) * code_bytes), rows, code_cols)?;
+                    Matrix::from_buffer(codes.slice_mut(i * code_bytes..(i + 1) * code_bytes), rows, code_cols)?;
                 let mut s = scales.slice_mut(i * scale_bytes..(i + 1) * scale_bytes);
                 mx::mxfp8_quantize(&lowp, &stream, &x, MxScaleRule::Ocp, &mut c, ScalesMut::Swizzled(&mut s))
             })?

@@ -44,7 +44,7 @@ fn bench_empty(b: &mut Bench) -> BoxResult<Outcome> {
     })
 }
 
-fn qk_case<T: HalfFloat>(tokens: usize, hq: usize, hk: usize, d: usize, computed: bool) -> Case {
+fn qk_case<T: Half>(tokens: usize, hq: usize, hk: usize, d: usize, computed: bool) -> Case {
     Case {
         op: if computed {
             "qk_norm_rope(computed)"
@@ -57,7 +57,7 @@ fn qk_case<T: HalfFloat>(tokens: usize, hq: usize, hk: usize, d: usize, computed
     }
 }
 
-fn bench_qk<T: HalfFloat>(
+fn bench_qk<T: Half>(
     b: &mut Bench,
     tokens: usize,
     hq: usize,
@@ -113,7 +113,7 @@ fn bench_qk<T: HalfFloat>(
             }
         };
         let args = QkNormRopeArgs {
-            qkv: Tensor::from_buffer(view, tokens, cols)?,
+            qkv: Matrix::from_buffer(view, tokens, cols)?,
             weights: Some((qw.as_view(), kw.as_view())),
             positions: Some(Positions::I32(p)),
             rotary: Some(rotary),

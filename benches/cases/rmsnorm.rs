@@ -36,7 +36,7 @@ enum Norm {
     Add,
 }
 
-fn norm_case<T: HalfFloat>(op: Norm, rows: usize, hidden: usize) -> Case {
+fn norm_case<T: Half>(op: Norm, rows: usize, hidden: usize) -> Case {
     Case {
         op: if op == Norm::Add { "add_rmsnorm" } else { "rmsnorm" },
         dtype: T::DTYPE,
@@ -45,7 +45,7 @@ fn norm_case<T: HalfFloat>(op: Norm, rows: usize, hidden: usize) -> Case {
     }
 }
 
-fn bench_norm<T: HalfFloat>(b: &mut Bench, op: Norm, rows: usize, hidden: usize) -> BoxResult<Outcome> {
+fn bench_norm<T: Half>(b: &mut Bench, op: Norm, rows: usize, hidden: usize) -> BoxResult<Outcome> {
     let elem = std::mem::size_of::<T>();
     let n = rows * hidden;
     let matrices = if op == Norm::Add { 3 } else { 2 }; // x, out (and residual), per set
@@ -63,11 +63,11 @@ fn bench_norm<T: HalfFloat>(b: &mut Bench, op: Norm, rows: usize, hidden: usize)
     let (lowp, stream) = (b.lowp.clone(), b.stream.clone());
     let timing = b.timer.time(sets, |i| -> lowp::Result<()> {
         let range = i * n..(i + 1) * n;
-        let x = Tensor::from_buffer(xs.slice(range.clone()), rows, hidden)?;
-        let mut out = Tensor::from_buffer(outs.slice_mut(range.clone()), rows, hidden)?;
+        let x = Matrix::from_buffer(xs.slice(range.clone()), rows, hidden)?;
+        let mut out = Matrix::from_buffer(outs.slice_mut(range.clone()), rows, hidden)?;
         match residuals.as_mut() {
             Some(res) => {
-                let mut residual = Tensor::from_buffer(res.slice_mut(range), rows, hidden)?;
+                let mut residual = Matrix::from_buffer(res.slice_mut(range), rows, hidden)?;
                 lowp::rmsnorm::add_rmsnorm(&lowp, &stream, &x, &mut residual, &weight, EPS, &mut out)
             }
             None => lowp::rmsnorm::rmsnorm(&lowp, &stream, &x, &weight, EPS, &mut out),

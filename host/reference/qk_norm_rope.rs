@@ -5,7 +5,7 @@
 //! embeddings as vLLM's `MRotaryEmbedding` (positions `[3, tokens]`, each section of frequencies
 //! rotating by its own row).
 
-use crate::HalfFloat;
+use crate::Half;
 
 /// Where cos and sin come from.
 #[derive(Clone, Copy, Debug)]
@@ -47,7 +47,7 @@ pub struct RefValue {
 /// q `[tokens, Hq·D]` and k `[tokens, Hk·D]` (dense) from `qkv` rows at `stride`; `positions`
 /// has one entry per token, or `3 · tokens` (`[3, tokens]`) with mRoPE.
 #[allow(clippy::too_many_arguments)]
-pub fn qk_norm_rope<T: HalfFloat>(
+pub fn qk_norm_rope<T: Half>(
     cfg: &RefConfig,
     qkv: &[T],
     tokens: usize,
@@ -104,12 +104,12 @@ pub fn qk_norm_rope<T: HalfFloat>(
 }
 
 /// `x / sqrt(mean(x²) + eps) * w`.
-pub fn rms_norm<T: HalfFloat>(x: &[f64], w: &[T], eps: f32) -> Vec<f64> {
+pub fn rms_norm<T: Half>(x: &[f64], w: &[T], eps: f32) -> Vec<f64> {
     rms_norm_weighted(x, w, eps, false)
 }
 
 /// `x / sqrt(mean(x²) + eps) * w`, or `* (1 + w)` when `one_plus` (Gemma).
-pub fn rms_norm_weighted<T: HalfFloat>(x: &[f64], w: &[T], eps: f32, one_plus: bool) -> Vec<f64> {
+pub fn rms_norm_weighted<T: Half>(x: &[f64], w: &[T], eps: f32, one_plus: bool) -> Vec<f64> {
     let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
     let inv = 1.0 / (ms + eps as f64).sqrt();
     let offset = if one_plus { 1.0 } else { 0.0 };

@@ -1,11 +1,11 @@
 //! Float64 reference of RMSNorm and residual-add + RMSNorm, on row-major host matrices with a
 //! row stride (in elements).
 
-use crate::HalfFloat;
+use crate::Half;
 
 /// `y[r, c] = x[r, c] / sqrt(mean_c(x[r, :]²) + eps) * w[c]`, unrounded (f64).
 /// Returns `rows × hidden` values, densely packed.
-pub fn rmsnorm<T: HalfFloat>(x: &[T], rows: usize, hidden: usize, x_stride: usize, w: &[T], eps: f32) -> Vec<f64> {
+pub fn rmsnorm<T: Half>(x: &[T], rows: usize, hidden: usize, x_stride: usize, w: &[T], eps: f32) -> Vec<f64> {
     let mut y = Vec::with_capacity(rows * hidden);
     for r in 0..rows {
         let row: Vec<f64> = x[r * x_stride..r * x_stride + hidden].iter().map(|v| v.to_f64()).collect();
@@ -16,7 +16,7 @@ pub fn rmsnorm<T: HalfFloat>(x: &[T], rows: usize, hidden: usize, x_stride: usiz
 
 /// `residual += x` (each sum rounded once to `T`), then `y = rmsnorm(residual) * w` on the
 /// rounded residual. Returns (new residual rows × hidden, dense; y unrounded).
-pub fn add_rmsnorm<T: HalfFloat>(
+pub fn add_rmsnorm<T: Half>(
     x: &[T],
     x_stride: usize,
     residual: &[T],
@@ -39,7 +39,7 @@ pub fn add_rmsnorm<T: HalfFloat>(
     (new_res, y)
 }
 
-fn norm_row<T: HalfFloat>(row: &[f64], w: &[T], eps: f32, y: &mut Vec<f64>) {
+fn norm_row<T: Half>(row: &[f64], w: &[T], eps: f32, y: &mut Vec<f64>) {
     let ms = row.iter().map(|v| v * v).sum::<f64>() / row.len() as f64;
     let inv = 1.0 / (ms + eps as f64).sqrt();
     y.extend(row.iter().zip(w).map(|(v, w)| v * inv * w.to_f64()));

@@ -1,7 +1,7 @@
 //! Typed device matrices: a shape and a row stride over a cudarc buffer.
 //!
-//! `Tensor<T>` owns a `CudaSlice<T>`; `Tensor<T, CudaView<'_, T>>` and
-//! `Tensor<T, CudaViewMut<'_, T>>` wrap memory someone else owns (a framework's buffer, through
+//! `Matrix<T>` owns a `CudaSlice<T>`; `Matrix<T, CudaView<'_, T>>` and
+//! `Matrix<T, CudaViewMut<'_, T>>` wrap memory someone else owns (a framework's buffer, through
 //! `as_view()` / `as_view_mut()`), without copying. Rows are `row_stride` elements apart; `cols`
 //! counts storage units (for packed FP4, bytes: two values each).
 
@@ -14,7 +14,7 @@ use crate::dtype::Element;
 use crate::error::{CudaResultExt, Error, Result};
 
 /// A row-major `rows × cols` matrix of `T` on the device, over a buffer `B`.
-pub struct Tensor<T: Element, B = CudaSlice<T>> {
+pub struct Matrix<T: Element, B = CudaSlice<T>> {
     buf: B,
     rows: usize,
     cols: usize,
@@ -22,9 +22,9 @@ pub struct Tensor<T: Element, B = CudaSlice<T>> {
     _t: PhantomData<T>,
 }
 
-impl<T: Element, B: DeviceSlice<T>> std::fmt::Debug for Tensor<T, B> {
+impl<T: Element, B: DeviceSlice<T>> std::fmt::Debug for Matrix<T, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tensor<{}>[{}, {}; stride {}]", T::DTYPE, self.rows, self.cols, self.row_stride)
+        write!(f, "Matrix<{}>[{}, {}; stride {}]", T::DTYPE, self.rows, self.cols, self.row_stride)
     }
 }
 
@@ -36,7 +36,7 @@ pub(crate) fn span(rows: usize, cols: usize, row_stride: usize) -> Option<usize>
     (rows - 1).checked_mul(row_stride)?.checked_add(cols)
 }
 
-impl<T: Element, B: DeviceSlice<T>> Tensor<T, B> {
+impl<T: Element, B: DeviceSlice<T>> Matrix<T, B> {
     /// Wraps a contiguous `rows × cols` buffer (no copy).
     pub fn from_buffer(buf: B, rows: usize, cols: usize) -> Result<Self> {
         Self::from_buffer_strided(buf, rows, cols, cols)
@@ -59,7 +59,7 @@ impl<T: Element, B: DeviceSlice<T>> Tensor<T, B> {
         if buf.len() < required {
             return Err(Error::BufferTooSmall { arg: "buf", required, actual: buf.len() });
         }
-        Ok(Tensor { buf, rows, cols, row_stride, _t: PhantomData })
+        Ok(Matrix { buf, rows, cols, row_stride, _t: PhantomData })
     }
 
     pub fn rows(&self) -> usize {
@@ -95,7 +95,7 @@ impl<T: Element, B: DeviceSlice<T>> Tensor<T, B> {
     }
 }
 
-impl<T: Element> Tensor<T> {
+impl<T: Element> Matrix<T> {
     /// A new zero-filled contiguous matrix, allocated on `stream`.
     pub fn zeros(stream: &Arc<CudaStream>, rows: usize, cols: usize) -> Result<Self> {
         let n = rows.checked_mul(cols).ok_or_else(|| Error::Shape {
@@ -123,13 +123,13 @@ impl<T: Element> Tensor<T> {
     }
 
     /// A read-only view of the same matrix (no copy).
-    pub fn view(&self) -> Tensor<T, CudaView<'_, T>> {
-        Tensor { buf: self.buf.as_view(), rows: self.rows, cols: self.cols, row_stride: self.row_stride, _t: PhantomData }
+    pub fn view(&self) -> Matrix<T, CudaView<'_, T>> {
+        Matrix { buf: self.buf.as_view(), rows: self.rows, cols: self.cols, row_stride: self.row_stride, _t: PhantomData }
     }
 
     /// A writable view of the same matrix (no copy).
-    pub fn view_mut(&mut self) -> Tensor<T, CudaViewMut<'_, T>> {
-        Tensor { buf: self.buf.as_view_mut(), rows: self.rows, cols: self.cols, row_stride: self.row_stride, _t: PhantomData }
+    pub fn view_mut(&mut self) -> Matrix<T, CudaViewMut<'_, T>> {
+        Matrix { buf: self.buf.as_view_mut(), rows: self.rows, cols: self.cols, row_stride: self.row_stride, _t: PhantomData }
     }
 
     /// Copies a host buffer laid out with `row_stride` (`data.len()` elements) to the device.
@@ -139,7 +139,7 @@ impl<T: Element> Tensor<T> {
     }
 }
 
-impl<T: Element, B: DevicePtr<T>> Tensor<T, B> {
+impl<T: Element, B: DevicePtr<T>> Matrix<T, B> {
     /// Copies the matrix to the host as a dense `rows × cols` vector. This waits for `stream`
     /// (it is the one synchronizing call of the API, and says so).
     pub fn to_host(&self, stream: &Arc<CudaStream>) -> Result<Vec<T>> {
@@ -164,9 +164,101 @@ impl<T: Element, B: DevicePtr<T>> Tensor<T, B> {
     }
 }
 
-impl<T: Element, B: DevicePtrMut<T>> Tensor<T, B> {
+impl<T: Element, B: DevicePtrMut<T>> Matrix<T, B> {
     /// Device address for a kernel that writes the matrix (see `device_ptr`).
     pub(crate) fn device_ptr_mut<'a>(&'a mut self, stream: &'a CudaStream) -> (u64, cudarc::driver::SyncOnDrop<'a>) {
         self.buf.device_ptr_mut(stream)
+    }
+}
+
+/// `batch` contiguous `rows × cols` matrices of `T` back to back (`[batch, rows, cols]`,
+/// row-major), over a buffer `B`: the weights of a grouped GEMM, `[experts, N, K]`.
+pub struct MatrixBatch<T: Element, B = CudaSlice<T>> {
+    buf: B,
+    batch: usize,
+    rows: usize,
+    cols: usize,
+    _t: PhantomData<T>,
+}
+
+impl<T: Element, B: DeviceSlice<T>> std::fmt::Debug for MatrixBatch<T, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MatrixBatch<{}>[{}, {}, {}]", T::DTYPE, self.batch, self.rows, self.cols)
+    }
+}
+
+impl<T: Element, B: DeviceSlice<T>> MatrixBatch<T, B> {
+    /// Wraps a contiguous `[batch, rows, cols]` buffer (no copy).
+    pub fn from_buffer(buf: B, batch: usize, rows: usize, cols: usize) -> Result<Self> {
+        let required = batch.checked_mul(rows).and_then(|n| n.checked_mul(cols)).ok_or_else(|| Error::Shape {
+            arg: "shape",
+            expected: "batch * rows * cols to fit in usize".into(),
+            actual: format!("[{batch}, {rows}, {cols}]"),
+        })?;
+        if buf.len() < required {
+            return Err(Error::BufferTooSmall { arg: "buf", required, actual: buf.len() });
+        }
+        Ok(MatrixBatch { buf, batch, rows, cols, _t: PhantomData })
+    }
+    /// Matrices in the batch.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+    /// Rows of each matrix.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Columns of each matrix.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// `[batch, rows, cols]`.
+    pub fn shape(&self) -> [usize; 3] {
+        [self.batch, self.rows, self.cols]
+    }
+    /// The buffer.
+    pub fn buffer(&self) -> &B {
+        &self.buf
+    }
+    /// The buffer, writable.
+    pub fn buffer_mut(&mut self) -> &mut B {
+        &mut self.buf
+    }
+    /// Gives the buffer back.
+    pub fn into_buffer(self) -> B {
+        self.buf
+    }
+    /// All matrices as one `[batch · rows, cols]` matrix over the same buffer, by reference.
+    #[allow(dead_code)]
+    pub(crate) fn flat_rows(&self) -> usize {
+        self.batch * self.rows
+    }
+}
+
+impl<T: Element> MatrixBatch<T> {
+    /// Copies a dense host `[batch, rows, cols]` array to the device (asynchronously on `stream`).
+    pub fn from_host(stream: &Arc<CudaStream>, data: &[T], batch: usize, rows: usize, cols: usize) -> Result<Self> {
+        let n = batch.saturating_mul(rows).saturating_mul(cols);
+        if data.len() != n {
+            return Err(Error::Shape {
+                arg: "data",
+                expected: format!("{n} elements for [{batch}, {rows}, {cols}]"),
+                actual: format!("{} elements", data.len()),
+            });
+        }
+        let buf = stream.clone_htod(data).op("cuMemcpyHtoDAsync")?;
+        Self::from_buffer(buf, batch, rows, cols)
+    }
+    /// A read-only view (no copy).
+    pub fn view(&self) -> MatrixBatch<T, CudaView<'_, T>> {
+        MatrixBatch { buf: self.buf.as_view(), batch: self.batch, rows: self.rows, cols: self.cols, _t: PhantomData }
+    }
+}
+
+impl<T: Element, B: DevicePtr<T>> MatrixBatch<T, B> {
+    /// Device address of the first element, for a launch on `stream`.
+    #[allow(dead_code)]
+    pub(crate) fn device_ptr<'a>(&'a self, stream: &'a CudaStream) -> (u64, cudarc::driver::SyncOnDrop<'a>) {
+        self.buf.device_ptr(stream)
     }
 }
