@@ -31,6 +31,8 @@ pub enum Error {
     /// A tensor or stream belongs to another device or context than the lowp handle
     /// (`expected`: the handle's device ordinal, `actual`: the argument's).
     DeviceMismatch { arg: &'static str, expected: usize, actual: usize },
+    /// A scale tensor is in a layout the operation does not read or write.
+    Layout { arg: &'static str, expected: &'static str, actual: crate::scale::ScaleLayout },
     /// A scalar argument is out of range (eps not finite, ...).
     InvalidValue { arg: &'static str, expected: &'static str, actual: String },
     /// Two arguments are the same memory where the kernel needs them distinct.
@@ -66,6 +68,7 @@ impl fmt::Display for Error {
                 write!(f, "`{arg}`: lives on device {actual}, the lowp handle is on device {expected}")
             }
             Error::InvalidValue { arg, expected, actual } => write!(f, "`{arg}`: expected {expected}, got {actual}"),
+            Error::Layout { arg, expected, actual } => write!(f, "`{arg}`: expected {expected} scales, got {actual:?}"),
             Error::Aliasing { arg, other } => write!(f, "`{arg}` and `{other}` must not be the same memory"),
             Error::GraphCapture { op, why } => write!(f, "{op} cannot be captured in a CUDA graph here: {why}"),
         }

@@ -11,11 +11,12 @@
 //! - No CUDA toolkit is needed to build, and no GPU to run the CPU tests: the driver is loaded at
 //!   run time and its absence is [`Error::NoDriver`].
 //!
-//! ```no_run
+//! ```
 //! use half::bf16;
 //! use lowp::{Lowp, Matrix};
 //!
 //! # fn main() -> lowp::Result<()> {
+//! # lowp_sim::select_device().expect("a GPU or the simulator"); // doc tests: the GPU if there is one, else the simulator
 //! let lowp = Lowp::new(0)?;                       // device 0, module loaded once
 //! let stream = lowp.new_stream()?;
 //! let (rows, hidden) = (4, 4096);

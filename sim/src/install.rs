@@ -54,7 +54,8 @@ const LIB_NAME: &str = "liblowp_sim.so";
 
 /// Where to look for the shared library: `LOWP_SIM_LIB` if set; else next to the running
 /// executable and in the `deps/` folders cargo uses (tests and benches run from
-/// `target/<profile>/deps/`, examples from `target/<profile>/examples/`).
+/// `target/<profile>/deps/`, examples from `target/<profile>/examples/`), then the `deps/` folder
+/// of the build that compiled this crate (doc tests run from a temporary folder).
 fn candidates() -> Result<Vec<PathBuf>, String> {
     if let Some(p) = std::env::var_os("LOWP_SIM_LIB").filter(|p| !p.is_empty()) {
         return Ok(vec![PathBuf::from(p)]);
@@ -65,6 +66,9 @@ fn candidates() -> Result<Vec<PathBuf>, String> {
     if let Some(up) = dir.parent() {
         dirs.push(up.join("deps"));
         dirs.push(up.to_path_buf());
+    }
+    if let Some(deps) = option_env!("LOWP_SIM_BUILD_DEPS") {
+        dirs.push(PathBuf::from(deps));
     }
     Ok(dirs.into_iter().map(|d| d.join(LIB_NAME)).collect())
 }
