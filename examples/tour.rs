@@ -46,7 +46,7 @@ use lowp::reference::qk_norm_rope::{RefConfig, RefRotary, RefValue};
 use lowp::reference::{
     convert as ref_cvt, fp8 as ref_fp8, microscaling as ref_mx, qk_norm_rope as ref_qk, rmsnorm as ref_norm,
 };
-use lowp::{Arch, ErrorFlag, F4E2M1x2, F8E4M3, Lowp, Matrix, Ue8m0, rmsnorm};
+use lowp::{Arch, ErrorFlag, F4E2M1x2, F8E4M3, Lowp, Matrix, ScaleRounding, Ue8m0, cast, rmsnorm};
 use lowp_sim::Device;
 
 type Res<T> = Result<T, Box<dyn Error>>;
@@ -210,6 +210,7 @@ fn step(ops: &'static [&'static str], run: impl Fn(&mut Tour) -> Res<Vec<Row>> +
 }
 
 const NORMS: &[&str] = &["rmsnorm", "add_rmsnorm"];
+const CASTS: &[&str] = &["cast", "cast_ue8m0"];
 const NEOX: &[&str] = &["qk_norm_rope_neox"];
 const NEOX_COMPUTED: &[&str] = &["qk_norm_rope_computed"];
 const GPTJ: &[&str] = &["qk_norm_rope_gptj"];
@@ -244,6 +245,7 @@ fn steps(opts: &Options, sim: bool) -> Vec<Step> {
     let (tokens, mx_rows, mx_k, experts) = (pick(32, 4), pick(128, 16), pick(4096, 256), pick(8, 4));
     vec![
         step(NORMS, move |t| norms(t, pick(64, 4), pick(4096, 1024))),
+        step(CASTS, move |t| casts(t, pick(64 * 4096, 4 * 1024))),
         // Qwen3-8B's attention: 32 query heads, 8 KV heads of 128
         step(NEOX, move |t| qk_norm_rope_neox(t, tokens, pick(32, 4), pick(8, 1), 128, false)),
         // GPT-J (interleaved) rotation of half of each head, 2 KV heads
@@ -288,7 +290,7 @@ fn norms(t: &mut Tour, rows: usize, hidden: usize) -> Res<Vec<Row>> {
 
     // residual += x (in place, rounded to bf16), then y = rmsnorm(residual) · w
     let mut residual = Matrix::from_host(&stream, &residual_host, rows, hidden)?;
-    let run = |r: &mut Matrix<bf16>, y: &mut Matrix<bf16>| rmsnorm::add_rmsnorm(&lowp, &stream, &x, r, &w, EPS, y);
+    let run = |r: &mut Matrix<bf16>, y: &mut Matrix<bf16>| rmsnorm::add_rmsnorm(&lowp, &stream, &x, &w, EPS, r, y);
     let first = t.launch(|| run(&mut residual, &mut y))?;
     let got_residual = residual.to_host(&stream)?;
     let mut got = y.to_host(&stream)?;
@@ -297,6 +299,43 @@ fn norms(t: &mut Tour, rows: usize, hidden: usize) -> Res<Vec<Row>> {
         ref_norm::add_rmsnorm(&x_host, hidden, &residual_host, hidden, rows, hidden, &w_host, EPS);
     let check = verdict([bit_exact("residual", &got_residual, &want_residual), within_ulps("y", &got, &want, 1.0)]);
     out.push(t.row("add_rmsnorm", &shape, check, first, || run(&mut residual, &mut y))?);
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Casts
+
+/// Element-wise casts of an f32 vector: to FP8 E4M3 (nearest even, saturating: a few of these
+/// values are past ±448), and to UE8M0 powers of two rounded up (scales `|x| / 448`).
+fn casts(t: &mut Tour, n: usize) -> Res<Vec<Row>> {
+    let (lowp, stream) = t.handles();
+    let shape = format!("[{n}] f32");
+    let x_host: Vec<f32> = (0..n).map(|_| (200.0 * t.rng.normal()) as f32).collect();
+    let x = stream.clone_htod(&x_host)?;
+    let mut out = Vec::new();
+
+    // out[i] = e4m3(x[i])
+    let mut codes = stream.alloc_zeros::<F8E4M3>(n)?;
+    let run = |codes: &mut CudaSlice<F8E4M3>| cast::cast(&lowp, &stream, &x, codes);
+    let first = t.launch(|| run(&mut codes))?;
+    let mut got = t.download(&codes)?;
+    t.perturb("cast", &mut got);
+    let want: Vec<u8> = x_host.iter().map(|&v| ref_cvt::f32_to_e4m3fn_sat(v)).collect();
+    out.push(t.row("cast", &format!("{shape} → e4m3"), verdict([bit_exact("codes", &got, &want)]), first, || {
+        run(&mut codes)
+    })?);
+
+    // scales[i] = 2^⌈log2(|x[i]| / 448)⌉
+    let s_host: Vec<f32> = x_host.iter().map(|v| v.abs() / 448.0).collect();
+    let s = stream.clone_htod(&s_host)?;
+    let mut scales = stream.alloc_zeros::<Ue8m0>(n)?;
+    let run = |scales: &mut CudaSlice<Ue8m0>| cast::cast_ue8m0(&lowp, &stream, &s, ScaleRounding::Ceil, scales);
+    let first = t.launch(|| run(&mut scales))?;
+    let mut got = t.download(&scales)?;
+    t.perturb("cast_ue8m0", &mut got);
+    let want: Vec<u8> = s_host.iter().map(|&v| ref_cvt::f32_to_ue8m0_ceil(v)).collect();
+    let check = verdict([bit_exact("scales", &got, &want)]);
+    out.push(t.row("cast_ue8m0", &format!("{shape} → ue8m0"), check, first, || run(&mut scales))?);
     Ok(out)
 }
 

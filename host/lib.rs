@@ -23,10 +23,11 @@
 //! let host: Vec<bf16> = (0..rows * hidden).map(|i| bf16::from_f32((i % 7) as f32 - 3.0)).collect();
 //! let x = Matrix::from_host(&stream, &host, rows, hidden)?;
 //! let weight = stream.clone_htod(&vec![bf16::ONE; hidden])?; // cudarc errors convert with `?`
-//! let mut y = Matrix::<bf16>::zeros(&stream, rows, hidden)?;
-//! lowp::rmsnorm::rmsnorm(&lowp, &stream, &x, &weight, 1e-6, &mut y)?;
-//! let y_host = y.to_host(&stream)?;              // the one call that waits
-//! assert_eq!(y_host.len(), rows * hidden);
+//! let mut out = Matrix::<bf16>::zeros(&stream, rows, hidden)?;
+//! // every op: inputs (x, weight), then settings (eps), then outputs (out)
+//! lowp::rmsnorm::rmsnorm(&lowp, &stream, &x, &weight, 1e-6, &mut out)?;
+//! let out_host = out.to_host(&stream)?;          // the one call that waits
+//! assert_eq!(out_host.len(), rows * hidden);
 //! # Ok(()) }
 //! ```
 

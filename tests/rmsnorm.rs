@@ -176,7 +176,7 @@ fn run_case<T: Half>(lowp: &Lowp, stream: &Arc<CudaStream>, rng: &mut Rng, case:
 
     let x_dense = dense_rows(&x_host, rows, hidden, x_stride, x_offset);
     if add {
-        lowp::rmsnorm::add_rmsnorm(lowp, stream, &x, &mut res, &w, eps, &mut out).expect("add_rmsnorm launch");
+        lowp::rmsnorm::add_rmsnorm(lowp, stream, &x, &w, eps, &mut res, &mut out).expect("add_rmsnorm launch");
         let r_dense = dense_rows(&r_host, rows, hidden, r_stride, 0);
         let (want_res, want_y) = refn::add_rmsnorm(&x_dense, hidden, &r_dense, hidden, rows, hidden, &w_host, eps);
         let got_res = res.to_host(stream).expect("residual back");
@@ -261,6 +261,14 @@ fn rmsnorm_rejects_bad_arguments_on_device() {
     let e = lowp::rmsnorm::rmsnorm(&lowp, &stream, &x, &w, 1e-6, &mut out_bad).unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "out", .. }), "{e}");
     let e = lowp::rmsnorm::rmsnorm(&lowp, &stream, &x, &w, f32::NAN, &mut out).unwrap_err();
+    assert!(matches!(e, Error::InvalidValue { arg: "eps", .. }), "{e}");
+    let mut residual = Matrix::<bf16>::zeros(&stream, 4, 64).expect("alloc");
+    let mut residual_bad = Matrix::<bf16>::zeros(&stream, 4, 32).expect("alloc");
+    let e = lowp::rmsnorm::add_rmsnorm(&lowp, &stream, &x, &w, 1e-6, &mut residual_bad, &mut out).unwrap_err();
+    assert!(matches!(e, Error::Shape { arg: "residual", .. }), "{e}");
+    let e = lowp::rmsnorm::add_rmsnorm(&lowp, &stream, &x, &w_short, 1e-6, &mut residual, &mut out).unwrap_err();
+    assert!(matches!(e, Error::Shape { arg: "weight", .. }), "{e}");
+    let e = lowp::rmsnorm::add_rmsnorm(&lowp, &stream, &x, &w, -1.0, &mut residual, &mut out).unwrap_err();
     assert!(matches!(e, Error::InvalidValue { arg: "eps", .. }), "{e}");
     let big = Matrix::<bf16>::zeros(&stream, 1, 16392).expect("alloc");
     let mut big_out = Matrix::<bf16>::zeros(&stream, 1, 16392).expect("alloc");

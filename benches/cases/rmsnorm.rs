@@ -68,7 +68,7 @@ fn bench_norm<T: Half>(b: &mut Bench, op: Norm, rows: usize, hidden: usize) -> B
         match residuals.as_mut() {
             Some(res) => {
                 let mut residual = Matrix::from_buffer(res.slice_mut(range), rows, hidden)?;
-                lowp::rmsnorm::add_rmsnorm(&lowp, &stream, &x, &mut residual, &weight, EPS, &mut out)
+                lowp::rmsnorm::add_rmsnorm(&lowp, &stream, &x, &weight, EPS, &mut residual, &mut out)
             }
             None => lowp::rmsnorm::rmsnorm(&lowp, &stream, &x, &weight, EPS, &mut out),
         }

@@ -1,5 +1,7 @@
 //! Unit tests of `rmsnorm::plan`: argument checks and path choice, no GPU needed.
-use super::*;
+use super::KERNELS;
+use super::plan::{MatArg, Variant, plan};
+use crate::error::Error;
 
 fn m(name: &'static str, rows: usize, cols: usize, stride: usize, addr: u64) -> MatArg {
     MatArg { name, rows, cols, stride, addr, elem: 2 }
@@ -12,20 +14,20 @@ const W: u64 = 0x7300_0000_0000;
 
 #[test]
 fn plan_picks_vector_path_only_when_aligned() {
-    let p = plan(m("x", 4, 4096, 4096, A), None, m("out", 4, 4096, 4096, B), 4096, W, 1e-6).unwrap();
+    let p = plan(m("x", 4, 4096, 4096, A), 4096, W, 1e-6, None, m("out", 4, 4096, 4096, B)).unwrap();
     assert_eq!(p.vectorized, 1);
     assert_eq!((p.rows, p.hidden, p.x_stride, p.out_stride), (4, 4096, 4096, 4096));
     // hidden not a multiple of 8
-    let p = plan(m("x", 4, 1001, 1001, A), None, m("out", 4, 1001, 1001, B), 1001, W, 1e-6).unwrap();
+    let p = plan(m("x", 4, 1001, 1001, A), 1001, W, 1e-6, None, m("out", 4, 1001, 1001, B)).unwrap();
     assert_eq!(p.vectorized, 0);
     // misaligned base
-    let p = plan(m("x", 4, 64, 64, A + 2), None, m("out", 4, 64, 64, B), 64, W, 1e-6).unwrap();
+    let p = plan(m("x", 4, 64, 64, A + 2), 64, W, 1e-6, None, m("out", 4, 64, 64, B)).unwrap();
     assert_eq!(p.vectorized, 0);
     // row stride not a multiple of 16 bytes
-    let p = plan(m("x", 4, 64, 68, A), None, m("out", 4, 64, 64, B), 64, W, 1e-6).unwrap();
+    let p = plan(m("x", 4, 64, 68, A), 64, W, 1e-6, None, m("out", 4, 64, 64, B)).unwrap();
     assert_eq!(p.vectorized, 0);
     // misaligned residual
-    let p = plan(m("x", 4, 64, 64, A), Some(m("residual", 4, 64, 64, C + 4)), m("out", 4, 64, 64, B), 64, W, 0.0)
+    let p = plan(m("x", 4, 64, 64, A), 64, W, 0.0, Some(m("residual", 4, 64, 64, C + 4)), m("out", 4, 64, 64, B))
         .unwrap();
     assert_eq!(p.vectorized, 0);
 }
@@ -33,7 +35,7 @@ fn plan_picks_vector_path_only_when_aligned() {
 #[test]
 fn kernel_choice_follows_the_hidden_size_on_the_vector_path() {
     let pick = |hidden: usize, addr: u64| {
-        let p = plan(m("x", 4, hidden, hidden, addr), None, m("out", 4, hidden, hidden, B), hidden, W, 1e-6).unwrap();
+        let p = plan(m("x", 4, hidden, hidden, addr), hidden, W, 1e-6, None, m("out", 4, hidden, hidden, B)).unwrap();
         (Variant::of(&p), Variant::of(&p).kernel("rmsnorm", "bf16"))
     };
     assert_eq!(pick(8, A), (Variant::Warp, "rmsnorm_warp_bf16".into()));
@@ -58,38 +60,38 @@ fn kernel_choice_follows_the_hidden_size_on_the_vector_path() {
 
 #[test]
 fn plan_rejects_bad_shapes_naming_the_argument() {
-    let e = plan(m("x", 2, 16385, 16385, A), None, m("out", 2, 16385, 16385, B), 16385, W, 1e-6).unwrap_err();
+    let e = plan(m("x", 2, 16385, 16385, A), 16385, W, 1e-6, None, m("out", 2, 16385, 16385, B)).unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "x", .. }), "{e}");
-    let e = plan(m("x", 2, 0, 0, A), None, m("out", 2, 0, 0, B), 0, W, 1e-6).unwrap_err();
+    let e = plan(m("x", 2, 0, 0, A), 0, W, 1e-6, None, m("out", 2, 0, 0, B)).unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "x", .. }), "{e}");
-    let e = plan(m("x", 2, 64, 64, A), None, m("out", 3, 64, 64, B), 64, W, 1e-6).unwrap_err();
+    let e = plan(m("x", 2, 64, 64, A), 64, W, 1e-6, None, m("out", 3, 64, 64, B)).unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "out", .. }), "{e}");
-    let e = plan(m("x", 2, 64, 64, A), Some(m("residual", 2, 32, 32, C)), m("out", 2, 64, 64, B), 64, W, 1e-6)
+    let e = plan(m("x", 2, 64, 64, A), 64, W, 1e-6, Some(m("residual", 2, 32, 32, C)), m("out", 2, 64, 64, B))
         .unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "residual", .. }), "{e}");
-    let e = plan(m("x", 2, 64, 64, A), None, m("out", 2, 64, 64, B), 63, W, 1e-6).unwrap_err();
+    let e = plan(m("x", 2, 64, 64, A), 63, W, 1e-6, None, m("out", 2, 64, 64, B)).unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "weight", .. }), "{e}");
     assert!(e.to_string().contains("weight") && e.to_string().contains("64"), "{e}");
     for eps in [f32::NAN, f32::INFINITY, -1e-6] {
-        let e = plan(m("x", 2, 64, 64, A), None, m("out", 2, 64, 64, B), 64, W, eps).unwrap_err();
+        let e = plan(m("x", 2, 64, 64, A), 64, W, eps, None, m("out", 2, 64, 64, B)).unwrap_err();
         assert!(matches!(e, Error::InvalidValue { arg: "eps", .. }), "{e}");
     }
 }
 
 #[test]
 fn plan_rejects_overlapping_outputs() {
-    let e = plan(m("x", 2, 64, 64, A), None, m("out", 2, 64, 64, A + 64), 64, W, 1e-6).unwrap_err();
+    let e = plan(m("x", 2, 64, 64, A), 64, W, 1e-6, None, m("out", 2, 64, 64, A + 64)).unwrap_err();
     assert!(matches!(e, Error::Aliasing { arg: "out", other: "x" }), "{e}");
-    let e = plan(m("x", 2, 64, 64, A), Some(m("residual", 2, 64, 64, B)), m("out", 2, 64, 64, B), 64, W, 1e-6)
+    let e = plan(m("x", 2, 64, 64, A), 64, W, 1e-6, Some(m("residual", 2, 64, 64, B)), m("out", 2, 64, 64, B))
         .unwrap_err();
     assert!(matches!(e, Error::Aliasing { arg: "out", other: "residual" }), "{e}");
-    let e = plan(m("x", 2, 64, 64, A), None, m("out", 2, 64, 64, B), 64, B + 32, 1e-6).unwrap_err();
+    let e = plan(m("x", 2, 64, 64, A), 64, B + 32, 1e-6, None, m("out", 2, 64, 64, B)).unwrap_err();
     assert!(matches!(e, Error::Aliasing { arg: "out", other: "weight" }), "{e}");
-    let e = plan(m("x", 2, 64, 64, A), Some(m("residual", 2, 64, 64, C)), m("out", 2, 64, 64, B), 64, C, 1e-6)
+    let e = plan(m("x", 2, 64, 64, A), 64, C, 1e-6, Some(m("residual", 2, 64, 64, C)), m("out", 2, 64, 64, B))
         .unwrap_err();
     assert!(matches!(e, Error::Aliasing { arg: "residual", other: "weight" }), "{e}");
     // Interleaved rows that do not overlap in bytes are still rejected when the spans overlap:
     // the check is conservative by design.
-    let ok = plan(m("x", 2, 64, 64, A), None, m("out", 2, 64, 64, A + 256), 64, W, 1e-6);
+    let ok = plan(m("x", 2, 64, 64, A), 64, W, 1e-6, None, m("out", 2, 64, 64, A + 256));
     assert!(ok.is_ok());
 }

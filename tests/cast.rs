@@ -1,10 +1,15 @@
 //! The numeric conversions against outside implementations (PyTorch CUDA casts and ml_dtypes,
-//! `tests/data/`), on the CPU; then the device casts against the host reference, bit for bit
-//! (on a GPU, or on the simulator where there is none).
+//! `tests/data/`), on the CPU; then the device casts (`lowp::cast`) against the host reference,
+//! bit for bit, and their argument checks (on a GPU, or on the simulator where there is none).
 
 mod common;
 
+use std::sync::Arc;
+
+use lowp::cast::{self, CastTarget};
+use lowp::cudarc::driver::{CudaSlice, CudaStream};
 use lowp::reference::convert as cv;
+use lowp::{Error, F4E2M1x2, F8E4M3, F8E5M2, Lowp, ScaleRounding, Ue8m0};
 
 struct Row {
     input: f32,
@@ -191,23 +196,33 @@ fn device_casts_match_the_reference_bit_for_bit() {
     let n = inputs.len();
     let src = stream.clone_htod(&inputs).expect("htod");
 
-    fn run<D: lowp::Element>(lowp: &lowp::Lowp, stream: &std::sync::Arc<lowp::cudarc::driver::CudaStream>, src: &lowp::cudarc::driver::CudaSlice<f32>, units: usize, rounding: lowp::cast::Ue8m0Rounding) -> Vec<D> {
-        // Poison: every output byte starts as 0xa5.
+    /// Poison: every output byte starts as 0xa5.
+    fn poisoned<D: lowp::Element>(stream: &Arc<CudaStream>, units: usize) -> CudaSlice<D> {
         let poison: D = bytemuck::cast_slice::<u8, D>(&vec![0xa5u8; std::mem::size_of::<D>()])[0];
-        let mut dst = stream.clone_htod(&vec![poison; units]).expect("htod");
-        lowp::cast::cast_f32::<D, _, _>(lowp, stream, src, &mut dst, rounding).expect("cast launch");
-        stream.synchronize().expect("sync");
-        stream.clone_dtoh(&dst).expect("dtoh")
+        stream.clone_htod(&vec![poison; units]).expect("htod")
     }
-    use lowp::cast::Ue8m0Rounding::{Ceil, Floor};
+    fn back<D: lowp::Element>(stream: &Arc<CudaStream>, out: &CudaSlice<D>) -> Vec<D> {
+        stream.synchronize().expect("sync");
+        stream.clone_dtoh(out).expect("dtoh")
+    }
+    fn run<D: CastTarget>(lowp: &Lowp, stream: &Arc<CudaStream>, x: &CudaSlice<f32>, units: usize) -> Vec<D> {
+        let mut out = poisoned::<D>(stream, units);
+        cast::cast(lowp, stream, x, &mut out).expect("cast launch");
+        back(stream, &out)
+    }
+    fn run_ue8m0(lowp: &Lowp, stream: &Arc<CudaStream>, x: &CudaSlice<f32>, units: usize, rounding: ScaleRounding) -> Vec<Ue8m0> {
+        let mut out = poisoned::<Ue8m0>(stream, units);
+        cast::cast_ue8m0(lowp, stream, x, rounding, &mut out).expect("cast_ue8m0 launch");
+        back(stream, &out)
+    }
     let mut bad = Vec::new();
-    let e4: Vec<lowp::F8E4M3> = run(&lowp, &stream, &src, n, Floor);
-    let e5: Vec<lowp::F8E5M2> = run(&lowp, &stream, &src, n, Floor);
-    let bf: Vec<half::bf16> = run(&lowp, &stream, &src, n, Floor);
-    let fh: Vec<half::f16> = run(&lowp, &stream, &src, n, Floor);
-    let uf: Vec<lowp::Ue8m0> = run(&lowp, &stream, &src, n, Floor);
-    let uc: Vec<lowp::Ue8m0> = run(&lowp, &stream, &src, n, Ceil);
-    let f4: Vec<lowp::F4E2M1x2> = run(&lowp, &stream, &src, n / 2, Floor);
+    let e4: Vec<F8E4M3> = run(&lowp, &stream, &src, n);
+    let e5: Vec<F8E5M2> = run(&lowp, &stream, &src, n);
+    let bf: Vec<half::bf16> = run(&lowp, &stream, &src, n);
+    let fh: Vec<half::f16> = run(&lowp, &stream, &src, n);
+    let uf = run_ue8m0(&lowp, &stream, &src, n, ScaleRounding::Floor);
+    let uc = run_ue8m0(&lowp, &stream, &src, n, ScaleRounding::Ceil);
+    let f4: Vec<F4E2M1x2> = run(&lowp, &stream, &src, n / 2);
     for (i, &x) in inputs.iter().enumerate() {
         let mut eq = |what: &str, got: u32, want: u32| {
             if got != want {
@@ -229,4 +244,33 @@ fn device_casts_match_the_reference_bit_for_bit() {
         eq("e2m1", nib as u32, cv::f32_to_e2m1_sat(x) as u32);
     }
     assert!(bad.is_empty(), "{} mismatches ({} module), first: {:#?}", bad.len(), lowp.arch().name(), &bad[..bad.len().min(20)]);
+}
+
+#[test]
+fn device_casts_reject_bad_arguments_naming_them() {
+    let lowp = common::gpu("device_casts_reject_bad_arguments_naming_them");
+    let stream = lowp.new_stream().expect("stream");
+    let x = stream.clone_htod(&[1.0f32, 2.0, 3.0]).expect("htod");
+    // UE8M0 holds powers of two: the exact rounding has no meaning for it
+    let mut scales = stream.alloc_zeros::<Ue8m0>(3).expect("alloc");
+    let e = cast::cast_ue8m0(&lowp, &stream, &x, ScaleRounding::Exact, &mut scales).unwrap_err();
+    assert!(matches!(e, Error::InvalidValue { arg: "rounding", .. }), "{e}");
+    // one output element per input
+    let mut short = stream.alloc_zeros::<half::bf16>(2).expect("alloc");
+    let e = cast::cast(&lowp, &stream, &x, &mut short).unwrap_err();
+    assert!(matches!(e, Error::Shape { arg: "out", .. }), "{e}");
+    assert!(e.to_string().contains("3 elements of bf16"), "{e}");
+    let mut long = stream.alloc_zeros::<Ue8m0>(4).expect("alloc");
+    let e = cast::cast_ue8m0(&lowp, &stream, &x, ScaleRounding::Floor, &mut long).unwrap_err();
+    assert!(matches!(e, Error::Shape { arg: "out", .. }), "{e}");
+    assert!(e.to_string().contains("3 elements of ue8m0"), "{e}");
+    // packed FP4: two inputs per byte, so an odd count is refused
+    let mut fp4 = stream.alloc_zeros::<F4E2M1x2>(1).expect("alloc");
+    let e = cast::cast(&lowp, &stream, &x, &mut fp4).unwrap_err();
+    assert!(matches!(e, Error::Shape { arg: "x", .. }), "{e}");
+    // empty vectors are a no-op
+    let empty = stream.alloc_zeros::<f32>(0).expect("alloc");
+    let mut none = stream.alloc_zeros::<F8E4M3>(0).expect("alloc");
+    cast::cast(&lowp, &stream, &empty, &mut none).expect("empty cast");
+    stream.synchronize().expect("sync");
 }
