@@ -2,14 +2,20 @@
 //! bandwidth this same device reaches (measured at start, not taken from a data sheet).
 //!
 //! ```text
-//! cargo bench --bench kernels                 # every case
-//! cargo bench --bench kernels -- add_rmsnorm  # cases whose name contains a word
-//! cargo bench --bench kernels -- --list       # names only (no GPU needed)
+//! cargo bench --bench kernels                               # every case
+//! cargo bench --bench kernels -- --filter add_rmsnorm/      # cases whose name contains a pattern
+//! cargo bench --bench kernels -- --json target/lowp-bench.json
+//! cargo bench --bench kernels -- --list                     # names only (no GPU needed)
+//! cargo bench --bench kernels -- --help
 //! ```
-//! A case is named `op/dtype/RowsxHidden` (`rmsnorm/bf16/16384x8192`); bare words are filters on
-//! that name (a case runs if it contains any of them), unknown `--flags` are ignored. Without an
-//! NVIDIA GPU (no driver, no device, or only the lowp-sim simulator, which runs kernels but cannot
-//! time them) it benchmarks nothing: it prints one line pointing to the tour
+//! A case is named `op/dtype/shape[/variant]` (`rmsnorm/bf16/16384x8192`,
+//! `bf16_grouped_gemm/bf16/8x512x4096x7168/zipf`), in the characters `[a-z0-9_./x-]` only, with
+//! the dtype in lowp's short names (f32, bf16, f16, e4m3, e5m2, e2m1, ue8m0). Every name is also a
+//! case of `benches/compare_torch.py`, the PyTorch anchor, which `tests/bench_names.rs` checks.
+//! `docs/benchmarks.md` describes the names, the families and the joined table.
+//!
+//! Without an NVIDIA GPU (no driver, no device, or only the lowp-sim simulator, which runs kernels
+//! but cannot time them) it benchmarks nothing: it prints one line pointing to the tour
 //! (`cargo run --release --example tour`, which runs every kernel on the simulator, checked against
 //! the CPU reference, with its instruction counts) and exits with status 2, so that a script that
 //! asked for measurements does not take the absence of any for a result.
@@ -24,11 +30,9 @@
 //! reported. Before the timed launches the stream is given a head start of device-to-device
 //! copies long enough for the host to enqueue them all, so the GPU never idles between a start
 //! event and its launch (which would add the host's launch latency to short kernels).
-//!
-//! The PyTorch anchors for the same cases (eager and torch.compile) come from
-//! `python3 benches/compare_torch.py`.
 
 use std::error::Error;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::process::exit;
 use std::sync::Arc;
@@ -48,36 +52,92 @@ const TOUR: &str = "`cargo run --release --example tour` runs every kernel on th
 const MIB: usize = 1 << 20;
 const GIB: usize = 1 << 30;
 
-
 // ---------------------------------------------------------------------------------------------
 // Command line
 
-struct Options {
+const USAGE: &str = "\
+usage: cargo bench --bench kernels -- [options] [pattern...]
+       <bench executable> --bench [options] [pattern...]
+
+Times lowp's kernels on GPU 0 (CUDA events, inputs from DRAM) next to the device's copy bandwidth.
+Case names are op/dtype/shape[/variant], e.g. rmsnorm/bf16/16384x8192 (see --list).
+
+options:
+  --list             print the names of the selected cases, one a line, and exit (no GPU needed)
+  --filter PATTERN   run the cases whose name contains PATTERN (repeatable; a bare PATTERN is the
+                     same; with several, a case runs if it matches any)
+  --exact            patterns must equal the whole name
+  --json PATH        also write the results as JSON to PATH (for compare_torch.py --join)
+  --bench            full measurement (cargo bench passes it); without it, a smoke test of a few
+                     launches per case whose numbers are not measurements
+  -h, --help         print this and exit
+  (--nocapture, --show-output, --quiet, --test-threads N and --color WHEN, which cargo test may
+  pass to every target, are accepted and ignored)
+
+Without an NVIDIA GPU it measures nothing and exits with status 2 (without --bench, a smoke
+test, it skips with status 0). Unknown options are an error (status 2).
+PyTorch anchors of the same cases: python3 benches/compare_torch.py --help
+";
+
+pub(crate) struct Options {
     /// `--bench` was given (cargo bench passes it): full measurement. Otherwise a smoke test.
-    bench: bool,
+    pub(crate) bench: bool,
     /// `--list`: print the case names and exit.
-    list: bool,
-    /// Bare words: a case runs if its name contains any of them (all run when there is none).
-    filters: Vec<String>,
+    pub(crate) list: bool,
+    /// `--help`: print the usage and exit.
+    pub(crate) help: bool,
+    /// `--exact`: filters match whole names.
+    pub(crate) exact: bool,
+    /// `--filter` patterns and bare words: a case runs if its name contains any of them (all run
+    /// when there is none).
+    pub(crate) filters: Vec<String>,
+    /// `--json PATH`.
+    pub(crate) json: Option<String>,
 }
 
 impl Options {
-    fn parse() -> Options {
-        let mut o = Options { bench: false, list: false, filters: Vec::new() };
-        for arg in std::env::args().skip(1) {
-            match arg.as_str() {
+    /// Parses the arguments after the program name; `Err` names the offending argument.
+    pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
+        let mut o = Options { bench: false, list: false, help: false, exact: false, filters: Vec::new(), json: None };
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            // `--name=value` or `--name value`
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+                _ => (arg.clone(), None),
+            };
+            let mut value = |name: &str| -> Result<String, String> {
+                match inline.clone().or_else(|| args.next()) {
+                    Some(v) if !v.is_empty() => Ok(v),
+                    _ => Err(format!("{name} needs a value")),
+                }
+            };
+            let flag_only = ["--bench", "--list", "--help", "--exact", "--nocapture", "--show-output", "--quiet"];
+            if inline.is_some() && flag_only.contains(&flag.as_str()) {
+                return Err(format!("{flag} takes no value"));
+            }
+            match flag.as_str() {
                 "--bench" => o.bench = true,
                 "--list" => o.list = true,
-                // libtest / criterion flags cargo or a runner may pass (--nocapture, --exact, ...).
-                s if s.starts_with('-') => {}
-                s => o.filters.push(s.to_owned()),
+                "-h" | "--help" => o.help = true,
+                "--exact" => o.exact = true,
+                "--filter" => o.filters.push(value("--filter")?),
+                "--json" => o.json = Some(value("--json")?),
+                // what `cargo test` forwards to every target, the harness-less ones included
+                "--nocapture" | "--show-output" | "-q" | "--quiet" => {}
+                "--test-threads" | "--color" => {
+                    value(&flag)?;
+                }
+                s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+                _ => o.filters.push(arg),
             }
         }
-        o
+        Ok(o)
     }
 
-    fn selects(&self, name: &str) -> bool {
-        self.filters.is_empty() || self.filters.iter().any(|f| name.contains(f.as_str()))
+    pub(crate) fn selects(&self, name: &str) -> bool {
+        self.filters.is_empty()
+            || self.filters.iter().any(|f| if self.exact { name == f } else { name.contains(f.as_str()) })
     }
 }
 
@@ -97,10 +157,20 @@ const SMOKE: Config = Config { warmup: 2, iters: 5, copy_warmup: 1, copy_iters: 
 // Entry point
 
 fn main() {
-    let opts = Options::parse();
+    let opts = match Options::parse(std::env::args().skip(1)) {
+        Ok(o) => o,
+        Err(why) => {
+            eprintln!("error: {why}\n\n{USAGE}");
+            exit(2);
+        }
+    };
+    if opts.help {
+        print!("{USAGE}");
+        return;
+    }
     if opts.list {
-        for case in cases() {
-            println!("{}: bench", case.name());
+        for name in case_names().into_iter().filter(|n| opts.selects(n)) {
+            println!("{name}");
         }
         return;
     }
@@ -165,9 +235,9 @@ fn run(opts: &Options) -> BoxResult<()> {
     let l2_bytes = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)?.max(0) as usize;
     let (free, total) = ctx.mem_get_info()?;
     let (major, minor) = lowp.compute_capability();
+    let device = lowp.device_name().to_owned();
     println!(
-        "device: {} (compute capability {major}.{minor}), lowp module {}, {sms} SMs, L2 {:.1} MiB, {:.1} GiB memory ({:.1} GiB free)",
-        lowp.device_name(),
+        "device: {device} (compute capability {major}.{minor}), lowp module {}, {sms} SMs, L2 {:.1} MiB, {:.1} GiB memory ({:.1} GiB free)",
         lowp.arch().name(),
         l2_bytes as f64 / MIB as f64,
         total as f64 / GIB as f64,
@@ -175,6 +245,7 @@ fn run(opts: &Options) -> BoxResult<()> {
     );
 
     let timer = Timer::new(ctx.clone(), stream.clone(), cfg, free)?;
+    let copy_gbps = timer.copy_gbps;
     let peak = match peak_dram_gbps(&ctx) {
         Some(p) => format!("; {:.1}% of the {p:.0} GB/s theoretical DRAM peak", 100.0 * timer.copy_gbps / p),
         None => String::new(),
@@ -190,36 +261,41 @@ fn run(opts: &Options) -> BoxResult<()> {
         println!("smoke test (no --bench): {} timed launches per case, numbers are not measurements", cfg.iters);
     }
     println!();
+    let w = selected.iter().map(|c| c.name().len()).max().unwrap_or(0).max(4);
     println!(
-        "{:<24} {:<5} {:>16} {:>10} {:>10} {:>9} {:>7} {:>8} {:>6}",
-        "op", "dtype", "shape", "median µs", "min µs", "GB/s", "% copy", "TFLOP/s", "sets"
+        "{:<w$} {:>10} {:>10} {:>9} {:>7} {:>8} {:>6}",
+        "case", "median µs", "min µs", "GB/s", "% copy", "TFLOP/s", "sets"
     );
 
     let mut bench = Bench { lowp, stream, ctx, l2_bytes, timer };
     let mut host_bound = false;
+    let mut rows = Vec::new();
     for case in &selected {
+        let name = case.name();
         let outcome = (case.run)(&mut bench)?;
-        let lead = format!("{:<24} {:<5} {:>16}", case.op, case.dtype.to_string(), case.shape);
-        match outcome {
+        let lead = format!("{name:<w$}");
+        match &outcome {
             Outcome::Skipped(why) => println!("{lead}  skipped: {why}"),
             Outcome::Done { timing, bytes, flops, sets } => {
-                let gbps = bytes as f64 / (timing.median_us * 1e3);
+                let gbps = *bytes as f64 / (timing.median_us * 1e3);
                 let mark = if timing.starved * 10 > timing.iters {
                     host_bound = true;
                     format!("  ! {} of {} launches host-bound", timing.starved, timing.iters)
                 } else {
                     String::new()
                 };
-                let tflops = if flops > 0 { format!("{:.1}", flops as f64 / (timing.median_us * 1e6)) } else { "-".into() };
+                let tflops =
+                    if *flops > 0 { format!("{:.1}", *flops as f64 / (timing.median_us * 1e6)) } else { "-".into() };
                 println!(
                     "{lead} {:>10.2} {:>10.2} {:>9.1} {:>6.1}% {tflops:>8} {sets:>6}{mark}",
                     timing.median_us,
                     timing.min_us,
                     gbps,
-                    100.0 * gbps / bench.timer.copy_gbps,
+                    100.0 * gbps / copy_gbps,
                 );
             }
         }
+        rows.push(json_row(case, &outcome, &device, copy_gbps));
         std::io::stdout().flush()?;
     }
     println!();
@@ -228,13 +304,146 @@ fn run(opts: &Options) -> BoxResult<()> {
             "!: the GPU idled between timed launches (the host could not keep it fed), so those times may include launch latency"
         );
     }
-    for note in [cases::rmsnorm::BYTES, cases::qk_norm_rope::BYTES, cases::fp8::BYTES, cases::grouped_gemm::BYTES, cases::microscaling::BYTES] {
+    for note in [
+        rmsnorm::BYTES,
+        cast::BYTES,
+        qk_norm_rope::BYTES,
+        fp8::BYTES,
+        microscaling::BYTES,
+        gemm::BYTES,
+    ] {
         if !note.is_empty() {
             println!("bytes: {note}");
         }
     }
-    println!("note: run `python3 benches/compare_torch.py` for the PyTorch eager / torch.compile anchors on the same shapes");
+    if let Some(path) = &opts.json {
+        let info = RunInfo {
+            bench: opts.bench,
+            device,
+            compute_capability: (major, minor),
+            module: bench.lowp.arch().name(),
+            sms,
+            l2_bytes,
+            total_memory_bytes: total,
+            warmup: cfg.warmup,
+            iters: cfg.iters,
+            copy_gbps,
+        };
+        std::fs::write(path, json_doc(&info, &rows)).map_err(|e| format!("writing {path}: {e}"))?;
+        println!("wrote {path}");
+    }
+    println!(
+        "note: `python3 benches/compare_torch.py` times the same cases with PyTorch eager / torch.compile / cuBLAS; \
+         `--join` with this run's --json file prints both side by side"
+    );
     Ok(())
+}
+
+/// What the JSON results file says about the run.
+pub(crate) struct RunInfo {
+    /// `--bench` (a measurement) or not (a smoke test).
+    pub(crate) bench: bool,
+    pub(crate) device: String,
+    pub(crate) compute_capability: (i32, i32),
+    pub(crate) module: &'static str,
+    pub(crate) sms: i32,
+    pub(crate) l2_bytes: usize,
+    pub(crate) total_memory_bytes: usize,
+    pub(crate) warmup: usize,
+    pub(crate) iters: usize,
+    pub(crate) copy_gbps: f64,
+}
+
+/// The JSON results file (`--json`): the run, then one object per case (`json_row`), the input
+/// of `compare_torch.py --join`.
+pub(crate) fn json_doc(info: &RunInfo, rows: &[String]) -> String {
+    let mut doc = String::from("{\n");
+    let _ = writeln!(doc, "  \"harness\": \"lowp\",");
+    let _ = writeln!(doc, "  \"mode\": {},", json_str(if info.bench { "bench" } else { "smoke" }));
+    let _ = writeln!(
+        doc,
+        "  \"device\": {{\"name\": {}, \"compute_capability\": [{}, {}], \"module\": {}, \"sms\": {}, \
+         \"l2_bytes\": {}, \"total_memory_bytes\": {}}},",
+        json_str(&info.device),
+        info.compute_capability.0,
+        info.compute_capability.1,
+        json_str(info.module),
+        info.sms,
+        info.l2_bytes,
+        info.total_memory_bytes,
+    );
+    let _ = writeln!(doc, "  \"warmup\": {},", info.warmup);
+    let _ = writeln!(doc, "  \"iters\": {},", info.iters);
+    let _ = writeln!(doc, "  \"copy_gbps\": {},", json_num(info.copy_gbps));
+    if rows.is_empty() {
+        doc.push_str("  \"results\": []\n");
+    } else {
+        let _ = writeln!(doc, "  \"results\": [\n    {}\n  ]", rows.join(",\n    "));
+    }
+    doc.push_str("}\n");
+    doc
+}
+
+/// One result as a JSON object (one line).
+pub(crate) fn json_row(case: &Case, outcome: &Outcome, device: &str, copy_gbps: f64) -> String {
+    let variant = case.variant.map_or("null".to_owned(), json_str);
+    let mut s = format!(
+        "{{\"name\": {}, \"family\": {}, \"op\": {}, \"dtype\": {}, \"shape\": {}, \"variant\": {variant}, ",
+        json_str(&case.name()),
+        json_str(case.family),
+        json_str(case.op),
+        json_str(dtype_name(case.dtype)),
+        json_str(&case.shape),
+    );
+    match outcome {
+        Outcome::Skipped(why) => {
+            let _ = write!(s, "\"status\": \"skipped\", \"reason\": {}, ", json_str(why));
+        }
+        Outcome::Done { timing, bytes, flops, sets } => {
+            let gbps = *bytes as f64 / (timing.median_us * 1e3);
+            let tflops = if *flops > 0 { json_num(*flops as f64 / (timing.median_us * 1e6)) } else { "null".into() };
+            let _ = write!(
+                s,
+                "\"status\": \"ok\", \"median_us\": {}, \"min_us\": {}, \"gbps\": {}, \"pct_copy\": {}, \
+                 \"tflops\": {tflops}, \
+                 \"bytes\": {bytes}, \"flops\": {flops}, \"sets\": {sets}, \"iters\": {}, \"starved\": {}, ",
+                json_num(timing.median_us),
+                json_num(timing.min_us),
+                json_num(gbps),
+                json_num(100.0 * gbps / copy_gbps),
+                timing.iters,
+                timing.starved,
+            );
+        }
+    }
+    let _ = write!(s, "\"device\": {}, \"copy_gbps\": {}}}", json_str(device), json_num(copy_gbps));
+    s
+}
+
+/// `s` as a JSON string literal.
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `x` as a JSON number (`null` where it is not finite).
+fn json_num(x: f64) -> String {
+    if x.is_finite() { format!("{x}") } else { "null".into() }
 }
 
 /// Theoretical DRAM bandwidth from the memory clock and bus width (double data rate), where the
@@ -249,12 +458,12 @@ fn peak_dram_gbps(ctx: &CudaContext) -> Option<f64> {
 // Timing
 
 /// Median and minimum of the timed launches, in microseconds.
-struct Timing {
-    median_us: f64,
-    min_us: f64,
-    iters: usize,
+pub(crate) struct Timing {
+    pub(crate) median_us: f64,
+    pub(crate) min_us: f64,
+    pub(crate) iters: usize,
     /// Timed launches before which the GPU sat idle (see `Timer::time`).
-    starved: usize,
+    pub(crate) starved: usize,
 }
 
 /// Event-timed launches on one stream, with a pair of large device buffers that measure the copy
@@ -426,9 +635,17 @@ impl Bench {
         self.stream.synchronize()?;
         Ok(buf)
     }
+
+    /// `n` fresh random f32 values on the device (copied before this returns).
+    fn random_f32(&self, n: usize, seed: u64) -> BoxResult<CudaSlice<f32>> {
+        let host = random_vec_with(n, seed, |x| x as f32);
+        let buf = self.stream.clone_htod(&host)?;
+        self.stream.synchronize()?;
+        Ok(buf)
+    }
 }
 
-enum Outcome {
+pub(crate) enum Outcome {
     /// `flops` 0 for memory-bound cases (the TFLOP/s column shows `-`).
     Done { timing: Timing, bytes: u64, flops: u64, sets: usize },
     Skipped(String),
@@ -437,45 +654,101 @@ enum Outcome {
 /// Sets up, times and tears down one case.
 type RunCase = dyn Fn(&mut Bench) -> BoxResult<Outcome>;
 
-struct Case {
+/// One benchmark case: `op/dtype/shape[/variant]`.
+pub(crate) struct Case {
+    /// The kernel family (the file under `cases/`), set by `cases()`.
+    family: &'static str,
+    /// The operation, named as the lowp function it times (`docs/benchmarks.md` lists them).
     op: &'static str,
+    /// The element type the case is about: the input of norms and quantizers, the destination
+    /// of casts, the operands of GEMMs.
     dtype: DType,
+    /// Dimensions joined by `x` (and `-` between head counts), as `docs/benchmarks.md` reads them.
     shape: String,
+    /// A variant of the same op and shape (`computed`, `zipf`), if any.
+    variant: Option<&'static str>,
     run: Box<RunCase>,
 }
 
 impl Case {
-    fn name(&self) -> String {
-        format!("{}/{}/{}", self.op, self.dtype, self.shape)
+    fn new(op: &'static str, dtype: DType, shape: String, run: Box<RunCase>) -> Case {
+        Case { family: "", op, dtype, shape, variant: None, run }
+    }
+
+    fn variant(self, variant: Option<&'static str>) -> Case {
+        Case { variant, ..self }
+    }
+
+    pub(crate) fn name(&self) -> String {
+        let mut name = format!("{}/{}/{}", self.op, dtype_name(self.dtype), self.shape);
+        if let Some(v) = self.variant {
+            name.push('/');
+            name.push_str(v);
+        }
+        name
     }
 }
 
-/// Every case, in the order they run and print: one file per kernel family under `cases/`.
-fn cases() -> Vec<Case> {
-    let mut v = Vec::new();
-    v.extend(cases::rmsnorm::cases());
-    v.extend(cases::qk_norm_rope::cases());
-    v.extend(cases::fp8::cases());
-    v.extend(cases::fp8::gemm_cases());
-    v.extend(cases::grouped_gemm::cases());
-    v.extend(cases::microscaling::cases());
+/// The dtype vocabulary of case names (`compare_torch.py` uses the same).
+fn dtype_name(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => "f32",
+        DType::Bf16 => "bf16",
+        DType::F16 => "f16",
+        DType::E4M3 => "e4m3",
+        DType::E5M2 => "e5m2",
+        DType::E2M1x2 => "e2m1",
+        DType::Ue8m0 => "ue8m0",
+    }
+}
+
+/// Every case, in the order they run and print: the launch floor, then one file per kernel
+/// family under `cases/` (memory-bound families first, the GEMMs last).
+pub(crate) fn cases() -> Vec<Case> {
+    let families: [(&'static str, fn() -> Vec<Case>); 6] = [
+        ("rmsnorm", rmsnorm::cases),
+        ("cast", cast::cases),
+        ("qk_norm_rope", qk_norm_rope::cases),
+        ("fp8", fp8::cases),
+        ("microscaling", microscaling::cases),
+        ("gemm", gemm::cases),
+    ];
+    let empty = Case::new("empty_kernel", DType::F32, "1x1".into(), Box::new(bench_empty));
+    let mut v = vec![Case { family: "launch", ..empty }];
+    for (family, list) in families {
+        v.extend(list().into_iter().map(|c| Case { family, ..c }));
+    }
     v
 }
 
-/// Benchmark cases, one module per kernel family (the family's byte count is documented there).
-mod cases {
-    use super::*;
-    #[path = "fp8.rs"]
-    pub(crate) mod fp8;
-    #[path = "grouped_gemm.rs"]
-    pub(crate) mod grouped_gemm;
-    #[path = "microscaling.rs"]
-    pub(crate) mod microscaling;
-    #[path = "qk_norm_rope.rs"]
-    pub(crate) mod qk_norm_rope;
-    #[path = "rmsnorm.rs"]
-    pub(crate) mod rmsnorm;
+/// The names of every case, in order (what `--list` prints with no filter).
+pub(crate) fn case_names() -> Vec<String> {
+    cases().iter().map(Case::name).collect()
 }
+
+/// An empty kernel: the launch floor that latency-bound cases (decode-sized qk_norm_rope) are
+/// read against.
+fn bench_empty(b: &mut Bench) -> BoxResult<Outcome> {
+    let (lowp, stream) = (b.lowp.clone(), b.stream.clone());
+    let timing = b.timer.time(1, |_| lowp.launch_empty(&stream))?;
+    Ok(Outcome::Done { timing, bytes: 0, flops: 0, sets: 1 })
+}
+
+// Benchmark cases, one module per kernel family (the family's byte count is documented there).
+// Declared with paths relative to this file (not inside an inline module), so that
+// `tests/bench_names.rs` can include this file as a module.
+#[path = "cases/cast.rs"]
+mod cast;
+#[path = "cases/fp8.rs"]
+mod fp8;
+#[path = "cases/gemm.rs"]
+mod gemm;
+#[path = "cases/microscaling.rs"]
+mod microscaling;
+#[path = "cases/qk_norm_rope.rs"]
+mod qk_norm_rope;
+#[path = "cases/rmsnorm.rs"]
+mod rmsnorm;
 
 // ---------------------------------------------------------------------------------------------
 // Inputs
@@ -504,6 +777,11 @@ impl SplitMix64 {
 
 /// `n` values of `normal()` rounded to `T`, generated on all host cores.
 fn random_vec<T: Half>(n: usize, seed: u64) -> Vec<T> {
+    random_vec_with(n, seed, T::from_f64)
+}
+
+/// `n` values of `normal()` converted by `convert`, generated on all host cores.
+fn random_vec_with<T: Copy + Default + Send>(n: usize, seed: u64, convert: fn(f64) -> T) -> Vec<T> {
     let mut v = vec![T::default(); n];
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(32);
     let chunk = n.div_ceil(threads).max(1 << 16);
@@ -512,7 +790,7 @@ fn random_vec<T: Half>(n: usize, seed: u64) -> Vec<T> {
             s.spawn(move || {
                 let mut rng = SplitMix64(seed ^ (i as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
                 for e in part {
-                    *e = T::from_f64(rng.normal());
+                    *e = convert(rng.normal());
                 }
             });
         }

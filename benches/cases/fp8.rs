@@ -1,4 +1,6 @@
-//! Benchmark cases of the `lowp::fp8` quantizers (DeepSeek-V3 shapes).
+//! Benchmark cases of the `fp8` family, the `lowp::fp8` quantizers (DeepSeek-V3 shapes):
+//! `fp8_quantize_group/bf16/<M>x<K>` (1×128 groups, M-major scales) and
+//! `fp8_quantize_block/bf16/<N>x<K>` (128×128 blocks). The blockwise FP8 GEMM is in `gemm.rs`.
 
 use lowp::fp8::{self, ScaleLayout, ScaleRecipe};
 use lowp::F8E4M3;
@@ -11,20 +13,12 @@ pub(crate) const BYTES: &str = "fp8 quantize = input read + E4M3 values written 
 pub(crate) fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     for (m, k) in [(4096, 7168), (16384, 7168), (4096, 2048)] {
-        v.push(Case {
-            op: "fp8_quantize_group",
-            dtype: DType::Bf16,
-            shape: format!("{m}x{k}"),
-            run: Box::new(move |b| bench_group(b, m, k)),
-        });
+        let run: Box<RunCase> = Box::new(move |b| bench_group(b, m, k));
+        v.push(Case::new("fp8_quantize_group", DType::Bf16, format!("{m}x{k}"), run));
     }
     for (n, k) in [(7168, 2048), (24576, 1536)] {
-        v.push(Case {
-            op: "fp8_quantize_block",
-            dtype: DType::Bf16,
-            shape: format!("{n}x{k}"),
-            run: Box::new(move |b| bench_block(b, n, k)),
-        });
+        let run: Box<RunCase> = Box::new(move |b| bench_block(b, n, k));
+        v.push(Case::new("fp8_quantize_block", DType::Bf16, format!("{n}x{k}"), run));
     }
     v
 }
@@ -70,46 +64,4 @@ fn bench_block(b: &mut Bench, rows: usize, k: usize) -> BoxResult<Outcome> {
         fp8::quantize_per_block(&lowp, &stream, &w, &mut q, &mut s, ScaleRecipe::Float)
     })?;
     Ok(Outcome::Done { timing, bytes: set_bytes as u64, flops: 0, sets })
-}
-
-/// The blockwise FP8 GEMM on the issue's DeepSeek-V3 shapes (M, N, K); Hopper only.
-pub(crate) fn gemm_cases() -> Vec<Case> {
-    [(4096, 7168, 2048), (4096, 24576, 1536), (4096, 7168, 16384), (4096, 2112, 7168), (128, 7168, 2048), (64, 7168, 2048), (8192, 8192, 8192)]
-        .into_iter()
-        .map(|(m, n, k)| Case { op: "fp8_blockwise_gemm", dtype: DType::E4M3, shape: format!("{m}x{n}x{k}"), run: Box::new(move |b| bench_gemm(b, m, n, k)) })
-        .collect()
-}
-
-fn bench_gemm(b: &mut Bench, m: usize, n: usize, k: usize) -> BoxResult<Outcome> {
-    if b.lowp.arch() != lowp::Arch::Sm90a {
-        return Ok(Outcome::Skipped(format!("needs compute capability 9.0, {} has {:?}", b.lowp.device_name(), b.lowp.compute_capability())));
-    }
-    let g = k / 128;
-    let ld = fp8::m_major_ld(m);
-    let set_bytes = m * k + n * k + m * n * 2 + (ld + n.div_ceil(128)) * g * 4;
-    let sets = sets_for(set_bytes, b.l2_bytes);
-    if let Some(why) = b.lacks_memory(sets * set_bytes)? {
-        return Ok(Outcome::Skipped(why));
-    }
-    // Random finite E4M3 codes and scales around 1/448: realistic magnitudes, no NaN.
-    let mut rng = SplitMix64((m as u64) << 40 ^ (n as u64) << 20 ^ k as u64);
-    let mut codes = |len: usize| -> Vec<F8E4M3> {
-        (0..len).map(|_| loop { let c = rng.next_u64() as u8; if c & 0x7f != 0x7f { break F8E4M3::from_bits(c) } }).collect()
-    };
-    let a_all = b.stream.clone_htod(&codes(sets * m * k))?;
-    let b_all = b.stream.clone_htod(&codes(sets * n * k))?;
-    let sa_all = b.stream.clone_htod(&vec![1.0f32 / 448.0; sets * ld * g])?;
-    let sbn = n.div_ceil(128) * g;
-    let sb_all = b.stream.clone_htod(&vec![1.0f32 / 448.0; sets * sbn])?;
-    let mut d_all = b.stream.alloc_zeros::<bf16>(sets * m * n)?;
-    let (lowp, stream) = (b.lowp.clone(), b.stream.clone());
-    let timing = b.timer.time(sets, |i| -> lowp::Result<()> {
-        let a = Matrix::from_buffer(a_all.slice(i * m * k..(i + 1) * m * k), m, k)?;
-        let bb = Matrix::from_buffer(b_all.slice(i * n * k..(i + 1) * n * k), n, k)?;
-        let sa = sa_all.slice(i * ld * g..(i + 1) * ld * g);
-        let sb = Matrix::from_buffer(sb_all.slice(i * sbn..(i + 1) * sbn), n.div_ceil(128), g)?;
-        let mut d = Matrix::from_buffer(d_all.slice_mut(i * m * n..(i + 1) * m * n), m, n)?;
-        fp8::blockwise_gemm(&lowp, &stream, &a, &sa, ScaleLayout::MMajor { ld }, &bb, &sb, &mut d)
-    })?;
-    Ok(Outcome::Done { timing, bytes: (m * k + n * k + m * n * 2) as u64, flops: (2 * m * n * k) as u64, sets })
 }

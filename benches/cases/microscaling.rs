@@ -1,4 +1,5 @@
-//! Benchmark cases of `lowp::microscaling`: NVFP4 and MXFP8 quantization of bf16 activations
+//! Benchmark cases of the `microscaling` family (`lowp::microscaling`): `nvfp4_quantize` and
+//! `mxfp8_quantize`, NVFP4 and MXFP8 quantization of bf16 activations
 //! with swizzled scales, at a square [8192, 8192] and an MoE-like [E·T, 7168] (16 experts × 1024
 //! tokens).
 //!
@@ -12,7 +13,7 @@ use super::*;
 
 /// How the cases count bytes (printed under the table).
 pub(crate) const BYTES: &str =
-    "nvfp4/mxfp8 quantize = x read + packed codes written + swizzled scales written (padding included)";
+    "nvfp4_quantize/mxfp8_quantize = x read + packed codes written + swizzled scales written (padding included)";
 
 /// `[rows, K]` of the quantize cases: square, and MoE-like (16 experts × 1024 tokens, K 7168).
 const SHAPES: [(usize, usize); 2] = [(8192, 8192), (16 * 1024, 7168)];
@@ -36,12 +37,12 @@ pub(crate) fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     for (rows, k) in SHAPES {
         for fmt in [Fmt::Nvfp4, Fmt::Mxfp8] {
-            v.push(Case {
-                op: if fmt == Fmt::Nvfp4 { "nvfp4_quant" } else { "mxfp8_quant" },
-                dtype: DType::Bf16,
-                shape: format!("{rows}x{k}"),
-                run: Box::new(move |b| bench_quantize(b, fmt, rows, k)),
-            });
+            v.push(Case::new(
+                if fmt == Fmt::Nvfp4 { "nvfp4_quantize" } else { "mxfp8_quantize" },
+                DType::Bf16,
+                format!("{rows}x{k}"),
+                Box::new(move |b| bench_quantize(b, fmt, rows, k)),
+            ));
         }
     }
     v

@@ -1,6 +1,6 @@
-//! Benchmark cases of `lowp::qk_norm_rope`: the Qwen3-style prologue at T = 16384, Hq = 32,
-//! Hk = 8, D = 128 in place (cache and computed cos/sin), and decode batches T = 1…64 next to an
-//! empty-kernel launch.
+//! Benchmark cases of the `qk_norm_rope` family (`lowp::qk_norm_rope`): the Qwen3-style prologue
+//! at T = 16384, Hq = 32, Hk = 8, D = 128 in place (cached and computed cos/sin), and decode
+//! batches T = 1…64, read against the launch floor `empty_kernel/f32/1x1`.
 
 use lowp::cudarc::driver::CudaView;
 use lowp::qk_norm_rope::{
@@ -21,40 +21,22 @@ pub(crate) fn cases() -> Vec<Case> {
         v.push(qk_case::<bf16>(16384, 32, 8, 128, computed));
     }
     v.push(qk_case::<f16>(16384, 32, 8, 128, false));
-    v.push(Case {
-        op: "empty_kernel",
-        dtype: DType::F32,
-        shape: "1x1".into(),
-        run: Box::new(bench_empty),
-    });
+    // decode batches: read against `empty_kernel/f32/1x1`, the launch floor
     for t in [1, 8, 64] {
         v.push(qk_case::<bf16>(t, 32, 8, 128, false));
     }
     v
 }
 
-fn bench_empty(b: &mut Bench) -> BoxResult<Outcome> {
-    let (lowp, stream) = (b.lowp.clone(), b.stream.clone());
-    let timing = b.timer.time(1, |_| lowp.launch_empty(&stream))?;
-    Ok(Outcome::Done {
-        timing,
-        bytes: 0,
-        flops: 0,
-        sets: 1,
-    })
-}
-
+/// `qk_norm_rope/<dtype>/<tokens>x<Hq>-<Hk>x<D>`, `/computed` for cos/sin computed in the kernel.
 fn qk_case<T: Half>(tokens: usize, hq: usize, hk: usize, d: usize, computed: bool) -> Case {
-    Case {
-        op: if computed {
-            "qk_norm_rope(computed)"
-        } else {
-            "qk_norm_rope"
-        },
-        dtype: T::DTYPE,
-        shape: format!("{tokens}x{hq}+{hk}x{d}"),
-        run: Box::new(move |b| bench_qk::<T>(b, tokens, hq, hk, d, computed)),
-    }
+    Case::new(
+        "qk_norm_rope",
+        T::DTYPE,
+        format!("{tokens}x{hq}-{hk}x{d}"),
+        Box::new(move |b| bench_qk::<T>(b, tokens, hq, hk, d, computed)),
+    )
+    .variant(computed.then_some("computed"))
 }
 
 fn bench_qk<T: Half>(

@@ -1,4 +1,5 @@
-//! Benchmark cases of `lowp::rmsnorm`.
+//! Benchmark cases of the `rmsnorm` family (`lowp::rmsnorm`): `rmsnorm/<dtype>/<rows>x<hidden>`
+//! and `add_rmsnorm/<dtype>/<rows>x<hidden>`.
 //!
 //! bytes: rmsnorm = x read + out written + weight; add_rmsnorm = x read + residual read and
 //! written + out written + weight.
@@ -37,12 +38,12 @@ enum Norm {
 }
 
 fn norm_case<T: Half>(op: Norm, rows: usize, hidden: usize) -> Case {
-    Case {
-        op: if op == Norm::Add { "add_rmsnorm" } else { "rmsnorm" },
-        dtype: T::DTYPE,
-        shape: format!("{rows}x{hidden}"),
-        run: Box::new(move |b| bench_norm::<T>(b, op, rows, hidden)),
-    }
+    Case::new(
+        if op == Norm::Add { "add_rmsnorm" } else { "rmsnorm" },
+        T::DTYPE,
+        format!("{rows}x{hidden}"),
+        Box::new(move |b| bench_norm::<T>(b, op, rows, hidden)),
+    )
 }
 
 fn bench_norm<T: Half>(b: &mut Bench, op: Norm, rows: usize, hidden: usize) -> BoxResult<Outcome> {

@@ -1,34 +1,36 @@
-//! Benchmark cases of `lowp::grouped_gemm`: the issue's MoE shapes (E, tokens per expert, N, K),
-//! balanced and with Zipf-like routing, bf16 and blockwise FP8.
+//! Benchmark cases of the `gemm` family: the blockwise FP8 GEMM (`lowp::fp8::blockwise_gemm`) on
+//! DeepSeek-V3 shapes (M, N, K), and the grouped GEMMs (`lowp::grouped_gemm`) on MoE shapes
+//! (E, tokens per expert, N, K), balanced and with Zipf-like routing (`/zipf`), bf16 and
+//! blockwise FP8. Hopper only.
 
-use lowp::fp8::ScaleLayout;
+use lowp::fp8::{self, ScaleLayout};
 use lowp::grouped_gemm::{self as gg, GroupLayout};
 use lowp::F8E4M3;
 
 use super::*;
 
 /// How the cases count bytes (printed under the table).
-pub(crate) const BYTES: &str = "grouped gemm = x + every expert's weights read once + y written (TFLOP/s from 2 · tokens · N · K)";
+pub(crate) const BYTES: &str = "fp8_blockwise_gemm = A + B read once + D (bf16) written; \
+                                *_grouped_gemm = x + every expert's weights read once + y written \
+                                (TFLOP/s from 2 · M · N · K, 2 · tokens · N · K)";
 
 const SHAPES: [(usize, usize, usize, usize); 3] = [(8, 512, 4096, 7168), (32, 256, 4096, 7168), (64, 128, 7168, 2048)];
 
+/// The blockwise GEMM's cases, then `{bf16,fp8}_grouped_gemm/<dtype>/<E>x<tokens per expert>x<N>x<K>[/zipf]`.
 pub(crate) fn cases() -> Vec<Case> {
-    let mut v = Vec::new();
+    let mut v = blockwise_cases();
     for fp8 in [false, true] {
         for zipf in [false, true] {
             for (e, t, n, k) in SHAPES {
-                let op = match (fp8, zipf) {
-                    (false, false) => "bf16_grouped_gemm",
-                    (false, true) => "bf16_grouped_gemm(zipf)",
-                    (true, false) => "fp8_grouped_gemm",
-                    (true, true) => "fp8_grouped_gemm(zipf)",
-                };
-                v.push(Case {
-                    op,
-                    dtype: if fp8 { DType::E4M3 } else { DType::Bf16 },
-                    shape: format!("{e}x{t}x{n}x{k}"),
-                    run: Box::new(move |b| bench(b, e, t, n, k, fp8, zipf)),
-                });
+                v.push(
+                    Case::new(
+                        if fp8 { "fp8_grouped_gemm" } else { "bf16_grouped_gemm" },
+                        if fp8 { DType::E4M3 } else { DType::Bf16 },
+                        format!("{e}x{t}x{n}x{k}"),
+                        Box::new(move |b| bench(b, e, t, n, k, fp8, zipf)),
+                    )
+                    .variant(zipf.then_some("zipf")),
+                );
             }
         }
     }
@@ -94,4 +96,49 @@ fn bench(b: &mut Bench, e: usize, t: usize, n: usize, k: usize, fp8: bool, zipf:
         })?
     };
     Ok(Outcome::Done { timing, bytes: set_bytes as u64, flops: (2 * rows * n * k) as u64, sets })
+}
+
+/// `fp8_blockwise_gemm/e4m3/<M>x<N>x<K>`: the blockwise FP8 GEMM on DeepSeek-V3 shapes; Hopper only.
+fn blockwise_cases() -> Vec<Case> {
+    [(4096, 7168, 2048), (4096, 24576, 1536), (4096, 7168, 16384), (4096, 2112, 7168), (128, 7168, 2048), (64, 7168, 2048), (8192, 8192, 8192)]
+        .into_iter()
+        .map(|(m, n, k)| {
+            let run: Box<RunCase> = Box::new(move |b| bench_gemm(b, m, n, k));
+            Case::new("fp8_blockwise_gemm", DType::E4M3, format!("{m}x{n}x{k}"), run)
+        })
+        .collect()
+}
+
+fn bench_gemm(b: &mut Bench, m: usize, n: usize, k: usize) -> BoxResult<Outcome> {
+    if b.lowp.arch() != lowp::Arch::Sm90a {
+        return Ok(Outcome::Skipped(format!("needs compute capability 9.0, {} has {:?}", b.lowp.device_name(), b.lowp.compute_capability())));
+    }
+    let g = k / 128;
+    let ld = fp8::m_major_ld(m);
+    let set_bytes = m * k + n * k + m * n * 2 + (ld + n.div_ceil(128)) * g * 4;
+    let sets = sets_for(set_bytes, b.l2_bytes);
+    if let Some(why) = b.lacks_memory(sets * set_bytes)? {
+        return Ok(Outcome::Skipped(why));
+    }
+    // Random finite E4M3 codes and scales around 1/448: realistic magnitudes, no NaN.
+    let mut rng = SplitMix64((m as u64) << 40 ^ (n as u64) << 20 ^ k as u64);
+    let mut codes = |len: usize| -> Vec<F8E4M3> {
+        (0..len).map(|_| loop { let c = rng.next_u64() as u8; if c & 0x7f != 0x7f { break F8E4M3::from_bits(c) } }).collect()
+    };
+    let a_all = b.stream.clone_htod(&codes(sets * m * k))?;
+    let b_all = b.stream.clone_htod(&codes(sets * n * k))?;
+    let sa_all = b.stream.clone_htod(&vec![1.0f32 / 448.0; sets * ld * g])?;
+    let sbn = n.div_ceil(128) * g;
+    let sb_all = b.stream.clone_htod(&vec![1.0f32 / 448.0; sets * sbn])?;
+    let mut d_all = b.stream.alloc_zeros::<bf16>(sets * m * n)?;
+    let (lowp, stream) = (b.lowp.clone(), b.stream.clone());
+    let timing = b.timer.time(sets, |i| -> lowp::Result<()> {
+        let a = Matrix::from_buffer(a_all.slice(i * m * k..(i + 1) * m * k), m, k)?;
+        let bb = Matrix::from_buffer(b_all.slice(i * n * k..(i + 1) * n * k), n, k)?;
+        let sa = sa_all.slice(i * ld * g..(i + 1) * ld * g);
+        let sb = Matrix::from_buffer(sb_all.slice(i * sbn..(i + 1) * sbn), n.div_ceil(128), g)?;
+        let mut d = Matrix::from_buffer(d_all.slice_mut(i * m * n..(i + 1) * m * n), m, n)?;
+        fp8::blockwise_gemm(&lowp, &stream, &a, &sa, ScaleLayout::MMajor { ld }, &bb, &sb, &mut d)
+    })?;
+    Ok(Outcome::Done { timing, bytes: (m * k + n * k + m * n * 2) as u64, flops: (2 * m * n * k) as u64, sets })
 }
