@@ -39,8 +39,7 @@ use lowp::grouped_gemm::{self as gg, GroupLayout};
 use lowp::half::bf16;
 use lowp::microscaling::{self as mx, GlobalScale, MxScaleRule, Scales, ScalesMut};
 use lowp::qk_norm_rope::{
-    self as qnr, KvCacheFp8, NormWeight, Output, Positions, QkNormRopeArgs, QkNormRopeConfig, RopeFrequencies,
-    RopeScaling, RopeStyle, Rotary,
+    self as qnr, KvCacheFp8, NormWeight, QkNormRopeSettings, Qkv, RopeFrequencies, RopeScaling, RopeStyle, Rotary,
 };
 use lowp::reference::qk_norm_rope::{RefConfig, RefRotary, RefValue};
 use lowp::reference::{
@@ -350,7 +349,7 @@ fn qk_norm_rope_neox(t: &mut Tour, tokens: usize, hq: usize, hk: usize, d: usize
     let op = if computed { "qk_norm_rope_computed" } else { "qk_norm_rope_neox" };
     let (lowp, stream) = t.handles();
     let cols = (hq + 2 * hk) * d;
-    let cfg = QkNormRopeConfig {
+    let cfg = QkNormRopeSettings {
         num_q_heads: hq,
         num_kv_heads: hk,
         head_dim: d,
@@ -373,20 +372,8 @@ fn qk_norm_rope_neox(t: &mut Tour, tokens: usize, hq: usize, hk: usize, d: usize
     let cos_sin = stream.clone_htod(&cache)?;
     let freqs = RopeFrequencies::new(&stream, d, 1e6, RopeScaling::None)?;
     let run = |qkv: &mut Matrix<bf16>| {
-        let args = QkNormRopeArgs {
-            qkv: qkv.view_mut(),
-            weights: Some((qw.as_view(), kw.as_view())),
-            positions: Some(Positions::I32(pos.as_view())),
-            rotary: Some(if computed {
-                Rotary::Computed(&freqs)
-            } else {
-                Rotary::Cache { cos_sin: cos_sin.as_view(), max_pos }
-            }),
-            output: Output::InPlace,
-            kv_cache: None,
-            error_flag: None,
-        };
-        qnr::qk_norm_rope(&lowp, &stream, &cfg, args)
+        let rotary = if computed { Rotary::Computed(&freqs) } else { Rotary::Cache { cos_sin: &cos_sin, max_pos } };
+        qnr::qk_norm_rope(&lowp, &stream, &qw, &kw, &pos, rotary, &cfg, Qkv::InPlace(qkv), None, None)
     };
     let first = t.launch(|| run(&mut qkv))?;
     let after = qkv.to_host(&stream)?;
@@ -430,7 +417,7 @@ fn qk_norm_rope_neox(t: &mut Tour, tokens: usize, hq: usize, hk: usize, d: usize
 fn qk_norm_rope_gptj(t: &mut Tour, tokens: usize, hq: usize, hk: usize, d: usize) -> Res<Vec<Row>> {
     let (lowp, stream) = t.handles();
     let (cols, rotary_dim) = ((hq + 2 * hk) * d, d / 2);
-    let cfg = QkNormRopeConfig {
+    let cfg = QkNormRopeSettings {
         num_q_heads: hq,
         num_kv_heads: hk,
         head_dim: d,
@@ -458,22 +445,19 @@ fn qk_norm_rope_gptj(t: &mut Tour, tokens: usize, hq: usize, hk: usize, d: usize
                k: &mut Matrix<bf16>,
                kc: &mut Matrix<F8E4M3>,
                vc: &mut Matrix<F8E4M3>| {
-        let args = QkNormRopeArgs {
-            qkv: qkv.view_mut(),
-            weights: Some((qw.as_view(), kw.as_view())),
-            positions: Some(Positions::I64(pos.as_view())),
-            rotary: Some(Rotary::Computed(&freqs)),
-            output: Output::Separate { q: q.view_mut(), k: k.view_mut() },
-            kv_cache: Some(KvCacheFp8 {
-                k_cache: kc.view_mut(),
-                v_cache: Some(vc.view_mut()),
-                slot_mapping: None,
-                k_scale,
-                v_scale,
-            }),
-            error_flag: None,
-        };
-        qnr::qk_norm_rope(&lowp, &stream, &cfg, args)
+        let kv_cache = KvCacheFp8 { k_cache: kc, v_cache: Some(vc), slot_mapping: None, k_scale, v_scale };
+        qnr::qk_norm_rope(
+            &lowp,
+            &stream,
+            &qw,
+            &kw,
+            &pos,
+            Rotary::Computed(&freqs),
+            &cfg,
+            Qkv::Separate { qkv, q_out: q, k_out: k },
+            Some(kv_cache),
+            None,
+        )
     };
     let first = t.launch(|| run(&mut qkv, &mut q, &mut k, &mut k_cache, &mut v_cache))?;
     let mut got_q = q.to_host(&stream)?;

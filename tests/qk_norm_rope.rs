@@ -13,8 +13,8 @@ mod kv_fp8;
 use half::{bf16, f16};
 use lowp::cudarc::driver::CudaSlice;
 use lowp::qk_norm_rope::{
-    self as qnr, ErrorFlag, KvCacheFp8, NormWeight, Output, Positions, QkNormRopeArgs,
-    QkNormRopeConfig, RopeFrequencies, RopeScaling, RopeStyle, Rotary,
+    self as qnr, ErrorFlag, KvCacheFp8, NormWeight, Position, QkNormRopeSettings, Qkv,
+    RopeFrequencies, RopeScaling, RopeStyle, Rotary,
 };
 use lowp::reference::convert as cv;
 use lowp::reference::qk_norm_rope::{self as refq, RefConfig, RefRotary, RefValue};
@@ -134,7 +134,7 @@ fn fp8_division_through_the_reciprocal_is_bit_exact() {
     }
 }
 
-fn ref_cfg(c: &QkNormRopeConfig, norm: bool, rope: bool) -> RefConfig {
+fn ref_cfg(c: &QkNormRopeSettings, norm: bool, rope: bool) -> RefConfig {
     RefConfig {
         num_q_heads: c.num_q_heads,
         num_kv_heads: c.num_kv_heads,
@@ -540,7 +540,7 @@ fn run_case<T: Half>(lowp: &lowp::Lowp, rng: &mut Rng, case: Case, op: &str) {
     let (t, d) = (case.tokens, case.d);
     let cols = (case.hq + 2 * case.hk) * d;
     let stride = cols + case.pad;
-    let cfg = QkNormRopeConfig {
+    let cfg = QkNormRopeSettings {
         num_q_heads: case.hq,
         num_kv_heads: case.hk,
         head_dim: d,
@@ -625,47 +625,45 @@ fn run_case<T: Half>(lowp: &lowp::Lowp, rng: &mut Rng, case: Case, op: &str) {
     let mut flag = ErrorFlag::new(&stream).expect("flag");
     let (k_scale, v_scale) = case.scales;
 
-    let args = QkNormRopeArgs {
-        qkv: qkv.view_mut(),
-        weights: Some((qw_d.as_view(), kw_d.as_view())),
-        positions: Some(if case.i64_pos {
-            Positions::I64(pos64_d.as_view())
-        } else {
-            Positions::I32(pos32_d.as_view())
-        }),
-        rotary: Some(if case.computed {
-            Rotary::Computed(&freqs)
-        } else {
-            Rotary::Cache {
-                cos_sin: cache_d.as_view(),
-                max_pos,
-            }
-        }),
-        output: if case.separate {
-            Output::Separate {
-                q: q_out.view_mut(),
-                k: k_out.view_mut(),
-            }
-        } else {
-            Output::InPlace
-        },
-        kv_cache: if case.kv {
-            Some(KvCacheFp8 {
-                k_cache: kc.view_mut(),
-                v_cache: Some(vc.view_mut()),
-                slot_mapping: Some(slots_d.as_view()),
-                k_scale,
-                v_scale,
-            })
-        } else {
-            None
-        },
-        error_flag: Some(&mut flag),
+    let rotary = if case.computed {
+        Rotary::Computed(&freqs)
+    } else {
+        Rotary::Cache {
+            cos_sin: &cache_d,
+            max_pos,
+        }
     };
-    match op {
-        "qk_norm_rope" => qnr::qk_norm_rope(lowp, &stream, &cfg, args),
-        "head_rmsnorm" => qnr::head_rmsnorm(lowp, &stream, &cfg, args),
-        _ => qnr::rope(lowp, &stream, &cfg, args),
+    // separate outputs read qkv through a read-only view (any buffer type works)
+    let qkv_view = qkv.view();
+    let qkv_arg = if case.separate {
+        Qkv::Separate {
+            qkv: &qkv_view,
+            q_out: &mut q_out,
+            k_out: &mut k_out,
+        }
+    } else {
+        Qkv::InPlace(&mut qkv)
+    };
+    let kv_cache = if case.kv {
+        Some(KvCacheFp8 {
+            k_cache: &mut kc,
+            v_cache: Some(&mut vc),
+            slot_mapping: Some(&slots_d),
+            k_scale,
+            v_scale,
+        })
+    } else {
+        None
+    };
+    let weights = (&qw_d, &kw_d);
+    if case.i64_pos {
+        launch(
+            lowp, &stream, op, &cfg, weights, &pos64_d, rotary, qkv_arg, kv_cache, &mut flag,
+        )
+    } else {
+        launch(
+            lowp, &stream, op, &cfg, weights, &pos32_d, rotary, qkv_arg, kv_cache, &mut flag,
+        )
     }
     .unwrap_or_else(|e| panic!("{op} {case:?}: {e}"));
 
@@ -767,6 +765,57 @@ fn run_case<T: Half>(lowp: &lowp::Lowp, rng: &mut Rng, case: Case, op: &str) {
     }
 }
 
+/// Runs `op` with the arguments it takes (the norm takes no positions or rotary, the rotation no
+/// weights).
+#[allow(clippy::too_many_arguments)]
+fn launch<T: Half, I: Position>(
+    lowp: &lowp::Lowp,
+    stream: &std::sync::Arc<lowp::cudarc::driver::CudaStream>,
+    op: &str,
+    settings: &QkNormRopeSettings,
+    (q_weight, k_weight): (&CudaSlice<T>, &CudaSlice<T>),
+    positions: &CudaSlice<I>,
+    rotary: Rotary<'_>,
+    qkv: Qkv<'_, T>,
+    kv_cache: Option<KvCacheFp8<'_>>,
+    flag: &mut ErrorFlag,
+) -> lowp::Result<()> {
+    match op {
+        "qk_norm_rope" => qnr::qk_norm_rope(
+            lowp,
+            stream,
+            q_weight,
+            k_weight,
+            positions,
+            rotary,
+            settings,
+            qkv,
+            kv_cache,
+            Some(flag),
+        ),
+        "head_rmsnorm" => qnr::head_rmsnorm(
+            lowp,
+            stream,
+            q_weight,
+            k_weight,
+            settings,
+            qkv,
+            kv_cache,
+            Some(flag),
+        ),
+        _ => qnr::rope(
+            lowp,
+            stream,
+            positions,
+            rotary,
+            settings,
+            qkv,
+            kv_cache,
+            Some(flag),
+        ),
+    }
+}
+
 fn sweep<T: Half>(test: &str, op: &str) {
     let lowp = common::gpu(test);
     let mut rng = Rng::fresh(test);
@@ -799,7 +848,7 @@ fn rope_bf16_matches_reference() {
 fn slot_past_the_cache_end_is_skipped_and_flagged() {
     let lowp = common::gpu("slot_past_the_cache_end_is_skipped_and_flagged");
     let stream = lowp.new_stream().expect("stream");
-    let cfg = QkNormRopeConfig {
+    let cfg = QkNormRopeSettings {
         num_q_heads: 2,
         num_kv_heads: 1,
         head_dim: 64,
@@ -816,22 +865,23 @@ fn slot_past_the_cache_end_is_skipped_and_flagged() {
     let slots = stream.clone_htod(&[0i64, 1]).expect("htod"); // row 1 does not exist
     let mut flag = ErrorFlag::new(&stream).expect("flag");
     let w = stream.clone_htod(&vec![bf16::ONE; 64]).expect("htod");
-    let args = QkNormRopeArgs {
-        qkv: qkv.view_mut(),
-        weights: Some((w.as_view(), w.as_view())),
-        positions: None,
-        rotary: None,
-        output: Output::InPlace,
-        kv_cache: Some(KvCacheFp8 {
-            k_cache: kc.view_mut(),
+    qnr::head_rmsnorm(
+        &lowp,
+        &stream,
+        &w,
+        &w,
+        &cfg,
+        Qkv::InPlace(&mut qkv),
+        Some(KvCacheFp8 {
+            k_cache: &mut kc,
             v_cache: None,
-            slot_mapping: Some(slots.as_view()),
+            slot_mapping: Some(&slots),
             k_scale: 1.0,
             v_scale: 1.0,
         }),
-        error_flag: Some(&mut flag),
-    };
-    qnr::head_rmsnorm(&lowp, &stream, &cfg, args).expect("launch");
+        Some(&mut flag),
+    )
+    .expect("launch");
     assert_eq!(
         flag.read(&stream).expect("flag"),
         qnr::ERR_SLOT_OUT_OF_RANGE

@@ -4,8 +4,8 @@
 
 use lowp::cudarc::driver::CudaView;
 use lowp::qk_norm_rope::{
-    self as qnr, NormWeight, Output, Positions, QkNormRopeArgs, QkNormRopeConfig, RopeFrequencies,
-    RopeScaling, RopeStyle, Rotary,
+    self as qnr, NormWeight, QkNormRopeSettings, Qkv, RopeFrequencies, RopeScaling, RopeStyle,
+    Rotary,
 };
 
 use super::*;
@@ -54,7 +54,7 @@ fn bench_qk<T: Half>(
     if let Some(why) = b.lacks_memory(sets * n * elem + MAX_POS * d * 4)? {
         return Ok(Outcome::Skipped(why));
     }
-    let cfg = QkNormRopeConfig {
+    let cfg = QkNormRopeSettings {
         num_q_heads: hq,
         num_kv_heads: hk,
         head_dim: d,
@@ -90,20 +90,23 @@ fn bench_qk<T: Half>(
             Rotary::Computed(&freqs)
         } else {
             Rotary::Cache {
-                cos_sin: cache.as_view(),
+                cos_sin: &cache,
                 max_pos: MAX_POS,
             }
         };
-        let args = QkNormRopeArgs {
-            qkv: Matrix::from_buffer(view, tokens, cols)?,
-            weights: Some((qw.as_view(), kw.as_view())),
-            positions: Some(Positions::I32(p)),
-            rotary: Some(rotary),
-            output: Output::InPlace,
-            kv_cache: None,
-            error_flag: None,
-        };
-        qnr::qk_norm_rope(&lowp, &stream, &cfg, args)
+        let mut qkv_i = Matrix::from_buffer(view, tokens, cols)?;
+        qnr::qk_norm_rope(
+            &lowp,
+            &stream,
+            &qw,
+            &kw,
+            &p,
+            rotary,
+            &cfg,
+            Qkv::InPlace(&mut qkv_i),
+            None,
+            None,
+        )
     })?;
     Ok(Outcome::Done {
         timing,

@@ -11,10 +11,17 @@ use crate::Half;
 #[derive(Clone, Copy, Debug)]
 pub enum RefRotary<'a> {
     /// `[max_pos, rotary_dim]` f32, cos | sin; positions clamped into `[0, max_pos)`.
-    Cache { cos_sin: &'a [f32], max_pos: usize },
+    Cache {
+        /// The cache, `max_pos · rotary_dim` values.
+        cos_sin: &'a [f32],
+        /// Rows of the cache.
+        max_pos: usize,
+    },
     /// cos/sin of `pos · inv_freq[i]` times `attention_factor`, evaluated in f64.
     Freq {
+        /// `rotary_dim / 2` angular frequencies.
         inv_freq: &'a [f64],
+        /// The factor of cos and sin.
         attention_factor: f64,
     },
 }
@@ -22,13 +29,21 @@ pub enum RefRotary<'a> {
 /// The shape and options of the reference.
 #[derive(Clone, Copy, Debug)]
 pub struct RefConfig {
+    /// Query heads `Hq`.
     pub num_q_heads: usize,
+    /// Key and value heads `Hk`.
     pub num_kv_heads: usize,
+    /// Elements per head `D`.
     pub head_dim: usize,
+    /// Leading elements of each head that rotate (even, `<= head_dim`).
     pub rotary_dim: usize,
+    /// GPT-J's interleaved pairs instead of NeoX's halves.
     pub gptj: bool,
+    /// The norm's epsilon.
     pub eps: f32,
+    /// Whether the heads are normalized (`qk_norm_rope`, `head_rmsnorm`).
     pub norm: bool,
+    /// Whether the heads rotate (`qk_norm_rope`, `rope`).
     pub rope: bool,
     /// The norm multiplies by `1 + w` (Gemma) instead of `w`.
     pub one_plus_weight: bool,
@@ -40,7 +55,9 @@ pub struct RefConfig {
 /// |n_p sin|`, or `|n_i|` where nothing rotates), for error bounds under cancellation.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RefValue {
+    /// The exact (float64) output.
     pub value: f64,
+    /// `|n_i cos| + |n_p sin|`, or `|n_i|` where nothing rotates.
     pub magnitude: f64,
 }
 

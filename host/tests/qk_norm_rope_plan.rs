@@ -1,5 +1,6 @@
 //! Unit tests of `qk_norm_rope::plan` and of the frequency helpers: no GPU needed.
 use super::*;
+use crate::qk_norm_rope::{RopeScaling, cos_sin_cache, rope_inv_freq};
 
 const QKV: u64 = 0x7000_0000_0000;
 const OUT_Q: u64 = 0x7100_0000_0000;
@@ -10,8 +11,8 @@ const CS: u64 = 0x7500_0000_0000;
 const KC: u64 = 0x7600_0000_0000;
 const VC: u64 = 0x7700_0000_0000;
 
-fn cfg() -> QkNormRopeConfig {
-    QkNormRopeConfig {
+fn cfg() -> QkNormRopeSettings {
+    QkNormRopeSettings {
         num_q_heads: 4,
         num_kv_heads: 2,
         head_dim: 128,
@@ -55,10 +56,7 @@ fn in_place_plan_points_outputs_into_qkv() {
     let p = plan(&input(Op::QkNormRope, 7)).unwrap();
     assert_eq!(p.q_out, QKV);
     assert_eq!(p.k_out, QKV + 4 * 128 * 2);
-    assert_eq!(
-        (p.q_out_stride, p.k_out_stride, p.qkv_stride),
-        (1024, 1024, 1024)
-    );
+    assert_eq!((p.q_out_stride, p.k_out_stride, p.qkv_stride), (1024, 1024, 1024));
     assert_eq!(p.tokens, 7);
     assert_eq!(p.max_pos, 4096);
     assert_ne!(p.flags & FLAG_VECTORIZED, 0);
@@ -99,50 +97,35 @@ fn flags_follow_style_position_width_and_alignment() {
 fn rejects_bad_shapes_and_values_naming_the_argument() {
     let mut i = input(Op::QkNormRope, 3);
     i.cfg.head_dim = 96;
+    assert!(matches!(plan(&i), Err(Error::Shape { arg: "head_dim", .. })));
+    let mut i = input(Op::QkNormRope, 3);
+    i.cfg.num_kv_heads = 0;
     assert!(matches!(
         plan(&i),
         Err(Error::Shape {
-            arg: "head_dim",
+            arg: "num_kv_heads",
             ..
         })
     ));
+    let mut i = input(Op::QkNormRope, 3);
+    i.cfg.num_q_heads = (1 << 16) + 1;
+    assert!(matches!(plan(&i), Err(Error::Shape { arg: "num_q_heads", .. })));
     let mut i = input(Op::QkNormRope, 3);
     i.qkv.cols -= 128;
     let e = plan(&i).unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "qkv", .. }), "{e}");
-    assert!(
-        e.to_string().contains("1024") && e.to_string().contains("896"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("1024") && e.to_string().contains("896"), "{e}");
     let mut i = input(Op::QkNormRope, 3);
     i.weights = Some((W, 127, W + 256, 128));
-    assert!(matches!(
-        plan(&i),
-        Err(Error::Shape {
-            arg: "q_weight",
-            ..
-        })
-    ));
+    assert!(matches!(plan(&i), Err(Error::Shape { arg: "q_weight", .. })));
     let mut i = input(Op::QkNormRope, 3);
     i.positions = Some((POS, 2, false));
-    assert!(matches!(
-        plan(&i),
-        Err(Error::Shape {
-            arg: "positions",
-            ..
-        })
-    ));
+    assert!(matches!(plan(&i), Err(Error::Shape { arg: "positions", .. })));
     for r in [0, 3, 130] {
         let mut i = input(Op::Rope, 3);
         i.cfg.rotary_dim = r;
         assert!(
-            matches!(
-                plan(&i),
-                Err(Error::InvalidValue {
-                    arg: "rotary_dim",
-                    ..
-                })
-            ),
+            matches!(plan(&i), Err(Error::InvalidValue { arg: "rotary_dim", .. })),
             "rotary_dim {r}"
         );
     }
@@ -162,19 +145,10 @@ fn rejects_bad_shapes_and_values_naming_the_argument() {
     assert!(matches!(plan(&i), Err(Error::Shape { arg: "rotary", .. })));
     let mut i = input(Op::QkNormRope, 3);
     i.cfg.eps = f32::NAN;
-    assert!(matches!(
-        plan(&i),
-        Err(Error::InvalidValue { arg: "eps", .. })
-    ));
+    assert!(matches!(plan(&i), Err(Error::InvalidValue { arg: "eps", .. })));
     let mut i = input(Op::QkNormRope, 3);
     i.positions = None;
-    assert!(matches!(
-        plan(&i),
-        Err(Error::InvalidValue {
-            arg: "positions",
-            ..
-        })
-    ));
+    assert!(matches!(plan(&i), Err(Error::InvalidValue { arg: "positions", .. })));
     let mut i = input(Op::Rope, 3);
     i.weights = None; // not needed by rope
     assert!(plan(&i).is_ok());
@@ -183,10 +157,7 @@ fn rejects_bad_shapes_and_values_naming_the_argument() {
     assert!(plan(&i).is_ok());
     let mut i = input(Op::HeadRmsNorm, 3);
     i.weights = None;
-    assert!(matches!(
-        plan(&i),
-        Err(Error::InvalidValue { arg: "weights", .. })
-    ));
+    assert!(matches!(plan(&i), Err(Error::InvalidValue { arg: "q_weight", .. })));
 }
 
 #[test]
@@ -285,23 +256,13 @@ fn kv_cache_is_checked() {
     i.kv = Some(kv(5, 256, None, 2.0));
     let p = plan(&i).unwrap();
     assert_eq!(
-        (
-            p.k_cache,
-            p.v_cache,
-            p.cache_rows,
-            p.cache_stride,
-            p.k_scale,
-            p.v_scale
-        ),
+        (p.k_cache, p.v_cache, p.cache_rows, p.cache_stride, p.k_scale, p.v_scale),
         (KC, VC, 5, 256, 2.0, 0.5)
     );
     i.kv = Some(kv(4, 256, None, 2.0));
     assert!(matches!(plan(&i), Err(Error::Shape { arg: "k_cache", .. })));
     i.kv = Some(kv(4, 256, Some((POS + 4096, 5)), 2.0));
-    assert!(
-        plan(&i).is_ok(),
-        "a slot mapping allows a cache smaller than the batch"
-    );
+    assert!(plan(&i).is_ok(), "a slot mapping allows a cache smaller than the batch");
     i.kv = Some(kv(100, 256, Some((POS + 4096, 4)), 2.0));
     assert!(matches!(
         plan(&i),
@@ -313,10 +274,7 @@ fn kv_cache_is_checked() {
     i.kv = Some(kv(100, 128, None, 2.0));
     assert!(matches!(plan(&i), Err(Error::Shape { arg: "k_cache", .. })));
     i.kv = Some(kv(100, 256, None, 0.0));
-    assert!(matches!(
-        plan(&i),
-        Err(Error::InvalidValue { arg: "k_scale", .. })
-    ));
+    assert!(matches!(plan(&i), Err(Error::InvalidValue { arg: "k_scale", .. })));
 }
 
 #[test]
@@ -367,16 +325,7 @@ fn gemma_weights_and_mrope_are_planned_and_checked() {
     // one row of positions where mRoPE needs three
     i.positions = Some((POS, 5, false));
     let e = plan(&i).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::Shape {
-                arg: "positions",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, Error::Shape { arg: "positions", .. }), "{e}");
     assert!(e.to_string().contains("15"), "{e}");
     // sections must cover rotary_dim / 2 = 64 frequencies
     i.positions = Some((POS, 15, false));
@@ -472,11 +421,7 @@ fn default_frequencies_are_base_powers() {
     let (f, a) = rope_inv_freq(8, 10000.0, RopeScaling::None).unwrap();
     assert_eq!(a, 1.0);
     for (i, v) in f.iter().enumerate() {
-        approx::assert_relative_eq!(
-            *v,
-            10000f64.powf(-(2.0 * i as f64) / 8.0),
-            max_relative = 1e-14
-        );
+        approx::assert_relative_eq!(*v, 10000f64.powf(-(2.0 * i as f64) / 8.0), max_relative = 1e-14);
     }
     let (g, _) = rope_inv_freq(8, 10000.0, RopeScaling::Linear { factor: 4.0 }).unwrap();
     for (a, b) in f.iter().zip(&g) {
@@ -484,10 +429,7 @@ fn default_frequencies_are_base_powers() {
     }
     assert!(matches!(
         rope_inv_freq(7, 10000.0, RopeScaling::None),
-        Err(Error::InvalidValue {
-            arg: "rotary_dim",
-            ..
-        })
+        Err(Error::InvalidValue { arg: "rotary_dim", .. })
     ));
     assert!(matches!(
         rope_inv_freq(8, 1.0, RopeScaling::None),
