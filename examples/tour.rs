@@ -37,7 +37,7 @@ use lowp::cudarc::driver::{CudaSlice, CudaStream, DeviceRepr};
 use lowp::fp8::{self, ScaleLayout, ScaleRecipe};
 use lowp::grouped_gemm::{self as gg, GroupLayout};
 use lowp::half::bf16;
-use lowp::microscaling::{self as mx, GlobalScale, MxScaleRule, Scales, ScalesMut};
+use lowp::microscaling::{self as mx, GlobalScale};
 use lowp::qk_norm_rope::{
     self as qnr, KvCacheFp8, NormWeight, QkNormRopeSettings, Qkv, RopeFrequencies, RopeScaling, RopeStyle, Rotary,
 };
@@ -635,6 +635,7 @@ fn not_hopper(lowp: &Lowp) -> Option<String> {
 /// tensor cores read), dequantization, and the grouped (MoE) quantizer, whose scales go to one
 /// swizzled region per expert.
 fn nvfp4(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
+    use lowp::{ScaleLayout, Scales};
     let (lowp, stream) = t.handles();
     let shape = format!("[{rows}, {k}] bf16");
     let x_host = t.rng.bf16s(rows * k, 1.0);
@@ -650,24 +651,22 @@ fn nvfp4(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
     t.perturb("nvfp4_global_scale", &mut got_g);
     let want_g = ref_mx::nvfp4_global_scale(ref_mx::tensor_amax(&x_f32));
     out.push(t.row("nvfp4_global_scale", &shape, verdict([bit_exact("g", &got_g, &[want_g])]), first, || run(&mut g))?);
-    let g = GlobalScale::Device(g.slice(..));
+    let g = GlobalScale::Device(&g);
 
     let fmt = ref_mx::Format::Nvfp4 { g: want_g };
     let want = ref_mx::quantize(&x_f32, rows, k, fmt);
     let scale_cols = k / mx::NVFP4_BLOCK as usize;
     let mut codes = Matrix::<F4E2M1x2>::zeros(&stream, rows, k / 2)?;
-    let mut scales = stream.alloc_zeros::<F8E4M3>(mx::swizzled_scale_len(rows, scale_cols))?;
-    let run = |c: &mut Matrix<F4E2M1x2>, s: &mut CudaSlice<F8E4M3>| {
-        mx::nvfp4_quantize(&lowp, &stream, &x, &g, c, ScalesMut::Swizzled(s))
-    };
+    let mut scales = Scales::<F8E4M3>::zeros(&stream, rows, scale_cols, ScaleLayout::Swizzled)?;
+    let run = |c: &mut Matrix<F4E2M1x2>, s: &mut Scales<F8E4M3>| mx::nvfp4_quantize(&lowp, &stream, &x, &g, c, s);
     let first = t.launch(|| run(&mut codes, &mut scales))?;
     let mut got_codes = codes.to_host(&stream)?;
     t.perturb("nvfp4_quantize", &mut got_codes);
-    let check = check_quantized(&got_codes, &t.download(&scales)?, &want, rows, scale_cols);
+    let check = check_quantized(&got_codes, &scales.to_host_raw(&stream)?, &want, rows, scale_cols);
     out.push(t.row("nvfp4_quantize", &shape, check, first, || run(&mut codes, &mut scales))?);
 
     let mut y = Matrix::<bf16>::zeros(&stream, rows, k)?;
-    let run = |y: &mut Matrix<bf16>| mx::nvfp4_dequantize(&lowp, &stream, &codes, Scales::Swizzled(&scales), &g, y);
+    let run = |y: &mut Matrix<bf16>| mx::nvfp4_dequantize(&lowp, &stream, &codes, &scales, &g, y);
     let first = t.launch(|| run(&mut y))?;
     let mut got = y.to_host(&stream)?;
     t.perturb("nvfp4_dequantize", &mut got);
@@ -677,28 +676,30 @@ fn nvfp4(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
     // tokens sorted by expert; ends[e] = the row where expert e's tokens end
     let ends_host = group_ends(&zipf(experts, rows));
     let ends = stream.clone_htod(&ends_host)?;
-    let mut scales = stream.alloc_zeros::<F8E4M3>(mx::grouped_scale_len(rows, scale_cols, experts))?;
+    let layout = ScaleLayout::GroupedSwizzled { groups: experts };
+    let mut scales = Scales::<F8E4M3>::zeros(&stream, rows, scale_cols, layout)?;
     let mut codes = Matrix::<F4E2M1x2>::zeros(&stream, rows, k / 2)?;
     let mut offsets = stream.alloc_zeros::<i32>(experts + 1)?;
-    let run = |c: &mut Matrix<F4E2M1x2>, s: &mut CudaSlice<F8E4M3>, o: &mut CudaSlice<i32>| {
+    let run = |c: &mut Matrix<F4E2M1x2>, s: &mut Scales<F8E4M3>, o: &mut CudaSlice<i32>| {
         mx::nvfp4_quantize_grouped(&lowp, &stream, &x, &ends, &g, c, s, o)
     };
     let first = t.launch(|| run(&mut codes, &mut scales, &mut offsets))?;
     let mut got_codes = codes.to_host(&stream)?;
     t.perturb("nvfp4_quantize_grouped", &mut got_codes);
-    let check =
-        check_grouped(&got_codes, &t.download(&scales)?, &t.download(&offsets)?, &want, rows, scale_cols, &ends_host);
+    let (got_scales, got_offsets) = (scales.to_host_raw(&stream)?, t.download(&offsets)?);
+    let check = check_grouped(&got_codes, &got_scales, &got_offsets, &want, rows, scale_cols, &ends_host);
     let shape = format!("[{rows}, {k}] bf16, E {experts}");
     out.push(t.row("nvfp4_quantize_grouped", &shape, check, first, || run(&mut codes, &mut scales, &mut offsets))?);
     Ok(out)
 }
 
-/// MXFP4 (OCP Microscaling: blocks of 32 E2M1 values, power-of-two UE8M0 scales by the OCP
-/// rule): quantization with swizzled scales, dequantization, the grouped quantizer.
+/// MXFP4 (OCP Microscaling: blocks of 32 E2M1 values, power-of-two UE8M0 scales rounded down, the
+/// OCP rule): quantization with swizzled scales, dequantization, the grouped quantizer.
 fn mxfp4(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
+    use lowp::{ScaleLayout, ScaleRounding, Scales};
     let (lowp, stream) = t.handles();
     let shape = format!("[{rows}, {k}] bf16");
-    let rule = MxScaleRule::Ocp;
+    let rule = ScaleRounding::Floor;
     let x_host = t.rng.bf16s(rows * k, 1.0);
     let x = Matrix::from_host(&stream, &x_host, rows, k)?;
     let fmt = ref_mx::Format::Mxfp4(rule);
@@ -707,18 +708,16 @@ fn mxfp4(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
     let mut out = Vec::new();
 
     let mut codes = Matrix::<F4E2M1x2>::zeros(&stream, rows, k / 2)?;
-    let mut scales = stream.alloc_zeros::<Ue8m0>(mx::swizzled_scale_len(rows, scale_cols))?;
-    let run = |c: &mut Matrix<F4E2M1x2>, s: &mut CudaSlice<Ue8m0>| {
-        mx::mxfp4_quantize(&lowp, &stream, &x, rule, c, ScalesMut::Swizzled(s))
-    };
+    let mut scales = Scales::<Ue8m0>::zeros(&stream, rows, scale_cols, ScaleLayout::Swizzled)?;
+    let run = |c: &mut Matrix<F4E2M1x2>, s: &mut Scales<Ue8m0>| mx::mxfp4_quantize(&lowp, &stream, &x, rule, c, s);
     let first = t.launch(|| run(&mut codes, &mut scales))?;
     let mut got_codes = codes.to_host(&stream)?;
     t.perturb("mxfp4_quantize", &mut got_codes);
-    let check = check_quantized(&got_codes, &t.download(&scales)?, &want, rows, scale_cols);
+    let check = check_quantized(&got_codes, &scales.to_host_raw(&stream)?, &want, rows, scale_cols);
     out.push(t.row("mxfp4_quantize", &shape, check, first, || run(&mut codes, &mut scales))?);
 
     let mut y = Matrix::<bf16>::zeros(&stream, rows, k)?;
-    let run = |y: &mut Matrix<bf16>| mx::mxfp4_dequantize(&lowp, &stream, &codes, Scales::Swizzled(&scales), y);
+    let run = |y: &mut Matrix<bf16>| mx::mxfp4_dequantize(&lowp, &stream, &codes, &scales, y);
     let first = t.launch(|| run(&mut y))?;
     let mut got = y.to_host(&stream)?;
     t.perturb("mxfp4_dequantize", &mut got);
@@ -727,17 +726,18 @@ fn mxfp4(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
 
     let ends_host = group_ends(&zipf(experts, rows));
     let ends = stream.clone_htod(&ends_host)?;
-    let mut scales = stream.alloc_zeros::<Ue8m0>(mx::grouped_scale_len(rows, scale_cols, experts))?;
+    let layout = ScaleLayout::GroupedSwizzled { groups: experts };
+    let mut scales = Scales::<Ue8m0>::zeros(&stream, rows, scale_cols, layout)?;
     let mut codes = Matrix::<F4E2M1x2>::zeros(&stream, rows, k / 2)?;
     let mut offsets = stream.alloc_zeros::<i32>(experts + 1)?;
-    let run = |c: &mut Matrix<F4E2M1x2>, s: &mut CudaSlice<Ue8m0>, o: &mut CudaSlice<i32>| {
+    let run = |c: &mut Matrix<F4E2M1x2>, s: &mut Scales<Ue8m0>, o: &mut CudaSlice<i32>| {
         mx::mxfp4_quantize_grouped(&lowp, &stream, &x, &ends, rule, c, s, o)
     };
     let first = t.launch(|| run(&mut codes, &mut scales, &mut offsets))?;
     let mut got_codes = codes.to_host(&stream)?;
     t.perturb("mxfp4_quantize_grouped", &mut got_codes);
-    let check =
-        check_grouped(&got_codes, &t.download(&scales)?, &t.download(&offsets)?, &want, rows, scale_cols, &ends_host);
+    let (got_scales, got_offsets) = (scales.to_host_raw(&stream)?, t.download(&offsets)?);
+    let check = check_grouped(&got_codes, &got_scales, &got_offsets, &want, rows, scale_cols, &ends_host);
     let shape = format!("[{rows}, {k}] bf16, E {experts}");
     out.push(t.row("mxfp4_quantize_grouped", &shape, check, first, || run(&mut codes, &mut scales, &mut offsets))?);
     Ok(out)
@@ -746,9 +746,10 @@ fn mxfp4(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
 /// MXFP8 (blocks of 32 E4M3 values, UE8M0 scales, here rounded up so that no value saturates):
 /// quantization with swizzled scales, dequantization, the grouped quantizer.
 fn mxfp8(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
+    use lowp::{ScaleLayout, ScaleRounding, Scales};
     let (lowp, stream) = t.handles();
     let shape = format!("[{rows}, {k}] bf16");
-    let rule = MxScaleRule::RoundUp;
+    let rule = ScaleRounding::Ceil;
     let x_host = t.rng.bf16s(rows * k, 1.0);
     let x = Matrix::from_host(&stream, &x_host, rows, k)?;
     let fmt = ref_mx::Format::Mxfp8(rule);
@@ -757,18 +758,16 @@ fn mxfp8(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
     let mut out = Vec::new();
 
     let mut codes = Matrix::<F8E4M3>::zeros(&stream, rows, k)?;
-    let mut scales = stream.alloc_zeros::<Ue8m0>(mx::swizzled_scale_len(rows, scale_cols))?;
-    let run = |c: &mut Matrix<F8E4M3>, s: &mut CudaSlice<Ue8m0>| {
-        mx::mxfp8_quantize(&lowp, &stream, &x, rule, c, ScalesMut::Swizzled(s))
-    };
+    let mut scales = Scales::<Ue8m0>::zeros(&stream, rows, scale_cols, ScaleLayout::Swizzled)?;
+    let run = |c: &mut Matrix<F8E4M3>, s: &mut Scales<Ue8m0>| mx::mxfp8_quantize(&lowp, &stream, &x, rule, c, s);
     let first = t.launch(|| run(&mut codes, &mut scales))?;
     let mut got_codes = codes.to_host(&stream)?;
     t.perturb("mxfp8_quantize", &mut got_codes);
-    let check = check_quantized(&got_codes, &t.download(&scales)?, &want, rows, scale_cols);
+    let check = check_quantized(&got_codes, &scales.to_host_raw(&stream)?, &want, rows, scale_cols);
     out.push(t.row("mxfp8_quantize", &shape, check, first, || run(&mut codes, &mut scales))?);
 
     let mut y = Matrix::<bf16>::zeros(&stream, rows, k)?;
-    let run = |y: &mut Matrix<bf16>| mx::mxfp8_dequantize(&lowp, &stream, &codes, Scales::Swizzled(&scales), y);
+    let run = |y: &mut Matrix<bf16>| mx::mxfp8_dequantize(&lowp, &stream, &codes, &scales, y);
     let first = t.launch(|| run(&mut y))?;
     let mut got = y.to_host(&stream)?;
     t.perturb("mxfp8_dequantize", &mut got);
@@ -777,17 +776,18 @@ fn mxfp8(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
 
     let ends_host = group_ends(&zipf(experts, rows));
     let ends = stream.clone_htod(&ends_host)?;
-    let mut scales = stream.alloc_zeros::<Ue8m0>(mx::grouped_scale_len(rows, scale_cols, experts))?;
+    let layout = ScaleLayout::GroupedSwizzled { groups: experts };
+    let mut scales = Scales::<Ue8m0>::zeros(&stream, rows, scale_cols, layout)?;
     let mut codes = Matrix::<F8E4M3>::zeros(&stream, rows, k)?;
     let mut offsets = stream.alloc_zeros::<i32>(experts + 1)?;
-    let run = |c: &mut Matrix<F8E4M3>, s: &mut CudaSlice<Ue8m0>, o: &mut CudaSlice<i32>| {
+    let run = |c: &mut Matrix<F8E4M3>, s: &mut Scales<Ue8m0>, o: &mut CudaSlice<i32>| {
         mx::mxfp8_quantize_grouped(&lowp, &stream, &x, &ends, rule, c, s, o)
     };
     let first = t.launch(|| run(&mut codes, &mut scales, &mut offsets))?;
     let mut got_codes = codes.to_host(&stream)?;
     t.perturb("mxfp8_quantize_grouped", &mut got_codes);
-    let check =
-        check_grouped(&got_codes, &t.download(&scales)?, &t.download(&offsets)?, &want, rows, scale_cols, &ends_host);
+    let (got_scales, got_offsets) = (scales.to_host_raw(&stream)?, t.download(&offsets)?);
+    let check = check_grouped(&got_codes, &got_scales, &got_offsets, &want, rows, scale_cols, &ends_host);
     let shape = format!("[{rows}, {k}] bf16, E {experts}");
     out.push(t.row("mxfp8_quantize_grouped", &shape, check, first, || run(&mut codes, &mut scales, &mut offsets))?);
     Ok(out)

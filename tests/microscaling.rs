@@ -18,9 +18,9 @@ use std::sync::Arc;
 
 use half::{bf16, f16};
 use lowp::cudarc::driver::{CudaSlice, CudaStream};
-use lowp::microscaling::{self as mx, GlobalScale, MxScaleRule, Scales, ScalesMut};
+use lowp::microscaling::{self as mx, GlobalScale};
 use lowp::reference::microscaling as rf;
-use lowp::{Error, F4E2M1x2, F8E4M3, Float, Lowp, Matrix, Ue8m0};
+use lowp::{Error, F4E2M1x2, F8E4M3, Float, Lowp, Matrix, ScaleLayout, ScaleRounding, Scales, Ue8m0};
 
 use common::Rng;
 
@@ -64,7 +64,7 @@ fn reference_swizzle_and_unswizzle_match_the_test_vectors() {
     for (rows, cols, lin, sw) in swizzle_vectors() {
         assert_eq!(lin.len(), rows * cols);
         assert_eq!(sw.len(), rf::swizzled_len(rows, cols), "{rows}x{cols}");
-        assert_eq!(sw.len(), mx::swizzled_scale_len(rows, cols), "{rows}x{cols}");
+        assert_eq!(sw.len(), swizzled_len(rows, cols), "{rows}x{cols}");
         assert_eq!(rf::swizzle(&lin, rows, cols), sw, "swizzle {rows}x{cols}");
         assert_eq!(rf::unswizzle(&sw, rows, cols), lin, "unswizzle {rows}x{cols}");
     }
@@ -107,27 +107,27 @@ fn reference_mx_worked_examples() {
     };
     use rf::MxElement::{E2m1, E4m3};
     // amax 6: OCP ⌊log2 6⌋ − 2 = 0 → 127; round-up ⌈log2 1⌉ = 0 → 127
-    assert_eq!(rf::mx_block(&block(6.0), E2m1, MxScaleRule::Ocp).0, 127);
-    assert_eq!(rf::mx_block(&block(6.0), E2m1, MxScaleRule::RoundUp).0, 127);
+    assert_eq!(rf::mx_block(&block(6.0), E2m1, ScaleRounding::Floor).0, 127);
+    assert_eq!(rf::mx_block(&block(6.0), E2m1, ScaleRounding::Ceil).0, 127);
     // amax 7: OCP keeps 2^0 and 7 saturates to 6 (code 7); round-up takes 2^1, 7 / 2 = 3.5 → 4
-    let (s, c) = rf::mx_block(&block(7.0), E2m1, MxScaleRule::Ocp);
+    let (s, c) = rf::mx_block(&block(7.0), E2m1, ScaleRounding::Floor);
     assert_eq!((s, c[0], c[1]), (127, 7, 0x9));
-    let (s, c) = rf::mx_block(&block(7.0), E2m1, MxScaleRule::RoundUp);
+    let (s, c) = rf::mx_block(&block(7.0), E2m1, ScaleRounding::Ceil);
     assert_eq!((s, c[0], c[1]), (128, 6, 0x8), "−0.5 / 2 = −0.25: a tie, rounds to −0");
     // MXFP8: amax 500: OCP 2^(8 − 8) → 500 saturates to 448; round-up 2^1 → 250 → 256 (0x78)
-    let (s, c) = rf::mx_block(&block(500.0), E4m3, MxScaleRule::Ocp);
+    let (s, c) = rf::mx_block(&block(500.0), E4m3, ScaleRounding::Floor);
     assert_eq!((s, c[0], c[1]), (127, 0x7e, 0xb0));
-    let (s, c) = rf::mx_block(&block(500.0), E4m3, MxScaleRule::RoundUp);
+    let (s, c) = rf::mx_block(&block(500.0), E4m3, ScaleRounding::Ceil);
     assert_eq!((s, c[0]), (128, 0x78));
     // zero, NaN, Inf blocks
-    assert_eq!(rf::mx_block(&[0.0; 32], E2m1, MxScaleRule::Ocp), (0, vec![0; 32]));
-    assert_eq!(rf::mx_block(&block(f32::NAN), E4m3, MxScaleRule::Ocp), (0xff, vec![0; 32]));
-    assert_eq!(rf::mx_block(&block(f32::INFINITY), E2m1, MxScaleRule::RoundUp), (0xff, vec![0; 32]));
+    assert_eq!(rf::mx_block(&[0.0; 32], E2m1, ScaleRounding::Floor), (0, vec![0; 32]));
+    assert_eq!(rf::mx_block(&block(f32::NAN), E4m3, ScaleRounding::Floor), (0xff, vec![0; 32]));
+    assert_eq!(rf::mx_block(&block(f32::INFINITY), E2m1, ScaleRounding::Ceil), (0xff, vec![0; 32]));
     // tiny amax: the scale clamps at 2^-127
     let mut tiny = vec![0.0f32; 32];
     tiny[9] = -1e-40;
-    assert_eq!(rf::mx_scale(&tiny, E2m1, MxScaleRule::Ocp), 0);
-    assert_eq!(rf::mx_scale(&tiny, E4m3, MxScaleRule::RoundUp), 0);
+    assert_eq!(rf::mx_scale(&tiny, E2m1, ScaleRounding::Floor), 0);
+    assert_eq!(rf::mx_scale(&tiny, E4m3, ScaleRounding::Ceil), 0);
 }
 
 #[test]
@@ -157,8 +157,8 @@ fn reference_round_trips_stay_within_the_formats_resolution() {
     let x: Vec<f32> = (0..rows * k).map(|_| rng.normal() as f32).collect();
     for (fmt, rel) in [
         (rf::Format::Nvfp4 { g: rf::nvfp4_global_scale(rf::tensor_amax(&x)) }, 0.5),
-        (rf::Format::Mxfp4(MxScaleRule::Ocp), 0.5),
-        (rf::Format::Mxfp8(MxScaleRule::RoundUp), 1.0 / 16.0),
+        (rf::Format::Mxfp4(ScaleRounding::Floor), 0.5),
+        (rf::Format::Mxfp8(ScaleRounding::Ceil), 1.0 / 16.0),
     ] {
         let q = rf::quantize(&x, rows, k, fmt);
         let y = rf::dequantize(&q.codes, &q.scales, rows, k, fmt);
@@ -280,8 +280,8 @@ fn dtoh<T: lowp::cudarc::driver::DeviceRepr + Default + Clone>(stream: &Arc<Cuda
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Fmt {
     Nvfp4,
-    Mxfp4(MxScaleRule),
-    Mxfp8(MxScaleRule),
+    Mxfp4(ScaleRounding),
+    Mxfp8(ScaleRounding),
 }
 
 impl Fmt {
@@ -302,10 +302,10 @@ impl Fmt {
 
 const FORMATS: [Fmt; 5] = [
     Fmt::Nvfp4,
-    Fmt::Mxfp4(MxScaleRule::Ocp),
-    Fmt::Mxfp4(MxScaleRule::RoundUp),
-    Fmt::Mxfp8(MxScaleRule::Ocp),
-    Fmt::Mxfp8(MxScaleRule::RoundUp),
+    Fmt::Mxfp4(ScaleRounding::Floor),
+    Fmt::Mxfp4(ScaleRounding::Ceil),
+    Fmt::Mxfp8(ScaleRounding::Floor),
+    Fmt::Mxfp8(ScaleRounding::Ceil),
 ];
 
 /// How the NVFP4 global scale is passed.
@@ -444,167 +444,76 @@ impl Byte for Ue8m0 {
 type View<'a, T> = lowp::cudarc::driver::CudaView<'a, T>;
 type ViewMut<'a, T> = lowp::cudarc::driver::CudaViewMut<'a, T>;
 
-/// The API of one format, with its code and scale element types.
-trait Api {
-    type C: Byte;
-    type S: Byte;
-    fn quantize<T: In>(
-        lowp: &Lowp,
-        stream: &Arc<CudaStream>,
-        fmt: Fmt,
-        x: &Matrix<T, View<'_, T>>,
-        g: &GlobalScale<'_>,
-        codes: &mut Matrix<Self::C, ViewMut<'_, Self::C>>,
-        scales: ScalesMut<'_, Self::S, ViewMut<'_, Self::S>>,
-    ) -> lowp::Result<()>;
-    #[allow(clippy::too_many_arguments)]
-    fn quantize_grouped<T: In>(
-        lowp: &Lowp,
-        stream: &Arc<CudaStream>,
-        fmt: Fmt,
-        x: &Matrix<T, View<'_, T>>,
-        ends: &CudaSlice<i32>,
-        g: &GlobalScale<'_>,
-        codes: &mut Matrix<Self::C, ViewMut<'_, Self::C>>,
-        scales: &mut CudaSlice<Self::S>,
-        offsets: &mut CudaSlice<i32>,
-    ) -> lowp::Result<()>;
-    fn dequantize(
-        lowp: &Lowp,
-        stream: &Arc<CudaStream>,
-        codes: &Matrix<Self::C, View<'_, Self::C>>,
-        scales: Scales<'_, Self::S, View<'_, Self::S>>,
-        g: &GlobalScale<'_>,
-        out: &mut Matrix<bf16, ViewMut<'_, bf16>>,
-    ) -> lowp::Result<()>;
+/// A quantizer with input `T`, codes `C` and scales `S` (NVFP4 ignores the rounding, the MX
+/// formats the global scale).
+type QuantizeFn<T, C, S> = fn(
+    &Lowp,
+    &Arc<CudaStream>,
+    &Matrix<T, View<'_, T>>,
+    &GlobalScale<'_>,
+    ScaleRounding,
+    &mut Matrix<C, ViewMut<'_, C>>,
+    &mut Scales<S, ViewMut<'_, S>>,
+) -> lowp::Result<()>;
+
+/// A grouped quantizer (arguments as `QuantizeFn`, with the group ends and the scale offsets).
+type GroupedFn<T, C, S> = fn(
+    &Lowp,
+    &Arc<CudaStream>,
+    &Matrix<T, View<'_, T>>,
+    &CudaSlice<i32>,
+    &GlobalScale<'_>,
+    ScaleRounding,
+    &mut Matrix<C, ViewMut<'_, C>>,
+    &mut Scales<S, ViewMut<'_, S>>,
+    &mut CudaSlice<i32>,
+) -> lowp::Result<()>;
+
+/// A dequantizer (MX formats ignore the global scale).
+type DequantizeFn<C, S> = fn(
+    &Lowp,
+    &Arc<CudaStream>,
+    &Matrix<C, View<'_, C>>,
+    &Scales<S, View<'_, S>>,
+    &GlobalScale<'_>,
+    &mut Matrix<bf16, ViewMut<'_, bf16>>,
+) -> lowp::Result<()>;
+
+/// The typed ops of one format, so that one generic path tests all three.
+struct Ops<T: In, C: Byte, S: Byte> {
+    quantize: QuantizeFn<T, C, S>,
+    grouped: GroupedFn<T, C, S>,
+    dequantize: DequantizeFn<C, S>,
 }
 
-fn rule(fmt: Fmt) -> MxScaleRule {
+fn nvfp4_ops<T: In>() -> Ops<T, F4E2M1x2, F8E4M3> {
+    Ops {
+        quantize: |l, s, x, g, _, c, sc| mx::nvfp4_quantize(l, s, x, g, c, sc),
+        grouped: |l, s, x, e, g, _, c, sc, o| mx::nvfp4_quantize_grouped(l, s, x, e, g, c, sc, o),
+        dequantize: |l, s, c, sc, g, out| mx::nvfp4_dequantize(l, s, c, sc, g, out),
+    }
+}
+
+fn mxfp4_ops<T: In>() -> Ops<T, F4E2M1x2, Ue8m0> {
+    Ops {
+        quantize: |l, s, x, _, r, c, sc| mx::mxfp4_quantize(l, s, x, r, c, sc),
+        grouped: |l, s, x, e, _, r, c, sc, o| mx::mxfp4_quantize_grouped(l, s, x, e, r, c, sc, o),
+        dequantize: |l, s, c, sc, _, out| mx::mxfp4_dequantize(l, s, c, sc, out),
+    }
+}
+
+fn mxfp8_ops<T: In>() -> Ops<T, F8E4M3, Ue8m0> {
+    Ops {
+        quantize: |l, s, x, _, r, c, sc| mx::mxfp8_quantize(l, s, x, r, c, sc),
+        grouped: |l, s, x, e, _, r, c, sc, o| mx::mxfp8_quantize_grouped(l, s, x, e, r, c, sc, o),
+        dequantize: |l, s, c, sc, _, out| mx::mxfp8_dequantize(l, s, c, sc, out),
+    }
+}
+
+fn rounding(fmt: Fmt) -> ScaleRounding {
     match fmt {
         Fmt::Mxfp4(r) | Fmt::Mxfp8(r) => r,
-        Fmt::Nvfp4 => MxScaleRule::Ocp,
-    }
-}
-
-/// NVFP4, MXFP4 and MXFP8 behind `Api`.
-struct Nv;
-struct Mx4;
-struct Mx8;
-
-impl Api for Nv {
-    type C = F4E2M1x2;
-    type S = F8E4M3;
-    fn quantize<T: In>(
-        lowp: &Lowp,
-        stream: &Arc<CudaStream>,
-        _: Fmt,
-        x: &Matrix<T, View<'_, T>>,
-        g: &GlobalScale<'_>,
-        codes: &mut Matrix<F4E2M1x2, ViewMut<'_, F4E2M1x2>>,
-        scales: ScalesMut<'_, F8E4M3, ViewMut<'_, F8E4M3>>,
-    ) -> lowp::Result<()> {
-        mx::nvfp4_quantize(lowp, stream, x, g, codes, scales)
-    }
-    fn quantize_grouped<T: In>(
-        lowp: &Lowp,
-        stream: &Arc<CudaStream>,
-        _: Fmt,
-        x: &Matrix<T, View<'_, T>>,
-        ends: &CudaSlice<i32>,
-        g: &GlobalScale<'_>,
-        codes: &mut Matrix<F4E2M1x2, ViewMut<'_, F4E2M1x2>>,
-        scales: &mut CudaSlice<F8E4M3>,
-        offsets: &mut CudaSlice<i32>,
-    ) -> lowp::Result<()> {
-        mx::nvfp4_quantize_grouped(lowp, stream, x, ends, g, codes, scales, offsets)
-    }
-    fn dequantize(
-        lowp: &Lowp,
-        stream: &Arc<CudaStream>,
-        codes: &Matrix<F4E2M1x2, View<'_, F4E2M1x2>>,
-        scales: Scales<'_, F8E4M3, View<'_, F8E4M3>>,
-        g: &GlobalScale<'_>,
-        out: &mut Matrix<bf16, ViewMut<'_, bf16>>,
-    ) -> lowp::Result<()> {
-        mx::nvfp4_dequantize(lowp, stream, codes, scales, g, out)
-    }
-}
-
-impl Api for Mx4 {
-    type C = F4E2M1x2;
-    type S = Ue8m0;
-    fn quantize<T: In>(
-        lowp: &Lowp,
-        stream: &Arc<CudaStream>,
-        fmt: Fmt,
-        x: &Matrix<T, View<'_, T>>,
-        _: &GlobalScale<'_>,
-        codes: &mut Matrix<F4E2M1x2, ViewMut<'_, F4E2M1x2>>,
-        scales: ScalesMut<'_, Ue8m0, ViewMut<'_, Ue8m0>>,
-    ) -> lowp::Result<()> {
-        mx::mxfp4_quantize(lowp, stream, x, rule(fmt), codes, scales)
-    }
-    fn quantize_grouped<T: In>(
-        lowp: &Lowp,
-        stream: &Arc<CudaStream>,
-        fmt: Fmt,
-        x: &Matrix<T, View<'_, T>>,
-        ends: &CudaSlice<i32>,
-        _: &GlobalScale<'_>,
-        codes: &mut Matrix<F4E2M1x2, ViewMut<'_, F4E2M1x2>>,
-        scales: &mut CudaSlice<Ue8m0>,
-        offsets: &mut CudaSlice<i32>,
-    ) -> lowp::Result<()> {
-        mx::mxfp4_quantize_grouped(lowp, stream, x, ends, rule(fmt), codes, scales, offsets)
-    }
-    fn dequantize(
-        lowp: &Lowp,
-        stream: &Arc<CudaStream>,
-        codes: &Matrix<F4E2M1x2, View<'_, F4E2M1x2>>,
-        scales: Scales<'_, Ue8m0, View<'_, Ue8m0>>,
-        _: &GlobalScale<'_>,
-        out: &mut Matrix<bf16, ViewMut<'_, bf16>>,
-    ) -> lowp::Result<()> {
-        mx::mxfp4_dequantize(lowp, stream, codes, scales, out)
-    }
-}
-
-impl Api for Mx8 {
-    type C = F8E4M3;
-    type S = Ue8m0;
-    fn quantize<T: In>(
-        lowp: &Lowp,
-        stream: &Arc<CudaStream>,
-        fmt: Fmt,
-        x: &Matrix<T, View<'_, T>>,
-        _: &GlobalScale<'_>,
-        codes: &mut Matrix<F8E4M3, ViewMut<'_, F8E4M3>>,
-        scales: ScalesMut<'_, Ue8m0, ViewMut<'_, Ue8m0>>,
-    ) -> lowp::Result<()> {
-        mx::mxfp8_quantize(lowp, stream, x, rule(fmt), codes, scales)
-    }
-    fn quantize_grouped<T: In>(
-        lowp: &Lowp,
-        stream: &Arc<CudaStream>,
-        fmt: Fmt,
-        x: &Matrix<T, View<'_, T>>,
-        ends: &CudaSlice<i32>,
-        _: &GlobalScale<'_>,
-        codes: &mut Matrix<F8E4M3, ViewMut<'_, F8E4M3>>,
-        scales: &mut CudaSlice<Ue8m0>,
-        offsets: &mut CudaSlice<i32>,
-    ) -> lowp::Result<()> {
-        mx::mxfp8_quantize_grouped(lowp, stream, x, ends, rule(fmt), codes, scales, offsets)
-    }
-    fn dequantize(
-        lowp: &Lowp,
-        stream: &Arc<CudaStream>,
-        codes: &Matrix<F8E4M3, View<'_, F8E4M3>>,
-        scales: Scales<'_, Ue8m0, View<'_, Ue8m0>>,
-        _: &GlobalScale<'_>,
-        out: &mut Matrix<bf16, ViewMut<'_, bf16>>,
-    ) -> lowp::Result<()> {
-        mx::mxfp8_dequantize(lowp, stream, codes, scales, out)
+        Fmt::Nvfp4 => ScaleRounding::Floor,
     }
 }
 
@@ -616,16 +525,28 @@ fn bytes_back<B: Byte>(stream: &Arc<CudaStream>, buf: &CudaSlice<B>) -> Vec<u8> 
     dtoh(stream, buf).iter().map(|b| b.byte()).collect()
 }
 
+/// Elements of the swizzled layout of `[rows, cols]` scales.
+fn swizzled_len(rows: usize, cols: usize) -> usize {
+    ScaleLayout::Swizzled.required_len(rows, cols).expect("swizzled length")
+}
+
 /// Runs one case with input dtype `T`; panics on any mismatch.
 fn run_case<T: In>(lowp: &Lowp, stream: &Arc<CudaStream>, rng: &mut Rng, fmt: Fmt, case: Case) {
     match fmt {
-        Fmt::Nvfp4 => run_typed::<T, Nv>(lowp, stream, rng, fmt, case),
-        Fmt::Mxfp4(_) => run_typed::<T, Mx4>(lowp, stream, rng, fmt, case),
-        Fmt::Mxfp8(_) => run_typed::<T, Mx8>(lowp, stream, rng, fmt, case),
+        Fmt::Nvfp4 => run_typed(lowp, stream, rng, fmt, case, &nvfp4_ops::<T>()),
+        Fmt::Mxfp4(_) => run_typed(lowp, stream, rng, fmt, case, &mxfp4_ops::<T>()),
+        Fmt::Mxfp8(_) => run_typed(lowp, stream, rng, fmt, case, &mxfp8_ops::<T>()),
     }
 }
 
-fn run_typed<T: In, A: Api>(lowp: &Lowp, stream: &Arc<CudaStream>, rng: &mut Rng, fmt: Fmt, case: Case) {
+fn run_typed<T: In, C: Byte, S: Byte>(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    rng: &mut Rng,
+    fmt: Fmt,
+    case: Case,
+    ops: &Ops<T, C, S>,
+) {
     let Case { rows, k, x_stride, x_offset, c_stride, c_offset, linear, g: gmode } = case;
     let nb = k / fmt.block();
     let what = format!("{fmt:?} {} {case:?}", T::SUFFIX);
@@ -648,32 +569,24 @@ fn run_typed<T: In, A: Api>(lowp: &Lowp, stream: &Arc<CudaStream>, rng: &mut Rng
         }
     };
     let gs = match gmode {
-        GMode::Device => GlobalScale::Device(g_dev.slice(..)),
+        GMode::Device => GlobalScale::Device(&g_dev),
         _ => GlobalScale::Value(g),
     };
 
     // outputs, poisoned
     let ccols = fmt.code_cols(k);
-    let mut codes_dev = poisoned::<A::C>(stream, c_offset + rows * c_stride);
-    let sw_len = mx::swizzled_scale_len(rows, nb);
-    let s_len = match linear {
-        Some(st) => rows * st,
-        None => sw_len + 48, // bytes past the layout must stay untouched
+    let mut codes_dev = poisoned::<C>(stream, c_offset + rows * c_stride);
+    let sw_len = swizzled_len(rows, nb);
+    let (s_len, layout) = match linear {
+        Some(ld) => (rows * ld, ScaleLayout::RowMajor { ld }),
+        None => (sw_len + 48, ScaleLayout::Swizzled), // bytes past the layout must stay untouched
     };
-    let mut scales_dev = poisoned::<A::S>(stream, s_len);
+    let mut scales_dev = poisoned::<S>(stream, s_len);
     {
         let mut codes =
             Matrix::from_buffer_strided(codes_dev.slice_mut(c_offset..), rows, ccols, c_stride).expect("codes");
-        let mut sv = scales_dev.slice_mut(..);
-        match linear {
-            Some(st) => {
-                let mut s = Matrix::from_buffer_strided(sv, rows, nb, st).expect("scales");
-                A::quantize(lowp, stream, fmt, &x, &gs, &mut codes, ScalesMut::Linear(&mut s)).expect("quantize");
-            }
-            None => {
-                A::quantize(lowp, stream, fmt, &x, &gs, &mut codes, ScalesMut::Swizzled(&mut sv)).expect("quantize")
-            }
-        }
+        let mut scales = Scales::from_buffer(scales_dev.slice_mut(..), rows, nb, layout).expect("scales");
+        (ops.quantize)(lowp, stream, &x, &gs, rounding(fmt), &mut codes, &mut scales).expect("quantize");
     }
     let want = rf::quantize(&x_dense, rows, k, fmt.reference(g));
     check_bytes(
@@ -710,14 +623,8 @@ fn run_typed<T: In, A: Api>(lowp: &Lowp, stream: &Arc<CudaStream>, rng: &mut Rng
     {
         let mut out = Matrix::from_buffer_strided(out_dev.slice_mut(..), rows, k, out_stride).expect("out");
         let codes = Matrix::from_buffer_strided(codes_dev.slice(c_offset..), rows, ccols, c_stride).expect("codes");
-        let sv = scales_dev.slice(..);
-        match linear {
-            Some(st) => {
-                let s = Matrix::from_buffer_strided(scales_dev.slice(..), rows, nb, st).expect("scales");
-                A::dequantize(lowp, stream, &codes, Scales::Linear(&s), &gs, &mut out).expect("dequantize");
-            }
-            None => A::dequantize(lowp, stream, &codes, Scales::Swizzled(&sv), &gs, &mut out).expect("dequantize"),
-        }
+        let scales = Scales::from_buffer(scales_dev.slice(..), rows, nb, layout).expect("scales");
+        (ops.dequantize)(lowp, stream, &codes, &scales, &gs, &mut out).expect("dequantize");
     }
     let got_y = dtoh(stream, &out_dev);
     let nan = |b: u16| b & 0x7fff > 0x7f80;
@@ -767,7 +674,7 @@ fn quantize_large_moe_shape() {
     let mut rng = Rng::fresh("quantize_large_moe_shape");
     // K = 7168 with a partial last tile of 128 rows; the simulator runs 77 rows of it
     let rows = common::sized(&lowp, 2048 + 77, 77);
-    for fmt in [Fmt::Nvfp4, Fmt::Mxfp8(MxScaleRule::Ocp)] {
+    for fmt in [Fmt::Nvfp4, Fmt::Mxfp8(ScaleRounding::Floor)] {
         let case = Case {
             rows,
             k: 7168,
@@ -818,13 +725,14 @@ fn run_grouped<T: In>(
     offs: &[i32],
 ) {
     match fmt {
-        Fmt::Nvfp4 => run_grouped_typed::<T, Nv>(lowp, stream, rng, fmt, rows, k, offs),
-        Fmt::Mxfp4(_) => run_grouped_typed::<T, Mx4>(lowp, stream, rng, fmt, rows, k, offs),
-        Fmt::Mxfp8(_) => run_grouped_typed::<T, Mx8>(lowp, stream, rng, fmt, rows, k, offs),
+        Fmt::Nvfp4 => run_grouped_typed(lowp, stream, rng, fmt, rows, k, offs, &nvfp4_ops::<T>()),
+        Fmt::Mxfp4(_) => run_grouped_typed(lowp, stream, rng, fmt, rows, k, offs, &mxfp4_ops::<T>()),
+        Fmt::Mxfp8(_) => run_grouped_typed(lowp, stream, rng, fmt, rows, k, offs, &mxfp8_ops::<T>()),
     }
 }
 
-fn run_grouped_typed<T: In, A: Api>(
+#[allow(clippy::too_many_arguments)]
+fn run_grouped_typed<T: In, C: Byte, S: Byte>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
     rng: &mut Rng,
@@ -832,6 +740,7 @@ fn run_grouped_typed<T: In, A: Api>(
     rows: usize,
     k: usize,
     offs: &[i32],
+    ops: &Ops<T, C, S>,
 ) {
     let nb = k / fmt.block();
     let what = format!("grouped {fmt:?} {} rows {rows} k {k} offs {offs:?}", T::SUFFIX);
@@ -843,24 +752,19 @@ fn run_grouped_typed<T: In, A: Api>(
     let g = rf::nvfp4_global_scale(rf::tensor_amax(&x_dense));
     let ends_dev = stream.clone_htod(offs).expect("htod");
     let ccols = fmt.code_cols(k);
-    let mut codes_dev = poisoned::<A::C>(stream, rows * ccols + 16);
-    let s_len = mx::grouped_scale_len(rows, nb, offs.len());
-    let mut scales_dev = poisoned::<A::S>(stream, s_len.max(16));
+    let mut codes_dev = poisoned::<C>(stream, rows * ccols + 16);
+    let layout = ScaleLayout::GroupedSwizzled { groups: offs.len() };
+    // the worst case over every split of the rows (at least the kernel's `rows + 127 · groups`)
+    let s_len = rf::grouped_swizzled_len(rows, nb, offs.len());
+    assert!(s_len >= layout.required_len(rows, nb).expect("grouped length"), "{what}");
+    let mut scales_dev = poisoned::<S>(stream, s_len.max(16));
     let mut offsets_dev = stream.clone_htod(&vec![-7i32; offs.len() + 1]).expect("htod");
     {
         let mut codes = Matrix::from_buffer(codes_dev.slice_mut(..rows * ccols), rows, ccols).expect("codes");
-        A::quantize_grouped(
-            lowp,
-            stream,
-            fmt,
-            &x,
-            &ends_dev,
-            &GlobalScale::Value(g),
-            &mut codes,
-            &mut scales_dev,
-            &mut offsets_dev,
-        )
-        .expect("grouped quantize");
+        let mut scales = Scales::from_buffer(scales_dev.slice_mut(..), rows, nb, layout).expect("scales");
+        let gs = GlobalScale::Value(g);
+        (ops.grouped)(lowp, stream, &x, &ends_dev, &gs, rounding(fmt), &mut codes, &mut scales, &mut offsets_dev)
+            .expect("grouped quantize");
     }
     let (ranges, want_offsets) = rf::group_layout(offs, rows);
     let covered = ranges.last().map_or(0, |r| r.end);
@@ -938,11 +842,13 @@ fn swizzle_kernels_match_reference() {
             assert_eq!(&want, v);
         }
         let src_dev = stream.clone_htod(&lin_buf.iter().map(|&b| Ue8m0(b)).collect::<Vec<_>>()).expect("htod");
-        let len = mx::swizzled_scale_len(rows, cols);
+        let len = swizzled_len(rows, cols);
         let mut dst_dev = poisoned::<Ue8m0>(&stream, len + 32);
         {
-            let src = Matrix::from_buffer_strided(src_dev.slice(..), rows, cols, stride).expect("src");
-            mx::swizzle_scales(&lowp, &stream, &src, &mut dst_dev).expect("swizzle");
+            let src =
+                Scales::from_buffer(src_dev.slice(..), rows, cols, ScaleLayout::RowMajor { ld: stride }).expect("src");
+            let mut dst = Scales::swizzled(dst_dev.slice_mut(..), rows, cols).expect("dst");
+            mx::swizzle_scales(&lowp, &stream, &src, &mut dst).expect("swizzle");
         }
         let got = bytes_back(&stream, &dst_dev);
         assert_eq!(&got[..len], &want[..], "swizzle {rows}x{cols}");
@@ -950,8 +856,10 @@ fn swizzle_kernels_match_reference() {
         // and back, into a poisoned strided tensor
         let mut back_dev = poisoned::<Ue8m0>(&stream, rows * stride);
         {
-            let mut back = Matrix::from_buffer_strided(back_dev.slice_mut(..), rows, cols, stride).expect("back");
-            mx::unswizzle_scales(&lowp, &stream, &dst_dev, &mut back).expect("unswizzle");
+            let src = Scales::swizzled(dst_dev.slice(..), rows, cols).expect("src");
+            let layout = ScaleLayout::RowMajor { ld: stride };
+            let mut back = Scales::from_buffer(back_dev.slice_mut(..), rows, cols, layout).expect("back");
+            mx::unswizzle_scales(&lowp, &stream, &src, &mut back).expect("unswizzle");
         }
         let got = bytes_back(&stream, &back_dev);
         check_bytes(&format!("unswizzle {rows}x{cols}"), &got, &lin, rows, cols, stride, 0);
@@ -1019,18 +927,12 @@ fn device_global_scale_out_of_range_is_used_as_one() {
     for bad in [0.0f32, -2.0, f32::NAN, f32::INFINITY] {
         let g_dev = stream.clone_htod(&[bad]).expect("htod");
         let mut codes = Matrix::<F4E2M1x2>::zeros(&stream, 4, 32).expect("codes");
-        let mut scales = Matrix::<F8E4M3>::zeros(&stream, 4, 4).expect("scales");
-        mx::nvfp4_quantize(
-            &lowp,
-            &stream,
-            &x,
-            &GlobalScale::Device(g_dev.slice(..)),
-            &mut codes,
-            ScalesMut::Linear(&mut scales),
-        )
-        .expect("quantize");
+        let mut scales = Scales::<F8E4M3>::zeros(&stream, 4, 4, ScaleLayout::RowMajor { ld: 4 }).expect("scales");
+        // the device value straight from its `CudaSlice`
+        mx::nvfp4_quantize(&lowp, &stream, &x, &GlobalScale::Device(&g_dev), &mut codes, &mut scales)
+            .expect("quantize");
         let c: Vec<u8> = codes.to_host(&stream).expect("codes").iter().map(|v| v.0).collect();
-        let s: Vec<u8> = scales.to_host(&stream).expect("scales").iter().map(|v| v.to_bits()).collect();
+        let s: Vec<u8> = scales.to_host_raw(&stream).expect("scales").iter().map(|v| v.to_bits()).collect();
         assert_eq!((c, s), (want.codes.clone(), want.scales.clone()), "device g = {bad}");
     }
 }
@@ -1039,42 +941,64 @@ fn device_global_scale_out_of_range_is_used_as_one() {
 fn microscaling_rejects_bad_arguments_on_device() {
     let lowp = common::gpu("microscaling_rejects_bad_arguments_on_device");
     let stream = lowp.new_stream().expect("stream");
+    let row_major = |cols| ScaleLayout::RowMajor { ld: cols };
     let x = Matrix::<bf16>::zeros(&stream, 4, 64).expect("x");
     let x40 = Matrix::<bf16>::zeros(&stream, 4, 40).expect("x");
     let mut codes = Matrix::<F4E2M1x2>::zeros(&stream, 4, 32).expect("codes");
     let mut codes_bad = Matrix::<F4E2M1x2>::zeros(&stream, 4, 64).expect("codes");
-    let mut scales = Matrix::<F8E4M3>::zeros(&stream, 4, 4).expect("scales");
-    let mut small = stream.alloc_zeros::<F8E4M3>(100).expect("alloc");
+    let mut scales = Scales::<F8E4M3>::zeros(&stream, 4, 4, row_major(4)).expect("scales");
     let g = GlobalScale::Value(1.0);
-    let e = mx::nvfp4_quantize(&lowp, &stream, &x40, &g, &mut codes, ScalesMut::Linear(&mut scales)).unwrap_err();
+    let e = mx::nvfp4_quantize(&lowp, &stream, &x40, &g, &mut codes, &mut scales).unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "x", .. }), "{e}");
-    let e = mx::nvfp4_quantize(&lowp, &stream, &x, &g, &mut codes_bad, ScalesMut::Linear(&mut scales)).unwrap_err();
+    let e = mx::nvfp4_quantize(&lowp, &stream, &x, &g, &mut codes_bad, &mut scales).unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "codes", .. }), "{e}");
-    let e = mx::nvfp4_quantize(&lowp, &stream, &x, &g, &mut codes, ScalesMut::Swizzled(&mut small)).unwrap_err();
+    // a swizzled buffer too small for the layout is refused where it is described
+    let small = stream.alloc_zeros::<F8E4M3>(100).expect("alloc");
+    let e = Scales::swizzled(small, 4, 4).unwrap_err();
     assert!(matches!(e, Error::BufferTooSmall { arg: "scales", required: 512, actual: 100 }), "{e}");
-    let e = mx::nvfp4_quantize(
-        &lowp,
-        &stream,
-        &x,
-        &GlobalScale::Value(f32::NAN),
-        &mut codes,
-        ScalesMut::Linear(&mut scales),
-    )
-    .unwrap_err();
+    let e = mx::nvfp4_quantize(&lowp, &stream, &x, &GlobalScale::Value(f32::NAN), &mut codes, &mut scales).unwrap_err();
     assert!(matches!(e, Error::InvalidValue { arg: "global_scale", .. }), "{e}");
-    let mut mxs = Matrix::<Ue8m0>::zeros(&stream, 4, 3).expect("scales");
-    let e =
-        mx::mxfp4_quantize(&lowp, &stream, &x, MxScaleRule::Ocp, &mut codes, ScalesMut::Linear(&mut mxs)).unwrap_err();
+    let g_two = stream.alloc_zeros::<f32>(2).expect("alloc");
+    let e = mx::nvfp4_quantize(&lowp, &stream, &x, &GlobalScale::Device(&g_two), &mut codes, &mut scales).unwrap_err();
+    assert!(matches!(e, Error::Shape { arg: "global_scale", .. }), "{e}");
+    // scales of the wrong shape, in a layout the op does not take, rounding it does not take
+    let mut mxs = Scales::<Ue8m0>::zeros(&stream, 4, 3, row_major(3)).expect("scales");
+    let e = mx::mxfp4_quantize(&lowp, &stream, &x, ScaleRounding::Floor, &mut codes, &mut mxs).unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "scales", .. }), "{e}");
+    let mut mmajor = Scales::<Ue8m0>::zeros(&stream, 4, 2, ScaleLayout::MMajor { ld: 4 }).expect("scales");
+    let e = mx::mxfp4_quantize(&lowp, &stream, &x, ScaleRounding::Floor, &mut codes, &mut mmajor).unwrap_err();
+    assert!(matches!(e, Error::Layout { arg: "scales", expected: "row-major or swizzled", .. }), "{e}");
+    let mut mx_scales = Scales::<Ue8m0>::zeros(&stream, 4, 2, row_major(2)).expect("scales");
+    let e = mx::mxfp4_quantize(&lowp, &stream, &x, ScaleRounding::Exact, &mut codes, &mut mx_scales).unwrap_err();
+    assert!(matches!(e, Error::InvalidValue { arg: "rounding", .. }), "{e}");
+    let mut out = Matrix::<bf16>::zeros(&stream, 4, 64).expect("out");
+    let e = mx::mxfp4_dequantize(&lowp, &stream, &codes, &mmajor, &mut out).unwrap_err();
+    assert!(matches!(e, Error::Layout { arg: "scales", .. }), "{e}");
+    // grouped: the offsets' length, the layout, the number of groups
     let ends = stream.clone_htod(&[2i32, 4]).expect("htod");
     let mut offs = stream.alloc_zeros::<i32>(2).expect("alloc");
-    let mut big = stream.alloc_zeros::<F8E4M3>(mx::grouped_scale_len(4, 4, 2)).expect("alloc");
+    let mut offs3 = stream.alloc_zeros::<i32>(3).expect("alloc");
+    let grouped = |groups| ScaleLayout::GroupedSwizzled { groups };
+    let mut big = Scales::<F8E4M3>::zeros(&stream, 4, 4, grouped(2)).expect("scales");
     let e = mx::nvfp4_quantize_grouped(&lowp, &stream, &x, &ends, &g, &mut codes, &mut big, &mut offs).unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "scale_offsets", .. }), "{e}");
+    let mut sw = Scales::<F8E4M3>::zeros(&stream, 4, 4, ScaleLayout::Swizzled).expect("scales");
+    let e = mx::nvfp4_quantize_grouped(&lowp, &stream, &x, &ends, &g, &mut codes, &mut sw, &mut offs3).unwrap_err();
+    assert!(matches!(e, Error::Layout { arg: "scales", expected: "grouped swizzled", .. }), "{e}");
+    let mut three = Scales::<F8E4M3>::zeros(&stream, 4, 4, grouped(3)).expect("scales");
+    let e = mx::nvfp4_quantize_grouped(&lowp, &stream, &x, &ends, &g, &mut codes, &mut three, &mut offs3).unwrap_err();
+    assert!(matches!(e, Error::Shape { arg: "scales", .. }), "{e}");
+    let e = mx::nvfp4_quantize(&lowp, &stream, &x, &g, &mut codes, &mut big).unwrap_err();
+    assert!(matches!(e, Error::Layout { arg: "scales", .. }), "{e}");
+    // swizzle: row-major in, swizzled out, and the reverse
+    let e = mx::swizzle_scales(&lowp, &stream, &sw, &mut scales).unwrap_err();
+    assert!(matches!(e, Error::Layout { arg: "src", expected: "row-major", .. }), "{e}");
+    let e = mx::unswizzle_scales(&lowp, &stream, &scales.view(), &mut sw).unwrap_err();
+    assert!(matches!(e, Error::Layout { arg: "src", expected: "swizzled", .. }), "{e}");
     // zero rows: nothing to do, no error
     let x0 = Matrix::<f32>::zeros(&stream, 0, 64).expect("x");
     let mut c0 = Matrix::<F8E4M3>::zeros(&stream, 0, 64).expect("codes");
-    let mut s0 = Matrix::<Ue8m0>::zeros(&stream, 0, 2).expect("scales");
-    mx::mxfp8_quantize(&lowp, &stream, &x0, MxScaleRule::RoundUp, &mut c0, ScalesMut::Linear(&mut s0)).expect("empty");
+    let mut s0 = Scales::<Ue8m0>::zeros(&stream, 0, 2, row_major(2)).expect("scales");
+    mx::mxfp8_quantize(&lowp, &stream, &x0, ScaleRounding::Ceil, &mut c0, &mut s0).expect("empty");
     stream.synchronize().expect("sync");
 }

@@ -6,8 +6,8 @@
 //! bytes: x read + packed codes written + swizzled scales written (the whole padded layout, which
 //! the kernel writes).
 
-use lowp::microscaling::{self as mx, GlobalScale, MxScaleRule, ScalesMut};
-use lowp::{F4E2M1x2, F8E4M3, Ue8m0};
+use lowp::microscaling::{self as mx, GlobalScale};
+use lowp::{F4E2M1x2, F8E4M3, ScaleLayout, ScaleRounding, Scales, Ue8m0};
 
 use super::*;
 
@@ -51,7 +51,9 @@ pub(crate) fn cases() -> Vec<Case> {
 fn bench_quantize(b: &mut Bench, fmt: Fmt, rows: usize, k: usize) -> BoxResult<Outcome> {
     let n = rows * k;
     let code_bytes = rows * fmt.code_cols(k);
-    let scale_bytes = mx::swizzled_scale_len(rows, k / fmt.block()); // a multiple of 512: sets stay aligned
+    let scale_cols = k / fmt.block();
+    // a multiple of 512: sets stay aligned
+    let scale_bytes = ScaleLayout::Swizzled.required_len(rows, scale_cols).unwrap_or(usize::MAX);
     let set_bytes = 2 * n + code_bytes + scale_bytes;
     let sets = sets_for(set_bytes, b.l2_bytes);
     if let Some(why) = b.lacks_memory(sets * set_bytes)? {
@@ -71,8 +73,9 @@ fn bench_quantize(b: &mut Bench, fmt: Fmt, rows: usize, k: usize) -> BoxResult<O
                 let x = Matrix::from_buffer(xs.slice(i * n..(i + 1) * n), rows, k)?;
                 let mut c =
                     Matrix::from_buffer(codes.slice_mut(i * code_bytes..(i + 1) * code_bytes), rows, code_cols)?;
-                let mut s = scales.slice_mut(i * scale_bytes..(i + 1) * scale_bytes);
-                mx::nvfp4_quantize(&lowp, &stream, &x, &g, &mut c, ScalesMut::Swizzled(&mut s))
+                let s = scales.slice_mut(i * scale_bytes..(i + 1) * scale_bytes);
+                let mut s = Scales::swizzled(s, rows, scale_cols)?;
+                mx::nvfp4_quantize(&lowp, &stream, &x, &g, &mut c, &mut s)
             })?
         }
         Fmt::Mxfp8 => {
@@ -82,8 +85,9 @@ fn bench_quantize(b: &mut Bench, fmt: Fmt, rows: usize, k: usize) -> BoxResult<O
                 let x = Matrix::from_buffer(xs.slice(i * n..(i + 1) * n), rows, k)?;
                 let mut c =
                     Matrix::from_buffer(codes.slice_mut(i * code_bytes..(i + 1) * code_bytes), rows, code_cols)?;
-                let mut s = scales.slice_mut(i * scale_bytes..(i + 1) * scale_bytes);
-                mx::mxfp8_quantize(&lowp, &stream, &x, MxScaleRule::Ocp, &mut c, ScalesMut::Swizzled(&mut s))
+                let s = scales.slice_mut(i * scale_bytes..(i + 1) * scale_bytes);
+                let mut s = Scales::swizzled(s, rows, scale_cols)?;
+                mx::mxfp8_quantize(&lowp, &stream, &x, ScaleRounding::Floor, &mut c, &mut s)
             })?
         }
     };

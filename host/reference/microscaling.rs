@@ -17,8 +17,7 @@
 /// The 8 non-negative E2M1 values, by code.
 const E2M1_GRID: [f64; 8] = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0];
 
-/// Scale rule of the MX formats.
-pub use crate::microscaling::MxScaleRule;
+use crate::scale::ScaleRounding;
 
 /// `2^k` in f64 (exact for the exponents used here).
 fn pow2(k: i32) -> f64 {
@@ -189,10 +188,13 @@ impl MxElement {
 ///
 /// ```text
 /// NaN or Inf in the block → 0xff;  amax = 0 → 0
-/// OCP:      clamp( floor(log2 amax) − emax + 127, 0, 254 )
-/// round-up: clamp( ceil(log2(amax ⊘ max)) + 127, 0, 254 ),  ⊘ the f32 division; a quotient of 0 → 0
+/// Floor (OCP): clamp( floor(log2 amax) − emax + 127, 0, 254 )
+/// Ceil:        clamp( ceil(log2(amax ⊘ max)) + 127, 0, 254 ),  ⊘ the f32 division; a quotient of 0 → 0
 /// ```
-pub fn mx_scale(x: &[f32], elem: MxElement, rule: MxScaleRule) -> u8 {
+///
+/// # Panics
+/// On `ScaleRounding::Exact`: MX scales are powers of two.
+pub fn mx_scale(x: &[f32], elem: MxElement, rule: ScaleRounding) -> u8 {
     let (amax, nan, inf) = block_stats(x);
     if nan || inf {
         return 0xff;
@@ -201,8 +203,9 @@ pub fn mx_scale(x: &[f32], elem: MxElement, rule: MxScaleRule) -> u8 {
         return 0;
     }
     let e = match rule {
-        MxScaleRule::Ocp => floor_log2(amax) - elem.emax(),
-        MxScaleRule::RoundUp => {
+        ScaleRounding::Exact => panic!("MX scales are powers of two: ScaleRounding::Floor or Ceil"),
+        ScaleRounding::Floor => floor_log2(amax) - elem.emax(),
+        ScaleRounding::Ceil => {
             let d = (amax as f32) / elem.max();
             if d == 0.0 {
                 return 0;
@@ -217,7 +220,7 @@ pub fn mx_scale(x: &[f32], elem: MxElement, rule: MxScaleRule) -> u8 {
 /// E4M3 byte). Scale 0xff or an all-zero block: every code 0. Otherwise
 /// `code = encode(x · 2^(127 − scale))`, the product computed exactly in f64 and rounded once to
 /// f32 (which is what the f32 multiplication by a power of two gives).
-pub fn mx_block(x: &[f32], elem: MxElement, rule: MxScaleRule) -> (u8, Vec<u8>) {
+pub fn mx_block(x: &[f32], elem: MxElement, rule: ScaleRounding) -> (u8, Vec<u8>) {
     assert_eq!(x.len(), 32, "an MX block has 32 elements");
     let scale = mx_scale(x, elem, rule);
     let (amax, _, _) = block_stats(x);
@@ -247,10 +250,13 @@ pub struct Quantized {
 pub enum Format {
     /// NVFP4 with this global encode scale.
     Nvfp4 {
+        /// The global encode scale.
         g: f32,
     },
-    Mxfp4(MxScaleRule),
-    Mxfp8(MxScaleRule),
+    /// MXFP4 with this scale rounding (`Floor` or `Ceil`).
+    Mxfp4(ScaleRounding),
+    /// MXFP8 with this scale rounding (`Floor` or `Ceil`).
+    Mxfp8(ScaleRounding),
 }
 
 impl Format {

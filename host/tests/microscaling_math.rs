@@ -7,6 +7,7 @@
 use super::math::{self, SoftFp8};
 use crate::reference::convert as cv;
 use crate::reference::microscaling as rf;
+use crate::scale::ScaleRounding;
 
 /// SplitMix64, seeded fresh per run unless `LOWP_TEST_SEED` pins it (printed, so a failure can
 /// be replayed).
@@ -346,9 +347,9 @@ fn mx_blocks(test: &str, fp8: bool) {
         } else {
             random_block(&mut rng, 32)
         };
-        let rule = if i % 2 == 0 { rf::MxScaleRule::Ocp } else { rf::MxScaleRule::RoundUp };
+        let rule = if i % 2 == 0 { ScaleRounding::Floor } else { ScaleRounding::Ceil };
         let xa: [f32; 32] = x.clone().try_into().unwrap();
-        let up = rule == rf::MxScaleRule::RoundUp;
+        let up = rule == ScaleRounding::Ceil;
         let (s, codes) = if fp8 {
             let (s, w) = math::mxfp8_block::<SoftFp8>(&xa, up);
             (s, unpack(&w, false))
@@ -423,7 +424,7 @@ fn mx_scales_at_the_edges_of_the_f32_range() {
         assert_eq!(s, 0, "round_up = {up}");
         assert_eq!(unpack(&w, true)[1], 0, "2^-149 · 2^127 = 2^-22 rounds to 0");
         assert_eq!(
-            rf::mx_block(&b, rf::MxElement::E2m1, if up { rf::MxScaleRule::RoundUp } else { rf::MxScaleRule::Ocp }).0,
+            rf::mx_block(&b, rf::MxElement::E2m1, if up { ScaleRounding::Ceil } else { ScaleRounding::Floor }).0,
             0
         );
     }
@@ -455,14 +456,14 @@ fn dequantized_blocks_match_the_reference() {
         let w4 = [rng.next() as u32, rng.next() as u32, rng.next() as u32, rng.next() as u32];
         let codes: Vec<u8> = unpack(&w4, true).chunks(2).map(|p| p[0] | (p[1] << 4)).collect();
         let got = math::mxfp4_dequant_block(w4, scale);
-        let want = rf::dequantize(&codes, &[scale], 1, 32, rf::Format::Mxfp4(rf::MxScaleRule::Ocp));
+        let want = rf::dequantize(&codes, &[scale], 1, 32, rf::Format::Mxfp4(ScaleRounding::Floor));
         for i in 0..32 {
             assert!(same(got[i], want[i]), "mxfp4 element {i}: scale {scale:#04x}: {} vs {}", got[i], want[i]);
         }
         let w8: [u32; 8] = std::array::from_fn(|_| rng.next() as u32);
         let codes = unpack(&w8, false);
         let got = math::mxfp8_dequant_block(w8, scale);
-        let want = rf::dequantize(&codes, &[scale], 1, 32, rf::Format::Mxfp8(rf::MxScaleRule::Ocp));
+        let want = rf::dequantize(&codes, &[scale], 1, 32, rf::Format::Mxfp8(ScaleRounding::Floor));
         for i in 0..32 {
             assert!(same(got[i], want[i]), "mxfp8 element {i}: scale {scale:#04x}: {} vs {}", got[i], want[i]);
         }
@@ -518,7 +519,7 @@ fn group_clamping_matches_the_reference_layout() {
             assert_eq!(r.end, ends[j] as usize);
         }
         // and the worst-case buffer holds them
-        assert!(*want.last().unwrap() as usize * 4 <= super::grouped_scale_len(rows as usize, 4, e));
+        assert!(*want.last().unwrap() as usize * 4 <= super::plan::grouped_scale_len(rows as usize, 4, e));
     }
 }
 

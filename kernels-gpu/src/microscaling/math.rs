@@ -2,7 +2,7 @@
 //! intrinsics, no inline assembly, no features.
 //!
 //! The device kernels (`super`) call these functions, and the host compiles this same file
-//! (`#[path]` in `host/microscaling.rs`), where the unit tests compare it with the independent
+//! (`#[path]` in `host/microscaling/mod.rs`), where the unit tests compare it with the independent
 //! reference (`lowp::reference::microscaling`) on millions of random blocks. Every f32 operation
 //! here is an IEEE operation rounded to nearest even (`mul.rn`, `div.rn`, `add.rn` on the device,
 //! SSE on the host, no contraction into FMA), so host and device give the same bits.
