@@ -104,6 +104,7 @@ impl Lowp {
         })
     }
 
+    /// The CUDA context (cudarc's), for allocations and streams.
     pub fn context(&self) -> &Arc<CudaContext> {
         &self.inner.ctx
     }
@@ -123,10 +124,12 @@ impl Lowp {
         self.inner.arch
     }
 
+    /// The device's name, as the driver reports it.
     pub fn device_name(&self) -> &str {
         &self.inner.device_name
     }
 
+    /// `(major, minor)` compute capability.
     pub fn compute_capability(&self) -> (i32, i32) {
         self.inner.compute_capability
     }
@@ -161,6 +164,7 @@ impl Lowp {
         Ok(items.div_ceil(per_cta.max(1)).clamp(1, resident.min(i32::MAX as u64)) as u32)
     }
 
+    /// The device ordinal.
     pub fn ordinal(&self) -> usize {
         self.inner.ctx.ordinal()
     }

@@ -22,8 +22,11 @@ use crate::reference::convert as cv;
 /// The element types of lowp tensors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// IEEE binary32.
     F32,
+    /// bfloat16.
     Bf16,
+    /// IEEE binary16.
     F16,
     /// FP8 E4M3FN (OCP; no infinities, max 448).
     E4M3,
@@ -67,6 +70,7 @@ impl fmt::Display for DType {
 
 /// A type that can be the element (storage unit) of a lowp tensor.
 pub trait Element: DeviceRepr + ValidAsZeroBits + Pod + Default + fmt::Debug + Send + Sync + 'static {
+    /// The type's [`DType`].
     const DTYPE: DType;
 }
 

@@ -15,31 +15,108 @@ pub enum Error {
     /// The CUDA driver library (libcuda.so / nvcuda.dll) could not be loaded.
     NoDriver,
     /// The driver loaded, but there is no device with this ordinal.
-    NoDevice { ordinal: usize, count: usize },
+    NoDevice {
+        /// The ordinal asked for.
+        ordinal: usize,
+        /// Devices the driver reports.
+        count: usize,
+    },
     /// A CUDA driver call failed.
-    Cuda { op: &'static str, source: cudarc::driver::DriverError },
+    Cuda {
+        /// The driver call (or the lowp step) that failed.
+        op: &'static str,
+        /// cudarc's error.
+        source: cudarc::driver::DriverError,
+    },
     /// The device cannot run this operation.
-    Unsupported { op: &'static str, device: String, compute_capability: (i32, i32), needs: &'static str },
+    Unsupported {
+        /// The operation.
+        op: &'static str,
+        /// The device's name.
+        device: String,
+        /// The device's compute capability.
+        compute_capability: (i32, i32),
+        /// What the operation needs.
+        needs: &'static str,
+    },
     /// A dimension or count is wrong.
-    Shape { arg: &'static str, expected: String, actual: String },
+    Shape {
+        /// The argument, as the op's signature names it.
+        arg: &'static str,
+        /// What the op needs.
+        expected: String,
+        /// What it was given.
+        actual: String,
+    },
     /// A tensor has the wrong element type.
-    DType { arg: &'static str, expected: DType, actual: DType },
+    DType {
+        /// The argument.
+        arg: &'static str,
+        /// The element type the op needs.
+        expected: DType,
+        /// The one it was given.
+        actual: DType,
+    },
     /// A device address (or a stride in bytes) is not aligned as the kernel needs.
-    Alignment { arg: &'static str, required: usize, actual: u64 },
+    Alignment {
+        /// The argument.
+        arg: &'static str,
+        /// Bytes of alignment needed.
+        required: usize,
+        /// The address (or stride in bytes) given.
+        actual: u64,
+    },
     /// A buffer is too small for the shape and stride it is described with.
-    BufferTooSmall { arg: &'static str, required: usize, actual: usize },
-    /// A tensor or stream belongs to another device or context than the lowp handle
-    /// (`expected`: the handle's device ordinal, `actual`: the argument's).
-    DeviceMismatch { arg: &'static str, expected: usize, actual: usize },
+    BufferTooSmall {
+        /// The argument.
+        arg: &'static str,
+        /// Elements needed.
+        required: usize,
+        /// Elements the buffer holds.
+        actual: usize,
+    },
+    /// A tensor or stream belongs to another device or context than the lowp handle.
+    DeviceMismatch {
+        /// The argument.
+        arg: &'static str,
+        /// The handle's device ordinal.
+        expected: usize,
+        /// The argument's device ordinal (the same as `expected` when only the context differs).
+        actual: usize,
+    },
     /// A scale tensor is in a layout the operation does not read or write.
-    Layout { arg: &'static str, expected: &'static str, actual: crate::scale::ScaleLayout },
-    /// A scalar argument is out of range (eps not finite, ...).
-    InvalidValue { arg: &'static str, expected: &'static str, actual: String },
+    Layout {
+        /// The argument.
+        arg: &'static str,
+        /// The layouts the op takes.
+        expected: &'static str,
+        /// The layout given.
+        actual: crate::scale::ScaleLayout,
+    },
+    /// A scalar argument is out of range (eps not finite, a rounding the op does not take, ...).
+    InvalidValue {
+        /// The argument.
+        arg: &'static str,
+        /// What the op takes.
+        expected: &'static str,
+        /// What it was given.
+        actual: String,
+    },
     /// Two arguments are the same memory where the kernel needs them distinct.
-    Aliasing { arg: &'static str, other: &'static str },
+    Aliasing {
+        /// The argument written.
+        arg: &'static str,
+        /// The argument it overlaps.
+        other: &'static str,
+    },
     /// The stream is capturing a CUDA graph and the operation would have to do what capture does
     /// not allow (upload data the graph would re-read from host memory at every replay).
-    GraphCapture { op: &'static str, why: &'static str },
+    GraphCapture {
+        /// The operation.
+        op: &'static str,
+        /// Why it cannot be captured.
+        why: &'static str,
+    },
 }
 
 impl fmt::Display for Error {

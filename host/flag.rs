@@ -9,11 +9,14 @@ use cudarc::driver::{CudaSlice, CudaStream, DevicePtrMut, SyncOnDrop};
 use crate::context::Lowp;
 use crate::error::{CudaResultExt, Result};
 
+/// One u32 of error bits on the device, set by the kernels that take it (each op documents its
+/// bits, e.g. `qk_norm_rope::ERR_POSITION_OUT_OF_RANGE`).
 pub struct ErrorFlag {
     pub(crate) buf: CudaSlice<u32>,
 }
 
 impl ErrorFlag {
+    /// A cleared flag, allocated on `stream`.
     pub fn new(stream: &Arc<CudaStream>) -> Result<Self> {
         Ok(ErrorFlag { buf: stream.alloc_zeros::<u32>(1).op("cuMemAllocAsync")? })
     }

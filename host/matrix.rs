@@ -62,9 +62,11 @@ impl<T: Element, B: DeviceSlice<T>> Matrix<T, B> {
         Ok(Matrix { buf, rows, cols, row_stride, _t: PhantomData })
     }
 
+    /// Rows.
     pub fn rows(&self) -> usize {
         self.rows
     }
+    /// Columns (storage units: bytes for packed FP4).
     pub fn cols(&self) -> usize {
         self.cols
     }
@@ -76,12 +78,15 @@ impl<T: Element, B: DeviceSlice<T>> Matrix<T, B> {
     pub fn row_stride(&self) -> usize {
         self.row_stride
     }
+    /// Whether the rows are back to back (`row_stride == cols`, or at most one row).
     pub fn is_contiguous(&self) -> bool {
         self.row_stride == self.cols || self.rows <= 1
     }
+    /// The buffer.
     pub fn buffer(&self) -> &B {
         &self.buf
     }
+    /// The buffer, writable.
     pub fn buffer_mut(&mut self) -> &mut B {
         &mut self.buf
     }
