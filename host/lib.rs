@@ -38,7 +38,7 @@ pub mod dtype;
 mod error;
 pub mod fp8;
 mod flag;
-pub mod grouped_gemm;
+pub mod gemm;
 pub mod microscaling;
 mod ptx;
 pub mod qk_norm_rope;
@@ -46,7 +46,6 @@ pub mod reference;
 pub mod rmsnorm;
 mod matrix;
 mod scale;
-mod tma;
 mod validate;
 
 pub use context::{Lowp, device_count, driver_available};

@@ -1,6 +1,6 @@
 //! Benchmark cases of the `lowp::fp8` quantizers (DeepSeek-V3 shapes).
 
-use lowp::fp8::{self, ScaleLayout, ScaleRecipe};
+use lowp::fp8;
 use lowp::F8E4M3;
 
 use super::*;
@@ -38,15 +38,15 @@ fn bench_group(b: &mut Bench, m: usize, k: usize) -> BoxResult<Outcome> {
     }
     let xs = b.random::<bf16>(sets * n, (m as u64) << 32 ^ k as u64)?;
     let mut qs = b.stream.alloc_zeros::<F8E4M3>(sets * n)?;
-    let ld = fp8::m_major_ld(m);
+    let ld = lowp::m_major_ld(m);
     let mut ss = b.stream.alloc_zeros::<f32>(sets * ld * (k / 128))?;
     let (lowp, stream) = (b.lowp.clone(), b.stream.clone());
     let sl = ld * (k / 128);
     let timing = b.timer.time(sets, |i| -> lowp::Result<()> {
         let x = Matrix::from_buffer(xs.slice(i * n..(i + 1) * n), m, k)?;
         let mut q = Matrix::from_buffer(qs.slice_mut(i * n..(i + 1) * n), m, k)?;
-        let mut s = ss.slice_mut(i * sl..(i + 1) * sl);
-        fp8::quantize_per_token_group(&lowp, &stream, &x, &mut q, &mut s, ScaleLayout::MMajor { ld }, ScaleRecipe::Float)
+        let mut s = lowp::Scales::m_major(ss.slice_mut(i * sl..(i + 1) * sl), m, k / 128)?;
+        fp8::quantize_per_token_group(&lowp, &stream, &x, lowp::ScaleRounding::Exact, &mut q, &mut s)
     })?;
     Ok(Outcome::Done { timing, bytes: (n * 3 + m * (k / 128) * 4) as u64, flops: 0, sets })
 }
@@ -66,8 +66,8 @@ fn bench_block(b: &mut Bench, rows: usize, k: usize) -> BoxResult<Outcome> {
     let timing = b.timer.time(sets, |i| -> lowp::Result<()> {
         let w = Matrix::from_buffer(ws.slice(i * n..(i + 1) * n), rows, k)?;
         let mut q = Matrix::from_buffer(qs.slice_mut(i * n..(i + 1) * n), rows, k)?;
-        let mut s = Matrix::from_buffer(ss.slice_mut(i * rb * cb..(i + 1) * rb * cb), rb, cb)?;
-        fp8::quantize_per_block(&lowp, &stream, &w, &mut q, &mut s, ScaleRecipe::Float)
+        let mut s = lowp::Scales::row_major(ss.slice_mut(i * rb * cb..(i + 1) * rb * cb), rb, cb)?;
+        fp8::quantize_per_block(&lowp, &stream, &w, lowp::ScaleRounding::Exact, &mut q, &mut s)
     })?;
     Ok(Outcome::Done { timing, bytes: set_bytes as u64, flops: 0, sets })
 }
@@ -85,7 +85,7 @@ fn bench_gemm(b: &mut Bench, m: usize, n: usize, k: usize) -> BoxResult<Outcome>
         return Ok(Outcome::Skipped(format!("needs compute capability 9.0, {} has {:?}", b.lowp.device_name(), b.lowp.compute_capability())));
     }
     let g = k / 128;
-    let ld = fp8::m_major_ld(m);
+    let ld = lowp::m_major_ld(m);
     let set_bytes = m * k + n * k + m * n * 2 + (ld + n.div_ceil(128)) * g * 4;
     let sets = sets_for(set_bytes, b.l2_bytes);
     if let Some(why) = b.lacks_memory(sets * set_bytes)? {
@@ -106,10 +106,10 @@ fn bench_gemm(b: &mut Bench, m: usize, n: usize, k: usize) -> BoxResult<Outcome>
     let timing = b.timer.time(sets, |i| -> lowp::Result<()> {
         let a = Matrix::from_buffer(a_all.slice(i * m * k..(i + 1) * m * k), m, k)?;
         let bb = Matrix::from_buffer(b_all.slice(i * n * k..(i + 1) * n * k), n, k)?;
-        let sa = sa_all.slice(i * ld * g..(i + 1) * ld * g);
-        let sb = Matrix::from_buffer(sb_all.slice(i * sbn..(i + 1) * sbn), n.div_ceil(128), g)?;
+        let sa = lowp::Scales::m_major(sa_all.slice(i * ld * g..(i + 1) * ld * g), m, g)?;
+        let sb = lowp::Scales::row_major(sb_all.slice(i * sbn..(i + 1) * sbn), n.div_ceil(128), g)?;
         let mut d = Matrix::from_buffer(d_all.slice_mut(i * m * n..(i + 1) * m * n), m, n)?;
-        fp8::blockwise_gemm(&lowp, &stream, &a, &sa, ScaleLayout::MMajor { ld }, &bb, &sb, &mut d)
+        lowp::gemm::blockwise_fp8(&lowp, &stream, &a, &sa, &bb, &sb, &mut d)
     })?;
     Ok(Outcome::Done { timing, bytes: (m * k + n * k + m * n * 2) as u64, flops: (2 * m * n * k) as u64, sets })
 }

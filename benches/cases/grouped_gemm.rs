@@ -1,8 +1,7 @@
 //! Benchmark cases of `lowp::grouped_gemm`: the MoE shapes (E, tokens per expert, N, K),
 //! balanced and with Zipf-like routing, bf16 and blockwise FP8.
 
-use lowp::fp8::ScaleLayout;
-use lowp::grouped_gemm::{self as gg, GroupLayout};
+use lowp::gemm::{self, GroupLayout};
 use lowp::F8E4M3;
 
 use super::*;
@@ -74,23 +73,24 @@ fn bench(b: &mut Bench, e: usize, t: usize, n: usize, k: usize, fp8: bool, zipf:
         let xs = b.stream.clone_htod(&codes(sets * rows * k))?;
         let ws = b.stream.clone_htod(&codes(sets * e * n * k))?;
         let (kb, nb) = (k / 128, n.div_ceil(128));
-        let sx = b.stream.clone_htod(&vec![1.0f32 / 448.0; rows * kb])?;
+        let sx_all = b.stream.clone_htod(&vec![1.0f32 / 448.0; rows * kb])?;
         let sw = b.stream.clone_htod(&vec![1.0f32 / 448.0; e * nb * kb])?;
         b.timer.time(sets, |i| -> lowp::Result<()> {
             let x = Matrix::from_buffer(xs.slice(i * rows * k..(i + 1) * rows * k), rows, k)?;
-            let w = Matrix::from_buffer(ws.slice(i * e * n * k..(i + 1) * e * n * k), e * n, k)?;
-            let s_w = Matrix::from_buffer(sw.slice(..), e * nb, kb)?;
+            let w = lowp::MatrixBatch::from_buffer(ws.slice(i * e * n * k..(i + 1) * e * n * k), e, n, k)?;
+            let sx = lowp::Scales::row_major(sx_all.slice(..), rows, kb)?;
+            let s_w = lowp::Scales::row_major(sw.slice(..), e * nb, kb)?;
             let mut y = Matrix::from_buffer(ys.slice_mut(i * rows * n..(i + 1) * rows * n), rows, n)?;
-            gg::fp8_grouped_gemm(&lowp, &stream, &x, &sx, ScaleLayout::RowMajor, &w, &s_w, n, &GroupLayout::Contiguous { ends: table.as_view() }, &mut y, None)
+            gemm::grouped_fp8(&lowp, &stream, &x, &sx, &w, &s_w, &GroupLayout::Contiguous { ends: &table }, &mut y, None)
         })?
     } else {
         let xs = b.random::<bf16>(sets * rows * k, (rows as u64) << 20 ^ k as u64)?;
         let ws = b.random::<bf16>(sets * e * n * k, (e as u64) << 40 ^ n as u64)?;
         b.timer.time(sets, |i| -> lowp::Result<()> {
             let x = Matrix::from_buffer(xs.slice(i * rows * k..(i + 1) * rows * k), rows, k)?;
-            let w = Matrix::from_buffer(ws.slice(i * e * n * k..(i + 1) * e * n * k), e * n, k)?;
+            let w = lowp::MatrixBatch::from_buffer(ws.slice(i * e * n * k..(i + 1) * e * n * k), e, n, k)?;
             let mut y = Matrix::from_buffer(ys.slice_mut(i * rows * n..(i + 1) * rows * n), rows, n)?;
-            gg::bf16_grouped_gemm(&lowp, &stream, &x, &w, n, &GroupLayout::Contiguous { ends: table.as_view() }, &mut y, None)
+            gemm::grouped_bf16(&lowp, &stream, &x, &w, &GroupLayout::Contiguous { ends: &table }, &mut y, None)
         })?
     };
     Ok(Outcome::Done { timing, bytes: set_bytes as u64, flops: (2 * rows * n * k) as u64, sets })
