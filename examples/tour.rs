@@ -34,8 +34,8 @@ use std::sync::Arc;
 use bytemuck::Pod;
 use lowp::cudarc::driver::sys::CUevent_flags;
 use lowp::cudarc::driver::{CudaSlice, CudaStream, DeviceRepr};
-use lowp::fp8::{self, ScaleLayout, ScaleRecipe};
-use lowp::grouped_gemm::{self as gg, GroupLayout};
+use lowp::fp8;
+use lowp::gemm::{self, GroupLayout};
 use lowp::half::bf16;
 use lowp::microscaling::{self as mx, GlobalScale};
 use lowp::qk_norm_rope::{
@@ -43,7 +43,7 @@ use lowp::qk_norm_rope::{
 };
 use lowp::reference::qk_norm_rope::{RefConfig, RefRotary, RefValue};
 use lowp::reference::{
-    convert as ref_cvt, fp8 as ref_fp8, microscaling as ref_mx, qk_norm_rope as ref_qk, rmsnorm as ref_norm,
+    convert as ref_cvt, fp8 as ref_fp8, gemm as ref_gemm, microscaling as ref_mx, qk_norm_rope as ref_qk, rmsnorm as ref_norm,
 };
 use lowp::{Arch, ErrorFlag, F4E2M1x2, F8E4M3, Lowp, Matrix, ScaleRounding, Ue8m0, cast, rmsnorm};
 use lowp_sim::Device;
@@ -517,8 +517,7 @@ fn fp8_family(t: &mut Tour, m: usize, n: usize, k: usize) -> Res<Vec<Row>> {
 /// Quantized activations on the device, and the reference's codes and row-major scales.
 struct Fp8Activations {
     q: Matrix<F8E4M3>,
-    scales: CudaSlice<f32>,
-    layout: ScaleLayout,
+    scales: lowp::Scales<f32>,
     codes_host: Vec<u8>,
     scales_host: Vec<f32>,
 }
@@ -532,38 +531,37 @@ fn fp8_activations(t: &mut Tour, m: usize, k: usize) -> Res<(Vec<Row>, Fp8Activa
     let x_host = t.rng.bf16s(m * k, 1.0);
     let x = Matrix::from_host(&stream, &x_host, m, k)?;
     let mut q = Matrix::<F8E4M3>::zeros(&stream, m, k)?;
-    let ld = fp8::m_major_ld(m);
-    let layout = ScaleLayout::MMajor { ld };
-    let mut scales = stream.alloc_zeros::<f32>(ld * groups)?;
+    let ld = lowp::m_major_ld(m);
+    let mut scales = lowp::Scales::<f32>::zeros(&stream, m, groups, lowp::ScaleLayout::MMajor { ld })?;
     let mut out = Vec::new();
 
-    let run = |q: &mut Matrix<F8E4M3>, s: &mut CudaSlice<f32>| {
-        fp8::quantize_per_token_group(&lowp, &stream, &x, q, s, layout, ScaleRecipe::Float)
+    let run = |q: &mut Matrix<F8E4M3>, s: &mut lowp::Scales<f32>| {
+        fp8::quantize_per_token_group(&lowp, &stream, &x, lowp::ScaleRounding::Exact, q, s)
     };
     let first = t.launch(|| run(&mut q, &mut scales))?;
     let mut got_q = q.to_host(&stream)?;
     t.perturb("fp8_quantize_group", &mut got_q);
-    let got_s = t.download(&scales)?;
+    let got_s = t.download(scales.buffer())?;
     let got_s: Vec<f32> = (0..m * groups).map(|i| got_s[(i % groups) * ld + i / groups]).collect(); // to row-major
     let (codes_host, scales_host) = ref_fp8::quantize_per_token_group(&to_f32(&x_host), m, k, false);
     let check = verdict([bit_exact("codes", &got_q, &codes_host), bit_exact("scales", &got_s, &scales_host)]);
     out.push(t.row("fp8_quantize_group", &shape, check, first, || run(&mut q, &mut scales))?);
 
     let mut y = Matrix::<bf16>::zeros(&stream, m, k)?;
-    let run = |y: &mut Matrix<bf16>| fp8::dequantize_per_token_group(&lowp, &stream, &q, &scales, layout, y);
+    let run = |y: &mut Matrix<bf16>| fp8::dequantize_per_token_group(&lowp, &stream, &q, &scales, y);
     let first = t.launch(|| run(&mut y))?;
     let mut got = y.to_host(&stream)?;
     t.perturb("fp8_dequantize_group", &mut got);
     let want = to_bf16(&ref_fp8::dequantize(&codes_host, m, k, &scales_host, 1));
     let check = verdict([bit_exact("values", &got, &want)]);
     out.push(t.row("fp8_dequantize_group", &format!("[{m}, {k}] e4m3"), check, first, || run(&mut y))?);
-    Ok((out, Fp8Activations { q, scales, layout, codes_host, scales_host }))
+    Ok((out, Fp8Activations { q, scales, codes_host, scales_host }))
 }
 
 /// Quantized weights on the device, and the reference's codes and scales.
 struct Fp8Weights {
     q: Matrix<F8E4M3>,
-    scales: Matrix<f32>,
+    scales: lowp::Scales<f32>,
     codes_host: Vec<u8>,
     scales_host: Vec<f32>,
 }
@@ -576,16 +574,17 @@ fn fp8_weights(t: &mut Tour, n: usize, k: usize) -> Res<(Vec<Row>, Fp8Weights)> 
     let w_host = t.rng.bf16s(n * k, 0.05);
     let w = Matrix::from_host(&stream, &w_host, n, k)?;
     let mut q = Matrix::<F8E4M3>::zeros(&stream, n, k)?;
-    let mut scales = Matrix::<f32>::zeros(&stream, n.div_ceil(fp8::GROUP), k / fp8::GROUP)?;
+    let (rb, cb) = (n.div_ceil(fp8::GROUP), k / fp8::GROUP);
+    let mut scales = lowp::Scales::<f32>::zeros(&stream, rb, cb, lowp::ScaleLayout::RowMajor { ld: cb })?;
     let mut out = Vec::new();
 
-    let run = |q: &mut Matrix<F8E4M3>, s: &mut Matrix<f32>| {
-        fp8::quantize_per_block(&lowp, &stream, &w, q, s, ScaleRecipe::Float)
+    let run = |q: &mut Matrix<F8E4M3>, s: &mut lowp::Scales<f32>| {
+        fp8::quantize_per_block(&lowp, &stream, &w, lowp::ScaleRounding::Exact, q, s)
     };
     let first = t.launch(|| run(&mut q, &mut scales))?;
     let mut got_q = q.to_host(&stream)?;
     t.perturb("fp8_quantize_block", &mut got_q);
-    let got_s = scales.to_host(&stream)?;
+    let got_s = scales.to_host_raw(&stream)?;
     let (codes_host, scales_host) = ref_fp8::quantize_per_block(&to_f32(&w_host), n, k, false);
     let check = verdict([bit_exact("codes", &got_q, &codes_host), bit_exact("scales", &got_s, &scales_host)]);
     out.push(t.row("fp8_quantize_block", &shape, check, first, || run(&mut q, &mut scales))?);
@@ -610,14 +609,14 @@ fn fp8_gemm(t: &mut Tour, x: &Fp8Activations, w: &Fp8Weights) -> Res<Row> {
         return Ok(Row::skipped("fp8_blockwise_gemm", &shape, &why));
     }
     let mut d = Matrix::<bf16>::zeros(&stream, m, n)?;
-    let run = |d: &mut Matrix<bf16>| fp8::blockwise_gemm(&lowp, &stream, &x.q, &x.scales, x.layout, &w.q, &w.scales, d);
+    let run = |d: &mut Matrix<bf16>| gemm::blockwise_fp8(&lowp, &stream, &x.q, &x.scales, &w.q, &w.scales, d);
     let first = t.launch(|| run(&mut d))?;
     let mut got = d.to_host(&stream)?;
     t.perturb("fp8_blockwise_gemm", &mut got);
     let groups = k / fp8::GROUP;
     let sx = |row: usize, g: usize| x.scales_host[row * groups + g];
     let want: Vec<(usize, Vec<f64>)> =
-        (0..m).map(|r| (r, ref_fp8::gemm_row(&x.codes_host, r, sx, &w.codes_host, &w.scales_host, n, k))).collect();
+        (0..m).map(|r| (r, ref_gemm::blockwise_fp8_row(&x.codes_host, r, sx, &w.codes_host, &w.scales_host, n, k))).collect();
     t.row("fp8_blockwise_gemm", &shape, verdict([gemm_check(&got, n, &want)]), first, || run(&mut d))
 }
 
@@ -857,14 +856,13 @@ fn grouped_gemms(t: &mut Tour, experts: usize, tokens: usize, n: usize, k: usize
     let x_host = t.rng.bf16s(tokens * k, 1.0);
     let w_host = t.rng.bf16s(experts * n * k, 0.05);
     let x = Matrix::from_host(&stream, &x_host, tokens, k)?;
-    let w = Matrix::from_host(&stream, &w_host, experts * n, k)?;
+    let w = lowp::MatrixBatch::from_host(&stream, &w_host, experts, n, k)?;
     let ends_host = group_ends(&sizes);
     let ends = stream.clone_htod(&ends_host)?;
-    let layout = GroupLayout::Contiguous { ends: ends.as_view() };
+    let layout = GroupLayout::Contiguous { ends: &ends };
     let mut y = Matrix::<bf16>::zeros(&stream, tokens, n)?;
     let mut flag = ErrorFlag::new(&stream)?; // set on the device if the ends were out of order
-    let run =
-        |y: &mut Matrix<bf16>, f: &mut ErrorFlag| gg::bf16_grouped_gemm(&lowp, &stream, &x, &w, n, &layout, y, Some(f));
+    let run = |y: &mut Matrix<bf16>, f: &mut ErrorFlag| gemm::grouped_bf16(&lowp, &stream, &x, &w, &layout, y, Some(f));
     let first = t.launch(|| run(&mut y, &mut flag))?;
     let mut got = y.to_host(&stream)?;
     t.perturb("bf16_grouped_gemm", &mut got);
@@ -890,15 +888,15 @@ fn grouped_gemms(t: &mut Tour, experts: usize, tokens: usize, n: usize, k: usize
     let (w_codes, w_scales) =
         ref_fp8::quantize_per_block(&to_f32(&t.rng.bf16s(experts * n * k, 0.05)), experts * n, k, false);
     let x = Matrix::from_host(&stream, &e4m3(&x_codes), rows, k)?;
-    let sx = stream.clone_htod(&x_scales)?;
-    let w = Matrix::from_host(&stream, &e4m3(&w_codes), experts * n, k)?;
-    let sw = Matrix::from_host(&stream, &w_scales, experts * nb, kb)?;
+    let sx = lowp::Scales::row_major(stream.clone_htod(&x_scales)?, rows, kb)?;
+    let w = lowp::MatrixBatch::from_host(&stream, &e4m3(&w_codes), experts, n, k)?;
+    let sw = lowp::Scales::row_major(stream.clone_htod(&w_scales)?, experts * nb, kb)?;
     let counts_d = stream.clone_htod(&counts)?;
-    let layout = GroupLayout::Masked { counts: counts_d.as_view(), max_m };
+    let layout = GroupLayout::Masked { counts: &counts_d, max_m };
     let mut y = Matrix::<bf16>::zeros(&stream, rows, n)?;
     let mut flag = ErrorFlag::new(&stream)?;
     let run = |y: &mut Matrix<bf16>, f: &mut ErrorFlag| {
-        gg::fp8_grouped_gemm(&lowp, &stream, &x, &sx, ScaleLayout::RowMajor, &w, &sw, n, &layout, y, Some(f))
+        gemm::grouped_fp8(&lowp, &stream, &x, &sx, &w, &sw, &layout, y, Some(f))
     };
     let first = t.launch(|| run(&mut y, &mut flag))?;
     let mut got = y.to_host(&stream)?;
@@ -909,7 +907,7 @@ fn grouped_gemms(t: &mut Tour, experts: usize, tokens: usize, n: usize, k: usize
         .into_iter()
         .map(|(r, e)| {
             let (codes, scales) = (&w_codes[e * n * k..(e + 1) * n * k], &w_scales[e * nb * kb..(e + 1) * nb * kb]);
-            (r, ref_fp8::gemm_row(&x_codes, r, |mm, g| x_scales[mm * kb + g], codes, scales, n, k))
+            (r, ref_gemm::blockwise_fp8_row(&x_codes, r, |mm, g| x_scales[mm * kb + g], codes, scales, n, k))
         })
         .collect();
     let check = verdict([gemm_check(&got, n, &want), flag_clear(flag.read(&stream)?)]);
@@ -962,7 +960,7 @@ fn group_ends(sizes: &[usize]) -> Vec<i32> {
         .collect()
 }
 
-/// GEMM outputs against float64 reference rows, with the bounds of tests/fp8_gemm.rs: every
+/// GEMM outputs against float64 reference rows, with the bounds of tests/gemm.rs: every
 /// element within 1% of its row's largest magnitude, and a relative Frobenius error ≤ 1e-3
 /// against the reference rounded to bf16 (what an exact kernel would store).
 fn gemm_check(got: &[bf16], n: usize, want: &[(usize, Vec<f64>)]) -> Result<Part, String> {

@@ -39,7 +39,7 @@ pub mod dtype;
 mod error;
 pub mod fp8;
 mod flag;
-pub mod grouped_gemm;
+pub mod gemm;
 pub mod microscaling;
 mod ptx;
 pub mod qk_norm_rope;
@@ -47,7 +47,6 @@ pub mod reference;
 pub mod rmsnorm;
 mod matrix;
 mod scale;
-mod tma;
 mod validate;
 
 pub use context::{Lowp, device_count, driver_available};

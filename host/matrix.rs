@@ -94,10 +94,6 @@ impl<T: Element, B: DeviceSlice<T>> Matrix<T, B> {
     pub fn into_buffer(self) -> B {
         self.buf
     }
-    /// Elements the matrix spans in its buffer.
-    pub(crate) fn span(&self) -> usize {
-        span(self.rows, self.cols, self.row_stride).unwrap_or(usize::MAX)
-    }
 }
 
 impl<T: Element> Matrix<T> {

@@ -2,7 +2,7 @@
 //! `fp8_quantize_group/bf16/<M>x<K>` (1×128 groups, M-major scales) and
 //! `fp8_quantize_block/bf16/<N>x<K>` (128×128 blocks). The blockwise FP8 GEMM is in `gemm.rs`.
 
-use lowp::fp8::{self, ScaleLayout, ScaleRecipe};
+use lowp::fp8;
 use lowp::F8E4M3;
 
 use super::*;
@@ -32,15 +32,15 @@ fn bench_group(b: &mut Bench, m: usize, k: usize) -> BoxResult<Outcome> {
     }
     let xs = b.random::<bf16>(sets * n, (m as u64) << 32 ^ k as u64)?;
     let mut qs = b.stream.alloc_zeros::<F8E4M3>(sets * n)?;
-    let ld = fp8::m_major_ld(m);
+    let ld = lowp::m_major_ld(m);
     let mut ss = b.stream.alloc_zeros::<f32>(sets * ld * (k / 128))?;
     let (lowp, stream) = (b.lowp.clone(), b.stream.clone());
     let sl = ld * (k / 128);
     let timing = b.timer.time(sets, |i| -> lowp::Result<()> {
         let x = Matrix::from_buffer(xs.slice(i * n..(i + 1) * n), m, k)?;
         let mut q = Matrix::from_buffer(qs.slice_mut(i * n..(i + 1) * n), m, k)?;
-        let mut s = ss.slice_mut(i * sl..(i + 1) * sl);
-        fp8::quantize_per_token_group(&lowp, &stream, &x, &mut q, &mut s, ScaleLayout::MMajor { ld }, ScaleRecipe::Float)
+        let mut s = lowp::Scales::m_major(ss.slice_mut(i * sl..(i + 1) * sl), m, k / 128)?;
+        fp8::quantize_per_token_group(&lowp, &stream, &x, lowp::ScaleRounding::Exact, &mut q, &mut s)
     })?;
     Ok(Outcome::Done { timing, bytes: (n * 3 + m * (k / 128) * 4) as u64, flops: 0, sets })
 }
@@ -60,8 +60,8 @@ fn bench_block(b: &mut Bench, rows: usize, k: usize) -> BoxResult<Outcome> {
     let timing = b.timer.time(sets, |i| -> lowp::Result<()> {
         let w = Matrix::from_buffer(ws.slice(i * n..(i + 1) * n), rows, k)?;
         let mut q = Matrix::from_buffer(qs.slice_mut(i * n..(i + 1) * n), rows, k)?;
-        let mut s = Matrix::from_buffer(ss.slice_mut(i * rb * cb..(i + 1) * rb * cb), rb, cb)?;
-        fp8::quantize_per_block(&lowp, &stream, &w, &mut q, &mut s, ScaleRecipe::Float)
+        let mut s = lowp::Scales::row_major(ss.slice_mut(i * rb * cb..(i + 1) * rb * cb), rb, cb)?;
+        fp8::quantize_per_block(&lowp, &stream, &w, lowp::ScaleRounding::Exact, &mut q, &mut s)
     })?;
     Ok(Outcome::Done { timing, bytes: set_bytes as u64, flops: 0, sets })
 }

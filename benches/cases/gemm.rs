@@ -1,10 +1,9 @@
-//! Benchmark cases of the `gemm` family: the blockwise FP8 GEMM (`lowp::fp8::blockwise_gemm`) on
-//! DeepSeek-V3 shapes (M, N, K), and the grouped GEMMs (`lowp::grouped_gemm`) on MoE shapes
+//! Benchmark cases of the `gemm` family: the blockwise FP8 GEMM (`lowp::gemm::blockwise_fp8`) on
+//! DeepSeek-V3 shapes (M, N, K), and the grouped GEMMs (`lowp::gemm::grouped_bf16`, `grouped_fp8`) on MoE shapes
 //! (E, tokens per expert, N, K), balanced and with Zipf-like routing (`/zipf`), bf16 and
 //! blockwise FP8. Hopper only.
 
-use lowp::fp8::{self, ScaleLayout};
-use lowp::grouped_gemm::{self as gg, GroupLayout};
+use lowp::gemm::{self, GroupLayout};
 use lowp::F8E4M3;
 
 use super::*;
@@ -76,23 +75,24 @@ fn bench(b: &mut Bench, e: usize, t: usize, n: usize, k: usize, fp8: bool, zipf:
         let xs = b.stream.clone_htod(&codes(sets * rows * k))?;
         let ws = b.stream.clone_htod(&codes(sets * e * n * k))?;
         let (kb, nb) = (k / 128, n.div_ceil(128));
-        let sx = b.stream.clone_htod(&vec![1.0f32 / 448.0; rows * kb])?;
+        let sx_all = b.stream.clone_htod(&vec![1.0f32 / 448.0; rows * kb])?;
         let sw = b.stream.clone_htod(&vec![1.0f32 / 448.0; e * nb * kb])?;
         b.timer.time(sets, |i| -> lowp::Result<()> {
             let x = Matrix::from_buffer(xs.slice(i * rows * k..(i + 1) * rows * k), rows, k)?;
-            let w = Matrix::from_buffer(ws.slice(i * e * n * k..(i + 1) * e * n * k), e * n, k)?;
-            let s_w = Matrix::from_buffer(sw.slice(..), e * nb, kb)?;
+            let w = lowp::MatrixBatch::from_buffer(ws.slice(i * e * n * k..(i + 1) * e * n * k), e, n, k)?;
+            let sx = lowp::Scales::row_major(sx_all.slice(..), rows, kb)?;
+            let s_w = lowp::Scales::row_major(sw.slice(..), e * nb, kb)?;
             let mut y = Matrix::from_buffer(ys.slice_mut(i * rows * n..(i + 1) * rows * n), rows, n)?;
-            gg::fp8_grouped_gemm(&lowp, &stream, &x, &sx, ScaleLayout::RowMajor, &w, &s_w, n, &GroupLayout::Contiguous { ends: table.as_view() }, &mut y, None)
+            gemm::grouped_fp8(&lowp, &stream, &x, &sx, &w, &s_w, &GroupLayout::Contiguous { ends: &table }, &mut y, None)
         })?
     } else {
         let xs = b.random::<bf16>(sets * rows * k, (rows as u64) << 20 ^ k as u64)?;
         let ws = b.random::<bf16>(sets * e * n * k, (e as u64) << 40 ^ n as u64)?;
         b.timer.time(sets, |i| -> lowp::Result<()> {
             let x = Matrix::from_buffer(xs.slice(i * rows * k..(i + 1) * rows * k), rows, k)?;
-            let w = Matrix::from_buffer(ws.slice(i * e * n * k..(i + 1) * e * n * k), e * n, k)?;
+            let w = lowp::MatrixBatch::from_buffer(ws.slice(i * e * n * k..(i + 1) * e * n * k), e, n, k)?;
             let mut y = Matrix::from_buffer(ys.slice_mut(i * rows * n..(i + 1) * rows * n), rows, n)?;
-            gg::bf16_grouped_gemm(&lowp, &stream, &x, &w, n, &GroupLayout::Contiguous { ends: table.as_view() }, &mut y, None)
+            gemm::grouped_bf16(&lowp, &stream, &x, &w, &GroupLayout::Contiguous { ends: &table }, &mut y, None)
         })?
     };
     Ok(Outcome::Done { timing, bytes: set_bytes as u64, flops: (2 * rows * n * k) as u64, sets })
@@ -114,7 +114,7 @@ fn bench_gemm(b: &mut Bench, m: usize, n: usize, k: usize) -> BoxResult<Outcome>
         return Ok(Outcome::Skipped(format!("needs compute capability 9.0, {} has {:?}", b.lowp.device_name(), b.lowp.compute_capability())));
     }
     let g = k / 128;
-    let ld = fp8::m_major_ld(m);
+    let ld = lowp::m_major_ld(m);
     let set_bytes = m * k + n * k + m * n * 2 + (ld + n.div_ceil(128)) * g * 4;
     let sets = sets_for(set_bytes, b.l2_bytes);
     if let Some(why) = b.lacks_memory(sets * set_bytes)? {
@@ -135,10 +135,10 @@ fn bench_gemm(b: &mut Bench, m: usize, n: usize, k: usize) -> BoxResult<Outcome>
     let timing = b.timer.time(sets, |i| -> lowp::Result<()> {
         let a = Matrix::from_buffer(a_all.slice(i * m * k..(i + 1) * m * k), m, k)?;
         let bb = Matrix::from_buffer(b_all.slice(i * n * k..(i + 1) * n * k), n, k)?;
-        let sa = sa_all.slice(i * ld * g..(i + 1) * ld * g);
-        let sb = Matrix::from_buffer(sb_all.slice(i * sbn..(i + 1) * sbn), n.div_ceil(128), g)?;
+        let sa = lowp::Scales::m_major(sa_all.slice(i * ld * g..(i + 1) * ld * g), m, g)?;
+        let sb = lowp::Scales::row_major(sb_all.slice(i * sbn..(i + 1) * sbn), n.div_ceil(128), g)?;
         let mut d = Matrix::from_buffer(d_all.slice_mut(i * m * n..(i + 1) * m * n), m, n)?;
-        fp8::blockwise_gemm(&lowp, &stream, &a, &sa, ScaleLayout::MMajor { ld }, &bb, &sb, &mut d)
+        gemm::blockwise_fp8(&lowp, &stream, &a, &sa, &bb, &sb, &mut d)
     })?;
     Ok(Outcome::Done { timing, bytes: (m * k + n * k + m * n * 2) as u64, flops: (2 * m * n * k) as u64, sets })
 }

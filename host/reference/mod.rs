@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub mod fp8;
+pub mod gemm;
 pub mod microscaling;
 pub mod qk_norm_rope;
 pub mod rmsnorm;

@@ -20,7 +20,7 @@ fn portable_kernels() -> impl Iterator<Item = &'static str> {
 
 /// Kernels only the sm_90a module has (wgmma/TMA).
 fn hopper_kernels() -> impl Iterator<Item = &'static str> {
-    crate::grouped_gemm::KERNELS.iter().copied()
+    crate::gemm::KERNELS.iter().copied()
 }
 
 fn entries(ptx: &str) -> Vec<&str> {

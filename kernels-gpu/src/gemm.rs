@@ -24,7 +24,7 @@
 //! block's contribution is not rounded before it is added); bf16 accumulates in the wgmma
 //! accumulator itself.
 //!
-//! NOT YET RUN ON A GPU: written without one; see `docs/kernels/fp8_gemm.md`.
+//! NOT YET RUN ON A GPU: written without one; see `docs/kernels/gemm.md`.
 
 use core::f32::math::mul_add;
 
@@ -168,9 +168,9 @@ impl<'a> Scheduler<'a> {
 ///
 /// # Safety
 /// Launched with `GEMM_THREADS` threads (`.maxntid` set by build.rs), `GEMM_SMEM_BYTES` of
-/// dynamic shared memory and parameters validated by the host (`lowp::fp8::blockwise_gemm`,
-/// `lowp::grouped_gemm`): tensor maps describing A and B, scale extents covering every row and
-/// group, D of `rows × N`, `group_ends` with `groups` entries.
+/// dynamic shared memory and parameters validated by the host (`lowp::gemm`): tensor maps
+/// describing A and B, scale extents covering every row and group, D of `rows × N`, `group_ends`
+/// with `groups` entries.
 #[inline(always)]
 unsafe fn gemm<const FP8: bool>(p: &GemmParams) {
     // SAFETY: the launch provides GEMM_SMEM_BYTES; the stages start at the first 1024-byte

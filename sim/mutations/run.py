@@ -76,7 +76,7 @@ MUTATIONS = [
     ),
 ]
 
-TEST_FILES = ["fp8_gemm", "grouped_gemm"]
+TEST_FILES = ["gemm"]
 SEEDS = ["1", "2", "3"]
 TEST_TIMEOUT_S = 600
 

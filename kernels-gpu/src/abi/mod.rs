@@ -8,12 +8,14 @@
 
 mod cast;
 mod fp8;
+mod gemm;
 mod microscaling;
 mod qk_norm_rope;
 mod rmsnorm;
 
 pub use cast::*;
 pub use fp8::*;
+pub use gemm::*;
 #[allow(unused_imports)]
 pub use microscaling::*;
 #[allow(unused_imports)]

@@ -102,7 +102,7 @@ unsafe fn quantize_groups<I: Wide>(p: &Fp8QuantParams) {
                 let (r, cg) = at(g[k]);
                 let col = cg * FP8_GROUP as u64 + sub as u64 * 8;
                 let (scale, mult) = group_scale(amax, ue8m0);
-                let q = (p.q as *mut u8).wrapping_add((r * p.q_stride + col) as usize);
+                let q = (p.codes as *mut u8).wrapping_add((r * p.codes_stride + col) as usize);
                 // SAFETY: inside the E4M3 matrix; 8-byte aligned when vectorized.
                 unsafe { store_codes(q, &x[k], mult, vector) };
                 if sub == 0 {
@@ -242,7 +242,7 @@ unsafe fn quantize_blocks<I: Held>(p: &Fp8QuantParams) {
         crate::unroll!(i in [0, 1, 2, 3, 4, 5, 6, 7] {
             let r = rb * FP8_GROUP as u64 + ty + 16 * i as u64;
             if r < p.rows {
-                let q = (p.q as *mut u8).wrapping_add((r * p.q_stride + col) as usize);
+                let q = (p.codes as *mut u8).wrapping_add((r * p.codes_stride + col) as usize);
                 // SAFETY: inside the E4M3 matrix; 8-byte aligned when vectorized.
                 unsafe { store_codes(q, &I::widen(I::opaque(x[i])), mult, vector) };
             }
@@ -268,7 +268,7 @@ unsafe fn dequantize(p: &Fp8QuantParams) {
     let mut i = block_idx_x() as u64 * FP8_THREADS as u64 + thread_idx_x() as u64;
     while i < total {
         let (r, col) = (i / chunks_per_row, (i % chunks_per_row) * 8);
-        let q = (p.q as *const u8).wrapping_add((r * p.q_stride + col) as usize);
+        let q = (p.codes as *const u8).wrapping_add((r * p.codes_stride + col) as usize);
         let bytes = if vector {
             // SAFETY: 8 bytes inside the E4M3 matrix, 8-byte aligned, read-only.
             unsafe { ld_global_nc_b64(q as *const u64) }

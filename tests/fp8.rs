@@ -13,10 +13,10 @@ mod soft;
 mod math;
 
 use half::{bf16, f16};
-use lowp::fp8::{self, ScaleLayout, ScaleRecipe};
+use lowp::fp8;
 use lowp::reference::convert as cv;
 use lowp::reference::fp8 as reff;
-use lowp::{F8E4M3, Matrix};
+use lowp::{F8E4M3, Matrix, ScaleLayout, ScaleRounding, Scales, m_major_ld};
 
 use common::Rng;
 
@@ -130,7 +130,7 @@ fn same_bf16(got: bf16, want: f32) -> bool {
     got.to_bits() == bf16::from_f32(want).to_bits() || (got.is_nan() && want.is_nan())
 }
 
-fn group_case<T: lowp::Float>(lowp: &lowp::Lowp, rng: &mut Rng, m: usize, k: usize, pad: usize, layout: ScaleLayout, recipe: ScaleRecipe) {
+fn group_case<T: lowp::Float>(lowp: &lowp::Lowp, rng: &mut Rng, m: usize, k: usize, pad: usize, layout: ScaleLayout, rounding: ScaleRounding) {
     let stream = lowp.new_stream().expect("stream");
     let stride = k + pad;
     let host_f32 = random_matrix(rng, m * stride);
@@ -140,38 +140,43 @@ fn group_case<T: lowp::Float>(lowp: &lowp::Lowp, rng: &mut Rng, m: usize, k: usi
     let mut q = Matrix::from_host(&stream, &vec![F8E4M3::from_bits(0xa5); m * k], m, k).expect("q");
     let groups = k / 128;
     let slen = match layout {
-        ScaleLayout::RowMajor => m * groups,
+        ScaleLayout::RowMajor { ld } => m * ld,
         ScaleLayout::MMajor { ld } => ld * groups,
+        _ => unreachable!("the per-token-group scales are row-major or M-major"),
     };
-    let mut s = stream.clone_htod(&vec![f32::from_bits(0x7fa5_a5a5); slen]).expect("scales");
-    fp8::quantize_per_token_group(lowp, &stream, &x, &mut q, &mut s, layout, recipe).expect("quantize");
+    let buf = stream.clone_htod(&vec![f32::from_bits(0x7fa5_a5a5); slen]).expect("scales");
+    let mut s = Scales::from_buffer(buf, m, groups, layout).expect("scales");
+    fp8::quantize_per_token_group(lowp, &stream, &x, rounding, &mut q, &mut s).expect("quantize");
     let dense: Vec<f32> = (0..m).flat_map(|r| exact[r * stride..r * stride + k].to_vec()).collect();
-    let (want_q, want_s) = reff::quantize_per_token_group(&dense, m, k, recipe == ScaleRecipe::Ue8m0);
+    let (want_q, want_s) = reff::quantize_per_token_group(&dense, m, k, rounding == ScaleRounding::Ceil);
     let got_q = q.to_host(&stream).expect("q back");
-    let got_s = stream.clone_dtoh(&s).expect("s back");
-    let case = format!("{} m {m} k {k} pad {pad} {layout:?} {recipe:?}", T::SUFFIX);
+    let got_s = s.to_host_raw(&stream).expect("s back");
+    let case = format!("{} m {m} k {k} pad {pad} {layout:?} {rounding:?}", T::SUFFIX);
     for i in 0..m * k {
         assert_eq!(got_q[i].to_bits(), want_q[i], "{case}: code {i} ({:e})", dense[i]);
     }
     for r in 0..m {
         for g in 0..groups {
             let at = match layout {
-                ScaleLayout::RowMajor => r * groups + g,
+                ScaleLayout::RowMajor { ld } => r * ld + g,
                 ScaleLayout::MMajor { ld } => g * ld + r,
+                _ => unreachable!(),
             };
             assert_eq!(got_s[at].to_bits(), want_s[r * groups + g].to_bits(), "{case}: scale ({r}, {g})");
         }
     }
-    if let ScaleLayout::MMajor { ld } = layout {
-        for g in 0..groups {
-            for r in m..ld {
-                assert_eq!(got_s[g * ld + r].to_bits(), 0x7fa5_a5a5, "{case}: padding scale ({r}, {g}) written");
-            }
-        }
+    // the padding of the layout's ld is never written
+    let padding: Vec<(usize, usize, usize)> = match layout {
+        ScaleLayout::MMajor { ld } => (0..groups).flat_map(|g| (m..ld).map(move |r| (r, g, g * ld + r))).collect(),
+        ScaleLayout::RowMajor { ld } => (0..m).flat_map(|r| (groups..ld).map(move |g| (r, g, r * ld + g))).collect(),
+        _ => unreachable!(),
+    };
+    for (r, g, at) in padding {
+        assert_eq!(got_s[at].to_bits(), 0x7fa5_a5a5, "{case}: padding scale ({r}, {g}) written");
     }
     // round trip through the dequantizer
     let mut out = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); m * k], m, k).expect("out");
-    fp8::dequantize_per_token_group(lowp, &stream, &q, &s, layout, &mut out).expect("dequantize");
+    fp8::dequantize_per_token_group(lowp, &stream, &q, &s, &mut out).expect("dequantize");
     let back = out.to_host(&stream).expect("out back");
     let want = reff::dequantize(&want_q, m, k, &want_s, 1);
     for i in 0..m * k {
@@ -187,18 +192,19 @@ fn per_token_group_quantization_matches_reference() {
     // multiples of 4, so its M-major scales also have padding rows
     let shapes = common::sized(&lowp, [(1, 128), (7, 2048), (64, 7168), (1000, 512), (4096, 256)], [(1, 128), (7, 2048), (13, 7168), (130, 512), (257, 256)]);
     for (m, k) in shapes {
-        for recipe in [ScaleRecipe::Float, ScaleRecipe::Ue8m0] {
-            group_case::<bf16>(&lowp, &mut rng, m, k, 0, ScaleLayout::RowMajor, recipe);
-            group_case::<bf16>(&lowp, &mut rng, m, k, 0, ScaleLayout::MMajor { ld: fp8::m_major_ld(m) }, recipe);
+        for rounding in [ScaleRounding::Exact, ScaleRounding::Ceil] {
+            group_case::<bf16>(&lowp, &mut rng, m, k, 0, ScaleLayout::RowMajor { ld: k / 128 }, rounding);
+            group_case::<bf16>(&lowp, &mut rng, m, k, 0, ScaleLayout::MMajor { ld: m_major_ld(m) }, rounding);
         }
     }
-    group_case::<f16>(&lowp, &mut rng, 33, 1024, 0, ScaleLayout::RowMajor, ScaleRecipe::Float);
-    group_case::<f32>(&lowp, &mut rng, 33, 1024, 0, ScaleLayout::MMajor { ld: 40 }, ScaleRecipe::Float);
-    group_case::<bf16>(&lowp, &mut rng, 17, 384, 3, ScaleLayout::RowMajor, ScaleRecipe::Float); // scalar path
-    group_case::<f32>(&lowp, &mut rng, 5, 256, 1, ScaleLayout::RowMajor, ScaleRecipe::Ue8m0);
+    group_case::<f16>(&lowp, &mut rng, 33, 1024, 0, ScaleLayout::RowMajor { ld: 8 }, ScaleRounding::Exact);
+    group_case::<f32>(&lowp, &mut rng, 33, 1024, 0, ScaleLayout::MMajor { ld: 40 }, ScaleRounding::Exact);
+    group_case::<bf16>(&lowp, &mut rng, 17, 384, 3, ScaleLayout::RowMajor { ld: 3 }, ScaleRounding::Exact); // scalar path
+    group_case::<f32>(&lowp, &mut rng, 5, 256, 1, ScaleLayout::RowMajor { ld: 2 }, ScaleRounding::Ceil);
+    group_case::<bf16>(&lowp, &mut rng, 9, 256, 0, ScaleLayout::RowMajor { ld: 5 }, ScaleRounding::Exact); // padded ld
 }
 
-fn block_case<T: lowp::Float>(lowp: &lowp::Lowp, rng: &mut Rng, n: usize, k: usize, pad: usize, recipe: ScaleRecipe) {
+fn block_case<T: lowp::Float>(lowp: &lowp::Lowp, rng: &mut Rng, n: usize, k: usize, pad: usize, rounding: ScaleRounding) {
     let stream = lowp.new_stream().expect("stream");
     let stride = k + pad;
     let host: Vec<T> = to_t(&random_matrix(rng, n * stride));
@@ -206,16 +212,16 @@ fn block_case<T: lowp::Float>(lowp: &lowp::Lowp, rng: &mut Rng, n: usize, k: usi
     let w = Matrix::from_host_strided(&stream, &host, n, k, stride).expect("w");
     let mut q = Matrix::from_host(&stream, &vec![F8E4M3::from_bits(0xa5); n * k], n, k).expect("q");
     let (rb, cb) = (n.div_ceil(128), k / 128);
-    let mut s = Matrix::from_host(&stream, &vec![f32::NAN; rb * cb], rb, cb).expect("s");
-    fp8::quantize_per_block(lowp, &stream, &w, &mut q, &mut s, recipe).expect("quantize");
+    let mut s = Scales::row_major(stream.clone_htod(&vec![f32::NAN; rb * cb]).expect("s"), rb, cb).expect("s");
+    fp8::quantize_per_block(lowp, &stream, &w, rounding, &mut q, &mut s).expect("quantize");
     let dense: Vec<f32> = (0..n).flat_map(|r| exact[r * stride..r * stride + k].to_vec()).collect();
-    let (want_q, want_s) = reff::quantize_per_block(&dense, n, k, recipe == ScaleRecipe::Ue8m0);
-    let case = format!("{} n {n} k {k} pad {pad} {recipe:?}", T::SUFFIX);
+    let (want_q, want_s) = reff::quantize_per_block(&dense, n, k, rounding == ScaleRounding::Ceil);
+    let case = format!("{} n {n} k {k} pad {pad} {rounding:?}", T::SUFFIX);
     let got_q = q.to_host(&stream).expect("q back");
     for i in 0..n * k {
         assert_eq!(got_q[i].to_bits(), want_q[i], "{case}: code {i}");
     }
-    let got_s = s.to_host(&stream).expect("s back");
+    let got_s = s.to_host_raw(&stream).expect("s back");
     for i in 0..rb * cb {
         assert_eq!(got_s[i].to_bits(), want_s[i].to_bits(), "{case}: scale {i}");
     }
@@ -236,12 +242,12 @@ fn per_block_quantization_matches_reference() {
     // tiles; fewer rows than one tile
     let shapes = common::sized(&lowp, [(128, 128), (2112, 1024), (300, 7168 / 4), (7, 256)], [(128, 128), (192, 512), (300, 384), (7, 256)]);
     for (n, k) in shapes {
-        for recipe in [ScaleRecipe::Float, ScaleRecipe::Ue8m0] {
-            block_case::<bf16>(&lowp, &mut rng, n, k, 0, recipe);
+        for rounding in [ScaleRounding::Exact, ScaleRounding::Ceil] {
+            block_case::<bf16>(&lowp, &mut rng, n, k, 0, rounding);
         }
     }
-    block_case::<f32>(&lowp, &mut rng, 130, 256, 4, ScaleRecipe::Float);
-    block_case::<f16>(&lowp, &mut rng, 129, 384, 1, ScaleRecipe::Float); // scalar path
+    block_case::<f32>(&lowp, &mut rng, 130, 256, 4, ScaleRounding::Exact);
+    block_case::<f16>(&lowp, &mut rng, 129, 384, 1, ScaleRounding::Exact); // scalar path
 }
 
 #[test]
@@ -250,12 +256,43 @@ fn fp8_quantizers_reject_bad_shapes() {
     let stream = lowp.new_stream().expect("stream");
     let x = Matrix::<bf16>::zeros(&stream, 4, 200).expect("x");
     let mut q = Matrix::<F8E4M3>::zeros(&stream, 4, 200).expect("q");
-    let mut s = stream.alloc_zeros::<f32>(8).expect("s");
-    let e = fp8::quantize_per_token_group(&lowp, &stream, &x, &mut q, &mut s, ScaleLayout::RowMajor, ScaleRecipe::Float).unwrap_err();
+    let mut s = Scales::row_major(stream.alloc_zeros::<f32>(8).expect("s"), 4, 2).expect("s");
+    let e = fp8::quantize_per_token_group(&lowp, &stream, &x, ScaleRounding::Exact, &mut q, &mut s).unwrap_err();
     assert!(matches!(e, lowp::Error::Shape { arg: "x", .. }), "{e}");
     let w = Matrix::<bf16>::zeros(&stream, 300, 256).expect("w");
     let mut q = Matrix::<F8E4M3>::zeros(&stream, 300, 256).expect("q");
-    let mut s = Matrix::<f32>::zeros(&stream, 2, 2).expect("s");
-    let e = fp8::quantize_per_block(&lowp, &stream, &w, &mut q, &mut s, ScaleRecipe::Float).unwrap_err();
+    let mut s = Scales::row_major(stream.alloc_zeros::<f32>(4).expect("s"), 2, 2).expect("s");
+    let e = fp8::quantize_per_block(&lowp, &stream, &w, ScaleRounding::Exact, &mut q, &mut s).unwrap_err();
     assert!(matches!(e, lowp::Error::Shape { arg: "scales", .. }), "{e}");
+}
+
+/// Scale layouts an op does not take are `Error::Layout`, `ScaleRounding::Floor` is
+/// `Error::InvalidValue`; nothing is written.
+#[test]
+fn fp8_ops_reject_other_layouts_and_rounding() {
+    let lowp = common::gpu("fp8_ops_reject_other_layouts_and_rounding");
+    let stream = lowp.new_stream().expect("stream");
+    let (m, k) = (4, 256);
+    let x = Matrix::<bf16>::zeros(&stream, m, k).expect("x");
+    let mut q = Matrix::from_host(&stream, &vec![F8E4M3::from_bits(0xa5); m * k], m, k).expect("q");
+    let mut out = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); m * k], m, k).expect("out");
+    let mut swizzled = Scales::<f32>::zeros(&stream, m, k / 128, ScaleLayout::Swizzled).expect("s");
+    let e = fp8::quantize_per_token_group(&lowp, &stream, &x, ScaleRounding::Exact, &mut q, &mut swizzled).unwrap_err();
+    assert!(matches!(e, lowp::Error::Layout { arg: "scales", actual: ScaleLayout::Swizzled, .. }), "{e}");
+    let e = fp8::dequantize_per_token_group(&lowp, &stream, &q, &swizzled, &mut out).unwrap_err();
+    assert!(matches!(e, lowp::Error::Layout { arg: "scales", .. }), "{e}");
+    // per-block scales are row-major only
+    let mut m_major = Scales::<f32>::zeros(&stream, 1, k / 128, ScaleLayout::MMajor { ld: 4 }).expect("s");
+    let e = fp8::quantize_per_block(&lowp, &stream, &x, ScaleRounding::Exact, &mut q, &mut m_major).unwrap_err();
+    assert!(matches!(e, lowp::Error::Layout { arg: "scales", actual: ScaleLayout::MMajor { ld: 4 }, .. }), "{e}");
+    let e = fp8::dequantize_per_block(&lowp, &stream, &q, &m_major, &mut out).unwrap_err();
+    assert!(matches!(e, lowp::Error::Layout { arg: "scales", .. }), "{e}");
+    let mut s = Scales::<f32>::zeros(&stream, m, k / 128, ScaleLayout::RowMajor { ld: 2 }).expect("s");
+    let e = fp8::quantize_per_token_group(&lowp, &stream, &x, ScaleRounding::Floor, &mut q, &mut s).unwrap_err();
+    assert!(matches!(e, lowp::Error::InvalidValue { arg: "rounding", .. }), "{e}");
+    let mut s = Scales::<f32>::zeros(&stream, 1, k / 128, ScaleLayout::RowMajor { ld: 2 }).expect("s");
+    let e = fp8::quantize_per_block(&lowp, &stream, &x, ScaleRounding::Floor, &mut q, &mut s).unwrap_err();
+    assert!(matches!(e, lowp::Error::InvalidValue { arg: "rounding", .. }), "{e}");
+    assert!(q.to_host(&stream).expect("q").iter().all(|c| c.to_bits() == 0xa5), "a refused call wrote codes");
+    assert!(out.to_host(&stream).expect("out").iter().all(|v| v.to_bits() == common::POISON16), "a refused call wrote out");
 }

@@ -1,0 +1,57 @@
+//! The launcher every Hopper GEMM shares: tensor maps from the device-resident cache
+//! ([`super::tma`]), then a persistent launch.
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
+
+use super::tma::{Map2d, device_maps};
+use crate::abi::{GEMM_BLOCK_K, GEMM_BLOCK_M, GEMM_BLOCK_N, GEMM_SMEM_BYTES, GEMM_THREADS, GemmParams};
+use crate::context::Lowp;
+use crate::error::{CudaResultExt, Result};
+
+crate::abi::device_repr!(GemmParams);
+
+/// A row-major operand: (address, bytes per row used, rows, row stride in bytes).
+pub(crate) type ByteMatrix = (u64, usize, usize, usize);
+
+/// Finds (or writes, outside capture) the tensor maps of A and B in the handle's map cache and
+/// launches `f` persistently (one CTA per SM at most, `tiles` an upper bound of the output tiles).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn launch_gemm(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    op: &'static str,
+    f: &CudaFunction,
+    mut p: GemmParams,
+    a: ByteMatrix,
+    b: ByteMatrix,
+    tiles: u64,
+) -> Result<()> {
+    let (bk, bm, bn) = (GEMM_BLOCK_K, GEMM_BLOCK_M, GEMM_BLOCK_N);
+    let map = |arg, m: ByteMatrix, box_rows| Map2d {
+        arg,
+        addr: m.0,
+        inner: m.1 as u64,
+        rows: m.2 as u64,
+        stride: m.3 as u64,
+        box_inner: bk,
+        box_rows,
+    };
+    // Device memory that stays as it is for the context's life: a captured launch reads the same
+    // maps at every replay (see `super::tma`).
+    p.tensor_maps = device_maps(lowp, stream, op, map("a", a, bm), map("b", b, bn))?;
+    let cfg = LaunchConfig {
+        grid_dim: (tiles.clamp(1, lowp.sm_count() as u64) as u32, 1, 1),
+        block_dim: (GEMM_THREADS, 1, 1),
+        shared_mem_bytes: GEMM_SMEM_BYTES,
+    };
+    let mut builder = stream.launch_builder(f);
+    builder.arg(&p);
+    // SAFETY: the caller's plan validated the shapes, alignments, scale extents, group tables and
+    // overlaps of the live buffers whose addresses `p` holds, and the tensor maps describe exactly
+    // A and B; the kernel runs with its launch bounds' thread count and the shared memory set on
+    // the function when it was first resolved.
+    unsafe { builder.launch(cfg) }.op("cuLaunchKernel")?;
+    Ok(())
+}

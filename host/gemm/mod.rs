@@ -1,0 +1,376 @@
+//! The Hopper GEMMs (sm_90a; device side: `kernels-gpu/src/gemm.rs`): the blockwise-scaled FP8
+//! GEMM of DeepSeek-V3 ([`blockwise_fp8`]) and the grouped (MoE) GEMMs, one launch for all
+//! experts, blockwise FP8 ([`grouped_fp8`]) or bf16 ([`grouped_bf16`]).
+//!
+//! ```text
+//! dense:       out[m, n] (bf16) = Σ_k (a[m, k] · scales_a(m, k/128)) · (b[n, k] · scales_b(n/128, k/128))
+//! grouped:     out[t] = x[t] · w[g]ᵀ for the rows t of expert g, w [E, N, K]
+//!   contiguous (prefill):  x [T, K], tokens sorted by expert; ends[g] = cumulative end row (i32,
+//!                          torch._grouped_mm's `offs`)
+//!   masked (decode, EP):   x [E · max_m, K]; counts[g] valid rows of slab g; rows past the count
+//!                          are neither read into results nor written
+//! ```
+//! The FP8 scales are those of [`crate::fp8`]'s quantizers: per-token-group activation scales
+//! ([`ScaleLayout::RowMajor`] or [`ScaleLayout::MMajor`], the layout the kernel reads fastest) and
+//! per-128×128-block weight scales (row-major). Every operand is K-major (row-major, K
+//! contiguous) with 16-byte aligned rows (the tensor memory accelerator's requirement); the
+//! output is bf16 with an even row stride. Off compute capability 9.0 every op is
+//! [`Error::Unsupported`](crate::Error::Unsupported).
+//!
+//! **CUDA graphs.** Each call finds the tensor maps of its two operands in a device-resident
+//! cache, written the first time those operands (addresses, shapes, strides) are seen, outside
+//! any capture, and never changed: run an op once with the same operands before capturing it (as
+//! graph warm-up does); under capture without that, [`Error::GraphCapture`](crate::Error::GraphCapture)
+//! before anything is enqueued. Group tables are read on the device (no host sync). See
+//! `docs/kernels/gemm.md`.
+
+mod launch;
+mod plan;
+mod tma;
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut, DeviceSlice};
+use half::bf16;
+
+use crate::abi::{GEMM_BLOCK_M, GEMM_BLOCK_N, GEMM_SMEM_BYTES};
+use crate::context::Lowp;
+use crate::dtype::{Element, F8E4M3};
+use crate::error::Result;
+use crate::flag::ErrorFlag;
+use crate::fp8::plan::ScaleInput;
+use crate::matrix::{Matrix, MatrixBatch};
+use crate::scale::Scales;
+#[cfg(doc)]
+use crate::scale::ScaleLayout;
+use crate::validate::Operand;
+use launch::launch_gemm;
+use plan::{DenseInput, GroupedInput, dense_plan, grouped_plan, tile_bound};
+
+/// Error bit of [`ErrorFlag`]: a group bound read on the device was out of range (contiguous ends
+/// decreasing or past the rows of `x`, masked counts outside `[0, max_m]`) and was clamped.
+pub use crate::abi::GEMM_ERR_GROUP_BOUNDS;
+
+/// Kernel entry points of this family (sm_90a only).
+#[cfg(test)]
+pub(crate) const KERNELS: &[&str] = &["fp8_blockwise_gemm", "bf16_gemm"];
+
+/// What every kernel of the family needs.
+const NEEDS: &str = "compute capability 9.0 (sm_90a: wgmma and TMA)";
+
+/// How the rows of a grouped GEMM's `x` are assigned to experts: a table of one `i32` per expert
+/// in device memory (`B`: a `CudaSlice<i32>`, `CudaView` or `CudaViewMut`), read by the kernel.
+///
+/// Bounds out of range are clamped (nothing is read or written out of bounds) and set
+/// [`GEMM_ERR_GROUP_BOUNDS`] in the op's [`ErrorFlag`].
+pub enum GroupLayout<'a, B> {
+    /// Tokens sorted by expert: `ends[g]` is the cumulative end row of expert g (expert g has
+    /// rows `ends[g-1]..ends[g]`, expert 0 starts at row 0); rows past the last end are not
+    /// written.
+    Contiguous {
+        /// Cumulative end rows, one per expert, non-decreasing, at most the rows of `x`.
+        ends: &'a B,
+    },
+    /// `x` holds one slab of `max_m` rows per expert: expert g has rows
+    /// `g · max_m .. g · max_m + counts[g]`; the other rows of each slab are not written.
+    Masked {
+        /// Valid rows of each slab, in `[0, max_m]`.
+        counts: &'a B,
+        /// Rows per slab (`x` has `E · max_m` rows).
+        max_m: usize,
+    },
+}
+
+impl<B> std::fmt::Debug for GroupLayout<'_, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GroupLayout::Contiguous { .. } => write!(f, "GroupLayout::Contiguous"),
+            GroupLayout::Masked { max_m, .. } => write!(f, "GroupLayout::Masked {{ max_m: {max_m} }}"),
+        }
+    }
+}
+
+impl<'a, B: DevicePtr<i32>> GroupLayout<'a, B> {
+    /// The table and the masked layout's `max_m`.
+    fn parts(&self) -> (&'a B, Option<usize>) {
+        match *self {
+            GroupLayout::Contiguous { ends } => (ends, None),
+            GroupLayout::Masked { counts, max_m } => (counts, Some(max_m)),
+        }
+    }
+}
+
+fn operand<T: Element, B: DeviceSlice<T>>(name: &'static str, t: &Matrix<T, B>, addr: u64) -> Operand {
+    Operand { name, rows: t.rows(), cols: t.cols(), stride: t.row_stride(), addr, elem: std::mem::size_of::<T>() }
+}
+
+fn scale_input<B: DeviceSlice<f32>>(s: &Scales<f32, B>, addr: u64) -> ScaleInput {
+    ScaleInput { layout: s.layout(), shape: s.shape(), addr, len: s.buffer().len() }
+}
+
+/// The blockwise-scaled FP8 GEMM of DeepSeek-V3 (sm_90a: wgmma with E4M3 operands, TMA),
+/// asynchronous on `stream`:
+///
+/// ```text
+/// out[m, n] (bf16) = Σ_k (a[m, k] · scales_a(m, k/128)) · (b[n, k] · scales_b(n/128, k/128))
+/// ```
+/// - `a [M, K]`, `b [N, K]`: E4M3, both K-major, 16-byte aligned bases and row strides;
+/// - `scales_a [M, K/128]`: per-token-group scales in [`ScaleLayout::MMajor`] (read fastest) or
+///   [`ScaleLayout::RowMajor`], as [`crate::fp8::quantize_per_token_group`] writes them;
+/// - `scales_b [⌈N/128⌉, K/128]`: per-block scales, [`ScaleLayout::RowMajor`], as
+///   [`crate::fp8::quantize_per_block`] writes them;
+/// - `out [M, N]`: bf16, even row stride, overlapping no input.
+///
+/// Any M, N ≥ 1; K a positive multiple of 128. Another scale layout is `Error::Layout`;
+/// `Error::Unsupported` on GPUs other than compute capability 9.0. Capturable in a CUDA graph
+/// once it ran outside capture with the same `a` and `b` (see the module's documentation).
+///
+/// ```
+/// # fn main() -> lowp::Result<()> {
+/// # lowp_sim::select_device().expect("a GPU or the simulator"); // doc tests: the GPU if there is one, else the simulator
+/// use lowp::half::bf16;
+/// use lowp::{F8E4M3, Lowp, Matrix, ScaleLayout, ScaleRounding, Scales, fp8, gemm, m_major_ld};
+/// let lowp = Lowp::new(0)?;
+/// let stream = lowp.new_stream()?;
+/// # if lowp.arch() != lowp::Arch::Sm90a { return Ok(()); } // compute capability 9.0 only
+/// let (m, n, k) = (64, 128, 128);
+/// let x = Matrix::from_host(&stream, &vec![bf16::ONE; m * k], m, k)?;
+/// let w = Matrix::from_host(&stream, &vec![bf16::from_f32(0.5); n * k], n, k)?;
+/// // quantize both operands
+/// let (mut a, mut b) = (Matrix::<F8E4M3>::zeros(&stream, m, k)?, Matrix::<F8E4M3>::zeros(&stream, n, k)?);
+/// let mut scales_a = Scales::<f32>::zeros(&stream, m, k / 128, ScaleLayout::MMajor { ld: m_major_ld(m) })?;
+/// let mut scales_b = Scales::<f32>::zeros(&stream, n.div_ceil(128), k / 128, ScaleLayout::RowMajor { ld: k / 128 })?;
+/// fp8::quantize_per_token_group(&lowp, &stream, &x, ScaleRounding::Exact, &mut a, &mut scales_a)?;
+/// fp8::quantize_per_block(&lowp, &stream, &w, ScaleRounding::Exact, &mut b, &mut scales_b)?;
+/// let mut out = Matrix::<bf16>::zeros(&stream, m, n)?;
+/// gemm::blockwise_fp8(&lowp, &stream, &a, &scales_a, &b, &scales_b, &mut out)?;
+/// assert!(out.to_host(&stream)?.iter().all(|v| (v.to_f32() - 64.0).abs() <= 0.5)); // 128 · 1 · 0.5
+/// # Ok(()) }
+/// ```
+pub fn blockwise_fp8<A, SA, B, SB, O>(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    a: &Matrix<F8E4M3, A>,
+    scales_a: &Scales<f32, SA>,
+    b: &Matrix<F8E4M3, B>,
+    scales_b: &Scales<f32, SB>,
+    out: &mut Matrix<bf16, O>,
+) -> Result<()>
+where
+    A: DevicePtr<F8E4M3>,
+    SA: DevicePtr<f32>,
+    B: DevicePtr<F8E4M3>,
+    SB: DevicePtr<f32>,
+    O: DevicePtrMut<bf16>,
+{
+    let f = lowp.function_with_smem("blockwise_fp8", "fp8_blockwise_gemm", NEEDS, GEMM_SMEM_BYTES)?;
+    lowp.check_stream(stream)?;
+    lowp.check_buffer("a", a.buffer())?;
+    lowp.check_buffer("scales_a", scales_a.buffer())?;
+    lowp.check_buffer("b", b.buffer())?;
+    lowp.check_buffer("scales_b", scales_b.buffer())?;
+    lowp.check_buffer("out", out.buffer())?;
+    let out_shape = (out.rows(), out.cols(), out.row_stride());
+    let (aa, _g1) = a.device_ptr(stream);
+    let (saa, _g2) = scales_a.device_ptr(stream);
+    let (ba, _g3) = b.device_ptr(stream);
+    let (sba, _g4) = scales_b.device_ptr(stream);
+    let (oa, _g5) = out.device_ptr_mut(stream);
+    let o = Operand { name: "out", rows: out_shape.0, cols: out_shape.1, stride: out_shape.2, addr: oa, elem: 2 };
+    let (ao, bo) = (operand("a", a, aa), operand("b", b, ba));
+    let input = DenseInput { a: ao, scales_a: scale_input(scales_a, saa), b: bo, scales_b: scale_input(scales_b, sba), out: o };
+    let p = dense_plan(&input)?;
+    if p.rows == 0 || p.n == 0 {
+        return Ok(());
+    }
+    let tiles = (p.rows.div_ceil(GEMM_BLOCK_M) as u64) * (p.n.div_ceil(GEMM_BLOCK_N) as u64);
+    launch_gemm(lowp, stream, "blockwise_fp8", &f, p, (aa, ao.cols, ao.rows, ao.stride), (ba, bo.cols, bo.rows, bo.stride), tiles)
+}
+
+/// The grouped blockwise FP8 GEMM (sm_90a), asynchronous on `stream`: for each expert g and each
+/// row t of its group,
+///
+/// ```text
+/// out[t, n] (bf16) = Σ_k (x[t, k] · scales_x(t, k/128)) · (w[g, n, k] · scales_w(g · ⌈N/128⌉ + n/128, k/128))
+/// ```
+/// - `x [rows, K]`: E4M3, K-major, 16-byte aligned base and row stride;
+/// - `scales_x [rows, K/128]`: per-token-group scales over every row of `x`, in
+///   [`ScaleLayout::RowMajor`] or [`ScaleLayout::MMajor`];
+/// - `w [E, N, K]`: E4M3 weights, expert g's `[N, K]` matrix at `g · N · K`, 16-byte aligned;
+/// - `scales_w [E · ⌈N/128⌉, K/128]`: each expert's per-block scales `[⌈N/128⌉, K/128]` stacked
+///   (expert g's at scale row `g · ⌈N/128⌉`), [`ScaleLayout::RowMajor`] with any `ld`: what
+///   [`crate::fp8::quantize_per_block`] writes for the `[E · N, K]` weights when N is a multiple
+///   of 128;
+/// - `groups`: which rows of `x` each expert takes ([`GroupLayout`], one `i32` per expert);
+/// - `out [rows, N]`: bf16, even row stride; rows outside every group are not written;
+/// - `error_flag`: gets [`GEMM_ERR_GROUP_BOUNDS`] when a group bound was out of range.
+///
+/// K a positive multiple of 128; group sizes are arbitrary (0, 1, not multiples of 128).
+///
+/// ```
+/// # fn main() -> lowp::Result<()> {
+/// # lowp_sim::select_device().expect("a GPU or the simulator"); // doc tests: the GPU if there is one, else the simulator
+/// use lowp::half::bf16;
+/// use lowp::{ErrorFlag, F8E4M3, Lowp, Matrix, MatrixBatch, Scales, gemm::{self, GroupLayout}};
+/// let lowp = Lowp::new(0)?;
+/// let stream = lowp.new_stream()?;
+/// # if lowp.arch() != lowp::Arch::Sm90a { return Ok(()); } // compute capability 9.0 only
+/// let (experts, rows, n, k) = (2, 64, 128, 128);
+/// let (one, two) = (F8E4M3::from_bits(0x38), F8E4M3::from_bits(0x40)); // 1.0, 2.0
+/// let x = Matrix::from_host(&stream, &vec![one; rows * k], rows, k)?;
+/// let scales_x = Scales::row_major(stream.clone_htod(&vec![1.0f32 / 128.0; rows])?, rows, 1)?;
+/// // expert 0's weights are 1.0, expert 1's 2.0
+/// let w_host: Vec<F8E4M3> = (0..experts * n * k).map(|i| if i < n * k { one } else { two }).collect();
+/// let w = MatrixBatch::from_host(&stream, &w_host, experts, n, k)?;
+/// let scales_w = Scales::row_major(stream.clone_htod(&[1.0f32, 1.0])?, experts, 1)?;
+/// let ends = stream.clone_htod(&[40i32, 64])?; // rows 0..40 to expert 0, 40..64 to expert 1
+/// let mut out = Matrix::<bf16>::zeros(&stream, rows, n)?;
+/// let mut flag = ErrorFlag::new(&stream)?;
+/// gemm::grouped_fp8(&lowp, &stream, &x, &scales_x, &w, &scales_w, &GroupLayout::Contiguous { ends: &ends }, &mut out, Some(&mut flag))?;
+/// let y = out.to_host(&stream)?;
+/// assert_eq!((y[39 * n].to_f32(), y[40 * n].to_f32()), (1.0, 2.0));
+/// assert_eq!(flag.read(&stream)?, 0);
+/// # Ok(()) }
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn grouped_fp8<X, SX, W, SW, G, O>(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    x: &Matrix<F8E4M3, X>,
+    scales_x: &Scales<f32, SX>,
+    w: &MatrixBatch<F8E4M3, W>,
+    scales_w: &Scales<f32, SW>,
+    groups: &GroupLayout<'_, G>,
+    out: &mut Matrix<bf16, O>,
+    error_flag: Option<&mut ErrorFlag>,
+) -> Result<()>
+where
+    X: DevicePtr<F8E4M3>,
+    SX: DevicePtr<f32>,
+    W: DevicePtr<F8E4M3>,
+    SW: DevicePtr<f32>,
+    G: DevicePtr<i32>,
+    O: DevicePtrMut<bf16>,
+{
+    let f = lowp.function_with_smem("grouped_fp8", "fp8_blockwise_gemm", NEEDS, GEMM_SMEM_BYTES)?;
+    lowp.check_stream(stream)?;
+    lowp.check_buffer("x", x.buffer())?;
+    lowp.check_buffer("scales_x", scales_x.buffer())?;
+    lowp.check_buffer("w", w.buffer())?;
+    lowp.check_buffer("scales_w", scales_w.buffer())?;
+    let (table, max_m) = groups.parts();
+    lowp.check_buffer("groups", table)?;
+    lowp.check_buffer("out", out.buffer())?;
+    let out_shape = (out.rows(), out.cols(), out.row_stride());
+    let (xa, _g1) = x.device_ptr(stream);
+    let (sxa, _g2) = scales_x.device_ptr(stream);
+    let (wa, _g3) = w.device_ptr(stream);
+    let (swa, _g4) = scales_w.device_ptr(stream);
+    let (ta, _g5) = table.device_ptr(stream);
+    let (oa, _g6) = out.device_ptr_mut(stream);
+    let input = GroupedInput {
+        x: operand("x", x, xa),
+        w: w.shape(),
+        w_addr: wa,
+        out: Operand { name: "out", rows: out_shape.0, cols: out_shape.1, stride: out_shape.2, addr: oa, elem: 2 },
+        groups_len: table.len(),
+        max_m,
+        scales: Some((scale_input(scales_x, sxa), scale_input(scales_w, swa))),
+    };
+    grouped_launch(lowp, stream, "grouped_fp8", &f, &input, ta, error_flag)
+}
+
+/// The grouped bf16 GEMM (sm_90a), asynchronous on `stream`: `out[t] = x[t] · w[g]ᵀ` for each
+/// expert g and each row t of its group, bf16 in and out, f32 accumulation.
+///
+/// - `x [rows, K]`: bf16, K-major, 16-byte aligned base and row stride; K a positive multiple of
+///   64;
+/// - `w [E, N, K]`: bf16 weights, expert g's `[N, K]` matrix at `g · N · K`, 16-byte aligned;
+/// - `groups`, `out`, `error_flag`: as [`grouped_fp8`].
+///
+/// ```
+/// # fn main() -> lowp::Result<()> {
+/// # lowp_sim::select_device().expect("a GPU or the simulator"); // doc tests: the GPU if there is one, else the simulator
+/// use lowp::half::bf16;
+/// use lowp::{Lowp, Matrix, MatrixBatch, gemm::{self, GroupLayout}};
+/// let lowp = Lowp::new(0)?;
+/// let stream = lowp.new_stream()?;
+/// # if lowp.arch() != lowp::Arch::Sm90a { return Ok(()); } // compute capability 9.0 only
+/// let (experts, max_m, n, k) = (2, 64, 128, 64);
+/// let x = Matrix::from_host(&stream, &vec![bf16::ONE; experts * max_m * k], experts * max_m, k)?;
+/// let w = MatrixBatch::from_host(&stream, &vec![bf16::from_f32(0.5); experts * n * k], experts, n, k)?;
+/// let counts = stream.clone_htod(&[64i32, 10])?; // slab 1 holds 10 valid rows
+/// let poison = bf16::from_f32(-1.0);
+/// let mut out = Matrix::from_host(&stream, &vec![poison; experts * max_m * n], experts * max_m, n)?;
+/// gemm::grouped_bf16(&lowp, &stream, &x, &w, &GroupLayout::Masked { counts: &counts, max_m }, &mut out, None)?;
+/// let y = out.to_host(&stream)?;
+/// assert_eq!(y[(max_m + 9) * n].to_f32(), 32.0); // 64 · 1 · 0.5
+/// assert_eq!(y[(max_m + 10) * n], poison); // past the count: not written
+/// # Ok(()) }
+/// ```
+pub fn grouped_bf16<X, W, G, O>(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    x: &Matrix<bf16, X>,
+    w: &MatrixBatch<bf16, W>,
+    groups: &GroupLayout<'_, G>,
+    out: &mut Matrix<bf16, O>,
+    error_flag: Option<&mut ErrorFlag>,
+) -> Result<()>
+where
+    X: DevicePtr<bf16>,
+    W: DevicePtr<bf16>,
+    G: DevicePtr<i32>,
+    O: DevicePtrMut<bf16>,
+{
+    let f = lowp.function_with_smem("grouped_bf16", "bf16_gemm", NEEDS, GEMM_SMEM_BYTES)?;
+    lowp.check_stream(stream)?;
+    lowp.check_buffer("x", x.buffer())?;
+    lowp.check_buffer("w", w.buffer())?;
+    let (table, max_m) = groups.parts();
+    lowp.check_buffer("groups", table)?;
+    lowp.check_buffer("out", out.buffer())?;
+    let out_shape = (out.rows(), out.cols(), out.row_stride());
+    let (xa, _g1) = x.device_ptr(stream);
+    let (wa, _g2) = w.device_ptr(stream);
+    let (ta, _g3) = table.device_ptr(stream);
+    let (oa, _g4) = out.device_ptr_mut(stream);
+    let input = GroupedInput {
+        x: operand("x", x, xa),
+        w: w.shape(),
+        w_addr: wa,
+        out: Operand { name: "out", rows: out_shape.0, cols: out_shape.1, stride: out_shape.2, addr: oa, elem: 2 },
+        groups_len: table.len(),
+        max_m,
+        scales: None,
+    };
+    grouped_launch(lowp, stream, "grouped_bf16", &f, &input, ta, error_flag)
+}
+
+/// Validates a grouped call whose buffers are resolved (their guards alive in the caller) and
+/// launches it.
+fn grouped_launch(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    op: &'static str,
+    f: &cudarc::driver::CudaFunction,
+    input: &GroupedInput,
+    table: u64,
+    error_flag: Option<&mut ErrorFlag>,
+) -> Result<()> {
+    let mut p = grouped_plan(input)?;
+    let (flag, _guard) = ErrorFlag::device_addr(error_flag, lowp, stream)?;
+    (p.group_ends, p.error_flag) = (table, flag);
+    let (x, [experts, n, k]) = (input.x, input.w);
+    if x.rows == 0 {
+        return Ok(());
+    }
+    let e = x.elem;
+    let a = (x.addr, x.cols * e, x.rows, x.stride * e);
+    let b = (input.w_addr, k * e, experts * n, k * e);
+    launch_gemm(lowp, stream, op, f, p, a, b, tile_bound(x.rows, experts, n, input.max_m))
+}
+
+#[cfg(test)]
+#[path = "../tests/gemm_plan.rs"]
+mod tests;

@@ -1,0 +1,179 @@
+//! Unit tests of `gemm::plan` (the dense blockwise GEMM and the grouped GEMMs): no GPU needed.
+use super::plan::*;
+use crate::error::Error;
+use crate::fp8::plan::ScaleInput;
+use crate::scale::{ScaleLayout, m_major_ld};
+use crate::validate::Operand;
+
+const X: u64 = 0x7000_0000_0000;
+const W: u64 = 0x7100_0000_0000;
+const Y: u64 = 0x7200_0000_0000;
+const SA: u64 = 0x7300_0000_0000;
+const SB: u64 = 0x7400_0000_0000;
+
+fn op(name: &'static str, rows: usize, cols: usize, stride: usize, addr: u64, elem: usize) -> Operand {
+    Operand { name, rows, cols, stride, addr, elem }
+}
+
+fn dense(m: usize, n: usize, k: usize) -> DenseInput {
+    let ld = m_major_ld(m);
+    DenseInput {
+        a: op("a", m, k, k, X, 1),
+        scales_a: ScaleInput { layout: ScaleLayout::MMajor { ld }, shape: [m, k / 128], addr: SA, len: ld * (k / 128) },
+        b: op("b", n, k, k, W, 1),
+        scales_b: ScaleInput {
+            layout: ScaleLayout::RowMajor { ld: k / 128 },
+            shape: [n.div_ceil(128), k / 128],
+            addr: SB,
+            len: n.div_ceil(128) * (k / 128),
+        },
+        out: op("out", m, n, n, Y, 2),
+    }
+}
+
+#[test]
+fn dense_plan_accepts_deepseek_shapes_and_odd_m_n() {
+    for (m, n, k) in [(4096, 7168, 2048), (1, 2112, 7168), (7, 128, 128), (1000, 2112, 7168)] {
+        let p = dense_plan(&dense(m, n, k)).unwrap();
+        assert_eq!((p.rows as usize, p.n as usize, p.k as usize), (m, n, k));
+        assert_eq!((p.sa_row_stride, p.sa_col_stride), (1, m_major_ld(m) as u64));
+        assert_eq!(p.sb_stride as usize, k / 128);
+    }
+    // row-major activation scales with a padded ld
+    let mut g = dense(7, 128, 256);
+    g.scales_a = ScaleInput { layout: ScaleLayout::RowMajor { ld: 3 }, shape: [7, 2], addr: SA, len: 20 };
+    let p = dense_plan(&g).unwrap();
+    assert_eq!((p.sa_row_stride, p.sa_col_stride), (3, 1));
+}
+
+#[test]
+fn dense_plan_rejects_bad_arguments() {
+    let mut g = dense(64, 256, 200);
+    g.b.cols = 200;
+    assert!(matches!(dense_plan(&g), Err(Error::Shape { arg: "a", .. })));
+    let mut g = dense(64, 256, 256);
+    g.b.cols = 384;
+    assert!(matches!(dense_plan(&g), Err(Error::Shape { arg: "b", .. })));
+    let mut g = dense(64, 256, 256);
+    g.out.cols = 255;
+    assert!(matches!(dense_plan(&g), Err(Error::Shape { arg: "out", .. })));
+    let mut g = dense(64, 256, 256);
+    g.a.stride = 264; // 264 bytes: not a multiple of 16
+    let e = dense_plan(&g).unwrap_err();
+    assert!(matches!(e, Error::Alignment { arg: "a", required: 16, actual: 264 }), "{e}");
+    let mut g = dense(64, 256, 256);
+    g.b.addr += 8;
+    assert!(matches!(dense_plan(&g), Err(Error::Alignment { arg: "b", required: 16, .. })));
+    let mut g = dense(64, 255, 256);
+    g.out.stride = 255; // odd row stride: bf16 pairs would be misaligned
+    assert!(matches!(dense_plan(&g), Err(Error::Alignment { arg: "out", required: 4, .. })));
+    let mut g = dense(64, 256, 256);
+    g.scales_b.shape = [1, 2];
+    assert!(matches!(dense_plan(&g), Err(Error::Shape { arg: "scales_b", .. })));
+    let mut g = dense(64, 256, 256);
+    g.scales_a.shape = [63, 2];
+    assert!(matches!(dense_plan(&g), Err(Error::Shape { arg: "scales_a", .. })));
+    let mut g = dense(64, 256, 256);
+    g.scales_a.len -= 1;
+    assert!(matches!(dense_plan(&g), Err(Error::BufferTooSmall { arg: "scales_a", .. })));
+    let mut g = dense(64, 256, 256);
+    g.out.addr = g.scales_a.addr;
+    assert!(matches!(dense_plan(&g), Err(Error::Aliasing { arg: "out", other: "scales_a" })));
+    // weight scales are row-major only; no swizzled activation scales
+    let mut g = dense(64, 256, 256);
+    g.scales_b.layout = ScaleLayout::MMajor { ld: 4 };
+    let e = dense_plan(&g).unwrap_err();
+    assert!(matches!(e, Error::Layout { arg: "scales_b", .. }), "{e}");
+    let mut g = dense(64, 256, 256);
+    g.scales_a.layout = ScaleLayout::Swizzled;
+    assert!(matches!(dense_plan(&g), Err(Error::Layout { arg: "scales_a", actual: ScaleLayout::Swizzled, .. })));
+}
+
+/// A grouped call: `rows` of x, `e` experts of `[n, k]`, `elem` bytes per element (FP8 with
+/// row-major scales when 1).
+fn grouped(rows: usize, k: usize, n: usize, e: usize, elem: usize) -> GroupedInput {
+    let (kb, nb) = (k / 128, n.div_ceil(128));
+    let scales = (elem == 1).then_some((
+        ScaleInput { layout: ScaleLayout::RowMajor { ld: kb }, shape: [rows, kb], addr: SA, len: rows * kb },
+        ScaleInput { layout: ScaleLayout::RowMajor { ld: kb }, shape: [e * nb, kb], addr: SB, len: e * nb * kb },
+    ));
+    GroupedInput {
+        x: op("x", rows, k, k, X, elem),
+        w: [e, n, k],
+        w_addr: W,
+        out: op("out", rows, n, n, Y, 2),
+        groups_len: e,
+        max_m: None,
+        scales,
+    }
+}
+
+#[test]
+fn grouped_plan_accepts_moe_shapes() {
+    assert_eq!(grouped_plan(&grouped(8 * 512, 7168, 4096, 8, 2)).unwrap().groups, 8);
+    let p = grouped_plan(&grouped(64 * 128, 2048, 7168, 64, 1)).unwrap();
+    assert_eq!((p.groups, p.sb_stride, p.sb_group_stride), (64, 16, 56 * 16));
+    let mut s = grouped(32 * 64, 512, 256, 32, 1);
+    s.max_m = Some(64);
+    assert_eq!(grouped_plan(&s).unwrap().max_m, 64);
+    assert_eq!(tile_bound(1000, 4, 256, None), (8 + 4) * 2);
+    assert_eq!(tile_bound(0, 4, 256, Some(100)), 4 * 1 * 2);
+}
+
+#[test]
+fn grouped_plan_rejects_bad_shapes() {
+    let mut s = grouped(100, 512, 256, 4, 2);
+    s.w = [0, 256, 512]; // no experts
+    assert!(matches!(grouped_plan(&s), Err(Error::Shape { arg: "w", .. })));
+    let mut s = grouped(100, 512, 256, 4, 2);
+    s.w = [4, 256, 256]; // K unlike x
+    assert!(matches!(grouped_plan(&s), Err(Error::Shape { arg: "w", .. })));
+    let s = grouped(100, 96, 256, 4, 2); // bf16 K must be a multiple of 64
+    assert!(matches!(grouped_plan(&s), Err(Error::Shape { arg: "x", .. })));
+    let s = grouped(100, 192, 256, 4, 1); // FP8 K must be a multiple of 128
+    assert!(matches!(grouped_plan(&s), Err(Error::Shape { arg: "x", .. })));
+    let mut s = grouped(100, 512, 256, 4, 2);
+    s.groups_len = 3;
+    assert!(matches!(grouped_plan(&s), Err(Error::Shape { arg: "groups", .. })));
+    let mut s = grouped(100, 512, 256, 4, 2);
+    s.max_m = Some(32);
+    assert!(matches!(grouped_plan(&s), Err(Error::Shape { arg: "x", .. })));
+    let mut s = grouped(100, 512, 256, 4, 2);
+    s.out.cols = 255;
+    assert!(matches!(grouped_plan(&s), Err(Error::Shape { arg: "out", .. })));
+    let mut s = grouped(100, 512, 256, 4, 2);
+    s.x.stride = 516; // 1032-byte rows: not 16-byte aligned
+    assert!(matches!(grouped_plan(&s), Err(Error::Alignment { arg: "x", required: 16, .. })));
+    let mut s = grouped(100, 512, 256, 4, 2);
+    s.out.addr = X + 64;
+    assert!(matches!(grouped_plan(&s), Err(Error::Aliasing { arg: "out", other: "x" })));
+}
+
+#[test]
+fn grouped_fp8_scales_are_checked() {
+    let mut s = grouped(100, 512, 200, 4, 1);
+    if let Some((_, w)) = &mut s.scales {
+        w.shape = [4, 4]; // one scale row per expert is too few for N = 200: ⌈200/128⌉ = 2
+    }
+    assert!(matches!(grouped_plan(&s), Err(Error::Shape { arg: "scales_w", .. })));
+    let mut s = grouped(100, 512, 256, 4, 1);
+    if let Some((x, _)) = &mut s.scales {
+        x.layout = ScaleLayout::Swizzled;
+    }
+    assert!(matches!(grouped_plan(&s), Err(Error::Layout { arg: "scales_x", .. })));
+    let mut s = grouped(100, 512, 256, 4, 1);
+    if let Some((_, w)) = &mut s.scales {
+        w.layout = ScaleLayout::MMajor { ld: 8 };
+    }
+    assert!(matches!(grouped_plan(&s), Err(Error::Layout { arg: "scales_w", .. })));
+    let mut s = grouped(100, 512, 256, 4, 1);
+    if let Some((x, _)) = &mut s.scales {
+        x.layout = ScaleLayout::MMajor { ld: 104 };
+        x.len = 3 * 104 + 100;
+    }
+    let p = grouped_plan(&s).unwrap();
+    assert_eq!((p.sa_row_stride, p.sa_col_stride), (1, 104));
+    let mut s = grouped(100, 512, 256, 4, 1);
+    s.out.addr = SB;
+    assert!(matches!(grouped_plan(&s), Err(Error::Aliasing { arg: "out", other: "scales_w" })));
+}

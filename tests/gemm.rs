@@ -1,0 +1,789 @@
+//! The Hopper GEMMs (`lowp::gemm`): the dense blockwise FP8 GEMM, then the grouped (MoE) GEMMs,
+//! bf16 and blockwise FP8, contiguous and masked layouts, each against a float64 reference from
+//! the dequantized inputs.
+//!
+//! # The dense blockwise FP8 GEMM
+//!
+//! Bounds, on the rows compared (all of them up to 16 rows, else 14 sampled ones with the first
+//! and last):
+//! - every element within 1% of its row's largest magnitude of the exact reference;
+//! - the error beyond the bf16 output rounding (`excess_over_rounding`: |d − reference| less half
+//!   a bf16 unit, never negative; 0 for an exact kernel) has a relative Frobenius norm ≤ 1e-3
+//!   (1e-6 on the simulator: `excess_bound`).
+//!
+//! The rounding is taken out because it is not the kernel's error: alone it is a relative
+//! Frobenius error of about 1.6e-3, over 2e-3 on a few hundred elements. The distance to the
+//! reference rounded to bf16 does not work either: the kernel's f32 result (each k-block summed
+//! in the tensor core, on a GPU with fewer bits than f32 for FP8 operands, then promoted,
+//! `fin = fma(acc, sa · sb, fin)` in k-block order) falls on the other side of a bf16 rounding midpoint
+//! for a few elements in 10^5, and one such element costs a whole bf16 unit: up to 1.7e-3 on a
+//! single row of 128. Beyond the half unit only the f32 error of those elements remains: far
+//! below the bound for f32 or the tensor core's FP8 accumulation, about δ for results off by a
+//! relative δ above 2^-9.
+//!
+//! The simulator runs the GPU sweep's kinds of case at CPU sizes: one row, a partial M tile, an N
+//! tail of the 128-wide tile as in N = 2112 (N = 320: 64 columns; N = 200: 72), N of a few columns
+//! (2, 8), more than 8 tile rows (the tile order's bands of 8 tile rows, the last one partial),
+//! more k-blocks than the pipeline's 4 stages (K = 1152: stages refilled, mbarrier phases
+//! flipping), more tiles than SMs (the persistent loop's later turns), both scale layouts and
+//! power-of-two (UE8M0) scales. The grid is `min(tiles, SM count)`: CI runs these tests again with
+//! `LOWP_SIM_SMS=1` (one CTA walks every tile) and `LOWP_SIM_SMS=3` (tiles spread unevenly).
+//!
+//! CUDA graphs: a captured GEMM replayed after its operands were rewritten in place and after
+//! other GEMMs ran in between, and the `Error::GraphCapture` refusal of operands whose tensor maps
+//! were never written outside capture (the simulator records captured work as the driver does:
+//! `sim/src/capi.rs`).
+//!
+//! # The grouped GEMMs
+//!
+//! Bounds as the dense GEMM's, against a per-group reference (bf16: f32 accumulation across all
+//! of K, in the tensor core). Rows outside every group keep their poison, and valid offsets never
+//! raise the error flag.
+//!
+//! The simulator runs the GPU cases' kinds at CPU sizes: many experts with few tokens, empty,
+//! single-token and uneven groups, three tokens in all, groups clamped by the masked layout's
+//! `max_m`, an N that is not a multiple of the 128-wide tile (expert g's last B tile then holds
+//! rows of expert g + 1, loaded but never stored), more k-blocks than pipeline stages, both
+//! activation-scale layouts and power-of-two (UE8M0) scales, and bad device-side offsets (flagged
+//! and clamped). Grids are `min(tiles, SM count)`: CI runs these tests again with
+//! `LOWP_SIM_SMS=1` and `LOWP_SIM_SMS=3`.
+
+mod common;
+
+use std::sync::Arc;
+
+use half::bf16;
+use lowp::cudarc::driver::{CudaSlice, CudaStream, sys::CUstreamCaptureMode};
+use lowp::gemm::{self, GroupLayout};
+use lowp::reference::convert::e4m3fn_to_f32;
+use lowp::reference::fp8 as reff;
+use lowp::{ErrorFlag, F8E4M3, Matrix, MatrixBatch, ScaleLayout, Scales, m_major_ld};
+
+use common::Rng;
+
+/// A random finite E4M3 code (never NaN), magnitudes spread over the format.
+fn code(rng: &mut Rng) -> u8 {
+    loop {
+        let c = rng.next_u64() as u8;
+        if c & 0x7f != 0x7f {
+            return c;
+        }
+    }
+}
+
+fn scale(rng: &mut Rng) -> f32 {
+    2f32.powf(-(rng.uniform() as f32) * 12.0) / 448.0 * (1.0 + rng.uniform() as f32)
+}
+
+/// How a case's scales are drawn.
+#[derive(Clone, Copy, Debug)]
+enum ScaleKind {
+    /// Any positive f32 (`scale`).
+    Float,
+    /// Powers of two, as the UE8M0 recipe makes them (`reference::fp8::scale` rounding up).
+    Ue8m0,
+}
+
+impl ScaleKind {
+    fn draw(self, rng: &mut Rng) -> f32 {
+        let s = scale(rng);
+        match self {
+            ScaleKind::Float => s,
+            ScaleKind::Ue8m0 => reff::scale(s * 448.0, true),
+        }
+    }
+}
+
+#[test]
+fn reference_gemm_row_matches_a_direct_sum() {
+    let mut rng = Rng::fresh("reference_gemm_row_matches_a_direct_sum");
+    let (m, n, k) = (3, 130, 256);
+    let a: Vec<u8> = (0..m * k).map(|_| code(&mut rng)).collect();
+    let b: Vec<u8> = (0..n * k).map(|_| code(&mut rng)).collect();
+    let sa: Vec<f32> = (0..m * 2).map(|_| scale(&mut rng)).collect();
+    let sb: Vec<f32> = (0..2 * 2).map(|_| scale(&mut rng)).collect();
+    let e = lowp::reference::convert::e4m3fn_to_f32;
+    for r in 0..m {
+        let row = lowp::reference::gemm::blockwise_fp8_row(&a, r, |mm, g| sa[mm * 2 + g], &b, &sb, n, k);
+        for j in [0, 1, 127, 128, 129] {
+            let term = |c: usize| e(a[r * k + c]) as f64 * sa[r * 2 + c / 128] as f64 * e(b[j * k + c]) as f64 * sb[(j / 128) * 2 + c / 128] as f64;
+            let direct: f64 = (0..k).map(term).sum();
+            // relative to the terms' magnitudes: the sum itself may cancel to almost nothing, and
+            // the two summation orders then differ by more than 1e-12 of it
+            let magnitude: f64 = (0..k).map(|c| term(c).abs()).sum();
+            assert!((row[j] - direct).abs() <= 1e-12 * magnitude, "row {r} col {j}: {} vs direct sum {direct} (terms' magnitude {magnitude})", row[j]);
+        }
+    }
+}
+
+/// How far `got` lies beyond the bf16 rounding of `want`: |got − want| less half a bf16 unit in
+/// the last place at `want`, or 0. Zero when `got` is `want` correctly rounded (or rounded to
+/// the other neighbour from within f32 accuracy of a midpoint: the excess is then that tiny).
+fn excess_over_rounding(got: f64, want: f64) -> f64 {
+    let exponent = ((want.abs().to_bits() >> 52) as i32) - 1023; // of a normal f64 (never subnormal here)
+    let half_unit = if want == 0.0 { 0.0 } else { 2f64.powi(exponent - 8) };
+    ((got - want).abs() - half_unit).max(0.0)
+}
+
+/// The bound on the relative Frobenius norm of `excess_over_rounding`: 1e-3 on a GPU; 1e-6 on the
+/// simulator, whose wgmma sums each instruction's products exactly and rounds once to f32, so that
+/// only the kernel's own f32 arithmetic remains (it scores about 1e-9; an intermediate kept at
+/// bf16 or f16 precision would not pass). With the simulator's model of Hopper's FP8
+/// accumulation (`LOWP_SIM_FP8_ACC_BITS`), the GPU's bound.
+fn excess_bound(lowp: &lowp::Lowp) -> f64 {
+    common::gemm_bound(lowp)
+}
+
+/// One GEMM's operands: host values and device buffers (redrawn in place by `redraw`).
+struct Problem {
+    m: usize,
+    n: usize,
+    k: usize,
+    layout: ScaleLayout,
+    scales: ScaleKind,
+    a: Vec<u8>,
+    b: Vec<u8>,
+    /// Row-major `[m, k/128]` whatever `layout` is.
+    sa_rm: Vec<f32>,
+    sb: Vec<f32>,
+    a_d: Matrix<F8E4M3>,
+    b_d: Matrix<F8E4M3>,
+    sa_d: Scales<f32>,
+    sb_d: Scales<f32>,
+    d: Matrix<bf16>,
+}
+
+impl Problem {
+    fn new(stream: &Arc<CudaStream>, rng: &mut Rng, m: usize, n: usize, k: usize, m_major: bool, scales: ScaleKind) -> Problem {
+        let g = k / 128;
+        let layout = if m_major { ScaleLayout::MMajor { ld: m_major_ld(m) } } else { ScaleLayout::RowMajor { ld: g } };
+        let sa_len = if m_major { m_major_ld(m) * g } else { m * g };
+        let mut p = Problem {
+            m,
+            n,
+            k,
+            layout,
+            scales,
+            a: Vec::new(),
+            b: Vec::new(),
+            sa_rm: Vec::new(),
+            sb: Vec::new(),
+            a_d: Matrix::zeros(stream, m, k).expect("a"),
+            b_d: Matrix::zeros(stream, n, k).expect("b"),
+            sa_d: Scales::from_buffer(stream.alloc_zeros::<f32>(sa_len).expect("sa"), m, g, layout).expect("scales_a"),
+            sb_d: Scales::zeros(stream, n.div_ceil(128), g, ScaleLayout::RowMajor { ld: g }).expect("scales_b"),
+            d: Matrix::zeros(stream, m, n).expect("d"),
+        };
+        p.redraw(stream, rng);
+        p
+    }
+
+    /// New random operands in the same device buffers, and a poisoned output.
+    fn redraw(&mut self, stream: &Arc<CudaStream>, rng: &mut Rng) {
+        let (m, n, k, g) = (self.m, self.n, self.k, self.k / 128);
+        self.a = (0..m * k).map(|_| code(rng)).collect();
+        self.b = (0..n * k).map(|_| code(rng)).collect();
+        self.sa_rm = (0..m * g).map(|_| self.scales.draw(rng)).collect();
+        self.sb = (0..n.div_ceil(128) * g).map(|_| self.scales.draw(rng)).collect();
+        let sa_dev = match self.layout {
+            ScaleLayout::MMajor { ld } => {
+                let mut v = vec![0f32; ld * g];
+                for r in 0..m {
+                    for c in 0..g {
+                        v[c * ld + r] = self.sa_rm[r * g + c];
+                    }
+                }
+                v
+            }
+            _ => self.sa_rm.clone(),
+        };
+        let to8 = |v: &[u8]| v.iter().map(|&c| F8E4M3::from_bits(c)).collect::<Vec<_>>();
+        stream.memcpy_htod(&to8(&self.a), self.a_d.buffer_mut()).expect("a");
+        stream.memcpy_htod(&to8(&self.b), self.b_d.buffer_mut()).expect("b");
+        stream.memcpy_htod(&sa_dev, self.sa_d.buffer_mut()).expect("scales_a");
+        stream.memcpy_htod(&self.sb, self.sb_d.buffer_mut()).expect("scales_b");
+        stream.memcpy_htod(&vec![bf16::from_bits(common::POISON16); m * n], self.d.buffer_mut()).expect("d");
+    }
+
+    fn run(&mut self, lowp: &lowp::Lowp, stream: &Arc<CudaStream>) -> lowp::Result<()> {
+        gemm::blockwise_fp8(lowp, stream, &self.a_d, &self.sa_d, &self.b_d, &self.sb_d, &mut self.d)
+    }
+
+    /// Checks `d` against the float64 reference (see the module's bounds).
+    fn check(&self, lowp: &lowp::Lowp, stream: &Arc<CudaStream>, rng: &mut Rng, context: &str) {
+        let (m, n, k, g) = (self.m, self.n, self.k, self.k / 128);
+        let got = self.d.to_host(stream).expect("d back");
+        let rows: Vec<usize> = if m <= 16 { (0..m).collect() } else { let mut r: Vec<usize> = (0..12).map(|_| rng.below(m as u64) as usize).collect(); r.extend([0, m - 1]); r };
+        let m_major = matches!(self.layout, ScaleLayout::MMajor { .. });
+        let what = format!("{context}m {m} n {n} k {k} {} scales {:?}", if m_major { "M-major" } else { "row-major" }, self.scales);
+        let (mut err2, mut ref2) = (0.0f64, 0.0f64);
+        for &r in &rows {
+            let want = lowp::reference::gemm::blockwise_fp8_row(&self.a, r, |mm, gg| self.sa_rm[mm * g + gg], &self.b, &self.sb, n, k);
+            let row_max = want.iter().fold(0.0f64, |x, v| x.max(v.abs()));
+            for j in 0..n {
+                let v = got[r * n + j].to_f64();
+                assert!(!v.is_nan(), "{what}: d[{r}, {j}] not written");
+                assert!((v - want[j]).abs() <= 0.01 * row_max, "{what}: d[{r}, {j}] = {v}, reference {} (row max {row_max})", want[j]);
+                err2 += excess_over_rounding(v, want[j]).powi(2);
+                ref2 += want[j] * want[j];
+            }
+        }
+        let (rel, bound) = ((err2 / ref2).sqrt(), excess_bound(lowp));
+        assert!(rel <= bound, "{what}: relative Frobenius error beyond the bf16 rounding {rel:e} (bound {bound:e})");
+    }
+}
+
+fn gemm_case(lowp: &lowp::Lowp, rng: &mut Rng, m: usize, n: usize, k: usize, layout_m_major: bool, scales: ScaleKind) {
+    let stream = lowp.new_stream().expect("stream");
+    let mut p = Problem::new(&stream, rng, m, n, k, layout_m_major, scales);
+    p.run(lowp, &stream).expect("gemm");
+    p.check(lowp, &stream, rng, "");
+}
+
+#[test]
+fn blockwise_gemm_matches_reference_over_the_issue_sweep() {
+    let test = "blockwise_gemm_matches_reference_over_the_issue_sweep";
+    let lowp = common::gpu(test);
+    if !common::hopper_gemm(test, &lowp) {
+        return;
+    }
+    let mut rng = Rng::fresh(test);
+    let ms = common::sized(&lowp, vec![1, 7, 64, 128, 1000, 4096], vec![1, 7, 128, 200]);
+    let ns = common::sized(&lowp, vec![128, 2112, 7168], vec![128, 200, 320]);
+    let ks = common::sized(&lowp, vec![128, 2048, 7168], vec![128, 512, 1152]);
+    for &m in &ms {
+        for &n in &ns {
+            for &k in &ks {
+                // both scale layouts and both scale kinds, alternating over the sweep
+                let scales = if (m + k / 128) % 2 == 0 { ScaleKind::Float } else { ScaleKind::Ue8m0 };
+                gemm_case(&lowp, &mut rng, m, n, k, (m + n + k) % 2 == 0, scales);
+            }
+        }
+    }
+}
+
+#[test]
+fn blockwise_gemm_handles_ragged_edges_and_both_scale_layouts() {
+    let test = "blockwise_gemm_handles_ragged_edges";
+    let lowp = common::gpu(test);
+    if !common::hopper_gemm(test, &lowp) {
+        return;
+    }
+    let mut rng = Rng::fresh(test);
+    let large = common::sized(&lowp, (257, 1000, 1152), (257, 136, 640));
+    // 9 tile rows: the tile order walks bands of 8 tile rows, the last band holding one
+    let tall = common::sized(&lowp, (1100, 260, 256), (1100, 130, 128));
+    for (m, n, k) in [(129, 130, 256), (33, 8, 384), large, (300, 2, 128), tall] {
+        gemm_case(&lowp, &mut rng, m, n, k, true, ScaleKind::Float);
+        gemm_case(&lowp, &mut rng, m, n, k, false, ScaleKind::Float);
+        gemm_case(&lowp, &mut rng, m, n, k, true, ScaleKind::Ue8m0);
+    }
+}
+
+/// Off Hopper (a GPU below or past 9.0, or the simulator with `LOWP_SIM_CC=8.0`) the GEMM is
+/// `Unsupported`; on Hopper a valid call runs and a bad shape is refused before any launch.
+#[test]
+fn blockwise_gemm_is_unsupported_off_hopper_and_validates_shapes() {
+    let test = "blockwise_gemm_is_unsupported_off_hopper";
+    let lowp = common::gpu(test);
+    let stream = lowp.new_stream().expect("stream");
+    let a = Matrix::<F8E4M3>::zeros(&stream, 4, 256).expect("a");
+    let b = Matrix::<F8E4M3>::zeros(&stream, 8, 256).expect("b");
+    let sa = Scales::<f32>::zeros(&stream, 4, 2, ScaleLayout::RowMajor { ld: 2 }).expect("scales_a");
+    let sb = Scales::<f32>::zeros(&stream, 1, 2, ScaleLayout::RowMajor { ld: 2 }).expect("scales_b");
+    let mut d = Matrix::<bf16>::zeros(&stream, 4, 8).expect("d");
+    if lowp.arch() == lowp::Arch::Sm90a {
+        let mut d_bad = Matrix::<bf16>::zeros(&stream, 4, 9).expect("d");
+        let e = gemm::blockwise_fp8(&lowp, &stream, &a, &sa, &b, &sb, &mut d_bad).unwrap_err();
+        assert!(matches!(e, lowp::Error::Shape { arg: "out", .. }), "{e}");
+        if common::on_sim(&lowp) {
+            common::skip(test, "the off-Hopper check needs compute capability 8.x (LOWP_SIM_CC=8.0)");
+        }
+        gemm::blockwise_fp8(&lowp, &stream, &a, &sa, &b, &sb, &mut d).expect("valid small GEMM");
+        stream.synchronize().expect("sync");
+    } else {
+        let r = gemm::blockwise_fp8(&lowp, &stream, &a, &sa, &b, &sb, &mut d);
+        let e = r.unwrap_err();
+        assert!(matches!(e, lowp::Error::Unsupported { .. }), "{e}");
+        assert!(e.to_string().contains("9.0"), "{e}");
+    }
+}
+
+/// Scale layouts a GEMM does not take are `Error::Layout` naming the argument (Hopper: off it,
+/// every call is `Unsupported` before any check).
+#[test]
+fn gemms_reject_other_scale_layouts() {
+    let test = "gemms_reject_other_scale_layouts";
+    let lowp = common::gpu(test);
+    if !common::hopper_gemm(test, &lowp) {
+        return;
+    }
+    let stream = lowp.new_stream().expect("stream");
+    let (m, n, k) = (4, 8, 256);
+    let a = Matrix::<F8E4M3>::zeros(&stream, m, k).expect("a");
+    let b = Matrix::<F8E4M3>::zeros(&stream, n, k).expect("b");
+    let row_major_a = Scales::<f32>::zeros(&stream, m, 2, ScaleLayout::RowMajor { ld: 2 }).expect("scales_a");
+    let swizzled_a = Scales::<f32>::zeros(&stream, m, 2, ScaleLayout::Swizzled).expect("scales_a");
+    let row_major_b = Scales::<f32>::zeros(&stream, 1, 2, ScaleLayout::RowMajor { ld: 2 }).expect("scales_b");
+    let m_major_b = Scales::<f32>::zeros(&stream, 1, 2, ScaleLayout::MMajor { ld: 4 }).expect("scales_b");
+    let mut d = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); m * n], m, n).expect("d");
+    let e = gemm::blockwise_fp8(&lowp, &stream, &a, &swizzled_a, &b, &row_major_b, &mut d).unwrap_err();
+    assert!(matches!(e, lowp::Error::Layout { arg: "scales_a", actual: ScaleLayout::Swizzled, .. }), "{e}");
+    let e = gemm::blockwise_fp8(&lowp, &stream, &a, &row_major_a, &b, &m_major_b, &mut d).unwrap_err();
+    assert!(matches!(e, lowp::Error::Layout { arg: "scales_b", .. }), "{e}");
+    // grouped: 2 experts of [8, 256]
+    let w = MatrixBatch::from_host(&stream, &vec![F8E4M3::from_bits(0); 2 * n * k], 2, n, k).expect("w");
+    let ends = stream.clone_htod(&[2i32, 4]).expect("ends");
+    let groups = GroupLayout::Contiguous { ends: &ends };
+    let m_major_w = Scales::<f32>::zeros(&stream, 2, 2, ScaleLayout::MMajor { ld: 4 }).expect("scales_w");
+    let row_major_w = Scales::<f32>::zeros(&stream, 2, 2, ScaleLayout::RowMajor { ld: 2 }).expect("scales_w");
+    let e = gemm::grouped_fp8(&lowp, &stream, &a, &row_major_a, &w, &m_major_w, &groups, &mut d, None).unwrap_err();
+    assert!(matches!(e, lowp::Error::Layout { arg: "scales_w", .. }), "{e}");
+    let e = gemm::grouped_fp8(&lowp, &stream, &a, &swizzled_a, &w, &row_major_w, &groups, &mut d, None).unwrap_err();
+    assert!(matches!(e, lowp::Error::Layout { arg: "scales_x", .. }), "{e}");
+    // one scale row per expert short
+    let short_w = Scales::<f32>::zeros(&stream, 1, 2, ScaleLayout::RowMajor { ld: 2 }).expect("scales_w");
+    let e = gemm::grouped_fp8(&lowp, &stream, &a, &row_major_a, &w, &short_w, &groups, &mut d, None).unwrap_err();
+    assert!(matches!(e, lowp::Error::Shape { arg: "scales_w", .. }), "{e}");
+    assert!(d.to_host(&stream).expect("d").iter().all(|v| v.to_bits() == common::POISON16), "a refused call wrote out");
+}
+
+/// Diagnostic for the kernel's index mappings (descriptors, swizzle, fragment layout, tile
+/// order): A is a permutation matrix, so D must be a permuted copy of B's rows (in E4M3 values),
+/// with unit scales. A mismatch is reported as "d[m, n] holds B[?, ?]" by searching where the
+/// value came from, which names the wrong mapping directly.
+#[test]
+fn blockwise_gemm_permutation_probe() {
+    let lowp = common::gpu("blockwise_gemm_permutation_probe");
+    if !common::hopper_gemm("blockwise_gemm_permutation_probe", &lowp) {
+        return;
+    }
+    let stream = lowp.new_stream().expect("stream");
+    let (m, n, k) = (256, 256, 256);
+    let one = lowp::reference::convert::f32_to_e4m3fn_sat(1.0);
+    // row r of A selects column perm(r) of K: d[r, j] = B[j, perm(r)]
+    let perm = |r: usize| (r * 37 + 11) % k;
+    let mut a = vec![0u8; m * k];
+    for r in 0..m {
+        a[r * k + perm(r)] = one;
+    }
+    // B[j, c]: a value that encodes (j, c) uniquely within E4M3's exact integers (±1..±448 grid)
+    let mut rng = Rng::fresh("blockwise_gemm_permutation_probe");
+    let b: Vec<u8> = (0..n * k).map(|_| code(&mut rng)).collect();
+    let to8 = |v: &[u8]| v.iter().map(|&c| F8E4M3::from_bits(c)).collect::<Vec<_>>();
+    let a_d = Matrix::from_host(&stream, &to8(&a), m, k).expect("a");
+    let b_d = Matrix::from_host(&stream, &to8(&b), n, k).expect("b");
+    let sa = Scales::row_major(stream.clone_htod(&vec![1.0f32; m * (k / 128)]).expect("sa"), m, k / 128).expect("scales_a");
+    let sb = Scales::row_major(stream.clone_htod(&vec![1.0f32; (n / 128) * (k / 128)]).expect("sb"), n / 128, k / 128).expect("scales_b");
+    let mut d = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); m * n], m, n).expect("d");
+    gemm::blockwise_fp8(&lowp, &stream, &a_d, &sa, &b_d, &sb, &mut d).expect("gemm");
+    let got = d.to_host(&stream).expect("d back");
+    let e = lowp::reference::convert::e4m3fn_to_f32;
+    let mut wrong = Vec::new();
+    for r in 0..m {
+        for j in 0..n {
+            let want = bf16::from_f32(e(b[j * k + perm(r)]));
+            // Values, not bits: B's -0 (code 0x80) comes out as +0, since the kernel promotes
+            // into an accumulator that starts at +0 and +0 + -0 = +0. NaN (a skipped element's
+            // poison) equals nothing, so it is still caught.
+            if got[r * n + j].to_f32() != want.to_f32() && wrong.len() < 12 {
+                let v = got[r * n + j].to_f32();
+                let from: Vec<(usize, usize)> = (0..n * k).filter(|&i| bf16::from_f32(e(b[i])).to_f32() == v).take(3).map(|i| (i / k, i % k)).collect();
+                wrong.push(format!("d[{r}, {j}] = {v} (want B[{j}, {}] = {}; B[n, k] holding that value: {from:?})", perm(r), want.to_f32()));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "permutation probe failed:\n{}", wrong.join("\n"));
+}
+
+/// A GEMM captured in a CUDA graph computes the operands' contents at each replay: replayed after
+/// the operands were rewritten in place (same addresses) and after another GEMM ran in between
+/// (whose tensor maps must not take the captured one's place).
+#[test]
+fn blockwise_gemm_replays_in_a_cuda_graph() {
+    let test = "blockwise_gemm_replays_in_a_cuda_graph";
+    let lowp = common::gpu(test);
+    if !common::hopper_gemm(test, &lowp) {
+        return;
+    }
+    let mut rng = Rng::fresh(test);
+    let stream = lowp.new_stream().expect("stream");
+    let mut p = Problem::new(&stream, &mut rng, 70, 136, 256, true, ScaleKind::Float);
+    let mut other = Problem::new(&stream, &mut rng, 33, 200, 384, false, ScaleKind::Ue8m0);
+    // Once outside capture: a GEMM's tensor maps are written to the device then, never under capture.
+    p.run(&lowp, &stream).expect("gemm before capture");
+    p.check(&lowp, &stream, &mut rng, "before capture: ");
+    stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).expect("begin capture");
+    let captured = p.run(&lowp, &stream);
+    let graph = stream.end_capture(lowp::cudarc::driver::sys::CUgraphInstantiate_flags(0)).expect("end capture").expect("a graph");
+    captured.expect("gemm under capture");
+    for replay in 0..3 {
+        p.redraw(&stream, &mut rng);
+        graph.launch().expect("graph replay");
+        p.check(&lowp, &stream, &mut rng, &format!("replay {replay}: "));
+        other.redraw(&stream, &mut rng);
+        other.run(&lowp, &stream).expect("gemm between replays");
+        other.check(&lowp, &stream, &mut rng, &format!("between replays {replay}: "));
+    }
+}
+
+/// Under capture, a GEMM whose tensor maps are not on the device yet (operands never used outside
+/// capture) is refused with `Error::GraphCapture` before anything is enqueued: the capture stays
+/// valid, and what was captured replays.
+#[test]
+fn blockwise_gemm_refuses_uncached_maps_under_capture() {
+    let test = "blockwise_gemm_refuses_uncached_maps_under_capture";
+    let lowp = common::gpu(test);
+    if !common::hopper_gemm(test, &lowp) {
+        return;
+    }
+    let mut rng = Rng::fresh(test);
+    let stream = lowp.new_stream().expect("stream");
+    let mut seen = Problem::new(&stream, &mut rng, 16, 128, 128, false, ScaleKind::Float);
+    let mut unseen = Problem::new(&stream, &mut rng, 16, 128, 128, false, ScaleKind::Float);
+    seen.run(&lowp, &stream).expect("gemm before capture");
+    stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).expect("begin capture");
+    let refused = unseen.run(&lowp, &stream);
+    let captured = seen.run(&lowp, &stream);
+    let graph = stream.end_capture(lowp::cudarc::driver::sys::CUgraphInstantiate_flags(0)).expect("end capture").expect("a graph");
+    let e = refused.expect_err("maps not on the device");
+    assert!(matches!(e, lowp::Error::GraphCapture { op: "blockwise_fp8", .. }), "{e}");
+    assert!(e.to_string().contains("outside capture"), "{e}");
+    captured.expect("gemm under capture");
+    seen.redraw(&stream, &mut rng);
+    graph.launch().expect("graph replay");
+    seen.check(&lowp, &stream, &mut rng, "replay: ");
+    // Once run outside capture, the other operands are capturable too.
+    unseen.run(&lowp, &stream).expect("gemm outside capture");
+    unseen.check(&lowp, &stream, &mut rng, "outside capture: ");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Grouped (MoE) GEMMs
+
+/// Group sizes: empty, single-token, uneven, and a Zipf-like tail.
+fn sizes(rng: &mut Rng, experts: usize, total: usize) -> Vec<usize> {
+    let weights: Vec<f64> = (0..experts).map(|e| 1.0 / (1.0 + e as f64).powf(1.1)).collect();
+    let sum: f64 = weights.iter().sum();
+    let mut s: Vec<usize> = weights.iter().map(|w| (w / sum * total as f64) as usize).collect();
+    if experts > 3 {
+        s[1] = 0; // an empty group
+        s[2] = 1; // a single token
+    }
+    let used: usize = s.iter().sum();
+    s[0] += total.saturating_sub(used);
+    let i = rng.below(experts as u64) as usize;
+    let j = rng.below(experts as u64) as usize;
+    if s[i] >= 3 {
+        s[i] -= 3;
+        s[j] += 3;
+    }
+    s
+}
+
+/// The device table (contiguous: cumulative ends; masked: counts clamped to `max_m`) and each
+/// group's row span `[start, end)` for group sizes `sz`.
+fn group_table(sz: &[usize], masked: Option<usize>) -> (Vec<i32>, Vec<(usize, usize)>) {
+    match masked {
+        None => {
+            let mut start = 0;
+            let spans: Vec<(usize, usize)> = sz.iter().map(|s| { let sp = (start, start + s); start += s; sp }).collect();
+            (spans.iter().map(|&(_, e)| e as i32).collect(), spans)
+        }
+        Some(m) => {
+            let counts: Vec<usize> = sz.iter().map(|s| (*s).min(m)).collect();
+            (counts.iter().map(|c| *c as i32).collect(), counts.iter().enumerate().map(|(g, c)| (g * m, g * m + c)).collect())
+        }
+    }
+}
+
+/// (row, group) pairs to compare: the first, middle and last row of every non-empty group.
+fn rows_to_check(spans: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for (g, &(a, b)) in spans.iter().enumerate() {
+        for r in [a, (a + b) / 2, b.saturating_sub(1)] {
+            if r >= a && r < b && !out.iter().any(|&(q, _)| q == r) {
+                out.push((r, g));
+            }
+        }
+    }
+    out
+}
+
+fn check(lowp: &lowp::Lowp, what: &str, got: &[bf16], want: &[Vec<f64>], rows: &[usize], n: usize) {
+    let (mut err2, mut ref2) = (0.0f64, 0.0f64);
+    for (w, &r) in want.iter().zip(rows) {
+        let row_max = w.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        for j in 0..n {
+            let v = got[r * n + j].to_f64();
+            assert!(!v.is_nan(), "{what}: y[{r}, {j}] not written");
+            assert!((v - w[j]).abs() <= 0.01 * row_max + 1e-30, "{what}: y[{r}, {j}] = {v}, reference {} (row max {row_max})", w[j]);
+            err2 += excess_over_rounding(v, w[j]).powi(2);
+            ref2 += w[j] * w[j];
+        }
+    }
+    if ref2 > 0.0 {
+        // as `excess_bound`: the simulator's wgmma rounds once to f32
+        let (rel, bound) = ((err2 / ref2).sqrt(), common::gemm_bound(lowp));
+        assert!(rel <= bound, "{what}: relative Frobenius error beyond the bf16 rounding {rel:e} (bound {bound:e})");
+    }
+}
+
+/// Rows of each masked slab past its count keep the poison (the first column is enough: a tile
+/// writes whole rows).
+fn check_masked_rows(what: &str, got: &[bf16], spans: &[(usize, usize)], max_m: usize, n: usize) {
+    for (g, &(_, b)) in spans.iter().enumerate() {
+        if b < (g + 1) * max_m {
+            assert_eq!(got[b * n].to_bits(), common::POISON16, "{what}: row {b} past the count of group {g} was written");
+        }
+    }
+}
+
+/// Row `r` (in expert `g`) of x · W[g]ᵀ from dequantized f64 rows.
+fn ref_row(x: &dyn Fn(usize, usize) -> f64, w: &dyn Fn(usize, usize) -> f64, r: usize, g: usize, n: usize, k: usize) -> Vec<f64> {
+    (0..n).map(|j| (0..k).map(|c| x(r, c) * w(g * n + j, c)).sum()).collect()
+}
+
+fn bf16_case(lowp: &lowp::Lowp, rng: &mut Rng, experts: usize, total: usize, n: usize, k: usize, masked: Option<usize>) {
+    let stream = lowp.new_stream().expect("stream");
+    let sz = sizes(rng, experts, total);
+    let rows = masked.map_or(total, |m| experts * m);
+    let x: Vec<bf16> = (0..rows * k).map(|_| bf16::from_f64(rng.normal())).collect();
+    let w: Vec<bf16> = (0..experts * n * k).map(|_| bf16::from_f64(rng.normal() * 0.05)).collect();
+    let x_d = Matrix::from_host(&stream, &x, rows, k).expect("x");
+    let w_d = MatrixBatch::from_host(&stream, &w, experts, n, k).expect("w");
+    let mut y = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); rows * n], rows, n).expect("y");
+    let (table, spans) = group_table(&sz, masked);
+    let table_d = stream.clone_htod(&table).expect("table");
+    let layout = match masked {
+        None => GroupLayout::Contiguous { ends: &table_d },
+        Some(m) => GroupLayout::Masked { counts: &table_d, max_m: m },
+    };
+    let mut flag = ErrorFlag::new(&stream).expect("flag");
+    gemm::grouped_bf16(lowp, &stream, &x_d, &w_d, &layout, &mut y, Some(&mut flag)).expect("grouped gemm");
+    let got = y.to_host(&stream).expect("y back");
+    assert_eq!(flag.read(&stream).expect("flag"), 0, "valid offsets raised the flag");
+    let xf = |r: usize, c: usize| x[r * k + c].to_f64();
+    let wf = |r: usize, c: usize| w[r * k + c].to_f64();
+    let rows_checked = rows_to_check(&spans);
+    let want: Vec<Vec<f64>> = rows_checked.iter().map(|&(r, g)| ref_row(&xf, &wf, r, g, n, k)).collect();
+    let rows_checked: Vec<usize> = rows_checked.iter().map(|&(r, _)| r).collect();
+    let what = format!("bf16 E {experts} T {total} N {n} K {k} masked {masked:?}");
+    check(lowp, &what, &got, &want, &rows_checked, n);
+    // rows outside every group keep the poison (masked layout: past each count)
+    if let Some(m) = masked {
+        check_masked_rows(&what, &got, &spans, m, n);
+    }
+}
+
+#[test]
+fn bf16_grouped_gemm_matches_reference() {
+    let test = "bf16_grouped_gemm_matches_reference";
+    let lowp = common::gpu(test);
+    if !common::hopper_gemm(test, &lowp) {
+        return;
+    }
+    let mut rng = Rng::fresh(test);
+    let contiguous = common::sized(
+        &lowp,
+        [(8, 1000, 256, 512), (32, 777, 128, 256), (4, 3, 384, 192), (64, 4096, 512, 1024), (8, 1500, 2112, 1024)],
+        [(8, 300, 256, 256), (32, 177, 128, 128), (4, 3, 384, 192), (16, 600, 256, 256), (6, 260, 200, 576)],
+    );
+    for (e, t, n, k) in contiguous {
+        bf16_case(&lowp, &mut rng, e, t, n, k, None);
+    }
+    let masked = common::sized(&lowp, [(8, 400, 256, 512, 96), (16, 2000, 128, 256, 200)], [(8, 150, 256, 256, 40), (16, 400, 128, 128, 48)]);
+    for (e, t, n, k, max_m) in masked {
+        bf16_case(&lowp, &mut rng, e, t, n, k, Some(max_m));
+    }
+}
+
+#[test]
+fn fp8_grouped_gemm_matches_reference() {
+    let test = "fp8_grouped_gemm_matches_reference";
+    let lowp = common::gpu(test);
+    if !common::hopper_gemm(test, &lowp) {
+        return;
+    }
+    let mut rng = Rng::fresh(test);
+    // (experts, tokens, N, K, masked max_m, M-major activation scales, UE8M0 scales)
+    let cases = common::sized(
+        &lowp,
+        [
+            (8, 1000, 256, 512, None, false, false),
+            (16, 555, 384, 256, None, true, false),
+            (8, 300, 256, 384, Some(64), false, true),
+            (8, 900, 2112, 1152, None, true, true),
+        ],
+        [
+            (8, 200, 256, 256, None, false, false),
+            (16, 155, 384, 128, None, true, false),
+            (8, 120, 256, 256, Some(24), false, true),
+            (6, 260, 200, 640, None, true, true),
+        ],
+    );
+    for (experts, total, n, k, masked, m_major, ue8m0) in cases {
+        let stream = lowp.new_stream().expect("stream");
+        let sz = sizes(&mut rng, experts, total);
+        let rows = masked.map_or(total, |m: usize| experts * m);
+        let code = |rng: &mut Rng| loop { let c = rng.next_u64() as u8; if c & 0x7f != 0x7f { break c } };
+        let x: Vec<u8> = (0..rows * k).map(|_| code(&mut rng)).collect();
+        let w: Vec<u8> = (0..experts * n * k).map(|_| code(&mut rng)).collect();
+        let (kb, nb) = (k / 128, n.div_ceil(128));
+        // UE8M0: the scale the recipe makes for a group whose largest magnitude is 1..2
+        let scale = |rng: &mut Rng| {
+            let amax = 1.0 + rng.uniform() as f32;
+            if ue8m0 { lowp::reference::fp8::scale(amax, true) } else { amax / 448.0 }
+        };
+        let sx: Vec<f32> = (0..rows * kb).map(|_| scale(&mut rng)).collect();
+        let sw: Vec<f32> = (0..experts * nb * kb).map(|_| scale(&mut rng)).collect();
+        let to8 = |v: &[u8]| v.iter().map(|&c| F8E4M3::from_bits(c)).collect::<Vec<_>>();
+        let x_d = Matrix::from_host(&stream, &to8(&x), rows, k).expect("x");
+        let w_d = MatrixBatch::from_host(&stream, &to8(&w), experts, n, k).expect("w");
+        let (sx_layout, sx_dev) = if m_major {
+            // column c of the scales at c · ld, ld past the rows (padding never read)
+            let ld = m_major_ld(rows + 1);
+            let mut v = vec![0f32; ld * kb];
+            for r in 0..rows {
+                for c in 0..kb {
+                    v[c * ld + r] = sx[r * kb + c];
+                }
+            }
+            (ScaleLayout::MMajor { ld }, v)
+        } else {
+            (ScaleLayout::RowMajor { ld: kb }, sx.clone())
+        };
+        let sx_d = Scales::from_buffer(stream.clone_htod(&sx_dev).expect("sx"), rows, kb, sx_layout).expect("scales_x");
+        let sw_d = Scales::row_major(stream.clone_htod(&sw).expect("sw"), experts * nb, kb).expect("scales_w");
+        let mut y = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); rows * n], rows, n).expect("y");
+        let (table, spans) = group_table(&sz, masked);
+        let table_d = stream.clone_htod(&table).expect("table");
+        let layout = match masked {
+            None => GroupLayout::Contiguous { ends: &table_d },
+            Some(m) => GroupLayout::Masked { counts: &table_d, max_m: m },
+        };
+        let mut flag = ErrorFlag::new(&stream).expect("flag");
+        gemm::grouped_fp8(&lowp, &stream, &x_d, &sx_d, &w_d, &sw_d, &layout, &mut y, Some(&mut flag)).expect("gemm");
+        let got = y.to_host(&stream).expect("y");
+        assert_eq!(flag.read(&stream).expect("flag"), 0, "valid offsets raised the flag");
+        let xf = |r: usize, c: usize| e4m3fn_to_f32(x[r * k + c]) as f64 * sx[r * kb + c / 128] as f64;
+        // expert g's dequantized weights: row g·N + j, scale block (g·⌈N/128⌉ + j/128, c/128)
+        let wf = |r: usize, c: usize| {
+            let (g, j) = (r / n, r % n);
+            e4m3fn_to_f32(w[r * k + c]) as f64 * sw[(g * nb + j / 128) * kb + c / 128] as f64
+        };
+        let rows_checked = rows_to_check(&spans);
+        let want: Vec<Vec<f64>> = rows_checked.iter().map(|&(r, g)| ref_row(&xf, &wf, r, g, n, k)).collect();
+        let rows_checked: Vec<usize> = rows_checked.iter().map(|&(r, _)| r).collect();
+        let what = format!("fp8 E {experts} T {total} N {n} K {k} masked {masked:?} M-major scales {m_major} UE8M0 {ue8m0}");
+        check(&lowp, &what, &got, &want, &rows_checked, n);
+        if let Some(m) = masked {
+            check_masked_rows(&what, &got, &spans, m, n);
+        }
+    }
+}
+
+#[test]
+fn grouped_gemm_clamps_and_flags_bad_offsets() {
+    let test = "grouped_gemm_clamps_and_flags_bad_offsets";
+    let lowp = common::gpu(test);
+    if !common::hopper_gemm(test, &lowp) {
+        return;
+    }
+    let stream = lowp.new_stream().expect("stream");
+    let (rows, n, k, experts) = (300, 128, 128, 4);
+    let x = Matrix::from_host(&stream, &vec![bf16::ONE; rows * k], rows, k).expect("x");
+    let w = MatrixBatch::from_host(&stream, &vec![bf16::ONE; experts * n * k], experts, n, k).expect("w");
+    // Decreasing, past the row count, negative: each end is clamped into [previous end, rows],
+    // so the groups cover rows [0, covered) and the rest keep the poison.
+    for (table, covered) in [(vec![100i32, 50, 200, 300], 300), (vec![100, 200, 250, 100_000], 300), (vec![-5, 10, 20, 30], 30)] {
+        let mut y = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); rows * n], rows, n).expect("y");
+        let t = stream.clone_htod(&table).expect("table");
+        let mut flag = ErrorFlag::new(&stream).expect("flag");
+        gemm::grouped_bf16(&lowp, &stream, &x, &w, &GroupLayout::Contiguous { ends: &t }, &mut y, Some(&mut flag)).expect("launch");
+        assert_eq!(flag.read(&stream).expect("flag"), gemm::GEMM_ERR_GROUP_BOUNDS, "offsets {table:?} not flagged");
+        // every written value is a full dot product of ones: k
+        for (i, v) in y.to_host(&stream).expect("y").into_iter().enumerate() {
+            let want = if i / n < covered { bf16::from_f32(k as f32).to_bits() } else { common::POISON16 };
+            assert_eq!(v.to_bits(), want, "offsets {table:?}: y[{}, {}] = {v}", i / n, i % n);
+        }
+    }
+    // Masked counts outside [0, max_m] are clamped into it (slab g: rows g·max_m + [0, count)).
+    let max_m = rows / experts;
+    let x = Matrix::from_host(&stream, &vec![bf16::ONE; experts * max_m * k], experts * max_m, k).expect("x");
+    let counts = [-1i32, 5, 1000, max_m as i32];
+    let mut y = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); experts * max_m * n], experts * max_m, n).expect("y");
+    let t = stream.clone_htod(&counts).expect("counts");
+    let mut flag = ErrorFlag::new(&stream).expect("flag");
+    gemm::grouped_bf16(&lowp, &stream, &x, &w, &GroupLayout::Masked { counts: &t, max_m }, &mut y, Some(&mut flag)).expect("launch");
+    assert_eq!(flag.read(&stream).expect("flag"), gemm::GEMM_ERR_GROUP_BOUNDS, "counts {counts:?} not flagged");
+    for (i, v) in y.to_host(&stream).expect("y").into_iter().enumerate() {
+        let (g, r) = ((i / n) / max_m, (i / n) % max_m);
+        let written = (r as i32) < counts[g].clamp(0, max_m as i32);
+        let want = if written { bf16::from_f32(k as f32).to_bits() } else { common::POISON16 };
+        assert_eq!(v.to_bits(), want, "counts {counts:?}: y[{}, {}] = {v}", i / n, i % n);
+    }
+}
+
+/// A grouped GEMM captured in a CUDA graph reads its operands and its group table on the device at
+/// every replay: replayed after x, W and the offsets were rewritten in place (other group sizes),
+/// and after other grouped GEMMs (other operands, other shapes) ran in between. A call under
+/// capture whose operands never ran outside it is refused before anything is enqueued.
+#[test]
+fn bf16_grouped_gemm_replays_in_a_cuda_graph() {
+    let test = "bf16_grouped_gemm_replays_in_a_cuda_graph";
+    let lowp = common::gpu(test);
+    if !common::hopper_gemm(test, &lowp) {
+        return;
+    }
+    let mut rng = Rng::fresh(test);
+    let stream = lowp.new_stream().expect("stream");
+    let (experts, total, n, k) = (6, 200, 136, 192);
+    let mut x_d = Matrix::<bf16>::zeros(&stream, total, k).expect("x");
+    let mut w_d = MatrixBatch::from_host(&stream, &vec![bf16::ZERO; experts * n * k], experts, n, k).expect("w");
+    let mut y = Matrix::<bf16>::zeros(&stream, total, n).expect("y");
+    let mut ends_d = stream.alloc_zeros::<i32>(experts).expect("ends");
+    // Writes new operands and group sizes in place; returns what to compare against.
+    let redraw = |rng: &mut Rng, x_d: &mut Matrix<bf16>, w_d: &mut MatrixBatch<bf16>, y: &mut Matrix<bf16>, ends_d: &mut CudaSlice<i32>| {
+        let x: Vec<bf16> = (0..total * k).map(|_| bf16::from_f64(rng.normal())).collect();
+        let w: Vec<bf16> = (0..experts * n * k).map(|_| bf16::from_f64(rng.normal() * 0.05)).collect();
+        let (table, spans) = group_table(&sizes(rng, experts, total), None);
+        stream.memcpy_htod(&x, x_d.buffer_mut()).expect("x");
+        stream.memcpy_htod(&w, w_d.buffer_mut()).expect("w");
+        stream.memcpy_htod(&table, ends_d).expect("ends");
+        stream.memcpy_htod(&vec![bf16::from_bits(common::POISON16); total * n], y.buffer_mut()).expect("y");
+        let checked = rows_to_check(&spans);
+        let xf = |r: usize, c: usize| x[r * k + c].to_f64();
+        let wf = |r: usize, c: usize| w[r * k + c].to_f64();
+        let want: Vec<Vec<f64>> = checked.iter().map(|&(r, g)| ref_row(&xf, &wf, r, g, n, k)).collect();
+        (want, checked.iter().map(|&(r, _)| r).collect::<Vec<usize>>())
+    };
+    let (want, rows) = redraw(&mut rng, &mut x_d, &mut w_d, &mut y, &mut ends_d);
+    let run = |x_d: &Matrix<bf16>, w_d: &MatrixBatch<bf16>, y: &mut Matrix<bf16>, ends_d: &CudaSlice<i32>| {
+        gemm::grouped_bf16(&lowp, &stream, x_d, w_d, &GroupLayout::Contiguous { ends: ends_d }, y, None)
+    };
+    run(&x_d, &w_d, &mut y, &ends_d).expect("grouped gemm before capture");
+    check(&lowp, "before capture", &y.to_host(&stream).expect("y back"), &want, &rows, n);
+
+    let other_x = Matrix::<bf16>::zeros(&stream, 64, k).expect("x");
+    let other_w = MatrixBatch::from_host(&stream, &vec![bf16::ZERO; experts * n * k], experts, n, k).expect("w");
+    let mut other_y = Matrix::<bf16>::zeros(&stream, 64, n).expect("y");
+    let other_ends = stream.clone_htod(&[10i32, 20, 30, 40, 50, 64]).expect("ends");
+    stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).expect("begin capture");
+    let captured = run(&x_d, &w_d, &mut y, &ends_d);
+    let refused = run(&other_x, &other_w, &mut other_y, &other_ends);
+    let graph = stream.end_capture(lowp::cudarc::driver::sys::CUgraphInstantiate_flags(0)).expect("end capture").expect("a graph");
+    captured.expect("grouped gemm under capture");
+    let e = refused.expect_err("operands never seen outside capture");
+    assert!(matches!(e, lowp::Error::GraphCapture { op: "grouped_bf16", .. }), "{e}");
+
+    for replay in 0..3 {
+        let (want, rows) = redraw(&mut rng, &mut x_d, &mut w_d, &mut y, &mut ends_d);
+        graph.launch().expect("graph replay");
+        check(&lowp, &format!("replay {replay}"), &y.to_host(&stream).expect("y back"), &want, &rows, n);
+        // Another grouped GEMM between replays (its maps written now, outside capture).
+        run(&other_x, &other_w, &mut other_y, &other_ends).expect("grouped gemm between replays");
+        let zeros = other_y.to_host(&stream).expect("other y back");
+        assert!(zeros.iter().all(|v| v.to_f32() == 0.0), "between replays {replay}: zero operands give zeros");
+    }
+}
