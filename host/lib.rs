@@ -30,9 +30,11 @@
 //! assert_eq!(out_host.len(), rows * hidden);
 //! # Ok(()) }
 //! ```
+#![deny(missing_docs)]
 
 #[allow(dead_code)] // the device side uses every constant; the host some
 mod abi;
+
 pub mod cast;
 mod context;
 pub mod dtype;
