@@ -304,14 +304,7 @@ fn run(opts: &Options) -> BoxResult<()> {
             "!: the GPU idled between timed launches (the host could not keep it fed), so those times may include launch latency"
         );
     }
-    for note in [
-        rmsnorm::BYTES,
-        cast::BYTES,
-        qk_norm_rope::BYTES,
-        fp8::BYTES,
-        microscaling::BYTES,
-        gemm::BYTES,
-    ] {
+    for note in [rmsnorm::BYTES, cast::BYTES, qk_norm_rope::BYTES, fp8::BYTES, microscaling::BYTES, gemm::BYTES] {
         if !note.is_empty() {
             println!("bytes: {note}");
         }
@@ -624,7 +617,11 @@ impl Bench {
         self.stream.synchronize()?; // let the buffers of the previous case go back
         let (free, _) = self.ctx.mem_get_info()?;
         Ok((bytes + 256 * MIB > free).then(|| {
-            format!("needs {:.2} GiB of device memory, {:.2} GiB free", bytes as f64 / GIB as f64, free as f64 / GIB as f64)
+            format!(
+                "needs {:.2} GiB of device memory, {:.2} GiB free",
+                bytes as f64 / GIB as f64,
+                free as f64 / GIB as f64
+            )
         }))
     }
 
@@ -647,7 +644,12 @@ impl Bench {
 
 pub(crate) enum Outcome {
     /// `flops` 0 for memory-bound cases (the TFLOP/s column shows `-`).
-    Done { timing: Timing, bytes: u64, flops: u64, sets: usize },
+    Done {
+        timing: Timing,
+        bytes: u64,
+        flops: u64,
+        sets: usize,
+    },
     Skipped(String),
 }
 

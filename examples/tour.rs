@@ -43,7 +43,8 @@ use lowp::qk_norm_rope::{
 };
 use lowp::reference::qk_norm_rope::{RefConfig, RefRotary, RefValue};
 use lowp::reference::{
-    convert as ref_cvt, fp8 as ref_fp8, gemm as ref_gemm, microscaling as ref_mx, qk_norm_rope as ref_qk, rmsnorm as ref_norm,
+    convert as ref_cvt, fp8 as ref_fp8, gemm as ref_gemm, microscaling as ref_mx, qk_norm_rope as ref_qk,
+    rmsnorm as ref_norm,
 };
 use lowp::{Arch, ErrorFlag, F4E2M1x2, F8E4M3, Lowp, Matrix, ScaleRounding, Ue8m0, cast, rmsnorm};
 use lowp_sim::Device;
@@ -615,8 +616,9 @@ fn fp8_gemm(t: &mut Tour, x: &Fp8Activations, w: &Fp8Weights) -> Res<Row> {
     t.perturb("fp8_blockwise_gemm", &mut got);
     let groups = k / fp8::GROUP;
     let sx = |row: usize, g: usize| x.scales_host[row * groups + g];
-    let want: Vec<(usize, Vec<f64>)> =
-        (0..m).map(|r| (r, ref_gemm::blockwise_fp8_row(&x.codes_host, r, sx, &w.codes_host, &w.scales_host, n, k))).collect();
+    let want: Vec<(usize, Vec<f64>)> = (0..m)
+        .map(|r| (r, ref_gemm::blockwise_fp8_row(&x.codes_host, r, sx, &w.codes_host, &w.scales_host, n, k)))
+        .collect();
     t.row("fp8_blockwise_gemm", &shape, verdict([gemm_check(&got, n, &want)]), first, || run(&mut d))
 }
 

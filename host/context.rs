@@ -89,7 +89,8 @@ impl Lowp {
             needs: "compute capability 8.0 or newer (Ampere, Ada, Hopper, Blackwell)",
         })?;
         let module = ctx.load_module(Ptx::from_src(arch.ptx())).op("cuModuleLoadData")?;
-        let sm_count = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).op("cuDeviceGetAttribute")?;
+        let sm_count =
+            ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).op("cuDeviceGetAttribute")?;
         Ok(Lowp {
             inner: Arc::new(Inner {
                 ctx,
@@ -144,7 +145,14 @@ impl Lowp {
     /// enough CTAs to cover the work, at most as many as are resident at once on the whole
     /// device (one wave: the occupancy calculator's CTAs per SM, asked on the kernel's first
     /// launch, times the SM count), at least one.
-    pub(crate) fn grid_stride_grid(&self, name: &str, threads: u32, smem: u32, items: u64, per_cta: u64) -> Result<u32> {
+    pub(crate) fn grid_stride_grid(
+        &self,
+        name: &str,
+        threads: u32,
+        smem: u32,
+        items: u64,
+        per_cta: u64,
+    ) -> Result<u32> {
         let per_sm = {
             let mut occupancy = self.inner.occupancy.lock().unwrap_or_else(|e| e.into_inner());
             match occupancy.get(name) {
@@ -189,7 +197,13 @@ impl Lowp {
     /// [`function`](Self::function) for a kernel launched with `max_dynamic_smem` bytes of
     /// dynamic shared memory: above the default 48 KiB the kernel must say so once, which is done
     /// when it is first resolved.
-    pub(crate) fn function_with_smem(&self, op: &'static str, name: &str, needs: &'static str, max_dynamic_smem: u32) -> Result<CudaFunction> {
+    pub(crate) fn function_with_smem(
+        &self,
+        op: &'static str,
+        name: &str,
+        needs: &'static str,
+        max_dynamic_smem: u32,
+    ) -> Result<CudaFunction> {
         let mut functions = self.inner.functions.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = functions.get(name) {
             return Ok(f.clone());
@@ -207,8 +221,11 @@ impl Lowp {
             Err(source) => return Err(Error::Cuda { op: "cuModuleGetFunction", source }),
         };
         if max_dynamic_smem > 48 * 1024 {
-            f.set_attribute(CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, max_dynamic_smem as i32)
-                .op("cuFuncSetAttribute")?;
+            f.set_attribute(
+                CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                max_dynamic_smem as i32,
+            )
+            .op("cuFuncSetAttribute")?;
         }
         functions.insert(name.to_string(), f.clone());
         Ok(f)

@@ -122,7 +122,9 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::NoDriver => write!(f, "no CUDA driver: libcuda could not be loaded (is an NVIDIA driver installed?)"),
+            Error::NoDriver => {
+                write!(f, "no CUDA driver: libcuda could not be loaded (is an NVIDIA driver installed?)")
+            }
             Error::NoDevice { ordinal, count } => {
                 write!(f, "no CUDA device {ordinal}: the driver reports {count} device(s)")
             }

@@ -33,7 +33,11 @@ impl ErrorFlag {
 
     /// The flag's device address for a kernel launched on `stream` (0 without a flag), and the
     /// guard to keep until the launch is enqueued.
-    pub(crate) fn device_addr<'a>(flag: Option<&'a mut ErrorFlag>, lowp: &Lowp, stream: &'a CudaStream) -> Result<(u64, Option<SyncOnDrop<'a>>)> {
+    pub(crate) fn device_addr<'a>(
+        flag: Option<&'a mut ErrorFlag>,
+        lowp: &Lowp,
+        stream: &'a CudaStream,
+    ) -> Result<(u64, Option<SyncOnDrop<'a>>)> {
         match flag {
             Some(f) => {
                 lowp.check_buffer("error_flag", &f.buf)?;

@@ -39,15 +39,15 @@ pub mod cast;
 mod context;
 pub mod dtype;
 mod error;
-pub mod fp8;
 mod flag;
+pub mod fp8;
 pub mod gemm;
+mod matrix;
 pub mod microscaling;
 mod ptx;
 pub mod qk_norm_rope;
 pub mod reference;
 pub mod rmsnorm;
-mod matrix;
 mod scale;
 mod validate;
 
@@ -55,8 +55,8 @@ pub use context::{Lowp, device_count, driver_available};
 pub use dtype::{DType, Element, F4E2M1x2, F8E4M3, F8E5M2, Float, Half, Ue8m0};
 pub use error::{Error, Result};
 pub use flag::ErrorFlag;
-pub use ptx::Arch;
 pub use matrix::{Matrix, MatrixBatch};
+pub use ptx::Arch;
 pub use scale::{ScaleLayout, ScaleRounding, Scales, m_major_ld};
 
 #[cfg(test)]
@@ -70,5 +70,5 @@ pub struct ReadmeDoctests;
 
 /// Re-exported so callers use the same cudarc as lowp.
 pub use cudarc;
-pub use half;
 pub use float8;
+pub use half;

@@ -125,16 +125,34 @@ impl<T: Element> Matrix<T> {
 
     /// A read-only view of the same matrix (no copy).
     pub fn view(&self) -> Matrix<T, CudaView<'_, T>> {
-        Matrix { buf: self.buf.as_view(), rows: self.rows, cols: self.cols, row_stride: self.row_stride, _t: PhantomData }
+        Matrix {
+            buf: self.buf.as_view(),
+            rows: self.rows,
+            cols: self.cols,
+            row_stride: self.row_stride,
+            _t: PhantomData,
+        }
     }
 
     /// A writable view of the same matrix (no copy).
     pub fn view_mut(&mut self) -> Matrix<T, CudaViewMut<'_, T>> {
-        Matrix { buf: self.buf.as_view_mut(), rows: self.rows, cols: self.cols, row_stride: self.row_stride, _t: PhantomData }
+        Matrix {
+            buf: self.buf.as_view_mut(),
+            rows: self.rows,
+            cols: self.cols,
+            row_stride: self.row_stride,
+            _t: PhantomData,
+        }
     }
 
     /// Copies a host buffer laid out with `row_stride` (`data.len()` elements) to the device.
-    pub fn from_host_strided(stream: &Arc<CudaStream>, data: &[T], rows: usize, cols: usize, row_stride: usize) -> Result<Self> {
+    pub fn from_host_strided(
+        stream: &Arc<CudaStream>,
+        data: &[T],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+    ) -> Result<Self> {
         let buf = stream.clone_htod(data).op("cuMemcpyHtoDAsync")?;
         Self::from_buffer_strided(buf, rows, cols, row_stride)
     }

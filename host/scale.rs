@@ -72,12 +72,16 @@ impl ScaleLayout {
 
     fn check(self, rows: usize, cols: usize) -> Result<()> {
         match self {
-            ScaleLayout::RowMajor { ld } if ld < cols => {
-                Err(Error::Shape { arg: "scales", expected: format!("a row-major ld >= cols = {cols}"), actual: format!("ld {ld}") })
-            }
-            ScaleLayout::MMajor { ld } if ld < rows => {
-                Err(Error::Shape { arg: "scales", expected: format!("an M-major ld >= rows = {rows}"), actual: format!("ld {ld}") })
-            }
+            ScaleLayout::RowMajor { ld } if ld < cols => Err(Error::Shape {
+                arg: "scales",
+                expected: format!("a row-major ld >= cols = {cols}"),
+                actual: format!("ld {ld}"),
+            }),
+            ScaleLayout::MMajor { ld } if ld < rows => Err(Error::Shape {
+                arg: "scales",
+                expected: format!("an M-major ld >= rows = {rows}"),
+                actual: format!("ld {ld}"),
+            }),
             ScaleLayout::GroupedSwizzled { groups: 0 } => {
                 Err(Error::Shape { arg: "scales", expected: "at least one group".into(), actual: "0 groups".into() })
             }

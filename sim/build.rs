@@ -6,7 +6,10 @@ fn main() {
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libcuda.so");
     println!("cargo:rerun-if-changed=build.rs");
     // OUT_DIR is <target>/<profile>/build/lowp-sim-<hash>/out.
-    if let Some(profile_dir) = std::env::var_os("OUT_DIR").map(std::path::PathBuf::from).and_then(|o| o.ancestors().nth(3).map(|p| p.to_path_buf())) {
+    if let Some(profile_dir) = std::env::var_os("OUT_DIR")
+        .map(std::path::PathBuf::from)
+        .and_then(|o| o.ancestors().nth(3).map(|p| p.to_path_buf()))
+    {
         println!("cargo:rustc-env=LOWP_SIM_BUILD_DEPS={}", profile_dir.join("deps").display());
     }
 }

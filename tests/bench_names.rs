@@ -26,12 +26,7 @@ fn python(code: &str) -> Option<Output> {
         return None;
     }
     let guarded = format!("import sys\nsys.modules['torch'] = None\n{code}");
-    match Command::new("python3")
-        .arg("-c")
-        .arg(guarded)
-        .current_dir(root())
-        .output()
-    {
+    match Command::new("python3").arg("-c").arg(guarded).current_dir(root()).output() {
         Ok(out) => Some(out),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             eprintln!("skipped: python3 not found");
@@ -53,11 +48,7 @@ fn compare_torch(args: &[&str]) -> Option<Output> {
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 #[test]
@@ -67,8 +58,7 @@ fn case_names_are_shell_safe_and_unique() {
     let mut seen = std::collections::HashSet::new();
     for name in &names {
         assert!(
-            name.bytes()
-                .all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'/' | b'-')),
+            name.bytes().all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'/' | b'-')),
             "case name {name:?} has a character outside [a-z0-9_./x-]"
         );
         let parts: Vec<&str> = name.split('/').collect();
@@ -88,15 +78,8 @@ fn case_names_are_shell_safe_and_unique() {
 #[test]
 fn compare_torch_lists_the_same_cases() {
     let Some(out) = compare_torch(&["--list"]) else { return };
-    assert!(
-        out.status.success(),
-        "compare_torch.py --list failed (without PyTorch):\n{}",
-        text(&out)
-    );
-    let python: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    assert!(out.status.success(), "compare_torch.py --list failed (without PyTorch):\n{}", text(&out));
+    let python: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
     let rust = kernels::case_names();
     if python != rust {
         let only_rust: Vec<&String> = rust.iter().filter(|n| !python.contains(n)).collect();
@@ -116,10 +99,7 @@ fn compare_torch_filters_as_the_rust_side() {
         return;
     };
     assert!(out.status.success(), "{}", text(&out));
-    let python: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let python: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
     let opts = kernels_options(&["--filter", "rmsnorm/f16", "--filter=zipf", "--list"]);
     let rust: Vec<String> = kernels::case_names().into_iter().filter(|n| opts.selects(n)).collect();
     assert!(!rust.is_empty());
@@ -135,25 +115,14 @@ fn kernels_options(args: &[&str]) -> kernels::Options {
 
 #[test]
 fn bench_options() {
-    let o = kernels_options(&[
-        "--bench",
-        "--json",
-        "out.json",
-        "--filter",
-        "cast",
-        "gemm",
-        "--nocapture",
-    ]);
+    let o = kernels_options(&["--bench", "--json", "out.json", "--filter", "cast", "gemm", "--nocapture"]);
     assert!(o.bench && !o.list && !o.help);
     assert_eq!(o.json.as_deref(), Some("out.json"));
     assert_eq!(o.filters, ["cast", "gemm"]);
     assert!(kernels_options(&["--bench", "--help"]).help);
     assert!(kernels_options(&["--json=x.json"]).json.is_some());
     for bad in [&["--bogus"][..], &["--json"], &["--filter"], &["--bench", "-x"], &["--list=yes"]] {
-        assert!(
-            kernels::Options::parse(bad.iter().map(|a| a.to_string())).is_err(),
-            "{bad:?} was accepted"
-        );
+        assert!(kernels::Options::parse(bad.iter().map(|a| a.to_string())).is_err(), "{bad:?} was accepted");
     }
     let exact = kernels_options(&["--exact", "rmsnorm/f16/16384x8192"]);
     assert!(exact.selects("rmsnorm/f16/16384x8192") && !exact.selects("add_rmsnorm/f16/16384x8192"));
@@ -172,12 +141,7 @@ fn rust_results_join_with_torch_results() {
     for case in kernels::cases() {
         let outcome = if case.name() == name {
             kernels::Outcome::Done {
-                timing: kernels::Timing {
-                    median_us: 200.0,
-                    min_us: 180.0,
-                    iters: 100,
-                    starved: 0,
-                },
+                timing: kernels::Timing { median_us: 200.0, min_us: 180.0, iters: 100, starved: 0 },
                 bytes: 2 * 16384 * 8192 * 2 + 8192 * 2,
                 flops: 0,
                 sets: 2,
@@ -219,22 +183,13 @@ fn rust_results_join_with_torch_results() {
     };
     let shown = text(&out);
     assert!(out.status.success(), "compare_torch.py --join failed:\n{shown}");
-    let line = shown
-        .lines()
-        .find(|l| l.starts_with(name))
-        .unwrap_or_else(|| panic!("no row for {name}:\n{shown}"));
+    let line = shown.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no row for {name}:\n{shown}"));
     // lowp 200 µs against the fastest anchor (torch.compile, 300 µs): 1.50x
     for cell in ["200.00", "400.00", "300.00", "1.50x"] {
         assert!(line.contains(cell), "{cell} missing from {line:?}\n{shown}");
     }
-    assert!(
-        shown.contains(&format!("{gemm} cublas: n/a: cuBLAS refuses N = 2112")),
-        "{shown}"
-    );
-    assert!(
-        shown.contains(&format!("{gemm} lowp: skipped: needs compute capability 9.0")),
-        "{shown}"
-    );
+    assert!(shown.contains(&format!("{gemm} cublas: n/a: cuBLAS refuses N = 2112")), "{shown}");
+    assert!(shown.contains(&format!("{gemm} lowp: skipped: needs compute capability 9.0")), "{shown}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -90,14 +90,20 @@ fn check_all(file: &str) {
         if a.is_finite() && a >= f32::MIN_POSITIVE && r.e8m0 != 0xff {
             let (lo, hi) = (cv::f32_to_ue8m0_floor(a), cv::f32_to_ue8m0_ceil(a));
             if !(lo <= r.e8m0 && r.e8m0 <= hi) {
-                failures.push(format!("ue8m0({a:e}): ml_dtypes {:#04x} outside [floor {lo:#04x}, ceil {hi:#04x}]", r.e8m0));
+                failures
+                    .push(format!("ue8m0({a:e}): ml_dtypes {:#04x} outside [floor {lo:#04x}, ceil {hi:#04x}]", r.e8m0));
             }
             if cv::ue8m0_to_f32(lo) > a || cv::ue8m0_to_f32(hi) < a {
                 failures.push(format!("ue8m0({a:e}): floor/ceil do not bracket the input"));
             }
         }
     }
-    assert!(failures.is_empty(), "{file}: {} mismatches, first: {:#?}", failures.len(), &failures[..failures.len().min(20)]);
+    assert!(
+        failures.is_empty(),
+        "{file}: {} mismatches, first: {:#?}",
+        failures.len(),
+        &failures[..failures.len().min(20)]
+    );
 }
 
 #[test]
@@ -144,7 +150,8 @@ fn every_fp8_and_fp4_code_decodes_and_re_encodes_to_itself() {
 }
 
 /// NaNs of both signs and several payloads (quiet and signalling, the smallest and largest).
-const NANS: [u32; 8] = [0x7fc0_0000, 0xffc0_0000, 0x7f80_0001, 0xff80_0001, 0x7fbf_ffff, 0xffbf_ffff, 0x7fff_ffff, 0xffff_ffff];
+const NANS: [u32; 8] =
+    [0x7fc0_0000, 0xffc0_0000, 0x7f80_0001, 0xff80_0001, 0x7fbf_ffff, 0xffbf_ffff, 0x7fff_ffff, 0xffff_ffff];
 
 #[test]
 fn every_fp8_nan_encodes_as_0x7f_whatever_its_sign() {
@@ -210,7 +217,13 @@ fn device_casts_match_the_reference_bit_for_bit() {
         cast::cast(lowp, stream, x, &mut out).expect("cast launch");
         back(stream, &out)
     }
-    fn run_ue8m0(lowp: &Lowp, stream: &Arc<CudaStream>, x: &CudaSlice<f32>, units: usize, rounding: ScaleRounding) -> Vec<Ue8m0> {
+    fn run_ue8m0(
+        lowp: &Lowp,
+        stream: &Arc<CudaStream>,
+        x: &CudaSlice<f32>,
+        units: usize,
+        rounding: ScaleRounding,
+    ) -> Vec<Ue8m0> {
         let mut out = poisoned::<Ue8m0>(stream, units);
         cast::cast_ue8m0(lowp, stream, x, rounding, &mut out).expect("cast_ue8m0 launch");
         back(stream, &out)
@@ -243,7 +256,13 @@ fn device_casts_match_the_reference_bit_for_bit() {
         let nib = if i % 2 == 0 { f4[i / 2].0 & 0xf } else { f4[i / 2].0 >> 4 };
         eq("e2m1", nib as u32, cv::f32_to_e2m1_sat(x) as u32);
     }
-    assert!(bad.is_empty(), "{} mismatches ({} module), first: {:#?}", bad.len(), lowp.arch().name(), &bad[..bad.len().min(20)]);
+    assert!(
+        bad.is_empty(),
+        "{} mismatches ({} module), first: {:#?}",
+        bad.len(),
+        lowp.arch().name(),
+        &bad[..bad.len().min(20)]
+    );
 }
 
 #[test]

@@ -5,12 +5,12 @@
 mod common;
 
 // The device's arithmetic, compiled for the host: `math` reaches its sibling as `super::soft`.
-#[path = "../kernels-gpu/src/prim/soft.rs"]
-#[allow(dead_code)]
-mod soft;
 #[path = "../kernels-gpu/src/fp8/math.rs"]
 #[allow(dead_code)]
 mod math;
+#[path = "../kernels-gpu/src/prim/soft.rs"]
+#[allow(dead_code)]
+mod soft;
 
 use half::{bf16, f16};
 use lowp::fp8;
@@ -33,14 +33,21 @@ fn value(rng: &mut Rng) -> f32 {
 #[test]
 fn device_group_scale_matches_the_reference() {
     let mut rng = Rng::fresh("device_group_scale_matches_the_reference");
-    let mut specials = vec![0.0f32, 1e-30, 1e-4, 9.99e-5, 448.0, 1.0, f32::MAX, f32::INFINITY, f32::NAN, f32::MIN_POSITIVE];
+    let mut specials =
+        vec![0.0f32, 1e-30, 1e-4, 9.99e-5, 448.0, 1.0, f32::MAX, f32::INFINITY, f32::NAN, f32::MIN_POSITIVE];
     specials.extend((0..1_000_000).map(|_| f32::from_bits(rng.next_u64() as u32 & 0x7fff_ffff)));
     for a in specials {
         for ue8m0 in [false, true] {
             let (s, m) = math::group_scale(a, ue8m0);
             let (rs, rm) = (reff::scale(a, ue8m0), reff::multiplier(a, ue8m0));
-            assert!(s.to_bits() == rs.to_bits() || (s.is_nan() && rs.is_nan()), "scale({a:e}, {ue8m0}): {s:e} vs {rs:e}");
-            assert!(m.to_bits() == rm.to_bits() || (m.is_nan() && rm.is_nan()), "mult({a:e}, {ue8m0}): {m:e} vs {rm:e}");
+            assert!(
+                s.to_bits() == rs.to_bits() || (s.is_nan() && rs.is_nan()),
+                "scale({a:e}, {ue8m0}): {s:e} vs {rs:e}"
+            );
+            assert!(
+                m.to_bits() == rm.to_bits() || (m.is_nan() && rm.is_nan()),
+                "mult({a:e}, {ue8m0}): {m:e} vs {rm:e}"
+            );
             if ue8m0 && a.is_finite() {
                 assert_eq!(s.to_bits() & 0x7f_ffff, 0, "UE8M0 scale {s:e} is not a power of two");
                 assert!(s >= a.max(1e-4) / 448.0, "UE8M0 scale {s:e} rounds down for amax {a:e}");
@@ -78,7 +85,10 @@ fn reference_quantization_bounds_the_error_and_saturates_nothing() {
                 let scale = s[r * (k / 128) + c / 128];
                 // half an E4M3 ulp (2^-4 relative) of the value, or the subnormal step of the group
                 let tol = v.abs() as f64 * 2f64.powi(-4) + scale as f64 * 2f64.powi(-10);
-                assert!(((v - b) as f64).abs() <= tol, "x[{r},{c}] = {v:e} came back {b:e} (scale {scale:e}, ue8m0 {ue8m0})");
+                assert!(
+                    ((v - b) as f64).abs() <= tol,
+                    "x[{r},{c}] = {v:e} came back {b:e} (scale {scale:e}, ue8m0 {ue8m0})"
+                );
                 assert!(cv::e4m3fn_to_f32(q[r * k + c]).abs() <= 448.0);
             }
         }
@@ -130,7 +140,15 @@ fn same_bf16(got: bf16, want: f32) -> bool {
     got.to_bits() == bf16::from_f32(want).to_bits() || (got.is_nan() && want.is_nan())
 }
 
-fn group_case<T: lowp::Float>(lowp: &lowp::Lowp, rng: &mut Rng, m: usize, k: usize, pad: usize, layout: ScaleLayout, rounding: ScaleRounding) {
+fn group_case<T: lowp::Float>(
+    lowp: &lowp::Lowp,
+    rng: &mut Rng,
+    m: usize,
+    k: usize,
+    pad: usize,
+    layout: ScaleLayout,
+    rounding: ScaleRounding,
+) {
     let stream = lowp.new_stream().expect("stream");
     let stride = k + pad;
     let host_f32 = random_matrix(rng, m * stride);
@@ -180,7 +198,12 @@ fn group_case<T: lowp::Float>(lowp: &lowp::Lowp, rng: &mut Rng, m: usize, k: usi
     let back = out.to_host(&stream).expect("out back");
     let want = reff::dequantize(&want_q, m, k, &want_s, 1);
     for i in 0..m * k {
-        assert!(same_bf16(back[i], want[i]), "{case}: dequantized {i}: got {:#06x}, want {:#06x}", back[i].to_bits(), bf16::from_f32(want[i]).to_bits());
+        assert!(
+            same_bf16(back[i], want[i]),
+            "{case}: dequantized {i}: got {:#06x}, want {:#06x}",
+            back[i].to_bits(),
+            bf16::from_f32(want[i]).to_bits()
+        );
     }
 }
 
@@ -190,7 +213,11 @@ fn per_token_group_quantization_matches_reference() {
     let mut rng = Rng::fresh("per_token_group_quantization_matches_reference");
     // one row, a few rows, a wide K (56 groups), many rows; the simulator's row counts are not
     // multiples of 4, so its M-major scales also have padding rows
-    let shapes = common::sized(&lowp, [(1, 128), (7, 2048), (64, 7168), (1000, 512), (4096, 256)], [(1, 128), (7, 2048), (13, 7168), (130, 512), (257, 256)]);
+    let shapes = common::sized(
+        &lowp,
+        [(1, 128), (7, 2048), (64, 7168), (1000, 512), (4096, 256)],
+        [(1, 128), (7, 2048), (13, 7168), (130, 512), (257, 256)],
+    );
     for (m, k) in shapes {
         for rounding in [ScaleRounding::Exact, ScaleRounding::Ceil] {
             group_case::<bf16>(&lowp, &mut rng, m, k, 0, ScaleLayout::RowMajor { ld: k / 128 }, rounding);
@@ -204,7 +231,14 @@ fn per_token_group_quantization_matches_reference() {
     group_case::<bf16>(&lowp, &mut rng, 9, 256, 0, ScaleLayout::RowMajor { ld: 5 }, ScaleRounding::Exact); // padded ld
 }
 
-fn block_case<T: lowp::Float>(lowp: &lowp::Lowp, rng: &mut Rng, n: usize, k: usize, pad: usize, rounding: ScaleRounding) {
+fn block_case<T: lowp::Float>(
+    lowp: &lowp::Lowp,
+    rng: &mut Rng,
+    n: usize,
+    k: usize,
+    pad: usize,
+    rounding: ScaleRounding,
+) {
     let stream = lowp.new_stream().expect("stream");
     let stride = k + pad;
     let host: Vec<T> = to_t(&random_matrix(rng, n * stride));
@@ -230,7 +264,12 @@ fn block_case<T: lowp::Float>(lowp: &lowp::Lowp, rng: &mut Rng, n: usize, k: usi
     let back = out.to_host(&stream).expect("back");
     let want = reff::dequantize(&want_q, n, k, &want_s, 128);
     for i in 0..n * k {
-        assert!(same_bf16(back[i], want[i]), "{case}: dequantized {i}: got {:#06x}, want {:#06x}", back[i].to_bits(), bf16::from_f32(want[i]).to_bits());
+        assert!(
+            same_bf16(back[i], want[i]),
+            "{case}: dequantized {i}: got {:#06x}, want {:#06x}",
+            back[i].to_bits(),
+            bf16::from_f32(want[i]).to_bits()
+        );
     }
 }
 
@@ -240,7 +279,11 @@ fn per_block_quantization_matches_reference() {
     let mut rng = Rng::fresh("per_block_quantization_matches_reference");
     // one whole tile; many tiles with a half-height last row of tiles; a 44-row last row of
     // tiles; fewer rows than one tile
-    let shapes = common::sized(&lowp, [(128, 128), (2112, 1024), (300, 7168 / 4), (7, 256)], [(128, 128), (192, 512), (300, 384), (7, 256)]);
+    let shapes = common::sized(
+        &lowp,
+        [(128, 128), (2112, 1024), (300, 7168 / 4), (7, 256)],
+        [(128, 128), (192, 512), (300, 384), (7, 256)],
+    );
     for (n, k) in shapes {
         for rounding in [ScaleRounding::Exact, ScaleRounding::Ceil] {
             block_case::<bf16>(&lowp, &mut rng, n, k, 0, rounding);
@@ -294,5 +337,8 @@ fn fp8_ops_reject_other_layouts_and_rounding() {
     let e = fp8::quantize_per_block(&lowp, &stream, &x, ScaleRounding::Floor, &mut q, &mut s).unwrap_err();
     assert!(matches!(e, lowp::Error::InvalidValue { arg: "rounding", .. }), "{e}");
     assert!(q.to_host(&stream).expect("q").iter().all(|c| c.to_bits() == 0xa5), "a refused call wrote codes");
-    assert!(out.to_host(&stream).expect("out").iter().all(|v| v.to_bits() == common::POISON16), "a refused call wrote out");
+    assert!(
+        out.to_host(&stream).expect("out").iter().all(|v| v.to_bits() == common::POISON16),
+        "a refused call wrote out"
+    );
 }

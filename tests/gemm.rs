@@ -106,12 +106,21 @@ fn reference_gemm_row_matches_a_direct_sum() {
     for r in 0..m {
         let row = lowp::reference::gemm::blockwise_fp8_row(&a, r, |mm, g| sa[mm * 2 + g], &b, &sb, n, k);
         for j in [0, 1, 127, 128, 129] {
-            let term = |c: usize| e(a[r * k + c]) as f64 * sa[r * 2 + c / 128] as f64 * e(b[j * k + c]) as f64 * sb[(j / 128) * 2 + c / 128] as f64;
+            let term = |c: usize| {
+                e(a[r * k + c]) as f64
+                    * sa[r * 2 + c / 128] as f64
+                    * e(b[j * k + c]) as f64
+                    * sb[(j / 128) * 2 + c / 128] as f64
+            };
             let direct: f64 = (0..k).map(term).sum();
             // relative to the terms' magnitudes: the sum itself may cancel to almost nothing, and
             // the two summation orders then differ by more than 1e-12 of it
             let magnitude: f64 = (0..k).map(|c| term(c).abs()).sum();
-            assert!((row[j] - direct).abs() <= 1e-12 * magnitude, "row {r} col {j}: {} vs direct sum {direct} (terms' magnitude {magnitude})", row[j]);
+            assert!(
+                (row[j] - direct).abs() <= 1e-12 * magnitude,
+                "row {r} col {j}: {} vs direct sum {direct} (terms' magnitude {magnitude})",
+                row[j]
+            );
         }
     }
 }
@@ -154,7 +163,15 @@ struct Problem {
 }
 
 impl Problem {
-    fn new(stream: &Arc<CudaStream>, rng: &mut Rng, m: usize, n: usize, k: usize, m_major: bool, scales: ScaleKind) -> Problem {
+    fn new(
+        stream: &Arc<CudaStream>,
+        rng: &mut Rng,
+        m: usize,
+        n: usize,
+        k: usize,
+        m_major: bool,
+        scales: ScaleKind,
+    ) -> Problem {
         let g = k / 128;
         let layout = if m_major { ScaleLayout::MMajor { ld: m_major_ld(m) } } else { ScaleLayout::RowMajor { ld: g } };
         let sa_len = if m_major { m_major_ld(m) * g } else { m * g };
@@ -213,17 +230,39 @@ impl Problem {
     fn check(&self, lowp: &lowp::Lowp, stream: &Arc<CudaStream>, rng: &mut Rng, context: &str) {
         let (m, n, k, g) = (self.m, self.n, self.k, self.k / 128);
         let got = self.d.to_host(stream).expect("d back");
-        let rows: Vec<usize> = if m <= 16 { (0..m).collect() } else { let mut r: Vec<usize> = (0..12).map(|_| rng.below(m as u64) as usize).collect(); r.extend([0, m - 1]); r };
+        let rows: Vec<usize> = if m <= 16 {
+            (0..m).collect()
+        } else {
+            let mut r: Vec<usize> = (0..12).map(|_| rng.below(m as u64) as usize).collect();
+            r.extend([0, m - 1]);
+            r
+        };
         let m_major = matches!(self.layout, ScaleLayout::MMajor { .. });
-        let what = format!("{context}m {m} n {n} k {k} {} scales {:?}", if m_major { "M-major" } else { "row-major" }, self.scales);
+        let what = format!(
+            "{context}m {m} n {n} k {k} {} scales {:?}",
+            if m_major { "M-major" } else { "row-major" },
+            self.scales
+        );
         let (mut err2, mut ref2) = (0.0f64, 0.0f64);
         for &r in &rows {
-            let want = lowp::reference::gemm::blockwise_fp8_row(&self.a, r, |mm, gg| self.sa_rm[mm * g + gg], &self.b, &self.sb, n, k);
+            let want = lowp::reference::gemm::blockwise_fp8_row(
+                &self.a,
+                r,
+                |mm, gg| self.sa_rm[mm * g + gg],
+                &self.b,
+                &self.sb,
+                n,
+                k,
+            );
             let row_max = want.iter().fold(0.0f64, |x, v| x.max(v.abs()));
             for j in 0..n {
                 let v = got[r * n + j].to_f64();
                 assert!(!v.is_nan(), "{what}: d[{r}, {j}] not written");
-                assert!((v - want[j]).abs() <= 0.01 * row_max, "{what}: d[{r}, {j}] = {v}, reference {} (row max {row_max})", want[j]);
+                assert!(
+                    (v - want[j]).abs() <= 0.01 * row_max,
+                    "{what}: d[{r}, {j}] = {v}, reference {} (row max {row_max})",
+                    want[j]
+                );
                 err2 += excess_over_rounding(v, want[j]).powi(2);
                 ref2 += want[j] * want[j];
             }
@@ -373,8 +412,10 @@ fn blockwise_gemm_permutation_probe() {
     let to8 = |v: &[u8]| v.iter().map(|&c| F8E4M3::from_bits(c)).collect::<Vec<_>>();
     let a_d = Matrix::from_host(&stream, &to8(&a), m, k).expect("a");
     let b_d = Matrix::from_host(&stream, &to8(&b), n, k).expect("b");
-    let sa = Scales::row_major(stream.clone_htod(&vec![1.0f32; m * (k / 128)]).expect("sa"), m, k / 128).expect("scales_a");
-    let sb = Scales::row_major(stream.clone_htod(&vec![1.0f32; (n / 128) * (k / 128)]).expect("sb"), n / 128, k / 128).expect("scales_b");
+    let sa =
+        Scales::row_major(stream.clone_htod(&vec![1.0f32; m * (k / 128)]).expect("sa"), m, k / 128).expect("scales_a");
+    let sb = Scales::row_major(stream.clone_htod(&vec![1.0f32; (n / 128) * (k / 128)]).expect("sb"), n / 128, k / 128)
+        .expect("scales_b");
     let mut d = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); m * n], m, n).expect("d");
     gemm::blockwise_fp8(&lowp, &stream, &a_d, &sa, &b_d, &sb, &mut d).expect("gemm");
     let got = d.to_host(&stream).expect("d back");
@@ -388,8 +429,16 @@ fn blockwise_gemm_permutation_probe() {
             // poison) equals nothing, so it is still caught.
             if got[r * n + j].to_f32() != want.to_f32() && wrong.len() < 12 {
                 let v = got[r * n + j].to_f32();
-                let from: Vec<(usize, usize)> = (0..n * k).filter(|&i| bf16::from_f32(e(b[i])).to_f32() == v).take(3).map(|i| (i / k, i % k)).collect();
-                wrong.push(format!("d[{r}, {j}] = {v} (want B[{j}, {}] = {}; B[n, k] holding that value: {from:?})", perm(r), want.to_f32()));
+                let from: Vec<(usize, usize)> = (0..n * k)
+                    .filter(|&i| bf16::from_f32(e(b[i])).to_f32() == v)
+                    .take(3)
+                    .map(|i| (i / k, i % k))
+                    .collect();
+                wrong.push(format!(
+                    "d[{r}, {j}] = {v} (want B[{j}, {}] = {}; B[n, k] holding that value: {from:?})",
+                    perm(r),
+                    want.to_f32()
+                ));
             }
         }
     }
@@ -415,7 +464,10 @@ fn blockwise_gemm_replays_in_a_cuda_graph() {
     p.check(&lowp, &stream, &mut rng, "before capture: ");
     stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).expect("begin capture");
     let captured = p.run(&lowp, &stream);
-    let graph = stream.end_capture(lowp::cudarc::driver::sys::CUgraphInstantiate_flags(0)).expect("end capture").expect("a graph");
+    let graph = stream
+        .end_capture(lowp::cudarc::driver::sys::CUgraphInstantiate_flags(0))
+        .expect("end capture")
+        .expect("a graph");
     captured.expect("gemm under capture");
     for replay in 0..3 {
         p.redraw(&stream, &mut rng);
@@ -445,7 +497,10 @@ fn blockwise_gemm_refuses_uncached_maps_under_capture() {
     stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).expect("begin capture");
     let refused = unseen.run(&lowp, &stream);
     let captured = seen.run(&lowp, &stream);
-    let graph = stream.end_capture(lowp::cudarc::driver::sys::CUgraphInstantiate_flags(0)).expect("end capture").expect("a graph");
+    let graph = stream
+        .end_capture(lowp::cudarc::driver::sys::CUgraphInstantiate_flags(0))
+        .expect("end capture")
+        .expect("a graph");
     let e = refused.expect_err("maps not on the device");
     assert!(matches!(e, lowp::Error::GraphCapture { op: "blockwise_fp8", .. }), "{e}");
     assert!(e.to_string().contains("outside capture"), "{e}");
@@ -487,12 +542,22 @@ fn group_table(sz: &[usize], masked: Option<usize>) -> (Vec<i32>, Vec<(usize, us
     match masked {
         None => {
             let mut start = 0;
-            let spans: Vec<(usize, usize)> = sz.iter().map(|s| { let sp = (start, start + s); start += s; sp }).collect();
+            let spans: Vec<(usize, usize)> = sz
+                .iter()
+                .map(|s| {
+                    let sp = (start, start + s);
+                    start += s;
+                    sp
+                })
+                .collect();
             (spans.iter().map(|&(_, e)| e as i32).collect(), spans)
         }
         Some(m) => {
             let counts: Vec<usize> = sz.iter().map(|s| (*s).min(m)).collect();
-            (counts.iter().map(|c| *c as i32).collect(), counts.iter().enumerate().map(|(g, c)| (g * m, g * m + c)).collect())
+            (
+                counts.iter().map(|c| *c as i32).collect(),
+                counts.iter().enumerate().map(|(g, c)| (g * m, g * m + c)).collect(),
+            )
         }
     }
 }
@@ -517,7 +582,11 @@ fn check(lowp: &lowp::Lowp, what: &str, got: &[bf16], want: &[Vec<f64>], rows: &
         for j in 0..n {
             let v = got[r * n + j].to_f64();
             assert!(!v.is_nan(), "{what}: y[{r}, {j}] not written");
-            assert!((v - w[j]).abs() <= 0.01 * row_max + 1e-30, "{what}: y[{r}, {j}] = {v}, reference {} (row max {row_max})", w[j]);
+            assert!(
+                (v - w[j]).abs() <= 0.01 * row_max + 1e-30,
+                "{what}: y[{r}, {j}] = {v}, reference {} (row max {row_max})",
+                w[j]
+            );
             err2 += excess_over_rounding(v, w[j]).powi(2);
             ref2 += w[j] * w[j];
         }
@@ -534,17 +603,36 @@ fn check(lowp: &lowp::Lowp, what: &str, got: &[bf16], want: &[Vec<f64>], rows: &
 fn check_masked_rows(what: &str, got: &[bf16], spans: &[(usize, usize)], max_m: usize, n: usize) {
     for (g, &(_, b)) in spans.iter().enumerate() {
         if b < (g + 1) * max_m {
-            assert_eq!(got[b * n].to_bits(), common::POISON16, "{what}: row {b} past the count of group {g} was written");
+            assert_eq!(
+                got[b * n].to_bits(),
+                common::POISON16,
+                "{what}: row {b} past the count of group {g} was written"
+            );
         }
     }
 }
 
 /// Row `r` (in expert `g`) of x · W[g]ᵀ from dequantized f64 rows.
-fn ref_row(x: &dyn Fn(usize, usize) -> f64, w: &dyn Fn(usize, usize) -> f64, r: usize, g: usize, n: usize, k: usize) -> Vec<f64> {
+fn ref_row(
+    x: &dyn Fn(usize, usize) -> f64,
+    w: &dyn Fn(usize, usize) -> f64,
+    r: usize,
+    g: usize,
+    n: usize,
+    k: usize,
+) -> Vec<f64> {
     (0..n).map(|j| (0..k).map(|c| x(r, c) * w(g * n + j, c)).sum()).collect()
 }
 
-fn bf16_case(lowp: &lowp::Lowp, rng: &mut Rng, experts: usize, total: usize, n: usize, k: usize, masked: Option<usize>) {
+fn bf16_case(
+    lowp: &lowp::Lowp,
+    rng: &mut Rng,
+    experts: usize,
+    total: usize,
+    n: usize,
+    k: usize,
+    masked: Option<usize>,
+) {
     let stream = lowp.new_stream().expect("stream");
     let sz = sizes(rng, experts, total);
     let rows = masked.map_or(total, |m| experts * m);
@@ -592,7 +680,11 @@ fn bf16_grouped_gemm_matches_reference() {
     for (e, t, n, k) in contiguous {
         bf16_case(&lowp, &mut rng, e, t, n, k, None);
     }
-    let masked = common::sized(&lowp, [(8, 400, 256, 512, 96), (16, 2000, 128, 256, 200)], [(8, 150, 256, 256, 40), (16, 400, 128, 128, 48)]);
+    let masked = common::sized(
+        &lowp,
+        [(8, 400, 256, 512, 96), (16, 2000, 128, 256, 200)],
+        [(8, 150, 256, 256, 40), (16, 400, 128, 128, 48)],
+    );
     for (e, t, n, k, max_m) in masked {
         bf16_case(&lowp, &mut rng, e, t, n, k, Some(max_m));
     }
@@ -626,7 +718,12 @@ fn fp8_grouped_gemm_matches_reference() {
         let stream = lowp.new_stream().expect("stream");
         let sz = sizes(&mut rng, experts, total);
         let rows = masked.map_or(total, |m: usize| experts * m);
-        let code = |rng: &mut Rng| loop { let c = rng.next_u64() as u8; if c & 0x7f != 0x7f { break c } };
+        let code = |rng: &mut Rng| loop {
+            let c = rng.next_u64() as u8;
+            if c & 0x7f != 0x7f {
+                break c;
+            }
+        };
         let x: Vec<u8> = (0..rows * k).map(|_| code(&mut rng)).collect();
         let w: Vec<u8> = (0..experts * n * k).map(|_| code(&mut rng)).collect();
         let (kb, nb) = (k / 128, n.div_ceil(128));
@@ -675,7 +772,8 @@ fn fp8_grouped_gemm_matches_reference() {
         let rows_checked = rows_to_check(&spans);
         let want: Vec<Vec<f64>> = rows_checked.iter().map(|&(r, g)| ref_row(&xf, &wf, r, g, n, k)).collect();
         let rows_checked: Vec<usize> = rows_checked.iter().map(|&(r, _)| r).collect();
-        let what = format!("fp8 E {experts} T {total} N {n} K {k} masked {masked:?} M-major scales {m_major} UE8M0 {ue8m0}");
+        let what =
+            format!("fp8 E {experts} T {total} N {n} K {k} masked {masked:?} M-major scales {m_major} UE8M0 {ue8m0}");
         check(&lowp, &what, &got, &want, &rows_checked, n);
         if let Some(m) = masked {
             check_masked_rows(&what, &got, &spans, m, n);
@@ -696,11 +794,14 @@ fn grouped_gemm_clamps_and_flags_bad_offsets() {
     let w = MatrixBatch::from_host(&stream, &vec![bf16::ONE; experts * n * k], experts, n, k).expect("w");
     // Decreasing, past the row count, negative: each end is clamped into [previous end, rows],
     // so the groups cover rows [0, covered) and the rest keep the poison.
-    for (table, covered) in [(vec![100i32, 50, 200, 300], 300), (vec![100, 200, 250, 100_000], 300), (vec![-5, 10, 20, 30], 30)] {
+    for (table, covered) in
+        [(vec![100i32, 50, 200, 300], 300), (vec![100, 200, 250, 100_000], 300), (vec![-5, 10, 20, 30], 30)]
+    {
         let mut y = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); rows * n], rows, n).expect("y");
         let t = stream.clone_htod(&table).expect("table");
         let mut flag = ErrorFlag::new(&stream).expect("flag");
-        gemm::grouped_bf16(&lowp, &stream, &x, &w, &GroupLayout::Contiguous { ends: &t }, &mut y, Some(&mut flag)).expect("launch");
+        gemm::grouped_bf16(&lowp, &stream, &x, &w, &GroupLayout::Contiguous { ends: &t }, &mut y, Some(&mut flag))
+            .expect("launch");
         assert_eq!(flag.read(&stream).expect("flag"), gemm::GEMM_ERR_GROUP_BOUNDS, "offsets {table:?} not flagged");
         // every written value is a full dot product of ones: k
         for (i, v) in y.to_host(&stream).expect("y").into_iter().enumerate() {
@@ -712,10 +813,13 @@ fn grouped_gemm_clamps_and_flags_bad_offsets() {
     let max_m = rows / experts;
     let x = Matrix::from_host(&stream, &vec![bf16::ONE; experts * max_m * k], experts * max_m, k).expect("x");
     let counts = [-1i32, 5, 1000, max_m as i32];
-    let mut y = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); experts * max_m * n], experts * max_m, n).expect("y");
+    let mut y =
+        Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); experts * max_m * n], experts * max_m, n)
+            .expect("y");
     let t = stream.clone_htod(&counts).expect("counts");
     let mut flag = ErrorFlag::new(&stream).expect("flag");
-    gemm::grouped_bf16(&lowp, &stream, &x, &w, &GroupLayout::Masked { counts: &t, max_m }, &mut y, Some(&mut flag)).expect("launch");
+    gemm::grouped_bf16(&lowp, &stream, &x, &w, &GroupLayout::Masked { counts: &t, max_m }, &mut y, Some(&mut flag))
+        .expect("launch");
     assert_eq!(flag.read(&stream).expect("flag"), gemm::GEMM_ERR_GROUP_BOUNDS, "counts {counts:?} not flagged");
     for (i, v) in y.to_host(&stream).expect("y").into_iter().enumerate() {
         let (g, r) = ((i / n) / max_m, (i / n) % max_m);
@@ -744,7 +848,11 @@ fn bf16_grouped_gemm_replays_in_a_cuda_graph() {
     let mut y = Matrix::<bf16>::zeros(&stream, total, n).expect("y");
     let mut ends_d = stream.alloc_zeros::<i32>(experts).expect("ends");
     // Writes new operands and group sizes in place; returns what to compare against.
-    let redraw = |rng: &mut Rng, x_d: &mut Matrix<bf16>, w_d: &mut MatrixBatch<bf16>, y: &mut Matrix<bf16>, ends_d: &mut CudaSlice<i32>| {
+    let redraw = |rng: &mut Rng,
+                  x_d: &mut Matrix<bf16>,
+                  w_d: &mut MatrixBatch<bf16>,
+                  y: &mut Matrix<bf16>,
+                  ends_d: &mut CudaSlice<i32>| {
         let x: Vec<bf16> = (0..total * k).map(|_| bf16::from_f64(rng.normal())).collect();
         let w: Vec<bf16> = (0..experts * n * k).map(|_| bf16::from_f64(rng.normal() * 0.05)).collect();
         let (table, spans) = group_table(&sizes(rng, experts, total), None);
@@ -772,7 +880,10 @@ fn bf16_grouped_gemm_replays_in_a_cuda_graph() {
     stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).expect("begin capture");
     let captured = run(&x_d, &w_d, &mut y, &ends_d);
     let refused = run(&other_x, &other_w, &mut other_y, &other_ends);
-    let graph = stream.end_capture(lowp::cudarc::driver::sys::CUgraphInstantiate_flags(0)).expect("end capture").expect("a graph");
+    let graph = stream
+        .end_capture(lowp::cudarc::driver::sys::CUgraphInstantiate_flags(0))
+        .expect("end capture")
+        .expect("a graph");
     captured.expect("grouped gemm under capture");
     let e = refused.expect_err("operands never seen outside capture");
     assert!(matches!(e, lowp::Error::GraphCapture { op: "grouped_bf16", .. }), "{e}");

@@ -13,8 +13,8 @@ mod kv_fp8;
 use half::{bf16, f16};
 use lowp::cudarc::driver::CudaSlice;
 use lowp::qk_norm_rope::{
-    self as qnr, ErrorFlag, KvCacheFp8, NormWeight, Position, QkNormRopeSettings, Qkv,
-    RopeFrequencies, RopeScaling, RopeStyle, Rotary,
+    self as qnr, ErrorFlag, KvCacheFp8, NormWeight, Position, QkNormRopeSettings, Qkv, RopeFrequencies, RopeScaling,
+    RopeStyle, Rotary,
 };
 use lowp::reference::convert as cv;
 use lowp::reference::qk_norm_rope::{self as refq, RefConfig, RefRotary, RefValue};
@@ -38,19 +38,8 @@ fn device_sincos_matches_libm_over_rope_angles() {
             worst = worst.max(e);
         }
     };
-    for a in [
-        0.0,
-        1e-300,
-        0.5,
-        std::f64::consts::FRAC_PI_4,
-        std::f64::consts::PI,
-        -3.0,
-        1e3,
-        12345.678,
-        1e6,
-        3e6,
-        1e7,
-    ] {
+    for a in [0.0, 1e-300, 0.5, std::f64::consts::FRAC_PI_4, std::f64::consts::PI, -3.0, 1e3, 12345.678, 1e6, 3e6, 1e7]
+    {
         check(a);
     }
     // positions up to 4M tokens times frequencies base^(-2i/d)
@@ -64,10 +53,7 @@ fn device_sincos_matches_libm_over_rope_angles() {
         check(k * std::f64::consts::FRAC_PI_2 + (rng.uniform() - 0.5) * 1e-3);
     }
     // two f32 ulps at most (of values in [0.5, 1]): far below the bf16/f16 output rounding
-    eprintln!(
-        "worst |sincos - libm| = {worst:e} = {:.3}·2^-24",
-        worst * 2f64.powi(24)
-    );
+    eprintln!("worst |sincos - libm| = {worst:e} = {:.3}·2^-24", worst * 2f64.powi(24));
     assert!(worst <= trig::SINCOS_MAX_ERROR, "{worst}");
 }
 
@@ -112,17 +98,9 @@ fn fp8_division_through_the_reciprocal_is_bit_exact() {
         let check = |x: f32| {
             let (got, want) = (kv_fp8::div_by_scale(x, s, r), x / s);
             if in_range(want) {
-                assert_eq!(
-                    got.to_bits(),
-                    want.to_bits(),
-                    "{x:e} / {s:e}: {got:e}, IEEE {want:e}"
-                );
+                assert_eq!(got.to_bits(), want.to_bits(), "{x:e} / {s:e}: {got:e}, IEEE {want:e}");
             }
-            assert_eq!(
-                cv::f32_to_e4m3fn_sat(got),
-                cv::f32_to_e4m3fn_sat(want),
-                "e4m3({x:e} / {s:e})"
-            );
+            assert_eq!(cv::f32_to_e4m3fn_sat(got), cv::f32_to_e4m3fn_sat(want), "e4m3({x:e} / {s:e})");
         };
         for b in 0..=u16::MAX {
             check(bf16::from_bits(b).to_f32());
@@ -166,13 +144,8 @@ fn reference_rope_at_position_zero_is_the_identity_and_rotation_keeps_pair_norms
             one_plus_weight: false,
             mrope_section: None,
         };
-        let qkv: Vec<bf16> = (0..2 * 4 * 64)
-            .map(|_| bf16::from_f64(rng.normal()))
-            .collect();
-        let rot = RefRotary::Freq {
-            inv_freq: &inv,
-            attention_factor: 1.0,
-        };
+        let qkv: Vec<bf16> = (0..2 * 4 * 64).map(|_| bf16::from_f64(rng.normal())).collect();
+        let rot = RefRotary::Freq { inv_freq: &inv, attention_factor: 1.0 };
         let (q0, _) = refq::qk_norm_rope(&cfg, &qkv, 2, 4 * 64, &[], &[], &[0, 0], rot);
         for (i, v) in q0.iter().enumerate() {
             let (t, c) = (i / 128, i % 128);
@@ -183,11 +156,7 @@ fn reference_rope_at_position_zero_is_the_identity_and_rotation_keeps_pair_norms
         for t in 0..2 {
             for h in 0..2 {
                 for i in 0..32 {
-                    let (a, b) = if gptj {
-                        (2 * i, 2 * i + 1)
-                    } else {
-                        (i, i + 32)
-                    };
+                    let (a, b) = if gptj { (2 * i, 2 * i + 1) } else { (i, i + 32) };
                     let base = t * 128 + h * 64;
                     let x = |j: usize| qkv[t * 256 + h * 64 + j].to_f64();
                     let before = x(a).hypot(x(b));
@@ -216,9 +185,7 @@ fn reference_norm_then_partial_rope_passes_the_tail_through() {
         mrope_section: None,
     };
     let qkv: Vec<f16> = (0..3 * 64).map(|_| f16::from_f64(rng.normal())).collect();
-    let w: Vec<f16> = (0..64)
-        .map(|_| f16::from_f64(1.0 + 0.2 * rng.normal()))
-        .collect();
+    let w: Vec<f16> = (0..64).map(|_| f16::from_f64(1.0 + 0.2 * rng.normal())).collect();
     let (q, k) = refq::qk_norm_rope(
         &cfg,
         &qkv,
@@ -227,10 +194,7 @@ fn reference_norm_then_partial_rope_passes_the_tail_through() {
         &w,
         &w,
         &[99],
-        RefRotary::Freq {
-            inv_freq: &inv,
-            attention_factor: 1.0,
-        },
+        RefRotary::Freq { inv_freq: &inv, attention_factor: 1.0 },
     );
     let xq: Vec<f64> = qkv[..64].iter().map(|v| v.to_f64()).collect();
     let n = refq::rms_norm(&xq, &w, 1e-6);
@@ -244,10 +208,7 @@ fn reference_norm_then_partial_rope_passes_the_tail_through() {
 fn reference_mrope_rotates_each_section_by_its_row_and_gemma_adds_one() {
     let mut rng = Rng::fresh("reference_mrope_sections");
     let (inv, _) = qnr::rope_inv_freq(64, 10000.0, RopeScaling::None).unwrap();
-    let rot = RefRotary::Freq {
-        inv_freq: &inv,
-        attention_factor: 1.0,
-    };
+    let rot = RefRotary::Freq { inv_freq: &inv, attention_factor: 1.0 };
     let section = [8, 12, 12];
     let cfg = RefConfig {
         num_q_heads: 1,
@@ -261,25 +222,16 @@ fn reference_mrope_rotates_each_section_by_its_row_and_gemma_adds_one() {
         one_plus_weight: false,
         mrope_section: Some(section),
     };
-    let qkv: Vec<bf16> = (0..2 * 3 * 64)
-        .map(|_| bf16::from_f64(rng.normal()))
-        .collect();
+    let qkv: Vec<bf16> = (0..2 * 3 * 64).map(|_| bf16::from_f64(rng.normal())).collect();
     // two tokens; rows (t, h, w) = (5, 9) (7, 11) (13, 17)
     let (m, _) = refq::qk_norm_rope(&cfg, &qkv, 2, 192, &[], &[], &[5, 9, 7, 11, 13, 17], rot);
-    let plain = RefConfig {
-        mrope_section: None,
-        ..cfg
-    };
+    let plain = RefConfig { mrope_section: None, ..cfg };
     for (row, p) in [(0usize, [5i64, 9]), (1, [7, 11]), (2, [13, 17])] {
         let (q, _) = refq::qk_norm_rope(&plain, &qkv, 2, 192, &[], &[], &p, rot);
         for t in 0..2 {
             for f in (0..32).filter(|&f| refq::mrope_row(section, f) == row) {
                 for i in [f, f + 32] {
-                    assert_eq!(
-                        m[t * 64 + i].value,
-                        q[t * 64 + i].value,
-                        "token {t} element {i} rotates by row {row}"
-                    );
+                    assert_eq!(m[t * 64 + i].value, q[t * 64 + i].value, "token {t} element {i} rotates by row {row}");
                 }
             }
         }
@@ -289,9 +241,7 @@ fn reference_mrope_rotates_each_section_by_its_row_and_gemma_adds_one() {
     let (q, _) = refq::qk_norm_rope(&plain, &qkv, 2, 192, &[], &[], &[5, 9], rot);
     assert_eq!(m, q);
     // Gemma: n · (1 + w)
-    let w: Vec<bf16> = (0..64)
-        .map(|_| bf16::from_f64(0.1 * rng.normal()))
-        .collect();
+    let w: Vec<bf16> = (0..64).map(|_| bf16::from_f64(0.1 * rng.normal())).collect();
     let x: Vec<f64> = qkv[..64].iter().map(|v| v.to_f64()).collect();
     let w1: Vec<f64> = w.iter().map(|v| 1.0 + v.to_f64()).collect();
     let plain_w = refq::rms_norm_weighted(&x, &w, 1e-6, false);
@@ -360,161 +310,40 @@ fn cases(lowp: &lowp::Lowp) -> Vec<Case> {
     };
     vec![
         base,
-        Case {
-            d: 64,
-            rd: 64,
-            hq: 4,
-            hk: 4,
-            ..base
-        }, // MHA
-        Case {
-            d: 256,
-            rd: 256,
-            hq: 4,
-            hk: 1,
-            ..base
-        }, // MQA
-        Case {
-            style: RopeStyle::GptJ,
-            ..base
-        },
-        Case { rd: 64, ..base }, // partial rotary
-        Case {
-            rd: 38,
-            style: RopeStyle::GptJ,
-            d: 64,
-            hq: 2,
-            hk: 1,
-            ..base
-        }, // odd partial width
-        Case { pad: 3, ..base }, // scalar path
-        Case {
-            pad: 8,
-            tokens: 1,
-            ..base
-        }, // decode, strided
-        Case {
-            computed: true,
-            i64_pos: true,
-            ..base
-        },
-        Case {
-            computed: true,
-            style: RopeStyle::GptJ,
-            d: 64,
-            rd: 32,
-            ..base
-        },
-        Case {
-            separate: true,
-            ..base
-        },
+        Case { d: 64, rd: 64, hq: 4, hk: 4, ..base },   // MHA
+        Case { d: 256, rd: 256, hq: 4, hk: 1, ..base }, // MQA
+        Case { style: RopeStyle::GptJ, ..base },
+        Case { rd: 64, ..base },                                              // partial rotary
+        Case { rd: 38, style: RopeStyle::GptJ, d: 64, hq: 2, hk: 1, ..base }, // odd partial width
+        Case { pad: 3, ..base },                                              // scalar path
+        Case { pad: 8, tokens: 1, ..base },                                   // decode, strided
+        Case { computed: true, i64_pos: true, ..base },
+        Case { computed: true, style: RopeStyle::GptJ, d: 64, rd: 32, ..base },
+        Case { separate: true, ..base },
         Case { kv: true, ..base },
-        Case {
-            kv: true,
-            separate: true,
-            computed: true,
-            d: 256,
-            rd: 256,
-            hq: 2,
-            hk: 1,
-            ..base
-        },
-        Case {
-            tokens: tokens(3001, 157),
-            hq: 16,
-            hk: 4,
-            ..base
-        },
+        Case { kv: true, separate: true, computed: true, d: 256, rd: 256, hq: 2, hk: 1, ..base },
+        Case { tokens: tokens(3001, 157), hq: 16, hk: 4, ..base },
         // NeoX partners through shared memory (R/2 not a power-of-two multiple of 8), by shuffle
         // at R/2 = 16, 32
-        Case {
-            rd: 38,
-            d: 64,
-            hq: 2,
-            hk: 1,
-            ..base
-        },
+        Case { rd: 38, d: 64, hq: 2, hk: 1, ..base },
         Case { rd: 96, ..base },
-        Case {
-            rd: 32,
-            separate: true,
-            ..base
-        },
-        Case {
-            rd: 64,
-            d: 256,
-            hq: 2,
-            hk: 1,
-            computed: true,
-            ..base
-        },
+        Case { rd: 32, separate: true, ..base },
+        Case { rd: 64, d: 256, hq: 2, hk: 1, computed: true, ..base },
         // groups mixing q, k and v heads (D 128: 2 heads a warp, D 64: 4), K/V caches with
         // unaligned rows (byte stores) and scales outside the reciprocal's range (division)
-        Case {
-            hq: 3,
-            hk: 1,
-            kv: true,
-            cache_pad: 3,
-            ..base
-        },
-        Case {
-            d: 64,
-            rd: 64,
-            hq: 5,
-            hk: 1,
-            kv: true,
-            scales: (1e-25, 3e22),
-            ..base
-        },
-        Case {
-            d: 64,
-            rd: 64,
-            hq: 5,
-            hk: 1,
-            kv: true,
-            style: RopeStyle::GptJ,
-            scales: (0.5, 2.0),
-            ..base
-        },
+        Case { hq: 3, hk: 1, kv: true, cache_pad: 3, ..base },
+        Case { d: 64, rd: 64, hq: 5, hk: 1, kv: true, scales: (1e-25, 3e22), ..base },
+        Case { d: 64, rd: 64, hq: 5, hk: 1, kv: true, style: RopeStyle::GptJ, scales: (0.5, 2.0), ..base },
         // Gemma weights; mRoPE from the cache (clamped per row) and computed, both styles
-        Case {
-            gemma: true,
-            ..base
-        },
-        Case {
-            gemma: true,
-            mrope: true,
-            kv: true,
-            i64_pos: true,
-            ..base
-        },
-        Case {
-            mrope: true,
-            computed: true,
-            style: RopeStyle::GptJ,
-            d: 64,
-            rd: 64,
-            ..base
-        },
-        Case {
-            mrope: true,
-            d: 256,
-            rd: 128,
-            hq: 2,
-            hk: 1,
-            separate: true,
-            ..base
-        },
+        Case { gemma: true, ..base },
+        Case { gemma: true, mrope: true, kv: true, i64_pos: true, ..base },
+        Case { mrope: true, computed: true, style: RopeStyle::GptJ, d: 64, rd: 64, ..base },
+        Case { mrope: true, d: 256, rd: 128, hq: 2, hk: 1, separate: true, ..base },
     ]
 }
 
 fn poison<T: Half>() -> T {
-    T::from_bits(if T::SUFFIX == "bf16" {
-        common::POISON16
-    } else {
-        common::POISON_F16
-    })
+    T::from_bits(if T::SUFFIX == "bf16" { common::POISON16 } else { common::POISON_F16 })
 }
 
 fn check<T: Half>(what: &str, case: &Case, got: &[T], want: &[RefValue]) {
@@ -524,8 +353,7 @@ fn check<T: Half>(what: &str, case: &Case, got: &[T], want: &[RefValue]) {
         // one rounding to T (2^-8 relative covers bf16's 2^-9; half an ulp where T is subnormal,
         // f16 below 2^-14) plus f32 arithmetic on terms of size `magnitude` (cancellation in
         // x·cos − x'·sin)
-        let rounding =
-            (w.value.abs() * 2f64.powi(-8)).max(lowp::reference::ulp::<T>(w.value) / 2.0);
+        let rounding = (w.value.abs() * 2f64.powi(-8)).max(lowp::reference::ulp::<T>(w.value) / 2.0);
         let tol = rounding + w.magnitude * 2f64.powi(-18);
         assert!(
             !g.is_nan() && (g - w.value).abs() <= tol,
@@ -547,31 +375,19 @@ fn run_case<T: Half>(lowp: &lowp::Lowp, rng: &mut Rng, case: Case, op: &str) {
         rotary_dim: case.rd,
         style: case.style,
         eps: 1e-6,
-        weight: if case.gemma {
-            NormWeight::OnePlus
-        } else {
-            NormWeight::Plain
-        },
+        weight: if case.gemma { NormWeight::OnePlus } else { NormWeight::Plain },
         mrope_section: case.mrope.then(|| mrope_section(case.rd)),
     };
-    let qkv_host: Vec<T> = (0..t * stride)
-        .map(|_| T::from_f64(rng.normal() * 2.0))
-        .collect();
+    let qkv_host: Vec<T> = (0..t * stride).map(|_| T::from_f64(rng.normal() * 2.0)).collect();
     // Gemma weights are offsets from 1
     let w0 = if case.gemma { 0.0 } else { 1.0 };
-    let qw: Vec<T> = (0..d)
-        .map(|_| T::from_f64(w0 + 0.3 * rng.normal()))
-        .collect();
-    let kw: Vec<T> = (0..d)
-        .map(|_| T::from_f64(w0 + 0.3 * rng.normal()))
-        .collect();
+    let qw: Vec<T> = (0..d).map(|_| T::from_f64(w0 + 0.3 * rng.normal())).collect();
+    let kw: Vec<T> = (0..d).map(|_| T::from_f64(w0 + 0.3 * rng.normal())).collect();
     let max_pos = 4096usize;
     // random positions ([3, t] with mRoPE), one past the cache end and one negative (in the last
     // row), to exercise clamping
     let rows = if case.mrope { 3 } else { 1 };
-    let mut pos: Vec<i64> = (0..rows * t)
-        .map(|_| rng.below(max_pos as u64) as i64)
-        .collect();
+    let mut pos: Vec<i64> = (0..rows * t).map(|_| rng.below(max_pos as u64) as i64).collect();
     let clamp_case = !case.computed && op != "head_rmsnorm" && t > 5;
     if clamp_case {
         pos[1] = max_pos as i64 + 17;
@@ -588,104 +404,52 @@ fn run_case<T: Half>(lowp: &lowp::Lowp, rng: &mut Rng, case: Case, op: &str) {
     let pos64_d = stream.clone_htod(&pos).expect("htod");
     let cache_d = stream.clone_htod(&cache).expect("htod");
     let freqs = RopeFrequencies::new(&stream, case.rd, 1e6, RopeScaling::None).expect("freqs");
-    let mut q_out = Matrix::from_host(
-        &stream,
-        &vec![poison::<T>(); t * case.hq * d],
-        t,
-        case.hq * d,
-    )
-    .expect("q_out");
-    let mut k_out = Matrix::from_host(
-        &stream,
-        &vec![poison::<T>(); t * case.hk * d],
-        t,
-        case.hk * d,
-    )
-    .expect("k_out");
+    let mut q_out = Matrix::from_host(&stream, &vec![poison::<T>(); t * case.hq * d], t, case.hq * d).expect("q_out");
+    let mut k_out = Matrix::from_host(&stream, &vec![poison::<T>(); t * case.hk * d], t, case.hk * d).expect("k_out");
     let cache_rows = t + 3;
     let cache_stride = case.hk * d + case.cache_pad;
     let cache_init = vec![F8E4M3::from_bits(0xa5); cache_rows * cache_stride];
     let mut kc =
-        Matrix::from_host_strided(&stream, &cache_init, cache_rows, case.hk * d, cache_stride)
-            .expect("k cache");
+        Matrix::from_host_strided(&stream, &cache_init, cache_rows, case.hk * d, cache_stride).expect("k cache");
     let mut vc =
-        Matrix::from_host_strided(&stream, &cache_init, cache_rows, case.hk * d, cache_stride)
-            .expect("v cache");
+        Matrix::from_host_strided(&stream, &cache_init, cache_rows, case.hk * d, cache_stride).expect("v cache");
     // slots: reversed order, token 2 a padding token (-1)
-    let slots: Vec<i64> = (0..t)
-        .map(|i| {
-            if i == 2 && t > 2 {
-                -1
-            } else {
-                (t - 1 - i) as i64
-            }
-        })
-        .collect();
+    let slots: Vec<i64> = (0..t).map(|i| if i == 2 && t > 2 { -1 } else { (t - 1 - i) as i64 }).collect();
     let slots_d: CudaSlice<i64> = stream.clone_htod(&slots).expect("htod");
     let mut flag = ErrorFlag::new(&stream).expect("flag");
     let (k_scale, v_scale) = case.scales;
 
-    let rotary = if case.computed {
-        Rotary::Computed(&freqs)
-    } else {
-        Rotary::Cache {
-            cos_sin: &cache_d,
-            max_pos,
-        }
-    };
+    let rotary = if case.computed { Rotary::Computed(&freqs) } else { Rotary::Cache { cos_sin: &cache_d, max_pos } };
     // separate outputs read qkv through a read-only view (any buffer type works)
     let qkv_view = qkv.view();
     let qkv_arg = if case.separate {
-        Qkv::Separate {
-            qkv: &qkv_view,
-            q_out: &mut q_out,
-            k_out: &mut k_out,
-        }
+        Qkv::Separate { qkv: &qkv_view, q_out: &mut q_out, k_out: &mut k_out }
     } else {
         Qkv::InPlace(&mut qkv)
     };
     let kv_cache = if case.kv {
-        Some(KvCacheFp8 {
-            k_cache: &mut kc,
-            v_cache: Some(&mut vc),
-            slot_mapping: Some(&slots_d),
-            k_scale,
-            v_scale,
-        })
+        Some(KvCacheFp8 { k_cache: &mut kc, v_cache: Some(&mut vc), slot_mapping: Some(&slots_d), k_scale, v_scale })
     } else {
         None
     };
     let weights = (&qw_d, &kw_d);
     if case.i64_pos {
-        launch(
-            lowp, &stream, op, &cfg, weights, &pos64_d, rotary, qkv_arg, kv_cache, &mut flag,
-        )
+        launch(lowp, &stream, op, &cfg, weights, &pos64_d, rotary, qkv_arg, kv_cache, &mut flag)
     } else {
-        launch(
-            lowp, &stream, op, &cfg, weights, &pos32_d, rotary, qkv_arg, kv_cache, &mut flag,
-        )
+        launch(lowp, &stream, op, &cfg, weights, &pos32_d, rotary, qkv_arg, kv_cache, &mut flag)
     }
     .unwrap_or_else(|e| panic!("{op} {case:?}: {e}"));
 
     let rc = ref_cfg(&cfg, op != "rope", op != "head_rmsnorm");
     let rot = if case.computed {
-        RefRotary::Freq {
-            inv_freq: &inv,
-            attention_factor: attn,
-        }
+        RefRotary::Freq { inv_freq: &inv, attention_factor: attn }
     } else {
-        RefRotary::Cache {
-            cos_sin: &cache,
-            max_pos,
-        }
+        RefRotary::Cache { cos_sin: &cache, max_pos }
     };
     let (want_q, want_k) = refq::qk_norm_rope(&rc, &qkv_host, t, stride, &qw, &kw, &pos, rot);
     let after = qkv.to_host(&stream).expect("qkv back");
     let (got_q, got_k): (Vec<T>, Vec<T>) = if case.separate {
-        (
-            q_out.to_host(&stream).expect("q"),
-            k_out.to_host(&stream).expect("k"),
-        )
+        (q_out.to_host(&stream).expect("q"), k_out.to_host(&stream).expect("k"))
     } else {
         let mut q = Vec::new();
         let mut k = Vec::new();
@@ -700,11 +464,7 @@ fn run_case<T: Half>(lowp: &lowp::Lowp, rng: &mut Rng, case: Case, op: &str) {
     // v heads untouched (and q/k too when writing separately); padding untouched
     let all = stream.clone_dtoh(qkv.buffer()).expect("dtoh");
     for r in 0..t {
-        let from = if case.separate {
-            0
-        } else {
-            (case.hq + case.hk) * d
-        };
+        let from = if case.separate { 0 } else { (case.hq + case.hk) * d };
         for c in (from..cols).chain(cols..stride) {
             assert_eq!(
                 all[r * stride + c].to_bits(),
@@ -714,11 +474,7 @@ fn run_case<T: Half>(lowp: &lowp::Lowp, rng: &mut Rng, case: Case, op: &str) {
         }
     }
     let flags = flag.read(&stream).expect("flag");
-    assert_eq!(
-        flags & qnr::ERR_POSITION_OUT_OF_RANGE != 0,
-        clamp_case,
-        "{op} {case:?}: position flag {flags:#x}"
-    );
+    assert_eq!(flags & qnr::ERR_POSITION_OUT_OF_RANGE != 0, clamp_case, "{op} {case:?}: position flag {flags:#x}");
     if case.kv {
         let k_all = stream.clone_dtoh(kc.buffer()).expect("kc");
         let v_all = stream.clone_dtoh(vc.buffer()).expect("vc");
@@ -750,16 +506,8 @@ fn run_case<T: Half>(lowp: &lowp::Lowp, rng: &mut Rng, case: Case, op: &str) {
             // uncached rows whole, and every row's padding, untouched
             let from = if cached[s] { hkd } else { 0 };
             for c in (from..cs).filter(|c| s * cs + c < k_all.len()) {
-                assert_eq!(
-                    k_all[s * cs + c].to_bits(),
-                    0xa5,
-                    "{op} {case:?}: k cache [{s}, {c}] written"
-                );
-                assert_eq!(
-                    v_all[s * cs + c].to_bits(),
-                    0xa5,
-                    "{op} {case:?}: v cache [{s}, {c}] written"
-                );
+                assert_eq!(k_all[s * cs + c].to_bits(), 0xa5, "{op} {case:?}: k cache [{s}, {c}] written");
+                assert_eq!(v_all[s * cs + c].to_bits(), 0xa5, "{op} {case:?}: v cache [{s}, {c}] written");
             }
         }
     }
@@ -781,38 +529,11 @@ fn launch<T: Half, I: Position>(
     flag: &mut ErrorFlag,
 ) -> lowp::Result<()> {
     match op {
-        "qk_norm_rope" => qnr::qk_norm_rope(
-            lowp,
-            stream,
-            q_weight,
-            k_weight,
-            positions,
-            rotary,
-            settings,
-            qkv,
-            kv_cache,
-            Some(flag),
-        ),
-        "head_rmsnorm" => qnr::head_rmsnorm(
-            lowp,
-            stream,
-            q_weight,
-            k_weight,
-            settings,
-            qkv,
-            kv_cache,
-            Some(flag),
-        ),
-        _ => qnr::rope(
-            lowp,
-            stream,
-            positions,
-            rotary,
-            settings,
-            qkv,
-            kv_cache,
-            Some(flag),
-        ),
+        "qk_norm_rope" => {
+            qnr::qk_norm_rope(lowp, stream, q_weight, k_weight, positions, rotary, settings, qkv, kv_cache, Some(flag))
+        }
+        "head_rmsnorm" => qnr::head_rmsnorm(lowp, stream, q_weight, k_weight, settings, qkv, kv_cache, Some(flag)),
+        _ => qnr::rope(lowp, stream, positions, rotary, settings, qkv, kv_cache, Some(flag)),
     }
 }
 
@@ -872,32 +593,15 @@ fn slot_past_the_cache_end_is_skipped_and_flagged() {
         &w,
         &cfg,
         Qkv::InPlace(&mut qkv),
-        Some(KvCacheFp8 {
-            k_cache: &mut kc,
-            v_cache: None,
-            slot_mapping: Some(&slots),
-            k_scale: 1.0,
-            v_scale: 1.0,
-        }),
+        Some(KvCacheFp8 { k_cache: &mut kc, v_cache: None, slot_mapping: Some(&slots), k_scale: 1.0, v_scale: 1.0 }),
         Some(&mut flag),
     )
     .expect("launch");
-    assert_eq!(
-        flag.read(&stream).expect("flag"),
-        qnr::ERR_SLOT_OUT_OF_RANGE
-    );
+    assert_eq!(flag.read(&stream).expect("flag"), qnr::ERR_SLOT_OUT_OF_RANGE);
     // Row 0 holds token 0's normalized k (columns 128..192 of its qkv row, as stored there) in
     // E4M3, code for code: the 0xa5 poison is itself a valid code, so it proves nothing alone.
     let after = qkv.to_host(&stream).expect("qkv back");
-    let want: Vec<u8> = after[128..192]
-        .iter()
-        .map(|k| cv::f32_to_e4m3fn_sat(k.to_f32()))
-        .collect();
-    let got: Vec<u8> = kc
-        .to_host(&stream)
-        .expect("kc")
-        .iter()
-        .map(|b| b.to_bits())
-        .collect();
+    let want: Vec<u8> = after[128..192].iter().map(|k| cv::f32_to_e4m3fn_sat(k.to_f32())).collect();
+    let got: Vec<u8> = kc.to_host(&stream).expect("kc").iter().map(|b| b.to_bits()).collect();
     assert_eq!(got, want, "k cache row 0 is not token 0's normalized k");
 }

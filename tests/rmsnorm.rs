@@ -89,7 +89,7 @@ fn cases(lowp: &Lowp) -> Vec<Case> {
     let dense = |rows, hidden| Case { rows, hidden, x_stride: hidden, r_stride: hidden, o_stride: hidden, x_offset: 0 };
     let mut v = vec![
         dense(1, 8),
-        dense(3, 1000),   // not a multiple of 8: scalar path
+        dense(3, 1000), // not a multiple of 8: scalar path
         dense(7, 4096),
         dense(rows(130, 19), 8192),
         dense(rows(5, 2), 16384), // the largest hidden size
@@ -104,13 +104,13 @@ fn cases(lowp: &Lowp) -> Vec<Case> {
     // per row up to 2048, a CTA per row with 4 vectors per thread up to 8192, 8 above; a hidden
     // size that is not a multiple of 8 takes the scalar path whatever its size.
     v.extend([
-        dense(13, 2048),  // warp per row, every lane's 8 slots used; 13 rows: the last CTA has 5
-        dense(9, 2049),   // scalar
-        dense(11, 2056),  // 4 vectors per thread: 257 vectors, one thread with 2 slots
-        dense(3, 8192),   // 4 vectors per thread, all used
-        dense(2, 8193),   // scalar
-        dense(2, 8200),   // 8 vectors per thread, one thread with 5 slots
-        dense(21, 264),   // warp per row: 33 vectors, lane 0 alone in its second slot
+        dense(13, 2048),            // warp per row, every lane's 8 slots used; 13 rows: the last CTA has 5
+        dense(9, 2049),             // scalar
+        dense(11, 2056),            // 4 vectors per thread: 257 vectors, one thread with 2 slots
+        dense(3, 8192),             // 4 vectors per thread, all used
+        dense(2, 8193),             // scalar
+        dense(2, 8200),             // 8 vectors per thread, one thread with 5 slots
+        dense(21, 264),             // warp per row: 33 vectors, lane 0 alone in its second slot
         dense(rows(1000, 200), 64), // warp per row, 8 lanes busy; more rows than resident warps
         dense(rows(500, 37), 4096), // 4 vectors per thread; more rows than resident CTAs
     ]);
@@ -149,14 +149,25 @@ fn check_outputs<T: Half>(what: &str, case: &Case, got: &[T], want: &[f64]) {
     let mut worst = (0.0f64, 0usize);
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let g = g.to_f64();
-        assert!(!g.is_nan(), "{what} {case:?}: element {i} (row {}, col {}) not written or NaN (reference {w})", i / case.hidden, i % case.hidden);
+        assert!(
+            !g.is_nan(),
+            "{what} {case:?}: element {i} (row {}, col {}) not written or NaN (reference {w})",
+            i / case.hidden,
+            i % case.hidden
+        );
         let err = (g - w).abs() / ulp::<T>(*w);
         if err > worst.0 {
             worst = (err, i);
         }
     }
     let i = worst.1;
-    assert!(worst.0 <= 1.0, "{what} {case:?}: element {i} is {} ulp off: got {}, reference {}", worst.0, got[i].to_f64(), want[i]);
+    assert!(
+        worst.0 <= 1.0,
+        "{what} {case:?}: element {i} is {} ulp off: got {}, reference {}",
+        worst.0,
+        got[i].to_f64(),
+        want[i]
+    );
 }
 
 fn run_case<T: Half>(lowp: &Lowp, stream: &Arc<CudaStream>, rng: &mut Rng, case: Case, add: bool) {
@@ -183,13 +194,23 @@ fn run_case<T: Half>(lowp: &Lowp, stream: &Arc<CudaStream>, rng: &mut Rng, case:
         // The f32 sum rounded to T is the correctly rounded sum (f32 carries more than 2p + 2
         // bits for p = 8 and 11, so the double rounding is innocuous): bit for bit.
         for (i, (g, w)) in got_res.iter().zip(&want_res).enumerate() {
-            assert_eq!(g.to_bits(), w.to_bits(), "add_rmsnorm {case:?}: residual element {i}: got {}, want {}", g.to_f64(), w.to_f64());
+            assert_eq!(
+                g.to_bits(),
+                w.to_bits(),
+                "add_rmsnorm {case:?}: residual element {i}: got {}, want {}",
+                g.to_f64(),
+                w.to_f64()
+            );
         }
         // Residual padding untouched.
         let all_res = stream.clone_dtoh(res.buffer()).expect("dtoh");
         for r in 0..rows {
             for c in hidden..r_stride.min(all_res.len() - r * r_stride) {
-                assert_eq!(all_res[r * r_stride + c].to_bits(), r_host[r * r_stride + c].to_bits(), "residual padding written at row {r} col {c}");
+                assert_eq!(
+                    all_res[r * r_stride + c].to_bits(),
+                    r_host[r * r_stride + c].to_bits(),
+                    "residual padding written at row {r} col {c}"
+                );
             }
         }
         check_outputs("add_rmsnorm", &case, &out.to_host(stream).expect("out back"), &want_y);
@@ -202,7 +223,11 @@ fn run_case<T: Half>(lowp: &Lowp, stream: &Arc<CudaStream>, rng: &mut Rng, case:
     let all_out = stream.clone_dtoh(out.buffer()).expect("dtoh");
     for r in 0..rows {
         for c in hidden..o_stride.min(all_out.len().saturating_sub(r * o_stride)) {
-            assert_eq!(all_out[r * o_stride + c].to_bits(), poison::<T>().to_bits(), "out padding written at row {r} col {c}");
+            assert_eq!(
+                all_out[r * o_stride + c].to_bits(),
+                poison::<T>().to_bits(),
+                "out padding written at row {r} col {c}"
+            );
         }
     }
 }

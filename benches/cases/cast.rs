@@ -25,18 +25,33 @@ pub(crate) fn cases() -> Vec<Case> {
         case(DType::E4M3, Box::new(move |b| bench_cast::<F8E4M3>(b, n, cast_to::<F8E4M3>))),
         case(DType::E5M2, Box::new(move |b| bench_cast::<F8E5M2>(b, n, cast_to::<F8E5M2>))),
         case(DType::E2M1x2, Box::new(move |b| bench_cast::<F4E2M1x2>(b, n, cast_to::<F4E2M1x2>))),
-        Case::new("cast_ue8m0", DType::Ue8m0, format!("{rows}x{cols}"), Box::new(move |b| bench_cast::<Ue8m0>(b, n, cast_floor))),
+        Case::new(
+            "cast_ue8m0",
+            DType::Ue8m0,
+            format!("{rows}x{cols}"),
+            Box::new(move |b| bench_cast::<Ue8m0>(b, n, cast_floor)),
+        ),
     ]
 }
 
 /// One launch of the op a case times.
 type Launch<D> = fn(&Lowp, &Arc<CudaStream>, &CudaView<'_, f32>, &mut CudaViewMut<'_, D>) -> lowp::Result<()>;
 
-fn cast_to<D: CastTarget>(lowp: &Lowp, stream: &Arc<CudaStream>, x: &CudaView<'_, f32>, out: &mut CudaViewMut<'_, D>) -> lowp::Result<()> {
+fn cast_to<D: CastTarget>(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    x: &CudaView<'_, f32>,
+    out: &mut CudaViewMut<'_, D>,
+) -> lowp::Result<()> {
     cast::cast(lowp, stream, x, out)
 }
 
-fn cast_floor(lowp: &Lowp, stream: &Arc<CudaStream>, x: &CudaView<'_, f32>, out: &mut CudaViewMut<'_, Ue8m0>) -> lowp::Result<()> {
+fn cast_floor(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    x: &CudaView<'_, f32>,
+    out: &mut CudaViewMut<'_, Ue8m0>,
+) -> lowp::Result<()> {
     cast::cast_ue8m0(lowp, stream, x, ScaleRounding::Floor, out)
 }
 
@@ -55,10 +70,5 @@ fn bench_cast<D: Element>(b: &mut Bench, n: usize, launch: Launch<D>) -> BoxResu
         let mut y = ys.slice_mut(i * units..(i + 1) * units);
         launch(&lowp, &stream, &x, &mut y)
     })?;
-    Ok(Outcome::Done {
-        timing,
-        bytes: set_bytes as u64,
-        flops: 0,
-        sets,
-    })
+    Ok(Outcome::Done { timing, bytes: set_bytes as u64, flops: 0, sets })
 }

@@ -2,8 +2,8 @@
 //! `fp8_quantize_group/bf16/<M>x<K>` (1×128 groups, M-major scales) and
 //! `fp8_quantize_block/bf16/<N>x<K>` (128×128 blocks). The blockwise FP8 GEMM is in `gemm.rs`.
 
-use lowp::fp8;
 use lowp::F8E4M3;
+use lowp::fp8;
 
 use super::*;
 

@@ -3,8 +3,8 @@
 //! (E, tokens per expert, N, K), balanced and with Zipf-like routing (`/zipf`), bf16 and
 //! blockwise FP8. Hopper only.
 
-use lowp::gemm::{self, GroupLayout};
 use lowp::F8E4M3;
+use lowp::gemm::{self, GroupLayout};
 
 use super::*;
 
@@ -50,12 +50,22 @@ fn ends(e: usize, t: usize, zipf: bool) -> Vec<i32> {
         vec![t; e]
     };
     let mut end = 0;
-    sizes.iter().map(|s| { end += s; end as i32 }).collect()
+    sizes
+        .iter()
+        .map(|s| {
+            end += s;
+            end as i32
+        })
+        .collect()
 }
 
 fn bench(b: &mut Bench, e: usize, t: usize, n: usize, k: usize, fp8: bool, zipf: bool) -> BoxResult<Outcome> {
     if b.lowp.arch() != lowp::Arch::Sm90a {
-        return Ok(Outcome::Skipped(format!("needs compute capability 9.0, {} has {:?}", b.lowp.device_name(), b.lowp.compute_capability())));
+        return Ok(Outcome::Skipped(format!(
+            "needs compute capability 9.0, {} has {:?}",
+            b.lowp.device_name(),
+            b.lowp.compute_capability()
+        )));
     }
     let rows = e * t;
     let elem = if fp8 { 1 } else { 2 };
@@ -70,7 +80,16 @@ fn bench(b: &mut Bench, e: usize, t: usize, n: usize, k: usize, fp8: bool, zipf:
     let timing = if fp8 {
         let mut rng = SplitMix64((rows as u64) << 24 ^ n as u64 ^ k as u64);
         let mut codes = |len: usize| -> Vec<F8E4M3> {
-            (0..len).map(|_| loop { let c = rng.next_u64() as u8; if c & 0x7f != 0x7f { break F8E4M3::from_bits(c) } }).collect()
+            (0..len)
+                .map(|_| {
+                    loop {
+                        let c = rng.next_u64() as u8;
+                        if c & 0x7f != 0x7f {
+                            break F8E4M3::from_bits(c);
+                        }
+                    }
+                })
+                .collect()
         };
         let xs = b.stream.clone_htod(&codes(sets * rows * k))?;
         let ws = b.stream.clone_htod(&codes(sets * e * n * k))?;
@@ -83,7 +102,17 @@ fn bench(b: &mut Bench, e: usize, t: usize, n: usize, k: usize, fp8: bool, zipf:
             let sx = lowp::Scales::row_major(sx_all.slice(..), rows, kb)?;
             let s_w = lowp::Scales::row_major(sw.slice(..), e * nb, kb)?;
             let mut y = Matrix::from_buffer(ys.slice_mut(i * rows * n..(i + 1) * rows * n), rows, n)?;
-            gemm::grouped_fp8(&lowp, &stream, &x, &sx, &w, &s_w, &GroupLayout::Contiguous { ends: &table }, &mut y, None)
+            gemm::grouped_fp8(
+                &lowp,
+                &stream,
+                &x,
+                &sx,
+                &w,
+                &s_w,
+                &GroupLayout::Contiguous { ends: &table },
+                &mut y,
+                None,
+            )
         })?
     } else {
         let xs = b.random::<bf16>(sets * rows * k, (rows as u64) << 20 ^ k as u64)?;
@@ -100,18 +129,30 @@ fn bench(b: &mut Bench, e: usize, t: usize, n: usize, k: usize, fp8: bool, zipf:
 
 /// `fp8_blockwise_gemm/e4m3/<M>x<N>x<K>`: the blockwise FP8 GEMM on DeepSeek-V3 shapes; Hopper only.
 fn blockwise_cases() -> Vec<Case> {
-    [(4096, 7168, 2048), (4096, 24576, 1536), (4096, 7168, 16384), (4096, 2112, 7168), (128, 7168, 2048), (64, 7168, 2048), (8192, 8192, 8192)]
-        .into_iter()
-        .map(|(m, n, k)| {
-            let run: Box<RunCase> = Box::new(move |b| bench_gemm(b, m, n, k));
-            Case::new("fp8_blockwise_gemm", DType::E4M3, format!("{m}x{n}x{k}"), run)
-        })
-        .collect()
+    [
+        (4096, 7168, 2048),
+        (4096, 24576, 1536),
+        (4096, 7168, 16384),
+        (4096, 2112, 7168),
+        (128, 7168, 2048),
+        (64, 7168, 2048),
+        (8192, 8192, 8192),
+    ]
+    .into_iter()
+    .map(|(m, n, k)| {
+        let run: Box<RunCase> = Box::new(move |b| bench_gemm(b, m, n, k));
+        Case::new("fp8_blockwise_gemm", DType::E4M3, format!("{m}x{n}x{k}"), run)
+    })
+    .collect()
 }
 
 fn bench_gemm(b: &mut Bench, m: usize, n: usize, k: usize) -> BoxResult<Outcome> {
     if b.lowp.arch() != lowp::Arch::Sm90a {
-        return Ok(Outcome::Skipped(format!("needs compute capability 9.0, {} has {:?}", b.lowp.device_name(), b.lowp.compute_capability())));
+        return Ok(Outcome::Skipped(format!(
+            "needs compute capability 9.0, {} has {:?}",
+            b.lowp.device_name(),
+            b.lowp.compute_capability()
+        )));
     }
     let g = k / 128;
     let ld = lowp::m_major_ld(m);
@@ -123,7 +164,16 @@ fn bench_gemm(b: &mut Bench, m: usize, n: usize, k: usize) -> BoxResult<Outcome>
     // Random finite E4M3 codes and scales around 1/448: realistic magnitudes, no NaN.
     let mut rng = SplitMix64((m as u64) << 40 ^ (n as u64) << 20 ^ k as u64);
     let mut codes = |len: usize| -> Vec<F8E4M3> {
-        (0..len).map(|_| loop { let c = rng.next_u64() as u8; if c & 0x7f != 0x7f { break F8E4M3::from_bits(c) } }).collect()
+        (0..len)
+            .map(|_| {
+                loop {
+                    let c = rng.next_u64() as u8;
+                    if c & 0x7f != 0x7f {
+                        break F8E4M3::from_bits(c);
+                    }
+                }
+            })
+            .collect()
     };
     let a_all = b.stream.clone_htod(&codes(sets * m * k))?;
     let b_all = b.stream.clone_htod(&codes(sets * n * k))?;

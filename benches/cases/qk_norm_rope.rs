@@ -4,14 +4,14 @@
 
 use lowp::cudarc::driver::CudaView;
 use lowp::qk_norm_rope::{
-    self as qnr, NormWeight, QkNormRopeSettings, Qkv, RopeFrequencies, RopeScaling, RopeStyle,
-    Rotary,
+    self as qnr, NormWeight, QkNormRopeSettings, Qkv, RopeFrequencies, RopeScaling, RopeStyle, Rotary,
 };
 
 use super::*;
 
 /// How the cases count bytes (printed under the table).
-pub(crate) const BYTES: &str = "qk_norm_rope = q and k heads read and written once + the cos/sin cache rows read (T · rotary_dim · 4) + positions";
+pub(crate) const BYTES: &str =
+    "qk_norm_rope = q and k heads read and written once + the cos/sin cache rows read (T · rotary_dim · 4) + positions";
 
 const MAX_POS: usize = 32768;
 
@@ -69,14 +69,10 @@ fn bench_qk<T: Half>(
     let qw = b.random::<T>(d, seed ^ 2)?;
     let kw = b.random::<T>(d, seed ^ 3)?;
     let mut rng = SplitMix64(seed);
-    let pos: Vec<i32> = (0..sets * tokens)
-        .map(|_| (rng.next_u64() % MAX_POS as u64) as i32)
-        .collect();
+    let pos: Vec<i32> = (0..sets * tokens).map(|_| (rng.next_u64() % MAX_POS as u64) as i32).collect();
     let pos = b.stream.clone_htod(&pos)?;
     let (inv, attn) = qnr::rope_inv_freq(d, 1e6, RopeScaling::None)?;
-    let cache = b
-        .stream
-        .clone_htod(&qnr::cos_sin_cache(&inv, attn, MAX_POS))?;
+    let cache = b.stream.clone_htod(&qnr::cos_sin_cache(&inv, attn, MAX_POS))?;
     let freqs = RopeFrequencies::new(&b.stream, d, 1e6, RopeScaling::None)?;
     // q and k read and written; the cache rows read (none in the computed form); positions.
     let qk_bytes = tokens * (hq + hk) * d * elem * 2;
@@ -86,32 +82,10 @@ fn bench_qk<T: Half>(
     let timing = b.timer.time(sets, |i| -> lowp::Result<()> {
         let view = qkv.slice_mut(i * n..(i + 1) * n);
         let p: CudaView<'_, i32> = pos.slice(i * tokens..(i + 1) * tokens);
-        let rotary = if computed {
-            Rotary::Computed(&freqs)
-        } else {
-            Rotary::Cache {
-                cos_sin: &cache,
-                max_pos: MAX_POS,
-            }
-        };
+        let rotary =
+            if computed { Rotary::Computed(&freqs) } else { Rotary::Cache { cos_sin: &cache, max_pos: MAX_POS } };
         let mut qkv_i = Matrix::from_buffer(view, tokens, cols)?;
-        qnr::qk_norm_rope(
-            &lowp,
-            &stream,
-            &qw,
-            &kw,
-            &p,
-            rotary,
-            &cfg,
-            Qkv::InPlace(&mut qkv_i),
-            None,
-            None,
-        )
+        qnr::qk_norm_rope(&lowp, &stream, &qw, &kw, &p, rotary, &cfg, Qkv::InPlace(&mut qkv_i), None, None)
     })?;
-    Ok(Outcome::Done {
-        timing,
-        bytes,
-        flops: 0,
-        sets,
-    })
+    Ok(Outcome::Done { timing, bytes, flops: 0, sets })
 }

@@ -7,7 +7,8 @@
 use super::*;
 
 /// How the cases count bytes (printed under the table).
-pub(crate) const BYTES: &str = "rmsnorm = x read + out written + weight; add_rmsnorm = x read + residual read and written + out written + weight";
+pub(crate) const BYTES: &str =
+    "rmsnorm = x read + out written + weight; add_rmsnorm = x read + residual read and written + out written + weight";
 
 /// `[rows, hidden]` of the norm cases; the first is the headline shape (a 16k-token prefill
 /// batch at hidden 8192), the only one also run in f16. Hidden 8192 and below run the kernel

@@ -155,7 +155,13 @@ where
 /// assert_eq!(values, [1.0, 4.0, 0.5]);
 /// # Ok(()) }
 /// ```
-pub fn cast_ue8m0<X, O>(lowp: &Lowp, stream: &Arc<CudaStream>, x: &X, rounding: ScaleRounding, out: &mut O) -> Result<()>
+pub fn cast_ue8m0<X, O>(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    x: &X,
+    rounding: ScaleRounding,
+    out: &mut O,
+) -> Result<()>
 where
     X: DevicePtr<f32>,
     O: DevicePtrMut<Ue8m0>,

@@ -18,7 +18,14 @@ pub(crate) struct VecArg {
 
 impl VecArg {
     fn operand(&self) -> Operand {
-        Operand { name: self.name, rows: 1, cols: self.len, stride: self.len, addr: self.addr, elem: self.dtype.size_of() }
+        Operand {
+            name: self.name,
+            rows: 1,
+            cols: self.len,
+            stride: self.len,
+            addr: self.addr,
+            elem: self.dtype.size_of(),
+        }
     }
 }
 

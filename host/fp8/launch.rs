@@ -18,12 +18,24 @@ const NEEDS: &str = "compute capability 8.0";
 
 /// Launches `kernel` over `blocks` CTAs of `FP8_THREADS` threads (none when `blocks` is 0, after
 /// resolving the kernel so that an unsupported device is reported whatever the shape).
-fn launch(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static str, kernel: &str, p: &Fp8QuantParams, blocks: u64, smem: u32) -> Result<()> {
+fn launch(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    op: &'static str,
+    kernel: &str,
+    p: &Fp8QuantParams,
+    blocks: u64,
+    smem: u32,
+) -> Result<()> {
     let f = lowp.function(op, kernel, NEEDS)?;
     if blocks == 0 {
         return Ok(());
     }
-    let cfg = LaunchConfig { grid_dim: (blocks.min(i32::MAX as u64) as u32, 1, 1), block_dim: (FP8_THREADS, 1, 1), shared_mem_bytes: smem };
+    let cfg = LaunchConfig {
+        grid_dim: (blocks.min(i32::MAX as u64) as u32, 1, 1),
+        block_dim: (FP8_THREADS, 1, 1),
+        shared_mem_bytes: smem,
+    };
     let mut b = stream.launch_builder(&f);
     b.arg(p);
     // SAFETY: `plan` validated shapes, strides, the scale layout's extent and overlaps against the
@@ -34,16 +46,29 @@ fn launch(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static str, kernel: &str,
 }
 
 /// `fp8_quantize_group_<suffix>`: grid-stride over the 1×128 groups.
-pub(crate) fn quantize_groups(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static str, suffix: &str, p: &Fp8QuantParams) -> Result<()> {
+pub(crate) fn quantize_groups(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    op: &'static str,
+    suffix: &str,
+    p: &Fp8QuantParams,
+) -> Result<()> {
     let groups = p.rows * (p.cols / FP8_GROUP as u64);
     let kernel = format!("fp8_quantize_group_{suffix}");
     lowp.function(op, &kernel, NEEDS)?; // `Unsupported` names this operation
-    let blocks = if groups == 0 { 0 } else { lowp.grid_stride_grid(&kernel, FP8_THREADS, 0, groups, GROUPS_PER_CTA)? as u64 };
+    let blocks =
+        if groups == 0 { 0 } else { lowp.grid_stride_grid(&kernel, FP8_THREADS, 0, groups, GROUPS_PER_CTA)? as u64 };
     launch(lowp, stream, op, &kernel, p, blocks, 0)
 }
 
 /// `fp8_quantize_block_<suffix>`: one CTA per 128×128 tile.
-pub(crate) fn quantize_blocks(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static str, suffix: &str, p: &Fp8QuantParams) -> Result<()> {
+pub(crate) fn quantize_blocks(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    op: &'static str,
+    suffix: &str,
+    p: &Fp8QuantParams,
+) -> Result<()> {
     let tiles = p.rows.div_ceil(FP8_GROUP as u64) * (p.cols / FP8_GROUP as u64);
     launch(lowp, stream, op, &format!("fp8_quantize_block_{suffix}"), p, tiles, FP8_BLOCK_SMEM_BYTES)
 }

@@ -8,7 +8,6 @@ use crate::scale::{ScaleLayout, ScaleRounding};
 pub(crate) use crate::validate::Operand;
 use crate::validate::overlap;
 
-
 /// Which scale layouts an argument takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Accepts {
@@ -43,7 +42,11 @@ pub(crate) struct ScaleArg {
 impl ScaleArg {
     /// Elements from the first scale to one past the last.
     pub(crate) fn required(&self) -> usize {
-        if self.rows == 0 || self.cols == 0 { 0 } else { (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride + 1 }
+        if self.rows == 0 || self.cols == 0 {
+            0
+        } else {
+            (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride + 1
+        }
     }
 
     /// The byte range the scales span.
@@ -65,7 +68,13 @@ pub(crate) struct ScaleInput {
 /// Places the scales argument named `arg`: checked against the layouts it `accepts`
 /// (`Error::Layout`), the shape the operation needs, `want` (`Error::Shape`, saying `want_text`),
 /// and its buffer's length (`Error::BufferTooSmall`).
-pub(crate) fn place(arg: &'static str, s: ScaleInput, want: [usize; 2], want_text: &str, accepts: Accepts) -> Result<ScaleArg> {
+pub(crate) fn place(
+    arg: &'static str,
+    s: ScaleInput,
+    want: [usize; 2],
+    want_text: &str,
+    accepts: Accepts,
+) -> Result<ScaleArg> {
     let (row_stride, col_stride) = match (s.layout, accepts) {
         (ScaleLayout::RowMajor { ld }, _) => (ld, 1),
         (ScaleLayout::MMajor { ld }, Accepts::RowOrMMajor) => (1, ld),
@@ -101,7 +110,13 @@ pub(crate) fn rounding_flag(rounding: ScaleRounding) -> Result<u32> {
 /// Validates a quantize or dequantize call and fills the parameters (pure; unit-tested).
 /// `hp` is the high-precision matrix, `codes` the E4M3 one, `block_rows` 1 (per-token groups:
 /// scales `[M, K/128]`, row-major or M-major) or 128 (per block: `[⌈N/128⌉, K/128]` row-major).
-pub(crate) fn plan(hp: Operand, codes: Operand, scales: ScaleInput, block_rows: usize, rounding: ScaleRounding) -> Result<Fp8QuantParams> {
+pub(crate) fn plan(
+    hp: Operand,
+    codes: Operand,
+    scales: ScaleInput,
+    block_rows: usize,
+    rounding: ScaleRounding,
+) -> Result<Fp8QuantParams> {
     let flags = rounding_flag(rounding)?;
     if hp.cols % GROUP != 0 {
         return Err(Error::Shape {

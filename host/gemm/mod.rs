@@ -40,9 +40,9 @@ use crate::error::Result;
 use crate::flag::ErrorFlag;
 use crate::fp8::plan::ScaleInput;
 use crate::matrix::{Matrix, MatrixBatch};
-use crate::scale::Scales;
 #[cfg(doc)]
 use crate::scale::ScaleLayout;
+use crate::scale::Scales;
 use crate::validate::Operand;
 use launch::launch_gemm;
 use plan::{DenseInput, GroupedInput, dense_plan, grouped_plan, tile_bound};
@@ -178,13 +178,23 @@ where
     let (oa, _g5) = out.device_ptr_mut(stream);
     let o = Operand { name: "out", rows: out_shape.0, cols: out_shape.1, stride: out_shape.2, addr: oa, elem: 2 };
     let (ao, bo) = (operand("a", a, aa), operand("b", b, ba));
-    let input = DenseInput { a: ao, scales_a: scale_input(scales_a, saa), b: bo, scales_b: scale_input(scales_b, sba), out: o };
+    let input =
+        DenseInput { a: ao, scales_a: scale_input(scales_a, saa), b: bo, scales_b: scale_input(scales_b, sba), out: o };
     let p = dense_plan(&input)?;
     if p.rows == 0 || p.n == 0 {
         return Ok(());
     }
     let tiles = (p.rows.div_ceil(GEMM_BLOCK_M) as u64) * (p.n.div_ceil(GEMM_BLOCK_N) as u64);
-    launch_gemm(lowp, stream, "blockwise_fp8", &f, p, (aa, ao.cols, ao.rows, ao.stride), (ba, bo.cols, bo.rows, bo.stride), tiles)
+    launch_gemm(
+        lowp,
+        stream,
+        "blockwise_fp8",
+        &f,
+        p,
+        (aa, ao.cols, ao.rows, ao.stride),
+        (ba, bo.cols, bo.rows, bo.stride),
+        tiles,
+    )
 }
 
 /// The grouped blockwise FP8 GEMM (sm_90a), asynchronous on `stream`: for each expert g and each

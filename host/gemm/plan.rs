@@ -54,13 +54,25 @@ pub(crate) fn dense_plan(g: &DenseInput) -> Result<GemmParams> {
     let (a, b, out) = (g.a, g.b, g.out);
     let (m, n, k) = (a.rows, b.rows, a.cols);
     if k == 0 || k % GROUP != 0 {
-        return Err(Error::Shape { arg: a.name, expected: format!("K a positive multiple of {GROUP}"), actual: format!("K = {k}") });
+        return Err(Error::Shape {
+            arg: a.name,
+            expected: format!("K a positive multiple of {GROUP}"),
+            actual: format!("K = {k}"),
+        });
     }
     if b.cols != k {
-        return Err(Error::Shape { arg: b.name, expected: format!("[N, K = {k}] (K-major like a)"), actual: format!("[{}, {}]", b.rows, b.cols) });
+        return Err(Error::Shape {
+            arg: b.name,
+            expected: format!("[N, K = {k}] (K-major like a)"),
+            actual: format!("[{}, {}]", b.rows, b.cols),
+        });
     }
     if out.rows != m || out.cols != n {
-        return Err(Error::Shape { arg: out.name, expected: format!("[M, N] = [{m}, {n}]"), actual: format!("[{}, {}]", out.rows, out.cols) });
+        return Err(Error::Shape {
+            arg: out.name,
+            expected: format!("[M, N] = [{m}, {n}]"),
+            actual: format!("[{}, {}]", out.rows, out.cols),
+        });
     }
     below_2_31(&[(a.name, m), (b.name, n), (a.name, k)])?;
     // TMA: 16-byte aligned bases and row strides.
@@ -70,7 +82,10 @@ pub(crate) fn dense_plan(g: &DenseInput) -> Result<GemmParams> {
     aligned(&out, 4)?;
     let sa = place("scales_a", g.scales_a, [m, k / GROUP], "M, K/128", Accepts::RowOrMMajor)?;
     let sb = place("scales_b", g.scales_b, [n.div_ceil(GROUP), k / GROUP], "⌈N/128⌉, K/128", Accepts::RowMajor)?;
-    out_disjoint(&out, &[(a.name, a.range()), (b.name, b.range()), ("scales_a", sa.range()), ("scales_b", sb.range())])?;
+    out_disjoint(
+        &out,
+        &[(a.name, a.range()), (b.name, b.range()), ("scales_a", sa.range()), ("scales_b", sb.range())],
+    )?;
     Ok(GemmParams {
         tensor_maps: 0,
         sa: sa.addr,
@@ -116,20 +131,40 @@ pub(crate) fn grouped_plan(s: &GroupedInput) -> Result<GemmParams> {
     let [experts, n, wk] = s.w;
     let (rows, k, elem) = (x.rows, x.cols, x.elem);
     if experts == 0 || n == 0 {
-        return Err(Error::Shape { arg: "w", expected: "[E, N, K] with E, N >= 1".into(), actual: format!("[{experts}, {n}, {wk}]") });
+        return Err(Error::Shape {
+            arg: "w",
+            expected: "[E, N, K] with E, N >= 1".into(),
+            actual: format!("[{experts}, {n}, {wk}]"),
+        });
     }
     let k_align = GEMM_BLOCK_K as usize / elem;
     if k == 0 || k % k_align != 0 {
-        return Err(Error::Shape { arg: x.name, expected: format!("K a positive multiple of {k_align}"), actual: format!("K = {k}") });
+        return Err(Error::Shape {
+            arg: x.name,
+            expected: format!("K a positive multiple of {k_align}"),
+            actual: format!("K = {k}"),
+        });
     }
     if wk != k {
-        return Err(Error::Shape { arg: "w", expected: format!("[E, N, K = {k}] (K like x)"), actual: format!("[{experts}, {n}, {wk}]") });
+        return Err(Error::Shape {
+            arg: "w",
+            expected: format!("[E, N, K = {k}] (K like x)"),
+            actual: format!("[{experts}, {n}, {wk}]"),
+        });
     }
     if out.rows != rows || out.cols != n {
-        return Err(Error::Shape { arg: out.name, expected: format!("[{rows}, {n}]"), actual: format!("[{}, {}]", out.rows, out.cols) });
+        return Err(Error::Shape {
+            arg: out.name,
+            expected: format!("[{rows}, {n}]"),
+            actual: format!("[{}, {}]", out.rows, out.cols),
+        });
     }
     if s.groups_len != experts {
-        return Err(Error::Shape { arg: "groups", expected: format!("{experts} entries (one per expert)"), actual: s.groups_len.to_string() });
+        return Err(Error::Shape {
+            arg: "groups",
+            expected: format!("{experts} entries (one per expert)"),
+            actual: s.groups_len.to_string(),
+        });
     }
     if let Some(max_m) = s.max_m {
         if experts.checked_mul(max_m) != Some(rows) {

@@ -35,7 +35,15 @@ pub(crate) type TensorMapBytes = [u8; 128];
 /// of `box_rows × box_inner` bytes with 128-byte swizzling; out-of-bounds boxes read zeros.
 ///
 /// The driver must be loaded (a `Lowp` exists).
-pub(crate) fn encode_2d_u8_sw128(arg: &'static str, addr: u64, inner: u64, rows: u64, stride: u64, box_inner: u32, box_rows: u32) -> Result<TensorMapBytes> {
+pub(crate) fn encode_2d_u8_sw128(
+    arg: &'static str,
+    addr: u64,
+    inner: u64,
+    rows: u64,
+    stride: u64,
+    box_inner: u32,
+    box_rows: u32,
+) -> Result<TensorMapBytes> {
     if addr % 16 != 0 {
         return Err(Error::Alignment { arg, required: 16, actual: addr });
     }
@@ -144,8 +152,10 @@ fn settle(upload: &Upload, stream: &CudaStream, capturing: bool) -> Result<bool>
         };
         if !done && !capturing {
             // SAFETY: a live stream and event of the current context.
-            unsafe { result::stream::wait_event(stream.cu_stream(), upload.0, sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT) }
-                .op("cuStreamWaitEvent")?;
+            unsafe {
+                result::stream::wait_event(stream.cu_stream(), upload.0, sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT)
+            }
+            .op("cuStreamWaitEvent")?;
             return Ok(true);
         }
         if !done {
@@ -164,7 +174,8 @@ fn settle(upload: &Upload, stream: &CudaStream, capturing: bool) -> Result<bool>
 pub(crate) fn device_maps(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static str, a: Map2d, b: Map2d) -> Result<u64> {
     let ctx = lowp.context();
     ctx.bind_to_thread().op("cuCtxSetCurrent")?;
-    let capturing = stream.capture_status().op("cuStreamIsCapturing")? != CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE;
+    let capturing =
+        stream.capture_status().op("cuStreamIsCapturing")? != CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE;
     let key = [a, b];
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     cache.retain(|c| c.ctx.strong_count() > 0);

@@ -53,25 +53,15 @@ pub fn rope_inv_freq(rotary_dim: usize, base: f64, scaling: RopeScaling) -> Resu
         });
     }
     if !(base.is_finite() && base > 1.0) {
-        return Err(Error::InvalidValue {
-            arg: "base",
-            expected: "a finite value > 1",
-            actual: base.to_string(),
-        });
+        return Err(Error::InvalidValue { arg: "base", expected: "a finite value > 1", actual: base.to_string() });
     }
     let half = rotary_dim / 2;
-    let pos_freq: Vec<f64> = (0..half)
-        .map(|i| base.powf(2.0 * i as f64 / rotary_dim as f64))
-        .collect();
+    let pos_freq: Vec<f64> = (0..half).map(|i| base.powf(2.0 * i as f64 / rotary_dim as f64)).collect();
     let check_factor = |factor: f64| {
         if factor.is_finite() && factor > 0.0 {
             Ok(())
         } else {
-            Err(Error::InvalidValue {
-                arg: "factor",
-                expected: "a finite value > 0",
-                actual: factor.to_string(),
-            })
+            Err(Error::InvalidValue { arg: "factor", expected: "a finite value > 0", actual: factor.to_string() })
         }
     };
     match scaling {
@@ -80,13 +70,7 @@ pub fn rope_inv_freq(rotary_dim: usize, base: f64, scaling: RopeScaling) -> Resu
             check_factor(factor)?;
             Ok((pos_freq.iter().map(|p| 1.0 / p / factor).collect(), 1.0))
         }
-        RopeScaling::Yarn {
-            factor,
-            original_max_position,
-            beta_fast,
-            beta_slow,
-            attention_factor,
-        } => {
+        RopeScaling::Yarn { factor, original_max_position, beta_fast, beta_slow, attention_factor } => {
             check_factor(factor)?;
             let attention = attention_factor.unwrap_or(if factor <= 1.0 { 1.0 } else { 0.1 * factor.ln() + 1.0 });
             // Dimension at which a frequency completes `rotations` turns over the original context.
@@ -148,11 +132,7 @@ impl RopeFrequencies {
     pub fn new(stream: &Arc<CudaStream>, rotary_dim: usize, base: f64, scaling: RopeScaling) -> Result<Self> {
         let (inv, attention_factor) = rope_inv_freq(rotary_dim, base, scaling)?;
         let inv_freq = stream.clone_htod(&inv).op("cuMemcpyHtoDAsync")?;
-        Ok(RopeFrequencies {
-            inv_freq,
-            rotary_dim,
-            attention_factor,
-        })
+        Ok(RopeFrequencies { inv_freq, rotary_dim, attention_factor })
     }
     /// The rotary width the frequencies are for (`rotary_dim / 2` frequencies).
     pub fn rotary_dim(&self) -> usize {

@@ -53,17 +53,7 @@ fn read_matrix<'a, T: Element>(
     check_context(lowp, name, m.buffer_stream())?;
     let (rows, cols, stride) = m.layout();
     let (addr, guard) = m.read_addr(stream);
-    Ok((
-        Mat {
-            name,
-            rows,
-            cols,
-            stride,
-            addr,
-            elem: std::mem::size_of::<T>(),
-        },
-        guard,
-    ))
+    Ok((Mat { name, rows, cols, stride, addr, elem: std::mem::size_of::<T>() }, guard))
 }
 
 /// A written matrix argument: its context checked, its address taken for writing on `stream`.
@@ -76,17 +66,7 @@ fn write_matrix<'a, T: Element>(
     check_context(lowp, name, m.buffer_stream())?;
     let (rows, cols, stride) = m.layout();
     let (addr, guard) = m.write_addr(stream);
-    Ok((
-        Mat {
-            name,
-            rows,
-            cols,
-            stride,
-            addr,
-            elem: std::mem::size_of::<T>(),
-        },
-        guard,
-    ))
+    Ok((Mat { name, rows, cols, stride, addr, elem: std::mem::size_of::<T>() }, guard))
 }
 
 /// Resolves the remaining arguments, plans and launches `op` (the vectors' addresses were read by
@@ -124,11 +104,7 @@ pub(super) fn run<T: Half>(
         Some(Rotary::Cache { cos_sin, max_pos }) => {
             let (v, g) = read_vector(lowp, stream, "cos_sin", cos_sin)?;
             guards.push(g);
-            Some(RotaryIn::Cache {
-                addr: v.addr,
-                len: v.len,
-                max_pos,
-            })
+            Some(RotaryIn::Cache { addr: v.addr, len: v.len, max_pos })
         }
         Some(Rotary::Computed(f)) => {
             let (v, g) = read_vector(lowp, stream, "rotary", &f.inv_freq)?;
@@ -161,13 +137,7 @@ pub(super) fn run<T: Half>(
                 }
                 None => None,
             };
-            Some(KvIn {
-                k,
-                v,
-                slots,
-                k_scale: kv.k_scale,
-                v_scale: kv.v_scale,
-            })
+            Some(KvIn { k, v, slots, k_scale: kv.k_scale, v_scale: kv.v_scale })
         }
         None => None,
     };

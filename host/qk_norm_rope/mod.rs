@@ -250,11 +250,7 @@ impl std::fmt::Debug for Rotary<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Rotary::Cache { cos_sin, max_pos } => {
-                write!(
-                    f,
-                    "Rotary::Cache {{ cos_sin: {} f32, max_pos: {max_pos} }}",
-                    cos_sin.len()
-                )
+                write!(f, "Rotary::Cache {{ cos_sin: {} f32, max_pos: {max_pos} }}", cos_sin.len())
             }
             Rotary::Computed(r) => write!(f, "Rotary::Computed({r:?})"),
         }
@@ -420,18 +416,7 @@ where
     lowp.check_stream(stream)?;
     let (qw, _qw_guard) = read_vector(lowp, stream, "q_weight", q_weight)?;
     let (kw, _kw_guard) = read_vector(lowp, stream, "k_weight", k_weight)?;
-    launch::run(
-        lowp,
-        stream,
-        Op::HeadRmsNorm,
-        settings,
-        Some((qw, kw)),
-        None,
-        None,
-        qkv,
-        kv_cache,
-        error_flag,
-    )
+    launch::run(lowp, stream, Op::HeadRmsNorm, settings, Some((qw, kw)), None, None, qkv, kv_cache, error_flag)
 }
 
 /// The rotary embedding of q and k only (asynchronous on `stream`); reads `num_q_heads`,
@@ -484,16 +469,5 @@ where
 {
     lowp.check_stream(stream)?;
     let (pos, _pos_guard) = read_vector(lowp, stream, "positions", positions)?;
-    launch::run(
-        lowp,
-        stream,
-        Op::Rope,
-        settings,
-        None,
-        Some((pos, I::IS_I64)),
-        Some(rotary),
-        qkv,
-        kv_cache,
-        error_flag,
-    )
+    launch::run(lowp, stream, Op::Rope, settings, None, Some((pos, I::IS_I64)), Some(rotary), qkv, kv_cache, error_flag)
 }

@@ -70,16 +70,8 @@ pub(crate) struct PlanInput {
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum RotaryIn {
-    Cache {
-        addr: u64,
-        len: usize,
-        max_pos: usize,
-    },
-    Computed {
-        addr: u64,
-        rotary_dim: usize,
-        attention_factor: f64,
-    },
+    Cache { addr: u64, len: usize, max_pos: usize },
+    Computed { addr: u64, rotary_dim: usize, attention_factor: f64 },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -163,19 +155,11 @@ pub(crate) fn plan(inp: &PlanInput) -> Result<QkNormRopeParams> {
         };
         for (arg, n) in [("q_weight", qn), ("k_weight", kn)] {
             if n != d {
-                return Err(shape_err(
-                    arg,
-                    format!("{d} elements (head_dim)"),
-                    format!("{n} elements"),
-                ));
+                return Err(shape_err(arg, format!("{d} elements (head_dim)"), format!("{n} elements")));
             }
         }
         if !(c.eps.is_finite() && c.eps >= 0.0) {
-            return Err(Error::InvalidValue {
-                arg: "eps",
-                expected: "a finite value >= 0",
-                actual: c.eps.to_string(),
-            });
+            return Err(Error::InvalidValue { arg: "eps", expected: "a finite value >= 0", actual: c.eps.to_string() });
         }
         vectorized &= qw % vec_bytes == 0 && kw % vec_bytes == 0;
         (params.q_weight, params.k_weight) = (qw, kw);
@@ -217,11 +201,7 @@ pub(crate) fn plan(inp: &PlanInput) -> Result<QkNormRopeParams> {
             params.flags |= FLAG_MROPE;
             (params.mrope_end0, params.mrope_end1) = (sec[0] as u32, (sec[0] + sec[1]) as u32);
         } else if pn != tokens {
-            return Err(shape_err(
-                "positions",
-                format!("{tokens} (one per token)"),
-                pn.to_string(),
-            ));
+            return Err(shape_err("positions", format!("{tokens} (one per token)"), pn.to_string()));
         }
         params.positions = pa;
         if i64s {
@@ -248,11 +228,7 @@ pub(crate) fn plan(inp: &PlanInput) -> Result<QkNormRopeParams> {
                 }
                 (params.cos_sin, params.max_pos) = (addr, max_pos as u64);
             }
-            Some(RotaryIn::Computed {
-                addr,
-                rotary_dim,
-                attention_factor,
-            }) => {
+            Some(RotaryIn::Computed { addr, rotary_dim, attention_factor }) => {
                 if rotary_dim != r {
                     return Err(shape_err(
                         "rotary",
@@ -300,11 +276,7 @@ pub(crate) fn plan(inp: &PlanInput) -> Result<QkNormRopeParams> {
         match kv.slots {
             Some((addr, n)) => {
                 if n != tokens {
-                    return Err(shape_err(
-                        "slot_mapping",
-                        format!("{tokens} (one per token)"),
-                        n.to_string(),
-                    ));
+                    return Err(shape_err("slot_mapping", format!("{tokens} (one per token)"), n.to_string()));
                 }
                 params.slot_mapping = addr;
             }
@@ -319,11 +291,7 @@ pub(crate) fn plan(inp: &PlanInput) -> Result<QkNormRopeParams> {
         }
         for (arg, s) in [("k_scale", kv.k_scale), ("v_scale", kv.v_scale)] {
             if !(s.is_finite() && s > 0.0) {
-                return Err(Error::InvalidValue {
-                    arg,
-                    expected: "a finite value > 0",
-                    actual: s.to_string(),
-                });
+                return Err(Error::InvalidValue { arg, expected: "a finite value > 0", actual: s.to_string() });
             }
         }
         params.k_cache = kv.k.addr;
@@ -355,10 +323,7 @@ pub(crate) fn block_shape(params: &QkNormRopeParams, head_dim: usize, op: Op) ->
     let groups = heads.div_ceil(256 / head_dim as u32);
     let max_warps = QK_NORM_ROPE_MAX_THREADS / 32;
     let warps = groups.div_ceil(groups.div_ceil(max_warps));
-    (
-        warps,
-        qk_norm_rope_smem_bytes(head_dim as u32, warps, op.rope(), neox_rows(params, op)),
-    )
+    (warps, qk_norm_rope_smem_bytes(head_dim as u32, warps, op.rope(), neox_rows(params, op)))
 }
 
 /// Whether a launch needs the NeoX partners through shared memory (the `_rows` kernels).

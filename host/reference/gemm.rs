@@ -9,7 +9,15 @@ use super::convert::e4m3fn_to_f32;
 /// `out[m, n] = Σ_k (e4m3(a[m,k]) · sa(m, k/128)) · (e4m3(b[n,k]) · sb[n/128][k/128])`.
 /// `a` row-major `[·, k]` E4M3 bits, `sa(m, g)` given by `sa_at`, `b` `[n, k]`, `sb`
 /// `[⌈n/128⌉, k/128]` row-major. A grouped GEMM's row is this row against its expert's `b` and `sb`.
-pub fn blockwise_fp8_row(a: &[u8], m: usize, sa_at: impl Fn(usize, usize) -> f32, b: &[u8], sb: &[f32], n: usize, k: usize) -> Vec<f64> {
+pub fn blockwise_fp8_row(
+    a: &[u8],
+    m: usize,
+    sa_at: impl Fn(usize, usize) -> f32,
+    b: &[u8],
+    sb: &[f32],
+    n: usize,
+    k: usize,
+) -> Vec<f64> {
     let g = k / 128;
     let arow: Vec<f64> = (0..k).map(|c| e4m3fn_to_f32(a[m * k + c]) as f64 * sa_at(m, c / 128) as f64).collect();
     (0..n)

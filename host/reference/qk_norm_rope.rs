@@ -81,40 +81,19 @@ pub fn qk_norm_rope<T: Half>(
         let row = &qkv[t * stride..];
         for h in 0..cfg.num_q_heads + cfg.num_kv_heads {
             let x: Vec<f64> = row[h * d..(h + 1) * d].iter().map(|v| v.to_f64()).collect();
-            let w = if h < cfg.num_q_heads {
-                q_weight
-            } else {
-                k_weight
-            };
-            let n = if cfg.norm {
-                rms_norm_weighted(&x, w, cfg.eps, cfg.one_plus_weight)
-            } else {
-                x
-            };
+            let w = if h < cfg.num_q_heads { q_weight } else { k_weight };
+            let n = if cfg.norm { rms_norm_weighted(&x, w, cfg.eps, cfg.one_plus_weight) } else { x };
             let pos = if cfg.mrope_section.is_some() {
-                [
-                    positions[t],
-                    positions[tokens + t],
-                    positions[2 * tokens + t],
-                ]
+                [positions[t], positions[tokens + t], positions[2 * tokens + t]]
             } else {
                 [positions[t]; 3]
             };
             let y = if cfg.rope {
                 rotate(cfg, &n, pos, rotary)
             } else {
-                n.iter()
-                    .map(|&v| RefValue {
-                        value: v,
-                        magnitude: v.abs(),
-                    })
-                    .collect()
+                n.iter().map(|&v| RefValue { value: v, magnitude: v.abs() }).collect()
             };
-            if h < cfg.num_q_heads {
-                q.extend(y)
-            } else {
-                k.extend(y)
-            }
+            if h < cfg.num_q_heads { q.extend(y) } else { k.extend(y) }
         }
     }
     (q, k)
@@ -130,10 +109,7 @@ pub fn rms_norm_weighted<T: Half>(x: &[f64], w: &[T], eps: f32, one_plus: bool) 
     let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
     let inv = 1.0 / (ms + eps as f64).sqrt();
     let offset = if one_plus { 1.0 } else { 0.0 };
-    x.iter()
-        .zip(w)
-        .map(|(v, w)| v * inv * (offset + w.to_f64()))
-        .collect()
+    x.iter().zip(w).map(|(v, w)| v * inv * (offset + w.to_f64())).collect()
 }
 
 /// The mRoPE section (0, 1 or 2) of frequency `f`.
@@ -152,15 +128,9 @@ pub fn cos_sin(rotary: RefRotary<'_>, rotary_dim: usize, pos: i64, i: usize) -> 
     match rotary {
         RefRotary::Cache { cos_sin, max_pos } => {
             let p = pos.clamp(0, max_pos as i64 - 1) as usize;
-            (
-                cos_sin[p * rotary_dim + i] as f64,
-                cos_sin[p * rotary_dim + rotary_dim / 2 + i] as f64,
-            )
+            (cos_sin[p * rotary_dim + i] as f64, cos_sin[p * rotary_dim + rotary_dim / 2 + i] as f64)
         }
-        RefRotary::Freq {
-            inv_freq,
-            attention_factor,
-        } => {
+        RefRotary::Freq { inv_freq, attention_factor } => {
             let a = pos as f64 * inv_freq[i];
             (a.cos() * attention_factor, a.sin() * attention_factor)
         }
@@ -174,10 +144,7 @@ fn rotate(cfg: &RefConfig, n: &[f64], pos: [i64; 3], rotary: RefRotary<'_>) -> V
     (0..n.len())
         .map(|i| {
             if i >= r {
-                return RefValue {
-                    value: n[i],
-                    magnitude: n[i].abs(),
-                };
+                return RefValue { value: n[i], magnitude: n[i].abs() };
             }
             // q·cos + rotate(q)·sin, with rotate_half = [-x2, x1] (NeoX) or the pairwise
             // [-x_{2i+1}, x_{2i}] (GPT-J), cos/sin repeated to the rotary width accordingly.
@@ -190,10 +157,7 @@ fn rotate(cfg: &RefConfig, n: &[f64], pos: [i64; 3], rotary: RefRotary<'_>) -> V
             };
             let row = cfg.mrope_section.map_or(0, |sec| mrope_row(sec, f));
             let (c, s) = cos_sin(rotary, r, pos[row], f);
-            RefValue {
-                value: n[i] * c + sign * n[partner] * s,
-                magnitude: (n[i] * c).abs() + (n[partner] * s).abs(),
-            }
+            RefValue { value: n[i] * c + sign * n[partner] * s, magnitude: (n[i] * c).abs() + (n[partner] * s).abs() }
         })
         .collect()
 }

@@ -12,7 +12,13 @@ use crate::error::{CudaResultExt, Result};
 /// Launches `op` (`rmsnorm` or `add_rmsnorm`) for dtype `suffix` with the kernel `Variant::of`
 /// picks: the general kernel one CTA per row; the persistent ones as many CTAs as fit at once
 /// (`Lowp::grid_stride_grid`), fewer when the rows need fewer.
-pub(super) fn launch(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static str, suffix: &str, p: &RmsNormParams) -> Result<()> {
+pub(super) fn launch(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    op: &'static str,
+    suffix: &str,
+    p: &RmsNormParams,
+) -> Result<()> {
     let variant = Variant::of(p);
     let kernel = variant.kernel(op, suffix);
     let f = lowp.function(op, &kernel, "compute capability 8.0")?;

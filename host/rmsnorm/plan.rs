@@ -60,7 +60,11 @@ pub(crate) fn plan(
         });
     }
     if x.rows > u32::MAX as usize {
-        return Err(Error::Shape { arg: "x", expected: format!("at most {} rows", u32::MAX), actual: x.rows.to_string() });
+        return Err(Error::Shape {
+            arg: "x",
+            expected: format!("at most {} rows", u32::MAX),
+            actual: x.rows.to_string(),
+        });
     }
     for m in residual.iter().chain(std::iter::once(&out)) {
         if m.rows != x.rows || m.cols != x.cols {
@@ -84,7 +88,8 @@ pub(crate) fn plan(
     if x.rows > 0 {
         // x and weight are read through the non-coherent path: nothing the kernel writes may
         // overlap them, and the two outputs may not overlap each other.
-        let weight = MatArg { name: "weight", rows: 1, cols: weight_len, stride: weight_len, addr: weight_addr, elem: ELEM };
+        let weight =
+            MatArg { name: "weight", rows: 1, cols: weight_len, stride: weight_len, addr: weight_addr, elem: ELEM };
         for written in residual.iter().chain(std::iter::once(&out)) {
             disjoint(written, &x)?;
             disjoint(written, &weight)?;

@@ -28,7 +28,8 @@ fn row_major_and_m_major_group_scales() {
     assert_eq!((s.row_stride, s.col_stride, s.required()), (6, 1, 40));
     let s = group(ScaleLayout::MMajor { ld: 8 }, 7, 512, 31);
     assert_eq!((s.row_stride, s.col_stride, s.required()), (1, 8, 31));
-    let e = place("scales", scales(ScaleLayout::MMajor { ld: 8 }, 7, 4, 30), [7, 4], "M, K/128", Accepts::RowOrMMajor).unwrap_err();
+    let e = place("scales", scales(ScaleLayout::MMajor { ld: 8 }, 7, 4, 30), [7, 4], "M, K/128", Accepts::RowOrMMajor)
+        .unwrap_err();
     assert!(matches!(e, Error::BufferTooSmall { arg: "scales", required: 31, actual: 30 }), "{e}");
     assert_eq!(m_major_ld(1), 4);
     assert_eq!(m_major_ld(4), 4);
@@ -38,15 +39,34 @@ fn row_major_and_m_major_group_scales() {
 #[test]
 fn layouts_and_rounding_other_than_taken_are_refused() {
     for layout in [ScaleLayout::Swizzled, ScaleLayout::GroupedSwizzled { groups: 2 }] {
-        let e = plan(op("x", 7, 512, 512, X, 2), op("codes", 7, 512, 512, Q, 1), scales(layout, 7, 4, 1 << 20), 1, ScaleRounding::Exact).unwrap_err();
+        let e = plan(
+            op("x", 7, 512, 512, X, 2),
+            op("codes", 7, 512, 512, Q, 1),
+            scales(layout, 7, 4, 1 << 20),
+            1,
+            ScaleRounding::Exact,
+        )
+        .unwrap_err();
         assert!(matches!(e, Error::Layout { arg: "scales", actual, .. } if actual == layout), "{e}");
     }
     // per-block scales are row-major only
-    let e = plan(op("w", 256, 512, 512, X, 2), op("codes", 256, 512, 512, Q, 1), scales(ScaleLayout::MMajor { ld: 4 }, 2, 4, 100), 128, ScaleRounding::Exact)
-        .unwrap_err();
+    let e = plan(
+        op("w", 256, 512, 512, X, 2),
+        op("codes", 256, 512, 512, Q, 1),
+        scales(ScaleLayout::MMajor { ld: 4 }, 2, 4, 100),
+        128,
+        ScaleRounding::Exact,
+    )
+    .unwrap_err();
     assert!(matches!(e, Error::Layout { arg: "scales", actual: ScaleLayout::MMajor { ld: 4 }, .. }), "{e}");
-    let e = plan(op("x", 7, 512, 512, X, 2), op("codes", 7, 512, 512, Q, 1), scales(ScaleLayout::RowMajor { ld: 4 }, 7, 4, 28), 1, ScaleRounding::Floor)
-        .unwrap_err();
+    let e = plan(
+        op("x", 7, 512, 512, X, 2),
+        op("codes", 7, 512, 512, Q, 1),
+        scales(ScaleLayout::RowMajor { ld: 4 }, 7, 4, 28),
+        1,
+        ScaleRounding::Floor,
+    )
+    .unwrap_err();
     assert!(matches!(e, Error::InvalidValue { arg: "rounding", .. }), "{e}");
     assert!(e.to_string().contains("Floor"), "{e}");
 }
@@ -79,11 +99,14 @@ fn plan_rejects_bad_arguments() {
     let e = plan(op("x", 5, 256, 256, X, 2), op("codes", 5, 256, 256, Q, 1), s, 1, ScaleRounding::Exact).unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "scales", .. }), "{e}");
     let short = ScaleInput { len: 7, ..s };
-    let e = plan(op("x", 4, 256, 256, X, 2), op("codes", 4, 256, 256, Q, 1), short, 1, ScaleRounding::Exact).unwrap_err();
+    let e =
+        plan(op("x", 4, 256, 256, X, 2), op("codes", 4, 256, 256, Q, 1), short, 1, ScaleRounding::Exact).unwrap_err();
     assert!(matches!(e, Error::BufferTooSmall { arg: "scales", required: 8, actual: 7 }), "{e}");
-    let e = plan(op("x", 4, 256, 256, X, 2), op("codes", 4, 256, 256, X + 100, 1), s, 1, ScaleRounding::Exact).unwrap_err();
+    let e =
+        plan(op("x", 4, 256, 256, X, 2), op("codes", 4, 256, 256, X + 100, 1), s, 1, ScaleRounding::Exact).unwrap_err();
     assert!(matches!(e, Error::Aliasing { arg: "codes", other: "x" }), "{e}");
     let inside_q = ScaleInput { addr: Q + 64, ..s };
-    let e = plan(op("x", 4, 256, 256, X, 2), op("codes", 4, 256, 256, Q, 1), inside_q, 1, ScaleRounding::Exact).unwrap_err();
+    let e = plan(op("x", 4, 256, 256, X, 2), op("codes", 4, 256, 256, Q, 1), inside_q, 1, ScaleRounding::Exact)
+        .unwrap_err();
     assert!(matches!(e, Error::Aliasing { arg: "scales", other: "codes" }), "{e}");
 }

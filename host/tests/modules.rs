@@ -70,9 +70,14 @@ fn kernel_parameters_are_one_struct_of_the_shared_size() {
         for name in ["rmsnorm_bf16", "rmsnorm_f16", "add_rmsnorm_bf16", "add_rmsnorm_f16"] {
             let decl = format!(".param .align 8 .b8 {name}_param_0[{}]", std::mem::size_of::<abi::RmsNormParams>());
             assert!(ptx.contains(&decl), "{}: `{name}` does not take one RmsNormParams (`{decl}`)", arch.name());
-            assert!(!ptx.contains(&format!("{name}_param_1")), "{}: `{name}` takes more than one parameter", arch.name());
+            assert!(
+                !ptx.contains(&format!("{name}_param_1")),
+                "{}: `{name}` takes more than one parameter",
+                arch.name()
+            );
         }
-        let decl = format!(".param .align 8 .b8 cast_f32_to_e4m3fn_param_0[{}]", std::mem::size_of::<abi::CastParams>());
+        let decl =
+            format!(".param .align 8 .b8 cast_f32_to_e4m3fn_param_0[{}]", std::mem::size_of::<abi::CastParams>());
         assert!(ptx.contains(&decl), "{}: cast kernel parameter is not CastParams", arch.name());
     }
 }

@@ -30,21 +30,10 @@ fn input(op: Op, tokens: usize) -> PlanInput {
     PlanInput {
         op,
         cfg: c,
-        qkv: Mat {
-            name: "qkv",
-            rows: tokens,
-            cols,
-            stride: cols,
-            addr: QKV,
-            elem: 2,
-        },
+        qkv: Mat { name: "qkv", rows: tokens, cols, stride: cols, addr: QKV, elem: 2 },
         weights: Some((W, 128, W + 256, 128)),
         positions: Some((POS, tokens, false)),
-        rotary: Some(RotaryIn::Cache {
-            addr: CS,
-            len: 4096 * 128,
-            max_pos: 4096,
-        }),
+        rotary: Some(RotaryIn::Cache { addr: CS, len: 4096 * 128, max_pos: 4096 }),
         outputs: None,
         kv: None,
         error_flag: 0,
@@ -86,11 +75,7 @@ fn flags_follow_style_position_width_and_alignment() {
     assert_eq!(plan(&i).unwrap().flags & FLAG_VECTORIZED, 0);
     i.qkv.stride = 520;
     i.weights = Some((W + 8, 64, W + 128, 64));
-    assert_eq!(
-        plan(&i).unwrap().flags & FLAG_VECTORIZED,
-        0,
-        "weights 8-byte aligned only"
-    );
+    assert_eq!(plan(&i).unwrap().flags & FLAG_VECTORIZED, 0, "weights 8-byte aligned only");
 }
 
 #[test]
@@ -100,13 +85,7 @@ fn rejects_bad_shapes_and_values_naming_the_argument() {
     assert!(matches!(plan(&i), Err(Error::Shape { arg: "head_dim", .. })));
     let mut i = input(Op::QkNormRope, 3);
     i.cfg.num_kv_heads = 0;
-    assert!(matches!(
-        plan(&i),
-        Err(Error::Shape {
-            arg: "num_kv_heads",
-            ..
-        })
-    ));
+    assert!(matches!(plan(&i), Err(Error::Shape { arg: "num_kv_heads", .. })));
     let mut i = input(Op::QkNormRope, 3);
     i.cfg.num_q_heads = (1 << 16) + 1;
     assert!(matches!(plan(&i), Err(Error::Shape { arg: "num_q_heads", .. })));
@@ -124,24 +103,13 @@ fn rejects_bad_shapes_and_values_naming_the_argument() {
     for r in [0, 3, 130] {
         let mut i = input(Op::Rope, 3);
         i.cfg.rotary_dim = r;
-        assert!(
-            matches!(plan(&i), Err(Error::InvalidValue { arg: "rotary_dim", .. })),
-            "rotary_dim {r}"
-        );
+        assert!(matches!(plan(&i), Err(Error::InvalidValue { arg: "rotary_dim", .. })), "rotary_dim {r}");
     }
     let mut i = input(Op::QkNormRope, 3);
-    i.rotary = Some(RotaryIn::Cache {
-        addr: CS,
-        len: 4096 * 64,
-        max_pos: 4096,
-    });
+    i.rotary = Some(RotaryIn::Cache { addr: CS, len: 4096 * 64, max_pos: 4096 });
     assert!(matches!(plan(&i), Err(Error::Shape { arg: "cos_sin", .. })));
     let mut i = input(Op::QkNormRope, 3);
-    i.rotary = Some(RotaryIn::Computed {
-        addr: CS,
-        rotary_dim: 64,
-        attention_factor: 1.0,
-    });
+    i.rotary = Some(RotaryIn::Computed { addr: CS, rotary_dim: 64, attention_factor: 1.0 });
     assert!(matches!(plan(&i), Err(Error::Shape { arg: "rotary", .. })));
     let mut i = input(Op::QkNormRope, 3);
     i.cfg.eps = f32::NAN;
@@ -164,90 +132,28 @@ fn rejects_bad_shapes_and_values_naming_the_argument() {
 fn separate_outputs_are_checked() {
     let mut i = input(Op::QkNormRope, 5);
     i.outputs = Some((
-        Mat {
-            name: "q_out",
-            rows: 5,
-            cols: 512,
-            stride: 512,
-            addr: OUT_Q,
-            elem: 2,
-        },
-        Mat {
-            name: "k_out",
-            rows: 5,
-            cols: 256,
-            stride: 264,
-            addr: OUT_K,
-            elem: 2,
-        },
+        Mat { name: "q_out", rows: 5, cols: 512, stride: 512, addr: OUT_Q, elem: 2 },
+        Mat { name: "k_out", rows: 5, cols: 256, stride: 264, addr: OUT_K, elem: 2 },
     ));
     let p = plan(&i).unwrap();
     assert_eq!((p.q_out, p.k_out, p.k_out_stride), (OUT_Q, OUT_K, 264));
     i.outputs = Some((
-        Mat {
-            name: "q_out",
-            rows: 5,
-            cols: 512,
-            stride: 512,
-            addr: OUT_Q,
-            elem: 2,
-        },
-        Mat {
-            name: "k_out",
-            rows: 5,
-            cols: 512,
-            stride: 512,
-            addr: OUT_K,
-            elem: 2,
-        },
+        Mat { name: "q_out", rows: 5, cols: 512, stride: 512, addr: OUT_Q, elem: 2 },
+        Mat { name: "k_out", rows: 5, cols: 512, stride: 512, addr: OUT_K, elem: 2 },
     ));
     assert!(matches!(plan(&i), Err(Error::Shape { arg: "k_out", .. })));
     i.outputs = Some((
-        Mat {
-            name: "q_out",
-            rows: 5,
-            cols: 512,
-            stride: 512,
-            addr: QKV + 64,
-            elem: 2,
-        },
-        Mat {
-            name: "k_out",
-            rows: 5,
-            cols: 256,
-            stride: 256,
-            addr: OUT_K,
-            elem: 2,
-        },
+        Mat { name: "q_out", rows: 5, cols: 512, stride: 512, addr: QKV + 64, elem: 2 },
+        Mat { name: "k_out", rows: 5, cols: 256, stride: 256, addr: OUT_K, elem: 2 },
     ));
-    assert!(matches!(
-        plan(&i),
-        Err(Error::Aliasing {
-            arg: "q_out",
-            other: "qkv"
-        })
-    ));
+    assert!(matches!(plan(&i), Err(Error::Aliasing { arg: "q_out", other: "qkv" })));
 }
 
 #[test]
 fn kv_cache_is_checked() {
     let kv = |rows, cols, slots: Option<(u64, usize)>, k_scale| KvIn {
-        k: Mat {
-            name: "k_cache",
-            rows,
-            cols,
-            stride: cols,
-            addr: KC,
-            elem: 1,
-        },
-        v: Some(Mat {
-            name: "v_cache",
-            rows,
-            cols,
-            stride: cols,
-            addr: VC,
-            elem: 1,
-        }),
+        k: Mat { name: "k_cache", rows, cols, stride: cols, addr: KC, elem: 1 },
+        v: Some(Mat { name: "v_cache", rows, cols, stride: cols, addr: VC, elem: 1 }),
         slots,
         k_scale,
         v_scale: 0.5,
@@ -255,22 +161,13 @@ fn kv_cache_is_checked() {
     let mut i = input(Op::QkNormRope, 5);
     i.kv = Some(kv(5, 256, None, 2.0));
     let p = plan(&i).unwrap();
-    assert_eq!(
-        (p.k_cache, p.v_cache, p.cache_rows, p.cache_stride, p.k_scale, p.v_scale),
-        (KC, VC, 5, 256, 2.0, 0.5)
-    );
+    assert_eq!((p.k_cache, p.v_cache, p.cache_rows, p.cache_stride, p.k_scale, p.v_scale), (KC, VC, 5, 256, 2.0, 0.5));
     i.kv = Some(kv(4, 256, None, 2.0));
     assert!(matches!(plan(&i), Err(Error::Shape { arg: "k_cache", .. })));
     i.kv = Some(kv(4, 256, Some((POS + 4096, 5)), 2.0));
     assert!(plan(&i).is_ok(), "a slot mapping allows a cache smaller than the batch");
     i.kv = Some(kv(100, 256, Some((POS + 4096, 4)), 2.0));
-    assert!(matches!(
-        plan(&i),
-        Err(Error::Shape {
-            arg: "slot_mapping",
-            ..
-        })
-    ));
+    assert!(matches!(plan(&i), Err(Error::Shape { arg: "slot_mapping", .. })));
     i.kv = Some(kv(100, 128, None, 2.0));
     assert!(matches!(plan(&i), Err(Error::Shape { arg: "k_cache", .. })));
     i.kv = Some(kv(100, 256, None, 0.0));
@@ -280,22 +177,8 @@ fn kv_cache_is_checked() {
 #[test]
 fn kv_cache_stores_and_reciprocals() {
     let kv = |stride, k_scale, v_scale| KvIn {
-        k: Mat {
-            name: "k_cache",
-            rows: 5,
-            cols: 256,
-            stride,
-            addr: KC,
-            elem: 1,
-        },
-        v: Some(Mat {
-            name: "v_cache",
-            rows: 5,
-            cols: 256,
-            stride,
-            addr: VC,
-            elem: 1,
-        }),
+        k: Mat { name: "k_cache", rows: 5, cols: 256, stride, addr: KC, elem: 1 },
+        v: Some(Mat { name: "v_cache", rows: 5, cols: 256, stride, addr: VC, elem: 1 }),
         slots: None,
         k_scale,
         v_scale,
@@ -332,16 +215,7 @@ fn gemma_weights_and_mrope_are_planned_and_checked() {
     for bad in [[16, 24, 23], [16, 24, 25], [0, 0, 0], [usize::MAX, 1, 64]] {
         i.cfg.mrope_section = Some(bad);
         let e = plan(&i).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                Error::InvalidValue {
-                    arg: "mrope_section",
-                    ..
-                }
-            ),
-            "{bad:?}: {e}"
-        );
+        assert!(matches!(e, Error::InvalidValue { arg: "mrope_section", .. }), "{bad:?}: {e}");
     }
     i.cfg.mrope_section = Some([0, 64, 0]);
     assert!(plan(&i).is_ok(), "empty sections are allowed");
@@ -371,27 +245,11 @@ fn blocks_spread_a_tokens_head_groups_over_at_most_8_warps() {
         i.qkv.cols = (hq + 2 * hk) * d;
         i.qkv.stride = i.qkv.cols;
         i.weights = Some((W, d, W + 2 * d as u64, d));
-        i.rotary = Some(RotaryIn::Cache {
-            addr: CS,
-            len: 4096 * d,
-            max_pos: 4096,
-        });
+        i.rotary = Some(RotaryIn::Cache { addr: CS, len: 4096 * d, max_pos: 4096 });
         if v {
-            let m = |name, addr| Mat {
-                name,
-                rows: 3,
-                cols: hk * d,
-                stride: hk * d,
-                addr,
-                elem: 1,
-            };
-            i.kv = Some(KvIn {
-                k: m("k_cache", KC),
-                v: Some(m("v_cache", VC)),
-                slots: None,
-                k_scale: 1.0,
-                v_scale: 1.0,
-            });
+            let m = |name, addr| Mat { name, rows: 3, cols: hk * d, stride: hk * d, addr, elem: 1 };
+            i.kv =
+                Some(KvIn { k: m("k_cache", KC), v: Some(m("v_cache", VC)), slots: None, k_scale: 1.0, v_scale: 1.0 });
         }
         let p = plan(&i).unwrap();
         let (w, smem) = block_shape(&p, d, Op::QkNormRope);
@@ -401,19 +259,11 @@ fn blocks_spread_a_tokens_head_groups_over_at_most_8_warps() {
     // NeoX at R/2 = 48: partners through shared memory, one 1 KiB row per warp
     let mut i = input(Op::QkNormRope, 3);
     i.cfg.rotary_dim = 96;
-    i.rotary = Some(RotaryIn::Cache {
-        addr: CS,
-        len: 4096 * 96,
-        max_pos: 4096,
-    });
+    i.rotary = Some(RotaryIn::Cache { addr: CS, len: 4096 * 96, max_pos: 4096 });
     let p = plan(&i).unwrap();
     let (w, smem) = block_shape(&p, 128, Op::QkNormRope);
     assert_eq!(smem, 7 * 128 * 4 + w * 1024);
-    assert_eq!(
-        block_shape(&p, 128, Op::HeadRmsNorm).1,
-        2 * 128 * 4,
-        "the norm needs the weights only"
-    );
+    assert_eq!(block_shape(&p, 128, Op::HeadRmsNorm).1, 2 * 128 * 4, "the norm needs the weights only");
 }
 
 #[test]
@@ -427,14 +277,8 @@ fn default_frequencies_are_base_powers() {
     for (a, b) in f.iter().zip(&g) {
         approx::assert_relative_eq!(*a / 4.0, *b, max_relative = 1e-14);
     }
-    assert!(matches!(
-        rope_inv_freq(7, 10000.0, RopeScaling::None),
-        Err(Error::InvalidValue { arg: "rotary_dim", .. })
-    ));
-    assert!(matches!(
-        rope_inv_freq(8, 1.0, RopeScaling::None),
-        Err(Error::InvalidValue { arg: "base", .. })
-    ));
+    assert!(matches!(rope_inv_freq(7, 10000.0, RopeScaling::None), Err(Error::InvalidValue { arg: "rotary_dim", .. })));
+    assert!(matches!(rope_inv_freq(8, 1.0, RopeScaling::None), Err(Error::InvalidValue { arg: "base", .. })));
 }
 
 #[test]

@@ -27,8 +27,8 @@ fn plan_picks_vector_path_only_when_aligned() {
     let p = plan(m("x", 4, 64, 68, A), 64, W, 1e-6, None, m("out", 4, 64, 64, B)).unwrap();
     assert_eq!(p.vectorized, 0);
     // misaligned residual
-    let p = plan(m("x", 4, 64, 64, A), 64, W, 0.0, Some(m("residual", 4, 64, 64, C + 4)), m("out", 4, 64, 64, B))
-        .unwrap();
+    let p =
+        plan(m("x", 4, 64, 64, A), 64, W, 0.0, Some(m("residual", 4, 64, 64, C + 4)), m("out", 4, 64, 64, B)).unwrap();
     assert_eq!(p.vectorized, 0);
 }
 
@@ -66,8 +66,8 @@ fn plan_rejects_bad_shapes_naming_the_argument() {
     assert!(matches!(e, Error::Shape { arg: "x", .. }), "{e}");
     let e = plan(m("x", 2, 64, 64, A), 64, W, 1e-6, None, m("out", 3, 64, 64, B)).unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "out", .. }), "{e}");
-    let e = plan(m("x", 2, 64, 64, A), 64, W, 1e-6, Some(m("residual", 2, 32, 32, C)), m("out", 2, 64, 64, B))
-        .unwrap_err();
+    let e =
+        plan(m("x", 2, 64, 64, A), 64, W, 1e-6, Some(m("residual", 2, 32, 32, C)), m("out", 2, 64, 64, B)).unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "residual", .. }), "{e}");
     let e = plan(m("x", 2, 64, 64, A), 63, W, 1e-6, None, m("out", 2, 64, 64, B)).unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "weight", .. }), "{e}");
@@ -82,13 +82,13 @@ fn plan_rejects_bad_shapes_naming_the_argument() {
 fn plan_rejects_overlapping_outputs() {
     let e = plan(m("x", 2, 64, 64, A), 64, W, 1e-6, None, m("out", 2, 64, 64, A + 64)).unwrap_err();
     assert!(matches!(e, Error::Aliasing { arg: "out", other: "x" }), "{e}");
-    let e = plan(m("x", 2, 64, 64, A), 64, W, 1e-6, Some(m("residual", 2, 64, 64, B)), m("out", 2, 64, 64, B))
-        .unwrap_err();
+    let e =
+        plan(m("x", 2, 64, 64, A), 64, W, 1e-6, Some(m("residual", 2, 64, 64, B)), m("out", 2, 64, 64, B)).unwrap_err();
     assert!(matches!(e, Error::Aliasing { arg: "out", other: "residual" }), "{e}");
     let e = plan(m("x", 2, 64, 64, A), 64, B + 32, 1e-6, None, m("out", 2, 64, 64, B)).unwrap_err();
     assert!(matches!(e, Error::Aliasing { arg: "out", other: "weight" }), "{e}");
-    let e = plan(m("x", 2, 64, 64, A), 64, C, 1e-6, Some(m("residual", 2, 64, 64, C)), m("out", 2, 64, 64, B))
-        .unwrap_err();
+    let e =
+        plan(m("x", 2, 64, 64, A), 64, C, 1e-6, Some(m("residual", 2, 64, 64, C)), m("out", 2, 64, 64, B)).unwrap_err();
     assert!(matches!(e, Error::Aliasing { arg: "residual", other: "weight" }), "{e}");
     // Interleaved rows that do not overlap in bytes are still rejected when the spans overlap:
     // the check is conservative by design.

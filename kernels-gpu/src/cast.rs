@@ -7,8 +7,7 @@
 
 use crate::abi::CastParams;
 use crate::prim::convert::{
-    f32_to_bf16, f32_to_e2m1_sat, f32_to_e4m3fn_sat, f32_to_e5m2_sat, f32_to_f16,
-    f32_to_ue8m0_ceil, f32_to_ue8m0_floor,
+    f32_to_bf16, f32_to_e2m1_sat, f32_to_e4m3fn_sat, f32_to_e5m2_sat, f32_to_f16, f32_to_ue8m0_ceil, f32_to_ue8m0_floor,
 };
 use crate::prim::{block_dim_x, block_idx_x, grid_dim_x, thread_idx_x};
 

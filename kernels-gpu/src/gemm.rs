@@ -34,9 +34,10 @@ use crate::abi::{
 };
 use crate::prim::convert::f32x2_to_bf16x2;
 use crate::prim::hopper::{
-    fence_mbarrier_init, fence_operands, fence_tensormap_acquire, mbarrier_arrive, mbarrier_arrive_expect_tx, mbarrier_init,
-    mbarrier_wait, prefetch_tensormap, setmaxnreg_dec, setmaxnreg_inc, smem_addr, smem_desc_k_major_sw128, tma_load_2d,
-    wgmma_commit, wgmma_fence, wgmma_m64n128k16_bf16, wgmma_m64n128k32_e4m3, wgmma_wait,
+    fence_mbarrier_init, fence_operands, fence_tensormap_acquire, mbarrier_arrive, mbarrier_arrive_expect_tx,
+    mbarrier_init, mbarrier_wait, prefetch_tensormap, setmaxnreg_dec, setmaxnreg_inc, smem_addr,
+    smem_desc_k_major_sw128, tma_load_2d, wgmma_commit, wgmma_fence, wgmma_m64n128k16_bf16, wgmma_m64n128k32_e4m3,
+    wgmma_wait,
 };
 use crate::prim::mem::raise_flag;
 use crate::prim::{block_idx_x, dynamic_smem, grid_dim_x, lane_id, sync_threads, thread_idx_x};
@@ -106,7 +107,16 @@ struct Scheduler<'a> {
 
 impl<'a> Scheduler<'a> {
     fn new(p: &'a GemmParams) -> Self {
-        let mut s = Scheduler { p, tiles_n: p.n.div_ceil(BN), g: 0, start: 0, end: 0, before: 0, count: 0, next: block_idx_x() };
+        let mut s = Scheduler {
+            p,
+            tiles_n: p.n.div_ceil(BN),
+            g: 0,
+            start: 0,
+            end: 0,
+            before: 0,
+            count: 0,
+            next: block_idx_x(),
+        };
         s.enter(0, 0);
         s
     }
@@ -126,14 +136,26 @@ impl<'a> Scheduler<'a> {
             let raw = unsafe { *(p.group_ends as *const i32).add(g as usize) };
             if p.max_m > 0 {
                 let start = g * p.max_m;
-                let count = if raw < 0 { 0 } else if raw as u32 > p.max_m { p.max_m } else { raw as u32 };
+                let count = if raw < 0 {
+                    0
+                } else if raw as u32 > p.max_m {
+                    p.max_m
+                } else {
+                    raw as u32
+                };
                 if raw < 0 || raw as u32 > p.max_m {
                     // SAFETY: error_flag is null or a valid u32.
                     unsafe { raise_flag(p.error_flag as *mut u32, GEMM_ERR_GROUP_BOUNDS) };
                 }
                 (start, start + count)
             } else {
-                let end = if raw < prev_end as i32 { prev_end } else if raw as u32 > p.rows { p.rows } else { raw as u32 };
+                let end = if raw < prev_end as i32 {
+                    prev_end
+                } else if raw as u32 > p.rows {
+                    p.rows
+                } else {
+                    raw as u32
+                };
                 if raw < prev_end as i32 || raw as u32 > p.rows {
                     // SAFETY: as above.
                     unsafe { raise_flag(p.error_flag as *mut u32, GEMM_ERR_GROUP_BOUNDS) };

@@ -35,8 +35,8 @@
 use core::f32::math::mul_add;
 
 use crate::abi::{
-    ERR_POSITION_OUT_OF_RANGE, ERR_SLOT_OUT_OF_RANGE, FLAG_CACHE_VEC8, FLAG_GPTJ, FLAG_MROPE,
-    FLAG_POS_I64, FLAG_VECTORIZED, FLAG_WEIGHT_ONE_PLUS, QK_ELEMS_PER_LANE, QkNormRopeParams,
+    ERR_POSITION_OUT_OF_RANGE, ERR_SLOT_OUT_OF_RANGE, FLAG_CACHE_VEC8, FLAG_GPTJ, FLAG_MROPE, FLAG_POS_I64,
+    FLAG_VECTORIZED, FLAG_WEIGHT_ONE_PLUS, QK_ELEMS_PER_LANE, QkNormRopeParams,
 };
 use crate::prim::convert::{Bf16, F16, Half};
 use crate::prim::kv_fp8::{div_by_scale, f32x8_to_e4m3x8_sat};
@@ -44,8 +44,7 @@ use crate::prim::mem::{Vec16, ld_global_v4, raise_flag, st_global_b64, st_global
 use crate::prim::trig::sincos_rope;
 use crate::prim::warp::{shfl_xor_f32, sync_warp, warp_reduce_f32};
 use crate::prim::{
-    block_dim_x, block_idx_x, dynamic_smem, grid_dim_x, lane_id, sqrt_rn, sync_threads,
-    thread_idx_x, warp_id,
+    block_dim_x, block_idx_x, dynamic_smem, grid_dim_x, lane_id, sqrt_rn, sync_threads, thread_idx_x, warp_id,
 };
 
 /// Elements per lane.
@@ -87,11 +86,7 @@ unsafe fn position(p: &QkNormRopeParams, row: u32, t: u64) -> i64 {
 #[inline(always)]
 fn cache_slot(p: &QkNormRopeParams, t: u64, report: bool) -> i64 {
     // SAFETY: slot_mapping, when given, holds `tokens` i64 and t < tokens.
-    let slot = if p.slot_mapping != 0 {
-        unsafe { *(p.slot_mapping as *const i64).add(t as usize) }
-    } else {
-        t as i64
-    };
+    let slot = if p.slot_mapping != 0 { unsafe { *(p.slot_mapping as *const i64).add(t as usize) } } else { t as i64 };
     if slot >= 0 && slot as u64 >= p.cache_rows {
         if report {
             // SAFETY: error_flag is null or a valid u32 (host contract).
@@ -150,11 +145,7 @@ unsafe fn build_table<const D: usize>(p: &QkNormRopeParams, t: u64, tab: *mut f3
             let (s, c) = sincos_rope(pos as f64 * w);
             (c * p.attention_factor, s * p.attention_factor)
         };
-        let (i0, i1) = if p.flags & FLAG_GPTJ != 0 {
-            (2 * f, 2 * f + 1)
-        } else {
-            (f, f + half)
-        };
+        let (i0, i1) = if p.flags & FLAG_GPTJ != 0 { (2 * f, 2 * f + 1) } else { (f, f + half) };
         // SAFETY: i0, i1 < R <= D: inside the 2·D f32 of `tab`.
         unsafe {
             tab.add(i0 as usize).write(c);
@@ -262,13 +253,7 @@ unsafe fn lds8(p: *const f32) -> [f32; E] {
 /// `out_rows` point at this lane's first element of token `t`'s q and k output rows; launch
 /// contract.
 #[inline(always)]
-unsafe fn finish_head<
-    T: Half,
-    const D: usize,
-    const NORM: bool,
-    const ROPE: bool,
-    const ROWS: bool,
->(
+unsafe fn finish_head<T: Half, const D: usize, const NORM: bool, const ROPE: bool, const ROWS: bool>(
     p: &QkNormRopeParams,
     ln: Lane,
     sm: &Smem,
@@ -293,9 +278,7 @@ unsafe fn finish_head<
         // SAFETY: the whole warp is here; segments of `l` lanes hold one head each.
         let total = unsafe { warp_reduce_f32(ss, l, |a, b| a + b) };
         let inv = 1.0 / sqrt_rn(total / D as f32 + p.eps);
-        let w = sm
-            .weights()
-            .wrapping_add(if kind == KIND_Q { 0 } else { D } + ln.e as usize);
+        let w = sm.weights().wrapping_add(if kind == KIND_Q { 0 } else { D } + ln.e as usize);
         // SAFETY: the lane's 8 weights, written before the first barrier.
         let w = unsafe { lds8(w) };
         for j in 0..E {
@@ -364,11 +347,7 @@ unsafe fn finish_head<
     }
     let (hq, hk) = (p.num_q_heads, p.num_kv_heads);
     if kind == KIND_Q || kind == KIND_K {
-        let (row, hh) = if kind == KIND_Q {
-            (out_rows.0, h)
-        } else {
-            (out_rows.1, h - hq)
-        };
+        let (row, hh) = if kind == KIND_Q { (out_rows.0, h) } else { (out_rows.1, h - hq) };
         let dst = row.wrapping_add(hh as usize * D);
         // SAFETY: inside row t of the output, head hh; alignment per FLAG_VECTORIZED. In place,
         // every lane of the warp read its elements (and the partners) before this store.
@@ -377,11 +356,7 @@ unsafe fn finish_head<
     if slot >= 0 && (kind == KIND_K || kind == KIND_V) && p.k_cache != 0 {
         // k: the stored (rounded) value; v: the input.
         let is_v = kind == KIND_V;
-        let (scale, recip) = if is_v {
-            (p.v_scale, p.v_recip)
-        } else {
-            (p.k_scale, p.k_recip)
-        };
+        let (scale, recip) = if is_v { (p.v_scale, p.v_recip) } else { (p.k_scale, p.k_recip) };
         let src = if is_v { raw } else { out };
         let mut q = [0.0f32; E];
         for j in 0..E {
@@ -397,14 +372,9 @@ unsafe fn finish_head<
             }
         }
         let bytes = f32x8_to_e4m3x8_sat(q);
-        let (cache, kvh) = if is_v {
-            (p.v_cache, h - hq - hk)
-        } else {
-            (p.k_cache, h - hq)
-        };
-        let dst = (cache as *mut u8).wrapping_add(
-            slot as usize * p.cache_stride as usize + kvh as usize * D + ln.e as usize,
-        );
+        let (cache, kvh) = if is_v { (p.v_cache, h - hq - hk) } else { (p.k_cache, h - hq) };
+        let dst =
+            (cache as *mut u8).wrapping_add(slot as usize * p.cache_stride as usize + kvh as usize * D + ln.e as usize);
         if p.flags & FLAG_CACHE_VEC8 != 0 {
             // SAFETY: inside cache row `slot` (host-validated capacity), head kvh; 8-byte aligned
             // per FLAG_CACHE_VEC8 (e and D are multiples of 8).
@@ -424,9 +394,7 @@ unsafe fn finish_head<
 /// Launched with `32 · warps` threads (`warps` in 1..=8) and `qk_norm_rope_smem_bytes(D, warps,
 /// ROPE, NeoX rows)` of dynamic shared memory, parameters validated by `lowp::qk_norm_rope`.
 #[inline(always)]
-unsafe fn kernel<T: Half, const D: usize, const NORM: bool, const ROPE: bool, const ROWS: bool>(
-    p: &QkNormRopeParams,
-) {
+unsafe fn kernel<T: Half, const D: usize, const NORM: bool, const ROPE: bool, const ROWS: bool>(p: &QkNormRopeParams) {
     const { assert!(D == 64 || D == 128 || D == 256) };
     let l = (D / E) as u32;
     let g_heads = 32 / l;
@@ -436,14 +404,9 @@ unsafe fn kernel<T: Half, const D: usize, const NORM: bool, const ROPE: bool, co
     let (hq, hk) = (p.num_q_heads, p.num_kv_heads);
     let heads = hq + hk + if p.v_cache != 0 { hk } else { 0 };
     let groups = heads.div_ceil(g_heads);
-    let ln = Lane {
-        slot: lane / l,
-        e: (lane % l) * QK_ELEMS_PER_LANE,
-    };
+    let ln = Lane { slot: lane / l, e: (lane % l) * QK_ELEMS_PER_LANE };
     // SAFETY: the launch provides the weights, the tables and the NeoX rows (launch contract).
-    let sm = Smem {
-        base: unsafe { dynamic_smem::<F4>() } as *mut f32,
-    };
+    let sm = Smem { base: unsafe { dynamic_smem::<F4>() } as *mut f32 };
 
     // Once per CTA: the weights in f32 (1 + w for Gemma), and the table entries of elements past
     // R, which never rotate (the kernel keeps x there) but are read with the rest.
@@ -451,18 +414,9 @@ unsafe fn kernel<T: Half, const D: usize, const NORM: bool, const ROPE: bool, co
     while i < D {
         if NORM {
             // SAFETY: each weight has D elements, i < D.
-            let (q, k) = unsafe {
-                (
-                    *(p.q_weight as *const u16).add(i),
-                    *(p.k_weight as *const u16).add(i),
-                )
-            };
+            let (q, k) = unsafe { (*(p.q_weight as *const u16).add(i), *(p.k_weight as *const u16).add(i)) };
             let (q, k) = (T::to_f32(q), T::to_f32(k));
-            let (q, k) = if p.flags & FLAG_WEIGHT_ONE_PLUS != 0 {
-                (1.0 + q, 1.0 + k)
-            } else {
-                (q, k)
-            };
+            let (q, k) = if p.flags & FLAG_WEIGHT_ONE_PLUS != 0 { (1.0 + q, 1.0 + k) } else { (q, k) };
             // SAFETY: inside the 2·D f32 of the weights.
             unsafe {
                 sm.weights().add(i).write(q);
@@ -472,11 +426,7 @@ unsafe fn kernel<T: Half, const D: usize, const NORM: bool, const ROPE: bool, co
         if ROPE {
             let rotates = i < p.rotary_dim as usize;
             // SAFETY: inside the D u32 of the mask.
-            unsafe {
-                sm.mask::<D>()
-                    .add(i)
-                    .write(if rotates { u32::MAX } else { 0 })
-            };
+            unsafe { sm.mask::<D>().add(i).write(if rotates { u32::MAX } else { 0 }) };
             if !rotates {
                 for turn in 0..2 {
                     // SAFETY: inside the 2·D f32 of each table.
@@ -499,11 +449,7 @@ unsafe fn kernel<T: Half, const D: usize, const NORM: bool, const ROPE: bool, co
     let mut turn = 0usize;
     // `t` is uniform over the CTA, so every thread takes the same trips and barriers.
     while t < p.tokens {
-        let kv_slot = if p.k_cache != 0 {
-            cache_slot(p, t, tid == 0)
-        } else {
-            -1
-        };
+        let kv_slot = if p.k_cache != 0 { cache_slot(p, t, tid == 0) } else { -1 };
         let row = (p.qkv as *const u16).wrapping_add((t * p.qkv_stride) as usize + ln.e as usize);
         let tab = sm.table::<D>(turn);
         let out_rows = (
@@ -550,11 +496,7 @@ unsafe fn kernel<T: Half, const D: usize, const NORM: bool, const ROPE: bool, co
         while warp + warps * k < groups {
             let (h, kind) = head_kind(k);
             // SAFETY: the warp is converged on this group; launch contract.
-            unsafe {
-                finish_head::<T, D, NORM, ROPE, ROWS>(
-                    p, ln, &sm, tab, h, kind, ring[0], kv_slot, out_rows,
-                )
-            };
+            unsafe { finish_head::<T, D, NORM, ROPE, ROWS>(p, ln, &sm, tab, h, kind, ring[0], kv_slot, out_rows) };
             ring = [ring[1], load(k + RING)];
             k += 1;
         }

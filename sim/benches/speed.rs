@@ -120,9 +120,15 @@ fn main() {
     let y = sim.alloc(16 * n).unwrap();
     sim.write(x, &vec![1u8; (16 * n) as usize]).unwrap();
     let out = sim.alloc(4 * 1024).unwrap();
-    let cases: [(&str, [u32; 2], u32, Vec<u64>); 3] =
-        [("alu", [1, 1024], 0, vec![out, 0]), ("copy", [64, 256], 0, vec![x, y, n]), ("reduce", [1, 1024], 128, vec![out, 0])];
-    println!("{:<8} {:>14} {:>10} {:>16} {:>18}", "kernel", "lane-insts", "seconds", "M lane-insts/s", "(per CPU second)");
+    let cases: [(&str, [u32; 2], u32, Vec<u64>); 3] = [
+        ("alu", [1, 1024], 0, vec![out, 0]),
+        ("copy", [64, 256], 0, vec![x, y, n]),
+        ("reduce", [1, 1024], 128, vec![out, 0]),
+    ];
+    println!(
+        "{:<8} {:>14} {:>10} {:>16} {:>18}",
+        "kernel", "lane-insts", "seconds", "M lane-insts/s", "(per CPU second)"
+    );
     // `cargo bench -p lowp-sim --bench speed -- copy` runs the kernels whose names contain "copy".
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     for (name, [grid, block], smem, p) in cases {

@@ -74,7 +74,15 @@ impl Gpu for CudaGpu {
         Ok(v)
     }
 
-    fn launch(&mut self, ptx: &str, kernel: &str, grid: u32, block: u32, smem: u32, params: &[u64]) -> Result<(), String> {
+    fn launch(
+        &mut self,
+        ptx: &str,
+        kernel: &str,
+        grid: u32,
+        block: u32,
+        smem: u32,
+        params: &[u64],
+    ) -> Result<(), String> {
         let image = CString::new(ptx).map_err(|_| "a NUL in the PTX".to_string())?;
         let name = CString::new(kernel).map_err(|_| "a NUL in the kernel name".to_string())?;
         // SAFETY: a NUL-terminated PTX image; the function handle is used while its module is
@@ -177,7 +185,8 @@ fn run() -> Result<bool, String> {
         match r {
             Ok(p) => {
                 let file = format!("{}.bin", p.name);
-                std::fs::write(out.join(&file), &p.output).map_err(|e| format!("{}: {e}", out.join(&file).display()))?;
+                std::fs::write(out.join(&file), &p.output)
+                    .map_err(|e| format!("{}: {e}", out.join(&file).display()))?;
                 manifest += &format!("{file} {} {:016x}\n", p.output.len(), p.fingerprint);
                 println!("{file}: {} bytes", p.output.len());
             }

@@ -35,34 +35,14 @@ fn main() {
                 let dt = t0.elapsed();
                 if let Some((from, to)) = dump {
                     for f in m.functions.iter().filter(|f| (from..=to).contains(&f.line)) {
-                        let Function {
-                            name,
-                            start,
-                            end,
-                            reg_count,
-                            params,
-                            rets,
-                            param_bytes,
-                            ..
-                        } = f;
+                        let Function { name, start, end, reg_count, params, rets, param_bytes, .. } = f;
                         println!(
                             "fn {name}: pc {start}..{end}, {reg_count} regs, params {params:?} rets {rets:?} ({param_bytes} bytes), frame {}+{}+{}",
                             f.frame_params, f.local_bytes, f.call_param_bytes
                         );
                     }
-                    for (pc, i) in m
-                        .code
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, i)| (from..=to).contains(&i.line))
-                    {
-                        println!(
-                            "{pc:6} {:5} {:<50} {:?}{:?}",
-                            i.line,
-                            m.source_line(i.line),
-                            i.guard,
-                            i.op
-                        );
+                    for (pc, i) in m.code.iter().enumerate().filter(|(_, i)| (from..=to).contains(&i.line)) {
+                        println!("{pc:6} {:5} {:<50} {:?}{:?}", i.line, m.source_line(i.line), i.guard, i.op);
                     }
                 }
                 let entries = m.functions.iter().filter(|f| f.is_entry).count();

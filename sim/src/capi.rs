@@ -180,9 +180,17 @@ const ERRORS: &[(CUresult, &CStr, &CStr)] = &[
     (903, c"CUDA_ERROR_STREAM_CAPTURE_UNMATCHED", c"capture was not ended in the same stream as it began"),
     (904, c"CUDA_ERROR_STREAM_CAPTURE_UNJOINED", c"capturing stream has unjoined work"),
     (905, c"CUDA_ERROR_STREAM_CAPTURE_ISOLATION", c"dependency created on uncaptured work in another stream"),
-    (906, c"CUDA_ERROR_STREAM_CAPTURE_IMPLICIT", c"operation would make the legacy stream depend on a capturing blocking stream"),
+    (
+        906,
+        c"CUDA_ERROR_STREAM_CAPTURE_IMPLICIT",
+        c"operation would make the legacy stream depend on a capturing blocking stream",
+    ),
     (907, c"CUDA_ERROR_CAPTURED_EVENT", c"operation not permitted on an event last recorded in a capturing stream"),
-    (908, c"CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD", c"attempt to terminate a thread-local capture sequence from another thread"),
+    (
+        908,
+        c"CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD",
+        c"attempt to terminate a thread-local capture sequence from another thread",
+    ),
     (999, c"CUDA_ERROR_UNKNOWN", c"unknown error"),
 ];
 
@@ -388,7 +396,9 @@ impl Driver {
         let h = f.addr();
         match self.objects().functions.get(&h) {
             Some(func) => Ok(func.kernel.clone()),
-            None => Err(fail(CUDA_ERROR_INVALID_HANDLE, format!("function 0x{h:x} is not a function of a loaded module"))),
+            None => {
+                Err(fail(CUDA_ERROR_INVALID_HANDLE, format!("function 0x{h:x} is not a function of a loaded module")))
+            }
         }
     }
     fn module(&self, m: CUmodule) -> Result<Arc<LoadedModule>, Fail> {
@@ -427,7 +437,10 @@ fn driver() -> Result<&'static Driver, Fail> {
 fn context() -> Result<&'static Driver, Fail> {
     let d = driver()?;
     if current() != PRIMARY {
-        return Err(fail(CUDA_ERROR_INVALID_CONTEXT, "no context is current on this thread (cuDevicePrimaryCtxRetain + cuCtxSetCurrent)"));
+        return Err(fail(
+            CUDA_ERROR_INVALID_CONTEXT,
+            "no context is current on this thread (cuDevicePrimaryCtxRetain + cuCtxSetCurrent)",
+        ));
     }
     if d.primary_refs.load(Ordering::Relaxed) == 0 {
         return Err(fail(CUDA_ERROR_INVALID_CONTEXT, "the current context was released (cuDevicePrimaryCtxRelease)"));
@@ -439,7 +452,11 @@ fn context() -> Result<&'static Driver, Fail> {
 }
 
 fn device(dev: CUdevice) -> R {
-    if dev == 0 { Ok(()) } else { Err(fail(CUDA_ERROR_INVALID_DEVICE, format!("device {dev}: the simulator has one device, 0"))) }
+    if dev == 0 {
+        Ok(())
+    } else {
+        Err(fail(CUDA_ERROR_INVALID_DEVICE, format!("device {dev}: the simulator has one device, 0")))
+    }
 }
 
 /// Marks the shared library as the simulator (the real driver has no such symbol).
@@ -695,7 +712,9 @@ pub unsafe extern "C" fn cuDevicePrimaryCtxRelease_v2(dev: CUdevice) -> CUresult
                 Ok(())
             }
             Ok(_) => Ok(()),
-            Err(_) => Err(fail(CUDA_ERROR_INVALID_CONTEXT, "cuDevicePrimaryCtxRelease: the primary context is not retained")),
+            Err(_) => {
+                Err(fail(CUDA_ERROR_INVALID_CONTEXT, "cuDevicePrimaryCtxRelease: the primary context is not retained"))
+            }
         }
     })
 }
@@ -912,7 +931,10 @@ pub unsafe extern "C" fn cuStreamDestroy_v2(s: CUstream) -> CUresult {
         let d = driver()?;
         let mut o = d.objects();
         if !o.streams.remove(&s.addr()) {
-            return Err(fail(CUDA_ERROR_INVALID_HANDLE, format!("cuStreamDestroy: 0x{:x} is not a live stream", s.addr())));
+            return Err(fail(
+                CUDA_ERROR_INVALID_HANDLE,
+                format!("cuStreamDestroy: 0x{:x} is not a live stream", s.addr()),
+            ));
         }
         if let Some(c) = o.capturing.remove(&s.addr()).and_then(|id| o.captures.get_mut(&id)) {
             c.invalidated = true;
@@ -932,7 +954,10 @@ fn stream_sync(name: &str, s: CUstream) -> R {
         if let Some(c) = o.captures.get_mut(&id) {
             c.invalidated = true;
         }
-        return Err(fail(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, format!("{name}: stream 0x{:x} is capturing", s.addr())));
+        return Err(fail(
+            CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED,
+            format!("{name}: stream 0x{:x} is capturing", s.addr()),
+        ));
     }
     if is_legacy(s) {
         forbid_during_capture(&mut o, name)?;
@@ -986,7 +1011,11 @@ pub unsafe extern "C" fn cuStreamWaitEvent(s: CUstream, e: CUevent, _flags: c_ui
 
 /// Runs the host function now, in the calling thread (or records it during capture).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuLaunchHostFunc(s: CUstream, f: Option<unsafe extern "C" fn(*mut c_void)>, data: *mut c_void) -> CUresult {
+pub unsafe extern "C" fn cuLaunchHostFunc(
+    s: CUstream,
+    f: Option<unsafe extern "C" fn(*mut c_void)>,
+    data: *mut c_void,
+) -> CUresult {
     guard("cuLaunchHostFunc", || {
         let d = context()?;
         let f = f.ok_or_else(|| invalid("cuLaunchHostFunc: fn is null"))?;
@@ -1039,7 +1068,9 @@ pub unsafe extern "C" fn cuEventRecord(e: CUevent, s: CUstream) -> CUresult {
                 ev.captured = captured;
                 Ok(())
             }
-            None => Err(fail(CUDA_ERROR_INVALID_HANDLE, format!("cuEventRecord: 0x{:x} is not a live event", e.addr()))),
+            None => {
+                Err(fail(CUDA_ERROR_INVALID_HANDLE, format!("cuEventRecord: 0x{:x} is not a live event", e.addr())))
+            }
         }
     })
 }
@@ -1055,7 +1086,10 @@ fn event_wait(name: &str, e: CUevent) -> R {
     let d = context()?;
     event_exists(d, e)?;
     if d.objects().events.get(&e.addr()).is_some_and(|ev| ev.captured.is_some()) {
-        return Err(fail(CUDA_ERROR_CAPTURED_EVENT, format!("{name}: the event was last recorded in a capturing stream")));
+        return Err(fail(
+            CUDA_ERROR_CAPTURED_EVENT,
+            format!("{name}: the event was last recorded in a capturing stream"),
+        ));
     }
     Ok(())
 }
@@ -1077,10 +1111,14 @@ pub unsafe extern "C" fn cuEventElapsedTime(ms: *mut f32, start: CUevent, end: C
         let d = context()?;
         let o = d.objects();
         let time = |e: CUevent, which: &str| match o.events.get(&e.addr()) {
-            None => Err(fail(CUDA_ERROR_INVALID_HANDLE, format!("cuEventElapsedTime: {which} 0x{:x} is not a live event", e.addr()))),
-            Some(ev) if ev.flags & 2 != 0 => {
-                Err(fail(CUDA_ERROR_INVALID_HANDLE, format!("cuEventElapsedTime: {which} was created with CU_EVENT_DISABLE_TIMING")))
-            }
+            None => Err(fail(
+                CUDA_ERROR_INVALID_HANDLE,
+                format!("cuEventElapsedTime: {which} 0x{:x} is not a live event", e.addr()),
+            )),
+            Some(ev) if ev.flags & 2 != 0 => Err(fail(
+                CUDA_ERROR_INVALID_HANDLE,
+                format!("cuEventElapsedTime: {which} was created with CU_EVENT_DISABLE_TIMING"),
+            )),
             Some(Event { recorded: None, .. }) => {
                 Err(fail(CUDA_ERROR_INVALID_HANDLE, format!("cuEventElapsedTime: {which} was never recorded")))
             }
@@ -1105,7 +1143,9 @@ pub unsafe extern "C" fn cuEventDestroy_v2(e: CUevent) -> CUresult {
         let d = driver()?;
         match d.objects().events.remove(&e.addr()) {
             Some(_) => Ok(()),
-            None => Err(fail(CUDA_ERROR_INVALID_HANDLE, format!("cuEventDestroy: 0x{:x} is not a live event", e.addr()))),
+            None => {
+                Err(fail(CUDA_ERROR_INVALID_HANDLE, format!("cuEventDestroy: 0x{:x} is not a live event", e.addr())))
+            }
         }
     })
 }
@@ -1118,7 +1158,9 @@ pub unsafe extern "C" fn cuMemAlloc_v2(dptr: *mut CUdeviceptr, bytes: usize) -> 
     guard("cuMemAlloc_v2", || {
         let d = context()?;
         if dptr.is_null() || bytes == 0 {
-            return Err(invalid(format!("cuMemAlloc: dptr is null or bytesize is 0 (dptr {dptr:p}, bytesize {bytes})")));
+            return Err(invalid(format!(
+                "cuMemAlloc: dptr is null or bytesize is 0 (dptr {dptr:p}, bytesize {bytes})"
+            )));
         }
         forbid_during_capture(&mut d.objects(), "cuMemAlloc")?;
         let p = d.sim.alloc(bytes as u64)?;
@@ -1306,7 +1348,13 @@ pub unsafe extern "C" fn cuMemcpyPeerAsync(
     })
 }
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuMemcpyPeer(dst: CUdeviceptr, dst_ctx: CUcontext, src: CUdeviceptr, src_ctx: CUcontext, n: usize) -> CUresult {
+pub unsafe extern "C" fn cuMemcpyPeer(
+    dst: CUdeviceptr,
+    dst_ctx: CUcontext,
+    src: CUdeviceptr,
+    src_ctx: CUcontext,
+    n: usize,
+) -> CUresult {
     // SAFETY: the same arguments, under the same contract.
     unsafe { cuMemcpyPeerAsync(dst, dst_ctx, src, src_ctx, n, std::ptr::null_mut()) }
 }
@@ -1320,12 +1368,15 @@ pub unsafe extern "C" fn cuMemHostAlloc(pp: *mut *mut c_void, bytes: usize, _fla
         if pp.is_null() {
             return Err(invalid("cuMemHostAlloc: pp is null"));
         }
-        let layout =
-            Layout::from_size_align(bytes.max(1), 4096).map_err(|_| invalid(format!("cuMemHostAlloc: {bytes} bytes is too large")))?;
+        let layout = Layout::from_size_align(bytes.max(1), 4096)
+            .map_err(|_| invalid(format!("cuMemHostAlloc: {bytes} bytes is too large")))?;
         // SAFETY: the layout has a non-zero size.
         let p = unsafe { std::alloc::alloc_zeroed(layout) };
         if p.is_null() {
-            return Err(fail(CUDA_ERROR_OUT_OF_MEMORY, format!("cuMemHostAlloc: host allocation of {bytes} bytes failed")));
+            return Err(fail(
+                CUDA_ERROR_OUT_OF_MEMORY,
+                format!("cuMemHostAlloc: host allocation of {bytes} bytes failed"),
+            ));
         }
         d.objects().host.insert(p.addr(), layout);
         // SAFETY: `put` checks for null; the slot is the caller's output argument.
@@ -1374,7 +1425,8 @@ unsafe fn load_data(name: &str, module: *mut CUmodule, image: *const c_void) -> 
         }
     }
     if magic == *b"\x7fELF" || magic == [0x50, 0xed, 0x55, 0xba] {
-        let e = fail(CUDA_ERROR_NOT_SUPPORTED, format!("{name}: cubin/fatbin images cannot be simulated; load PTX text"));
+        let e =
+            fail(CUDA_ERROR_NOT_SUPPORTED, format!("{name}: cubin/fatbin images cannot be simulated; load PTX text"));
         eprintln!("lowp-sim: {name}: cubin/fatbin images cannot be simulated; load PTX text");
         return Err(e);
     }
@@ -1415,8 +1467,10 @@ pub unsafe extern "C" fn cuModuleLoad(module: *mut CUmodule, fname: *const c_cha
         context()?;
         // SAFETY: the caller's pointers, valid under the driver's contract.
         let path = unsafe { c_str(fname, "cuModuleLoad: fname")? };
-        let text = std::fs::read(path).map_err(|e| fail(CUDA_ERROR_FILE_NOT_FOUND, format!("cuModuleLoad: {path}: {e}")))?;
-        let text = CString::new(text).map_err(|_| fail(CUDA_ERROR_INVALID_IMAGE, format!("cuModuleLoad: {path} is not PTX text")))?;
+        let text =
+            std::fs::read(path).map_err(|e| fail(CUDA_ERROR_FILE_NOT_FOUND, format!("cuModuleLoad: {path}: {e}")))?;
+        let text = CString::new(text)
+            .map_err(|_| fail(CUDA_ERROR_INVALID_IMAGE, format!("cuModuleLoad: {path} is not PTX text")))?;
         // SAFETY: `text` is NUL-terminated and alive; `module` is the caller's output slot.
         unsafe { load_data("cuModuleLoad", module, text.as_ptr() as *const c_void) }
     })
@@ -1438,7 +1492,11 @@ pub unsafe extern "C" fn cuModuleUnload(module: CUmodule) -> CUresult {
 }
 
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuModuleGetFunction(hfunc: *mut CUfunction, module: CUmodule, name: *const c_char) -> CUresult {
+pub unsafe extern "C" fn cuModuleGetFunction(
+    hfunc: *mut CUfunction,
+    module: CUmodule,
+    name: *const c_char,
+) -> CUresult {
     guard("cuModuleGetFunction", || {
         let d = context()?;
         let m = d.module(module)?;
@@ -1461,11 +1519,16 @@ fn function_attribute(c: &Config, k: &Kernel, attrib: u32) -> Result<i32, Fail> 
     let f = k.function();
     let product = |d: [u32; 3]| d.iter().product::<u32>();
     Ok(match attrib {
-        0 => [Some(c.max_threads_per_block), f.maxntid.map(product), f.reqntid.map(product), Some(c.regs_per_sm / REGS_PER_THREAD)]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(0) as i32,
+        0 => [
+            Some(c.max_threads_per_block),
+            f.maxntid.map(product),
+            f.reqntid.map(product),
+            Some(c.regs_per_sm / REGS_PER_THREAD),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(0) as i32,
         1 => k.module.static_smem_bytes as i32,
         2 => 0,
         3 => f.local_bytes as i32,
@@ -1504,8 +1567,8 @@ pub unsafe extern "C" fn cuFuncSetAttribute(f: CUfunction, attrib: u32, value: c
         let k = d.kernel(f)?;
         match attrib {
             8 => {
-                let bytes =
-                    u32::try_from(value).map_err(|_| invalid(format!("cuFuncSetAttribute: {value} bytes of dynamic shared memory")))?;
+                let bytes = u32::try_from(value)
+                    .map_err(|_| invalid(format!("cuFuncSetAttribute: {value} bytes of dynamic shared memory")))?;
                 Ok(d.sim.set_max_dynamic_smem(&k, bytes)?)
             }
             0..=15 => Ok(()),
@@ -1545,7 +1608,8 @@ pub unsafe extern "C" fn cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(
     guard("cuOccupancyMaxActiveBlocksPerMultiprocessor", || {
         let d = context()?;
         let k = d.kernel(f)?;
-        let block = u32::try_from(block).map_err(|_| invalid(format!("cuOccupancyMaxActiveBlocksPerMultiprocessor: blockSize {block}")))?;
+        let block = u32::try_from(block)
+            .map_err(|_| invalid(format!("cuOccupancyMaxActiveBlocksPerMultiprocessor: blockSize {block}")))?;
         // SAFETY: `put` checks for null; the slot is the caller's output argument.
         unsafe { put(blocks, occupancy(d.sim.config(), &k, block, smem as u64) as c_int, "numBlocks") }
     })
@@ -1611,7 +1675,12 @@ pub unsafe extern "C" fn cuOccupancyMaxPotentialBlockSize(
 }
 
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuOccupancyAvailableDynamicSMemPerBlock(smem: *mut usize, f: CUfunction, blocks: c_int, block: c_int) -> CUresult {
+pub unsafe extern "C" fn cuOccupancyAvailableDynamicSMemPerBlock(
+    smem: *mut usize,
+    f: CUfunction,
+    blocks: c_int,
+    block: c_int,
+) -> CUresult {
     guard("cuOccupancyAvailableDynamicSMemPerBlock", || {
         let d = context()?;
         let k = d.kernel(f)?;
@@ -1645,7 +1714,10 @@ unsafe fn launch(
     let k = d.kernel(f)?;
     if !extra.is_null() {
         eprintln!("lowp-sim: {name}: the `extra` argument is not supported (pass kernelParams)");
-        return Err(fail(CUDA_ERROR_NOT_SUPPORTED, format!("{name}: the `extra` argument is not supported (pass kernelParams)")));
+        return Err(fail(
+            CUDA_ERROR_NOT_SUPPORTED,
+            format!("{name}: the `extra` argument is not supported (pass kernelParams)"),
+        ));
     }
     let c = d.sim.config();
     let threads = block.iter().map(|&b| b as u64).product::<u64>();
@@ -1657,7 +1729,10 @@ unsafe fn launch(
         || grid[1] > 65535
         || grid[2] > 65535
     {
-        return Err(invalid(format!("{name}: {}: grid {grid:?} × block {block:?} is not a valid launch shape", k.name())));
+        return Err(invalid(format!(
+            "{name}: {}: grid {grid:?} × block {block:?} is not a valid launch shape",
+            k.name()
+        )));
     }
     if smem > k.max_dynamic_smem() {
         return Err(invalid(format!(
@@ -1668,7 +1743,11 @@ unsafe fn launch(
     }
     let mut buf = vec![0u8; k.param_bytes() as usize];
     if !k.params().is_empty() && params.is_null() {
-        return Err(invalid(format!("{name}: {} takes {} parameters; kernelParams is null", k.name(), k.params().len())));
+        return Err(invalid(format!(
+            "{name}: {} takes {} parameters; kernelParams is null",
+            k.name(),
+            k.params().len()
+        )));
     }
     for (i, p) in k.params().iter().enumerate() {
         // SAFETY: `params` holds one pointer per kernel parameter (the caller's contract).
@@ -1702,7 +1781,9 @@ pub unsafe extern "C" fn cuLaunchKernel(
     extra: *mut *mut c_void,
 ) -> CUresult {
     // SAFETY: the caller's pointers, valid under the driver's contract.
-    guard("cuLaunchKernel", || unsafe { launch("cuLaunchKernel", f, [gx, gy, gz], [bx, by, bz], smem, s, params, extra) })
+    guard("cuLaunchKernel", || unsafe {
+        launch("cuLaunchKernel", f, [gx, gy, gz], [bx, by, bz], smem, s, params, extra)
+    })
 }
 
 /// Every CTA of a launch is co-resident in the simulator: a cooperative launch is a launch.
@@ -1855,7 +1936,9 @@ fn forbid_during_capture(o: &mut Objects, name: &str) -> R {
     if refused {
         return Err(fail(
             CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED,
-            format!("{name} is not permitted while a stream captures (a potentially unsafe call in this thread's capture mode)"),
+            format!(
+                "{name} is not permitted while a stream captures (a potentially unsafe call in this thread's capture mode)"
+            ),
         ));
     }
     Ok(())
@@ -1912,7 +1995,8 @@ fn run(d: &Driver, name: &str, node: &Node) -> R {
         }
         Node::DtoH { dst, src, n } => {
             // SAFETY: as for `HtoD`: the caller's host buffer, written at every replay.
-            let dst = unsafe { host_mut(std::ptr::with_exposed_provenance_mut(*dst), *n, &format!("{name}: dstHost"))? };
+            let dst =
+                unsafe { host_mut(std::ptr::with_exposed_provenance_mut(*dst), *n, &format!("{name}: dstHost"))? };
             mem(d.sim.read(*src, dst))
         }
         Node::DtoD { dst, src, n } => mem(d.sim.copy(*dst, *src, *n as u64)),
@@ -1961,16 +2045,25 @@ pub unsafe extern "C" fn cuStreamBeginCapture_v2(s: CUstream, mode: u32) -> CUre
             return Err(invalid(format!("cuStreamBeginCapture: {mode} is not a capture mode")));
         }
         if is_legacy(s) {
-            return Err(fail(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "cuStreamBeginCapture: the legacy stream cannot capture"));
+            return Err(fail(
+                CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED,
+                "cuStreamBeginCapture: the legacy stream cannot capture",
+            ));
         }
         let mut o = d.objects();
         if o.capturing.contains_key(&s.addr()) {
-            return Err(fail(CUDA_ERROR_ILLEGAL_STATE, format!("cuStreamBeginCapture: stream 0x{:x} is already capturing", s.addr())));
+            return Err(fail(
+                CUDA_ERROR_ILLEGAL_STATE,
+                format!("cuStreamBeginCapture: stream 0x{:x} is already capturing", s.addr()),
+            ));
         }
         o.next_capture += 1;
         let id = o.next_capture;
         let thread = std::thread::current().id();
-        o.captures.insert(id, Capture { origin: s.addr(), mode, thread, nodes: Vec::new(), memory: Vec::new(), invalidated: false });
+        o.captures.insert(
+            id,
+            Capture { origin: s.addr(), mode, thread, nodes: Vec::new(), memory: Vec::new(), invalidated: false },
+        );
         o.capturing.insert(s.addr(), id);
         Ok(())
     })
@@ -1993,17 +2086,26 @@ pub unsafe extern "C" fn cuStreamEndCapture(s: CUstream, graph: *mut *mut c_void
         }
         let mut o = d.objects();
         let Some(&id) = o.capturing.get(&s.addr()) else {
-            return Err(fail(CUDA_ERROR_ILLEGAL_STATE, format!("cuStreamEndCapture: stream 0x{:x} is not capturing", s.addr())));
+            return Err(fail(
+                CUDA_ERROR_ILLEGAL_STATE,
+                format!("cuStreamEndCapture: stream 0x{:x} is not capturing", s.addr()),
+            ));
         };
         let Some(c) = o.captures.get_mut(&id) else {
             return Err(fail(CUDA_ERROR_ILLEGAL_STATE, "cuStreamEndCapture: the capture sequence is gone"));
         };
         if c.origin != s.addr() {
             c.invalidated = true;
-            return Err(fail(CUDA_ERROR_STREAM_CAPTURE_UNMATCHED, "cuStreamEndCapture: the capture did not begin on this stream"));
+            return Err(fail(
+                CUDA_ERROR_STREAM_CAPTURE_UNMATCHED,
+                "cuStreamEndCapture: the capture did not begin on this stream",
+            ));
         }
         if c.mode != CU_STREAM_CAPTURE_MODE_RELAXED && c.thread != std::thread::current().id() {
-            return Err(fail(CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD, "cuStreamEndCapture: the capture began on another thread"));
+            return Err(fail(
+                CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD,
+                "cuStreamEndCapture: the capture began on another thread",
+            ));
         }
         let Some(c) = o.captures.remove(&id) else { unreachable!("the capture was just found") };
         o.capturing.retain(|_, v| *v != id);
@@ -2073,7 +2175,11 @@ pub unsafe extern "C" fn cuStreamGetCaptureInfo(s: CUstream, status: *mut u32, i
 /// Instantiation flags are accepted and have no effect (auto-free, upload, device launch, node
 /// priority).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuGraphInstantiateWithFlags(exec: *mut *mut c_void, graph: *mut c_void, flags: u64) -> CUresult {
+pub unsafe extern "C" fn cuGraphInstantiateWithFlags(
+    exec: *mut *mut c_void,
+    graph: *mut c_void,
+    flags: u64,
+) -> CUresult {
     guard("cuGraphInstantiateWithFlags", || {
         let d = context()?;
         if exec.is_null() {
@@ -2084,7 +2190,10 @@ pub unsafe extern "C" fn cuGraphInstantiateWithFlags(exec: *mut *mut c_void, gra
         }
         let mut o = d.objects();
         let Some(g) = o.graphs.get(&graph.addr()).cloned() else {
-            return Err(fail(CUDA_ERROR_INVALID_HANDLE, format!("cuGraphInstantiateWithFlags: 0x{:x} is not a graph", graph.addr())));
+            return Err(fail(
+                CUDA_ERROR_INVALID_HANDLE,
+                format!("cuGraphInstantiateWithFlags: 0x{:x} is not a graph", graph.addr()),
+            ));
         };
         let h = o.handle();
         o.execs.insert(h, g);
@@ -2100,8 +2209,9 @@ pub unsafe extern "C" fn cuGraphLaunch(exec: *mut c_void, s: CUstream) -> CUresu
         let d = context()?;
         d.stream(s)?;
         let g = d.objects().execs.get(&exec.addr()).cloned();
-        let g =
-            g.ok_or_else(|| fail(CUDA_ERROR_INVALID_HANDLE, format!("cuGraphLaunch: 0x{:x} is not a graph executable", exec.addr())))?;
+        let g = g.ok_or_else(|| {
+            fail(CUDA_ERROR_INVALID_HANDLE, format!("cuGraphLaunch: 0x{:x} is not a graph executable", exec.addr()))
+        })?;
         for node in &g.nodes {
             submit(d, "cuGraphLaunch", s, node.clone())?;
         }
@@ -2118,7 +2228,10 @@ pub unsafe extern "C" fn cuGraphUpload(exec: *mut c_void, s: CUstream) -> CUresu
         if d.objects().execs.contains_key(&exec.addr()) {
             Ok(())
         } else {
-            Err(fail(CUDA_ERROR_INVALID_HANDLE, format!("cuGraphUpload: 0x{:x} is not a graph executable", exec.addr())))
+            Err(fail(
+                CUDA_ERROR_INVALID_HANDLE,
+                format!("cuGraphUpload: 0x{:x} is not a graph executable", exec.addr()),
+            ))
         }
     })
 }
@@ -2176,14 +2289,18 @@ pub unsafe extern "C" fn cuTensorMapEncodeTiled(
         context()?;
         let r = || -> Result<TensorMap, Fail> {
             if map.is_null() || map.addr() % 64 != 0 {
-                return Err(invalid(format!("cuTensorMapEncodeTiled: tensorMap {map:p} is null or not 64-byte aligned")));
+                return Err(invalid(format!(
+                    "cuTensorMapEncodeTiled: tensorMap {map:p} is null or not 64-byte aligned"
+                )));
             }
             if !(1..=5).contains(&rank) {
                 return Err(invalid(format!("cuTensorMapEncodeTiled: tensorRank: {rank} is not in 1..=5")));
             }
             let n = rank as usize;
             if dims.is_null() || boxes.is_null() || element_strides.is_null() || (n > 1 && strides.is_null()) {
-                return Err(invalid("cuTensorMapEncodeTiled: globalDim, globalStrides, boxDim or elementStrides is null"));
+                return Err(invalid(
+                    "cuTensorMapEncodeTiled: globalDim, globalStrides, boxDim or elementStrides is null",
+                ));
             }
             // SAFETY: non-null arrays of `rank` (`rank - 1` for the strides) entries, by the
             // caller's contract.
@@ -2209,7 +2326,9 @@ pub unsafe extern "C" fn cuTensorMapEncodeTiled(
                 oob_fill,
             )?)
         };
-        let m = r().inspect_err(|f| eprintln!("{}", f.message.as_deref().unwrap_or("cuTensorMapEncodeTiled: invalid argument")))?;
+        let m = r().inspect_err(|f| {
+            eprintln!("{}", f.message.as_deref().unwrap_or("cuTensorMapEncodeTiled: invalid argument"))
+        })?;
         // SAFETY: `put` checks for null; the slot is the caller's output argument.
         unsafe { put(map, m.encode(), "tensorMap") }
     })
@@ -2226,7 +2345,9 @@ pub unsafe extern "C" fn cuTensorMapReplaceAddress(map: *mut [u8; 128], addr: *m
         let mut m = TensorMap::decode(&unsafe { map.read_unaligned() })?;
         let align = if m.interleave == crate::tma::Interleave::B32 { 32 } else { 16 };
         if addr.addr() % align != 0 {
-            return Err(invalid(format!("cuTensorMapReplaceAddress: globalAddress {addr:p} is not {align}-byte aligned")));
+            return Err(invalid(format!(
+                "cuTensorMapReplaceAddress: globalAddress {addr:p} is not {align}-byte aligned"
+            )));
         }
         m.global_address = addr.addr() as u64;
         // SAFETY: `put` checks for null; the slot is the caller's output argument.

@@ -212,113 +212,394 @@ pub enum Op {
     // ---- data movement ----
     /// `mov` (also `mov` of a symbol address, folded to an immediate, and `cvta.*` to/from a
     /// window when the executor must translate: see `Cvta`).
-    Mov { ty: Ty, d: Reg, a: Src },
+    Mov {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+    },
     /// `cvta.SPACE` (`to == false`: state-space address -> generic) or `cvta.to.SPACE`.
-    Cvta { space: Space, to: bool, d: Reg, a: Src },
+    Cvta {
+        space: Space,
+        to: bool,
+        d: Reg,
+        a: Src,
+    },
     /// `selp.ty d, a, b, p`.
-    Selp { ty: Ty, d: Reg, a: Src, b: Src, p: Src },
+    Selp {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+        b: Src,
+        p: Src,
+    },
     /// `prmt.b32 d, a, b, c` (default mode only).
-    Prmt { d: Reg, a: Src, b: Src, c: Src },
+    Prmt {
+        d: Reg,
+        a: Src,
+        b: Src,
+        c: Src,
+    },
 
     // ---- integer and bitwise ----
-    Add { ty: Ty, d: Reg, a: Src, b: Src },
-    Sub { ty: Ty, d: Reg, a: Src, b: Src },
+    Add {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+        b: Src,
+    },
+    Sub {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+        b: Src,
+    },
     /// Integer multiply (`mul.lo/.hi/.wide`).
-    MulInt { ty: Ty, mode: MulMode, d: Reg, a: Src, b: Src },
+    MulInt {
+        ty: Ty,
+        mode: MulMode,
+        d: Reg,
+        a: Src,
+        b: Src,
+    },
     /// Integer multiply-add (`mad.lo/.hi/.wide`).
-    MadInt { ty: Ty, mode: MulMode, d: Reg, a: Src, b: Src, c: Src },
-    Div { ty: Ty, d: Reg, a: Src, b: Src },
-    Rem { ty: Ty, d: Reg, a: Src, b: Src },
-    Min { ty: Ty, d: Reg, a: Src, b: Src },
-    Max { ty: Ty, d: Reg, a: Src, b: Src },
-    Neg { ty: Ty, d: Reg, a: Src },
-    Abs { ty: Ty, d: Reg, a: Src },
+    MadInt {
+        ty: Ty,
+        mode: MulMode,
+        d: Reg,
+        a: Src,
+        b: Src,
+        c: Src,
+    },
+    Div {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+        b: Src,
+    },
+    Rem {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+        b: Src,
+    },
+    Min {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+        b: Src,
+    },
+    Max {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+        b: Src,
+    },
+    Neg {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+    },
+    Abs {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+    },
     /// `and/or/xor` (also on `.pred`).
-    And { ty: Ty, d: Reg, a: Src, b: Src },
-    Or { ty: Ty, d: Reg, a: Src, b: Src },
-    Xor { ty: Ty, d: Reg, a: Src, b: Src },
-    Not { ty: Ty, d: Reg, a: Src },
-    Shl { ty: Ty, d: Reg, a: Src, b: Src },
+    And {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+        b: Src,
+    },
+    Or {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+        b: Src,
+    },
+    Xor {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+        b: Src,
+    },
+    Not {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+    },
+    Shl {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+        b: Src,
+    },
     /// `shr.u*` logical, `shr.s*` arithmetic, `shr.b*` logical.
-    Shr { ty: Ty, d: Reg, a: Src, b: Src },
+    Shr {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+        b: Src,
+    },
     /// `bfe.ty d, a, pos, len`.
-    Bfe { ty: Ty, d: Reg, a: Src, b: Src, c: Src },
+    Bfe {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+        b: Src,
+        c: Src,
+    },
     /// `bfi.b32/b64 d, f, b, pos, len`.
-    Bfi { ty: Ty, d: Reg, f: Src, b: Src, pos: Src, len: Src },
-    Popc { ty: Ty, d: Reg, a: Src },
-    Clz { ty: Ty, d: Reg, a: Src },
-    Brev { ty: Ty, d: Reg, a: Src },
+    Bfi {
+        ty: Ty,
+        d: Reg,
+        f: Src,
+        b: Src,
+        pos: Src,
+        len: Src,
+    },
+    Popc {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+    },
+    Clz {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+    },
+    Brev {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+    },
 
     // ---- floating point (ty F32 or F64) ----
-    FAdd { ty: Ty, rnd: Rnd, d: Reg, a: Src, b: Src },
-    FSub { ty: Ty, rnd: Rnd, d: Reg, a: Src, b: Src },
-    FMul { ty: Ty, rnd: Rnd, d: Reg, a: Src, b: Src },
-    Fma { ty: Ty, rnd: Rnd, d: Reg, a: Src, b: Src, c: Src },
-    FDiv { ty: Ty, rnd: Rnd, d: Reg, a: Src, b: Src },
-    FMin { ty: Ty, d: Reg, a: Src, b: Src },
-    FMax { ty: Ty, d: Reg, a: Src, b: Src },
-    FNeg { ty: Ty, d: Reg, a: Src },
-    FAbs { ty: Ty, d: Reg, a: Src },
-    Rcp { ty: Ty, rnd: Rnd, d: Reg, a: Src },
-    Sqrt { ty: Ty, rnd: Rnd, d: Reg, a: Src },
+    FAdd {
+        ty: Ty,
+        rnd: Rnd,
+        d: Reg,
+        a: Src,
+        b: Src,
+    },
+    FSub {
+        ty: Ty,
+        rnd: Rnd,
+        d: Reg,
+        a: Src,
+        b: Src,
+    },
+    FMul {
+        ty: Ty,
+        rnd: Rnd,
+        d: Reg,
+        a: Src,
+        b: Src,
+    },
+    Fma {
+        ty: Ty,
+        rnd: Rnd,
+        d: Reg,
+        a: Src,
+        b: Src,
+        c: Src,
+    },
+    FDiv {
+        ty: Ty,
+        rnd: Rnd,
+        d: Reg,
+        a: Src,
+        b: Src,
+    },
+    FMin {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+        b: Src,
+    },
+    FMax {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+        b: Src,
+    },
+    FNeg {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+    },
+    FAbs {
+        ty: Ty,
+        d: Reg,
+        a: Src,
+    },
+    Rcp {
+        ty: Ty,
+        rnd: Rnd,
+        d: Reg,
+        a: Src,
+    },
+    Sqrt {
+        ty: Ty,
+        rnd: Rnd,
+        d: Reg,
+        a: Src,
+    },
 
     // ---- comparison and conversion ----
     /// `setp.cmp[.bool].ty p[|q], a, b[, c]`: `q` (the complement) and `c` with `bool`.
-    Setp { ty: Ty, cmp: Cmp, bool_op: Option<(BoolOp, Src)>, p: Reg, q: Option<Reg>, a: Src, b: Src },
+    Setp {
+        ty: Ty,
+        cmp: Cmp,
+        bool_op: Option<(BoolOp, Src)>,
+        p: Reg,
+        q: Option<Reg>,
+        a: Src,
+        b: Src,
+    },
     /// `cvt[.rnd][.sat].dty.sty d, a`. For the packed forms (`cvt.rn.bf16x2.f32 d, a, b`,
     /// `cvt.rn.satfinite.e4m3x2.f32 d, a, b`), `b` is the second source: the
     /// PTX ISA puts the conversion of `a` in the upper half of `d` and that of `b` in the lower.
-    Cvt { dty: Ty, sty: Ty, rnd: Rnd, sat: bool, satfinite: bool, d: Reg, a: Src, b: Option<Src> },
+    Cvt {
+        dty: Ty,
+        sty: Ty,
+        rnd: Rnd,
+        sat: bool,
+        satfinite: bool,
+        d: Reg,
+        a: Src,
+        b: Option<Src>,
+    },
 
     // ---- memory ----
     /// `ld[.space][.volatile|.nc][.vN].ty {d..}, [addr]`: `d.len()` is the vector width (1, 2, 4).
-    Ld { space: Space, ty: Ty, d: Vec<Reg>, addr: Addr },
+    Ld {
+        space: Space,
+        ty: Ty,
+        d: Vec<Reg>,
+        addr: Addr,
+    },
     /// `st[.space][.vN].ty [addr], {a..}`.
-    St { space: Space, ty: Ty, a: Vec<Src>, addr: Addr },
+    St {
+        space: Space,
+        ty: Ty,
+        a: Vec<Src>,
+        addr: Addr,
+    },
     /// `atom[.space].op.ty d, [addr], a[, b]` (`b`: the new value of `cas`).
-    Atom { space: Space, op: AtomOp, ty: Ty, d: Option<Reg>, addr: Addr, a: Src, b: Option<Src> },
+    Atom {
+        space: Space,
+        op: AtomOp,
+        ty: Ty,
+        d: Option<Reg>,
+        addr: Addr,
+        a: Src,
+        b: Option<Src>,
+    },
 
     // ---- warp and CTA ----
     /// `shfl.sync.mode.b32 d[|p], a, b, c, membermask`.
-    Shfl { mode: ShflMode, d: Reg, p: Option<Reg>, a: Src, b: Src, c: Src, mask: Src },
+    Shfl {
+        mode: ShflMode,
+        d: Reg,
+        p: Option<Reg>,
+        a: Src,
+        b: Src,
+        c: Src,
+        mask: Src,
+    },
     /// `bar.warp.sync membermask`.
-    BarWarpSync { mask: Src },
+    BarWarpSync {
+        mask: Src,
+    },
     /// `bar.sync id[, count]` / `barrier.sync`.
-    BarSync { id: Src, count: Option<Src> },
+    BarSync {
+        id: Src,
+        count: Option<Src>,
+    },
     /// `membar.*` / `fence.*` with no other effect in the simulator (sequentially consistent).
     Fence,
 
     // ---- Hopper asynchronous machinery (sm_90a) ----
     /// `mbarrier.init.shared[::cta].b64 [addr], count`.
-    MbarInit { addr: Addr, count: Src },
+    MbarInit {
+        addr: Addr,
+        count: Src,
+    },
     /// `mbarrier.arrive[.expect_tx].shared[::cta].b64 state|_, [addr][, tx]`: `d` receives the
     /// state token (`None` for the sink `_`); `tx` the expected transaction bytes.
-    MbarArrive { d: Option<Reg>, addr: Addr, tx: Option<Src> },
+    MbarArrive {
+        d: Option<Reg>,
+        addr: Addr,
+        tx: Option<Src>,
+    },
     /// `mbarrier.expect_tx.shared[::cta].b64 [addr], tx`.
-    MbarExpectTx { addr: Addr, tx: Src },
+    MbarExpectTx {
+        addr: Addr,
+        tx: Src,
+    },
     /// `mbarrier.try_wait.parity[.shared::cta].b64 p, [addr], parity` (`test_wait` with `test`).
-    MbarTryWait { p: Reg, addr: Addr, parity: Src, test: bool },
+    MbarTryWait {
+        p: Reg,
+        addr: Addr,
+        parity: Src,
+        test: bool,
+    },
     /// `cp.async.bulk.tensor.Nd.shared::cluster.global.tile.mbarrier::complete_tx::bytes
     /// [dst], [map, {coords}], [mbar]`.
-    CpAsyncBulkTensor { dst: Addr, map: Src, coords: Vec<Src>, mbar: Addr },
+    CpAsyncBulkTensor {
+        dst: Addr,
+        map: Src,
+        coords: Vec<Src>,
+        mbar: Addr,
+    },
     /// `wgmma.mma_async.sync.aligned.mMnNkK.dty.aty.bty {d..}, a_desc, b_desc, scale_d,
     /// imm_scale_a, imm_scale_b[, tnsp_a, tnsp_b]`.
-    Wgmma { m: u32, n: u32, k: u32, dty: Ty, aty: Ty, bty: Ty, d: Vec<Reg>, a_desc: Src, b_desc: Src, scale_d: Src, scale_a: i32, scale_b: i32, tnsp_a: u32, tnsp_b: u32 },
+    Wgmma {
+        m: u32,
+        n: u32,
+        k: u32,
+        dty: Ty,
+        aty: Ty,
+        bty: Ty,
+        d: Vec<Reg>,
+        a_desc: Src,
+        b_desc: Src,
+        scale_d: Src,
+        scale_a: i32,
+        scale_b: i32,
+        tnsp_a: u32,
+        tnsp_b: u32,
+    },
     WgmmaFence,
     WgmmaCommit,
     /// `wgmma.wait_group.sync.aligned n`.
-    WgmmaWait { n: u32 },
+    WgmmaWait {
+        n: u32,
+    },
     /// `setmaxnreg.inc|dec.sync.aligned.u32 n`.
-    SetMaxNReg { inc: bool, n: u32 },
+    SetMaxNReg {
+        inc: bool,
+        n: u32,
+    },
 
     // ---- control ----
     /// `bra[.uni] target` (a resolved program counter).
-    Bra { target: u32 },
+    Bra {
+        target: u32,
+    },
     /// `brx.idx index, table`: `table` indexes `Module::branch_tables`.
-    BrxIdx { index: Src, table: u32 },
+    BrxIdx {
+        index: Src,
+        table: u32,
+    },
     /// `call[.uni] (rets), func, (args)`: the callee's argument/return `.param` names are resolved
     /// to frame offsets by the parser (`args`: caller param-space addresses copied in order).
-    Call { func: u32, args: Vec<u32>, rets: Vec<u32> },
+    Call {
+        func: u32,
+        args: Vec<u32>,
+        rets: Vec<u32>,
+    },
     Ret,
     Exit,
     Trap,

@@ -27,5 +27,5 @@ pub mod tma;
 
 pub use device::{Config, Kernel, LaunchConfig, Sim};
 pub use error::{ErrorKind, SimError};
-pub use install::{install, select_device, Device};
+pub use install::{Device, install, select_device};
 pub use profile::LaunchStats;

@@ -283,7 +283,13 @@ impl Snapshot {
 
 impl Memory {
     pub fn new(total: u64) -> Memory {
-        Memory { live: RwLock::new(Vec::new()), freed: Mutex::new(Vec::new()), next: Mutex::new(GLOBAL_BASE), total, used: Mutex::new(0) }
+        Memory {
+            live: RwLock::new(Vec::new()),
+            freed: Mutex::new(Vec::new()),
+            next: Mutex::new(GLOBAL_BASE),
+            total,
+            used: Mutex::new(0),
+        }
     }
 
     pub fn total(&self) -> u64 {
@@ -325,7 +331,11 @@ impl Memory {
     pub fn free(&self, ptr: u64) -> Result<()> {
         let mut live = self.live.write().unwrap_or_else(|e| e.into_inner());
         let Some(i) = live.iter().position(|a| a.base == ptr) else {
-            let what = if lock(&self.freed).iter().any(|f| f.base == ptr) { "already freed" } else { "not the start of an allocation" };
+            let what = if lock(&self.freed).iter().any(|f| f.base == ptr) {
+                "already freed"
+            } else {
+                "not the start of an allocation"
+            };
             return Err(SimError::invalid(format!("cuMemFree: 0x{ptr:x} is {what}")));
         };
         let a = live.remove(i);
@@ -346,7 +356,8 @@ impl Memory {
     }
 
     fn range(&self, what: &str, addr: u64, len: u64) -> Result<Arc<Allocation>> {
-        self.find(addr, len).ok_or_else(|| SimError::invalid(format!("{what}: [0x{addr:x}, +{len}) {}", self.describe(addr))))
+        self.find(addr, len)
+            .ok_or_else(|| SimError::invalid(format!("{what}: [0x{addr:x}, +{len}) {}", self.describe(addr))))
     }
 
     /// Host → device copy.
@@ -409,13 +420,23 @@ impl Memory {
 /// Where `addr` lies relative to the allocations `live` and `freed`.
 pub fn describe_in(live: &[Arc<Allocation>], freed: &[Freed], addr: u64) -> String {
     if let Some(f) = freed.iter().find(|f| addr >= f.base && addr < f.base + f.size) {
-        return format!("is in freed memory (a {}-byte allocation at 0x{:x}, offset {}): use after free", f.size, f.base, addr - f.base);
+        return format!(
+            "is in freed memory (a {}-byte allocation at 0x{:x}, offset {}): use after free",
+            f.size,
+            f.base,
+            addr - f.base
+        );
     }
     let i = live.partition_point(|x| x.base <= addr);
     if i > 0 {
         let a = &live[i - 1];
         if addr < a.end() {
-            return format!("is inside the {}-byte allocation at 0x{:x} (offset {}) but runs past its end", a.size, a.base, addr - a.base);
+            return format!(
+                "is inside the {}-byte allocation at 0x{:x} (offset {}) but runs past its end",
+                a.size,
+                a.base,
+                addr - a.base
+            );
         }
         return format!(
             "is {} bytes past the end of the {}-byte allocation at 0x{:x} (offset {} of it)",
@@ -454,7 +475,8 @@ mod tests {
                 if write && r != 0 && r != me {
                     return Err(Race { offset, other: r, wrote: false });
                 }
-                self.bytes[offset] = if write { (tag, me, r) } else { (tag, w, if r == 0 || r == me { me } else { MULTI }) };
+                self.bytes[offset] =
+                    if write { (tag, me, r) } else { (tag, w, if r == 0 || r == me { me } else { MULTI }) };
             }
             Ok(())
         }

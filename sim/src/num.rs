@@ -46,19 +46,10 @@ struct Fmt {
     mbits: u32,
 }
 
-const F16: Fmt = Fmt {
-    ebits: 5,
-    mbits: 10,
-};
+const F16: Fmt = Fmt { ebits: 5, mbits: 10 };
 const BF16: Fmt = Fmt { ebits: 8, mbits: 7 };
-const F32: Fmt = Fmt {
-    ebits: 8,
-    mbits: 23,
-};
-const F64: Fmt = Fmt {
-    ebits: 11,
-    mbits: 52,
-};
+const F32: Fmt = Fmt { ebits: 8, mbits: 23 };
+const F64: Fmt = Fmt { ebits: 11, mbits: 52 };
 const E4M3: Fmt = Fmt { ebits: 4, mbits: 3 };
 const E5M2: Fmt = Fmt { ebits: 5, mbits: 2 };
 
@@ -244,11 +235,7 @@ pub fn canon_f32(bits: u32) -> u32 {
 /// function cannot tell a propagated NaN from a newly created one.
 #[inline]
 pub fn canon_f64(bits: u64) -> u64 {
-    if is_nan_f64(bits) {
-        bits | F64_QUIET
-    } else {
-        bits
-    }
+    if is_nan_f64(bits) { bits | F64_QUIET } else { bits }
 }
 
 /// The NaN rule of a double-precision operation with operands `a`, `b` whose host-computed
@@ -288,11 +275,7 @@ fn key32(x: u32) -> u32 {
 
 #[inline(always)]
 fn key64(x: u64) -> u64 {
-    if x >> 63 != 0 {
-        !x
-    } else {
-        x | 0x8000_0000_0000_0000
-    }
+    if x >> 63 != 0 { !x } else { x | 0x8000_0000_0000_0000 }
 }
 
 /// `min.f32` (PTX ISA §9.7.3.11): one NaN operand gives the other operand, two give the
@@ -398,11 +381,7 @@ pub fn sat_f64(x: u64) -> u64 {
 /// `.ftz` on an f32 input or result: a subnormal becomes the zero of its sign (PTX ISA §9.7.3).
 #[inline]
 pub fn ftz_f32(x: u32) -> u32 {
-    if x & 0x7f80_0000 == 0 {
-        x & 0x8000_0000
-    } else {
-        x
-    }
+    if x & 0x7f80_0000 == 0 { x & 0x8000_0000 } else { x }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -472,11 +451,7 @@ pub fn f16_to_f32(h: u16) -> u32 {
     let sign = ((h as u32) & 0x8000) << 16;
     let a = (h & 0x7fff) as u32;
     if a >= 0x7c00 {
-        if a > 0x7c00 {
-            NAN_F32
-        } else {
-            sign | 0x7f80_0000
-        }
+        if a > 0x7c00 { NAN_F32 } else { sign | 0x7f80_0000 }
     } else if a >= 0x0400 {
         // Normal: rebias the exponent by 127 - 15.
         sign | ((a << 13) + (112 << 23))
@@ -556,11 +531,7 @@ pub fn e4m3_to_f16(x: u8) -> u16 {
 /// canonical f16 NaN `0x7fff` (`cuda_fp8.hpp`: "If NaN, return canonical NaN").
 #[inline]
 pub fn e5m2_to_f16(x: u8) -> u16 {
-    if x & 0x7f > 0x7c {
-        NAN_16
-    } else {
-        (x as u16) << 8
-    }
+    if x & 0x7f > 0x7c { NAN_16 } else { (x as u16) << 8 }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -604,11 +575,7 @@ pub fn f32_to_f64(x: u32) -> u64 {
 /// width gives the ISA's extension of a narrow destination.
 #[inline]
 pub fn float_to_int(x: u64, from_f64: bool, rnd: Rnd, signed: bool, bits: u32) -> u64 {
-    let f = if from_f64 {
-        f64::from_bits(x)
-    } else {
-        f32::from_bits(x as u32) as f64
-    };
+    let f = if from_f64 { f64::from_bits(x) } else { f32::from_bits(x as u32) as f64 };
     let min_signed = -(1i128 << (bits - 1));
     if f.is_nan() {
         return if !from_f64 && bits != 64 {
@@ -625,11 +592,7 @@ pub fn float_to_int(x: u64, from_f64: bool, rnd: Rnd, signed: bool, bits: u32) -
         Rnd::Rm | Rnd::Rmi => f.floor(),
         Rnd::Rp | Rnd::Rpi => f.ceil(),
     };
-    let (lo, hi) = if signed {
-        (min_signed, -min_signed - 1)
-    } else {
-        (0, (1i128 << bits) - 1)
-    };
+    let (lo, hi) = if signed { (min_signed, -min_signed - 1) } else { (0, (1i128 << bits) - 1) };
     // Compare in f64 against the exact powers of two bounding the range.
     let v: i128 = if r < lo as f64 {
         lo

@@ -39,8 +39,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::error::{ErrorKind, Result, SimError};
 use crate::ir::{
-    Addr, AtomOp, BoolOp, Cmp, Function, Inst, Module, MulMode, Op, Param, Reg, Rnd, ShflMode,
-    Space, Src, Sreg, Ty, layout,
+    Addr, AtomOp, BoolOp, Cmp, Function, Inst, Module, MulMode, Op, Param, Reg, Rnd, ShflMode, Space, Src, Sreg, Ty,
+    layout,
 };
 
 /// Parses and lowers a whole PTX module.
@@ -176,31 +176,16 @@ fn split(text: &str) -> Result<Vec<Tok<'_>>> {
             b' ' | b'\t' | b'\r' => {}
             b';' if start.is_some() && nest == 0 => {
                 let (s, l) = start.take().unwrap_or((i, line));
-                toks.push(Tok {
-                    item: Item::Stmt(text[s..i].trim_end()),
-                    line: l,
-                });
+                toks.push(Tok { item: Item::Stmt(text[s..i].trim_end()), line: l });
             }
             b';' if start.is_none() => {} // an empty statement
-            b'{' if start.is_none() => toks.push(Tok {
-                item: Item::Open,
-                line,
-            }),
+            b'{' if start.is_none() => toks.push(Tok { item: Item::Open, line }),
             b'{' if nest == 0 && start.is_some_and(|(s, _)| b[s] == b'.') => {
                 let (s, l) = start.take().unwrap_or((i, line));
-                toks.push(Tok {
-                    item: Item::Header(text[s..i].trim_end()),
-                    line: l,
-                });
-                toks.push(Tok {
-                    item: Item::Open,
-                    line,
-                });
+                toks.push(Tok { item: Item::Header(text[s..i].trim_end()), line: l });
+                toks.push(Tok { item: Item::Open, line });
             }
-            b'}' if start.is_none() => toks.push(Tok {
-                item: Item::Close,
-                line,
-            }),
+            b'}' if start.is_none() => toks.push(Tok { item: Item::Close, line }),
             b'{' | b'(' | b'[' => {
                 if start.is_none() {
                     start = Some((i, line));
@@ -231,18 +216,9 @@ fn split(text: &str) -> Result<Vec<Tok<'_>>> {
                         .iter()
                         .position(|c| !(c.is_ascii_alphanumeric() || *c == b'.' || *c == b'_'))
                         .unwrap_or(rest.len());
-                    if matches!(
-                        &rest[..word],
-                        b".version" | b".target" | b".address_size" | b".loc" | b".file"
-                    ) {
-                        let end = rest
-                            .iter()
-                            .position(|&c| c == b'\n')
-                            .map_or(b.len(), |p| i + p);
-                        toks.push(Tok {
-                            item: Item::Stmt(text[i..end].trim_end()),
-                            line,
-                        });
+                    if matches!(&rest[..word], b".version" | b".target" | b".address_size" | b".loc" | b".file") {
+                        let end = rest.iter().position(|&c| c == b'\n').map_or(b.len(), |p| i + p);
+                        toks.push(Tok { item: Item::Stmt(text[i..end].trim_end()), line });
                         i = end;
                         continue;
                     }
@@ -254,10 +230,7 @@ fn split(text: &str) -> Result<Vec<Tok<'_>>> {
                         j += 1;
                     }
                     if j > i && b.get(j) == Some(&b':') && b.get(j + 1) != Some(&b':') {
-                        toks.push(Tok {
-                            item: Item::Label(&text[i..j]),
-                            line,
-                        });
+                        toks.push(Tok { item: Item::Label(&text[i..j]), line });
                         i = j + 1;
                         continue;
                     }
@@ -390,11 +363,7 @@ fn parse_int(s: &str) -> Option<u64> {
 
 /// An immediate operand as the raw bits of an operand of type `ty`.
 fn parse_imm(s: &str, ty: Ty) -> Option<u64> {
-    let hex = |h: &str, n: usize| {
-        (h.len() == n)
-            .then(|| u64::from_str_radix(h, 16).ok())
-            .flatten()
-    };
+    let hex = |h: &str, n: usize| (h.len() == n).then(|| u64::from_str_radix(h, 16).ok()).flatten();
     let float = |f: f64| match ty {
         Ty::F32 => Some((f as f32).to_bits() as u64),
         Ty::F64 => Some(f.to_bits()),
@@ -477,22 +446,13 @@ fn var_decl(s: &str, line: u32) -> Result<VarDecl<'_>> {
     let mut name = None;
     while let Some(w) = words.next() {
         match w {
-            ".align" => {
-                align = Some(
-                    words
-                        .next()
-                        .and_then(|n| n.parse::<u32>().ok())
-                        .ok_or_else(bad)?,
-                )
-            }
+            ".align" => align = Some(words.next().and_then(|n| n.parse::<u32>().ok()).ok_or_else(bad)?),
             ".v2" => vec = 2,
             ".v4" => vec = 4,
             // Pointer attributes of kernel parameters: hints only.
             ".ptr" | ".global" | ".const" | ".local" | ".shared" => {}
             w if w.starts_with('.') => {
-                let ty = parse_ty(&w[1..])
-                    .filter(|t| *t != Ty::Pred)
-                    .ok_or_else(bad)?;
+                let ty = parse_ty(&w[1..]).filter(|t| *t != Ty::Pred).ok_or_else(bad)?;
                 elem = Some(ty.bytes() * vec);
             }
             w => {
@@ -508,22 +468,10 @@ fn var_decl(s: &str, line: u32) -> Result<VarDecl<'_>> {
         None => (name, Some(1)),
         Some((n, rest)) => {
             let c = rest.strip_suffix(']').ok_or_else(bad)?.trim();
-            (
-                n,
-                if c.is_empty() {
-                    None
-                } else {
-                    Some(c.parse::<u32>().map_err(|_| bad())?)
-                },
-            )
+            (n, if c.is_empty() { None } else { Some(c.parse::<u32>().map_err(|_| bad())?) })
         }
     };
-    Ok(VarDecl {
-        name,
-        elem,
-        count,
-        align: align.unwrap_or(elem),
-    })
+    Ok(VarDecl { name, elem, count, align: align.unwrap_or(elem) })
 }
 
 /// The directive words an optional linkage prefix (`.visible`, `.weak`, ...) stripped, and whether
@@ -585,12 +533,7 @@ fn param_decl(p: &str, line: u32) -> Result<VarDecl<'_>> {
 }
 
 fn parse_header(s: &str, line: u32) -> Result<Header<'_>> {
-    let bad = |what: &str| {
-        err(
-            line,
-            format!("unsupported function header ({what}): '{}'", s.trim()),
-        )
-    };
+    let bad = |what: &str| err(line, format!("unsupported function header ({what}): '{}'", s.trim()));
     let (rest, _) = strip_linkage(s);
     let (is_entry, mut rest) = if let Some(r) = rest.strip_prefix(".entry") {
         (true, r.trim_start())
@@ -609,9 +552,7 @@ fn parse_header(s: &str, line: u32) -> Result<Header<'_>> {
         rets = items;
         rest = rest[end..].trim_start();
     }
-    let name_end = rest
-        .find(|c: char| c == '(' || c.is_whitespace())
-        .unwrap_or(rest.len());
+    let name_end = rest.find(|c: char| c == '(' || c.is_whitespace()).unwrap_or(rest.len());
     let name = &rest[..name_end];
     if name.is_empty() {
         return Err(bad("no name"));
@@ -626,14 +567,8 @@ fn parse_header(s: &str, line: u32) -> Result<Header<'_>> {
     let mut h = Header {
         name,
         is_entry,
-        params: params
-            .iter()
-            .map(|p| param_decl(p, line))
-            .collect::<Result<_>>()?,
-        rets: rets
-            .iter()
-            .map(|p| param_decl(p, line))
-            .collect::<Result<_>>()?,
+        params: params.iter().map(|p| param_decl(p, line)).collect::<Result<_>>()?,
+        rets: rets.iter().map(|p| param_decl(p, line)).collect::<Result<_>>()?,
         maxntid: None,
         reqntid: None,
     };
@@ -653,11 +588,7 @@ fn parse_header(s: &str, line: u32) -> Result<Header<'_>> {
             if v.is_empty() || v.len() > 3 {
                 return Err(bad("bad dimensions"));
             }
-            Ok([
-                v[0],
-                v.get(1).copied().unwrap_or(1),
-                v.get(2).copied().unwrap_or(1),
-            ])
+            Ok([v[0], v.get(1).copied().unwrap_or(1), v.get(2).copied().unwrap_or(1)])
         };
         match w {
             ".maxntid" => h.maxntid = Some(dims()?),
@@ -741,29 +672,19 @@ impl<'a> Parser<'a> {
                 (false, Some(n)) => {
                     let off = align_up(next, d.align);
                     next = off + d.elem * n;
-                    if self
-                        .shared
-                        .insert(d.name, layout::SHARED_BASE + off as u64)
-                        .is_some()
-                    {
+                    if self.shared.insert(d.name, layout::SHARED_BASE + off as u64).is_some() {
                         return Err(err(t.line, format!("'{}' declared twice", d.name)));
                     }
                 }
                 _ => {
-                    return Err(err(
-                        t.line,
-                        format!("unsupported .shared declaration '{}'", s.trim()),
-                    ));
+                    return Err(err(t.line, format!("unsupported .shared declaration '{}'", s.trim())));
                 }
             }
         }
         self.m.static_smem_bytes = next;
         self.m.dynamic_smem_offset = align_up(next, dyn_align);
         for name in dynamic {
-            self.shared.insert(
-                name,
-                layout::SHARED_BASE + self.m.dynamic_smem_offset as u64,
-            );
+            self.shared.insert(name, layout::SHARED_BASE + self.m.dynamic_smem_offset as u64);
         }
         Ok(())
     }
@@ -777,10 +698,7 @@ impl<'a> Parser<'a> {
             let f = &self.m.functions[idx as usize];
             let sizes = |ps: &[Param]| ps.iter().map(|p| p.size).collect::<Vec<_>>();
             if f.is_entry || sizes(&f.params) != c.arg_sizes || sizes(&f.rets) != c.ret_sizes {
-                return Err(err(
-                    c.line,
-                    format!("call of '{}' does not match its declaration", c.callee),
-                ));
+                return Err(err(c.line, format!("call of '{}' does not match its declaration", c.callee)));
             }
             if let Op::Call { func, .. } = &mut self.m.code[c.pc].op {
                 *func = idx;
@@ -791,13 +709,7 @@ impl<'a> Parser<'a> {
 
     /// Lowers a function body; `i` is the index of its opening brace. Returns the index after
     /// its closing brace.
-    fn function(
-        &mut self,
-        h: Header<'a>,
-        toks: &[Tok<'a>],
-        mut i: usize,
-        line: u32,
-    ) -> Result<usize> {
+    fn function(&mut self, h: Header<'a>, toks: &[Tok<'a>], mut i: usize, line: u32) -> Result<usize> {
         let idx = self.m.functions.len() as u32;
         if self.funcs.insert(h.name, idx).is_some() {
             return Err(err(line, format!("function '{}' defined twice", h.name)));
@@ -814,11 +726,7 @@ impl<'a> Parser<'a> {
                     }
                     let size = d.elem * d.count.unwrap_or(1);
                     off = align_up(off, d.align);
-                    let p = Param {
-                        offset: off,
-                        size,
-                        align: d.align,
-                    };
+                    let p = Param { offset: off, size, align: d.align };
                     off += size;
                     if syms.insert(d.name, (p.offset, size)).is_some() {
                         return Err(err(line, format!("parameter '{}' declared twice", d.name)));
@@ -872,25 +780,17 @@ impl<'a> Parser<'a> {
         };
         loop {
             let Some(t) = toks.get(i) else {
-                return Err(err(
-                    line,
-                    format!("function '{}' has no closing brace", h.name),
-                ));
+                return Err(err(line, format!("function '{}' has no closing brace", h.name)));
             };
             l.line = t.line;
             match t.item {
-                Item::Open => l.scopes.push(Scope {
-                    scratch_save: l.scratch_next,
-                    ..Scope::default()
-                }),
+                Item::Open => l.scopes.push(Scope { scratch_save: l.scratch_next, ..Scope::default() }),
                 Item::Close => {
                     let Some(sc) = l.scopes.pop() else {
                         return Err(err(t.line, "unbalanced '}'"));
                     };
                     l.regs.pool.extend(sc.regs.iter().map(|r| r.1));
-                    l.regs
-                        .pool
-                        .extend(sc.ranges.iter().flat_map(|&(_, base, n)| base..base + n));
+                    l.regs.pool.extend(sc.ranges.iter().flat_map(|&(_, base, n)| base..base + n));
                     l.scratch_next = sc.scratch_save;
                     if l.scopes.is_empty() {
                         l.finish()?;
@@ -898,10 +798,7 @@ impl<'a> Parser<'a> {
                     }
                 }
                 Item::Label(name) => match toks.get(i + 1) {
-                    Some(Tok {
-                        item: Item::Stmt(s),
-                        ..
-                    }) if s.starts_with(".branchtargets") => {
+                    Some(Tok { item: Item::Stmt(s), .. }) if s.starts_with(".branchtargets") => {
                         l.line = toks[i + 1].line;
                         l.branch_table(name, s)?;
                         i += 1;
@@ -1018,21 +915,13 @@ impl<'p, 'a> Lower<'p, 'a> {
     }
 
     fn push(&mut self, op: Op) {
-        self.p.m.code.push(Inst {
-            op,
-            guard: self.guard,
-            line: self.line,
-            func: self.idx,
-        });
+        self.p.m.code.push(Inst { op, guard: self.guard, line: self.line, func: self.idx });
     }
 
     fn finish(&mut self) -> Result<()> {
         let end = self.p.m.code.len() as u32;
         for &(pc, label, line) in &self.branches {
-            let &target = self
-                .labels
-                .get(label)
-                .ok_or_else(|| err(line, format!("undefined label '{label}'")))?;
+            let &target = self.labels.get(label).ok_or_else(|| err(line, format!("undefined label '{label}'")))?;
             if let Op::Bra { target: t } = &mut self.p.m.code[pc].op {
                 *t = target;
             }
@@ -1040,20 +929,12 @@ impl<'p, 'a> Lower<'p, 'a> {
         for (table, labels, line) in &self.table_fix {
             let pcs = labels
                 .iter()
-                .map(|l| {
-                    self.labels
-                        .get(l)
-                        .copied()
-                        .ok_or_else(|| err(*line, format!("undefined label '{l}'")))
-                })
+                .map(|l| self.labels.get(l).copied().ok_or_else(|| err(*line, format!("undefined label '{l}'"))))
                 .collect::<Result<Vec<_>>>()?;
             self.p.m.branch_tables[*table] = pcs;
         }
         for &(pc, name, line) in &self.brx {
-            let &t = self
-                .tables
-                .get(name)
-                .ok_or_else(|| err(line, format!("undefined branch table '{name}'")))?;
+            let &t = self.tables.get(name).ok_or_else(|| err(line, format!("undefined branch table '{name}'")))?;
             if let Op::BrxIdx { table, .. } = &mut self.p.m.code[pc].op {
                 *table = t;
             }
@@ -1114,10 +995,7 @@ impl<'p, 'a> Lower<'p, 'a> {
                 self.scratch_next = off + size;
                 self.scratch_max = self.scratch_max.max(self.scratch_next);
                 let (frame_off, line) = (self.frame_params + self.local_bytes + off, self.line);
-                let sc = self
-                    .scopes
-                    .last_mut()
-                    .ok_or_else(|| err(line, ".param outside a block"))?;
+                let sc = self.scopes.last_mut().ok_or_else(|| err(line, ".param outside a block"))?;
                 sc.params.push((v.name, frame_off, size));
                 Ok(())
             }
@@ -1202,25 +1080,20 @@ impl<'p, 'a> Lower<'p, 'a> {
     }
 
     fn reg(&mut self, name: &'a str) -> Result<Reg> {
-        self.lookup(name)
-            .ok_or_else(|| self.err(format!("'{name}' is not a declared register")))
+        self.lookup(name).ok_or_else(|| self.err(format!("'{name}' is not a declared register")))
     }
 
     /// A source operand of type `ty`.
     fn src(&mut self, s: &'a str, ty: Ty) -> Result<Src> {
         let c = s.as_bytes().first().copied().unwrap_or(b' ');
         if c.is_ascii_digit() || c == b'-' {
-            return parse_imm(s, ty)
-                .map(Src::Imm)
-                .ok_or_else(|| self.err(format!("bad immediate '{s}' for .{ty:?}")));
+            return parse_imm(s, ty).map(Src::Imm).ok_or_else(|| self.err(format!("bad immediate '{s}' for .{ty:?}")));
         }
         if let Some(r) = self.lookup(s) {
             return Ok(Src::Reg(r));
         }
         if c == b'%' {
-            return sreg(s)
-                .map(Src::Sreg)
-                .ok_or_else(|| self.err(format!("unknown register '{s}'")));
+            return sreg(s).map(Src::Sreg).ok_or_else(|| self.err(format!("unknown register '{s}'")));
         }
         if let Some(&a) = self.p.shared.get(s) {
             return Ok(Src::Imm(a & ty.mask()));
@@ -1242,11 +1115,7 @@ impl<'p, 'a> Lower<'p, 'a> {
 
     /// `_` or a register.
     fn dst_opt(&mut self, s: &'a str) -> Result<Option<Reg>> {
-        if s == "_" {
-            Ok(None)
-        } else {
-            self.dst(s).map(Some)
-        }
+        if s == "_" { Ok(None) } else { self.dst(s).map(Some) }
     }
 
     /// The offset from `FrameBase` of a `.local` variable (a register of that name wins).
@@ -1271,21 +1140,11 @@ impl<'p, 'a> Lower<'p, 'a> {
     /// (a `.param` of a `.func` or call scratch is a `.local` access in the frame).
     fn addr(&mut self, s: &'a str, space: Space) -> Result<(Space, Addr)> {
         let bad = || err(self.line, format!("bad address '{s}'"));
-        let inner = s
-            .strip_prefix('[')
-            .and_then(|t| t.strip_suffix(']'))
-            .ok_or_else(bad)?
-            .trim();
+        let inner = s.strip_prefix('[').and_then(|t| t.strip_suffix(']')).ok_or_else(bad)?.trim();
         let (base, offset) = match inner.find('+') {
-            Some(p) => (
-                inner[..p].trim(),
-                parse_int(inner[p + 1..].trim()).ok_or_else(bad)? as i64,
-            ),
+            Some(p) => (inner[..p].trim(), parse_int(inner[p + 1..].trim()).ok_or_else(bad)? as i64),
             None => match inner.get(1..).and_then(|t| t.find('-')) {
-                Some(p) => (
-                    inner[..p + 1].trim(),
-                    parse_int(inner[p + 1..].trim()).ok_or_else(bad)? as i64,
-                ),
+                Some(p) => (inner[..p + 1].trim(), parse_int(inner[p + 1..].trim()).ok_or_else(bad)? as i64),
                 None => (inner, 0),
             },
         };
@@ -1293,42 +1152,21 @@ impl<'p, 'a> Lower<'p, 'a> {
             return Err(bad());
         }
         if base.as_bytes()[0].is_ascii_digit() {
-            return Ok((
-                space,
-                Addr {
-                    base: Src::Imm(parse_int(base).ok_or_else(bad)?),
-                    offset,
-                },
-            ));
+            return Ok((space, Addr { base: Src::Imm(parse_int(base).ok_or_else(bad)?), offset }));
         }
         if let Some(r) = self.lookup(base) {
             if space == Space::Param && !self.is_entry {
                 return Err(self.err("a .param access through a register in a .func"));
             }
-            return Ok((
-                space,
-                Addr {
-                    base: Src::Reg(r),
-                    offset,
-                },
-            ));
+            return Ok((space, Addr { base: Src::Reg(r), offset }));
         }
-        let frame = |off: u32| Addr {
-            base: Src::Sreg(Sreg::FrameBase),
-            offset: off as i64 + offset,
-        };
+        let frame = |off: u32| Addr { base: Src::Sreg(Sreg::FrameBase), offset: off as i64 + offset };
         if let Some((off, _, scratch)) = self.param_sym(base) {
             if space != Space::Param {
                 return Err(self.err(format!("'{base}' (a .param) accessed outside .param space")));
             }
             if self.is_entry && !scratch {
-                return Ok((
-                    Space::Param,
-                    Addr {
-                        base: Src::Imm(off as u64),
-                        offset,
-                    },
-                ));
+                return Ok((Space::Param, Addr { base: Src::Imm(off as u64), offset }));
             }
             return Ok((Space::Local, frame(off)));
         }
@@ -1340,28 +1178,16 @@ impl<'p, 'a> Lower<'p, 'a> {
         }
         if let Some(&a) = self.p.shared.get(base) {
             if !matches!(space, Space::Shared | Space::SharedCluster) {
-                return Err(self.err(format!(
-                    "'{base}' (a .shared) accessed outside .shared space"
-                )));
+                return Err(self.err(format!("'{base}' (a .shared) accessed outside .shared space")));
             }
-            return Ok((
-                space,
-                Addr {
-                    base: Src::Imm(a),
-                    offset,
-                },
-            ));
+            return Ok((space, Addr { base: Src::Imm(a), offset }));
         }
         Err(self.err(format!("undefined symbol '{base}'")))
     }
 
     fn nops(&self, ops: &[&str], n: usize) -> Result<()> {
         if ops.len() != n {
-            return Err(self.err(format!(
-                "'{}' expects {n} operands, got {}",
-                self.form,
-                ops.len()
-            )));
+            return Err(self.err(format!("'{}' expects {n} operands, got {}", self.form, ops.len())));
         }
         Ok(())
     }
@@ -1380,9 +1206,7 @@ impl<'p, 'a> Lower<'p, 'a> {
         self.guard = None;
         self.form = text;
         if let Some(r) = body.strip_prefix('@') {
-            let end = r
-                .find(char::is_whitespace)
-                .ok_or_else(|| self.err("a guard without an instruction"))?;
+            let end = r.find(char::is_whitespace).ok_or_else(|| self.err("a guard without an instruction"))?;
             let g = &r[..end];
             body = r[end..].trim_start();
             let (neg, name) = match g.strip_prefix('!') {
@@ -1392,9 +1216,7 @@ impl<'p, 'a> Lower<'p, 'a> {
             let p = self.reg(name)?;
             self.guard = Some((p, neg));
         }
-        let end = body
-            .find(|c: char| c.is_whitespace() || c == '{')
-            .unwrap_or(body.len());
+        let end = body.find(|c: char| c.is_whitespace() || c == '{').unwrap_or(body.len());
         let opcode = &body[..end];
         self.form = opcode;
         let ops = split_top(&body[end..]);
@@ -1404,10 +1226,11 @@ impl<'p, 'a> Lower<'p, 'a> {
         match parts[0] {
             "mov" => self.mov(&parts, ty, &ops),
             "cvta" => self.cvta(&parts, &ops),
-            "add" | "sub" | "mul" | "mad" | "fma" | "div" | "rem" | "min" | "max" | "neg"
-            | "abs" | "rcp" | "sqrt" => self.arith(&parts, ty, &ops),
-            "and" | "or" | "xor" | "not" | "shl" | "shr" | "popc" | "clz" | "brev" | "bfe"
-            | "bfi" | "prmt" | "selp" => self.bits(&parts, ty, &ops),
+            "add" | "sub" | "mul" | "mad" | "fma" | "div" | "rem" | "min" | "max" | "neg" | "abs" | "rcp" | "sqrt" => {
+                self.arith(&parts, ty, &ops)
+            }
+            "and" | "or" | "xor" | "not" | "shl" | "shr" | "popc" | "clz" | "brev" | "bfe" | "bfi" | "prmt"
+            | "selp" => self.bits(&parts, ty, &ops),
             "setp" => self.setp(&parts, ty, &ops),
             "cvt" => self.cvt(&parts, &ops),
             "ld" | "st" => self.ld_st(&parts, ty, &ops),
@@ -1459,9 +1282,7 @@ impl<'p, 'a> Lower<'p, 'a> {
     }
 
     fn mov(&mut self, parts: &[&'a str], ty: Option<Ty>, ops: &[&'a str]) -> Result<()> {
-        let ty = ty
-            .filter(|_| parts.len() == 2)
-            .ok_or_else(|| self.unsupported())?;
+        let ty = ty.filter(|_| parts.len() == 2).ok_or_else(|| self.unsupported())?;
         self.nops(ops, 2)?;
         if let Some(elems) = list(ops[0], '{', '}') {
             // Unpack: element i gets bits [i*w, (i+1)*w) of the source.
@@ -1476,21 +1297,11 @@ impl<'p, 'a> Lower<'p, 'a> {
                 let Some(d) = self.dst_opt(e)? else { continue };
                 let mut from = a;
                 if i > 0 {
-                    self.push(Op::Shr {
-                        ty,
-                        d,
-                        a,
-                        b: Src::Imm((i * w) as u64),
-                    });
+                    self.push(Op::Shr { ty, d, a, b: Src::Imm((i * w) as u64) });
                     from = Src::Reg(d);
                 }
                 if i < n - 1 {
-                    self.push(Op::And {
-                        ty,
-                        d,
-                        a: from,
-                        b: Src::Imm((1u64 << w) - 1),
-                    });
+                    self.push(Op::And { ty, d, a: from, b: Src::Imm((1u64 << w) - 1) });
                 }
             }
             return Ok(());
@@ -1509,41 +1320,19 @@ impl<'p, 'a> Lower<'p, 'a> {
                 32 => Ty::B32,
                 _ => return Err(self.unsupported()),
             };
-            let srcs = elems
-                .iter()
-                .map(|e| self.src(e, part_ty))
-                .collect::<Result<Vec<_>>>()?;
+            let srcs = elems.iter().map(|e| self.src(e, part_ty)).collect::<Result<Vec<_>>>()?;
             if srcs.contains(&Src::Reg(d)) {
                 return Err(self.err("a packing mov whose destination is also a source"));
             }
-            self.push(Op::Mov {
-                ty,
-                d,
-                a: srcs[n as usize - 1],
-            });
+            self.push(Op::Mov { ty, d, a: srcs[n as usize - 1] });
             for s in srcs[..n as usize - 1].iter().rev() {
-                self.push(Op::Shl {
-                    ty,
-                    d,
-                    a: Src::Reg(d),
-                    b: Src::Imm(w as u64),
-                });
-                self.push(Op::Or {
-                    ty,
-                    d,
-                    a: Src::Reg(d),
-                    b: *s,
-                });
+                self.push(Op::Shl { ty, d, a: Src::Reg(d), b: Src::Imm(w as u64) });
+                self.push(Op::Or { ty, d, a: Src::Reg(d), b: *s });
             }
             return Ok(());
         }
         if let Some(off) = self.local_sym(ops[1]) {
-            self.push(Op::Add {
-                ty: Ty::U64,
-                d,
-                a: Src::Sreg(Sreg::FrameBase),
-                b: Src::Imm(off as u64),
-            });
+            self.push(Op::Add { ty: Ty::U64, d, a: Src::Sreg(Sreg::FrameBase), b: Src::Imm(off as u64) });
             return Ok(());
         }
         let a = self.src(ops[1], ty)?;
@@ -1557,9 +1346,7 @@ impl<'p, 'a> Lower<'p, 'a> {
             ["cvta", sp, ty] => (false, sp, ty),
             _ => return Err(self.unsupported()),
         };
-        let space = space_word(sp)
-            .filter(|s| *s != Space::Param)
-            .ok_or_else(|| self.unsupported())?;
+        let space = space_word(sp).filter(|s| *s != Space::Param).ok_or_else(|| self.unsupported())?;
         let ty = match ty {
             "u64" => Ty::U64,
             "u32" => Ty::U32,
@@ -1567,16 +1354,8 @@ impl<'p, 'a> Lower<'p, 'a> {
         };
         self.nops(ops, 2)?;
         let d = self.dst(ops[0])?;
-        let a = if let Some(off) = self
-            .local_sym(ops[1])
-            .filter(|_| space == Space::Local && !to)
-        {
-            self.push(Op::Add {
-                ty: Ty::U64,
-                d,
-                a: Src::Sreg(Sreg::FrameBase),
-                b: Src::Imm(off as u64),
-            });
+        let a = if let Some(off) = self.local_sym(ops[1]).filter(|_| space == Space::Local && !to) {
+            self.push(Op::Add { ty: Ty::U64, d, a: Src::Sreg(Sreg::FrameBase), b: Src::Imm(off as u64) });
             Src::Reg(d)
         } else {
             self.src(ops[1], ty)?
@@ -1586,15 +1365,11 @@ impl<'p, 'a> Lower<'p, 'a> {
     }
 
     fn arith(&mut self, parts: &[&'a str], ty: Option<Ty>, ops: &[&'a str]) -> Result<()> {
-        let ty = ty
-            .filter(|t| *t != Ty::Pred)
-            .ok_or_else(|| self.unsupported())?;
+        let ty = ty.filter(|t| *t != Ty::Pred).ok_or_else(|| self.unsupported())?;
         let (mut rnd, mut mode) = (None, None);
         for w in &parts[1..parts.len() - 1] {
             match (rnd_word(w), *w) {
-                (Some(r), _)
-                    if rnd.is_none() && !matches!(r, Rnd::Rni | Rnd::Rzi | Rnd::Rmi | Rnd::Rpi) =>
-                {
+                (Some(r), _) if rnd.is_none() && !matches!(r, Rnd::Rni | Rnd::Rzi | Rnd::Rmi | Rnd::Rpi) => {
                     rnd = Some(r)
                 }
                 (None, "lo") if mode.is_none() => mode = Some(MulMode::Lo),
@@ -1630,38 +1405,17 @@ impl<'p, 'a> Lower<'p, 'a> {
         self.nops(ops, n)?;
         let d = self.dst(ops[0])?;
         let a = self.src(ops[1], ty)?;
-        let b = if n >= 3 {
-            self.src(ops[2], ty)?
-        } else {
-            Src::Imm(0)
-        };
+        let b = if n >= 3 { self.src(ops[2], ty)? } else { Src::Imm(0) };
         let rnd = rnd.unwrap_or(Rnd::None);
         let op = match (op, float) {
             ("add", false) => Op::Add { ty, d, a, b },
             ("sub", false) => Op::Sub { ty, d, a, b },
-            ("mul", false) => Op::MulInt {
-                ty,
-                mode: mode.unwrap_or(MulMode::Lo),
-                d,
-                a,
-                b,
-            },
+            ("mul", false) => Op::MulInt { ty, mode: mode.unwrap_or(MulMode::Lo), d, a, b },
             ("mad", false) => {
                 // `.wide`: the addend is twice the operand width.
-                let cty = if mode == Some(MulMode::Wide) {
-                    wide_ty(ty)
-                } else {
-                    ty
-                };
+                let cty = if mode == Some(MulMode::Wide) { wide_ty(ty) } else { ty };
                 let c = self.src(ops[3], cty)?;
-                Op::MadInt {
-                    ty,
-                    mode: mode.unwrap_or(MulMode::Lo),
-                    d,
-                    a,
-                    b,
-                    c,
-                }
+                Op::MadInt { ty, mode: mode.unwrap_or(MulMode::Lo), d, a, b, c }
             }
             ("div", false) => Op::Div { ty, d, a, b },
             ("rem", false) => Op::Rem { ty, d, a, b },
@@ -1674,14 +1428,7 @@ impl<'p, 'a> Lower<'p, 'a> {
             ("mul", true) => Op::FMul { ty, rnd, d, a, b },
             ("mad" | "fma", true) => {
                 let c = self.src(ops[3], ty)?;
-                Op::Fma {
-                    ty,
-                    rnd,
-                    d,
-                    a,
-                    b,
-                    c,
-                }
+                Op::Fma { ty, rnd, d, a, b, c }
             }
             ("div", true) => Op::FDiv { ty, rnd, d, a, b },
             ("min", true) => Op::FMin { ty, d, a, b },
@@ -1698,9 +1445,7 @@ impl<'p, 'a> Lower<'p, 'a> {
 
     fn bits(&mut self, parts: &[&'a str], ty: Option<Ty>, ops: &[&'a str]) -> Result<()> {
         let op = parts[0];
-        let ty = ty
-            .filter(|_| parts.len() == 2)
-            .ok_or_else(|| self.unsupported())?;
+        let ty = ty.filter(|_| parts.len() == 2).ok_or_else(|| self.unsupported())?;
         let ok = match op {
             "and" | "or" | "xor" | "not" => !ty.is_float() && !ty.is_signed(),
             "selp" => ty != Ty::Pred,
@@ -1723,68 +1468,19 @@ impl<'p, 'a> Lower<'p, 'a> {
         let a = self.src(ops[1], ty)?;
         let u32s = |l: &mut Self, i: usize| l.src(ops[i], Ty::U32);
         let op = match op {
-            "and" => Op::And {
-                ty,
-                d,
-                a,
-                b: self.src(ops[2], ty)?,
-            },
-            "or" => Op::Or {
-                ty,
-                d,
-                a,
-                b: self.src(ops[2], ty)?,
-            },
-            "xor" => Op::Xor {
-                ty,
-                d,
-                a,
-                b: self.src(ops[2], ty)?,
-            },
+            "and" => Op::And { ty, d, a, b: self.src(ops[2], ty)? },
+            "or" => Op::Or { ty, d, a, b: self.src(ops[2], ty)? },
+            "xor" => Op::Xor { ty, d, a, b: self.src(ops[2], ty)? },
             "not" => Op::Not { ty, d, a },
-            "shl" => Op::Shl {
-                ty,
-                d,
-                a,
-                b: u32s(self, 2)?,
-            },
-            "shr" => Op::Shr {
-                ty,
-                d,
-                a,
-                b: u32s(self, 2)?,
-            },
+            "shl" => Op::Shl { ty, d, a, b: u32s(self, 2)? },
+            "shr" => Op::Shr { ty, d, a, b: u32s(self, 2)? },
             "popc" => Op::Popc { ty, d, a },
             "clz" => Op::Clz { ty, d, a },
             "brev" => Op::Brev { ty, d, a },
-            "bfe" => Op::Bfe {
-                ty,
-                d,
-                a,
-                b: u32s(self, 2)?,
-                c: u32s(self, 3)?,
-            },
-            "bfi" => Op::Bfi {
-                ty,
-                d,
-                f: a,
-                b: self.src(ops[2], ty)?,
-                pos: u32s(self, 3)?,
-                len: u32s(self, 4)?,
-            },
-            "prmt" => Op::Prmt {
-                d,
-                a,
-                b: self.src(ops[2], ty)?,
-                c: self.src(ops[3], ty)?,
-            },
-            "selp" => Op::Selp {
-                ty,
-                d,
-                a,
-                b: self.src(ops[2], ty)?,
-                p: self.src(ops[3], Ty::Pred)?,
-            },
+            "bfe" => Op::Bfe { ty, d, a, b: u32s(self, 2)?, c: u32s(self, 3)? },
+            "bfi" => Op::Bfi { ty, d, f: a, b: self.src(ops[2], ty)?, pos: u32s(self, 3)?, len: u32s(self, 4)? },
+            "prmt" => Op::Prmt { d, a, b: self.src(ops[2], ty)?, c: self.src(ops[3], ty)? },
+            "selp" => Op::Selp { ty, d, a, b: self.src(ops[2], ty)?, p: self.src(ops[3], Ty::Pred)? },
             _ => return Err(self.unsupported()),
         };
         self.push(op);
@@ -1792,9 +1488,7 @@ impl<'p, 'a> Lower<'p, 'a> {
     }
 
     fn setp(&mut self, parts: &[&'a str], ty: Option<Ty>, ops: &[&'a str]) -> Result<()> {
-        let ty = ty
-            .filter(|t| *t != Ty::Pred && (is_int(*t) || is_f32_f64(*t)))
-            .ok_or_else(|| self.unsupported())?;
+        let ty = ty.filter(|t| *t != Ty::Pred && (is_int(*t) || is_f32_f64(*t))).ok_or_else(|| self.unsupported())?;
         let (cmp, bool_word) = match parts[..] {
             [_, c, _] => (c, None),
             [_, c, b, _] => (c, Some(b)),
@@ -1817,10 +1511,8 @@ impl<'p, 'a> Lower<'p, 'a> {
             "nan" => Cmp::Nan,
             _ => return Err(self.unsupported()),
         };
-        let unordered = matches!(
-            cmp,
-            Cmp::Equ | Cmp::Neu | Cmp::Ltu | Cmp::Leu | Cmp::Gtu | Cmp::Geu | Cmp::Num | Cmp::Nan
-        );
+        let unordered =
+            matches!(cmp, Cmp::Equ | Cmp::Neu | Cmp::Ltu | Cmp::Leu | Cmp::Gtu | Cmp::Geu | Cmp::Num | Cmp::Nan);
         if unordered && !ty.is_float() {
             return Err(self.unsupported());
         }
@@ -1851,15 +1543,7 @@ impl<'p, 'a> Lower<'p, 'a> {
             },
             None => None,
         };
-        self.push(Op::Setp {
-            ty,
-            cmp,
-            bool_op,
-            p,
-            q,
-            a,
-            b,
-        });
+        self.push(Op::Setp { ty, cmp, bool_op, p, q, a, b });
         Ok(())
     }
 
@@ -1893,33 +1577,17 @@ impl<'p, 'a> Lower<'p, 'a> {
         if ftz && !ftz_noop {
             return Err(self.unsupported());
         }
-        let packed =
-            matches!(dty, Ty::F16x2 | Ty::Bf16x2 | Ty::E4m3x2 | Ty::E5m2x2) && sty == Ty::F32;
+        let packed = matches!(dty, Ty::F16x2 | Ty::Bf16x2 | Ty::E4m3x2 | Ty::E5m2x2) && sty == Ty::F32;
         self.nops(ops, if packed { 3 } else { 2 })?;
         let d = self.dst(ops[0])?;
         let a = self.src(ops[1], sty)?;
-        let b = if packed {
-            Some(self.src(ops[2], sty)?)
-        } else {
-            None
-        };
-        self.push(Op::Cvt {
-            dty,
-            sty,
-            rnd,
-            sat,
-            satfinite,
-            d,
-            a,
-            b,
-        });
+        let b = if packed { Some(self.src(ops[2], sty)?) } else { None };
+        self.push(Op::Cvt { dty, sty, rnd, sat, satfinite, d, a, b });
         Ok(())
     }
 
     fn ld_st(&mut self, parts: &[&'a str], ty: Option<Ty>, ops: &[&'a str]) -> Result<()> {
-        let ty = ty
-            .filter(|t| *t != Ty::Pred)
-            .ok_or_else(|| self.unsupported())?;
+        let ty = ty.filter(|t| *t != Ty::Pred).ok_or_else(|| self.unsupported())?;
         let (mut space, mut vec) = (None, 1usize);
         for w in &parts[1..parts.len() - 1] {
             match *w {
@@ -1965,11 +1633,7 @@ impl<'p, 'a> Lower<'p, 'a> {
         }
         self.nops(ops, 2)?;
         let is_ld = parts[0] == "ld";
-        let (val, addr) = if is_ld {
-            (ops[0], ops[1])
-        } else {
-            (ops[1], ops[0])
-        };
+        let (val, addr) = if is_ld { (ops[0], ops[1]) } else { (ops[1], ops[0]) };
         let vals = if vec > 1 {
             list(val, '{', '}')
                 .filter(|v| v.len() == vec)
@@ -1979,10 +1643,7 @@ impl<'p, 'a> Lower<'p, 'a> {
         };
         let (space, addr) = self.addr(addr, space.unwrap_or(Space::Generic))?;
         let op = if is_ld {
-            let d = vals
-                .into_iter()
-                .map(|v| self.dst(v))
-                .collect::<Result<Vec<_>>>()?;
+            let d = vals.into_iter().map(|v| self.dst(v)).collect::<Result<Vec<_>>>()?;
             // A signed load into a wider register sign-extends to the register's width: the
             // `Ld` yields the `ty`-wide value and a `cvt` extends it.
             let widen: Vec<(Reg, Ty)> = d
@@ -2001,23 +1662,11 @@ impl<'p, 'a> Lower<'p, 'a> {
             for (r, dty) in widen {
                 let a = Src::Reg(r);
                 let (rnd, sat, satfinite) = (Rnd::None, false, false);
-                self.push(Op::Cvt {
-                    dty,
-                    sty: ty,
-                    rnd,
-                    sat,
-                    satfinite,
-                    d: r,
-                    a,
-                    b: None,
-                });
+                self.push(Op::Cvt { dty, sty: ty, rnd, sat, satfinite, d: r, a, b: None });
             }
             return Ok(());
         } else {
-            let a = vals
-                .into_iter()
-                .map(|v| self.src(v, ty))
-                .collect::<Result<Vec<_>>>()?;
+            let a = vals.into_iter().map(|v| self.src(v, ty)).collect::<Result<Vec<_>>>()?;
             Op::St { space, ty, a, addr }
         };
         self.push(op);
@@ -2025,14 +1674,11 @@ impl<'p, 'a> Lower<'p, 'a> {
     }
 
     fn atom(&mut self, parts: &[&'a str], ty: Option<Ty>, ops: &[&'a str]) -> Result<()> {
-        let ty = ty
-            .filter(|t| *t != Ty::Pred)
-            .ok_or_else(|| self.unsupported())?;
+        let ty = ty.filter(|t| *t != Ty::Pred).ok_or_else(|| self.unsupported())?;
         let (mut space, mut op) = (None, None);
         for w in &parts[1..parts.len() - 1] {
             let o = match *w {
-                "relaxed" | "acquire" | "release" | "acq_rel" | "cta" | "cluster" | "gpu"
-                | "sys" => continue,
+                "relaxed" | "acquire" | "release" | "acq_rel" | "cta" | "cluster" | "gpu" | "sys" => continue,
                 "add" => AtomOp::Add,
                 "min" => AtomOp::Min,
                 "max" => AtomOp::Max,
@@ -2044,10 +1690,7 @@ impl<'p, 'a> Lower<'p, 'a> {
                 "inc" => AtomOp::Inc,
                 "dec" => AtomOp::Dec,
                 w => match space_word(w) {
-                    Some(s)
-                        if space.is_none()
-                            && !matches!(s, Space::Param | Space::Const | Space::Local) =>
-                    {
+                    Some(s) if space.is_none() && !matches!(s, Space::Param | Space::Const | Space::Local) => {
                         space = Some(s);
                         continue;
                     }
@@ -2059,8 +1702,7 @@ impl<'p, 'a> Lower<'p, 'a> {
             }
         }
         let op = op.ok_or_else(|| self.unsupported())?;
-        let float_ok =
-            matches!(op, AtomOp::Add | AtomOp::Exch | AtomOp::Min | AtomOp::Max) && is_f32_f64(ty);
+        let float_ok = matches!(op, AtomOp::Add | AtomOp::Exch | AtomOp::Min | AtomOp::Max) && is_f32_f64(ty);
         let is_red = parts[0] == "red";
         if ty.is_float() && !float_ok || is_red && op == AtomOp::Cas {
             return Err(self.unsupported());
@@ -2070,20 +1712,8 @@ impl<'p, 'a> Lower<'p, 'a> {
         let d = if is_red { None } else { self.dst_opt(ops[0])? };
         let (space, addr) = self.addr(ops[first], space.unwrap_or(Space::Generic))?;
         let a = self.src(ops[first + 1], ty)?;
-        let b = if op == AtomOp::Cas {
-            Some(self.src(ops[first + 2], ty)?)
-        } else {
-            None
-        };
-        self.push(Op::Atom {
-            space,
-            op,
-            ty,
-            d,
-            addr,
-            a,
-            b,
-        });
+        let b = if op == AtomOp::Cas { Some(self.src(ops[first + 2], ty)?) } else { None };
+        self.push(Op::Atom { space, op, ty, d, addr, a, b });
         Ok(())
     }
 
@@ -2107,15 +1737,7 @@ impl<'p, 'a> Lower<'p, 'a> {
         let b = self.src(ops[2], Ty::B32)?;
         let c = self.src(ops[3], Ty::B32)?;
         let mask = self.src(ops[4], Ty::B32)?;
-        self.push(Op::Shfl {
-            mode,
-            d,
-            p,
-            a,
-            b,
-            c,
-            mask,
-        });
+        self.push(Op::Shfl { mode, d, p, a, b, c, mask });
         Ok(())
     }
 
@@ -2154,10 +1776,7 @@ impl<'p, 'a> Lower<'p, 'a> {
                 self.nops(ops, 2)?;
                 let index = self.src(ops[0], Ty::U32)?;
                 self.brx.push((self.p.m.code.len(), ops[1], self.line));
-                self.push(Op::BrxIdx {
-                    index,
-                    table: u32::MAX,
-                });
+                self.push(Op::BrxIdx { index, table: u32::MAX });
             }
             "call" if uni_ok => self.call(ops)?,
             "ret" if uni_ok => {
@@ -2202,27 +1821,15 @@ impl<'p, 'a> Lower<'p, 'a> {
                 .filter(|n| !n.is_empty())
                 .map(|n| match l.param_sym(n) {
                     Some((off, size, true)) => Ok((off, size)),
-                    _ => Err(l.err(format!(
-                        "call operand '{n}' is not a .param declared for the call"
-                    ))),
+                    _ => Err(l.err(format!("call operand '{n}' is not a .param declared for the call"))),
                 })
                 .collect::<Result<Vec<_>>>()
                 .map(|v| v.into_iter().unzip())
         };
         let (arg_offs, arg_sizes) = scratch(self, &args)?;
         let (ret_offs, ret_sizes) = scratch(self, &rets)?;
-        self.p.calls.push(PendingCall {
-            pc: self.p.m.code.len(),
-            callee,
-            arg_sizes,
-            ret_sizes,
-            line: self.line,
-        });
-        self.push(Op::Call {
-            func: u32::MAX,
-            args: arg_offs,
-            rets: ret_offs,
-        });
+        self.p.calls.push(PendingCall { pc: self.p.m.code.len(), callee, arg_sizes, ret_sizes, line: self.line });
+        self.push(Op::Call { func: u32::MAX, args: arg_offs, rets: ret_offs });
         Ok(())
     }
 
@@ -2255,39 +1862,24 @@ impl<'p, 'a> Lower<'p, 'a> {
         let op = match kind {
             "init" => {
                 self.nops(ops, 2)?;
-                Op::MbarInit {
-                    addr: self.shared_addr(ops[0], Space::Shared)?,
-                    count: self.src(ops[1], Ty::U32)?,
-                }
+                Op::MbarInit { addr: self.shared_addr(ops[0], Space::Shared)?, count: self.src(ops[1], Ty::U32)? }
             }
             "arrive" => {
                 self.nops(ops, if expect_tx { 3 } else { 2 })?;
                 let d = self.dst_opt(ops[0])?;
                 let addr = self.shared_addr(ops[1], Space::Shared)?;
-                let tx = if expect_tx {
-                    Some(self.src(ops[2], Ty::U32)?)
-                } else {
-                    None
-                };
+                let tx = if expect_tx { Some(self.src(ops[2], Ty::U32)?) } else { None };
                 Op::MbarArrive { d, addr, tx }
             }
             "expect_tx" => {
                 self.nops(ops, 2)?;
-                Op::MbarExpectTx {
-                    addr: self.shared_addr(ops[0], Space::Shared)?,
-                    tx: self.src(ops[1], Ty::U32)?,
-                }
+                Op::MbarExpectTx { addr: self.shared_addr(ops[0], Space::Shared)?, tx: self.src(ops[1], Ty::U32)? }
             }
             "try_wait" | "test_wait" if parity => {
                 self.nops(ops, 3)?;
                 let p = self.dst(ops[0])?;
                 let addr = self.shared_addr(ops[1], Space::Shared)?;
-                Op::MbarTryWait {
-                    p,
-                    addr,
-                    parity: self.src(ops[2], Ty::U32)?,
-                    test: kind == "test_wait",
-                }
+                Op::MbarTryWait { p, addr, parity: self.src(ops[2], Ty::U32)?, test: kind == "test_wait" }
             }
             _ => return Err(self.unsupported()),
         };
@@ -2297,19 +1889,8 @@ impl<'p, 'a> Lower<'p, 'a> {
 
     fn cp_async(&mut self, parts: &[&'a str], ops: &[&'a str]) -> Result<()> {
         let dims = match parts[..] {
-            [
-                "cp",
-                "async",
-                "bulk",
-                "tensor",
-                dim,
-                "shared::cluster",
-                "global",
-                ref rest @ ..,
-            ] if matches!(
-                rest,
-                ["tile", "mbarrier::complete_tx::bytes"] | ["mbarrier::complete_tx::bytes"]
-            ) =>
+            ["cp", "async", "bulk", "tensor", dim, "shared::cluster", "global", ref rest @ ..]
+                if matches!(rest, ["tile", "mbarrier::complete_tx::bytes"] | ["mbarrier::complete_tx::bytes"]) =>
             {
                 match dim {
                     "1d" => 1,
@@ -2324,24 +1905,13 @@ impl<'p, 'a> Lower<'p, 'a> {
         };
         self.nops(ops, 3)?;
         let dst = self.shared_addr(ops[0], Space::SharedCluster)?;
-        let inner = list(ops[1], '[', ']')
-            .filter(|v| v.len() == 2)
-            .ok_or_else(|| self.err("bad tensor operand"))?;
+        let inner = list(ops[1], '[', ']').filter(|v| v.len() == 2).ok_or_else(|| self.err("bad tensor operand"))?;
         let map = self.src(inner[0], Ty::U64)?;
-        let coords = list(inner[1], '{', '}')
-            .filter(|c| c.len() == dims)
-            .ok_or_else(|| self.err("bad tensor coordinates"))?;
-        let coords = coords
-            .into_iter()
-            .map(|c| self.src(c, Ty::S32))
-            .collect::<Result<Vec<_>>>()?;
+        let coords =
+            list(inner[1], '{', '}').filter(|c| c.len() == dims).ok_or_else(|| self.err("bad tensor coordinates"))?;
+        let coords = coords.into_iter().map(|c| self.src(c, Ty::S32)).collect::<Result<Vec<_>>>()?;
         let mbar = self.shared_addr(ops[2], Space::Shared)?;
-        self.push(Op::CpAsyncBulkTensor {
-            dst,
-            map,
-            coords,
-            mbar,
-        });
+        self.push(Op::CpAsyncBulkTensor { dst, map, coords, mbar });
         Ok(())
     }
 
@@ -2351,20 +1921,11 @@ impl<'p, 'a> Lower<'p, 'a> {
             ["wgmma", "commit_group", "sync", "aligned"] => Op::WgmmaCommit,
             ["wgmma", "wait_group", "sync", "aligned"] => {
                 self.nops(ops, 1)?;
-                Op::WgmmaWait {
-                    n: self.imm_u32(ops[0])?,
-                }
+                Op::WgmmaWait { n: self.imm_u32(ops[0])? }
             }
-            [
-                "wgmma",
-                "mma_async",
-                "sync",
-                "aligned",
-                shape,
-                dty,
-                aty,
-                bty,
-            ] => return self.wgmma_mma(shape, dty, aty, bty, ops),
+            ["wgmma", "mma_async", "sync", "aligned", shape, dty, aty, bty] => {
+                return self.wgmma_mma(shape, dty, aty, bty, ops);
+            }
             _ => return Err(self.unsupported()),
         };
         if !matches!(op, Op::WgmmaWait { .. }) {
@@ -2374,24 +1935,9 @@ impl<'p, 'a> Lower<'p, 'a> {
         Ok(())
     }
 
-    fn wgmma_mma(
-        &mut self,
-        shape: &str,
-        dty: &str,
-        aty: &str,
-        bty: &str,
-        ops: &[&'a str],
-    ) -> Result<()> {
-        let bad = || {
-            err(
-                self.line,
-                format!("unsupported instruction form '{}'", self.form),
-            )
-        };
-        let (m, rest) = shape
-            .strip_prefix('m')
-            .and_then(|s| s.split_once('n'))
-            .ok_or_else(bad)?;
+    fn wgmma_mma(&mut self, shape: &str, dty: &str, aty: &str, bty: &str, ops: &[&'a str]) -> Result<()> {
+        let bad = || err(self.line, format!("unsupported instruction form '{}'", self.form));
+        let (m, rest) = shape.strip_prefix('m').and_then(|s| s.split_once('n')).ok_or_else(bad)?;
         let (n, k) = rest.split_once('k').ok_or_else(bad)?;
         let num = |s: &str| s.parse::<u32>().map_err(|_| bad());
         let (m, n, k) = (num(m)?, num(n)?, num(k)?);
@@ -2422,10 +1968,7 @@ impl<'p, 'a> Lower<'p, 'a> {
         if ops[1].starts_with('{') {
             return Err(bad()); // A from registers
         }
-        let d = d_regs
-            .into_iter()
-            .map(|r| self.dst(r))
-            .collect::<Result<Vec<_>>>()?;
+        let d = d_regs.into_iter().map(|r| self.dst(r)).collect::<Result<Vec<_>>>()?;
         let a_desc = self.src(ops[1], Ty::U64)?;
         let b_desc = self.src(ops[2], Ty::U64)?;
         let scale_d = self.src(ops[3], Ty::Pred)?;
@@ -2441,22 +1984,7 @@ impl<'p, 'a> Lower<'p, 'a> {
             _ => Err(l.err("bad wgmma transpose flag")),
         };
         let (tnsp_a, tnsp_b) = (tnsp(self, 6)?, tnsp(self, 7)?);
-        self.push(Op::Wgmma {
-            m,
-            n,
-            k,
-            dty,
-            aty,
-            bty,
-            d,
-            a_desc,
-            b_desc,
-            scale_d,
-            scale_a,
-            scale_b,
-            tnsp_a,
-            tnsp_b,
-        });
+        self.push(Op::Wgmma { m, n, k, dty, aty, bty, d, a_desc, b_desc, scale_d, scale_a, scale_b, tnsp_a, tnsp_b });
         Ok(())
     }
 }

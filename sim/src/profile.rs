@@ -13,7 +13,8 @@ pub enum Class {
     Control,
 }
 
-pub const CLASSES: [Class; 6] = [Class::Memory, Class::Integer, Class::F32, Class::F64, Class::Conversion, Class::Control];
+pub const CLASSES: [Class; 6] =
+    [Class::Memory, Class::Integer, Class::F32, Class::F64, Class::Conversion, Class::Control];
 
 /// Counters of one launch.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -52,9 +52,12 @@ pub fn element_bytes(data_type: u32) -> Option<u64> {
     match data_type {
         DATA_TYPE_UINT8 => Some(1),
         DATA_TYPE_UINT16 | DATA_TYPE_FLOAT16 | DATA_TYPE_BFLOAT16 => Some(2),
-        DATA_TYPE_UINT32 | DATA_TYPE_INT32 | DATA_TYPE_FLOAT32 | DATA_TYPE_FLOAT32_FTZ | DATA_TYPE_TFLOAT32 | DATA_TYPE_TFLOAT32_FTZ => {
-            Some(4)
-        }
+        DATA_TYPE_UINT32
+        | DATA_TYPE_INT32
+        | DATA_TYPE_FLOAT32
+        | DATA_TYPE_FLOAT32_FTZ
+        | DATA_TYPE_TFLOAT32
+        | DATA_TYPE_TFLOAT32_FTZ => Some(4),
         DATA_TYPE_UINT64 | DATA_TYPE_INT64 | DATA_TYPE_FLOAT64 => Some(8),
         _ => None,
     }
@@ -210,7 +213,10 @@ impl TensorMap {
         let stride_align = if il == Interleave::B32 { 32 } else { 16 };
         for (i, &s) in global_strides[..r - 1].iter().enumerate() {
             if s % stride_align != 0 || s >= 1 << 40 {
-                return bad("globalStrides", format!("globalStrides[{i}] = {s} is not a multiple of {stride_align} below 2^40"));
+                return bad(
+                    "globalStrides",
+                    format!("globalStrides[{i}] = {s} is not a multiple of {stride_align} below 2^40"),
+                );
             }
         }
         for (i, &b) in box_dim[..r].iter().enumerate() {
@@ -233,7 +239,10 @@ impl TensorMap {
         if il == Interleave::None && sw != Swizzle::None && inner_bytes > sw.span_bytes() {
             return bad(
                 "boxDim",
-                format!("the box's inner dimension is {inner_bytes} bytes, more than the {}-byte swizzle span", sw.span_bytes()),
+                format!(
+                    "the box's inner dimension is {inner_bytes} bytes, more than the {}-byte swizzle span",
+                    sw.span_bytes()
+                ),
             );
         }
         let mut map = TensorMap {
@@ -304,7 +313,8 @@ impl TensorMap {
             w.copy_from_slice(&b[o..o + 8]);
             u64::from_le_bytes(w)
         };
-        let (Some(interleave), Some(swizzle)) = (Interleave::from_raw(b[11] as u32), Swizzle::from_raw(b[12] as u32)) else {
+        let (Some(interleave), Some(swizzle)) = (Interleave::from_raw(b[11] as u32), Swizzle::from_raw(b[12] as u32))
+        else {
             return bad("bad interleave or swizzle");
         };
         let map = TensorMap {

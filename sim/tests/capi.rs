@@ -316,10 +316,17 @@ fn tensor_map_encoding() {
         };
         ok(encode(&mut map.0, 0x10000, &boxes));
         let m = TensorMap::decode(&map.0).unwrap();
-        assert_eq!((m.rank, m.global_address, m.global_dim[1], m.box_dim[0], m.swizzle), (2, 0x10000, 64, 128, Swizzle::B128));
+        assert_eq!(
+            (m.rank, m.global_address, m.global_dim[1], m.box_dim[0], m.swizzle),
+            (2, 0x10000, 64, 128, Swizzle::B128)
+        );
         assert_eq!(encode(&mut map.0, 0x10008, &boxes), CUDA_ERROR_INVALID_VALUE);
         assert!(error_string(CUDA_ERROR_INVALID_VALUE).contains("globalAddress"));
-        assert_eq!(encode(&mut map.0, 0x10000, &[256, 32]), CUDA_ERROR_INVALID_VALUE, "inner box over the swizzle span");
+        assert_eq!(
+            encode(&mut map.0, 0x10000, &[256, 32]),
+            CUDA_ERROR_INVALID_VALUE,
+            "inner box over the swizzle span"
+        );
         assert!(error_string(CUDA_ERROR_INVALID_VALUE).contains("boxDim"));
         let misaligned = (map.0.as_mut_ptr().wrapping_add(8)) as *mut [u8; 128];
         assert_eq!(encode(misaligned, 0x10000, &boxes), CUDA_ERROR_INVALID_VALUE);
@@ -403,7 +410,10 @@ fn modules_and_functions() {
             cuModuleLoadData(&mut m2, c".version 8.0\n.target sm_80\nthis is not ptx".as_ptr() as *const c_void),
             CUDA_ERROR_INVALID_PTX
         );
-        assert_eq!(cuModuleLoadData(&mut m2, c"\x7fELF\x02\x01\x01".as_ptr() as *const c_void), CUDA_ERROR_NOT_SUPPORTED);
+        assert_eq!(
+            cuModuleLoadData(&mut m2, c"\x7fELF\x02\x01\x01".as_ptr() as *const c_void),
+            CUDA_ERROR_NOT_SUPPORTED
+        );
         assert_eq!(cuModuleLoadData(&mut m2, null()), CUDA_ERROR_INVALID_VALUE);
         ok(cuModuleUnload(module));
         assert_eq!(cuModuleUnload(module), CUDA_ERROR_INVALID_HANDLE);
@@ -431,9 +441,18 @@ fn launch_and_sticky_error() {
         ok(cuMemcpyDtoH_v2(out.as_mut_ptr() as *mut c_void, p, 16));
         assert_eq!(out, [0, 0, 0, 7]);
         // Launch shape and parameter errors are not sticky.
-        assert_eq!(cuLaunchKernel(f, 1, 1, 1, 2048, 1, 1, 0, null_mut(), null_mut(), null_mut()), CUDA_ERROR_INVALID_VALUE);
-        assert_eq!(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, null_mut(), null_mut(), null_mut()), CUDA_ERROR_INVALID_VALUE);
-        assert_eq!(cuLaunchKernel(0x99 as CUfunction, 1, 1, 1, 1, 1, 1, 0, null_mut(), null_mut(), null_mut()), CUDA_ERROR_INVALID_HANDLE);
+        assert_eq!(
+            cuLaunchKernel(f, 1, 1, 1, 2048, 1, 1, 0, null_mut(), null_mut(), null_mut()),
+            CUDA_ERROR_INVALID_VALUE
+        );
+        assert_eq!(
+            cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, null_mut(), null_mut(), null_mut()),
+            CUDA_ERROR_INVALID_VALUE
+        );
+        assert_eq!(
+            cuLaunchKernel(0x99 as CUfunction, 1, 1, 1, 1, 1, 1, 0, null_mut(), null_mut(), null_mut()),
+            CUDA_ERROR_INVALID_HANDLE
+        );
         ok(cuCtxSynchronize());
         // A store past the end faults, and the error sticks to the context.
         assert_eq!(launch_store7(f, p, 1 << 20), CUDA_ERROR_ILLEGAL_ADDRESS);
@@ -483,7 +502,10 @@ fn cudarc_end_to_end() {
     assert_eq!(CudaContext::device_count().unwrap(), 1);
     let config = lowp_sim::Config::from_env();
     assert_eq!(ctx.compute_capability().unwrap(), config.compute_capability);
-    assert_eq!(ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).unwrap(), config.sm_count as i32);
+    assert_eq!(
+        ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).unwrap(),
+        config.sm_count as i32
+    );
 
     let stream = ctx.default_stream();
     let host: Vec<u32> = (0..1000).collect();

@@ -184,7 +184,11 @@ fn capture_owns_its_allocations() {
         assert_eq!(read_u32(tmp), 5, "the graph's memory lives while an executable does");
         ok(cuGraphExecDestroy(exec));
         let mut v = 0u32;
-        assert_eq!(cuMemcpyDtoH_v2(&mut v as *mut u32 as *mut c_void, tmp, 4), CUDA_ERROR_INVALID_VALUE, "freed with the graph");
+        assert_eq!(
+            cuMemcpyDtoH_v2(&mut v as *mut u32 as *mut c_void, tmp, 4),
+            CUDA_ERROR_INVALID_VALUE,
+            "freed with the graph"
+        );
         // Outside capture, stream-ordered allocations are freed at once.
         let mut q = 0;
         ok(cuMemAllocAsync(&mut q, 4, s));
@@ -216,7 +220,11 @@ fn synchronizing_a_capturing_stream_invalidates_the_capture() {
         assert_eq!(cuStreamEndCapture(s, &mut graph), CUDA_ERROR_ILLEGAL_STATE, "no capture in progress");
         ok(cuStreamSynchronize(s));
         ok(cuMemFree_v2(p));
-        assert_eq!(cuStreamBeginCapture_v2(null_mut(), 0), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "the legacy stream cannot capture");
+        assert_eq!(
+            cuStreamBeginCapture_v2(null_mut(), 0),
+            CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED,
+            "the legacy stream cannot capture"
+        );
     }
 }
 

@@ -95,7 +95,11 @@ fn off_by_one_tail_is_caught() {
     let s = sim();
     let n = 1000;
     let (x, y) = buffers(&s, n);
-    expect_err(run(&s, &add_one("gt"), "add_one", cfg(8, 128, 0), &[x, y, n]), ErrorKind::IllegalAddress, &["past the end", "thread (104, 0, 0)", "CTA (7, 0, 0)"]);
+    expect_err(
+        run(&s, &add_one("gt"), "add_one", cfg(8, 128, 0), &[x, y, n]),
+        ErrorKind::IllegalAddress,
+        &["past the end", "thread (104, 0, 0)", "CTA (7, 0, 0)"],
+    );
 }
 
 #[test]
@@ -104,7 +108,11 @@ fn use_after_free_is_caught() {
     let n = 256;
     let (x, y) = buffers(&s, n);
     s.free(x).unwrap();
-    expect_err(run(&s, &add_one("ge"), "add_one", cfg(2, 128, 0), &[x, y, n]), ErrorKind::IllegalAddress, &["use after free"]);
+    expect_err(
+        run(&s, &add_one("ge"), "add_one", cfg(2, 128, 0), &[x, y, n]),
+        ErrorKind::IllegalAddress,
+        &["use after free"],
+    );
 }
 
 #[test]
@@ -113,7 +121,11 @@ fn read_of_unwritten_memory_is_caught() {
     let n = 256;
     let x = s.alloc(4 * n).unwrap(); // never written
     let y = s.alloc(4 * n).unwrap();
-    expect_err(run(&s, &add_one("ge"), "add_one", cfg(2, 128, 0), &[x, y, n]), ErrorKind::LaunchFailed, &["never written"]);
+    expect_err(
+        run(&s, &add_one("ge"), "add_one", cfg(2, 128, 0), &[x, y, n]),
+        ErrorKind::LaunchFailed,
+        &["never written"],
+    );
 }
 
 /// Each thread loads 16 bytes at x + 16*i + `skew`.
@@ -144,7 +156,11 @@ fn misaligned_vector_access_is_caught() {
     let s = sim();
     let (x, y) = buffers(&s, 4 * 33);
     run(&s, &vec_load(0), "vload", cfg(1, 32, 0), &[x, y]).unwrap();
-    expect_err(run(&s, &vec_load(4), "vload", cfg(1, 32, 0), &[x, y]), ErrorKind::MisalignedAddress, &["misaligned 16-byte"]);
+    expect_err(
+        run(&s, &vec_load(4), "vload", cfg(1, 32, 0), &[x, y]),
+        ErrorKind::MisalignedAddress,
+        &["misaligned 16-byte"],
+    );
 }
 
 /// Every thread writes its tid to smem[tid], then (with `sync`) a barrier, then reads its
@@ -201,7 +217,11 @@ fn shared_access_past_the_dynamic_size_is_caught() {
     let s = sim();
     let y = s.alloc(4 * 128).unwrap();
     // 128 threads, 4 bytes each, but only 256 bytes of dynamic shared memory.
-    expect_err(run(&s, &neighbours(true, "-1"), "neighbours", cfg(1, 128, 256), &[y]), ErrorKind::IllegalAddress, &["out-of-bounds shared access", "256 bytes"]);
+    expect_err(
+        run(&s, &neighbours(true, "-1"), "neighbours", cfg(1, 128, 256), &[y]),
+        ErrorKind::IllegalAddress,
+        &["out-of-bounds shared access", "256 bytes"],
+    );
 }
 
 /// Every lane sums x over a butterfly with member mask `mask`; lanes >= `active` exit first.
@@ -249,9 +269,17 @@ fn shuffle_with_the_wrong_mask_is_caught() {
         assert_eq!(u32::from_le_bytes(out[4 * t..4 * t + 4].try_into().unwrap()), (0..32).sum::<u32>());
     }
     // A full mask while half the warp has exited.
-    expect_err(run(&s, &shuffle("-1", 16), "shuffle", cfg(1, 32, 0), &[y]), ErrorKind::LaunchFailed, &["member mask", "exits without executing it"]);
+    expect_err(
+        run(&s, &shuffle("-1", 16), "shuffle", cfg(1, 32, 0), &[y]),
+        ErrorKind::LaunchFailed,
+        &["member mask", "exits without executing it"],
+    );
     // A half mask whose butterfly partner (lane ^ 16) is outside it.
-    expect_err(run(&s, &shuffle("0xffff", 16), "shuffle", cfg(1, 32, 0), &[y]), ErrorKind::LaunchFailed, &["not in the member mask"]);
+    expect_err(
+        run(&s, &shuffle("0xffff", 16), "shuffle", cfg(1, 32, 0), &[y]),
+        ErrorKind::LaunchFailed,
+        &["not in the member mask"],
+    );
 }
 
 /// CTA b writes x[b*64 + tid] for tid < 64 + `overlap`: with overlap, CTAs write each other's bytes.
@@ -285,7 +313,11 @@ fn race_between_ctas_is_caught() {
     let s = sim();
     let y = s.alloc(4 * 64 * 5).unwrap();
     run(&s, &writer(0), "writer", cfg(4, 96, 0), &[y]).unwrap();
-    expect_err(run(&s, &writer(1), "writer", cfg(4, 96, 0), &[y]), ErrorKind::LaunchFailed, &["race between CTAs", "CTA (0, 0, 0) also wrote it"]);
+    expect_err(
+        run(&s, &writer(1), "writer", cfg(4, 96, 0), &[y]),
+        ErrorKind::LaunchFailed,
+        &["race between CTAs", "CTA (0, 0, 0) also wrote it"],
+    );
 }
 
 #[test]

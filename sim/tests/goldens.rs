@@ -48,10 +48,16 @@ fn diff(got: &[u8], want: &[u8]) -> String {
     }
     let word = |b: &[u8], i: usize| u32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap());
     let bad: Vec<usize> = (0..got.len() / 4).filter(|&i| word(got, i) != word(want, i)).collect();
-    let first: Vec<String> =
-        bad.iter().take(8).map(|&i| format!("word {i}: sim {:#010x}, hardware {:#010x}", word(got, i), word(want, i))).collect();
-    let tail =
-        if got.len() % 4 != 0 && got[got.len() / 4 * 4..] != want[want.len() / 4 * 4..] { "; the trailing bytes differ" } else { "" };
+    let first: Vec<String> = bad
+        .iter()
+        .take(8)
+        .map(|&i| format!("word {i}: sim {:#010x}, hardware {:#010x}", word(got, i), word(want, i)))
+        .collect();
+    let tail = if got.len() % 4 != 0 && got[got.len() / 4 * 4..] != want[want.len() / 4 * 4..] {
+        "; the trailing bytes differ"
+    } else {
+        ""
+    };
     format!("{} of {} words differ ({}){tail}", bad.len(), got.len() / 4, first.join("; "))
 }
 
@@ -65,7 +71,10 @@ fn simulator_matches_hardware_goldens() {
         return;
     };
     let (files, source) = manifest(&text);
-    assert_eq!(source, "hardware", "tests/data/goldens/MANIFEST: the goldens must come from a GPU, not from `{source}`");
+    assert_eq!(
+        source, "hardware",
+        "tests/data/goldens/MANIFEST: the goldens must come from a GPU, not from `{source}`"
+    );
     let mut failures = Vec::new();
     let mut compared = 0;
     for (name, r) in probe_kernels::run_all(&mut SimGpu::new()) {
@@ -82,7 +91,8 @@ fn simulator_matches_hardware_goldens() {
             }
         };
         if p.fingerprint != fingerprint {
-            failures.push(format!("{file}: stale golden (the probe's kernel or inputs changed since it was made; {HOW})"));
+            failures
+                .push(format!("{file}: stale golden (the probe's kernel or inputs changed since it was made; {HOW})"));
             continue;
         }
         let want = std::fs::read(dir.join(&file)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(&file).display()));

@@ -108,13 +108,15 @@ fn wgmma_descriptors_from_cute_bit_fields_in_every_layout() {
     let size = 40 << 10;
     for layout in [LAYOUT_INTERLEAVE, LAYOUT_B32, LAYOUT_B64, LAYOUT_B128] {
         for trial in 0..8 {
-            let (kernel, elem, a, b, d): (_, _, fn(u64, u64) -> u16, fn(u64, u64) -> u16, fn(u64, u64) -> f32) = if trial < 6 {
-                ("wgmma_bf16", 2, probe_kernels::bf16_a, probe_kernels::bf16_b, probe_kernels::bf16_d)
-            } else {
-                ("wgmma_e4m3", 1, probe_kernels::e4m3_a, probe_kernels::e4m3_b, probe_kernels::e4m3_d)
-            };
-            let (oa, ob, img) =
-                (0..1000).find_map(|_| random_operands(&mut rng, layout, size, elem, a, b)).expect("a placement without overlap");
+            let (kernel, elem, a, b, d): (_, _, fn(u64, u64) -> u16, fn(u64, u64) -> u16, fn(u64, u64) -> f32) =
+                if trial < 6 {
+                    ("wgmma_bf16", 2, probe_kernels::bf16_a, probe_kernels::bf16_b, probe_kernels::bf16_d)
+                } else {
+                    ("wgmma_e4m3", 1, probe_kernels::e4m3_a, probe_kernels::e4m3_b, probe_kernels::e4m3_d)
+                };
+            let (oa, ob, img) = (0..1000)
+                .find_map(|_| random_operands(&mut rng, layout, size, elem, a, b))
+                .expect("a placement without overlap");
             // The descriptor as cute's bit fields build it; odd trials also set every bit no
             // field covers, which decoding ignores.
             let junk = if trial % 2 == 1 { unused } else { 0 };
@@ -152,7 +154,8 @@ fn tma_boxes_match_cute_swizzle_and_fill_out_of_bounds_with_zeros() {
         for by in 0..TMA_BOX_ROWS as i64 {
             for bx in 0..w as i64 {
                 let (x, y) = (x0 as i64 + bx, y0 as i64 + by);
-                let inside = (0..probe_kernels::TMA_DIMS[0] as i64).contains(&x) && (0..probe_kernels::TMA_DIMS[1] as i64).contains(&y);
+                let inside = (0..probe_kernels::TMA_DIMS[0] as i64).contains(&x)
+                    && (0..probe_kernels::TMA_DIMS[1] as i64).contains(&y);
                 let v = if inside { probe_kernels::tma_value(x as u64, y as u64) } else { 0 };
                 // The box is packed row after row; the swizzle permutes the 16-byte chunks by
                 // address (every destination is 1024-byte aligned, so by offset).
@@ -184,7 +187,11 @@ fn check_mbarrier(out: &[u8], flags: &[u32]) {
     assert_eq!(got, flags, "thread 0's wait results");
     for t in 0..64 {
         for k in 0..4 {
-            assert_eq!(word(32 + 4 * t + k), 1, "thread {t}, phase {k}: the completed phase's parity tests true, the next one's false");
+            assert_eq!(
+                word(32 + 4 * t + k),
+                1,
+                "thread {t}, phase {k}: the completed phase's parity tests true, the next one's false"
+            );
         }
     }
     assert_eq!(&out[2048..], &probe_kernels::mbarrier_tensor()[..512], "the two copies' bytes");

@@ -66,7 +66,14 @@ impl fmt::Debug for Exp {
 /// `%i` at `%row`, runs `body`, and stores `%d` (type `dst`; a `pred` is stored as 0 or 1) to the
 /// row's 8-byte output slot (zeroed first). `%base` is the start of the input table. `prelude`
 /// goes before the kernel (functions, `.shared` variables), `decls` at the top of it.
-fn try_rows(prelude: &str, decls: &str, srcs: &[&str], dst: &str, body: &str, rows: &[[u64; SLOTS]]) -> Result<Vec<u64>, SimError> {
+fn try_rows(
+    prelude: &str,
+    decls: &str,
+    srcs: &[&str],
+    dst: &str,
+    body: &str,
+    rows: &[[u64; SLOTS]],
+) -> Result<Vec<u64>, SimError> {
     let mut regs = String::new();
     let mut loads = String::new();
     for (k, ty) in srcs.iter().enumerate() {
@@ -150,7 +157,14 @@ fn table<const N: usize>(rows: &[([u64; N], Exp)]) -> Vec<[u64; SLOTS]> {
 }
 
 /// Runs `body` on every row and checks each result; reports every wrong row.
-fn check_in<const N: usize>(prelude: &str, decls: &str, srcs: [&str; N], dst: &str, body: &str, rows: &[([u64; N], Exp)]) {
+fn check_in<const N: usize>(
+    prelude: &str,
+    decls: &str,
+    srcs: [&str; N],
+    dst: &str,
+    body: &str,
+    rows: &[([u64; N], Exp)],
+) {
     for chunk in rows.chunks(1024) {
         let got = rows_in(prelude, decls, &srcs, dst, body, &table(chunk));
         let bad: Vec<String> = chunk
@@ -249,17 +263,42 @@ fn exp64(r: f64) -> Exp {
 #[test]
 fn add_sub_wrap_around() {
     let b16 = ["b16", "b16"];
-    check(b16, "b16", "add.s16 %d, %a, %b;", &[([0x7fff, 1], B(0x8000)), ([0xffff, 1], B(0)), ([s16(-5), 3], B(s16(-2))), ([0x8000, 0x8000], B(0))]);
+    check(
+        b16,
+        "b16",
+        "add.s16 %d, %a, %b;",
+        &[([0x7fff, 1], B(0x8000)), ([0xffff, 1], B(0)), ([s16(-5), 3], B(s16(-2))), ([0x8000, 0x8000], B(0))],
+    );
     check(b16, "b16", "sub.s16 %d, %a, %b;", &[([0x8000, 1], B(0x7fff)), ([0, 1], B(0xffff)), ([5, s16(-3)], B(8))]);
     let b32 = ["b32", "b32"];
-    check(b32, "b32", "add.s32 %d, %a, %b;", &[([0x7fff_ffff, 1], B(0x8000_0000)), ([0xffff_ffff, 1], B(0)), ([s32(-7), 3], B(s32(-4)))]);
-    check(b32, "b32", "sub.s32 %d, %a, %b;", &[([0x8000_0000, 1], B(0x7fff_ffff)), ([0, 1], B(0xffff_ffff)), ([3, 10], B(s32(-7)))]);
+    check(
+        b32,
+        "b32",
+        "add.s32 %d, %a, %b;",
+        &[([0x7fff_ffff, 1], B(0x8000_0000)), ([0xffff_ffff, 1], B(0)), ([s32(-7), 3], B(s32(-4)))],
+    );
+    check(
+        b32,
+        "b32",
+        "sub.s32 %d, %a, %b;",
+        &[([0x8000_0000, 1], B(0x7fff_ffff)), ([0, 1], B(0xffff_ffff)), ([3, 10], B(s32(-7)))],
+    );
     check(["b32"], "b32", "add.s32 %d, %a, -1;", &[([0], B(0xffff_ffff)), ([5], B(4))]);
     let b64 = ["b64", "b64"];
-    let rows64 = [([i64::MAX as u64, 1], B(1 << 63)), ([u64::MAX, 1], B(0)), ([s64(-3), 1], B(s64(-2))), ([0xffff_ffff, 1], B(1 << 32))];
+    let rows64 = [
+        ([i64::MAX as u64, 1], B(1 << 63)),
+        ([u64::MAX, 1], B(0)),
+        ([s64(-3), 1], B(s64(-2))),
+        ([0xffff_ffff, 1], B(1 << 32)),
+    ];
     check(b64, "b64", "add.s64 %d, %a, %b;", &rows64);
     check(b64, "b64", "add.u64 %d, %a, %b;", &rows64);
-    check(b64, "b64", "sub.s64 %d, %a, %b;", &[([1 << 63, 1], B(i64::MAX as u64)), ([0, 1], B(u64::MAX)), ([1 << 32, 1], B(0xffff_ffff))]);
+    check(
+        b64,
+        "b64",
+        "sub.s64 %d, %a, %b;",
+        &[([1 << 63, 1], B(i64::MAX as u64)), ([0, 1], B(u64::MAX)), ([1 << 32, 1], B(0xffff_ffff))],
+    );
 }
 
 #[test]
@@ -269,30 +308,94 @@ fn multiply_lo_hi_wide_and_mad() {
         b32,
         "b32",
         "mul.lo.s32 %d, %a, %b;",
-        &[([0x1_0000, 0x1_0000], B(0)), ([s32(-3), 7], B(s32(-21))), ([0x7fff_ffff, 2], B(0xffff_fffe)), ([0x8000_0000, s32(-1)], B(0x8000_0000))],
+        &[
+            ([0x1_0000, 0x1_0000], B(0)),
+            ([s32(-3), 7], B(s32(-21))),
+            ([0x7fff_ffff, 2], B(0xffff_fffe)),
+            ([0x8000_0000, s32(-1)], B(0x8000_0000)),
+        ],
     );
-    check(b32, "b32", "mul.hi.u32 %d, %a, %b;", &[([0xffff_ffff, 0xffff_ffff], B(0xffff_fffe)), ([0x8000_0000, 2], B(1)), ([3, 5], B(0))]);
+    check(
+        b32,
+        "b32",
+        "mul.hi.u32 %d, %a, %b;",
+        &[([0xffff_ffff, 0xffff_ffff], B(0xffff_fffe)), ([0x8000_0000, 2], B(1)), ([3, 5], B(0))],
+    );
     check(
         b32,
         "b32",
         "mul.hi.s32 %d, %a, %b;",
-        &[([s32(-1), 1], B(0xffff_ffff)), ([0x8000_0000, 0x8000_0000], B(0x4000_0000)), ([s32(-2), 0x4000_0000], B(0xffff_ffff)), ([3, 5], B(0))],
+        &[
+            ([s32(-1), 1], B(0xffff_ffff)),
+            ([0x8000_0000, 0x8000_0000], B(0x4000_0000)),
+            ([s32(-2), 0x4000_0000], B(0xffff_ffff)),
+            ([3, 5], B(0)),
+        ],
     );
     let b64 = ["b64", "b64"];
-    check(b64, "b64", "mul.lo.s64 %d, %a, %b;", &[([1 << 32, 1 << 32], B(0)), ([s64(-3), 7], B(s64(-21))), ([0x1234_5678_9abc_def0, 0x10], B(0x2345_6789_abcd_ef00))]);
+    check(
+        b64,
+        "b64",
+        "mul.lo.s64 %d, %a, %b;",
+        &[
+            ([1 << 32, 1 << 32], B(0)),
+            ([s64(-3), 7], B(s64(-21))),
+            ([0x1234_5678_9abc_def0, 0x10], B(0x2345_6789_abcd_ef00)),
+        ],
+    );
     check(b64, "b64", "mul.hi.u64 %d, %a, %b;", &[([u64::MAX, u64::MAX], B(u64::MAX - 1)), ([1 << 63, 4], B(2))]);
     check(b64, "b64", "mul.hi.s64 %d, %a, %b;", &[([s64(-1), 5], B(u64::MAX)), ([1 << 63, 1 << 63], B(1 << 62))]);
     // .wide: the product of the sign- or zero-extended operands, twice as wide.
-    check(["b16", "b16"], "b32", "mul.wide.u16 %d, %a, %b;", &[([0xffff, 0xffff], B(0xfffe_0001)), ([0x8000, 2], B(0x1_0000))]);
+    check(
+        ["b16", "b16"],
+        "b32",
+        "mul.wide.u16 %d, %a, %b;",
+        &[([0xffff, 0xffff], B(0xfffe_0001)), ([0x8000, 2], B(0x1_0000))],
+    );
     check(["b16"], "b32", "mul.wide.u16 %d, %a, 256;", &[([0xffff], B(0xff_ff00)), ([3], B(768))]);
-    check(["b16", "b16"], "b32", "mul.wide.s16 %d, %a, %b;", &[([0xffff, 0xffff], B(1)), ([0x8000, 0x8000], B(0x4000_0000)), ([0xffff, 1], B(0xffff_ffff))]);
-    check(b32, "b64", "mul.wide.u32 %d, %a, %b;", &[([0xffff_ffff, 0xffff_ffff], B(0xffff_fffe_0000_0001)), ([0x8000_0000, 2], B(1 << 32))]);
-    check(b32, "b64", "mul.wide.s32 %d, %a, %b;", &[([s32(-1), 2], B(s64(-2))), ([0x8000_0000, 0x8000_0000], B(1 << 62)), ([0xffff_ffff, 0xffff_ffff], B(1))]);
+    check(
+        ["b16", "b16"],
+        "b32",
+        "mul.wide.s16 %d, %a, %b;",
+        &[([0xffff, 0xffff], B(1)), ([0x8000, 0x8000], B(0x4000_0000)), ([0xffff, 1], B(0xffff_ffff))],
+    );
+    check(
+        b32,
+        "b64",
+        "mul.wide.u32 %d, %a, %b;",
+        &[([0xffff_ffff, 0xffff_ffff], B(0xffff_fffe_0000_0001)), ([0x8000_0000, 2], B(1 << 32))],
+    );
+    check(
+        b32,
+        "b64",
+        "mul.wide.s32 %d, %a, %b;",
+        &[([s32(-1), 2], B(s64(-2))), ([0x8000_0000, 0x8000_0000], B(1 << 62)), ([0xffff_ffff, 0xffff_ffff], B(1))],
+    );
     let b32x3 = ["b32", "b32", "b32"];
-    check(b32x3, "b32", "mad.lo.s32 %d, %a, %b, %c;", &[([3, 4, 5], B(17)), ([0x1_0000, 0x1_0000, 7], B(7)), ([s32(-2), 3, 1], B(s32(-5))), ([u32::MAX as u64; 3], B(0))]);
-    check(["b64", "b64", "b64"], "b64", "mad.lo.s64 %d, %a, %b, %c;", &[([1 << 32, 1 << 32, 9], B(9)), ([s64(-2), 3, 1], B(s64(-5)))]);
+    check(
+        b32x3,
+        "b32",
+        "mad.lo.s32 %d, %a, %b, %c;",
+        &[
+            ([3, 4, 5], B(17)),
+            ([0x1_0000, 0x1_0000, 7], B(7)),
+            ([s32(-2), 3, 1], B(s32(-5))),
+            ([u32::MAX as u64; 3], B(0)),
+        ],
+    );
+    check(
+        ["b64", "b64", "b64"],
+        "b64",
+        "mad.lo.s64 %d, %a, %b, %c;",
+        &[([1 << 32, 1 << 32, 9], B(9)), ([s64(-2), 3, 1], B(s64(-5)))],
+    );
     // hi(0xffffffff^2) = 0xfffffffe, + 2 wraps to 0.
-    check(b32x3, "b32", "mad.hi.u32 %d, %a, %b, %c;", &[([0xffff_ffff, 0xffff_ffff, 2], B(0)), ([0x8000_0000, 4, 5], B(7))]);
+    check(
+        b32x3,
+        "b32",
+        "mad.hi.u32 %d, %a, %b, %c;",
+        &[([0xffff_ffff, 0xffff_ffff, 2], B(0)), ([0x8000_0000, 4, 5], B(7))],
+    );
     check(["b32", "b32", "b64"], "b64", "mad.wide.u32 %d, %a, %b, %c;", &[([0xffff_ffff, 2, 2], B(0x2_0000_0000))]);
 }
 
@@ -303,11 +406,27 @@ fn divide_and_remainder() {
         b32,
         "b32",
         "div.u32 %d, %a, %b;",
-        &[([7, 2], B(3)), ([0xffff_ffff, 1], B(0xffff_ffff)), ([0xffff_ffff, 0x1_0000], B(0xffff)), ([1, 2], B(0)), ([0x8000_0000, 0x8000_0001], B(0))],
+        &[
+            ([7, 2], B(3)),
+            ([0xffff_ffff, 1], B(0xffff_ffff)),
+            ([0xffff_ffff, 0x1_0000], B(0xffff)),
+            ([1, 2], B(0)),
+            ([0x8000_0000, 0x8000_0001], B(0)),
+        ],
     );
-    check(b32, "b32", "rem.u32 %d, %a, %b;", &[([7, 3], B(1)), ([0xffff_ffff, 0x10], B(0xf)), ([5, 7], B(5)), ([0x8000_0000, 3], B(2))]);
+    check(
+        b32,
+        "b32",
+        "rem.u32 %d, %a, %b;",
+        &[([7, 3], B(1)), ([0xffff_ffff, 0x10], B(0xf)), ([5, 7], B(5)), ([0x8000_0000, 3], B(2))],
+    );
     let b64 = ["b64", "b64"];
-    check(b64, "b64", "div.u64 %d, %a, %b;", &[([u64::MAX, 3], B(0x5555_5555_5555_5555)), ([1 << 40, 1 << 20], B(1 << 20)), ([1 << 63, u64::MAX], B(0))]);
+    check(
+        b64,
+        "b64",
+        "div.u64 %d, %a, %b;",
+        &[([u64::MAX, 3], B(0x5555_5555_5555_5555)), ([1 << 40, 1 << 20], B(1 << 20)), ([1 << 63, u64::MAX], B(0))],
+    );
     check(b64, "b64", "rem.u64 %d, %a, %b;", &[([u64::MAX, 10], B(5)), ([1 << 63, 3], B(2))]);
     check(["b32"], "b32", "div.u32 %d, %a, 10;", &[([99], B(9))]);
 }
@@ -359,7 +478,12 @@ fn integer_min_max_neg_abs() {
     let b32 = ["b32", "b32"];
     check(b32, "b32", "min.u32 %d, %a, %b;", &[([0xffff_ffff, 0], B(0)), ([3, 7], B(3)), ([7, 7], B(7))]);
     check(b32, "b32", "max.u32 %d, %a, %b;", &[([0xffff_ffff, 0], B(0xffff_ffff)), ([3, 7], B(7))]);
-    check(b32, "b32", "min.s32 %d, %a, %b;", &[([0xffff_ffff, 0], B(0xffff_ffff)), ([0x8000_0000, 0x7fff_ffff], B(0x8000_0000))]);
+    check(
+        b32,
+        "b32",
+        "min.s32 %d, %a, %b;",
+        &[([0xffff_ffff, 0], B(0xffff_ffff)), ([0x8000_0000, 0x7fff_ffff], B(0x8000_0000))],
+    );
     check(b32, "b32", "max.s32 %d, %a, %b;", &[([0xffff_ffff, 0], B(0)), ([0x8000_0000, 0x7fff_ffff], B(0x7fff_ffff))]);
     check(["b32"], "b32", "max.s32 %d, %a, 0;", &[([s32(-9)], B(0)), ([9], B(9))]);
     let b64 = ["b64", "b64"];
@@ -370,7 +494,12 @@ fn integer_min_max_neg_abs() {
     let b16 = ["b16", "b16"];
     check(b16, "b16", "min.u16 %d, %a, %b;", &[([0xffff, 1], B(1))]);
     check(b16, "b16", "min.s16 %d, %a, %b;", &[([0xffff, 1], B(0xffff))]);
-    check(["b32"], "b32", "neg.s32 %d, %a;", &[([1], B(0xffff_ffff)), ([0x8000_0000], B(0x8000_0000)), ([0], B(0)), ([s32(-5)], B(5))]);
+    check(
+        ["b32"],
+        "b32",
+        "neg.s32 %d, %a;",
+        &[([1], B(0xffff_ffff)), ([0x8000_0000], B(0x8000_0000)), ([0], B(0)), ([s32(-5)], B(5))],
+    );
     check(["b64"], "b64", "neg.s64 %d, %a;", &[([1], B(u64::MAX)), ([1 << 63], B(1 << 63))]);
     check(["b16"], "b16", "neg.s16 %d, %a;", &[([1], B(0xffff)), ([0x8000], B(0x8000))]);
     // |MININT| is not representable: two's complement negation wraps back to MININT.
@@ -396,7 +525,9 @@ fn logic_ops() {
     check(["b64", "b64"], "b64", "or.b64 %d, %a, %b;", &[([1 << 63, 1], B((1 << 63) | 1))]);
     check(["b64", "b64"], "b64", "xor.b64 %d, %a, %b;", &[([u64::MAX, 1 << 40], B(u64::MAX ^ (1 << 40)))]);
     check(["b64"], "b64", "not.b64 %d, %a;", &[([1], B(u64::MAX - 1))]);
-    let tt = |f: fn(bool, bool) -> bool| -> Vec<([u64; 2], Exp)> { [(0, 0), (0, 1), (1, 0), (1, 1)].iter().map(|&(a, b)| ([a, b], B(f(a == 1, b == 1) as u64))).collect() };
+    let tt = |f: fn(bool, bool) -> bool| -> Vec<([u64; 2], Exp)> {
+        [(0, 0), (0, 1), (1, 0), (1, 1)].iter().map(|&(a, b)| ([a, b], B(f(a == 1, b == 1) as u64))).collect()
+    };
     check(["pred", "pred"], "pred", "and.pred %d, %a, %b;", &tt(|a, b| a & b));
     check(["pred", "pred"], "pred", "or.pred %d, %a, %b;", &tt(|a, b| a | b));
     check(["pred", "pred"], "pred", "xor.pred %d, %a, %b;", &tt(|a, b| a ^ b));
@@ -410,13 +541,24 @@ fn logic_ops() {
 fn shifts_clamp_the_count() {
     let big = [0xffff_ffffu64, 0x8000_0001, 1000];
     let mut shl16 = vec![([0x8001, 1], B(2)), ([1, 15], B(0x8000)), ([1, 16], B(0)), ([0x1234, 0], B(0x1234))];
-    let mut shl32 = vec![([1, 31], B(0x8000_0000)), ([1, 32], B(0)), ([0x1234_5678, 4], B(0x2345_6780)), ([0xffff_ffff, 0], B(0xffff_ffff))];
+    let mut shl32 = vec![
+        ([1, 31], B(0x8000_0000)),
+        ([1, 32], B(0)),
+        ([0x1234_5678, 4], B(0x2345_6780)),
+        ([0xffff_ffff, 0], B(0xffff_ffff)),
+    ];
     let mut shl64 = vec![([1, 63], B(1 << 63)), ([1, 64], B(0)), ([0x1234, 32], B(0x1234 << 32))];
     let mut shru32 = vec![([0x8000_0000, 31], B(1)), ([0x8000_0000, 32], B(0)), ([0xf000_0000, 4], B(0x0f00_0000))];
-    let mut shrs32 =
-        vec![([0x8000_0000, 31], B(0xffff_ffff)), ([0x8000_0000, 32], B(0xffff_ffff)), ([s32(-16), 2], B(s32(-4))), ([0x7fff_ffff, 32], B(0)), ([0x4000_0000, 30], B(1))];
+    let mut shrs32 = vec![
+        ([0x8000_0000, 31], B(0xffff_ffff)),
+        ([0x8000_0000, 32], B(0xffff_ffff)),
+        ([s32(-16), 2], B(s32(-4))),
+        ([0x7fff_ffff, 32], B(0)),
+        ([0x4000_0000, 30], B(1)),
+    ];
     let mut shru64 = vec![([1 << 63, 63], B(1)), ([u64::MAX, 64], B(0))];
-    let mut shrs64 = vec![([1 << 63, 1], B(0xc000_0000_0000_0000)), ([1 << 63, 64], B(u64::MAX)), ([i64::MAX as u64, 64], B(0))];
+    let mut shrs64 =
+        vec![([1 << 63, 1], B(0xc000_0000_0000_0000)), ([1 << 63, 64], B(u64::MAX)), ([i64::MAX as u64, 64], B(0))];
     let mut shru16 = vec![([0x8000, 15], B(1)), ([0x8000, 16], B(0))];
     let mut shrs16 = vec![([0x8000, 15], B(0xffff)), ([0x8000, 16], B(0xffff)), ([0x7fff, 16], B(0))];
     for n in big {
@@ -466,8 +608,24 @@ fn bfi_ref(a: u64, b: u64, c: u64, dd: u64, bits: u32) -> u64 {
     f
 }
 
-const FIELDS: [(u64, u64); 16] =
-    [(0, 0), (0, 1), (4, 8), (28, 4), (28, 8), (31, 1), (31, 5), (32, 4), (40, 0), (0, 32), (0, 255), (255, 255), (0x104, 8), (4, 0x108), (60, 8), (63, 1)];
+const FIELDS: [(u64, u64); 16] = [
+    (0, 0),
+    (0, 1),
+    (4, 8),
+    (28, 4),
+    (28, 8),
+    (31, 1),
+    (31, 5),
+    (32, 4),
+    (40, 0),
+    (0, 32),
+    (0, 255),
+    (255, 255),
+    (0x104, 8),
+    (4, 0x108),
+    (60, 8),
+    (63, 1),
+];
 
 #[test]
 fn bit_field_extract() {
@@ -482,7 +640,9 @@ fn bit_field_extract() {
     assert_eq!(bfe_ref(0x8765_4321, 0x104, 8, 32, false), 0x32); // pos & 0xff
     let vals32 = [0x8765_4321u64, 0xf0f0_f0f0, 0x7fff_ffff, 0xffff_ffff, 0];
     let vals64 = [0x8765_4321_0fed_cba9u64, 0x7fff_ffff_ffff_ffff, u64::MAX, 0x8000_0000_0000_0000];
-    for (ty, bits, vals) in [("u32", 32, &vals32[..]), ("s32", 32, &vals32[..]), ("u64", 64, &vals64[..]), ("s64", 64, &vals64[..])] {
+    for (ty, bits, vals) in
+        [("u32", 32, &vals32[..]), ("s32", 32, &vals32[..]), ("u64", 64, &vals64[..]), ("s64", 64, &vals64[..])]
+    {
         let mut rows = Vec::new();
         for &a in vals {
             for &(pos, len) in &FIELDS {
@@ -501,7 +661,11 @@ fn bit_field_insert() {
     assert_eq!(bfi_ref(0xff, 0x1234_5678, 32, 8, 32), 0x1234_5678);
     for (ty, bits) in [("b32", 32u32), ("b64", 64)] {
         let mut rows = Vec::new();
-        for (a, b) in [(0xffu64, 0x1234_5678u64), (0xdead_beef_cafe_f00d & ((1u128 << bits) - 1) as u64, 0), (0, u64::MAX >> (64 - bits))] {
+        for (a, b) in [
+            (0xffu64, 0x1234_5678u64),
+            (0xdead_beef_cafe_f00d & ((1u128 << bits) - 1) as u64, 0),
+            (0, u64::MAX >> (64 - bits)),
+        ] {
             for &(pos, len) in &FIELDS {
                 rows.push(([a, b, pos, len], B(bfi_ref(a, b, pos, len, bits))));
             }
@@ -512,7 +676,12 @@ fn bit_field_insert() {
 
 #[test]
 fn popc_clz_brev() {
-    check(["b32"], "b32", "popc.b32 %d, %a;", &[([0], B(0)), ([0xffff_ffff], B(32)), ([0x8000_0001], B(2)), ([0x1234_5678], B(13))]);
+    check(
+        ["b32"],
+        "b32",
+        "popc.b32 %d, %a;",
+        &[([0], B(0)), ([0xffff_ffff], B(32)), ([0x8000_0001], B(2)), ([0x1234_5678], B(13))],
+    );
     check(["b64"], "b32", "popc.b64 %d, %a;", &[([u64::MAX], B(64)), ([1 << 63], B(1)), ([0], B(0))]);
     check(["b32"], "b32", "clz.b32 %d, %a;", &[([0], B(32)), ([1], B(31)), ([0x8000_0000], B(0)), ([0x1_0000], B(15))]);
     check(["b64"], "b32", "clz.b64 %d, %a;", &[([0], B(64)), ([1], B(63)), ([1 << 32], B(31)), ([1 << 63], B(0))]);
@@ -569,7 +738,12 @@ fn mov_forms_and_packing() {
     // Pack: the first element is the low half. Unpack: likewise.
     check(["b32", "b32"], "b64", "mov.b64 %d, {%a, %b};", &[([0x1111_2222, 0x3333_4444], B(0x3333_4444_1111_2222))]);
     check(["b16", "b16"], "b32", "mov.b32 %d, {%a, %b};", &[([0x1122, 0x3344], B(0x3344_1122))]);
-    check(["b64"], "b32", "{ .reg .b32 lo, hi; mov.b64 {lo, hi}, %a; mov.b32 %d, hi; }", &[([0x3333_4444_1111_2222], B(0x3333_4444))]);
+    check(
+        ["b64"],
+        "b32",
+        "{ .reg .b32 lo, hi; mov.b64 {lo, hi}, %a; mov.b32 %d, hi; }",
+        &[([0x3333_4444_1111_2222], B(0x3333_4444))],
+    );
     check(["b64"], "b32", "{ .reg .b32 tmp; mov.b64 {tmp, %d}, %a; }", &[([0x3333_4444_1111_2222], B(0x3333_4444))]);
     check(["b64"], "b32", "mov.b64 {%d, _}, %a;", &[([0x3333_4444_1111_2222], B(0x1111_2222))]);
     check(["b64"], "b32", "mov.b64 {_, %d}, %a;", &[([0x3333_4444_1111_2222], B(0x3333_4444))]);
@@ -645,9 +819,13 @@ fn setp_floats() {
         if cmp.len() == 3 && cmp.ends_with('u') { nan || r } else { r }
     };
     for cmp in ["eq", "ne", "lt", "le", "gt", "ge", "equ", "neu", "ltu", "leu", "gtu", "geu", "num", "nan"] {
-        let rows: Vec<([u64; 2], Exp)> = f32s.iter().flat_map(|&a| f32s.iter().map(move |&b| ([f(a), f(b)], B(eval(cmp, a as f64, b as f64) as u64)))).collect();
+        let rows: Vec<([u64; 2], Exp)> = f32s
+            .iter()
+            .flat_map(|&a| f32s.iter().map(move |&b| ([f(a), f(b)], B(eval(cmp, a as f64, b as f64) as u64))))
+            .collect();
         check(["b32", "b32"], "pred", &format!("setp.{cmp}.f32 %d, %a, %b;"), &rows);
-        let rows: Vec<([u64; 2], Exp)> = f64s.iter().flat_map(|&a| f64s.iter().map(move |&b| ([d(a), d(b)], B(eval(cmp, a, b) as u64)))).collect();
+        let rows: Vec<([u64; 2], Exp)> =
+            f64s.iter().flat_map(|&a| f64s.iter().map(move |&b| ([d(a), d(b)], B(eval(cmp, a, b) as u64)))).collect();
         check(["b64", "b64"], "pred", &format!("setp.{cmp}.f64 %d, %a, %b;"), &rows);
     }
 }
@@ -660,7 +838,12 @@ fn setp_combiners_and_complement() {
     let body = "{ .reg .pred p, q; setp.gt.f32 p|q, %a, %b; selp.u32 %d, 1, 0, p; @q add.u32 %d, %d, 2; }";
     check(["b32", "b32"], "b32", body, &[([f(2.0), f(1.0)], B(1)), ([f(1.0), f(2.0)], B(2)), ([QNAN, f(1.0)], B(2))]);
     let body = "{ .reg .pred p, q; setp.gtu.and.f32 p|q, %a, %b, %c; selp.u32 %d, 1, 0, p; @q add.u32 %d, %d, 2; }";
-    check(["b32", "b32", "pred"], "b32", body, &[([QNAN, f(1.0), 1], B(1)), ([QNAN, f(1.0), 0], B(0)), ([f(0.0), f(1.0), 1], B(2))]);
+    check(
+        ["b32", "b32", "pred"],
+        "b32",
+        body,
+        &[([QNAN, f(1.0), 1], B(1)), ([QNAN, f(1.0), 0], B(0)), ([f(0.0), f(1.0), 1], B(2))],
+    );
 }
 
 /// The negated combiner operand `!c` of `setp.CmpOp.BoolOp p|q, a, b, {!}c`.
@@ -677,7 +860,8 @@ fn setp_sink_destination() {
 }
 
 fn setp_combiners(negs: &[bool]) {
-    let combos: [(&str, fn(bool, bool) -> bool); 3] = [("and", |x, y| x & y), ("or", |x, y| x | y), ("xor", |x, y| x ^ y)];
+    let combos: [(&str, fn(bool, bool) -> bool); 3] =
+        [("and", |x, y| x & y), ("or", |x, y| x | y), ("xor", |x, y| x ^ y)];
     for (op, fun) in combos {
         for &neg in negs {
             let mut rows = Vec::new();
@@ -689,7 +873,9 @@ fn setp_combiners(negs: &[bool]) {
                 }
             }
             let c = if neg { "!%c" } else { "%c" };
-            let body = format!("{{ .reg .pred p, q; setp.lt.{op}.s32 p|q, %a, %b, {c}; selp.u32 %d, 1, 0, p; @q add.u32 %d, %d, 2; }}");
+            let body = format!(
+                "{{ .reg .pred p, q; setp.lt.{op}.s32 p|q, %a, %b, {c}; selp.u32 %d, 1, 0, p; @q add.u32 %d, %d, 2; }}"
+            );
             check(["b32", "b32", "pred"], "b32", &body, &rows);
         }
     }
@@ -702,7 +888,18 @@ fn setp_combiners(negs: &[bool]) {
 /// Random f32 pairs with nearby exponents (so sums round), with the specials mixed in; `op`'s
 /// IEEE 754 result (Rust's) is the expectation.
 fn sweep32<const N: usize>(seed: u64, n: usize, op: fn([f32; N]) -> f32) -> Vec<([u64; N], Exp)> {
-    let specials = [0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1.0, p2f(-149), f32::from_bits(SUBMAX as u32), f32::MIN_POSITIVE, f32::MAX];
+    let specials = [
+        0.0,
+        -0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        1.0,
+        p2f(-149),
+        f32::from_bits(SUBMAX as u32),
+        f32::MIN_POSITIVE,
+        f32::MAX,
+    ];
     let mut rng = Rng(seed);
     (0..n)
         .map(|k| {
@@ -769,7 +966,12 @@ fn f32_add_sub() {
     check(["b32", "b32"], "b32", "add.rn.f32 %d, %a, %b;", &rows);
     check(["b32", "b32"], "b32", "add.f32 %d, %a, %b;", &rows);
     check(["b32", "b32"], "b32", "add.rn.f32 %d, %a, %b;", &sweep32(1, 512, |[a, b]| a + b));
-    check(["b32", "b32"], "b32", "sub.rn.f32 %d, %a, %b;", &[([one, one], B(0)), ([NZ, 0], B(NZ)), ([NZ, NZ], B(0)), ([INF, INF], Nan32), ([0, SUB1], B(SUB1 | NZ))]);
+    check(
+        ["b32", "b32"],
+        "b32",
+        "sub.rn.f32 %d, %a, %b;",
+        &[([one, one], B(0)), ([NZ, 0], B(NZ)), ([NZ, NZ], B(0)), ([INF, INF], Nan32), ([0, SUB1], B(SUB1 | NZ))],
+    );
     check(["b32", "b32"], "b32", "sub.rn.f32 %d, %a, %b;", &sweep32(2, 256, |[a, b]| a - b));
     check(["b32"], "b32", "add.rn.f32 %d, %a, 0fBF800000;", &[([f(3.0)], B(f(2.0)))]);
 }
@@ -857,9 +1059,31 @@ fn f32_div_rcp_sqrt() {
 #[test]
 fn f32_abs_neg_min_max() {
     // abs/neg touch only the sign ("NaN inputs yield an unspecified NaN").
-    check(["b32"], "b32", "abs.f32 %d, %a;", &[([NZ], B(0)), ([NINF], B(INF)), ([f(-1.5)], B(f(1.5))), ([SUB1 | NZ], B(SUB1)), ([0xffc0_0000], Nan32)]);
-    check(["b32"], "b32", "neg.f32 %d, %a;", &[([0], B(NZ)), ([NZ], B(0)), ([f(1.0)], B(f(-1.0))), ([INF], B(NINF)), ([SUB1], B(SUB1 | NZ)), ([QNAN], Nan32)]);
-    check(["b64"], "b64", "neg.f64 %d, %a;", &[([0], B(DNZ)), ([d(1.0)], B(d(-1.0))), ([1], B(DNZ | 1)), ([DINF], B(DNINF)), ([DQNAN], Nan64)]);
+    check(
+        ["b32"],
+        "b32",
+        "abs.f32 %d, %a;",
+        &[([NZ], B(0)), ([NINF], B(INF)), ([f(-1.5)], B(f(1.5))), ([SUB1 | NZ], B(SUB1)), ([0xffc0_0000], Nan32)],
+    );
+    check(
+        ["b32"],
+        "b32",
+        "neg.f32 %d, %a;",
+        &[
+            ([0], B(NZ)),
+            ([NZ], B(0)),
+            ([f(1.0)], B(f(-1.0))),
+            ([INF], B(NINF)),
+            ([SUB1], B(SUB1 | NZ)),
+            ([QNAN], Nan32),
+        ],
+    );
+    check(
+        ["b64"],
+        "b64",
+        "neg.f64 %d, %a;",
+        &[([0], B(DNZ)), ([d(1.0)], B(d(-1.0))), ([1], B(DNZ | 1)), ([DINF], B(DNINF)), ([DQNAN], Nan64)],
+    );
     check(["b64"], "b64", "abs.f64 %d, %a;", &[([DNZ], B(0)), ([d(-2.5)], B(d(2.5)))]);
     // min/max: a NaN operand yields the other; two NaNs a NaN; "+0.0 > -0.0".
     let two = f(2.0);
@@ -899,9 +1123,21 @@ fn f32_abs_neg_min_max() {
         ["b64", "b64"],
         "b64",
         "min.f64 %d, %a, %b;",
-        &[([DQNAN, d(2.0)], B(d(2.0))), ([d(2.0), DQNAN], B(d(2.0))), ([DNZ, 0], B(DNZ)), ([0, DNZ], B(DNZ)), ([1, 2], B(1)), ([DQNAN, DQNAN], Nan64)],
+        &[
+            ([DQNAN, d(2.0)], B(d(2.0))),
+            ([d(2.0), DQNAN], B(d(2.0))),
+            ([DNZ, 0], B(DNZ)),
+            ([0, DNZ], B(DNZ)),
+            ([1, 2], B(1)),
+            ([DQNAN, DQNAN], Nan64),
+        ],
     );
-    check(["b64", "b64"], "b64", "max.f64 %d, %a, %b;", &[([DQNAN, d(2.0)], B(d(2.0))), ([DNZ, 0], B(0)), ([0, DNZ], B(0)), ([DNINF, 1], B(1))]);
+    check(
+        ["b64", "b64"],
+        "b64",
+        "max.f64 %d, %a, %b;",
+        &[([DQNAN, d(2.0)], B(d(2.0))), ([DNZ, 0], B(0)), ([0, DNZ], B(0)), ([DNINF, 1], B(1))],
+    );
 }
 
 #[test]
@@ -918,10 +1154,20 @@ fn f64_add_mul_fma() {
     ];
     check(["b64", "b64"], "b64", "add.rn.f64 %d, %a, %b;", &rows);
     check(["b64", "b64"], "b64", "add.rn.f64 %d, %a, %b;", &sweep64(8, 512, |[a, b]| a + b));
-    check(["b64", "b64"], "b64", "mul.rn.f64 %d, %a, %b;", &[([1, d(0.5)], B(0)), ([3, d(0.5)], B(2)), ([0, DINF], Nan64), ([DNZ, d(3.0)], B(DNZ))]);
+    check(
+        ["b64", "b64"],
+        "b64",
+        "mul.rn.f64 %d, %a, %b;",
+        &[([1, d(0.5)], B(0)), ([3, d(0.5)], B(2)), ([0, DINF], Nan64), ([DNZ, d(3.0)], B(DNZ))],
+    );
     check(["b64", "b64"], "b64", "mul.rn.f64 %d, %a, %b;", &sweep64(9, 512, |[a, b]| a * b));
     let e = 1.0 + p2(-52);
-    check(["b64", "b64", "b64"], "b64", "fma.rn.f64 %d, %a, %b, %c;", &[([d(e), d(e), d(-(1.0 + p2(-51)))], B(d(p2(-104)))), ([0, DINF, one], Nan64), ([d(-1.0), 0, DNZ], B(DNZ))]);
+    check(
+        ["b64", "b64", "b64"],
+        "b64",
+        "fma.rn.f64 %d, %a, %b, %c;",
+        &[([d(e), d(e), d(-(1.0 + p2(-51)))], B(d(p2(-104)))), ([0, DINF, one], Nan64), ([d(-1.0), 0, DNZ], B(DNZ))],
+    );
     check(["b64", "b64", "b64"], "b64", "fma.rn.f64 %d, %a, %b, %c;", &sweep64(10, 512, |[a, b, c]| a.mul_add(b, c)));
 }
 
@@ -930,9 +1176,19 @@ fn f64_add_mul_fma() {
 #[test]
 fn f32_nan_results_are_the_canonical_nan() {
     let canon = B(0x7fff_ffff);
-    check(["b32", "b32"], "b32", "add.rn.f32 %d, %a, %b;", &[([0x7fc0_1234, f(1.0)], canon), ([INF, NINF], canon), ([f(1.0), 0xffc0_0000], canon)]);
+    check(
+        ["b32", "b32"],
+        "b32",
+        "add.rn.f32 %d, %a, %b;",
+        &[([0x7fc0_1234, f(1.0)], canon), ([INF, NINF], canon), ([f(1.0), 0xffc0_0000], canon)],
+    );
     check(["b32", "b32"], "b32", "mul.rn.f32 %d, %a, %b;", &[([0, INF], canon), ([SNAN, f(2.0)], canon)]);
-    check(["b32", "b32", "b32"], "b32", "fma.rn.f32 %d, %a, %b, %c;", &[([0, INF, f(1.0)], canon), ([f(1.0), f(1.0), 0xffc0_0001], canon)]);
+    check(
+        ["b32", "b32", "b32"],
+        "b32",
+        "fma.rn.f32 %d, %a, %b, %c;",
+        &[([0, INF, f(1.0)], canon), ([f(1.0), f(1.0), 0xffc0_0001], canon)],
+    );
     check(["b32", "b32"], "b32", "div.rn.f32 %d, %a, %b;", &[([0, 0], canon), ([0x7fc0_0042, f(3.0)], canon)]);
     check(["b32"], "b32", "sqrt.rn.f32 %d, %a;", &[([f(-1.0)], canon)]);
     check(["b32"], "b32", "rcp.rn.f32 %d, %a;", &[([0xffc0_0001], canon)]);
@@ -946,7 +1202,12 @@ fn f32_nan_results_are_the_canonical_nan() {
 /// `.sat` clamps to the destination's range.
 #[test]
 fn cvt_integer_to_integer() {
-    check(["b16"], "b16", "cvt.s16.s8 %d, %a;", &[([0x0080], B(0xff80)), ([0x127f], B(0x007f)), ([0xabff], B(0xffff)), ([0], B(0))]);
+    check(
+        ["b16"],
+        "b16",
+        "cvt.s16.s8 %d, %a;",
+        &[([0x0080], B(0xff80)), ([0x127f], B(0x007f)), ([0xabff], B(0xffff)), ([0], B(0))],
+    );
     check(["b32"], "b16", "cvt.u16.u32 %d, %a;", &[([0x1234_5678], B(0x5678)), ([0xffff_0000], B(0))]);
     check(["b64"], "b16", "cvt.u16.u64 %d, %a;", &[([0x1_0000_ffff], B(0xffff))]);
     check(["b16"], "b32", "cvt.u32.u16 %d, %a;", &[([0xffff], B(0xffff)), ([0x8000], B(0x8000))]);
@@ -956,7 +1217,12 @@ fn cvt_integer_to_integer() {
     check(["b32"], "b64", "cvt.s64.s32 %d, %a;", &[([0x8000_0000], B(0xffff_ffff_8000_0000)), ([5], B(5))]);
     check(["b16"], "b32", "cvt.s32.s16 %d, %a;", &[([0x8000], B(0xffff_8000)), ([0x7fff], B(0x7fff))]);
     check(["b32"], "b32", "cvt.s32.s8 %d, %a;", &[([0x0000_0180], B(0xffff_ff80))]);
-    check(["b32"], "b16", "cvt.sat.s16.s32 %d, %a;", &[([40000], B(0x7fff)), ([s32(-40000)], B(0x8000)), ([s32(-5)], B(0xfffb)), ([5], B(5))]);
+    check(
+        ["b32"],
+        "b16",
+        "cvt.sat.s16.s32 %d, %a;",
+        &[([40000], B(0x7fff)), ([s32(-40000)], B(0x8000)), ([s32(-5)], B(0xfffb)), ([5], B(5))],
+    );
     check(["b32"], "b16", "cvt.sat.u16.s32 %d, %a;", &[([s32(-5)], B(0)), ([70000], B(0xffff)), ([65535], B(0xffff))]);
     check(["b32"], "b32", "cvt.sat.u32.s32 %d, %a;", &[([s32(-1)], B(0)), ([0x7fff_ffff], B(0x7fff_ffff))]);
     check(["b32"], "b32", "cvt.sat.s32.u32 %d, %a;", &[([0x8000_0000], B(0x7fff_ffff)), ([5], B(5))]);
@@ -981,10 +1247,27 @@ fn cvt_integer_to_float() {
         ["b32"],
         "b32",
         "cvt.rn.f32.u32 %d, %a;",
-        &[([0xffff_ffff], B(f(p2f(32)))), ([16_777_217], B(f(16_777_216.0))), ([16_777_219], B(f(16_777_220.0))), ([0x8000_0001], B(f(p2f(31)))), ([1], B(f(1.0))), ([0], B(0))],
+        &[
+            ([0xffff_ffff], B(f(p2f(32)))),
+            ([16_777_217], B(f(16_777_216.0))),
+            ([16_777_219], B(f(16_777_220.0))),
+            ([0x8000_0001], B(f(p2f(31)))),
+            ([1], B(f(1.0))),
+            ([0], B(0)),
+        ],
     );
-    check(["b32"], "b32", "cvt.rn.f32.s32 %d, %a;", &[([s32(-1)], B(f(-1.0))), ([0x8000_0000], B(f(-p2f(31)))), ([0x7fff_ffff], B(f(p2f(31))))]);
-    check(["b16"], "b32", "cvt.rn.f32.u16 %d, %a;", &[([0xffff], B(f(65535.0))), ([0x8000], B(f(32768.0))), ([0], B(0))]);
+    check(
+        ["b32"],
+        "b32",
+        "cvt.rn.f32.s32 %d, %a;",
+        &[([s32(-1)], B(f(-1.0))), ([0x8000_0000], B(f(-p2f(31)))), ([0x7fff_ffff], B(f(p2f(31))))],
+    );
+    check(
+        ["b16"],
+        "b32",
+        "cvt.rn.f32.u16 %d, %a;",
+        &[([0xffff], B(f(65535.0))), ([0x8000], B(f(32768.0))), ([0], B(0))],
+    );
     check(
         ["b64"],
         "b64",
@@ -999,9 +1282,11 @@ fn cvt_integer_to_float() {
         ],
     );
     let mut rng = Rng(11);
-    let rows: Vec<([u64; 1], Exp)> = (0..256).map(|k| rng.next() >> (k % 64)).map(|v| ([v & 0xffff_ffff], B(f(v as u32 as f32)))).collect();
+    let rows: Vec<([u64; 1], Exp)> =
+        (0..256).map(|k| rng.next() >> (k % 64)).map(|v| ([v & 0xffff_ffff], B(f(v as u32 as f32)))).collect();
     check(["b32"], "b32", "cvt.rn.f32.u32 %d, %a;", &rows);
-    let rows: Vec<([u64; 1], Exp)> = (0..256).map(|k| rng.next() >> (k % 64)).map(|v| ([v], B(d(v as i64 as f64)))).collect();
+    let rows: Vec<([u64; 1], Exp)> =
+        (0..256).map(|k| rng.next() >> (k % 64)).map(|v| ([v], B(d(v as i64 as f64)))).collect();
     check(["b64"], "b64", "cvt.rn.f64.s64 %d, %a;", &rows);
 }
 
@@ -1026,35 +1311,87 @@ fn cvt_float_to_integer() {
     ];
     check(["b64"], "b64", "cvt.rzi.s64.f64 %d, %a;", &rows);
     let mut rng = Rng(12);
-    let rows: Vec<([u64; 1], Exp)> = (0..256).map(|_| rng.f64_in(1000, 1100)).map(|x| ([d(x)], B(x as i64 as u64))).collect();
+    let rows: Vec<([u64; 1], Exp)> =
+        (0..256).map(|_| rng.f64_in(1000, 1100)).map(|x| ([d(x)], B(x as i64 as u64))).collect();
     check(["b64"], "b64", "cvt.rzi.s64.f64 %d, %a;", &rows);
     check(
         ["b32"],
         "b32",
         "cvt.rzi.s32.f32 %d, %a;",
-        &[([QNAN], B(0)), ([f(3e9)], B(0x7fff_ffff)), ([f(-3e9)], B(0x8000_0000)), ([f(-1.9)], B(s32(-1))), ([INF], B(0x7fff_ffff)), ([SUB1], B(0))],
+        &[
+            ([QNAN], B(0)),
+            ([f(3e9)], B(0x7fff_ffff)),
+            ([f(-3e9)], B(0x8000_0000)),
+            ([f(-1.9)], B(s32(-1))),
+            ([INF], B(0x7fff_ffff)),
+            ([SUB1], B(0)),
+        ],
     );
-    check(["b64"], "b32", "cvt.rzi.s32.f64 %d, %a;", &[([DQNAN], B(0x8000_0000)), ([d(1e10)], B(0x7fff_ffff)), ([d(-7.99)], B(s32(-7)))]);
-    check(["b32"], "b32", "cvt.rzi.u32.f32 %d, %a;", &[([QNAN], B(0)), ([f(-1.0)], B(0)), ([f(5e9)], B(0xffff_ffff)), ([f(4_294_967_040.0)], B(4_294_967_040)), ([f(-0.9)], B(0))]);
-    check(["b64"], "b64", "cvt.rzi.u64.f64 %d, %a;", &[([DQNAN], B(1 << 63)), ([d(-5.0)], B(0)), ([d(2e19)], B(u64::MAX))]);
+    check(
+        ["b64"],
+        "b32",
+        "cvt.rzi.s32.f64 %d, %a;",
+        &[([DQNAN], B(0x8000_0000)), ([d(1e10)], B(0x7fff_ffff)), ([d(-7.99)], B(s32(-7)))],
+    );
+    check(
+        ["b32"],
+        "b32",
+        "cvt.rzi.u32.f32 %d, %a;",
+        &[
+            ([QNAN], B(0)),
+            ([f(-1.0)], B(0)),
+            ([f(5e9)], B(0xffff_ffff)),
+            ([f(4_294_967_040.0)], B(4_294_967_040)),
+            ([f(-0.9)], B(0)),
+        ],
+    );
+    check(
+        ["b64"],
+        "b64",
+        "cvt.rzi.u64.f64 %d, %a;",
+        &[([DQNAN], B(1 << 63)), ([d(-5.0)], B(0)), ([d(2e19)], B(u64::MAX))],
+    );
     check(["b32"], "b64", "cvt.rzi.s64.f32 %d, %a;", &[([QNAN], B(1 << 63)), ([f(-2.5)], B(s64(-2)))]);
-    check(["b32"], "b16", "cvt.rzi.s8.f32 %d, %a;", &[([f(-3.0)], B(0xfffd)), ([f(300.0)], B(0x7f)), ([f(-300.0)], B(0xff80))]);
+    check(
+        ["b32"],
+        "b16",
+        "cvt.rzi.s8.f32 %d, %a;",
+        &[([f(-3.0)], B(0xfffd)), ([f(300.0)], B(0x7f)), ([f(-300.0)], B(0xff80))],
+    );
     let halves = [0.5f32, 1.5, 2.5, -2.5, -3.5, 2.499_999_8, -0.0, -0.1, 2.1, -2.9, 1e-4];
-    let rint = |o: fn(f32) -> f32| -> Vec<([u64; 1], Exp)> { halves.iter().map(|&x| ([f(x)], B(s32(o(x) as i32)))).collect() };
+    let rint =
+        |o: fn(f32) -> f32| -> Vec<([u64; 1], Exp)> { halves.iter().map(|&x| ([f(x)], B(s32(o(x) as i32)))).collect() };
     check(["b32"], "b32", "cvt.rni.s32.f32 %d, %a;", &rint(f32::round_ties_even));
     check(["b32"], "b32", "cvt.rmi.s32.f32 %d, %a;", &rint(f32::floor));
     check(["b32"], "b32", "cvt.rpi.s32.f32 %d, %a;", &rint(f32::ceil));
     check(["b32"], "b32", "cvt.rzi.s32.f32 %d, %a;", &rint(f32::trunc));
     // Same-size float to float with integer rounding: an integral value, ±0 and specials kept.
     let rintf = |o: fn(f32) -> f32| -> Vec<([u64; 1], Exp)> {
-        halves.iter().chain(&[f32::INFINITY, -f32::INFINITY, p2f(-149), -p2f(-149)]).map(|&x| ([f(x)], B(f(o(x))))).chain([([QNAN], Nan32)]).collect()
+        halves
+            .iter()
+            .chain(&[f32::INFINITY, -f32::INFINITY, p2f(-149), -p2f(-149)])
+            .map(|&x| ([f(x)], B(f(o(x)))))
+            .chain([([QNAN], Nan32)])
+            .collect()
     };
     check(["b32"], "b32", "cvt.rni.f32.f32 %d, %a;", &rintf(f32::round_ties_even));
     check(["b32"], "b32", "cvt.rmi.f32.f32 %d, %a;", &rintf(f32::floor));
     check(["b32"], "b32", "cvt.rpi.f32.f32 %d, %a;", &rintf(f32::ceil));
     check(["b32"], "b32", "cvt.rzi.f32.f32 %d, %a;", &rintf(f32::trunc));
     // Float destination with .sat: [0.0, 1.0], NaN to +0.0.
-    check(["b32"], "b32", "cvt.sat.f32.f32 %d, %a;", &[([f(1.5)], B(f(1.0))), ([f(-0.5)], B(0)), ([f(0.25)], B(f(0.25))), ([QNAN], B(0)), ([INF], B(f(1.0))), ([NINF], B(0))]);
+    check(
+        ["b32"],
+        "b32",
+        "cvt.sat.f32.f32 %d, %a;",
+        &[
+            ([f(1.5)], B(f(1.0))),
+            ([f(-0.5)], B(0)),
+            ([f(0.25)], B(f(0.25))),
+            ([QNAN], B(0)),
+            ([INF], B(f(1.0))),
+            ([NINF], B(0)),
+        ],
+    );
 }
 
 #[test]
@@ -1081,7 +1418,8 @@ fn cvt_f64_to_f32() {
     ];
     check(["b64"], "b32", "cvt.rn.f32.f64 %d, %a;", &rows);
     let mut rng = Rng(13);
-    let rows: Vec<([u64; 1], Exp)> = (0..512).map(|_| rng.f64_in(1023 - 160, 1023 + 130)).map(|x| ([d(x)], exp32(x as f32))).collect();
+    let rows: Vec<([u64; 1], Exp)> =
+        (0..512).map(|_| rng.f64_in(1023 - 160, 1023 + 130)).map(|x| ([d(x)], exp32(x as f32))).collect();
     check(["b64"], "b32", "cvt.rn.f32.f64 %d, %a;", &rows);
 }
 
@@ -1140,7 +1478,12 @@ fn cvt_f16() {
     ];
     check(["b16"], "b32", "cvt.f32.f16 %d, %a;", &rows);
     // a goes to the upper half.
-    check(["b32", "b32"], "b32", "cvt.rn.f16x2.f32 %d, %a, %b;", &[([f(1.0), f(2.0)], B(0x3c00_4000)), ([NZ, INF], B(0x8000_7c00)), ([f(65520.0), f(p2f(-25))], B(0x7c00_0000))]);
+    check(
+        ["b32", "b32"],
+        "b32",
+        "cvt.rn.f16x2.f32 %d, %a, %b;",
+        &[([f(1.0), f(2.0)], B(0x3c00_4000)), ([NZ, INF], B(0x8000_7c00)), ([f(65520.0), f(p2f(-25))], B(0x7c00_0000))],
+    );
 }
 
 /// bf16: the upper half of an f32, rounded to nearest even; a NaN stays a NaN.
@@ -1176,8 +1519,14 @@ fn cvt_bf16() {
         &[
             ([f(1.0), f(-2.0)], B(0x3f80_c000)),
             ([0x3f80_8000, 0x3f81_8000], B(0x3f80_3f82)),
-            ([QNAN, f(1.0)], P("NaN in the upper half, 0x3f80 in the lower", |v| is_bf16_nan(v >> 16) && v & 0xffff == 0x3f80)),
-            ([f(1.0), SNAN], P("0x3f80 in the upper half, NaN in the lower", |v| v >> 16 == 0x3f80 && is_bf16_nan(v & 0xffff))),
+            (
+                [QNAN, f(1.0)],
+                P("NaN in the upper half, 0x3f80 in the lower", |v| is_bf16_nan(v >> 16) && v & 0xffff == 0x3f80),
+            ),
+            (
+                [f(1.0), SNAN],
+                P("0x3f80 in the upper half, NaN in the lower", |v| v >> 16 == 0x3f80 && is_bf16_nan(v & 0xffff)),
+            ),
         ],
     );
 }
@@ -1239,7 +1588,8 @@ fn cvt_fp8_pairs() {
     ];
     for (ty, vals) in [("e4m3x2", &e4m3[..]), ("e5m2x2", &e5m2[..])] {
         let n = vals.len();
-        let rows: Vec<([u64; 2], Exp)> = (0..n).map(|k| ([f(vals[k].0), f(vals[(k + 1) % n].0)], B(vals[k].1 << 8 | vals[(k + 1) % n].1))).collect();
+        let rows: Vec<([u64; 2], Exp)> =
+            (0..n).map(|k| ([f(vals[k].0), f(vals[(k + 1) % n].0)], B(vals[k].1 << 8 | vals[(k + 1) % n].1))).collect();
         check(["b32", "b32"], "b16", &format!("cvt.rn.satfinite.{ty}.f32 %d, %a, %b;"), &rows);
     }
     check(
@@ -1256,7 +1606,10 @@ fn cvt_fp8_pairs() {
         "b16",
         "cvt.rn.satfinite.e5m2x2.f32 %d, %a, %b;",
         &[
-            ([QNAN, f(1.0)], P("an e5m2 NaN above 0x3c", |v| v >> 8 & 0x7c == 0x7c && v >> 8 & 3 != 0 && v & 0xff == 0x3c)),
+            (
+                [QNAN, f(1.0)],
+                P("an e5m2 NaN above 0x3c", |v| v >> 8 & 0x7c == 0x7c && v >> 8 & 3 != 0 && v & 0xff == 0x3c),
+            ),
             ([f(1.0), SNAN], P("0x3c above an e5m2 NaN", |v| v >> 8 == 0x3c && v & 0x7c == 0x7c && v & 3 != 0)),
         ],
     );
@@ -1313,13 +1666,24 @@ fn shfl_sync_modes_clamps_and_segments() {
         ("idx", same(0), 0x1f),
     ];
     for (mode, b, c) in cases {
-        let rows: Vec<([u64; 2], Exp)> = shfl_ref(mode, &a, &b, c).into_iter().enumerate().map(|(l, (v, p))| ([a[l], b[l]], B(v | (p as u64) << 32))).collect();
-        let body = format!("{{ .reg .b32 v, pw; .reg .pred p; shfl.sync.{mode}.b32 v|p, %a, %b, {c:#x}, -1; selp.u32 pw, 1, 0, p; mov.b64 %d, {{v, pw}}; }}");
+        let rows: Vec<([u64; 2], Exp)> = shfl_ref(mode, &a, &b, c)
+            .into_iter()
+            .enumerate()
+            .map(|(l, (v, p))| ([a[l], b[l]], B(v | (p as u64) << 32)))
+            .collect();
+        let body = format!(
+            "{{ .reg .b32 v, pw; .reg .pred p; shfl.sync.{mode}.b32 v|p, %a, %b, {c:#x}, -1; selp.u32 pw, 1, 0, p; mov.b64 %d, {{v, pw}}; }}"
+        );
         check(["b32", "b32"], "b64", &body, &rows);
     }
     // lowp's form: no p, the lane offset and member mask in registers.
     let rows: Vec<([u64; 2], Exp)> = (0..32).map(|l| ([a[l], 2], B(a[l ^ 2]))).collect();
-    check(["b32", "b32"], "b32", "{ .reg .b32 m; mov.b32 m, -1; bar.warp.sync m; shfl.sync.bfly.b32 %d, %a, %b, 0x1f, m; }", &rows);
+    check(
+        ["b32", "b32"],
+        "b32",
+        "{ .reg .b32 m; mov.b32 m, -1; bar.warp.sync m; shfl.sync.bfly.b32 %d, %a, %b, 0x1f, m; }",
+        &rows,
+    );
 }
 
 /// Two half-warps in divergent branches, each with its own member mask.
@@ -1439,7 +1803,10 @@ fn load_store_forms() {
     want.push(src[1]);
     want.push(src[3]);
     assert_eq!(out.len(), want.len());
-    let bad: Vec<String> = (0..96).filter(|&i| out[i] != want[i]).map(|i| format!("byte {i}: {:#04x}, expected {:#04x}", out[i], want[i])).collect();
+    let bad: Vec<String> = (0..96)
+        .filter(|&i| out[i] != want[i])
+        .map(|i| format!("byte {i}: {:#04x}, expected {:#04x}", out[i], want[i]))
+        .collect();
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
@@ -1481,7 +1848,8 @@ fn shared_memory_generic_addresses_and_barriers() {
     }"#;
     let a: Vec<u64> = (0..64).map(|i| 7 * i + 1).collect();
     let b: Vec<u64> = (0..64).map(|i| 1000 * i).collect();
-    let rows: Vec<([u64; 2], Exp)> = (0..64).map(|i| ([a[i], b[i]], B((a[(i + 32) % 64] + b[(i + 32) % 64]) | 1 << 32))).collect();
+    let rows: Vec<([u64; 2], Exp)> =
+        (0..64).map(|i| ([a[i], b[i]], B((a[(i + 32) % 64] + b[(i + 32) % 64]) | 1 << 32))).collect();
     check_in(prelude, "", ["b32", "b32"], "b64", body, &rows);
 }
 
@@ -1492,7 +1860,9 @@ fn atomics() {
     let n = 64;
     let run = |body: &str, a: &dyn Fn(u64) -> u64| -> (Vec<u64>, u64) {
         let rows: Vec<[u64; SLOTS]> = (0..n).map(|i| [a(i), 0, 0, 0]).collect();
-        let full = format!("{{ .reg .b32 old, fin; .reg .b64 ctr; add.s64 ctr, %base, 24; {body} bar.sync 0; ld.global.b32 fin, [ctr]; mov.b64 %d, {{old, fin}}; }}");
+        let full = format!(
+            "{{ .reg .b32 old, fin; .reg .b64 ctr; add.s64 ctr, %base, 24; {body} bar.sync 0; ld.global.b32 fin, [ctr]; mov.b64 %d, {{old, fin}}; }}"
+        );
         let got = rows_in("", "", &["b32"], "b64", &full, &rows);
         let fin = got[0] >> 32;
         assert!(got.iter().all(|g| g >> 32 == fin), "{body}: threads saw different final values");
@@ -1525,7 +1895,11 @@ fn atomics() {
     // Shared memory, 64-bit add.
     let prelude = ".shared .align 8 .b64 sctr;";
     let body = "{ .reg .pred first; .reg .b64 one, old, fin; setp.eq.u32 first, %i, 0; @first st.shared.b64 [sctr], 0; bar.sync 0; cvt.u64.u32 one, %a; atom.shared.add.u64 old, [sctr], one; bar.sync 0; ld.shared.b64 fin, [sctr]; sub.s64 %d, fin, old; }";
-    let rows: Vec<([u64; 1], Exp)> = (0..64).map(|_| ([1 << 20], P("final - old in 2^20..=2^26", |v| v % (1 << 20) == 0 && (1 << 20..=1 << 26).contains(&v)))).collect();
+    let rows: Vec<([u64; 1], Exp)> = (0..64)
+        .map(|_| {
+            ([1 << 20], P("final - old in 2^20..=2^26", |v| v % (1 << 20) == 0 && (1 << 20..=1 << 26).contains(&v)))
+        })
+        .collect();
     check_in(prelude, "", ["b32"], "b64", body, &rows);
 }
 
@@ -1629,7 +2003,11 @@ fn calls_with_params_returns_and_local_pointers() {
         call.uni (retval0), sum3, (param0, param1, param2);
         ld.param.b32 %d, [retval0];
     }"#;
-    let rows = [([5, 7, 0x1234_56ff], B(15 + 7 + 0xff)), ([s32(-1), 0xffff_ffff_0000_0002, 0x100], B(s32(-3 + 2))), ([0x8000_0000, 0, 1], B(0x8000_0001))];
+    let rows = [
+        ([5, 7, 0x1234_56ff], B(15 + 7 + 0xff)),
+        ([s32(-1), 0xffff_ffff_0000_0002, 0x100], B(s32(-3 + 2))),
+        ([0x8000_0000, 0, 1], B(0x8000_0001)),
+    ];
     check_in(FUNCS, "", ["b32", "b64", "b32"], "b32", body, &rows);
     let body = "{ .param .b32 param0; .param .b32 retval0; st.param.b32 [param0], %a; call.uni (retval0), nested, (param0); ld.param.b32 %d, [retval0]; }";
     check_in(FUNCS, "", ["b32"], "b32", body, &[([5], B(21)), ([0], B(1))]);

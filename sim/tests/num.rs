@@ -41,11 +41,7 @@ fn ref_round(a: f64, neg: bool, max: u64, value: &dyn Fn(u64) -> f64, top: f64, 
     let (mut lo, mut hi) = (0u64, max);
     while lo < hi {
         let mid = (lo + hi).div_ceil(2);
-        if value(mid) <= a {
-            lo = mid
-        } else {
-            hi = mid - 1
-        }
+        if value(mid) <= a { lo = mid } else { hi = mid - 1 }
     }
     let vlo = value(lo);
     if vlo == a {
@@ -56,11 +52,7 @@ fn ref_round(a: f64, neg: bool, max: u64, value: &dyn Fn(u64) -> f64, top: f64, 
     match rnd {
         Rnd::Rn | Rnd::None => {
             let mid = (vlo + vhi) / 2.0; // exact: the values have few significant bits
-            if a < mid || (a == mid && lo % 2 == 0) {
-                lo
-            } else {
-                lo + 1
-            }
+            if a < mid || (a == mid && lo % 2 == 0) { lo } else { lo + 1 }
         }
         Rnd::Rz => lo,
         Rnd::Rm => {
@@ -87,11 +79,7 @@ fn formula(code: u64, ebits: u32, mbits: u32) -> f64 {
     let e = (code >> mbits) as i32;
     let m = (code & ((1 << mbits) - 1)) as f64;
     let scale = 2f64.powi(mbits as i32);
-    if e == 0 {
-        m / scale * 2f64.powi(1 - bias)
-    } else {
-        (1.0 + m / scale) * 2f64.powi(e - bias)
-    }
+    if e == 0 { m / scale * 2f64.powi(1 - bias) } else { (1.0 + m / scale) * 2f64.powi(e - bias) }
 }
 
 /// Reference `cvt.rnd.f16.f32` / `.bf16.f32` / `.f32.f64` for a finite non-NaN input: the code
@@ -101,11 +89,8 @@ fn ref_narrow(x: f64, ebits: u32, mbits: u32, rnd: Rnd, satfinite: bool) -> u64 
     let inf = ((1u64 << ebits) - 1) << mbits;
     let max = inf - 1;
     let top = 2f64.powi(1 << (ebits - 1));
-    let code = if x.is_infinite() {
-        max + 1
-    } else {
-        ref_round(x.abs(), neg, max, &|c| formula(c, ebits, mbits), top, rnd)
-    };
+    let code =
+        if x.is_infinite() { max + 1 } else { ref_round(x.abs(), neg, max, &|c| formula(c, ebits, mbits), top, rnd) };
     let code = if code > max {
         let to_inf = !satfinite
             && match rnd {
@@ -128,24 +113,10 @@ fn ref_narrow(x: f64, ebits: u32, mbits: u32, rnd: Rnd, satfinite: bool) -> u64 
 
 #[test]
 fn canonical_nans() {
-    for nan in [
-        0x7fc0_0000u32,
-        0xffc0_0000,
-        0x7f80_0001,
-        0xffff_ffff,
-        0x7fff_ffff,
-    ] {
+    for nan in [0x7fc0_0000u32, 0xffc0_0000, 0x7f80_0001, 0xffff_ffff, 0x7fff_ffff] {
         assert_eq!(canon_f32(nan), NAN_F32);
     }
-    for x in [
-        0u32,
-        0x8000_0000,
-        0x7f80_0000,
-        0xff80_0000,
-        1,
-        0x3f80_0000,
-        0x7f7f_ffff,
-    ] {
+    for x in [0u32, 0x8000_0000, 0x7f80_0000, 0xff80_0000, 1, 0x3f80_0000, 0x7f7f_ffff] {
         assert_eq!(canon_f32(x), x);
     }
     // f64: payload and sign kept, made quiet.
@@ -159,19 +130,10 @@ fn canonical_nans() {
     let r = f64::NAN.to_bits();
     assert_eq!(arith_nan_f64(r, snan, qnan), 0x7ff8_0000_0000_0005);
     assert_eq!(arith_nan_f64(r, d(1.0), qnan), qnan);
-    assert_eq!(
-        arith_nan_f64(r, d(f64::INFINITY), d(f64::NEG_INFINITY)),
-        NAN_F64
-    );
+    assert_eq!(arith_nan_f64(r, d(f64::INFINITY), d(f64::NEG_INFINITY)), NAN_F64);
     assert_eq!(arith_nan_f64(d(3.0), d(1.0), d(2.0)), d(3.0));
-    assert_eq!(
-        arith_nan_f64_3(r, d(1.0), d(2.0), snan),
-        0x7ff8_0000_0000_0005
-    );
-    assert_eq!(
-        arith_nan_f64_3(r, d(0.0), d(f64::INFINITY), d(1.0)),
-        NAN_F64
-    );
+    assert_eq!(arith_nan_f64_3(r, d(1.0), d(2.0), snan), 0x7ff8_0000_0000_0005);
+    assert_eq!(arith_nan_f64_3(r, d(0.0), d(f64::INFINITY), d(1.0)), NAN_F64);
     assert_eq!(arith_nan_f64_3(r, d(0.0), qnan, snan), qnan);
 }
 
@@ -180,14 +142,7 @@ fn min_max_follow_the_isa() {
     let nan = 0x7fc0_0000u32;
     let nneg = 0xffc0_1234u32;
     // One NaN: the other operand, bit for bit (also a negative zero or an infinity).
-    for x in [
-        f(1.5),
-        f(-0.0),
-        f(0.0),
-        f(f32::INFINITY),
-        f(f32::NEG_INFINITY),
-        1,
-    ] {
+    for x in [f(1.5), f(-0.0), f(0.0), f(f32::INFINITY), f(f32::NEG_INFINITY), 1] {
         assert_eq!(min_f32(nan, x), x);
         assert_eq!(min_f32(x, nneg), x);
         assert_eq!(max_f32(nan, x), x);
@@ -208,10 +163,7 @@ fn min_max_follow_the_isa() {
     assert_eq!(max_f32(0x8000_0001, 0), 0);
     assert_eq!(min_f32(0x8000_0001, 0), 0x8000_0001);
     assert_eq!(max_f32(f(f32::MAX), f(f32::INFINITY)), f(f32::INFINITY));
-    assert_eq!(
-        min_f32(f(f32::MIN), f(f32::NEG_INFINITY)),
-        f(f32::NEG_INFINITY)
-    );
+    assert_eq!(min_f32(f(f32::MIN), f(f32::NEG_INFINITY)), f(f32::NEG_INFINITY));
     // Random non-NaN pairs against the host's comparison.
     let mut rng = Rng(7);
     for _ in 0..100_000 {
@@ -277,21 +229,13 @@ fn f16_and_bf16_widening_is_exact_for_all_65536_inputs() {
         if a > 0x7c00 {
             assert_eq!(got, NAN_F32, "f16 {h:#06x}");
         } else {
-            let v = if a == 0x7c00 {
-                f64::INFINITY
-            } else {
-                formula(a, 5, 10)
-            };
+            let v = if a == 0x7c00 { f64::INFINITY } else { formula(a, 5, 10) };
             let v = if neg { -v } else { v };
             assert_eq!(got, (v as f32).to_bits(), "f16 {h:#06x}");
             assert_eq!(v as f32 as f64, v, "f16 {h:#06x} is exact in f32");
             // Narrowing it back is exact in every mode.
             for rnd in MODES {
-                assert_eq!(
-                    f32_to_f16(got, rnd, false),
-                    h,
-                    "f16 round trip {h:#06x} {rnd:?}"
-                );
+                assert_eq!(f32_to_f16(got, rnd, false), h, "f16 round trip {h:#06x} {rnd:?}");
             }
         }
         // bf16
@@ -300,19 +244,11 @@ fn f16_and_bf16_widening_is_exact_for_all_65536_inputs() {
             assert!(f32::from_bits(got).is_nan());
             assert_eq!(got, (h as u32) << 16, "bf16 NaN keeps its bits");
         } else {
-            let v = if a == 0x7f80 {
-                f64::INFINITY
-            } else {
-                formula(a, 8, 7)
-            };
+            let v = if a == 0x7f80 { f64::INFINITY } else { formula(a, 8, 7) };
             let v = if neg { -v } else { v };
             assert_eq!(got, (v as f32).to_bits(), "bf16 {h:#06x}");
             for rnd in MODES {
-                assert_eq!(
-                    f32_to_bf16(got, rnd, false),
-                    h,
-                    "bf16 round trip {h:#06x} {rnd:?}"
-                );
+                assert_eq!(f32_to_bf16(got, rnd, false), h, "bf16 round trip {h:#06x} {rnd:?}");
             }
         }
     }
@@ -337,11 +273,7 @@ fn f16_narrowing_edges() {
     assert_eq!(f32_to_f16(f(1e10), Rnd::Rp, false), 0x7c00);
     assert_eq!(f32_to_f16(f(-1e10), Rnd::Rp, false), 0xfbff);
     assert_eq!(f32_to_f16(f(65504.5), Rnd::Rp, false), 0x7c00);
-    assert_eq!(
-        f32_to_f16(f(f32::INFINITY), Rnd::Rz, false),
-        0x7c00,
-        "Inf is exact, not rounded"
-    );
+    assert_eq!(f32_to_f16(f(f32::INFINITY), Rnd::Rz, false), 0x7c00, "Inf is exact, not rounded");
     // Ties to even: 1 + 2^-11 is halfway between 1 and 1 + 2^-10.
     assert_eq!(rn(1.0 + 2f32.powi(-11)), 0x3c00);
     assert_eq!(rn(1.0 + 3.0 * 2f32.powi(-11)), 0x3c02);
@@ -352,11 +284,7 @@ fn f16_narrowing_edges() {
     assert_eq!(rn(-2f32.powi(-25)), 0x8000);
     assert_eq!(rn(2f32.powi(-25) * 1.0000001), 0x0001);
     assert_eq!(rn(3.0 * 2f32.powi(-25)), 0x0002);
-    assert_eq!(
-        rn(2f32.powi(-14) - 2f32.powi(-25)),
-        0x0400,
-        "rounds up into the normals"
-    );
+    assert_eq!(rn(2f32.powi(-14) - 2f32.powi(-25)), 0x0400, "rounds up into the normals");
     assert_eq!(f32_to_f16(f(2f32.powi(-30)), Rnd::Rp, false), 0x0001);
     assert_eq!(f32_to_f16(f(-2f32.powi(-30)), Rnd::Rp, false), 0x8000);
     assert_eq!(f32_to_f16(f(-2f32.powi(-30)), Rnd::Rm, false), 0x8001);
@@ -402,19 +330,11 @@ fn bf16_narrowing_edges() {
     assert_eq!(rn(0x3f80_8001), 0x3f81);
     assert_eq!(rn(0x7f7f_ffff), 0x7f80, "f32 max rounds to Inf");
     assert_eq!(rn(0x7f7f_7fff), 0x7f7f);
-    assert_eq!(
-        rn(0xff7f_8000),
-        0xff80,
-        "tie at the top goes to Inf (max is odd)"
-    );
+    assert_eq!(rn(0xff7f_8000), 0xff80, "tie at the top goes to Inf (max is odd)");
     assert_eq!(rn(0x0000_8000), 0x0000, "subnormal tie to even");
     assert_eq!(rn(0x0001_8000), 0x0002);
     assert_eq!(rn(0x8000_0001), 0x8000);
-    assert_eq!(
-        rn(0x007f_ffff),
-        0x0080,
-        "largest subnormal rounds up to the smallest normal"
-    );
+    assert_eq!(rn(0x007f_ffff), 0x0080, "largest subnormal rounds up to the smallest normal");
     assert_eq!(f32_to_bf16(0x7f7f_ffff, Rnd::Rz, false), 0x7f7f);
     assert_eq!(f32_to_bf16(0xff7f_ffff, Rnd::Rz, false), 0xff7f);
     assert_eq!(f32_to_bf16(0x3f80_0001, Rnd::Rp, false), 0x3f81);
@@ -447,39 +367,19 @@ fn f16_and_bf16_narrowing_match_a_reference_on_random_inputs() {
             let want = ref_narrow(v as f64, 5, 10, rnd, false) as u16;
             assert_eq!(f32_to_f16(x, rnd, false), want, "f16 {x:#010x} {rnd:?}");
             let want = ref_narrow(v as f64, 5, 10, rnd, true) as u16;
-            assert_eq!(
-                f32_to_f16_satfinite(x, rnd),
-                want,
-                "f16 satfinite {x:#010x} {rnd:?}"
-            );
+            assert_eq!(f32_to_f16_satfinite(x, rnd), want, "f16 satfinite {x:#010x} {rnd:?}");
             let want = ref_narrow(v as f64, 8, 7, rnd, false) as u16;
             assert_eq!(f32_to_bf16(x, rnd, false), want, "bf16 {x:#010x} {rnd:?}");
             let want = ref_narrow(v as f64, 8, 7, rnd, true) as u16;
-            assert_eq!(
-                f32_to_bf16_satfinite(x, rnd),
-                want,
-                "bf16 satfinite {x:#010x} {rnd:?}"
-            );
+            assert_eq!(f32_to_bf16_satfinite(x, rnd), want, "bf16 satfinite {x:#010x} {rnd:?}");
         }
         // `None` is `.rn`.
-        assert_eq!(
-            f32_to_f16(x, Rnd::None, false),
-            f32_to_f16(x, Rnd::Rn, false)
-        );
-        assert_eq!(
-            f32_to_bf16(x, Rnd::None, false),
-            f32_to_bf16(x, Rnd::Rn, false)
-        );
+        assert_eq!(f32_to_f16(x, Rnd::None, false), f32_to_f16(x, Rnd::Rn, false));
+        assert_eq!(f32_to_bf16(x, Rnd::None, false), f32_to_bf16(x, Rnd::Rn, false));
         // f64 sources round once, like the f32 source when the value is the same.
         let xd = f32_to_f64(x);
-        assert_eq!(
-            f64_to_f16(xd, Rnd::Rn, false),
-            f32_to_f16(x, Rnd::Rn, false)
-        );
-        assert_eq!(
-            f64_to_bf16(xd, Rnd::Rz, false),
-            f32_to_bf16(x, Rnd::Rz, false)
-        );
+        assert_eq!(f64_to_f16(xd, Rnd::Rn, false), f32_to_f16(x, Rnd::Rn, false));
+        assert_eq!(f64_to_bf16(xd, Rnd::Rz, false), f32_to_bf16(x, Rnd::Rz, false));
     }
     // f64 -> f16 with a value between two f32s: one rounding, not two. 1 + 2^-11 + 2^-40 is
     // above the f16 tie, but its f32 rounding lands on the tie and would then go down.
@@ -497,21 +397,13 @@ fn f64_to_f32_edges_and_random() {
     let max = f32::MAX as f64;
     let half_ulp = 2f64.powi(103);
     let r = |x: f64, rnd| f64_to_f32(d(x), rnd, false);
-    assert_eq!(
-        r(max + half_ulp, Rnd::Rn),
-        f(f32::INFINITY),
-        "overflow threshold ties up"
-    );
+    assert_eq!(r(max + half_ulp, Rnd::Rn), f(f32::INFINITY), "overflow threshold ties up");
     assert_eq!(r(max + half_ulp - 2f64.powi(80), Rnd::Rn), f(f32::MAX));
     assert_eq!(r(1e300, Rnd::Rz), f(f32::MAX));
     assert_eq!(r(-1e300, Rnd::Rp), f(f32::MIN));
     assert_eq!(r(-1e300, Rnd::Rm), f(f32::NEG_INFINITY));
     assert_eq!(r(f64::INFINITY, Rnd::Rz), f(f32::INFINITY));
-    assert_eq!(
-        r(2f64.powi(-150), Rnd::Rn),
-        0,
-        "half the min subnormal ties to 0"
-    );
+    assert_eq!(r(2f64.powi(-150), Rnd::Rn), 0, "half the min subnormal ties to 0");
     assert_eq!(r(2f64.powi(-150) * 1.5, Rnd::Rn), 1);
     assert_eq!(r(1e-300, Rnd::Rp), 1);
     assert_eq!(r(-1e-300, Rnd::Rm), 0x8000_0001);
@@ -546,14 +438,7 @@ fn f64_to_f32_edges_and_random() {
             let code = if v.is_infinite() {
                 0x7f80_0000
             } else {
-                ref_round(
-                    v.abs(),
-                    neg,
-                    0x7f7f_ffff,
-                    &|c| f32::from_bits(c as u32) as f64,
-                    2f64.powi(128),
-                    rnd,
-                )
+                ref_round(v.abs(), neg, 0x7f7f_ffff, &|c| f32::from_bits(c as u32) as f64, 2f64.powi(128), rnd)
             };
             let code = if code > 0x7f7f_ffff {
                 let to_inf = match rnd {
@@ -570,11 +455,7 @@ fn f64_to_f32_edges_and_random() {
             assert_eq!(f64_to_f32(x, rnd, false), want, "{x:#018x} {rnd:?}");
         }
         if !v.is_infinite() {
-            assert_eq!(
-                f64_to_f32(x, Rnd::Rn, false),
-                f(v as f32),
-                "host cast is RNE"
-            );
+            assert_eq!(f64_to_f32(x, Rnd::Rn, false), f(v as f32), "host cast is RNE");
         }
     }
 }
@@ -594,11 +475,7 @@ fn f32_to_f64_is_exact_and_keeps_nan_payloads() {
     assert_eq!(f32_to_f64(1), d(2f64.powi(-149)));
     assert_eq!(f32_to_f64(0x8000_0000), d(-0.0));
     assert_eq!(f32_to_f64(NAN_F32), 0x7fff_ffff_e000_0000);
-    assert_eq!(
-        f32_to_f64(0x7f80_0001),
-        0x7ff8_0000_2000_0000,
-        "signaling NaN made quiet"
-    );
+    assert_eq!(f32_to_f64(0x7f80_0001), 0x7ff8_0000_2000_0000, "signaling NaN made quiet");
     assert_eq!(f32_to_f64(0xffc0_0000), 0xfff8_0000_0000_0000);
 }
 
@@ -615,20 +492,11 @@ fn ref_fp8(x: u32, e4m3: bool) -> u8 {
     }
     let (ebits, mbits, max) = if e4m3 { (4, 3, 0x7eu64) } else { (5, 2, 0x7b) };
     let neg = v.is_sign_negative();
-    let top =
-        formula(max, ebits, mbits) + formula(max, ebits, mbits) - formula(max - 1, ebits, mbits);
+    let top = formula(max, ebits, mbits) + formula(max, ebits, mbits) - formula(max - 1, ebits, mbits);
     let code = if v.is_infinite() {
         max
     } else {
-        ref_round(
-            v.abs() as f64,
-            neg,
-            max,
-            &|c| formula(c, ebits, mbits),
-            top,
-            Rnd::Rn,
-        )
-        .min(max)
+        ref_round(v.abs() as f64, neg, max, &|c| formula(c, ebits, mbits), top, Rnd::Rn).min(max)
     };
     code as u8 | (neg as u8) << 7
 }
@@ -639,26 +507,14 @@ fn fp8_narrowing_edges() {
     let e5 = |x: f32| f32_to_e5m2_satfinite(f(x));
     assert_eq!(e4(448.0), 0x7e);
     assert_eq!(e4(463.99), 0x7e);
-    assert_eq!(
-        e4(464.0),
-        0x7e,
-        "tie between 448 and the NaN code: saturates"
-    );
+    assert_eq!(e4(464.0), 0x7e, "tie between 448 and the NaN code: saturates");
     assert_eq!(e4(464.01), 0x7e);
     assert_eq!(e4(1e30), 0x7e);
     assert_eq!(e4(f32::INFINITY), 0x7e);
     assert_eq!(e4(f32::NEG_INFINITY), 0xfe);
     assert_eq!(e4(-500.0), 0xfe);
-    assert_eq!(
-        e4(400.0),
-        0x7c,
-        "tie between 384 (0x7c) and 416 (0x7d): to even"
-    );
-    assert_eq!(
-        e4(432.0),
-        0x7e,
-        "tie between 416 (0x7d) and 448 (0x7e): to even"
-    );
+    assert_eq!(e4(400.0), 0x7c, "tie between 384 (0x7c) and 416 (0x7d): to even");
+    assert_eq!(e4(432.0), 0x7e, "tie between 416 (0x7d) and 448 (0x7e): to even");
     assert_eq!(e4(1.0), 0x38);
     assert_eq!(e4(1.0625), 0x38, "tie to even");
     assert_eq!(e4(1.1875), 0x3a, "tie to even (up)");
@@ -667,11 +523,7 @@ fn fp8_narrowing_edges() {
     assert_eq!(e4(-2f32.powi(-10)), 0x80);
     assert_eq!(e4(2f32.powi(-10) * 1.01), 0x01);
     assert_eq!(e4(3.0 * 2f32.powi(-10)), 0x02);
-    assert_eq!(
-        e4(7.5 * 2f32.powi(-9)),
-        0x08,
-        "largest subnormal rounds up to min normal"
-    );
+    assert_eq!(e4(7.5 * 2f32.powi(-9)), 0x08, "largest subnormal rounds up to min normal");
     assert_eq!(e4(2f32.powi(-6)), 0x08);
     assert_eq!(e4(-0.0), 0x80);
     assert_eq!(e5(57344.0), 0x7b);
@@ -700,11 +552,7 @@ fn fp8_narrowing_matches_a_reference_on_random_inputs() {
             rng.f32_bits()
         };
         assert_eq!(f32_to_e4m3_satfinite(x), ref_fp8(x, true), "e4m3 {x:#010x}");
-        assert_eq!(
-            f32_to_e5m2_satfinite(x),
-            ref_fp8(x, false),
-            "e5m2 {x:#010x}"
-        );
+        assert_eq!(f32_to_e5m2_satfinite(x), ref_fp8(x, false), "e5m2 {x:#010x}");
     }
 }
 
@@ -721,11 +569,7 @@ fn fp8_widening_is_exact_and_round_trips() {
             let v = formula(a, 4, 3);
             let v = if neg { -v } else { v };
             assert_eq!(f16_to_f32(h), (v as f32).to_bits(), "e4m3 {code:#04x}");
-            assert_eq!(
-                f32_to_e4m3_satfinite(f16_to_f32(h)),
-                code,
-                "e4m3 round trip {code:#04x}"
-            );
+            assert_eq!(f32_to_e4m3_satfinite(f16_to_f32(h)), code, "e4m3 round trip {code:#04x}");
         }
         // E5M2: IEEE-like, 0x7c Inf, 0x7d..0x7f NaN.
         let h = e5m2_to_f16(code);
@@ -737,11 +581,7 @@ fn fp8_widening_is_exact_and_round_trips() {
             let v = formula(a, 5, 2);
             let v = if neg { -v } else { v };
             assert_eq!(f16_to_f32(h), (v as f32).to_bits(), "e5m2 {code:#04x}");
-            assert_eq!(
-                f32_to_e5m2_satfinite(f16_to_f32(h)),
-                code,
-                "e5m2 round trip {code:#04x}"
-            );
+            assert_eq!(f32_to_e5m2_satfinite(f16_to_f32(h)), code, "e5m2 round trip {code:#04x}");
         }
     }
 }
@@ -755,10 +595,7 @@ fn load(name: &str) -> Vec<[u32; 6]> {
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
-            let c: Vec<u32> = l
-                .split(',')
-                .map(|s| u32::from_str_radix(s.trim(), 16).unwrap())
-                .collect();
+            let c: Vec<u32> = l.split(',').map(|s| u32::from_str_radix(s.trim(), 16).unwrap()).collect();
             assert_eq!(c.len(), 9, "{path}: {l}");
             [c[0], c[1], c[2], c[3], c[4], c[5]]
         })
@@ -796,44 +633,25 @@ fn check_fp8_file(name: &str) -> Vec<u32> {
             assert_eq!(e4, e4_ml, "{name} {x:#010x} e4m3 ml_dtypes");
         } else {
             e4_overflow_rows += 1;
-            assert_eq!(
-                e4_torch & 0x7f,
-                0x7f,
-                "{name} {x:#010x}: torch gives NaN past 464"
-            );
+            assert_eq!(e4_torch & 0x7f, 0x7f, "{name} {x:#010x}: torch gives NaN past 464");
             assert_eq!(e4 & 0x7f, 0x7e);
         }
         if v.abs() < 61440.0 {
             assert_eq!(e5, e5_torch, "{name} {x:#010x} e5m2 torch");
         } else {
             e5_overflow_rows += 1;
-            assert_eq!(
-                e5_torch & 0x7f,
-                0x7c,
-                "{name} {x:#010x}: torch gives Inf from 61440"
-            );
+            assert_eq!(e5_torch & 0x7f, 0x7c, "{name} {x:#010x}: torch gives Inf from 61440");
             assert_eq!(e5 & 0x7f, 0x7b);
         }
     }
-    assert!(
-        e4_overflow_rows > 10 && e5_overflow_rows > 5,
-        "{name}: the overflow cases are covered"
-    );
+    assert!(e4_overflow_rows > 10 && e5_overflow_rows > 5, "{name}: the overflow cases are covered");
     sat_diffs
 }
 
 #[test]
 fn fp8_matches_pytorch_and_ml_dtypes_vectors() {
-    assert_eq!(
-        check_fp8_file("conversions_f32.csv"),
-        Vec::<u32>::new(),
-        "f32 inputs: the only NaN is +NaN"
-    );
-    assert_eq!(
-        check_fp8_file("conversions_bf16.csv"),
-        vec![0xffff_0000],
-        "bf16 inputs: one negative NaN"
-    );
+    assert_eq!(check_fp8_file("conversions_f32.csv"), Vec::<u32>::new(), "f32 inputs: the only NaN is +NaN");
+    assert_eq!(check_fp8_file("conversions_bf16.csv"), vec![0xffff_0000], "bf16 inputs: one negative NaN");
 }
 
 /// `conversions_bf16.csv`'s inputs are `conversions_f32.csv`'s rounded to bf16 by PyTorch (RNE):
@@ -883,11 +701,7 @@ fn float_to_int_rounds_and_saturates() {
     assert_eq!(i32_(2.7, Rnd::None), s(2), "no modifier truncates");
     // Saturation at the destination's range.
     assert_eq!(i32_(2147483648.0, Rnd::Rzi), s(i32::MAX as i64));
-    assert_eq!(
-        i32_(2147483520.0, Rnd::Rzi),
-        s(2147483520),
-        "largest f32 below 2^31"
-    );
+    assert_eq!(i32_(2147483520.0, Rnd::Rzi), s(2147483520), "largest f32 below 2^31");
     assert_eq!(i32_(-2147483648.0, Rnd::Rzi), s(i32::MIN as i64));
     assert_eq!(i32_(-3e9, Rnd::Rzi), s(i32::MIN as i64));
     assert_eq!(i32_(f32::INFINITY, Rnd::Rni), s(i32::MAX as i64));
@@ -899,35 +713,17 @@ fn float_to_int_rounds_and_saturates() {
     assert_eq!(u32_(4294967040.0, Rnd::Rzi), 4294967040);
     assert_eq!(u32_(0.5, Rnd::Rpi), 1);
     // Narrow destinations: signed results sign-extended to 64 bits, unsigned zero-extended.
-    assert_eq!(
-        float_to_int(f(-1.0) as u64, false, Rnd::Rzi, true, 8),
-        s(-1)
-    );
+    assert_eq!(float_to_int(f(-1.0) as u64, false, Rnd::Rzi, true, 8), s(-1));
     assert_eq!(float_to_int(f(200.0) as u64, false, Rnd::Rzi, true, 8), 127);
-    assert_eq!(
-        float_to_int(f(-200.0) as u64, false, Rnd::Rzi, true, 8),
-        s(-128)
-    );
-    assert_eq!(
-        float_to_int(f(300.0) as u64, false, Rnd::Rzi, false, 8),
-        255
-    );
-    assert_eq!(
-        float_to_int(f(70000.0) as u64, false, Rnd::Rzi, true, 16),
-        32767
-    );
-    assert_eq!(
-        float_to_int(f(70000.0) as u64, false, Rnd::Rzi, false, 16),
-        65535
-    );
+    assert_eq!(float_to_int(f(-200.0) as u64, false, Rnd::Rzi, true, 8), s(-128));
+    assert_eq!(float_to_int(f(300.0) as u64, false, Rnd::Rzi, false, 8), 255);
+    assert_eq!(float_to_int(f(70000.0) as u64, false, Rnd::Rzi, true, 16), 32767);
+    assert_eq!(float_to_int(f(70000.0) as u64, false, Rnd::Rzi, false, 16), 65535);
     // 64-bit destinations, f64 sources.
     let i64_ = |x: f64, rnd| float_to_int(d(x), true, rnd, true, 64);
     let u64_ = |x: f64, rnd| float_to_int(d(x), true, rnd, false, 64);
     assert_eq!(i64_(9.3e18, Rnd::Rzi), s(i64::MAX));
-    assert_eq!(
-        i64_(9223372036854774784.0, Rnd::Rzi),
-        s(9223372036854774784)
-    );
+    assert_eq!(i64_(9223372036854774784.0, Rnd::Rzi), s(9223372036854774784));
     assert_eq!(i64_(-9223372036854775808.0, Rnd::Rzi), s(i64::MIN));
     assert_eq!(i64_(-1e19, Rnd::Rzi), s(i64::MIN));
     assert_eq!(u64_(1.8446744073709552e19, Rnd::Rzi), u64::MAX);
@@ -935,14 +731,8 @@ fn float_to_int_rounds_and_saturates() {
     assert_eq!(u64_(-5.0, Rnd::Rzi), 0);
     assert_eq!(i64_(-0.5, Rnd::Rmi), s(-1));
     assert_eq!(i64_(4503599627370497.5, Rnd::Rni), s(4503599627370498));
-    assert_eq!(
-        float_to_int(d(3e9), true, Rnd::Rzi, true, 32),
-        s(i32::MAX as i64)
-    );
-    assert_eq!(
-        float_to_int(f(3e19) as u64, false, Rnd::Rzi, true, 64),
-        s(i64::MAX)
-    );
+    assert_eq!(float_to_int(d(3e9), true, Rnd::Rzi, true, 32), s(i32::MAX as i64));
+    assert_eq!(float_to_int(f(3e19) as u64, false, Rnd::Rzi, true, 64), s(i64::MAX));
     // NaN: 0 from f32 into <= 32 bits; 1 << (bits-1) from f64 or into 64 bits (ISA, cvt notes).
     let nan32 = 0x7fc0_0000u64;
     let nan64 = 0x7ff8_0000_0000_0000u64;
@@ -952,10 +742,7 @@ fn float_to_int_rounds_and_saturates() {
     assert_eq!(float_to_int(nan32, false, Rnd::Rzi, true, 64), s(i64::MIN));
     assert_eq!(float_to_int(nan32, false, Rnd::Rzi, false, 64), 1 << 63);
     assert_eq!(float_to_int(nan64, true, Rnd::Rzi, true, 64), s(i64::MIN));
-    assert_eq!(
-        float_to_int(nan64, true, Rnd::Rzi, true, 32),
-        s(i32::MIN as i64)
-    );
+    assert_eq!(float_to_int(nan64, true, Rnd::Rzi, true, 32), s(i32::MIN as i64));
     assert_eq!(float_to_int(nan64, true, Rnd::Rzi, false, 32), 0x8000_0000);
     assert_eq!(float_to_int(nan64, true, Rnd::Rzi, true, 8), s(-128));
 
@@ -967,29 +754,14 @@ fn float_to_int_rounds_and_saturates() {
         if v.is_nan() {
             continue;
         }
-        for (rnd, r) in [
-            (Rnd::Rni, v.round_ties_even()),
-            (Rnd::Rzi, v.trunc()),
-            (Rnd::Rmi, v.floor()),
-            (Rnd::Rpi, v.ceil()),
-        ] {
-            assert_eq!(
-                float_to_int(x as u64, false, rnd, true, 32),
-                r as i32 as i64 as u64
-            );
-            assert_eq!(
-                float_to_int(x as u64, false, rnd, false, 32),
-                r as u32 as u64
-            );
-            assert_eq!(
-                float_to_int(x as u64, false, rnd, true, 64),
-                r as i64 as u64
-            );
+        for (rnd, r) in
+            [(Rnd::Rni, v.round_ties_even()), (Rnd::Rzi, v.trunc()), (Rnd::Rmi, v.floor()), (Rnd::Rpi, v.ceil())]
+        {
+            assert_eq!(float_to_int(x as u64, false, rnd, true, 32), r as i32 as i64 as u64);
+            assert_eq!(float_to_int(x as u64, false, rnd, false, 32), r as u32 as u64);
+            assert_eq!(float_to_int(x as u64, false, rnd, true, 64), r as i64 as u64);
             assert_eq!(float_to_int(x as u64, false, rnd, false, 64), r as u64);
-            assert_eq!(
-                float_to_int(x as u64, false, rnd, true, 16),
-                r as i16 as i64 as u64
-            );
+            assert_eq!(float_to_int(x as u64, false, rnd, true, 16), r as i16 as i64 as u64);
             assert_eq!(float_to_int(x as u64, false, rnd, false, 8), r as u8 as u64);
         }
     }
@@ -1061,77 +833,30 @@ fn int_to_float_rounds_in_every_mode() {
         0x7fff_ff80_0000_0000,
     ];
     for i in 0..40_000 {
-        let raw = if i < specials.len() {
-            specials[i] as u64
-        } else {
-            rng.next() >> (rng.next() % 64)
-        };
-        for (signed, bits) in [
-            (true, 64),
-            (false, 64),
-            (true, 32),
-            (false, 32),
-            (true, 16),
-            (false, 8),
-        ] {
+        let raw = if i < specials.len() { specials[i] as u64 } else { rng.next() >> (rng.next() % 64) };
+        for (signed, bits) in [(true, 64), (false, 64), (true, 32), (false, 32), (true, 16), (false, 8)] {
             let shift = 128 - bits;
-            let v: i128 = if signed {
-                ((raw as i128) << shift) >> shift
-            } else {
-                (((raw as u128) << shift) >> shift) as i128
-            };
+            let v: i128 =
+                if signed { ((raw as i128) << shift) >> shift } else { (((raw as u128) << shift) >> shift) as i128 };
             for rnd in MODES {
                 for to_f64 in [false, true] {
                     let want = ref_int_to_float(v, to_f64, rnd);
                     let got = int_to_float(raw, signed, bits, to_f64, rnd);
-                    assert_eq!(
-                        got, want,
-                        "{v} (s={signed} bits={bits}) to_f64={to_f64} {rnd:?}"
-                    );
+                    assert_eq!(got, want, "{v} (s={signed} bits={bits}) to_f64={to_f64} {rnd:?}");
                 }
             }
         }
     }
     // Named cases.
-    assert_eq!(
-        int_to_float(16777217, false, 32, false, Rnd::Rn),
-        f(16777216.0) as u64
-    );
-    assert_eq!(
-        int_to_float(16777219, false, 32, false, Rnd::Rn),
-        f(16777220.0) as u64
-    );
-    assert_eq!(
-        int_to_float(16777217, false, 32, false, Rnd::Rp),
-        f(16777218.0) as u64
-    );
-    assert_eq!(
-        int_to_float((-16777217i64) as u64, true, 64, false, Rnd::Rm),
-        f(-16777218.0) as u64
-    );
-    assert_eq!(
-        int_to_float(u64::MAX, false, 64, false, Rnd::Rz),
-        f(18446742974197923840.0) as u64
-    );
-    assert_eq!(
-        int_to_float(u64::MAX, false, 64, true, Rnd::Rn),
-        d(18446744073709551616.0)
-    );
-    assert_eq!(
-        int_to_float(0xff, true, 8, false, Rnd::Rn),
-        f(-1.0) as u64,
-        "v's low bits only"
-    );
-    assert_eq!(
-        int_to_float(0xffff_ff00, false, 8, false, Rnd::Rn),
-        0,
-        "+0.0"
-    );
-    assert_eq!(
-        int_to_float(0, true, 32, false, Rnd::Rm),
-        0,
-        "+0.0 in every mode"
-    );
+    assert_eq!(int_to_float(16777217, false, 32, false, Rnd::Rn), f(16777216.0) as u64);
+    assert_eq!(int_to_float(16777219, false, 32, false, Rnd::Rn), f(16777220.0) as u64);
+    assert_eq!(int_to_float(16777217, false, 32, false, Rnd::Rp), f(16777218.0) as u64);
+    assert_eq!(int_to_float((-16777217i64) as u64, true, 64, false, Rnd::Rm), f(-16777218.0) as u64);
+    assert_eq!(int_to_float(u64::MAX, false, 64, false, Rnd::Rz), f(18446742974197923840.0) as u64);
+    assert_eq!(int_to_float(u64::MAX, false, 64, true, Rnd::Rn), d(18446744073709551616.0));
+    assert_eq!(int_to_float(0xff, true, 8, false, Rnd::Rn), f(-1.0) as u64, "v's low bits only");
+    assert_eq!(int_to_float(0xffff_ff00, false, 8, false, Rnd::Rn), 0, "+0.0");
+    assert_eq!(int_to_float(0, true, 32, false, Rnd::Rm), 0, "+0.0 in every mode");
     // int -> f16: overflow by mode.
     assert_eq!(int_to_f16(65504, false, 32, Rnd::Rn), 0x7bff);
     assert_eq!(int_to_f16(65519, false, 32, Rnd::Rn), 0x7bff);
@@ -1157,10 +882,7 @@ fn round_to_integral_float() {
     assert_eq!(round_int_f32(0xffc0_0001, Rnd::Rni), NAN_F32);
     assert_eq!(round_int_f64(d(-2.5), Rnd::Rni), d(-2.0));
     assert_eq!(round_int_f64(d(2.5), Rnd::Rpi), d(3.0));
-    assert_eq!(
-        round_int_f64(0x7ff0_0000_0000_0003, Rnd::Rzi),
-        0x7ff8_0000_0000_0003
-    );
+    assert_eq!(round_int_f64(0x7ff0_0000_0000_0003, Rnd::Rzi), 0x7ff8_0000_0000_0003);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1182,11 +904,7 @@ fn ref_exact_to_f32(neg: bool, m: u128, s: u32, rnd: Rnd) -> u32 {
             let b = v.to_bits();
             let e = ((b >> 23) & 0xff) as i32;
             let fr = (b & 0x7f_ffff) as u128;
-            if e == 0 {
-                (fr, -149)
-            } else {
-                (fr | 1 << 23, e - 150)
-            }
+            if e == 0 { (fr, -149) } else { (fr | 1 << 23, e - 150) }
         };
         let sh = exp + s as i32;
         assert!(sh >= 0, "reference range");
@@ -1204,11 +922,7 @@ fn ref_exact_to_f32(neg: bool, m: u128, s: u32, rnd: Rnd) -> u32 {
         match rnd {
             Rnd::Rn => {
                 let (dl, dh) = (m - vlo, vhi - m);
-                if dl < dh || (dl == dh && lo % 2 == 0) {
-                    lo
-                } else {
-                    lo + 1
-                }
+                if dl < dh || (dl == dh && lo % 2 == 0) { lo } else { lo + 1 }
             }
             Rnd::Rz => lo,
             Rnd::Rm => {
@@ -1243,11 +957,7 @@ fn scaled_of(x: f32, s: u32) -> (bool, u128) {
     let b = x.to_bits();
     let e = ((b >> 23) & 0xff) as i32;
     let fr = (b & 0x7f_ffff) as u128;
-    let (m, exp) = if e == 0 {
-        (fr, -149)
-    } else {
-        (fr | 1 << 23, e - 150)
-    };
+    let (m, exp) = if e == 0 { (fr, -149) } else { (fr | 1 << 23, e - 150) };
     if m == 0 {
         return (b >> 31 != 0, 0);
     }
@@ -1257,10 +967,7 @@ fn scaled_of(x: f32, s: u32) -> (bool, u128) {
 }
 
 fn signed_sum(a: (bool, u128), b: (bool, u128)) -> (bool, u128) {
-    let (x, y) = (
-        if a.0 { -(a.1 as i128) } else { a.1 as i128 },
-        if b.0 { -(b.1 as i128) } else { b.1 as i128 },
-    );
+    let (x, y) = (if a.0 { -(a.1 as i128) } else { a.1 as i128 }, if b.0 { -(b.1 as i128) } else { b.1 as i128 });
     let s = x + y;
     (s < 0, s.unsigned_abs())
 }
@@ -1279,18 +986,10 @@ fn directed_f32_arithmetic_matches_exact_arithmetic() {
         let (x, y) = (rand_f32(&mut rng, -20, 20), rand_f32(&mut rng, -20, 20));
         let y = if i % 7 == 0 { -x * 1.0000001 } else { y }; // heavy cancellation
         let (a, b) = (rand_f32(&mut rng, -6, 6), rand_f32(&mut rng, -6, 6));
-        let c = if i % 5 == 0 {
-            -(a as f64 * b as f64) as f32
-        } else {
-            rand_f32(&mut rng, -14, 14)
-        };
+        let c = if i % 5 == 0 { -(a as f64 * b as f64) as f32 } else { rand_f32(&mut rng, -14, 14) };
         for rnd in MODES {
             let round = |(neg, m): (bool, u128), s| {
-                if m == 0 {
-                    exact_zero(rnd)
-                } else {
-                    ref_exact_to_f32(neg, m, s, rnd)
-                }
+                if m == 0 { exact_zero(rnd) } else { ref_exact_to_f32(neg, m, s, rnd) }
             };
             // add / sub
             let want = round(signed_sum(scaled_of(x, 100), scaled_of(y, 100)), 100);
@@ -1301,18 +1000,10 @@ fn directed_f32_arithmetic_matches_exact_arithmetic() {
             let (na, ma) = scaled_of(a, 55);
             let (nb, mb) = scaled_of(b, 55);
             let p = (na != nb, ma * mb);
-            assert_eq!(
-                mul_f32(f(a), f(b), rnd),
-                round(p, 110),
-                "{a:e} * {b:e} {rnd:?}"
-            );
+            assert_eq!(mul_f32(f(a), f(b), rnd), round(p, 110), "{a:e} * {b:e} {rnd:?}");
             // fma
             let want = round(signed_sum(p, scaled_of(c, 110)), 110);
-            assert_eq!(
-                fma_f32(f(a), f(b), f(c), rnd),
-                want,
-                "fma({a:e}, {b:e}, {c:e}) {rnd:?}"
-            );
+            assert_eq!(fma_f32(f(a), f(b), f(c), rnd), want, "fma({a:e}, {b:e}, {c:e}) {rnd:?}");
             // div and sqrt: the result brackets the exact value as the mode requires.
             let q = f32::from_bits(div_f32(f(a), f(b), rnd));
             check_div(a, b, q, rnd);
@@ -1348,20 +1039,8 @@ fn check_div(a: f32, b: f32, q: f32, rnd: Rnd) {
     // t above the exact quotient iff t·b − a has b's sign.
     let above = |t: f32| if b > 0.0 { prod(t) > av } else { prod(t) < av };
     let below = |t: f32| if b > 0.0 { prod(t) < av } else { prod(t) > av };
-    let up = |t: f32| {
-        f32::from_bits(if t >= 0.0 {
-            t.to_bits() + 1
-        } else {
-            t.to_bits() - 1
-        })
-    };
-    let down = |t: f32| {
-        f32::from_bits(if t > 0.0 {
-            t.to_bits() - 1
-        } else {
-            t.to_bits() + 1
-        })
-    };
+    let up = |t: f32| f32::from_bits(if t >= 0.0 { t.to_bits() + 1 } else { t.to_bits() - 1 });
+    let down = |t: f32| f32::from_bits(if t > 0.0 { t.to_bits() - 1 } else { t.to_bits() + 1 });
     if !above(q) && !below(q) {
         return; // exact
     }
@@ -1411,10 +1090,7 @@ fn directed_f32_arithmetic_edges() {
         assert_eq!(fma_f32(f(0.0), f(3.0), f(-0.0), rnd), z);
         assert_eq!(mul_f32(f(-0.0), f(3.0), rnd), 0x8000_0000);
         // NaNs are canonical; infinities exact.
-        assert_eq!(
-            add_f32(f(f32::INFINITY), f(f32::NEG_INFINITY), rnd),
-            NAN_F32
-        );
+        assert_eq!(add_f32(f(f32::INFINITY), f(f32::NEG_INFINITY), rnd), NAN_F32);
         assert_eq!(mul_f32(f(0.0), f(f32::INFINITY), rnd), NAN_F32);
         assert_eq!(add_f32(0xffc0_0001, f(1.0), rnd), NAN_F32);
         assert_eq!(sub_f32(f(1.0), 0x7f80_0001, rnd), NAN_F32);

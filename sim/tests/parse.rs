@@ -1,9 +1,7 @@
 //! The PTX parser on small modules, one construct at a time.
 
 use lowp_sim::ErrorKind;
-use lowp_sim::ir::{
-    Addr, AtomOp, BoolOp, Cmp, Module, MulMode, Op, Rnd, ShflMode, Space, Src, Sreg, Ty, layout,
-};
+use lowp_sim::ir::{Addr, AtomOp, BoolOp, Cmp, Module, MulMode, Op, Rnd, ShflMode, Space, Src, Sreg, Ty, layout};
 use lowp_sim::parse::parse_module;
 
 const HEAD: &str = ".version 8.0\n.target sm_90a\n.address_size 64\n";
@@ -35,9 +33,7 @@ fn parse_err(body: &str) -> String {
 }
 
 fn kernel_err(body: &str) -> String {
-    parse_err(&format!(
-        ".visible .entry k()\n{{\n.reg .pred %p<4>;\n.reg .b32 %r<8>;\n.reg .b64 %rd<8>;\n{body}\n}}\n"
-    ))
+    parse_err(&format!(".visible .entry k()\n{{\n.reg .pred %p<4>;\n.reg .b32 %r<8>;\n.reg .b64 %rd<8>;\n{body}\n}}\n"))
 }
 
 #[test]
@@ -53,11 +49,7 @@ fn header_params_and_directives() {
     let k = &m.functions[0];
     assert!(k.is_entry);
     assert_eq!(k.name, "k");
-    let p: Vec<_> = k
-        .params
-        .iter()
-        .map(|p| (p.offset, p.size, p.align))
-        .collect();
+    let p: Vec<_> = k.params.iter().map(|p| (p.offset, p.size, p.align)).collect();
     assert_eq!(p, [(0, 4, 4), (8, 24, 8), (32, 2, 2)]);
     assert_eq!(k.param_bytes, 34);
     assert_eq!(k.frame_params, 0);
@@ -67,19 +59,10 @@ fn header_params_and_directives() {
     assert_eq!(m.functions[1].reqntid, Some([64, 1, 1]));
     assert_eq!((m.functions[1].start, m.functions[1].end), (4, 5));
     let o = ops(&m);
-    let param = |off, offset| Addr {
-        base: Src::Imm(off),
-        offset,
-    };
-    assert!(
-        matches!(&o[0], Op::Ld { space: Space::Param, ty: Ty::U32, d, addr } if d == &[0] && *addr == param(0, 0))
-    );
-    assert!(
-        matches!(&o[1], Op::Ld { space: Space::Param, ty: Ty::B32, addr, .. } if *addr == param(8, 20))
-    );
-    assert!(
-        matches!(&o[2], Op::Ld { space: Space::Param, ty: Ty::U16, addr, .. } if *addr == param(32, 0))
-    );
+    let param = |off, offset| Addr { base: Src::Imm(off), offset };
+    assert!(matches!(&o[0], Op::Ld { space: Space::Param, ty: Ty::U32, d, addr } if d == &[0] && *addr == param(0, 0)));
+    assert!(matches!(&o[1], Op::Ld { space: Space::Param, ty: Ty::B32, addr, .. } if *addr == param(8, 20)));
+    assert!(matches!(&o[2], Op::Ld { space: Space::Param, ty: Ty::U16, addr, .. } if *addr == param(32, 0)));
     assert!(matches!(o[3], Op::Exit));
     assert!(matches!(o[4], Op::Exit));
     assert!(m.code.iter().take(4).all(|i| i.func == 0) && m.code[4].func == 1);
@@ -100,49 +83,21 @@ fn registers_dense_and_scoped() {
     );
     let o = ops(&m);
     // %r17 (declared twice) is one register; indices are assigned at first use.
-    let Op::Mov {
-        d: r17,
-        a: Src::Sreg(Sreg::Tid(0)),
-        ..
-    } = o[0]
-    else {
-        panic!("{:?}", o[0])
-    };
-    let Op::Mov {
-        d: r3,
-        a: Src::Reg(a),
-        ..
-    } = o[1]
-    else {
-        panic!()
-    };
+    let Op::Mov { d: r17, a: Src::Sreg(Sreg::Tid(0)), .. } = o[0] else { panic!("{:?}", o[0]) };
+    let Op::Mov { d: r3, a: Src::Reg(a), .. } = o[1] else { panic!() };
     assert_eq!(a, r17);
-    let Op::Mov { d: sp, .. } = o[2] else {
-        panic!()
-    };
+    let Op::Mov { d: sp, .. } = o[2] else { panic!() };
     // The block's %r3 shadows the outer one.
-    let Op::Mov {
-        d: inner,
-        a: Src::Imm(7),
-        ..
-    } = o[3]
-    else {
-        panic!()
-    };
+    let Op::Mov { d: inner, a: Src::Imm(7), .. } = o[3] else { panic!() };
     assert_ne!(inner, r3);
-    assert!(
-        matches!(o[4], Op::Add { d, a: Src::Reg(x), b: Src::Reg(y), .. } if d == r17 && x == inner && y == inner)
-    );
+    assert!(matches!(o[4], Op::Add { d, a: Src::Reg(x), b: Src::Reg(y), .. } if d == r17 && x == inner && y == inner));
     // A later block reuses the closed block's indices; the outer %r3 is back in scope after it.
     let Op::Mov { d: t, .. } = o[5] else { panic!() };
     assert_eq!(t, inner);
     assert!(matches!(o[6], Op::Mov { d, .. } if d == r3));
     let all = [r17, r3, sp, inner];
     assert!(all.iter().all(|r| *r < m.functions[0].reg_count));
-    assert_eq!(
-        m.functions[0].reg_count, 6,
-        "r17, r3, SP, rd1, and two block registers"
-    );
+    assert_eq!(m.functions[0].reg_count, 6, "r17, r3, SP, rd1, and two block registers");
 }
 
 #[test]
@@ -165,16 +120,8 @@ fn immediates() {
     assert_eq!(imm(2), 0x3210);
     assert_eq!(imm(3), 0x3f80_0000);
     assert_eq!(imm(4), 0x3ff0_0000_0000_0000);
-    assert_eq!(
-        imm(5),
-        0x3f80_0000,
-        "0d in an .f32 operand is rounded to f32"
-    );
-    assert_eq!(
-        imm(6),
-        0x3ff0_0000_0000_0000,
-        "0f in an .f64 operand is widened"
-    );
+    assert_eq!(imm(5), 0x3f80_0000, "0d in an .f32 operand is rounded to f32");
+    assert_eq!(imm(6), 0x3ff0_0000_0000_0000, "0f in an .f64 operand is widened");
     assert_eq!(imm(7), 1);
     assert_eq!(imm(8), 0);
     assert_eq!(imm(9), 0xfffe);
@@ -182,14 +129,7 @@ fn immediates() {
     assert_eq!(imm(11), 0o17);
     assert_eq!(imm(12), 5);
     assert_eq!(imm(13), 0);
-    assert!(matches!(
-        m.code[14].op,
-        Op::Selp {
-            a: Src::Imm(0x3f80_0000),
-            b: Src::Imm(0x4000_0000),
-            ..
-        }
-    ));
+    assert!(matches!(m.code[14].op, Op::Selp { a: Src::Imm(0x3f80_0000), b: Src::Imm(0x4000_0000), .. }));
 }
 
 #[test]
@@ -206,45 +146,13 @@ fn addresses_and_spaces() {
     let dyn_addr = layout::SHARED_BASE + 32;
     let o = ops(&m);
     let reg = |i: usize| match &o[i] {
-        Op::Ld {
-            addr: Addr {
-                base: Src::Reg(r), ..
-            },
-            ..
-        }
-        | Op::St {
-            addr: Addr {
-                base: Src::Reg(r), ..
-            },
-            ..
-        } => *r,
+        Op::Ld { addr: Addr { base: Src::Reg(r), .. }, .. } | Op::St { addr: Addr { base: Src::Reg(r), .. }, .. } => *r,
         x => panic!("{x:?}"),
     };
     let rd1 = reg(0);
-    assert!(matches!(
-        &o[0],
-        Op::Ld {
-            space: Space::Generic,
-            addr: Addr { offset: 0, .. },
-            ..
-        }
-    ));
-    assert!(matches!(
-        &o[1],
-        Op::Ld {
-            space: Space::Global,
-            addr: Addr { offset: 4, .. },
-            ..
-        }
-    ));
-    assert!(matches!(
-        &o[2],
-        Op::St {
-            space: Space::Shared,
-            addr: Addr { offset: -4, .. },
-            ..
-        }
-    ));
+    assert!(matches!(&o[0], Op::Ld { space: Space::Generic, addr: Addr { offset: 0, .. }, .. }));
+    assert!(matches!(&o[1], Op::Ld { space: Space::Global, addr: Addr { offset: 4, .. }, .. }));
+    assert!(matches!(&o[2], Op::St { space: Space::Shared, addr: Addr { offset: -4, .. }, .. }));
     assert_eq!(reg(2), rd1);
     assert!(
         matches!(&o[3], Op::Ld { space: Space::Shared, addr, .. } if *addr == Addr { base: Src::Imm(dyn_addr), offset: 8 })
@@ -256,26 +164,12 @@ fn addresses_and_spaces() {
     assert!(
         matches!(&o[7], Op::Ld { space: Space::Const, addr, .. } if *addr == Addr { base: Src::Imm(16), offset: 0 })
     );
-    assert!(matches!(
-        &o[8],
-        Op::Ld {
-            space: Space::Local,
-            addr: Addr { offset: -8, .. },
-            ..
-        }
-    ));
+    assert!(matches!(&o[8], Op::Ld { space: Space::Local, addr: Addr { offset: -8, .. }, .. }));
     assert!(matches!(&o[9], Op::Ld { space: Space::Global, ty: Ty::U32, d, .. } if d.len() == 4));
     assert!(
         matches!(&o[10], Op::St { space: Space::Global, ty: Ty::B32, a, .. } if a.len() == 2 && a[1] == Src::Imm(5))
     );
-    assert!(matches!(
-        &o[11],
-        Op::Ld {
-            space: Space::Generic,
-            ty: Ty::S8,
-            ..
-        }
-    ));
+    assert!(matches!(&o[11], Op::Ld { space: Space::Generic, ty: Ty::S8, .. }));
 }
 
 #[test]
@@ -295,71 +189,22 @@ fn calls_frames_and_depot() {
          mov.u64 %rd1, __local_depot2;\nld.local.b32 %rd1, [__local_depot2+4];\nret;\n}\n",
     );
     let (k, f, g) = (&m.functions[0], &m.functions[1], &m.functions[2]);
-    assert_eq!(
-        (k.frame_params, k.local_bytes, k.call_param_bytes),
-        (0, 48, 16)
-    );
+    assert_eq!((k.frame_params, k.local_bytes, k.call_param_bytes), (0, 48, 16));
     assert_eq!(k.frame_bytes(), 64);
     let fp: Vec<_> = f.params.iter().map(|p| (p.offset, p.size)).collect();
     assert_eq!(fp, [(0, 8), (8, 4)]);
-    assert_eq!(
-        f.rets
-            .iter()
-            .map(|p| (p.offset, p.size))
-            .collect::<Vec<_>>(),
-        [(12, 4)]
-    );
-    assert_eq!(
-        (
-            f.param_bytes,
-            f.frame_params,
-            f.local_bytes,
-            f.call_param_bytes
-        ),
-        (16, 16, 0, 0)
-    );
+    assert_eq!(f.rets.iter().map(|p| (p.offset, p.size)).collect::<Vec<_>>(), [(12, 4)]);
+    assert_eq!((f.param_bytes, f.frame_params, f.local_bytes, f.call_param_bytes), (16, 16, 0, 0));
     assert_eq!((g.param_bytes, g.frame_params, g.local_bytes), (16, 16, 16));
     let o = ops(&m);
-    let fb = |offset| Addr {
-        base: Src::Sreg(Sreg::FrameBase),
-        offset,
-    };
-    assert!(matches!(
-        o[0],
-        Op::Add {
-            ty: Ty::U64,
-            a: Src::Sreg(Sreg::FrameBase),
-            b: Src::Imm(0),
-            ..
-        }
-    ));
-    assert!(matches!(
-        o[1],
-        Op::Cvta {
-            space: Space::Local,
-            to: false,
-            ..
-        }
-    ));
-    assert!(matches!(
-        &o[2],
-        Op::St {
-            space: Space::Local,
-            addr: Addr {
-                base: Src::Reg(_),
-                offset: 4
-            },
-            ..
-        }
-    ));
+    let fb = |offset| Addr { base: Src::Sreg(Sreg::FrameBase), offset };
+    assert!(matches!(o[0], Op::Add { ty: Ty::U64, a: Src::Sreg(Sreg::FrameBase), b: Src::Imm(0), .. }));
+    assert!(matches!(o[1], Op::Cvta { space: Space::Local, to: false, .. }));
+    assert!(matches!(&o[2], Op::St { space: Space::Local, addr: Addr { base: Src::Reg(_), offset: 4 }, .. }));
     // Call scratch after the 48-byte depot: param0 at 48, param1 at 56, retval0 at 60.
-    assert!(
-        matches!(&o[3], Op::St { space: Space::Local, ty: Ty::B64, addr, .. } if *addr == fb(48))
-    );
+    assert!(matches!(&o[3], Op::St { space: Space::Local, ty: Ty::B64, addr, .. } if *addr == fb(48)));
     assert!(matches!(&o[4], Op::St { space: Space::Local, addr, .. } if *addr == fb(56)));
-    assert!(
-        matches!(&o[5], Op::Call { func: 1, args, rets } if args == &[48, 56] && rets == &[60])
-    );
+    assert!(matches!(&o[5], Op::Call { func: 1, args, rets } if args == &[48, 56] && rets == &[60]));
     assert!(matches!(&o[6], Op::Ld { space: Space::Local, addr, .. } if *addr == fb(60)));
     // The next call block reuses the scratch.
     assert!(matches!(&o[7], Op::St { addr, .. } if *addr == fb(48)));
@@ -367,27 +212,15 @@ fn calls_frames_and_depot() {
     assert!(matches!(o[9], Op::Exit));
     // Inside f: its params and return value are frame slots.
     assert_eq!(f.start, 10);
-    assert!(
-        matches!(&o[10], Op::Ld { space: Space::Local, ty: Ty::B64, addr, .. } if *addr == fb(0))
-    );
+    assert!(matches!(&o[10], Op::Ld { space: Space::Local, ty: Ty::B64, addr, .. } if *addr == fb(0)));
     assert!(matches!(&o[11], Op::Ld { space: Space::Local, addr, .. } if *addr == fb(8)));
     assert!(matches!(&o[12], Op::St { space: Space::Local, addr, .. } if *addr == fb(12)));
     assert!(matches!(o[13], Op::Ret));
     // g's depot sits after its 16 bytes of parameters.
-    assert!(matches!(
-        o[14],
-        Op::Add {
-            a: Src::Sreg(Sreg::FrameBase),
-            b: Src::Imm(16),
-            ..
-        }
-    ));
+    assert!(matches!(o[14], Op::Add { a: Src::Sreg(Sreg::FrameBase), b: Src::Imm(16), .. }));
     assert!(matches!(&o[15], Op::Ld { space: Space::Local, addr, .. } if *addr == fb(20)));
     assert!(matches!(o[16], Op::Ret));
-    assert_eq!(
-        m.code[5].line, 20,
-        "a statement spanning lines has its first line"
-    );
+    assert_eq!(m.code[5].line, 20, "a statement spanning lines has its first line");
 }
 
 #[test]
@@ -400,23 +233,10 @@ fn branches_tables_and_guards() {
     let o = ops(&m);
     assert!(matches!(o[1], Op::Bra { target: 4 }));
     assert!(matches!(o[2], Op::Bra { target: 0 }));
-    assert!(matches!(
-        o[3],
-        Op::BrxIdx {
-            table: 0,
-            index: Src::Reg(_)
-        }
-    ));
+    assert!(matches!(o[3], Op::BrxIdx { table: 0, index: Src::Reg(_) }));
     assert_eq!(m.branch_tables, vec![vec![4, 0, 6]]);
     let p1 = match o[0] {
-        Op::Setp {
-            p,
-            ty: Ty::U32,
-            cmp: Cmp::Lt,
-            q: None,
-            bool_op: None,
-            ..
-        } => p,
+        Op::Setp { p, ty: Ty::U32, cmp: Cmp::Lt, q: None, bool_op: None, .. } => p,
         ref x => panic!("{x:?}"),
     };
     assert_eq!(m.code[1].guard, Some((p1, false)));
@@ -448,51 +268,20 @@ fn multiline_wgmma_and_hopper_forms() {
     let o = ops(&m);
     let smem = layout::SHARED_BASE;
     assert_eq!(m.dynamic_smem_offset, 0);
-    assert!(matches!(
-        &o[0],
-        Op::MbarInit {
-            addr: Addr {
-                base: Src::Reg(_),
-                offset: 0
-            },
-            count: Src::Reg(_)
-        }
-    ));
+    assert!(matches!(&o[0], Op::MbarInit { addr: Addr { base: Src::Reg(_), offset: 0 }, count: Src::Reg(_) }));
     assert!(matches!(o[1], Op::Fence) && matches!(o[2], Op::Nop));
     assert!(
-        matches!(o[3], Op::SetMaxNReg { inc: true, n: 232 })
-            && matches!(o[4], Op::SetMaxNReg { inc: false, n: 40 })
+        matches!(o[3], Op::SetMaxNReg { inc: true, n: 232 }) && matches!(o[4], Op::SetMaxNReg { inc: false, n: 40 })
     );
-    let Op::MbarTryWait {
-        p,
-        test: false,
-        parity: Src::Reg(_),
-        ..
-    } = o[5]
-    else {
-        panic!("{:?}", o[5])
-    };
-    assert!(
-        matches!(o[6], Op::Selp { ty: Ty::U32, p: Src::Reg(q), a: Src::Imm(1), b: Src::Imm(0), .. } if q == p)
-    );
-    assert!(matches!(
-        &o[7],
-        Op::MbarArrive {
-            d: None,
-            tx: Some(Src::Reg(_)),
-            ..
-        }
-    ));
+    let Op::MbarTryWait { p, test: false, parity: Src::Reg(_), .. } = o[5] else { panic!("{:?}", o[5]) };
+    assert!(matches!(o[6], Op::Selp { ty: Ty::U32, p: Src::Reg(q), a: Src::Imm(1), b: Src::Imm(0), .. } if q == p));
+    assert!(matches!(&o[7], Op::MbarArrive { d: None, tx: Some(Src::Reg(_)), .. }));
     assert!(
         matches!(&o[8], Op::MbarArrive { d: Some(_), tx: None, addr } if *addr == Addr { base: Src::Imm(smem), offset: 8 })
     );
-    assert!(
-        matches!(&o[9], Op::CpAsyncBulkTensor { coords, map: Src::Reg(_), .. } if coords.len() == 2)
-    );
+    assert!(matches!(&o[9], Op::CpAsyncBulkTensor { coords, map: Src::Reg(_), .. } if coords.len() == 2));
     assert!(matches!(o[10], Op::WgmmaFence));
-    let Op::Setp { p: scale, .. } = o[11] else {
-        panic!()
-    };
+    let Op::Setp { p: scale, .. } = o[11] else { panic!() };
     match &o[12] {
         Op::Wgmma {
             m: 64,
@@ -516,33 +305,14 @@ fn multiline_wgmma_and_hopper_forms() {
         }
         x => panic!("{x:?}"),
     }
-    assert_eq!(
-        m.code[12].line,
-        m.code[11].line + 1,
-        "wgmma's line is where its opcode is"
-    );
-    let Op::Wgmma { d: d1, .. } = &o[12] else {
-        panic!()
-    };
+    assert_eq!(m.code[12].line, m.code[11].line + 1, "wgmma's line is where its opcode is");
+    let Op::Wgmma { d: d1, .. } = &o[12] else { panic!() };
     assert!(
         matches!(&o[14], Op::Wgmma { k: 32, aty: Ty::E4m3x2, bty: Ty::E4m3x2, d, tnsp_a: 0, tnsp_b: 0, .. } if d == d1)
     );
     assert!(matches!(o[15], Op::WgmmaCommit) && matches!(o[16], Op::WgmmaWait { n: 0 }));
-    assert!(matches!(
-        o[17],
-        Op::MbarTryWait {
-            test: true,
-            parity: Src::Imm(1),
-            ..
-        }
-    ));
-    assert!(matches!(
-        o[18],
-        Op::MbarExpectTx {
-            tx: Src::Imm(64),
-            ..
-        }
-    ));
+    assert!(matches!(o[17], Op::MbarTryWait { test: true, parity: Src::Imm(1), .. }));
+    assert!(matches!(o[18], Op::MbarExpectTx { tx: Src::Imm(64), .. }));
 }
 
 #[test]
@@ -567,230 +337,48 @@ fn arithmetic_and_conversion_forms() {
         i += 1;
         o[i - 1].clone()
     };
-    assert!(matches!(
-        next(),
-        Op::FAdd {
-            ty: Ty::F32,
-            rnd: Rnd::Rn,
-            ..
-        }
-    ));
+    assert!(matches!(next(), Op::FAdd { ty: Ty::F32, rnd: Rnd::Rn, .. }));
     assert!(matches!(next(), Op::FAdd { rnd: Rnd::None, .. }));
-    assert!(matches!(
-        next(),
-        Op::MulInt {
-            ty: Ty::U32,
-            mode: MulMode::Wide,
-            b: Src::Imm(4),
-            ..
-        }
-    ));
-    assert!(matches!(
-        next(),
-        Op::MadInt {
-            ty: Ty::S64,
-            mode: MulMode::Lo,
-            ..
-        }
-    ));
-    assert!(matches!(
-        next(),
-        Op::MadInt {
-            ty: Ty::U32,
-            mode: MulMode::Wide,
-            ..
-        }
-    ));
-    assert!(matches!(
-        next(),
-        Op::Fma {
-            ty: Ty::F64,
-            rnd: Rnd::Rn,
-            ..
-        }
-    ));
-    assert!(matches!(
-        next(),
-        Op::FDiv {
-            ty: Ty::F32,
-            rnd: Rnd::Rn,
-            ..
-        }
-    ));
+    assert!(matches!(next(), Op::MulInt { ty: Ty::U32, mode: MulMode::Wide, b: Src::Imm(4), .. }));
+    assert!(matches!(next(), Op::MadInt { ty: Ty::S64, mode: MulMode::Lo, .. }));
+    assert!(matches!(next(), Op::MadInt { ty: Ty::U32, mode: MulMode::Wide, .. }));
+    assert!(matches!(next(), Op::Fma { ty: Ty::F64, rnd: Rnd::Rn, .. }));
+    assert!(matches!(next(), Op::FDiv { ty: Ty::F32, rnd: Rnd::Rn, .. }));
     assert!(matches!(next(), Op::Div { ty: Ty::U64, .. }));
-    assert!(matches!(
-        next(),
-        Op::Rem {
-            ty: Ty::U32,
-            b: Src::Imm(3),
-            ..
-        }
-    ));
+    assert!(matches!(next(), Op::Rem { ty: Ty::U32, b: Src::Imm(3), .. }));
     assert!(matches!(next(), Op::FMin { ty: Ty::F32, .. }));
     assert!(matches!(next(), Op::Max { ty: Ty::U32, .. }));
     assert!(matches!(next(), Op::FNeg { ty: Ty::F64, .. }));
     assert!(matches!(next(), Op::Neg { ty: Ty::S32, .. }));
     assert!(matches!(next(), Op::FAbs { ty: Ty::F32, .. }));
-    assert!(matches!(
-        next(),
-        Op::Rcp {
-            ty: Ty::F32,
-            rnd: Rnd::Rn,
-            ..
-        }
-    ));
-    assert!(matches!(
-        next(),
-        Op::Sqrt {
-            ty: Ty::F32,
-            rnd: Rnd::Rn,
-            ..
-        }
-    ));
-    assert!(matches!(
-        next(),
-        Op::MulInt {
-            ty: Ty::U64,
-            mode: MulMode::Hi,
-            ..
-        }
-    ));
+    assert!(matches!(next(), Op::Rcp { ty: Ty::F32, rnd: Rnd::Rn, .. }));
+    assert!(matches!(next(), Op::Sqrt { ty: Ty::F32, rnd: Rnd::Rn, .. }));
+    assert!(matches!(next(), Op::MulInt { ty: Ty::U64, mode: MulMode::Hi, .. }));
     assert!(matches!(next(), Op::Sub { ty: Ty::S16, .. }));
     assert!(matches!(next(), Op::And { ty: Ty::Pred, .. }));
     assert!(matches!(next(), Op::Not { ty: Ty::Pred, .. }));
-    assert!(matches!(
-        next(),
-        Op::Shl {
-            ty: Ty::B64,
-            b: Src::Imm(3),
-            ..
-        }
-    ));
+    assert!(matches!(next(), Op::Shl { ty: Ty::B64, b: Src::Imm(3), .. }));
     assert!(matches!(next(), Op::Shr { ty: Ty::S32, .. }));
-    assert!(matches!(
-        next(),
-        Op::Bfe {
-            ty: Ty::U32,
-            b: Src::Imm(2),
-            c: Src::Imm(1),
-            ..
-        }
-    ));
-    assert!(matches!(
-        next(),
-        Op::Bfi {
-            ty: Ty::B32,
-            pos: Src::Imm(8),
-            len: Src::Imm(4),
-            ..
-        }
-    ));
+    assert!(matches!(next(), Op::Bfe { ty: Ty::U32, b: Src::Imm(2), c: Src::Imm(1), .. }));
+    assert!(matches!(next(), Op::Bfi { ty: Ty::B32, pos: Src::Imm(8), len: Src::Imm(4), .. }));
     assert!(matches!(next(), Op::Popc { ty: Ty::B32, .. }));
     assert!(matches!(next(), Op::Clz { ty: Ty::B64, .. }));
     assert!(matches!(next(), Op::Brev { ty: Ty::B32, .. }));
-    assert!(matches!(
-        next(),
-        Op::Setp {
-            ty: Ty::F64,
-            cmp: Cmp::Ltu,
-            q: Some(_),
-            bool_op: None,
-            ..
-        }
-    ));
-    assert!(matches!(
-        next(),
-        Op::Setp {
-            ty: Ty::F32,
-            cmp: Cmp::Lt,
-            bool_op: Some((BoolOp::And, Src::Reg(_))),
-            ..
-        }
-    ));
-    assert!(matches!(
-        next(),
-        Op::Setp {
-            ty: Ty::U32,
-            cmp: Cmp::Ge,
-            ..
-        }
-    ));
+    assert!(matches!(next(), Op::Setp { ty: Ty::F64, cmp: Cmp::Ltu, q: Some(_), bool_op: None, .. }));
+    assert!(matches!(next(), Op::Setp { ty: Ty::F32, cmp: Cmp::Lt, bool_op: Some((BoolOp::And, Src::Reg(_))), .. }));
+    assert!(matches!(next(), Op::Setp { ty: Ty::U32, cmp: Cmp::Ge, .. }));
     let (r2, r3) = match next() {
-        Op::Cvt {
-            dty: Ty::Bf16x2,
-            sty: Ty::F32,
-            rnd: Rnd::Rn,
-            b: Some(Src::Reg(b)),
-            a: Src::Reg(a),
-            ..
-        } => (a, b),
+        Op::Cvt { dty: Ty::Bf16x2, sty: Ty::F32, rnd: Rnd::Rn, b: Some(Src::Reg(b)), a: Src::Reg(a), .. } => (a, b),
         x => panic!("{x:?}"),
     };
     assert_ne!(r2, r3);
-    assert!(matches!(
-        next(),
-        Op::Cvt {
-            dty: Ty::E4m3x2,
-            sty: Ty::F32,
-            satfinite: true,
-            sat: false,
-            b: Some(_),
-            ..
-        }
-    ));
-    assert!(matches!(
-        next(),
-        Op::Cvt {
-            dty: Ty::S64,
-            sty: Ty::F64,
-            rnd: Rnd::Rzi,
-            b: None,
-            ..
-        }
-    ));
-    assert!(matches!(
-        next(),
-        Op::Cvt {
-            dty: Ty::F32,
-            sty: Ty::F16,
-            rnd: Rnd::None,
-            ..
-        }
-    ));
-    assert!(matches!(
-        next(),
-        Op::Cvt {
-            dty: Ty::U16,
-            sty: Ty::U32,
-            ..
-        }
-    ));
-    assert!(matches!(
-        next(),
-        Op::Cvt {
-            dty: Ty::S16,
-            sty: Ty::S8,
-            ..
-        }
-    ));
-    assert!(matches!(
-        next(),
-        Op::Cvt {
-            dty: Ty::F32,
-            sty: Ty::U32,
-            rnd: Rnd::Rn,
-            ..
-        }
-    ));
-    assert!(matches!(
-        next(),
-        Op::Cvt {
-            dty: Ty::F32,
-            sty: Ty::F32,
-            sat: true,
-            ..
-        }
-    ));
+    assert!(matches!(next(), Op::Cvt { dty: Ty::E4m3x2, sty: Ty::F32, satfinite: true, sat: false, b: Some(_), .. }));
+    assert!(matches!(next(), Op::Cvt { dty: Ty::S64, sty: Ty::F64, rnd: Rnd::Rzi, b: None, .. }));
+    assert!(matches!(next(), Op::Cvt { dty: Ty::F32, sty: Ty::F16, rnd: Rnd::None, .. }));
+    assert!(matches!(next(), Op::Cvt { dty: Ty::U16, sty: Ty::U32, .. }));
+    assert!(matches!(next(), Op::Cvt { dty: Ty::S16, sty: Ty::S8, .. }));
+    assert!(matches!(next(), Op::Cvt { dty: Ty::F32, sty: Ty::U32, rnd: Rnd::Rn, .. }));
+    assert!(matches!(next(), Op::Cvt { dty: Ty::F32, sty: Ty::F32, sat: true, .. }));
     assert!(matches!(
         next(),
         Op::Shfl {
@@ -802,91 +390,21 @@ fn arithmetic_and_conversion_forms() {
             ..
         }
     ));
+    assert!(matches!(next(), Op::Shfl { mode: ShflMode::Idx, p: None, mask: Src::Reg(_), .. }));
+    assert!(matches!(next(), Op::BarSync { id: Src::Imm(0), count: None }));
+    assert!(matches!(next(), Op::BarSync { id: Src::Imm(1), count: Some(Src::Imm(64)) }));
+    assert!(matches!(next(), Op::BarWarpSync { mask: Src::Imm(0xffff_ffff) }));
     assert!(matches!(
         next(),
-        Op::Shfl {
-            mode: ShflMode::Idx,
-            p: None,
-            mask: Src::Reg(_),
-            ..
-        }
+        Op::Atom { space: Space::Generic, op: AtomOp::Or, ty: Ty::B32, d: Some(_), a: Src::Imm(1), b: None, .. }
     ));
-    assert!(matches!(
-        next(),
-        Op::BarSync {
-            id: Src::Imm(0),
-            count: None
-        }
-    ));
-    assert!(matches!(
-        next(),
-        Op::BarSync {
-            id: Src::Imm(1),
-            count: Some(Src::Imm(64))
-        }
-    ));
-    assert!(matches!(
-        next(),
-        Op::BarWarpSync {
-            mask: Src::Imm(0xffff_ffff)
-        }
-    ));
-    assert!(matches!(
-        next(),
-        Op::Atom {
-            space: Space::Generic,
-            op: AtomOp::Or,
-            ty: Ty::B32,
-            d: Some(_),
-            a: Src::Imm(1),
-            b: None,
-            ..
-        }
-    ));
-    assert!(matches!(
-        next(),
-        Op::Atom {
-            space: Space::Global,
-            op: AtomOp::Cas,
-            b: Some(_),
-            ..
-        }
-    ));
-    assert!(matches!(
-        next(),
-        Op::Atom {
-            space: Space::Shared,
-            op: AtomOp::Add,
-            d: None,
-            ..
-        }
-    ));
+    assert!(matches!(next(), Op::Atom { space: Space::Global, op: AtomOp::Cas, b: Some(_), .. }));
+    assert!(matches!(next(), Op::Atom { space: Space::Shared, op: AtomOp::Add, d: None, .. }));
     assert!(matches!(next(), Op::Fence));
     assert!(matches!(next(), Op::Fence));
-    assert!(matches!(
-        next(),
-        Op::Cvta {
-            space: Space::Global,
-            to: true,
-            ..
-        }
-    ));
-    assert!(matches!(
-        next(),
-        Op::Cvta {
-            space: Space::Shared,
-            to: false,
-            ..
-        }
-    ));
-    assert!(matches!(
-        next(),
-        Op::Cvta {
-            space: Space::Shared,
-            to: true,
-            ..
-        }
-    ));
+    assert!(matches!(next(), Op::Cvta { space: Space::Global, to: true, .. }));
+    assert!(matches!(next(), Op::Cvta { space: Space::Shared, to: false, .. }));
+    assert!(matches!(next(), Op::Cvta { space: Space::Shared, to: true, .. }));
     assert_eq!(i, o.len());
 }
 
@@ -896,50 +414,14 @@ fn mov_pack_and_unpack() {
         "mov.b64 {_, %r1}, %rd1;\n{ .reg .b16 tmp; mov.b32 {tmp, %rs1}, %r2; }\nmov.b64 %rd2, {%r3, %r4};\nmov.u32 %r5, %laneid;",
     );
     let o = ops(&m);
-    assert!(matches!(
-        o[0],
-        Op::Shr {
-            ty: Ty::B64,
-            b: Src::Imm(32),
-            ..
-        }
-    ));
-    assert!(matches!(
-        o[1],
-        Op::And {
-            ty: Ty::B32,
-            b: Src::Imm(0xffff),
-            ..
-        }
-    ));
-    assert!(matches!(
-        o[2],
-        Op::Shr {
-            ty: Ty::B32,
-            b: Src::Imm(16),
-            ..
-        }
-    ));
+    assert!(matches!(o[0], Op::Shr { ty: Ty::B64, b: Src::Imm(32), .. }));
+    assert!(matches!(o[1], Op::And { ty: Ty::B32, b: Src::Imm(0xffff), .. }));
+    assert!(matches!(o[2], Op::Shr { ty: Ty::B32, b: Src::Imm(16), .. }));
     // Pack: d = hi; d <<= 32; d |= lo.
-    let Op::Mov {
-        ty: Ty::B64,
-        d,
-        a: Src::Reg(hi),
-    } = o[3]
-    else {
-        panic!("{:?}", o[3])
-    };
-    assert!(
-        matches!(o[4], Op::Shl { d: x, a: Src::Reg(y), b: Src::Imm(32), .. } if x == d && y == d)
-    );
+    let Op::Mov { ty: Ty::B64, d, a: Src::Reg(hi) } = o[3] else { panic!("{:?}", o[3]) };
+    assert!(matches!(o[4], Op::Shl { d: x, a: Src::Reg(y), b: Src::Imm(32), .. } if x == d && y == d));
     assert!(matches!(o[5], Op::Or { d: x, b: Src::Reg(lo), .. } if x == d && lo != hi));
-    assert!(matches!(
-        o[6],
-        Op::Mov {
-            a: Src::Sreg(Sreg::LaneId),
-            ..
-        }
-    ));
+    assert!(matches!(o[6], Op::Mov { a: Src::Sreg(Sreg::LaneId), .. }));
 }
 
 #[test]
@@ -957,10 +439,7 @@ fn comments_and_line_numbers() {
 #[test]
 fn errors_name_the_line_and_form() {
     let e = kernel_err("mov.b32 %r1, 1;\nfoo.bar.b32 %r1, %r2;");
-    assert!(
-        e.contains("line 10") && e.contains("unsupported instruction form 'foo.bar.b32'"),
-        "{e}"
-    );
+    assert!(e.contains("line 10") && e.contains("unsupported instruction form 'foo.bar.b32'"), "{e}");
     let e = kernel_err("add.sat.s32 %r1, %r2, %r3;");
     assert!(e.contains("line 9") && e.contains("'add.sat.s32'"), "{e}");
     let e = kernel_err("rcp.approx.f32 %r1, %r2;");
@@ -972,15 +451,9 @@ fn errors_name_the_line_and_form() {
     let e = kernel_err("ld.global.b32 %r1, [missing+4];");
     assert!(e.contains("undefined symbol 'missing'"), "{e}");
     let e = kernel_err(".maxclusterrank 2;");
-    assert!(
-        e.contains("line 9") && e.contains("unsupported directive"),
-        "{e}"
-    );
+    assert!(e.contains("line 9") && e.contains("unsupported directive"), "{e}");
     let e = kernel_err("{ .param .b32 param0;\ncall.uni nobody, (param0);\n}");
-    assert!(
-        e.contains("line 10") && e.contains("undefined function 'nobody'"),
-        "{e}"
-    );
+    assert!(e.contains("line 10") && e.contains("undefined function 'nobody'"), "{e}");
     let e = parse_err(
         ".visible .entry k()\n{\n.reg .b32 %r<2>;\n{ .param .b64 param0;\ncall.uni f, (param0);\n}\nret;\n}\n.func f(.param .b32 a)\n{\nret;\n}\n",
     );
@@ -998,27 +471,13 @@ fn signed_loads_extend_to_the_register_width() {
          ld.global.v2.s16 {%r3, %r4}, [%rd1];",
     );
     let o = ops(&m);
-    let Op::Ld { ty: Ty::S8, d, .. } = &o[0] else {
-        panic!("{:?}", o[0])
-    };
-    assert!(
-        matches!(o[1], Op::Cvt { dty: Ty::S16, sty: Ty::S8, d: x, a: Src::Reg(y), .. } if x == d[0] && y == d[0])
-    );
-    let Op::Ld { ty: Ty::S32, d, .. } = &o[2] else {
-        panic!("{:?}", o[2])
-    };
+    let Op::Ld { ty: Ty::S8, d, .. } = &o[0] else { panic!("{:?}", o[0]) };
+    assert!(matches!(o[1], Op::Cvt { dty: Ty::S16, sty: Ty::S8, d: x, a: Src::Reg(y), .. } if x == d[0] && y == d[0]));
+    let Op::Ld { ty: Ty::S32, d, .. } = &o[2] else { panic!("{:?}", o[2]) };
     assert!(matches!(o[3], Op::Cvt { dty: Ty::S64, sty: Ty::S32, d: x, .. } if x == d[0]));
-    assert!(
-        matches!(o[4], Op::Ld { ty: Ty::S32, .. }),
-        "same width: no extension"
-    );
-    assert!(
-        matches!(o[5], Op::Ld { ty: Ty::U8, .. }),
-        "unsigned: the load zero-extends"
-    );
-    let Op::Ld { ty: Ty::S16, d, .. } = &o[6] else {
-        panic!("{:?}", o[6])
-    };
+    assert!(matches!(o[4], Op::Ld { ty: Ty::S32, .. }), "same width: no extension");
+    assert!(matches!(o[5], Op::Ld { ty: Ty::U8, .. }), "unsigned: the load zero-extends");
+    let Op::Ld { ty: Ty::S16, d, .. } = &o[6] else { panic!("{:?}", o[6]) };
     assert!(matches!(o[7], Op::Cvt { dty: Ty::S32, sty: Ty::S16, d: x, .. } if x == d[0]));
     assert!(matches!(o[8], Op::Cvt { dty: Ty::S32, sty: Ty::S16, d: x, .. } if x == d[1]));
     assert_eq!(o.len(), 9);

@@ -107,12 +107,7 @@ pub const fn neox_by_shuffle(rotary_dim: u32) -> bool {
 /// per warp when the NeoX partners go through shared memory. The offsets are fixed (weights at 0,
 /// tables at `2 · head_dim`, mask at `6 · head_dim`, rows at `7 · head_dim` f32) whichever parts a
 /// launch uses; the size covers the last part used.
-pub const fn qk_norm_rope_smem_bytes(
-    head_dim: u32,
-    warps: u32,
-    rope: bool,
-    neox_rows: bool,
-) -> u32 {
+pub const fn qk_norm_rope_smem_bytes(head_dim: u32, warps: u32, rope: bool, neox_rows: bool) -> u32 {
     let f32s = if neox_rows {
         7 * head_dim + warps * 32 * QK_ELEMS_PER_LANE
     } else if rope {

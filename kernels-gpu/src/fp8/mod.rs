@@ -144,7 +144,9 @@ unsafe fn load_half_raw(p: *const u8, vector: bool) -> [u32; 4] {
         let mut w = [0u32; 4];
         for (i, v) in w.iter_mut().enumerate() {
             // SAFETY: elements 2i, 2i + 1 < 8 (caller).
-            *v = unsafe { (p as *const u16).add(2 * i).read() as u32 | ((p as *const u16).add(2 * i + 1).read() as u32) << 16 };
+            *v = unsafe {
+                (p as *const u16).add(2 * i).read() as u32 | ((p as *const u16).add(2 * i + 1).read() as u32) << 16
+            };
         }
         w
     }

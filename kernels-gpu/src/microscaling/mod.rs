@@ -397,9 +397,8 @@ impl Format for Nvfp4 {
         let (s, r, _) = math::nvfp4_scale_params(scale);
         let mine = Nvfp4Block { scale: scale as u32, s, r };
         // SAFETY: the whole warp is converged here (caller's contract).
-        let other = unsafe {
-            Nvfp4Block { scale: shfl_xor_u32(mine.scale, 1), s: shfl_xor_f32(s, 1), r: shfl_xor_f32(r, 1) }
-        };
+        let other =
+            unsafe { Nvfp4Block { scale: shfl_xor_u32(mine.scale, 1), s: shfl_xor_f32(s, 1), r: shfl_xor_f32(r, 1) } };
         if odd { (other, mine) } else { (mine, other) }
     }
 
@@ -598,7 +597,8 @@ unsafe fn quantize<T: Wide, F: Format, const GROUPED: bool, const VECTOR: bool>(
             }
             // One scale store per block, by lane 0 (first chunk) or 1 (second chunk) of the
             // block's lanes: one pass for the warp, each storing lane following one walk.
-            let (row, c, s, on) = if q == 0 { (a.row, a.col, F::scale(&ba), on_a) } else { (b.row, b.col, F::scale(&bb), on_b) };
+            let (row, c, s, on) =
+                if q == 0 { (a.row, a.col, F::scale(&ba), on_a) } else { (b.row, b.col, F::scale(&bb), on_b) };
             if q < 2 && on {
                 store_scale(row, c, s, &mut cursor);
             }

@@ -14,8 +14,8 @@
 use core::arch::asm;
 
 pub use super::soft::{
-    bf16_bits_to_f32 as bf16_to_f32, e2m1_to_f32, e4m3fn_to_f32, e5m2_to_f32, f32_to_e2m1_sat,
-    f32_to_ue8m0_ceil, f32_to_ue8m0_floor, ue8m0_to_f32,
+    bf16_bits_to_f32 as bf16_to_f32, e2m1_to_f32, e4m3fn_to_f32, e5m2_to_f32, f32_to_e2m1_sat, f32_to_ue8m0_ceil,
+    f32_to_ue8m0_floor, ue8m0_to_f32,
 };
 
 /// f32 → bf16 bits, round to nearest even.

@@ -26,7 +26,9 @@ pub fn smem_addr<T>(p: *const T) -> u32 {
 #[inline(always)]
 pub unsafe fn mbarrier_init(bar: u32, count: u32) {
     // SAFETY: caller's contract.
-    unsafe { asm!("mbarrier.init.shared::cta.b64 [{b}], {c};", b = in(reg32) bar, c = in(reg32) count, options(nostack)) };
+    unsafe {
+        asm!("mbarrier.init.shared::cta.b64 [{b}], {c};", b = in(reg32) bar, c = in(reg32) count, options(nostack))
+    };
 }
 
 /// Makes mbarrier initializations visible to the async proxy (TMA) and other threads; follow it

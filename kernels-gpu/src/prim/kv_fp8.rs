@@ -22,10 +22,7 @@ fn mul_add(x: f32, a: f32, b: f32) -> f32 {
 /// Scales whose reciprocal the kernel may use: `[2^-64, 2^64]` (residuals of quotients in
 /// `[2^-11, 2^20]` stay normal). The host passes 0 as the reciprocal outside it: the kernel
 /// divides.
-pub const RECIP_RANGE: (f32, f32) = (
-    f32::from_bits((127 - 64) << 23),
-    f32::from_bits((127 + 64) << 23),
-);
+pub const RECIP_RANGE: (f32, f32) = (f32::from_bits((127 - 64) << 23), f32::from_bits((127 + 64) << 23));
 
 /// `x / s` rounded to nearest, given `r = RN(1 / s)` with `s` in `RECIP_RANGE`.
 #[inline(always)]

@@ -93,11 +93,7 @@ fn decode_small(code: u32, man: u32, emin: i32, sign_bit: u32) -> f32 {
     let exp_field = (mag >> man) as i32;
     let m = (mag & ((1 << man) - 1)) as f32;
     let scale = (1u32 << man) as f32;
-    let v = if exp_field == 0 {
-        m / scale * exp2i(emin)
-    } else {
-        (1.0 + m / scale) * exp2i(emin + exp_field - 1)
-    };
+    let v = if exp_field == 0 { m / scale * exp2i(emin) } else { (1.0 + m / scale) * exp2i(emin + exp_field - 1) };
     sign * v
 }
 

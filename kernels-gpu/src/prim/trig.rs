@@ -54,17 +54,10 @@ pub fn sincos_rope(a: f64) -> (f32, f32) {
     let r = mul_add(-n, PIO2_LO, r) as f32;
     let z = r * r;
     // sin r = r + r³·(s1 + z·(s2 + z·s3)); cos r = 1 − z/2 + z²·(c1 + z·(c2 + z·c3))
-    let ps = mul_add_f32(
-        mul_add_f32(-1.951_529_589_1e-4, z, 8.332_160_873_6e-3),
-        z,
-        -1.666_665_461_1e-1,
-    );
+    let ps = mul_add_f32(mul_add_f32(-1.951_529_589_1e-4, z, 8.332_160_873_6e-3), z, -1.666_665_461_1e-1);
     let s = mul_add_f32(r * z, ps, r);
-    let pc = mul_add_f32(
-        mul_add_f32(2.443_315_711_809_948e-5, z, -1.388_731_625_493_765e-3),
-        z,
-        4.166_664_568_298_827e-2,
-    );
+    let pc =
+        mul_add_f32(mul_add_f32(2.443_315_711_809_948e-5, z, -1.388_731_625_493_765e-3), z, 4.166_664_568_298_827e-2);
     let c = mul_add_f32(z * z, pc, mul_add_f32(-0.5, z, 1.0));
     // quadrant q: (sin, cos) = (s, c), (c, −s), (−s, −c), (−c, s)
     let (sin, cos) = if quadrant & 1 != 0 { (c, s) } else { (s, c) };

@@ -270,7 +270,10 @@ impl Run<'_> {
                 wi,
                 lane,
                 pc,
-                format!("mbarrier at shared address 0x{:x} is used before mbarrier.init", SHARED_BASE + 8 * slot as u64),
+                format!(
+                    "mbarrier at shared address 0x{:x} is used before mbarrier.init",
+                    SHARED_BASE + 8 * slot as u64
+                ),
             ));
         }
         Ok(())
@@ -286,13 +289,27 @@ impl Run<'_> {
         }
     }
 
-    pub(super) fn mbar_init(&mut self, wi: usize, pc: u32, m: u32, bank: usize, addr: &Addr, count: &Src) -> Result<()> {
+    pub(super) fn mbar_init(
+        &mut self,
+        wi: usize,
+        pc: u32,
+        m: u32,
+        bank: usize,
+        addr: &Addr,
+        count: &Src,
+    ) -> Result<()> {
         let cv = self.fetch(wi, bank, count);
         for l in lanes(m) {
             let slot = self.mbar_slot(wi, l, pc, self.mbar_addr(wi, bank, addr, l))?;
             let n = cv[l] as u32;
             if n == 0 || n > (1 << 20) - 1 {
-                return Err(self.fault(ErrorKind::LaunchFailed, wi, l, pc, format!("mbarrier.init count {n} is outside 1..2^20")));
+                return Err(self.fault(
+                    ErrorKind::LaunchFailed,
+                    wi,
+                    l,
+                    pc,
+                    format!("mbarrier.init count {n} is outside 1..2^20"),
+                ));
             }
             self.mbars[slot] = Mbar { live: true, expected: n, pending: n, tx: 0, phase: 0 };
             self.mbar_version += 1;
@@ -302,7 +319,16 @@ impl Run<'_> {
         Ok(())
     }
 
-    pub(super) fn mbar_arrive(&mut self, wi: usize, pc: u32, m: u32, bank: usize, d: Option<Reg>, addr: &Addr, tx: Option<&Src>) -> Result<()> {
+    pub(super) fn mbar_arrive(
+        &mut self,
+        wi: usize,
+        pc: u32,
+        m: u32,
+        bank: usize,
+        d: Option<Reg>,
+        addr: &Addr,
+        tx: Option<&Src>,
+    ) -> Result<()> {
         let txv = tx.map(|t| self.fetch(wi, bank, t));
         let mut state = [0u64; 32];
         for l in lanes(m) {
@@ -334,7 +360,15 @@ impl Run<'_> {
         Ok(())
     }
 
-    pub(super) fn mbar_expect_tx(&mut self, wi: usize, pc: u32, m: u32, bank: usize, addr: &Addr, tx: &Src) -> Result<()> {
+    pub(super) fn mbar_expect_tx(
+        &mut self,
+        wi: usize,
+        pc: u32,
+        m: u32,
+        bank: usize,
+        addr: &Addr,
+        tx: &Src,
+    ) -> Result<()> {
         let txv = self.fetch(wi, bank, tx);
         for l in lanes(m) {
             let slot = self.mbar_slot(wi, l, pc, self.mbar_addr(wi, bank, addr, l))?;
@@ -380,7 +414,17 @@ impl Run<'_> {
 
     /// `cp.async.bulk.tensor`: one copy per active lane.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn tma_issue(&mut self, wi: usize, pc: u32, m: u32, bank: usize, dst: &Addr, map: &Src, coords: &[Src], mbar: &Addr) -> Result<()> {
+    pub(super) fn tma_issue(
+        &mut self,
+        wi: usize,
+        pc: u32,
+        m: u32,
+        bank: usize,
+        dst: &Addr,
+        map: &Src,
+        coords: &[Src],
+        mbar: &Addr,
+    ) -> Result<()> {
         let dv = self.addrs(wi, bank, dst);
         let mv = self.fetch(wi, bank, map);
         let cv: Vec<[u64; 32]> = coords.iter().map(|c| self.fetch(wi, bank, c)).collect();
@@ -390,7 +434,13 @@ impl Run<'_> {
             // The tensor map: 128 bytes of global memory (64-byte aligned).
             let ma = mv[l];
             if ma % 64 != 0 {
-                return Err(self.fault(ErrorKind::MisalignedAddress, wi, l, pc, format!("tensor map at 0x{ma:x} is not 64-byte aligned")));
+                return Err(self.fault(
+                    ErrorKind::MisalignedAddress,
+                    wi,
+                    l,
+                    pc,
+                    format!("tensor map at 0x{ma:x} is not 64-byte aligned"),
+                ));
             }
             let mut raw = [0u8; 128];
             for chunk in 0..8u64 {
@@ -399,8 +449,9 @@ impl Run<'_> {
                 self.read_bytes(wi, l, pc, &loc, 16, &mut buf, true)?;
                 raw[16 * chunk as usize..16 * chunk as usize + 16].copy_from_slice(&buf);
             }
-            let tmap = TensorMap::decode(&raw)
-                .map_err(|e| self.fault(ErrorKind::LaunchFailed, wi, l, pc, format!("tensor map at 0x{ma:x}: {}", e.message)))?;
+            let tmap = TensorMap::decode(&raw).map_err(|e| {
+                self.fault(ErrorKind::LaunchFailed, wi, l, pc, format!("tensor map at 0x{ma:x}: {}", e.message))
+            })?;
             if tmap.rank as usize != coords.len() {
                 return Err(self.fault(
                     ErrorKind::LaunchFailed,
@@ -545,7 +596,11 @@ impl Run<'_> {
         if self.wgmma_in_flight == 0 {
             return None;
         }
-        self.warps.iter().flat_map(|w| w.hop.ops.iter()).find(|op| op.reads.iter().any(|&(a, b)| o >= a && o < b)).map(|op| op.pc)
+        self.warps
+            .iter()
+            .flat_map(|w| w.hop.ops.iter())
+            .find(|op| op.reads.iter().any(|&(a, b)| o >= a && o < b))
+            .map(|op| op.pc)
     }
 
     /// Checks that a read of shared bytes a TMA copy wrote comes after a wait on its phase.
@@ -574,7 +629,15 @@ impl Run<'_> {
 
     /// Element `kk` of an operand row: inside shared memory, written, and ready if a TMA copy
     /// wrote it; widens `range` to its bytes.
-    fn read_operand_element(&self, wi: usize, l0: usize, pc: u32, src: &OperandRow, kk: u64, range: &mut (usize, usize)) -> Result<f64> {
+    fn read_operand_element(
+        &self,
+        wi: usize,
+        l0: usize,
+        pc: u32,
+        src: &OperandRow,
+        kk: u64,
+        range: &mut (usize, usize),
+    ) -> Result<f64> {
         let (row, e) = (src.row, src.e);
         let smem_len = self.shared.data.len() as u64;
         let addr = src.desc.k_major_addr(row, kk * e);
@@ -589,7 +652,13 @@ impl Run<'_> {
         }
         let o = (addr - SHARED_BASE) as usize;
         if self.shared.init[o..o + e as usize].contains(&0) {
-            return Err(self.fault(ErrorKind::LaunchFailed, wi, l0, pc, format!("wgmma reads shared address 0x{addr:x}, never written")));
+            return Err(self.fault(
+                ErrorKind::LaunchFailed,
+                wi,
+                l0,
+                pc,
+                format!("wgmma reads shared address 0x{addr:x}, never written"),
+            ));
         }
         self.check_tma_ready(wi, l0, pc, o, e as usize)?;
         range.0 = range.0.min(o);
@@ -686,7 +755,11 @@ impl Run<'_> {
     /// `wgmma.mma_async`: computes this warp's 16 rows now, lands them at `wait_group`.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn wgmma(&mut self, wi: usize, pc: u32, group: u32, m: u32, bank: usize, inst: &Op) -> Result<()> {
-        let Op::Wgmma { m: mm, n, k, dty, aty, bty, d, a_desc, b_desc, scale_d, scale_a, scale_b, tnsp_a, tnsp_b } = inst else { unreachable!() };
+        let Op::Wgmma { m: mm, n, k, dty, aty, bty, d, a_desc, b_desc, scale_d, scale_a, scale_b, tnsp_a, tnsp_b } =
+            inst
+        else {
+            unreachable!()
+        };
         let l0 = m.trailing_zeros() as usize;
         let w = &self.warps[wi];
         if m != FULL || group != FULL || w.valid != FULL {
@@ -695,10 +768,20 @@ impl Run<'_> {
                 wi,
                 l0,
                 pc,
-                format!("wgmma.mma_async needs all 128 threads of the warpgroup; warp {} executes it with lanes {m:#010x}", w.id),
+                format!(
+                    "wgmma.mma_async needs all 128 threads of the warpgroup; warp {} executes it with lanes {m:#010x}",
+                    w.id
+                ),
             ));
         }
-        if *mm != 64 || *dty != Ty::F32 || d.len() as u32 != n / 2 || *tnsp_a != 0 || *tnsp_b != 0 || *scale_a != 1 || *scale_b != 1 {
+        if *mm != 64
+            || *dty != Ty::F32
+            || d.len() as u32 != n / 2
+            || *tnsp_a != 0
+            || *tnsp_b != 0
+            || *scale_a != 1
+            || *scale_b != 1
+        {
             return Err(self.fault(
                 ErrorKind::LaunchFailed,
                 wi,
@@ -830,7 +913,8 @@ impl Run<'_> {
             }
         }
         w.hop.ops = keep;
-        let still: Vec<u32> = w.hop.ops.iter().flat_map(|o| o.regs.iter().map(move |&r| (o.bank + r as usize) as u32)).collect();
+        let still: Vec<u32> =
+            w.hop.ops.iter().flat_map(|o| o.regs.iter().map(move |&r| (o.bank + r as usize) as u32)).collect();
         w.hop.inflight.retain(|r| still.contains(r));
         self.wgmma_in_flight -= retired;
     }
@@ -866,7 +950,13 @@ impl Run<'_> {
         let l0 = group.trailing_zeros() as usize;
         let f = &self.m.functions[self.kernel.index as usize];
         if f.maxntid.is_none() && f.reqntid.is_none() {
-            return Err(self.fault(ErrorKind::LaunchFailed, wi, l0, pc, "setmaxnreg in a kernel without .maxntid (ptxas ignores it there)".into()));
+            return Err(self.fault(
+                ErrorKind::LaunchFailed,
+                wi,
+                l0,
+                pc,
+                "setmaxnreg in a kernel without .maxntid (ptxas ignores it there)".into(),
+            ));
         }
         if group != self.warps[wi].valid || self.warps[wi].valid != FULL {
             return Err(self.fault(
@@ -878,7 +968,13 @@ impl Run<'_> {
             ));
         }
         if !(24..=256).contains(&n) || n % 8 != 0 {
-            return Err(self.fault(ErrorKind::LaunchFailed, wi, l0, pc, format!("setmaxnreg {n}: must be a multiple of 8 in 24..=256")));
+            return Err(self.fault(
+                ErrorKind::LaunchFailed,
+                wi,
+                l0,
+                pc,
+                format!("setmaxnreg {n}: must be a multiple of 8 in 24..=256"),
+            ));
         }
         let cur = self.warps[wi].hop.maxnreg;
         if inc && n < cur || !inc && n > cur {
@@ -890,7 +986,8 @@ impl Run<'_> {
                 format!("setmaxnreg.{} {n} with {cur} registers per thread now", if inc { "inc" } else { "dec" }),
             ));
         }
-        let total: u64 = self.warps.iter().enumerate().map(|(i, w)| 32 * if i == wi { n } else { w.hop.maxnreg } as u64).sum();
+        let total: u64 =
+            self.warps.iter().enumerate().map(|(i, w)| 32 * if i == wi { n } else { w.hop.maxnreg } as u64).sum();
         if inc && total > self.sim.config().regs_per_sm as u64 {
             // Waits until other warps give registers back.
             self.warps[wi].hop.reg_wait = true;
@@ -961,7 +1058,11 @@ impl Run<'_> {
             if let Some((slot, ph)) = w.hop.parked {
                 let l = w.live().trailing_zeros() as usize;
                 let line = self.m.code.get(w.pc.get(l).copied().unwrap_or(0) as usize).map_or(0, |i| i.line);
-                s += &format!(" Warp {} polls mbarrier 0x{:x} in phase {ph} (near line {line}).", w.id, SHARED_BASE + 8 * slot as u64);
+                s += &format!(
+                    " Warp {} polls mbarrier 0x{:x} in phase {ph} (near line {line}).",
+                    w.id,
+                    SHARED_BASE + 8 * slot as u64
+                );
             }
             if w.hop.reg_wait {
                 s += &format!(" Warp {} waits in setmaxnreg.inc for registers no warp gives back.", w.id);
@@ -1018,7 +1119,11 @@ pub(super) fn for_each_reg(op: &Op, mut f: impl FnMut(Reg)) {
             s(a);
             s(b);
         }
-        Selp { d, a, b, p: c, .. } | Prmt { d, a, b, c } | MadInt { d, a, b, c, .. } | Bfe { d, a, b, c, .. } | Fma { d, a, b, c, .. } => {
+        Selp { d, a, b, p: c, .. }
+        | Prmt { d, a, b, c }
+        | MadInt { d, a, b, c, .. }
+        | Bfe { d, a, b, c, .. }
+        | Fma { d, a, b, c, .. } => {
             s(&Src::Reg(*d));
             s(a);
             s(b);
@@ -1127,7 +1232,17 @@ pub(super) fn for_each_reg(op: &Op, mut f: impl FnMut(Reg)) {
             s(b_desc);
             s(scale_d);
         }
-        Fence | Nop | Bra { .. } | Call { .. } | Ret | Exit | Trap | WgmmaFence | WgmmaCommit | WgmmaWait { .. } | SetMaxNReg { .. } => {}
+        Fence
+        | Nop
+        | Bra { .. }
+        | Call { .. }
+        | Ret
+        | Exit
+        | Trap
+        | WgmmaFence
+        | WgmmaCommit
+        | WgmmaWait { .. }
+        | SetMaxNReg { .. } => {}
     }
 }
 

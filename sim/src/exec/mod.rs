@@ -86,7 +86,8 @@ impl Plan {
         }
         for (what, lim) in [(".maxntid", f.maxntid), (".reqntid", f.reqntid)] {
             if let Some(l) = lim {
-                let ok = if what == ".reqntid" { cfg.block == l } else { threads <= l.iter().map(|&v| v as u64).product() };
+                let ok =
+                    if what == ".reqntid" { cfg.block == l } else { threads <= l.iter().map(|&v| v as u64).product() };
                 if !ok {
                     return Err(SimError::new(
                         ErrorKind::OutOfResources,
@@ -120,10 +121,21 @@ impl Plan {
     }
 }
 
-fn visit(m: &Module, fi: u32, depth: u32, banks: &mut [u32], regs: &mut u32, stack: &mut u32, path: &mut Vec<u32>) -> Result<()> {
+fn visit(
+    m: &Module,
+    fi: u32,
+    depth: u32,
+    banks: &mut [u32],
+    regs: &mut u32,
+    stack: &mut u32,
+    path: &mut Vec<u32>,
+) -> Result<()> {
     let f = &m.functions[fi as usize];
     if path.contains(&fi) {
-        return Err(SimError::new(ErrorKind::InvalidValue, format!("{} is recursive: the simulator needs a bounded call depth", f.name)));
+        return Err(SimError::new(
+            ErrorKind::InvalidValue,
+            format!("{} is recursive: the simulator needs a bounded call depth", f.name),
+        ));
     }
     if banks[fi as usize] == u32::MAX {
         banks[fi as usize] = *regs;
@@ -467,7 +479,12 @@ impl<'a> Run<'a> {
         let nwarps = plan.threads.div_ceil(32);
         let mut spare = SPARE.try_with(|s| std::mem::take(&mut *s.borrow_mut())).unwrap_or_default();
         let (shared, tma_tag, mbars) = spare.shared.take().unwrap_or_default();
-        let shared = Shared { data: zeroed(shared.data, n), init: zeroed(shared.init, n), w: zeroed(shared.w, n), r: zeroed(shared.r, n) };
+        let shared = Shared {
+            data: zeroed(shared.data, n),
+            init: zeroed(shared.init, n),
+            w: zeroed(shared.w, n),
+            r: zeroed(shared.r, n),
+        };
         let (tma_tag, mbars) = (zeroed(tma_tag, n), zeroed(mbars, n / 8));
         let warps = (0..nwarps)
             .map(|id| Warp {
@@ -659,7 +676,8 @@ impl<'a> Run<'a> {
                 self.bar_expected[id] = 0;
                 self.epoch += 1;
                 for w in &mut self.warps {
-                    let waiting: u32 = lanes(w.at_bar).filter(|&l| w.bar_id[l] as usize == id).fold(0, |m, l| m | 1 << l);
+                    let waiting: u32 =
+                        lanes(w.at_bar).filter(|&l| w.bar_id[l] as usize == id).fold(0, |m, l| m | 1 << l);
                     if waiting == 0 {
                         continue;
                     }
@@ -689,7 +707,11 @@ impl<'a> Run<'a> {
                 if mask != 0 {
                     let l = mask.trailing_zeros() as usize;
                     let line = self.m.code.get(w.pc[l] as usize).map_or(0, |i| i.line);
-                    msg += &format!(" Warp {} lanes {mask:#010x} wait at {what} (line {line}: `{}`).", w.id, self.m.source_line(line));
+                    msg += &format!(
+                        " Warp {} lanes {mask:#010x} wait at {what} (line {line}: `{}`).",
+                        w.id,
+                        self.m.source_line(line)
+                    );
                 }
             }
         }
@@ -729,7 +751,13 @@ impl<'a> Run<'a> {
             let Some((pc, group)) = self.warps[wi].pick() else { return Ok(Turn::Blocked) };
             let Some(inst) = code.get(pc as usize) else {
                 let l = group.trailing_zeros() as usize;
-                return Err(self.fault(ErrorKind::LaunchFailed, wi, l, pc.saturating_sub(1), "ran past the end of the function".into()));
+                return Err(self.fault(
+                    ErrorKind::LaunchFailed,
+                    wi,
+                    l,
+                    pc.saturating_sub(1),
+                    "ran past the end of the function".into(),
+                ));
             };
             self.executed += 1;
             if self.executed > MAX_WARP_INSTS {
@@ -845,7 +873,9 @@ fn class(op: &Op) -> Class {
             }
         }
         Cvt { .. } => Class::Conversion,
-        Bra { .. } | BrxIdx { .. } | Call { .. } | Ret | Exit | Trap | BarSync { .. } | BarWarpSync { .. } => Class::Control,
+        Bra { .. } | BrxIdx { .. } | Call { .. } | Ret | Exit | Trap | BarSync { .. } | BarWarpSync { .. } => {
+            Class::Control
+        }
         _ => Class::Integer,
     }
 }
@@ -1030,8 +1060,25 @@ impl Run<'_> {
 
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
-    fn tri(&mut self, wi: usize, bank: usize, mask: u32, d: Reg, a: &Src, b: &Src, c: &Src, f: impl Fn(u64, u64, u64) -> u64) {
-        let r = with_lanes!(self, wi, bank, a, x, with_lanes!(self, wi, bank, b, y, with_lanes!(self, wi, bank, c, z, map3(x, y, z, &f))));
+    fn tri(
+        &mut self,
+        wi: usize,
+        bank: usize,
+        mask: u32,
+        d: Reg,
+        a: &Src,
+        b: &Src,
+        c: &Src,
+        f: impl Fn(u64, u64, u64) -> u64,
+    ) {
+        let r = with_lanes!(
+            self,
+            wi,
+            bank,
+            a,
+            x,
+            with_lanes!(self, wi, bank, b, y, with_lanes!(self, wi, bank, c, z, map3(x, y, z, &f)))
+        );
         self.put(wi, bank, d, mask, &r);
     }
 
@@ -1042,7 +1089,10 @@ impl Run<'_> {
         // `.sync.aligned` warp-collective instructions: the warp's live lanes gather first (the
         // compiler guarantees convergence there on a GPU; here lanes that took different paths
         // meet at the instruction).
-        let aligned = matches!(inst.op, Op::Wgmma { .. } | Op::WgmmaFence | Op::WgmmaCommit | Op::WgmmaWait { .. } | Op::SetMaxNReg { .. });
+        let aligned = matches!(
+            inst.op,
+            Op::Wgmma { .. } | Op::WgmmaFence | Op::WgmmaCommit | Op::WgmmaWait { .. } | Op::SetMaxNReg { .. }
+        );
         if aligned && m != 0 {
             let live = self.warps[wi].live();
             self.skip_guarded(wi, pc, group & !m);
@@ -1118,7 +1168,9 @@ impl Run<'_> {
                     self.tri(wi, bank, m, *d, a, b, c, |a, b, c| mul_int(ty, mode, a, b).wrapping_add(c) & wmask)
                 } else {
                     let pm = product_mask(ty, mode);
-                    self.tri(wi, bank, m, *d, a, b, c, |a, b, c| (e.of(a).wrapping_mul(e.of(b)) & pm).wrapping_add(c) & wmask)
+                    self.tri(wi, bank, m, *d, a, b, c, |a, b, c| {
+                        (e.of(a).wrapping_mul(e.of(b)) & pm).wrapping_add(c) & wmask
+                    })
                 }
             }
             Op::Div { ty, d, a, b } => {
@@ -1212,7 +1264,10 @@ impl Run<'_> {
                 self.un(wi, bank, m, *d, a, |x| (x & mk).reverse_bits() >> pad)
             }
 
-            Op::FAdd { ty, rnd, d, a, b } | Op::FSub { ty, rnd, d, a, b } | Op::FMul { ty, rnd, d, a, b } | Op::FDiv { ty, rnd, d, a, b } => {
+            Op::FAdd { ty, rnd, d, a, b }
+            | Op::FSub { ty, rnd, d, a, b }
+            | Op::FMul { ty, rnd, d, a, b }
+            | Op::FDiv { ty, rnd, d, a, b } => {
                 let (ty, rnd) = (*ty, *rnd);
                 let k = match inst.op {
                     Op::FAdd { .. } => 0,
@@ -1254,7 +1309,9 @@ impl Run<'_> {
             Op::Fma { ty, rnd, d, a, b, c } => {
                 let rnd = *rnd;
                 if *ty == Ty::F64 {
-                    self.tri(wi, bank, m, *d, a, b, c, |a, b, c| num::arith_nan_f64_3(f64b(a).mul_add(f64b(b), f64b(c)).to_bits(), a, b, c))
+                    self.tri(wi, bank, m, *d, a, b, c, |a, b, c| {
+                        num::arith_nan_f64_3(f64b(a).mul_add(f64b(b), f64b(c)).to_bits(), a, b, c)
+                    })
                 } else if matches!(rnd, Rnd::None | Rnd::Rn) {
                     self.tri(wi, bank, m, *d, a, b, c, |a, b, c| of32(f32b(a).mul_add(f32b(b), f32b(c))))
                 } else {
@@ -1342,7 +1399,9 @@ impl Run<'_> {
                 self.atom(wi, pc, m, bank, *space, *op, *ty, *d, addr, a, b.as_ref())?;
             }
 
-            Op::Shfl { mode, d, p, a, b, c, mask } => return self.shfl(wi, pc, group, m, bank, *mode, *d, *p, a, b, c, mask),
+            Op::Shfl { mode, d, p, a, b, c, mask } => {
+                return self.shfl(wi, pc, group, m, bank, *mode, *d, *p, a, b, c, mask);
+            }
             Op::BarWarpSync { mask } => {
                 let mv = self.fetch(wi, bank, mask)[m.trailing_zeros() as usize] as u32;
                 self.skip_guarded(wi, pc, group & !m);
@@ -1354,7 +1413,13 @@ impl Run<'_> {
                 let l0 = m.trailing_zeros() as usize;
                 let bid = idv[l0] as usize;
                 if bid >= 16 {
-                    return Err(self.fault(ErrorKind::LaunchFailed, wi, l0, pc, format!("barrier id {bid} is not in 0..16")));
+                    return Err(self.fault(
+                        ErrorKind::LaunchFailed,
+                        wi,
+                        l0,
+                        pc,
+                        format!("barrier id {bid} is not in 0..16"),
+                    ));
                 }
                 if let Some(c) = count {
                     let n = self.fetch(wi, bank, c)[l0] as u32;
@@ -1395,7 +1460,13 @@ impl Run<'_> {
                 let skip = group & !m;
                 for l in lanes(m) {
                     if iv[l] as usize >= t.len() {
-                        return Err(self.fault(ErrorKind::LaunchFailed, wi, l, pc, format!("brx.idx index {} past its table of {}", iv[l], t.len())));
+                        return Err(self.fault(
+                            ErrorKind::LaunchFailed,
+                            wi,
+                            l,
+                            pc,
+                            format!("brx.idx index {} past its table of {}", iv[l], t.len()),
+                        ));
                     }
                 }
                 let w = &mut self.warps[wi];
@@ -1488,7 +1559,13 @@ impl Run<'_> {
             }
             Op::Trap => {
                 let l = m.trailing_zeros() as usize;
-                return Err(self.fault(ErrorKind::LaunchFailed, wi, l, pc, "trap (a device-side panic or assertion)".into()));
+                return Err(self.fault(
+                    ErrorKind::LaunchFailed,
+                    wi,
+                    l,
+                    pc,
+                    "trap (a device-side panic or assertion)".into(),
+                ));
             }
             Op::SetMaxNReg { .. } | Op::Wgmma { .. } | Op::WgmmaFence | Op::WgmmaCommit | Op::WgmmaWait { .. } => {}
             Op::MbarInit { addr, count } => self.mbar_init(wi, pc, m, bank, addr, count)?,
@@ -1502,7 +1579,9 @@ impl Run<'_> {
                     return Ok(Next::Park { slot, phase });
                 }
             }
-            Op::CpAsyncBulkTensor { dst, map, coords, mbar } => self.tma_issue(wi, pc, m, bank, dst, map, coords, mbar)?,
+            Op::CpAsyncBulkTensor { dst, map, coords, mbar } => {
+                self.tma_issue(wi, pc, m, bank, dst, map, coords, mbar)?
+            }
         }
         Ok(next)
     }
@@ -1521,7 +1600,11 @@ fn mul_int(ty: Ty, mode: MulMode, a: u64, b: u64) -> u64 {
             if bits >= 32 { p } else { p & ((1u64 << (2 * bits)) - 1) }
         }
         MulMode::Hi => {
-            let p = if ty.is_signed() { ((x as i64 as i128) * (y as i64 as i128)) as u128 } else { (x as u128) * (y as u128) };
+            let p = if ty.is_signed() {
+                ((x as i64 as i128) * (y as i64 as i128)) as u128
+            } else {
+                (x as u128) * (y as u128)
+            };
             ((p >> bits) as u64) & ty.mask()
         }
     }
@@ -1736,8 +1819,11 @@ fn cvt(dty: Ty, sty: Ty, rnd: Rnd, sat: bool, satfinite: bool, a: u64, b: Option
             // Integer to integer: extend from the source type, then truncate (or saturate).
             let v = ext(a, s);
             if sat {
-                let (lo, hi): (i128, i128) =
-                    if d.is_signed() { (-(1i128 << (d.bits() - 1)), (1i128 << (d.bits() - 1)) - 1) } else { (0, (1i128 << d.bits()) - 1) };
+                let (lo, hi): (i128, i128) = if d.is_signed() {
+                    (-(1i128 << (d.bits() - 1)), (1i128 << (d.bits() - 1)) - 1)
+                } else {
+                    (0, (1i128 << d.bits()) - 1)
+                };
                 let x = if s.is_signed() { v as i64 as i128 } else { v as i128 };
                 // A signed result is sign-extended to the register's width (all 64 bits here).
                 ext(x.clamp(lo, hi) as u64 & d.mask(), d)
@@ -1771,7 +1857,9 @@ impl Run<'_> {
                 wi,
                 lane,
                 pc,
-                format!("misaligned {len}-byte access at address 0x{a:x} ({space:?} space; needs {align}-byte alignment)"),
+                format!(
+                    "misaligned {len}-byte access at address 0x{a:x} ({space:?} space; needs {align}-byte alignment)"
+                ),
             ));
         }
         let (space, a) = match space {
@@ -1849,7 +1937,10 @@ impl Run<'_> {
                         wi,
                         lane,
                         pc,
-                        format!("parameter access of {len} bytes at offset {a} past the kernel's {} parameter bytes", self.params.len()),
+                        format!(
+                            "parameter access of {len} bytes at offset {a} past the kernel's {} parameter bytes",
+                            self.params.len()
+                        ),
                     ));
                 }
                 Ok(Loc::Param(a as usize))
@@ -1863,7 +1954,16 @@ impl Run<'_> {
     }
 
     /// Reads `len` bytes for lane `lane`, with the checks of a non-atomic read.
-    fn read_bytes(&mut self, wi: usize, lane: usize, pc: u32, loc: &Loc, len: usize, out: &mut [u8; 16], atomic: bool) -> Result<()> {
+    fn read_bytes(
+        &mut self,
+        wi: usize,
+        lane: usize,
+        pc: u32,
+        loc: &Loc,
+        len: usize,
+        out: &mut [u8; 16],
+        atomic: bool,
+    ) -> Result<()> {
         match *loc {
             Loc::Global(i, a) => {
                 let al = &self.snap.allocs[i];
@@ -1976,7 +2076,13 @@ impl Run<'_> {
             Loc::Shared(o) => self.write_shared(wi, lane, pc, o, bytes, atomic)?,
             Loc::Local(o) => self.warps[wi].local[o..o + len].copy_from_slice(bytes),
             Loc::Param(_) => {
-                return Err(self.fault(ErrorKind::LaunchFailed, wi, lane, pc, "store to kernel parameter space".into()));
+                return Err(self.fault(
+                    ErrorKind::LaunchFailed,
+                    wi,
+                    lane,
+                    pc,
+                    "store to kernel parameter space".into(),
+                ));
             }
         }
         Ok(())
@@ -2130,7 +2236,9 @@ impl Run<'_> {
             Space::Global | Space::Const => self.one_allocation(lo, hi + len - lo).map(Bulk::Global),
             Space::Generic if lo >= GENERIC_LOCAL + WINDOW => self.one_allocation(lo, hi + len - lo).map(Bulk::Global),
             Space::Generic if in_window(GENERIC_SHARED) => shared(GENERIC_SHARED),
-            Space::Generic if in_window(GENERIC_LOCAL) => (hi - GENERIC_LOCAL + len <= self.plan.stack as u64).then_some(Bulk::Local(GENERIC_LOCAL)),
+            Space::Generic if in_window(GENERIC_LOCAL) => {
+                (hi - GENERIC_LOCAL + len <= self.plan.stack as u64).then_some(Bulk::Local(GENERIC_LOCAL))
+            }
             Space::Shared | Space::SharedCluster => shared(0),
             Space::Local => (hi + len <= self.plan.stack as u64).then_some(Bulk::Local(0)),
             Space::Param => (hi + len <= self.params.len() as u64).then_some(Bulk::Param),
@@ -2142,8 +2250,11 @@ impl Run<'_> {
     #[inline]
     fn one_allocation(&mut self, lo: u64, span: u64) -> Option<usize> {
         let allocs = &self.snap.allocs;
-        let i =
-            if self.last_alloc < allocs.len() && allocs[self.last_alloc].contains(lo, span) { self.last_alloc } else { self.snap.find(lo, span)? };
+        let i = if self.last_alloc < allocs.len() && allocs[self.last_alloc].contains(lo, span) {
+            self.last_alloc
+        } else {
+            self.snap.find(lo, span)?
+        };
         self.last_alloc = i;
         Some(i)
     }
@@ -2151,7 +2262,17 @@ impl Run<'_> {
     /// `load` when `bulk` resolved the lanes' accesses: the checks and effects of `read_bytes`
     /// lane by lane, the registers written at the end.
     #[allow(clippy::too_many_arguments)]
-    fn load_bulk(&mut self, wi: usize, pc: u32, m: u32, bank: usize, ty: Ty, d: &[Reg], addrs: &[u64; 32], at: Bulk) -> Result<()> {
+    fn load_bulk(
+        &mut self,
+        wi: usize,
+        pc: u32,
+        m: u32,
+        bank: usize,
+        ty: Ty,
+        d: &[Reg],
+        addrs: &[u64; 32],
+        at: Bulk,
+    ) -> Result<()> {
         let esz = ty.bytes() as usize;
         let len = esz * d.len();
         let mut vals = [[0u64; 32]; 4];
@@ -2230,7 +2351,16 @@ impl Run<'_> {
     /// `store` when `bulk` resolved the lanes' accesses (not `Param`): the checks and effects of
     /// `write_bytes` lane by lane. `vals` holds each source's lanes.
     #[allow(clippy::too_many_arguments)]
-    fn store_bulk(&mut self, wi: usize, pc: u32, m: u32, esz: usize, vals: &[[u64; 32]], addrs: &[u64; 32], at: Bulk) -> Result<()> {
+    fn store_bulk(
+        &mut self,
+        wi: usize,
+        pc: u32,
+        m: u32,
+        esz: usize,
+        vals: &[[u64; 32]],
+        addrs: &[u64; 32],
+        at: Bulk,
+    ) -> Result<()> {
         let len = esz * vals.len();
         match at {
             Bulk::Global(i) => {
@@ -2270,12 +2400,28 @@ impl Run<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn load(&mut self, wi: usize, pc: u32, m: u32, bank: usize, space: Space, ty: Ty, d: &[Reg], addr: &Addr) -> Result<()> {
+    fn load(
+        &mut self,
+        wi: usize,
+        pc: u32,
+        m: u32,
+        bank: usize,
+        space: Space,
+        ty: Ty,
+        d: &[Reg],
+        addr: &Addr,
+    ) -> Result<()> {
         let esz = ty.bytes() as usize;
         let len = esz * d.len();
         let addrs = self.addrs(wi, bank, addr);
         if len > 16 {
-            return Err(self.fault(ErrorKind::LaunchFailed, wi, m.trailing_zeros() as usize, pc, format!("{len}-byte access: wider than 16 bytes")));
+            return Err(self.fault(
+                ErrorKind::LaunchFailed,
+                wi,
+                m.trailing_zeros() as usize,
+                pc,
+                format!("{len}-byte access: wider than 16 bytes"),
+            ));
         }
         if d.len() <= 4
             && let Some(at) = self.bulk(space, &addrs, m, len)
@@ -2303,11 +2449,27 @@ impl Run<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn store(&mut self, wi: usize, pc: u32, m: u32, bank: usize, space: Space, ty: Ty, a: &[Src], addr: &Addr) -> Result<()> {
+    fn store(
+        &mut self,
+        wi: usize,
+        pc: u32,
+        m: u32,
+        bank: usize,
+        space: Space,
+        ty: Ty,
+        a: &[Src],
+        addr: &Addr,
+    ) -> Result<()> {
         let esz = ty.bytes() as usize;
         let len = esz * a.len();
         if len > 16 {
-            return Err(self.fault(ErrorKind::LaunchFailed, wi, m.trailing_zeros() as usize, pc, format!("{len}-byte access: wider than 16 bytes")));
+            return Err(self.fault(
+                ErrorKind::LaunchFailed,
+                wi,
+                m.trailing_zeros() as usize,
+                pc,
+                format!("{len}-byte access: wider than 16 bytes"),
+            ));
         }
         let addrs = self.addrs(wi, bank, addr);
         let mut vals = [[0u64; 32]; 4];
@@ -2441,8 +2603,17 @@ impl Run<'_> {
         let here = active | parked_here;
         if active & !mask != 0 {
             let l = active.trailing_zeros() as usize;
-            let mask_msg = format!("lane {} executes it but is not in its member mask {mask:#010x}", (active & !mask).trailing_zeros());
-            return Err(self.fault(ErrorKind::LaunchFailed, wi, l, pc, format!("warp-synchronous instruction: {mask_msg}")));
+            let mask_msg = format!(
+                "lane {} executes it but is not in its member mask {mask:#010x}",
+                (active & !mask).trailing_zeros()
+            );
+            return Err(self.fault(
+                ErrorKind::LaunchFailed,
+                wi,
+                l,
+                pc,
+                format!("warp-synchronous instruction: {mask_msg}"),
+            ));
         }
         let missing = mask & !here;
         if missing == 0 {
@@ -2457,7 +2628,10 @@ impl Run<'_> {
                 wi,
                 l,
                 pc,
-                format!("warp-synchronous instruction with member mask {mask:#010x}: lane {} has exited or does not exist", gone.trailing_zeros()),
+                format!(
+                    "warp-synchronous instruction with member mask {mask:#010x}: lane {} has exited or does not exist",
+                    gone.trailing_zeros()
+                ),
             ));
         }
         // Park: the other lanes of the mask run until they arrive here.
@@ -2638,12 +2812,29 @@ mod tests {
                 Cmp::Nan => false,
             }
         }
-        let cmps =
-            [Cmp::Eq, Cmp::Ne, Cmp::Lt, Cmp::Le, Cmp::Gt, Cmp::Ge, Cmp::Equ, Cmp::Neu, Cmp::Ltu, Cmp::Leu, Cmp::Gtu, Cmp::Geu, Cmp::Num, Cmp::Nan];
-        let f32s = [0f32, -0.0, 1.0, -1.5, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 3.0e-40].map(|x| x.to_bits() as u64);
+        let cmps = [
+            Cmp::Eq,
+            Cmp::Ne,
+            Cmp::Lt,
+            Cmp::Le,
+            Cmp::Gt,
+            Cmp::Ge,
+            Cmp::Equ,
+            Cmp::Neu,
+            Cmp::Ltu,
+            Cmp::Leu,
+            Cmp::Gtu,
+            Cmp::Geu,
+            Cmp::Num,
+            Cmp::Nan,
+        ];
+        let f32s =
+            [0f32, -0.0, 1.0, -1.5, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 3.0e-40].map(|x| x.to_bits() as u64);
         let f64s = [0f64, -0.0, 1.0, -1.5, f64::INFINITY, f64::NAN, 3.0e-310].map(f64::to_bits);
         let ints = [0u64, 1, 0x7f, 0x80, 0xff, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff, u64::MAX, 0x1_0000_0001, 1 << 63];
-        for ty in [Ty::F32, Ty::F64, Ty::U8, Ty::S8, Ty::S16, Ty::U32, Ty::S32, Ty::B32, Ty::U64, Ty::S64, Ty::F16, Ty::Pred] {
+        for ty in
+            [Ty::F32, Ty::F64, Ty::U8, Ty::S8, Ty::S16, Ty::U32, Ty::S32, Ty::B32, Ty::U64, Ty::S64, Ty::F16, Ty::Pred]
+        {
             let vals: &[u64] = match ty {
                 Ty::F32 => &f32s,
                 Ty::F64 => &f64s,
@@ -2664,14 +2855,32 @@ mod tests {
     /// `Ext` and the `.lo`/`.wide` products agree with `ext` and `mul_int`.
     #[test]
     fn extension_and_products_agree_with_their_definitions() {
-        let vals = [0u64, 1, 0x7f, 0x80, 0xff, 0x7fff, 0x8000, 0xffff, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff, u64::MAX, 0x1234_5678_9abc_def0];
+        let vals = [
+            0u64,
+            1,
+            0x7f,
+            0x80,
+            0xff,
+            0x7fff,
+            0x8000,
+            0xffff,
+            0x7fff_ffff,
+            0x8000_0000,
+            0xffff_ffff,
+            u64::MAX,
+            0x1234_5678_9abc_def0,
+        ];
         for ty in [Ty::U8, Ty::S8, Ty::U16, Ty::S16, Ty::U32, Ty::S32, Ty::B32, Ty::U64, Ty::S64, Ty::B64, Ty::Pred] {
             for &a in &vals {
                 assert_eq!(Ext::new(ty).of(a), ext(a, ty), "{ty:?} {a:#x}");
                 for &b in &vals {
                     for mode in [MulMode::Lo, MulMode::Wide] {
                         let e = Ext::new(ty);
-                        assert_eq!(e.of(a).wrapping_mul(e.of(b)) & product_mask(ty, mode), mul_int(ty, mode, a, b), "{ty:?} {mode:?} {a:#x} {b:#x}");
+                        assert_eq!(
+                            e.of(a).wrapping_mul(e.of(b)) & product_mask(ty, mode),
+                            mul_int(ty, mode, a, b),
+                            "{ty:?} {mode:?} {a:#x} {b:#x}"
+                        );
                     }
                 }
             }

@@ -38,7 +38,13 @@ pub const LAYOUT_B32: u64 = 3;
 
 /// A `GmmaDescriptor` from its fields (byte quantities already shifted right by 4), placed at
 /// the bit positions of [`GMMA_DESC_FIELDS`].
-pub fn gmma_desc(start_address: u64, leading_byte_offset: u64, stride_byte_offset: u64, base_offset: u64, layout_type: u64) -> u64 {
+pub fn gmma_desc(
+    start_address: u64,
+    leading_byte_offset: u64,
+    stride_byte_offset: u64,
+    base_offset: u64,
+    layout_type: u64,
+) -> u64 {
     let values = [start_address, leading_byte_offset, stride_byte_offset, base_offset, layout_type];
     GMMA_DESC_FIELDS.iter().zip(values).fold(0, |d, (&(name, lo, width), v)| {
         assert!(v < 1 << width, "{name} = {v} does not fit {width} bits");

@@ -42,7 +42,15 @@ pub trait Gpu {
     fn download(&mut self, ptr: u64, bytes: usize) -> Result<Vec<u8>, String>;
     /// Runs kernel `kernel` of module `ptx` on a 1-D grid to completion; every parameter is 8
     /// bytes.
-    fn launch(&mut self, ptx: &str, kernel: &str, grid: u32, block: u32, smem: u32, params: &[u64]) -> Result<(), String>;
+    fn launch(
+        &mut self,
+        ptx: &str,
+        kernel: &str,
+        grid: u32,
+        block: u32,
+        smem: u32,
+        params: &[u64],
+    ) -> Result<(), String>;
     /// `cuTensorMapEncodeTiled`: the 128 bytes of the map.
     fn tensor_map(&mut self, spec: &MapSpec) -> Result<[u8; 128], String>;
 }
@@ -199,7 +207,11 @@ fn wgmma(
     let img = wgmma_image(PROBE_IMAGE, elem, PROBE_A, PROBE_B, a, b).ok_or("the probe's operands overlap")?;
     let (da, db) = (PROBE_A.desc(), PROBE_B.desc());
     let output = run_wgmma(g, kernel, &img, da, db)?;
-    Ok(Probe { name, output, fingerprint: fnv(&[WGMMA_PTX.as_bytes(), kernel.as_bytes(), &img, &da.to_le_bytes(), &db.to_le_bytes()]) })
+    Ok(Probe {
+        name,
+        output,
+        fingerprint: fnv(&[WGMMA_PTX.as_bytes(), kernel.as_bytes(), &img, &da.to_le_bytes(), &db.to_le_bytes()]),
+    })
 }
 
 /// `wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16` on [`bf16_a`] × [`bf16_b`]: thread
@@ -265,12 +277,20 @@ pub fn tma(g: &mut dyn Gpu) -> Result<Probe, String> {
     let tensor = g.upload(&data)?;
     let mut maps = Vec::new();
     for &(swizzle, w) in &TMA_MAPS {
-        let spec = MapSpec { data_type: 1, addr: tensor, dims: TMA_DIMS, row_stride: TMA_ROW_STRIDE, box_dims: [w, TMA_BOX_ROWS], swizzle };
+        let spec = MapSpec {
+            data_type: 1,
+            addr: tensor,
+            dims: TMA_DIMS,
+            row_stride: TMA_ROW_STRIDE,
+            box_dims: [w, TMA_BOX_ROWS],
+            swizzle,
+        };
         maps.extend_from_slice(&g.tensor_map(&spec)?);
     }
     let maps_ptr = g.upload(&maps)?;
     let copies = tma_copies();
-    let table: Vec<u8> = copies.iter().flat_map(|&(m, x, y, d)| [m, x as u32, y as u32, d]).flat_map(u32::to_le_bytes).collect();
+    let table: Vec<u8> =
+        copies.iter().flat_map(|&(m, x, y, d)| [m, x as u32, y as u32, d]).flat_map(u32::to_le_bytes).collect();
     let table_ptr = g.upload(&table)?;
     let tx: u64 = copies.iter().map(|&(m, ..)| 2 * (TMA_MAPS[m as usize].1 * TMA_BOX_ROWS) as u64).sum();
     let region = tma_region();
@@ -545,7 +565,11 @@ pub fn edges(g: &mut dyn Gpu) -> Result<Vec<Probe>, String> {
         let o = zeros(g, c.n * c.out_elem)?;
         g.launch(CONVERT_PTX, c.kernel, c.n.div_ceil(256) as u32, 256, 0, &[a, b, o, c.n as u64])?;
         let output = g.download(o, c.n * c.out_elem)?;
-        out.push(Probe { name: c.kernel, output, fingerprint: fnv(&[CONVERT_PTX.as_bytes(), c.kernel.as_bytes(), &c.a, &c.b]) });
+        out.push(Probe {
+            name: c.kernel,
+            output,
+            fingerprint: fnv(&[CONVERT_PTX.as_bytes(), c.kernel.as_bytes(), &c.a, &c.b]),
+        });
     }
     Ok(out)
 }
@@ -593,7 +617,15 @@ impl Gpu for SimGpu {
         self.sim.read(ptr, &mut v).map_err(|e| e.to_string())?;
         Ok(v)
     }
-    fn launch(&mut self, ptx: &str, kernel: &str, grid: u32, block: u32, smem: u32, params: &[u64]) -> Result<(), String> {
+    fn launch(
+        &mut self,
+        ptx: &str,
+        kernel: &str,
+        grid: u32,
+        block: u32,
+        smem: u32,
+        params: &[u64],
+    ) -> Result<(), String> {
         let m = self.sim.load_module(ptx).map_err(|e| e.to_string())?;
         let k = self.sim.kernel(&m, kernel).map_err(|e| e.to_string())?;
         let cfg = lowp_sim::LaunchConfig { grid: [grid, 1, 1], block: [block, 1, 1], dynamic_smem: smem };
@@ -601,8 +633,20 @@ impl Gpu for SimGpu {
         self.sim.launch(&k, &cfg, &bytes).map(|_| ()).map_err(|e| e.to_string())
     }
     fn tensor_map(&mut self, s: &MapSpec) -> Result<[u8; 128], String> {
-        lowp_sim::tma::TensorMap::tiled(s.data_type, 2, s.addr, &s.dims, &[s.row_stride], &s.box_dims, &[1, 1], 0, s.swizzle, 0, 0)
-            .map(|m| m.encode())
-            .map_err(|e| e.to_string())
+        lowp_sim::tma::TensorMap::tiled(
+            s.data_type,
+            2,
+            s.addr,
+            &s.dims,
+            &[s.row_stride],
+            &s.box_dims,
+            &[1, 1],
+            0,
+            s.swizzle,
+            0,
+            0,
+        )
+        .map(|m| m.encode())
+        .map_err(|e| e.to_string())
     }
 }
