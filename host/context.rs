@@ -162,7 +162,7 @@ impl Lowp {
                     let n = f
                         .occupancy_max_active_blocks_per_multiprocessor(threads, smem as usize, None)
                         .op("cuOccupancyMaxActiveBlocksPerMultiprocessor")?
-                        .max(1) as u32;
+                        .max(1);
                     occupancy.insert(name.to_string(), n);
                     n
                 }

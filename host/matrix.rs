@@ -111,7 +111,7 @@ impl<T: Element> Matrix<T> {
     /// Copies a dense host `rows × cols` matrix to the device (asynchronously on `stream`, from a
     /// buffer cudarc keeps alive until the copy is done).
     pub fn from_host(stream: &Arc<CudaStream>, data: &[T], rows: usize, cols: usize) -> Result<Self> {
-        let n = rows.checked_mul(cols).unwrap_or(usize::MAX);
+        let n = rows.saturating_mul(cols);
         if data.len() != n {
             return Err(Error::Shape {
                 arg: "data",

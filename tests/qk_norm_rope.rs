@@ -246,7 +246,7 @@ fn reference_mrope_rotates_each_section_by_its_row_and_gemma_adds_one() {
     let w1: Vec<f64> = w.iter().map(|v| 1.0 + v.to_f64()).collect();
     let plain_w = refq::rms_norm_weighted(&x, &w, 1e-6, false);
     let gemma = refq::rms_norm_weighted(&x, &w, 1e-6, true);
-    let ones = refq::rms_norm(&x, &vec![bf16::ONE; 64], 1e-6);
+    let ones = refq::rms_norm(&x, &[bf16::ONE; 64], 1e-6);
     for i in 0..64 {
         approx::assert_relative_eq!(gemma[i], ones[i] * w1[i], max_relative = 1e-15);
         approx::assert_relative_eq!(plain_w[i], ones[i] * w[i].to_f64(), max_relative = 1e-15);
@@ -582,7 +582,7 @@ fn slot_past_the_cache_end_is_skipped_and_flagged() {
     let mut rng = Rng::fresh("slot_past_the_cache_end_is_skipped_and_flagged");
     let host: Vec<bf16> = (0..2 * 256).map(|_| bf16::from_f64(rng.normal())).collect();
     let mut qkv = Matrix::from_host(&stream, &host, 2, 256).expect("qkv");
-    let mut kc = Matrix::from_host(&stream, &vec![F8E4M3::from_bits(0xa5); 64], 1, 64).expect("kc");
+    let mut kc = Matrix::from_host(&stream, &[F8E4M3::from_bits(0xa5); 64], 1, 64).expect("kc");
     let slots = stream.clone_htod(&[0i64, 1]).expect("htod"); // row 1 does not exist
     let mut flag = ErrorFlag::new(&stream).expect("flag");
     let w = stream.clone_htod(&vec![bf16::ONE; 64]).expect("htod");

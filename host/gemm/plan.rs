@@ -175,7 +175,7 @@ pub(crate) fn grouped_plan(s: &GroupedInput) -> Result<GemmParams> {
             });
         }
     }
-    let w_rows = experts.checked_mul(n).unwrap_or(usize::MAX);
+    let w_rows = experts.saturating_mul(n);
     below_2_31(&[(x.name, rows), ("w", w_rows), ("w", k)])?;
     let w = Operand { name: "w", rows: w_rows, cols: k, stride: k, addr: s.w_addr, elem };
     aligned(&x, 16)?;

@@ -117,7 +117,7 @@ fn grouped_plan_accepts_moe_shapes() {
     s.max_m = Some(64);
     assert_eq!(grouped_plan(&s).unwrap().max_m, 64);
     assert_eq!(tile_bound(1000, 4, 256, None), (8 + 4) * 2);
-    assert_eq!(tile_bound(0, 4, 256, Some(100)), 4 * 1 * 2);
+    assert_eq!(tile_bound(0, 4, 256, Some(100)), 4 * 2); // 4 experts, 1 row tile, 2 column tiles
 }
 
 #[test]

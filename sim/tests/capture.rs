@@ -213,7 +213,7 @@ fn synchronizing_a_capturing_stream_invalidates_the_capture() {
         assert_eq!(cuStreamSynchronize(s), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
         assert_eq!(status(s), CU_STREAM_CAPTURE_STATUS_INVALIDATED);
         assert_eq!(cuMemsetD32Async(p, 2, 1, s), CUDA_ERROR_STREAM_CAPTURE_INVALIDATED);
-        let mut graph = 0x1 as *mut c_void;
+        let mut graph = std::ptr::dangling_mut::<c_void>();
         assert_eq!(cuStreamEndCapture(s, &mut graph), CUDA_ERROR_STREAM_CAPTURE_INVALIDATED);
         assert!(graph.is_null());
         assert_eq!(status(s), CU_STREAM_CAPTURE_STATUS_NONE);

@@ -108,12 +108,12 @@ fn wgmma_descriptors_from_cute_bit_fields_in_every_layout() {
     let size = 40 << 10;
     for layout in [LAYOUT_INTERLEAVE, LAYOUT_B32, LAYOUT_B64, LAYOUT_B128] {
         for trial in 0..8 {
-            let (kernel, elem, a, b, d): (_, _, fn(u64, u64) -> u16, fn(u64, u64) -> u16, fn(u64, u64) -> f32) =
-                if trial < 6 {
-                    ("wgmma_bf16", 2, probe_kernels::bf16_a, probe_kernels::bf16_b, probe_kernels::bf16_d)
-                } else {
-                    ("wgmma_e4m3", 1, probe_kernels::e4m3_a, probe_kernels::e4m3_b, probe_kernels::e4m3_d)
-                };
+            type Gen<T> = fn(u64, u64) -> T;
+            let (kernel, elem, a, b, d): (_, _, Gen<u16>, Gen<u16>, Gen<f32>) = if trial < 6 {
+                ("wgmma_bf16", 2, probe_kernels::bf16_a, probe_kernels::bf16_b, probe_kernels::bf16_d)
+            } else {
+                ("wgmma_e4m3", 1, probe_kernels::e4m3_a, probe_kernels::e4m3_b, probe_kernels::e4m3_d)
+            };
             let (oa, ob, img) = (0..1000)
                 .find_map(|_| random_operands(&mut rng, layout, size, elem, a, b))
                 .expect("a placement without overlap");

@@ -860,8 +860,8 @@ fn setp_sink_destination() {
 }
 
 fn setp_combiners(negs: &[bool]) {
-    let combos: [(&str, fn(bool, bool) -> bool); 3] =
-        [("and", |x, y| x & y), ("or", |x, y| x | y), ("xor", |x, y| x ^ y)];
+    type Combine = fn(bool, bool) -> bool;
+    let combos: [(&str, Combine); 3] = [("and", |x, y| x & y), ("or", |x, y| x | y), ("xor", |x, y| x ^ y)];
     for (op, fun) in combos {
         for &neg in negs {
             let mut rows = Vec::new();

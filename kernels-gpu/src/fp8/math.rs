@@ -21,7 +21,7 @@ pub const AMAX_FLOOR: f32 = 1e-4;
 /// The larger of two values, NaN if either is NaN.
 #[inline(always)]
 pub fn max_nan(a: f32, b: f32) -> f32 {
-    if a != a || a > b { a } else { b }
+    if a.is_nan() || a > b { a } else { b }
 }
 
 /// `(scale, mult)` of a group whose largest magnitude is `amax` (see the module doc).

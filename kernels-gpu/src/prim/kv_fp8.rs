@@ -29,7 +29,7 @@ pub const RECIP_RANGE: (f32, f32) = (f32::from_bits((127 - 64) << 23), f32::from
 pub fn div_by_scale(x: f32, s: f32, r: f32) -> f32 {
     let q = x * r;
     let a = q.abs();
-    if !(a >= 1.0 / 2048.0 && a <= 1_048_576.0) {
+    if !(1.0 / 2048.0..=1_048_576.0).contains(&a) {
         return q;
     }
     let q = mul_add(mul_add(-q, s, x), r, q);

@@ -143,8 +143,8 @@ pub const fn f32_to_ue8m0_floor(x: f32) -> u8 {
     if bits == 0 || bits >= 0x7f80_0000 {
         return 0xff;
     }
-    let e = (bits >> 23) as u8;
-    e // f32 subnormals (e == 0) clamp to 2^-127, code 0
+    // f32 subnormals (exponent 0) clamp to 2^-127, code 0
+    (bits >> 23) as u8
 }
 
 /// Positive finite f32 → UE8M0 rounding up: 2^⌈log2 x⌉, clamped to [2^-127, 2^127]. NaN, Inf and

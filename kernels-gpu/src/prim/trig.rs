@@ -32,9 +32,9 @@ fn mul_add_f32(x: f32, a: f32, b: f32) -> f32 {
     x.mul_add(a, b)
 }
 
-const PIO2_HI: f64 = 1.570_796_326_794_896_558; // nearest f64 to π/2
+const PIO2_HI: f64 = core::f64::consts::FRAC_PI_2; // nearest f64 to π/2
 const PIO2_LO: f64 = 6.123_233_995_736_766e-17; // π/2 − PIO2_HI
-const TWO_OVER_PI: f64 = 0.636_619_772_367_581_4;
+const TWO_OVER_PI: f64 = core::f64::consts::FRAC_2_PI;
 /// 1.5 · 2^52: adding it rounds to an integer (nearest even) held in the low mantissa bits.
 const ROUNDER: f64 = 6_755_399_441_055_744.0;
 
@@ -54,8 +54,11 @@ pub fn sincos_rope(a: f64) -> (f32, f32) {
     let r = mul_add(-n, PIO2_LO, r) as f32;
     let z = r * r;
     // sin r = r + r³·(s1 + z·(s2 + z·s3)); cos r = 1 − z/2 + z²·(c1 + z·(c2 + z·c3))
+    // The coefficients as published (their f32 roundings are what the code uses).
+    #[allow(clippy::excessive_precision)]
     let ps = mul_add_f32(mul_add_f32(-1.951_529_589_1e-4, z, 8.332_160_873_6e-3), z, -1.666_665_461_1e-1);
     let s = mul_add_f32(r * z, ps, r);
+    #[allow(clippy::excessive_precision)]
     let pc =
         mul_add_f32(mul_add_f32(2.443_315_711_809_948e-5, z, -1.388_731_625_493_765e-3), z, 4.166_664_568_298_827e-2);
     let c = mul_add_f32(z * z, pc, mul_add_f32(-0.5, z, 1.0));

@@ -842,7 +842,7 @@ impl Run<'_> {
         let fp8 = matches!(aty, Ty::E4m3x2 | Ty::E5m2x2);
         let keep_bits = self.sim.config().fp8_acc_bits.filter(|_| fp8);
         let mut vals = vec![[0u32; 128]; 32];
-        for lane in 0..32usize {
+        for (lane, lane_vals) in vals.iter_mut().enumerate() {
             for (i, &r) in d.iter().enumerate() {
                 let j = i / 4;
                 let h = (i / 2) % 2;
@@ -862,7 +862,7 @@ impl Run<'_> {
                     Some(b) if out.is_finite() => f32::from_bits(out.to_bits() & !((1u32 << (24 - b)) - 1)),
                     _ => out,
                 };
-                vals[lane][i] = num::canon_f32(out.to_bits());
+                lane_vals[i] = num::canon_f32(out.to_bits());
             }
         }
         let w = &mut self.warps[wi];

@@ -2525,8 +2525,8 @@ impl Run<'_> {
             let loc = self.locate(wi, l, pc, space, addrs[l], esz as u32, esz as u32)?;
             self.read_bytes(wi, l, pc, &loc, esz, &mut buf, true)?;
             let mut x = 0u64;
-            for j in 0..esz {
-                x |= (buf[j] as u64) << (8 * j);
+            for (j, &b) in buf[..esz].iter().enumerate() {
+                x |= (b as u64) << (8 * j);
             }
             let x = ext(x, ty);
             let v = ext(av[l], ty);
@@ -2564,8 +2564,8 @@ impl Run<'_> {
                     }
                 }
             } & ty.mask();
-            for j in 0..esz {
-                buf[j] = (new >> (8 * j)) as u8;
+            for (j, b) in buf[..esz].iter_mut().enumerate() {
+                *b = (new >> (8 * j)) as u8;
             }
             self.write_bytes(wi, l, pc, &loc, &buf[..esz], true)?;
             old[l] = x & ty.mask();
