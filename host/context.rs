@@ -18,8 +18,43 @@ pub(crate) const KERNELS: &[&str] = &["lowp_empty"];
 /// before touching cudarc, which would otherwise panic without a driver.
 pub fn driver_available() -> bool {
     static PRESENT: OnceLock<bool> = OnceLock::new();
+    *PRESENT.get_or_init(driver_library_present)
+}
+
+/// With the `dynamic-loading` feature (cudarc's too): cudarc's own check.
+#[cfg(feature = "dynamic-loading")]
+fn driver_library_present() -> bool {
     // SAFETY: only tries to dlopen the driver library by its usual names.
-    *PRESENT.get_or_init(|| unsafe { cudarc::driver::sys::is_culib_present() })
+    unsafe { cudarc::driver::sys::is_culib_present() }
+}
+
+/// With `dynamic-linking`: the driver library is linked, and the process could not have started
+/// without it.
+#[cfg(all(feature = "dynamic-linking", not(feature = "dynamic-loading")))]
+fn driver_library_present() -> bool {
+    true
+}
+
+/// With neither feature, cudarc links or loads the driver as another crate of the build chose:
+/// where it is linked, `dlopen` finds the loaded library; where it is loaded, `dlopen` answers as
+/// cudarc's loader will (the names it tries first).
+#[cfg(all(unix, not(any(feature = "dynamic-loading", feature = "dynamic-linking"))))]
+fn driver_library_present() -> bool {
+    use std::ffi::{c_char, c_int, c_void};
+    unsafe extern "C" {
+        fn dlopen(filename: *const c_char, flags: c_int) -> *mut c_void;
+    }
+    const RTLD_LAZY: c_int = 1;
+    [c"libcuda.so", c"libcuda.so.1"].iter().any(|name| {
+        // SAFETY: a NUL-terminated name; the handle is kept (cudarc uses the library from then on).
+        !unsafe { dlopen(name.as_ptr(), RTLD_LAZY) }.is_null()
+    })
+}
+
+/// With neither feature off Unix: cudarc reports a missing driver itself on its first call.
+#[cfg(all(not(unix), not(any(feature = "dynamic-loading", feature = "dynamic-linking"))))]
+fn driver_library_present() -> bool {
+    true
 }
 
 /// Number of CUDA devices; `Error::NoDriver` where there is no driver.
