@@ -77,9 +77,13 @@ fn main() {
         for (name, _, features) in MODULES {
             let src = Path::new(&dir).join(format!("{name}.ptx"));
             let ptx = fs::read_to_string(&src).unwrap_or_else(|e| {
-                fail(&format!("LOWP_PTX_DIR: cannot read {}: {e} (the directory must hold sm_90a.ptx and sm_80.ptx)", src.display()))
+                fail(&format!(
+                    "LOWP_PTX_DIR: cannot read {}: {e} (the directory must hold sm_90a.ptx and sm_80.ptx)",
+                    src.display()
+                ))
             });
-            let ptx = finish_module(name, &ptx, features).unwrap_or_else(|e| fail(&format!("LOWP_PTX_DIR: {}: {e}", src.display())));
+            let ptx = finish_module(name, &ptx, features)
+                .unwrap_or_else(|e| fail(&format!("LOWP_PTX_DIR: {}: {e}", src.display())));
             write_file(&out_dir.join(format!("{name}.ptx")), &ptx).unwrap_or_else(|e| fail(&e));
         }
         return;
@@ -132,7 +136,11 @@ fn entry_complete(entry: &Path) -> bool {
 /// temporary directory, then renames it to `entry`.
 fn build_entry(kernels: &Path, cache: &Path, entry: &Path, toolchain: &Toolchain) -> Result<(), String> {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let tmp = cache.join("tmp").join(format!("{}.{}.{nanos}", entry.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    let tmp = cache.join("tmp").join(format!(
+        "{}.{}.{nanos}",
+        entry.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
     fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
     let result = std::thread::scope(|s| {
         let handles: Vec<_> = MODULES
@@ -299,7 +307,10 @@ fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new(program);
     for (k, _) in env::vars_os() {
         let k = k.to_string_lossy().into_owned();
-        let keep = k == "CARGO_HOME" || k == "CARGO_NET_OFFLINE" || k.starts_with("CARGO_HTTP") || k.starts_with("CARGO_REGISTRIES");
+        let keep = k == "CARGO_HOME"
+            || k == "CARGO_NET_OFFLINE"
+            || k.starts_with("CARGO_HTTP")
+            || k.starts_with("CARGO_REGISTRIES");
         if (k.starts_with("CARGO") && !keep)
             || k.starts_with("RUSTC")
             || k.starts_with("RUSTDOC")
@@ -393,8 +404,8 @@ impl Toolchain {
             let shown = cargo.to_string_lossy().into_owned();
             let mut cmd = clean_command(&cargo);
             cmd.arg("-V").current_dir(kernels);
-            let cargo_version = output(cmd)
-                .map_err(|e| explain(format!("LOWP_KERNELS_CARGO={shown} could not be run ({e})")))?;
+            let cargo_version =
+                output(cmd).map_err(|e| explain(format!("LOWP_KERNELS_CARGO={shown} could not be run ({e})")))?;
             // Its toolchain's rustc, where one sits beside it, says whether it is a nightly with rust-src.
             let mut identity = format!("LOWP_KERNELS_CARGO={shown}\n{cargo_version}");
             let rustc = Path::new(&cargo).with_file_name("rustc");
@@ -402,10 +413,16 @@ impl Toolchain {
                 let (version, sysroot) = probe_rustc(&[rustc.into_os_string()], kernels)
                     .map_err(|e| explain(format!("the rustc beside LOWP_KERNELS_CARGO={shown} failed ({e})")))?;
                 if !is_nightly(&version) {
-                    return Err(explain(format!("LOWP_KERNELS_CARGO={shown} is not a nightly ({})", first_line(&version))));
+                    return Err(explain(format!(
+                        "LOWP_KERNELS_CARGO={shown} is not a nightly ({})",
+                        first_line(&version)
+                    )));
                 }
                 if !has_rust_src(&sysroot) {
-                    return Err(explain(format!("LOWP_KERNELS_CARGO={shown} has no rust-src component (nothing at {})", sysroot.join("lib/rustlib/src").display())));
+                    return Err(explain(format!(
+                        "LOWP_KERNELS_CARGO={shown} has no rust-src component (nothing at {})",
+                        sysroot.join("lib/rustlib/src").display()
+                    )));
                 }
                 identity.push_str(&version);
             }
@@ -443,10 +460,13 @@ impl Toolchain {
         let channel = pinned.channel.clone();
         let via_rustup = |tool: &str| vec![os("rustup"), os("run"), os(&channel), os(tool)];
         let check = || -> Result<String, String> {
-            let (version, sysroot) = probe_rustc(&via_rustup("rustc"), kernels)
-                .map_err(|e| format!("rustup cannot run it ({e})"))?;
+            let (version, sysroot) =
+                probe_rustc(&via_rustup("rustc"), kernels).map_err(|e| format!("rustup cannot run it ({e})"))?;
             if !has_rust_src(&sysroot) {
-                return Err(format!("it is installed without rust-src (nothing at {})", sysroot.join("lib/rustlib/src").display()));
+                return Err(format!(
+                    "it is installed without rust-src (nothing at {})",
+                    sysroot.join("lib/rustlib/src").display()
+                ));
             }
             Ok(version)
         };
@@ -458,7 +478,9 @@ impl Toolchain {
             Err(problem) => {
                 // Installed once, here, before any nested build (rustup is not safe to run
                 // concurrently on one toolchain).
-                println!("cargo:warning=lowp: installing Rust {channel} with rust-src for its GPU kernels (rustup auto-install is on): {problem}");
+                println!(
+                    "cargo:warning=lowp: installing Rust {channel} with rust-src for its GPU kernels (rustup auto-install is on): {problem}"
+                );
                 let mut cmd = clean_command("rustup");
                 cmd.args(["toolchain", "install", &channel, "--profile", "minimal", "--no-self-update", "--component"])
                     .arg(pinned.components.join(","))
@@ -467,7 +489,9 @@ impl Toolchain {
                 let installed = cmd.status().map(|s| s.success()).unwrap_or(false);
                 match check() {
                     Ok(version) => version,
-                    Err(problem) if installed => return Err(explain(format!("{problem} after `rustup toolchain install`"))),
+                    Err(problem) if installed => {
+                        return Err(explain(format!("{problem} after `rustup toolchain install`")));
+                    }
                     Err(problem) => {
                         return Err(explain(format!("{problem}, and installing it failed (rustup's output is above)")));
                     }
@@ -523,7 +547,9 @@ fn build_module(
 
     let status = cmd.status().map_err(|e| format!("could not run cargo to build kernels-gpu ({name}): {e}"))?;
     if !status.success() {
-        return Err(format!("kernels-gpu failed to build for {name} (target-cpu {cpu}); rustc's errors are printed above"));
+        return Err(format!(
+            "kernels-gpu failed to build for {name} (target-cpu {cpu}); rustc's errors are printed above"
+        ));
     }
     let ptx = fs::read_to_string(&raw)
         .map_err(|e| format!("kernels-gpu built for {name} but left no PTX at {}: {e}", raw.display()))?;
@@ -572,7 +598,13 @@ fn check_ptx_version(name: &str, ptx: &str, features: &str) -> Result<(), String
         .and_then(|(ma, mi)| Some(ma.parse::<u32>().ok()? * 10 + mi.parse::<u32>().ok()?))
         .ok_or_else(|| format!("PTX module {name} has no `.version`"))?;
     if have < want {
-        return Err(format!("PTX module {name} declares .version {}.{}; it needs {}.{} or newer", have / 10, have % 10, want / 10, want % 10));
+        return Err(format!(
+            "PTX module {name} declares .version {}.{}; it needs {}.{} or newer",
+            have / 10,
+            have % 10,
+            want / 10,
+            want % 10
+        ));
     }
     Ok(())
 }
@@ -580,7 +612,10 @@ fn check_ptx_version(name: &str, ptx: &str, features: &str) -> Result<(), String
 /// A module the driver can load on its own: no call to a function it does not define.
 fn check_self_contained(name: &str, ptx: &str) -> Result<(), String> {
     if let Some(line) = ptx.lines().find(|l| l.contains(".extern .func")) {
-        return Err(format!("PTX module {name} is not self-contained: `{}` (a core/compiler-builtins function was not linked in; keep kernels free of it)", line.trim()));
+        return Err(format!(
+            "PTX module {name} is not self-contained: `{}` (a core/compiler-builtins function was not linked in; keep kernels free of it)",
+            line.trim()
+        ));
     }
     if !ptx.contains(".entry") {
         return Err(format!("PTX module {name} defines no kernel entry"));

@@ -5,9 +5,8 @@ use candle_core::op::BackpropOp;
 use candle_core::cuda_backend::CudaStorage;
 use candle_core::{Device, Storage, Tensor};
 use float8::F8E4M3;
-use lowp::fp8::{ScaleLayout, ScaleRecipe};
 use lowp::half::bf16;
-use lowp::{Lowp, Matrix};
+use lowp::{Lowp, Matrix, ScaleRounding, Scales};
 
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -28,9 +27,10 @@ pub fn quantize_fp8(lowp: &Lowp, x: &Tensor) -> Result<(Tensor, Tensor)> {
     let mut q = dev.alloc_zeros::<F8E4M3>(m * k)?;
     let mut s = dev.alloc_zeros::<f32>(m * (k / 128))?;
     let x = Matrix::from_buffer(x_slice, m, k)?;
-    let mut q_matrix = Matrix::from_buffer(q.as_view_mut(), m, k)?;
-    lowp::fp8::quantize_per_token_group(lowp, &stream, &x, &mut q_matrix, &mut s, ScaleLayout::RowMajor, ScaleRecipe::Float)?;
-    drop(q_matrix);
+    let mut codes = Matrix::from_buffer(q.as_view_mut(), m, k)?;
+    let mut scales = Scales::row_major(s.as_view_mut(), m, k / 128)?;
+    lowp::fp8::quantize_per_token_group(lowp, &stream, &x, ScaleRounding::Exact, &mut codes, &mut scales)?;
+    drop((codes, scales));
 
     let q = Tensor::from_storage(Storage::Cuda(CudaStorage::wrap_cuda_slice(q, dev.clone())), (m, k), BackpropOp::none(), false);
     let s = Tensor::from_storage(Storage::Cuda(CudaStorage::wrap_cuda_slice(s, dev.clone())), (m, k / 128), BackpropOp::none(), false);

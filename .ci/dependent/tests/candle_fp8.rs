@@ -13,9 +13,8 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 use float8::F8E4M3;
 use lowp::cudarc::driver::{CudaContext, CudaSlice, CudaStream};
-use lowp::fp8::{ScaleLayout, ScaleRecipe};
 use lowp::half::bf16;
-use lowp::{Lowp, Matrix};
+use lowp::{Lowp, Matrix, ScaleRounding, Scales};
 
 const M: usize = 6;
 const K: usize = 384;
@@ -34,8 +33,9 @@ fn input() -> Vec<bf16> {
 /// lowp's quantizer on `x [M, K]` into `q` and row-major scales, on `stream`.
 fn quantize(lowp: &Lowp, stream: &Arc<CudaStream>, x: &CudaSlice<bf16>, q: &mut CudaSlice<F8E4M3>, s: &mut CudaSlice<f32>) {
     let x = Matrix::from_buffer(x.as_view(), M, K).expect("x matrix");
-    let mut q = Matrix::from_buffer(q.as_view_mut(), M, K).expect("q matrix");
-    lowp::fp8::quantize_per_token_group(lowp, stream, &x, &mut q, s, ScaleLayout::RowMajor, ScaleRecipe::Float)
+    let mut codes = Matrix::from_buffer(q.as_view_mut(), M, K).expect("codes matrix");
+    let mut scales = Scales::row_major(s.as_view_mut(), M, K / 128).expect("scales");
+    lowp::fp8::quantize_per_token_group(lowp, stream, &x, ScaleRounding::Exact, &mut codes, &mut scales)
         .expect("quantize_per_token_group");
 }
 
