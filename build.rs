@@ -439,7 +439,7 @@ impl Toolchain {
             let cargo = env::var_os("CARGO").unwrap_or_else(|| os("cargo"));
             let rustc = env::var_os("RUSTC").unwrap_or_else(|| os("rustc"));
             let shown = rustc.to_string_lossy().into_owned();
-            let problem = match probe_rustc(&[rustc.clone()], kernels) {
+            let problem = match probe_rustc(std::slice::from_ref(&rustc), kernels) {
                 Err(e) => format!("there is no rustup on PATH, and the rustc building lowp ({shown}) failed ({e})"),
                 Ok((version, _)) if !is_nightly(&version) => format!(
                     "there is no rustup on PATH, and the rustc building lowp ({shown}) is not a nightly ({})",

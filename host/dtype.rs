@@ -17,7 +17,12 @@ use bytemuck::{Pod, Zeroable};
 use cudarc::driver::{DeviceRepr, ValidAsZeroBits};
 pub use float8::{F8E4M3, F8E5M2};
 
-use crate::reference::convert as cv;
+/// The conversions between f32 and the narrow formats: the same source as the device's software
+/// path, public as `lowp::reference::convert`.
+#[path = "../kernels-gpu/src/prim/soft.rs"]
+#[allow(dead_code)]
+pub(crate) mod soft;
+use soft as cv;
 
 /// The element types of lowp tensors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

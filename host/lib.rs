@@ -55,9 +55,9 @@ pub use context::{Lowp, device_count, driver_available};
 pub use dtype::{DType, Element, F4E2M1x2, F8E4M3, F8E5M2, Float, Half, Ue8m0};
 pub use error::{Error, Result};
 pub use flag::ErrorFlag;
-pub use matrix::{Matrix, MatrixBatch};
+pub use matrix::{Matrix, MatrixBatch, Scales};
 pub use ptx::Arch;
-pub use scale::{ScaleLayout, ScaleRounding, Scales, m_major_ld};
+pub use scale::{ScaleLayout, ScaleRounding, m_major_ld};
 
 #[cfg(test)]
 #[path = "tests/modules.rs"]

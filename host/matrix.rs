@@ -12,6 +12,7 @@ use cudarc::driver::{CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, De
 
 use crate::dtype::Element;
 use crate::error::{CudaResultExt, Error, Result};
+use crate::scale::{ScaleLayout, m_major_ld};
 
 /// A row-major `rows × cols` matrix of `T` on the device, over a buffer `B`.
 pub struct Matrix<T: Element, B = CudaSlice<T>> {
@@ -279,5 +280,155 @@ impl<T: Element, B: DevicePtr<T>> MatrixBatch<T, B> {
     #[allow(dead_code)]
     pub(crate) fn device_ptr<'a>(&'a self, stream: &'a CudaStream) -> (u64, cudarc::driver::SyncOnDrop<'a>) {
         self.buf.device_ptr(stream)
+    }
+}
+
+/// A `[rows, cols]` tensor of scales of type `S` in a [`ScaleLayout`], over a buffer `B` (owned
+/// `CudaSlice<S>`, or a borrowed `CudaView`/`CudaViewMut`, no copy).
+pub struct Scales<S: Element, B = CudaSlice<S>> {
+    buf: B,
+    rows: usize,
+    cols: usize,
+    layout: ScaleLayout,
+    _s: PhantomData<S>,
+}
+
+impl<S: Element, B: DeviceSlice<S>> std::fmt::Debug for Scales<S, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Scales<{}>[{}, {}; {:?}]", S::DTYPE, self.rows, self.cols, self.layout)
+    }
+}
+
+impl<S: Element, B: DeviceSlice<S>> Scales<S, B> {
+    /// Wraps a buffer holding `[rows, cols]` scales in `layout` (no copy). `BufferTooSmall` if it
+    /// is shorter than [`ScaleLayout::required_len`], `Shape` for an `ld` below the shape.
+    pub fn from_buffer(buf: B, rows: usize, cols: usize, layout: ScaleLayout) -> Result<Self> {
+        check_layout(layout, rows, cols)?;
+        let required = layout.required_len(rows, cols).ok_or_else(|| Error::Shape {
+            arg: "scales",
+            expected: "a scale tensor whose size fits in usize".into(),
+            actual: format!("[{rows}, {cols}] {layout:?}"),
+        })?;
+        if buf.len() < required {
+            return Err(Error::BufferTooSmall { arg: "scales", required, actual: buf.len() });
+        }
+        Ok(Scales { buf, rows, cols, layout, _s: PhantomData })
+    }
+
+    /// Contiguous row-major scales (`ld = cols`).
+    pub fn row_major(buf: B, rows: usize, cols: usize) -> Result<Self> {
+        Self::from_buffer(buf, rows, cols, ScaleLayout::RowMajor { ld: cols })
+    }
+
+    /// M-major scales with `ld = m_major_ld(rows)`.
+    pub fn m_major(buf: B, rows: usize, cols: usize) -> Result<Self> {
+        Self::from_buffer(buf, rows, cols, ScaleLayout::MMajor { ld: m_major_ld(rows) })
+    }
+
+    /// 128×4-swizzled scales.
+    pub fn swizzled(buf: B, rows: usize, cols: usize) -> Result<Self> {
+        Self::from_buffer(buf, rows, cols, ScaleLayout::Swizzled)
+    }
+
+    /// Scales of row groups, each group's region swizzled (see [`ScaleLayout::GroupedSwizzled`]).
+    pub fn grouped_swizzled(buf: B, rows: usize, cols: usize, groups: usize) -> Result<Self> {
+        Self::from_buffer(buf, rows, cols, ScaleLayout::GroupedSwizzled { groups })
+    }
+
+    /// Scale rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Scale columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// `[rows, cols]`.
+    pub fn shape(&self) -> [usize; 2] {
+        [self.rows, self.cols]
+    }
+    /// The layout of the buffer.
+    pub fn layout(&self) -> ScaleLayout {
+        self.layout
+    }
+    /// The buffer.
+    pub fn buffer(&self) -> &B {
+        &self.buf
+    }
+    /// The buffer, writable.
+    pub fn buffer_mut(&mut self) -> &mut B {
+        &mut self.buf
+    }
+    /// Gives the buffer back.
+    pub fn into_buffer(self) -> B {
+        self.buf
+    }
+}
+
+impl<S: Element> Scales<S> {
+    /// A new zero-filled buffer of exactly [`ScaleLayout::required_len`] elements, allocated on
+    /// `stream`.
+    pub fn zeros(stream: &Arc<CudaStream>, rows: usize, cols: usize, layout: ScaleLayout) -> Result<Self> {
+        check_layout(layout, rows, cols)?;
+        let n = layout.required_len(rows, cols).ok_or_else(|| Error::Shape {
+            arg: "scales",
+            expected: "a scale tensor whose size fits in usize".into(),
+            actual: format!("[{rows}, {cols}] {layout:?}"),
+        })?;
+        let buf = stream.alloc_zeros::<S>(n.max(1)).op("cuMemAllocAsync")?;
+        Self::from_buffer(buf, rows, cols, layout)
+    }
+
+    /// A read-only view (no copy).
+    pub fn view(&self) -> Scales<S, CudaView<'_, S>> {
+        Scales { buf: self.buf.as_view(), rows: self.rows, cols: self.cols, layout: self.layout, _s: PhantomData }
+    }
+
+    /// A writable view (no copy).
+    pub fn view_mut(&mut self) -> Scales<S, CudaViewMut<'_, S>> {
+        Scales { buf: self.buf.as_view_mut(), rows: self.rows, cols: self.cols, layout: self.layout, _s: PhantomData }
+    }
+}
+
+impl<S: Element, B: DevicePtr<S>> Scales<S, B> {
+    /// The whole buffer, copied to the host in its layout. Waits for `stream`.
+    pub fn to_host_raw(&self, stream: &Arc<CudaStream>) -> Result<Vec<S>> {
+        let v = stream.clone_dtoh(&self.buf).op("cuMemcpyDtoH")?;
+        stream.synchronize().op("cuStreamSynchronize")?;
+        Ok(v)
+    }
+
+    /// Device address, for a launch on `stream` (the guard must outlive the enqueue).
+    #[allow(dead_code)]
+    pub(crate) fn device_ptr<'a>(&'a self, stream: &'a CudaStream) -> (u64, cudarc::driver::SyncOnDrop<'a>) {
+        self.buf.device_ptr(stream)
+    }
+}
+
+impl<S: Element, B: DevicePtrMut<S>> Scales<S, B> {
+    /// Device address for a kernel that writes the scales.
+    #[allow(dead_code)]
+    pub(crate) fn device_ptr_mut<'a>(&'a mut self, stream: &'a CudaStream) -> (u64, cudarc::driver::SyncOnDrop<'a>) {
+        self.buf.device_ptr_mut(stream)
+    }
+}
+
+/// `Shape` for an `ld` below the shape or a grouped layout of no group.
+fn check_layout(layout: ScaleLayout, rows: usize, cols: usize) -> Result<()> {
+    match layout {
+        ScaleLayout::RowMajor { ld } if ld < cols => Err(Error::Shape {
+            arg: "scales",
+            expected: format!("a row-major ld >= cols = {cols}"),
+            actual: format!("ld {ld}"),
+        }),
+        ScaleLayout::MMajor { ld } if ld < rows => Err(Error::Shape {
+            arg: "scales",
+            expected: format!("an M-major ld >= rows = {rows}"),
+            actual: format!("ld {ld}"),
+        }),
+        ScaleLayout::GroupedSwizzled { groups: 0 } => {
+            Err(Error::Shape { arg: "scales", expected: "at least one group".into(), actual: "0 groups".into() })
+        }
+        _ => Ok(()),
     }
 }

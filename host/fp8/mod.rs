@@ -27,9 +27,10 @@ use crate::context::Lowp;
 use crate::dtype::{Element, F8E4M3, Float};
 use crate::error::Result;
 use crate::matrix::Matrix;
+use crate::matrix::Scales;
 #[cfg(doc)]
 use crate::scale::ScaleLayout;
-use crate::scale::{ScaleRounding, Scales};
+use crate::scale::ScaleRounding;
 use plan::{Operand, ScaleInput, plan};
 
 /// Kernel entry points of this family.

@@ -39,10 +39,10 @@ use crate::dtype::{Element, F8E4M3};
 use crate::error::Result;
 use crate::flag::ErrorFlag;
 use crate::fp8::plan::ScaleInput;
+use crate::matrix::Scales;
 use crate::matrix::{Matrix, MatrixBatch};
 #[cfg(doc)]
 use crate::scale::ScaleLayout;
-use crate::scale::Scales;
 use crate::validate::Operand;
 use launch::launch_gemm;
 use plan::{DenseInput, GroupedInput, dense_plan, grouped_plan, tile_bound};

@@ -18,7 +18,8 @@ use crate::context::Lowp;
 use crate::dtype::{Element, Float};
 use crate::error::{CudaResultExt, Result};
 use crate::matrix::Matrix;
-use crate::scale::{ScaleRounding, Scales};
+use crate::matrix::Scales;
+use crate::scale::ScaleRounding;
 
 /// The capability every microscaling kernel needs.
 const NEEDS: &str = "compute capability 8.0";

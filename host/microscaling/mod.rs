@@ -57,7 +57,8 @@ use crate::context::Lowp;
 use crate::dtype::{F4E2M1x2, F8E4M3, Float, Ue8m0};
 use crate::error::Result;
 use crate::matrix::Matrix;
-use crate::scale::{ScaleRounding, Scales};
+use crate::matrix::Scales;
+use crate::scale::ScaleRounding;
 
 mod launch;
 pub(crate) mod plan;

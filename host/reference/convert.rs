@@ -5,8 +5,4 @@
 //! (`tests/data/`), and the GPU tests check the device casts (`cvt` where the target has one)
 //! against it, bit for bit.
 
-#[path = "../../kernels-gpu/src/prim/soft.rs"]
-#[allow(dead_code)]
-mod soft;
-
-pub use soft::*;
+pub use crate::dtype::soft::*;

@@ -87,3 +87,113 @@ fn fp8_conversion_uses_cvt_on_hopper_and_software_on_sm80() {
     assert!(SM_90A.contains("cvt.rn.satfinite.e4m3x2.f32"));
     assert!(!SM_80.contains("e4m3x2"), "sm_80 has no FP8 cvt; the module must use the software path");
 }
+
+/// The top-level module of `host/` each `crate::…` path in `src` names (a re-exported root name
+/// such as `crate::Half` counts as the module it comes from), comments and test-only modules
+/// left out.
+fn imports(src: &str, reexports: &std::collections::HashMap<String, String>) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut skip_next = false;
+    for line in src.lines() {
+        let t = line.trim();
+        if t.starts_with("//") {
+            continue;
+        }
+        if t.starts_with("#[cfg(test)]") {
+            skip_next = true;
+            continue;
+        }
+        if skip_next {
+            skip_next = false;
+            if t.starts_with("mod ") || t.starts_with("pub(crate) const") || t.starts_with("#[path") {
+                continue;
+            }
+        }
+        let mut rest = t;
+        while let Some(i) = rest.find("crate::") {
+            rest = &rest[i + "crate::".len()..];
+            let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            if let Some(m) = reexports.get(&name) {
+                out.insert(m.clone());
+            } else if name.chars().next().is_some_and(|c| c.is_lowercase()) {
+                out.insert(name);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_host_module_imports_one_that_imports_it_back() {
+    use std::collections::{BTreeMap, BTreeSet, HashMap};
+    let host = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("host");
+    // Root re-exports: `pub use module::{A, B};` makes `crate::A` a path into `module`.
+    let lib = std::fs::read_to_string(host.join("lib.rs")).expect("lib.rs");
+    let mut reexports = HashMap::new();
+    for line in lib.lines().filter_map(|l| l.trim().strip_prefix("pub use ")) {
+        if let Some((module, names)) = line.split_once("::") {
+            for n in names.trim_end_matches(';').trim_matches(|c| c == '{' || c == '}').split(',') {
+                reexports.insert(n.trim().to_string(), module.to_string());
+            }
+        }
+    }
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut stack = vec![host.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read host/") {
+            let path = entry.expect("entry").path();
+            let rel = path.strip_prefix(&host).expect("under host/").to_string_lossy().into_owned();
+            if path.is_dir() {
+                if rel != "tests" {
+                    stack.push(path);
+                }
+                continue;
+            }
+            if rel == "lib.rs" || !rel.ends_with(".rs") {
+                continue;
+            }
+            let top = rel.split('/').next().unwrap_or_default().trim_end_matches(".rs").to_string();
+            let src = std::fs::read_to_string(&path).expect("source");
+            let deps = imports(&src, &reexports);
+            graph.entry(top.clone()).or_default().extend(deps.into_iter().filter(|d| *d != top));
+        }
+    }
+    // Depth-first search for a cycle.
+    fn visit(
+        u: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        state: &mut HashMap<String, u8>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        state.insert(u.to_string(), 1);
+        path.push(u.to_string());
+        for v in graph.get(u).into_iter().flatten().filter(|v| graph.contains_key(*v)) {
+            match state.get(v.as_str()) {
+                Some(1) => {
+                    let start = path.iter().position(|p| p == v).unwrap_or(0);
+                    let mut cycle = path[start..].to_vec();
+                    cycle.push(v.clone());
+                    return Some(cycle);
+                }
+                None => {
+                    if let Some(c) = visit(v, graph, state, path) {
+                        return Some(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        path.pop();
+        state.insert(u.to_string(), 2);
+        None
+    }
+    assert!(graph.len() > 10, "read only {:?}", graph.keys());
+    let mut state = HashMap::new();
+    for m in graph.keys() {
+        if !state.contains_key(m.as_str()) {
+            if let Some(cycle) = visit(m, &graph, &mut state, &mut Vec::new()) {
+                panic!("host modules import each other in a circle: {}", cycle.join(" -> "));
+            }
+        }
+    }
+}
