@@ -24,7 +24,7 @@
 //! block's contribution is not rounded before it is added); bf16 accumulates in the wgmma
 //! accumulator itself.
 //!
-//! NOT YET RUN ON A GPU: written without one; see `docs/kernels/gemm.md`.
+//! Not yet run on a GPU (checked on the lowp-sim simulator); see `docs/kernels/gemm.md`.
 
 use core::f32::math::mul_add;
 
