@@ -423,6 +423,16 @@ pub enum Op {
         a: Src,
         b: Src,
     },
+    /// `min`/`max` on 16-bit floats (`.f16`, `.bf16`, or two of them packed, `.f16x2`,
+    /// `.bf16x2`), `nan`: the `.NaN` form (a NaN operand gives the canonical NaN).
+    HMinMax {
+        ty: Ty,
+        max: bool,
+        nan: bool,
+        d: Reg,
+        a: Src,
+        b: Src,
+    },
     FNeg {
         ty: Ty,
         d: Reg,

@@ -350,6 +350,43 @@ pub fn max_f64(a: u64, b: u64) -> u64 {
     }
 }
 
+/// `min` (`MAX` false) or `max` of two 16-bit floats, `.f16` (`BF` false) or `.bf16`, with or
+/// without `.NaN` (PTX ISA §9.7.4.7/8, the half-precision `min`/`max`): two NaN operands give
+/// the canonical NaN, and so does one with `.NaN`; without it one NaN operand gives the other
+/// operand. Otherwise `(a > b) ? a : b` (`<` for `min`) with +0.0 > −0.0; subnormals are
+/// values like any other (no `.ftz`). Both formats are sign-magnitude, so one order key serves
+/// both; only the NaN test differs (exponent field all ones: `0x7c00` for f16, `0x7f80` for
+/// bf16, and a nonzero mantissa).
+#[inline(always)]
+pub fn minmax16<const BF: bool, const MAX: bool, const NAN: bool>(a: u16, b: u16) -> u16 {
+    let inf = if BF { 0x7f80 } else { 0x7c00 };
+    let (an, bn) = (a & 0x7fff > inf, b & 0x7fff > inf);
+    if an && bn || NAN && (an || bn) {
+        return NAN_16;
+    }
+    if an {
+        return b;
+    }
+    if bn {
+        return a;
+    }
+    let key = |x: u16| if x >> 15 != 0 { !x } else { x | 0x8000 };
+    if (key(b) > key(a)) == MAX { b } else { a }
+}
+
+/// [`minmax16`] on both halves of a packed `.f16x2` / `.bf16x2` pair (`PAIR`), or on the low
+/// 16 bits of a scalar `.f16` / `.bf16` register.
+#[inline(always)]
+pub fn minmax16x2<const BF: bool, const MAX: bool, const NAN: bool, const PAIR: bool>(a: u64, b: u64) -> u64 {
+    let lo = minmax16::<BF, MAX, NAN>(a as u16, b as u16) as u64;
+    if PAIR {
+        let hi = minmax16::<BF, MAX, NAN>((a >> 16) as u16, (b >> 16) as u16) as u64;
+        lo | hi << 16
+    } else {
+        lo
+    }
+}
+
 /// `.sat` on an f32 result (`add/sub/mul/mad/fma.sat.f32`, `cvt.sat.f32.*`): clamps to
 /// [0.0, 1.0], NaN gives +0.0 (PTX ISA §9.7.3, §9.7.9.21). −0.0 gives +0.0 (the clamp's lower
 /// bound is `max` with +0.0, and `max` orders +0.0 > −0.0).

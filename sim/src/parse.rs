@@ -1366,6 +1366,9 @@ impl<'p, 'a> Lower<'p, 'a> {
 
     fn arith(&mut self, parts: &[&'a str], ty: Option<Ty>, ops: &[&'a str]) -> Result<()> {
         let ty = ty.filter(|t| *t != Ty::Pred).ok_or_else(|| self.unsupported())?;
+        if matches!(parts[0], "min" | "max") && matches!(ty, Ty::F16 | Ty::F16x2 | Ty::Bf16 | Ty::Bf16x2) {
+            return self.min_max_16(parts, ty, ops);
+        }
         let (mut rnd, mut mode) = (None, None);
         for w in &parts[1..parts.len() - 1] {
             match (rnd_word(w), *w) {
@@ -1440,6 +1443,23 @@ impl<'p, 'a> Lower<'p, 'a> {
             _ => return Err(self.unsupported()),
         };
         self.push(op);
+        Ok(())
+    }
+
+    /// `min{.NaN}` / `max{.NaN}` on `.f16`, `.f16x2`, `.bf16`, `.bf16x2` (sm_80+). `.ftz` and
+    /// `.xorsign.abs` are not supported.
+    fn min_max_16(&mut self, parts: &[&'a str], ty: Ty, ops: &[&'a str]) -> Result<()> {
+        let nan = match parts[1..parts.len() - 1] {
+            [] => false,
+            ["NaN"] => true,
+            _ => return Err(self.unsupported()),
+        };
+        self.nops(ops, 3)?;
+        let bits = if matches!(ty, Ty::F16x2 | Ty::Bf16x2) { Ty::B32 } else { Ty::B16 };
+        let d = self.dst(ops[0])?;
+        let a = self.src(ops[1], bits)?;
+        let b = self.src(ops[2], bits)?;
+        self.push(Op::HMinMax { ty, max: parts[0] == "max", nan, d, a, b });
         Ok(())
     }
 

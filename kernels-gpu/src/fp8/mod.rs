@@ -22,26 +22,14 @@ pub(crate) use crate::prim::soft;
 
 use crate::abi::{FP8_GROUP, FP8_THREADS, FP8_UE8M0, FP8_VECTORIZED, Fp8QuantParams};
 use crate::prim::block::block_reduce_f32;
-use crate::prim::convert::{
-    Bf16, F16, F32, Half, Wide, f32_to_bf16, f32x2_to_bf16x2, f32x2_to_e4m3fn_sat, unpack_u16x2,
-};
-use crate::prim::mem::{Vec16, ld_global_nc_b64, ld_global_nc_v4, st_global_b64, st_global_v4};
+use crate::prim::convert::{Bf16, F16, F32, f32_to_bf16, f32x2_to_bf16x2, f32x2_to_e4m3fn_sat};
+use crate::prim::mem::{Vec16, ld_global_nc_b64, st_global_b64, st_global_v4};
+use crate::prim::packed::Held;
 use crate::prim::soft::e4m3fn_to_f32;
-use crate::prim::warp::warp_reduce_f32;
-use crate::prim::{block_dim_x, block_idx_x, dynamic_smem, grid_dim_x, lane_id, opaque_u32x4, thread_idx_x, warp_id};
-use math::{group_scale, max_nan};
+use crate::prim::{block_dim_x, block_idx_x, dynamic_smem, grid_dim_x, lane_id, thread_idx_x, warp_id};
+use math::group_scale;
 
 const WARPS: u64 = (FP8_THREADS / 32) as u64;
-
-/// Largest magnitude of 8 values (NaN if any is NaN).
-#[inline(always)]
-fn amax8(x: &[f32; 8]) -> f32 {
-    let mut m = 0.0f32;
-    for v in x {
-        m = max_nan(m, v.abs());
-    }
-    m
-}
 
 /// Quantizes 8 values with `mult` and stores the 8 bytes at `q`.
 ///
@@ -73,7 +61,7 @@ unsafe fn store_codes(q: *mut u8, x: &[f32; 8], mult: f32, vector: bool) {
 /// # Safety
 /// Launched with `FP8_THREADS` threads per block; parameters validated by `lowp::fp8`.
 #[inline(always)]
-unsafe fn quantize_groups<I: Wide>(p: &Fp8QuantParams) {
+unsafe fn quantize_groups<I: Held>(p: &Fp8QuantParams) {
     let groups_per_row = p.cols / FP8_GROUP as u64;
     let total = p.rows * groups_per_row;
     let sub = lane_id() & 15; // lane within the group
@@ -85,26 +73,35 @@ unsafe fn quantize_groups<I: Wide>(p: &Fp8QuantParams) {
     // `w` is uniform over the warp, so the shuffles below always see all 32 lanes.
     while 4 * w < total {
         let g = [4 * w + half, 4 * w + 2 + half];
-        let mut x = [[0.0f32; 8]; 2];
+        let mut x = [I::Raw::default(); 2];
         crate::unroll!(k in [0, 1] {
             if g[k] < total {
                 let (r, cg) = at(g[k]);
                 let col = cg * FP8_GROUP as u64 + sub as u64 * 8;
                 let src = (p.x as *const u8).wrapping_add(((r * p.x_stride + col) as usize) * I::BYTES);
                 // SAFETY: (r, col..col+8) is inside the matrix; alignment per FP8_VECTORIZED.
-                x[k] = unsafe { I::load8(src, vector) };
+                x[k] = unsafe { I::load_raw(src, vector) };
             }
         });
+        // Both groups' amaxes reduced together over the 16 lanes of the half-warp (one shuffle
+        // per step for both with 16-bit inputs: `prim::packed`). A group past the end holds
+        // zeros, which nothing stores.
+        let mut m = I::pair(I::amax8(&x[0]), I::amax8(&x[1]));
+        crate::unroll!(j in [8, 4, 2, 1] {
+            // SAFETY: all 32 lanes are here (the loop condition is uniform over the warp); the
+            // lane masks stay inside each half-warp.
+            m = I::pair_merge(m, unsafe { I::pair_shfl_xor(m, j as u32) });
+        });
+        let amaxes = I::pair_bits(m);
         crate::unroll!(k in [0, 1] {
-            // SAFETY: all 32 lanes are here; each half-warp reduces its own group.
-            let amax = unsafe { warp_reduce_f32(amax8(&x[k]), 16, max_nan) };
+            let amax = f32::from_bits(if k == 0 { amaxes.0 } else { amaxes.1 });
             if g[k] < total {
                 let (r, cg) = at(g[k]);
                 let col = cg * FP8_GROUP as u64 + sub as u64 * 8;
                 let (scale, mult) = group_scale(amax, ue8m0);
                 let q = (p.codes as *mut u8).wrapping_add((r * p.codes_stride + col) as usize);
                 // SAFETY: inside the E4M3 matrix; 8-byte aligned when vectorized.
-                unsafe { store_codes(q, &x[k], mult, vector) };
+                unsafe { store_codes(q, &I::widen(x[k]), mult, vector) };
                 if sub == 0 {
                     let s = (p.scales as *mut f32).wrapping_add((r * p.scale_row_stride + cg * p.scale_col_stride) as usize);
                     // SAFETY: (r, cg) is inside the scale layout the host validated.
@@ -113,94 +110,6 @@ unsafe fn quantize_groups<I: Wide>(p: &Fp8QuantParams) {
             }
         });
         w += grid_dim_x() as u64 * WARPS;
-    }
-}
-
-/// The 8 elements one thread of the block quantizer holds per row: packed 16-bit values for
-/// bf16/f16 (4 registers, widened when used: one instruction per element), f32 as they are.
-trait Held: Wide {
-    type Raw: Copy + Default;
-    /// Loads 8 elements (as `Wide::load8`).
-    ///
-    /// # Safety
-    /// As `Wide::load8`.
-    unsafe fn load_raw(p: *const u8, vector: bool) -> Self::Raw;
-    fn widen(r: Self::Raw) -> [f32; 8];
-    /// `r` made opaque to the optimizer (`prim::opaque_u32x4`), so a second widening is not
-    /// merged with the first (which would keep the f32 values alive across the reduction).
-    fn opaque(r: Self::Raw) -> Self::Raw;
-}
-
-/// The 8 16-bit values at `p`, packed in pairs (element `2i` in the low half of word `i`).
-///
-/// # Safety
-/// As `Wide::load8` for a 16-bit type.
-#[inline(always)]
-unsafe fn load_half_raw(p: *const u8, vector: bool) -> [u32; 4] {
-    if vector {
-        // SAFETY: 16-byte aligned and valid for 16 bytes (caller).
-        unsafe { ld_global_nc_v4(p as *const Vec16) }.0
-    } else {
-        let mut w = [0u32; 4];
-        for (i, v) in w.iter_mut().enumerate() {
-            // SAFETY: elements 2i, 2i + 1 < 8 (caller).
-            *v = unsafe {
-                (p as *const u16).add(2 * i).read() as u32 | ((p as *const u16).add(2 * i + 1).read() as u32) << 16
-            };
-        }
-        w
-    }
-}
-
-/// Widens 8 packed 16-bit values of `T`.
-#[inline(always)]
-fn widen_half<T: Half>(w: [u32; 4]) -> [f32; 8] {
-    let mut f = [0.0f32; 8];
-    for i in 0..4 {
-        let (lo, hi) = unpack_u16x2(w[i]);
-        f[2 * i] = T::to_f32(lo);
-        f[2 * i + 1] = T::to_f32(hi);
-    }
-    f
-}
-
-/// The 16-bit formats are held packed, two values per `u32`.
-macro_rules! held_half {
-    ($($t:ty),*) => {$(
-        impl Held for $t {
-            type Raw = [u32; 4];
-            #[inline(always)]
-            unsafe fn load_raw(p: *const u8, vector: bool) -> [u32; 4] {
-                // SAFETY: forwarded.
-                unsafe { load_half_raw(p, vector) }
-            }
-            #[inline(always)]
-            fn widen(r: [u32; 4]) -> [f32; 8] {
-                widen_half::<$t>(r)
-            }
-            #[inline(always)]
-            fn opaque(r: [u32; 4]) -> [u32; 4] {
-                opaque_u32x4(r)
-            }
-        }
-    )*};
-}
-held_half!(Bf16, F16);
-
-impl Held for F32 {
-    type Raw = [f32; 8];
-    #[inline(always)]
-    unsafe fn load_raw(p: *const u8, vector: bool) -> [f32; 8] {
-        // SAFETY: forwarded.
-        unsafe { F32::load8(p, vector) }
-    }
-    #[inline(always)]
-    fn widen(r: [f32; 8]) -> [f32; 8] {
-        r
-    }
-    #[inline(always)]
-    fn opaque(r: [f32; 8]) -> [f32; 8] {
-        r
     }
 }
 
@@ -233,14 +142,17 @@ unsafe fn quantize_blocks<I: Held>(p: &Fp8QuantParams) {
                 x[i] = unsafe { I::load_raw(src, vector) };
             }
         });
-        let mut amax = 0.0f32;
-        crate::unroll!(i in [0, 1, 2, 3, 4, 5, 6, 7] {
+        // The amax on the values as held (packed pairs for bf16/f16, `prim::packed`), reduced
+        // over the block in that form (the f32 view only carries the bits) and widened once.
+        let mut acc = I::amax8(&x[0]);
+        crate::unroll!(i in [1, 2, 3, 4, 5, 6, 7] {
             // rows past the matrix hold zeros, which do not change the amax
-            amax = max_nan(amax, amax8(&I::widen(x[i])));
+            acc = I::amax_merge(acc, I::amax8(&x[i]));
         });
+        let merge = |a: f32, b: f32| f32::from_bits(I::amax_merge(a.to_bits(), b.to_bits()));
         // SAFETY: every thread of the block reaches it; smem holds one f32 per warp.
-        let amax = unsafe { block_reduce_f32(amax, smem, block_dim_x(), max_nan) };
-        let (scale, mult) = group_scale(amax, ue8m0);
+        let acc = unsafe { block_reduce_f32(f32::from_bits(acc), smem, block_dim_x(), merge) }.to_bits();
+        let (scale, mult) = group_scale(f32::from_bits(I::amax_bits(acc)), ue8m0);
         crate::unroll!(i in [0, 1, 2, 3, 4, 5, 6, 7] {
             let r = rb * FP8_GROUP as u64 + ty + 16 * i as u64;
             if r < p.rows {

@@ -31,8 +31,9 @@ use crate::abi::{
     MX_FLAG_ROUND_UP, MX_FLAG_SWIZZLED, MX_FLAG_VECTORIZED, MX_THREADS as THREADS, MxAmaxParams, MxDequantizeParams,
     MxGlobalScaleParams, MxQuantizeParams, MxSwizzleParams,
 };
-use crate::prim::convert::{Bf16, F16, F32, Wide, f16_to_f32, f32_to_e4m3fn_sat, f32x2_to_bf16x2, f32x2_to_e4m3fn_sat};
+use crate::prim::convert::{Bf16, F16, F32, f16_to_f32, f32_to_e4m3fn_sat, f32x2_to_bf16x2, f32x2_to_e4m3fn_sat};
 use crate::prim::mem::{Vec16, ld_global_nc_b64, ld_global_nc_v4, st_global_b64, st_global_v4, st_u16xn};
+use crate::prim::packed::Held;
 use crate::prim::soft;
 use crate::prim::warp::{shfl_xor_f32, sync_warp, warp_reduce_f32};
 use crate::prim::{block_dim_x, block_idx_x, dynamic_smem, grid_dim_x, lane_id, sync_threads, thread_idx_x};
@@ -471,15 +472,16 @@ unsafe fn shfl_xor_u32(v: u32, m: u32) -> u32 {
     unsafe { shfl_xor_f32(f32::from_bits(v), m) }.to_bits()
 }
 
-/// Loads chunk (row, c) of the input: elements `8c..8c + 8` of the row, as f32.
+/// Loads chunk (row, c) of the input: elements `8c..8c + 8` of the row, as loaded (packed pairs
+/// for bf16/f16).
 ///
 /// # Safety
 /// The chunk is inside the matrix; rows 16-byte aligned when `VECTOR`.
 #[inline(always)]
-unsafe fn load_chunk<T: Wide, const VECTOR: bool>(p: &MxQuantizeParams, row: u32, c: u32) -> [f32; 8] {
+unsafe fn load_chunk<T: Held, const VECTOR: bool>(p: &MxQuantizeParams, row: u32, c: u32) -> T::Raw {
     let o = (row as u64 * p.x_stride + 8 * c as u64) * T::BYTES as u64;
     // SAFETY: caller's contract; 8 elements from a multiple of 8 keep the row's alignment.
-    unsafe { T::load8((p.x as *const u8).add(o as usize), VECTOR) }
+    unsafe { T::load_raw((p.x as *const u8).add(o as usize), VECTOR) }
 }
 
 /// Stores the codes of chunk (row, c): `W` = 1 word (FP4) or 2 (FP8) at byte `4 · W · c` of the
@@ -522,7 +524,7 @@ unsafe fn store_chunk_codes<const VECTOR: bool>(p: &MxQuantizeParams, nw: usize,
 /// buffer covers its matrix, outputs overlap nothing, `VECTOR` only with the alignments it needs,
 /// rows and chunks per row (`K / 8`) below 2^32, fewer than 2^32 swizzled tiles.
 #[inline(always)]
-unsafe fn quantize<T: Wide, F: Format, const GROUPED: bool, const VECTOR: bool>(p: &MxQuantizeParams, f: F) {
+unsafe fn quantize<T: Held, F: Format, const GROUPED: bool, const VECTOR: bool>(p: &MxQuantizeParams, f: F) {
     let nb = p.blocks_per_row;
     let swizzled = GROUPED || p.flags & MX_FLAG_SWIZZLED != 0;
     let col_tiles = nb.div_ceil(4);
@@ -575,16 +577,18 @@ unsafe fn quantize<T: Wide, F: Format, const GROUPED: bool, const VECTOR: bool>(
             // SAFETY: chunks of the matrix (`row < covered <= rows`, or chunk (0, 0) of a
             // non-empty matrix: the loop runs only when `total > 0`).
             let (xa, xb) = unsafe { (load_chunk::<T, VECTOR>(p, ra, ca), load_chunk::<T, VECTOR>(p, rb, cb)) };
-            let (mut ma, mut mb) = (math::amax_bits(&xa), math::amax_bits(&xb));
+            // Both blocks' amaxes on the values as loaded (packed pairs for bf16/f16), reduced
+            // together over the block's lanes (one shuffle per step for both: `prim::packed`),
+            // then as f32 bits (`math::amax_bits`'s value: any NaN above +Inf).
+            let mut pair = T::pair(T::amax8(&xa), T::amax8(&xb));
             let mut m = 1;
             while m < lanes {
                 // SAFETY: every lane of the warp is here (uniform loop, no branch around it).
-                unsafe {
-                    ma = ma.max(shfl_xor_u32(ma, m));
-                    mb = mb.max(shfl_xor_u32(mb, m));
-                }
+                pair = T::pair_merge(pair, unsafe { T::pair_shfl_xor(pair, m) });
                 m <<= 1;
             }
+            let (ma, mb) = T::pair_bits(pair);
+            let (xa, xb) = (T::widen(xa), T::widen(xb));
             // SAFETY: convergent, as above.
             let (ba, bb) = unsafe { f.blocks(ma, mb) };
             if on_a {
@@ -652,7 +656,7 @@ unsafe fn global_scale(ptr: u64, g: f32) -> f32 {
 /// # Safety
 /// Launch contract of `quantize`.
 #[inline(always)]
-unsafe fn quantize_dispatch<T: Wide, F: Format, const GROUPED: bool>(p: &MxQuantizeParams, f: F) {
+unsafe fn quantize_dispatch<T: Held, F: Format, const GROUPED: bool>(p: &MxQuantizeParams, f: F) {
     // SAFETY: forwarded; the vector instantiation only where the host set the flag.
     unsafe {
         if p.flags & MX_FLAG_VECTORIZED != 0 {
@@ -822,12 +826,15 @@ unsafe fn amax<T: Input>(p: &MxAmaxParams) {
     if cols % 8 == 0 && cols > 0 {
         let vector = p.flags & MX_FLAG_VECTORIZED != 0;
         let mut w = Walk::new(cols / 8);
+        // the amax on the values as loaded (`prim::packed`), widened once
+        let mut acc = 0u32;
         while w.row < rows {
             // SAFETY: 8 elements of row w.row inside the matrix; alignment per the flag.
-            let v = unsafe { T::load8((p.x as *const u8).add(at(w.row, 8 * w.col) as usize), vector) };
-            m = m.max(math::amax_bits(&v));
+            let v = unsafe { T::load_raw((p.x as *const u8).add(at(w.row, 8 * w.col) as usize), vector) };
+            acc = T::amax_merge(acc, T::amax8(&v));
             w.advance();
         }
+        m = T::amax_bits(acc);
     } else if cols > 0 {
         let mut w = Walk::new(cols);
         while w.row < rows {
@@ -850,9 +857,9 @@ unsafe fn amax<T: Input>(p: &MxAmaxParams) {
     }
 }
 
-/// Input types with a one-element load besides `Wide::load8` (the amax of a matrix whose
+/// Input types with a one-element load besides `Held::load_raw` (the amax of a matrix whose
 /// columns are not a multiple of 8).
-trait Input: Wide {
+trait Input: Held {
     /// One element as f32.
     ///
     /// # Safety

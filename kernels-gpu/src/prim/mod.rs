@@ -20,6 +20,7 @@ pub mod convert;
 pub mod hopper;
 pub mod kv_fp8;
 pub mod mem;
+pub mod packed;
 pub mod soft;
 pub mod trig;
 pub mod warp;

@@ -1114,7 +1114,8 @@ pub(super) fn for_each_reg(op: &Op, mut f: impl FnMut(Reg)) {
         | FMul { d, a, b, .. }
         | FDiv { d, a, b, .. }
         | FMin { d, a, b, .. }
-        | FMax { d, a, b, .. } => {
+        | FMax { d, a, b, .. }
+        | HMinMax { d, a, b, .. } => {
             s(&Src::Reg(*d));
             s(a);
             s(b);

@@ -855,6 +855,7 @@ fn class(op: &Op) -> Class {
         | FDiv { ty, .. }
         | FMin { ty, .. }
         | FMax { ty, .. }
+        | HMinMax { ty, .. }
         | FNeg { ty, .. }
         | FAbs { ty, .. }
         | Rcp { ty, .. }
@@ -1331,6 +1332,27 @@ impl Run<'_> {
                 } else {
                     self.bin(wi, bank, m, *d, a, b, |a, b| num::max_f32(a as u32, b as u32) as u64)
                 }
+            }
+            Op::HMinMax { ty, max, nan, d, a, b } => {
+                let bf = matches!(ty, Ty::Bf16 | Ty::Bf16x2);
+                let pair = matches!(ty, Ty::F16x2 | Ty::Bf16x2);
+                // One instantiation per form, so the lane loop carries no flag tests.
+                macro_rules! go {
+                    ($($bf:literal $max:literal $nan:literal),*) => {
+                        match (bf, *max, *nan, pair) {
+                            $(
+                                ($bf, $max, $nan, true) => {
+                                    self.bin(wi, bank, m, *d, a, b, num::minmax16x2::<$bf, $max, $nan, true>)
+                                }
+                                ($bf, $max, $nan, false) => {
+                                    self.bin(wi, bank, m, *d, a, b, num::minmax16x2::<$bf, $max, $nan, false>)
+                                }
+                            )*
+                        }
+                    };
+                }
+                go!(false false false, false false true, false true false, false true true,
+                    true false false, true false true, true true false, true true true)
             }
             Op::FNeg { ty, d, a } => {
                 let s = if *ty == Ty::F64 { 1u64 << 63 } else { 1 << 31 };
