@@ -18,12 +18,6 @@ pub const E4M3_MAX: f32 = 448.0;
 /// Smallest amax a scale is computed from.
 pub const AMAX_FLOOR: f32 = 1e-4;
 
-/// The larger of two values, NaN if either is NaN.
-#[inline(always)]
-pub fn max_nan(a: f32, b: f32) -> f32 {
-    if a.is_nan() || a > b { a } else { b }
-}
-
 /// `(scale, mult)` of a group whose largest magnitude is `amax` (see the module doc).
 #[inline(always)]
 pub fn group_scale(amax: f32, ue8m0: bool) -> (f32, f32) {
