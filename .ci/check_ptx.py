@@ -16,7 +16,12 @@ import tempfile
 from collections import Counter
 
 # kernel -> the SASS instruction that shows it runs on the tensor cores
-REQUIRED_SASS = {"fp8_blockwise_gemm": "QGMMA", "bf16_gemm": "HGMMA"}
+REQUIRED_SASS = {
+    "fp8_blockwise_gemm": "QGMMA",
+    "fp8_blockwise_gemm_m64": "QGMMA",
+    "bf16_gemm": "HGMMA",
+    "bf16_gemm_m64": "HGMMA",
+}
 import re
 import subprocess
 import sys

@@ -364,7 +364,7 @@ fn special_values<T: lowp::Float>(rng: &mut Rng, n: usize) -> Vec<T> {
                 4 => special_bits::<T>(f32::NEG_INFINITY, None),
                 5 => special_bits::<T>(-0.0, None),
                 6 => special_bits::<T>(0.0, None),
-                7 => special_bits::<T>(0.0, Some(if bf { 0x8001 } else { 0x8001 })),
+                7 => special_bits::<T>(0.0, Some(0x8001)),
                 8 => special_bits::<T>(1e-40, Some(0x007f)),
                 _ => special_bits::<T>((rng.normal() * 2f64.powi(rng.below(30) as i32 - 15)) as f32, None),
             }

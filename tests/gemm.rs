@@ -24,10 +24,16 @@
 //! The simulator runs the GPU sweep's kinds of case at CPU sizes: one row, a partial M tile, an N
 //! tail of the 128-wide tile as in N = 2112 (N = 320: 64 columns; N = 200: 72), N of a few columns
 //! (2, 8), more than 8 tile rows (the tile order's bands of 8 tile rows, the last one partial),
-//! more k-blocks than the pipeline's 4 stages (K = 1152: stages refilled, mbarrier phases
+//! more k-blocks than the pipeline's 7 or 9 stages (K = 1152, 1280: stages refilled, mbarrier phases
 //! flipping), more tiles than SMs (the persistent loop's later turns), both scale layouts and
 //! power-of-two (UE8M0) scales. The grid is `min(tiles, SM count)`: CI runs these tests again with
 //! `LOWP_SIM_SMS=1` (one CTA walks every tile) and `LOWP_SIM_SMS=3` (tiles spread unevenly).
+//!
+//! Tile configurations: M ≤ 64 runs 64-row tiles (one math warpgroup, 9 stages), larger M
+//! 128-row tiles (two, 7 stages); the sweep has both, and
+//! `blockwise_gemm_small_m_tiles_and_their_boundary` the boundary (64, 65) with rings wrapping.
+//! `LOWP_GEMM_BLOCK_M=64` or `128` forces one configuration on every call: CI runs this file in
+//! each.
 //!
 //! CUDA graphs: a captured GEMM replayed after its operands were rewritten in place and after
 //! other GEMMs ran in between, and the `Error::GraphCapture` refusal of operands whose tensor maps
@@ -46,7 +52,9 @@
 //! rows of expert g + 1, loaded but never stored), more k-blocks than pipeline stages, both
 //! activation-scale layouts and power-of-two (UE8M0) scales, and bad device-side offsets (flagged
 //! and clamped). Grids are `min(tiles, SM count)`: CI runs these tests again with
-//! `LOWP_SIM_SMS=1` and `LOWP_SIM_SMS=3`.
+//! `LOWP_SIM_SMS=1` and `LOWP_SIM_SMS=3`. Both tile configurations run: 64-row tiles for masked
+//! `max_m` ≤ 64 and contiguous layouts of at most 64 rows per expert on average, 128-row tiles
+//! above (cases just past the boundary: `max_m` = 65, 75 rows per expert).
 
 mod common;
 
@@ -316,6 +324,38 @@ fn blockwise_gemm_handles_ragged_edges_and_both_scale_layouts() {
         gemm_case(&lowp, &mut rng, m, n, k, true, ScaleKind::Float);
         gemm_case(&lowp, &mut rng, m, n, k, false, ScaleKind::Float);
         gemm_case(&lowp, &mut rng, m, n, k, true, ScaleKind::Ue8m0);
+    }
+}
+
+/// Both tile configurations at their boundary: M ≤ 64 runs 64-row tiles (one math warpgroup, 9
+/// pipeline stages), M > 64 128-row tiles (two, 7 stages); rows just past a tile (65, 129), a
+/// partial tile of each size (33, 100), N tails, and more k-blocks than either ring has stages
+/// (K = 1280: 10 k-blocks), so the 7- and 9-stage rings wrap (a stage count that is not a power
+/// of two) within a tile and across the tiles of a persistent CTA. `LOWP_GEMM_BLOCK_M=64` or
+/// `128` runs every case in one configuration.
+#[test]
+fn blockwise_gemm_small_m_tiles_and_their_boundary() {
+    let test = "blockwise_gemm_small_m_tiles_and_their_boundary";
+    let lowp = common::gpu(test);
+    if !common::hopper_gemm(test, &lowp) {
+        return;
+    }
+    let mut rng = Rng::fresh(test);
+    let cases = common::sized(
+        &lowp,
+        vec![
+            (1, 7168, 1280),
+            (33, 2112, 7168),
+            (64, 4096, 1280),
+            (65, 2112, 1280),
+            (100, 200, 7168),
+            (129, 7168, 2048),
+        ],
+        vec![(1, 136, 1280), (33, 200, 1280), (64, 520, 1280), (65, 130, 1280), (100, 8, 384), (129, 384, 1280)],
+    );
+    for (i, &(m, n, k)) in cases.iter().enumerate() {
+        let scales = if i % 2 == 0 { ScaleKind::Float } else { ScaleKind::Ue8m0 };
+        gemm_case(&lowp, &mut rng, m, n, k, i % 3 != 0, scales);
     }
 }
 
@@ -674,16 +714,30 @@ fn bf16_grouped_gemm_matches_reference() {
     let mut rng = Rng::fresh(test);
     let contiguous = common::sized(
         &lowp,
-        [(8, 1000, 256, 512), (32, 777, 128, 256), (4, 3, 384, 192), (64, 4096, 512, 1024), (8, 1500, 2112, 1024)],
-        [(8, 300, 256, 256), (32, 177, 128, 128), (4, 3, 384, 192), (16, 600, 256, 256), (6, 260, 200, 576)],
+        [
+            (8, 1000, 256, 512),
+            (32, 777, 128, 256),
+            (4, 3, 384, 192),
+            (64, 4096, 512, 1024),
+            (8, 1500, 2112, 1024),
+            (4, 300, 384, 512),
+        ],
+        [
+            (8, 300, 256, 256),
+            (32, 177, 128, 128),
+            (4, 3, 384, 192),
+            (16, 600, 256, 256),
+            (6, 260, 200, 576),
+            (4, 300, 256, 256),
+        ],
     );
     for (e, t, n, k) in contiguous {
         bf16_case(&lowp, &mut rng, e, t, n, k, None);
     }
     let masked = common::sized(
         &lowp,
-        [(8, 400, 256, 512, 96), (16, 2000, 128, 256, 200)],
-        [(8, 150, 256, 256, 40), (16, 400, 128, 128, 48)],
+        [(8, 400, 256, 512, 96), (16, 2000, 128, 256, 200), (32, 800, 512, 1024, 32)],
+        [(8, 150, 256, 256, 40), (16, 400, 128, 128, 48), (4, 320, 128, 256, 80)],
     );
     for (e, t, n, k, max_m) in masked {
         bf16_case(&lowp, &mut rng, e, t, n, k, Some(max_m));
@@ -706,12 +760,16 @@ fn fp8_grouped_gemm_matches_reference() {
             (16, 555, 384, 256, None, true, false),
             (8, 300, 256, 384, Some(64), false, true),
             (8, 900, 2112, 1152, None, true, true),
+            (4, 260, 256, 512, Some(65), true, false),
+            (4, 260, 384, 512, None, false, true),
         ],
         [
             (8, 200, 256, 256, None, false, false),
             (16, 155, 384, 128, None, true, false),
             (8, 120, 256, 256, Some(24), false, true),
             (6, 260, 200, 640, None, true, true),
+            (4, 260, 136, 256, Some(65), true, false),
+            (4, 300, 256, 384, None, false, true),
         ],
     );
     for (experts, total, n, k, masked, m_major, ue8m0) in cases {

@@ -1,12 +1,13 @@
 //! The launcher every Hopper GEMM shares: tensor maps from the device-resident cache
 //! ([`super::tma`]), then a persistent launch.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 
+use super::plan::{TILES_VAR, Tiles, parse_tiles};
 use super::tma::{Map2d, device_maps};
-use crate::abi::{GEMM_BLOCK_K, GEMM_BLOCK_M, GEMM_BLOCK_N, GEMM_SMEM_BYTES, GEMM_THREADS, GemmParams};
+use crate::abi::{GEMM_BLOCK_K, GEMM_BLOCK_N, GemmParams};
 use crate::context::Lowp;
 use crate::error::{CudaResultExt, Result};
 
@@ -15,20 +16,34 @@ crate::abi::device_repr!(GemmParams);
 /// A row-major operand: (address, bytes per row used, rows, row stride in bytes).
 pub(crate) type ByteMatrix = (u64, usize, usize, usize);
 
-/// Finds (or writes, outside capture) the tensor maps of A and B in the handle's map cache and
-/// launches `f` persistently (one CTA per SM at most, `tiles` an upper bound of the output tiles).
+/// The configuration `LOWP_GEMM_BLOCK_M` forces on every GEMM of the process (read once), if any.
+pub(crate) fn forced_tiles() -> Result<Option<Tiles>> {
+    static VALUE: OnceLock<Option<String>> = OnceLock::new();
+    parse_tiles(VALUE.get_or_init(|| std::env::var(TILES_VAR).ok()).as_deref())
+}
+
+/// The kernel of `tiles` for an FP8 (`fp8`) or bf16 GEMM, its shared memory set when first
+/// resolved.
+pub(crate) fn gemm_function(lowp: &Lowp, op: &'static str, tiles: Tiles, fp8: bool) -> Result<CudaFunction> {
+    lowp.function_with_smem(op, tiles.kernel(fp8), super::NEEDS, tiles.smem_bytes())
+}
+
+/// Finds (or writes, outside capture) the tensor maps of A (boxes of `config.block_m()` rows) and
+/// B in the handle's map cache and launches `f`, the kernel of `config`, persistently (one CTA per
+/// SM at most, `tiles` an upper bound of the output tiles).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn launch_gemm(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
     op: &'static str,
     f: &CudaFunction,
+    config: Tiles,
     mut p: GemmParams,
     a: ByteMatrix,
     b: ByteMatrix,
     tiles: u64,
 ) -> Result<()> {
-    let (bk, bm, bn) = (GEMM_BLOCK_K, GEMM_BLOCK_M, GEMM_BLOCK_N);
+    let (bk, bm, bn) = (GEMM_BLOCK_K, config.block_m(), GEMM_BLOCK_N);
     let map = |arg, m: ByteMatrix, box_rows| Map2d {
         arg,
         addr: m.0,
@@ -43,8 +58,8 @@ pub(crate) fn launch_gemm(
     p.tensor_maps = device_maps(lowp, stream, op, map("a", a, bm), map("b", b, bn))?;
     let cfg = LaunchConfig {
         grid_dim: (tiles.clamp(1, lowp.sm_count() as u64) as u32, 1, 1),
-        block_dim: (GEMM_THREADS, 1, 1),
-        shared_mem_bytes: GEMM_SMEM_BYTES,
+        block_dim: (config.threads(), 1, 1),
+        shared_mem_bytes: config.smem_bytes(),
     };
     let mut builder = stream.launch_builder(f);
     builder.arg(&p);

@@ -23,6 +23,13 @@
 //! graph warm-up does); under capture without that, [`Error::GraphCapture`](crate::Error::GraphCapture)
 //! before anything is enqueued. Group tables are read on the device (no host sync). See
 //! `docs/kernels/gemm.md`.
+//!
+//! **Tile configurations.** Each call runs one of two kernel configurations, chosen from the
+//! shapes alone (never from device data, so a warm-up call and its captured replay agree): 64-row
+//! tiles with one math warpgroup when the groups are small (dense M ≤ 64; masked `max_m` ≤ 64;
+//! contiguous at most 64 rows of `x` per expert on average), else 128-row tiles with two. The
+//! environment variable `LOWP_GEMM_BLOCK_M` (`64` or `128`, read once per process) forces one for
+//! every call; another value makes every GEMM fail with [`Error::InvalidValue`](crate::Error::InvalidValue).
 
 mod launch;
 mod plan;
@@ -33,7 +40,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut, DeviceSlice};
 use half::bf16;
 
-use crate::abi::{GEMM_BLOCK_M, GEMM_BLOCK_N, GEMM_SMEM_BYTES};
+use crate::abi::GEMM_BLOCK_N;
 use crate::context::Lowp;
 use crate::dtype::{Element, F8E4M3};
 use crate::error::Result;
@@ -44,8 +51,8 @@ use crate::matrix::{Matrix, MatrixBatch};
 #[cfg(doc)]
 use crate::scale::ScaleLayout;
 use crate::validate::Operand;
-use launch::launch_gemm;
-use plan::{DenseInput, GroupedInput, dense_plan, grouped_plan, tile_bound};
+use launch::{forced_tiles, gemm_function, launch_gemm};
+use plan::{DenseInput, GroupedInput, choose_tiles, dense_plan, grouped_plan, tile_bound};
 
 /// Error bit of [`ErrorFlag`]: a group bound read on the device was out of range (contiguous ends
 /// decreasing or past the rows of `x`, masked counts outside `[0, max_m]`) and was clamped.
@@ -53,7 +60,7 @@ pub use crate::abi::GEMM_ERR_GROUP_BOUNDS;
 
 /// Kernel entry points of this family (sm_90a only).
 #[cfg(test)]
-pub(crate) const KERNELS: &[&str] = &["fp8_blockwise_gemm", "bf16_gemm"];
+pub(crate) const KERNELS: &[&str] = &["fp8_blockwise_gemm", "fp8_blockwise_gemm_m64", "bf16_gemm", "bf16_gemm_m64"];
 
 /// What every kernel of the family needs.
 const NEEDS: &str = "compute capability 9.0 (sm_90a: wgmma and TMA)";
@@ -163,7 +170,8 @@ where
     SB: DevicePtr<f32>,
     O: DevicePtrMut<bf16>,
 {
-    let f = lowp.function_with_smem("blockwise_fp8", "fp8_blockwise_gemm", NEEDS, GEMM_SMEM_BYTES)?;
+    let tiles = choose_tiles(a.rows(), 1, None, forced_tiles()?);
+    let f = gemm_function(lowp, "blockwise_fp8", tiles, true)?;
     lowp.check_stream(stream)?;
     lowp.check_buffer("a", a.buffer())?;
     lowp.check_buffer("scales_a", scales_a.buffer())?;
@@ -184,16 +192,17 @@ where
     if p.rows == 0 || p.n == 0 {
         return Ok(());
     }
-    let tiles = (p.rows.div_ceil(GEMM_BLOCK_M) as u64) * (p.n.div_ceil(GEMM_BLOCK_N) as u64);
+    let count = (p.rows.div_ceil(tiles.block_m()) as u64) * (p.n.div_ceil(GEMM_BLOCK_N) as u64);
     launch_gemm(
         lowp,
         stream,
         "blockwise_fp8",
         &f,
+        tiles,
         p,
         (aa, ao.cols, ao.rows, ao.stride),
         (ba, bo.cols, bo.rows, bo.stride),
-        tiles,
+        count,
     )
 }
 
@@ -262,13 +271,14 @@ where
     G: DevicePtr<i32>,
     O: DevicePtrMut<bf16>,
 {
-    let f = lowp.function_with_smem("grouped_fp8", "fp8_blockwise_gemm", NEEDS, GEMM_SMEM_BYTES)?;
+    let (table, max_m) = groups.parts();
+    let tiles = choose_tiles(x.rows(), w.shape()[0], max_m, forced_tiles()?);
+    let f = gemm_function(lowp, "grouped_fp8", tiles, true)?;
     lowp.check_stream(stream)?;
     lowp.check_buffer("x", x.buffer())?;
     lowp.check_buffer("scales_x", scales_x.buffer())?;
     lowp.check_buffer("w", w.buffer())?;
     lowp.check_buffer("scales_w", scales_w.buffer())?;
-    let (table, max_m) = groups.parts();
     lowp.check_buffer("groups", table)?;
     lowp.check_buffer("out", out.buffer())?;
     let out_shape = (out.rows(), out.cols(), out.row_stride());
@@ -287,7 +297,7 @@ where
         max_m,
         scales: Some((scale_input(scales_x, sxa), scale_input(scales_w, swa))),
     };
-    grouped_launch(lowp, stream, "grouped_fp8", &f, &input, ta, error_flag)
+    grouped_launch(lowp, stream, "grouped_fp8", &f, tiles, &input, ta, error_flag)
 }
 
 /// The grouped bf16 GEMM (sm_90a), asynchronous on `stream`: `out[t] = x[t] · w[g]ᵀ` for each
@@ -333,11 +343,12 @@ where
     G: DevicePtr<i32>,
     O: DevicePtrMut<bf16>,
 {
-    let f = lowp.function_with_smem("grouped_bf16", "bf16_gemm", NEEDS, GEMM_SMEM_BYTES)?;
+    let (table, max_m) = groups.parts();
+    let tiles = choose_tiles(x.rows(), w.shape()[0], max_m, forced_tiles()?);
+    let f = gemm_function(lowp, "grouped_bf16", tiles, false)?;
     lowp.check_stream(stream)?;
     lowp.check_buffer("x", x.buffer())?;
     lowp.check_buffer("w", w.buffer())?;
-    let (table, max_m) = groups.parts();
     lowp.check_buffer("groups", table)?;
     lowp.check_buffer("out", out.buffer())?;
     let out_shape = (out.rows(), out.cols(), out.row_stride());
@@ -354,16 +365,17 @@ where
         max_m,
         scales: None,
     };
-    grouped_launch(lowp, stream, "grouped_bf16", &f, &input, ta, error_flag)
+    grouped_launch(lowp, stream, "grouped_bf16", &f, tiles, &input, ta, error_flag)
 }
 
 /// Validates a grouped call whose buffers are resolved (their guards alive in the caller) and
-/// launches it.
+/// launches it in the configuration `tiles` (whose kernel `f` is).
 fn grouped_launch(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
     op: &'static str,
     f: &cudarc::driver::CudaFunction,
+    tiles: plan::Tiles,
     input: &GroupedInput,
     table: u64,
     error_flag: Option<&mut ErrorFlag>,
@@ -378,7 +390,7 @@ fn grouped_launch(
     let e = x.elem;
     let a = (x.addr, x.cols * e, x.rows, x.stride * e);
     let b = (input.w_addr, k * e, experts * n, k * e);
-    launch_gemm(lowp, stream, op, f, p, a, b, tile_bound(x.rows, experts, n, input.max_m))
+    launch_gemm(lowp, stream, op, f, tiles, p, a, b, tile_bound(x.rows, experts, n, input.max_m, tiles.block_m()))
 }
 
 #[cfg(test)]

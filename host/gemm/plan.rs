@@ -1,7 +1,10 @@
 //! Validation of the Hopper GEMMs (pure: unit-tested without a GPU): shapes, TMA alignments,
 //! scale layouts and extents, group tables and overlaps, into the kernel's parameters.
 
-use crate::abi::{GEMM_BLOCK_K, GEMM_BLOCK_M, GEMM_BLOCK_N, GemmParams};
+use crate::abi::{
+    GEMM_BLOCK_K, GEMM_BLOCK_M, GEMM_BLOCK_M_SMALL, GEMM_BLOCK_N, GEMM_SMEM_BYTES, GEMM_SMEM_BYTES_SMALL, GEMM_THREADS,
+    GEMM_THREADS_SMALL, GemmParams,
+};
 use crate::error::{Error, Result};
 use crate::fp8::GROUP;
 use crate::fp8::plan::{Accepts, ScaleArg, ScaleInput, place};
@@ -213,12 +216,89 @@ pub(crate) fn grouped_plan(s: &GroupedInput) -> Result<GemmParams> {
     })
 }
 
-/// Upper bound of the output tiles of all groups.
-pub(crate) fn tile_bound(rows: usize, experts: usize, n: usize, max_m: Option<usize>) -> u64 {
-    let tiles_n = n.div_ceil(GEMM_BLOCK_N as usize) as u64;
+/// The kernel configuration of a call: tile rows, and with them the entry point, the threads and
+/// the shared memory (`kernels-gpu/src/gemm.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tiles {
+    /// 128-row tiles, two math warpgroups (384 threads), 7 pipeline stages.
+    M128,
+    /// 64-row tiles, one math warpgroup (256 threads), 9 pipeline stages.
+    M64,
+}
+
+impl Tiles {
+    pub fn block_m(self) -> u32 {
+        match self {
+            Tiles::M128 => GEMM_BLOCK_M,
+            Tiles::M64 => GEMM_BLOCK_M_SMALL,
+        }
+    }
+    pub fn threads(self) -> u32 {
+        match self {
+            Tiles::M128 => GEMM_THREADS,
+            Tiles::M64 => GEMM_THREADS_SMALL,
+        }
+    }
+    pub fn smem_bytes(self) -> u32 {
+        match self {
+            Tiles::M128 => GEMM_SMEM_BYTES,
+            Tiles::M64 => GEMM_SMEM_BYTES_SMALL,
+        }
+    }
+    /// The entry point: FP8 (QGMMA) or bf16 (HGMMA).
+    pub fn kernel(self, fp8: bool) -> &'static str {
+        match (self, fp8) {
+            (Tiles::M128, true) => "fp8_blockwise_gemm",
+            (Tiles::M64, true) => "fp8_blockwise_gemm_m64",
+            (Tiles::M128, false) => "bf16_gemm",
+            (Tiles::M64, false) => "bf16_gemm_m64",
+        }
+    }
+}
+
+/// Rows per group at or below which a call runs 64-row tiles.
+pub(crate) const SMALL_M: usize = 64;
+
+/// The configuration of a call: `forced` (from `LOWP_GEMM_BLOCK_M`) if set, else 64-row tiles
+/// when the groups are small enough that a 128-row tile would leave half its rows (and one of its
+/// two math warpgroups) idle:
+/// - dense: M ≤ 64;
+/// - masked: `max_m` ≤ 64 (no group has more rows);
+/// - contiguous: rows of `x` ≤ 64 per expert on average (`rows ≤ 64 · E`); each group then
+///   wastes on average at least half of a 128-row tile, at most half of a 64-row one.
+///
+/// Otherwise 128-row tiles: each B tile loaded feeds twice the rows.
+pub(crate) fn choose_tiles(rows: usize, experts: usize, max_m: Option<usize>, forced: Option<Tiles>) -> Tiles {
+    if let Some(t) = forced {
+        return t;
+    }
+    let small = match max_m {
+        Some(m) => m <= SMALL_M,
+        None => rows <= SMALL_M.saturating_mul(experts.max(1)),
+    };
+    if small { Tiles::M64 } else { Tiles::M128 }
+}
+
+/// The environment variable that overrides [`choose_tiles`] for every GEMM of the process.
+pub(crate) const TILES_VAR: &str = "LOWP_GEMM_BLOCK_M";
+
+/// Parses the value of [`TILES_VAR`]: unset or empty, the heuristic; `64` or `128`, that
+/// configuration; anything else `InvalidValue`.
+pub(crate) fn parse_tiles(value: Option<&str>) -> Result<Option<Tiles>> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some("64") => Ok(Some(Tiles::M64)),
+        Some("128") => Ok(Some(Tiles::M128)),
+        Some(v) => Err(Error::InvalidValue { arg: TILES_VAR, expected: "64, 128 or unset", actual: v.to_string() }),
+    }
+}
+
+/// Upper bound of the output tiles of all groups (`block_m` rows each).
+pub(crate) fn tile_bound(rows: usize, experts: usize, n: usize, max_m: Option<usize>, block_m: u32) -> u64 {
+    let (tiles_n, bm) = (n.div_ceil(GEMM_BLOCK_N as usize) as u64, block_m as usize);
     let tiles_m = match max_m {
-        Some(m) => experts as u64 * m.div_ceil(GEMM_BLOCK_M as usize) as u64,
-        None => rows.div_ceil(GEMM_BLOCK_M as usize) as u64 + experts as u64,
+        Some(m) => experts as u64 * m.div_ceil(bm) as u64,
+        None => rows.div_ceil(bm) as u64 + experts as u64,
     };
     tiles_m * tiles_n
 }

@@ -116,8 +116,10 @@ fn grouped_plan_accepts_moe_shapes() {
     let mut s = grouped(32 * 64, 512, 256, 32, 1);
     s.max_m = Some(64);
     assert_eq!(grouped_plan(&s).unwrap().max_m, 64);
-    assert_eq!(tile_bound(1000, 4, 256, None), (8 + 4) * 2);
-    assert_eq!(tile_bound(0, 4, 256, Some(100)), 4 * 2); // 4 experts, 1 row tile, 2 column tiles
+    assert_eq!(tile_bound(1000, 4, 256, None, 128), (8 + 4) * 2);
+    assert_eq!(tile_bound(0, 4, 256, Some(100), 128), 4 * 2); // 4 experts, 1 row tile, 2 column tiles
+    assert_eq!(tile_bound(1000, 4, 256, None, 64), (16 + 4) * 2);
+    assert_eq!(tile_bound(0, 4, 256, Some(100), 64), 4 * 2 * 2); // 2 row tiles of 64 per slab
 }
 
 #[test]
@@ -176,4 +178,47 @@ fn grouped_fp8_scales_are_checked() {
     let mut s = grouped(100, 512, 256, 4, 1);
     s.out.addr = SB;
     assert!(matches!(grouped_plan(&s), Err(Error::Aliasing { arg: "out", other: "scales_w" })));
+}
+
+#[test]
+fn tile_configuration_follows_the_rows_per_group() {
+    use crate::abi::{GEMM_SMEM_BYTES, GEMM_SMEM_BYTES_SMALL};
+    // dense (one group): 64-row tiles up to M = 64
+    for (m, want) in [(1, Tiles::M64), (7, Tiles::M64), (64, Tiles::M64), (65, Tiles::M128), (4096, Tiles::M128)] {
+        assert_eq!(choose_tiles(m, 1, None, None), want, "dense M = {m}");
+    }
+    // masked: by max_m, whatever the experts
+    assert_eq!(choose_tiles(8 * 64, 8, Some(64), None), Tiles::M64);
+    assert_eq!(choose_tiles(8 * 65, 8, Some(65), None), Tiles::M128);
+    assert_eq!(choose_tiles(256, 256, Some(1), None), Tiles::M64);
+    // contiguous: by the average rows per expert
+    assert_eq!(choose_tiles(64 * 32, 32, None, None), Tiles::M64);
+    assert_eq!(choose_tiles(64 * 32 + 1, 32, None, None), Tiles::M128);
+    assert_eq!(choose_tiles(3, 4, None, None), Tiles::M64);
+    assert_eq!(choose_tiles(8 * 512, 8, None, None), Tiles::M128);
+    // forced
+    assert_eq!(choose_tiles(1, 1, None, Some(Tiles::M128)), Tiles::M128);
+    assert_eq!(choose_tiles(4096, 8, Some(512), Some(Tiles::M64)), Tiles::M64);
+    // each configuration's kernel, block and shared memory
+    assert_eq!((Tiles::M128.block_m(), Tiles::M128.threads()), (128, 384));
+    assert_eq!((Tiles::M64.block_m(), Tiles::M64.threads()), (64, 256));
+    assert_eq!(Tiles::M64.kernel(true), "fp8_blockwise_gemm_m64");
+    assert_eq!(Tiles::M128.kernel(false), "bf16_gemm");
+    assert_eq!((Tiles::M128.smem_bytes(), Tiles::M64.smem_bytes()), (GEMM_SMEM_BYTES, GEMM_SMEM_BYTES_SMALL));
+    assert_eq!(GEMM_SMEM_BYTES, 7 * 32768 + 1024 + 7 * 16);
+    assert_eq!(GEMM_SMEM_BYTES_SMALL, 9 * 24576 + 1024 + 9 * 16);
+    for k in crate::gemm::KERNELS {
+        assert!([true, false].iter().any(|&f| [Tiles::M128, Tiles::M64].iter().any(|t| t.kernel(f) == *k)));
+    }
+}
+
+#[test]
+fn tile_override_parses_64_128_or_nothing() {
+    assert_eq!(parse_tiles(None).unwrap(), None);
+    assert_eq!(parse_tiles(Some("")).unwrap(), None);
+    assert_eq!(parse_tiles(Some("64")).unwrap(), Some(Tiles::M64));
+    assert_eq!(parse_tiles(Some(" 128 ")).unwrap(), Some(Tiles::M128));
+    for bad in ["32", "256", "auto", "64x"] {
+        assert!(matches!(parse_tiles(Some(bad)), Err(Error::InvalidValue { arg: "LOWP_GEMM_BLOCK_M", .. })), "{bad}");
+    }
 }

@@ -5,18 +5,26 @@
 //!   every 128 of K — `D = Σ_k (A·sa)(B·sb)`;
 //! - `bf16_gemm`: bf16 operands (HGMMA), f32 accumulation across all of K.
 //!
+//! Two configurations of one body (const generic `MATH_WGS`, the math warpgroups):
+//!
 //! ```text
-//! block = 3 warpgroups                      smem: stages × [A tile 128 rows × 128 B | B tile 128 × 128 B]
+//!                      BLOCK_M  threads  stages            entry points
+//! MATH_WGS = 2         128      384      7 × 32 KiB        fp8_blockwise_gemm, bf16_gemm
+//! MATH_WGS = 1 (small)  64      256      9 × 24 KiB        fp8_blockwise_gemm_m64, bf16_gemm_m64
+//!
+//! block = 1 + MATH_WGS warpgroups           smem: stages × [A tile BLOCK_M rows × 128 B | B tile 128 × 128 B]
 //!   WG0  producer: thread 0 issues TMA            (128-byte swizzled), full[s] / empty[s] mbarriers
 //!   WG1  math: rows  0..64 of the tile
-//!   WG2  math: rows 64..128
+//!   WG2  math: rows 64..128 (BLOCK_M = 128 only)
 //! for each tile (group g, m0, n0) of this CTA (persistent; groups walked in order, tiles of a group
 //! in grouped order):
 //!   for each k-block kb (128 bytes of K: 128 FP8 or 64 bf16 elements):
-//!     producer: wait empty[s] (phase ^ 1); expect 32 KiB on full[s]; TMA A(kb, m0), B(kb, g·N + n0)
+//!     producer: wait empty[s] (phase ^ 1); expect A + B bytes on full[s]; TMA A(kb, m0), B(kb, g·N + n0)
 //!     math:     wait full[s] (phase); 4 × wgmma (k32 FP8 / k16 bf16: 32 bytes of K each) into acc;
 //!               wait; arrive empty[s];  FP8: final = fma(acc, sa(m, kb) · sb_g(n0/128, kb), final)
 //!   math: round to bf16 and store (rows outside the group and columns ≥ N masked)
+//! s = it mod stages, phase = ⌊it / stages⌋ mod 2 for the CTA's it-th k-block, kept as a counter
+//! and a parity bit that flips when s wraps (any stage count, not only powers of two).
 //! ```
 //! FP8 wgmma accumulates with reduced precision inside the tensor core, so each k-block's
 //! product is promoted into an f32 accumulator with its scales (DeepSeek-V3's recipe): the scale
@@ -28,10 +36,7 @@
 
 use core::f32::math::mul_add;
 
-use crate::abi::{
-    GEMM_BLOCK_K as BK, GEMM_BLOCK_M as BM, GEMM_BLOCK_N as BN, GEMM_ERR_GROUP_BOUNDS, GEMM_STAGES as STAGES,
-    GemmParams,
-};
+use crate::abi::{GEMM_BLOCK_K as BK, GEMM_BLOCK_N as BN, GEMM_ERR_GROUP_BOUNDS, GemmParams, gemm_stages};
 use crate::prim::convert::f32x2_to_bf16x2;
 use crate::prim::hopper::{
     fence_mbarrier_init, fence_operands, fence_tensormap_acquire, mbarrier_arrive, mbarrier_arrive_expect_tx,
@@ -42,29 +47,59 @@ use crate::prim::hopper::{
 use crate::prim::mem::raise_flag;
 use crate::prim::{block_idx_x, dynamic_smem, grid_dim_x, lane_id, sync_threads, thread_idx_x};
 
-const TILE_A_BYTES: u32 = BM * BK;
 const TILE_B_BYTES: u32 = BN * BK;
-/// Math warpgroups arrive once per warp on an empty barrier.
-const EMPTY_ARRIVALS: u32 = 8;
+/// Arrivals on an empty barrier per math warpgroup: one per warp.
+const EMPTY_ARRIVALS_PER_WG: u32 = 4;
 
-/// The shared-memory plan, from the (1024-aligned) base of the stages.
+/// Rows of a tile with `math_wgs` math warpgroups (64 rows each).
+const fn block_m(math_wgs: u32) -> u32 {
+    64 * math_wgs
+}
+
+/// The shared-memory plan of the configuration with `MATH_WGS` math warpgroups, from the
+/// (1024-aligned) base of the stages: `stages` × (A tile, B tile), then `stages` full barriers,
+/// then `stages` empty barriers.
 #[derive(Clone, Copy)]
-struct Smem {
+struct Smem<const MATH_WGS: u32> {
     base: u32,
 }
 
-impl Smem {
+impl<const MATH_WGS: u32> Smem<MATH_WGS> {
+    const STAGES: u32 = gemm_stages(block_m(MATH_WGS));
+    const TILE_A_BYTES: u32 = block_m(MATH_WGS) * BK;
+
     fn a(self, s: u32) -> u32 {
-        self.base + s * (TILE_A_BYTES + TILE_B_BYTES)
+        self.base + s * (Self::TILE_A_BYTES + TILE_B_BYTES)
     }
     fn b(self, s: u32) -> u32 {
-        self.a(s) + TILE_A_BYTES
+        self.a(s) + Self::TILE_A_BYTES
     }
     fn full(self, s: u32) -> u32 {
-        self.base + STAGES * (TILE_A_BYTES + TILE_B_BYTES) + 8 * s
+        self.base + Self::STAGES * (Self::TILE_A_BYTES + TILE_B_BYTES) + 8 * s
     }
     fn empty(self, s: u32) -> u32 {
-        self.full(STAGES) + 8 * s
+        self.full(Self::STAGES) + 8 * s
+    }
+}
+
+/// The position in the ring of stages: stage `s` and the parity of its current use. Advanced once
+/// per k-block; the parity flips each time `s` wraps, whatever the stage count.
+#[derive(Clone, Copy)]
+struct Ring<const MATH_WGS: u32> {
+    s: u32,
+    phase: u32,
+}
+
+impl<const MATH_WGS: u32> Ring<MATH_WGS> {
+    fn new() -> Self {
+        Ring { s: 0, phase: 0 }
+    }
+    fn advance(&mut self) {
+        self.s += 1;
+        if self.s == Smem::<MATH_WGS>::STAGES {
+            self.s = 0;
+            self.phase ^= 1;
+        }
     }
 }
 
@@ -92,7 +127,7 @@ struct Tile {
 /// Walks the (group, tile) pairs of one CTA: tiles `block, block + grid, …` of the concatenation
 /// of every group's tiles. The producer thread and every math thread run their own copy and see
 /// the same sequence (same loads, same arithmetic).
-struct Scheduler<'a> {
+struct Scheduler<'a, const MATH_WGS: u32> {
     p: &'a GemmParams,
     tiles_n: u32,
     /// Current group and its bounds.
@@ -105,7 +140,9 @@ struct Scheduler<'a> {
     next: u32,
 }
 
-impl<'a> Scheduler<'a> {
+impl<'a, const MATH_WGS: u32> Scheduler<'a, MATH_WGS> {
+    const BM: u32 = block_m(MATH_WGS);
+
     fn new(p: &'a GemmParams) -> Self {
         let mut s = Scheduler {
             p,
@@ -165,7 +202,7 @@ impl<'a> Scheduler<'a> {
         };
         self.start = start;
         self.end = end;
-        self.count = (end - start).div_ceil(BM) * self.tiles_n;
+        self.count = (end - start).div_ceil(Self::BM) * self.tiles_n;
     }
 
     /// The CTA's next tile, or `None` when every group is done.
@@ -180,37 +217,42 @@ impl<'a> Scheduler<'a> {
             self.enter(self.g + 1, prev_end);
         }
         self.next += grid_dim_x();
-        let tiles_m = (self.end - self.start).div_ceil(BM);
+        let tiles_m = (self.end - self.start).div_ceil(Self::BM);
         let (tm, tn) = tile_coords(t - self.before, tiles_m, self.tiles_n, self.p.group_m);
-        Some(Tile { group: self.g, m0: self.start + tm * BM, row_end: self.end, n0: tn * BN })
+        Some(Tile { group: self.g, m0: self.start + tm * Self::BM, row_end: self.end, n0: tn * BN })
     }
 }
 
-/// The kernel body; `FP8` selects E4M3 with scale promotion, otherwise bf16.
+/// The kernel body; `FP8` selects E4M3 with scale promotion, otherwise bf16; `MATH_WGS` (1 or 2)
+/// the math warpgroups, 64 tile rows each.
 ///
 /// # Safety
-/// Launched with `GEMM_THREADS` threads (`.maxntid` set by build.rs), `GEMM_SMEM_BYTES` of
-/// dynamic shared memory and parameters validated by the host (`lowp::gemm`): tensor maps
-/// describing A and B, scale extents covering every row and group, D of `rows × N`, `group_ends`
-/// with `groups` entries.
+/// Launched with `gemm_threads(64 · MATH_WGS)` threads (`.maxntid` set by build.rs),
+/// `gemm_smem_bytes(64 · MATH_WGS)` of dynamic shared memory and parameters validated by the host
+/// (`lowp::gemm`): tensor maps describing A (boxes of 64 · MATH_WGS rows) and B (boxes of 128
+/// rows), scale extents covering every row and group, D of `rows × N`, `group_ends` with `groups`
+/// entries.
 #[inline(always)]
-unsafe fn gemm<const FP8: bool>(p: &GemmParams) {
-    // SAFETY: the launch provides GEMM_SMEM_BYTES; the stages start at the first 1024-byte
+unsafe fn gemm<const FP8: bool, const MATH_WGS: u32>(p: &GemmParams) {
+    const { assert!(MATH_WGS == 1 || MATH_WGS == 2) };
+    let stages = Smem::<MATH_WGS>::STAGES;
+    let tile_a_bytes = Smem::<MATH_WGS>::TILE_A_BYTES;
+    // SAFETY: the launch provides gemm_smem_bytes; the stages start at the first 1024-byte
     // boundary inside it (the 1 KiB of slack is part of the size).
     let raw = smem_addr(unsafe { dynamic_smem::<u8>() });
-    let sm = Smem { base: (raw + 1023) & !1023 };
+    let sm = Smem::<MATH_WGS> { base: (raw + 1023) & !1023 };
     let tid = thread_idx_x();
     let warpgroup = tid / 128;
     let tmap_a = p.tensor_maps;
     let tmap_b = p.tensor_maps + 128;
 
     if tid == 0 {
-        for s in 0..STAGES {
+        for s in 0..stages {
             // SAFETY: barrier words inside the dynamic shared memory, used only after the fence
             // and block barrier below.
             unsafe {
                 mbarrier_init(sm.full(s), 1);
-                mbarrier_init(sm.empty(s), EMPTY_ARRIVALS);
+                mbarrier_init(sm.empty(s), EMPTY_ARRIVALS_PER_WG * MATH_WGS);
             }
         }
         // SAFETY: publishes the inits; the maps are valid global memory (host contract), which
@@ -228,51 +270,58 @@ unsafe fn gemm<const FP8: bool>(p: &GemmParams) {
     unsafe { sync_threads() };
 
     let k_blocks = p.k * if FP8 { 1 } else { 2 } / BK;
-    let mut sched = Scheduler::new(p);
+    let mut sched = Scheduler::<MATH_WGS>::new(p);
 
     if warpgroup == 0 {
-        // Producer: one thread issues every load; the warpgroup gives its registers to the math.
-        // SAFETY: all 128 threads of the warpgroup execute it; launch bounds are set.
-        unsafe { setmaxnreg_dec::<40>() };
+        // Producer: one thread issues every load. With two math warpgroups (384 threads, a launch
+        // budget of 168 registers per thread) the producer gives its registers to the math; with
+        // one (256 threads) every thread already has the most a thread can hold (255), so there
+        // is nothing to move.
+        if MATH_WGS == 2 {
+            // SAFETY: all 128 threads of the warpgroup execute it; launch bounds are set.
+            unsafe { setmaxnreg_dec::<40>() };
+        }
         if tid != 0 {
             return;
         }
-        let mut it = 0u32;
+        let mut ring = Ring::<MATH_WGS>::new();
         while let Some(tile) = sched.next_tile() {
             let b_row = tile.group * p.n + tile.n0;
             for kb in 0..k_blocks {
-                let (s, phase) = (it % STAGES, (it / STAGES) & 1);
+                let (s, phase) = (ring.s, ring.phase);
                 // SAFETY: initialized barriers; the math warpgroups free every stage they consume.
                 unsafe {
                     mbarrier_wait(sm.empty(s), phase ^ 1);
-                    mbarrier_arrive_expect_tx(sm.full(s), TILE_A_BYTES + TILE_B_BYTES);
+                    mbarrier_arrive_expect_tx(sm.full(s), tile_a_bytes + TILE_B_BYTES);
                     // Boxes past the last row of A or B are zero-filled by the TMA unit; rows of
                     // the next group or expert are loaded but never stored.
                     tma_load_2d(sm.a(s), tmap_a, (kb * BK) as i32, tile.m0 as i32, sm.full(s));
                     tma_load_2d(sm.b(s), tmap_b, (kb * BK) as i32, b_row as i32, sm.full(s));
                 }
-                it += 1;
+                ring.advance();
             }
         }
         return;
     }
 
     // Math warpgroups.
-    // SAFETY: all threads of each math warpgroup execute it; the producer released registers.
-    unsafe { setmaxnreg_inc::<232>() };
-    let wg = warpgroup - 1; // 0 or 1: rows 64·wg .. 64·wg + 64 of the tile
+    if MATH_WGS == 2 {
+        // SAFETY: all threads of each math warpgroup execute it; the producer released registers.
+        unsafe { setmaxnreg_inc::<232>() };
+    }
+    let wg = warpgroup - 1; // rows 64·wg .. 64·wg + 64 of the tile
     let (warp, lane) = ((tid % 128) / 32, lane_id());
     let row_in_tile = wg * 64 + warp * 16 + lane / 4; // and + 8
     let col_in_tile = (lane % 4) * 2; // + 8j, + 1
 
-    let mut it = 0u32;
+    let mut ring = Ring::<MATH_WGS>::new();
     while let Some(tile) = sched.next_tile() {
         let m0 = tile.m0 + row_in_tile;
         let m1 = m0 + 8;
         let mut fin = [0.0f32; 64];
         let mut acc = [0.0f32; 64];
         for kb in 0..k_blocks {
-            let (s, phase) = (it % STAGES, (it / STAGES) & 1);
+            let (s, phase) = (ring.s, ring.phase);
             // FP8 scales first: their loads overlap the wait. Rows past the group read nothing
             // (their products are never stored).
             let (s0, s1) = if FP8 {
@@ -329,7 +378,7 @@ unsafe fn gemm<const FP8: bool>(p: &GemmParams) {
                     fin[4 * j + 3] = mul_add(acc[4 * j + 3], s1, fin[4 * j + 3]);
                 });
             }
-            it += 1;
+            ring.advance();
         }
         let out = if FP8 { &fin } else { &acc };
         // Epilogue: bf16 pairs straight to global memory, masked at the group's rows and at N.
@@ -358,20 +407,38 @@ fn store_pair(p: &GemmParams, m: u32, row_end: u32, n: u32, v0: f32, v1: f32) {
     }
 }
 
-/// `D = (A · sa) (B · sb)ᵀ`, E4M3 inputs, bf16 output, dense or grouped.
+/// `D = (A · sa) (B · sb)ᵀ`, E4M3 inputs, bf16 output, dense or grouped; 128-row tiles.
 ///
 /// # Safety
-/// Launch contract of `gemm`.
+/// Launch contract of `gemm` with `MATH_WGS = 2`.
 #[unsafe(no_mangle)]
 pub unsafe extern "ptx-kernel" fn fp8_blockwise_gemm(p: GemmParams) {
-    unsafe { gemm::<true>(&p) }
+    unsafe { gemm::<true, 2>(&p) }
 }
 
-/// `D = A Bᵀ`, bf16 inputs, f32 accumulation, bf16 output, dense or grouped.
+/// `fp8_blockwise_gemm` with 64-row tiles and one math warpgroup (small M).
 ///
 /// # Safety
-/// Launch contract of `gemm`.
+/// Launch contract of `gemm` with `MATH_WGS = 1`.
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn fp8_blockwise_gemm_m64(p: GemmParams) {
+    unsafe { gemm::<true, 1>(&p) }
+}
+
+/// `D = A Bᵀ`, bf16 inputs, f32 accumulation, bf16 output, dense or grouped; 128-row tiles.
+///
+/// # Safety
+/// Launch contract of `gemm` with `MATH_WGS = 2`.
 #[unsafe(no_mangle)]
 pub unsafe extern "ptx-kernel" fn bf16_gemm(p: GemmParams) {
-    unsafe { gemm::<false>(&p) }
+    unsafe { gemm::<false, 2>(&p) }
+}
+
+/// `bf16_gemm` with 64-row tiles and one math warpgroup (small M).
+///
+/// # Safety
+/// Launch contract of `gemm` with `MATH_WGS = 1`.
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn bf16_gemm_m64(p: GemmParams) {
+    unsafe { gemm::<false, 1>(&p) }
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Mutation tests of the Hopper GEMM: each deliberate bug below is applied, one at a time, to a
+"""Mutation tests of the Hopper GEMM (both tile configurations): each deliberate bug below is applied, one at a time, to a
 scratch copy of the repository; the kernels are rebuilt and the GEMM tests run on the simulator.
 Every mutation must make a test fail. The report names, for each mutation, the tests that failed
 and what caught it: wrong values (a test's own assertion), or one of the simulator's checks
@@ -55,9 +55,9 @@ MUTATIONS = [
         ],
     ),
     (
-        "empty-count-4",
-        "the empty barriers expect 4 arrivals instead of 8 (one per math warp)",
-        [(GEMM, "const EMPTY_ARRIVALS: u32 = 8;", "const EMPTY_ARRIVALS: u32 = 4;", 1)],
+        "empty-count-half",
+        "the empty barriers expect half the arrivals of the math warps (4 of 8 with 128-row tiles, 2 of 4 with 64)",
+        [(GEMM, "const EMPTY_ARRIVALS_PER_WG: u32 = 4;", "const EMPTY_ARRIVALS_PER_WG: u32 = 2;", 1)],
     ),
     (
         "producer-parity",
@@ -67,7 +67,17 @@ MUTATIONS = [
     (
         "expect-tx-short",
         "the producer expects the bytes of the A box only, not A + B",
-        [(GEMM, "mbarrier_arrive_expect_tx(sm.full(s), TILE_A_BYTES + TILE_B_BYTES);", "mbarrier_arrive_expect_tx(sm.full(s), TILE_A_BYTES);", 1)],
+        [(GEMM, "mbarrier_arrive_expect_tx(sm.full(s), tile_a_bytes + TILE_B_BYTES);", "mbarrier_arrive_expect_tx(sm.full(s), tile_a_bytes);", 1)],
+    ),
+    (
+        "ring-no-flip",
+        "the stage ring wraps without flipping its parity (the 7- and 9-stage rings' second lap waits on the first lap's phase)",
+        [(GEMM, "            self.s = 0;\n            self.phase ^= 1;\n", "            self.s = 0;\n", 1)],
+    ),
+    (
+        "small-a-tile-128",
+        "the 64-row configuration lays out and expects A tiles of 128 rows (its TMA box is 64)",
+        [(GEMM, "const TILE_A_BYTES: u32 = block_m(MATH_WGS) * BK;", "const TILE_A_BYTES: u32 = 128 * BK;", 1)],
     ),
     (
         "no-wgmma-wait",

@@ -52,17 +52,61 @@ const _: () = assert!(core::mem::align_of::<GemmParams>() == 8);
 /// Error bit: a group bound read on the device was out of range and was clamped.
 pub const GEMM_ERR_GROUP_BOUNDS: u32 = 1;
 
-/// Tile of the Hopper GEMMs: 128 × 128 outputs, 128 bytes of K per pipeline stage (128 FP8 or
-/// 64 bf16 elements).
+/// Tile of the Hopper GEMMs: `GEMM_BLOCK_M` (128) or `GEMM_BLOCK_M_SMALL` (64) rows × 128
+/// columns of output, 128 bytes of K per pipeline stage (128 FP8 or 64 bf16 elements).
 pub const GEMM_BLOCK_M: u32 = 128;
 pub const GEMM_BLOCK_N: u32 = 128;
 pub const GEMM_BLOCK_K: u32 = 128;
-/// Pipeline depth (shared-memory stages of A and B tiles).
-pub const GEMM_STAGES: u32 = 4;
-/// One producer warpgroup (TMA) and two math warpgroups (64 rows each).
-pub const GEMM_THREADS: u32 = 384;
-/// Bytes of one stage: an A tile and a B tile of 128 × 128 E4M3.
-pub const GEMM_STAGE_BYTES: u32 = (GEMM_BLOCK_M + GEMM_BLOCK_N) * GEMM_BLOCK_K;
-/// Dynamic shared memory: the stages, 1 KiB to align them to the 128-byte swizzle atom, and the
-/// full/empty mbarriers.
-pub const GEMM_SMEM_BYTES: u32 = GEMM_STAGES * GEMM_STAGE_BYTES + 1024 + 2 * GEMM_STAGES * 8;
+/// The small-M configuration (`*_m64` entry points): 64-row tiles, one math warpgroup.
+pub const GEMM_BLOCK_M_SMALL: u32 = 64;
+
+/// Dynamic shared memory one CTA may use on compute capability 9.0 (H100, H200): 227 KiB
+/// (`CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN`; the SM's 228 KiB less the 1 KiB the
+/// system reserves per block).
+pub const GEMM_SMEM_LIMIT: u32 = 227 * 1024;
+/// Slack to align the stages to 1024 bytes (the 128-byte swizzle's repeat) wherever the dynamic
+/// shared memory starts.
+pub const GEMM_SMEM_ALIGN_SLACK: u32 = 1024;
+
+/// Threads of a CTA with `block_m` rows per tile: one producer warpgroup (TMA) and one math
+/// warpgroup per 64 rows.
+pub const fn gemm_threads(block_m: u32) -> u32 {
+    128 * (1 + block_m / 64)
+}
+/// Bytes of one pipeline stage: an A tile (`block_m` rows) and a B tile (128 rows) of 128 bytes
+/// of K each.
+pub const fn gemm_stage_bytes(block_m: u32) -> u32 {
+    (block_m + GEMM_BLOCK_N) * GEMM_BLOCK_K
+}
+/// Pipeline depth: as many stages as fit in `GEMM_SMEM_LIMIT` with the alignment slack and two
+/// mbarriers (full, empty; 8 bytes each) per stage. Nothing else lives in shared memory (the
+/// epilogue stores from registers, the scales are read from global memory).
+pub const fn gemm_stages(block_m: u32) -> u32 {
+    (GEMM_SMEM_LIMIT - GEMM_SMEM_ALIGN_SLACK) / (gemm_stage_bytes(block_m) + 2 * 8)
+}
+/// Dynamic shared memory of a launch: the stages, the alignment slack, the mbarriers.
+pub const fn gemm_smem_bytes(block_m: u32) -> u32 {
+    let stages = gemm_stages(block_m);
+    stages * gemm_stage_bytes(block_m) + GEMM_SMEM_ALIGN_SLACK + 2 * stages * 8
+}
+
+/// The 128-row configuration (`fp8_blockwise_gemm`, `bf16_gemm`): 7 stages of 32 KiB.
+pub const GEMM_STAGES: u32 = gemm_stages(GEMM_BLOCK_M);
+/// The 128-row configuration's threads: 384 (the producer and two math warpgroups).
+pub const GEMM_THREADS: u32 = gemm_threads(GEMM_BLOCK_M);
+/// The 128-row configuration's dynamic shared memory: 230,512 bytes.
+pub const GEMM_SMEM_BYTES: u32 = gemm_smem_bytes(GEMM_BLOCK_M);
+/// The 64-row configuration (`fp8_blockwise_gemm_m64`, `bf16_gemm_m64`): 9 stages of 24 KiB.
+pub const GEMM_STAGES_SMALL: u32 = gemm_stages(GEMM_BLOCK_M_SMALL);
+/// The 64-row configuration's threads: 256 (the producer and one math warpgroup).
+pub const GEMM_THREADS_SMALL: u32 = gemm_threads(GEMM_BLOCK_M_SMALL);
+/// The 64-row configuration's dynamic shared memory: 222,352 bytes.
+pub const GEMM_SMEM_BYTES_SMALL: u32 = gemm_smem_bytes(GEMM_BLOCK_M_SMALL);
+
+const _: () = assert!(GEMM_STAGES == 7 && GEMM_STAGES_SMALL == 9);
+const _: () = assert!(GEMM_SMEM_BYTES == 230_512 && GEMM_SMEM_BYTES_SMALL == 222_352);
+const _: () = assert!(GEMM_SMEM_BYTES <= GEMM_SMEM_LIMIT && GEMM_SMEM_BYTES_SMALL <= GEMM_SMEM_LIMIT);
+// One more stage would not fit.
+const _: () = assert!(GEMM_SMEM_BYTES + gemm_stage_bytes(GEMM_BLOCK_M) + 16 > GEMM_SMEM_LIMIT);
+const _: () = assert!(GEMM_SMEM_BYTES_SMALL + gemm_stage_bytes(GEMM_BLOCK_M_SMALL) + 16 > GEMM_SMEM_LIMIT);
+const _: () = assert!(GEMM_THREADS == 384 && GEMM_THREADS_SMALL == 256);
