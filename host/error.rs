@@ -3,8 +3,6 @@
 
 use std::fmt;
 
-use crate::dtype::DType;
-
 /// Result alias for lowp.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -47,15 +45,6 @@ pub enum Error {
         expected: String,
         /// What it was given.
         actual: String,
-    },
-    /// A tensor has the wrong element type.
-    DType {
-        /// The argument.
-        arg: &'static str,
-        /// The element type the op needs.
-        expected: DType,
-        /// The one it was given.
-        actual: DType,
     },
     /// A device address (or a stride in bytes) is not aligned as the kernel needs.
     Alignment {
@@ -133,7 +122,6 @@ impl fmt::Display for Error {
                 write!(f, "{op} is not supported on {device} (compute capability {ma}.{mi}): it needs {needs}")
             }
             Error::Shape { arg, expected, actual } => write!(f, "`{arg}`: expected {expected}, got {actual}"),
-            Error::DType { arg, expected, actual } => write!(f, "`{arg}`: expected dtype {expected}, got {actual}"),
             Error::Alignment { arg, required, actual } => {
                 write!(f, "`{arg}`: must be aligned to {required} bytes, got {actual:#x}")
             }

@@ -5,8 +5,8 @@
 //! embedded here; this crate loads it through [`cudarc`]'s driver API and launches it with typed,
 //! validated arguments.
 //!
-//! - Streams are explicit and nothing synchronizes behind your back (only
-//!   [`Matrix::to_host`] waits, and says so).
+//! - Streams are explicit and nothing synchronizes behind your back (only [`Matrix::to_host`],
+//!   [`Scales::to_host_raw`] and [`ErrorFlag::read`] wait, and say so).
 //! - Bad shapes, dtypes, alignments and devices are typed [`Error`]s naming the argument.
 //! - No CUDA toolkit is needed to build, and no GPU to run the CPU tests: the driver is loaded at
 //!   run time and its absence is [`Error::NoDriver`].
@@ -26,7 +26,7 @@
 //! let mut out = Matrix::<bf16>::zeros(&stream, rows, hidden)?;
 //! // every op: inputs (x, weight), then settings (eps), then outputs (out)
 //! lowp::rmsnorm::rmsnorm(&lowp, &stream, &x, &weight, 1e-6, &mut out)?;
-//! let out_host = out.to_host(&stream)?;          // the one call that waits
+//! let out_host = out.to_host(&stream)?;          // waits for the stream (the ops only enqueue)
 //! assert_eq!(out_host.len(), rows * hidden);
 //! # Ok(()) }
 //! ```
@@ -37,7 +37,7 @@ mod abi;
 
 pub mod cast;
 mod context;
-pub mod dtype;
+mod dtype;
 mod error;
 mod flag;
 pub mod fp8;

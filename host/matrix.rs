@@ -2,7 +2,7 @@
 //!
 //! `Matrix<T>` owns a `CudaSlice<T>`; `Matrix<T, CudaView<'_, T>>` and
 //! `Matrix<T, CudaViewMut<'_, T>>` wrap memory someone else owns (a framework's buffer, through
-//! `as_view()` / `as_view_mut()`), without copying. Rows are `row_stride` elements apart; `cols`
+//! cudarc's `CudaSlice::as_view` / `as_view_mut`), without copying. Rows are `row_stride` elements apart; `cols`
 //! counts storage units (for packed FP4, bytes: two values each).
 
 use std::marker::PhantomData;
@@ -154,6 +154,10 @@ impl<T: Element> Matrix<T> {
         cols: usize,
         row_stride: usize,
     ) -> Result<Self> {
+        let required = span(rows, cols, row_stride).unwrap_or(usize::MAX);
+        if row_stride >= cols && data.len() < required {
+            return Err(Error::BufferTooSmall { arg: "data", required, actual: data.len() });
+        }
         let buf = stream.clone_htod(data).op("cuMemcpyHtoDAsync")?;
         Self::from_buffer_strided(buf, rows, cols, row_stride)
     }
@@ -161,7 +165,7 @@ impl<T: Element> Matrix<T> {
 
 impl<T: Element, B: DevicePtr<T>> Matrix<T, B> {
     /// Copies the matrix to the host as a dense `rows × cols` vector. This waits for `stream`
-    /// (it is the one synchronizing call of the API, and says so).
+    /// (with `Scales::to_host_raw` and `ErrorFlag::read`, one of the three calls that do).
     pub fn to_host(&self, stream: &Arc<CudaStream>) -> Result<Vec<T>> {
         let all = stream.clone_dtoh(&self.buf).op("cuMemcpyDtoH")?;
         stream.synchronize().op("cuStreamSynchronize")?;
@@ -305,12 +309,12 @@ impl<S: Element, B: DeviceSlice<S>> Scales<S, B> {
     pub fn from_buffer(buf: B, rows: usize, cols: usize, layout: ScaleLayout) -> Result<Self> {
         check_layout(layout, rows, cols)?;
         let required = layout.required_len(rows, cols).ok_or_else(|| Error::Shape {
-            arg: "scales",
+            arg: "layout",
             expected: "a scale tensor whose size fits in usize".into(),
             actual: format!("[{rows}, {cols}] {layout:?}"),
         })?;
         if buf.len() < required {
-            return Err(Error::BufferTooSmall { arg: "scales", required, actual: buf.len() });
+            return Err(Error::BufferTooSmall { arg: "buf", required, actual: buf.len() });
         }
         Ok(Scales { buf, rows, cols, layout, _s: PhantomData })
     }
@@ -371,7 +375,7 @@ impl<S: Element> Scales<S> {
     pub fn zeros(stream: &Arc<CudaStream>, rows: usize, cols: usize, layout: ScaleLayout) -> Result<Self> {
         check_layout(layout, rows, cols)?;
         let n = layout.required_len(rows, cols).ok_or_else(|| Error::Shape {
-            arg: "scales",
+            arg: "layout",
             expected: "a scale tensor whose size fits in usize".into(),
             actual: format!("[{rows}, {cols}] {layout:?}"),
         })?;
@@ -417,17 +421,17 @@ impl<S: Element, B: DevicePtrMut<S>> Scales<S, B> {
 fn check_layout(layout: ScaleLayout, rows: usize, cols: usize) -> Result<()> {
     match layout {
         ScaleLayout::RowMajor { ld } if ld < cols => Err(Error::Shape {
-            arg: "scales",
+            arg: "layout",
             expected: format!("a row-major ld >= cols = {cols}"),
             actual: format!("ld {ld}"),
         }),
         ScaleLayout::MMajor { ld } if ld < rows => Err(Error::Shape {
-            arg: "scales",
+            arg: "layout",
             expected: format!("an M-major ld >= rows = {rows}"),
             actual: format!("ld {ld}"),
         }),
         ScaleLayout::GroupedSwizzled { groups: 0 } => {
-            Err(Error::Shape { arg: "scales", expected: "at least one group".into(), actual: "0 groups".into() })
+            Err(Error::Shape { arg: "layout", expected: "at least one group".into(), actual: "0 groups".into() })
         }
         _ => Ok(()),
     }

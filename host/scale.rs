@@ -8,10 +8,10 @@
 
 /// How a scale is derived from a block's largest magnitude `amax`, or a value rounded to a
 /// power of two. One enum for every family; each op documents which variants it takes and
-/// returns [`Error::InvalidValue`] for the others.
+/// returns [`Error::InvalidValue`](crate::Error::InvalidValue) for the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ScaleRounding {
-    /// The scale as computed, in f32 (`amax / max`; FP8 quantizers with f32 scales).
+    /// The scale as computed, in f32 (`max(amax, 1e-4) / 448` for the FP8 quantizers).
     Exact,
     /// A power of two, rounded down: the OCP Microscaling rule `2^(⌊log2 amax⌋ − emax)` for MX
     /// formats (the largest value of a block may saturate); `2^⌊log2 x⌋` for casts to UE8M0.

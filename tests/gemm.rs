@@ -407,9 +407,9 @@ fn gemms_reject_other_scale_layouts() {
     let m_major_b = Scales::<f32>::zeros(&stream, 1, 2, ScaleLayout::MMajor { ld: 4 }).expect("scales_b");
     let mut d = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); m * n], m, n).expect("d");
     let e = gemm::blockwise_fp8(&lowp, &stream, &a, &swizzled_a, &b, &row_major_b, &mut d).unwrap_err();
-    assert!(matches!(e, lowp::Error::Layout { arg: "scales_a", actual: ScaleLayout::Swizzled, .. }), "{e}");
+    assert!(matches!(e, lowp::Error::Layout { arg: "scales_x", actual: ScaleLayout::Swizzled, .. }), "{e}");
     let e = gemm::blockwise_fp8(&lowp, &stream, &a, &row_major_a, &b, &m_major_b, &mut d).unwrap_err();
-    assert!(matches!(e, lowp::Error::Layout { arg: "scales_b", .. }), "{e}");
+    assert!(matches!(e, lowp::Error::Layout { arg: "scales_w", .. }), "{e}");
     // grouped: 2 experts of [8, 256]
     let w = MatrixBatch::from_host(&stream, &vec![F8E4M3::from_bits(0); 2 * n * k], 2, n, k).expect("w");
     let ends = stream.clone_htod(&[2i32, 4]).expect("ends");
@@ -860,7 +860,7 @@ fn grouped_gemm_clamps_and_flags_bad_offsets() {
         let mut flag = ErrorFlag::new(&stream).expect("flag");
         gemm::grouped_bf16(&lowp, &stream, &x, &w, &GroupLayout::Contiguous { ends: &t }, &mut y, Some(&mut flag))
             .expect("launch");
-        assert_eq!(flag.read(&stream).expect("flag"), gemm::GEMM_ERR_GROUP_BOUNDS, "offsets {table:?} not flagged");
+        assert_eq!(flag.read(&stream).expect("flag"), gemm::ERR_GROUP_BOUNDS, "offsets {table:?} not flagged");
         // every written value is a full dot product of ones: k
         for (i, v) in y.to_host(&stream).expect("y").into_iter().enumerate() {
             let want = if i / n < covered { bf16::from_f32(k as f32).to_bits() } else { common::POISON16 };
@@ -878,7 +878,7 @@ fn grouped_gemm_clamps_and_flags_bad_offsets() {
     let mut flag = ErrorFlag::new(&stream).expect("flag");
     gemm::grouped_bf16(&lowp, &stream, &x, &w, &GroupLayout::Masked { counts: &t, max_m }, &mut y, Some(&mut flag))
         .expect("launch");
-    assert_eq!(flag.read(&stream).expect("flag"), gemm::GEMM_ERR_GROUP_BOUNDS, "counts {counts:?} not flagged");
+    assert_eq!(flag.read(&stream).expect("flag"), gemm::ERR_GROUP_BOUNDS, "counts {counts:?} not flagged");
     for (i, v) in y.to_host(&stream).expect("y").into_iter().enumerate() {
         let (g, r) = ((i / n) / max_m, (i / n) % max_m);
         let written = (r as i32) < counts[g].clamp(0, max_m as i32);

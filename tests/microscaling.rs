@@ -955,7 +955,7 @@ fn microscaling_rejects_bad_arguments_on_device() {
     // a swizzled buffer too small for the layout is refused where it is described
     let small = stream.alloc_zeros::<F8E4M3>(100).expect("alloc");
     let e = Scales::swizzled(small, 4, 4).unwrap_err();
-    assert!(matches!(e, Error::BufferTooSmall { arg: "scales", required: 512, actual: 100 }), "{e}");
+    assert!(matches!(e, Error::BufferTooSmall { arg: "buf", required: 512, actual: 100 }), "{e}");
     let e = mx::nvfp4_quantize(&lowp, &stream, &x, &GlobalScale::Value(f32::NAN), &mut codes, &mut scales).unwrap_err();
     assert!(matches!(e, Error::InvalidValue { arg: "global_scale", .. }), "{e}");
     let g_two = stream.alloc_zeros::<f32>(2).expect("alloc");

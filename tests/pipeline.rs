@@ -35,6 +35,7 @@ fn errors_name_the_argument_and_both_values() {
     assert_eq!(e.to_string(), "`weight`: expected 4096 elements, got 4095 elements");
     let e = lowp::Error::Alignment { arg: "x", required: 16, actual: 0x7f00_0000_0002 };
     assert!(e.to_string().contains("`x`") && e.to_string().contains("16") && e.to_string().contains("0x7f0000000002"));
-    let e = lowp::Error::DType { arg: "dst", expected: lowp::DType::E4M3, actual: lowp::DType::F32 };
-    assert_eq!(e.to_string(), "`dst`: expected dtype e4m3, got f32");
+    let e =
+        lowp::Error::Layout { arg: "scales", expected: "ScaleLayout::RowMajor", actual: lowp::ScaleLayout::Swizzled };
+    assert_eq!(e.to_string(), "`scales`: expected ScaleLayout::RowMajor scales, got Swizzled");
 }

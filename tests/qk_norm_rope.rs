@@ -13,12 +13,12 @@ mod kv_fp8;
 use half::{bf16, f16};
 use lowp::cudarc::driver::CudaSlice;
 use lowp::qk_norm_rope::{
-    self as qnr, ErrorFlag, KvCacheFp8, NormWeight, Position, QkNormRopeSettings, Qkv, RopeFrequencies, RopeScaling,
-    RopeStyle, Rotary,
+    self as qnr, KvCacheFp8, NormWeight, Position, QkNormRopeSettings, Qkv, RopeFrequencies, RopeScaling, RopeStyle,
+    Rotary,
 };
 use lowp::reference::convert as cv;
 use lowp::reference::qk_norm_rope::{self as refq, RefConfig, RefRotary, RefValue};
-use lowp::{F8E4M3, Half, Matrix};
+use lowp::{ErrorFlag, F8E4M3, Half, Matrix};
 
 use common::Rng;
 

@@ -31,7 +31,7 @@ use crate::matrix::Scales;
 #[cfg(doc)]
 use crate::scale::ScaleLayout;
 use crate::scale::ScaleRounding;
-use plan::{Operand, ScaleInput, plan};
+use plan::{Operand, ScaleInput, plan, plan_dequantize};
 
 /// Kernel entry points of this family.
 #[cfg(test)]
@@ -214,7 +214,7 @@ where
     let (sa, _g2) = scales.device_ptr(stream);
     let (oa, _g3) = out.device_ptr_mut(stream);
     (co.addr, oo.addr) = (ca, oa);
-    let p = plan(oo, co, ScaleInput { addr: sa, ..sin }, 1, ScaleRounding::Exact)?;
+    let p = plan_dequantize(oo, co, ScaleInput { addr: sa, ..sin }, 1)?;
     launch::dequantize(lowp, stream, "dequantize_per_token_group", &p)
 }
 
@@ -263,7 +263,7 @@ where
     let (sa, _g2) = scales.device_ptr(stream);
     let (oa, _g3) = out.device_ptr_mut(stream);
     (co.addr, oo.addr) = (ca, oa);
-    let p = plan(oo, co, ScaleInput { addr: sa, ..sin }, GROUP, ScaleRounding::Exact)?;
+    let p = plan_dequantize(oo, co, ScaleInput { addr: sa, ..sin }, GROUP)?;
     launch::dequantize(lowp, stream, "dequantize_per_block", &p)
 }
 

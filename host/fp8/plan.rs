@@ -107,6 +107,36 @@ pub(crate) fn rounding_flag(rounding: ScaleRounding) -> Result<u32> {
     }
 }
 
+/// Validates a dequantize call: [`plan`] with the errors named from the call's side (`codes` and
+/// `scales` are the inputs, `out` is written).
+pub(crate) fn plan_dequantize(
+    out: Operand,
+    codes: Operand,
+    scales: ScaleInput,
+    block_rows: usize,
+) -> Result<Fp8QuantParams> {
+    if codes.cols % GROUP != 0 {
+        return Err(Error::Shape {
+            arg: codes.name,
+            expected: format!("a multiple of {GROUP} columns (K)"),
+            actual: format!("{} columns", codes.cols),
+        });
+    }
+    if out.rows != codes.rows || out.cols != codes.cols {
+        return Err(Error::Shape {
+            arg: out.name,
+            expected: format!("[{}, {}] like {}", codes.rows, codes.cols, codes.name),
+            actual: format!("[{}, {}]", out.rows, out.cols),
+        });
+    }
+    // `plan` names the arguments from a quantizer's side (codes and scales written): turn an
+    // overlap with `out` around, as `out` is what a dequantizer writes.
+    plan(out, codes, scales, block_rows, ScaleRounding::Exact).map_err(|e| match e {
+        Error::Aliasing { arg, other } if other == out.name => Error::Aliasing { arg: out.name, other: arg },
+        e => e,
+    })
+}
+
 /// Validates a quantize or dequantize call and fills the parameters (pure; unit-tested).
 /// `hp` is the high-precision matrix, `codes` the E4M3 one, `block_rows` 1 (per-token groups:
 /// scales `[M, K/128]`, row-major or M-major) or 128 (per block: `[⌈N/128⌉, K/128]` row-major).

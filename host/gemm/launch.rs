@@ -55,7 +55,7 @@ pub(crate) fn launch_gemm(
     };
     // Device memory that stays as it is for the context's life: a captured launch reads the same
     // maps at every replay (see `super::tma`).
-    p.tensor_maps = device_maps(lowp, stream, op, map("a", a, bm), map("b", b, bn))?;
+    p.tensor_maps = device_maps(lowp, stream, op, map("x", a, bm), map("w", b, bn))?;
     let cfg = LaunchConfig {
         grid_dim: (tiles.clamp(1, lowp.sm_count() as u64) as u32, 1, 1),
         block_dim: (config.threads(), 1, 1),

@@ -3,7 +3,7 @@
 //! experts, blockwise FP8 ([`grouped_fp8`]) or bf16 ([`grouped_bf16`]).
 //!
 //! ```text
-//! dense:       out[m, n] (bf16) = Σ_k (a[m, k] · scales_a(m, k/128)) · (b[n, k] · scales_b(n/128, k/128))
+//! dense:       out[m, n] (bf16) = Σ_k (x[m, k] · scales_x(m, k/128)) · (w[n, k] · scales_w(n/128, k/128))
 //! grouped:     out[t] = x[t] · w[g]ᵀ for the rows t of expert g, w [E, N, K]
 //!   contiguous (prefill):  x [T, K], tokens sorted by expert; ends[g] = cumulative end row (i32,
 //!                          torch._grouped_mm's `offs`)
@@ -56,7 +56,7 @@ use plan::{DenseInput, GroupedInput, choose_tiles, dense_plan, grouped_plan, til
 
 /// Error bit of [`ErrorFlag`]: a group bound read on the device was out of range (contiguous ends
 /// decreasing or past the rows of `x`, masked counts outside `[0, max_m]`) and was clamped.
-pub use crate::abi::GEMM_ERR_GROUP_BOUNDS;
+pub use crate::abi::GEMM_ERR_GROUP_BOUNDS as ERR_GROUP_BOUNDS;
 
 /// Kernel entry points of this family (sm_90a only).
 #[cfg(test)]
@@ -69,7 +69,7 @@ const NEEDS: &str = "compute capability 9.0 (sm_90a: wgmma and TMA)";
 /// in device memory (`B`: a `CudaSlice<i32>`, `CudaView` or `CudaViewMut`), read by the kernel.
 ///
 /// Bounds out of range are clamped (nothing is read or written out of bounds) and set
-/// [`GEMM_ERR_GROUP_BOUNDS`] in the op's [`ErrorFlag`].
+/// [`ERR_GROUP_BOUNDS`] in the op's [`ErrorFlag`].
 pub enum GroupLayout<'a, B> {
     /// Tokens sorted by expert: `ends[g]` is the cumulative end row of expert g (expert g has
     /// rows `ends[g-1]..ends[g]`, expert 0 starts at row 0); rows past the last end are not
@@ -119,12 +119,12 @@ fn scale_input<B: DeviceSlice<f32>>(s: &Scales<f32, B>, addr: u64) -> ScaleInput
 /// asynchronous on `stream`:
 ///
 /// ```text
-/// out[m, n] (bf16) = Σ_k (a[m, k] · scales_a(m, k/128)) · (b[n, k] · scales_b(n/128, k/128))
+/// out[m, n] (bf16) = Σ_k (x[m, k] · scales_x(m, k/128)) · (w[n, k] · scales_w(n/128, k/128))
 /// ```
 /// - `a [M, K]`, `b [N, K]`: E4M3, both K-major, 16-byte aligned bases and row strides;
-/// - `scales_a [M, K/128]`: per-token-group scales in [`ScaleLayout::MMajor`] (read fastest) or
+/// - `scales_x [M, K/128]`: per-token-group scales in [`ScaleLayout::MMajor`] (read fastest) or
 ///   [`ScaleLayout::RowMajor`], as [`crate::fp8::quantize_per_token_group`] writes them;
-/// - `scales_b [⌈N/128⌉, K/128]`: per-block scales, [`ScaleLayout::RowMajor`], as
+/// - `scales_w [⌈N/128⌉, K/128]`: per-block scales, [`ScaleLayout::RowMajor`], as
 ///   [`crate::fp8::quantize_per_block`] writes them;
 /// - `out [M, N]`: bf16, even row stride, overlapping no input.
 ///
@@ -144,50 +144,50 @@ fn scale_input<B: DeviceSlice<f32>>(s: &Scales<f32, B>, addr: u64) -> ScaleInput
 /// let x = Matrix::from_host(&stream, &vec![bf16::ONE; m * k], m, k)?;
 /// let w = Matrix::from_host(&stream, &vec![bf16::from_f32(0.5); n * k], n, k)?;
 /// // quantize both operands
-/// let (mut a, mut b) = (Matrix::<F8E4M3>::zeros(&stream, m, k)?, Matrix::<F8E4M3>::zeros(&stream, n, k)?);
-/// let mut scales_a = Scales::<f32>::zeros(&stream, m, k / 128, ScaleLayout::MMajor { ld: m_major_ld(m) })?;
-/// let mut scales_b = Scales::<f32>::zeros(&stream, n.div_ceil(128), k / 128, ScaleLayout::RowMajor { ld: k / 128 })?;
-/// fp8::quantize_per_token_group(&lowp, &stream, &x, ScaleRounding::Exact, &mut a, &mut scales_a)?;
-/// fp8::quantize_per_block(&lowp, &stream, &w, ScaleRounding::Exact, &mut b, &mut scales_b)?;
+/// let (mut xq, mut wq) = (Matrix::<F8E4M3>::zeros(&stream, m, k)?, Matrix::<F8E4M3>::zeros(&stream, n, k)?);
+/// let mut scales_x = Scales::<f32>::zeros(&stream, m, k / 128, ScaleLayout::MMajor { ld: m_major_ld(m) })?;
+/// let mut scales_w = Scales::<f32>::zeros(&stream, n.div_ceil(128), k / 128, ScaleLayout::RowMajor { ld: k / 128 })?;
+/// fp8::quantize_per_token_group(&lowp, &stream, &x, ScaleRounding::Exact, &mut xq, &mut scales_x)?;
+/// fp8::quantize_per_block(&lowp, &stream, &w, ScaleRounding::Exact, &mut wq, &mut scales_w)?;
 /// let mut out = Matrix::<bf16>::zeros(&stream, m, n)?;
-/// gemm::blockwise_fp8(&lowp, &stream, &a, &scales_a, &b, &scales_b, &mut out)?;
+/// gemm::blockwise_fp8(&lowp, &stream, &xq, &scales_x, &wq, &scales_w, &mut out)?;
 /// assert!(out.to_host(&stream)?.iter().all(|v| (v.to_f32() - 64.0).abs() <= 0.5)); // 128 · 1 · 0.5
 /// # Ok(()) }
 /// ```
-pub fn blockwise_fp8<A, SA, B, SB, O>(
+pub fn blockwise_fp8<X, SX, W, SW, O>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
-    a: &Matrix<F8E4M3, A>,
-    scales_a: &Scales<f32, SA>,
-    b: &Matrix<F8E4M3, B>,
-    scales_b: &Scales<f32, SB>,
+    x: &Matrix<F8E4M3, X>,
+    scales_x: &Scales<f32, SX>,
+    w: &Matrix<F8E4M3, W>,
+    scales_w: &Scales<f32, SW>,
     out: &mut Matrix<bf16, O>,
 ) -> Result<()>
 where
-    A: DevicePtr<F8E4M3>,
-    SA: DevicePtr<f32>,
-    B: DevicePtr<F8E4M3>,
-    SB: DevicePtr<f32>,
+    X: DevicePtr<F8E4M3>,
+    SX: DevicePtr<f32>,
+    W: DevicePtr<F8E4M3>,
+    SW: DevicePtr<f32>,
     O: DevicePtrMut<bf16>,
 {
-    let tiles = choose_tiles(a.rows(), 1, None, forced_tiles()?);
+    let tiles = choose_tiles(x.rows(), 1, None, forced_tiles()?);
     let f = gemm_function(lowp, "blockwise_fp8", tiles, true)?;
     lowp.check_stream(stream)?;
-    lowp.check_buffer("a", a.buffer())?;
-    lowp.check_buffer("scales_a", scales_a.buffer())?;
-    lowp.check_buffer("b", b.buffer())?;
-    lowp.check_buffer("scales_b", scales_b.buffer())?;
+    lowp.check_buffer("x", x.buffer())?;
+    lowp.check_buffer("scales_x", scales_x.buffer())?;
+    lowp.check_buffer("w", w.buffer())?;
+    lowp.check_buffer("scales_w", scales_w.buffer())?;
     lowp.check_buffer("out", out.buffer())?;
     let out_shape = (out.rows(), out.cols(), out.row_stride());
-    let (aa, _g1) = a.device_ptr(stream);
-    let (saa, _g2) = scales_a.device_ptr(stream);
-    let (ba, _g3) = b.device_ptr(stream);
-    let (sba, _g4) = scales_b.device_ptr(stream);
+    let (xa, _g1) = x.device_ptr(stream);
+    let (sxa, _g2) = scales_x.device_ptr(stream);
+    let (wa, _g3) = w.device_ptr(stream);
+    let (swa, _g4) = scales_w.device_ptr(stream);
     let (oa, _g5) = out.device_ptr_mut(stream);
     let o = Operand { name: "out", rows: out_shape.0, cols: out_shape.1, stride: out_shape.2, addr: oa, elem: 2 };
-    let (ao, bo) = (operand("a", a, aa), operand("b", b, ba));
+    let (xo, wo) = (operand("x", x, xa), operand("w", w, wa));
     let input =
-        DenseInput { a: ao, scales_a: scale_input(scales_a, saa), b: bo, scales_b: scale_input(scales_b, sba), out: o };
+        DenseInput { x: xo, scales_x: scale_input(scales_x, sxa), w: wo, scales_w: scale_input(scales_w, swa), out: o };
     let p = dense_plan(&input)?;
     if p.rows == 0 || p.n == 0 {
         return Ok(());
@@ -200,8 +200,8 @@ where
         &f,
         tiles,
         p,
-        (aa, ao.cols, ao.rows, ao.stride),
-        (ba, bo.cols, bo.rows, bo.stride),
+        (xa, xo.cols, xo.rows, xo.stride),
+        (wa, wo.cols, wo.rows, wo.stride),
         count,
     )
 }
@@ -222,7 +222,7 @@ where
 ///   of 128;
 /// - `groups`: which rows of `x` each expert takes ([`GroupLayout`], one `i32` per expert);
 /// - `out [rows, N]`: bf16, even row stride; rows outside every group are not written;
-/// - `error_flag`: gets [`GEMM_ERR_GROUP_BOUNDS`] when a group bound was out of range.
+/// - `error_flag`: gets [`ERR_GROUP_BOUNDS`] when a group bound was out of range.
 ///
 /// K a positive multiple of 128; group sizes are arbitrary (0, 1, not multiples of 128).
 ///

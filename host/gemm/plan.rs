@@ -13,10 +13,10 @@ use crate::validate::{Operand, overlap};
 /// Row-major operands of a dense blockwise FP8 GEMM, device addresses resolved.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct DenseInput {
-    pub a: Operand,
-    pub scales_a: ScaleInput,
-    pub b: Operand,
-    pub scales_b: ScaleInput,
+    pub x: Operand,
+    pub scales_x: ScaleInput,
+    pub w: Operand,
+    pub scales_w: ScaleInput,
     pub out: Operand,
 }
 
@@ -54,7 +54,7 @@ fn out_disjoint(out: &Operand, inputs: &[(&'static str, (u64, u64))]) -> Result<
 
 /// Validates a dense blockwise GEMM and fills the parameters but the tensor-map address.
 pub(crate) fn dense_plan(g: &DenseInput) -> Result<GemmParams> {
-    let (a, b, out) = (g.a, g.b, g.out);
+    let (a, b, out) = (g.x, g.w, g.out);
     let (m, n, k) = (a.rows, b.rows, a.cols);
     if k == 0 || k % GROUP != 0 {
         return Err(Error::Shape {
@@ -83,11 +83,11 @@ pub(crate) fn dense_plan(g: &DenseInput) -> Result<GemmParams> {
     aligned(&b, 16)?;
     // The epilogue stores bf16 pairs: 4-byte aligned base, even row stride.
     aligned(&out, 4)?;
-    let sa = place("scales_a", g.scales_a, [m, k / GROUP], "M, K/128", Accepts::RowOrMMajor)?;
-    let sb = place("scales_b", g.scales_b, [n.div_ceil(GROUP), k / GROUP], "⌈N/128⌉, K/128", Accepts::RowMajor)?;
+    let sa = place("scales_x", g.scales_x, [m, k / GROUP], "M, K/128", Accepts::RowOrMMajor)?;
+    let sb = place("scales_w", g.scales_w, [n.div_ceil(GROUP), k / GROUP], "⌈N/128⌉, K/128", Accepts::RowMajor)?;
     out_disjoint(
         &out,
-        &[(a.name, a.range()), (b.name, b.range()), ("scales_a", sa.range()), ("scales_b", sb.range())],
+        &[(a.name, a.range()), (b.name, b.range()), ("scales_x", sa.range()), ("scales_w", sb.range())],
     )?;
     Ok(GemmParams {
         tensor_maps: 0,

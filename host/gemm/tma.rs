@@ -47,8 +47,15 @@ pub(crate) fn encode_2d_u8_sw128(
     if addr % 16 != 0 {
         return Err(Error::Alignment { arg, required: 16, actual: addr });
     }
-    if stride % 16 != 0 || stride >= 1 << 40 {
+    if stride % 16 != 0 {
         return Err(Error::Alignment { arg, required: 16, actual: stride });
+    }
+    if stride >= 1 << 40 {
+        return Err(Error::Shape {
+            arg,
+            expected: "a row stride below 2^40 bytes".into(),
+            actual: format!("{stride} bytes"),
+        });
     }
     let mut map = sys::CUtensorMap { opaque: [0; 16] };
     let dims = [inner, rows];

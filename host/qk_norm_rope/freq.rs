@@ -61,7 +61,11 @@ pub fn rope_inv_freq(rotary_dim: usize, base: f64, scaling: RopeScaling) -> Resu
         if factor.is_finite() && factor > 0.0 {
             Ok(())
         } else {
-            Err(Error::InvalidValue { arg: "factor", expected: "a finite value > 0", actual: factor.to_string() })
+            Err(Error::InvalidValue {
+                arg: "scaling.factor",
+                expected: "a finite value > 0",
+                actual: factor.to_string(),
+            })
         }
     };
     match scaling {

@@ -102,7 +102,7 @@ pub(super) fn run<T: Half>(
     };
     let rotary = match rotary {
         Some(Rotary::Cache { cos_sin, max_pos }) => {
-            let (v, g) = read_vector(lowp, stream, "cos_sin", cos_sin)?;
+            let (v, g) = read_vector(lowp, stream, "rotary.cos_sin", cos_sin)?;
             guards.push(g);
             Some(RotaryIn::Cache { addr: v.addr, len: v.len, max_pos })
         }
@@ -119,11 +119,11 @@ pub(super) fn run<T: Half>(
     };
     let kv = match kv_cache {
         Some(kv) => {
-            let (k, g) = write_matrix(lowp, stream, "k_cache", kv.k_cache)?;
+            let (k, g) = write_matrix(lowp, stream, "kv_cache.k_cache", kv.k_cache)?;
             guards.push(g);
             let v = match kv.v_cache {
                 Some(v) => {
-                    let (v, g) = write_matrix(lowp, stream, "v_cache", v)?;
+                    let (v, g) = write_matrix(lowp, stream, "kv_cache.v_cache", v)?;
                     guards.push(g);
                     Some(v)
                 }
@@ -131,7 +131,7 @@ pub(super) fn run<T: Half>(
             };
             let slots = match kv.slot_mapping {
                 Some(s) => {
-                    let (s, g) = read_vector(lowp, stream, "slot_mapping", s)?;
+                    let (s, g) = read_vector(lowp, stream, "kv_cache.slot_mapping", s)?;
                     guards.push(g);
                     Some((s.addr, s.len))
                 }

@@ -48,8 +48,7 @@ pub use freq::{RopeFrequencies, RopeScaling, cos_sin_cache, rope_inv_freq};
 use launch::read_vector;
 use plan::Op;
 
-/// The device-side error bits ([`ERR_POSITION_OUT_OF_RANGE`], [`ERR_SLOT_OUT_OF_RANGE`]).
-pub use crate::flag::ErrorFlag;
+use crate::flag::ErrorFlag;
 
 /// Kernel entry points of this family: `{qk_norm_rope,head_rmsnorm,rope}_{bf16,f16}_d{64,128,256}`,
 /// and `{qk_norm_rope,rope}_rows_*` for NeoX rotary widths whose partners are not a shuffle away.
@@ -429,7 +428,8 @@ where
 /// # fn main() -> lowp::Result<()> {
 /// # lowp_sim::select_device().expect("a GPU or the simulator"); // doc tests: the GPU if there is one, else the simulator
 /// use half::bf16;
-/// use lowp::qk_norm_rope::{self as qnr, ErrorFlag, Qkv, QkNormRopeSettings, RopeFrequencies, RopeScaling, RopeStyle, Rotary};
+/// use lowp::ErrorFlag;
+/// use lowp::qk_norm_rope::{self as qnr, Qkv, QkNormRopeSettings, RopeFrequencies, RopeScaling, RopeStyle, Rotary};
 /// use lowp::{Lowp, Matrix};
 /// let lowp = Lowp::new(0)?;
 /// let stream = lowp.new_stream()?;

@@ -89,9 +89,9 @@ pub(crate) fn plan(inp: &PlanInput) -> Result<QkNormRopeParams> {
     let c = inp.cfg;
     let op = inp.op.name();
     if !HEAD_DIMS.contains(&c.head_dim) {
-        return Err(shape_err("head_dim", "64, 128 or 256".into(), c.head_dim.to_string()));
+        return Err(shape_err("settings.head_dim", "64, 128 or 256".into(), c.head_dim.to_string()));
     }
-    for (arg, heads) in [("num_q_heads", c.num_q_heads), ("num_kv_heads", c.num_kv_heads)] {
+    for (arg, heads) in [("settings.num_q_heads", c.num_q_heads), ("settings.num_kv_heads", c.num_kv_heads)] {
         if heads == 0 || heads > 1 << 16 {
             return Err(shape_err(arg, "1..=65536".into(), heads.to_string()));
         }
@@ -159,7 +159,11 @@ pub(crate) fn plan(inp: &PlanInput) -> Result<QkNormRopeParams> {
             }
         }
         if !(c.eps.is_finite() && c.eps >= 0.0) {
-            return Err(Error::InvalidValue { arg: "eps", expected: "a finite value >= 0", actual: c.eps.to_string() });
+            return Err(Error::InvalidValue {
+                arg: "settings.eps",
+                expected: "a finite value >= 0",
+                actual: c.eps.to_string(),
+            });
         }
         vectorized &= qw % vec_bytes == 0 && kw % vec_bytes == 0;
         (params.q_weight, params.k_weight) = (qw, kw);
@@ -171,7 +175,7 @@ pub(crate) fn plan(inp: &PlanInput) -> Result<QkNormRopeParams> {
         let r = c.rotary_dim;
         if r < 2 || r % 2 != 0 || r > d {
             return Err(Error::InvalidValue {
-                arg: "rotary_dim",
+                arg: "settings.rotary_dim",
                 expected: "an even number in 2..=head_dim",
                 actual: r.to_string(),
             });
@@ -186,7 +190,7 @@ pub(crate) fn plan(inp: &PlanInput) -> Result<QkNormRopeParams> {
         if let Some(sec) = c.mrope_section {
             if sec.iter().try_fold(0usize, |a, &s| a.checked_add(s)) != Some(r / 2) {
                 return Err(Error::InvalidValue {
-                    arg: "mrope_section",
+                    arg: "settings.mrope_section",
                     expected: "3 section sizes summing to rotary_dim / 2",
                     actual: format!("{sec:?} (rotary_dim / 2 = {})", r / 2),
                 });
@@ -221,7 +225,7 @@ pub(crate) fn plan(inp: &PlanInput) -> Result<QkNormRopeParams> {
             Some(RotaryIn::Cache { addr, len, max_pos }) => {
                 if max_pos == 0 || max_pos.checked_mul(r) != Some(len) {
                     return Err(shape_err(
-                        "cos_sin",
+                        "rotary.cos_sin",
                         format!("max_pos × rotary_dim = {max_pos} × {r} f32 (max_pos >= 1)"),
                         format!("{len} f32"),
                     ));
@@ -276,20 +280,20 @@ pub(crate) fn plan(inp: &PlanInput) -> Result<QkNormRopeParams> {
         match kv.slots {
             Some((addr, n)) => {
                 if n != tokens {
-                    return Err(shape_err("slot_mapping", format!("{tokens} (one per token)"), n.to_string()));
+                    return Err(shape_err("kv_cache.slot_mapping", format!("{tokens} (one per token)"), n.to_string()));
                 }
                 params.slot_mapping = addr;
             }
             None if rows < tokens => {
                 return Err(shape_err(
-                    "k_cache",
+                    "kv_cache.k_cache",
                     format!("at least {tokens} rows (one per token, no slot mapping)"),
                     rows.to_string(),
                 ));
             }
             None => {}
         }
-        for (arg, s) in [("k_scale", kv.k_scale), ("v_scale", kv.v_scale)] {
+        for (arg, s) in [("kv_cache.k_scale", kv.k_scale), ("kv_cache.v_scale", kv.v_scale)] {
             if !(s.is_finite() && s > 0.0) {
                 return Err(Error::InvalidValue { arg, expected: "a finite value > 0", actual: s.to_string() });
             }

@@ -110,3 +110,18 @@ fn plan_rejects_bad_arguments() {
         .unwrap_err();
     assert!(matches!(e, Error::Aliasing { arg: "scales", other: "codes" }), "{e}");
 }
+
+#[test]
+fn dequantize_errors_are_named_from_the_call_side() {
+    let s = scales(ScaleLayout::RowMajor { ld: 2 }, 4, 2, 8);
+    // K is the input's (codes), the output must match it, and an overlap is `out`'s fault
+    let e = plan_dequantize(op("out", 4, 200, 200, X, 2), op("codes", 4, 200, 200, Q, 1), s, 1).unwrap_err();
+    assert!(matches!(e, Error::Shape { arg: "codes", .. }), "{e}");
+    let e = plan_dequantize(op("out", 3, 256, 256, X, 2), op("codes", 4, 256, 256, Q, 1), s, 1).unwrap_err();
+    assert!(matches!(e, Error::Shape { arg: "out", .. }), "{e}");
+    let e = plan_dequantize(op("out", 4, 256, 256, Q, 2), op("codes", 4, 256, 256, Q, 1), s, 1).unwrap_err();
+    assert!(matches!(e, Error::Aliasing { arg: "out", other: "codes" }), "{e}");
+    let e = plan_dequantize(op("out", 4, 256, 256, S, 2), op("codes", 4, 256, 256, Q, 1), s, 1).unwrap_err();
+    assert!(matches!(e, Error::Aliasing { arg: "out", other: "scales" }), "{e}");
+    assert!(plan_dequantize(op("out", 4, 256, 256, X, 2), op("codes", 4, 256, 256, Q, 1), s, 1).is_ok());
+}

@@ -18,10 +18,10 @@ fn op(name: &'static str, rows: usize, cols: usize, stride: usize, addr: u64, el
 fn dense(m: usize, n: usize, k: usize) -> DenseInput {
     let ld = m_major_ld(m);
     DenseInput {
-        a: op("a", m, k, k, X, 1),
-        scales_a: ScaleInput { layout: ScaleLayout::MMajor { ld }, shape: [m, k / 128], addr: SA, len: ld * (k / 128) },
-        b: op("b", n, k, k, W, 1),
-        scales_b: ScaleInput {
+        x: op("x", m, k, k, X, 1),
+        scales_x: ScaleInput { layout: ScaleLayout::MMajor { ld }, shape: [m, k / 128], addr: SA, len: ld * (k / 128) },
+        w: op("w", n, k, k, W, 1),
+        scales_w: ScaleInput {
             layout: ScaleLayout::RowMajor { ld: k / 128 },
             shape: [n.div_ceil(128), k / 128],
             addr: SB,
@@ -41,7 +41,7 @@ fn dense_plan_accepts_deepseek_shapes_and_odd_m_n() {
     }
     // row-major activation scales with a padded ld
     let mut g = dense(7, 128, 256);
-    g.scales_a = ScaleInput { layout: ScaleLayout::RowMajor { ld: 3 }, shape: [7, 2], addr: SA, len: 20 };
+    g.scales_x = ScaleInput { layout: ScaleLayout::RowMajor { ld: 3 }, shape: [7, 2], addr: SA, len: 20 };
     let p = dense_plan(&g).unwrap();
     assert_eq!((p.sa_row_stride, p.sa_col_stride), (3, 1));
 }
@@ -49,44 +49,44 @@ fn dense_plan_accepts_deepseek_shapes_and_odd_m_n() {
 #[test]
 fn dense_plan_rejects_bad_arguments() {
     let mut g = dense(64, 256, 200);
-    g.b.cols = 200;
-    assert!(matches!(dense_plan(&g), Err(Error::Shape { arg: "a", .. })));
+    g.w.cols = 200;
+    assert!(matches!(dense_plan(&g), Err(Error::Shape { arg: "x", .. })));
     let mut g = dense(64, 256, 256);
-    g.b.cols = 384;
-    assert!(matches!(dense_plan(&g), Err(Error::Shape { arg: "b", .. })));
+    g.w.cols = 384;
+    assert!(matches!(dense_plan(&g), Err(Error::Shape { arg: "w", .. })));
     let mut g = dense(64, 256, 256);
     g.out.cols = 255;
     assert!(matches!(dense_plan(&g), Err(Error::Shape { arg: "out", .. })));
     let mut g = dense(64, 256, 256);
-    g.a.stride = 264; // 264 bytes: not a multiple of 16
+    g.x.stride = 264; // 264 bytes: not a multiple of 16
     let e = dense_plan(&g).unwrap_err();
-    assert!(matches!(e, Error::Alignment { arg: "a", required: 16, actual: 264 }), "{e}");
+    assert!(matches!(e, Error::Alignment { arg: "x", required: 16, actual: 264 }), "{e}");
     let mut g = dense(64, 256, 256);
-    g.b.addr += 8;
-    assert!(matches!(dense_plan(&g), Err(Error::Alignment { arg: "b", required: 16, .. })));
+    g.w.addr += 8;
+    assert!(matches!(dense_plan(&g), Err(Error::Alignment { arg: "w", required: 16, .. })));
     let mut g = dense(64, 255, 256);
     g.out.stride = 255; // odd row stride: bf16 pairs would be misaligned
     assert!(matches!(dense_plan(&g), Err(Error::Alignment { arg: "out", required: 4, .. })));
     let mut g = dense(64, 256, 256);
-    g.scales_b.shape = [1, 2];
-    assert!(matches!(dense_plan(&g), Err(Error::Shape { arg: "scales_b", .. })));
+    g.scales_w.shape = [1, 2];
+    assert!(matches!(dense_plan(&g), Err(Error::Shape { arg: "scales_w", .. })));
     let mut g = dense(64, 256, 256);
-    g.scales_a.shape = [63, 2];
-    assert!(matches!(dense_plan(&g), Err(Error::Shape { arg: "scales_a", .. })));
+    g.scales_x.shape = [63, 2];
+    assert!(matches!(dense_plan(&g), Err(Error::Shape { arg: "scales_x", .. })));
     let mut g = dense(64, 256, 256);
-    g.scales_a.len -= 1;
-    assert!(matches!(dense_plan(&g), Err(Error::BufferTooSmall { arg: "scales_a", .. })));
+    g.scales_x.len -= 1;
+    assert!(matches!(dense_plan(&g), Err(Error::BufferTooSmall { arg: "scales_x", .. })));
     let mut g = dense(64, 256, 256);
-    g.out.addr = g.scales_a.addr;
-    assert!(matches!(dense_plan(&g), Err(Error::Aliasing { arg: "out", other: "scales_a" })));
+    g.out.addr = g.scales_x.addr;
+    assert!(matches!(dense_plan(&g), Err(Error::Aliasing { arg: "out", other: "scales_x" })));
     // weight scales are row-major only; no swizzled activation scales
     let mut g = dense(64, 256, 256);
-    g.scales_b.layout = ScaleLayout::MMajor { ld: 4 };
+    g.scales_w.layout = ScaleLayout::MMajor { ld: 4 };
     let e = dense_plan(&g).unwrap_err();
-    assert!(matches!(e, Error::Layout { arg: "scales_b", .. }), "{e}");
+    assert!(matches!(e, Error::Layout { arg: "scales_w", .. }), "{e}");
     let mut g = dense(64, 256, 256);
-    g.scales_a.layout = ScaleLayout::Swizzled;
-    assert!(matches!(dense_plan(&g), Err(Error::Layout { arg: "scales_a", actual: ScaleLayout::Swizzled, .. })));
+    g.scales_x.layout = ScaleLayout::Swizzled;
+    assert!(matches!(dense_plan(&g), Err(Error::Layout { arg: "scales_x", actual: ScaleLayout::Swizzled, .. })));
 }
 
 /// A grouped call: `rows` of x, `e` experts of `[n, k]`, `elem` bytes per element (FP8 with
@@ -152,7 +152,7 @@ fn grouped_plan_rejects_bad_shapes() {
 }
 
 #[test]
-fn grouped_fp8_scales_are_checked() {
+fn grouped_fp8_scales_xre_checked() {
     let mut s = grouped(100, 512, 200, 4, 1);
     if let Some((_, w)) = &mut s.scales {
         w.shape = [4, 4]; // one scale row per expert is too few for N = 200: ⌈200/128⌉ = 2

@@ -82,13 +82,13 @@ fn flags_follow_style_position_width_and_alignment() {
 fn rejects_bad_shapes_and_values_naming_the_argument() {
     let mut i = input(Op::QkNormRope, 3);
     i.cfg.head_dim = 96;
-    assert!(matches!(plan(&i), Err(Error::Shape { arg: "head_dim", .. })));
+    assert!(matches!(plan(&i), Err(Error::Shape { arg: "settings.head_dim", .. })));
     let mut i = input(Op::QkNormRope, 3);
     i.cfg.num_kv_heads = 0;
-    assert!(matches!(plan(&i), Err(Error::Shape { arg: "num_kv_heads", .. })));
+    assert!(matches!(plan(&i), Err(Error::Shape { arg: "settings.num_kv_heads", .. })));
     let mut i = input(Op::QkNormRope, 3);
     i.cfg.num_q_heads = (1 << 16) + 1;
-    assert!(matches!(plan(&i), Err(Error::Shape { arg: "num_q_heads", .. })));
+    assert!(matches!(plan(&i), Err(Error::Shape { arg: "settings.num_q_heads", .. })));
     let mut i = input(Op::QkNormRope, 3);
     i.qkv.cols -= 128;
     let e = plan(&i).unwrap_err();
@@ -103,17 +103,17 @@ fn rejects_bad_shapes_and_values_naming_the_argument() {
     for r in [0, 3, 130] {
         let mut i = input(Op::Rope, 3);
         i.cfg.rotary_dim = r;
-        assert!(matches!(plan(&i), Err(Error::InvalidValue { arg: "rotary_dim", .. })), "rotary_dim {r}");
+        assert!(matches!(plan(&i), Err(Error::InvalidValue { arg: "settings.rotary_dim", .. })), "rotary_dim {r}");
     }
     let mut i = input(Op::QkNormRope, 3);
     i.rotary = Some(RotaryIn::Cache { addr: CS, len: 4096 * 64, max_pos: 4096 });
-    assert!(matches!(plan(&i), Err(Error::Shape { arg: "cos_sin", .. })));
+    assert!(matches!(plan(&i), Err(Error::Shape { arg: "rotary.cos_sin", .. })));
     let mut i = input(Op::QkNormRope, 3);
     i.rotary = Some(RotaryIn::Computed { addr: CS, rotary_dim: 64, attention_factor: 1.0 });
     assert!(matches!(plan(&i), Err(Error::Shape { arg: "rotary", .. })));
     let mut i = input(Op::QkNormRope, 3);
     i.cfg.eps = f32::NAN;
-    assert!(matches!(plan(&i), Err(Error::InvalidValue { arg: "eps", .. })));
+    assert!(matches!(plan(&i), Err(Error::InvalidValue { arg: "settings.eps", .. })));
     let mut i = input(Op::QkNormRope, 3);
     i.positions = None;
     assert!(matches!(plan(&i), Err(Error::InvalidValue { arg: "positions", .. })));
@@ -152,8 +152,8 @@ fn separate_outputs_are_checked() {
 #[test]
 fn kv_cache_is_checked() {
     let kv = |rows, cols, slots: Option<(u64, usize)>, k_scale| KvIn {
-        k: Mat { name: "k_cache", rows, cols, stride: cols, addr: KC, elem: 1 },
-        v: Some(Mat { name: "v_cache", rows, cols, stride: cols, addr: VC, elem: 1 }),
+        k: Mat { name: "kv_cache.k_cache", rows, cols, stride: cols, addr: KC, elem: 1 },
+        v: Some(Mat { name: "kv_cache.v_cache", rows, cols, stride: cols, addr: VC, elem: 1 }),
         slots,
         k_scale,
         v_scale: 0.5,
@@ -163,22 +163,22 @@ fn kv_cache_is_checked() {
     let p = plan(&i).unwrap();
     assert_eq!((p.k_cache, p.v_cache, p.cache_rows, p.cache_stride, p.k_scale, p.v_scale), (KC, VC, 5, 256, 2.0, 0.5));
     i.kv = Some(kv(4, 256, None, 2.0));
-    assert!(matches!(plan(&i), Err(Error::Shape { arg: "k_cache", .. })));
+    assert!(matches!(plan(&i), Err(Error::Shape { arg: "kv_cache.k_cache", .. })));
     i.kv = Some(kv(4, 256, Some((POS + 4096, 5)), 2.0));
     assert!(plan(&i).is_ok(), "a slot mapping allows a cache smaller than the batch");
     i.kv = Some(kv(100, 256, Some((POS + 4096, 4)), 2.0));
-    assert!(matches!(plan(&i), Err(Error::Shape { arg: "slot_mapping", .. })));
+    assert!(matches!(plan(&i), Err(Error::Shape { arg: "kv_cache.slot_mapping", .. })));
     i.kv = Some(kv(100, 128, None, 2.0));
-    assert!(matches!(plan(&i), Err(Error::Shape { arg: "k_cache", .. })));
+    assert!(matches!(plan(&i), Err(Error::Shape { arg: "kv_cache.k_cache", .. })));
     i.kv = Some(kv(100, 256, None, 0.0));
-    assert!(matches!(plan(&i), Err(Error::InvalidValue { arg: "k_scale", .. })));
+    assert!(matches!(plan(&i), Err(Error::InvalidValue { arg: "kv_cache.k_scale", .. })));
 }
 
 #[test]
 fn kv_cache_stores_and_reciprocals() {
     let kv = |stride, k_scale, v_scale| KvIn {
-        k: Mat { name: "k_cache", rows: 5, cols: 256, stride, addr: KC, elem: 1 },
-        v: Some(Mat { name: "v_cache", rows: 5, cols: 256, stride, addr: VC, elem: 1 }),
+        k: Mat { name: "kv_cache.k_cache", rows: 5, cols: 256, stride, addr: KC, elem: 1 },
+        v: Some(Mat { name: "kv_cache.v_cache", rows: 5, cols: 256, stride, addr: VC, elem: 1 }),
         slots: None,
         k_scale,
         v_scale,
@@ -215,7 +215,7 @@ fn gemma_weights_and_mrope_are_planned_and_checked() {
     for bad in [[16, 24, 23], [16, 24, 25], [0, 0, 0], [usize::MAX, 1, 64]] {
         i.cfg.mrope_section = Some(bad);
         let e = plan(&i).unwrap_err();
-        assert!(matches!(e, Error::InvalidValue { arg: "mrope_section", .. }), "{bad:?}: {e}");
+        assert!(matches!(e, Error::InvalidValue { arg: "settings.mrope_section", .. }), "{bad:?}: {e}");
     }
     i.cfg.mrope_section = Some([0, 64, 0]);
     assert!(plan(&i).is_ok(), "empty sections are allowed");
@@ -248,8 +248,13 @@ fn blocks_spread_a_tokens_head_groups_over_at_most_8_warps() {
         i.rotary = Some(RotaryIn::Cache { addr: CS, len: 4096 * d, max_pos: 4096 });
         if v {
             let m = |name, addr| Mat { name, rows: 3, cols: hk * d, stride: hk * d, addr, elem: 1 };
-            i.kv =
-                Some(KvIn { k: m("k_cache", KC), v: Some(m("v_cache", VC)), slots: None, k_scale: 1.0, v_scale: 1.0 });
+            i.kv = Some(KvIn {
+                k: m("kv_cache.k_cache", KC),
+                v: Some(m("kv_cache.v_cache", VC)),
+                slots: None,
+                k_scale: 1.0,
+                v_scale: 1.0,
+            });
         }
         let p = plan(&i).unwrap();
         let (w, smem) = block_shape(&p, d, Op::QkNormRope);
