@@ -1,4 +1,4 @@
-//! lowp's one error type. Every shape, dtype, alignment and device problem is its own variant
+//! lowp's one error type. Every shape, layout, alignment, aliasing and device problem is its own variant
 //! naming the argument, what was expected and what was given.
 
 use std::fmt;

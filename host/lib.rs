@@ -7,7 +7,8 @@
 //!
 //! - Streams are explicit and nothing synchronizes behind your back (only [`Matrix::to_host`],
 //!   [`Scales::to_host_raw`] and [`ErrorFlag::read`] wait, and say so).
-//! - Bad shapes, dtypes, alignments and devices are typed [`Error`]s naming the argument.
+//! - Bad shapes, strides, scale layouts, alignments and devices are typed [`Error`]s naming the
+//!   argument; a wrong element type does not compile.
 //! - No CUDA toolkit is needed to build, and no GPU to run the CPU tests: the driver is loaded at
 //!   run time and its absence is [`Error::NoDriver`].
 //!
