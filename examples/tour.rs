@@ -544,7 +544,7 @@ fn fp8_activations(t: &mut Tour, m: usize, k: usize) -> Res<(Vec<Row>, Fp8Activa
     t.perturb("fp8_quantize_group", &mut got_q);
     let got_s = t.download(scales.buffer())?;
     let got_s: Vec<f32> = (0..m * groups).map(|i| got_s[(i % groups) * ld + i / groups]).collect(); // to row-major
-    let (codes_host, scales_host) = ref_fp8::quantize_per_token_group(&to_f32(&x_host), m, k, false);
+    let (codes_host, scales_host) = ref_fp8::quantize_per_token_group(&to_f32(&x_host), m, k, ScaleRounding::Exact)?;
     let check = verdict([bit_exact("codes", &got_q, &codes_host), bit_exact("scales", &got_s, &scales_host)]);
     out.push(t.row("fp8_quantize_group", &shape, check, first, || run(&mut q, &mut scales))?);
 
@@ -586,7 +586,7 @@ fn fp8_weights(t: &mut Tour, n: usize, k: usize) -> Res<(Vec<Row>, Fp8Weights)> 
     let mut got_q = q.to_host(&stream)?;
     t.perturb("fp8_quantize_block", &mut got_q);
     let got_s = scales.to_host_raw(&stream)?;
-    let (codes_host, scales_host) = ref_fp8::quantize_per_block(&to_f32(&w_host), n, k, false);
+    let (codes_host, scales_host) = ref_fp8::quantize_per_block(&to_f32(&w_host), n, k, ScaleRounding::Exact)?;
     let check = verdict([bit_exact("codes", &got_q, &codes_host), bit_exact("scales", &got_s, &scales_host)]);
     out.push(t.row("fp8_quantize_block", &shape, check, first, || run(&mut q, &mut scales))?);
 
@@ -655,7 +655,7 @@ fn nvfp4(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
     let g = GlobalScale::Device(&g);
 
     let fmt = ref_mx::Format::Nvfp4 { g: want_g };
-    let want = ref_mx::quantize(&x_f32, rows, k, fmt);
+    let want = ref_mx::quantize(&x_f32, rows, k, fmt)?;
     let scale_cols = k / mx::NVFP4_BLOCK as usize;
     let mut codes = Matrix::<F4E2M1x2>::zeros(&stream, rows, k / 2)?;
     let mut scales = Scales::<F8E4M3>::zeros(&stream, rows, scale_cols, ScaleLayout::Swizzled)?;
@@ -681,16 +681,18 @@ fn nvfp4(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
     let mut scales = Scales::<F8E4M3>::zeros(&stream, rows, scale_cols, layout)?;
     let mut codes = Matrix::<F4E2M1x2>::zeros(&stream, rows, k / 2)?;
     let mut offsets = stream.alloc_zeros::<i32>(experts + 1)?;
-    let run = |c: &mut Matrix<F4E2M1x2>, s: &mut Scales<F8E4M3>, o: &mut CudaSlice<i32>| {
-        mx::nvfp4_quantize_grouped(&lowp, &stream, &x, &ends, &g, c, s, o)
+    let mut flag = ErrorFlag::new(&stream)?; // set on the device if the ends were out of range
+    let run = |c: &mut Matrix<F4E2M1x2>, s: &mut Scales<F8E4M3>, o: &mut CudaSlice<i32>, f: &mut ErrorFlag| {
+        mx::nvfp4_quantize_grouped(&lowp, &stream, &x, &ends, &g, c, s, o, Some(f))
     };
-    let first = t.launch(|| run(&mut codes, &mut scales, &mut offsets))?;
+    let first = t.launch(|| run(&mut codes, &mut scales, &mut offsets, &mut flag))?;
     let mut got_codes = codes.to_host(&stream)?;
     t.perturb("nvfp4_quantize_grouped", &mut got_codes);
-    let (got_scales, got_offsets) = (scales.to_host_raw(&stream)?, t.download(&offsets)?);
-    let check = check_grouped(&got_codes, &got_scales, &got_offsets, &want, rows, scale_cols, &ends_host);
+    let got = (scales.to_host_raw(&stream)?, t.download(&offsets)?, flag.read(&stream)?);
+    let check = check_grouped(&got_codes, &got.0, &got.1, got.2, &want, rows, scale_cols, &ends_host);
     let shape = format!("[{rows}, {k}] bf16, E {experts}");
-    out.push(t.row("nvfp4_quantize_grouped", &shape, check, first, || run(&mut codes, &mut scales, &mut offsets))?);
+    let again = || run(&mut codes, &mut scales, &mut offsets, &mut flag);
+    out.push(t.row("nvfp4_quantize_grouped", &shape, check, first, again)?);
     Ok(out)
 }
 
@@ -704,7 +706,7 @@ fn mxfp4(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
     let x_host = t.rng.bf16s(rows * k, 1.0);
     let x = Matrix::from_host(&stream, &x_host, rows, k)?;
     let fmt = ref_mx::Format::Mxfp4(rule);
-    let want = ref_mx::quantize(&to_f32(&x_host), rows, k, fmt);
+    let want = ref_mx::quantize(&to_f32(&x_host), rows, k, fmt)?;
     let scale_cols = k / mx::MX_BLOCK as usize;
     let mut out = Vec::new();
 
@@ -731,16 +733,18 @@ fn mxfp4(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
     let mut scales = Scales::<Ue8m0>::zeros(&stream, rows, scale_cols, layout)?;
     let mut codes = Matrix::<F4E2M1x2>::zeros(&stream, rows, k / 2)?;
     let mut offsets = stream.alloc_zeros::<i32>(experts + 1)?;
-    let run = |c: &mut Matrix<F4E2M1x2>, s: &mut Scales<Ue8m0>, o: &mut CudaSlice<i32>| {
-        mx::mxfp4_quantize_grouped(&lowp, &stream, &x, &ends, rule, c, s, o)
+    let mut flag = ErrorFlag::new(&stream)?; // set on the device if the ends were out of range
+    let run = |c: &mut Matrix<F4E2M1x2>, s: &mut Scales<Ue8m0>, o: &mut CudaSlice<i32>, f: &mut ErrorFlag| {
+        mx::mxfp4_quantize_grouped(&lowp, &stream, &x, &ends, rule, c, s, o, Some(f))
     };
-    let first = t.launch(|| run(&mut codes, &mut scales, &mut offsets))?;
+    let first = t.launch(|| run(&mut codes, &mut scales, &mut offsets, &mut flag))?;
     let mut got_codes = codes.to_host(&stream)?;
     t.perturb("mxfp4_quantize_grouped", &mut got_codes);
-    let (got_scales, got_offsets) = (scales.to_host_raw(&stream)?, t.download(&offsets)?);
-    let check = check_grouped(&got_codes, &got_scales, &got_offsets, &want, rows, scale_cols, &ends_host);
+    let got = (scales.to_host_raw(&stream)?, t.download(&offsets)?, flag.read(&stream)?);
+    let check = check_grouped(&got_codes, &got.0, &got.1, got.2, &want, rows, scale_cols, &ends_host);
     let shape = format!("[{rows}, {k}] bf16, E {experts}");
-    out.push(t.row("mxfp4_quantize_grouped", &shape, check, first, || run(&mut codes, &mut scales, &mut offsets))?);
+    let again = || run(&mut codes, &mut scales, &mut offsets, &mut flag);
+    out.push(t.row("mxfp4_quantize_grouped", &shape, check, first, again)?);
     Ok(out)
 }
 
@@ -754,7 +758,7 @@ fn mxfp8(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
     let x_host = t.rng.bf16s(rows * k, 1.0);
     let x = Matrix::from_host(&stream, &x_host, rows, k)?;
     let fmt = ref_mx::Format::Mxfp8(rule);
-    let want = ref_mx::quantize(&to_f32(&x_host), rows, k, fmt);
+    let want = ref_mx::quantize(&to_f32(&x_host), rows, k, fmt)?;
     let scale_cols = k / mx::MX_BLOCK as usize;
     let mut out = Vec::new();
 
@@ -781,16 +785,18 @@ fn mxfp8(t: &mut Tour, rows: usize, k: usize, experts: usize) -> Res<Vec<Row>> {
     let mut scales = Scales::<Ue8m0>::zeros(&stream, rows, scale_cols, layout)?;
     let mut codes = Matrix::<F8E4M3>::zeros(&stream, rows, k)?;
     let mut offsets = stream.alloc_zeros::<i32>(experts + 1)?;
-    let run = |c: &mut Matrix<F8E4M3>, s: &mut Scales<Ue8m0>, o: &mut CudaSlice<i32>| {
-        mx::mxfp8_quantize_grouped(&lowp, &stream, &x, &ends, rule, c, s, o)
+    let mut flag = ErrorFlag::new(&stream)?; // set on the device if the ends were out of range
+    let run = |c: &mut Matrix<F8E4M3>, s: &mut Scales<Ue8m0>, o: &mut CudaSlice<i32>, f: &mut ErrorFlag| {
+        mx::mxfp8_quantize_grouped(&lowp, &stream, &x, &ends, rule, c, s, o, Some(f))
     };
-    let first = t.launch(|| run(&mut codes, &mut scales, &mut offsets))?;
+    let first = t.launch(|| run(&mut codes, &mut scales, &mut offsets, &mut flag))?;
     let mut got_codes = codes.to_host(&stream)?;
     t.perturb("mxfp8_quantize_grouped", &mut got_codes);
-    let (got_scales, got_offsets) = (scales.to_host_raw(&stream)?, t.download(&offsets)?);
-    let check = check_grouped(&got_codes, &got_scales, &got_offsets, &want, rows, scale_cols, &ends_host);
+    let got = (scales.to_host_raw(&stream)?, t.download(&offsets)?, flag.read(&stream)?);
+    let check = check_grouped(&got_codes, &got.0, &got.1, got.2, &want, rows, scale_cols, &ends_host);
     let shape = format!("[{rows}, {k}] bf16, E {experts}");
-    out.push(t.row("mxfp8_quantize_grouped", &shape, check, first, || run(&mut codes, &mut scales, &mut offsets))?);
+    let again = || run(&mut codes, &mut scales, &mut offsets, &mut flag);
+    out.push(t.row("mxfp8_quantize_grouped", &shape, check, first, again)?);
     Ok(out)
 }
 
@@ -820,6 +826,7 @@ fn check_grouped<C: Pod>(
     codes: &[C],
     scales: &[impl Pod],
     offsets: &[i32],
+    flag: u32,
     want: &ref_mx::Quantized,
     rows: usize,
     scale_cols: usize,
@@ -831,6 +838,7 @@ fn check_grouped<C: Pod>(
         bit_exact("codes", codes, &want.codes),
         bit_exact("scales", scales, &want_scales),
         bit_exact("offsets", offsets, &want_offsets),
+        flag_clear(flag),
     ])
 }
 
@@ -886,9 +894,10 @@ fn grouped_gemms(t: &mut Tour, experts: usize, tokens: usize, n: usize, k: usize
     let rows = experts * max_m;
     let (kb, nb) = (k / fp8::GROUP, n.div_ceil(fp8::GROUP));
     let counts: Vec<i32> = sizes.iter().map(|&s| s.min(max_m) as i32).collect();
-    let (x_codes, x_scales) = ref_fp8::quantize_per_token_group(&to_f32(&t.rng.bf16s(rows * k, 1.0)), rows, k, false);
+    let exact = ScaleRounding::Exact;
+    let (x_codes, x_scales) = ref_fp8::quantize_per_token_group(&to_f32(&t.rng.bf16s(rows * k, 1.0)), rows, k, exact)?;
     let (w_codes, w_scales) =
-        ref_fp8::quantize_per_block(&to_f32(&t.rng.bf16s(experts * n * k, 0.05)), experts * n, k, false);
+        ref_fp8::quantize_per_block(&to_f32(&t.rng.bf16s(experts * n * k, 0.05)), experts * n, k, exact)?;
     let x = Matrix::from_host(&stream, &e4m3(&x_codes), rows, k)?;
     let sx = lowp::Scales::row_major(stream.clone_htod(&x_scales)?, rows, kb)?;
     let w = lowp::MatrixBatch::from_host(&stream, &e4m3(&w_codes), experts, n, k)?;

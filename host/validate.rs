@@ -1,7 +1,9 @@
 //! Argument checks shared by the host families: a matrix operand's shape, stride, address and
-//! element size, its alignment and the bytes it spans.
+//! element size, its alignment and the bytes it spans; the [`ScaleRounding`] variants each family
+//! takes (the ops and `reference` refuse the others with one wording).
 
 use crate::error::{Error, Result};
+use crate::scale::ScaleRounding;
 
 /// A row-major matrix argument: `rows × cols` elements of `elem` bytes, rows `stride` elements
 /// apart, starting at device address `addr`.
@@ -39,4 +41,48 @@ pub(crate) fn disjoint(a: &Operand, b: &Operand) -> Result<()> {
         return Err(Error::Aliasing { arg: a.name, other: b.name });
     }
     Ok(())
+}
+
+/// `InvalidValue { arg: "rounding" }` for a variant an op does not take: `expected` names the
+/// variants it takes by path (`"ScaleRounding::Floor or ScaleRounding::Ceil (why)"`), `actual` is
+/// the given one's path (`"ScaleRounding::Exact"`).
+fn refused(rounding: ScaleRounding, expected: &'static str) -> Error {
+    Error::InvalidValue { arg: "rounding", expected, actual: format!("ScaleRounding::{rounding:?}") }
+}
+
+/// The FP8 quantizers' (and `reference::fp8`'s) rounding: `Exact` (the f32 scale, `false`) or
+/// `Ceil` (the UE8M0 recipe, `true`).
+pub(crate) fn fp8_ue8m0(rounding: ScaleRounding) -> Result<bool> {
+    match rounding {
+        ScaleRounding::Exact => Ok(false),
+        ScaleRounding::Ceil => Ok(true),
+        ScaleRounding::Floor => Err(refused(
+            rounding,
+            "ScaleRounding::Exact or ScaleRounding::Ceil (a scale rounded down would saturate the block's largest \
+             value)",
+        )),
+    }
+}
+
+/// The MX quantizers' (and `reference::microscaling`'s) rounding: `Floor` (the OCP rule, `false`)
+/// or `Ceil` (round up, `true`).
+pub(crate) fn mx_round_up(rounding: ScaleRounding) -> Result<bool> {
+    match rounding {
+        ScaleRounding::Floor => Ok(false),
+        ScaleRounding::Ceil => Ok(true),
+        ScaleRounding::Exact => {
+            Err(refused(rounding, "ScaleRounding::Floor or ScaleRounding::Ceil (MX scales are powers of two)"))
+        }
+    }
+}
+
+/// `cast::cast_ue8m0`'s rounding: `Floor` (`false`) or `Ceil` (`true`).
+pub(crate) fn ue8m0_round_up(rounding: ScaleRounding) -> Result<bool> {
+    match rounding {
+        ScaleRounding::Floor => Ok(false),
+        ScaleRounding::Ceil => Ok(true),
+        ScaleRounding::Exact => {
+            Err(refused(rounding, "ScaleRounding::Floor or ScaleRounding::Ceil (UE8M0 holds powers of two only)"))
+        }
+    }
 }

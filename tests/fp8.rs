@@ -37,9 +37,11 @@ fn device_group_scale_matches_the_reference() {
         vec![0.0f32, 1e-30, 1e-4, 9.99e-5, 448.0, 1.0, f32::MAX, f32::INFINITY, f32::NAN, f32::MIN_POSITIVE];
     specials.extend((0..1_000_000).map(|_| f32::from_bits(rng.next_u64() as u32 & 0x7fff_ffff)));
     for a in specials {
-        for ue8m0 in [false, true] {
+        for rounding in [ScaleRounding::Exact, ScaleRounding::Ceil] {
+            let ue8m0 = rounding == ScaleRounding::Ceil;
             let (s, m) = math::group_scale(a, ue8m0);
-            let (rs, rm) = (reff::scale(a, ue8m0), reff::multiplier(a, ue8m0));
+            let (rs, rm) =
+                (reff::scale(a, rounding).expect("scale"), reff::multiplier(a, rounding).expect("multiplier"));
             assert!(
                 s.to_bits() == rs.to_bits() || (s.is_nan() && rs.is_nan()),
                 "scale({a:e}, {ue8m0}): {s:e} vs {rs:e}"
@@ -61,8 +63,8 @@ fn reference_quantization_bounds_the_error_and_saturates_nothing() {
     let mut rng = Rng::fresh("reference_quantization_bounds_the_error");
     let (m, k) = (9, 512);
     let x: Vec<f32> = (0..m * k).map(|_| value(&mut rng)).collect();
-    for ue8m0 in [false, true] {
-        let (q, s) = reff::quantize_per_token_group(&x, m, k, ue8m0);
+    for rounding in [ScaleRounding::Exact, ScaleRounding::Ceil] {
+        let (q, s) = reff::quantize_per_token_group(&x, m, k, rounding).expect("reference");
         let back = reff::dequantize(&q, m, k, &s, 1);
         for r in 0..m {
             for c in 0..k {
@@ -72,7 +74,7 @@ fn reference_quantization_bounds_the_error_and_saturates_nothing() {
                 let tol = v.abs() as f64 * 2f64.powi(-4) + scale as f64 * 2f64.powi(-10);
                 assert!(
                     ((v - b) as f64).abs() <= tol,
-                    "x[{r},{c}] = {v:e} came back {b:e} (scale {scale:e}, ue8m0 {ue8m0})"
+                    "x[{r},{c}] = {v:e} came back {b:e} (scale {scale:e}, {rounding:?})"
                 );
                 assert!(cv::e4m3fn_to_f32(q[r * k + c]).abs() <= 448.0);
             }
@@ -81,9 +83,22 @@ fn reference_quantization_bounds_the_error_and_saturates_nothing() {
     // a group's largest magnitude lands on ±448 exactly with the float recipe
     let mut g = vec![0.5f32; 128];
     g[17] = -3.0;
-    let (q, s) = reff::quantize_per_token_group(&g, 1, 128, false);
+    let (q, s) = reff::quantize_per_token_group(&g, 1, 128, ScaleRounding::Exact).expect("reference");
     assert_eq!(q[17], cv::f32_to_e4m3fn_sat(-448.0));
     assert_eq!(s[0], 3.0 / 448.0);
+    // a rounding the FP8 recipe does not take is refused, as the quantizers refuse it
+    let floor = ScaleRounding::Floor;
+    for e in [
+        reff::quantize_per_token_group(&g, 1, 128, floor).unwrap_err(),
+        reff::quantize_per_block(&g, 1, 128, floor).unwrap_err(),
+        reff::scale(1.0, floor).unwrap_err(),
+        reff::multiplier(1.0, floor).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&e, lowp::Error::InvalidValue { arg: "rounding", actual, .. } if actual == "ScaleRounding::Floor"),
+            "{e}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -151,7 +166,7 @@ fn group_case<T: lowp::Float>(
     let mut s = Scales::from_buffer(buf, m, groups, layout).expect("scales");
     fp8::quantize_per_token_group(lowp, &stream, &x, rounding, &mut q, &mut s).expect("quantize");
     let dense: Vec<f32> = (0..m).flat_map(|r| exact[r * stride..r * stride + k].to_vec()).collect();
-    let (want_q, want_s) = reff::quantize_per_token_group(&dense, m, k, rounding == ScaleRounding::Ceil);
+    let (want_q, want_s) = reff::quantize_per_token_group(&dense, m, k, rounding).expect("reference");
     let got_q = q.to_host(&stream).expect("q back");
     let got_s = s.to_host_raw(&stream).expect("s back");
     let case = format!("{} m {m} k {k} pad {pad} {layout:?} {rounding:?}", T::SUFFIX);
@@ -234,7 +249,7 @@ fn block_case<T: lowp::Float>(
     let mut s = Scales::row_major(stream.clone_htod(&vec![f32::NAN; rb * cb]).expect("s"), rb, cb).expect("s");
     fp8::quantize_per_block(lowp, &stream, &w, rounding, &mut q, &mut s).expect("quantize");
     let dense: Vec<f32> = (0..n).flat_map(|r| exact[r * stride..r * stride + k].to_vec()).collect();
-    let (want_q, want_s) = reff::quantize_per_block(&dense, n, k, rounding == ScaleRounding::Ceil);
+    let (want_q, want_s) = reff::quantize_per_block(&dense, n, k, rounding).expect("reference");
     let case = format!("{} n {n} k {k} pad {pad} {rounding:?}", T::SUFFIX);
     let got_q = q.to_host(&stream).expect("q back");
     for i in 0..n * k {
@@ -395,7 +410,7 @@ fn special_group<T: lowp::Float>(
     fp8::quantize_per_token_group(lowp, &stream, &x, rounding, &mut q, &mut s).expect("special-values case");
     let dense: Vec<f32> =
         (0..m).flat_map(|r| host[r * stride..r * stride + k].iter().map(special_to_f32).collect::<Vec<_>>()).collect();
-    let (wq, ws) = reff::quantize_per_token_group(&dense, m, k, rounding == ScaleRounding::Ceil);
+    let (wq, ws) = reff::quantize_per_token_group(&dense, m, k, rounding).expect("reference");
     let gq = q.to_host(&stream).expect("special-values case");
     let gs = s.to_host_raw(&stream).expect("special-values case");
     for i in 0..m * k {
@@ -431,7 +446,7 @@ fn special_block<T: lowp::Float>(
     fp8::quantize_per_block(lowp, &stream, &w, rounding, &mut q, &mut s).expect("special-values case");
     let dense: Vec<f32> =
         (0..n).flat_map(|r| host[r * stride..r * stride + k].iter().map(special_to_f32).collect::<Vec<_>>()).collect();
-    let (wq, ws) = reff::quantize_per_block(&dense, n, k, rounding == ScaleRounding::Ceil);
+    let (wq, ws) = reff::quantize_per_block(&dense, n, k, rounding).expect("reference");
     let gq = q.to_host(&stream).expect("special-values case");
     for i in 0..n * k {
         assert_eq!(gq[i].to_bits(), wq[i], "{} block code {i}", T::SUFFIX);

@@ -97,7 +97,7 @@ impl ScaleKind {
         let s = scale(rng);
         match self {
             ScaleKind::Float => s,
-            ScaleKind::Ue8m0 => reff::scale(s * 448.0, true),
+            ScaleKind::Ue8m0 => reff::scale(s * 448.0, lowp::ScaleRounding::Ceil).expect("Ceil is a UE8M0 rounding"),
         }
     }
 }
@@ -788,7 +788,11 @@ fn fp8_grouped_gemm_matches_reference() {
         // UE8M0: the scale the recipe makes for a group whose largest magnitude is 1..2
         let scale = |rng: &mut Rng| {
             let amax = 1.0 + rng.uniform() as f32;
-            if ue8m0 { lowp::reference::fp8::scale(amax, true) } else { amax / 448.0 }
+            if ue8m0 {
+                reff::scale(amax, lowp::ScaleRounding::Ceil).expect("Ceil is a UE8M0 rounding")
+            } else {
+                amax / 448.0
+            }
         };
         let sx: Vec<f32> = (0..rows * kb).map(|_| scale(&mut rng)).collect();
         let sw: Vec<f32> = (0..experts * nb * kb).map(|_| scale(&mut rng)).collect();

@@ -20,7 +20,7 @@ use half::{bf16, f16};
 use lowp::cudarc::driver::{CudaSlice, CudaStream};
 use lowp::microscaling::{self as mx, GlobalScale};
 use lowp::reference::microscaling as rf;
-use lowp::{Error, F4E2M1x2, F8E4M3, Float, Lowp, Matrix, ScaleLayout, ScaleRounding, Scales, Ue8m0};
+use lowp::{Error, ErrorFlag, F4E2M1x2, F8E4M3, Float, Lowp, Matrix, ScaleLayout, ScaleRounding, Scales, Ue8m0};
 
 use common::Rng;
 
@@ -107,27 +107,38 @@ fn reference_mx_worked_examples() {
     };
     use rf::MxElement::{E2m1, E4m3};
     // amax 6: OCP ⌊log2 6⌋ − 2 = 0 → 127; round-up ⌈log2 1⌉ = 0 → 127
-    assert_eq!(rf::mx_block(&block(6.0), E2m1, ScaleRounding::Floor).0, 127);
-    assert_eq!(rf::mx_block(&block(6.0), E2m1, ScaleRounding::Ceil).0, 127);
+    assert_eq!(rf::mx_block(&block(6.0), E2m1, ScaleRounding::Floor).expect("MX rounding").0, 127);
+    assert_eq!(rf::mx_block(&block(6.0), E2m1, ScaleRounding::Ceil).expect("MX rounding").0, 127);
     // amax 7: OCP keeps 2^0 and 7 saturates to 6 (code 7); round-up takes 2^1, 7 / 2 = 3.5 → 4
-    let (s, c) = rf::mx_block(&block(7.0), E2m1, ScaleRounding::Floor);
+    let (s, c) = rf::mx_block(&block(7.0), E2m1, ScaleRounding::Floor).expect("MX rounding");
     assert_eq!((s, c[0], c[1]), (127, 7, 0x9));
-    let (s, c) = rf::mx_block(&block(7.0), E2m1, ScaleRounding::Ceil);
+    let (s, c) = rf::mx_block(&block(7.0), E2m1, ScaleRounding::Ceil).expect("MX rounding");
     assert_eq!((s, c[0], c[1]), (128, 6, 0x8), "−0.5 / 2 = −0.25: a tie, rounds to −0");
     // MXFP8: amax 500: OCP 2^(8 − 8) → 500 saturates to 448; round-up 2^1 → 250 → 256 (0x78)
-    let (s, c) = rf::mx_block(&block(500.0), E4m3, ScaleRounding::Floor);
+    let (s, c) = rf::mx_block(&block(500.0), E4m3, ScaleRounding::Floor).expect("MX rounding");
     assert_eq!((s, c[0], c[1]), (127, 0x7e, 0xb0));
-    let (s, c) = rf::mx_block(&block(500.0), E4m3, ScaleRounding::Ceil);
+    let (s, c) = rf::mx_block(&block(500.0), E4m3, ScaleRounding::Ceil).expect("MX rounding");
     assert_eq!((s, c[0]), (128, 0x78));
     // zero, NaN, Inf blocks
-    assert_eq!(rf::mx_block(&[0.0; 32], E2m1, ScaleRounding::Floor), (0, vec![0; 32]));
-    assert_eq!(rf::mx_block(&block(f32::NAN), E4m3, ScaleRounding::Floor), (0xff, vec![0; 32]));
-    assert_eq!(rf::mx_block(&block(f32::INFINITY), E2m1, ScaleRounding::Ceil), (0xff, vec![0; 32]));
+    assert_eq!(rf::mx_block(&[0.0; 32], E2m1, ScaleRounding::Floor).expect("MX rounding"), (0, vec![0; 32]));
+    assert_eq!(rf::mx_block(&block(f32::NAN), E4m3, ScaleRounding::Floor).expect("MX rounding"), (0xff, vec![0; 32]));
+    assert_eq!(
+        rf::mx_block(&block(f32::INFINITY), E2m1, ScaleRounding::Ceil).expect("MX rounding"),
+        (0xff, vec![0; 32])
+    );
     // tiny amax: the scale clamps at 2^-127
     let mut tiny = vec![0.0f32; 32];
     tiny[9] = -1e-40;
-    assert_eq!(rf::mx_scale(&tiny, E2m1, ScaleRounding::Floor), 0);
-    assert_eq!(rf::mx_scale(&tiny, E4m3, ScaleRounding::Ceil), 0);
+    assert_eq!(rf::mx_scale(&tiny, E2m1, ScaleRounding::Floor).expect("MX rounding"), 0);
+    assert_eq!(rf::mx_scale(&tiny, E4m3, ScaleRounding::Ceil).expect("MX rounding"), 0);
+    // MX scales are powers of two: Exact is refused, as the quantizers refuse it
+    let e = rf::mx_scale(&block(6.0), E2m1, ScaleRounding::Exact).unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidValue { arg: "rounding", actual, .. } if actual == "ScaleRounding::Exact"),
+        "{e}"
+    );
+    let e = rf::quantize(&block(6.0), 1, 32, rf::Format::Mxfp8(ScaleRounding::Exact)).unwrap_err();
+    assert!(matches!(e, Error::InvalidValue { arg: "fmt", .. }), "{e}");
 }
 
 #[test]
@@ -160,7 +171,7 @@ fn reference_round_trips_stay_within_the_formats_resolution() {
         (rf::Format::Mxfp4(ScaleRounding::Floor), 0.5),
         (rf::Format::Mxfp8(ScaleRounding::Ceil), 1.0 / 16.0),
     ] {
-        let q = rf::quantize(&x, rows, k, fmt);
+        let q = rf::quantize(&x, rows, k, fmt).expect("reference");
         let y = rf::dequantize(&q.codes, &q.scales, rows, k, fmt);
         for b in 0..rows * k / fmt.block() {
             let blk = &x[b * fmt.block()..(b + 1) * fmt.block()];
@@ -456,7 +467,8 @@ type QuantizeFn<T, C, S> = fn(
     &mut Scales<S, ViewMut<'_, S>>,
 ) -> lowp::Result<()>;
 
-/// A grouped quantizer (arguments as `QuantizeFn`, with the group ends and the scale offsets).
+/// A grouped quantizer (arguments as `QuantizeFn`, with the group ends, the scale offsets and the
+/// error flag).
 type GroupedFn<T, C, S> = fn(
     &Lowp,
     &Arc<CudaStream>,
@@ -467,6 +479,7 @@ type GroupedFn<T, C, S> = fn(
     &mut Matrix<C, ViewMut<'_, C>>,
     &mut Scales<S, ViewMut<'_, S>>,
     &mut CudaSlice<i32>,
+    Option<&mut ErrorFlag>,
 ) -> lowp::Result<()>;
 
 /// A dequantizer (MX formats ignore the global scale).
@@ -489,7 +502,7 @@ struct Ops<T: In, C: Byte, S: Byte> {
 fn nvfp4_ops<T: In>() -> Ops<T, F4E2M1x2, F8E4M3> {
     Ops {
         quantize: |l, s, x, g, _, c, sc| mx::nvfp4_quantize(l, s, x, g, c, sc),
-        grouped: |l, s, x, e, g, _, c, sc, o| mx::nvfp4_quantize_grouped(l, s, x, e, g, c, sc, o),
+        grouped: |l, s, x, e, g, _, c, sc, o, f| mx::nvfp4_quantize_grouped(l, s, x, e, g, c, sc, o, f),
         dequantize: |l, s, c, sc, g, out| mx::nvfp4_dequantize(l, s, c, sc, g, out),
     }
 }
@@ -497,7 +510,7 @@ fn nvfp4_ops<T: In>() -> Ops<T, F4E2M1x2, F8E4M3> {
 fn mxfp4_ops<T: In>() -> Ops<T, F4E2M1x2, Ue8m0> {
     Ops {
         quantize: |l, s, x, _, r, c, sc| mx::mxfp4_quantize(l, s, x, r, c, sc),
-        grouped: |l, s, x, e, _, r, c, sc, o| mx::mxfp4_quantize_grouped(l, s, x, e, r, c, sc, o),
+        grouped: |l, s, x, e, _, r, c, sc, o, f| mx::mxfp4_quantize_grouped(l, s, x, e, r, c, sc, o, f),
         dequantize: |l, s, c, sc, _, out| mx::mxfp4_dequantize(l, s, c, sc, out),
     }
 }
@@ -505,7 +518,7 @@ fn mxfp4_ops<T: In>() -> Ops<T, F4E2M1x2, Ue8m0> {
 fn mxfp8_ops<T: In>() -> Ops<T, F8E4M3, Ue8m0> {
     Ops {
         quantize: |l, s, x, _, r, c, sc| mx::mxfp8_quantize(l, s, x, r, c, sc),
-        grouped: |l, s, x, e, _, r, c, sc, o| mx::mxfp8_quantize_grouped(l, s, x, e, r, c, sc, o),
+        grouped: |l, s, x, e, _, r, c, sc, o, f| mx::mxfp8_quantize_grouped(l, s, x, e, r, c, sc, o, f),
         dequantize: |l, s, c, sc, _, out| mx::mxfp8_dequantize(l, s, c, sc, out),
     }
 }
@@ -588,7 +601,7 @@ fn run_typed<T: In, C: Byte, S: Byte>(
         let mut scales = Scales::from_buffer(scales_dev.slice_mut(..), rows, nb, layout).expect("scales");
         (ops.quantize)(lowp, stream, &x, &gs, rounding(fmt), &mut codes, &mut scales).expect("quantize");
     }
-    let want = rf::quantize(&x_dense, rows, k, fmt.reference(g));
+    let want = rf::quantize(&x_dense, rows, k, fmt.reference(g)).expect("reference");
     check_bytes(
         &format!("{what} codes"),
         &bytes_back(stream, &codes_dev),
@@ -703,6 +716,17 @@ fn ends_of(sizes: &[usize]) -> Vec<i32> {
         .collect()
 }
 
+/// Whether the device clamps any of the group ends `offs` of a `rows`-row input (negative, past
+/// `rows`, below the previous end): then the grouped quantizers set `mx::ERR_GROUP_BOUNDS`.
+fn ends_out_of_range(offs: &[i32], rows: usize) -> bool {
+    let mut prev = 0i64;
+    offs.iter().any(|&o| {
+        let bad = o < 0 || o as i64 > rows as i64 || (o as i64) < prev;
+        prev = prev.max((o as i64).clamp(0, rows as i64));
+        bad
+    })
+}
+
 /// Zipf-like token counts for `e` experts over `total` tokens.
 fn zipf_sizes(rng: &mut Rng, e: usize, total: usize) -> Vec<usize> {
     let w: Vec<f64> = (1..=e).map(|i| 1.0 / i as f64).collect();
@@ -759,16 +783,21 @@ fn run_grouped_typed<T: In, C: Byte, S: Byte>(
     assert!(s_len >= layout.required_len(rows, nb).expect("grouped length"), "{what}");
     let mut scales_dev = poisoned::<S>(stream, s_len.max(16));
     let mut offsets_dev = stream.clone_htod(&vec![-7i32; offs.len() + 1]).expect("htod");
+    let mut flag = ErrorFlag::new(stream).expect("flag");
     {
         let mut codes = Matrix::from_buffer(codes_dev.slice_mut(..rows * ccols), rows, ccols).expect("codes");
         let mut scales = Scales::from_buffer(scales_dev.slice_mut(..), rows, nb, layout).expect("scales");
         let gs = GlobalScale::Value(g);
-        (ops.grouped)(lowp, stream, &x, &ends_dev, &gs, rounding(fmt), &mut codes, &mut scales, &mut offsets_dev)
+        let r = rounding(fmt);
+        (ops.grouped)(lowp, stream, &x, &ends_dev, &gs, r, &mut codes, &mut scales, &mut offsets_dev, Some(&mut flag))
             .expect("grouped quantize");
     }
+    // the bit exactly when an end was clamped
+    let want_flag = if ends_out_of_range(offs, rows) { mx::ERR_GROUP_BOUNDS } else { 0 };
+    assert_eq!(flag.read(stream).expect("flag"), want_flag, "{what}: error flag");
     let (ranges, want_offsets) = rf::group_layout(offs, rows);
     let covered = ranges.last().map_or(0, |r| r.end);
-    let want = rf::quantize(&x_dense, rows, k, fmt.reference(g));
+    let want = rf::quantize(&x_dense, rows, k, fmt.reference(g)).expect("reference");
     assert_eq!(dtoh(stream, &offsets_dev), want_offsets, "{what}: scale offsets");
     // codes of covered rows as the reference, rows past the last end untouched
     let got_codes = bytes_back(stream, &codes_dev);
@@ -812,9 +841,55 @@ fn grouped_quantize_matches_reference() {
         let many: Vec<usize> = (0..n(600, 300)).map(|i| i % 3).collect();
         let mrows = many.iter().sum();
         run_grouped::<bf16>(&lowp, &stream, &mut rng, fmt, mrows, k, &ends_of(&many));
+        // ... with one end decreasing at the first entry of a thread's chunk (2 per thread on the
+        // simulator, 3 on a GPU), seen only through the running end of the threads before
+        let mut bad = ends_of(&many);
+        let j = 126; // a multiple of 2 and of 3
+        bad[j] = bad[j - 1] - 1;
+        run_grouped::<bf16>(&lowp, &stream, &mut rng, fmt, mrows, k, &bad);
     }
     // no rows at all: only the offsets are written
     run_grouped::<bf16>(&lowp, &stream, &mut rng, Fmt::Nvfp4, 0, 64, &[0, 0]);
+}
+
+#[test]
+fn grouped_quantize_flags_bad_group_ends() {
+    let lowp = common::gpu("grouped_quantize_flags_bad_group_ends");
+    let stream = lowp.new_stream().expect("stream");
+    let (m, k) = (6, 64);
+    let x = Matrix::from_host(&stream, &vec![bf16::from_f32(1.0); m * k], m, k).expect("x");
+    let layout = ScaleLayout::GroupedSwizzled { groups: 2 };
+    let mut codes = Matrix::<F8E4M3>::zeros(&stream, m, k).expect("codes");
+    let mut scales = Scales::<Ue8m0>::zeros(&stream, m, k / 32, layout).expect("scales");
+    let mut offs = stream.alloc_zeros::<i32>(3).expect("alloc");
+    let r = ScaleRounding::Floor;
+    let mut flag = ErrorFlag::new(&stream).expect("flag");
+    for (ends, want) in [
+        (vec![2i32, 6], 0),
+        (vec![4, 2], mx::ERR_GROUP_BOUNDS),
+        (vec![-1, 6], mx::ERR_GROUP_BOUNDS),
+        (vec![3, 7], mx::ERR_GROUP_BOUNDS),
+    ] {
+        flag.clear(&stream).expect("clear");
+        let dev = stream.clone_htod(&ends).expect("htod");
+        mx::mxfp8_quantize_grouped(&lowp, &stream, &x, &dev, r, &mut codes, &mut scales, &mut offs, Some(&mut flag))
+            .expect("grouped");
+        assert_eq!(flag.read(&stream).expect("flag"), want, "{ends:?}");
+    }
+    // the bit stays set through a later good call (kernels only set bits)
+    let good = stream.clone_htod(&[2i32, 6]).expect("htod");
+    mx::mxfp8_quantize_grouped(&lowp, &stream, &x, &good, r, &mut codes, &mut scales, &mut offs, Some(&mut flag))
+        .expect("grouped");
+    assert_eq!(flag.read(&stream).expect("flag"), mx::ERR_GROUP_BOUNDS);
+    // without a flag a bad table still quantizes the clamped groups, in bounds
+    let bad = stream.clone_htod(&[4i32, 2]).expect("htod");
+    mx::mxfp8_quantize_grouped(&lowp, &stream, &x, &bad, r, &mut codes, &mut scales, &mut offs, None).expect("grouped");
+    assert_eq!(dtoh(&stream, &offs), vec![0, 128, 128]);
+    // its own bit: one flag shared with the grouped GEMMs and qk_norm_rope tells them apart
+    let others = lowp::gemm::ERR_GROUP_BOUNDS
+        | lowp::qk_norm_rope::ERR_POSITION_OUT_OF_RANGE
+        | lowp::qk_norm_rope::ERR_SLOT_OUT_OF_RANGE;
+    assert_eq!(mx::ERR_GROUP_BOUNDS & others, 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -921,7 +996,7 @@ fn device_global_scale_out_of_range_is_used_as_one() {
     let mut rng = Rng::fresh("device_global_scale_out_of_range_is_used_as_one");
     let host: Vec<bf16> = random_values::<bf16>(&mut rng, 4 * 64, 16, false);
     let dense_x: Vec<f32> = host.iter().map(|v| v.to_f32()).collect();
-    let want = rf::quantize(&dense_x, 4, 64, rf::Format::Nvfp4 { g: 1.0 });
+    let want = rf::quantize(&dense_x, 4, 64, rf::Format::Nvfp4 { g: 1.0 }).expect("reference");
     let x_dev = stream.clone_htod(&host).expect("htod");
     let x = Matrix::from_buffer(x_dev.slice(..), 4, 64).expect("x");
     for bad in [0.0f32, -2.0, f32::NAN, f32::INFINITY] {
@@ -967,7 +1042,10 @@ fn microscaling_rejects_bad_arguments_on_device() {
     assert!(matches!(e, Error::Shape { arg: "scales", .. }), "{e}");
     let mut mmajor = Scales::<Ue8m0>::zeros(&stream, 4, 2, ScaleLayout::MMajor { ld: 4 }).expect("scales");
     let e = mx::mxfp4_quantize(&lowp, &stream, &x, ScaleRounding::Floor, &mut codes, &mut mmajor).unwrap_err();
-    assert!(matches!(e, Error::Layout { arg: "scales", expected: "row-major or swizzled", .. }), "{e}");
+    assert!(
+        matches!(e, Error::Layout { arg: "scales", expected: "ScaleLayout::RowMajor or ScaleLayout::Swizzled", .. }),
+        "{e}"
+    );
     let mut mx_scales = Scales::<Ue8m0>::zeros(&stream, 4, 2, row_major(2)).expect("scales");
     let e = mx::mxfp4_quantize(&lowp, &stream, &x, ScaleRounding::Exact, &mut codes, &mut mx_scales).unwrap_err();
     assert!(matches!(e, Error::InvalidValue { arg: "rounding", .. }), "{e}");
@@ -980,21 +1058,24 @@ fn microscaling_rejects_bad_arguments_on_device() {
     let mut offs3 = stream.alloc_zeros::<i32>(3).expect("alloc");
     let grouped = |groups| ScaleLayout::GroupedSwizzled { groups };
     let mut big = Scales::<F8E4M3>::zeros(&stream, 4, 4, grouped(2)).expect("scales");
-    let e = mx::nvfp4_quantize_grouped(&lowp, &stream, &x, &ends, &g, &mut codes, &mut big, &mut offs).unwrap_err();
+    let e =
+        mx::nvfp4_quantize_grouped(&lowp, &stream, &x, &ends, &g, &mut codes, &mut big, &mut offs, None).unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "scale_offsets", .. }), "{e}");
     let mut sw = Scales::<F8E4M3>::zeros(&stream, 4, 4, ScaleLayout::Swizzled).expect("scales");
-    let e = mx::nvfp4_quantize_grouped(&lowp, &stream, &x, &ends, &g, &mut codes, &mut sw, &mut offs3).unwrap_err();
-    assert!(matches!(e, Error::Layout { arg: "scales", expected: "grouped swizzled", .. }), "{e}");
+    let e =
+        mx::nvfp4_quantize_grouped(&lowp, &stream, &x, &ends, &g, &mut codes, &mut sw, &mut offs3, None).unwrap_err();
+    assert!(matches!(e, Error::Layout { arg: "scales", expected: "ScaleLayout::GroupedSwizzled", .. }), "{e}");
     let mut three = Scales::<F8E4M3>::zeros(&stream, 4, 4, grouped(3)).expect("scales");
-    let e = mx::nvfp4_quantize_grouped(&lowp, &stream, &x, &ends, &g, &mut codes, &mut three, &mut offs3).unwrap_err();
+    let e = mx::nvfp4_quantize_grouped(&lowp, &stream, &x, &ends, &g, &mut codes, &mut three, &mut offs3, None)
+        .unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "scales", .. }), "{e}");
     let e = mx::nvfp4_quantize(&lowp, &stream, &x, &g, &mut codes, &mut big).unwrap_err();
     assert!(matches!(e, Error::Layout { arg: "scales", .. }), "{e}");
     // swizzle: row-major in, swizzled out, and the reverse
     let e = mx::swizzle_scales(&lowp, &stream, &sw, &mut scales).unwrap_err();
-    assert!(matches!(e, Error::Layout { arg: "src", expected: "row-major", .. }), "{e}");
+    assert!(matches!(e, Error::Layout { arg: "src", expected: "ScaleLayout::RowMajor", .. }), "{e}");
     let e = mx::unswizzle_scales(&lowp, &stream, &scales.view(), &mut sw).unwrap_err();
-    assert!(matches!(e, Error::Layout { arg: "src", expected: "swizzled", .. }), "{e}");
+    assert!(matches!(e, Error::Layout { arg: "src", expected: "ScaleLayout::Swizzled", .. }), "{e}");
     // zero rows: nothing to do, no error
     let x0 = Matrix::<f32>::zeros(&stream, 0, 64).expect("x");
     let mut c0 = Matrix::<F8E4M3>::zeros(&stream, 0, 64).expect("codes");

@@ -5,7 +5,7 @@ use crate::abi::CastParams;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::scale::ScaleRounding;
-use crate::validate::{Operand, disjoint};
+use crate::validate::{Operand, disjoint, ue8m0_round_up};
 
 /// A flat device vector argument: `len` storage units of `dtype` at `addr`.
 #[derive(Clone, Copy, Debug)]
@@ -57,13 +57,5 @@ pub(crate) fn plan(x: VecArg, out: VecArg) -> Result<CastParams> {
 /// The UE8M0 cast kernel for `rounding`: `Floor` and `Ceil` round to a power of two; `Exact` has
 /// no UE8M0 meaning and is an `InvalidValue` naming `rounding`.
 pub(crate) fn ue8m0_kernel(rounding: ScaleRounding) -> Result<&'static str> {
-    match rounding {
-        ScaleRounding::Floor => Ok("cast_f32_to_ue8m0_floor"),
-        ScaleRounding::Ceil => Ok("cast_f32_to_ue8m0_ceil"),
-        ScaleRounding::Exact => Err(Error::InvalidValue {
-            arg: "rounding",
-            expected: "ScaleRounding::Floor or ScaleRounding::Ceil (UE8M0 holds powers of two only)",
-            actual: format!("ScaleRounding::{rounding:?}"),
-        }),
-    }
+    Ok(if ue8m0_round_up(rounding)? { "cast_f32_to_ue8m0_ceil" } else { "cast_f32_to_ue8m0_floor" })
 }

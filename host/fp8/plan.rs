@@ -6,7 +6,7 @@ use crate::abi::{FP8_UE8M0, FP8_VECTORIZED, Fp8QuantParams};
 use crate::error::{Error, Result};
 use crate::scale::{ScaleLayout, ScaleRounding};
 pub(crate) use crate::validate::Operand;
-use crate::validate::overlap;
+use crate::validate::{fp8_ue8m0, overlap};
 
 /// Which scale layouts an argument takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,15 +96,7 @@ pub(crate) fn place(
 
 /// The flag bit for a quantizer's `rounding` (`Exact` or `Ceil`; `Floor` is `InvalidValue`).
 pub(crate) fn rounding_flag(rounding: ScaleRounding) -> Result<u32> {
-    match rounding {
-        ScaleRounding::Exact => Ok(0),
-        ScaleRounding::Ceil => Ok(FP8_UE8M0),
-        ScaleRounding::Floor => Err(Error::InvalidValue {
-            arg: "rounding",
-            expected: "ScaleRounding::Exact or ScaleRounding::Ceil",
-            actual: format!("{rounding:?}"),
-        }),
-    }
+    Ok(if fp8_ue8m0(rounding)? { FP8_UE8M0 } else { 0 })
 }
 
 /// Validates a dequantize call: [`plan`] with the errors named from the call's side (`codes` and

@@ -17,6 +17,7 @@ use crate::abi::{MX_FLAG_SWIZZLED, MX_THREADS, MxGlobalScaleParams, mx_grouped_s
 use crate::context::Lowp;
 use crate::dtype::{Element, Float};
 use crate::error::{CudaResultExt, Result};
+use crate::flag::ErrorFlag;
 use crate::matrix::Matrix;
 use crate::matrix::Scales;
 use crate::scale::ScaleRounding;
@@ -162,6 +163,7 @@ pub(super) fn quantize_grouped<T, X, E, C, CB, S, SB, O>(
     codes: &mut Matrix<C, CB>,
     scales: &mut Scales<S, SB>,
     scale_offsets: &mut O,
+    error_flag: Option<&mut ErrorFlag>,
 ) -> Result<()>
 where
     T: Float,
@@ -194,7 +196,9 @@ where
         ends: buf::<i32>("group_ends", ea, group_ends.len()),
         offsets: buf::<i32>("scale_offsets", oa, olen),
     };
-    let p = plan_quantize(fmt, mat("x", x, xa), cm, sarg, ga, rounding, Some(groups))?;
+    let mut p = plan_quantize(fmt, mat("x", x, xa), cm, sarg, ga, rounding, Some(groups))?;
+    let (flag, _gf) = ErrorFlag::device_addr(error_flag, lowp, stream)?;
+    p.error_flag = flag;
     let name = format!("{}_quantize_grouped_{}", fmt.name(), T::SUFFIX);
     // Always launched (even with no rows): the kernel writes the scale offsets.
     let grid = grid_for_chunks(lowp, &name, fmt, p.rows, p.blocks_per_row)?;
@@ -299,8 +303,15 @@ where
     launch(lowp, stream, op, op, grid_for(lowp, op, items)?, 0, &p)
 }
 
-/// `max |x|` into `amax` (zeroed first on the stream).
-pub(super) fn tensor_amax<T, X, A>(lowp: &Lowp, stream: &Arc<CudaStream>, x: &Matrix<T, X>, amax: &mut A) -> Result<()>
+/// `max |x|` into `amax` (zeroed first on the stream); errors name the op `op` (`tensor_amax`, or
+/// the op that calls it).
+pub(super) fn tensor_amax<T, X, A>(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    op: &'static str,
+    x: &Matrix<T, X>,
+    amax: &mut A,
+) -> Result<()>
 where
     T: Float,
     X: DevicePtr<T>,
@@ -310,7 +321,7 @@ where
     lowp.check_buffer("x", x.buffer())?;
     lowp.check_buffer("amax", amax)?;
     let name = format!("tensor_amax_{}", T::SUFFIX);
-    lowp.function("tensor_amax", &name, NEEDS)?;
+    lowp.function(op, &name, NEEDS)?;
     let p = {
         let (xa, _gx) = x.device_ptr(stream);
         let len = amax.len();
@@ -326,7 +337,7 @@ where
     // Guards again for the launch (same addresses as planned).
     let (_, _gx) = x.device_ptr(stream);
     let (_, _ga) = amax.device_ptr_mut(stream);
-    launch(lowp, stream, "tensor_amax", &name, grid_for(lowp, &name, items)?, 0, &p)
+    launch(lowp, stream, op, &name, grid_for(lowp, &name, items)?, 0, &p)
 }
 
 /// The tensor amax into `global_scale`, then `g = 448 · 6 / amax` in place.
@@ -344,7 +355,7 @@ where
     let op = "nvfp4_global_scale";
     lowp.function(op, op, NEEDS)?;
     // errors name the output as the op spells it
-    tensor_amax(lowp, stream, x, global_scale).map_err(|e| match e {
+    tensor_amax(lowp, stream, op, x, global_scale).map_err(|e| match e {
         crate::Error::Shape { arg: "amax", expected, actual } => {
             crate::Error::Shape { arg: "global_scale", expected, actual }
         }

@@ -18,8 +18,9 @@
 //! does not compile) whose [`ScaleLayout`](crate::ScaleLayout) says where they go:
 //! `RowMajor { ld }`, `Swizzled` (the 128×4 tiles of block-scaled tensor-core GEMMs, padding
 //! written as zeros) or, for the grouped quantizers, `GroupedSwizzled { groups }`. A layout an op
-//! does not take is [`Error::Layout`](crate::Error::Layout). Every call only enqueues work on the
-//! caller's stream.
+//! does not take is [`Error::Layout`](crate::Error::Layout). The grouped quantizers read their
+//! `group_ends` on the device: an end out of range is clamped and sets [`ERR_GROUP_BOUNDS`] in the
+//! optional [`ErrorFlag`] they take last. Every call only enqueues work on the caller's stream.
 //!
 //! ```
 //! # fn main() -> lowp::Result<()> {
@@ -51,11 +52,20 @@ use std::sync::Arc;
 use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut};
 use half::bf16;
 
+/// Error bit of [`ErrorFlag`] set by the grouped quantizers: a `group_ends` entry read on the
+/// device was negative, past the rows of `x` or below the previous end, and was clamped to
+/// `[previous end, M]`. Its value (4) is none of the other families' bits
+/// ([`gemm::ERR_GROUP_BOUNDS`](crate::gemm::ERR_GROUP_BOUNDS),
+/// [`qk_norm_rope::ERR_POSITION_OUT_OF_RANGE`](crate::qk_norm_rope::ERR_POSITION_OUT_OF_RANGE),
+/// [`qk_norm_rope::ERR_SLOT_OUT_OF_RANGE`](crate::qk_norm_rope::ERR_SLOT_OUT_OF_RANGE)), so one
+/// flag shared by a MoE layer's ops tells them apart.
+pub use crate::abi::MX_ERR_GROUP_BOUNDS as ERR_GROUP_BOUNDS;
 pub use crate::abi::{MX_BLOCK, MX_MAX_GROUPS, NVFP4_BLOCK};
 use crate::abi::{MxAmaxParams, MxDequantizeParams, MxGlobalScaleParams, MxQuantizeParams, MxSwizzleParams};
 use crate::context::Lowp;
 use crate::dtype::{F4E2M1x2, F8E4M3, Float, Ue8m0};
 use crate::error::Result;
+use crate::flag::ErrorFlag;
 use crate::matrix::Matrix;
 use crate::matrix::Scales;
 use crate::scale::ScaleRounding;
@@ -255,16 +265,16 @@ where
 /// `[M, K / 16]` in `ScaleLayout::GroupedSwizzled { groups: E }`: each group's scales go to its
 /// own swizzled region of `pad128(size)` rows, regions back to back; the kernel writes each
 /// region's first scale row, then the total, into `scale_offsets` (`E + 1` i32). Ends are clamped
-/// on the device to `[previous end, M]`, so bad offsets never cause an out-of-bounds access; rows
-/// past the last end are not quantized and the buffer past the last region is not written.
-/// Asynchronous.
+/// on the device to `[previous end, M]`, so bad offsets never cause an out-of-bounds access, and a
+/// clamp sets [`ERR_GROUP_BOUNDS`] in `error_flag` (when given); rows past the last end are not
+/// quantized and the buffer past the last region is not written. Asynchronous.
 ///
 /// ```
 /// # fn main() -> lowp::Result<()> {
 /// # lowp_sim::select_device().expect("a GPU or the simulator");
 /// use half::bf16;
 /// use lowp::microscaling::{self as mx, GlobalScale};
-/// use lowp::{F4E2M1x2, F8E4M3, Lowp, Matrix, ScaleLayout, Scales};
+/// use lowp::{ErrorFlag, F4E2M1x2, F8E4M3, Lowp, Matrix, ScaleLayout, Scales};
 /// let lowp = Lowp::new(0)?;
 /// let stream = lowp.new_stream()?;
 /// let (m, k) = (3, 32);
@@ -275,10 +285,12 @@ where
 /// let mut scales = Scales::<F8E4M3>::zeros(&stream, m, k / 16, layout)?;
 /// let mut offsets = stream.alloc_zeros::<i32>(3)?;
 /// let g = GlobalScale::Value(1.0);
-/// mx::nvfp4_quantize_grouped(&lowp, &stream, &x, &ends, &g, &mut codes, &mut scales, &mut offsets)?;
+/// let mut flag = ErrorFlag::new(&stream)?;
+/// mx::nvfp4_quantize_grouped(&lowp, &stream, &x, &ends, &g, &mut codes, &mut scales, &mut offsets, Some(&mut flag))?;
 /// let got = stream.clone_dtoh(&offsets)?;
 /// stream.synchronize()?; // the copy is asynchronous
 /// assert_eq!(got, vec![0, 128, 256]); // one 128-row region per expert
+/// assert_eq!(flag.read(&stream)?, 0); // every end was in range
 /// # Ok(()) }
 /// ```
 #[allow(clippy::too_many_arguments)]
@@ -291,6 +303,7 @@ pub fn nvfp4_quantize_grouped<T, X, E, C, S, O>(
     codes: &mut Matrix<F4E2M1x2, C>,
     scales: &mut Scales<F8E4M3, S>,
     scale_offsets: &mut O,
+    error_flag: Option<&mut ErrorFlag>,
 ) -> Result<()>
 where
     T: Float,
@@ -313,11 +326,12 @@ where
         codes,
         scales,
         scale_offsets,
+        error_flag,
     )
 }
 
-/// MXFP4 quantization of row groups (the layout as in [`nvfp4_quantize_grouped`]; `rounding`
-/// as in [`mxfp4_quantize`]). Asynchronous.
+/// MXFP4 quantization of row groups (the layout, the clamping and `error_flag` as in
+/// [`nvfp4_quantize_grouped`]; `rounding` as in [`mxfp4_quantize`]). Asynchronous.
 ///
 /// ```
 /// # fn main() -> lowp::Result<()> {
@@ -334,7 +348,7 @@ where
 /// let layout = ScaleLayout::GroupedSwizzled { groups: 2 };
 /// let mut scales = Scales::<Ue8m0>::zeros(&stream, m, k / 32, layout)?;
 /// let mut offsets = stream.alloc_zeros::<i32>(3)?;
-/// mx::mxfp4_quantize_grouped(&lowp, &stream, &x, &ends, ScaleRounding::Floor, &mut codes, &mut scales, &mut offsets)?;
+/// mx::mxfp4_quantize_grouped(&lowp, &stream, &x, &ends, ScaleRounding::Floor, &mut codes, &mut scales, &mut offsets, None)?;
 /// let got = stream.clone_dtoh(&offsets)?;
 /// stream.synchronize()?; // the copy is asynchronous
 /// assert_eq!(got, vec![0, 0, 128]);
@@ -351,6 +365,7 @@ pub fn mxfp4_quantize_grouped<T, X, E, C, S, O>(
     codes: &mut Matrix<F4E2M1x2, C>,
     scales: &mut Scales<Ue8m0, S>,
     scale_offsets: &mut O,
+    error_flag: Option<&mut ErrorFlag>,
 ) -> Result<()>
 where
     T: Float,
@@ -361,28 +376,44 @@ where
     O: DevicePtrMut<i32>,
 {
     let (fmt, op) = (Format::Mxfp4, "mxfp4_quantize_grouped");
-    launch::quantize_grouped(lowp, stream, fmt, op, x, group_ends, None, rounding, codes, scales, scale_offsets)
+    launch::quantize_grouped(
+        lowp,
+        stream,
+        fmt,
+        op,
+        x,
+        group_ends,
+        None,
+        rounding,
+        codes,
+        scales,
+        scale_offsets,
+        error_flag,
+    )
 }
 
-/// MXFP8 quantization of row groups (the layout as in [`nvfp4_quantize_grouped`]; `rounding`
-/// as in [`mxfp8_quantize`]). Asynchronous.
+/// MXFP8 quantization of row groups (the layout, the clamping and `error_flag` as in
+/// [`nvfp4_quantize_grouped`]; `rounding` as in [`mxfp8_quantize`]). Asynchronous.
 ///
 /// ```
 /// # fn main() -> lowp::Result<()> {
 /// # lowp_sim::select_device().expect("a GPU or the simulator");
 /// use half::bf16;
 /// use lowp::microscaling as mx;
-/// use lowp::{F8E4M3, Lowp, Matrix, ScaleLayout, ScaleRounding, Scales, Ue8m0};
+/// use lowp::{ErrorFlag, F8E4M3, Lowp, Matrix, ScaleLayout, ScaleRounding, Scales, Ue8m0};
 /// let lowp = Lowp::new(0)?;
 /// let stream = lowp.new_stream()?;
 /// let (m, k) = (2, 32);
 /// let x = Matrix::from_host(&stream, &vec![bf16::from_f32(3.0); m * k], m, k)?;
-/// let ends = stream.clone_htod(&[2i32])?; // one expert
+/// let ends = stream.clone_htod(&[5i32])?; // one expert, its end past the 2 rows of x
 /// let mut codes = Matrix::<F8E4M3>::zeros(&stream, m, k)?;
 /// let layout = ScaleLayout::GroupedSwizzled { groups: 1 };
 /// let mut scales = Scales::<Ue8m0>::zeros(&stream, m, k / 32, layout)?;
 /// let mut offsets = stream.alloc_zeros::<i32>(2)?;
-/// mx::mxfp8_quantize_grouped(&lowp, &stream, &x, &ends, ScaleRounding::Floor, &mut codes, &mut scales, &mut offsets)?;
+/// let mut flag = ErrorFlag::new(&stream)?;
+/// mx::mxfp8_quantize_grouped(&lowp, &stream, &x, &ends, ScaleRounding::Floor, &mut codes, &mut scales, &mut offsets, Some(&mut flag))?;
+/// // the end was clamped to 2 rows, and the flag says so
+/// assert_eq!(flag.read(&stream)?, mx::ERR_GROUP_BOUNDS);
 /// let got = stream.clone_dtoh(&offsets)?;
 /// stream.synchronize()?; // the copy is asynchronous
 /// assert_eq!(got, vec![0, 128]);
@@ -399,6 +430,7 @@ pub fn mxfp8_quantize_grouped<T, X, E, C, S, O>(
     codes: &mut Matrix<F8E4M3, C>,
     scales: &mut Scales<Ue8m0, S>,
     scale_offsets: &mut O,
+    error_flag: Option<&mut ErrorFlag>,
 ) -> Result<()>
 where
     T: Float,
@@ -409,7 +441,20 @@ where
     O: DevicePtrMut<i32>,
 {
     let (fmt, op) = (Format::Mxfp8, "mxfp8_quantize_grouped");
-    launch::quantize_grouped(lowp, stream, fmt, op, x, group_ends, None, rounding, codes, scales, scale_offsets)
+    launch::quantize_grouped(
+        lowp,
+        stream,
+        fmt,
+        op,
+        x,
+        group_ends,
+        None,
+        rounding,
+        codes,
+        scales,
+        scale_offsets,
+        error_flag,
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -624,7 +669,7 @@ where
     X: DevicePtr<T>,
     A: DevicePtrMut<f32>,
 {
-    launch::tensor_amax(lowp, stream, x, amax)
+    launch::tensor_amax(lowp, stream, "tensor_amax", x, amax)
 }
 
 /// The NVFP4 global encode scale of `x` into `global_scale` (one f32), on the device:

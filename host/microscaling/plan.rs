@@ -8,6 +8,7 @@ use crate::abi::{
 };
 use crate::error::{Error, Result};
 use crate::scale::{ScaleLayout, ScaleRounding};
+use crate::validate::mx_round_up;
 
 /// The three formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,10 +134,10 @@ enum Accept {
 impl Accept {
     fn expected(self) -> &'static str {
         match self {
-            Accept::Plain => "row-major or swizzled",
-            Accept::RowMajor => "row-major",
-            Accept::Swizzled => "swizzled",
-            Accept::Grouped(_) => "grouped swizzled",
+            Accept::Plain => "ScaleLayout::RowMajor or ScaleLayout::Swizzled",
+            Accept::RowMajor => "ScaleLayout::RowMajor",
+            Accept::Swizzled => "ScaleLayout::Swizzled",
+            Accept::Grouped(_) => "ScaleLayout::GroupedSwizzled",
         }
     }
 }
@@ -206,20 +207,23 @@ fn shape_err(arg: &'static str, expected: String, actual: String) -> Error {
     Error::Shape { arg, expected, actual }
 }
 
-/// K of a quantizer input or dequantizer output: a multiple of the block.
-fn check_k(fmt: Format, m: &Mat) -> Result<usize> {
-    let k = m.cols;
+/// K (elements per row) of a quantizer input or of a dequantizer's codes: a multiple of the block.
+/// `m` is the argument K comes from: `packed` when its columns are bytes of two E2M1 values each
+/// (K = 2 · columns), and the errors then say so.
+fn check_k(fmt: Format, m: &Mat, packed: bool) -> Result<usize> {
+    let k = if packed { m.cols.saturating_mul(2) } else { m.cols };
+    let (what, actual) = if packed {
+        ("K = 2 · byte columns (two E2M1 values per byte)", format!("{} byte columns (K = {k})", m.cols))
+    } else {
+        ("a column count (K)", k.to_string())
+    };
     if k % fmt.block() != 0 {
-        return Err(shape_err(
-            m.name,
-            format!("a column count (K) that is a multiple of the {}", fmt.block_name()),
-            k.to_string(),
-        ));
+        return Err(shape_err(m.name, format!("{what} that is a multiple of the {}", fmt.block_name()), actual));
     }
     let nb = k / fmt.block();
     // the kernels walk rows in chunks of 8 elements, counted in 32 bits
     if k / 8 > u32::MAX as usize {
-        return Err(shape_err(m.name, format!("fewer than 2^35 columns (K / 8 <= {})", u32::MAX), k.to_string()));
+        return Err(shape_err(m.name, format!("{what} below 2^35 (K / 8 <= {})", u32::MAX), actual));
     }
     Ok(nb)
 }
@@ -291,8 +295,8 @@ fn check_scales(s: &ScaleArg, rows: usize, cols: usize, what: &str, accept: Acce
             }
             Accept::Grouped(n) => Err(shape_err(
                 name,
-                format!("grouped swizzled scales of {n} groups (one per `group_ends` entry)"),
-                format!("{groups} groups"),
+                format!("ScaleLayout::GroupedSwizzled {{ groups: {n} }} (one group per `group_ends` entry)"),
+                format!("ScaleLayout::GroupedSwizzled {{ groups: {groups} }}"),
             )),
             _ => Err(layout_err()),
         },
@@ -315,15 +319,9 @@ fn check_global_scale(g: &GArg) -> Result<()> {
 /// The MX formats take `Floor` (OCP) and `Ceil` (round-up); NVFP4's scales are not powers of two
 /// and take no rounding (its ops pass `Floor`, which it ignores).
 fn round_up(fmt: Format, rounding: ScaleRounding) -> Result<bool> {
-    match (fmt, rounding) {
-        (Format::Nvfp4, _) => Ok(false),
-        (_, ScaleRounding::Floor) => Ok(false),
-        (_, ScaleRounding::Ceil) => Ok(true),
-        (_, ScaleRounding::Exact) => Err(Error::InvalidValue {
-            arg: "rounding",
-            expected: "ScaleRounding::Floor or ScaleRounding::Ceil (MX scales are powers of two)",
-            actual: "ScaleRounding::Exact".into(),
-        }),
+    match fmt {
+        Format::Nvfp4 => Ok(false),
+        Format::Mxfp4 | Format::Mxfp8 => mx_round_up(rounding),
     }
 }
 
@@ -335,8 +333,9 @@ fn g_fields(g: Option<&GArg>) -> (u64, f32, Option<Region>) {
     }
 }
 
-/// Checks a quantize call and fills its parameters. `g`: NVFP4 only. `groups`: the grouped form,
-/// whose scales must be `GroupedSwizzled` with as many groups as `group_ends` has entries.
+/// Checks a quantize call and fills its parameters (the error flag's address left 0). `g`: NVFP4
+/// only. `groups`: the grouped form, whose scales must be `GroupedSwizzled` with as many groups as
+/// `group_ends` has entries.
 pub(crate) fn plan_quantize(
     fmt: Format,
     x: Mat,
@@ -347,7 +346,7 @@ pub(crate) fn plan_quantize(
     groups: Option<GroupArgs>,
 ) -> Result<MxQuantizeParams> {
     let up = round_up(fmt, rounding)?;
-    let nb = check_k(fmt, &x)?;
+    let nb = check_k(fmt, &x, false)?;
     let rows = x.rows;
     check_dims(
         &codes,
@@ -414,6 +413,7 @@ pub(crate) fn plan_quantize(
         global_scale: g_addr,
         group_ends: groups.map_or(0, |gr| gr.ends.addr),
         scale_offsets: groups.map_or(0, |gr| gr.offsets.addr),
+        error_flag: 0,
         rows: rows as u64,
         x_stride: x.stride as u64,
         codes_stride: codes.stride as u64,
@@ -433,8 +433,9 @@ pub(crate) fn plan_dequantize(
     g: Option<GArg>,
     out: Mat,
 ) -> Result<MxDequantizeParams> {
-    let k = if fmt == Format::Mxfp8 { codes.cols } else { codes.cols.saturating_mul(2) };
-    let nb = check_k(fmt, &Mat { cols: k, ..codes })?;
+    let packed = fmt != Format::Mxfp8;
+    let k = if packed { codes.cols.saturating_mul(2) } else { codes.cols };
+    let nb = check_k(fmt, &codes, packed)?;
     let rows = codes.rows;
     check_extent(codes.name, rows, nb)?;
     check_dims(&out, rows, k, "one bf16 per element")?;
@@ -477,11 +478,15 @@ pub(crate) fn plan_swizzle(linear: ScaleArg, swizzled: ScaleArg, linear_written:
     let (rows, cols) = (linear.rows, linear.cols);
     // the source's layout first
     if linear_written && swizzled.layout != ScaleLayout::Swizzled {
-        return Err(Error::Layout { arg: swizzled.buf.name, expected: "swizzled", actual: swizzled.layout });
+        return Err(Error::Layout {
+            arg: swizzled.buf.name,
+            expected: "ScaleLayout::Swizzled",
+            actual: swizzled.layout,
+        });
     }
     let lin = check_scales(&linear, rows, cols, "row-major scales", Accept::RowMajor)?;
     let Placed::Linear(lin) = lin else {
-        return Err(Error::Layout { arg: linear.buf.name, expected: "row-major", actual: linear.layout });
+        return Err(Error::Layout { arg: linear.buf.name, expected: "ScaleLayout::RowMajor", actual: linear.layout });
     };
     if cols > u32::MAX as usize {
         return Err(shape_err(lin.name, format!("at most {} columns", u32::MAX), cols.to_string()));
@@ -503,7 +508,11 @@ pub(crate) fn plan_swizzle(linear: ScaleArg, swizzled: ScaleArg, linear_written:
         match check_scales(&swizzled, rows, cols, what, Accept::Swizzled)? {
             Placed::Swizzled(b) => b,
             Placed::Linear(_) => {
-                return Err(Error::Layout { arg: swizzled.buf.name, expected: "swizzled", actual: swizzled.layout });
+                return Err(Error::Layout {
+                    arg: swizzled.buf.name,
+                    expected: "ScaleLayout::Swizzled",
+                    actual: swizzled.layout,
+                });
             }
         }
     };

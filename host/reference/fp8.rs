@@ -4,17 +4,39 @@
 //! against PyTorch).
 
 use super::convert::{e4m3fn_to_f32, f32_to_e4m3fn_sat, f32_to_ue8m0_ceil, ue8m0_to_f32};
+use crate::error::Result;
+use crate::scale::ScaleRounding;
 
-/// Scale of a group with largest magnitude `amax` (NaN if the group has a NaN).
-pub fn scale(amax: f32, ue8m0: bool) -> f32 {
-    let a = if amax.is_nan() { amax } else { amax.max(1e-4) };
-    if ue8m0 { ue8m0_to_f32(f32_to_ue8m0_ceil(a / 448.0)) } else { a / 448.0 }
+/// Whether `rounding` takes the UE8M0 recipe (`Ceil`) or the f32 scale (`Exact`); `Floor` is
+/// [`Error::InvalidValue`](crate::Error::InvalidValue) naming `rounding`, as the quantizers say it.
+fn ue8m0(rounding: ScaleRounding) -> Result<bool> {
+    crate::validate::fp8_ue8m0(rounding)
 }
 
-/// The multiplier applied before rounding: 448 / a, or 1 / scale for UE8M0.
-pub fn multiplier(amax: f32, ue8m0: bool) -> f32 {
+/// Scale of a group with largest magnitude `amax` (NaN if the group has a NaN): `a / 448` with
+/// `a = max(amax, 1e-4)` for `ScaleRounding::Exact`, the power of two at or above it for `Ceil`
+/// (the UE8M0 recipe). `Floor` is `Error::InvalidValue { arg: "rounding" }`.
+///
+/// ```
+/// use lowp::ScaleRounding;
+/// use lowp::reference::fp8::scale;
+/// assert_eq!(scale(448.0, ScaleRounding::Exact)?, 1.0);
+/// assert_eq!(scale(500.0, ScaleRounding::Ceil)?, 2.0);
+/// assert!(scale(500.0, ScaleRounding::Floor).is_err());
+/// # Ok::<(), lowp::Error>(())
+/// ```
+pub fn scale(amax: f32, rounding: ScaleRounding) -> Result<f32> {
+    let up = ue8m0(rounding)?;
     let a = if amax.is_nan() { amax } else { amax.max(1e-4) };
-    if ue8m0 { 1.0 / scale(amax, true) } else { 448.0 / a }
+    Ok(if up { ue8m0_to_f32(f32_to_ue8m0_ceil(a / 448.0)) } else { a / 448.0 })
+}
+
+/// The multiplier applied before rounding: `448 / a` for `ScaleRounding::Exact`, `1 / scale` for
+/// `Ceil`; `Floor` is `Error::InvalidValue { arg: "rounding" }`.
+pub fn multiplier(amax: f32, rounding: ScaleRounding) -> Result<f32> {
+    let up = ue8m0(rounding)?;
+    let a = if amax.is_nan() { amax } else { amax.max(1e-4) };
+    Ok(if up { 1.0 / scale(amax, rounding)? } else { 448.0 / a })
 }
 
 /// max |v| with NaN propagation.
@@ -30,8 +52,10 @@ pub fn amax(values: impl IntoIterator<Item = f32>) -> f32 {
 }
 
 /// Per-token 1×128 groups of a dense `[m, k]` f32 matrix: (codes `[m, k]`, scales `[m, k/128]`
-/// row-major).
-pub fn quantize_per_token_group(x: &[f32], m: usize, k: usize, ue8m0: bool) -> (Vec<u8>, Vec<f32>) {
+/// row-major), with the scale `rounding` of [`scale`] (`Exact` or `Ceil`; `Floor` is
+/// `Error::InvalidValue { arg: "rounding" }`).
+pub fn quantize_per_token_group(x: &[f32], m: usize, k: usize, rounding: ScaleRounding) -> Result<(Vec<u8>, Vec<f32>)> {
+    ue8m0(rounding)?;
     let g = k / 128;
     let mut q = vec![0u8; m * k];
     let mut s = vec![0f32; m * g];
@@ -39,18 +63,20 @@ pub fn quantize_per_token_group(x: &[f32], m: usize, k: usize, ue8m0: bool) -> (
         for c in 0..g {
             let group = &x[r * k + c * 128..r * k + c * 128 + 128];
             let a = amax(group.iter().copied());
-            s[r * g + c] = scale(a, ue8m0);
-            let mult = multiplier(a, ue8m0);
+            s[r * g + c] = scale(a, rounding)?;
+            let mult = multiplier(a, rounding)?;
             for (i, v) in group.iter().enumerate() {
                 q[r * k + c * 128 + i] = f32_to_e4m3fn_sat(v * mult);
             }
         }
     }
-    (q, s)
+    Ok((q, s))
 }
 
-/// Per 128×128 blocks of a dense `[n, k]` f32 matrix: (codes `[n, k]`, scales `[⌈n/128⌉, k/128]`).
-pub fn quantize_per_block(w: &[f32], n: usize, k: usize, ue8m0: bool) -> (Vec<u8>, Vec<f32>) {
+/// Per 128×128 blocks of a dense `[n, k]` f32 matrix: (codes `[n, k]`, scales `[⌈n/128⌉, k/128]`),
+/// with the scale `rounding` of [`scale`] (`Exact` or `Ceil`).
+pub fn quantize_per_block(w: &[f32], n: usize, k: usize, rounding: ScaleRounding) -> Result<(Vec<u8>, Vec<f32>)> {
+    ue8m0(rounding)?;
     let (rb, cb) = (n.div_ceil(128), k / 128);
     let mut q = vec![0u8; n * k];
     let mut s = vec![0f32; rb * cb];
@@ -58,8 +84,8 @@ pub fn quantize_per_block(w: &[f32], n: usize, k: usize, ue8m0: bool) -> (Vec<u8
         for bj in 0..cb {
             let rows = bi * 128..((bi + 1) * 128).min(n);
             let a = amax(rows.clone().flat_map(|r| w[r * k + bj * 128..r * k + bj * 128 + 128].iter().copied()));
-            s[bi * cb + bj] = scale(a, ue8m0);
-            let mult = multiplier(a, ue8m0);
+            s[bi * cb + bj] = scale(a, rounding)?;
+            let mult = multiplier(a, rounding)?;
             for r in rows {
                 for c in bj * 128..bj * 128 + 128 {
                     q[r * k + c] = f32_to_e4m3fn_sat(w[r * k + c] * mult);
@@ -67,7 +93,7 @@ pub fn quantize_per_block(w: &[f32], n: usize, k: usize, ue8m0: bool) -> (Vec<u8
             }
         }
     }
-    (q, s)
+    Ok((q, s))
 }
 
 /// `q · scale` in f32 for scale rows of `block_rows` rows (1 or 128), row-major scales.

@@ -17,7 +17,14 @@
 /// The 8 non-negative E2M1 values, by code.
 const E2M1_GRID: [f64; 8] = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0];
 
+use crate::error::{Error, Result};
 use crate::scale::ScaleRounding;
+
+/// Whether an MX `rounding` rounds the scale up (`Ceil`) or down (`Floor`, the OCP rule);
+/// `Exact` is the quantizers' `Error::InvalidValue { arg: "rounding" }`.
+fn round_up(rounding: ScaleRounding) -> Result<bool> {
+    crate::validate::mx_round_up(rounding)
+}
 
 /// `2^k` in f64 (exact for the exponents used here).
 fn pow2(k: i32) -> f64 {
@@ -192,43 +199,60 @@ impl MxElement {
 /// Ceil:        clamp( ceil(log2(amax ⊘ max)) + 127, 0, 254 ),  ⊘ the f32 division; a quotient of 0 → 0
 /// ```
 ///
-/// # Panics
-/// On `ScaleRounding::Exact`: MX scales are powers of two.
-pub fn mx_scale(x: &[f32], elem: MxElement, rule: ScaleRounding) -> u8 {
+/// `rounding` is `Floor` or `Ceil`; `ScaleRounding::Exact` (MX scales are powers of two) is
+/// `Error::InvalidValue { arg: "rounding" }`, as the quantizers say it.
+///
+/// ```
+/// use lowp::ScaleRounding;
+/// use lowp::reference::microscaling::{MxElement, mx_scale};
+/// let mut block = [0.0f32; 32];
+/// block[0] = 7.0;
+/// assert_eq!(mx_scale(&block, MxElement::E2m1, ScaleRounding::Floor)?, 127); // 2^(2 − 2)
+/// assert_eq!(mx_scale(&block, MxElement::E2m1, ScaleRounding::Ceil)?, 128); // 2^⌈log2(7 / 6)⌉
+/// assert!(mx_scale(&block, MxElement::E2m1, ScaleRounding::Exact).is_err());
+/// # Ok::<(), lowp::Error>(())
+/// ```
+pub fn mx_scale(x: &[f32], elem: MxElement, rounding: ScaleRounding) -> Result<u8> {
+    let up = round_up(rounding)?;
     let (amax, nan, inf) = block_stats(x);
     if nan || inf {
-        return 0xff;
+        return Ok(0xff);
     }
     if amax == 0.0 {
-        return 0;
+        return Ok(0);
     }
-    let e = match rule {
-        ScaleRounding::Exact => panic!("MX scales are powers of two: ScaleRounding::Floor or Ceil"),
-        ScaleRounding::Floor => floor_log2(amax) - elem.emax(),
-        ScaleRounding::Ceil => {
-            let d = (amax as f32) / elem.max();
-            if d == 0.0 {
-                return 0;
-            }
-            ceil_log2(d as f64)
+    let e = if up {
+        let d = (amax as f32) / elem.max();
+        if d == 0.0 {
+            return Ok(0);
         }
+        ceil_log2(d as f64)
+    } else {
+        floor_log2(amax) - elem.emax()
     };
-    (e + 127).clamp(0, 254) as u8
+    Ok((e + 127).clamp(0, 254) as u8)
 }
 
 /// One MX block (32 values): (UE8M0 scale, one code per element: E2M1 in the low nibble or an
 /// E4M3 byte). Scale 0xff or an all-zero block: every code 0. Otherwise
 /// `code = encode(x · 2^(127 − scale))`, the product computed exactly in f64 and rounded once to
-/// f32 (which is what the f32 multiplication by a power of two gives).
-pub fn mx_block(x: &[f32], elem: MxElement, rule: ScaleRounding) -> (u8, Vec<u8>) {
-    assert_eq!(x.len(), 32, "an MX block has 32 elements");
-    let scale = mx_scale(x, elem, rule);
+/// f32 (which is what the f32 multiplication by a power of two gives). `rounding` as in
+/// [`mx_scale`]; a block of another length than 32 is `Error::Shape { arg: "x" }`.
+pub fn mx_block(x: &[f32], elem: MxElement, rounding: ScaleRounding) -> Result<(u8, Vec<u8>)> {
+    if x.len() != 32 {
+        return Err(Error::Shape {
+            arg: "x",
+            expected: "32 elements (one MX block)".into(),
+            actual: x.len().to_string(),
+        });
+    }
+    let scale = mx_scale(x, elem, rounding)?;
     let (amax, _, _) = block_stats(x);
     if scale == 0xff || amax == 0.0 {
-        return (scale, vec![0; 32]);
+        return Ok((scale, vec![0; 32]));
     }
     let m = pow2(127 - scale as i32);
-    (scale, x.iter().map(|&v| elem.encode(((v as f64) * m) as f32)).collect())
+    Ok((scale, x.iter().map(|&v| elem.encode(((v as f64) * m) as f32)).collect()))
 }
 
 /// Packs E2M1 codes two per byte, element `2i` in the low nibble.
@@ -270,17 +294,34 @@ impl Format {
     }
 }
 
-/// Quantizes a dense row-major `[rows, k]` matrix (`k` a multiple of the block).
-pub fn quantize(x: &[f32], rows: usize, k: usize, fmt: Format) -> Quantized {
+/// Quantizes a dense row-major `[rows, k]` matrix (`k` a multiple of the block). An MX `fmt` with
+/// `ScaleRounding::Exact` is `Error::InvalidValue { arg: "fmt" }`; `k` not a multiple of the block
+/// `Error::Shape { arg: "k" }`, `x` of another length than `rows · k` `Error::Shape { arg: "x" }`.
+pub fn quantize(x: &[f32], rows: usize, k: usize, fmt: Format) -> Result<Quantized> {
+    if let Format::Mxfp4(r) | Format::Mxfp8(r) = fmt {
+        round_up(r).map_err(|e| match e {
+            Error::InvalidValue { expected, actual, .. } => Error::InvalidValue { arg: "fmt", expected, actual },
+            e => e,
+        })?;
+    }
     let block = fmt.block();
-    assert!(k % block == 0 && x.len() == rows * k);
+    if k % block != 0 {
+        return Err(Error::Shape { arg: "k", expected: format!("a multiple of {block}"), actual: k.to_string() });
+    }
+    if Some(x.len()) != rows.checked_mul(k) {
+        return Err(Error::Shape {
+            arg: "x",
+            expected: format!("rows · k = {rows} · {k} elements"),
+            actual: x.len().to_string(),
+        });
+    }
     let mut codes = Vec::with_capacity(rows * fmt.code_cols(k));
     let mut scales = Vec::with_capacity(rows * k / block);
     for b in x.chunks(block) {
         let (s, c) = match fmt {
             Format::Nvfp4 { g } => nvfp4_block(b, g),
-            Format::Mxfp4(rule) => mx_block(b, MxElement::E2m1, rule),
-            Format::Mxfp8(rule) => mx_block(b, MxElement::E4m3, rule),
+            Format::Mxfp4(rounding) => mx_block(b, MxElement::E2m1, rounding)?,
+            Format::Mxfp8(rounding) => mx_block(b, MxElement::E4m3, rounding)?,
         };
         scales.push(s);
         if matches!(fmt, Format::Mxfp8(_)) {
@@ -289,7 +330,7 @@ pub fn quantize(x: &[f32], rows: usize, k: usize, fmt: Format) -> Quantized {
             codes.extend(pack_e2m1(&c));
         }
     }
-    Quantized { codes, scales }
+    Ok(Quantized { codes, scales })
 }
 
 /// Dequantizes codes (dense, as `quantize` returns them) with linear scales to f32:

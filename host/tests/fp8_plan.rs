@@ -47,7 +47,10 @@ fn layouts_and_rounding_other_than_taken_are_refused() {
             ScaleRounding::Exact,
         )
         .unwrap_err();
-        assert!(matches!(e, Error::Layout { arg: "scales", actual, .. } if actual == layout), "{e}");
+        assert!(
+            matches!(e, Error::Layout { arg: "scales", expected: "ScaleLayout::RowMajor or ScaleLayout::MMajor", actual } if actual == layout),
+            "{e}"
+        );
     }
     // per-block scales are row-major only
     let e = plan(
@@ -58,7 +61,13 @@ fn layouts_and_rounding_other_than_taken_are_refused() {
         ScaleRounding::Exact,
     )
     .unwrap_err();
-    assert!(matches!(e, Error::Layout { arg: "scales", actual: ScaleLayout::MMajor { ld: 4 }, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Layout { arg: "scales", expected: "ScaleLayout::RowMajor", actual: ScaleLayout::MMajor { ld: 4 } }
+        ),
+        "{e}"
+    );
     let e = plan(
         op("x", 7, 512, 512, X, 2),
         op("codes", 7, 512, 512, Q, 1),
@@ -67,8 +76,11 @@ fn layouts_and_rounding_other_than_taken_are_refused() {
         ScaleRounding::Floor,
     )
     .unwrap_err();
-    assert!(matches!(e, Error::InvalidValue { arg: "rounding", .. }), "{e}");
-    assert!(e.to_string().contains("Floor"), "{e}");
+    assert!(
+        matches!(&e, Error::InvalidValue { arg: "rounding", actual, .. } if actual == "ScaleRounding::Floor"),
+        "{e}"
+    );
+    assert!(e.to_string().starts_with("`rounding`: expected ScaleRounding::Exact or ScaleRounding::Ceil"), "{e}");
 }
 
 #[test]

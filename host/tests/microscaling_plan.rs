@@ -77,8 +77,11 @@ fn mx_formats_refuse_exact_rounding() {
     let x = m("x", 3, 64, 64, X, 4);
     for (fmt, c) in [(Format::Mxfp8, m("codes", 3, 64, 64, C, 1)), (Format::Mxfp4, m("codes", 3, 32, 32, C, 1))] {
         let e = plan_quantize(fmt, x, c, lin(3, 2, 2, S), None, ScaleRounding::Exact, None).unwrap_err();
-        assert!(matches!(e, Error::InvalidValue { arg: "rounding", .. }), "{e}");
-        assert!(e.to_string().contains("Floor") && e.to_string().contains("Exact"), "{e}");
+        assert!(
+            matches!(&e, Error::InvalidValue { arg: "rounding", actual, .. } if actual == "ScaleRounding::Exact"),
+            "{e}"
+        );
+        assert!(e.to_string().starts_with("`rounding`: expected ScaleRounding::Floor or ScaleRounding::Ceil"), "{e}");
     }
 }
 
@@ -88,28 +91,31 @@ fn scales_in_a_layout_the_op_does_not_take_are_refused() {
     let (x, c, _) = nv(4, 64);
     let mmajor = ScaleArg { buf: b("scales", S, 64, 1), rows: 4, cols: 4, layout: ScaleLayout::MMajor { ld: 4 } };
     let e = plan_quantize(Format::Nvfp4, x, c, mmajor, g, FLOOR, None).unwrap_err();
-    assert!(matches!(e, Error::Layout { arg: "scales", expected: "row-major or swizzled", .. }), "{e}");
+    assert!(
+        matches!(e, Error::Layout { arg: "scales", expected: "ScaleLayout::RowMajor or ScaleLayout::Swizzled", .. }),
+        "{e}"
+    );
     let e = plan_quantize(Format::Nvfp4, x, c, grp(4, 4, 1, 4096), g, FLOOR, None).unwrap_err();
     assert!(matches!(e, Error::Layout { arg: "scales", .. }), "{e}");
     // the grouped form takes grouped scales only, with one group per `group_ends` entry
     let groups = Some(GroupArgs { ends: b("group_ends", E, 2, 4), offsets: b("scale_offsets", O, 3, 4) });
     let e = plan_quantize(Format::Nvfp4, x, c, swz(4, 4, S, 4096), g, FLOOR, groups).unwrap_err();
-    assert!(matches!(e, Error::Layout { arg: "scales", expected: "grouped swizzled", .. }), "{e}");
+    assert!(matches!(e, Error::Layout { arg: "scales", expected: "ScaleLayout::GroupedSwizzled", .. }), "{e}");
     let e = plan_quantize(Format::Nvfp4, x, c, grp(4, 4, 3, 4096), g, FLOOR, groups).unwrap_err();
-    assert!(matches!(e, Error::Shape { arg: "scales", .. }) && e.to_string().contains("2 groups"), "{e}");
+    assert!(matches!(e, Error::Shape { arg: "scales", .. }) && e.to_string().contains("groups: 2"), "{e}");
     // dequantize: row-major or swizzled
     let out = m("out", 4, 64, 64, X, 2);
     let e = plan_dequantize(Format::Nvfp4, c, mmajor, g, out).unwrap_err();
     assert!(matches!(e, Error::Layout { arg: "scales", .. }), "{e}");
     // swizzle: row-major source, swizzled destination, and the reverse
     let e = plan_swizzle(swz_named("src", 4, 4, S, 512), swz_named("dst", 4, 4, X, 512), false).unwrap_err();
-    assert!(matches!(e, Error::Layout { arg: "src", expected: "row-major", .. }), "{e}");
+    assert!(matches!(e, Error::Layout { arg: "src", expected: "ScaleLayout::RowMajor", .. }), "{e}");
     let e = plan_swizzle(lin_named("src", 4, 4, 4, X), lin_named("dst", 4, 4, 4, S), false).unwrap_err();
-    assert!(matches!(e, Error::Layout { arg: "dst", expected: "swizzled", .. }), "{e}");
+    assert!(matches!(e, Error::Layout { arg: "dst", expected: "ScaleLayout::Swizzled", .. }), "{e}");
     let e = plan_swizzle(lin_named("dst", 4, 4, 4, X), lin_named("src", 4, 4, 4, S), true).unwrap_err();
-    assert!(matches!(e, Error::Layout { arg: "src", expected: "swizzled", .. }), "{e}");
+    assert!(matches!(e, Error::Layout { arg: "src", expected: "ScaleLayout::Swizzled", .. }), "{e}");
     let e = plan_swizzle(swz_named("dst", 4, 4, X, 512), swz_named("src", 4, 4, S, 512), true).unwrap_err();
-    assert!(matches!(e, Error::Layout { arg: "dst", expected: "row-major", .. }), "{e}");
+    assert!(matches!(e, Error::Layout { arg: "dst", expected: "ScaleLayout::RowMajor", .. }), "{e}");
 }
 
 #[test]
@@ -260,7 +266,13 @@ fn dequantize_plans_check_every_argument() {
     assert!(matches!(e, Error::Shape { arg: "scales", .. }), "{e}");
     let e =
         plan_dequantize(Format::Mxfp8, m("codes", 4, 48, 48, C, 1), s, None, m("out", 4, 48, 48, X, 2)).unwrap_err();
-    assert!(matches!(e, Error::Shape { arg: "codes", .. }), "{e}");
+    assert!(matches!(&e, Error::Shape { arg: "codes", actual, .. } if actual == "48"), "{e}");
+    // packed FP4 codes: the byte columns as given, and the K they hold
+    let e =
+        plan_dequantize(Format::Nvfp4, m("codes", 4, 5, 5, C, 1), s, Some(GArg::Value(1.0)), m("out", 4, 10, 10, X, 2))
+            .unwrap_err();
+    assert!(matches!(&e, Error::Shape { arg: "codes", actual, .. } if actual == "5 byte columns (K = 10)"), "{e}");
+    assert!(e.to_string().contains("K = 2 · byte columns") && e.to_string().contains("16-element NVFP4 block"), "{e}");
     let e = plan_dequantize(Format::Nvfp4, codes, s, Some(GArg::Value(f32::NAN)), out).unwrap_err();
     assert!(matches!(e, Error::InvalidValue { arg: "global_scale", .. }), "{e}");
     let e =

@@ -23,10 +23,14 @@ pub struct MxQuantizeParams {
     /// NVFP4: `const f32*` holding the global encode scale g, or 0 to use `g`.
     pub global_scale: u64,
     /// Grouped kernels: `const i32*` `[groups]` cumulative row ends (`torch._grouped_mm` `offs`).
+    /// Each end is clamped to `[previous end, rows]`; a clamp sets `MX_ERR_GROUP_BOUNDS` in
+    /// `error_flag`.
     pub group_ends: u64,
     /// Grouped kernels: `i32*` `[groups + 1]`, written: the first scale row of each group's
     /// swizzled region, then the total number of scale rows.
     pub scale_offsets: u64,
+    /// Grouped kernels: `u32*` error bits (`MX_ERR_*`), or 0.
+    pub error_flag: u64,
     pub rows: u64,
     /// Elements between input rows.
     pub x_stride: u64,
@@ -43,7 +47,7 @@ pub struct MxQuantizeParams {
     /// `MX_FLAG_*` bits.
     pub flags: u32,
 }
-const _: () = assert!(core::mem::size_of::<MxQuantizeParams>() == 96);
+const _: () = assert!(core::mem::size_of::<MxQuantizeParams>() == 104);
 const _: () = assert!(core::mem::align_of::<MxQuantizeParams>() == 8);
 
 /// One dequantize launch (`{nvfp4,mxfp4,mxfp8}_dequantize_bf16`).
@@ -132,6 +136,11 @@ pub const MX_FLAG_VECTORIZED: u32 = 1;
 pub const MX_FLAG_SWIZZLED: u32 = 2;
 /// MX scales round up (`2^⌈log2(amax / max)⌉`) instead of the OCP rule.
 pub const MX_FLAG_ROUND_UP: u32 = 4;
+
+/// Error bit of the grouped quantizers: a group end read on the device was negative, past the
+/// rows of the input or below the previous end, and was clamped. Its own bit (none of the other
+/// families' bits), so one flag can be shared with the grouped GEMMs and `qk_norm_rope`.
+pub const MX_ERR_GROUP_BOUNDS: u32 = 4;
 
 /// Dynamic shared memory of a grouped quantize launch: the clamped group ends, the scale row
 /// offsets (`groups + 1`) and one u32 per thread of scan scratch.

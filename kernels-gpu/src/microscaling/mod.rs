@@ -23,16 +23,17 @@
 //!   4-byte words;
 //! - grouped launches first compute, in every CTA, the clamped group ends and the scale row offset
 //!   of each group (two block-wide scans in shared memory), then look the group of each row up
-//!   there. CTA 0 writes the offsets out.
+//!   there. CTA 0 writes the offsets out, and sets `MX_ERR_GROUP_BOUNDS` in the error flag when an
+//!   end was clamped.
 
 pub mod math;
 
 use crate::abi::{
-    MX_FLAG_ROUND_UP, MX_FLAG_SWIZZLED, MX_FLAG_VECTORIZED, MX_THREADS as THREADS, MxAmaxParams, MxDequantizeParams,
-    MxGlobalScaleParams, MxQuantizeParams, MxSwizzleParams,
+    MX_ERR_GROUP_BOUNDS, MX_FLAG_ROUND_UP, MX_FLAG_SWIZZLED, MX_FLAG_VECTORIZED, MX_THREADS as THREADS, MxAmaxParams,
+    MxDequantizeParams, MxGlobalScaleParams, MxQuantizeParams, MxSwizzleParams,
 };
 use crate::prim::convert::{Bf16, F16, F32, f16_to_f32, f32_to_e4m3fn_sat, f32x2_to_bf16x2, f32x2_to_e4m3fn_sat};
-use crate::prim::mem::{Vec16, ld_global_nc_b64, ld_global_nc_v4, st_global_b64, st_global_v4, st_u16xn};
+use crate::prim::mem::{Vec16, ld_global_nc_b64, ld_global_nc_v4, raise_flag, st_global_b64, st_global_v4, st_u16xn};
 use crate::prim::packed::Held;
 use crate::prim::soft;
 use crate::prim::warp::{shfl_xor_f32, sync_warp, warp_reduce_f32};
@@ -223,12 +224,14 @@ struct Groups {
     n: u32,
 }
 
-/// Builds the tables (every CTA; CTA 0 also writes `scale_offsets`).
+/// Builds the tables (every CTA; CTA 0 also writes `scale_offsets` and raises
+/// `MX_ERR_GROUP_BOUNDS` when it clamped an end).
 ///
 /// # Safety
 /// Called convergently by every thread of the block; launched with
 /// `mx_grouped_smem_bytes(groups)` of dynamic shared memory; `group_ends` holds `groups` i32 and
-/// `scale_offsets` `groups + 1`; `1 <= groups`, `rows <= i32::MAX`.
+/// `scale_offsets` `groups + 1`; `error_flag` is 0 or a valid u32; `1 <= groups`,
+/// `rows <= i32::MAX`.
 #[inline(always)]
 unsafe fn group_tables(p: &MxQuantizeParams) -> Groups {
     let e = p.groups as usize;
@@ -252,9 +255,17 @@ unsafe fn group_tables(p: &MxQuantizeParams) -> Groups {
         }
         let (_, before, _) = block_scan_u32(m, scratch, 0, |a, b| if a > b { a } else { b });
         let mut run = before;
+        let mut clamped = false;
         for j in lo..hi {
-            run = math::clamp_group_end(run, offs.add(j).read(), rows);
+            let raw = offs.add(j).read();
+            run = math::clamp_group_end(run, raw, rows);
+            // run <= rows <= i32::MAX: it differs from raw exactly when raw was out of range
+            clamped |= run as i32 != raw;
             ends.add(j).write_volatile(run);
+        }
+        if clamped && block_idx_x() == 0 {
+            // error_flag is null or a valid u32 (host contract).
+            raise_flag(p.error_flag as *mut u32, MX_ERR_GROUP_BOUNDS);
         }
         sync_threads();
         // Region starts: an exclusive sum of the padded group sizes.
