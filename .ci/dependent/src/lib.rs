@@ -1,8 +1,8 @@
 //! lowp on candle tensors: the function docs/dependency.md shows, compiled here (the test in
 //! `tests/candle_fp8.rs` runs it on a GPU).
 
-use candle_core::op::BackpropOp;
 use candle_core::cuda_backend::CudaStorage;
+use candle_core::op::BackpropOp;
 use candle_core::{Device, Storage, Tensor};
 use float8::F8E4M3;
 use lowp::half::bf16;
@@ -32,7 +32,17 @@ pub fn quantize_fp8(lowp: &Lowp, x: &Tensor) -> Result<(Tensor, Tensor)> {
     lowp::fp8::quantize_per_token_group(lowp, &stream, &x, ScaleRounding::Exact, &mut codes, &mut scales)?;
     drop((codes, scales));
 
-    let q = Tensor::from_storage(Storage::Cuda(CudaStorage::wrap_cuda_slice(q, dev.clone())), (m, k), BackpropOp::none(), false);
-    let s = Tensor::from_storage(Storage::Cuda(CudaStorage::wrap_cuda_slice(s, dev.clone())), (m, k / 128), BackpropOp::none(), false);
+    let q = Tensor::from_storage(
+        Storage::Cuda(CudaStorage::wrap_cuda_slice(q, dev.clone())),
+        (m, k),
+        BackpropOp::none(),
+        false,
+    );
+    let s = Tensor::from_storage(
+        Storage::Cuda(CudaStorage::wrap_cuda_slice(s, dev.clone())),
+        (m, k / 128),
+        BackpropOp::none(),
+        false,
+    );
     Ok((q, s))
 }

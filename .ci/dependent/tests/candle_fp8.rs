@@ -31,7 +31,13 @@ fn input() -> Vec<bf16> {
 }
 
 /// lowp's quantizer on `x [M, K]` into `q` and row-major scales, on `stream`.
-fn quantize(lowp: &Lowp, stream: &Arc<CudaStream>, x: &CudaSlice<bf16>, q: &mut CudaSlice<F8E4M3>, s: &mut CudaSlice<f32>) {
+fn quantize(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    x: &CudaSlice<bf16>,
+    q: &mut CudaSlice<F8E4M3>,
+    s: &mut CudaSlice<f32>,
+) {
     let x = Matrix::from_buffer(x.as_view(), M, K).expect("x matrix");
     let mut codes = Matrix::from_buffer(q.as_view_mut(), M, K).expect("codes matrix");
     let mut scales = Scales::row_major(s.as_view_mut(), M, K / 128).expect("scales");
@@ -69,7 +75,9 @@ fn fp8_quantizer_writes_candles_fp8_slice() {
     let ctx = CudaContext::new(0).expect("CUDA device 0 (the simulator where there is no GPU)");
     let name = ctx.name().expect("device name");
     let (q, s) = if name == "lowp-sim" {
-        eprintln!("path: plain cudarc allocations of candle's element types on {name} (candle's CudaDevice needs cuBLAS and cuRAND)");
+        eprintln!(
+            "path: plain cudarc allocations of candle's element types on {name} (candle's CudaDevice needs cuBLAS and cuRAND)"
+        );
         with_cudarc(ctx, &host)
     } else {
         drop(ctx);
