@@ -24,13 +24,13 @@
 //! The simulator runs the GPU sweep's kinds of case at CPU sizes: one row, a partial M tile, an N
 //! tail of the 128-wide tile as in N = 2112 (N = 320: 64 columns; N = 200: 72), N of a few columns
 //! (2, 8), more than 8 tile rows (the tile order's bands of 8 tile rows, the last one partial),
-//! more k-blocks than the pipeline's 7 or 9 stages (K = 1152, 1280: stages refilled, mbarrier phases
-//! flipping), more tiles than SMs (the persistent loop's later turns), both scale layouts and
-//! power-of-two (UE8M0) scales. The grid is `min(tiles, SM count)`: CI runs these tests again with
+//! more k-blocks than the pipeline's 6, 7 or 9 stages (K = 1152, 1280: stages refilled, mbarrier
+//! phases flipping), more tiles than SMs (the persistent loop's later turns), both scale layouts
+//! (and both ways of reading activation scales) and power-of-two (UE8M0) scales. The grid is `min(tiles, SM count)`: CI runs these tests again with
 //! `LOWP_SIM_SMS=1` (one CTA walks every tile) and `LOWP_SIM_SMS=3` (tiles spread unevenly).
 //!
 //! Tile configurations: M ≤ 64 runs 64-row tiles (one math warpgroup, 9 stages), larger M
-//! 128-row tiles (two, 7 stages); the sweep has both, and
+//! 128-row tiles (two, 6 stages for FP8); the sweep has both, and
 //! `blockwise_gemm_small_m_tiles_and_their_boundary` the boundary (64, 65) with rings wrapping.
 //! `LOWP_GEMM_BLOCK_M=64` or `128` forces one configuration on every call: CI runs this file in
 //! each.
@@ -151,6 +151,29 @@ fn excess_bound(lowp: &lowp::Lowp) -> f64 {
     common::gemm_bound(lowp)
 }
 
+/// Row-major `[m, g]` scales `rm` laid out as `layout` (row-major or M-major, any `ld`).
+fn scales_in(layout: ScaleLayout, rm: &[f32], m: usize, g: usize) -> Vec<f32> {
+    match layout {
+        ScaleLayout::MMajor { ld } => {
+            let mut v = vec![0f32; ld * g];
+            for r in 0..m {
+                for c in 0..g {
+                    v[c * ld + r] = rm[r * g + c];
+                }
+            }
+            v
+        }
+        ScaleLayout::RowMajor { ld } => {
+            let mut v = vec![0f32; ld * m];
+            for r in 0..m {
+                v[r * ld..r * ld + g].copy_from_slice(&rm[r * g..r * g + g]);
+            }
+            v
+        }
+        other => panic!("no GEMM scale layout: {other:?}"),
+    }
+}
+
 /// One GEMM's operands: host values and device buffers (redrawn in place by `redraw`).
 struct Problem {
     m: usize,
@@ -210,18 +233,7 @@ impl Problem {
         self.b = (0..n * k).map(|_| code(rng)).collect();
         self.sa_rm = (0..m * g).map(|_| self.scales.draw(rng)).collect();
         self.sb = (0..n.div_ceil(128) * g).map(|_| self.scales.draw(rng)).collect();
-        let sa_dev = match self.layout {
-            ScaleLayout::MMajor { ld } => {
-                let mut v = vec![0f32; ld * g];
-                for r in 0..m {
-                    for c in 0..g {
-                        v[c * ld + r] = self.sa_rm[r * g + c];
-                    }
-                }
-                v
-            }
-            _ => self.sa_rm.clone(),
-        };
+        let sa_dev = scales_in(self.layout, &self.sa_rm, m, g);
         let to8 = |v: &[u8]| v.iter().map(|&c| F8E4M3::from_bits(c)).collect::<Vec<_>>();
         stream.memcpy_htod(&to8(&self.a), self.a_d.buffer_mut()).expect("a");
         stream.memcpy_htod(&to8(&self.b), self.b_d.buffer_mut()).expect("b");
@@ -328,9 +340,9 @@ fn blockwise_gemm_handles_ragged_edges_and_both_scale_layouts() {
 }
 
 /// Both tile configurations at their boundary: M ≤ 64 runs 64-row tiles (one math warpgroup, 9
-/// pipeline stages), M > 64 128-row tiles (two, 7 stages); rows just past a tile (65, 129), a
+/// pipeline stages), M > 64 128-row tiles (two, 6 stages); rows just past a tile (65, 129), a
 /// partial tile of each size (33, 100), N tails, and more k-blocks than either ring has stages
-/// (K = 1280: 10 k-blocks), so the 7- and 9-stage rings wrap (a stage count that is not a power
+/// (K = 1280: 10 k-blocks), so the 6- and 9-stage rings wrap (a stage count that is not a power
 /// of two) within a tile and across the tiles of a persistent CTA. `LOWP_GEMM_BLOCK_M=64` or
 /// `128` runs every case in one configuration.
 #[test]
@@ -357,6 +369,105 @@ fn blockwise_gemm_small_m_tiles_and_their_boundary() {
         let scales = if i % 2 == 0 { ScaleKind::Float } else { ScaleKind::Ue8m0 };
         gemm_case(&lowp, &mut rng, m, n, k, i % 3 != 0, scales);
     }
+}
+
+/// The activation scales reach the math threads by one of two paths: M-major scales whose `ld` is
+/// a multiple of 4 and whose base is 16-byte aligned are TMA-loaded into each pipeline stage with
+/// the operands; any other layout (row-major, another `ld`, a base off 16-byte alignment) is read
+/// from global memory. Both do the same f32 arithmetic, so their outputs must agree bit for bit;
+/// the TMA path's is also checked against the reference. Both tile configurations (M = 1 and 33:
+/// 64-row tiles, scale boxes reaching past the last row; M = 129: 128-row tiles, a second tile
+/// of one row), K of 10 k-blocks (the stage rings wrap).
+///
+/// Under CUDA-graph capture the scales' tensor map belongs to the call's cached set of maps: new
+/// M-major scales are refused until the call ran once outside capture with them; new row-major
+/// scales are not (they have no map), once the operands' maps are on the device.
+#[test]
+fn blockwise_gemm_scale_paths_agree_bit_for_bit() {
+    let test = "blockwise_gemm_scale_paths_agree_bit_for_bit";
+    let lowp = common::gpu(test);
+    if !common::hopper_gemm(test, &lowp) {
+        return;
+    }
+    let mut rng = Rng::fresh(test);
+    let stream = lowp.new_stream().expect("stream");
+    let poisoned = |m: usize, n: usize| {
+        Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); m * n], m, n).expect("d")
+    };
+    let cases = common::sized(
+        &lowp,
+        vec![(1, 4096, 7168), (33, 2112, 1280), (129, 7168, 2048)],
+        vec![(1, 128, 256), (33, 136, 1280), (129, 200, 1280)],
+    );
+    for (m, n, k) in cases {
+        let g = k / 128;
+        let mut p = Problem::new(&stream, &mut rng, m, n, k, true, ScaleKind::Float);
+        p.run(&lowp, &stream).expect("gemm, TMA-loaded scales");
+        p.check(&lowp, &stream, &mut rng, "TMA-loaded scales: ");
+        let want = p.d.to_host(&stream).expect("d back");
+        let ld = m_major_ld(m);
+        // (layout, f32 before the first scale in the buffer, what it is)
+        let others = [
+            (ScaleLayout::MMajor { ld: ld + 1 }, 0, "M-major, ld not a multiple of 4"),
+            (ScaleLayout::MMajor { ld: ld + 2 }, 0, "M-major, ld 2 past a multiple of 4"),
+            (ScaleLayout::MMajor { ld }, 1, "M-major, base 4 bytes past 16-byte alignment"),
+            (ScaleLayout::MMajor { ld }, 2, "M-major, base 8 bytes past 16-byte alignment"),
+            (ScaleLayout::RowMajor { ld: g }, 0, "row-major"),
+            (ScaleLayout::RowMajor { ld: g + 1 }, 0, "row-major, padded ld"),
+        ];
+        for (layout, offset, what) in others {
+            let mut host = vec![0f32; offset];
+            host.extend(scales_in(layout, &p.sa_rm, m, g));
+            let buf = stream.clone_htod(&host).expect("scales");
+            let sa = Scales::from_buffer(buf.slice(offset..), m, g, layout).expect("scales_x");
+            let mut d = poisoned(m, n);
+            gemm::blockwise_fp8(&lowp, &stream, &p.a_d, &sa, &p.b_d, &p.sb_d, &mut d).expect(what);
+            let got = d.to_host(&stream).expect("d back");
+            if let Some(i) = (0..m * n).find(|&i| got[i].to_bits() != want[i].to_bits()) {
+                panic!(
+                    "m {m} n {n} k {k}, {what}: d[{}, {}] = {} where the TMA-loaded scales give {}",
+                    i / n,
+                    i % n,
+                    got[i],
+                    want[i]
+                );
+            }
+        }
+    }
+
+    // Capture: the scale map is part of the key of the cached maps.
+    let (m, n, k) = (70, 136, 256);
+    let g = k / 128;
+    let p = {
+        let mut p = Problem::new(&stream, &mut rng, m, n, k, true, ScaleKind::Float);
+        p.run(&lowp, &stream).expect("gemm before capture");
+        p
+    };
+    let want = p.d.to_host(&stream).expect("d back");
+    let m_major = ScaleLayout::MMajor { ld: m_major_ld(m) };
+    let row_major = ScaleLayout::RowMajor { ld: g };
+    let fresh = |layout| {
+        let buf = stream.clone_htod(&scales_in(layout, &p.sa_rm, m, g)).expect("scales");
+        Scales::from_buffer(buf, m, g, layout).expect("scales_x")
+    };
+    let (new_m_major, warm_row_major, new_row_major) = (fresh(m_major), fresh(row_major), fresh(row_major));
+    let mut d = poisoned(m, n);
+    // The maps of x and w alone (row-major scales have none), written outside capture.
+    gemm::blockwise_fp8(&lowp, &stream, &p.a_d, &warm_row_major, &p.b_d, &p.sb_d, &mut d).expect("row-major warm-up");
+    let mut d = poisoned(m, n);
+    stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).expect("begin capture");
+    let refused = gemm::blockwise_fp8(&lowp, &stream, &p.a_d, &new_m_major, &p.b_d, &p.sb_d, &mut d);
+    let captured = gemm::blockwise_fp8(&lowp, &stream, &p.a_d, &new_row_major, &p.b_d, &p.sb_d, &mut d);
+    let graph = stream
+        .end_capture(lowp::cudarc::driver::sys::CUgraphInstantiate_flags(0))
+        .expect("end capture")
+        .expect("a graph");
+    let e = refused.expect_err("new M-major scales: their map is not on the device");
+    assert!(matches!(e, lowp::Error::GraphCapture { op: "blockwise_fp8", .. }), "{e}");
+    captured.expect("new row-major scales under capture");
+    graph.launch().expect("graph replay");
+    let got = d.to_host(&stream).expect("d back");
+    assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "replay with row-major scales");
 }
 
 /// Off Hopper (a GPU below or past 9.0, or the simulator with `LOWP_SIM_CC=8.0`) the GEMM is

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 
 use super::plan::{TILES_VAR, Tiles, parse_tiles};
-use super::tma::{Map2d, device_maps};
+use super::tma::{Map2d, MapKind, device_maps};
 use crate::abi::{GEMM_BLOCK_K, GEMM_BLOCK_N, GemmParams};
 use crate::context::Lowp;
 use crate::error::{CudaResultExt, Result};
@@ -25,12 +25,13 @@ pub(crate) fn forced_tiles() -> Result<Option<Tiles>> {
 /// The kernel of `tiles` for an FP8 (`fp8`) or bf16 GEMM, its shared memory set when first
 /// resolved.
 pub(crate) fn gemm_function(lowp: &Lowp, op: &'static str, tiles: Tiles, fp8: bool) -> Result<CudaFunction> {
-    lowp.function_with_smem(op, tiles.kernel(fp8), super::NEEDS, tiles.smem_bytes())
+    lowp.function_with_smem(op, tiles.kernel(fp8), super::NEEDS, tiles.smem_bytes(fp8))
 }
 
-/// Finds (or writes, outside capture) the tensor maps of A (boxes of `config.block_m()` rows) and
-/// B in the handle's map cache and launches `f`, the kernel of `config`, persistently (one CTA per
-/// SM at most, `tiles` an upper bound of the output tiles).
+/// Finds (or writes, outside capture) the tensor maps of A (boxes of `config.block_m()` rows), B
+/// and, when `p.sa_tma` is set, the activation scales (boxes of `config.block_m()` rows × 1
+/// k-block) in the handle's map cache and launches `f`, the FP8 (`fp8`) or bf16 kernel of
+/// `config`, persistently (one CTA per SM at most, `tiles` an upper bound of the output tiles).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn launch_gemm(
     lowp: &Lowp,
@@ -38,6 +39,7 @@ pub(crate) fn launch_gemm(
     op: &'static str,
     f: &CudaFunction,
     config: Tiles,
+    fp8: bool,
     mut p: GemmParams,
     a: ByteMatrix,
     b: ByteMatrix,
@@ -46,6 +48,7 @@ pub(crate) fn launch_gemm(
     let (bk, bm, bn) = (GEMM_BLOCK_K, config.block_m(), GEMM_BLOCK_N);
     let map = |arg, m: ByteMatrix, box_rows| Map2d {
         arg,
+        kind: MapKind::U8Swizzle128,
         addr: m.0,
         inner: m.1 as u64,
         rows: m.2 as u64,
@@ -55,11 +58,26 @@ pub(crate) fn launch_gemm(
     };
     // Device memory that stays as it is for the context's life: a captured launch reads the same
     // maps at every replay (see `super::tma`).
-    p.tensor_maps = device_maps(lowp, stream, op, map("x", a, bm), map("w", b, bn))?;
+    let mut maps = vec![map("x", a, bm), map("w", b, bn)];
+    if p.sa_tma != 0 {
+        // M-major scales: the rows are the inner dimension (elements past the last row read
+        // zeros), one k-block per outer step of `ld` f32.
+        maps.push(Map2d {
+            arg: "scales_x",
+            kind: MapKind::F32,
+            addr: p.sa,
+            inner: p.rows as u64,
+            rows: (p.k / GEMM_BLOCK_K) as u64,
+            stride: 4 * p.sa_col_stride,
+            box_inner: bm,
+            box_rows: 1,
+        });
+    }
+    p.tensor_maps = device_maps(lowp, stream, op, &maps)?;
     let cfg = LaunchConfig {
         grid_dim: (tiles.clamp(1, lowp.sm_count() as u64) as u32, 1, 1),
         block_dim: (config.threads(), 1, 1),
-        shared_mem_bytes: config.smem_bytes(),
+        shared_mem_bytes: config.smem_bytes(fp8),
     };
     let mut builder = stream.launch_builder(f);
     builder.arg(&p);

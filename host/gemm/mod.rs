@@ -11,16 +11,19 @@
 //!                          are neither read into results nor written
 //! ```
 //! The FP8 scales are those of [`crate::fp8`]'s quantizers: per-token-group activation scales
-//! ([`ScaleLayout::RowMajor`] or [`ScaleLayout::MMajor`], the layout the kernel reads fastest) and
-//! per-128×128-block weight scales (row-major). Every operand is K-major (row-major, K
+//! ([`ScaleLayout::RowMajor`] or [`ScaleLayout::MMajor`]) and per-128×128-block weight scales
+//! (row-major). M-major activation scales with an `ld` that is a multiple of 4 (what
+//! [`m_major_ld`](crate::m_major_ld) gives) and a 16-byte aligned base are loaded into shared
+//! memory by the tensor memory accelerator with the operands, one k-block per pipeline stage;
+//! other layouts are read from global memory by the math threads. Every operand is K-major (row-major, K
 //! contiguous) with 16-byte aligned rows (the tensor memory accelerator's requirement); the
 //! output is bf16 with an even row stride. Off compute capability 9.0 every op is
 //! [`Error::Unsupported`](crate::Error::Unsupported).
 //!
-//! **CUDA graphs.** Each call finds the tensor maps of its two operands in a device-resident
-//! cache, written the first time those operands (addresses, shapes, strides) are seen, outside
-//! any capture, and never changed: run an op once with the same operands before capturing it (as
-//! graph warm-up does); under capture without that, [`Error::GraphCapture`](crate::Error::GraphCapture)
+//! **CUDA graphs.** Each call finds the tensor maps of its two operands (and of TMA-loaded
+//! activation scales) in a device-resident cache, written the first time those operands
+//! (addresses, shapes, strides) are seen, outside any capture, and never changed: run an op once
+//! with the same operands, scales included, before capturing it (as graph warm-up does); under capture without that, [`Error::GraphCapture`](crate::Error::GraphCapture)
 //! before anything is enqueued. Group tables are read on the device (no host sync). See
 //! `docs/kernels/gemm.md`.
 //!
@@ -121,16 +124,19 @@ fn scale_input<B: DeviceSlice<f32>>(s: &Scales<f32, B>, addr: u64) -> ScaleInput
 /// ```text
 /// out[m, n] (bf16) = Σ_k (x[m, k] · scales_x(m, k/128)) · (w[n, k] · scales_w(n/128, k/128))
 /// ```
-/// - `a [M, K]`, `b [N, K]`: E4M3, both K-major, 16-byte aligned bases and row strides;
-/// - `scales_x [M, K/128]`: per-token-group scales in [`ScaleLayout::MMajor`] (read fastest) or
-///   [`ScaleLayout::RowMajor`], as [`crate::fp8::quantize_per_token_group`] writes them;
+/// - `x [M, K]`, `w [N, K]`: E4M3, both K-major, 16-byte aligned bases and row strides;
+/// - `scales_x [M, K/128]`: per-token-group scales in [`ScaleLayout::MMajor`] or
+///   [`ScaleLayout::RowMajor`], as [`crate::fp8::quantize_per_token_group`] writes them (M-major
+///   with `ld` a multiple of 4 and a 16-byte aligned base: loaded into shared memory by the TMA;
+///   otherwise read from global memory);
 /// - `scales_w [⌈N/128⌉, K/128]`: per-block scales, [`ScaleLayout::RowMajor`], as
 ///   [`crate::fp8::quantize_per_block`] writes them;
 /// - `out [M, N]`: bf16, even row stride, overlapping no input.
 ///
 /// Any M, N ≥ 1; K a positive multiple of 128. Another scale layout is `Error::Layout`;
 /// `Error::Unsupported` on GPUs other than compute capability 9.0. Capturable in a CUDA graph
-/// once it ran outside capture with the same `a` and `b` (see the module's documentation).
+/// once it ran outside capture with the same `x` and `w`, and the same `scales_x` when they are
+/// TMA-loaded (see the module's documentation).
 ///
 /// ```
 /// # fn main() -> lowp::Result<()> {
@@ -199,6 +205,7 @@ where
         "blockwise_fp8",
         &f,
         tiles,
+        true,
         p,
         (xa, xo.cols, xo.rows, xo.stride),
         (wa, wo.cols, wo.rows, wo.stride),
@@ -214,7 +221,9 @@ where
 /// ```
 /// - `x [rows, K]`: E4M3, K-major, 16-byte aligned base and row stride;
 /// - `scales_x [rows, K/128]`: per-token-group scales over every row of `x`, in
-///   [`ScaleLayout::RowMajor`] or [`ScaleLayout::MMajor`];
+///   [`ScaleLayout::RowMajor`] or [`ScaleLayout::MMajor`] (M-major with `ld` a multiple of 4 and
+///   a 16-byte aligned base: loaded into shared memory by the TMA, whatever the group layout;
+///   otherwise read from global memory);
 /// - `w [E, N, K]`: E4M3 weights, expert g's `[N, K]` matrix at `g · N · K`, 16-byte aligned;
 /// - `scales_w [E · ⌈N/128⌉, K/128]`: each expert's per-block scales `[⌈N/128⌉, K/128]` stacked
 ///   (expert g's at scale row `g · ⌈N/128⌉`), [`ScaleLayout::RowMajor`] with any `ld`: what
@@ -390,7 +399,8 @@ fn grouped_launch(
     let e = x.elem;
     let a = (x.addr, x.cols * e, x.rows, x.stride * e);
     let b = (input.w_addr, k * e, experts * n, k * e);
-    launch_gemm(lowp, stream, op, f, tiles, p, a, b, tile_bound(x.rows, experts, n, input.max_m, tiles.block_m()))
+    let bound = tile_bound(x.rows, experts, n, input.max_m, tiles.block_m());
+    launch_gemm(lowp, stream, op, f, tiles, input.scales.is_some(), p, a, b, bound)
 }
 
 #[cfg(test)]

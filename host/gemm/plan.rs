@@ -2,8 +2,8 @@
 //! scale layouts and extents, group tables and overlaps, into the kernel's parameters.
 
 use crate::abi::{
-    GEMM_BLOCK_K, GEMM_BLOCK_M, GEMM_BLOCK_M_SMALL, GEMM_BLOCK_N, GEMM_SMEM_BYTES, GEMM_SMEM_BYTES_SMALL, GEMM_THREADS,
-    GEMM_THREADS_SMALL, GemmParams,
+    GEMM_BLOCK_K, GEMM_BLOCK_M, GEMM_BLOCK_M_SMALL, GEMM_BLOCK_N, GEMM_SMEM_BYTES_BF16, GEMM_SMEM_BYTES_BF16_SMALL,
+    GEMM_SMEM_BYTES_FP8, GEMM_SMEM_BYTES_FP8_SMALL, GEMM_THREADS, GEMM_THREADS_SMALL, GemmParams,
 };
 use crate::error::{Error, Result};
 use crate::fp8::GROUP;
@@ -50,6 +50,14 @@ fn out_disjoint(out: &Operand, inputs: &[(&'static str, (u64, u64))]) -> Result<
         }
     }
     Ok(())
+}
+
+/// Whether the producer can TMA-load the activation scales `sa` into shared memory: M-major
+/// (rows contiguous) with a column stride (`ld`) a multiple of 4 f32 and a 16-byte aligned base,
+/// the TMA's 16-byte alignment of global addresses and strides. Otherwise (row-major, another
+/// `ld`, another base) the math threads read them from global memory.
+pub(crate) fn scales_by_tma(sa: &ScaleArg) -> bool {
+    sa.row_stride == 1 && sa.col_stride % 4 == 0 && sa.addr % 16 == 0
 }
 
 /// Validates a dense blockwise GEMM and fills the parameters but the tensor-map address.
@@ -107,6 +115,8 @@ pub(crate) fn dense_plan(g: &DenseInput) -> Result<GemmParams> {
         groups: 1,
         max_m: 0,
         group_m: 8,
+        sa_tma: scales_by_tma(&sa) as u32,
+        _pad: 0,
     })
 }
 
@@ -213,6 +223,8 @@ pub(crate) fn grouped_plan(s: &GroupedInput) -> Result<GemmParams> {
         groups: experts as u32,
         max_m: s.max_m.unwrap_or(0) as u32,
         group_m: 8,
+        sa_tma: sa.is_some_and(|a| scales_by_tma(&a)) as u32,
+        _pad: 0,
     })
 }
 
@@ -220,7 +232,7 @@ pub(crate) fn grouped_plan(s: &GroupedInput) -> Result<GemmParams> {
 /// the shared memory (`kernels-gpu/src/gemm.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Tiles {
-    /// 128-row tiles, two math warpgroups (384 threads), 7 pipeline stages.
+    /// 128-row tiles, two math warpgroups (384 threads), 6 pipeline stages (FP8) or 7 (bf16).
     M128,
     /// 64-row tiles, one math warpgroup (256 threads), 9 pipeline stages.
     M64,
@@ -239,10 +251,13 @@ impl Tiles {
             Tiles::M64 => GEMM_THREADS_SMALL,
         }
     }
-    pub fn smem_bytes(self) -> u32 {
-        match self {
-            Tiles::M128 => GEMM_SMEM_BYTES,
-            Tiles::M64 => GEMM_SMEM_BYTES_SMALL,
+    /// The dynamic shared memory of the FP8 (`fp8`) or bf16 kernel.
+    pub fn smem_bytes(self, fp8: bool) -> u32 {
+        match (self, fp8) {
+            (Tiles::M128, true) => GEMM_SMEM_BYTES_FP8,
+            (Tiles::M64, true) => GEMM_SMEM_BYTES_FP8_SMALL,
+            (Tiles::M128, false) => GEMM_SMEM_BYTES_BF16,
+            (Tiles::M64, false) => GEMM_SMEM_BYTES_BF16_SMALL,
         }
     }
     /// The entry point: FP8 (QGMMA) or bf16 (HGMMA).

@@ -9,12 +9,15 @@
 //! every replay, long after the array is gone. Instead, each encoded pair of maps is written once
 //! into device memory, outside any capture, and kept: later calls with the same operands (the
 //! same addresses, shapes and strides) reuse it, so a captured launch refers to bytes that never
-//! change. A call that needs a pair not yet written, on a stream that is capturing, fails with
+//! change. A call that needs a set not yet written, on a stream that is capturing, fails with
 //! [`Error::GraphCapture`] (run the operation once before capturing it, as graph warm-up does).
 //!
+//! A set is the maps of one launch, 128 bytes each, contiguous: A and B, and for an FP8 GEMM
+//! whose activation scales the TMA loads, the scales' map third. The whole set is the key.
+//!
 //! The cache is process-wide, keyed by CUDA context (the `Lowp` handle's), holding only a weak
-//! reference to it: the memory (256 bytes per distinct pair of operands, in 16 KiB slabs) is never
-//! freed by lowp, since a captured graph may still read it, and goes with the context. A pair is
+//! reference to it: the memory (128 bytes per map of each distinct set, in 16 KiB slabs) is never
+//! freed by lowp, since a captured graph may still read it, and goes with the context. A set is
 //! written on the stream of the call that first needs it; a call on another stream waits for that
 //! upload (an event), under capture by blocking the host until the upload is done, since a
 //! captured stream cannot wait on work outside the capture.
@@ -31,12 +34,23 @@ use crate::error::{CudaResultExt, Error, Result};
 /// An encoded `CUtensorMap` (128 opaque bytes; the kernels read it from global memory).
 pub(crate) type TensorMapBytes = [u8; 128];
 
-/// Encodes a 2-D row-major byte matrix `[rows, inner]` (row stride `stride` bytes) read in boxes
-/// of `box_rows × box_inner` bytes with 128-byte swizzling; out-of-bounds boxes read zeros.
+/// The element type and shared-memory layout of a map's boxes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum MapKind {
+    /// Bytes (E4M3 or bf16 operands seen as bytes), 128-byte swizzle (the wgmma operand layout).
+    U8Swizzle128,
+    /// f32 (scales), no swizzle: a box row lands as it is in global memory.
+    F32,
+}
+
+/// Encodes a 2-D row-major matrix `[rows, inner]` of `kind`'s elements (row stride `stride`
+/// bytes) read in boxes of `box_rows × box_inner` elements; out-of-bounds elements read zeros.
 ///
 /// The driver must be loaded (a `Lowp` exists).
-pub(crate) fn encode_2d_u8_sw128(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn encode_2d(
     arg: &'static str,
+    kind: MapKind,
     addr: u64,
     inner: u64,
     rows: u64,
@@ -62,12 +76,22 @@ pub(crate) fn encode_2d_u8_sw128(
     let strides = [stride];
     let boxes = [box_inner, box_rows];
     let elem_strides = [1u32, 1];
+    let (data_type, swizzle) = match kind {
+        MapKind::U8Swizzle128 => (
+            sys::CUtensorMapDataType_enum::CU_TENSOR_MAP_DATA_TYPE_UINT8,
+            sys::CUtensorMapSwizzle_enum::CU_TENSOR_MAP_SWIZZLE_128B,
+        ),
+        MapKind::F32 => (
+            sys::CUtensorMapDataType_enum::CU_TENSOR_MAP_DATA_TYPE_FLOAT32,
+            sys::CUtensorMapSwizzle_enum::CU_TENSOR_MAP_SWIZZLE_NONE,
+        ),
+    };
     // SAFETY: every pointer refers to a live local of the length the call reads (rank 2: two
     // dims, one stride, two box sizes, two element strides); the map is written, not read.
     let r = unsafe {
         sys::cuTensorMapEncodeTiled(
             &mut map,
-            sys::CUtensorMapDataType_enum::CU_TENSOR_MAP_DATA_TYPE_UINT8,
+            data_type,
             2,
             addr as *mut std::ffi::c_void,
             dims.as_ptr(),
@@ -75,7 +99,7 @@ pub(crate) fn encode_2d_u8_sw128(
             boxes.as_ptr(),
             elem_strides.as_ptr(),
             sys::CUtensorMapInterleave_enum::CU_TENSOR_MAP_INTERLEAVE_NONE,
-            sys::CUtensorMapSwizzle_enum::CU_TENSOR_MAP_SWIZZLE_128B,
+            swizzle,
             sys::CUtensorMapL2promotion_enum::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
             sys::CUtensorMapFloatOOBfill_enum::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
         )
@@ -88,29 +112,33 @@ pub(crate) fn encode_2d_u8_sw128(
     Ok(bytes)
 }
 
-/// A 2-D byte matrix as a tensor map sees it (the arguments of [`encode_2d_u8_sw128`]).
+/// A 2-D matrix as a tensor map sees it (the arguments of [`encode_2d`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Map2d {
     pub arg: &'static str,
+    pub kind: MapKind,
     pub addr: u64,
-    /// Bytes per row, rows, row stride in bytes.
+    /// Elements per row, rows, row stride in bytes.
     pub inner: u64,
     pub rows: u64,
     pub stride: u64,
+    /// Box: elements per row, rows.
     pub box_inner: u32,
     pub box_rows: u32,
 }
 
 impl Map2d {
     fn encode(&self) -> Result<TensorMapBytes> {
-        encode_2d_u8_sw128(self.arg, self.addr, self.inner, self.rows, self.stride, self.box_inner, self.box_rows)
+        encode_2d(self.arg, self.kind, self.addr, self.inner, self.rows, self.stride, self.box_inner, self.box_rows)
     }
 }
 
-/// Bytes of device memory allocated at a time for map pairs.
+/// Bytes of device memory allocated at a time for map sets.
 const SLAB_BYTES: usize = 16 << 10;
-/// One pair of maps (A at +0, B at +128); a multiple of the 64-byte alignment TMA needs.
-const PAIR_BYTES: usize = 256;
+/// One map; a multiple of the 64-byte alignment TMA needs, so every map of a set is aligned.
+const MAP_BYTES: usize = 128;
+/// The most maps of one launch (A, B, the activation scales).
+pub(crate) const MAX_MAPS: usize = 3;
 
 /// An event recorded after an upload, until the upload is known to be complete. The handle is
 /// only used while its context is alive (its cache entry is dropped with the context).
@@ -119,7 +147,7 @@ struct Upload(sys::CUevent);
 // SAFETY: a CUDA event handle may be used from any thread; the cache's mutex serializes its use.
 unsafe impl Send for Upload {}
 
-struct Pair {
+struct Written {
     addr: u64,
     upload: Option<Upload>,
 }
@@ -127,7 +155,7 @@ struct Pair {
 /// The cache of one context.
 struct ContextMaps {
     ctx: Weak<CudaContext>,
-    pairs: HashMap<[Map2d; 2], Pair>,
+    sets: HashMap<Vec<Map2d>, Written>,
     /// The unused part of the newest slab: (address, bytes).
     spare: (u64, usize),
 }
@@ -175,32 +203,32 @@ fn settle(upload: &Upload, stream: &CudaStream, capturing: bool) -> Result<bool>
     })
 }
 
-/// The device address of the tensor maps of `a` and `b` (A's 128 bytes, then B's), written once
-/// per context and kept (see the module's documentation); `op` names the operation for
-/// [`Error::GraphCapture`].
-pub(crate) fn device_maps(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static str, a: Map2d, b: Map2d) -> Result<u64> {
+/// The device address of the tensor maps `maps` (one to [`MAX_MAPS`], 128 bytes each, in order),
+/// written once per context and kept (see the module's documentation); `op` names the operation
+/// for [`Error::GraphCapture`].
+pub(crate) fn device_maps(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static str, maps: &[Map2d]) -> Result<u64> {
     let ctx = lowp.context();
     ctx.bind_to_thread().op("cuCtxSetCurrent")?;
     let capturing =
         stream.capture_status().op("cuStreamIsCapturing")? != CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE;
-    let key = [a, b];
+    debug_assert!((1..=MAX_MAPS).contains(&maps.len()));
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     cache.retain(|c| c.ctx.strong_count() > 0);
     let at = match cache.iter().position(|c| std::ptr::eq(c.ctx.as_ptr(), Arc::as_ptr(ctx))) {
         Some(i) => i,
         None => {
-            cache.push(ContextMaps { ctx: Arc::downgrade(ctx), pairs: HashMap::new(), spare: (0, 0) });
+            cache.push(ContextMaps { ctx: Arc::downgrade(ctx), sets: HashMap::new(), spare: (0, 0) });
             cache.len() - 1
         }
     };
-    let maps = &mut cache[at];
-    if let Some(pair) = maps.pairs.get_mut(&key) {
-        if let Some(upload) = &pair.upload {
+    let cached = &mut cache[at];
+    if let Some(set) = cached.sets.get_mut(maps) {
+        if let Some(upload) = &set.upload {
             if !settle(upload, stream, capturing)? {
-                pair.upload = None;
+                set.upload = None;
             }
         }
-        return Ok(pair.addr);
+        return Ok(set.addr);
     }
     if capturing {
         return Err(Error::GraphCapture {
@@ -208,22 +236,24 @@ pub(crate) fn device_maps(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static st
             why: "its tensor maps for these operands (addresses, shapes, strides) are not on the device yet; run it once outside capture first",
         });
     }
-    let mut bytes = [0u8; PAIR_BYTES];
-    bytes[..128].copy_from_slice(&a.encode()?);
-    bytes[128..].copy_from_slice(&b.encode()?);
-    if maps.spare.1 < PAIR_BYTES {
+    let len = maps.len() * MAP_BYTES;
+    let mut bytes = [0u8; MAX_MAPS * MAP_BYTES];
+    for (i, m) in maps.iter().enumerate() {
+        bytes[i * MAP_BYTES..(i + 1) * MAP_BYTES].copy_from_slice(&m.encode()?);
+    }
+    if cached.spare.1 < len {
         // SAFETY: the slab is only ever written by the uploads below before it is read.
         let slab = unsafe { stream.alloc::<u8>(SLAB_BYTES) }.op("cuMemAllocAsync")?;
-        maps.spare = (slab.leak(), SLAB_BYTES);
+        cached.spare = (slab.leak(), SLAB_BYTES);
     }
-    let addr = maps.spare.0;
-    maps.spare = (addr + PAIR_BYTES as u64, maps.spare.1 - PAIR_BYTES);
+    let addr = cached.spare.0;
+    cached.spare = (addr + len as u64, cached.spare.1 - len);
     // The copy from pageable memory is staged before the call returns, so `bytes` may go.
-    // SAFETY: `addr` has PAIR_BYTES bytes of this context's memory; `stream` is live.
-    unsafe { result::memcpy_htod_async(addr, &bytes[..], stream.cu_stream()) }.op("cuMemcpyHtoDAsync")?;
+    // SAFETY: `addr` has `len` bytes of this context's memory; `stream` is live.
+    unsafe { result::memcpy_htod_async(addr, &bytes[..len], stream.cu_stream()) }.op("cuMemcpyHtoDAsync")?;
     let event = result::event::create(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING).op("cuEventCreate")?;
     // SAFETY: a live event and stream of the current context.
     unsafe { result::event::record(event, stream.cu_stream()) }.op("cuEventRecord")?;
-    maps.pairs.insert(key, Pair { addr, upload: Some(Upload(event)) });
+    cached.sets.insert(maps.to_vec(), Written { addr, upload: Some(Upload(event)) });
     Ok(addr)
 }

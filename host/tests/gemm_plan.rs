@@ -38,12 +38,47 @@ fn dense_plan_accepts_deepseek_shapes_and_odd_m_n() {
         assert_eq!((p.rows as usize, p.n as usize, p.k as usize), (m, n, k));
         assert_eq!((p.sa_row_stride, p.sa_col_stride), (1, m_major_ld(m) as u64));
         assert_eq!(p.sb_stride as usize, k / 128);
+        assert_eq!(p.sa_tma, 1, "M-major scales with m_major_ld go through the TMA");
     }
     // row-major activation scales with a padded ld
     let mut g = dense(7, 128, 256);
     g.scales_x = ScaleInput { layout: ScaleLayout::RowMajor { ld: 3 }, shape: [7, 2], addr: SA, len: 20 };
     let p = dense_plan(&g).unwrap();
     assert_eq!((p.sa_row_stride, p.sa_col_stride), (3, 1));
+    assert_eq!(p.sa_tma, 0);
+}
+
+#[test]
+fn activation_scales_take_the_tma_only_when_aligned_m_major() {
+    let with = |layout, addr, len| {
+        let mut g = dense(7, 128, 256);
+        g.scales_x = ScaleInput { layout, shape: [7, 2], addr, len };
+        dense_plan(&g).unwrap().sa_tma
+    };
+    // M-major, ld a multiple of 4 f32 (16 bytes) and a 16-byte aligned base: TMA
+    assert_eq!(with(ScaleLayout::MMajor { ld: 8 }, SA, 16), 1);
+    assert_eq!(with(ScaleLayout::MMajor { ld: 12 }, SA + 16, 24), 1);
+    // M-major with another ld or base, and row-major (any ld): global memory
+    assert_eq!(with(ScaleLayout::MMajor { ld: 7 }, SA, 14), 0);
+    assert_eq!(with(ScaleLayout::MMajor { ld: 9 }, SA, 18), 0);
+    assert_eq!(with(ScaleLayout::MMajor { ld: 8 }, SA + 4, 16), 0);
+    assert_eq!(with(ScaleLayout::MMajor { ld: 8 }, SA + 8, 16), 0);
+    assert_eq!(with(ScaleLayout::RowMajor { ld: 4 }, SA, 28), 0);
+    assert_eq!(with(ScaleLayout::RowMajor { ld: 2 }, SA, 14), 0);
+    // grouped FP8: the same rule; bf16 has no scales
+    let mut s = grouped(100, 512, 256, 4, 1);
+    assert_eq!(grouped_plan(&s).unwrap().sa_tma, 0, "row-major");
+    if let Some((x, _)) = &mut s.scales {
+        x.layout = ScaleLayout::MMajor { ld: 104 };
+        x.len = 3 * 104 + 100;
+    }
+    assert_eq!(grouped_plan(&s).unwrap().sa_tma, 1, "M-major, ld 104");
+    if let Some((x, _)) = &mut s.scales {
+        x.layout = ScaleLayout::MMajor { ld: 102 };
+        x.len = 3 * 102 + 100;
+    }
+    assert_eq!(grouped_plan(&s).unwrap().sa_tma, 0, "M-major, ld 102");
+    assert_eq!(grouped_plan(&grouped(100, 512, 256, 4, 2)).unwrap().sa_tma, 0, "bf16");
 }
 
 #[test]
@@ -182,7 +217,9 @@ fn grouped_fp8_scales_xre_checked() {
 
 #[test]
 fn tile_configuration_follows_the_rows_per_group() {
-    use crate::abi::{GEMM_SMEM_BYTES, GEMM_SMEM_BYTES_SMALL};
+    use crate::abi::{
+        GEMM_SMEM_BYTES_BF16, GEMM_SMEM_BYTES_BF16_SMALL, GEMM_SMEM_BYTES_FP8, GEMM_SMEM_BYTES_FP8_SMALL,
+    };
     // dense (one group): 64-row tiles up to M = 64
     for (m, want) in [(1, Tiles::M64), (7, Tiles::M64), (64, Tiles::M64), (65, Tiles::M128), (4096, Tiles::M128)] {
         assert_eq!(choose_tiles(m, 1, None, None), want, "dense M = {m}");
@@ -204,9 +241,19 @@ fn tile_configuration_follows_the_rows_per_group() {
     assert_eq!((Tiles::M64.block_m(), Tiles::M64.threads()), (64, 256));
     assert_eq!(Tiles::M64.kernel(true), "fp8_blockwise_gemm_m64");
     assert_eq!(Tiles::M128.kernel(false), "bf16_gemm");
-    assert_eq!((Tiles::M128.smem_bytes(), Tiles::M64.smem_bytes()), (GEMM_SMEM_BYTES, GEMM_SMEM_BYTES_SMALL));
-    assert_eq!(GEMM_SMEM_BYTES, 7 * 32768 + 1024 + 7 * 16);
-    assert_eq!(GEMM_SMEM_BYTES_SMALL, 9 * 24576 + 1024 + 9 * 16);
+    assert_eq!(
+        (Tiles::M128.smem_bytes(true), Tiles::M64.smem_bytes(true)),
+        (GEMM_SMEM_BYTES_FP8, GEMM_SMEM_BYTES_FP8_SMALL)
+    );
+    assert_eq!(
+        (Tiles::M128.smem_bytes(false), Tiles::M64.smem_bytes(false)),
+        (GEMM_SMEM_BYTES_BF16, GEMM_SMEM_BYTES_BF16_SMALL)
+    );
+    // FP8 stages: A and B tiles and the tile rows' f32 activation scales
+    assert_eq!(GEMM_SMEM_BYTES_FP8, 6 * (32768 + 512) + 1024 + 6 * 16);
+    assert_eq!(GEMM_SMEM_BYTES_FP8_SMALL, 9 * (24576 + 256) + 1024 + 9 * 16);
+    assert_eq!(GEMM_SMEM_BYTES_BF16, 7 * 32768 + 1024 + 7 * 16);
+    assert_eq!(GEMM_SMEM_BYTES_BF16_SMALL, 9 * 24576 + 1024 + 9 * 16);
     for k in crate::gemm::KERNELS {
         assert!([true, false].iter().any(|&f| [Tiles::M128, Tiles::M64].iter().any(|t| t.kernel(f) == *k)));
     }

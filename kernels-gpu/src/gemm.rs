@@ -8,19 +8,26 @@
 //! Two configurations of one body (const generic `MATH_WGS`, the math warpgroups):
 //!
 //! ```text
-//!                      BLOCK_M  threads  stages            entry points
-//! MATH_WGS = 2         128      384      7 × 32 KiB        fp8_blockwise_gemm, bf16_gemm
-//! MATH_WGS = 1 (small)  64      256      9 × 24 KiB        fp8_blockwise_gemm_m64, bf16_gemm_m64
+//!                      BLOCK_M  threads  stages: FP8 (tiles + scales)     bf16          entry points
+//! MATH_WGS = 2         128      384      6 × (32 KiB + 512 B)            7 × 32 KiB    fp8_blockwise_gemm, bf16_gemm
+//! MATH_WGS = 1 (small)  64      256      9 × (24 KiB + 256 B)            9 × 24 KiB    fp8_blockwise_gemm_m64, bf16_gemm_m64
 //!
-//! block = 1 + MATH_WGS warpgroups           smem: stages × [A tile BLOCK_M rows × 128 B | B tile 128 × 128 B]
-//!   WG0  producer: thread 0 issues TMA            (128-byte swizzled), full[s] / empty[s] mbarriers
+//! block = 1 + MATH_WGS warpgroups
+//!   WG0  producer: thread 0 issues TMA
 //!   WG1  math: rows  0..64 of the tile
 //!   WG2  math: rows 64..128 (BLOCK_M = 128 only)
+//! smem (from a 1024-byte boundary): stages × [A tile BLOCK_M rows × 128 B | B tile 128 × 128 B]
+//!   (128-byte swizzled); FP8: stages × [BLOCK_M f32 activation scales]; full[s], empty[s] mbarriers
+//! sa_tma (FP8, per launch, set by the host for M-major activation scales whose ld and base are
+//!   16-byte aligned): the producer loads each stage's activation scales; otherwise the math
+//!   threads read theirs from global memory. Weight scales: global memory, one per tile and k-block.
 //! for each tile (group g, m0, n0) of this CTA (persistent; groups walked in order, tiles of a group
 //! in grouped order):
 //!   for each k-block kb (128 bytes of K: 128 FP8 or 64 bf16 elements):
-//!     producer: wait empty[s] (phase ^ 1); expect A + B bytes on full[s]; TMA A(kb, m0), B(kb, g·N + n0)
-//!     math:     wait full[s] (phase); 4 × wgmma (k32 FP8 / k16 bf16: 32 bytes of K each) into acc;
+//!     producer: wait empty[s] (phase ^ 1); expect A + B (+ scales) bytes on full[s];
+//!               TMA A(kb, m0), B(kb, g·N + n0), FP8 with sa_tma: scales sa(m0 .. m0 + BLOCK_M, kb)
+//!     math:     wait full[s] (phase); FP8: sa of its two rows from shared memory (sa_tma) or global;
+//!               4 × wgmma (k32 FP8 / k16 bf16: 32 bytes of K each) into acc;
 //!               wait; arrive empty[s];  FP8: final = fma(acc, sa(m, kb) · sb_g(n0/128, kb), final)
 //!   math: round to bf16 and store (rows outside the group and columns ≥ N masked)
 //! s = it mod stages, phase = ⌊it / stages⌋ mod 2 for the CTA's it-th k-block, kept as a counter
@@ -36,13 +43,15 @@
 
 use core::f32::math::mul_add;
 
-use crate::abi::{GEMM_BLOCK_K as BK, GEMM_BLOCK_N as BN, GEMM_ERR_GROUP_BOUNDS, GemmParams, gemm_stages};
+use crate::abi::{
+    GEMM_BLOCK_K as BK, GEMM_BLOCK_N as BN, GEMM_ERR_GROUP_BOUNDS, GemmParams, gemm_stage_scale_bytes, gemm_stages,
+};
 use crate::prim::convert::f32x2_to_bf16x2;
 use crate::prim::hopper::{
-    fence_mbarrier_init, fence_operands, fence_tensormap_acquire, mbarrier_arrive, mbarrier_arrive_expect_tx,
-    mbarrier_init, mbarrier_wait, prefetch_tensormap, setmaxnreg_dec, setmaxnreg_inc, smem_addr,
-    smem_desc_k_major_sw128, tma_load_2d, wgmma_commit, wgmma_fence, wgmma_m64n128k16_bf16, wgmma_m64n128k32_e4m3,
-    wgmma_wait,
+    fence_mbarrier_init, fence_operands, fence_tensormap_acquire, ld_shared_f32, mbarrier_arrive,
+    mbarrier_arrive_expect_tx, mbarrier_init, mbarrier_wait, prefetch_tensormap, setmaxnreg_dec, setmaxnreg_inc,
+    smem_addr, smem_desc_k_major_sw128, tma_load_2d, wgmma_commit, wgmma_fence, wgmma_m64n128k16_bf16,
+    wgmma_m64n128k32_e4m3, wgmma_wait,
 };
 use crate::prim::mem::raise_flag;
 use crate::prim::{block_idx_x, dynamic_smem, grid_dim_x, lane_id, sync_threads, thread_idx_x};
@@ -56,17 +65,19 @@ const fn block_m(math_wgs: u32) -> u32 {
     64 * math_wgs
 }
 
-/// The shared-memory plan of the configuration with `MATH_WGS` math warpgroups, from the
-/// (1024-aligned) base of the stages: `stages` × (A tile, B tile), then `stages` full barriers,
-/// then `stages` empty barriers.
+/// The shared-memory plan of the configuration with `MATH_WGS` math warpgroups (FP8 or bf16),
+/// from the (1024-aligned) base of the stages: `stages` × (A tile, B tile), then (FP8) `stages`
+/// activation-scale buffers of `block_m` f32, then `stages` full barriers, then `stages` empty
+/// barriers.
 #[derive(Clone, Copy)]
-struct Smem<const MATH_WGS: u32> {
+struct Smem<const FP8: bool, const MATH_WGS: u32> {
     base: u32,
 }
 
-impl<const MATH_WGS: u32> Smem<MATH_WGS> {
-    const STAGES: u32 = gemm_stages(block_m(MATH_WGS));
+impl<const FP8: bool, const MATH_WGS: u32> Smem<FP8, MATH_WGS> {
+    const STAGES: u32 = gemm_stages(block_m(MATH_WGS), FP8);
     const TILE_A_BYTES: u32 = block_m(MATH_WGS) * BK;
+    const SCALE_BYTES: u32 = gemm_stage_scale_bytes(block_m(MATH_WGS), FP8);
 
     fn a(self, s: u32) -> u32 {
         self.base + s * (Self::TILE_A_BYTES + TILE_B_BYTES)
@@ -74,29 +85,33 @@ impl<const MATH_WGS: u32> Smem<MATH_WGS> {
     fn b(self, s: u32) -> u32 {
         self.a(s) + Self::TILE_A_BYTES
     }
+    /// The activation scales of stage `s`: f32 of tile rows 0..block_m (128-byte aligned).
+    fn sa(self, s: u32) -> u32 {
+        self.a(Self::STAGES) + s * Self::SCALE_BYTES
+    }
     fn full(self, s: u32) -> u32 {
-        self.base + Self::STAGES * (Self::TILE_A_BYTES + TILE_B_BYTES) + 8 * s
+        self.sa(Self::STAGES) + 8 * s
     }
     fn empty(self, s: u32) -> u32 {
         self.full(Self::STAGES) + 8 * s
     }
 }
 
-/// The position in the ring of stages: stage `s` and the parity of its current use. Advanced once
-/// per k-block; the parity flips each time `s` wraps, whatever the stage count.
+/// The position in the ring of stages of a configuration: stage `s` and the parity of its current
+/// use. Advanced once per k-block; the parity flips each time `s` wraps, whatever the stage count.
 #[derive(Clone, Copy)]
-struct Ring<const MATH_WGS: u32> {
+struct Ring<const FP8: bool, const MATH_WGS: u32> {
     s: u32,
     phase: u32,
 }
 
-impl<const MATH_WGS: u32> Ring<MATH_WGS> {
+impl<const FP8: bool, const MATH_WGS: u32> Ring<FP8, MATH_WGS> {
     fn new() -> Self {
         Ring { s: 0, phase: 0 }
     }
     fn advance(&mut self) {
         self.s += 1;
-        if self.s == Smem::<MATH_WGS>::STAGES {
+        if self.s == Smem::<FP8, MATH_WGS>::STAGES {
             self.s = 0;
             self.phase ^= 1;
         }
@@ -228,23 +243,28 @@ impl<'a, const MATH_WGS: u32> Scheduler<'a, MATH_WGS> {
 ///
 /// # Safety
 /// Launched with `gemm_threads(64 · MATH_WGS)` threads (`.maxntid` set by build.rs),
-/// `gemm_smem_bytes(64 · MATH_WGS)` of dynamic shared memory and parameters validated by the host
-/// (`lowp::gemm`): tensor maps describing A (boxes of 64 · MATH_WGS rows) and B (boxes of 128
-/// rows), scale extents covering every row and group, D of `rows × N`, `group_ends` with `groups`
-/// entries.
+/// `gemm_smem_bytes(64 · MATH_WGS, FP8)` of dynamic shared memory and parameters validated by the
+/// host (`lowp::gemm`): tensor maps describing A (boxes of 64 · MATH_WGS rows), B (boxes of 128
+/// rows) and, when `sa_tma` is set, the activation scales (boxes of 64 · MATH_WGS rows × 1
+/// k-block), scale extents covering every row and group, D of `rows × N`, `group_ends` with
+/// `groups` entries.
 #[inline(always)]
 unsafe fn gemm<const FP8: bool, const MATH_WGS: u32>(p: &GemmParams) {
     const { assert!(MATH_WGS == 1 || MATH_WGS == 2) };
-    let stages = Smem::<MATH_WGS>::STAGES;
-    let tile_a_bytes = Smem::<MATH_WGS>::TILE_A_BYTES;
+    let stages = Smem::<FP8, MATH_WGS>::STAGES;
+    let tile_a_bytes = Smem::<FP8, MATH_WGS>::TILE_A_BYTES;
+    // FP8 with M-major, TMA-aligned activation scales: the producer loads each stage's scales.
+    let sa_tma = FP8 && p.sa_tma != 0;
+    let scale_bytes = if sa_tma { Smem::<FP8, MATH_WGS>::SCALE_BYTES } else { 0 };
     // SAFETY: the launch provides gemm_smem_bytes; the stages start at the first 1024-byte
     // boundary inside it (the 1 KiB of slack is part of the size).
     let raw = smem_addr(unsafe { dynamic_smem::<u8>() });
-    let sm = Smem::<MATH_WGS> { base: (raw + 1023) & !1023 };
+    let sm = Smem::<FP8, MATH_WGS> { base: (raw + 1023) & !1023 };
     let tid = thread_idx_x();
     let warpgroup = tid / 128;
     let tmap_a = p.tensor_maps;
     let tmap_b = p.tensor_maps + 128;
+    let tmap_sa = p.tensor_maps + 256;
 
     if tid == 0 {
         for s in 0..stages {
@@ -264,6 +284,10 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32>(p: &GemmParams) {
             fence_tensormap_acquire(tmap_b);
             prefetch_tensormap(tmap_a);
             prefetch_tensormap(tmap_b);
+            if sa_tma {
+                fence_tensormap_acquire(tmap_sa);
+                prefetch_tensormap(tmap_sa);
+            }
         }
     }
     // SAFETY: every thread reaches it.
@@ -284,7 +308,7 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32>(p: &GemmParams) {
         if tid != 0 {
             return;
         }
-        let mut ring = Ring::<MATH_WGS>::new();
+        let mut ring = Ring::<FP8, MATH_WGS>::new();
         while let Some(tile) = sched.next_tile() {
             let b_row = tile.group * p.n + tile.n0;
             for kb in 0..k_blocks {
@@ -292,11 +316,16 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32>(p: &GemmParams) {
                 // SAFETY: initialized barriers; the math warpgroups free every stage they consume.
                 unsafe {
                     mbarrier_wait(sm.empty(s), phase ^ 1);
-                    mbarrier_arrive_expect_tx(sm.full(s), tile_a_bytes + TILE_B_BYTES);
+                    mbarrier_arrive_expect_tx(sm.full(s), tile_a_bytes + TILE_B_BYTES + scale_bytes);
                     // Boxes past the last row of A or B are zero-filled by the TMA unit; rows of
                     // the next group or expert are loaded but never stored.
                     tma_load_2d(sm.a(s), tmap_a, (kb * BK) as i32, tile.m0 as i32, sm.full(s));
                     tma_load_2d(sm.b(s), tmap_b, (kb * BK) as i32, b_row as i32, sm.full(s));
+                    if sa_tma {
+                        // The scales of the A box's rows at k-block kb (the scale rows follow the
+                        // rows of A; past the last row zero-filled).
+                        tma_load_2d(sm.sa(s), tmap_sa, tile.m0 as i32, kb as i32, sm.full(s));
+                    }
                 }
                 ring.advance();
             }
@@ -314,7 +343,7 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32>(p: &GemmParams) {
     let row_in_tile = wg * 64 + warp * 16 + lane / 4; // and + 8
     let col_in_tile = (lane % 4) * 2; // + 8j, + 1
 
-    let mut ring = Ring::<MATH_WGS>::new();
+    let mut ring = Ring::<FP8, MATH_WGS>::new();
     while let Some(tile) = sched.next_tile() {
         let m0 = tile.m0 + row_in_tile;
         let m1 = m0 + 8;
@@ -322,11 +351,16 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32>(p: &GemmParams) {
         let mut acc = [0.0f32; 64];
         for kb in 0..k_blocks {
             let (s, phase) = (ring.s, ring.phase);
-            // FP8 scales first: their loads overlap the wait. Rows past the group read nothing
-            // (their products are never stored).
-            let (s0, s1) = if FP8 {
+            // FP8 scales from global memory first: their loads overlap the wait. The weight scale
+            // (one per tile and k-block, the same address in every thread) always; the activation
+            // scales unless the producer loads them into the stage. Rows past the group read
+            // nothing (their products are never stored).
+            let (sb, g0, g1) = if FP8 {
+                let sb_i = tile.group as u64 * p.sb_group_stride + (tile.n0 / BN) as u64 * p.sb_stride + kb as u64;
+                // SAFETY: group < groups, n0/128 < ⌈N/128⌉, kb < K/128.
+                let sb = unsafe { *(p.sb as *const f32).add(sb_i as usize) };
                 let sa_at = |m: u32| {
-                    if m < tile.row_end {
+                    if !sa_tma && m < tile.row_end {
                         let i = m as u64 * p.sa_row_stride + kb as u64 * p.sa_col_stride;
                         // SAFETY: m < rows, kb < K/128: inside the validated scale extent.
                         unsafe { *(p.sa as *const f32).add(i as usize) }
@@ -334,16 +368,23 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32>(p: &GemmParams) {
                         0.0
                     }
                 };
-                let sb_i = tile.group as u64 * p.sb_group_stride + (tile.n0 / BN) as u64 * p.sb_stride + kb as u64;
-                // SAFETY: group < groups, n0/128 < ⌈N/128⌉, kb < K/128.
-                let sb = unsafe { *(p.sb as *const f32).add(sb_i as usize) };
-                (sa_at(m0) * sb, sa_at(m1) * sb)
+                (sb, sa_at(m0), sa_at(m1))
             } else {
-                (1.0, 1.0)
+                (1.0, 1.0, 1.0)
             };
 
             // SAFETY: initialized barrier; the producer fills every stage in order.
             unsafe { mbarrier_wait(sm.full(s), phase) };
+            let (s0, s1) = if sa_tma {
+                // SAFETY: stage s's scales are complete (full barrier) and are not overwritten
+                // before this warp arrives on empty[s] below; rows 0..block_m of the buffer.
+                let (a0, a1) = unsafe {
+                    (ld_shared_f32(sm.sa(s) + 4 * row_in_tile), ld_shared_f32(sm.sa(s) + 4 * (row_in_tile + 8)))
+                };
+                (a0 * sb, a1 * sb)
+            } else {
+                (g0 * sb, g1 * sb)
+            };
             let a_tile = sm.a(s) + wg * 64 * BK; // this warpgroup's 64 rows
             let b_tile = sm.b(s);
             fence_operands(&mut acc);

@@ -67,11 +67,40 @@ MUTATIONS = [
     (
         "expect-tx-short",
         "the producer expects the bytes of the A box only, not A + B",
-        [(GEMM, "mbarrier_arrive_expect_tx(sm.full(s), tile_a_bytes + TILE_B_BYTES);", "mbarrier_arrive_expect_tx(sm.full(s), tile_a_bytes);", 1)],
+        [
+            (
+                GEMM,
+                "mbarrier_arrive_expect_tx(sm.full(s), tile_a_bytes + TILE_B_BYTES + scale_bytes);",
+                "mbarrier_arrive_expect_tx(sm.full(s), tile_a_bytes + scale_bytes);",
+                1,
+            )
+        ],
+    ),
+    (
+        "expect-tx-no-scales",
+        "the producer expects the A and B boxes' bytes but not the TMA-loaded activation scales'",
+        [
+            (
+                GEMM,
+                "mbarrier_arrive_expect_tx(sm.full(s), tile_a_bytes + TILE_B_BYTES + scale_bytes);",
+                "mbarrier_arrive_expect_tx(sm.full(s), tile_a_bytes + TILE_B_BYTES);",
+                1,
+            )
+        ],
+    ),
+    (
+        "scale-box-next-kb",
+        "the TMA loads the activation scales of k-block kb + 1 into the stage of k-block kb",
+        [(GEMM, "tma_load_2d(sm.sa(s), tmap_sa, tile.m0 as i32, kb as i32, sm.full(s));", "tma_load_2d(sm.sa(s), tmap_sa, tile.m0 as i32, kb as i32 + 1, sm.full(s));", 1)],
+    ),
+    (
+        "scale-row-offset",
+        "the math threads read the TMA-loaded scale of the row 8 below their first row for both rows",
+        [(GEMM, "ld_shared_f32(sm.sa(s) + 4 * row_in_tile)", "ld_shared_f32(sm.sa(s) + 4 * (row_in_tile + 8))", 1)],
     ),
     (
         "ring-no-flip",
-        "the stage ring wraps without flipping its parity (the 7- and 9-stage rings' second lap waits on the first lap's phase)",
+        "the stage ring wraps without flipping its parity (the 6-, 7- and 9-stage rings' second lap waits on the first lap's phase)",
         [(GEMM, "            self.s = 0;\n            self.phase ^= 1;\n", "            self.s = 0;\n", 1)],
     ),
     (

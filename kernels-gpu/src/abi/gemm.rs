@@ -15,9 +15,11 @@
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GemmParams {
-    /// Generic address of two `CUtensorMap`s in global memory (64-byte aligned): A `[rows, K]`,
-    /// then B `[groups · N, K]`, both K-major, bytes, boxes of 128 rows × 128 bytes, 128-byte
-    /// swizzle.
+    /// Generic address of the `CUtensorMap`s in global memory (64-byte aligned, 128 bytes each):
+    /// A `[rows, K]`, then B `[groups · N, K]`, both K-major, bytes, boxes of `block_m` (A) or 128
+    /// (B) rows × 128 bytes, 128-byte swizzle; then, when `sa_tma` is set, the activation scales
+    /// as a 2-D f32 tensor `[K/128][rows]` (inner dimension the rows, outer stride
+    /// `4 · sa_col_stride` bytes), boxes of `block_m` rows × 1 k-block, no swizzle.
     pub tensor_maps: u64,
     /// FP8 only: f32 activation scales, sa(m, g) at `sa + m * sa_row_stride + g * sa_col_stride`.
     pub sa: u64,
@@ -45,8 +47,13 @@ pub struct GemmParams {
     pub max_m: u32,
     /// Output tiles are visited in groups of this many tile rows (L2 reuse of B).
     pub group_m: u32,
+    /// FP8 only: 1 when the producer loads each stage's activation scales with the TMA (the third
+    /// tensor map; M-major scales, `sa_row_stride` 1, with `sa_col_stride` a multiple of 4 and a
+    /// 16-byte aligned `sa`), 0 when the math threads read them from global memory.
+    pub sa_tma: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<GemmParams>() == 112);
+const _: () = assert!(core::mem::size_of::<GemmParams>() == 120);
 const _: () = assert!(core::mem::align_of::<GemmParams>() == 8);
 
 /// Error bit: a group bound read on the device was out of range and was clamped.
@@ -73,40 +80,63 @@ pub const GEMM_SMEM_ALIGN_SLACK: u32 = 1024;
 pub const fn gemm_threads(block_m: u32) -> u32 {
     128 * (1 + block_m / 64)
 }
+/// Bytes of one stage's activation-scale buffer: `block_m` f32 (FP8; nothing for bf16). The
+/// TMA fills it with the stage's k-block of scales when `GemmParams::sa_tma` is set; the buffer
+/// is part of every FP8 stage either way (the stage count is fixed per kernel).
+pub const fn gemm_stage_scale_bytes(block_m: u32, fp8: bool) -> u32 {
+    if fp8 { block_m * 4 } else { 0 }
+}
 /// Bytes of one pipeline stage: an A tile (`block_m` rows) and a B tile (128 rows) of 128 bytes
-/// of K each.
-pub const fn gemm_stage_bytes(block_m: u32) -> u32 {
-    (block_m + GEMM_BLOCK_N) * GEMM_BLOCK_K
+/// of K each, and for FP8 the stage's activation scales.
+pub const fn gemm_stage_bytes(block_m: u32, fp8: bool) -> u32 {
+    (block_m + GEMM_BLOCK_N) * GEMM_BLOCK_K + gemm_stage_scale_bytes(block_m, fp8)
 }
 /// Pipeline depth: as many stages as fit in `GEMM_SMEM_LIMIT` with the alignment slack and two
 /// mbarriers (full, empty; 8 bytes each) per stage. Nothing else lives in shared memory (the
-/// epilogue stores from registers, the scales are read from global memory).
-pub const fn gemm_stages(block_m: u32) -> u32 {
-    (GEMM_SMEM_LIMIT - GEMM_SMEM_ALIGN_SLACK) / (gemm_stage_bytes(block_m) + 2 * 8)
+/// epilogue stores from registers; the weight scales are read from global memory).
+pub const fn gemm_stages(block_m: u32, fp8: bool) -> u32 {
+    (GEMM_SMEM_LIMIT - GEMM_SMEM_ALIGN_SLACK) / (gemm_stage_bytes(block_m, fp8) + 2 * 8)
 }
 /// Dynamic shared memory of a launch: the stages, the alignment slack, the mbarriers.
-pub const fn gemm_smem_bytes(block_m: u32) -> u32 {
-    let stages = gemm_stages(block_m);
-    stages * gemm_stage_bytes(block_m) + GEMM_SMEM_ALIGN_SLACK + 2 * stages * 8
+pub const fn gemm_smem_bytes(block_m: u32, fp8: bool) -> u32 {
+    let stages = gemm_stages(block_m, fp8);
+    stages * gemm_stage_bytes(block_m, fp8) + GEMM_SMEM_ALIGN_SLACK + 2 * stages * 8
 }
 
-/// The 128-row configuration (`fp8_blockwise_gemm`, `bf16_gemm`): 7 stages of 32 KiB.
-pub const GEMM_STAGES: u32 = gemm_stages(GEMM_BLOCK_M);
 /// The 128-row configuration's threads: 384 (the producer and two math warpgroups).
 pub const GEMM_THREADS: u32 = gemm_threads(GEMM_BLOCK_M);
-/// The 128-row configuration's dynamic shared memory: 230,512 bytes.
-pub const GEMM_SMEM_BYTES: u32 = gemm_smem_bytes(GEMM_BLOCK_M);
-/// The 64-row configuration (`fp8_blockwise_gemm_m64`, `bf16_gemm_m64`): 9 stages of 24 KiB.
-pub const GEMM_STAGES_SMALL: u32 = gemm_stages(GEMM_BLOCK_M_SMALL);
 /// The 64-row configuration's threads: 256 (the producer and one math warpgroup).
 pub const GEMM_THREADS_SMALL: u32 = gemm_threads(GEMM_BLOCK_M_SMALL);
-/// The 64-row configuration's dynamic shared memory: 222,352 bytes.
-pub const GEMM_SMEM_BYTES_SMALL: u32 = gemm_smem_bytes(GEMM_BLOCK_M_SMALL);
+/// `fp8_blockwise_gemm` (128-row tiles): 6 stages of 32 KiB + 512 bytes of scales.
+pub const GEMM_STAGES_FP8: u32 = gemm_stages(GEMM_BLOCK_M, true);
+/// `fp8_blockwise_gemm`'s dynamic shared memory: 200,800 bytes.
+pub const GEMM_SMEM_BYTES_FP8: u32 = gemm_smem_bytes(GEMM_BLOCK_M, true);
+/// `fp8_blockwise_gemm_m64` (64-row tiles): 9 stages of 24 KiB + 256 bytes of scales.
+pub const GEMM_STAGES_FP8_SMALL: u32 = gemm_stages(GEMM_BLOCK_M_SMALL, true);
+/// `fp8_blockwise_gemm_m64`'s dynamic shared memory: 224,656 bytes.
+pub const GEMM_SMEM_BYTES_FP8_SMALL: u32 = gemm_smem_bytes(GEMM_BLOCK_M_SMALL, true);
+/// `bf16_gemm` (128-row tiles): 7 stages of 32 KiB.
+pub const GEMM_STAGES_BF16: u32 = gemm_stages(GEMM_BLOCK_M, false);
+/// `bf16_gemm`'s dynamic shared memory: 230,512 bytes.
+pub const GEMM_SMEM_BYTES_BF16: u32 = gemm_smem_bytes(GEMM_BLOCK_M, false);
+/// `bf16_gemm_m64` (64-row tiles): 9 stages of 24 KiB.
+pub const GEMM_STAGES_BF16_SMALL: u32 = gemm_stages(GEMM_BLOCK_M_SMALL, false);
+/// `bf16_gemm_m64`'s dynamic shared memory: 222,352 bytes.
+pub const GEMM_SMEM_BYTES_BF16_SMALL: u32 = gemm_smem_bytes(GEMM_BLOCK_M_SMALL, false);
 
-const _: () = assert!(GEMM_STAGES == 7 && GEMM_STAGES_SMALL == 9);
-const _: () = assert!(GEMM_SMEM_BYTES == 230_512 && GEMM_SMEM_BYTES_SMALL == 222_352);
-const _: () = assert!(GEMM_SMEM_BYTES <= GEMM_SMEM_LIMIT && GEMM_SMEM_BYTES_SMALL <= GEMM_SMEM_LIMIT);
-// One more stage would not fit.
-const _: () = assert!(GEMM_SMEM_BYTES + gemm_stage_bytes(GEMM_BLOCK_M) + 16 > GEMM_SMEM_LIMIT);
-const _: () = assert!(GEMM_SMEM_BYTES_SMALL + gemm_stage_bytes(GEMM_BLOCK_M_SMALL) + 16 > GEMM_SMEM_LIMIT);
+const _: () = assert!(GEMM_STAGES_FP8 == 6 && GEMM_STAGES_FP8_SMALL == 9);
+const _: () = assert!(GEMM_STAGES_BF16 == 7 && GEMM_STAGES_BF16_SMALL == 9);
+const _: () = assert!(GEMM_SMEM_BYTES_FP8 == 200_800 && GEMM_SMEM_BYTES_FP8_SMALL == 224_656);
+const _: () = assert!(GEMM_SMEM_BYTES_BF16 == 230_512 && GEMM_SMEM_BYTES_BF16_SMALL == 222_352);
+/// Each configuration fits, and one more stage would not.
+const fn budget_exact(block_m: u32, fp8: bool) -> bool {
+    let bytes = gemm_smem_bytes(block_m, fp8);
+    bytes <= GEMM_SMEM_LIMIT && bytes + gemm_stage_bytes(block_m, fp8) + 16 > GEMM_SMEM_LIMIT
+}
+const _: () = assert!(budget_exact(GEMM_BLOCK_M, true) && budget_exact(GEMM_BLOCK_M_SMALL, true));
+const _: () = assert!(budget_exact(GEMM_BLOCK_M, false) && budget_exact(GEMM_BLOCK_M_SMALL, false));
+// The scale buffers follow the stages' tiles (a multiple of 1024 bytes) and each is a multiple of
+// the 128 bytes a TMA destination without swizzle must be aligned to.
+const _: () = assert!(gemm_stage_scale_bytes(GEMM_BLOCK_M, true) % 128 == 0);
+const _: () = assert!(gemm_stage_scale_bytes(GEMM_BLOCK_M_SMALL, true) % 128 == 0);
 const _: () = assert!(GEMM_THREADS == 384 && GEMM_THREADS_SMALL == 256);

@@ -108,6 +108,23 @@ pub unsafe fn tma_load_2d(dst: u32, tmap: u64, c0: i32, c1: i32, bar: u32) {
     };
 }
 
+/// Loads the f32 at shared address `addr` (`ld.shared.f32`), e.g. what a TMA copy wrote once its
+/// mbarrier phase has completed. Ordered after earlier barrier waits: the statement is not pure.
+///
+/// # Safety
+/// `addr` is a 4-byte aligned shared address inside the launch's shared memory, written before
+/// (and, if by a TMA copy, after a wait on its mbarrier phase).
+#[inline(always)]
+pub unsafe fn ld_shared_f32(addr: u32) -> f32 {
+    let v: f32;
+    // SAFETY: caller's contract.
+    unsafe {
+        asm!("ld.shared.f32 {v}, [{a}];", v = out(reg32) v, a = in(reg32) addr,
+             options(nostack, readonly, preserves_flags))
+    };
+    v
+}
+
 /// Orders this thread's later uses of the tensor map at `tmap` (TMA loads, prefetches, which go
 /// through the tensormap proxy) after the map's writes through the generic proxy: maps the host
 /// copied into global memory need it before their first use in a kernel (PTX ISA 8.3).
