@@ -100,18 +100,7 @@ where
     C: DevicePtrMut<F8E4M3>,
     S: DevicePtrMut<f32>,
 {
-    lowp.check_stream(stream)?;
-    lowp.check_buffer("x", x.buffer())?;
-    lowp.check_buffer("codes", codes.buffer())?;
-    lowp.check_buffer("scales", scales.buffer())?;
-    let (mut xo, mut co) = (operand("x", x), operand("codes", codes));
-    let sin = scale_input(scales, 0);
-    let (xa, _g1) = x.device_ptr(stream);
-    let (ca, _g2) = codes.device_ptr_mut(stream);
-    let (sa, _g3) = scales.device_ptr_mut(stream);
-    (xo.addr, co.addr) = (xa, ca);
-    let p = plan(xo, co, ScaleInput { addr: sa, ..sin }, 1, rounding)?;
-    launch::quantize_groups(lowp, stream, "quantize_per_token_group", T::SUFFIX, &p)
+    quantize(lowp, stream, "quantize_per_token_group", ("x", x), rounding, codes, scales, 1)
 }
 
 /// Quantizes weights `w [N, K]` per 128×128 block (asynchronous on `stream`): `codes [N, K]`
@@ -154,18 +143,7 @@ where
     C: DevicePtrMut<F8E4M3>,
     S: DevicePtrMut<f32>,
 {
-    lowp.check_stream(stream)?;
-    lowp.check_buffer("w", w.buffer())?;
-    lowp.check_buffer("codes", codes.buffer())?;
-    lowp.check_buffer("scales", scales.buffer())?;
-    let (mut wo, mut co) = (operand("w", w), operand("codes", codes));
-    let sin = scale_input(scales, 0);
-    let (wa, _g1) = w.device_ptr(stream);
-    let (ca, _g2) = codes.device_ptr_mut(stream);
-    let (sa, _g3) = scales.device_ptr_mut(stream);
-    (wo.addr, co.addr) = (wa, ca);
-    let p = plan(wo, co, ScaleInput { addr: sa, ..sin }, GROUP, rounding)?;
-    launch::quantize_blocks(lowp, stream, "quantize_per_block", T::SUFFIX, &p)
+    quantize(lowp, stream, "quantize_per_block", ("w", w), rounding, codes, scales, GROUP)
 }
 
 /// `out = code · scale` in bf16 with per-token-group scales (the inverse of
@@ -204,18 +182,7 @@ where
     S: DevicePtr<f32>,
     O: DevicePtrMut<bf16>,
 {
-    lowp.check_stream(stream)?;
-    lowp.check_buffer("codes", codes.buffer())?;
-    lowp.check_buffer("scales", scales.buffer())?;
-    lowp.check_buffer("out", out.buffer())?;
-    let (mut co, mut oo) = (operand("codes", codes), operand("out", out));
-    let sin = scale_input(scales, 0);
-    let (ca, _g1) = codes.device_ptr(stream);
-    let (sa, _g2) = scales.device_ptr(stream);
-    let (oa, _g3) = out.device_ptr_mut(stream);
-    (co.addr, oo.addr) = (ca, oa);
-    let p = plan_dequantize(oo, co, ScaleInput { addr: sa, ..sin }, 1)?;
-    launch::dequantize(lowp, stream, "dequantize_per_token_group", &p)
+    dequantize(lowp, stream, "dequantize_per_token_group", codes, scales, out, 1)
 }
 
 /// `out = code · scale` in bf16 with per-128×128-block scales (the inverse of
@@ -253,6 +220,60 @@ where
     S: DevicePtr<f32>,
     O: DevicePtrMut<bf16>,
 {
+    dequantize(lowp, stream, "dequantize_per_block", codes, scales, out, GROUP)
+}
+
+/// One quantize call: checks, plans (`block_rows` 1 for 1×128 groups, [`GROUP`] for 128×128
+/// blocks) and launches, the buffers' stream guards held until the launch is enqueued.
+fn quantize<T, X, C, S>(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    op: &'static str,
+    (name, x): (&'static str, &Matrix<T, X>),
+    rounding: ScaleRounding,
+    codes: &mut Matrix<F8E4M3, C>,
+    scales: &mut Scales<f32, S>,
+    block_rows: usize,
+) -> Result<()>
+where
+    T: Float,
+    X: DevicePtr<T>,
+    C: DevicePtrMut<F8E4M3>,
+    S: DevicePtrMut<f32>,
+{
+    lowp.check_stream(stream)?;
+    lowp.check_buffer(name, x.buffer())?;
+    lowp.check_buffer("codes", codes.buffer())?;
+    lowp.check_buffer("scales", scales.buffer())?;
+    let (mut xo, mut co) = (operand(name, x), operand("codes", codes));
+    let sin = scale_input(scales, 0);
+    let (xa, _g1) = x.device_ptr(stream);
+    let (ca, _g2) = codes.device_ptr_mut(stream);
+    let (sa, _g3) = scales.device_ptr_mut(stream);
+    (xo.addr, co.addr) = (xa, ca);
+    let p = plan(xo, co, ScaleInput { addr: sa, ..sin }, block_rows, rounding)?;
+    if block_rows == 1 {
+        launch::quantize_groups(lowp, stream, op, T::SUFFIX, &p)
+    } else {
+        launch::quantize_blocks(lowp, stream, op, T::SUFFIX, &p)
+    }
+}
+
+/// One dequantize call, as [`quantize`].
+fn dequantize<C, S, O>(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    op: &'static str,
+    codes: &Matrix<F8E4M3, C>,
+    scales: &Scales<f32, S>,
+    out: &mut Matrix<bf16, O>,
+    block_rows: usize,
+) -> Result<()>
+where
+    C: DevicePtr<F8E4M3>,
+    S: DevicePtr<f32>,
+    O: DevicePtrMut<bf16>,
+{
     lowp.check_stream(stream)?;
     lowp.check_buffer("codes", codes.buffer())?;
     lowp.check_buffer("scales", scales.buffer())?;
@@ -263,8 +284,8 @@ where
     let (sa, _g2) = scales.device_ptr(stream);
     let (oa, _g3) = out.device_ptr_mut(stream);
     (co.addr, oo.addr) = (ca, oa);
-    let p = plan_dequantize(oo, co, ScaleInput { addr: sa, ..sin }, GROUP)?;
-    launch::dequantize(lowp, stream, "dequantize_per_block", &p)
+    let p = plan_dequantize(oo, co, ScaleInput { addr: sa, ..sin }, block_rows)?;
+    launch::dequantize(lowp, stream, op, &p)
 }
 
 #[cfg(test)]
