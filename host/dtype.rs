@@ -89,20 +89,28 @@ impl Element for half::f16 {
     const DTYPE: DType = DType::F16;
 }
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for f32 {}
-    impl Sealed for half::bf16 {}
-    impl Sealed for half::f16 {}
+/// What only lowp sees of its element traits: the kernel-name suffix of each [`Float`].
+pub(crate) mod sealed {
+    /// Implemented by exactly the [`Float`](super::Float) types.
+    pub trait Sealed {
+        /// Suffix of the kernel entry points for this type (`fp8_quantize_group_bf16`, ...).
+        const SUFFIX: &'static str;
+    }
+    impl Sealed for f32 {
+        const SUFFIX: &'static str = "f32";
+    }
+    impl Sealed for half::bf16 {
+        const SUFFIX: &'static str = "bf16";
+    }
+    impl Sealed for half::f16 {
+        const SUFFIX: &'static str = "f16";
+    }
 }
 
 /// A floating-point type lowp kernels read and write as high precision: `f32`, `half::bf16`,
 /// `half::f16`. Every op that takes a high-precision input is generic over it (the norms and
 /// RoPE over its 16-bit subset, [`Half`]). Sealed: lowp has kernels for exactly these types.
 pub trait Float: Element + Copy + sealed::Sealed {
-    /// Suffix of the kernel entry points for this type (`fp8_quantize_group_bf16`, ...).
-    #[doc(hidden)]
-    const SUFFIX: &'static str;
     /// The value as f64 (exact).
     fn to_f64(self) -> f64;
     /// Rounds to nearest even from f64 (a single rounding).
@@ -110,7 +118,6 @@ pub trait Float: Element + Copy + sealed::Sealed {
 }
 
 impl Float for f32 {
-    const SUFFIX: &'static str = "f32";
     fn to_f64(self) -> f64 {
         self as f64
     }
@@ -132,9 +139,8 @@ pub trait Half: Float {
 }
 
 macro_rules! half_float {
-    ($t:ty, $suffix:literal, $mant:literal, $min_exp:literal) => {
+    ($t:ty, $mant:literal, $min_exp:literal) => {
         impl Float for $t {
-            const SUFFIX: &'static str = $suffix;
             fn to_f64(self) -> f64 {
                 <$t>::to_f64(self)
             }
@@ -154,8 +160,8 @@ macro_rules! half_float {
         }
     };
 }
-half_float!(half::bf16, "bf16", 7, -126);
-half_float!(half::f16, "f16", 10, -14);
+half_float!(half::bf16, 7, -126);
+half_float!(half::f16, 10, -14);
 
 macro_rules! byte_format {
     ($(#[$doc:meta])* $name:ident, $dtype:expr, $to:expr, $from:expr) => {

@@ -113,7 +113,7 @@ fn to_t<T: lowp::Float>(v: &[f32]) -> Vec<T> {
         .map(|&x| {
             let bits: Vec<u8> = match std::mem::size_of::<T>() {
                 4 => x.to_ne_bytes().to_vec(),
-                _ if T::SUFFIX == "bf16" => bf16::from_f32(x).to_bits().to_ne_bytes().to_vec(),
+                _ if T::DTYPE == lowp::DType::Bf16 => bf16::from_f32(x).to_bits().to_ne_bytes().to_vec(),
                 _ => f16::from_f32(x).to_bits().to_ne_bytes().to_vec(),
             };
             bytemuck::pod_read_unaligned::<T>(&bits)
@@ -127,7 +127,7 @@ fn as_f32<T: lowp::Float>(v: &[T]) -> Vec<f32> {
             let b = bytemuck::bytes_of(x);
             match b.len() {
                 4 => f32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
-                _ if T::SUFFIX == "bf16" => bf16::from_bits(u16::from_ne_bytes([b[0], b[1]])).to_f32(),
+                _ if T::DTYPE == lowp::DType::Bf16 => bf16::from_bits(u16::from_ne_bytes([b[0], b[1]])).to_f32(),
                 _ => f16::from_bits(u16::from_ne_bytes([b[0], b[1]])).to_f32(),
             }
         })
@@ -169,7 +169,7 @@ fn group_case<T: lowp::Float>(
     let (want_q, want_s) = reff::quantize_per_token_group(&dense, m, k, rounding).expect("reference");
     let got_q = q.to_host(&stream).expect("q back");
     let got_s = s.to_host_raw(&stream).expect("s back");
-    let case = format!("{} m {m} k {k} pad {pad} {layout:?} {rounding:?}", T::SUFFIX);
+    let case = format!("{} m {m} k {k} pad {pad} {layout:?} {rounding:?}", T::DTYPE);
     for i in 0..m * k {
         assert_eq!(got_q[i].to_bits(), want_q[i], "{case}: code {i} ({:e})", dense[i]);
     }
@@ -250,7 +250,7 @@ fn block_case<T: lowp::Float>(
     fp8::quantize_per_block(lowp, &stream, &w, rounding, &mut q, &mut s).expect("quantize");
     let dense: Vec<f32> = (0..n).flat_map(|r| exact[r * stride..r * stride + k].to_vec()).collect();
     let (want_q, want_s) = reff::quantize_per_block(&dense, n, k, rounding).expect("reference");
-    let case = format!("{} n {n} k {k} pad {pad} {rounding:?}", T::SUFFIX);
+    let case = format!("{} n {n} k {k} pad {pad} {rounding:?}", T::DTYPE);
     let got_q = q.to_host(&stream).expect("q back");
     for i in 0..n * k {
         assert_eq!(got_q[i].to_bits(), want_q[i], "{case}: code {i}");
@@ -351,7 +351,7 @@ fn special_bits<T: lowp::Float>(x: f32, raw16: Option<u16>) -> T {
         4 => x.to_ne_bytes().to_vec(),
         _ => match raw16 {
             Some(r) => r.to_ne_bytes().to_vec(),
-            None if T::SUFFIX == "bf16" => bf16::from_f32(x).to_bits().to_ne_bytes().to_vec(),
+            None if T::DTYPE == lowp::DType::Bf16 => bf16::from_f32(x).to_bits().to_ne_bytes().to_vec(),
             None => f16::from_f32(x).to_bits().to_ne_bytes().to_vec(),
         },
     };
@@ -361,13 +361,13 @@ fn special_to_f32<T: lowp::Float>(x: &T) -> f32 {
     let b = bytemuck::bytes_of(x);
     match b.len() {
         4 => f32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
-        _ if T::SUFFIX == "bf16" => bf16::from_bits(u16::from_ne_bytes([b[0], b[1]])).to_f32(),
+        _ if T::DTYPE == lowp::DType::Bf16 => bf16::from_bits(u16::from_ne_bytes([b[0], b[1]])).to_f32(),
         _ => f16::from_bits(u16::from_ne_bytes([b[0], b[1]])).to_f32(),
     }
 }
 
 fn special_values<T: lowp::Float>(rng: &mut Rng, n: usize) -> Vec<T> {
-    let bf = T::SUFFIX == "bf16";
+    let bf = T::DTYPE == lowp::DType::Bf16;
     (0..n)
         .map(|_| {
             let r = rng.below(3000);
@@ -414,10 +414,10 @@ fn special_group<T: lowp::Float>(
     let gq = q.to_host(&stream).expect("special-values case");
     let gs = s.to_host_raw(&stream).expect("special-values case");
     for i in 0..m * k {
-        assert_eq!(gq[i].to_bits(), wq[i], "{} group code {i} ({:e})", T::SUFFIX, dense[i]);
+        assert_eq!(gq[i].to_bits(), wq[i], "{} group code {i} ({:e})", T::DTYPE, dense[i]);
     }
     for i in 0..m * g {
-        assert!(same_scale_or_nan(gs[i], ws[i]), "{} group scale {i}: {:e} vs {:e}", T::SUFFIX, gs[i], ws[i]);
+        assert!(same_scale_or_nan(gs[i], ws[i]), "{} group scale {i}: {:e} vs {:e}", T::DTYPE, gs[i], ws[i]);
     }
 }
 
@@ -449,11 +449,11 @@ fn special_block<T: lowp::Float>(
     let (wq, ws) = reff::quantize_per_block(&dense, n, k, rounding).expect("reference");
     let gq = q.to_host(&stream).expect("special-values case");
     for i in 0..n * k {
-        assert_eq!(gq[i].to_bits(), wq[i], "{} block code {i}", T::SUFFIX);
+        assert_eq!(gq[i].to_bits(), wq[i], "{} block code {i}", T::DTYPE);
     }
     let gs = s.to_host_raw(&stream).expect("special-values case");
     for i in 0..rb * cb {
-        assert!(same_scale_or_nan(gs[i], ws[i]), "{} block scale {i}: {:e} vs {:e}", T::SUFFIX, gs[i], ws[i]);
+        assert!(same_scale_or_nan(gs[i], ws[i]), "{} block scale {i}: {:e} vs {:e}", T::DTYPE, gs[i], ws[i]);
     }
 }
 

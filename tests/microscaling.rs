@@ -562,7 +562,7 @@ fn run_typed<T: In, C: Byte, S: Byte>(
 ) {
     let Case { rows, k, x_stride, x_offset, c_stride, c_offset, linear, g: gmode } = case;
     let nb = k / fmt.block();
-    let what = format!("{fmt:?} {} {case:?}", T::SUFFIX);
+    let what = format!("{fmt:?} {} {case:?}", T::DTYPE);
     let x_host: Vec<T> = random_values::<T>(rng, x_offset + rows * x_stride, fmt.block(), true);
     let x_dense: Vec<f32> = dense(&x_host, rows, k, x_stride, x_offset).iter().map(|v| v.to_f32()).collect();
     let x_dev = stream.clone_htod(&x_host).expect("htod");
@@ -767,7 +767,7 @@ fn run_grouped_typed<T: In, C: Byte, S: Byte>(
     ops: &Ops<T, C, S>,
 ) {
     let nb = k / fmt.block();
-    let what = format!("grouped {fmt:?} {} rows {rows} k {k} offs {offs:?}", T::SUFFIX);
+    let what = format!("grouped {fmt:?} {} rows {rows} k {k} offs {offs:?}", T::DTYPE);
     let x_host: Vec<T> = if rows > 0 { random_values::<T>(rng, rows * k, fmt.block(), false) } else { Vec::new() };
     let x_dense: Vec<f32> = x_host.iter().map(|v| v.to_f32()).collect();
     // a few spare elements: cudarc does not allocate empty buffers
@@ -969,7 +969,7 @@ fn tensor_amax_matches_reference() {
         assert!(
             got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
             "{} [{rows}, {cols}] stride {stride}: amax {got:e}, want {want:e}",
-            T::SUFFIX
+            T::DTYPE
         );
     }
     // the simulator's large shapes still grid-stride (its grid is capped at 8 CTAs per SM)

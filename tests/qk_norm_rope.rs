@@ -343,7 +343,7 @@ fn cases(lowp: &lowp::Lowp) -> Vec<Case> {
 }
 
 fn poison<T: Half>() -> T {
-    T::from_bits(if T::SUFFIX == "bf16" { common::POISON16 } else { common::POISON_F16 })
+    T::from_bits(if T::DTYPE == lowp::DType::Bf16 { common::POISON16 } else { common::POISON_F16 })
 }
 
 fn check<T: Half>(what: &str, case: &Case, got: &[T], want: &[RefValue]) {

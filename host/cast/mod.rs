@@ -37,38 +37,38 @@ pub(crate) const KERNELS: &[&str] = &[
 ];
 
 mod sealed {
-    pub trait Sealed {}
-    impl Sealed for half::bf16 {}
-    impl Sealed for half::f16 {}
-    impl Sealed for crate::dtype::F8E4M3 {}
-    impl Sealed for crate::dtype::F8E5M2 {}
-    impl Sealed for crate::dtype::F4E2M1x2 {}
+    /// The kernel of each [`CastTarget`](super::CastTarget).
+    pub trait Sealed {
+        /// The kernel entry point.
+        const KERNEL: &'static str;
+    }
+    impl Sealed for half::bf16 {
+        const KERNEL: &'static str = "cast_f32_to_bf16";
+    }
+    impl Sealed for half::f16 {
+        const KERNEL: &'static str = "cast_f32_to_f16";
+    }
+    impl Sealed for crate::dtype::F8E4M3 {
+        const KERNEL: &'static str = "cast_f32_to_e4m3fn";
+    }
+    impl Sealed for crate::dtype::F8E5M2 {
+        const KERNEL: &'static str = "cast_f32_to_e5m2";
+    }
+    impl Sealed for crate::dtype::F4E2M1x2 {
+        const KERNEL: &'static str = "cast_f32_to_e2m1x2";
+    }
 }
 
 /// An element type [`cast`] converts f32 into: `half::bf16`, `half::f16`, [`F8E4M3`], [`F8E5M2`]
 /// and [`F4E2M1x2`] (two values per byte). Sealed: these are the types lowp has cast kernels for
 /// (UE8M0 takes a rounding: [`cast_ue8m0`]).
-pub trait CastTarget: Element + sealed::Sealed {
-    /// The kernel entry point.
-    #[doc(hidden)]
-    const KERNEL: &'static str;
-}
+pub trait CastTarget: Element + sealed::Sealed {}
 
-impl CastTarget for half::bf16 {
-    const KERNEL: &'static str = "cast_f32_to_bf16";
-}
-impl CastTarget for half::f16 {
-    const KERNEL: &'static str = "cast_f32_to_f16";
-}
-impl CastTarget for F8E4M3 {
-    const KERNEL: &'static str = "cast_f32_to_e4m3fn";
-}
-impl CastTarget for F8E5M2 {
-    const KERNEL: &'static str = "cast_f32_to_e5m2";
-}
-impl CastTarget for F4E2M1x2 {
-    const KERNEL: &'static str = "cast_f32_to_e2m1x2";
-}
+impl CastTarget for half::bf16 {}
+impl CastTarget for half::f16 {}
+impl CastTarget for F8E4M3 {}
+impl CastTarget for F8E5M2 {}
+impl CastTarget for F4E2M1x2 {}
 
 /// Checks the handle, plans and launches `kernel` from `x` (f32) into `out` (`dtype` units).
 fn run<X, O, D>(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static str, kernel: &str, x: &X, out: &mut O) -> Result<()>

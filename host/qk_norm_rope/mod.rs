@@ -153,59 +153,66 @@ impl QkNormRopeSettings {
     }
 }
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for i32 {}
-    impl Sealed for i64 {}
-    impl<T: crate::dtype::Element, B> Sealed for crate::matrix::Matrix<T, B> {}
+/// What only lowp sees of this family's traits: whether positions are 64-bit, and a matrix's
+/// shape, stream and device address behind `dyn MatrixRef` / `dyn MatrixMut`.
+pub(crate) mod sealed {
+    use std::sync::Arc;
+
+    use cudarc::driver::{CudaStream, SyncOnDrop};
+
+    /// Implemented by `i32` and `i64`.
+    pub trait PositionBits {
+        /// Whether positions are 64-bit.
+        const IS_I64: bool;
+    }
+    impl PositionBits for i32 {
+        const IS_I64: bool = false;
+    }
+    impl PositionBits for i64 {
+        const IS_I64: bool = true;
+    }
+
+    /// A matrix read by a kernel.
+    pub trait ReadMatrix {
+        /// `(rows, cols, row_stride)`.
+        fn layout(&self) -> (usize, usize, usize);
+        /// The stream the buffer belongs to (for the context check).
+        fn buffer_stream(&self) -> &Arc<CudaStream>;
+        /// The device address, read on `stream` (keep the guard until the launch is enqueued).
+        fn read_addr<'a>(&'a self, stream: &'a CudaStream) -> (u64, SyncOnDrop<'a>);
+    }
+
+    /// A matrix written by a kernel.
+    pub trait WriteMatrix {
+        /// `(rows, cols, row_stride)`.
+        fn layout(&self) -> (usize, usize, usize);
+        /// The stream the buffer belongs to (for the context check).
+        fn buffer_stream(&self) -> &Arc<CudaStream>;
+        /// The device address, written on `stream` (keep the guard until the launch is enqueued).
+        fn write_addr<'a>(&'a mut self, stream: &'a CudaStream) -> (u64, SyncOnDrop<'a>);
+    }
 }
 
 /// The element type of positions: `i32` or `i64` (sealed).
-pub trait Position: sealed::Sealed + Copy + 'static {
-    /// Whether positions are 64-bit.
-    #[doc(hidden)]
-    const IS_I64: bool;
-}
+pub trait Position: sealed::PositionBits + Copy + 'static {}
 
-impl Position for i32 {
-    const IS_I64: bool = false;
-}
-
-impl Position for i64 {
-    const IS_I64: bool = true;
-}
+impl Position for i32 {}
+impl Position for i64 {}
 
 /// A readable device matrix of `T` over any buffer: `&m` for any [`Matrix<T, B>`] with
 /// `B: DevicePtr<T>` (an owned `CudaSlice`, a `CudaView`, a `CudaViewMut`) coerces to
 /// `&dyn MatrixRef<T>`. Sealed: implemented by [`Matrix`] only.
-pub trait MatrixRef<T: Element>: sealed::Sealed {
-    /// `(rows, cols, row_stride)`.
-    #[doc(hidden)]
-    fn layout(&self) -> (usize, usize, usize);
-    /// The stream the buffer belongs to (for the context check).
-    #[doc(hidden)]
-    fn buffer_stream(&self) -> &Arc<CudaStream>;
-    /// The device address, read on `stream` (keep the guard until the launch is enqueued).
-    #[doc(hidden)]
-    fn read_addr<'a>(&'a self, stream: &'a CudaStream) -> (u64, SyncOnDrop<'a>);
-}
+pub trait MatrixRef<T: Element>: sealed::ReadMatrix {}
 
 /// A writable device matrix of `T` over any buffer: `&mut m` for any [`Matrix<T, B>`] with
 /// `B: DevicePtrMut<T>` (an owned `CudaSlice`, a `CudaViewMut`) coerces to
 /// `&mut dyn MatrixMut<T>`. Sealed: implemented by [`Matrix`] only.
-pub trait MatrixMut<T: Element>: sealed::Sealed {
-    /// `(rows, cols, row_stride)`.
-    #[doc(hidden)]
-    fn layout(&self) -> (usize, usize, usize);
-    /// The stream the buffer belongs to (for the context check).
-    #[doc(hidden)]
-    fn buffer_stream(&self) -> &Arc<CudaStream>;
-    /// The device address, written on `stream` (keep the guard until the launch is enqueued).
-    #[doc(hidden)]
-    fn write_addr<'a>(&'a mut self, stream: &'a CudaStream) -> (u64, SyncOnDrop<'a>);
-}
+pub trait MatrixMut<T: Element>: sealed::WriteMatrix {}
 
-impl<T: Element, B: DevicePtr<T>> MatrixRef<T> for Matrix<T, B> {
+impl<T: Element, B: DevicePtr<T>> MatrixRef<T> for Matrix<T, B> {}
+impl<T: Element, B: DevicePtrMut<T>> MatrixMut<T> for Matrix<T, B> {}
+
+impl<T: Element, B: DevicePtr<T>> sealed::ReadMatrix for Matrix<T, B> {
     fn layout(&self) -> (usize, usize, usize) {
         (self.rows(), self.cols(), self.row_stride())
     }
@@ -217,7 +224,7 @@ impl<T: Element, B: DevicePtr<T>> MatrixRef<T> for Matrix<T, B> {
     }
 }
 
-impl<T: Element, B: DevicePtrMut<T>> MatrixMut<T> for Matrix<T, B> {
+impl<T: Element, B: DevicePtrMut<T>> sealed::WriteMatrix for Matrix<T, B> {
     fn layout(&self) -> (usize, usize, usize) {
         (self.rows(), self.cols(), self.row_stride())
     }

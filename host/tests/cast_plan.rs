@@ -1,6 +1,6 @@
 //! Unit tests of the cast checks: lengths, overlap and the UE8M0 rounding, no GPU needed.
 use super::plan::{VecArg, plan, ue8m0_kernel};
-use super::{CastTarget, KERNELS};
+use super::KERNELS;
 use crate::dtype::{DType, F4E2M1x2, F8E4M3, F8E5M2};
 use crate::error::Error;
 use crate::scale::ScaleRounding;
@@ -69,11 +69,11 @@ fn ue8m0_takes_floor_and_ceil_and_refuses_exact() {
 #[test]
 fn every_kernel_a_cast_names_is_in_the_family_list() {
     let named = [
-        <half::bf16 as CastTarget>::KERNEL,
-        <half::f16 as CastTarget>::KERNEL,
-        <F8E4M3 as CastTarget>::KERNEL,
-        <F8E5M2 as CastTarget>::KERNEL,
-        <F4E2M1x2 as CastTarget>::KERNEL,
+        <half::bf16 as super::sealed::Sealed>::KERNEL,
+        <half::f16 as super::sealed::Sealed>::KERNEL,
+        <F8E4M3 as super::sealed::Sealed>::KERNEL,
+        <F8E5M2 as super::sealed::Sealed>::KERNEL,
+        <F4E2M1x2 as super::sealed::Sealed>::KERNEL,
         ue8m0_kernel(ScaleRounding::Floor).unwrap(),
         ue8m0_kernel(ScaleRounding::Ceil).unwrap(),
     ];
