@@ -1,6 +1,6 @@
 //! Unit tests of the cast checks: lengths, overlap and the UE8M0 rounding, no GPU needed.
-use super::plan::{VecArg, plan, ue8m0_kernel};
 use super::KERNELS;
+use super::plan::{VecArg, plan, ue8m0_kernel};
 use crate::dtype::{DType, F4E2M1x2, F8E4M3, F8E5M2};
 use crate::error::Error;
 use crate::scale::ScaleRounding;
