@@ -21,6 +21,10 @@ REQUIRED_SASS = {
     "fp8_blockwise_gemm_m64": "QGMMA",
     "bf16_gemm": "HGMMA",
     "bf16_gemm_m64": "HGMMA",
+    "fp8_blockwise_gemm_n64": "QGMMA",
+    "fp8_blockwise_gemm_m64_n64": "QGMMA",
+    "bf16_gemm_n64": "HGMMA",
+    "bf16_gemm_m64_n64": "HGMMA",
 }
 import re
 import subprocess

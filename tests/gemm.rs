@@ -32,8 +32,11 @@
 //! Tile configurations: M ≤ 64 runs 64-row tiles (one math warpgroup, 9 stages), larger M
 //! 128-row tiles (two, 6 stages for FP8); the sweep has both, and
 //! `blockwise_gemm_small_m_tiles_and_their_boundary` the boundary (64, 65) with rings wrapping.
-//! `LOWP_GEMM_BLOCK_M=64` or `128` forces one configuration on every call: CI runs this file in
-//! each.
+//! Shapes whose doubled tile count still fits the waves over the SMs run 64-column tiles
+//! (`blockwise_gemm_64_column_tiles_and_their_threshold`: both sides of that threshold on the
+//! simulator's 4 SMs, N tails that are not multiples of 64). `LOWP_GEMM_BLOCK_M=64` or `128` and
+//! `LOWP_GEMM_BLOCK_N=64` or `128` force the tile rows and columns of every call: CI runs this
+//! file in each of the four configurations.
 //!
 //! CUDA graphs: a captured GEMM replayed after its operands were rewritten in place and after
 //! other GEMMs ran in between, and the `Error::GraphCapture` refusal of operands whose tensor maps
@@ -52,9 +55,10 @@
 //! rows of expert g + 1, loaded but never stored), more k-blocks than pipeline stages, both
 //! activation-scale layouts and power-of-two (UE8M0) scales, and bad device-side offsets (flagged
 //! and clamped). Grids are `min(tiles, SM count)`: CI runs these tests again with
-//! `LOWP_SIM_SMS=1` and `LOWP_SIM_SMS=3`. Both tile configurations run: 64-row tiles for masked
-//! `max_m` ≤ 64 and contiguous layouts of at most 64 rows per expert on average, 128-row tiles
-//! above (cases just past the boundary: `max_m` = 65, 75 rows per expert).
+//! `LOWP_SIM_SMS=1` and `LOWP_SIM_SMS=3`. All four tile configurations run: 64-row tiles for
+//! masked `max_m` ≤ 64 and contiguous layouts of at most 64 rows per expert on average, 128-row
+//! tiles above (cases just past the boundary: `max_m` = 65, 75 rows per expert), 64-column tiles
+//! for the single-expert and two-slab cases whose doubled tile count fits one wave on 4 SMs.
 
 mod common;
 
@@ -368,6 +372,51 @@ fn blockwise_gemm_small_m_tiles_and_their_boundary() {
     for (i, &(m, n, k)) in cases.iter().enumerate() {
         let scales = if i % 2 == 0 { ScaleKind::Float } else { ScaleKind::Ue8m0 };
         gemm_case(&lowp, &mut rng, m, n, k, i % 3 != 0, scales);
+    }
+}
+
+/// The 64-column configurations (`*_n64`): the host picks them when twice the tiles still fit in
+/// as many waves over the SMs and fill the last one fuller (`choose_tiles`), so on the
+/// simulator's 4 SMs small shapes take them and larger ones 128-column tiles. Cases on both
+/// sides of that threshold, with 64- and 128-row tiles; N tails that are not multiples of 64 (8,
+/// 2, 58, 36 columns in the last tile), a 64-column tile in the second 128-column weight-scale
+/// block (its scale row is n0/128, not its tile index), and more k-blocks than the 9-, 13- and
+/// 14-stage rings hold. `LOWP_GEMM_BLOCK_N=64` or `128` runs every case of this file in one
+/// width.
+#[test]
+fn blockwise_gemm_64_column_tiles_and_their_threshold() {
+    let test = "blockwise_gemm_64_column_tiles_and_their_threshold";
+    let lowp = common::gpu(test);
+    if !common::hopper_gemm(test, &lowp) {
+        return;
+    }
+    let mut rng = Rng::fresh(test);
+    let cases = common::sized(
+        &lowp,
+        vec![
+            (1, 7168, 1280),
+            (33, 2112, 2048),
+            (100, 7168, 1280),
+            (129, 4000, 1280),
+            (65, 2112, 1280),
+            (1, 16400, 384),
+            (256, 7200, 384),
+        ],
+        vec![
+            // 64-column tiles on 4 SMs: at most one wave either way
+            (1, 200, 1280),   // 64 rows: 2 tiles or 4; the last 8 columns wide
+            (33, 130, 2048),  // 64 rows, 16 k-blocks (13 and 14 stages); the last tile 2 wide
+            (100, 250, 1280), // 128 rows, 10 k-blocks (9 stages); the last tile 58 wide
+            (129, 100, 1280), // 128 rows, 2 tile rows: 2 tiles or 4; the last 36 wide
+            (65, 190, 1280),  // 128 rows: 2 tiles or 3
+            // 128-column tiles on 4 SMs: 64 would take a second wave
+            (1, 400, 384),   // 4 tiles or 7
+            (129, 200, 384), // 4 tiles or 8
+        ],
+    );
+    for (i, &(m, n, k)) in cases.iter().enumerate() {
+        let scales = if i % 2 == 0 { ScaleKind::Float } else { ScaleKind::Ue8m0 };
+        gemm_case(&lowp, &mut rng, m, n, k, i % 3 != 1, scales);
     }
 }
 
@@ -832,6 +881,7 @@ fn bf16_grouped_gemm_matches_reference() {
             (64, 4096, 512, 1024),
             (8, 1500, 2112, 1024),
             (4, 300, 384, 512),
+            (1, 100, 7000, 1024),
         ],
         [
             (8, 300, 256, 256),
@@ -840,6 +890,7 @@ fn bf16_grouped_gemm_matches_reference() {
             (16, 600, 256, 256),
             (6, 260, 200, 576),
             (4, 300, 256, 256),
+            (1, 100, 100, 1024), // 128 × 64 tiles on 4 SMs, 16 k-blocks (9 stages)
         ],
     );
     for (e, t, n, k) in contiguous {
@@ -847,8 +898,9 @@ fn bf16_grouped_gemm_matches_reference() {
     }
     let masked = common::sized(
         &lowp,
-        [(8, 400, 256, 512, 96), (16, 2000, 128, 256, 200), (32, 800, 512, 1024, 32)],
-        [(8, 150, 256, 256, 40), (16, 400, 128, 128, 48), (4, 320, 128, 256, 80)],
+        [(8, 400, 256, 512, 96), (16, 2000, 128, 256, 200), (32, 800, 512, 1024, 32), (1, 40, 2112, 1024, 40)],
+        // the last: 64 × 64 tiles on 4 SMs, 16 k-blocks (14 stages)
+        [(8, 150, 256, 256, 40), (16, 400, 128, 128, 48), (4, 320, 128, 256, 80), (1, 40, 136, 1024, 40)],
     );
     for (e, t, n, k, max_m) in masked {
         bf16_case(&lowp, &mut rng, e, t, n, k, Some(max_m));
@@ -873,6 +925,9 @@ fn fp8_grouped_gemm_matches_reference() {
             (8, 900, 2112, 1152, None, true, true),
             (4, 260, 256, 512, Some(65), true, false),
             (4, 260, 384, 512, None, false, true),
+            (8, 300, 2112, 512, Some(64), true, false),
+            (1, 100, 7000, 1280, None, false, true),
+            (2, 90, 4000, 1280, Some(45), true, true),
         ],
         [
             (8, 200, 256, 256, None, false, false),
@@ -881,6 +936,10 @@ fn fp8_grouped_gemm_matches_reference() {
             (6, 260, 200, 640, None, true, true),
             (4, 260, 136, 256, Some(65), true, false),
             (4, 300, 256, 384, None, false, true),
+            // 64-column tiles on 4 SMs: 64 × 64 (masked), 128 × 64 (contiguous, 100 rows)
+            (1, 40, 200, 384, Some(40), true, false),
+            (1, 100, 100, 256, None, false, true),
+            (2, 90, 72, 1280, Some(45), true, true),
         ],
     );
     for (experts, total, n, k, masked, m_major, ue8m0) in cases {

@@ -5,9 +5,9 @@ use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 
-use super::plan::{TILES_VAR, Tiles, parse_tiles};
+use super::plan::{BLOCK_M_VAR, BLOCK_N_VAR, Forced, Tiles, parse_block_m, parse_block_n};
 use super::tma::{Map2d, MapKind, device_maps};
-use crate::abi::{GEMM_BLOCK_K, GEMM_BLOCK_N, GemmParams};
+use crate::abi::{GEMM_BLOCK_K, GemmParams};
 use crate::context::Lowp;
 use crate::error::{CudaResultExt, Result};
 
@@ -16,10 +16,15 @@ crate::abi::device_repr!(GemmParams);
 /// A row-major operand: (address, bytes per row used, rows, row stride in bytes).
 pub(crate) type ByteMatrix = (u64, usize, usize, usize);
 
-/// The configuration `LOWP_GEMM_BLOCK_M` forces on every GEMM of the process (read once), if any.
-pub(crate) fn forced_tiles() -> Result<Option<Tiles>> {
-    static VALUE: OnceLock<Option<String>> = OnceLock::new();
-    parse_tiles(VALUE.get_or_init(|| std::env::var(TILES_VAR).ok()).as_deref())
+/// The tile rows and columns `LOWP_GEMM_BLOCK_M` and `LOWP_GEMM_BLOCK_N` force on every GEMM of
+/// the process (each read once), if any.
+pub(crate) fn forced_tiles() -> Result<Forced> {
+    static M: OnceLock<Option<String>> = OnceLock::new();
+    static N: OnceLock<Option<String>> = OnceLock::new();
+    Ok(Forced {
+        m: parse_block_m(M.get_or_init(|| std::env::var(BLOCK_M_VAR).ok()).as_deref())?,
+        n: parse_block_n(N.get_or_init(|| std::env::var(BLOCK_N_VAR).ok()).as_deref())?,
+    })
 }
 
 /// The kernel of `tiles` for an FP8 (`fp8`) or bf16 GEMM, its shared memory set when first
@@ -29,7 +34,7 @@ pub(crate) fn gemm_function(lowp: &Lowp, op: &'static str, tiles: Tiles, fp8: bo
 }
 
 /// Finds (or writes, outside capture) the tensor maps of A (boxes of `config.block_m()` rows), B
-/// and, when `p.sa_tma` is set, the activation scales (boxes of `config.block_m()` rows × 1
+/// (boxes of `config.block_n()` rows) and, when `p.sa_tma` is set, the activation scales (boxes of `config.block_m()` rows × 1
 /// k-block) in the handle's map cache and launches `f`, the FP8 (`fp8`) or bf16 kernel of
 /// `config`, persistently (one CTA per SM at most, `tiles` an upper bound of the output tiles).
 #[allow(clippy::too_many_arguments)]
@@ -45,7 +50,7 @@ pub(crate) fn launch_gemm(
     b: ByteMatrix,
     tiles: u64,
 ) -> Result<()> {
-    let (bk, bm, bn) = (GEMM_BLOCK_K, config.block_m(), GEMM_BLOCK_N);
+    let (bk, bm, bn) = (GEMM_BLOCK_K, config.block_m(), config.block_n());
     let map = |arg, m: ByteMatrix, box_rows| Map2d {
         arg,
         kind: MapKind::U8Swizzle128,
@@ -57,7 +62,8 @@ pub(crate) fn launch_gemm(
         box_rows,
     };
     // Device memory that stays as it is for the context's life: a captured launch reads the same
-    // maps at every replay (see `super::tma`).
+    // maps at every replay (see `super::tma`). The boxes are part of the cache key: the same
+    // operands in another configuration have their own maps.
     let mut maps = vec![map("x", a, bm), map("w", b, bn)];
     if p.sa_tma != 0 {
         // M-major scales: the rows are the inner dimension (elements past the last row read

@@ -27,12 +27,15 @@
 //! before anything is enqueued. Group tables are read on the device (no host sync). See
 //! `docs/kernels/gemm.md`.
 //!
-//! **Tile configurations.** Each call runs one of two kernel configurations, chosen from the
-//! shapes alone (never from device data, so a warm-up call and its captured replay agree): 64-row
-//! tiles with one math warpgroup when the groups are small (dense M ≤ 64; masked `max_m` ≤ 64;
-//! contiguous at most 64 rows of `x` per expert on average), else 128-row tiles with two. The
-//! environment variable `LOWP_GEMM_BLOCK_M` (`64` or `128`, read once per process) forces one for
-//! every call; another value makes every GEMM fail with [`Error::InvalidValue`](crate::Error::InvalidValue).
+//! **Tile configurations.** Each call runs one of four kernel configurations, chosen from the
+//! shapes and the SM count alone (never from device data, so a warm-up call and its captured
+//! replay agree): 64-row tiles with one math warpgroup when the groups are small (dense M ≤ 64;
+//! masked `max_m` ≤ 64; contiguous at most 64 rows of `x` per expert on average), else 128-row
+//! tiles with two; then 64-column tiles when twice the tiles still take no more waves over the
+//! SMs and fill the last one fuller (decode shapes that would leave SMs idle), else 128-column
+//! ones. The environment variables `LOWP_GEMM_BLOCK_M` and `LOWP_GEMM_BLOCK_N` (each `64` or
+//! `128`, read once per process) force the tile rows or columns of every call; another value makes
+//! every GEMM fail with [`Error::InvalidValue`](crate::Error::InvalidValue).
 
 mod launch;
 mod plan;
@@ -43,7 +46,6 @@ use std::sync::Arc;
 use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut, DeviceSlice};
 use half::bf16;
 
-use crate::abi::GEMM_BLOCK_N;
 use crate::context::Lowp;
 use crate::dtype::{Element, F8E4M3};
 use crate::error::Result;
@@ -55,7 +57,7 @@ use crate::matrix::{Matrix, MatrixBatch};
 use crate::scale::ScaleLayout;
 use crate::validate::Operand;
 use launch::{forced_tiles, gemm_function, launch_gemm};
-use plan::{DenseInput, GroupedInput, choose_tiles, dense_plan, grouped_plan, tile_bound};
+use plan::{DenseInput, GroupedInput, Rows, choose_tiles, dense_plan, grouped_plan, tile_bound};
 
 /// Error bit of [`ErrorFlag`]: a group bound read on the device was out of range (contiguous ends
 /// decreasing or past the rows of `x`, masked counts outside `[0, max_m]`) and was clamped.
@@ -63,7 +65,16 @@ pub use crate::abi::GEMM_ERR_GROUP_BOUNDS as ERR_GROUP_BOUNDS;
 
 /// Kernel entry points of this family (sm_90a only).
 #[cfg(test)]
-pub(crate) const KERNELS: &[&str] = &["fp8_blockwise_gemm", "fp8_blockwise_gemm_m64", "bf16_gemm", "bf16_gemm_m64"];
+pub(crate) const KERNELS: &[&str] = &[
+    "fp8_blockwise_gemm",
+    "fp8_blockwise_gemm_m64",
+    "fp8_blockwise_gemm_n64",
+    "fp8_blockwise_gemm_m64_n64",
+    "bf16_gemm",
+    "bf16_gemm_m64",
+    "bf16_gemm_n64",
+    "bf16_gemm_m64_n64",
+];
 
 /// What every kernel of the family needs.
 const NEEDS: &str = "compute capability 9.0 (sm_90a: wgmma and TMA)";
@@ -176,7 +187,7 @@ where
     SW: DevicePtr<f32>,
     O: DevicePtrMut<bf16>,
 {
-    let tiles = choose_tiles(x.rows(), 1, None, forced_tiles()?);
+    let tiles = choose_tiles(Rows::Dense(x.rows()), w.rows(), lowp.sm_count(), forced_tiles()?);
     let f = gemm_function(lowp, "blockwise_fp8", tiles, true)?;
     lowp.check_stream(stream)?;
     lowp.check_buffer("x", x.buffer())?;
@@ -198,7 +209,7 @@ where
     if p.rows == 0 || p.n == 0 {
         return Ok(());
     }
-    let count = (p.rows.div_ceil(tiles.block_m()) as u64) * (p.n.div_ceil(GEMM_BLOCK_N) as u64);
+    let count = tile_bound(Rows::Dense(p.rows as usize), p.n as usize, tiles);
     launch_gemm(
         lowp,
         stream,
@@ -281,7 +292,7 @@ where
     O: DevicePtrMut<bf16>,
 {
     let (table, max_m) = groups.parts();
-    let tiles = choose_tiles(x.rows(), w.shape()[0], max_m, forced_tiles()?);
+    let tiles = choose_tiles(group_rows(x.rows(), w.shape()[0], max_m), w.shape()[1], lowp.sm_count(), forced_tiles()?);
     let f = gemm_function(lowp, "grouped_fp8", tiles, true)?;
     lowp.check_stream(stream)?;
     lowp.check_buffer("x", x.buffer())?;
@@ -353,7 +364,7 @@ where
     O: DevicePtrMut<bf16>,
 {
     let (table, max_m) = groups.parts();
-    let tiles = choose_tiles(x.rows(), w.shape()[0], max_m, forced_tiles()?);
+    let tiles = choose_tiles(group_rows(x.rows(), w.shape()[0], max_m), w.shape()[1], lowp.sm_count(), forced_tiles()?);
     let f = gemm_function(lowp, "grouped_bf16", tiles, false)?;
     lowp.check_stream(stream)?;
     lowp.check_buffer("x", x.buffer())?;
@@ -375,6 +386,14 @@ where
         scales: None,
     };
     grouped_launch(lowp, stream, "grouped_bf16", &f, tiles, &input, ta, error_flag)
+}
+
+/// The rows of a grouped call as the tile heuristic sees them.
+fn group_rows(rows: usize, experts: usize, max_m: Option<usize>) -> Rows {
+    match max_m {
+        Some(max_m) => Rows::Masked { experts, max_m },
+        None => Rows::Contiguous { rows, experts },
+    }
 }
 
 /// Validates a grouped call whose buffers are resolved (their guards alive in the caller) and
@@ -399,7 +418,7 @@ fn grouped_launch(
     let e = x.elem;
     let a = (x.addr, x.cols * e, x.rows, x.stride * e);
     let b = (input.w_addr, k * e, experts * n, k * e);
-    let bound = tile_bound(x.rows, experts, n, input.max_m, tiles.block_m());
+    let bound = tile_bound(group_rows(x.rows, experts, input.max_m), n, tiles);
     launch_gemm(lowp, stream, op, f, tiles, input.scales.is_some(), p, a, b, bound)
 }
 

@@ -2,8 +2,8 @@
 //! scale layouts and extents, group tables and overlaps, into the kernel's parameters.
 
 use crate::abi::{
-    GEMM_BLOCK_K, GEMM_BLOCK_M, GEMM_BLOCK_M_SMALL, GEMM_BLOCK_N, GEMM_SMEM_BYTES_BF16, GEMM_SMEM_BYTES_BF16_SMALL,
-    GEMM_SMEM_BYTES_FP8, GEMM_SMEM_BYTES_FP8_SMALL, GEMM_THREADS, GEMM_THREADS_SMALL, GemmParams,
+    GEMM_BLOCK_K, GEMM_BLOCK_M, GEMM_BLOCK_M_SMALL, GEMM_BLOCK_N, GEMM_BLOCK_N_SMALL, GemmParams, gemm_smem_bytes,
+    gemm_threads,
 };
 use crate::error::{Error, Result};
 use crate::fp8::GROUP;
@@ -228,92 +228,177 @@ pub(crate) fn grouped_plan(s: &GroupedInput) -> Result<GemmParams> {
     })
 }
 
-/// The kernel configuration of a call: tile rows, and with them the entry point, the threads and
-/// the shared memory (`kernels-gpu/src/gemm.rs`).
+/// Rows of a configuration's tiles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Tiles {
-    /// 128-row tiles, two math warpgroups (384 threads), 6 pipeline stages (FP8) or 7 (bf16).
+pub(crate) enum BlockM {
+    /// 128-row tiles, two math warpgroups (384 threads).
     M128,
-    /// 64-row tiles, one math warpgroup (256 threads), 9 pipeline stages.
+    /// 64-row tiles, one math warpgroup (256 threads).
     M64,
+}
+
+/// Columns of a configuration's tiles (rows of its B boxes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BlockN {
+    N128,
+    N64,
+}
+
+/// The kernel configuration of a call: tile rows and columns, and with them the entry point, the
+/// threads and the shared memory (`kernels-gpu/src/gemm.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tiles {
+    pub m: BlockM,
+    pub n: BlockN,
 }
 
 impl Tiles {
     pub fn block_m(self) -> u32 {
-        match self {
-            Tiles::M128 => GEMM_BLOCK_M,
-            Tiles::M64 => GEMM_BLOCK_M_SMALL,
+        match self.m {
+            BlockM::M128 => GEMM_BLOCK_M,
+            BlockM::M64 => GEMM_BLOCK_M_SMALL,
+        }
+    }
+    pub fn block_n(self) -> u32 {
+        match self.n {
+            BlockN::N128 => GEMM_BLOCK_N,
+            BlockN::N64 => GEMM_BLOCK_N_SMALL,
         }
     }
     pub fn threads(self) -> u32 {
-        match self {
-            Tiles::M128 => GEMM_THREADS,
-            Tiles::M64 => GEMM_THREADS_SMALL,
-        }
+        gemm_threads(self.block_m())
     }
-    /// The dynamic shared memory of the FP8 (`fp8`) or bf16 kernel.
+    /// The dynamic shared memory of the FP8 (`fp8`) or bf16 kernel: its stages fill the budget.
     pub fn smem_bytes(self, fp8: bool) -> u32 {
-        match (self, fp8) {
-            (Tiles::M128, true) => GEMM_SMEM_BYTES_FP8,
-            (Tiles::M64, true) => GEMM_SMEM_BYTES_FP8_SMALL,
-            (Tiles::M128, false) => GEMM_SMEM_BYTES_BF16,
-            (Tiles::M64, false) => GEMM_SMEM_BYTES_BF16_SMALL,
-        }
+        gemm_smem_bytes(self.block_m(), self.block_n(), fp8)
     }
     /// The entry point: FP8 (QGMMA) or bf16 (HGMMA).
     pub fn kernel(self, fp8: bool) -> &'static str {
-        match (self, fp8) {
-            (Tiles::M128, true) => "fp8_blockwise_gemm",
-            (Tiles::M64, true) => "fp8_blockwise_gemm_m64",
-            (Tiles::M128, false) => "bf16_gemm",
-            (Tiles::M64, false) => "bf16_gemm_m64",
+        use {BlockM::*, BlockN::*};
+        match (self.m, self.n, fp8) {
+            (M128, N128, true) => "fp8_blockwise_gemm",
+            (M64, N128, true) => "fp8_blockwise_gemm_m64",
+            (M128, N64, true) => "fp8_blockwise_gemm_n64",
+            (M64, N64, true) => "fp8_blockwise_gemm_m64_n64",
+            (M128, N128, false) => "bf16_gemm",
+            (M64, N128, false) => "bf16_gemm_m64",
+            (M128, N64, false) => "bf16_gemm_n64",
+            (M64, N64, false) => "bf16_gemm_m64_n64",
         }
     }
+}
+
+/// The rows of a call as the tile heuristic sees them (shapes only, never device data).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rows {
+    /// A dense GEMM of M rows.
+    Dense(usize),
+    /// A grouped GEMM over `rows` rows of x, in groups of unknown sizes.
+    Contiguous { rows: usize, experts: usize },
+    /// A grouped GEMM of `experts` slabs of `max_m` rows.
+    Masked { experts: usize, max_m: usize },
 }
 
 /// Rows per group at or below which a call runs 64-row tiles.
 pub(crate) const SMALL_M: usize = 64;
 
-/// The configuration of a call: `forced` (from `LOWP_GEMM_BLOCK_M`) if set, else 64-row tiles
-/// when the groups are small enough that a 128-row tile would leave half its rows (and one of its
-/// two math warpgroups) idle:
+/// The tile rows of a call: 64 when the groups are small enough that a 128-row tile would leave
+/// half its rows (and one of its two math warpgroups) idle:
 /// - dense: M ≤ 64;
 /// - masked: `max_m` ≤ 64 (no group has more rows);
 /// - contiguous: rows of `x` ≤ 64 per expert on average (`rows ≤ 64 · E`); each group then
 ///   wastes on average at least half of a 128-row tile, at most half of a 64-row one.
 ///
-/// Otherwise 128-row tiles: each B tile loaded feeds twice the rows.
-pub(crate) fn choose_tiles(rows: usize, experts: usize, max_m: Option<usize>, forced: Option<Tiles>) -> Tiles {
-    if let Some(t) = forced {
-        return t;
-    }
-    let small = match max_m {
-        Some(m) => m <= SMALL_M,
-        None => rows <= SMALL_M.saturating_mul(experts.max(1)),
+/// Otherwise 128: each B tile loaded feeds twice the rows.
+pub(crate) fn choose_block_m(rows: Rows) -> BlockM {
+    let small = match rows {
+        Rows::Dense(m) => m <= SMALL_M,
+        Rows::Masked { max_m, .. } => max_m <= SMALL_M,
+        Rows::Contiguous { rows, experts } => rows <= SMALL_M.saturating_mul(experts.max(1)),
     };
-    if small { Tiles::M64 } else { Tiles::M128 }
+    if small { BlockM::M64 } else { BlockM::M128 }
 }
 
-/// The environment variable that overrides [`choose_tiles`] for every GEMM of the process.
-pub(crate) const TILES_VAR: &str = "LOWP_GEMM_BLOCK_M";
+/// The persistent grid's waves over `sms` SMs: (waves, CTAs of the last wave).
+fn waves(tiles: u64, sms: u32) -> (u64, u64) {
+    let sms = sms.max(1) as u64;
+    let waves = tiles.div_ceil(sms).max(1);
+    (waves, tiles - (waves - 1) * sms)
+}
 
-/// Parses the value of [`TILES_VAR`]: unset or empty, the heuristic; `64` or `128`, that
-/// configuration; anything else `InvalidValue`.
-pub(crate) fn parse_tiles(value: Option<&str>) -> Result<Option<Tiles>> {
+/// The configuration of a call with `n` output columns on `sms` SMs: the tile rows of
+/// [`choose_block_m`], then the tile columns by SM fill: 64 when the 64-column tiles take no more
+/// waves over the SMs than the 128-column ones and fill the last wave with more CTAs (twice the
+/// CTAs, each with half the columns, in the same number of waves); 128 when they tie or when 64
+/// needs more waves (more tiles of less work each, and each A tile loaded feeds half the
+/// columns). The tile counts are [`tile_bound`]'s. `forced` (from `LOWP_GEMM_BLOCK_M` and
+/// `LOWP_GEMM_BLOCK_N`) overrides either choice.
+///
+/// ```text
+/// 132 SMs                     BLOCK_M   tiles N128 (waves, last)   tiles N64 (waves, last)   BLOCK_N
+/// M = 64,   N = 2112          64          17 (1, 17)                 33 (1, 33)               64
+/// M = 64,   N = 7168          64          56 (1, 56)                112 (1, 112)              64
+/// M = 128,  N = 2112         128          17 (1, 17)                 33 (1, 33)               64
+/// M = 128,  N = 7168         128          56 (1, 56)                112 (1, 112)              64
+/// M = 256,  N = 7168         128         112 (1, 112)               224 (2, 92)              128
+/// M = 512,  N = 2112         128          68 (1, 68)                132 (1, 132)              64
+/// M = 640,  N = 2112         128          85 (1, 85)                165 (2, 33)              128
+/// M = 4096, N = 2112         128         544 (5, 16)               1056 (8, 132)             128
+/// M = 4096, N = 7168         128        1792 (14, 76)              3584 (28, 20)             128
+/// ```
+pub(crate) fn choose_tiles(rows: Rows, n: usize, sms: u32, forced: Forced) -> Tiles {
+    let m = forced.m.unwrap_or_else(|| choose_block_m(rows));
+    let n = forced.n.unwrap_or_else(|| {
+        let fill = |bn| waves(tile_bound(rows, n, Tiles { m, n: bn }), sms);
+        let ((w128, last128), (w64, last64)) = (fill(BlockN::N128), fill(BlockN::N64));
+        if w64 < w128 || (w64 == w128 && last64 > last128) { BlockN::N64 } else { BlockN::N128 }
+    });
+    Tiles { m, n }
+}
+
+/// Configuration choices forced by the environment (`None`: the heuristic's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Forced {
+    pub m: Option<BlockM>,
+    pub n: Option<BlockN>,
+}
+
+/// The environment variable that forces the tile rows of every GEMM of the process.
+pub(crate) const BLOCK_M_VAR: &str = "LOWP_GEMM_BLOCK_M";
+/// The environment variable that forces the tile columns of every GEMM of the process.
+pub(crate) const BLOCK_N_VAR: &str = "LOWP_GEMM_BLOCK_N";
+
+/// Parses the value of [`BLOCK_M_VAR`]: unset or empty, the heuristic; `64` or `128`, that
+/// tile height; anything else `InvalidValue`.
+pub(crate) fn parse_block_m(value: Option<&str>) -> Result<Option<BlockM>> {
     match value.map(str::trim) {
         None | Some("") => Ok(None),
-        Some("64") => Ok(Some(Tiles::M64)),
-        Some("128") => Ok(Some(Tiles::M128)),
-        Some(v) => Err(Error::InvalidValue { arg: TILES_VAR, expected: "64, 128 or unset", actual: v.to_string() }),
+        Some("64") => Ok(Some(BlockM::M64)),
+        Some("128") => Ok(Some(BlockM::M128)),
+        Some(v) => Err(Error::InvalidValue { arg: BLOCK_M_VAR, expected: "64, 128 or unset", actual: v.to_string() }),
     }
 }
 
-/// Upper bound of the output tiles of all groups (`block_m` rows each).
-pub(crate) fn tile_bound(rows: usize, experts: usize, n: usize, max_m: Option<usize>, block_m: u32) -> u64 {
-    let (tiles_n, bm) = (n.div_ceil(GEMM_BLOCK_N as usize) as u64, block_m as usize);
-    let tiles_m = match max_m {
-        Some(m) => experts as u64 * m.div_ceil(bm) as u64,
-        None => rows.div_ceil(bm) as u64 + experts as u64,
+/// Parses the value of [`BLOCK_N_VAR`]: unset or empty, the heuristic; `64` or `128`, that
+/// tile width; anything else `InvalidValue`.
+pub(crate) fn parse_block_n(value: Option<&str>) -> Result<Option<BlockN>> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some("64") => Ok(Some(BlockN::N64)),
+        Some("128") => Ok(Some(BlockN::N128)),
+        Some(v) => Err(Error::InvalidValue { arg: BLOCK_N_VAR, expected: "64, 128 or unset", actual: v.to_string() }),
+    }
+}
+
+/// The output tiles of a call in configuration `tiles`: exact for a dense GEMM and the masked
+/// layout, an upper bound for the contiguous layout (each group's last tile row may be partial:
+/// at most one more tile row per expert).
+pub(crate) fn tile_bound(rows: Rows, n: usize, tiles: Tiles) -> u64 {
+    let (bm, bn) = (tiles.block_m() as usize, tiles.block_n() as usize);
+    let tiles_m = match rows {
+        Rows::Dense(m) => m.div_ceil(bm) as u64,
+        Rows::Masked { experts, max_m } => experts as u64 * max_m.div_ceil(bm) as u64,
+        Rows::Contiguous { rows, experts } => rows.div_ceil(bm) as u64 + experts as u64,
     };
-    tiles_m * tiles_n
+    tiles_m * n.div_ceil(bn) as u64
 }

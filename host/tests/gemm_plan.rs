@@ -151,10 +151,16 @@ fn grouped_plan_accepts_moe_shapes() {
     let mut s = grouped(32 * 64, 512, 256, 32, 1);
     s.max_m = Some(64);
     assert_eq!(grouped_plan(&s).unwrap().max_m, 64);
-    assert_eq!(tile_bound(1000, 4, 256, None, 128), (8 + 4) * 2);
-    assert_eq!(tile_bound(0, 4, 256, Some(100), 128), 4 * 2); // 4 experts, 1 row tile, 2 column tiles
-    assert_eq!(tile_bound(1000, 4, 256, None, 64), (16 + 4) * 2);
-    assert_eq!(tile_bound(0, 4, 256, Some(100), 64), 4 * 2 * 2); // 2 row tiles of 64 per slab
+    let contiguous = Rows::Contiguous { rows: 1000, experts: 4 };
+    let masked = Rows::Masked { experts: 4, max_m: 100 };
+    assert_eq!(tile_bound(contiguous, 256, M128_N128), (8 + 4) * 2);
+    assert_eq!(tile_bound(masked, 256, M128_N128), 4 * 2); // 4 experts, 1 row tile, 2 column tiles
+    assert_eq!(tile_bound(contiguous, 256, M64_N128), (16 + 4) * 2);
+    assert_eq!(tile_bound(masked, 256, M64_N128), 4 * 2 * 2); // 2 row tiles of 64 per slab
+    assert_eq!(tile_bound(masked, 256, M64_N64), 4 * 2 * 4); // and 4 column tiles of 64
+    assert_eq!(tile_bound(contiguous, 200, M128_N64), (8 + 4) * 4); // the last column tile 8 wide
+    assert_eq!(tile_bound(Rows::Dense(1000), 2112, M128_N128), 8 * 17);
+    assert_eq!(tile_bound(Rows::Dense(1000), 2112, M128_N64), 8 * 33);
 }
 
 #[test]
@@ -215,57 +221,126 @@ fn grouped_fp8_scales_xre_checked() {
     assert!(matches!(grouped_plan(&s), Err(Error::Aliasing { arg: "out", other: "scales_w" })));
 }
 
+const M128_N128: Tiles = Tiles { m: BlockM::M128, n: BlockN::N128 };
+const M64_N128: Tiles = Tiles { m: BlockM::M64, n: BlockN::N128 };
+const M128_N64: Tiles = Tiles { m: BlockM::M128, n: BlockN::N64 };
+const M64_N64: Tiles = Tiles { m: BlockM::M64, n: BlockN::N64 };
+const ALL: [Tiles; 4] = [M128_N128, M64_N128, M128_N64, M64_N64];
+const NONE: Forced = Forced { m: None, n: None };
+
 #[test]
-fn tile_configuration_follows_the_rows_per_group() {
-    use crate::abi::{
-        GEMM_SMEM_BYTES_BF16, GEMM_SMEM_BYTES_BF16_SMALL, GEMM_SMEM_BYTES_FP8, GEMM_SMEM_BYTES_FP8_SMALL,
-    };
+fn tile_rows_follow_the_rows_per_group() {
     // dense (one group): 64-row tiles up to M = 64
-    for (m, want) in [(1, Tiles::M64), (7, Tiles::M64), (64, Tiles::M64), (65, Tiles::M128), (4096, Tiles::M128)] {
-        assert_eq!(choose_tiles(m, 1, None, None), want, "dense M = {m}");
+    for (m, want) in [(1, BlockM::M64), (7, BlockM::M64), (64, BlockM::M64), (65, BlockM::M128), (4096, BlockM::M128)] {
+        assert_eq!(choose_block_m(Rows::Dense(m)), want, "dense M = {m}");
     }
     // masked: by max_m, whatever the experts
-    assert_eq!(choose_tiles(8 * 64, 8, Some(64), None), Tiles::M64);
-    assert_eq!(choose_tiles(8 * 65, 8, Some(65), None), Tiles::M128);
-    assert_eq!(choose_tiles(256, 256, Some(1), None), Tiles::M64);
+    assert_eq!(choose_block_m(Rows::Masked { experts: 8, max_m: 64 }), BlockM::M64);
+    assert_eq!(choose_block_m(Rows::Masked { experts: 8, max_m: 65 }), BlockM::M128);
+    assert_eq!(choose_block_m(Rows::Masked { experts: 256, max_m: 1 }), BlockM::M64);
     // contiguous: by the average rows per expert
-    assert_eq!(choose_tiles(64 * 32, 32, None, None), Tiles::M64);
-    assert_eq!(choose_tiles(64 * 32 + 1, 32, None, None), Tiles::M128);
-    assert_eq!(choose_tiles(3, 4, None, None), Tiles::M64);
-    assert_eq!(choose_tiles(8 * 512, 8, None, None), Tiles::M128);
-    // forced
-    assert_eq!(choose_tiles(1, 1, None, Some(Tiles::M128)), Tiles::M128);
-    assert_eq!(choose_tiles(4096, 8, Some(512), Some(Tiles::M64)), Tiles::M64);
+    assert_eq!(choose_block_m(Rows::Contiguous { rows: 64 * 32, experts: 32 }), BlockM::M64);
+    assert_eq!(choose_block_m(Rows::Contiguous { rows: 64 * 32 + 1, experts: 32 }), BlockM::M128);
+    assert_eq!(choose_block_m(Rows::Contiguous { rows: 3, experts: 4 }), BlockM::M64);
+    assert_eq!(choose_block_m(Rows::Contiguous { rows: 8 * 512, experts: 8 }), BlockM::M128);
+}
+
+/// The table of `choose_tiles`'s documentation (132 SMs, an H100 SXM or H200), and the thresholds
+/// around it.
+#[test]
+fn tile_columns_follow_the_sm_fill() {
+    let pick = |m: usize, n: usize, sms: u32| choose_tiles(Rows::Dense(m), n, sms, NONE);
+    for (m, n, want) in [
+        (64, 2112, M64_N64),
+        (64, 7168, M64_N64),
+        (128, 2112, M128_N64),
+        (128, 7168, M128_N64),
+        (256, 7168, M128_N128),  // 112 tiles of 128 fit one wave, 224 of 64 take two
+        (512, 2112, M128_N64),   // 68 tiles, or 132: one full wave
+        (640, 2112, M128_N128),  // 85 tiles, or 165: two waves
+        (4096, 2112, M128_N128), // 5 waves (the last of 16 CTAs), or 8 full ones
+        (4096, 7168, M128_N128), // 14 waves, or 28
+        (1, 64, M64_N128),       // one tile either way: a tie
+        (1, 65, M64_N64),        // 1 tile, or 2
+    ] {
+        assert_eq!(pick(m, n, 132), want, "M = {m}, N = {n}");
+    }
+    // the threshold moves with the SMs: 4 SMs (the simulator's default), 1 SM
+    assert_eq!(pick(1, 256, 4), M64_N64); // 2 tiles, or 4: one wave
+    assert_eq!(pick(1, 384, 4), M64_N128); // 3 tiles, or 6: two waves
+    assert_eq!(pick(129, 128, 4), M128_N64); // 2 tiles, or 4
+    assert_eq!(pick(129, 256, 4), M128_N128); // 4 tiles, or 8
+    assert_eq!(pick(1, 7168, 1), M64_N128); // one SM: 56 waves, or 112
+    assert_eq!(pick(1, 7168, 0), M64_N128); // no SM count: as one
+    // grouped: the tile bound of the layout
+    let masked = Rows::Masked { experts: 8, max_m: 64 };
+    assert_eq!(choose_tiles(masked, 2048, 132, NONE), M64_N128); // 128 tiles, or 256: 1 wave, or 2
+    assert_eq!(choose_tiles(masked, 1024, 132, NONE), M64_N64); // 64, or 128
+    let contiguous = Rows::Contiguous { rows: 8 * 512, experts: 8 };
+    assert_eq!(choose_tiles(contiguous, 7168, 132, NONE), M128_N128);
+    // forced: either dimension, the other still chosen
+    let m128 = Forced { m: Some(BlockM::M128), n: None };
+    assert_eq!(choose_tiles(Rows::Dense(1), 7168, 132, m128), M128_N64);
+    let n128 = Forced { m: None, n: Some(BlockN::N128) };
+    assert_eq!(choose_tiles(Rows::Dense(1), 7168, 132, n128), M64_N128);
+    let n64 = Forced { m: None, n: Some(BlockN::N64) };
+    assert_eq!(choose_tiles(Rows::Dense(4096), 7168, 132, n64), M128_N64);
+    let both = Forced { m: Some(BlockM::M64), n: Some(BlockN::N128) };
+    assert_eq!(choose_tiles(Rows::Masked { experts: 8, max_m: 512 }, 64, 132, both), M64_N128);
+}
+
+#[test]
+fn tile_configurations_name_their_kernels_and_budgets() {
+    use crate::abi::{GEMM_SMEM_LIMIT, gemm_stages};
     // each configuration's kernel, block and shared memory
-    assert_eq!((Tiles::M128.block_m(), Tiles::M128.threads()), (128, 384));
-    assert_eq!((Tiles::M64.block_m(), Tiles::M64.threads()), (64, 256));
-    assert_eq!(Tiles::M64.kernel(true), "fp8_blockwise_gemm_m64");
-    assert_eq!(Tiles::M128.kernel(false), "bf16_gemm");
-    assert_eq!(
-        (Tiles::M128.smem_bytes(true), Tiles::M64.smem_bytes(true)),
-        (GEMM_SMEM_BYTES_FP8, GEMM_SMEM_BYTES_FP8_SMALL)
-    );
-    assert_eq!(
-        (Tiles::M128.smem_bytes(false), Tiles::M64.smem_bytes(false)),
-        (GEMM_SMEM_BYTES_BF16, GEMM_SMEM_BYTES_BF16_SMALL)
-    );
-    // FP8 stages: A and B tiles and the tile rows' f32 activation scales
-    assert_eq!(GEMM_SMEM_BYTES_FP8, 6 * (32768 + 512) + 1024 + 6 * 16);
-    assert_eq!(GEMM_SMEM_BYTES_FP8_SMALL, 9 * (24576 + 256) + 1024 + 9 * 16);
-    assert_eq!(GEMM_SMEM_BYTES_BF16, 7 * 32768 + 1024 + 7 * 16);
-    assert_eq!(GEMM_SMEM_BYTES_BF16_SMALL, 9 * 24576 + 1024 + 9 * 16);
+    assert_eq!((M128_N128.block_m(), M128_N128.block_n(), M128_N128.threads()), (128, 128, 384));
+    assert_eq!((M64_N128.block_m(), M64_N128.block_n(), M64_N128.threads()), (64, 128, 256));
+    assert_eq!((M128_N64.block_m(), M128_N64.block_n(), M128_N64.threads()), (128, 64, 384));
+    assert_eq!((M64_N64.block_m(), M64_N64.block_n(), M64_N64.threads()), (64, 64, 256));
+    assert_eq!(M64_N128.kernel(true), "fp8_blockwise_gemm_m64");
+    assert_eq!(M128_N128.kernel(false), "bf16_gemm");
+    assert_eq!(M128_N64.kernel(true), "fp8_blockwise_gemm_n64");
+    assert_eq!(M64_N64.kernel(false), "bf16_gemm_m64_n64");
+    // stages: A and B tiles (and, FP8, the tile rows' f32 activation scales), as many as fit
+    let stage = |t: Tiles, fp8: bool| (t.block_m() + t.block_n()) * 128 + if fp8 { 4 * t.block_m() } else { 0 };
+    for (t, fp8, stages, bytes) in [
+        (M128_N128, true, 6, 200_800),
+        (M64_N128, true, 9, 224_656),
+        (M128_N64, true, 9, 226_960),
+        (M64_N64, true, 13, 217_552),
+        (M128_N128, false, 7, 230_512),
+        (M64_N128, false, 9, 222_352),
+        (M128_N64, false, 9, 222_352),
+        (M64_N64, false, 14, 230_624),
+    ] {
+        assert_eq!(gemm_stages(t.block_m(), t.block_n(), fp8), stages, "{t:?} fp8 {fp8}");
+        assert_eq!(t.smem_bytes(fp8), stages * stage(t, fp8) + 1024 + stages * 16, "{t:?} fp8 {fp8}");
+        assert_eq!(t.smem_bytes(fp8), bytes);
+        assert!(bytes <= GEMM_SMEM_LIMIT && bytes + stage(t, fp8) + 16 > GEMM_SMEM_LIMIT);
+    }
+    // every kernel of the family is one configuration's, and every configuration's is listed
     for k in crate::gemm::KERNELS {
-        assert!([true, false].iter().any(|&f| [Tiles::M128, Tiles::M64].iter().any(|t| t.kernel(f) == *k)));
+        assert!([true, false].iter().any(|&f| ALL.iter().any(|t| t.kernel(f) == *k)), "{k}");
+    }
+    for t in ALL {
+        for fp8 in [true, false] {
+            assert!(crate::gemm::KERNELS.contains(&t.kernel(fp8)), "{t:?}");
+        }
     }
 }
 
 #[test]
-fn tile_override_parses_64_128_or_nothing() {
-    assert_eq!(parse_tiles(None).unwrap(), None);
-    assert_eq!(parse_tiles(Some("")).unwrap(), None);
-    assert_eq!(parse_tiles(Some("64")).unwrap(), Some(Tiles::M64));
-    assert_eq!(parse_tiles(Some(" 128 ")).unwrap(), Some(Tiles::M128));
+fn tile_overrides_parse_64_128_or_nothing() {
+    assert_eq!(parse_block_m(None).unwrap(), None);
+    assert_eq!(parse_block_m(Some("")).unwrap(), None);
+    assert_eq!(parse_block_m(Some("64")).unwrap(), Some(BlockM::M64));
+    assert_eq!(parse_block_m(Some(" 128 ")).unwrap(), Some(BlockM::M128));
+    assert_eq!(parse_block_n(None).unwrap(), None);
+    assert_eq!(parse_block_n(Some(" ")).unwrap(), None);
+    assert_eq!(parse_block_n(Some("64")).unwrap(), Some(BlockN::N64));
+    assert_eq!(parse_block_n(Some("128\n")).unwrap(), Some(BlockN::N128));
     for bad in ["32", "256", "auto", "64x"] {
-        assert!(matches!(parse_tiles(Some(bad)), Err(Error::InvalidValue { arg: "LOWP_GEMM_BLOCK_M", .. })), "{bad}");
+        assert!(matches!(parse_block_m(Some(bad)), Err(Error::InvalidValue { arg: "LOWP_GEMM_BLOCK_M", .. })), "{bad}");
+        assert!(matches!(parse_block_n(Some(bad)), Err(Error::InvalidValue { arg: "LOWP_GEMM_BLOCK_N", .. })), "{bad}");
     }
 }

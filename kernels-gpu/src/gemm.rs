@@ -5,18 +5,21 @@
 //!   every 128 of K — `D = Σ_k (A·sa)(B·sb)`;
 //! - `bf16_gemm`: bf16 operands (HGMMA), f32 accumulation across all of K.
 //!
-//! Two configurations of one body (const generic `MATH_WGS`, the math warpgroups):
+//! Four configurations of one body (const generics `MATH_WGS`, the math warpgroups, and `BN`,
+//! the tile's columns):
 //!
 //! ```text
-//!                      BLOCK_M  threads  stages: FP8 (tiles + scales)     bf16          entry points
-//! MATH_WGS = 2         128      384      6 × (32 KiB + 512 B)            7 × 32 KiB    fp8_blockwise_gemm, bf16_gemm
-//! MATH_WGS = 1 (small)  64      256      9 × (24 KiB + 256 B)            9 × 24 KiB    fp8_blockwise_gemm_m64, bf16_gemm_m64
+//! MATH_WGS BN  BLOCK_M×N  threads  stages: FP8 (tiles + scales)   bf16         entry points
+//! 2        128 128×128    384      6 × (32 KiB + 512 B)           7 × 32 KiB   fp8_blockwise_gemm, bf16_gemm
+//! 1        128  64×128    256      9 × (24 KiB + 256 B)           9 × 24 KiB   fp8_blockwise_gemm_m64, bf16_gemm_m64
+//! 2         64 128×64     384      9 × (24 KiB + 512 B)           9 × 24 KiB   fp8_blockwise_gemm_n64, bf16_gemm_n64
+//! 1         64  64×64     256     13 × (16 KiB + 256 B)          14 × 16 KiB   fp8_blockwise_gemm_m64_n64, bf16_gemm_m64_n64
 //!
 //! block = 1 + MATH_WGS warpgroups
 //!   WG0  producer: thread 0 issues TMA
 //!   WG1  math: rows  0..64 of the tile
 //!   WG2  math: rows 64..128 (BLOCK_M = 128 only)
-//! smem (from a 1024-byte boundary): stages × [A tile BLOCK_M rows × 128 B | B tile 128 × 128 B]
+//! smem (from a 1024-byte boundary): stages × [A tile BLOCK_M rows × 128 B | B tile BN rows × 128 B]
 //!   (128-byte swizzled); FP8: stages × [BLOCK_M f32 activation scales]; full[s], empty[s] mbarriers
 //! sa_tma (FP8, per launch, set by the host for M-major activation scales whose ld and base are
 //!   16-byte aligned): the producer loads each stage's activation scales; otherwise the math
@@ -27,8 +30,9 @@
 //!     producer: wait empty[s] (phase ^ 1); expect A + B (+ scales) bytes on full[s];
 //!               TMA A(kb, m0), B(kb, g·N + n0), FP8 with sa_tma: scales sa(m0 .. m0 + BLOCK_M, kb)
 //!     math:     wait full[s] (phase); FP8: sa of its two rows from shared memory (sa_tma) or global;
-//!               4 × wgmma (k32 FP8 / k16 bf16: 32 bytes of K each) into acc;
+//!               4 × wgmma m64nBN (k32 FP8 / k16 bf16: 32 bytes of K each) into acc;
 //!               wait; arrive empty[s];  FP8: final = fma(acc, sa(m, kb) · sb_g(n0/128, kb), final)
+//!               (a 64-column tile lies inside one 128-column weight-scale block: n0/128)
 //!   math: round to bf16 and store (rows outside the group and columns ≥ N masked)
 //! s = it mod stages, phase = ⌊it / stages⌋ mod 2 for the CTA's it-th k-block, kept as a counter
 //! and a parity bit that flips when s wraps (any stage count, not only powers of two).
@@ -44,19 +48,18 @@
 use core::f32::math::mul_add;
 
 use crate::abi::{
-    GEMM_BLOCK_K as BK, GEMM_BLOCK_N as BN, GEMM_ERR_GROUP_BOUNDS, GemmParams, gemm_stage_scale_bytes, gemm_stages,
+    GEMM_BLOCK_K as BK, GEMM_ERR_GROUP_BOUNDS, GEMM_SCALE_BLOCK_N, GemmParams, gemm_stage_scale_bytes, gemm_stages,
 };
 use crate::prim::convert::f32x2_to_bf16x2;
 use crate::prim::hopper::{
-    fence_mbarrier_init, fence_operands, fence_tensormap_acquire, ld_shared_f32, mbarrier_arrive,
-    mbarrier_arrive_expect_tx, mbarrier_init, mbarrier_wait, prefetch_tensormap, setmaxnreg_dec, setmaxnreg_inc,
-    smem_addr, smem_desc_k_major_sw128, tma_load_2d, wgmma_commit, wgmma_fence, wgmma_m64n128k16_bf16,
-    wgmma_m64n128k32_e4m3, wgmma_wait,
+    fence_mbarrier_init, fence_operands, fence_operands_32, fence_tensormap_acquire, ld_shared_f32, low_half,
+    mbarrier_arrive, mbarrier_arrive_expect_tx, mbarrier_init, mbarrier_wait, prefetch_tensormap, setmaxnreg_dec,
+    setmaxnreg_inc, smem_addr, smem_desc_k_major_sw128, tma_load_2d, wgmma_commit, wgmma_fence, wgmma_m64n64k16_bf16,
+    wgmma_m64n64k32_e4m3, wgmma_m64n128k16_bf16, wgmma_m64n128k32_e4m3, wgmma_wait,
 };
 use crate::prim::mem::raise_flag;
 use crate::prim::{block_idx_x, dynamic_smem, grid_dim_x, lane_id, sync_threads, thread_idx_x};
 
-const TILE_B_BYTES: u32 = BN * BK;
 /// Arrivals on an empty barrier per math warpgroup: one per warp.
 const EMPTY_ARRIVALS_PER_WG: u32 = 4;
 
@@ -65,22 +68,23 @@ const fn block_m(math_wgs: u32) -> u32 {
     64 * math_wgs
 }
 
-/// The shared-memory plan of the configuration with `MATH_WGS` math warpgroups (FP8 or bf16),
-/// from the (1024-aligned) base of the stages: `stages` × (A tile, B tile), then (FP8) `stages`
-/// activation-scale buffers of `block_m` f32, then `stages` full barriers, then `stages` empty
-/// barriers.
+/// The shared-memory plan of the configuration with `MATH_WGS` math warpgroups and `BN`-column
+/// tiles (FP8 or bf16), from the (1024-aligned) base of the stages: `stages` × (A tile, B tile),
+/// then (FP8) `stages` activation-scale buffers of `block_m` f32, then `stages` full barriers,
+/// then `stages` empty barriers.
 #[derive(Clone, Copy)]
-struct Smem<const FP8: bool, const MATH_WGS: u32> {
+struct Smem<const FP8: bool, const MATH_WGS: u32, const BN: u32> {
     base: u32,
 }
 
-impl<const FP8: bool, const MATH_WGS: u32> Smem<FP8, MATH_WGS> {
-    const STAGES: u32 = gemm_stages(block_m(MATH_WGS), FP8);
+impl<const FP8: bool, const MATH_WGS: u32, const BN: u32> Smem<FP8, MATH_WGS, BN> {
+    const STAGES: u32 = gemm_stages(block_m(MATH_WGS), BN, FP8);
     const TILE_A_BYTES: u32 = block_m(MATH_WGS) * BK;
+    const TILE_B_BYTES: u32 = BN * BK;
     const SCALE_BYTES: u32 = gemm_stage_scale_bytes(block_m(MATH_WGS), FP8);
 
     fn a(self, s: u32) -> u32 {
-        self.base + s * (Self::TILE_A_BYTES + TILE_B_BYTES)
+        self.base + s * (Self::TILE_A_BYTES + Self::TILE_B_BYTES)
     }
     fn b(self, s: u32) -> u32 {
         self.a(s) + Self::TILE_A_BYTES
@@ -100,18 +104,18 @@ impl<const FP8: bool, const MATH_WGS: u32> Smem<FP8, MATH_WGS> {
 /// The position in the ring of stages of a configuration: stage `s` and the parity of its current
 /// use. Advanced once per k-block; the parity flips each time `s` wraps, whatever the stage count.
 #[derive(Clone, Copy)]
-struct Ring<const FP8: bool, const MATH_WGS: u32> {
+struct Ring<const FP8: bool, const MATH_WGS: u32, const BN: u32> {
     s: u32,
     phase: u32,
 }
 
-impl<const FP8: bool, const MATH_WGS: u32> Ring<FP8, MATH_WGS> {
+impl<const FP8: bool, const MATH_WGS: u32, const BN: u32> Ring<FP8, MATH_WGS, BN> {
     fn new() -> Self {
         Ring { s: 0, phase: 0 }
     }
     fn advance(&mut self) {
         self.s += 1;
-        if self.s == Smem::<FP8, MATH_WGS>::STAGES {
+        if self.s == Smem::<FP8, MATH_WGS, BN>::STAGES {
             self.s = 0;
             self.phase ^= 1;
         }
@@ -142,7 +146,7 @@ struct Tile {
 /// Walks the (group, tile) pairs of one CTA: tiles `block, block + grid, …` of the concatenation
 /// of every group's tiles. The producer thread and every math thread run their own copy and see
 /// the same sequence (same loads, same arithmetic).
-struct Scheduler<'a, const MATH_WGS: u32> {
+struct Scheduler<'a, const MATH_WGS: u32, const BN: u32> {
     p: &'a GemmParams,
     tiles_n: u32,
     /// Current group and its bounds.
@@ -155,7 +159,7 @@ struct Scheduler<'a, const MATH_WGS: u32> {
     next: u32,
 }
 
-impl<'a, const MATH_WGS: u32> Scheduler<'a, MATH_WGS> {
+impl<'a, const MATH_WGS: u32, const BN: u32> Scheduler<'a, MATH_WGS, BN> {
     const BM: u32 = block_m(MATH_WGS);
 
     fn new(p: &'a GemmParams) -> Self {
@@ -238,28 +242,57 @@ impl<'a, const MATH_WGS: u32> Scheduler<'a, MATH_WGS> {
     }
 }
 
+/// One k-step of the configuration's MMA into `acc`: `wgmma.m64n{BN}k32` (E4M3) or `k16` (bf16);
+/// with `BN` = 64 into the first 32 registers of `acc` (the others stay unused).
+///
+/// # Safety
+/// The contract of the wgmma functions of `prim::hopper`, B a tile of `BN` rows.
+#[inline(always)]
+unsafe fn mma<const FP8: bool, const BN: u32>(acc: &mut [f32; 64], da: u64, db: u64, accumulate: bool) {
+    // SAFETY: caller's contract.
+    unsafe {
+        match (FP8, BN == 64) {
+            (true, false) => wgmma_m64n128k32_e4m3(acc, da, db, accumulate),
+            (false, false) => wgmma_m64n128k16_bf16(acc, da, db, accumulate),
+            (true, true) => wgmma_m64n64k32_e4m3(low_half(acc), da, db, accumulate),
+            (false, true) => wgmma_m64n64k16_bf16(low_half(acc), da, db, accumulate),
+        }
+    }
+}
+
+/// `fence_operands` on the registers of `acc` the configuration's MMA writes (`BN` / 2).
+#[inline(always)]
+fn fence_acc<const BN: u32>(acc: &mut [f32; 64]) {
+    if BN == 64 { fence_operands_32(low_half(acc)) } else { fence_operands(acc) }
+}
+
 /// The kernel body; `FP8` selects E4M3 with scale promotion, otherwise bf16; `MATH_WGS` (1 or 2)
-/// the math warpgroups, 64 tile rows each.
+/// the math warpgroups, 64 tile rows each; `BN` (128 or 64) the tile's columns.
 ///
 /// # Safety
 /// Launched with `gemm_threads(64 · MATH_WGS)` threads (`.maxntid` set by build.rs),
-/// `gemm_smem_bytes(64 · MATH_WGS, FP8)` of dynamic shared memory and parameters validated by the
-/// host (`lowp::gemm`): tensor maps describing A (boxes of 64 · MATH_WGS rows), B (boxes of 128
-/// rows) and, when `sa_tma` is set, the activation scales (boxes of 64 · MATH_WGS rows × 1
+/// `gemm_smem_bytes(64 · MATH_WGS, BN, FP8)` of dynamic shared memory and parameters validated by
+/// the host (`lowp::gemm`): tensor maps describing A (boxes of 64 · MATH_WGS rows), B (boxes of
+/// `BN` rows) and, when `sa_tma` is set, the activation scales (boxes of 64 · MATH_WGS rows × 1
 /// k-block), scale extents covering every row and group, D of `rows × N`, `group_ends` with
 /// `groups` entries.
 #[inline(always)]
-unsafe fn gemm<const FP8: bool, const MATH_WGS: u32>(p: &GemmParams) {
+unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmParams) {
     const { assert!(MATH_WGS == 1 || MATH_WGS == 2) };
-    let stages = Smem::<FP8, MATH_WGS>::STAGES;
-    let tile_a_bytes = Smem::<FP8, MATH_WGS>::TILE_A_BYTES;
+    const { assert!(BN == 128 || BN == 64) };
+    // Registers move from the producer to the math warpgroups (`setmaxnreg`) only where the math
+    // needs more than the launch budget: two math warpgroups with 128-column tiles (below).
+    let realloc_regs = MATH_WGS == 2 && BN == 128;
+    let stages = Smem::<FP8, MATH_WGS, BN>::STAGES;
+    let tile_a_bytes = Smem::<FP8, MATH_WGS, BN>::TILE_A_BYTES;
+    let tile_b_bytes = Smem::<FP8, MATH_WGS, BN>::TILE_B_BYTES;
     // FP8 with M-major, TMA-aligned activation scales: the producer loads each stage's scales.
     let sa_tma = FP8 && p.sa_tma != 0;
-    let scale_bytes = if sa_tma { Smem::<FP8, MATH_WGS>::SCALE_BYTES } else { 0 };
+    let scale_bytes = if sa_tma { Smem::<FP8, MATH_WGS, BN>::SCALE_BYTES } else { 0 };
     // SAFETY: the launch provides gemm_smem_bytes; the stages start at the first 1024-byte
     // boundary inside it (the 1 KiB of slack is part of the size).
     let raw = smem_addr(unsafe { dynamic_smem::<u8>() });
-    let sm = Smem::<FP8, MATH_WGS> { base: (raw + 1023) & !1023 };
+    let sm = Smem::<FP8, MATH_WGS, BN> { base: (raw + 1023) & !1023 };
     let tid = thread_idx_x();
     let warpgroup = tid / 128;
     let tmap_a = p.tensor_maps;
@@ -294,21 +327,23 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32>(p: &GemmParams) {
     unsafe { sync_threads() };
 
     let k_blocks = p.k * if FP8 { 1 } else { 2 } / BK;
-    let mut sched = Scheduler::<MATH_WGS>::new(p);
+    let mut sched = Scheduler::<MATH_WGS, BN>::new(p);
 
     if warpgroup == 0 {
-        // Producer: one thread issues every load. With two math warpgroups (384 threads, a launch
-        // budget of 168 registers per thread) the producer gives its registers to the math; with
-        // one (256 threads) every thread already has the most a thread can hold (255), so there
-        // is nothing to move.
-        if MATH_WGS == 2 {
+        // Producer: one thread issues every load. With two math warpgroups and 128-column tiles
+        // (384 threads, a launch budget of 168 registers per thread, which the 64 accumulators
+        // and 64 promoted sums fill) the producer gives its registers to the math; with
+        // 64-column tiles the math needs fewer than the budget (ptxas allocates below it and
+        // would ignore `setmaxnreg`); with one math warpgroup (256 threads) every thread already
+        // has the most a thread can hold (255). In those cases there is nothing to move.
+        if realloc_regs {
             // SAFETY: all 128 threads of the warpgroup execute it; launch bounds are set.
             unsafe { setmaxnreg_dec::<40>() };
         }
         if tid != 0 {
             return;
         }
-        let mut ring = Ring::<FP8, MATH_WGS>::new();
+        let mut ring = Ring::<FP8, MATH_WGS, BN>::new();
         while let Some(tile) = sched.next_tile() {
             let b_row = tile.group * p.n + tile.n0;
             for kb in 0..k_blocks {
@@ -316,7 +351,7 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32>(p: &GemmParams) {
                 // SAFETY: initialized barriers; the math warpgroups free every stage they consume.
                 unsafe {
                     mbarrier_wait(sm.empty(s), phase ^ 1);
-                    mbarrier_arrive_expect_tx(sm.full(s), tile_a_bytes + TILE_B_BYTES + scale_bytes);
+                    mbarrier_arrive_expect_tx(sm.full(s), tile_a_bytes + tile_b_bytes + scale_bytes);
                     // Boxes past the last row of A or B are zero-filled by the TMA unit; rows of
                     // the next group or expert are loaded but never stored.
                     tma_load_2d(sm.a(s), tmap_a, (kb * BK) as i32, tile.m0 as i32, sm.full(s));
@@ -334,7 +369,7 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32>(p: &GemmParams) {
     }
 
     // Math warpgroups.
-    if MATH_WGS == 2 {
+    if realloc_regs {
         // SAFETY: all threads of each math warpgroup execute it; the producer released registers.
         unsafe { setmaxnreg_inc::<232>() };
     }
@@ -343,7 +378,7 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32>(p: &GemmParams) {
     let row_in_tile = wg * 64 + warp * 16 + lane / 4; // and + 8
     let col_in_tile = (lane % 4) * 2; // + 8j, + 1
 
-    let mut ring = Ring::<FP8, MATH_WGS>::new();
+    let mut ring = Ring::<FP8, MATH_WGS, BN>::new();
     while let Some(tile) = sched.next_tile() {
         let m0 = tile.m0 + row_in_tile;
         let m1 = m0 + 8;
@@ -352,11 +387,13 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32>(p: &GemmParams) {
         for kb in 0..k_blocks {
             let (s, phase) = (ring.s, ring.phase);
             // FP8 scales from global memory first: their loads overlap the wait. The weight scale
-            // (one per tile and k-block, the same address in every thread) always; the activation
-            // scales unless the producer loads them into the stage. Rows past the group read
-            // nothing (their products are never stored).
+            // (one per tile and k-block, the same address in every thread: the tile's BN columns
+            // lie inside one 128-column scale block) always; the activation scales unless the
+            // producer loads them into the stage. Rows past the group read nothing (their
+            // products are never stored).
             let (sb, g0, g1) = if FP8 {
-                let sb_i = tile.group as u64 * p.sb_group_stride + (tile.n0 / BN) as u64 * p.sb_stride + kb as u64;
+                let sb_row = tile.n0 / GEMM_SCALE_BLOCK_N;
+                let sb_i = tile.group as u64 * p.sb_group_stride + sb_row as u64 * p.sb_stride + kb as u64;
                 // SAFETY: group < groups, n0/128 < ⌈N/128⌉, kb < K/128.
                 let sb = unsafe { *(p.sb as *const f32).add(sb_i as usize) };
                 let sa_at = |m: u32| {
@@ -387,7 +424,7 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32>(p: &GemmParams) {
             };
             let a_tile = sm.a(s) + wg * 64 * BK; // this warpgroup's 64 rows
             let b_tile = sm.b(s);
-            fence_operands(&mut acc);
+            fence_acc::<BN>(&mut acc);
             // SAFETY: the whole warpgroup executes these; the tiles are complete (full barrier)
             // and are not overwritten before this warpgroup arrives on empty[s] below.
             unsafe {
@@ -395,28 +432,28 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32>(p: &GemmParams) {
                 crate::unroll!(k in [0, 1, 2, 3] {
                     let da = smem_desc_k_major_sw128(a_tile + 32 * k as u32);
                     let db = smem_desc_k_major_sw128(b_tile + 32 * k as u32);
-                    if FP8 {
-                        wgmma_m64n128k32_e4m3(&mut acc, da, db, k != 0);
-                    } else {
-                        wgmma_m64n128k16_bf16(&mut acc, da, db, k != 0 || kb != 0);
-                    }
+                    // FP8: a fresh accumulator per k-block; bf16: across all of K.
+                    mma::<FP8, BN>(&mut acc, da, db, k != 0 || (!FP8 && kb != 0));
                 });
                 wgmma_commit();
                 wgmma_wait::<0>();
             }
             // Only now may `acc` be read: pin its first reads below the wait.
-            fence_operands(&mut acc);
+            fence_acc::<BN>(&mut acc);
             if lane == 0 {
                 // SAFETY: this warp's reads of stage s are complete (wait above).
                 unsafe { mbarrier_arrive(sm.empty(s)) };
             }
             if FP8 {
-                // Promotion: fin = fma(acc, sa·sb, fin), one rounding per k-block (fma.rn.f32).
+                // Promotion: fin = fma(acc, sa·sb, fin), one rounding per k-block (fma.rn.f32);
+                // the BN / 8 column groups of 8 the MMA wrote.
                 crate::unroll!(j in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] {
-                    fin[4 * j] = mul_add(acc[4 * j], s0, fin[4 * j]);
-                    fin[4 * j + 1] = mul_add(acc[4 * j + 1], s0, fin[4 * j + 1]);
-                    fin[4 * j + 2] = mul_add(acc[4 * j + 2], s1, fin[4 * j + 2]);
-                    fin[4 * j + 3] = mul_add(acc[4 * j + 3], s1, fin[4 * j + 3]);
+                    if (j as u32) < BN / 8 {
+                        fin[4 * j] = mul_add(acc[4 * j], s0, fin[4 * j]);
+                        fin[4 * j + 1] = mul_add(acc[4 * j + 1], s0, fin[4 * j + 1]);
+                        fin[4 * j + 2] = mul_add(acc[4 * j + 2], s1, fin[4 * j + 2]);
+                        fin[4 * j + 3] = mul_add(acc[4 * j + 3], s1, fin[4 * j + 3]);
+                    }
                 });
             }
             ring.advance();
@@ -424,9 +461,11 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32>(p: &GemmParams) {
         let out = if FP8 { &fin } else { &acc };
         // Epilogue: bf16 pairs straight to global memory, masked at the group's rows and at N.
         crate::unroll!(j in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] {
-            let n = tile.n0 + 8 * j as u32 + col_in_tile;
-            store_pair(p, m0, tile.row_end, n, out[4 * j], out[4 * j + 1]);
-            store_pair(p, m1, tile.row_end, n, out[4 * j + 2], out[4 * j + 3]);
+            if (j as u32) < BN / 8 {
+                let n = tile.n0 + 8 * j as u32 + col_in_tile;
+                store_pair(p, m0, tile.row_end, n, out[4 * j], out[4 * j + 1]);
+                store_pair(p, m1, tile.row_end, n, out[4 * j + 2], out[4 * j + 3]);
+            }
         });
     }
 }
@@ -448,38 +487,74 @@ fn store_pair(p: &GemmParams, m: u32, row_end: u32, n: u32, v0: f32, v1: f32) {
     }
 }
 
-/// `D = (A · sa) (B · sb)ᵀ`, E4M3 inputs, bf16 output, dense or grouped; 128-row tiles.
+/// `D = (A · sa) (B · sb)ᵀ`, E4M3 inputs, bf16 output, dense or grouped; 128 × 128 tiles.
 ///
 /// # Safety
-/// Launch contract of `gemm` with `MATH_WGS = 2`.
+/// Launch contract of `gemm` with `MATH_WGS = 2`, `BN = 128`.
 #[unsafe(no_mangle)]
 pub unsafe extern "ptx-kernel" fn fp8_blockwise_gemm(p: GemmParams) {
-    unsafe { gemm::<true, 2>(&p) }
+    unsafe { gemm::<true, 2, 128>(&p) }
 }
 
 /// `fp8_blockwise_gemm` with 64-row tiles and one math warpgroup (small M).
 ///
 /// # Safety
-/// Launch contract of `gemm` with `MATH_WGS = 1`.
+/// Launch contract of `gemm` with `MATH_WGS = 1`, `BN = 128`.
 #[unsafe(no_mangle)]
 pub unsafe extern "ptx-kernel" fn fp8_blockwise_gemm_m64(p: GemmParams) {
-    unsafe { gemm::<true, 1>(&p) }
+    unsafe { gemm::<true, 1, 128>(&p) }
 }
 
-/// `D = A Bᵀ`, bf16 inputs, f32 accumulation, bf16 output, dense or grouped; 128-row tiles.
+/// `fp8_blockwise_gemm` with 64-column tiles (twice the tiles, for shapes that underfill the SMs).
 ///
 /// # Safety
-/// Launch contract of `gemm` with `MATH_WGS = 2`.
+/// Launch contract of `gemm` with `MATH_WGS = 2`, `BN = 64`.
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn fp8_blockwise_gemm_n64(p: GemmParams) {
+    unsafe { gemm::<true, 2, 64>(&p) }
+}
+
+/// `fp8_blockwise_gemm` with 64 × 64 tiles and one math warpgroup.
+///
+/// # Safety
+/// Launch contract of `gemm` with `MATH_WGS = 1`, `BN = 64`.
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn fp8_blockwise_gemm_m64_n64(p: GemmParams) {
+    unsafe { gemm::<true, 1, 64>(&p) }
+}
+
+/// `D = A Bᵀ`, bf16 inputs, f32 accumulation, bf16 output, dense or grouped; 128 × 128 tiles.
+///
+/// # Safety
+/// Launch contract of `gemm` with `MATH_WGS = 2`, `BN = 128`.
 #[unsafe(no_mangle)]
 pub unsafe extern "ptx-kernel" fn bf16_gemm(p: GemmParams) {
-    unsafe { gemm::<false, 2>(&p) }
+    unsafe { gemm::<false, 2, 128>(&p) }
 }
 
 /// `bf16_gemm` with 64-row tiles and one math warpgroup (small M).
 ///
 /// # Safety
-/// Launch contract of `gemm` with `MATH_WGS = 1`.
+/// Launch contract of `gemm` with `MATH_WGS = 1`, `BN = 128`.
 #[unsafe(no_mangle)]
 pub unsafe extern "ptx-kernel" fn bf16_gemm_m64(p: GemmParams) {
-    unsafe { gemm::<false, 1>(&p) }
+    unsafe { gemm::<false, 1, 128>(&p) }
+}
+
+/// `bf16_gemm` with 64-column tiles (twice the tiles, for shapes that underfill the SMs).
+///
+/// # Safety
+/// Launch contract of `gemm` with `MATH_WGS = 2`, `BN = 64`.
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn bf16_gemm_n64(p: GemmParams) {
+    unsafe { gemm::<false, 2, 64>(&p) }
+}
+
+/// `bf16_gemm` with 64 × 64 tiles and one math warpgroup.
+///
+/// # Safety
+/// Launch contract of `gemm` with `MATH_WGS = 1`, `BN = 64`.
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn bf16_gemm_m64_n64(p: GemmParams) {
+    unsafe { gemm::<false, 1, 64>(&p) }
 }

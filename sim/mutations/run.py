@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Mutation tests of the Hopper GEMM (both tile configurations): each deliberate bug below is applied, one at a time, to a
+"""Mutation tests of the Hopper GEMM (all four tile configurations): each deliberate bug below is applied, one at a time, to a
 scratch copy of the repository; the kernels are rebuilt and the GEMM tests run on the simulator.
 Every mutation must make a test fail. The report names, for each mutation, the tests that failed
 and what caught it: wrong values (a test's own assertion), or one of the simulator's checks
@@ -47,9 +47,9 @@ MUTATIONS = [
             (
                 GEMM,
                 "store_pair(p, m0, tile.row_end, n, out[4 * j], out[4 * j + 1]);\n"
-                "            store_pair(p, m1, tile.row_end, n, out[4 * j + 2], out[4 * j + 3]);",
+                "                store_pair(p, m1, tile.row_end, n, out[4 * j + 2], out[4 * j + 3]);",
                 "store_pair(p, m0, tile.row_end, n, out[4 * j], out[4 * j + 2]);\n"
-                "            store_pair(p, m1, tile.row_end, n, out[4 * j + 1], out[4 * j + 3]);",
+                "                store_pair(p, m1, tile.row_end, n, out[4 * j + 1], out[4 * j + 3]);",
                 1,
             )
         ],
@@ -70,7 +70,7 @@ MUTATIONS = [
         [
             (
                 GEMM,
-                "mbarrier_arrive_expect_tx(sm.full(s), tile_a_bytes + TILE_B_BYTES + scale_bytes);",
+                "mbarrier_arrive_expect_tx(sm.full(s), tile_a_bytes + tile_b_bytes + scale_bytes);",
                 "mbarrier_arrive_expect_tx(sm.full(s), tile_a_bytes + scale_bytes);",
                 1,
             )
@@ -82,8 +82,8 @@ MUTATIONS = [
         [
             (
                 GEMM,
-                "mbarrier_arrive_expect_tx(sm.full(s), tile_a_bytes + TILE_B_BYTES + scale_bytes);",
-                "mbarrier_arrive_expect_tx(sm.full(s), tile_a_bytes + TILE_B_BYTES);",
+                "mbarrier_arrive_expect_tx(sm.full(s), tile_a_bytes + tile_b_bytes + scale_bytes);",
+                "mbarrier_arrive_expect_tx(sm.full(s), tile_a_bytes + tile_b_bytes);",
                 1,
             )
         ],
@@ -100,13 +100,23 @@ MUTATIONS = [
     ),
     (
         "ring-no-flip",
-        "the stage ring wraps without flipping its parity (the 6-, 7- and 9-stage rings' second lap waits on the first lap's phase)",
+        "the stage ring wraps without flipping its parity (the 6-, 7-, 9-, 13- and 14-stage rings' second lap waits on the first lap's phase)",
         [(GEMM, "            self.s = 0;\n            self.phase ^= 1;\n", "            self.s = 0;\n", 1)],
     ),
     (
         "small-a-tile-128",
         "the 64-row configuration lays out and expects A tiles of 128 rows (its TMA box is 64)",
         [(GEMM, "const TILE_A_BYTES: u32 = block_m(MATH_WGS) * BK;", "const TILE_A_BYTES: u32 = 128 * BK;", 1)],
+    ),
+    (
+        "narrow-b-tile-128",
+        "the 64-column configurations lay out and expect B tiles of 128 rows (their TMA box is 64)",
+        [(GEMM, "const TILE_B_BYTES: u32 = BN * BK;", "const TILE_B_BYTES: u32 = 128 * BK;", 1)],
+    ),
+    (
+        "narrow-scale-index",
+        "a 64-column tile reads the weight scales of row n0/64 (its tile index) instead of n0/128, the 128-column block it lies in",
+        [(GEMM, "let sb_row = tile.n0 / GEMM_SCALE_BLOCK_N;", "let sb_row = tile.n0 / BN;", 1)],
     ),
     (
         "no-wgmma-wait",

@@ -16,8 +16,8 @@
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GemmParams {
     /// Generic address of the `CUtensorMap`s in global memory (64-byte aligned, 128 bytes each):
-    /// A `[rows, K]`, then B `[groups · N, K]`, both K-major, bytes, boxes of `block_m` (A) or 128
-    /// (B) rows × 128 bytes, 128-byte swizzle; then, when `sa_tma` is set, the activation scales
+    /// A `[rows, K]`, then B `[groups · N, K]`, both K-major, bytes, boxes of `block_m` (A) or
+    /// `block_n` (B) rows × 128 bytes, 128-byte swizzle; then, when `sa_tma` is set, the activation scales
     /// as a 2-D f32 tensor `[K/128][rows]` (inner dimension the rows, outer stride
     /// `4 · sa_col_stride` bytes), boxes of `block_m` rows × 1 k-block, no swizzle.
     pub tensor_maps: u64,
@@ -59,13 +59,21 @@ const _: () = assert!(core::mem::align_of::<GemmParams>() == 8);
 /// Error bit: a group bound read on the device was out of range and was clamped.
 pub const GEMM_ERR_GROUP_BOUNDS: u32 = 1;
 
-/// Tile of the Hopper GEMMs: `GEMM_BLOCK_M` (128) or `GEMM_BLOCK_M_SMALL` (64) rows × 128
-/// columns of output, 128 bytes of K per pipeline stage (128 FP8 or 64 bf16 elements).
+/// Tile of the Hopper GEMMs: `GEMM_BLOCK_M` (128) or `GEMM_BLOCK_M_SMALL` (64) rows ×
+/// `GEMM_BLOCK_N` (128) or `GEMM_BLOCK_N_SMALL` (64) columns of output, 128 bytes of K per
+/// pipeline stage (128 FP8 or 64 bf16 elements).
 pub const GEMM_BLOCK_M: u32 = 128;
 pub const GEMM_BLOCK_N: u32 = 128;
 pub const GEMM_BLOCK_K: u32 = 128;
-/// The small-M configuration (`*_m64` entry points): 64-row tiles, one math warpgroup.
+/// The small-M configurations (`*_m64` entry points): 64-row tiles, one math warpgroup.
 pub const GEMM_BLOCK_M_SMALL: u32 = 64;
+/// The narrow configurations (`*_n64` entry points): 64-column tiles (B boxes of 64 rows), for
+/// shapes whose 128-column tiles leave SMs idle.
+pub const GEMM_BLOCK_N_SMALL: u32 = 64;
+/// Columns of a weight-scale block (`scales_w` holds one f32 per 128 × 128 block of `w`): a tile
+/// of `GEMM_BLOCK_N` or `GEMM_BLOCK_N_SMALL` columns lies inside one block.
+pub const GEMM_SCALE_BLOCK_N: u32 = 128;
+const _: () = assert!(GEMM_SCALE_BLOCK_N % GEMM_BLOCK_N == 0 && GEMM_SCALE_BLOCK_N % GEMM_BLOCK_N_SMALL == 0);
 
 /// Dynamic shared memory one CTA may use on compute capability 9.0 (H100, H200): 227 KiB
 /// (`CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN`; the SM's 228 KiB less the 1 KiB the
@@ -86,55 +94,82 @@ pub const fn gemm_threads(block_m: u32) -> u32 {
 pub const fn gemm_stage_scale_bytes(block_m: u32, fp8: bool) -> u32 {
     if fp8 { block_m * 4 } else { 0 }
 }
-/// Bytes of one pipeline stage: an A tile (`block_m` rows) and a B tile (128 rows) of 128 bytes
-/// of K each, and for FP8 the stage's activation scales.
-pub const fn gemm_stage_bytes(block_m: u32, fp8: bool) -> u32 {
-    (block_m + GEMM_BLOCK_N) * GEMM_BLOCK_K + gemm_stage_scale_bytes(block_m, fp8)
+/// Bytes of one pipeline stage: an A tile (`block_m` rows) and a B tile (`block_n` rows) of 128
+/// bytes of K each, and for FP8 the stage's activation scales.
+pub const fn gemm_stage_bytes(block_m: u32, block_n: u32, fp8: bool) -> u32 {
+    (block_m + block_n) * GEMM_BLOCK_K + gemm_stage_scale_bytes(block_m, fp8)
 }
 /// Pipeline depth: as many stages as fit in `GEMM_SMEM_LIMIT` with the alignment slack and two
 /// mbarriers (full, empty; 8 bytes each) per stage. Nothing else lives in shared memory (the
 /// epilogue stores from registers; the weight scales are read from global memory).
-pub const fn gemm_stages(block_m: u32, fp8: bool) -> u32 {
-    (GEMM_SMEM_LIMIT - GEMM_SMEM_ALIGN_SLACK) / (gemm_stage_bytes(block_m, fp8) + 2 * 8)
+pub const fn gemm_stages(block_m: u32, block_n: u32, fp8: bool) -> u32 {
+    (GEMM_SMEM_LIMIT - GEMM_SMEM_ALIGN_SLACK) / (gemm_stage_bytes(block_m, block_n, fp8) + 2 * 8)
 }
 /// Dynamic shared memory of a launch: the stages, the alignment slack, the mbarriers.
-pub const fn gemm_smem_bytes(block_m: u32, fp8: bool) -> u32 {
-    let stages = gemm_stages(block_m, fp8);
-    stages * gemm_stage_bytes(block_m, fp8) + GEMM_SMEM_ALIGN_SLACK + 2 * stages * 8
+pub const fn gemm_smem_bytes(block_m: u32, block_n: u32, fp8: bool) -> u32 {
+    let stages = gemm_stages(block_m, block_n, fp8);
+    stages * gemm_stage_bytes(block_m, block_n, fp8) + GEMM_SMEM_ALIGN_SLACK + 2 * stages * 8
 }
 
-/// The 128-row configuration's threads: 384 (the producer and two math warpgroups).
+/// The 128-row configurations' threads: 384 (the producer and two math warpgroups).
 pub const GEMM_THREADS: u32 = gemm_threads(GEMM_BLOCK_M);
-/// The 64-row configuration's threads: 256 (the producer and one math warpgroup).
+/// The 64-row configurations' threads: 256 (the producer and one math warpgroup).
 pub const GEMM_THREADS_SMALL: u32 = gemm_threads(GEMM_BLOCK_M_SMALL);
-/// `fp8_blockwise_gemm` (128-row tiles): 6 stages of 32 KiB + 512 bytes of scales.
-pub const GEMM_STAGES_FP8: u32 = gemm_stages(GEMM_BLOCK_M, true);
-/// `fp8_blockwise_gemm`'s dynamic shared memory: 200,800 bytes.
-pub const GEMM_SMEM_BYTES_FP8: u32 = gemm_smem_bytes(GEMM_BLOCK_M, true);
-/// `fp8_blockwise_gemm_m64` (64-row tiles): 9 stages of 24 KiB + 256 bytes of scales.
-pub const GEMM_STAGES_FP8_SMALL: u32 = gemm_stages(GEMM_BLOCK_M_SMALL, true);
-/// `fp8_blockwise_gemm_m64`'s dynamic shared memory: 224,656 bytes.
-pub const GEMM_SMEM_BYTES_FP8_SMALL: u32 = gemm_smem_bytes(GEMM_BLOCK_M_SMALL, true);
-/// `bf16_gemm` (128-row tiles): 7 stages of 32 KiB.
-pub const GEMM_STAGES_BF16: u32 = gemm_stages(GEMM_BLOCK_M, false);
-/// `bf16_gemm`'s dynamic shared memory: 230,512 bytes.
-pub const GEMM_SMEM_BYTES_BF16: u32 = gemm_smem_bytes(GEMM_BLOCK_M, false);
-/// `bf16_gemm_m64` (64-row tiles): 9 stages of 24 KiB.
-pub const GEMM_STAGES_BF16_SMALL: u32 = gemm_stages(GEMM_BLOCK_M_SMALL, false);
-/// `bf16_gemm_m64`'s dynamic shared memory: 222,352 bytes.
-pub const GEMM_SMEM_BYTES_BF16_SMALL: u32 = gemm_smem_bytes(GEMM_BLOCK_M_SMALL, false);
 
-const _: () = assert!(GEMM_STAGES_FP8 == 6 && GEMM_STAGES_FP8_SMALL == 9);
-const _: () = assert!(GEMM_STAGES_BF16 == 7 && GEMM_STAGES_BF16_SMALL == 9);
-const _: () = assert!(GEMM_SMEM_BYTES_FP8 == 200_800 && GEMM_SMEM_BYTES_FP8_SMALL == 224_656);
-const _: () = assert!(GEMM_SMEM_BYTES_BF16 == 230_512 && GEMM_SMEM_BYTES_BF16_SMALL == 222_352);
+/// Stage counts and dynamic shared memory of the eight kernels, (BLOCK_M, BLOCK_N, FP8):
+///
+/// ```text
+/// kernel                      stage                            stages  shared memory (bytes)
+/// fp8_blockwise_gemm          16 + 16 KiB + 512 B = 33,280 B    6      200,800
+/// fp8_blockwise_gemm_m64       8 + 16 KiB + 256 B = 24,832 B    9      224,656
+/// fp8_blockwise_gemm_n64      16 +  8 KiB + 512 B = 25,088 B    9      226,960
+/// fp8_blockwise_gemm_m64_n64   8 +  8 KiB + 256 B = 16,640 B   13      217,552
+/// bf16_gemm                   16 + 16 KiB         = 32,768 B    7      230,512
+/// bf16_gemm_m64                8 + 16 KiB         = 24,576 B    9      222,352
+/// bf16_gemm_n64               16 +  8 KiB         = 24,576 B    9      222,352
+/// bf16_gemm_m64_n64            8 +  8 KiB         = 16,384 B   14      230,624
+/// ```
+const _: () = assert!(
+    gemm_stages(GEMM_BLOCK_M, GEMM_BLOCK_N, true) == 6
+        && gemm_stages(GEMM_BLOCK_M_SMALL, GEMM_BLOCK_N, true) == 9
+        && gemm_stages(GEMM_BLOCK_M, GEMM_BLOCK_N_SMALL, true) == 9
+        && gemm_stages(GEMM_BLOCK_M_SMALL, GEMM_BLOCK_N_SMALL, true) == 13
+);
+const _: () = assert!(
+    gemm_stages(GEMM_BLOCK_M, GEMM_BLOCK_N, false) == 7
+        && gemm_stages(GEMM_BLOCK_M_SMALL, GEMM_BLOCK_N, false) == 9
+        && gemm_stages(GEMM_BLOCK_M, GEMM_BLOCK_N_SMALL, false) == 9
+        && gemm_stages(GEMM_BLOCK_M_SMALL, GEMM_BLOCK_N_SMALL, false) == 14
+);
+const _: () = assert!(
+    gemm_smem_bytes(GEMM_BLOCK_M, GEMM_BLOCK_N, true) == 200_800
+        && gemm_smem_bytes(GEMM_BLOCK_M_SMALL, GEMM_BLOCK_N, true) == 224_656
+        && gemm_smem_bytes(GEMM_BLOCK_M, GEMM_BLOCK_N_SMALL, true) == 226_960
+        && gemm_smem_bytes(GEMM_BLOCK_M_SMALL, GEMM_BLOCK_N_SMALL, true) == 217_552
+);
+const _: () = assert!(
+    gemm_smem_bytes(GEMM_BLOCK_M, GEMM_BLOCK_N, false) == 230_512
+        && gemm_smem_bytes(GEMM_BLOCK_M_SMALL, GEMM_BLOCK_N, false) == 222_352
+        && gemm_smem_bytes(GEMM_BLOCK_M, GEMM_BLOCK_N_SMALL, false) == 222_352
+        && gemm_smem_bytes(GEMM_BLOCK_M_SMALL, GEMM_BLOCK_N_SMALL, false) == 230_624
+);
 /// Each configuration fits, and one more stage would not.
-const fn budget_exact(block_m: u32, fp8: bool) -> bool {
-    let bytes = gemm_smem_bytes(block_m, fp8);
-    bytes <= GEMM_SMEM_LIMIT && bytes + gemm_stage_bytes(block_m, fp8) + 16 > GEMM_SMEM_LIMIT
+const fn budget_exact(block_m: u32, block_n: u32, fp8: bool) -> bool {
+    let bytes = gemm_smem_bytes(block_m, block_n, fp8);
+    bytes <= GEMM_SMEM_LIMIT && bytes + gemm_stage_bytes(block_m, block_n, fp8) + 16 > GEMM_SMEM_LIMIT
 }
-const _: () = assert!(budget_exact(GEMM_BLOCK_M, true) && budget_exact(GEMM_BLOCK_M_SMALL, true));
-const _: () = assert!(budget_exact(GEMM_BLOCK_M, false) && budget_exact(GEMM_BLOCK_M_SMALL, false));
+/// Every configuration: the budget is exact, and the tiles of each stage are multiples of the
+/// 1024 bytes the 128-byte swizzle repeats over (every A and B tile starts 1024-byte aligned).
+const fn configuration_ok(block_m: u32, block_n: u32, fp8: bool) -> bool {
+    budget_exact(block_m, block_n, fp8) && (block_m * GEMM_BLOCK_K) % 1024 == 0 && (block_n * GEMM_BLOCK_K) % 1024 == 0
+}
+const _: () = {
+    let (mut i, ms, ns) = (0, [GEMM_BLOCK_M, GEMM_BLOCK_M_SMALL], [GEMM_BLOCK_N, GEMM_BLOCK_N_SMALL]);
+    while i < 8 {
+        assert!(configuration_ok(ms[i % 2], ns[(i / 2) % 2], i < 4));
+        i += 1;
+    }
+};
 // The scale buffers follow the stages' tiles (a multiple of 1024 bytes) and each is a multiple of
 // the 128 bytes a TMA destination without swizzle must be aligned to.
 const _: () = assert!(gemm_stage_scale_bytes(GEMM_BLOCK_M, true) % 128 == 0);

@@ -295,6 +295,59 @@ pub fn fence_operands(d: &mut [f32; 64]) {
     }
 }
 
+/// `fence_operands` for the 32 accumulator registers of an m64n64 wgmma.
+#[inline(always)]
+pub fn fence_operands_32(d: &mut [f32; 32]) {
+    // SAFETY: an empty instruction sequence; it only pins the registers' order of access.
+    unsafe {
+        asm!(
+            "// fence {d0}, {d1}, {d2}, {d3}, {d4}, {d5}, {d6}, {d7}, {d8}, {d9}, {d10}, {d11}, {d12}, {d13}, {d14}, {d15}, {d16}, {d17}, {d18}, {d19}, {d20}, {d21}, {d22}, {d23}, {d24}, {d25}, {d26}, {d27}, {d28}, {d29}, {d30}, {d31}",
+            d0 = inout(reg32) d[0],
+            d1 = inout(reg32) d[1],
+            d2 = inout(reg32) d[2],
+            d3 = inout(reg32) d[3],
+            d4 = inout(reg32) d[4],
+            d5 = inout(reg32) d[5],
+            d6 = inout(reg32) d[6],
+            d7 = inout(reg32) d[7],
+            d8 = inout(reg32) d[8],
+            d9 = inout(reg32) d[9],
+            d10 = inout(reg32) d[10],
+            d11 = inout(reg32) d[11],
+            d12 = inout(reg32) d[12],
+            d13 = inout(reg32) d[13],
+            d14 = inout(reg32) d[14],
+            d15 = inout(reg32) d[15],
+            d16 = inout(reg32) d[16],
+            d17 = inout(reg32) d[17],
+            d18 = inout(reg32) d[18],
+            d19 = inout(reg32) d[19],
+            d20 = inout(reg32) d[20],
+            d21 = inout(reg32) d[21],
+            d22 = inout(reg32) d[22],
+            d23 = inout(reg32) d[23],
+            d24 = inout(reg32) d[24],
+            d25 = inout(reg32) d[25],
+            d26 = inout(reg32) d[26],
+            d27 = inout(reg32) d[27],
+            d28 = inout(reg32) d[28],
+            d29 = inout(reg32) d[29],
+            d30 = inout(reg32) d[30],
+            d31 = inout(reg32) d[31],
+            options(nostack, preserves_flags)
+        );
+    }
+}
+
+/// The first 32 of 64 accumulator registers: the accumulator of an m64n64 wgmma kept in the
+/// array of an m64n128 one (the other 32 are then never used, and the compiler drops them).
+#[inline(always)]
+pub fn low_half(d: &mut [f32; 64]) -> &mut [f32; 32] {
+    // SAFETY: the first 32 elements of the array (same element type and alignment), borrowed for
+    // as long as `d` is.
+    unsafe { &mut *(d as *mut [f32; 64] as *mut [f32; 32]) }
+}
+
 /// Defines a warpgroup MMA `d (64×128 f32, 64 registers per thread) = [d +] A · Bᵀ` with A and B
 /// K-major in shared memory (descriptors), one `wgmma.mma_async` of the given shape and types.
 macro_rules! wgmma_m64n128 {
@@ -403,5 +456,84 @@ wgmma_m64n128!(
     /// transposes (both K-major).
     wgmma_m64n128k16_bf16,
     "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16",
+    " {da}, {db}, p, 1, 1, 0, 0; }}"
+);
+
+/// Defines a warpgroup MMA `d (64×64 f32, 32 registers per thread) = [d +] A · Bᵀ` with A and B
+/// K-major in shared memory (descriptors), one `wgmma.mma_async` of the given shape and types.
+macro_rules! wgmma_m64n64 {
+    ($(#[$doc:meta])* $name:ident, $instr:literal, $tail:literal) => {
+        $(#[$doc])*
+        ///
+        /// Register layout of `d` as the m64n128 form's (thread t of the warpgroup, warp w = t/32,
+        /// lane l): element `d[4j + 2h + e]` is row `16w + l/4 + 8h`, column `8j + 2(l%4) + e`,
+        /// j < 8. `accumulate = false` overwrites `d`.
+        ///
+        /// # Safety
+        /// Executed by all threads of the warpgroup after `wgmma_fence`, with descriptors of valid
+        /// shared-memory tiles (B: 64 rows) that stay unchanged until a `wgmma_wait` covers this
+        /// operation; `d` is not read or written until then (see `fence_operands_32`).
+        #[inline(always)]
+        pub unsafe fn $name(d: &mut [f32; 32], desc_a: u64, desc_b: u64, accumulate: bool) {
+            let scale_d = accumulate as u32;
+            // SAFETY: caller's contract.
+            unsafe {
+                asm!(
+                    "{{ .reg .pred p; setp.ne.b32 p, {sd}, 0;",
+                    $instr,
+                    "{{{d0}, {d1}, {d2}, {d3}, {d4}, {d5}, {d6}, {d7}, {d8}, {d9}, {d10}, {d11}, {d12}, {d13}, {d14}, {d15}, {d16}, {d17}, {d18}, {d19}, {d20}, {d21}, {d22}, {d23}, {d24}, {d25}, {d26}, {d27}, {d28}, {d29}, {d30}, {d31}}},",
+                    $tail,
+                    sd = in(reg32) scale_d, da = in(reg64) desc_a, db = in(reg64) desc_b,
+                    d0 = inout(reg32) d[0],
+                    d1 = inout(reg32) d[1],
+                    d2 = inout(reg32) d[2],
+                    d3 = inout(reg32) d[3],
+                    d4 = inout(reg32) d[4],
+                    d5 = inout(reg32) d[5],
+                    d6 = inout(reg32) d[6],
+                    d7 = inout(reg32) d[7],
+                    d8 = inout(reg32) d[8],
+                    d9 = inout(reg32) d[9],
+                    d10 = inout(reg32) d[10],
+                    d11 = inout(reg32) d[11],
+                    d12 = inout(reg32) d[12],
+                    d13 = inout(reg32) d[13],
+                    d14 = inout(reg32) d[14],
+                    d15 = inout(reg32) d[15],
+                    d16 = inout(reg32) d[16],
+                    d17 = inout(reg32) d[17],
+                    d18 = inout(reg32) d[18],
+                    d19 = inout(reg32) d[19],
+                    d20 = inout(reg32) d[20],
+                    d21 = inout(reg32) d[21],
+                    d22 = inout(reg32) d[22],
+                    d23 = inout(reg32) d[23],
+                    d24 = inout(reg32) d[24],
+                    d25 = inout(reg32) d[25],
+                    d26 = inout(reg32) d[26],
+                    d27 = inout(reg32) d[27],
+                    d28 = inout(reg32) d[28],
+                    d29 = inout(reg32) d[29],
+                    d30 = inout(reg32) d[30],
+                    d31 = inout(reg32) d[31],
+                    options(nostack)
+                );
+            }
+        }
+    };
+}
+
+wgmma_m64n64!(
+    /// One `wgmma.mma_async.m64n64k32` with E4M3 operands (QGMMA): A 64×32, B 64×32.
+    wgmma_m64n64k32_e4m3,
+    "wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3",
+    " {da}, {db}, p, 1, 1; }}"
+);
+
+wgmma_m64n64!(
+    /// One `wgmma.mma_async.m64n64k16` with bf16 operands (HGMMA): A 64×16, B 64×16, no
+    /// transposes (both K-major).
+    wgmma_m64n64k16_bf16,
+    "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16",
     " {da}, {db}, p, 1, 1, 0, 0; }}"
 );
