@@ -135,7 +135,9 @@ impl fmt::Display for Error {
                 write!(f, "`{arg}`: lives on device {actual}, the lowp handle is on device {expected}")
             }
             Error::InvalidValue { arg, expected, actual } => write!(f, "`{arg}`: expected {expected}, got {actual}"),
-            Error::Layout { arg, expected, actual } => write!(f, "`{arg}`: expected {expected} scales, got {actual:?}"),
+            Error::Layout { arg, expected, actual } => {
+                write!(f, "`{arg}`: expected {expected} scales, got ScaleLayout::{actual:?}")
+            }
             Error::Aliasing { arg, other } => write!(f, "`{arg}` and `{other}` must not be the same memory"),
             Error::GraphCapture { op, why } => write!(f, "{op} cannot be captured in a CUDA graph here: {why}"),
         }

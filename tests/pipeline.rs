@@ -37,5 +37,5 @@ fn errors_name_the_argument_and_both_values() {
     assert!(e.to_string().contains("`x`") && e.to_string().contains("16") && e.to_string().contains("0x7f0000000002"));
     let e =
         lowp::Error::Layout { arg: "scales", expected: "ScaleLayout::RowMajor", actual: lowp::ScaleLayout::Swizzled };
-    assert_eq!(e.to_string(), "`scales`: expected ScaleLayout::RowMajor scales, got Swizzled");
+    assert_eq!(e.to_string(), "`scales`: expected ScaleLayout::RowMajor scales, got ScaleLayout::Swizzled");
 }
