@@ -245,12 +245,13 @@ where
     launch(lowp, stream, op, &name, grid_for(lowp, &name, items)?, 0, &p)
 }
 
-/// Row-major `src` → swizzled `dst`.
+/// Row-major `src` → swizzled `dst`, or (`unswizzle`) the reverse.
 pub(super) fn swizzle<S, B, D>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
     src: &Scales<S, B>,
     dst: &mut Scales<S, D>,
+    unswizzle: bool,
 ) -> Result<()>
 where
     S: ScaleElement,
@@ -264,43 +265,21 @@ where
     let mut darg = scale_arg("dst", dst, 0);
     let (da, _gd) = dst.device_ptr_mut(stream);
     darg.buf.addr = da;
-    let p = plan_swizzle(scale_arg("src", src, sa), darg, false)?;
-    let op = "swizzle_scales";
+    let sarg = scale_arg("src", src, sa);
+    // `plan_swizzle` takes the row-major side first.
+    let (p, op) = if unswizzle {
+        (plan_swizzle(darg, sarg, true)?, "unswizzle_scales")
+    } else {
+        (plan_swizzle(sarg, darg, false)?, "swizzle_scales")
+    };
     lowp.function(op, op, NEEDS)?;
-    let words = math::swizzled_rows(p.rows) * (p.cols as u64).div_ceil(4);
+    // the swizzle kernel covers the padded rows, the unswizzle kernel only the real ones
+    let rows = if unswizzle { p.rows } else { math::swizzled_rows(p.rows) };
+    let words = rows * (p.cols as u64).div_ceil(4);
     if words == 0 {
         return Ok(());
     }
     launch(lowp, stream, op, op, grid_for(lowp, op, words)?, 0, &p)
-}
-
-/// Swizzled `src` → row-major `dst`.
-pub(super) fn unswizzle<S, B, D>(
-    lowp: &Lowp,
-    stream: &Arc<CudaStream>,
-    src: &Scales<S, B>,
-    dst: &mut Scales<S, D>,
-) -> Result<()>
-where
-    S: ScaleElement,
-    B: DevicePtr<S>,
-    D: DevicePtrMut<S>,
-{
-    lowp.check_stream(stream)?;
-    lowp.check_buffer("src", src.buffer())?;
-    lowp.check_buffer("dst", dst.buffer())?;
-    let (sa, _gs) = src.device_ptr(stream);
-    let mut darg = scale_arg("dst", dst, 0);
-    let (da, _gd) = dst.device_ptr_mut(stream);
-    darg.buf.addr = da;
-    let p = plan_swizzle(darg, scale_arg("src", src, sa), true)?;
-    let op = "unswizzle_scales";
-    lowp.function(op, op, NEEDS)?;
-    let items = p.rows * (p.cols as u64).div_ceil(4);
-    if items == 0 {
-        return Ok(());
-    }
-    launch(lowp, stream, op, op, grid_for(lowp, op, items)?, 0, &p)
 }
 
 /// `max |x|` into `amax` (zeroed first on the stream); errors name the op `op` (`tensor_amax`, or

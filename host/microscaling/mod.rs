@@ -490,7 +490,7 @@ where
     B: DevicePtr<S>,
     D: DevicePtrMut<S>,
 {
-    launch::swizzle(lowp, stream, src, dst)
+    launch::swizzle(lowp, stream, src, dst, false)
 }
 
 /// Swizzled scales `src` (`ScaleLayout::Swizzled`) → the same `[rows, cols]` scales row-major in
@@ -524,7 +524,7 @@ where
     B: DevicePtr<S>,
     D: DevicePtrMut<S>,
 {
-    launch::unswizzle(lowp, stream, src, dst)
+    launch::swizzle(lowp, stream, src, dst, true)
 }
 
 // ---------------------------------------------------------------------------------------------
