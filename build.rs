@@ -58,13 +58,20 @@ const MODULES: [(&str, &str, &str); 2] = [("sm_90a", "sm_90a", "+ptx83"), ("sm_8
 /// Keep in step with the kernels' thread counts in `kernels-gpu/src/abi/`.
 const LAUNCH_BOUNDS: &[(&str, u32)] = &[
     ("fp8_blockwise_gemm", 384),
-    ("bf16_gemm", 384),
-    ("fp8_blockwise_gemm_m64", 256),
-    ("bf16_gemm_m64", 256),
     ("fp8_blockwise_gemm_n64", 384),
-    ("bf16_gemm_n64", 384),
+    ("fp8_blockwise_gemm_n112", 384),
+    ("fp8_blockwise_gemm_m64", 256),
     ("fp8_blockwise_gemm_m64_n64", 256),
+    ("fp8_blockwise_gemm_m64_n112", 256),
+    ("fp8_blockwise_gemm_m64_n192", 256),
+    ("bf16_gemm", 384),
+    ("bf16_gemm_n64", 384),
+    ("bf16_gemm_n112", 384),
+    ("bf16_gemm_n192", 384),
+    ("bf16_gemm_m64", 256),
     ("bf16_gemm_m64_n64", 256),
+    ("bf16_gemm_m64_n112", 256),
+    ("bf16_gemm_m64_n192", 256),
 ];
 
 /// This file: part of the cache key (module list, flags, launch bounds, post-processing).

@@ -18,13 +18,20 @@ from collections import Counter
 # kernel -> the SASS instruction that shows it runs on the tensor cores
 REQUIRED_SASS = {
     "fp8_blockwise_gemm": "QGMMA",
-    "fp8_blockwise_gemm_m64": "QGMMA",
-    "bf16_gemm": "HGMMA",
-    "bf16_gemm_m64": "HGMMA",
     "fp8_blockwise_gemm_n64": "QGMMA",
+    "fp8_blockwise_gemm_n112": "QGMMA",
+    "fp8_blockwise_gemm_m64": "QGMMA",
     "fp8_blockwise_gemm_m64_n64": "QGMMA",
+    "fp8_blockwise_gemm_m64_n112": "QGMMA",
+    "fp8_blockwise_gemm_m64_n192": "QGMMA",
+    "bf16_gemm": "HGMMA",
     "bf16_gemm_n64": "HGMMA",
+    "bf16_gemm_n112": "HGMMA",
+    "bf16_gemm_n192": "HGMMA",
+    "bf16_gemm_m64": "HGMMA",
     "bf16_gemm_m64_n64": "HGMMA",
+    "bf16_gemm_m64_n112": "HGMMA",
+    "bf16_gemm_m64_n192": "HGMMA",
 }
 import re
 import subprocess

@@ -32,11 +32,12 @@
 //! Tile configurations: M ≤ 64 runs 64-row tiles (one math warpgroup, 9 stages), larger M
 //! 128-row tiles (two, 6 stages for FP8); the sweep has both, and
 //! `blockwise_gemm_small_m_tiles_and_their_boundary` the boundary (64, 65) with rings wrapping.
-//! Shapes whose doubled tile count still fits the waves over the SMs run 64-column tiles
-//! (`blockwise_gemm_64_column_tiles_and_their_threshold`: both sides of that threshold on the
-//! simulator's 4 SMs, N tails that are not multiples of 64). `LOWP_GEMM_BLOCK_M=64` or `128` and
-//! `LOWP_GEMM_BLOCK_N=64` or `128` force the tile rows and columns of every call: CI runs this
-//! file in each of the four configurations.
+//! The tile width (64, 112, 128 or 192 columns) follows a model of the grid's time
+//! (`blockwise_gemm_64_column_tiles_and_their_threshold` and
+//! `blockwise_gemm_112_and_192_column_tiles`: each width on the simulator's 4 SMs, N tails that
+//! are not multiples of the width, tiles straddling two weight-scale blocks).
+//! `LOWP_GEMM_BLOCK_M=64` or `128` and `LOWP_GEMM_BLOCK_N=64`, `112`, `128` or `192` force the
+//! tile rows and columns of every call: CI runs this file in each of the eight configurations.
 //!
 //! CUDA graphs: a captured GEMM replayed after its operands were rewritten in place and after
 //! other GEMMs ran in between, and the `Error::GraphCapture` refusal of operands whose tensor maps
@@ -55,10 +56,10 @@
 //! rows of expert g + 1, loaded but never stored), more k-blocks than pipeline stages, both
 //! activation-scale layouts and power-of-two (UE8M0) scales, and bad device-side offsets (flagged
 //! and clamped). Grids are `min(tiles, SM count)`: CI runs these tests again with
-//! `LOWP_SIM_SMS=1` and `LOWP_SIM_SMS=3`. All four tile configurations run: 64-row tiles for
+//! `LOWP_SIM_SMS=1` and `LOWP_SIM_SMS=3`. Both tile heights run: 64-row tiles for
 //! masked `max_m` ≤ 64 and contiguous layouts of at most 64 rows per expert on average, 128-row
-//! tiles above (cases just past the boundary: `max_m` = 65, 75 rows per expert), 64-column tiles
-//! for the single-expert and two-slab cases whose doubled tile count fits one wave on 4 SMs.
+//! tiles above (cases just past the boundary: `max_m` = 65, 75 rows per expert), and the widths
+//! the model picks for each case on 4 SMs (CI forces each of the eight configurations too).
 
 mod common;
 
@@ -375,14 +376,14 @@ fn blockwise_gemm_small_m_tiles_and_their_boundary() {
     }
 }
 
-/// The 64-column configurations (`*_n64`): the host picks them when twice the tiles still fit in
-/// as many waves over the SMs and fill the last one fuller (`choose_tiles`), so on the
-/// simulator's 4 SMs small shapes take them and larger ones 128-column tiles. Cases on both
-/// sides of that threshold, with 64- and 128-row tiles; N tails that are not multiples of 64 (8,
-/// 2, 58, 36 columns in the last tile), a 64-column tile in the second 128-column weight-scale
-/// block (its scale row is n0/128, not its tile index), and more k-blocks than the 9-, 13- and
-/// 14-stage rings hold. `LOWP_GEMM_BLOCK_N=64` or `128` runs every case of this file in one
-/// width.
+/// The 64-column configurations (`*_n64`): the host picks them where the model of
+/// `choose_tiles` rates them fastest (the grid's waves over the SMs times a tile's cost), so on
+/// the simulator's 4 SMs small shapes take them and larger ones wider tiles. Cases on both sides
+/// of that threshold, with 64- and 128-row tiles; N tails that are not multiples of 64 (8, 2, 58,
+/// 36 columns in the last tile), a 64-column tile in the second 128-column weight-scale block
+/// (its scale row is n0/128, not its tile index), and more k-blocks than the 9-, 13- and
+/// 14-stage rings hold. `LOWP_GEMM_BLOCK_N=64`, `112`, `128` or `192` runs every case of this
+/// file in one width.
 #[test]
 fn blockwise_gemm_64_column_tiles_and_their_threshold() {
     let test = "blockwise_gemm_64_column_tiles_and_their_threshold";
@@ -409,14 +410,43 @@ fn blockwise_gemm_64_column_tiles_and_their_threshold() {
             (100, 250, 1280), // 128 rows, 10 k-blocks (9 stages); the last tile 58 wide
             (129, 100, 1280), // 128 rows, 2 tile rows: 2 tiles or 4; the last 36 wide
             (65, 190, 1280),  // 128 rows: 2 tiles or 3
-            // 128-column tiles on 4 SMs: 64 would take a second wave
-            (1, 400, 384),   // 4 tiles or 7
-            (129, 200, 384), // 4 tiles or 8
+            // wider tiles on 4 SMs: 64 would take a second wave
+            (1, 400, 384),   // 4 tiles of 112, or 7 of 64
+            (129, 200, 384), // 4 tiles of 112, or 8 of 64
         ],
     );
     for (i, &(m, n, k)) in cases.iter().enumerate() {
         let scales = if i % 2 == 0 { ScaleKind::Float } else { ScaleKind::Ue8m0 };
         gemm_case(&lowp, &mut rng, m, n, k, i % 3 != 1, scales);
+    }
+}
+
+/// The 112- and 192-column configurations (`*_n112`, `*_n192`; FP8 only with 64-row tiles):
+/// their tiles straddle two 128-column weight-scale blocks, the tile's first `128 − n0 % 128`
+/// columns scaled by block n0/128 and the others by the next, which is read only where the tile
+/// has columns in it (N = 128 with 112-column tiles: the second tile's 16 columns all lie in
+/// block 0, and block 1 does not exist). On the simulator's 4 SMs the host picks 112 columns for
+/// (1, 300): tiles at n0 = 112 and 224 straddle, the last one 76 wide; (129, 200): 128-row
+/// tiles, the second 88 wide; (200, 384): 2 × 4 tiles; and 192 columns for (33, 520): the tile
+/// at n0 = 384 reaches into block 4 for 8 columns. Both scale kinds, more k-blocks than the
+/// 7- and 10-stage rings hold; the full-size cases are the shapes these widths serve on 132 SMs
+/// (M = 256, N = 7168: 128 tiles of 112 columns).
+#[test]
+fn blockwise_gemm_112_and_192_column_tiles() {
+    let test = "blockwise_gemm_112_and_192_column_tiles";
+    let lowp = common::gpu(test);
+    if !common::hopper_gemm(test, &lowp) {
+        return;
+    }
+    let mut rng = Rng::fresh(test);
+    let cases = common::sized(
+        &lowp,
+        vec![(256, 7168, 2048), (4096, 2112, 1280), (33, 7168, 1280), (1, 128, 1280)],
+        vec![(1, 300, 1280), (129, 200, 1152), (200, 384, 384), (33, 520, 1536), (1, 128, 1280)],
+    );
+    for (i, &(m, n, k)) in cases.iter().enumerate() {
+        let scales = if i % 2 == 0 { ScaleKind::Float } else { ScaleKind::Ue8m0 };
+        gemm_case(&lowp, &mut rng, m, n, k, i % 2 == 0, scales);
     }
 }
 

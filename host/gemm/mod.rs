@@ -27,15 +27,18 @@
 //! before anything is enqueued. Group tables are read on the device (no host sync). See
 //! `docs/kernels/gemm.md`.
 //!
-//! **Tile configurations.** Each call runs one of four kernel configurations, chosen from the
+//! **Tile configurations.** Each call runs one of eight tile configurations, chosen from the
 //! shapes and the SM count alone (never from device data, so a warm-up call and its captured
 //! replay agree): 64-row tiles with one math warpgroup when the groups are small (dense M ≤ 64;
 //! masked `max_m` ≤ 64; contiguous at most 64 rows of `x` per expert on average), else 128-row
-//! tiles with two; then 64-column tiles when twice the tiles still take no more waves over the
-//! SMs and fill the last one fuller (decode shapes that would leave SMs idle), else 128-column
-//! ones. The environment variables `LOWP_GEMM_BLOCK_M` and `LOWP_GEMM_BLOCK_N` (each `64` or
-//! `128`, read once per process) force the tile rows or columns of every call; another value makes
-//! every GEMM fail with [`Error::InvalidValue`](crate::Error::InvalidValue).
+//! tiles with two; then 64, 112, 128 or 192 columns, whichever a model of the persistent grid
+//! (its waves over the SMs times each tile's tensor-core and shared-memory time) rates fastest,
+//! a narrower tile only when at least 1/32 faster. 112 columns fill the SMs where 128 leave
+//! some idle (N = 7168: 64 tiles, not 56), 64 columns serve decode shapes, 192 columns cut the
+//! tile count of wide outputs. The environment variables `LOWP_GEMM_BLOCK_M` (`64` or `128`) and
+//! `LOWP_GEMM_BLOCK_N` (`64`, `112`, `128` or `192`), read once per process, force the tile rows
+//! or columns of every call; another value makes every GEMM fail with
+//! [`Error::InvalidValue`](crate::Error::InvalidValue).
 
 mod launch;
 mod plan;
@@ -67,13 +70,20 @@ pub use crate::abi::GEMM_ERR_GROUP_BOUNDS as ERR_GROUP_BOUNDS;
 #[cfg(test)]
 pub(crate) const KERNELS: &[&str] = &[
     "fp8_blockwise_gemm",
-    "fp8_blockwise_gemm_m64",
     "fp8_blockwise_gemm_n64",
+    "fp8_blockwise_gemm_n112",
+    "fp8_blockwise_gemm_m64",
     "fp8_blockwise_gemm_m64_n64",
+    "fp8_blockwise_gemm_m64_n112",
+    "fp8_blockwise_gemm_m64_n192",
     "bf16_gemm",
-    "bf16_gemm_m64",
     "bf16_gemm_n64",
+    "bf16_gemm_n112",
+    "bf16_gemm_n192",
+    "bf16_gemm_m64",
     "bf16_gemm_m64_n64",
+    "bf16_gemm_m64_n112",
+    "bf16_gemm_m64_n192",
 ];
 
 /// What every kernel of the family needs.
@@ -187,7 +197,7 @@ where
     SW: DevicePtr<f32>,
     O: DevicePtrMut<bf16>,
 {
-    let tiles = choose_tiles(Rows::Dense(x.rows()), w.rows(), lowp.sm_count(), forced_tiles()?);
+    let tiles = choose_tiles(Rows::Dense(x.rows()), w.rows(), lowp.sm_count(), true, forced_tiles()?);
     let f = gemm_function(lowp, "blockwise_fp8", tiles, true)?;
     lowp.check_stream(stream)?;
     lowp.check_buffer("x", x.buffer())?;
@@ -292,7 +302,8 @@ where
     O: DevicePtrMut<bf16>,
 {
     let (table, max_m) = groups.parts();
-    let tiles = choose_tiles(group_rows(x.rows(), w.shape()[0], max_m), w.shape()[1], lowp.sm_count(), forced_tiles()?);
+    let rows = group_rows(x.rows(), w.shape()[0], max_m);
+    let tiles = choose_tiles(rows, w.shape()[1], lowp.sm_count(), true, forced_tiles()?);
     let f = gemm_function(lowp, "grouped_fp8", tiles, true)?;
     lowp.check_stream(stream)?;
     lowp.check_buffer("x", x.buffer())?;
@@ -364,7 +375,8 @@ where
     O: DevicePtrMut<bf16>,
 {
     let (table, max_m) = groups.parts();
-    let tiles = choose_tiles(group_rows(x.rows(), w.shape()[0], max_m), w.shape()[1], lowp.sm_count(), forced_tiles()?);
+    let rows = group_rows(x.rows(), w.shape()[0], max_m);
+    let tiles = choose_tiles(rows, w.shape()[1], lowp.sm_count(), false, forced_tiles()?);
     let f = gemm_function(lowp, "grouped_bf16", tiles, false)?;
     lowp.check_stream(stream)?;
     lowp.check_buffer("x", x.buffer())?;

@@ -2,7 +2,7 @@
 //! scale layouts and extents, group tables and overlaps, into the kernel's parameters.
 
 use crate::abi::{
-    GEMM_BLOCK_K, GEMM_BLOCK_M, GEMM_BLOCK_M_SMALL, GEMM_BLOCK_N, GEMM_BLOCK_N_SMALL, GemmParams, gemm_smem_bytes,
+    GEMM_BLOCK_K, GEMM_BLOCK_M, GEMM_BLOCK_M_SMALL, GEMM_BLOCK_NS, GemmParams, gemm_has_configuration, gemm_smem_bytes,
     gemm_threads,
 };
 use crate::error::{Error, Result};
@@ -240,8 +240,17 @@ pub(crate) enum BlockM {
 /// Columns of a configuration's tiles (rows of its B boxes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum BlockN {
-    N128,
     N64,
+    N112,
+    N128,
+    N192,
+}
+
+impl BlockN {
+    /// The index of the width in `GEMM_BLOCK_NS`.
+    fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// The kernel configuration of a call: tile rows and columns, and with them the entry point, the
@@ -252,6 +261,24 @@ pub(crate) struct Tiles {
     pub n: BlockN,
 }
 
+/// Entry points by element kind (FP8, bf16), tile rows (128, 64) and [`BlockN`]; FP8 has no
+/// 128 × 192 configuration (`gemm_has_configuration`), whose entry is never looked up.
+const KERNELS: [[[&str; 4]; 2]; 2] = [
+    [
+        ["fp8_blockwise_gemm_n64", "fp8_blockwise_gemm_n112", "fp8_blockwise_gemm", ""],
+        [
+            "fp8_blockwise_gemm_m64_n64",
+            "fp8_blockwise_gemm_m64_n112",
+            "fp8_blockwise_gemm_m64",
+            "fp8_blockwise_gemm_m64_n192",
+        ],
+    ],
+    [
+        ["bf16_gemm_n64", "bf16_gemm_n112", "bf16_gemm", "bf16_gemm_n192"],
+        ["bf16_gemm_m64_n64", "bf16_gemm_m64_n112", "bf16_gemm_m64", "bf16_gemm_m64_n192"],
+    ],
+];
+
 impl Tiles {
     pub fn block_m(self) -> u32 {
         match self.m {
@@ -260,10 +287,7 @@ impl Tiles {
         }
     }
     pub fn block_n(self) -> u32 {
-        match self.n {
-            BlockN::N128 => GEMM_BLOCK_N,
-            BlockN::N64 => GEMM_BLOCK_N_SMALL,
-        }
+        GEMM_BLOCK_NS[self.n.index()]
     }
     pub fn threads(self) -> u32 {
         gemm_threads(self.block_m())
@@ -272,19 +296,14 @@ impl Tiles {
     pub fn smem_bytes(self, fp8: bool) -> u32 {
         gemm_smem_bytes(self.block_m(), self.block_n(), fp8)
     }
-    /// The entry point: FP8 (QGMMA) or bf16 (HGMMA).
+    /// Whether the FP8 (`fp8`) or bf16 kernel of this configuration exists.
+    pub fn exists(self, fp8: bool) -> bool {
+        gemm_has_configuration(self.block_m(), self.block_n(), fp8)
+    }
+    /// The entry point: FP8 (QGMMA) or bf16 (HGMMA); empty where the configuration does not
+    /// [`exist`](Self::exists) ([`choose_tiles`] never returns one).
     pub fn kernel(self, fp8: bool) -> &'static str {
-        use {BlockM::*, BlockN::*};
-        match (self.m, self.n, fp8) {
-            (M128, N128, true) => "fp8_blockwise_gemm",
-            (M64, N128, true) => "fp8_blockwise_gemm_m64",
-            (M128, N64, true) => "fp8_blockwise_gemm_n64",
-            (M64, N64, true) => "fp8_blockwise_gemm_m64_n64",
-            (M128, N128, false) => "bf16_gemm",
-            (M64, N128, false) => "bf16_gemm_m64",
-            (M128, N64, false) => "bf16_gemm_n64",
-            (M64, N64, false) => "bf16_gemm_m64_n64",
-        }
+        KERNELS[usize::from(!fp8)][usize::from(self.m == BlockM::M64)][self.n.index()]
     }
 }
 
@@ -319,40 +338,69 @@ pub(crate) fn choose_block_m(rows: Rows) -> BlockM {
     if small { BlockM::M64 } else { BlockM::M128 }
 }
 
-/// The persistent grid's waves over `sms` SMs: (waves, CTAs of the last wave).
-fn waves(tiles: u64, sms: u32) -> (u64, u64) {
-    let sms = sms.max(1) as u64;
-    let waves = tiles.div_ceil(sms).max(1);
-    (waves, tiles - (waves - 1) * sms)
+/// The persistent grid's waves over `sms` SMs: the most tiles one CTA computes.
+fn waves(tiles: u64, sms: u32) -> u64 {
+    tiles.div_ceil(sms.max(1) as u64).max(1)
+}
+
+/// The modelled time of one k-block (128 bytes of K) of one tile on one SM, in SM clocks: the
+/// larger of the tensor cores' time, `BLOCK_M · BLOCK_N / 32` (`2 · BLOCK_M · BLOCK_N · 128`
+/// FP8 FLOP at 8192 FLOP per clock, or the same for bf16's 64 elements at 4096), and the
+/// shared-memory reads of the MMAs at 128 bytes per clock, each math warpgroup reading its 64
+/// rows of A and the BLOCK_N rows of B (`BLOCK_M / 64 · (64 + BLOCK_N)`), taken at 5/4 of that
+/// (the MMAs do not sustain the full shared-memory bandwidth). A model to rank configurations,
+/// not a measurement: with 128 rows, 64-column tiles are the only ones it rates
+/// shared-memory-bound.
+pub(crate) fn k_block_cost(t: Tiles) -> u64 {
+    let (bm, bn) = (t.block_m() as u64, t.block_n() as u64);
+    (bm * bn / 32).max((bm / 64 * (64 + bn) * 5).div_ceil(4))
 }
 
 /// The configuration of a call with `n` output columns on `sms` SMs: the tile rows of
-/// [`choose_block_m`], then the tile columns by SM fill: 64 when the 64-column tiles take no more
-/// waves over the SMs than the 128-column ones and fill the last wave with more CTAs (twice the
-/// CTAs, each with half the columns, in the same number of waves); 128 when they tie or when 64
-/// needs more waves (more tiles of less work each, and each A tile loaded feeds half the
-/// columns). The tile counts are [`tile_bound`]'s. `forced` (from `LOWP_GEMM_BLOCK_M` and
-/// `LOWP_GEMM_BLOCK_N`) overrides either choice.
+/// [`choose_block_m`], then the tile columns (64, 112, 128 or 192) that minimise the modelled
+/// time of the persistent grid: its waves (the most tiles one CTA computes, from
+/// [`tile_bound`]) times [`k_block_cost`]. A narrower tile is taken only when it is modelled at
+/// least 1/32 faster than every wider one (the model's resolution; a wider tile loads fewer
+/// bytes per FLOP). FP8 with 128-row tiles has no 192-column configuration. Like DeepGEMM's heuristic it weighs the waves and how full the last one is,
+/// and it rates tiles of different widths by their work: 112 columns put N = 7168 in 64 tiles,
+/// so M = 256 fills 128 of 132 SMs (128 columns: 112). `forced` (from `LOWP_GEMM_BLOCK_M` and
+/// `LOWP_GEMM_BLOCK_N`) overrides either choice; a forced width the configuration lacks (192
+/// for FP8 with 128-row tiles) runs as 128.
 ///
 /// ```text
-/// 132 SMs                     BLOCK_M   tiles N128 (waves, last)   tiles N64 (waves, last)   BLOCK_N
-/// M = 64,   N = 2112          64          17 (1, 17)                 33 (1, 33)               64
-/// M = 64,   N = 7168          64          56 (1, 56)                112 (1, 112)              64
-/// M = 128,  N = 2112         128          17 (1, 17)                 33 (1, 33)               64
-/// M = 128,  N = 7168         128          56 (1, 56)                112 (1, 112)              64
-/// M = 256,  N = 7168         128         112 (1, 112)               224 (2, 92)              128
-/// M = 512,  N = 2112         128          68 (1, 68)                132 (1, 132)              64
-/// M = 640,  N = 2112         128          85 (1, 85)                165 (2, 33)              128
-/// M = 4096, N = 2112         128         544 (5, 16)               1056 (8, 132)             128
-/// M = 4096, N = 7168         128        1792 (14, 76)              3584 (28, 20)             128
+/// 132 SMs (bf16)       BLOCK_M  tiles, waves × k-block cost for BLOCK_N                             BLOCK_N
+///                               64                112               128               192
+/// M = 64    N = 2112     64     33, 1 × 160       19, 1 × 224       17, 1 × 256       11, 1 × 384        64
+/// M = 64    N = 7168     64     112, 1 × 160      64, 1 × 224       56, 1 × 256       38, 1 × 384        64
+/// M = 128   N = 7168    128     112, 1 × 320      64, 1 × 448       56, 1 × 512       38, 1 × 768        64
+/// M = 256   N = 7168    128     224, 2 × 320      128, 1 × 448      112, 1 × 512      76, 1 × 768       112
+/// M = 512   N = 2112    128     132, 1 × 320      76, 1 × 448       68, 1 × 512       44, 1 × 768        64
+/// M = 4096  N = 2112    128     1056, 8 × 320     608, 5 × 448      544, 5 × 512      352, 3 × 768      192
+/// M = 4096  N = 4096    128     2048, 16 × 320    1184, 9 × 448     1024, 8 × 512     704, 6 × 768      128
+/// M = 4096  N = 7168    128     3584, 28 × 320    2048, 16 × 448    1792, 14 × 512    1216, 10 × 768    128
+/// M = 4096  N = 24576   128     12288, 94 × 320   7040, 54 × 448    6144, 47 × 512    4096, 32 × 768    192
 /// ```
-pub(crate) fn choose_tiles(rows: Rows, n: usize, sms: u32, forced: Forced) -> Tiles {
+pub(crate) fn choose_tiles(rows: Rows, n: usize, sms: u32, fp8: bool, forced: Forced) -> Tiles {
     let m = forced.m.unwrap_or_else(|| choose_block_m(rows));
-    let n = forced.n.unwrap_or_else(|| {
-        let fill = |bn| waves(tile_bound(rows, n, Tiles { m, n: bn }), sms);
-        let ((w128, last128), (w64, last64)) = (fill(BlockN::N128), fill(BlockN::N64));
-        if w64 < w128 || (w64 == w128 && last64 > last128) { BlockN::N64 } else { BlockN::N128 }
-    });
+    let exists = |bn| Tiles { m, n: bn }.exists(fp8);
+    let n = match forced.n {
+        Some(bn) if exists(bn) => bn,
+        Some(_) => BlockN::N128,
+        None => {
+            let time = |bn| {
+                let t = Tiles { m, n: bn };
+                waves(tile_bound(rows, n, t), sms) * k_block_cost(t)
+            };
+            // Wider first: a narrower tile must be at least 1/32 faster.
+            let mut best = if exists(BlockN::N192) { BlockN::N192 } else { BlockN::N128 };
+            for bn in [BlockN::N128, BlockN::N112, BlockN::N64] {
+                if time(bn) * 33 < time(best) * 32 {
+                    best = bn;
+                }
+            }
+            best
+        }
+    };
     Tiles { m, n }
 }
 
@@ -379,14 +427,18 @@ pub(crate) fn parse_block_m(value: Option<&str>) -> Result<Option<BlockM>> {
     }
 }
 
-/// Parses the value of [`BLOCK_N_VAR`]: unset or empty, the heuristic; `64` or `128`, that
-/// tile width; anything else `InvalidValue`.
+/// Parses the value of [`BLOCK_N_VAR`]: unset or empty, the heuristic; `64`, `112`, `128` or
+/// `192`, that tile width; anything else `InvalidValue`.
 pub(crate) fn parse_block_n(value: Option<&str>) -> Result<Option<BlockN>> {
     match value.map(str::trim) {
         None | Some("") => Ok(None),
         Some("64") => Ok(Some(BlockN::N64)),
+        Some("112") => Ok(Some(BlockN::N112)),
         Some("128") => Ok(Some(BlockN::N128)),
-        Some(v) => Err(Error::InvalidValue { arg: BLOCK_N_VAR, expected: "64, 128 or unset", actual: v.to_string() }),
+        Some("192") => Ok(Some(BlockN::N192)),
+        Some(v) => {
+            Err(Error::InvalidValue { arg: BLOCK_N_VAR, expected: "64, 112, 128, 192 or unset", actual: v.to_string() })
+        }
     }
 }
 

@@ -225,7 +225,11 @@ const M128_N128: Tiles = Tiles { m: BlockM::M128, n: BlockN::N128 };
 const M64_N128: Tiles = Tiles { m: BlockM::M64, n: BlockN::N128 };
 const M128_N64: Tiles = Tiles { m: BlockM::M128, n: BlockN::N64 };
 const M64_N64: Tiles = Tiles { m: BlockM::M64, n: BlockN::N64 };
-const ALL: [Tiles; 4] = [M128_N128, M64_N128, M128_N64, M64_N64];
+const M128_N112: Tiles = Tiles { m: BlockM::M128, n: BlockN::N112 };
+const M64_N112: Tiles = Tiles { m: BlockM::M64, n: BlockN::N112 };
+const M128_N192: Tiles = Tiles { m: BlockM::M128, n: BlockN::N192 };
+const M64_N192: Tiles = Tiles { m: BlockM::M64, n: BlockN::N192 };
+const ALL: [Tiles; 8] = [M128_N128, M64_N128, M128_N64, M64_N64, M128_N112, M64_N112, M128_N192, M64_N192];
 const NONE: Forced = Forced { m: None, n: None };
 
 #[test]
@@ -245,48 +249,72 @@ fn tile_rows_follow_the_rows_per_group() {
     assert_eq!(choose_block_m(Rows::Contiguous { rows: 8 * 512, experts: 8 }), BlockM::M128);
 }
 
+/// The model's k-block costs (the table of `choose_tiles`'s documentation).
+#[test]
+fn k_block_costs_weigh_the_mma_and_shared_memory() {
+    let costs: Vec<u64> = ALL.iter().map(|&t| k_block_cost(t)).collect();
+    // M128_N128, M64_N128, M128_N64, M64_N64, M128_N112, M64_N112, M128_N192, M64_N192
+    assert_eq!(costs, [512, 256, 320, 160, 448, 224, 768, 384]);
+}
+
 /// The table of `choose_tiles`'s documentation (132 SMs, an H100 SXM or H200), and the thresholds
 /// around it.
 #[test]
-fn tile_columns_follow_the_sm_fill() {
-    let pick = |m: usize, n: usize, sms: u32| choose_tiles(Rows::Dense(m), n, sms, NONE);
+fn tile_columns_follow_the_modelled_time() {
+    let pick = |m: usize, n: usize, sms: u32| choose_tiles(Rows::Dense(m), n, sms, false, NONE);
     for (m, n, want) in [
         (64, 2112, M64_N64),
-        (64, 7168, M64_N64),
+        (64, 7168, M64_N64), // 112 tiles, or 64 of 112 columns: one wave either way
         (128, 2112, M128_N64),
         (128, 7168, M128_N64),
-        (256, 7168, M128_N128),  // 112 tiles of 128 fit one wave, 224 of 64 take two
-        (512, 2112, M128_N64),   // 68 tiles, or 132: one full wave
-        (640, 2112, M128_N128),  // 85 tiles, or 165: two waves
-        (4096, 2112, M128_N128), // 5 waves (the last of 16 CTAs), or 8 full ones
-        (4096, 7168, M128_N128), // 14 waves, or 28
-        (1, 64, M64_N128),       // one tile either way: a tie
-        (1, 65, M64_N64),        // 1 tile, or 2
+        (256, 7168, M128_N112),  // 128 tiles of 112 fit one wave, 224 of 64 take two
+        (512, 2112, M128_N64),   // 132 tiles: one full wave
+        (640, 2112, M128_N112),  // 95 tiles of 112: one wave; 165 of 64: two
+        (4096, 2112, M128_N192), // 3 waves × 768, or 5 × 448: not 1/32 faster
+        (4096, 4096, M128_N128), // 8 × 512, or 9 × 448: not 1/32 faster
+        (4096, 7168, M128_N128), // 14 × 512, or 16 × 448: a tie
+        (4096, 24576, M128_N192),
+        (1, 64, M64_N64), // one tile of each width: the narrowest is the least work
+        (1, 65, M64_N64),
     ] {
         assert_eq!(pick(m, n, 132), want, "M = {m}, N = {n}");
     }
-    // the threshold moves with the SMs: 4 SMs (the simulator's default), 1 SM
-    assert_eq!(pick(1, 256, 4), M64_N64); // 2 tiles, or 4: one wave
-    assert_eq!(pick(1, 384, 4), M64_N128); // 3 tiles, or 6: two waves
-    assert_eq!(pick(129, 128, 4), M128_N64); // 2 tiles, or 4
+    // the choice moves with the SMs: 4 SMs (the simulator's default), 3, 1
+    assert_eq!(pick(1, 256, 4), M64_N64); // 4 tiles: one wave
+    assert_eq!(pick(1, 384, 4), M64_N112); // 4 tiles of 112: one wave; 6 of 64: two
+    assert_eq!(pick(129, 128, 4), M128_N64); // 4 tiles
     assert_eq!(pick(129, 256, 4), M128_N128); // 4 tiles, or 8
-    assert_eq!(pick(1, 7168, 1), M64_N128); // one SM: 56 waves, or 112
-    assert_eq!(pick(1, 7168, 0), M64_N128); // no SM count: as one
+    assert_eq!(pick(200, 300, 4), M128_N192); // 4 tiles of 192: one wave
+    assert_eq!(pick(300, 500, 3), M128_N128); // 12 tiles: 4 waves × 512
+    assert_eq!(pick(1, 7168, 1), M64_N192); // one SM: the cheapest total work
+    assert_eq!(pick(1, 7168, 0), M64_N192); // no SM count: as one
     // grouped: the tile bound of the layout
     let masked = Rows::Masked { experts: 8, max_m: 64 };
-    assert_eq!(choose_tiles(masked, 2048, 132, NONE), M64_N128); // 128 tiles, or 256: 1 wave, or 2
-    assert_eq!(choose_tiles(masked, 1024, 132, NONE), M64_N64); // 64, or 128
+    assert_eq!(choose_tiles(masked, 2048, 132, false, NONE), M64_N128); // 128 tiles, or 256: 1 wave, or 2
+    assert_eq!(choose_tiles(masked, 1024, 132, false, NONE), M64_N64); // 128 tiles: one wave
     let contiguous = Rows::Contiguous { rows: 8 * 512, experts: 8 };
-    assert_eq!(choose_tiles(contiguous, 7168, 132, NONE), M128_N128);
+    assert_eq!(choose_tiles(contiguous, 7168, 132, false, NONE), M128_N128);
     // forced: either dimension, the other still chosen
     let m128 = Forced { m: Some(BlockM::M128), n: None };
-    assert_eq!(choose_tiles(Rows::Dense(1), 7168, 132, m128), M128_N64);
+    assert_eq!(choose_tiles(Rows::Dense(1), 7168, 132, false, m128), M128_N64);
     let n128 = Forced { m: None, n: Some(BlockN::N128) };
-    assert_eq!(choose_tiles(Rows::Dense(1), 7168, 132, n128), M64_N128);
+    assert_eq!(choose_tiles(Rows::Dense(1), 7168, 132, false, n128), M64_N128);
     let n64 = Forced { m: None, n: Some(BlockN::N64) };
-    assert_eq!(choose_tiles(Rows::Dense(4096), 7168, 132, n64), M128_N64);
-    let both = Forced { m: Some(BlockM::M64), n: Some(BlockN::N128) };
-    assert_eq!(choose_tiles(Rows::Masked { experts: 8, max_m: 512 }, 64, 132, both), M64_N128);
+    assert_eq!(choose_tiles(Rows::Dense(4096), 7168, 132, false, n64), M128_N64);
+    let n112 = Forced { m: None, n: Some(BlockN::N112) };
+    assert_eq!(choose_tiles(Rows::Dense(4096), 7168, 132, false, n112), M128_N112);
+    let both = Forced { m: Some(BlockM::M64), n: Some(BlockN::N192) };
+    assert_eq!(choose_tiles(Rows::Masked { experts: 8, max_m: 512 }, 64, 132, false, both), M64_N192);
+    // FP8 has no 128 × 192 configuration: never chosen, a forced 192 runs 128 there
+    let fp8 = |m: usize, n: usize| choose_tiles(Rows::Dense(m), n, 132, true, NONE);
+    assert_eq!(fp8(4096, 2112), M128_N112); // 5 waves × 448, or 5 × 512
+    assert_eq!(fp8(4096, 24576), M128_N128);
+    assert_eq!(fp8(64, 2112), M64_N64);
+    assert_eq!(choose_tiles(Rows::Dense(1), 7168, 1, true, NONE), M64_N192);
+    let n192 = Forced { m: None, n: Some(BlockN::N192) };
+    assert_eq!(choose_tiles(Rows::Dense(4096), 7168, 132, true, n192), M128_N128);
+    assert_eq!(choose_tiles(Rows::Dense(64), 7168, 132, true, n192), M64_N192);
+    assert!(!M128_N192.exists(true) && M128_N192.exists(false) && M64_N192.exists(true));
 }
 
 #[test]
@@ -301,6 +329,11 @@ fn tile_configurations_name_their_kernels_and_budgets() {
     assert_eq!(M128_N128.kernel(false), "bf16_gemm");
     assert_eq!(M128_N64.kernel(true), "fp8_blockwise_gemm_n64");
     assert_eq!(M64_N64.kernel(false), "bf16_gemm_m64_n64");
+    assert_eq!((M128_N112.block_n(), M64_N192.block_n(), M64_N192.threads()), (112, 192, 256));
+    assert_eq!(M128_N112.kernel(true), "fp8_blockwise_gemm_n112");
+    assert_eq!(M64_N112.kernel(false), "bf16_gemm_m64_n112");
+    assert_eq!(M128_N192.kernel(false), "bf16_gemm_n192");
+    assert_eq!(M64_N192.kernel(true), "fp8_blockwise_gemm_m64_n192");
     // stages: A and B tiles (and, FP8, the tile rows' f32 activation scales), as many as fit
     let stage = |t: Tiles, fp8: bool| (t.block_m() + t.block_n()) * 128 + if fp8 { 4 * t.block_m() } else { 0 };
     for (t, fp8, stages, bytes) in [
@@ -312,6 +345,13 @@ fn tile_configurations_name_their_kernels_and_budgets() {
         (M64_N128, false, 9, 222_352),
         (M128_N64, false, 9, 222_352),
         (M64_N64, false, 14, 230_624),
+        (M128_N112, true, 7, 219_760),
+        (M64_N112, true, 10, 229_024),
+        (M64_N192, true, 7, 232_304),
+        (M128_N112, false, 7, 216_176),
+        (M64_N112, false, 10, 226_464),
+        (M128_N192, false, 5, 205_904),
+        (M64_N192, false, 7, 230_512),
     ] {
         assert_eq!(gemm_stages(t.block_m(), t.block_n(), fp8), stages, "{t:?} fp8 {fp8}");
         assert_eq!(t.smem_bytes(fp8), stages * stage(t, fp8) + 1024 + stages * 16, "{t:?} fp8 {fp8}");
@@ -320,17 +360,17 @@ fn tile_configurations_name_their_kernels_and_budgets() {
     }
     // every kernel of the family is one configuration's, and every configuration's is listed
     for k in crate::gemm::KERNELS {
-        assert!([true, false].iter().any(|&f| ALL.iter().any(|t| t.kernel(f) == *k)), "{k}");
+        assert!([true, false].iter().any(|&f| ALL.iter().any(|t| t.exists(f) && t.kernel(f) == *k)), "{k}");
     }
     for t in ALL {
         for fp8 in [true, false] {
-            assert!(crate::gemm::KERNELS.contains(&t.kernel(fp8)), "{t:?}");
+            assert_eq!(crate::gemm::KERNELS.contains(&t.kernel(fp8)), t.exists(fp8), "{t:?} fp8 {fp8}");
         }
     }
 }
 
 #[test]
-fn tile_overrides_parse_64_128_or_nothing() {
+fn tile_overrides_parse_the_tile_sizes_or_nothing() {
     assert_eq!(parse_block_m(None).unwrap(), None);
     assert_eq!(parse_block_m(Some("")).unwrap(), None);
     assert_eq!(parse_block_m(Some("64")).unwrap(), Some(BlockM::M64));
@@ -339,6 +379,9 @@ fn tile_overrides_parse_64_128_or_nothing() {
     assert_eq!(parse_block_n(Some(" ")).unwrap(), None);
     assert_eq!(parse_block_n(Some("64")).unwrap(), Some(BlockN::N64));
     assert_eq!(parse_block_n(Some("128\n")).unwrap(), Some(BlockN::N128));
+    assert_eq!(parse_block_n(Some("112")).unwrap(), Some(BlockN::N112));
+    assert_eq!(parse_block_n(Some("192")).unwrap(), Some(BlockN::N192));
+    assert!(matches!(parse_block_m(Some("112")), Err(Error::InvalidValue { arg: "LOWP_GEMM_BLOCK_M", .. })));
     for bad in ["32", "256", "auto", "64x"] {
         assert!(matches!(parse_block_m(Some(bad)), Err(Error::InvalidValue { arg: "LOWP_GEMM_BLOCK_M", .. })), "{bad}");
         assert!(matches!(parse_block_n(Some(bad)), Err(Error::InvalidValue { arg: "LOWP_GEMM_BLOCK_N", .. })), "{bad}");

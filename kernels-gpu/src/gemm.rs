@@ -5,16 +5,15 @@
 //!   every 128 of K — `D = Σ_k (A·sa)(B·sb)`;
 //! - `bf16_gemm`: bf16 operands (HGMMA), f32 accumulation across all of K.
 //!
-//! Four configurations of one body (const generics `MATH_WGS`, the math warpgroups, and `BN`,
-//! the tile's columns):
+//! Fifteen configurations of one body (const generics `MATH_WGS`, the math warpgroups, and `BN`,
+//! the tile's columns): FP8 or bf16 × BLOCK_M 128 (two math warpgroups, 384 threads) or 64 (one,
+//! 256 threads, entry points `*_m64*`) × BN 128 (no suffix), 64, 112 or 192 (`*_n64`, `*_n112`,
+//! `*_n192`), but not FP8 with 128 × 192 tiles (its two accumulator arrays would not fit the 168
+//! registers of a 384-thread CTA). The pipeline is as deep as the 227 KiB of shared memory allows (5 to 14 stages; the
+//! table in `abi::gemm`). Tiles of 112 and 192 columns straddle a 128-column weight-scale block
+//! (at most two blocks per tile, `gemm_scale_blocks_per_tile`).
 //!
 //! ```text
-//! MATH_WGS BN  BLOCK_M×N  threads  stages: FP8 (tiles + scales)   bf16         entry points
-//! 2        128 128×128    384      6 × (32 KiB + 512 B)           7 × 32 KiB   fp8_blockwise_gemm, bf16_gemm
-//! 1        128  64×128    256      9 × (24 KiB + 256 B)           9 × 24 KiB   fp8_blockwise_gemm_m64, bf16_gemm_m64
-//! 2         64 128×64     384      9 × (24 KiB + 512 B)           9 × 24 KiB   fp8_blockwise_gemm_n64, bf16_gemm_n64
-//! 1         64  64×64     256     13 × (16 KiB + 256 B)          14 × 16 KiB   fp8_blockwise_gemm_m64_n64, bf16_gemm_m64_n64
-//!
 //! block = 1 + MATH_WGS warpgroups
 //!   WG0  producer: thread 0 issues TMA
 //!   WG1  math: rows  0..64 of the tile
@@ -23,7 +22,8 @@
 //!   (128-byte swizzled); FP8: stages × [BLOCK_M f32 activation scales]; full[s], empty[s] mbarriers
 //! sa_tma (FP8, per launch, set by the host for M-major activation scales whose ld and base are
 //!   16-byte aligned): the producer loads each stage's activation scales; otherwise the math
-//!   threads read theirs from global memory. Weight scales: global memory, one per tile and k-block.
+//!   threads read theirs from global memory. Weight scales: global memory, one or two per tile and
+//!   k-block.
 //! for each tile (group g, m0, n0) of this CTA (persistent; groups walked in order, tiles of a group
 //! in grouped order):
 //!   for each k-block kb (128 bytes of K: 128 FP8 or 64 bf16 elements):
@@ -31,8 +31,8 @@
 //!               TMA A(kb, m0), B(kb, g·N + n0), FP8 with sa_tma: scales sa(m0 .. m0 + BLOCK_M, kb)
 //!     math:     wait full[s] (phase); FP8: sa of its two rows from shared memory (sa_tma) or global;
 //!               4 × wgmma m64nBN (k32 FP8 / k16 bf16: 32 bytes of K each) into acc;
-//!               wait; arrive empty[s];  FP8: final = fma(acc, sa(m, kb) · sb_g(n0/128, kb), final)
-//!               (a 64-column tile lies inside one 128-column weight-scale block: n0/128)
+//!               wait; arrive empty[s];  FP8: final = fma(acc, sa(m, kb) · sb_g(n/128, kb), final)
+//!               (columns n < 128·(n0/128 + 1) with block n0/128's scale, the others the next's)
 //!   math: round to bf16 and store (rows outside the group and columns ≥ N masked)
 //! s = it mod stages, phase = ⌊it / stages⌋ mod 2 for the CTA's it-th k-block, kept as a counter
 //! and a parity bit that flips when s wraps (any stage count, not only powers of two).
@@ -48,17 +48,20 @@
 use core::f32::math::mul_add;
 
 use crate::abi::{
-    GEMM_BLOCK_K as BK, GEMM_ERR_GROUP_BOUNDS, GEMM_SCALE_BLOCK_N, GemmParams, gemm_stage_scale_bytes, gemm_stages,
+    GEMM_BLOCK_K as BK, GEMM_ERR_GROUP_BOUNDS, GEMM_SCALE_BLOCK_N, GemmParams, gemm_scale_blocks_per_tile,
+    gemm_stage_scale_bytes, gemm_stages,
 };
 use crate::prim::convert::f32x2_to_bf16x2;
 use crate::prim::hopper::{
-    fence_mbarrier_init, fence_operands, fence_operands_32, fence_tensormap_acquire, ld_shared_f32, low_half,
-    mbarrier_arrive, mbarrier_arrive_expect_tx, mbarrier_init, mbarrier_wait, prefetch_tensormap, setmaxnreg_dec,
-    setmaxnreg_inc, smem_addr, smem_desc_k_major_sw128, tma_load_2d, wgmma_commit, wgmma_fence, wgmma_m64n64k16_bf16,
-    wgmma_m64n64k32_e4m3, wgmma_m64n128k16_bf16, wgmma_m64n128k32_e4m3, wgmma_wait,
+    WGMMA_MAX_REGS, fence_accumulators, fence_mbarrier_init, fence_tensormap_acquire, ld_shared_f32, mbarrier_arrive,
+    mbarrier_arrive_expect_tx, mbarrier_init, mbarrier_wait, prefetch_tensormap, setmaxnreg_dec, setmaxnreg_inc,
+    smem_addr, smem_desc_k_major_sw128, tma_load_2d, wgmma_commit, wgmma_fence, wgmma_k32b, wgmma_wait,
 };
 use crate::prim::mem::raise_flag;
 use crate::prim::{block_idx_x, dynamic_smem, grid_dim_x, lane_id, sync_threads, thread_idx_x};
+
+/// A zeroed accumulator array.
+const ZERO_ACC: [f32; WGMMA_MAX_REGS] = [0.0; WGMMA_MAX_REGS];
 
 /// Arrivals on an empty barrier per math warpgroup: one per warp.
 const EMPTY_ARRIVALS_PER_WG: u32 = 4;
@@ -242,30 +245,6 @@ impl<'a, const MATH_WGS: u32, const BN: u32> Scheduler<'a, MATH_WGS, BN> {
     }
 }
 
-/// One k-step of the configuration's MMA into `acc`: `wgmma.m64n{BN}k32` (E4M3) or `k16` (bf16);
-/// with `BN` = 64 into the first 32 registers of `acc` (the others stay unused).
-///
-/// # Safety
-/// The contract of the wgmma functions of `prim::hopper`, B a tile of `BN` rows.
-#[inline(always)]
-unsafe fn mma<const FP8: bool, const BN: u32>(acc: &mut [f32; 64], da: u64, db: u64, accumulate: bool) {
-    // SAFETY: caller's contract.
-    unsafe {
-        match (FP8, BN == 64) {
-            (true, false) => wgmma_m64n128k32_e4m3(acc, da, db, accumulate),
-            (false, false) => wgmma_m64n128k16_bf16(acc, da, db, accumulate),
-            (true, true) => wgmma_m64n64k32_e4m3(low_half(acc), da, db, accumulate),
-            (false, true) => wgmma_m64n64k16_bf16(low_half(acc), da, db, accumulate),
-        }
-    }
-}
-
-/// `fence_operands` on the registers of `acc` the configuration's MMA writes (`BN` / 2).
-#[inline(always)]
-fn fence_acc<const BN: u32>(acc: &mut [f32; 64]) {
-    if BN == 64 { fence_operands_32(low_half(acc)) } else { fence_operands(acc) }
-}
-
 /// The kernel body; `FP8` selects E4M3 with scale promotion, otherwise bf16; `MATH_WGS` (1 or 2)
 /// the math warpgroups, 64 tile rows each; `BN` (128 or 64) the tile's columns.
 ///
@@ -279,10 +258,14 @@ fn fence_acc<const BN: u32>(acc: &mut [f32; 64]) {
 #[inline(always)]
 unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmParams) {
     const { assert!(MATH_WGS == 1 || MATH_WGS == 2) };
-    const { assert!(BN == 128 || BN == 64) };
+    const { assert!(BN == 64 || BN == 112 || BN == 128 || BN == 192) };
+    // FP8 keeps two arrays of BN / 2 accumulators (the MMA's and the promoted sums): 192 columns
+    // need about 230 registers, more than the 168 a 384-thread CTA's threads get.
+    const { assert!(!(FP8 && MATH_WGS == 2 && BN > 128)) };
     // Registers move from the producer to the math warpgroups (`setmaxnreg`) only where the math
-    // needs more than the launch budget: two math warpgroups with 128-column tiles (below).
-    let realloc_regs = MATH_WGS == 2 && BN == 128;
+    // needs more than the launch budget: two math warpgroups with tiles of 112 columns or more
+    // (below).
+    let realloc_regs = MATH_WGS == 2 && BN >= 112;
     let stages = Smem::<FP8, MATH_WGS, BN>::STAGES;
     let tile_a_bytes = Smem::<FP8, MATH_WGS, BN>::TILE_A_BYTES;
     let tile_b_bytes = Smem::<FP8, MATH_WGS, BN>::TILE_B_BYTES;
@@ -378,24 +361,43 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmPara
     let row_in_tile = wg * 64 + warp * 16 + lane / 4; // and + 8
     let col_in_tile = (lane % 4) * 2; // + 8j, + 1
 
+    // Weight scales: a tile's columns lie in one 128-column scale block when BN divides 128, else
+    // in at most two (`gemm_scale_blocks_per_tile`): the tile's first `split` columns in block
+    // n0/128, the others in the next.
+    const { assert!(gemm_scale_blocks_per_tile(BN) <= 2) };
+    let two_blocks = GEMM_SCALE_BLOCK_N % BN != 0;
+
     let mut ring = Ring::<FP8, MATH_WGS, BN>::new();
     while let Some(tile) = sched.next_tile() {
+        // bf16: the stage of the previous k-block, whose MMAs may still be in flight.
+        let mut prev_s = 0;
         let m0 = tile.m0 + row_in_tile;
         let m1 = m0 + 8;
-        let mut fin = [0.0f32; 64];
-        let mut acc = [0.0f32; 64];
+        let split = GEMM_SCALE_BLOCK_N - tile.n0 % GEMM_SCALE_BLOCK_N;
+        // The next scale block is read only where the tile has columns in it inside the matrix.
+        let next_block = two_blocks && split < BN && tile.n0 + split < p.n;
+        // The first BN / 2 registers of each are used (the MMA's accumulator layout). Copies of a
+        // constant, not a repeat expression: rustc lowers `[0.0; 96]` to a loop, which would keep
+        // the arrays in local memory.
+        let mut fin = ZERO_ACC;
+        let mut acc = ZERO_ACC;
         for kb in 0..k_blocks {
             let (s, phase) = (ring.s, ring.phase);
-            // FP8 scales from global memory first: their loads overlap the wait. The weight scale
-            // (one per tile and k-block, the same address in every thread: the tile's BN columns
-            // lie inside one 128-column scale block) always; the activation scales unless the
-            // producer loads them into the stage. Rows past the group read nothing (their
-            // products are never stored).
-            let (sb, g0, g1) = if FP8 {
+            // FP8 scales from global memory first: their loads overlap the wait. The weight scales
+            // (one or two per tile and k-block, the same addresses in every thread) always; the
+            // activation scales unless the producer loads them into the stage. Rows past the
+            // group read nothing (their products are never stored).
+            let (sb, sb_next, g0, g1) = if FP8 {
                 let sb_row = tile.n0 / GEMM_SCALE_BLOCK_N;
                 let sb_i = tile.group as u64 * p.sb_group_stride + sb_row as u64 * p.sb_stride + kb as u64;
                 // SAFETY: group < groups, n0/128 < ⌈N/128⌉, kb < K/128.
                 let sb = unsafe { *(p.sb as *const f32).add(sb_i as usize) };
+                let sb_next = if next_block {
+                    // SAFETY: the next block holds column n0 + split < N: n0/128 + 1 < ⌈N/128⌉.
+                    unsafe { *(p.sb as *const f32).add((sb_i + p.sb_stride) as usize) }
+                } else {
+                    sb
+                };
                 let sa_at = |m: u32| {
                     if !sa_tma && m < tile.row_end {
                         let i = m as u64 * p.sa_row_stride + kb as u64 * p.sa_col_stride;
@@ -405,62 +407,88 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmPara
                         0.0
                     }
                 };
-                (sb, sa_at(m0), sa_at(m1))
+                (sb, sb_next, sa_at(m0), sa_at(m1))
             } else {
-                (1.0, 1.0, 1.0)
+                (1.0, 1.0, 1.0, 1.0)
             };
 
             // SAFETY: initialized barrier; the producer fills every stage in order.
             unsafe { mbarrier_wait(sm.full(s), phase) };
-            let (s0, s1) = if sa_tma {
+            let (a0, a1) = if sa_tma {
                 // SAFETY: stage s's scales are complete (full barrier) and are not overwritten
                 // before this warp arrives on empty[s] below; rows 0..block_m of the buffer.
-                let (a0, a1) = unsafe {
-                    (ld_shared_f32(sm.sa(s) + 4 * row_in_tile), ld_shared_f32(sm.sa(s) + 4 * (row_in_tile + 8)))
-                };
-                (a0 * sb, a1 * sb)
+                unsafe { (ld_shared_f32(sm.sa(s) + 4 * row_in_tile), ld_shared_f32(sm.sa(s) + 4 * (row_in_tile + 8))) }
             } else {
-                (g0 * sb, g1 * sb)
+                (g0, g1)
             };
+            // The scale products of rows m0 and m1: with the tile's first block, and the next.
+            let (s0, s1) = (a0 * sb, a1 * sb);
+            let (t0, t1) = if two_blocks { (a0 * sb_next, a1 * sb_next) } else { (s0, s1) };
             let a_tile = sm.a(s) + wg * 64 * BK; // this warpgroup's 64 rows
             let b_tile = sm.b(s);
-            fence_acc::<BN>(&mut acc);
+            fence_accumulators::<BN>(&mut acc);
             // SAFETY: the whole warpgroup executes these; the tiles are complete (full barrier)
-            // and are not overwritten before this warpgroup arrives on empty[s] below.
+            // and are not overwritten before this warpgroup arrives on empty[s] below (FP8: in
+            // this k-block; bf16: in the next, or after the tile's last).
             unsafe {
                 wgmma_fence();
                 crate::unroll!(k in [0, 1, 2, 3] {
                     let da = smem_desc_k_major_sw128(a_tile + 32 * k as u32);
                     let db = smem_desc_k_major_sw128(b_tile + 32 * k as u32);
                     // FP8: a fresh accumulator per k-block; bf16: across all of K.
-                    mma::<FP8, BN>(&mut acc, da, db, k != 0 || (!FP8 && kb != 0));
+                    wgmma_k32b::<FP8, BN>(&mut acc, da, db, k != 0 || (!FP8 && kb != 0));
                 });
                 wgmma_commit();
-                wgmma_wait::<0>();
+                // FP8 promotes this k-block's accumulators now: wait for its MMAs. bf16 keeps
+                // them in flight (the next k-block's MMAs chain on the same accumulators) and
+                // waits for the previous k-block's.
+                if FP8 {
+                    wgmma_wait::<0>();
+                } else {
+                    wgmma_wait::<1>();
+                }
             }
-            // Only now may `acc` be read: pin its first reads below the wait.
-            fence_acc::<BN>(&mut acc);
+            // Only now may `acc` be read (FP8): pin its first reads below the wait.
+            fence_accumulators::<BN>(&mut acc);
             if lane == 0 {
-                // SAFETY: this warp's reads of stage s are complete (wait above).
-                unsafe { mbarrier_arrive(sm.empty(s)) };
+                if FP8 {
+                    // SAFETY: this warp's reads of stage s are complete (wait above).
+                    unsafe { mbarrier_arrive(sm.empty(s)) };
+                } else if kb > 0 {
+                    // SAFETY: the previous k-block's MMAs, the last to read stage prev_s, are
+                    // complete (wait above).
+                    unsafe { mbarrier_arrive(sm.empty(prev_s)) };
+                }
             }
+            prev_s = s;
             if FP8 {
                 // Promotion: fin = fma(acc, sa·sb, fin), one rounding per k-block (fma.rn.f32);
-                // the BN / 8 column groups of 8 the MMA wrote.
-                crate::unroll!(j in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] {
+                // the BN / 8 column groups of 8 the MMA wrote, each inside one scale block
+                // (n0 and 128 are multiples of 8).
+                crate::unroll!(j in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23] {
                     if (j as u32) < BN / 8 {
-                        fin[4 * j] = mul_add(acc[4 * j], s0, fin[4 * j]);
-                        fin[4 * j + 1] = mul_add(acc[4 * j + 1], s0, fin[4 * j + 1]);
-                        fin[4 * j + 2] = mul_add(acc[4 * j + 2], s1, fin[4 * j + 2]);
-                        fin[4 * j + 3] = mul_add(acc[4 * j + 3], s1, fin[4 * j + 3]);
+                        let (u0, u1) = if two_blocks && 8 * j as u32 >= split { (t0, t1) } else { (s0, s1) };
+                        fin[4 * j] = mul_add(acc[4 * j], u0, fin[4 * j]);
+                        fin[4 * j + 1] = mul_add(acc[4 * j + 1], u0, fin[4 * j + 1]);
+                        fin[4 * j + 2] = mul_add(acc[4 * j + 2], u1, fin[4 * j + 2]);
+                        fin[4 * j + 3] = mul_add(acc[4 * j + 3], u1, fin[4 * j + 3]);
                     }
                 });
             }
             ring.advance();
         }
+        if !FP8 {
+            // SAFETY: the whole warpgroup executes it; retires the tile's last MMAs.
+            unsafe { wgmma_wait::<0>() };
+            fence_accumulators::<BN>(&mut acc);
+            if lane == 0 && k_blocks > 0 {
+                // SAFETY: every MMA reading stage prev_s is complete.
+                unsafe { mbarrier_arrive(sm.empty(prev_s)) };
+            }
+        }
         let out = if FP8 { &fin } else { &acc };
         // Epilogue: bf16 pairs straight to global memory, masked at the group's rows and at N.
-        crate::unroll!(j in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] {
+        crate::unroll!(j in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23] {
             if (j as u32) < BN / 8 {
                 let n = tile.n0 + 8 * j as u32 + col_in_tile;
                 store_pair(p, m0, tile.row_end, n, out[4 * j], out[4 * j + 1]);
@@ -487,74 +515,77 @@ fn store_pair(p: &GemmParams, m: u32, row_end: u32, n: u32, v0: f32, v1: f32) {
     }
 }
 
-/// `D = (A · sa) (B · sb)ᵀ`, E4M3 inputs, bf16 output, dense or grouped; 128 × 128 tiles.
-///
-/// # Safety
-/// Launch contract of `gemm` with `MATH_WGS = 2`, `BN = 128`.
-#[unsafe(no_mangle)]
-pub unsafe extern "ptx-kernel" fn fp8_blockwise_gemm(p: GemmParams) {
-    unsafe { gemm::<true, 2, 128>(&p) }
+/// Defines one entry point of the kernel body: `$name`, the configuration `gemm::<FP8, MATH_WGS, BN>`.
+macro_rules! entry {
+    ($(#[$doc:meta])* $name:ident: $fp8:literal, $wgs:literal, $bn:literal) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        #[doc = concat!("Launch contract of `gemm` with `MATH_WGS = ", $wgs, "`, `BN = ", $bn, "`.")]
+        #[unsafe(no_mangle)]
+        pub unsafe extern "ptx-kernel" fn $name(p: GemmParams) {
+            unsafe { gemm::<$fp8, $wgs, $bn>(&p) }
+        }
+    };
 }
 
-/// `fp8_blockwise_gemm` with 64-row tiles and one math warpgroup (small M).
-///
-/// # Safety
-/// Launch contract of `gemm` with `MATH_WGS = 1`, `BN = 128`.
-#[unsafe(no_mangle)]
-pub unsafe extern "ptx-kernel" fn fp8_blockwise_gemm_m64(p: GemmParams) {
-    unsafe { gemm::<true, 1, 128>(&p) }
-}
-
-/// `fp8_blockwise_gemm` with 64-column tiles (twice the tiles, for shapes that underfill the SMs).
-///
-/// # Safety
-/// Launch contract of `gemm` with `MATH_WGS = 2`, `BN = 64`.
-#[unsafe(no_mangle)]
-pub unsafe extern "ptx-kernel" fn fp8_blockwise_gemm_n64(p: GemmParams) {
-    unsafe { gemm::<true, 2, 64>(&p) }
-}
-
-/// `fp8_blockwise_gemm` with 64 × 64 tiles and one math warpgroup.
-///
-/// # Safety
-/// Launch contract of `gemm` with `MATH_WGS = 1`, `BN = 64`.
-#[unsafe(no_mangle)]
-pub unsafe extern "ptx-kernel" fn fp8_blockwise_gemm_m64_n64(p: GemmParams) {
-    unsafe { gemm::<true, 1, 64>(&p) }
-}
-
-/// `D = A Bᵀ`, bf16 inputs, f32 accumulation, bf16 output, dense or grouped; 128 × 128 tiles.
-///
-/// # Safety
-/// Launch contract of `gemm` with `MATH_WGS = 2`, `BN = 128`.
-#[unsafe(no_mangle)]
-pub unsafe extern "ptx-kernel" fn bf16_gemm(p: GemmParams) {
-    unsafe { gemm::<false, 2, 128>(&p) }
-}
-
-/// `bf16_gemm` with 64-row tiles and one math warpgroup (small M).
-///
-/// # Safety
-/// Launch contract of `gemm` with `MATH_WGS = 1`, `BN = 128`.
-#[unsafe(no_mangle)]
-pub unsafe extern "ptx-kernel" fn bf16_gemm_m64(p: GemmParams) {
-    unsafe { gemm::<false, 1, 128>(&p) }
-}
-
-/// `bf16_gemm` with 64-column tiles (twice the tiles, for shapes that underfill the SMs).
-///
-/// # Safety
-/// Launch contract of `gemm` with `MATH_WGS = 2`, `BN = 64`.
-#[unsafe(no_mangle)]
-pub unsafe extern "ptx-kernel" fn bf16_gemm_n64(p: GemmParams) {
-    unsafe { gemm::<false, 2, 64>(&p) }
-}
-
-/// `bf16_gemm` with 64 × 64 tiles and one math warpgroup.
-///
-/// # Safety
-/// Launch contract of `gemm` with `MATH_WGS = 1`, `BN = 64`.
-#[unsafe(no_mangle)]
-pub unsafe extern "ptx-kernel" fn bf16_gemm_m64_n64(p: GemmParams) {
-    unsafe { gemm::<false, 1, 64>(&p) }
-}
+entry!(
+    /// `D = (A · sa) (B · sb)ᵀ`, E4M3 inputs, bf16 output, dense or grouped; 128 × 128 tiles.
+    fp8_blockwise_gemm: true, 2, 128
+);
+entry!(
+    /// `fp8_blockwise_gemm` with 128 × 64 tiles (twice the tiles, for shapes that underfill the SMs).
+    fp8_blockwise_gemm_n64: true, 2, 64
+);
+entry!(
+    /// `fp8_blockwise_gemm` with 128 × 112 tiles (N = 7168 in 64 tiles, not 56).
+    fp8_blockwise_gemm_n112: true, 2, 112
+);
+entry!(
+    /// `fp8_blockwise_gemm` with 64-row tiles and one math warpgroup (small M).
+    fp8_blockwise_gemm_m64: true, 1, 128
+);
+entry!(
+    /// `fp8_blockwise_gemm` with 64 × 64 tiles and one math warpgroup.
+    fp8_blockwise_gemm_m64_n64: true, 1, 64
+);
+entry!(
+    /// `fp8_blockwise_gemm` with 64 × 112 tiles and one math warpgroup.
+    fp8_blockwise_gemm_m64_n112: true, 1, 112
+);
+entry!(
+    /// `fp8_blockwise_gemm` with 64 × 192 tiles and one math warpgroup.
+    fp8_blockwise_gemm_m64_n192: true, 1, 192
+);
+entry!(
+    /// `D = A Bᵀ`, bf16 inputs, f32 accumulation, bf16 output, dense or grouped; 128 × 128 tiles.
+    bf16_gemm: false, 2, 128
+);
+entry!(
+    /// `bf16_gemm` with 128 × 64 tiles (twice the tiles, for shapes that underfill the SMs).
+    bf16_gemm_n64: false, 2, 64
+);
+entry!(
+    /// `bf16_gemm` with 128 × 112 tiles.
+    bf16_gemm_n112: false, 2, 112
+);
+entry!(
+    /// `bf16_gemm` with 128 × 192 tiles.
+    bf16_gemm_n192: false, 2, 192
+);
+entry!(
+    /// `bf16_gemm` with 64-row tiles and one math warpgroup (small M).
+    bf16_gemm_m64: false, 1, 128
+);
+entry!(
+    /// `bf16_gemm` with 64 × 64 tiles and one math warpgroup.
+    bf16_gemm_m64_n64: false, 1, 64
+);
+entry!(
+    /// `bf16_gemm` with 64 × 112 tiles and one math warpgroup.
+    bf16_gemm_m64_n112: false, 1, 112
+);
+entry!(
+    /// `bf16_gemm` with 64 × 192 tiles and one math warpgroup.
+    bf16_gemm_m64_n192: false, 1, 192
+);

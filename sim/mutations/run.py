@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Mutation tests of the Hopper GEMM (all four tile configurations): each deliberate bug below is applied, one at a time, to a
+"""Mutation tests of the Hopper GEMM (the tile configurations the tests' shapes choose): each deliberate bug below is applied, one at a time, to a
 scratch copy of the repository; the kernels are rebuilt and the GEMM tests run on the simulator.
 Every mutation must make a test fail. The report names, for each mutation, the tests that failed
 and what caught it: wrong values (a test's own assertion), or one of the simulator's checks
@@ -119,9 +119,41 @@ MUTATIONS = [
         [(GEMM, "let sb_row = tile.n0 / GEMM_SCALE_BLOCK_N;", "let sb_row = tile.n0 / BN;", 1)],
     ),
     (
+        "straddle-one-scale",
+        "a 112- or 192-column tile scales all its columns by the first weight-scale block's scale, also those in the next block",
+        [
+            (
+                GEMM,
+                "let (u0, u1) = if two_blocks && 8 * j as u32 >= split { (t0, t1) } else { (s0, s1) };",
+                "let (u0, u1) = (s0, s1);",
+                1,
+            )
+        ],
+    ),
+    (
+        "straddle-read-past-n",
+        "a 112- or 192-column tile reads the next weight-scale block also where it has no column of it inside N (past the scales)",
+        [(GEMM, "let next_block = two_blocks && split < BN && tile.n0 + split < p.n;", "let next_block = two_blocks && split < BN;", 1)],
+    ),
+    (
         "no-wgmma-wait",
-        "no wgmma.wait_group before the accumulator is read (promotion, epilogue)",
-        [(GEMM, "                wgmma_commit();\n                wgmma_wait::<0>();\n", "                wgmma_commit();\n", 1)],
+        "no wgmma.wait_group before the FP8 accumulator is read (promotion, epilogue)",
+        [(GEMM, "                if FP8 {\n                    wgmma_wait::<0>();\n                } else {", "                if FP8 {\n                } else {", 1)],
+    ),
+    (
+        "bf16-release-in-flight",
+        "bf16 frees each stage right after issuing its MMAs (empty[s] in the same k-block), while they may still read it",
+        [
+            (
+                GEMM,
+                "} else if kb > 0 {\n                    // SAFETY: the previous k-block's MMAs, the last to read stage prev_s, are\n"
+                "                    // complete (wait above).\n"
+                "                    unsafe { mbarrier_arrive(sm.empty(prev_s)) };",
+                "} else {\n                    unsafe { mbarrier_arrive(sm.empty(s)) };",
+                1,
+            ),
+            (GEMM, "if lane == 0 && k_blocks > 0 {", "if lane == 0 && k_blocks > 0 && FP8 {", 1),
+        ],
     ),
 ]
 

@@ -59,21 +59,42 @@ const _: () = assert!(core::mem::align_of::<GemmParams>() == 8);
 /// Error bit: a group bound read on the device was out of range and was clamped.
 pub const GEMM_ERR_GROUP_BOUNDS: u32 = 1;
 
-/// Tile of the Hopper GEMMs: `GEMM_BLOCK_M` (128) or `GEMM_BLOCK_M_SMALL` (64) rows ×
-/// `GEMM_BLOCK_N` (128) or `GEMM_BLOCK_N_SMALL` (64) columns of output, 128 bytes of K per
-/// pipeline stage (128 FP8 or 64 bf16 elements).
+/// Tile of the Hopper GEMMs: `GEMM_BLOCK_M` (128) or `GEMM_BLOCK_M_SMALL` (64) rows × one of
+/// `GEMM_BLOCK_NS` columns of output, 128 bytes of K per pipeline stage (128 FP8 or 64 bf16
+/// elements).
 pub const GEMM_BLOCK_M: u32 = 128;
-pub const GEMM_BLOCK_N: u32 = 128;
 pub const GEMM_BLOCK_K: u32 = 128;
 /// The small-M configurations (`*_m64` entry points): 64-row tiles, one math warpgroup.
 pub const GEMM_BLOCK_M_SMALL: u32 = 64;
-/// The narrow configurations (`*_n64` entry points): 64-column tiles (B boxes of 64 rows), for
-/// shapes whose 128-column tiles leave SMs idle.
-pub const GEMM_BLOCK_N_SMALL: u32 = 64;
-/// Columns of a weight-scale block (`scales_w` holds one f32 per 128 × 128 block of `w`): a tile
-/// of `GEMM_BLOCK_N` or `GEMM_BLOCK_N_SMALL` columns lies inside one block.
+/// Tile columns (rows of the B boxes) of the configurations: 128 (the entry points without an
+/// `_n` suffix) and 64, 112, 192 (`*_n64`, `*_n112`, `*_n192`; 192 not for FP8 with 128-row
+/// tiles, see `gemm_has_configuration`).
+pub const GEMM_BLOCK_NS: [u32; 4] = [64, 112, 128, 192];
+/// Whether the configuration has a kernel: every one but FP8 with 128 × 192 tiles (two arrays of
+/// 96 accumulators per thread do not fit the 168 registers of a 384-thread CTA).
+pub const fn gemm_has_configuration(block_m: u32, block_n: u32, fp8: bool) -> bool {
+    !(fp8 && block_m == GEMM_BLOCK_M && block_n > 128)
+}
+
+/// Columns of a weight-scale block (`scales_w` holds one f32 per 128 × 128 block of `w`).
 pub const GEMM_SCALE_BLOCK_N: u32 = 128;
-const _: () = assert!(GEMM_SCALE_BLOCK_N % GEMM_BLOCK_N == 0 && GEMM_SCALE_BLOCK_N % GEMM_BLOCK_N_SMALL == 0);
+
+const fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+/// The most weight-scale blocks the columns of one tile of `block_n` columns span: tiles start at
+/// multiples of `block_n`, so a tile starts at most `128 − gcd(block_n, 128)` columns into a
+/// block. 1 when `block_n` divides 128, 2 for 112 and 192.
+pub const fn gemm_scale_blocks_per_tile(block_n: u32) -> u32 {
+    (GEMM_SCALE_BLOCK_N - gcd(block_n, GEMM_SCALE_BLOCK_N) + block_n).div_ceil(GEMM_SCALE_BLOCK_N)
+}
+const _: () = assert!(
+    gemm_scale_blocks_per_tile(64) == 1
+        && gemm_scale_blocks_per_tile(128) == 1
+        && gemm_scale_blocks_per_tile(112) == 2
+        && gemm_scale_blocks_per_tile(192) == 2
+        && gemm_scale_blocks_per_tile(176) == 3
+);
 
 /// Dynamic shared memory one CTA may use on compute capability 9.0 (H100, H200): 227 KiB
 /// (`CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN`; the SM's 228 KiB less the 1 KiB the
@@ -116,57 +137,59 @@ pub const GEMM_THREADS: u32 = gemm_threads(GEMM_BLOCK_M);
 /// The 64-row configurations' threads: 256 (the producer and one math warpgroup).
 pub const GEMM_THREADS_SMALL: u32 = gemm_threads(GEMM_BLOCK_M_SMALL);
 
-/// Stage counts and dynamic shared memory of the eight kernels, (BLOCK_M, BLOCK_N, FP8):
+/// Stage counts and dynamic shared memory of the fifteen kernels, (BLOCK_M, BLOCK_N, FP8):
 ///
 /// ```text
 /// kernel                      stage                            stages  shared memory (bytes)
 /// fp8_blockwise_gemm          16 + 16 KiB + 512 B = 33,280 B    6      200,800
-/// fp8_blockwise_gemm_m64       8 + 16 KiB + 256 B = 24,832 B    9      224,656
 /// fp8_blockwise_gemm_n64      16 +  8 KiB + 512 B = 25,088 B    9      226,960
+/// fp8_blockwise_gemm_n112     16 + 14 KiB + 512 B = 31,232 B    7      219,760
+/// fp8_blockwise_gemm_m64       8 + 16 KiB + 256 B = 24,832 B    9      224,656
 /// fp8_blockwise_gemm_m64_n64   8 +  8 KiB + 256 B = 16,640 B   13      217,552
+/// fp8_blockwise_gemm_m64_n112  8 + 14 KiB + 256 B = 22,784 B   10      229,024
+/// fp8_blockwise_gemm_m64_n192  8 + 24 KiB + 256 B = 33,024 B    7      232,304
 /// bf16_gemm                   16 + 16 KiB         = 32,768 B    7      230,512
-/// bf16_gemm_m64                8 + 16 KiB         = 24,576 B    9      222,352
 /// bf16_gemm_n64               16 +  8 KiB         = 24,576 B    9      222,352
+/// bf16_gemm_n112              16 + 14 KiB         = 30,720 B    7      216,176
+/// bf16_gemm_n192              16 + 24 KiB         = 40,960 B    5      205,904
+/// bf16_gemm_m64                8 + 16 KiB         = 24,576 B    9      222,352
 /// bf16_gemm_m64_n64            8 +  8 KiB         = 16,384 B   14      230,624
+/// bf16_gemm_m64_n112           8 + 14 KiB         = 22,528 B   10      226,464
+/// bf16_gemm_m64_n192           8 + 24 KiB         = 32,768 B    7      230,512
 /// ```
-const _: () = assert!(
-    gemm_stages(GEMM_BLOCK_M, GEMM_BLOCK_N, true) == 6
-        && gemm_stages(GEMM_BLOCK_M_SMALL, GEMM_BLOCK_N, true) == 9
-        && gemm_stages(GEMM_BLOCK_M, GEMM_BLOCK_N_SMALL, true) == 9
-        && gemm_stages(GEMM_BLOCK_M_SMALL, GEMM_BLOCK_N_SMALL, true) == 13
-);
-const _: () = assert!(
-    gemm_stages(GEMM_BLOCK_M, GEMM_BLOCK_N, false) == 7
-        && gemm_stages(GEMM_BLOCK_M_SMALL, GEMM_BLOCK_N, false) == 9
-        && gemm_stages(GEMM_BLOCK_M, GEMM_BLOCK_N_SMALL, false) == 9
-        && gemm_stages(GEMM_BLOCK_M_SMALL, GEMM_BLOCK_N_SMALL, false) == 14
-);
-const _: () = assert!(
-    gemm_smem_bytes(GEMM_BLOCK_M, GEMM_BLOCK_N, true) == 200_800
-        && gemm_smem_bytes(GEMM_BLOCK_M_SMALL, GEMM_BLOCK_N, true) == 224_656
-        && gemm_smem_bytes(GEMM_BLOCK_M, GEMM_BLOCK_N_SMALL, true) == 226_960
-        && gemm_smem_bytes(GEMM_BLOCK_M_SMALL, GEMM_BLOCK_N_SMALL, true) == 217_552
-);
-const _: () = assert!(
-    gemm_smem_bytes(GEMM_BLOCK_M, GEMM_BLOCK_N, false) == 230_512
-        && gemm_smem_bytes(GEMM_BLOCK_M_SMALL, GEMM_BLOCK_N, false) == 222_352
-        && gemm_smem_bytes(GEMM_BLOCK_M, GEMM_BLOCK_N_SMALL, false) == 222_352
-        && gemm_smem_bytes(GEMM_BLOCK_M_SMALL, GEMM_BLOCK_N_SMALL, false) == 230_624
-);
+const STAGE_TABLE: [(u32, u32, bool, u32, u32); 15] = [
+    (128, 128, true, 6, 200800),
+    (128, 64, true, 9, 226960),
+    (128, 112, true, 7, 219760),
+    (64, 128, true, 9, 224656),
+    (64, 64, true, 13, 217552),
+    (64, 112, true, 10, 229024),
+    (64, 192, true, 7, 232304),
+    (128, 128, false, 7, 230512),
+    (128, 64, false, 9, 222352),
+    (128, 112, false, 7, 216176),
+    (128, 192, false, 5, 205904),
+    (64, 128, false, 9, 222352),
+    (64, 64, false, 14, 230624),
+    (64, 112, false, 10, 226464),
+    (64, 192, false, 7, 230512),
+];
 /// Each configuration fits, and one more stage would not.
 const fn budget_exact(block_m: u32, block_n: u32, fp8: bool) -> bool {
     let bytes = gemm_smem_bytes(block_m, block_n, fp8);
     bytes <= GEMM_SMEM_LIMIT && bytes + gemm_stage_bytes(block_m, block_n, fp8) + 16 > GEMM_SMEM_LIMIT
 }
-/// Every configuration: the budget is exact, and the tiles of each stage are multiples of the
-/// 1024 bytes the 128-byte swizzle repeats over (every A and B tile starts 1024-byte aligned).
-const fn configuration_ok(block_m: u32, block_n: u32, fp8: bool) -> bool {
-    budget_exact(block_m, block_n, fp8) && (block_m * GEMM_BLOCK_K) % 1024 == 0 && (block_n * GEMM_BLOCK_K) % 1024 == 0
-}
+/// Every configuration: the table above holds, the budget is exact, and the tiles of each stage
+/// are multiples of the 1024 bytes the 128-byte swizzle repeats over (every A and B tile starts
+/// 1024-byte aligned).
 const _: () = {
-    let (mut i, ms, ns) = (0, [GEMM_BLOCK_M, GEMM_BLOCK_M_SMALL], [GEMM_BLOCK_N, GEMM_BLOCK_N_SMALL]);
-    while i < 8 {
-        assert!(configuration_ok(ms[i % 2], ns[(i / 2) % 2], i < 4));
+    let mut i = 0;
+    while i < STAGE_TABLE.len() {
+        let (block_m, block_n, fp8, stages, bytes) = STAGE_TABLE[i];
+        assert!(gemm_stages(block_m, block_n, fp8) == stages && gemm_smem_bytes(block_m, block_n, fp8) == bytes);
+        assert!(budget_exact(block_m, block_n, fp8));
+        assert!((block_m * GEMM_BLOCK_K) % 1024 == 0 && (block_n * GEMM_BLOCK_K) % 1024 == 0);
+        assert!(gemm_scale_blocks_per_tile(block_n) <= 2 && gemm_has_configuration(block_m, block_n, fp8));
         i += 1;
     }
 };

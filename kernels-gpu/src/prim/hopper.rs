@@ -215,228 +215,89 @@ pub unsafe fn setmaxnreg_inc<const N: u32>() {
     unsafe { asm!("setmaxnreg.inc.sync.aligned.u32 {n};", n = const N, options(nostack)) };
 }
 
-/// Compiler fence on accumulator registers: an empty side-effecting `asm` that reads and writes
-/// all of them, so the compiler keeps every access of `d` on its side of the surrounding wgmma
+/// Accumulator registers per thread of the widest warpgroup MMA the kernels use (m64n192: 96).
+/// Kernels keep their accumulators in arrays of this length; an MMA of N columns uses the first
+/// N / 2 (the compiler drops the others).
+pub const WGMMA_MAX_REGS: usize = 96;
+
+/// Column counts (`N` of `m64nNk*`) with a wgmma wrapper below.
+pub const WGMMA_NS: [u32; 4] = [64, 112, 128, 192];
+
+/// Compiler fence on 8 registers: an empty side-effecting `asm` that reads and writes them.
+#[inline(always)]
+fn fence8(d: &mut [f32; 8]) {
+    // SAFETY: an empty instruction sequence; it only pins the registers' order of access.
+    unsafe {
+        asm!(
+            "// fence {d0}, {d1}, {d2}, {d3}, {d4}, {d5}, {d6}, {d7}",
+            d0 = inout(reg32) d[0],
+            d1 = inout(reg32) d[1],
+            d2 = inout(reg32) d[2],
+            d3 = inout(reg32) d[3],
+            d4 = inout(reg32) d[4],
+            d5 = inout(reg32) d[5],
+            d6 = inout(reg32) d[6],
+            d7 = inout(reg32) d[7],
+            options(nostack, preserves_flags)
+        );
+    }
+}
+
+/// Compiler fence on the accumulator registers of an m64n`N` wgmma (the first `N / 2` of `d`):
+/// side-effecting empty `asm` statements (in order, 8 registers each) that read and write them,
+/// so the compiler keeps every access of those registers on its side of the surrounding wgmma
 /// statements. Needed after `wgmma_wait` (the MMA writes `d` asynchronously, but the compiler
 /// believes the values exist when the `wgmma.mma_async` statement ends, and could otherwise move
 /// their first reads above the wait) and before `wgmma_fence`.
 #[inline(always)]
-pub fn fence_operands(d: &mut [f32; 64]) {
-    // SAFETY: an empty instruction sequence; it only pins the registers' order of access.
-    unsafe {
-        asm!(
-            "// fence {d0}, {d1}, {d2}, {d3}, {d4}, {d5}, {d6}, {d7}, {d8}, {d9}, {d10}, {d11}, {d12}, {d13}, {d14}, {d15}, {d16}, {d17}, {d18}, {d19}, {d20}, {d21}, {d22}, {d23}, {d24}, {d25}, {d26}, {d27}, {d28}, {d29}, {d30}, {d31}, {d32}, {d33}, {d34}, {d35}, {d36}, {d37}, {d38}, {d39}, {d40}, {d41}, {d42}, {d43}, {d44}, {d45}, {d46}, {d47}, {d48}, {d49}, {d50}, {d51}, {d52}, {d53}, {d54}, {d55}, {d56}, {d57}, {d58}, {d59}, {d60}, {d61}, {d62}, {d63}",
-            d0 = inout(reg32) d[0],
-            d1 = inout(reg32) d[1],
-            d2 = inout(reg32) d[2],
-            d3 = inout(reg32) d[3],
-            d4 = inout(reg32) d[4],
-            d5 = inout(reg32) d[5],
-            d6 = inout(reg32) d[6],
-            d7 = inout(reg32) d[7],
-            d8 = inout(reg32) d[8],
-            d9 = inout(reg32) d[9],
-            d10 = inout(reg32) d[10],
-            d11 = inout(reg32) d[11],
-            d12 = inout(reg32) d[12],
-            d13 = inout(reg32) d[13],
-            d14 = inout(reg32) d[14],
-            d15 = inout(reg32) d[15],
-            d16 = inout(reg32) d[16],
-            d17 = inout(reg32) d[17],
-            d18 = inout(reg32) d[18],
-            d19 = inout(reg32) d[19],
-            d20 = inout(reg32) d[20],
-            d21 = inout(reg32) d[21],
-            d22 = inout(reg32) d[22],
-            d23 = inout(reg32) d[23],
-            d24 = inout(reg32) d[24],
-            d25 = inout(reg32) d[25],
-            d26 = inout(reg32) d[26],
-            d27 = inout(reg32) d[27],
-            d28 = inout(reg32) d[28],
-            d29 = inout(reg32) d[29],
-            d30 = inout(reg32) d[30],
-            d31 = inout(reg32) d[31],
-            d32 = inout(reg32) d[32],
-            d33 = inout(reg32) d[33],
-            d34 = inout(reg32) d[34],
-            d35 = inout(reg32) d[35],
-            d36 = inout(reg32) d[36],
-            d37 = inout(reg32) d[37],
-            d38 = inout(reg32) d[38],
-            d39 = inout(reg32) d[39],
-            d40 = inout(reg32) d[40],
-            d41 = inout(reg32) d[41],
-            d42 = inout(reg32) d[42],
-            d43 = inout(reg32) d[43],
-            d44 = inout(reg32) d[44],
-            d45 = inout(reg32) d[45],
-            d46 = inout(reg32) d[46],
-            d47 = inout(reg32) d[47],
-            d48 = inout(reg32) d[48],
-            d49 = inout(reg32) d[49],
-            d50 = inout(reg32) d[50],
-            d51 = inout(reg32) d[51],
-            d52 = inout(reg32) d[52],
-            d53 = inout(reg32) d[53],
-            d54 = inout(reg32) d[54],
-            d55 = inout(reg32) d[55],
-            d56 = inout(reg32) d[56],
-            d57 = inout(reg32) d[57],
-            d58 = inout(reg32) d[58],
-            d59 = inout(reg32) d[59],
-            d60 = inout(reg32) d[60],
-            d61 = inout(reg32) d[61],
-            d62 = inout(reg32) d[62],
-            d63 = inout(reg32) d[63],
-            options(nostack, preserves_flags)
-        );
-    }
+pub fn fence_accumulators<const N: u32>(d: &mut [f32; WGMMA_MAX_REGS]) {
+    const { assert!(N % 16 == 0 && N / 2 <= WGMMA_MAX_REGS as u32) };
+    crate::unroll!(c in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11] {
+        if ((c + 1) * 8) as u32 <= N / 2 {
+            // SAFETY: registers 8c .. 8c + 8 of the array (8c + 8 <= N / 2 <= its length), same
+            // element type and alignment, borrowed for this call only.
+            fence8(unsafe { &mut *(d.as_mut_ptr().add(8 * c) as *mut [f32; 8]) });
+        }
+    });
 }
 
-/// `fence_operands` for the 32 accumulator registers of an m64n64 wgmma.
+/// The first `R` registers of an accumulator array: the accumulator of an m64n`2R` wgmma.
 #[inline(always)]
-pub fn fence_operands_32(d: &mut [f32; 32]) {
-    // SAFETY: an empty instruction sequence; it only pins the registers' order of access.
-    unsafe {
-        asm!(
-            "// fence {d0}, {d1}, {d2}, {d3}, {d4}, {d5}, {d6}, {d7}, {d8}, {d9}, {d10}, {d11}, {d12}, {d13}, {d14}, {d15}, {d16}, {d17}, {d18}, {d19}, {d20}, {d21}, {d22}, {d23}, {d24}, {d25}, {d26}, {d27}, {d28}, {d29}, {d30}, {d31}",
-            d0 = inout(reg32) d[0],
-            d1 = inout(reg32) d[1],
-            d2 = inout(reg32) d[2],
-            d3 = inout(reg32) d[3],
-            d4 = inout(reg32) d[4],
-            d5 = inout(reg32) d[5],
-            d6 = inout(reg32) d[6],
-            d7 = inout(reg32) d[7],
-            d8 = inout(reg32) d[8],
-            d9 = inout(reg32) d[9],
-            d10 = inout(reg32) d[10],
-            d11 = inout(reg32) d[11],
-            d12 = inout(reg32) d[12],
-            d13 = inout(reg32) d[13],
-            d14 = inout(reg32) d[14],
-            d15 = inout(reg32) d[15],
-            d16 = inout(reg32) d[16],
-            d17 = inout(reg32) d[17],
-            d18 = inout(reg32) d[18],
-            d19 = inout(reg32) d[19],
-            d20 = inout(reg32) d[20],
-            d21 = inout(reg32) d[21],
-            d22 = inout(reg32) d[22],
-            d23 = inout(reg32) d[23],
-            d24 = inout(reg32) d[24],
-            d25 = inout(reg32) d[25],
-            d26 = inout(reg32) d[26],
-            d27 = inout(reg32) d[27],
-            d28 = inout(reg32) d[28],
-            d29 = inout(reg32) d[29],
-            d30 = inout(reg32) d[30],
-            d31 = inout(reg32) d[31],
-            options(nostack, preserves_flags)
-        );
-    }
+fn prefix<const R: usize>(d: &mut [f32; WGMMA_MAX_REGS]) -> &mut [f32; R] {
+    const { assert!(R <= WGMMA_MAX_REGS) };
+    // SAFETY: the first R <= WGMMA_MAX_REGS elements of the array (same element type and
+    // alignment), borrowed for as long as `d` is.
+    unsafe { &mut *(d as *mut [f32; WGMMA_MAX_REGS] as *mut [f32; R]) }
 }
 
-/// The first 32 of 64 accumulator registers: the accumulator of an m64n64 wgmma kept in the
-/// array of an m64n128 one (the other 32 are then never used, and the compiler drops them).
-#[inline(always)]
-pub fn low_half(d: &mut [f32; 64]) -> &mut [f32; 32] {
-    // SAFETY: the first 32 elements of the array (same element type and alignment), borrowed for
-    // as long as `d` is.
-    unsafe { &mut *(d as *mut [f32; 64] as *mut [f32; 32]) }
-}
-
-/// Defines a warpgroup MMA `d (64×128 f32, 64 registers per thread) = [d +] A · Bᵀ` with A and B
-/// K-major in shared memory (descriptors), one `wgmma.mma_async` of the given shape and types.
-macro_rules! wgmma_m64n128 {
-    ($(#[$doc:meta])* $name:ident, $instr:literal, $tail:literal) => {
+/// Defines a warpgroup MMA `d (64×N f32, R = N/2 registers per thread) = [d +] A · Bᵀ` with A and
+/// B K-major in shared memory (descriptors), one `wgmma.mma_async` of the given shape and types;
+/// the register list names each of the R registers and its index.
+macro_rules! wgmma_fn {
+    ($(#[$doc:meta])* $name:ident, $r:literal, $instr:literal, $tail:literal, [$r0:ident $i0:literal $(, $ri:ident $ii:literal)* $(,)?]) => {
         $(#[$doc])*
         ///
         /// Register layout of `d` (thread t of the warpgroup, warp w = t/32, lane l): element
-        /// `d[4j + 2h + e]` is row `16w + l/4 + 8h`, column `8j + 2(l%4) + e`. `accumulate =
-        /// false` overwrites `d`.
+        /// `d[4j + 2h + e]` is row `16w + l/4 + 8h`, column `8j + 2(l%4) + e`, j < N/8.
+        /// `accumulate = false` overwrites `d`.
         ///
         /// # Safety
         /// Executed by all threads of the warpgroup after `wgmma_fence`, with descriptors of valid
-        /// shared-memory tiles that stay unchanged until a `wgmma_wait` covers this operation;
-        /// `d` is not read or written until then (see `fence_operands`).
+        /// shared-memory tiles (B: N rows) that stay unchanged until a `wgmma_wait` covers this
+        /// operation; `d` is not read or written until then (see `fence_accumulators`).
         #[inline(always)]
-        pub unsafe fn $name(d: &mut [f32; 64], desc_a: u64, desc_b: u64, accumulate: bool) {
+        pub unsafe fn $name(d: &mut [f32; $r], desc_a: u64, desc_b: u64, accumulate: bool) {
             let scale_d = accumulate as u32;
             // SAFETY: caller's contract.
             unsafe {
                 asm!(
                     "{{ .reg .pred p; setp.ne.b32 p, {sd}, 0;",
                     $instr,
-                    "{{{d0}, {d1}, {d2}, {d3}, {d4}, {d5}, {d6}, {d7}, {d8}, {d9}, {d10}, {d11}, {d12}, {d13}, {d14}, {d15}, {d16}, {d17}, {d18}, {d19}, {d20}, {d21}, {d22}, {d23}, {d24}, {d25}, {d26}, {d27}, {d28}, {d29}, {d30}, {d31}, {d32}, {d33}, {d34}, {d35}, {d36}, {d37}, {d38}, {d39}, {d40}, {d41}, {d42}, {d43}, {d44}, {d45}, {d46}, {d47}, {d48}, {d49}, {d50}, {d51}, {d52}, {d53}, {d54}, {d55}, {d56}, {d57}, {d58}, {d59}, {d60}, {d61}, {d62}, {d63}}},",
+                    concat!("{{{", stringify!($r0), "}" $(, ", {", stringify!($ri), "}")*, "}},"),
                     $tail,
                     sd = in(reg32) scale_d, da = in(reg64) desc_a, db = in(reg64) desc_b,
-                    d0 = inout(reg32) d[0],
-                    d1 = inout(reg32) d[1],
-                    d2 = inout(reg32) d[2],
-                    d3 = inout(reg32) d[3],
-                    d4 = inout(reg32) d[4],
-                    d5 = inout(reg32) d[5],
-                    d6 = inout(reg32) d[6],
-                    d7 = inout(reg32) d[7],
-                    d8 = inout(reg32) d[8],
-                    d9 = inout(reg32) d[9],
-                    d10 = inout(reg32) d[10],
-                    d11 = inout(reg32) d[11],
-                    d12 = inout(reg32) d[12],
-                    d13 = inout(reg32) d[13],
-                    d14 = inout(reg32) d[14],
-                    d15 = inout(reg32) d[15],
-                    d16 = inout(reg32) d[16],
-                    d17 = inout(reg32) d[17],
-                    d18 = inout(reg32) d[18],
-                    d19 = inout(reg32) d[19],
-                    d20 = inout(reg32) d[20],
-                    d21 = inout(reg32) d[21],
-                    d22 = inout(reg32) d[22],
-                    d23 = inout(reg32) d[23],
-                    d24 = inout(reg32) d[24],
-                    d25 = inout(reg32) d[25],
-                    d26 = inout(reg32) d[26],
-                    d27 = inout(reg32) d[27],
-                    d28 = inout(reg32) d[28],
-                    d29 = inout(reg32) d[29],
-                    d30 = inout(reg32) d[30],
-                    d31 = inout(reg32) d[31],
-                    d32 = inout(reg32) d[32],
-                    d33 = inout(reg32) d[33],
-                    d34 = inout(reg32) d[34],
-                    d35 = inout(reg32) d[35],
-                    d36 = inout(reg32) d[36],
-                    d37 = inout(reg32) d[37],
-                    d38 = inout(reg32) d[38],
-                    d39 = inout(reg32) d[39],
-                    d40 = inout(reg32) d[40],
-                    d41 = inout(reg32) d[41],
-                    d42 = inout(reg32) d[42],
-                    d43 = inout(reg32) d[43],
-                    d44 = inout(reg32) d[44],
-                    d45 = inout(reg32) d[45],
-                    d46 = inout(reg32) d[46],
-                    d47 = inout(reg32) d[47],
-                    d48 = inout(reg32) d[48],
-                    d49 = inout(reg32) d[49],
-                    d50 = inout(reg32) d[50],
-                    d51 = inout(reg32) d[51],
-                    d52 = inout(reg32) d[52],
-                    d53 = inout(reg32) d[53],
-                    d54 = inout(reg32) d[54],
-                    d55 = inout(reg32) d[55],
-                    d56 = inout(reg32) d[56],
-                    d57 = inout(reg32) d[57],
-                    d58 = inout(reg32) d[58],
-                    d59 = inout(reg32) d[59],
-                    d60 = inout(reg32) d[60],
-                    d61 = inout(reg32) d[61],
-                    d62 = inout(reg32) d[62],
-                    d63 = inout(reg32) d[63],
+                    $r0 = inout(reg32) d[$i0],
+                    $($ri = inout(reg32) d[$ii],)*
                     options(nostack)
                 );
             }
@@ -444,96 +305,106 @@ macro_rules! wgmma_m64n128 {
     };
 }
 
-wgmma_m64n128!(
-    /// One `wgmma.mma_async.m64n128k32` with E4M3 operands (QGMMA): A 64×32, B 128×32.
-    wgmma_m64n128k32_e4m3,
-    "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3",
-    " {da}, {db}, p, 1, 1; }}"
-);
-
-wgmma_m64n128!(
-    /// One `wgmma.mma_async.m64n128k16` with bf16 operands (HGMMA): A 64×16, B 128×16, no
-    /// transposes (both K-major).
-    wgmma_m64n128k16_bf16,
-    "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16",
-    " {da}, {db}, p, 1, 1, 0, 0; }}"
-);
-
-/// Defines a warpgroup MMA `d (64×64 f32, 32 registers per thread) = [d +] A · Bᵀ` with A and B
-/// K-major in shared memory (descriptors), one `wgmma.mma_async` of the given shape and types.
-macro_rules! wgmma_m64n64 {
-    ($(#[$doc:meta])* $name:ident, $instr:literal, $tail:literal) => {
-        $(#[$doc])*
-        ///
-        /// Register layout of `d` as the m64n128 form's (thread t of the warpgroup, warp w = t/32,
-        /// lane l): element `d[4j + 2h + e]` is row `16w + l/4 + 8h`, column `8j + 2(l%4) + e`,
-        /// j < 8. `accumulate = false` overwrites `d`.
-        ///
-        /// # Safety
-        /// Executed by all threads of the warpgroup after `wgmma_fence`, with descriptors of valid
-        /// shared-memory tiles (B: 64 rows) that stay unchanged until a `wgmma_wait` covers this
-        /// operation; `d` is not read or written until then (see `fence_operands_32`).
-        #[inline(always)]
-        pub unsafe fn $name(d: &mut [f32; 32], desc_a: u64, desc_b: u64, accumulate: bool) {
-            let scale_d = accumulate as u32;
-            // SAFETY: caller's contract.
-            unsafe {
-                asm!(
-                    "{{ .reg .pred p; setp.ne.b32 p, {sd}, 0;",
-                    $instr,
-                    "{{{d0}, {d1}, {d2}, {d3}, {d4}, {d5}, {d6}, {d7}, {d8}, {d9}, {d10}, {d11}, {d12}, {d13}, {d14}, {d15}, {d16}, {d17}, {d18}, {d19}, {d20}, {d21}, {d22}, {d23}, {d24}, {d25}, {d26}, {d27}, {d28}, {d29}, {d30}, {d31}}},",
-                    $tail,
-                    sd = in(reg32) scale_d, da = in(reg64) desc_a, db = in(reg64) desc_b,
-                    d0 = inout(reg32) d[0],
-                    d1 = inout(reg32) d[1],
-                    d2 = inout(reg32) d[2],
-                    d3 = inout(reg32) d[3],
-                    d4 = inout(reg32) d[4],
-                    d5 = inout(reg32) d[5],
-                    d6 = inout(reg32) d[6],
-                    d7 = inout(reg32) d[7],
-                    d8 = inout(reg32) d[8],
-                    d9 = inout(reg32) d[9],
-                    d10 = inout(reg32) d[10],
-                    d11 = inout(reg32) d[11],
-                    d12 = inout(reg32) d[12],
-                    d13 = inout(reg32) d[13],
-                    d14 = inout(reg32) d[14],
-                    d15 = inout(reg32) d[15],
-                    d16 = inout(reg32) d[16],
-                    d17 = inout(reg32) d[17],
-                    d18 = inout(reg32) d[18],
-                    d19 = inout(reg32) d[19],
-                    d20 = inout(reg32) d[20],
-                    d21 = inout(reg32) d[21],
-                    d22 = inout(reg32) d[22],
-                    d23 = inout(reg32) d[23],
-                    d24 = inout(reg32) d[24],
-                    d25 = inout(reg32) d[25],
-                    d26 = inout(reg32) d[26],
-                    d27 = inout(reg32) d[27],
-                    d28 = inout(reg32) d[28],
-                    d29 = inout(reg32) d[29],
-                    d30 = inout(reg32) d[30],
-                    d31 = inout(reg32) d[31],
-                    options(nostack)
-                );
-            }
-        }
-    };
-}
-
-wgmma_m64n64!(
+wgmma_fn!(
     /// One `wgmma.mma_async.m64n64k32` with E4M3 operands (QGMMA): A 64×32, B 64×32.
     wgmma_m64n64k32_e4m3,
+    32,
     "wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3",
-    " {da}, {db}, p, 1, 1; }}"
+    " {da}, {db}, p, 1, 1; }}",
+    [d0 0, d1 1, d2 2, d3 3, d4 4, d5 5, d6 6, d7 7, d8 8, d9 9, d10 10, d11 11, d12 12, d13 13, d14 14, d15 15, d16 16, d17 17, d18 18, d19 19, d20 20, d21 21, d22 22, d23 23, d24 24, d25 25, d26 26, d27 27, d28 28, d29 29, d30 30, d31 31]
 );
 
-wgmma_m64n64!(
+wgmma_fn!(
     /// One `wgmma.mma_async.m64n64k16` with bf16 operands (HGMMA): A 64×16, B 64×16, no
     /// transposes (both K-major).
     wgmma_m64n64k16_bf16,
+    32,
     "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16",
-    " {da}, {db}, p, 1, 1, 0, 0; }}"
+    " {da}, {db}, p, 1, 1, 0, 0; }}",
+    [d0 0, d1 1, d2 2, d3 3, d4 4, d5 5, d6 6, d7 7, d8 8, d9 9, d10 10, d11 11, d12 12, d13 13, d14 14, d15 15, d16 16, d17 17, d18 18, d19 19, d20 20, d21 21, d22 22, d23 23, d24 24, d25 25, d26 26, d27 27, d28 28, d29 29, d30 30, d31 31]
 );
+
+wgmma_fn!(
+    /// One `wgmma.mma_async.m64n112k32` with E4M3 operands (QGMMA): A 64×32, B 112×32.
+    wgmma_m64n112k32_e4m3,
+    56,
+    "wgmma.mma_async.sync.aligned.m64n112k32.f32.e4m3.e4m3",
+    " {da}, {db}, p, 1, 1; }}",
+    [d0 0, d1 1, d2 2, d3 3, d4 4, d5 5, d6 6, d7 7, d8 8, d9 9, d10 10, d11 11, d12 12, d13 13, d14 14, d15 15, d16 16, d17 17, d18 18, d19 19, d20 20, d21 21, d22 22, d23 23, d24 24, d25 25, d26 26, d27 27, d28 28, d29 29, d30 30, d31 31, d32 32, d33 33, d34 34, d35 35, d36 36, d37 37, d38 38, d39 39, d40 40, d41 41, d42 42, d43 43, d44 44, d45 45, d46 46, d47 47, d48 48, d49 49, d50 50, d51 51, d52 52, d53 53, d54 54, d55 55]
+);
+
+wgmma_fn!(
+    /// One `wgmma.mma_async.m64n112k16` with bf16 operands (HGMMA): A 64×16, B 112×16, no
+    /// transposes (both K-major).
+    wgmma_m64n112k16_bf16,
+    56,
+    "wgmma.mma_async.sync.aligned.m64n112k16.f32.bf16.bf16",
+    " {da}, {db}, p, 1, 1, 0, 0; }}",
+    [d0 0, d1 1, d2 2, d3 3, d4 4, d5 5, d6 6, d7 7, d8 8, d9 9, d10 10, d11 11, d12 12, d13 13, d14 14, d15 15, d16 16, d17 17, d18 18, d19 19, d20 20, d21 21, d22 22, d23 23, d24 24, d25 25, d26 26, d27 27, d28 28, d29 29, d30 30, d31 31, d32 32, d33 33, d34 34, d35 35, d36 36, d37 37, d38 38, d39 39, d40 40, d41 41, d42 42, d43 43, d44 44, d45 45, d46 46, d47 47, d48 48, d49 49, d50 50, d51 51, d52 52, d53 53, d54 54, d55 55]
+);
+
+wgmma_fn!(
+    /// One `wgmma.mma_async.m64n128k32` with E4M3 operands (QGMMA): A 64×32, B 128×32.
+    wgmma_m64n128k32_e4m3,
+    64,
+    "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3",
+    " {da}, {db}, p, 1, 1; }}",
+    [d0 0, d1 1, d2 2, d3 3, d4 4, d5 5, d6 6, d7 7, d8 8, d9 9, d10 10, d11 11, d12 12, d13 13, d14 14, d15 15, d16 16, d17 17, d18 18, d19 19, d20 20, d21 21, d22 22, d23 23, d24 24, d25 25, d26 26, d27 27, d28 28, d29 29, d30 30, d31 31, d32 32, d33 33, d34 34, d35 35, d36 36, d37 37, d38 38, d39 39, d40 40, d41 41, d42 42, d43 43, d44 44, d45 45, d46 46, d47 47, d48 48, d49 49, d50 50, d51 51, d52 52, d53 53, d54 54, d55 55, d56 56, d57 57, d58 58, d59 59, d60 60, d61 61, d62 62, d63 63]
+);
+
+wgmma_fn!(
+    /// One `wgmma.mma_async.m64n128k16` with bf16 operands (HGMMA): A 64×16, B 128×16, no
+    /// transposes (both K-major).
+    wgmma_m64n128k16_bf16,
+    64,
+    "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16",
+    " {da}, {db}, p, 1, 1, 0, 0; }}",
+    [d0 0, d1 1, d2 2, d3 3, d4 4, d5 5, d6 6, d7 7, d8 8, d9 9, d10 10, d11 11, d12 12, d13 13, d14 14, d15 15, d16 16, d17 17, d18 18, d19 19, d20 20, d21 21, d22 22, d23 23, d24 24, d25 25, d26 26, d27 27, d28 28, d29 29, d30 30, d31 31, d32 32, d33 33, d34 34, d35 35, d36 36, d37 37, d38 38, d39 39, d40 40, d41 41, d42 42, d43 43, d44 44, d45 45, d46 46, d47 47, d48 48, d49 49, d50 50, d51 51, d52 52, d53 53, d54 54, d55 55, d56 56, d57 57, d58 58, d59 59, d60 60, d61 61, d62 62, d63 63]
+);
+
+wgmma_fn!(
+    /// One `wgmma.mma_async.m64n192k32` with E4M3 operands (QGMMA): A 64×32, B 192×32.
+    wgmma_m64n192k32_e4m3,
+    96,
+    "wgmma.mma_async.sync.aligned.m64n192k32.f32.e4m3.e4m3",
+    " {da}, {db}, p, 1, 1; }}",
+    [d0 0, d1 1, d2 2, d3 3, d4 4, d5 5, d6 6, d7 7, d8 8, d9 9, d10 10, d11 11, d12 12, d13 13, d14 14, d15 15, d16 16, d17 17, d18 18, d19 19, d20 20, d21 21, d22 22, d23 23, d24 24, d25 25, d26 26, d27 27, d28 28, d29 29, d30 30, d31 31, d32 32, d33 33, d34 34, d35 35, d36 36, d37 37, d38 38, d39 39, d40 40, d41 41, d42 42, d43 43, d44 44, d45 45, d46 46, d47 47, d48 48, d49 49, d50 50, d51 51, d52 52, d53 53, d54 54, d55 55, d56 56, d57 57, d58 58, d59 59, d60 60, d61 61, d62 62, d63 63, d64 64, d65 65, d66 66, d67 67, d68 68, d69 69, d70 70, d71 71, d72 72, d73 73, d74 74, d75 75, d76 76, d77 77, d78 78, d79 79, d80 80, d81 81, d82 82, d83 83, d84 84, d85 85, d86 86, d87 87, d88 88, d89 89, d90 90, d91 91, d92 92, d93 93, d94 94, d95 95]
+);
+
+wgmma_fn!(
+    /// One `wgmma.mma_async.m64n192k16` with bf16 operands (HGMMA): A 64×16, B 192×16, no
+    /// transposes (both K-major).
+    wgmma_m64n192k16_bf16,
+    96,
+    "wgmma.mma_async.sync.aligned.m64n192k16.f32.bf16.bf16",
+    " {da}, {db}, p, 1, 1, 0, 0; }}",
+    [d0 0, d1 1, d2 2, d3 3, d4 4, d5 5, d6 6, d7 7, d8 8, d9 9, d10 10, d11 11, d12 12, d13 13, d14 14, d15 15, d16 16, d17 17, d18 18, d19 19, d20 20, d21 21, d22 22, d23 23, d24 24, d25 25, d26 26, d27 27, d28 28, d29 29, d30 30, d31 31, d32 32, d33 33, d34 34, d35 35, d36 36, d37 37, d38 38, d39 39, d40 40, d41 41, d42 42, d43 43, d44 44, d45 45, d46 46, d47 47, d48 48, d49 49, d50 50, d51 51, d52 52, d53 53, d54 54, d55 55, d56 56, d57 57, d58 58, d59 59, d60 60, d61 61, d62 62, d63 63, d64 64, d65 65, d66 66, d67 67, d68 68, d69 69, d70 70, d71 71, d72 72, d73 73, d74 74, d75 75, d76 76, d77 77, d78 78, d79 79, d80 80, d81 81, d82 82, d83 83, d84 84, d85 85, d86 86, d87 87, d88 88, d89 89, d90 90, d91 91, d92 92, d93 93, d94 94, d95 95]
+);
+
+/// One k-step (32 bytes of K: k32 E4M3 or k16 bf16) of an m64n`N` warpgroup MMA into the first
+/// `N / 2` registers of `d`, for each `N` of [`WGMMA_NS`] (another `N` does not compile).
+///
+/// # Safety
+/// The contract of the `wgmma_m64n*` functions, B a tile of `N` rows.
+#[inline(always)]
+pub unsafe fn wgmma_k32b<const FP8: bool, const N: u32>(
+    d: &mut [f32; WGMMA_MAX_REGS],
+    desc_a: u64,
+    desc_b: u64,
+    accumulate: bool,
+) {
+    const { assert!(N == 64 || N == 112 || N == 128 || N == 192) };
+    // SAFETY: caller's contract.
+    unsafe {
+        match (FP8, N) {
+            (true, 64) => wgmma_m64n64k32_e4m3(prefix(d), desc_a, desc_b, accumulate),
+            (true, 112) => wgmma_m64n112k32_e4m3(prefix(d), desc_a, desc_b, accumulate),
+            (true, 128) => wgmma_m64n128k32_e4m3(prefix(d), desc_a, desc_b, accumulate),
+            (true, _) => wgmma_m64n192k32_e4m3(prefix(d), desc_a, desc_b, accumulate),
+            (false, 64) => wgmma_m64n64k16_bf16(prefix(d), desc_a, desc_b, accumulate),
+            (false, 112) => wgmma_m64n112k16_bf16(prefix(d), desc_a, desc_b, accumulate),
+            (false, 128) => wgmma_m64n128k16_bf16(prefix(d), desc_a, desc_b, accumulate),
+            (false, _) => wgmma_m64n192k16_bf16(prefix(d), desc_a, desc_b, accumulate),
+        }
+    }
+}
