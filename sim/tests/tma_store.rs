@@ -82,7 +82,7 @@ fn stmatrix_places_the_fragment_rows_at_the_lanes_addresses() {
                 let idx = 8 * num as usize - 1 - l;
                 for c in 0..8 {
                     let (fr, fc) = if trans { (c, r) } else { (r, c) };
-                    let want = ((4 * fr + fc / 2) << 8 | q << 4 | fc % 2) as u16;
+                    let want = (((4 * fr + fc / 2) << 8) | (q << 4) | (fc % 2)) as u16;
                     let o = 16 * idx + 2 * c;
                     let v = u16::from_le_bytes([got[o], got[o + 1]]);
                     assert_eq!(v, want, "x{num} trans {trans}: matrix {q} row {r} column {c}");
