@@ -42,14 +42,14 @@ MUTATIONS = [
     ),
     (
         "fragment-transpose",
-        "the epilogue reads each 2x2 accumulator fragment with row and column swapped",
+        "the epilogue converts each 2x2 accumulator fragment with row and column swapped",
         [
             (
                 GEMM,
-                "store_pair(p, m0, tile.row_end, n, out[4 * j], out[4 * j + 1]);\n"
-                "                store_pair(p, m1, tile.row_end, n, out[4 * j + 2], out[4 * j + 3]);",
-                "store_pair(p, m0, tile.row_end, n, out[4 * j], out[4 * j + 2]);\n"
-                "                store_pair(p, m1, tile.row_end, n, out[4 * j + 1], out[4 * j + 3]);",
+                "f32x2_to_bf16x2(out[i], out[i + 1]),\n"
+                "                        f32x2_to_bf16x2(out[i + 2], out[i + 3]),",
+                "f32x2_to_bf16x2(out[i], out[i + 2]),\n"
+                "                        f32x2_to_bf16x2(out[i + 1], out[i + 3]),",
                 1,
             )
         ],
@@ -117,6 +117,16 @@ MUTATIONS = [
         "narrow-scale-index",
         "a 64-column tile reads the weight scales of row n0/64 (its tile index) instead of n0/128, the 128-column block it lies in",
         [(GEMM, "let sb_row = tile.n0 / GEMM_SCALE_BLOCK_N;", "let sb_row = tile.n0 / BN;", 1)],
+    ),
+    (
+        "no-proxy-fence",
+        "the epilogue's TMA stores are issued without fence.proxy.async after the stmatrix writes",
+        [(GEMM, "                fence_proxy_async_shared();\n", "", 1)],
+    ),
+    (
+        "no-store-wait",
+        "the epilogue buffer is written again before cp.async.bulk.wait_group.read retired the previous tile's TMA stores",
+        [(GEMM, "            bulk_wait_group_read::<0>();\n", "", 1)],
     ),
     (
         "no-wgmma-wait",
