@@ -29,8 +29,8 @@
 //! (and both ways of reading activation scales) and power-of-two (UE8M0) scales. The grid is `min(tiles, SM count)`: CI runs these tests again with
 //! `LOWP_SIM_SMS=1` (one CTA walks every tile) and `LOWP_SIM_SMS=3` (tiles spread unevenly).
 //!
-//! Tile configurations: M ≤ 64 runs 64-row tiles (one math warpgroup, 9 stages), larger M
-//! 128-row tiles (two, 6 stages for FP8); the sweep has both, and
+//! Tile configurations: M ≤ 64 runs 64-row tiles (one math warpgroup, 8 stages), larger M
+//! 128-row tiles (two, 5 stages for FP8); the sweep has both, and
 //! `blockwise_gemm_small_m_tiles_and_their_boundary` the boundary (64, 65) with rings wrapping.
 //! Shapes whose doubled tile count still fits the waves over the SMs run 64-column tiles
 //! (`blockwise_gemm_64_column_tiles_and_their_threshold`: both sides of that threshold on the
@@ -343,10 +343,10 @@ fn blockwise_gemm_handles_ragged_edges_and_both_scale_layouts() {
     }
 }
 
-/// Both tile configurations at their boundary: M ≤ 64 runs 64-row tiles (one math warpgroup, 9
-/// pipeline stages), M > 64 128-row tiles (two, 6 stages); rows just past a tile (65, 129), a
+/// Both tile configurations at their boundary: M ≤ 64 runs 64-row tiles (one math warpgroup, 8
+/// pipeline stages), M > 64 128-row tiles (two, 5 stages); rows just past a tile (65, 129), a
 /// partial tile of each size (33, 100), N tails, and more k-blocks than either ring has stages
-/// (K = 1280: 10 k-blocks), so the 6- and 9-stage rings wrap (a stage count that is not a power
+/// (K = 1280: 10 k-blocks), so the 5- and 8-stage rings wrap (a stage count that is not a power
 /// of two) within a tile and across the tiles of a persistent CTA. `LOWP_GEMM_BLOCK_M=64` or
 /// `128` runs every case in one configuration.
 #[test]

@@ -9,18 +9,20 @@
 //! the tile's columns):
 //!
 //! ```text
-//! MATH_WGS BN  BLOCK_M×N  threads  stages: FP8 (tiles + scales)   bf16         entry points
-//! 2        128 128×128    384      6 × (32 KiB + 512 B)           7 × 32 KiB   fp8_blockwise_gemm, bf16_gemm
-//! 1        128  64×128    256      9 × (24 KiB + 256 B)           9 × 24 KiB   fp8_blockwise_gemm_m64, bf16_gemm_m64
-//! 2         64 128×64     384      9 × (24 KiB + 512 B)           9 × 24 KiB   fp8_blockwise_gemm_n64, bf16_gemm_n64
-//! 1         64  64×64     256     13 × (16 KiB + 256 B)          14 × 16 KiB   fp8_blockwise_gemm_m64_n64, bf16_gemm_m64_n64
+//! MATH_WGS BN  BLOCK_M×N  threads  stages: FP8 (tiles + scales)   bf16         epilogue  entry points
+//! 2        128 128×128    384      5 × (32 KiB + 512 B)           6 × 32 KiB   32 KiB    fp8_blockwise_gemm, bf16_gemm
+//! 1        128  64×128    256      8 × (24 KiB + 256 B)           8 × 24 KiB   16 KiB    fp8_blockwise_gemm_m64, bf16_gemm_m64
+//! 2         64 128×64     384      8 × (24 KiB + 512 B)           8 × 24 KiB   16 KiB    fp8_blockwise_gemm_n64, bf16_gemm_n64
+//! 1         64  64×64     256     13 × (16 KiB + 256 B)          13 × 16 KiB    8 KiB    fp8_blockwise_gemm_m64_n64, bf16_gemm_m64_n64
 //!
 //! block = 1 + MATH_WGS warpgroups
 //!   WG0  producer: thread 0 issues TMA
 //!   WG1  math: rows  0..64 of the tile
 //!   WG2  math: rows 64..128 (BLOCK_M = 128 only)
 //! smem (from a 1024-byte boundary): stages × [A tile BLOCK_M rows × 128 B | B tile BN rows × 128 B]
-//!   (128-byte swizzled); FP8: stages × [BLOCK_M f32 activation scales]; full[s], empty[s] mbarriers
+//!   (128-byte swizzled); epilogue buffer: per math warpgroup 64 rows × BN bf16 in column blocks
+//!   of 64 (32, 16) bf16, each a D box (rows swizzled over 128 (64, 32) bytes); FP8: stages ×
+//!   [BLOCK_M f32 activation scales]; full[s], empty[s] mbarriers
 //! sa_tma (FP8, per launch, set by the host for M-major activation scales whose ld and base are
 //!   16-byte aligned): the producer loads each stage's activation scales; otherwise the math
 //!   threads read theirs from global memory. Weight scales: global memory, one per tile and k-block.
@@ -33,7 +35,12 @@
 //!               4 × wgmma m64nBN (k32 FP8 / k16 bf16: 32 bytes of K each) into acc;
 //!               wait; arrive empty[s];  FP8: final = fma(acc, sa(m, kb) · sb_g(n0/128, kb), final)
 //!               (a 64-column tile lies inside one 128-column weight-scale block: n0/128)
-//!   math: round to bf16 and store (rows outside the group and columns ≥ N masked)
+//!   math (epilogue, per warpgroup): [issuing thread: wait_group.read 0 (last tile's stores have
+//!         read the buffer)]; bar.sync 1 + wg, 128; bf16 → buffer (stmatrix.x4); bar.sync again;
+//!         dense with d_tma: the issuing thread fences (fence.proxy.async.shared::cta), TMA-stores
+//!         the BN / box columns boxes through D's map (rows ≥ M, columns ≥ N clipped), commits;
+//!         otherwise every thread reads 16-byte chunks back and stores them (rows outside the
+//!         group and columns ≥ N masked; 16 bytes, or bf16 pairs and a single at a tail)
 //! s = it mod stages, phase = ⌊it / stages⌋ mod 2 for the CTA's it-th k-block, kept as a counter
 //! and a parity bit that flips when s wraps (any stage count, not only powers of two).
 //! ```

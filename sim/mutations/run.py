@@ -100,7 +100,7 @@ MUTATIONS = [
     ),
     (
         "ring-no-flip",
-        "the stage ring wraps without flipping its parity (the 6-, 7-, 9-, 13- and 14-stage rings' second lap waits on the first lap's phase)",
+        "the stage ring wraps without flipping its parity (the 5-, 6-, 8- and 13-stage rings' second lap waits on the first lap's phase)",
         [(GEMM, "            self.s = 0;\n            self.phase ^= 1;\n", "            self.s = 0;\n", 1)],
     ),
     (
