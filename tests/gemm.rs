@@ -29,8 +29,8 @@
 //! (and both ways of reading activation scales) and power-of-two (UE8M0) scales. The grid is `min(tiles, SM count)`: CI runs these tests again with
 //! `LOWP_SIM_SMS=1` (one CTA walks every tile) and `LOWP_SIM_SMS=3` (tiles spread unevenly).
 //!
-//! Tile configurations: M ≤ 64 runs 64-row tiles (one math warpgroup, 9 stages), larger M
-//! 128-row tiles (two, 6 stages for FP8); the sweep has both, and
+//! Tile configurations: M ≤ 64 runs 64-row tiles (one math warpgroup, 8 stages), larger M
+//! 128-row tiles (two, 5 stages for FP8); the sweep has both, and
 //! `blockwise_gemm_small_m_tiles_and_their_boundary` the boundary (64, 65) with rings wrapping.
 //! The tile width (64, 112, 128 or 192 columns) follows a model of the grid's time
 //! (`blockwise_gemm_64_column_tiles_and_their_threshold` and
@@ -344,10 +344,10 @@ fn blockwise_gemm_handles_ragged_edges_and_both_scale_layouts() {
     }
 }
 
-/// Both tile configurations at their boundary: M ≤ 64 runs 64-row tiles (one math warpgroup, 9
-/// pipeline stages), M > 64 128-row tiles (two, 6 stages); rows just past a tile (65, 129), a
+/// Both tile configurations at their boundary: M ≤ 64 runs 64-row tiles (one math warpgroup, 8
+/// pipeline stages), M > 64 128-row tiles (two, 5 stages); rows just past a tile (65, 129), a
 /// partial tile of each size (33, 100), N tails, and more k-blocks than either ring has stages
-/// (K = 1280: 10 k-blocks), so the 6- and 9-stage rings wrap (a stage count that is not a power
+/// (K = 1280: 10 k-blocks), so the 5- and 8-stage rings wrap (a stage count that is not a power
 /// of two) within a tile and across the tiles of a persistent CTA. `LOWP_GEMM_BLOCK_M=64` or
 /// `128` runs every case in one configuration.
 #[test]
@@ -1158,5 +1158,48 @@ fn bf16_grouped_gemm_replays_in_a_cuda_graph() {
         run(&other_x, &other_w, &mut other_y, &other_ends).expect("grouped gemm between replays");
         let zeros = other_y.to_host(&stream).expect("other y back");
         assert!(zeros.iter().all(|v| v.to_f32() == 0.0), "between replays {replay}: zero operands give zeros");
+    }
+}
+
+/// The dense epilogue's two store paths agree bit for bit: D with a 16-byte aligned base and row
+/// stride (TMA stores, boxes clipped at M and N, neither a multiple of the tile), and D's the TMA
+/// cannot describe (a base 4 bytes past a 16-byte boundary; a row stride of N + 2 elements, not a
+/// multiple of 8), which the math threads store in 16-byte chunks, pairs and singles. The bytes
+/// between the rows of a strided D and past its last row stay as they were.
+#[test]
+fn blockwise_gemm_stores_dense_outputs_by_tma_and_by_the_fallback_alike() {
+    let test = "blockwise_gemm_stores_dense_outputs";
+    let lowp = common::gpu(test);
+    if !common::hopper_gemm(test, &lowp) {
+        return;
+    }
+    let stream = lowp.new_stream().expect("stream");
+    let mut rng = Rng::fresh(test);
+    for (m, n, k) in [(70, 136, 256), (131, 200, 128), (9, 30, 128)] {
+        let mut p = Problem::new(&stream, &mut rng, m, n, k, false, ScaleKind::Float);
+        p.run(&lowp, &stream).expect("gemm");
+        p.check(&lowp, &stream, &mut rng, "aligned D: ");
+        let want = p.d.to_host(&stream).expect("d back");
+        // (element offset of D in its buffer, row stride in elements)
+        for (offset, stride) in [(2, n), (0, n + 2), (2, n + 2)] {
+            let len = offset + (m - 1) * stride + n + 8;
+            let poison = vec![bf16::from_bits(common::POISON16); len];
+            let mut buf = stream.clone_htod(&poison).expect("strided d");
+            {
+                let mut d = Matrix::from_buffer_strided(buf.slice_mut(offset..), m, n, stride).expect("strided d");
+                gemm::blockwise_fp8(&lowp, &stream, &p.a_d, &p.sa_d, &p.b_d, &p.sb_d, &mut d).expect("gemm");
+            }
+            let got = stream.clone_dtoh(&buf).expect("d back");
+            for (i, v) in got.iter().enumerate() {
+                let (r, c) = ((i.wrapping_sub(offset)) / stride, (i.wrapping_sub(offset)) % stride);
+                let inside = i >= offset && r < m && c < n;
+                let w = if inside { want[r * n + c].to_bits() } else { common::POISON16 };
+                assert_eq!(
+                    v.to_bits(),
+                    w,
+                    "m {m} n {n} offset {offset} stride {stride}: element {i} (row {r}, column {c})"
+                );
+            }
+        }
     }
 }

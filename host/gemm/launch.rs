@@ -7,9 +7,9 @@ use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 
 use super::plan::{BLOCK_M_VAR, BLOCK_N_VAR, Forced, Tiles, parse_block_m, parse_block_n};
 use super::tma::{Map2d, MapKind, device_maps};
-use crate::abi::{GEMM_BLOCK_K, GemmParams};
+use crate::abi::{GEMM_BLOCK_K, GEMM_D_BOX_M, GemmParams, gemm_d_box_n, gemm_d_swizzle_bytes};
 use crate::context::Lowp;
-use crate::error::{CudaResultExt, Result};
+use crate::error::{CudaResultExt, Error, Result};
 
 crate::abi::device_repr!(GemmParams);
 
@@ -34,9 +34,11 @@ pub(crate) fn gemm_function(lowp: &Lowp, op: &'static str, tiles: Tiles, fp8: bo
 }
 
 /// Finds (or writes, outside capture) the tensor maps of A (boxes of `config.block_m()` rows), B
-/// (boxes of `config.block_n()` rows) and, when `p.sa_tma` is set, the activation scales (boxes of `config.block_m()` rows × 1
-/// k-block) in the handle's map cache and launches `f`, the FP8 (`fp8`) or bf16 kernel of
-/// `config`, persistently (one CTA per SM at most, `tiles` an upper bound of the output tiles).
+/// (boxes of `config.block_n()` rows), when `p.sa_tma` is set the activation scales (boxes of
+/// `config.block_m()` rows × 1 k-block) and when `p.d_tma` is set D (boxes of `GEMM_D_BOX_M` rows
+/// × `gemm_d_box_n` columns) in the handle's map cache and launches `f`, the FP8 (`fp8`) or bf16
+/// kernel of `config`, persistently (one CTA per SM at most, `tiles` an upper bound of the output
+/// tiles).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn launch_gemm(
     lowp: &Lowp,
@@ -80,6 +82,27 @@ pub(crate) fn launch_gemm(
         });
     }
     p.tensor_maps = device_maps(lowp, stream, op, &maps)?;
+    if p.d_tma != 0 {
+        // D, bf16 `[rows, N]`: boxes of one math warpgroup's rows × a column block of the
+        // epilogue buffer, swizzled as the buffer is; the TMA clips rows ≥ M and columns ≥ N.
+        // The set without D is written too (above), so that a launch captured with an output
+        // no call outside capture has seen still runs: it stores D from the math threads.
+        maps.push(Map2d {
+            arg: "out",
+            kind: MapKind::Bf16Swizzle(gemm_d_swizzle_bytes(bn)),
+            addr: p.d,
+            inner: p.n as u64,
+            rows: p.rows as u64,
+            stride: 2 * p.d_stride,
+            box_inner: gemm_d_box_n(bn),
+            box_rows: GEMM_D_BOX_M,
+        });
+        match device_maps(lowp, stream, op, &maps) {
+            Ok(at) => p.tensor_maps = at,
+            Err(Error::GraphCapture { .. }) => p.d_tma = 0,
+            Err(e) => return Err(e),
+        }
+    }
     let cfg = LaunchConfig {
         grid_dim: (tiles.clamp(1, lowp.sm_count() as u64) as u32, 1, 1),
         block_dim: (config.threads(), 1, 1),

@@ -60,6 +60,12 @@ pub(crate) fn scales_by_tma(sa: &ScaleArg) -> bool {
     sa.row_stride == 1 && sa.col_stride % 4 == 0 && sa.addr % 16 == 0
 }
 
+/// Whether the dense GEMM's epilogue stores D with the TMA: its base and row stride are
+/// 16-byte aligned (a tensor map's requirement); otherwise the math threads store it.
+pub(crate) fn output_by_tma(out: &Operand) -> bool {
+    out.aligned(16)
+}
+
 /// Validates a dense blockwise GEMM and fills the parameters but the tensor-map address.
 pub(crate) fn dense_plan(g: &DenseInput) -> Result<GemmParams> {
     let (a, b, out) = (g.x, g.w, g.out);
@@ -89,7 +95,8 @@ pub(crate) fn dense_plan(g: &DenseInput) -> Result<GemmParams> {
     // TMA: 16-byte aligned bases and row strides.
     aligned(&a, 16)?;
     aligned(&b, 16)?;
-    // The epilogue stores bf16 pairs: 4-byte aligned base, even row stride.
+    // The epilogue stores D with the TMA where D is 16-byte aligned (`output_by_tma`), else in
+    // 16-byte chunks, bf16 pairs and singles: a 4-byte aligned base and an even row stride.
     aligned(&out, 4)?;
     let sa = place("scales_x", g.scales_x, [m, k / GROUP], "M, K/128", Accepts::RowOrMMajor)?;
     let sb = place("scales_w", g.scales_w, [n.div_ceil(GROUP), k / GROUP], "⌈N/128⌉, K/128", Accepts::RowMajor)?;
@@ -116,7 +123,7 @@ pub(crate) fn dense_plan(g: &DenseInput) -> Result<GemmParams> {
         max_m: 0,
         group_m: 8,
         sa_tma: scales_by_tma(&sa) as u32,
-        _pad: 0,
+        d_tma: output_by_tma(&out) as u32,
     })
 }
 
@@ -224,7 +231,7 @@ pub(crate) fn grouped_plan(s: &GroupedInput) -> Result<GemmParams> {
         max_m: s.max_m.unwrap_or(0) as u32,
         group_m: 8,
         sa_tma: sa.is_some_and(|a| scales_by_tma(&a)) as u32,
-        _pad: 0,
+        d_tma: 0,
     })
 }
 

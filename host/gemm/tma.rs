@@ -12,8 +12,9 @@
 //! change. A call that needs a set not yet written, on a stream that is capturing, fails with
 //! [`Error::GraphCapture`] (run the operation once before capturing it, as graph warm-up does).
 //!
-//! A set is the maps of one launch, 128 bytes each, contiguous: A and B, and for an FP8 GEMM
-//! whose activation scales the TMA loads, the scales' map third. The whole set is the key.
+//! A set is the maps of one launch, 128 bytes each, contiguous: A and B, for an FP8 GEMM whose
+//! activation scales the TMA loads the scales' map, and for a dense GEMM whose output the TMA
+//! stores D's map last. The whole set (addresses included) is the key.
 //!
 //! The cache is process-wide, keyed by CUDA context (the `Lowp` handle's), holding only a weak
 //! reference to it: the memory (128 bytes per map of each distinct set, in 16 KiB slabs) is never
@@ -41,6 +42,9 @@ pub(crate) enum MapKind {
     U8Swizzle128,
     /// f32 (scales), no swizzle: a box row lands as it is in global memory.
     F32,
+    /// bf16 (the GEMM's output, stored from shared memory), swizzled over a box row of this many
+    /// bytes (32, 64 or 128).
+    Bf16Swizzle(u32),
 }
 
 /// Encodes a 2-D row-major matrix `[rows, inner]` of `kind`'s elements (row stride `stride`
@@ -84,6 +88,14 @@ pub(crate) fn encode_2d(
         MapKind::F32 => (
             sys::CUtensorMapDataType_enum::CU_TENSOR_MAP_DATA_TYPE_FLOAT32,
             sys::CUtensorMapSwizzle_enum::CU_TENSOR_MAP_SWIZZLE_NONE,
+        ),
+        MapKind::Bf16Swizzle(span) => (
+            sys::CUtensorMapDataType_enum::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+            match span {
+                32 => sys::CUtensorMapSwizzle_enum::CU_TENSOR_MAP_SWIZZLE_32B,
+                64 => sys::CUtensorMapSwizzle_enum::CU_TENSOR_MAP_SWIZZLE_64B,
+                _ => sys::CUtensorMapSwizzle_enum::CU_TENSOR_MAP_SWIZZLE_128B,
+            },
         ),
     };
     // SAFETY: every pointer refers to a live local of the length the call reads (rank 2: two
@@ -137,8 +149,8 @@ impl Map2d {
 const SLAB_BYTES: usize = 16 << 10;
 /// One map; a multiple of the 64-byte alignment TMA needs, so every map of a set is aligned.
 const MAP_BYTES: usize = 128;
-/// The most maps of one launch (A, B, the activation scales).
-pub(crate) const MAX_MAPS: usize = 3;
+/// The most maps of one launch (A, B, the activation scales, D).
+pub(crate) const MAX_MAPS: usize = 4;
 
 /// An event recorded after an upload, until the upload is known to be complete. The handle is
 /// only used while its context is alive (its cache entry is dropped with the context).

@@ -19,7 +19,9 @@
 //!   WG1  math: rows  0..64 of the tile
 //!   WG2  math: rows 64..128 (BLOCK_M = 128 only)
 //! smem (from a 1024-byte boundary): stages × [A tile BLOCK_M rows × 128 B | B tile BN rows × 128 B]
-//!   (128-byte swizzled); FP8: stages × [BLOCK_M f32 activation scales]; full[s], empty[s] mbarriers
+//!   (128-byte swizzled); epilogue buffer: per math warpgroup 64 rows × BN bf16 in column blocks
+//!   of 64 (32, 16) bf16, each a D box (rows swizzled over 128 (64, 32) bytes); FP8: stages ×
+//!   [BLOCK_M f32 activation scales]; full[s], empty[s] mbarriers
 //! sa_tma (FP8, per launch, set by the host for M-major activation scales whose ld and base are
 //!   16-byte aligned): the producer loads each stage's activation scales; otherwise the math
 //!   threads read theirs from global memory. Weight scales: global memory, one or two per tile and
@@ -33,7 +35,12 @@
 //!               4 × wgmma m64nBN (k32 FP8 / k16 bf16: 32 bytes of K each) into acc;
 //!               wait; arrive empty[s];  FP8: final = fma(acc, sa(m, kb) · sb_g(n/128, kb), final)
 //!               (columns n < 128·(n0/128 + 1) with block n0/128's scale, the others the next's)
-//!   math: round to bf16 and store (rows outside the group and columns ≥ N masked)
+//!   math (epilogue, per warpgroup): [issuing thread: wait_group.read 0 (last tile's stores have
+//!         read the buffer)]; bar.sync 1 + wg, 128; bf16 → buffer (stmatrix.x4); bar.sync again;
+//!         dense with d_tma: the issuing thread fences (fence.proxy.async.shared::cta), TMA-stores
+//!         the BN / box columns boxes through D's map (rows ≥ M, columns ≥ N clipped), commits;
+//!         otherwise every thread reads 16-byte chunks back and stores them (rows outside the
+//!         group and columns ≥ N masked; 16 bytes, or bf16 pairs and a single at a tail)
 //! s = it mod stages, phase = ⌊it / stages⌋ mod 2 for the CTA's it-th k-block, kept as a counter
 //! and a parity bit that flips when s wraps (any stage count, not only powers of two).
 //! ```
@@ -48,16 +55,18 @@
 use core::f32::math::mul_add;
 
 use crate::abi::{
-    GEMM_BLOCK_K as BK, GEMM_ERR_GROUP_BOUNDS, GEMM_SCALE_BLOCK_N, GemmParams, gemm_scale_blocks_per_tile,
-    gemm_stage_scale_bytes, gemm_stages,
+    GEMM_BLOCK_K as BK, GEMM_D_BOX_M, GEMM_ERR_GROUP_BOUNDS, GEMM_SCALE_BLOCK_N, GemmParams, gemm_d_box_n,
+    gemm_d_swizzle_bytes, gemm_epilogue_bytes, gemm_scale_blocks_per_tile, gemm_stage_scale_bytes, gemm_stages,
 };
 use crate::prim::convert::f32x2_to_bf16x2;
 use crate::prim::hopper::{
-    WGMMA_MAX_REGS, fence_accumulators, fence_mbarrier_init, fence_tensormap_acquire, ld_shared_f32, mbarrier_arrive,
-    mbarrier_arrive_expect_tx, mbarrier_init, mbarrier_wait, prefetch_tensormap, setmaxnreg_dec, setmaxnreg_inc,
-    smem_addr, smem_desc_k_major_sw128, tma_load_2d, wgmma_commit, wgmma_fence, wgmma_k32b, wgmma_wait,
+    WGMMA_MAX_REGS, bulk_commit_group, bulk_wait_group, bulk_wait_group_read, fence_accumulators, fence_mbarrier_init,
+    fence_proxy_async_shared, fence_tensormap_acquire, ld_shared_f32, ld_shared_v4, mbarrier_arrive,
+    mbarrier_arrive_expect_tx, mbarrier_init, mbarrier_wait, named_barrier_sync, prefetch_tensormap, setmaxnreg_dec,
+    setmaxnreg_inc, smem_addr, smem_desc_k_major_sw128, stmatrix_x4, tma_load_2d, tma_store_2d, wgmma_commit,
+    wgmma_fence, wgmma_k32b, wgmma_wait,
 };
-use crate::prim::mem::raise_flag;
+use crate::prim::mem::{Vec16, raise_flag, st_global_v4};
 use crate::prim::{block_idx_x, dynamic_smem, grid_dim_x, lane_id, sync_threads, thread_idx_x};
 
 /// A zeroed accumulator array.
@@ -73,8 +82,9 @@ const fn block_m(math_wgs: u32) -> u32 {
 
 /// The shared-memory plan of the configuration with `MATH_WGS` math warpgroups and `BN`-column
 /// tiles (FP8 or bf16), from the (1024-aligned) base of the stages: `stages` × (A tile, B tile),
-/// then (FP8) `stages` activation-scale buffers of `block_m` f32, then `stages` full barriers,
-/// then `stages` empty barriers.
+/// then the epilogue buffer (per math warpgroup, its 64 rows of the tile in bf16), then (FP8)
+/// `stages` activation-scale buffers of `block_m` f32, then `stages` full barriers, then `stages`
+/// empty barriers.
 #[derive(Clone, Copy)]
 struct Smem<const FP8: bool, const MATH_WGS: u32, const BN: u32> {
     base: u32,
@@ -85,6 +95,13 @@ impl<const FP8: bool, const MATH_WGS: u32, const BN: u32> Smem<FP8, MATH_WGS, BN
     const TILE_A_BYTES: u32 = block_m(MATH_WGS) * BK;
     const TILE_B_BYTES: u32 = BN * BK;
     const SCALE_BYTES: u32 = gemm_stage_scale_bytes(block_m(MATH_WGS), FP8);
+    /// One math warpgroup's part of the epilogue buffer: `BN / EPI_BOX_N` column blocks of
+    /// `GEMM_D_BOX_M` rows × `EPI_BOX_N` bf16, each laid out as a D tensor-map box (rows of
+    /// `EPI_SPAN` bytes, 16-byte chunks swizzled over them).
+    const EPI_WG_BYTES: u32 = gemm_epilogue_bytes(block_m(MATH_WGS), BN) / MATH_WGS;
+    const EPI_BOX_N: u32 = gemm_d_box_n(BN);
+    const EPI_SPAN: u32 = gemm_d_swizzle_bytes(BN);
+    const EPI_BOX_BYTES: u32 = GEMM_D_BOX_M * Self::EPI_SPAN;
 
     fn a(self, s: u32) -> u32 {
         self.base + s * (Self::TILE_A_BYTES + Self::TILE_B_BYTES)
@@ -92,9 +109,22 @@ impl<const FP8: bool, const MATH_WGS: u32, const BN: u32> Smem<FP8, MATH_WGS, BN
     fn b(self, s: u32) -> u32 {
         self.a(s) + Self::TILE_A_BYTES
     }
+    /// The epilogue buffer of math warpgroup `wg` (1024-byte aligned).
+    fn epi(self, wg: u32) -> u32 {
+        self.a(Self::STAGES) + wg * Self::EPI_WG_BYTES
+    }
+    /// The shared address of element (`row`, `col`) of a warpgroup's epilogue buffer at `epi`
+    /// (`col` a multiple of 8: the first of a 16-byte chunk): column block `col / EPI_BOX_N`, row
+    /// `row` of it, the 16-byte chunks of each row XOR-ed with bits 7.. of the offset (CUTLASS's
+    /// `Swizzle<log2(EPI_SPAN / 16), 4, 3>`, the TMA's swizzle of the box).
+    #[inline(always)]
+    fn epi_at(epi: u32, row: u32, col: u32) -> u32 {
+        let off = (col / Self::EPI_BOX_N) * Self::EPI_BOX_BYTES + row * Self::EPI_SPAN + (col % Self::EPI_BOX_N) * 2;
+        epi + (off ^ (((off >> 7) & (Self::EPI_SPAN / 16 - 1)) << 4))
+    }
     /// The activation scales of stage `s`: f32 of tile rows 0..block_m (128-byte aligned).
     fn sa(self, s: u32) -> u32 {
-        self.a(Self::STAGES) + s * Self::SCALE_BYTES
+        self.epi(MATH_WGS) + s * Self::SCALE_BYTES
     }
     fn full(self, s: u32) -> u32 {
         self.sa(Self::STAGES) + 8 * s
@@ -281,6 +311,9 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmPara
     let tmap_a = p.tensor_maps;
     let tmap_b = p.tensor_maps + 128;
     let tmap_sa = p.tensor_maps + 256;
+    // D's map follows the others (the third, or the fourth after the scales').
+    let tmap_d = p.tensor_maps + 256 + if p.sa_tma != 0 { 128 } else { 0 };
+    let d_tma = p.d_tma != 0;
 
     if tid == 0 {
         for s in 0..stages {
@@ -359,7 +392,16 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmPara
     let wg = warpgroup - 1; // rows 64·wg .. 64·wg + 64 of the tile
     let (warp, lane) = ((tid % 128) / 32, lane_id());
     let row_in_tile = wg * 64 + warp * 16 + lane / 4; // and + 8
-    let col_in_tile = (lane % 4) * 2; // + 8j, + 1
+    let epi = sm.epi(wg);
+    // The warpgroup's first thread issues its TMA stores (dense, TMA-aligned D).
+    let store_thread = d_tma && tid % 128 == 0;
+    if store_thread {
+        // SAFETY: the D map is valid global memory the host wrote (host contract, `d_tma`).
+        unsafe {
+            fence_tensormap_acquire(tmap_d);
+            prefetch_tensormap(tmap_d);
+        }
+    }
 
     // Weight scales: a tile's columns lie in one 128-column scale block when BN divides 128, else
     // in at most two (`gemm_scale_blocks_per_tile`): the tile's first `split` columns in block
@@ -487,32 +529,102 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmPara
             }
         }
         let out = if FP8 { &fin } else { &acc };
-        // Epilogue: bf16 pairs straight to global memory, masked at the group's rows and at N.
-        crate::unroll!(j in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23] {
-            if (j as u32) < BN / 8 {
-                let n = tile.n0 + 8 * j as u32 + col_in_tile;
-                store_pair(p, m0, tile.row_end, n, out[4 * j], out[4 * j + 1]);
-                store_pair(p, m1, tile.row_end, n, out[4 * j + 2], out[4 * j + 3]);
+        // Epilogue. The buffer is free once the previous tile's TMA stores have read it (their
+        // issuing thread waits) and every thread has read its chunks back (grouped stores): one
+        // named barrier of the warpgroup (the producer takes no part).
+        if store_thread {
+            bulk_wait_group_read::<0>();
+        }
+        // SAFETY: the 128 threads of this math warpgroup, and only they, reach it every tile.
+        unsafe { named_barrier_sync(1 + wg, 128) };
+        // bf16 into the buffer with stmatrix: per 16 columns, the four 8 × 8 matrices (rows
+        // 0..8 and 8..16 of the warp's 16, columns 0..8 and 8..16); lane 8q + r gives the row r
+        // of matrix q.
+        let st_row = warp * 16 + (lane % 8) + 8 * ((lane / 8) % 2);
+        let st_col = 8 * (lane / 16);
+        // (One step per 16 columns of the accumulator: the list covers its BN / 16.)
+        const { assert!(BN / 16 <= 12) };
+        crate::unroll!(t in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11] {
+            if (t as u32) < BN / 16 {
+                let i = 8 * t;
+                let at = Smem::<FP8, MATH_WGS, BN>::epi_at(epi, st_row, 16 * t as u32 + st_col);
+                // SAFETY: all 32 lanes of each warp; 16-byte aligned rows inside this
+                // warpgroup's buffer, which no other thread and no TMA store uses now (above).
+                unsafe {
+                    stmatrix_x4(
+                        at,
+                        f32x2_to_bf16x2(out[i], out[i + 1]),
+                        f32x2_to_bf16x2(out[i + 2], out[i + 3]),
+                        f32x2_to_bf16x2(out[i + 4], out[i + 5]),
+                        f32x2_to_bf16x2(out[i + 6], out[i + 7]),
+                    )
+                };
             }
         });
+        // SAFETY: as above.
+        unsafe { named_barrier_sync(1 + wg, 128) };
+        let m_wg = tile.m0 + 64 * wg;
+        if d_tma {
+            if store_thread {
+                // The warpgroup's writes reach the async proxy (the barrier ordered them before
+                // this thread's fence); rows ≥ M and columns ≥ N of the boxes are clipped.
+                fence_proxy_async_shared();
+                crate::unroll!(b in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11] {
+                    if (b as u32) < BN / Smem::<FP8, MATH_WGS, BN>::EPI_BOX_N {
+                        let src = epi + b as u32 * Smem::<FP8, MATH_WGS, BN>::EPI_BOX_BYTES;
+                        let n = tile.n0 + b as u32 * Smem::<FP8, MATH_WGS, BN>::EPI_BOX_N;
+                        // SAFETY: the D map (host contract); the box is written and fenced, and
+                        // is not written again before the wait at the next tile (or the end).
+                        unsafe { tma_store_2d(tmap_d, src, n as i32, m_wg as i32) };
+                    }
+                });
+                bulk_commit_group();
+            }
+        } else {
+            // 16-byte chunks back from the buffer, consecutive threads along a row, stored where
+            // they lie inside the group's rows and N.
+            let chunks_per_row = BN / 8;
+            crate::unroll!(i in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11] {
+                if (i as u32) < BN / 16 {
+                    let c = tid % 128 + 128 * i as u32;
+                    let (row, col) = (c / chunks_per_row, 8 * (c % chunks_per_row));
+                    let (m, n) = (m_wg + row, tile.n0 + col);
+                    if m < tile.row_end && n < p.n {
+                        // SAFETY: a chunk of this warpgroup's buffer, written before the barrier.
+                        let v = unsafe { ld_shared_v4(Smem::<FP8, MATH_WGS, BN>::epi_at(epi, row, col)) };
+                        store_chunk(p, m, n, v);
+                    }
+                }
+            });
+        }
+    }
+    if store_thread {
+        // The CTA's shared memory must outlive the last stores' reads.
+        bulk_wait_group::<0>();
     }
 }
 
-/// Stores D[m, n] and D[m, n + 1] (those inside the group's rows and the matrix).
+/// Stores the 8 bf16 of `v` at D[m, n .. n + 8], those inside the matrix (`n < N`): one 16-byte
+/// store where the chunk is whole and 16-byte aligned, else bf16 pairs and a last single.
 #[inline(always)]
-fn store_pair(p: &GemmParams, m: u32, row_end: u32, n: u32, v0: f32, v1: f32) {
-    if m >= row_end || n >= p.n {
+fn store_chunk(p: &GemmParams, m: u32, n: u32, v: [u32; 4]) {
+    let at = (p.d as *mut u16).wrapping_add((m as u64 * p.d_stride + n as u64) as usize);
+    if n + 8 <= p.n && at as u64 % 16 == 0 {
+        // SAFETY: D[m, n .. n + 8] is inside D, 16-byte aligned.
+        unsafe { st_global_v4(at as *mut Vec16, Vec16(v)) };
         return;
     }
-    let at = (p.d as *mut u16).wrapping_add((m as u64 * p.d_stride + n as u64) as usize);
-    if n + 1 < p.n {
-        // SAFETY: (m, n) and (m, n + 1) inside D; n is even and the row stride even with a
-        // 4-byte aligned base (host contract), so the pair is 4-byte aligned.
-        unsafe { *(at as *mut u32) = f32x2_to_bf16x2(v0, v1) };
-    } else {
-        // SAFETY: (m, n) inside D.
-        unsafe { *at = crate::prim::convert::f32_to_bf16(v0) };
-    }
+    crate::unroll!(k in [0, 1, 2, 3] {
+        let nk = n + 2 * k as u32;
+        if nk + 1 < p.n {
+            // SAFETY: (m, nk) and (m, nk + 1) inside D; nk is even and the row stride even with
+            // a 4-byte aligned base (host contract), so the pair is 4-byte aligned.
+            unsafe { *(at.wrapping_add(2 * k) as *mut u32) = v[k] };
+        } else if nk < p.n {
+            // SAFETY: (m, nk) inside D.
+            unsafe { *at.wrapping_add(2 * k) = v[k] as u16 };
+        }
+    });
 }
 
 /// Defines one entry point of the kernel body: `$name`, the configuration `gemm::<FP8, MATH_WGS, BN>`.

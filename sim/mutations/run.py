@@ -42,14 +42,14 @@ MUTATIONS = [
     ),
     (
         "fragment-transpose",
-        "the epilogue reads each 2x2 accumulator fragment with row and column swapped",
+        "the epilogue converts each 2x2 accumulator fragment with row and column swapped",
         [
             (
                 GEMM,
-                "store_pair(p, m0, tile.row_end, n, out[4 * j], out[4 * j + 1]);\n"
-                "                store_pair(p, m1, tile.row_end, n, out[4 * j + 2], out[4 * j + 3]);",
-                "store_pair(p, m0, tile.row_end, n, out[4 * j], out[4 * j + 2]);\n"
-                "                store_pair(p, m1, tile.row_end, n, out[4 * j + 1], out[4 * j + 3]);",
+                "f32x2_to_bf16x2(out[i], out[i + 1]),\n"
+                "                        f32x2_to_bf16x2(out[i + 2], out[i + 3]),",
+                "f32x2_to_bf16x2(out[i], out[i + 2]),\n"
+                "                        f32x2_to_bf16x2(out[i + 1], out[i + 3]),",
                 1,
             )
         ],
@@ -100,7 +100,7 @@ MUTATIONS = [
     ),
     (
         "ring-no-flip",
-        "the stage ring wraps without flipping its parity (the 6-, 7-, 9-, 13- and 14-stage rings' second lap waits on the first lap's phase)",
+        "the stage ring wraps without flipping its parity (the 5-, 6-, 8- and 13-stage rings' second lap waits on the first lap's phase)",
         [(GEMM, "            self.s = 0;\n            self.phase ^= 1;\n", "            self.s = 0;\n", 1)],
     ),
     (
@@ -134,6 +134,16 @@ MUTATIONS = [
         "straddle-read-past-n",
         "a 112- or 192-column tile reads the next weight-scale block also where it has no column of it inside N (past the scales)",
         [(GEMM, "let next_block = two_blocks && split < BN && tile.n0 + split < p.n;", "let next_block = two_blocks && split < BN;", 1)],
+    ),
+    (
+        "no-proxy-fence",
+        "the epilogue's TMA stores are issued without fence.proxy.async after the stmatrix writes",
+        [(GEMM, "                fence_proxy_async_shared();\n", "", 1)],
+    ),
+    (
+        "no-store-wait",
+        "the epilogue buffer is written again before cp.async.bulk.wait_group.read retired the previous tile's TMA stores",
+        [(GEMM, "            bulk_wait_group_read::<0>();\n", "", 1)],
     ),
     (
         "no-wgmma-wait",

@@ -563,6 +563,34 @@ pub enum Op {
         coords: Vec<Src>,
         mbar: Addr,
     },
+    /// `cp.async.bulk.tensor.Nd.global.shared::cta[.tile].bulk_group [map, {coords}], [src]`: a
+    /// TMA store of one box from shared memory, in the calling thread's bulk async-group.
+    TmaStore {
+        map: Src,
+        coords: Vec<Src>,
+        src: Addr,
+    },
+    /// `cp.async.bulk.commit_group`: the calling thread's uncommitted bulk copies form a group.
+    BulkCommit,
+    /// `cp.async.bulk.wait_group[.read] n`: waits until at most `n` of the thread's newest
+    /// committed groups are pending (`.read`: until their reads of shared memory are done).
+    BulkWait {
+        n: u32,
+        read: bool,
+    },
+    /// `fence.proxy.async[.shared::cta|.shared::cluster|.global]`: orders the thread's generic-proxy
+    /// accesses before its later async-proxy operations; `shared` when it covers shared memory.
+    FenceProxyAsync {
+        shared: bool,
+    },
+    /// `stmatrix.sync.aligned.m8n8.xN[.trans].shared[::cta].b16 [addr], {a..}`: `a.len()` (1, 2
+    /// or 4) 8 × 8 matrices of b16 from the warp's registers; lanes `8q .. 8q + 8` give the row
+    /// addresses of matrix `q`.
+    StMatrix {
+        trans: bool,
+        addr: Addr,
+        a: Vec<Src>,
+    },
     /// `wgmma.mma_async.sync.aligned.mMnNkK.dty.aty.bty {d..}, a_desc, b_desc, scale_d,
     /// imm_scale_a, imm_scale_b[, tnsp_a, tnsp_b]`.
     Wgmma {

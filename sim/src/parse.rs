@@ -1250,6 +1250,17 @@ impl<'p, 'a> Lower<'p, 'a> {
                 self.push(Op::Fence);
                 Ok(())
             }
+            "fence" if parts.get(1..3) == Some(&["proxy", "async"][..]) => {
+                let shared = match parts.get(3..) {
+                    Some([]) | Some(["shared::cta"]) | Some(["shared::cluster"]) => true,
+                    Some(["global"]) => false,
+                    _ => return Err(self.unsupported()),
+                };
+                self.nops(&ops, 0)?;
+                self.push(Op::FenceProxyAsync { shared });
+                Ok(())
+            }
+            "stmatrix" => self.stmatrix(&parts, &ops),
             "membar" | "fence" => {
                 self.nops(&ops, 0)?;
                 self.push(Op::Fence);
@@ -1908,6 +1919,43 @@ impl<'p, 'a> Lower<'p, 'a> {
     }
 
     fn cp_async(&mut self, parts: &[&'a str], ops: &[&'a str]) -> Result<()> {
+        match parts[..] {
+            ["cp", "async", "bulk", "commit_group"] => {
+                self.nops(ops, 0)?;
+                self.push(Op::BulkCommit);
+                return Ok(());
+            }
+            ["cp", "async", "bulk", "wait_group"] | ["cp", "async", "bulk", "wait_group", "read"] => {
+                self.nops(ops, 1)?;
+                let n = self.imm_u32(ops[0])?;
+                self.push(Op::BulkWait { n, read: parts.len() == 5 });
+                return Ok(());
+            }
+            ["cp", "async", "bulk", "tensor", dim, "global", "shared::cta", ref rest @ ..]
+                if matches!(rest, ["bulk_group"] | ["tile", "bulk_group"]) =>
+            {
+                let dims = match dim {
+                    "1d" => 1,
+                    "2d" => 2,
+                    "3d" => 3,
+                    "4d" => 4,
+                    "5d" => 5,
+                    _ => return Err(self.unsupported()),
+                };
+                self.nops(ops, 2)?;
+                let inner =
+                    list(ops[0], '[', ']').filter(|v| v.len() == 2).ok_or_else(|| self.err("bad tensor operand"))?;
+                let map = self.src(inner[0], Ty::U64)?;
+                let coords = list(inner[1], '{', '}')
+                    .filter(|c| c.len() == dims)
+                    .ok_or_else(|| self.err("bad tensor coordinates"))?;
+                let coords = coords.into_iter().map(|c| self.src(c, Ty::S32)).collect::<Result<Vec<_>>>()?;
+                let src = self.shared_addr(ops[1], Space::Shared)?;
+                self.push(Op::TmaStore { map, coords, src });
+                return Ok(());
+            }
+            _ => {}
+        }
         let dims = match parts[..] {
             ["cp", "async", "bulk", "tensor", dim, "shared::cluster", "global", ref rest @ ..]
                 if matches!(rest, ["tile", "mbarrier::complete_tx::bytes"] | ["mbarrier::complete_tx::bytes"]) =>
@@ -1932,6 +1980,32 @@ impl<'p, 'a> Lower<'p, 'a> {
         let coords = coords.into_iter().map(|c| self.src(c, Ty::S32)).collect::<Result<Vec<_>>>()?;
         let mbar = self.shared_addr(ops[2], Space::Shared)?;
         self.push(Op::CpAsyncBulkTensor { dst, map, coords, mbar });
+        Ok(())
+    }
+
+    fn stmatrix(&mut self, parts: &[&'a str], ops: &[&'a str]) -> Result<()> {
+        let (num, trans) = match parts[..] {
+            ["stmatrix", "sync", "aligned", "m8n8", x, ref rest @ ..] => {
+                let num = match x {
+                    "x1" => 1,
+                    "x2" => 2,
+                    "x4" => 4,
+                    _ => return Err(self.unsupported()),
+                };
+                match rest {
+                    ["shared" | "shared::cta", "b16"] => (num, false),
+                    ["trans", "shared" | "shared::cta", "b16"] => (num, true),
+                    _ => return Err(self.unsupported()),
+                }
+            }
+            _ => return Err(self.unsupported()),
+        };
+        self.nops(ops, 2)?;
+        let addr = self.shared_addr(ops[0], Space::Shared)?;
+        let regs =
+            list(ops[1], '{', '}').filter(|r| r.len() == num).ok_or_else(|| self.err("bad stmatrix registers"))?;
+        let a = regs.into_iter().map(|r| self.src(r, Ty::B32)).collect::<Result<Vec<_>>>()?;
+        self.push(Op::StMatrix { trans, addr, a });
         Ok(())
     }
 

@@ -19,7 +19,10 @@ pub struct GemmParams {
     /// A `[rows, K]`, then B `[groups · N, K]`, both K-major, bytes, boxes of `block_m` (A) or
     /// `block_n` (B) rows × 128 bytes, 128-byte swizzle; then, when `sa_tma` is set, the activation scales
     /// as a 2-D f32 tensor `[K/128][rows]` (inner dimension the rows, outer stride
-    /// `4 · sa_col_stride` bytes), boxes of `block_m` rows × 1 k-block, no swizzle.
+    /// `4 · sa_col_stride` bytes), boxes of `block_m` rows × 1 k-block, no swizzle; then, when
+    /// `d_tma` is set, D as bf16 `[rows, N]` (row stride `2 · d_stride` bytes), boxes of
+    /// `GEMM_D_BOX_M` rows × `gemm_d_box_n(block_n)` columns, swizzled over the box's row
+    /// (`gemm_d_swizzle_bytes`). The D map is the third map, or the fourth with `sa_tma`.
     pub tensor_maps: u64,
     /// FP8 only: f32 activation scales, sa(m, g) at `sa + m * sa_row_stride + g * sa_col_stride`.
     pub sa: u64,
@@ -30,7 +33,7 @@ pub struct GemmParams {
     pub sb: u64,
     pub sb_stride: u64,
     pub sb_group_stride: u64,
-    /// bf16 output `[rows, N]`, row stride `d_stride` (even).
+    /// bf16 output `[rows, N]`, row stride `d_stride` (even), 4-byte aligned.
     pub d: u64,
     pub d_stride: u64,
     /// `const i32*` `[groups]` (see above), or 0 for a dense GEMM.
@@ -51,7 +54,10 @@ pub struct GemmParams {
     /// tensor map; M-major scales, `sa_row_stride` 1, with `sa_col_stride` a multiple of 4 and a
     /// 16-byte aligned `sa`), 0 when the math threads read them from global memory.
     pub sa_tma: u32,
-    pub _pad: u32,
+    /// 1 for a dense GEMM whose D has a 16-byte aligned base and row stride (`d_stride` a
+    /// multiple of 8): the epilogue stores each tile with TMA stores through the D tensor map;
+    /// 0: the math threads store 16-byte chunks (narrower where D's alignment or N asks).
+    pub d_tma: u32,
 }
 const _: () = assert!(core::mem::size_of::<GemmParams>() == 120);
 const _: () = assert!(core::mem::align_of::<GemmParams>() == 8);
@@ -120,16 +126,46 @@ pub const fn gemm_stage_scale_bytes(block_m: u32, fp8: bool) -> u32 {
 pub const fn gemm_stage_bytes(block_m: u32, block_n: u32, fp8: bool) -> u32 {
     (block_m + block_n) * GEMM_BLOCK_K + gemm_stage_scale_bytes(block_m, fp8)
 }
-/// Pipeline depth: as many stages as fit in `GEMM_SMEM_LIMIT` with the alignment slack and two
-/// mbarriers (full, empty; 8 bytes each) per stage. Nothing else lives in shared memory (the
-/// epilogue stores from registers; the weight scales are read from global memory).
-pub const fn gemm_stages(block_m: u32, block_n: u32, fp8: bool) -> u32 {
-    (GEMM_SMEM_LIMIT - GEMM_SMEM_ALIGN_SLACK) / (gemm_stage_bytes(block_m, block_n, fp8) + 2 * 8)
+/// Rows of a D tensor-map box: one math warpgroup's rows of a tile.
+pub const GEMM_D_BOX_M: u32 = 64;
+/// Columns of a D tensor-map box (and of a column block of the epilogue buffer) for `block_n`-
+/// column tiles: 64 (128 bytes of bf16, the widest swizzle span) when they divide the tile, else
+/// 32 or 16 (`block_n` is a multiple of 16).
+pub const fn gemm_d_box_n(block_n: u32) -> u32 {
+    if block_n % 64 == 0 {
+        64
+    } else if block_n % 32 == 0 {
+        32
+    } else {
+        16
+    }
 }
-/// Dynamic shared memory of a launch: the stages, the alignment slack, the mbarriers.
+/// The swizzle span of the epilogue buffer and the D map: a box row, `2 · gemm_d_box_n` bytes
+/// (128, 64 or 32).
+pub const fn gemm_d_swizzle_bytes(block_n: u32) -> u32 {
+    2 * gemm_d_box_n(block_n)
+}
+/// Bytes of the epilogue buffer: the tile in bf16, `block_m × block_n × 2`, as `block_n /
+/// gemm_d_box_n` column blocks per math warpgroup of `GEMM_D_BOX_M` swizzled rows (each a
+/// multiple of 1024 bytes).
+pub const fn gemm_epilogue_bytes(block_m: u32, block_n: u32) -> u32 {
+    block_m * block_n * 2
+}
+/// Pipeline depth: as many stages as fit in `GEMM_SMEM_LIMIT` with the alignment slack, the
+/// epilogue buffer and two mbarriers (full, empty; 8 bytes each) per stage. The weight scales
+/// are read from global memory.
+pub const fn gemm_stages(block_m: u32, block_n: u32, fp8: bool) -> u32 {
+    (GEMM_SMEM_LIMIT - GEMM_SMEM_ALIGN_SLACK - gemm_epilogue_bytes(block_m, block_n))
+        / (gemm_stage_bytes(block_m, block_n, fp8) + 2 * 8)
+}
+/// Dynamic shared memory of a launch: the stages, the epilogue buffer, the alignment slack, the
+/// mbarriers.
 pub const fn gemm_smem_bytes(block_m: u32, block_n: u32, fp8: bool) -> u32 {
     let stages = gemm_stages(block_m, block_n, fp8);
-    stages * gemm_stage_bytes(block_m, block_n, fp8) + GEMM_SMEM_ALIGN_SLACK + 2 * stages * 8
+    stages * gemm_stage_bytes(block_m, block_n, fp8)
+        + gemm_epilogue_bytes(block_m, block_n)
+        + GEMM_SMEM_ALIGN_SLACK
+        + 2 * stages * 8
 }
 
 /// The 128-row configurations' threads: 384 (the producer and two math warpgroups).
@@ -140,48 +176,49 @@ pub const GEMM_THREADS_SMALL: u32 = gemm_threads(GEMM_BLOCK_M_SMALL);
 /// Stage counts and dynamic shared memory of the fifteen kernels, (BLOCK_M, BLOCK_N, FP8):
 ///
 /// ```text
-/// kernel                      stage                            stages  shared memory (bytes)
-/// fp8_blockwise_gemm          16 + 16 KiB + 512 B = 33,280 B    6      200,800
-/// fp8_blockwise_gemm_n64      16 +  8 KiB + 512 B = 25,088 B    9      226,960
-/// fp8_blockwise_gemm_n112     16 + 14 KiB + 512 B = 31,232 B    7      219,760
-/// fp8_blockwise_gemm_m64       8 + 16 KiB + 256 B = 24,832 B    9      224,656
-/// fp8_blockwise_gemm_m64_n64   8 +  8 KiB + 256 B = 16,640 B   13      217,552
-/// fp8_blockwise_gemm_m64_n112  8 + 14 KiB + 256 B = 22,784 B   10      229,024
-/// fp8_blockwise_gemm_m64_n192  8 + 24 KiB + 256 B = 33,024 B    7      232,304
-/// bf16_gemm                   16 + 16 KiB         = 32,768 B    7      230,512
-/// bf16_gemm_n64               16 +  8 KiB         = 24,576 B    9      222,352
-/// bf16_gemm_n112              16 + 14 KiB         = 30,720 B    7      216,176
-/// bf16_gemm_n192              16 + 24 KiB         = 40,960 B    5      205,904
-/// bf16_gemm_m64                8 + 16 KiB         = 24,576 B    9      222,352
-/// bf16_gemm_m64_n64            8 +  8 KiB         = 16,384 B   14      230,624
-/// bf16_gemm_m64_n112           8 + 14 KiB         = 22,528 B   10      226,464
-/// bf16_gemm_m64_n192           8 + 24 KiB         = 32,768 B    7      230,512
+/// kernel                      stage                            stages  epilogue  shared memory (bytes)
+/// fp8_blockwise_gemm          16 + 16 KiB + 512 B = 33,280 B    5      32 KiB    200,272
+/// fp8_blockwise_gemm_n64      16 +  8 KiB + 512 B = 25,088 B    8      16 KiB    218,240
+/// fp8_blockwise_gemm_n112     16 + 14 KiB + 512 B = 31,232 B    6      28 KiB    217,184
+/// fp8_blockwise_gemm_m64       8 + 16 KiB + 256 B = 24,832 B    8      16 KiB    216,192
+/// fp8_blockwise_gemm_m64_n64   8 +  8 KiB + 256 B = 16,640 B   13       8 KiB    225,744
+/// fp8_blockwise_gemm_m64_n112  8 + 14 KiB + 256 B = 22,784 B    9      14 KiB    220,560
+/// fp8_blockwise_gemm_m64_n192  8 + 24 KiB + 256 B = 33,024 B    6      24 KiB    223,840
+/// bf16_gemm                   16 + 16 KiB         = 32,768 B    6      32 KiB    230,496
+/// bf16_gemm_n64               16 +  8 KiB         = 24,576 B    8      16 KiB    214,144
+/// bf16_gemm_n112              16 + 14 KiB         = 30,720 B    6      28 KiB    214,112
+/// bf16_gemm_n192              16 + 24 KiB         = 40,960 B    4      48 KiB    214,080
+/// bf16_gemm_m64                8 + 16 KiB         = 24,576 B    8      16 KiB    214,144
+/// bf16_gemm_m64_n64            8 +  8 KiB         = 16,384 B   13       8 KiB    222,416
+/// bf16_gemm_m64_n112           8 + 14 KiB         = 22,528 B    9      14 KiB    218,256
+/// bf16_gemm_m64_n192           8 + 24 KiB         = 32,768 B    6      24 KiB    222,304
 /// ```
 const STAGE_TABLE: [(u32, u32, bool, u32, u32); 15] = [
-    (128, 128, true, 6, 200800),
-    (128, 64, true, 9, 226960),
-    (128, 112, true, 7, 219760),
-    (64, 128, true, 9, 224656),
-    (64, 64, true, 13, 217552),
-    (64, 112, true, 10, 229024),
-    (64, 192, true, 7, 232304),
-    (128, 128, false, 7, 230512),
-    (128, 64, false, 9, 222352),
-    (128, 112, false, 7, 216176),
-    (128, 192, false, 5, 205904),
-    (64, 128, false, 9, 222352),
-    (64, 64, false, 14, 230624),
-    (64, 112, false, 10, 226464),
-    (64, 192, false, 7, 230512),
+    (128, 128, true, 5, 200272),
+    (128, 64, true, 8, 218240),
+    (128, 112, true, 6, 217184),
+    (64, 128, true, 8, 216192),
+    (64, 64, true, 13, 225744),
+    (64, 112, true, 9, 220560),
+    (64, 192, true, 6, 223840),
+    (128, 128, false, 6, 230496),
+    (128, 64, false, 8, 214144),
+    (128, 112, false, 6, 214112),
+    (128, 192, false, 4, 214080),
+    (64, 128, false, 8, 214144),
+    (64, 64, false, 13, 222416),
+    (64, 112, false, 9, 218256),
+    (64, 192, false, 6, 222304),
 ];
 /// Each configuration fits, and one more stage would not.
 const fn budget_exact(block_m: u32, block_n: u32, fp8: bool) -> bool {
     let bytes = gemm_smem_bytes(block_m, block_n, fp8);
     bytes <= GEMM_SMEM_LIMIT && bytes + gemm_stage_bytes(block_m, block_n, fp8) + 16 > GEMM_SMEM_LIMIT
 }
-/// Every configuration: the table above holds, the budget is exact, and the tiles of each stage
-/// are multiples of the 1024 bytes the 128-byte swizzle repeats over (every A and B tile starts
-/// 1024-byte aligned).
+/// Every configuration: the table above holds, the budget is exact, the tiles of each stage
+/// and the epilogue buffer's column blocks are multiples of the 1024 bytes the 128-byte swizzle
+/// repeats over (every A and B tile and every D box starts 1024-byte aligned), and a tile spans
+/// at most two weight-scale blocks.
 const _: () = {
     let mut i = 0;
     while i < STAGE_TABLE.len() {
@@ -189,6 +226,7 @@ const _: () = {
         assert!(gemm_stages(block_m, block_n, fp8) == stages && gemm_smem_bytes(block_m, block_n, fp8) == bytes);
         assert!(budget_exact(block_m, block_n, fp8));
         assert!((block_m * GEMM_BLOCK_K) % 1024 == 0 && (block_n * GEMM_BLOCK_K) % 1024 == 0);
+        assert!((GEMM_D_BOX_M * gemm_d_swizzle_bytes(block_n)) % 1024 == 0 && block_n % gemm_d_box_n(block_n) == 0);
         assert!(gemm_scale_blocks_per_tile(block_n) <= 2 && gemm_has_configuration(block_m, block_n, fp8));
         i += 1;
     }

@@ -108,6 +108,113 @@ pub unsafe fn tma_load_2d(dst: u32, tmap: u64, c0: i32, c1: i32, bar: u32) {
     };
 }
 
+/// TMA store: copies the 2-D box at shared address `src` (in the map's swizzle layout) to the
+/// tensor described by the tensor map at `tmap`, at coordinates (`c0` innermost, `c1`); the parts
+/// of the box outside the tensor are not written. The copy joins this thread's current bulk
+/// async-group (`bulk_commit_group`).
+///
+/// # Safety
+/// `tmap` points to a valid, 64-byte aligned `CUtensorMap` that stays unchanged during the kernel;
+/// `src` is shared memory of the box's size, aligned as the map's swizzle needs (1024 bytes for
+/// 128-byte swizzling), written before and made visible to the async proxy
+/// (`fence_proxy_async_shared` after the writes, and a barrier between other threads' writes and
+/// this call); `src` is not written again, nor the shared memory released (the CTA's exit), before
+/// a `bulk_wait_group_read` of this thread retires the copy's group. No other access to the
+/// tensor's bytes the box covers races with it.
+#[inline(always)]
+pub unsafe fn tma_store_2d(tmap: u64, src: u32, c0: i32, c1: i32) {
+    // SAFETY: caller's contract.
+    unsafe {
+        asm!(
+            "cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [{m}, {{{x}, {y}}}], [{s}];",
+            m = in(reg64) tmap, x = in(reg32) c0, y = in(reg32) c1, s = in(reg32) src,
+            options(nostack)
+        )
+    };
+}
+
+/// `cp.async.bulk.commit_group`: this thread's bulk copies issued since the last commit form a
+/// group, which `bulk_wait_group_read` waits for.
+#[inline(always)]
+pub fn bulk_commit_group() {
+    // SAFETY: no operands; it only groups this thread's bulk copies already issued.
+    unsafe { asm!("cp.async.bulk.commit_group;", options(nostack)) };
+}
+
+/// `cp.async.bulk.wait_group.read N`: waits until at most `N` of this thread's newest committed
+/// bulk groups still read their shared-memory sources; the others' sources may be written again.
+#[inline(always)]
+pub fn bulk_wait_group_read<const N: u32>() {
+    // SAFETY: it only waits; a memory clobber keeps later shared stores below it.
+    unsafe { asm!("cp.async.bulk.wait_group.read {n};", n = const N, options(nostack)) };
+}
+
+/// `cp.async.bulk.wait_group N`: waits until at most `N` of this thread's newest committed bulk
+/// groups are incomplete (their writes done, their sources read).
+#[inline(always)]
+pub fn bulk_wait_group<const N: u32>() {
+    // SAFETY: as `bulk_wait_group_read`.
+    unsafe { asm!("cp.async.bulk.wait_group {n};", n = const N, options(nostack)) };
+}
+
+/// `fence.proxy.async.shared::cta`: orders this thread's earlier shared-memory accesses through
+/// the generic proxy (and those ordered before them, e.g. by a barrier) before its later
+/// async-proxy operations (TMA stores reading that memory).
+#[inline(always)]
+pub fn fence_proxy_async_shared() {
+    // SAFETY: a fence; no operands.
+    unsafe { asm!("fence.proxy.async.shared::cta;", options(nostack)) };
+}
+
+/// `bar.sync id, count`: a named barrier for `count` threads (a multiple of 32), a subset of the
+/// block (e.g. one warpgroup), independent of `__syncthreads` (barrier 0).
+///
+/// # Safety
+/// `id` is in 1..16 and not used with another count at the same time; exactly `count` threads,
+/// whole warps, reach it each time.
+#[inline(always)]
+pub unsafe fn named_barrier_sync(id: u32, count: u32) {
+    // SAFETY: caller's contract.
+    unsafe { asm!("bar.sync {i}, {c};", i = in(reg32) id, c = in(reg32) count, options(nostack)) };
+}
+
+/// `stmatrix.sync.aligned.m8n8.x4.shared.b16`: four 8 × 8 matrices of b16 to shared memory.
+/// Register `rq` of lane `l` holds row `l / 4`, columns `2 (l % 4)` (low half) and `+ 1` of
+/// matrix `q` (the fragment of a wgmma / mma accumulator pair, converted); lane `8q + r` gives
+/// the shared address of row `r` of matrix `q` (16 bytes).
+///
+/// # Safety
+/// Executed by all 32 lanes of the warp (converged); every lane's `addr` is a 16-byte aligned
+/// shared address inside the launch's shared memory, not read or written by other threads without
+/// a barrier between, and not the source of a TMA store still in flight.
+#[inline(always)]
+pub unsafe fn stmatrix_x4(addr: u32, r0: u32, r1: u32, r2: u32, r3: u32) {
+    // SAFETY: caller's contract.
+    unsafe {
+        asm!(
+            "stmatrix.sync.aligned.m8n8.x4.shared.b16 [{a}], {{{x}, {y}, {z}, {w}}};",
+            a = in(reg32) addr, x = in(reg32) r0, y = in(reg32) r1, z = in(reg32) r2, w = in(reg32) r3,
+            options(nostack)
+        )
+    };
+}
+
+/// Loads 16 bytes at shared address `addr` (`ld.shared.v4.b32`).
+///
+/// # Safety
+/// `addr` is a 16-byte aligned shared address inside the launch's shared memory, written before
+/// (by other threads: with a barrier between).
+#[inline(always)]
+pub unsafe fn ld_shared_v4(addr: u32) -> [u32; 4] {
+    let (a, b, c, d): (u32, u32, u32, u32);
+    // SAFETY: caller's contract.
+    unsafe {
+        asm!("ld.shared.v4.b32 {{{a}, {b}, {c}, {d}}}, [{p}];", a = out(reg32) a, b = out(reg32) b,
+             c = out(reg32) c, d = out(reg32) d, p = in(reg32) addr, options(nostack, readonly, preserves_flags))
+    };
+    [a, b, c, d]
+}
+
 /// Loads the f32 at shared address `addr` (`ld.shared.f32`), e.g. what a TMA copy wrote once its
 /// mbarrier phase has completed. Ordered after earlier barrier waits: the statement is not pure.
 ///

@@ -42,6 +42,20 @@ pub(super) struct Copy {
     pub pc: u32,
 }
 
+/// A TMA store whose read of shared memory is not yet known complete: it is, for the simulator,
+/// until a `cp.async.bulk.wait_group[.read]` of the issuing thread retires its group.
+pub(super) struct BulkRead {
+    /// Warp and lane that issued it, and the instruction.
+    pub wi: usize,
+    pub lane: usize,
+    pub pc: u32,
+    /// Shared bytes it reads: `[lo, hi)` (offsets; the box through its swizzle).
+    pub lo: usize,
+    pub hi: usize,
+    /// `Some(g)` once `cp.async.bulk.commit_group` put it in the thread's group `g`.
+    pub group: Option<u32>,
+}
+
 /// A wgmma in flight for one warp: its destination registers and the values they get.
 pub(super) struct WgOp {
     pub bank: usize,
@@ -76,6 +90,12 @@ pub(super) struct WarpHopper {
     /// Registers per thread (`setmaxnreg`), and how many `setmaxnreg` it executed.
     pub maxnreg: u32,
     pub setmaxnreg_count: u32,
+    /// This warp's newest `fence.proxy.async` covering shared memory as (tick, epoch), and the
+    /// newest one of an earlier epoch than that.
+    pub proxy_fence: Option<(u64, u32)>,
+    pub proxy_fence_before: Option<(u64, u32)>,
+    /// Bulk async-groups each lane has committed.
+    pub bulk_groups: [u32; 32],
 }
 
 impl WarpHopper {
@@ -90,6 +110,9 @@ impl WarpHopper {
         self.issue_hash = 0;
         self.maxnreg = regs;
         self.setmaxnreg_count = 0;
+        self.proxy_fence = None;
+        self.proxy_fence_before = None;
+        self.bulk_groups = [0; 32];
     }
     pub fn has_seen(&self, slot: usize, phase: u32) -> bool {
         self.seen.iter().any(|&(s, p)| s == slot && p > phase)
@@ -577,8 +600,12 @@ impl Run<'_> {
                         ),
                     ));
                 }
+                if !self.bulk_reads.is_empty() {
+                    self.check_bulk_overwrite(c.wi, c.lane, c.pc, o, len, "TMA copy")?;
+                }
                 self.shared.data[o..o + len].copy_from_slice(&buf[j..j + len]);
                 self.shared.init[o..o + len].fill(1);
+                self.shared.generic[o..o + len].fill(0);
                 self.shared.w[o..o + len].fill(0);
                 self.shared.r[o..o + len].fill(0);
                 self.tma_tag[o..o + len].fill(tag);
@@ -588,6 +615,339 @@ impl Run<'_> {
         let bytes = rows * row_bytes;
         self.mbars[c.mbar].tx -= bytes as i64;
         self.mbar_settle(c.mbar);
+        Ok(())
+    }
+
+    /// The tensor map at generic address `ma` (lane `l`'s operand), decoded, of rank `rank`.
+    fn read_tensor_map(&mut self, wi: usize, l: usize, pc: u32, ma: u64, rank: usize) -> Result<TensorMap> {
+        if ma % 64 != 0 {
+            return Err(self.fault(
+                ErrorKind::MisalignedAddress,
+                wi,
+                l,
+                pc,
+                format!("tensor map at 0x{ma:x} is not 64-byte aligned"),
+            ));
+        }
+        let mut raw = [0u8; 128];
+        for chunk in 0..8u64 {
+            let loc = self.locate(wi, l, pc, Space::Global, ma + 16 * chunk, 16, 16)?;
+            let mut buf = [0u8; 16];
+            self.read_bytes(wi, l, pc, &loc, 16, &mut buf, true)?;
+            raw[16 * chunk as usize..16 * chunk as usize + 16].copy_from_slice(&buf);
+        }
+        let tmap = TensorMap::decode(&raw).map_err(|e| {
+            self.fault(ErrorKind::LaunchFailed, wi, l, pc, format!("tensor map at 0x{ma:x}: {}", e.message))
+        })?;
+        if tmap.rank as usize != rank {
+            return Err(self.fault(
+                ErrorKind::LaunchFailed,
+                wi,
+                l,
+                pc,
+                format!("{rank}-D tensor copy with a rank-{} tensor map", tmap.rank),
+            ));
+        }
+        Ok(tmap)
+    }
+
+    /// `fence.proxy.async` (shared memory): the warp's generic-proxy writes so far, and those
+    /// ordered before it by a barrier, become visible to its later async-proxy operations.
+    pub(super) fn fence_proxy_async(&mut self, wi: usize) {
+        self.tick += 1;
+        let (tick, epoch) = (self.tick, self.epoch);
+        let h = &mut self.warps[wi].hop;
+        if let Some(f) = h.proxy_fence
+            && f.1 < epoch
+        {
+            h.proxy_fence_before = Some(f);
+        }
+        h.proxy_fence = Some((tick, epoch));
+    }
+
+    /// Whether a TMA store issued now by warp `wi` may read shared byte `k` (written last by the
+    /// generic proxy at tick `t` by the warp and epoch of `self.shared.w[k]`): a proxy fence
+    /// lies between the write and the store, either in the issuing warp, after the write (in
+    /// program order, or after a barrier that followed the write), or in the writing warp, after
+    /// the write and before a barrier that precedes the store. `Err(true)`: the write is not
+    /// ordered before the store at all (no barrier); `Err(false)`: no proxy fence.
+    fn generic_write_visible(&self, wi: usize, k: usize, t: u64) -> std::result::Result<(), bool> {
+        let w = self.shared.w[k];
+        let (writer, e) = (((w & 63) as usize).wrapping_sub(1), w >> 6);
+        let cur = self.epoch;
+        if writer != wi && e >= cur {
+            return Err(true);
+        }
+        if let Some((ft, fe)) = self.warps[wi].hop.proxy_fence
+            && ft > t
+            && (writer == wi || e < fe)
+        {
+            return Ok(());
+        }
+        if writer != wi && writer < self.warps.len() {
+            let h = &self.warps[writer].hop;
+            let f = match h.proxy_fence {
+                Some(f) if f.1 < cur => Some(f),
+                _ => h.proxy_fence_before,
+            };
+            if let Some((ft, fe)) = f
+                && ft > t
+                && fe < cur
+            {
+                return Ok(());
+            }
+        }
+        Err(false)
+    }
+
+    /// Shared bytes `[o, o + len)` are about to be written (by `what`): no TMA store may still
+    /// be reading them.
+    pub(super) fn check_bulk_overwrite(
+        &self,
+        wi: usize,
+        lane: usize,
+        pc: u32,
+        o: usize,
+        len: usize,
+        what: &str,
+    ) -> Result<()> {
+        if let Some(b) = self.bulk_reads.iter().find(|b| o < b.hi && b.lo < o + len) {
+            let k = o.max(b.lo);
+            return Err(self.fault(
+                ErrorKind::LaunchFailed,
+                wi,
+                lane,
+                pc,
+                format!(
+                    "{what} overwrites shared address 0x{:x}, which a TMA store (PTX line {}, thread {}) still reads: the issuing thread's cp.async.bulk.wait_group.read has not retired it{}",
+                    SHARED_BASE + k as u64,
+                    self.m.code[b.pc as usize].line,
+                    self.warps[b.wi].id * 32 + b.lane as u32,
+                    if b.group.is_none() { " (it is in no committed bulk group: cp.async.bulk.commit_group is missing)" } else { "" }
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `cp.async.bulk.tensor.Nd.global.shared::cta.bulk_group`: one TMA store per active lane.
+    /// The box is read from shared memory (through the map's swizzle) at once: every byte must
+    /// be written, ready if a TMA load wrote it, and, if the generic proxy wrote it, ordered
+    /// before the store by a `fence.proxy.async`. The elements inside the tensor are written to
+    /// global memory; the rest of the box is not (clipped). The shared bytes stay in use until a
+    /// `cp.async.bulk.wait_group[.read]` of the issuing thread retires the store's group.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn tma_store(
+        &mut self,
+        wi: usize,
+        pc: u32,
+        m: u32,
+        bank: usize,
+        map: &Src,
+        coords: &[Src],
+        src: &Addr,
+    ) -> Result<()> {
+        let sv = self.addrs(wi, bank, src);
+        let mv = self.fetch(wi, bank, map);
+        let cv: Vec<[u64; 32]> = coords.iter().map(|c| self.fetch(wi, bank, c)).collect();
+        for l in lanes(m) {
+            let t = self.read_tensor_map(wi, l, pc, mv[l], coords.len())?;
+            let s = sv[l];
+            let s = if (GENERIC_SHARED..GENERIC_SHARED + WINDOW).contains(&s) { s - GENERIC_SHARED } else { s };
+            let bytes = self.box_bytes(&t);
+            let align = if t.swizzle == Swizzle::None { 128 } else { 1024 };
+            if s % align != 0 || s < SHARED_BASE || s - SHARED_BASE + bytes > self.shared.data.len() as u64 {
+                return Err(self.fault(
+                    ErrorKind::IllegalAddress,
+                    wi,
+                    l,
+                    pc,
+                    format!(
+                        "TMA store source 0x{s:x} ({bytes} bytes): must be {align}-byte aligned and inside the launch's {} bytes of shared memory",
+                        self.shared.data.len()
+                    ),
+                ));
+            }
+            let mut c = [0i64; 5];
+            for (i, v) in cv.iter().enumerate() {
+                c[i] = v[l] as u32 as i32 as i64;
+            }
+            let eb = t.element_bytes();
+            let rank = t.rank as usize;
+            let inner = t.box_dim[0] as u64;
+            let rows: u64 = (1..rank).map(|i| t.box_dim[i] as u64).product();
+            let row_bytes = inner * eb;
+            let (mut lo, mut hi) = (usize::MAX, 0usize);
+            let mut buf = vec![0u8; row_bytes as usize];
+            for r in 0..rows {
+                // The box row from shared memory, 16-byte swizzle chunks at a time.
+                let mut j = 0usize;
+                while j < buf.len() {
+                    let logical = s + r * row_bytes + j as u64;
+                    let len = ((16 - logical % 16) as usize).min(buf.len() - j);
+                    let o = (swizzle_addr(logical, t.swizzle) - SHARED_BASE) as usize;
+                    if !all_written(&self.shared.init[o..o + len]) {
+                        let k = o + self.shared.init[o..o + len].iter().position(|&b| b == 0).unwrap_or(0);
+                        return Err(self.fault(
+                            ErrorKind::LaunchFailed,
+                            wi,
+                            l,
+                            pc,
+                            format!("TMA store reads shared address 0x{:x}, never written", SHARED_BASE + k as u64),
+                        ));
+                    }
+                    if !self.copy_tags.is_empty() {
+                        self.check_tma_ready(wi, l, pc, o, len)?;
+                    }
+                    for k in o..o + len {
+                        let gt = self.shared.generic[k];
+                        if gt == 0 {
+                            continue;
+                        }
+                        if let Err(no_barrier) = self.generic_write_visible(wi, k, gt) {
+                            let w = self.shared.w[k];
+                            let why = if no_barrier {
+                                format!(
+                                    "warp {} wrote it with no barrier between that write and this store",
+                                    ((w & 63) as usize).wrapping_sub(1)
+                                )
+                            } else {
+                                "it was written through the generic proxy (st.shared, stmatrix) and no fence.proxy.async.shared::cta orders that write before this store".to_string()
+                            };
+                            return Err(self.fault(
+                                ErrorKind::LaunchFailed,
+                                wi,
+                                l,
+                                pc,
+                                format!("TMA store reads shared address 0x{:x}: {why}", SHARED_BASE + k as u64),
+                            ));
+                        }
+                    }
+                    buf[j..j + len].copy_from_slice(&self.shared.data[o..o + len]);
+                    lo = lo.min(o);
+                    hi = hi.max(o + len);
+                    j += len;
+                }
+                // Into global memory: the elements inside the tensor only.
+                let mut rem = r;
+                let mut base = t.global_address as i128;
+                let mut oob = false;
+                for (i, &ci) in c.iter().enumerate().take(rank).skip(1) {
+                    let k = rem % t.box_dim[i] as u64;
+                    rem /= t.box_dim[i] as u64;
+                    let coord = ci + k as i64;
+                    if coord < 0 || coord as u64 >= t.global_dim[i] {
+                        oob = true;
+                    }
+                    base += coord as i128 * t.global_strides[i] as i128;
+                }
+                if oob {
+                    continue;
+                }
+                let e_lo = (-c[0]).clamp(0, inner as i64) as u64;
+                let e_hi = (t.global_dim[0] as i128 - c[0] as i128).clamp(e_lo as i128, inner as i128) as u64;
+                if e_hi == e_lo {
+                    continue;
+                }
+                let a = base + (c[0] + e_lo as i64) as i128 * eb as i128;
+                let span = (e_hi - e_lo) * eb;
+                if a < 0 || a > u64::MAX as i128 {
+                    return Err(self.fault(
+                        ErrorKind::IllegalAddress,
+                        wi,
+                        l,
+                        pc,
+                        format!("TMA store to global address {a} outside the address space"),
+                    ));
+                }
+                let loc = self.locate(wi, l, pc, Space::Global, a as u64, span as u32, 1)?;
+                let data = buf[(e_lo * eb) as usize..(e_hi * eb) as usize].to_vec();
+                self.write_bytes(wi, l, pc, &loc, &data, false)?;
+            }
+            if lo < hi {
+                self.bulk_reads.push(BulkRead { wi, lane: l, pc, lo, hi, group: None });
+            }
+        }
+        Ok(())
+    }
+
+    /// `cp.async.bulk.commit_group`: each lane's uncommitted TMA stores become its next group.
+    pub(super) fn bulk_commit(&mut self, wi: usize, m: u32) {
+        let groups = self.warps[wi].hop.bulk_groups;
+        for b in self.bulk_reads.iter_mut().filter(|b| b.wi == wi && m & (1 << b.lane) != 0 && b.group.is_none()) {
+            b.group = Some(groups[b.lane]);
+        }
+        for l in lanes(m) {
+            self.warps[wi].hop.bulk_groups[l] += 1;
+        }
+    }
+
+    /// `cp.async.bulk.wait_group[.read] n`: retires each lane's committed groups but the newest
+    /// `n` (their stores have written global memory already; their shared bytes are free again).
+    pub(super) fn bulk_wait(&mut self, wi: usize, m: u32, n: u32) {
+        let groups = self.warps[wi].hop.bulk_groups;
+        self.bulk_reads
+            .retain(|b| !(b.wi == wi && m & (1 << b.lane) != 0 && b.group.is_some_and(|g| g + n < groups[b.lane])));
+    }
+
+    /// At the end of a CTA: no TMA store still reads its shared memory (the CTA's shared memory
+    /// is released when it exits).
+    pub(super) fn check_bulk_reads_at_exit(&self) -> Result<()> {
+        if let Some(b) = self.bulk_reads.first() {
+            return Err(self.fault(
+                ErrorKind::LaunchFailed,
+                b.wi,
+                b.lane,
+                b.pc,
+                "the CTA exits while this TMA store may still read its shared memory: no cp.async.bulk.wait_group (.read) retired it".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `stmatrix.sync.aligned.m8n8.xN[.trans].shared.b16`: matrix `q` (register `q` of every
+    /// lane) has its row `r` stored at the 16-byte aligned address of lane `8q + r`; lane `l`
+    /// holds elements (row `l / 4`, columns `2 (l % 4)`, `+ 1`) of each matrix, the low half
+    /// first; `.trans` stores the transpose.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn stmatrix(
+        &mut self,
+        wi: usize,
+        pc: u32,
+        group: u32,
+        bank: usize,
+        trans: bool,
+        addr: &Addr,
+        a: &[Src],
+    ) -> Result<()> {
+        let l0 = group.trailing_zeros() as usize;
+        if group != FULL || self.warps[wi].valid != FULL {
+            return Err(self.fault(
+                ErrorKind::LaunchFailed,
+                wi,
+                l0,
+                pc,
+                format!("stmatrix needs all 32 lanes of the warp; lanes {group:#010x} execute it"),
+            ));
+        }
+        let av = self.addrs(wi, bank, addr);
+        let vals: Vec<[u64; 32]> = a.iter().map(|x| self.fetch(wi, bank, x)).collect();
+        for (q, v) in vals.iter().enumerate() {
+            for r in 0..8usize {
+                let lane = 8 * q + r;
+                let mut row = [0u8; 16];
+                for c in 0..8usize {
+                    // Fragment element (fr, fc) of matrix q lands at (r, c).
+                    let (fr, fc) = if trans { (c, r) } else { (r, c) };
+                    let x = (v[4 * fr + fc / 2] >> (16 * (fc % 2))) as u16;
+                    row[2 * c..2 * c + 2].copy_from_slice(&x.to_le_bytes());
+                }
+                let at = av[lane];
+                let at = if (GENERIC_SHARED..GENERIC_SHARED + WINDOW).contains(&at) { at - GENERIC_SHARED } else { at };
+                let loc = self.locate(wi, lane, pc, Space::Shared, at, 16, 16)?;
+                self.write_bytes(wi, lane, pc, &loc, &row, false)?;
+            }
+        }
         Ok(())
     }
 
@@ -1217,6 +1577,19 @@ pub(super) fn for_each_reg(op: &Op, mut f: impl FnMut(Reg)) {
             s(&addr.base);
             s(parity);
         }
+        TmaStore { map, coords, src } => {
+            s(map);
+            for c in coords {
+                s(c);
+            }
+            s(&src.base);
+        }
+        StMatrix { addr, a, .. } => {
+            s(&addr.base);
+            for x in a {
+                s(x);
+            }
+        }
         CpAsyncBulkTensor { dst, map, coords, mbar } => {
             s(&dst.base);
             s(map);
@@ -1234,6 +1607,9 @@ pub(super) fn for_each_reg(op: &Op, mut f: impl FnMut(Reg)) {
             s(scale_d);
         }
         Fence
+        | FenceProxyAsync { .. }
+        | BulkCommit
+        | BulkWait { .. }
         | Nop
         | Bra { .. }
         | Call { .. }

@@ -336,6 +336,9 @@ struct Shared {
     /// `(epoch << 6) | (warp + 1)` of the last writer / reader (`63` = several readers).
     w: Vec<u32>,
     r: Vec<u32>,
+    /// The tick (`Run::tick`) of the last generic-proxy write of each byte; 0 once the async
+    /// proxy (a TMA load) wrote it last.
+    generic: Vec<u64>,
 }
 
 /// Whether every shadow byte has `INIT` (8 bytes at a time).
@@ -461,6 +464,10 @@ struct Run<'a> {
     /// woken as if their `try_wait` had timed out.
     mbar_version: u64,
     woken_at: u64,
+    /// Counts generic-proxy shared writes and proxy fences (orders them, see `Shared::generic`).
+    tick: u64,
+    /// TMA stores whose reads of shared memory no `cp.async.bulk.wait_group` has retired yet.
+    bulk_reads: Vec<hopper::BulkRead>,
 }
 
 /// What stopped a warp's turn.
@@ -484,6 +491,7 @@ impl<'a> Run<'a> {
             init: zeroed(shared.init, n),
             w: zeroed(shared.w, n),
             r: zeroed(shared.r, n),
+            generic: zeroed(shared.generic, n),
         };
         let (tma_tag, mbars) = (zeroed(tma_tag, n), zeroed(mbars, n / 8));
         let warps = (0..nwarps)
@@ -538,6 +546,8 @@ impl<'a> Run<'a> {
             wgmma_in_flight: 0,
             mbar_version: 0,
             woken_at: u64::MAX,
+            tick: 0,
+            bulk_reads: Vec::new(),
         }
     }
 
@@ -584,6 +594,9 @@ impl<'a> Run<'a> {
         self.shared.init.fill(0);
         self.shared.w.fill(0);
         self.shared.r.fill(0);
+        self.shared.generic.fill(0);
+        self.tick = 0;
+        self.bulk_reads.clear();
         self.bar_arrived = [0; 16];
         self.epoch = 1;
         self.mbars.fill(Mbar::default());
@@ -631,6 +644,7 @@ impl<'a> Run<'a> {
                     continue;
                 }
                 if self.warps.iter().all(|w| w.live() == 0) {
+                    self.check_bulk_reads_at_exit()?;
                     return self.check_warpgroups();
                 }
                 self.release_barriers()?;
@@ -847,7 +861,9 @@ fn class(op: &Op) -> Class {
         | MbarArrive { .. }
         | MbarExpectTx { .. }
         | MbarTryWait { .. }
-        | CpAsyncBulkTensor { .. } => Class::Memory,
+        | CpAsyncBulkTensor { .. }
+        | TmaStore { .. }
+        | StMatrix { .. } => Class::Memory,
         FAdd { ty, .. }
         | FSub { ty, .. }
         | FMul { ty, .. }
@@ -1092,7 +1108,12 @@ impl Run<'_> {
         // meet at the instruction).
         let aligned = matches!(
             inst.op,
-            Op::Wgmma { .. } | Op::WgmmaFence | Op::WgmmaCommit | Op::WgmmaWait { .. } | Op::SetMaxNReg { .. }
+            Op::Wgmma { .. }
+                | Op::WgmmaFence
+                | Op::WgmmaCommit
+                | Op::WgmmaWait { .. }
+                | Op::SetMaxNReg { .. }
+                | Op::StMatrix { .. }
         );
         if aligned && m != 0 {
             let live = self.warps[wi].live();
@@ -1108,6 +1129,7 @@ impl Run<'_> {
                     Ok(())
                 }
                 Op::Wgmma { .. } => self.wgmma(wi, pc, here, m, bank, &inst.op),
+                Op::StMatrix { trans, addr, a } => self.stmatrix(wi, pc, here, bank, *trans, addr, a),
                 Op::WgmmaCommit => {
                     self.wgmma_commit(wi);
                     Ok(())
@@ -1589,7 +1611,20 @@ impl Run<'_> {
                     "trap (a device-side panic or assertion)".into(),
                 ));
             }
-            Op::SetMaxNReg { .. } | Op::Wgmma { .. } | Op::WgmmaFence | Op::WgmmaCommit | Op::WgmmaWait { .. } => {}
+            Op::SetMaxNReg { .. }
+            | Op::Wgmma { .. }
+            | Op::WgmmaFence
+            | Op::WgmmaCommit
+            | Op::WgmmaWait { .. }
+            | Op::StMatrix { .. } => {}
+            Op::TmaStore { map, coords, src } => self.tma_store(wi, pc, m, bank, map, coords, src)?,
+            Op::BulkCommit => self.bulk_commit(wi, m),
+            Op::BulkWait { n, .. } => self.bulk_wait(wi, m, *n),
+            Op::FenceProxyAsync { shared } => {
+                if *shared {
+                    self.fence_proxy_async(wi);
+                }
+            }
             Op::MbarInit { addr, count } => self.mbar_init(wi, pc, m, bank, addr, count)?,
             Op::MbarArrive { d, addr, tx } => self.mbar_arrive(wi, pc, m, bank, *d, addr, tx.as_ref())?,
             Op::MbarExpectTx { addr, tx } => self.mbar_expect_tx(wi, pc, m, bank, addr, tx)?,
@@ -2040,6 +2075,11 @@ impl Run<'_> {
         if !atomic {
             self.shared_race(wi, lane, pc, o, len, true)?;
         }
+        if !self.bulk_reads.is_empty() {
+            self.check_bulk_overwrite(wi, lane, pc, o, len, "store to shared memory")?;
+        }
+        self.tick += 1;
+        self.shared.generic[o..o + len].fill(self.tick);
         if self.wgmma_in_flight != 0 {
             if let Some(op) = (o..o + len).find_map(|k| self.wgmma_reading(k)) {
                 return Err(self.fault(
