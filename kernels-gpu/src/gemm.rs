@@ -67,7 +67,7 @@ use crate::prim::hopper::{
     wgmma_fence, wgmma_k32b, wgmma_wait,
 };
 use crate::prim::mem::{Vec16, raise_flag, st_global_v4};
-use crate::prim::{block_idx_x, dynamic_smem, grid_dim_x, lane_id, sync_threads, thread_idx_x};
+use crate::prim::{block_idx_x, dynamic_smem, grid_dim_x, lane_id, opaque_u32, sync_threads, thread_idx_x};
 
 /// A zeroed accumulator array.
 const ZERO_ACC: [f32; WGMMA_MAX_REGS] = [0.0; WGMMA_MAX_REGS];
@@ -290,7 +290,8 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmPara
     const { assert!(MATH_WGS == 1 || MATH_WGS == 2) };
     const { assert!(BN == 64 || BN == 112 || BN == 128 || BN == 192) };
     // FP8 keeps two arrays of BN / 2 accumulators (the MMA's and the promoted sums): 192 columns
-    // need about 230 registers, more than the 168 a 384-thread CTA's threads get.
+    // need about 230 registers, more than the 168 ptxas compiles a 384-thread kernel for (the
+    // whole kernel, the math after `setmaxnreg.inc` included).
     const { assert!(!(FP8 && MATH_WGS == 2 && BN > 128)) };
     // Registers move from the producer to the math warpgroups (`setmaxnreg`) only where the math
     // needs more than the launch budget: two math warpgroups with tiles of 112 columns or more
@@ -346,12 +347,13 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmPara
     let mut sched = Scheduler::<MATH_WGS, BN>::new(p);
 
     if warpgroup == 0 {
-        // Producer: one thread issues every load. With two math warpgroups and 128-column tiles
-        // (384 threads, a launch budget of 168 registers per thread, which the 64 accumulators
-        // and 64 promoted sums fill) the producer gives its registers to the math; with
-        // 64-column tiles the math needs fewer than the budget (ptxas allocates below it and
-        // would ignore `setmaxnreg`); with one math warpgroup (256 threads) every thread already
-        // has the most a thread can hold (255). In those cases there is nothing to move.
+        // Producer: one thread issues every load. With two math warpgroups and tiles of 112
+        // columns or more (384 threads, a launch budget of 168 registers per thread, which the
+        // accumulators and promoted sums fill) the producer gives registers to the math, as
+        // DeepGEMM does (ptxas 13.0 still compiles the math for 168); with 64-column tiles the
+        // math needs fewer than the budget (ptxas allocates below it and would ignore
+        // `setmaxnreg`); with one math warpgroup (256 threads) every thread already has the most
+        // a thread can hold (255). In those cases there is nothing to move.
         if realloc_regs {
             // SAFETY: all 128 threads of the warpgroup execute it; launch bounds are set.
             unsafe { setmaxnreg_dec::<40>() };
@@ -537,6 +539,11 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmPara
         }
         // SAFETY: the 128 threads of this math warpgroup, and only they, reach it every tile.
         unsafe { named_barrier_sync(1 + wg, 128) };
+        // The thread's place in the warpgroup, re-derived here: the buffer addresses below are
+        // computed per tile, not hoisted out of the tile loop, where BN / 16 of them would stay
+        // live (and spill) across the main loop.
+        let t_wg = opaque_u32(tid) % 128;
+        let (warp, lane) = (t_wg / 32, t_wg % 32);
         // bf16 into the buffer with stmatrix: per 16 columns, the four 8 × 8 matrices (rows
         // 0..8 and 8..16 of the warp's 16, columns 0..8 and 8..16); lane 8q + r gives the row r
         // of matrix q.
@@ -586,7 +593,7 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmPara
             let chunks_per_row = BN / 8;
             crate::unroll!(i in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11] {
                 if (i as u32) < BN / 16 {
-                    let c = tid % 128 + 128 * i as u32;
+                    let c = t_wg + 128 * i as u32;
                     let (row, col) = (c / chunks_per_row, 8 * (c % chunks_per_row));
                     let (m, n) = (m_wg + row, tile.n0 + col);
                     if m < tile.row_end && n < p.n {

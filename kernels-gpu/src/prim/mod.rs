@@ -108,6 +108,17 @@ pub fn sqrt_rn(x: f32) -> f32 {
 }
 
 /// `v`, unchanged, through an empty `asm` statement the compiler must keep where it is (it is not
+/// `pure`): what is computed from the result is computed after this point, not hoisted above it
+/// (out of a loop, where its values would stay live across the loop's body). Costs no
+/// instruction.
+#[inline(always)]
+pub fn opaque_u32(mut v: u32) -> u32 {
+    // SAFETY: an empty instruction sequence on a register; it only pins the value's order.
+    unsafe { core::arch::asm!("// {0}", inout(reg32) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// `v`, unchanged, through an empty `asm` statement the compiler must keep where it is (it is not
 /// `pure`): a value that passes through it is not the same value to the optimizer before and
 /// after. Kernels holding packed 16-bit data in registers use it so that the widening to f32 is
 /// redone where it is needed instead of being hoisted or shared, which would keep the f32 copies
