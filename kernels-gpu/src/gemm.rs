@@ -36,9 +36,10 @@
 //!               wait; arrive empty[s];  FP8: final = fma(acc, sa(m, kb) · sb_g(n/128, kb), final)
 //!               (columns n < 128·(n0/128 + 1) with block n0/128's scale, the others the next's)
 //!   math (epilogue, per warpgroup): [issuing thread: wait_group.read 0 (last tile's stores have
-//!         read the buffer)]; bar.sync 1 + wg, 128; bf16 → buffer (stmatrix.x4); bar.sync again;
-//!         dense with d_tma: the issuing thread fences (fence.proxy.async.shared::cta), TMA-stores
-//!         the BN / box columns boxes through D's map (rows ≥ M, columns ≥ N clipped), commits;
+//!         read the buffer)]; bar.sync 1 + wg, 128; bf16 → buffer (stmatrix.x4); with d_tma every
+//!         thread fences (fence.proxy.async.shared::cta); bar.sync again;
+//!         dense with d_tma: the issuing thread TMA-stores the BN / box columns boxes through D's
+//!         map (rows ≥ M, columns ≥ N clipped), commits;
 //!         otherwise every thread reads 16-byte chunks back and stores them (rows outside the
 //!         group and columns ≥ N masked; 16 bytes, or bf16 pairs and a single at a tail)
 //! s = it mod stages, phase = ⌊it / stages⌋ mod 2 for the CTA's it-th k-block, kept as a counter
@@ -568,14 +569,18 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmPara
                 };
             }
         });
+        if d_tma {
+            // Each thread's stmatrix writes are made visible to the async proxy (the TMA stores)
+            // before the barrier, as CUTLASS's epilogues do: a writer-side fence.
+            fence_proxy_async_shared();
+        }
         // SAFETY: as above.
         unsafe { named_barrier_sync(1 + wg, 128) };
         let m_wg = tile.m0 + 64 * wg;
         if d_tma {
             if store_thread {
-                // The warpgroup's writes reach the async proxy (the barrier ordered them before
-                // this thread's fence); rows ≥ M and columns ≥ N of the boxes are clipped.
-                fence_proxy_async_shared();
+                // The warpgroup's writes, fenced and ordered before this thread by the barrier;
+                // rows ≥ M and columns ≥ N of the boxes are clipped.
                 crate::unroll!(b in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11] {
                     if (b as u32) < BN / Smem::<FP8, MATH_WGS, BN>::EPI_BOX_N {
                         let src = epi + b as u32 * Smem::<FP8, MATH_WGS, BN>::EPI_BOX_BYTES;

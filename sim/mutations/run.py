@@ -138,7 +138,7 @@ MUTATIONS = [
     (
         "no-proxy-fence",
         "the epilogue's TMA stores are issued without fence.proxy.async after the stmatrix writes",
-        [(GEMM, "                fence_proxy_async_shared();\n", "", 1)],
+        [(GEMM, "            fence_proxy_async_shared();\n", "", 1)],
     ),
     (
         "no-store-wait",
