@@ -60,8 +60,10 @@ pub(crate) fn scales_by_tma(sa: &ScaleArg) -> bool {
     sa.row_stride == 1 && sa.col_stride % 4 == 0 && sa.addr % 16 == 0
 }
 
-/// Whether the dense GEMM's epilogue stores D with the TMA: its base and row stride are
-/// 16-byte aligned (a tensor map's requirement); otherwise the math threads store it.
+/// Whether the epilogue may store D with the TMA: its base and row stride are 16-byte aligned (a
+/// tensor map's requirement). The kernel then TMA-stores every tile of a dense GEMM and, of a
+/// grouped one, each warpgroup's 64 rows that lie wholly inside their group; the math threads
+/// store the rest (and everything when D is not aligned).
 pub(crate) fn output_by_tma(out: &Operand) -> bool {
     out.aligned(16)
 }
@@ -231,7 +233,7 @@ pub(crate) fn grouped_plan(s: &GroupedInput) -> Result<GemmParams> {
         max_m: s.max_m.unwrap_or(0) as u32,
         group_m: 8,
         sa_tma: sa.is_some_and(|a| scales_by_tma(&a)) as u32,
-        d_tma: 0,
+        d_tma: output_by_tma(&out) as u32,
     })
 }
 

@@ -36,10 +36,11 @@
 //!               wait; arrive empty[s];  FP8: final = fma(acc, sa(m, kb) · sb_g(n/128, kb), final)
 //!               (columns n < 128·(n0/128 + 1) with block n0/128's scale, the others the next's)
 //!   math (epilogue, per warpgroup): [issuing thread: wait_group.read 0 (last tile's stores have
-//!         read the buffer)]; bar.sync 1 + wg, 128; bf16 → buffer (stmatrix.x4); with d_tma every
-//!         thread fences (fence.proxy.async.shared::cta); bar.sync again;
-//!         dense with d_tma: the issuing thread TMA-stores the BN / box columns boxes through D's
-//!         map (rows ≥ M, columns ≥ N clipped), commits;
+//!         read the buffer)]; bar.sync 1 + wg, 128; bf16 → buffer (stmatrix.x4); for TMA stores
+//!         every thread fences (fence.proxy.async.shared::cta); bar.sync again;
+//!         with d_tma, dense or the warpgroup's 64 rows inside the group: the issuing thread
+//!         TMA-stores the BN / box columns boxes through D's map (rows ≥ M, columns ≥ N
+//!         clipped), commits;
 //!         otherwise every thread reads 16-byte chunks back and stores them (rows outside the
 //!         group and columns ≥ N masked; 16 bytes, or bf16 pairs and a single at a tail)
 //! s = it mod stages, phase = ⌊it / stages⌋ mod 2 for the CTA's it-th k-block, kept as a counter
@@ -569,15 +570,19 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmPara
                 };
             }
         });
-        if d_tma {
+        let m_wg = tile.m0 + 64 * wg;
+        // TMA stores where the warpgroup's 64 rows may all be written: a dense GEMM's (the TMA
+        // clips rows ≥ M), a group's rows wholly inside the group; the rows of a group's last,
+        // partial tile go out through the math threads, masked.
+        let by_tma = d_tma && (p.group_ends == 0 || m_wg + 64 <= tile.row_end);
+        if by_tma {
             // Each thread's stmatrix writes are made visible to the async proxy (the TMA stores)
             // before the barrier, as CUTLASS's epilogues do: a writer-side fence.
             fence_proxy_async_shared();
         }
         // SAFETY: as above.
         unsafe { named_barrier_sync(1 + wg, 128) };
-        let m_wg = tile.m0 + 64 * wg;
-        if d_tma {
+        if by_tma {
             if store_thread {
                 // The warpgroup's writes, fenced and ordered before this thread by the barrier;
                 // rows ≥ M and columns ≥ N of the boxes are clipped.

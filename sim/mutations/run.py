@@ -141,6 +141,11 @@ MUTATIONS = [
         [(GEMM, "            fence_proxy_async_shared();\n", "", 1)],
     ),
     (
+        "grouped-tma-whole-tile",
+        "grouped GEMMs TMA-store every warpgroup's 64 rows, also those past the end of its group",
+        [(GEMM, "let by_tma = d_tma && (p.group_ends == 0 || m_wg + 64 <= tile.row_end);", "let by_tma = d_tma;", 1)],
+    ),
+    (
         "no-store-wait",
         "the epilogue buffer is written again before cp.async.bulk.wait_group.read retired the previous tile's TMA stores",
         [(GEMM, "            bulk_wait_group_read::<0>();\n", "", 1)],

@@ -54,9 +54,11 @@ pub struct GemmParams {
     /// tensor map; M-major scales, `sa_row_stride` 1, with `sa_col_stride` a multiple of 4 and a
     /// 16-byte aligned `sa`), 0 when the math threads read them from global memory.
     pub sa_tma: u32,
-    /// 1 for a dense GEMM whose D has a 16-byte aligned base and row stride (`d_stride` a
-    /// multiple of 8): the epilogue stores each tile with TMA stores through the D tensor map;
-    /// 0: the math threads store 16-byte chunks (narrower where D's alignment or N asks).
+    /// 1 when D has a 16-byte aligned base and row stride (`d_stride` a multiple of 8): the
+    /// epilogue stores through the D tensor map every tile of a dense GEMM and, of a grouped
+    /// one, each math warpgroup's 64 rows that lie wholly inside their group; the other rows,
+    /// and all of them with 0, the math threads store in 16-byte chunks (narrower where D's
+    /// alignment or N asks).
     pub d_tma: u32,
 }
 const _: () = assert!(core::mem::size_of::<GemmParams>() == 120);
