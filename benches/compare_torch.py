@@ -70,8 +70,11 @@ FP8_BLOCK_SHAPES = ((7168, 2048), (24576, 1536))
 MX_SHAPES = ((8192, 8192), (16 * 1024, 7168))
 # gemm: the blockwise FP8 GEMM (M, N, K) and the grouped GEMMs (E, tokens per expert, N, K).
 GEMM_SHAPES = ((4096, 7168, 2048), (4096, 24576, 1536), (4096, 7168, 16384), (4096, 2112, 7168),
-               (128, 7168, 2048), (64, 7168, 2048), (8192, 8192, 8192))
-GROUPED_SHAPES = ((8, 512, 4096, 7168), (32, 256, 4096, 7168), (64, 128, 7168, 2048))
+               (128, 7168, 2048), (64, 7168, 2048), (8192, 8192, 8192),
+               (4096, 4096, 7168), (128, 7168, 16384), (64, 7168, 16384))
+GROUPED_SHAPES = ((8, 512, 4096, 7168), (32, 256, 4096, 7168), (64, 128, 7168, 2048), (4, 8192, 4096, 7168))
+# the masked layout: E slabs of t rows, all routed (3-D operands on the PyTorch side)
+MASKED_SHAPES = ((4, 256, 4096, 7168),)
 
 # The implementations each op is timed with (where not listed: eager and torch.compile). The
 # GEMMs are single library calls: torch.compile would call the same kernel.
@@ -127,6 +130,8 @@ def cases():
         for zipf in (False, True):
             for e, t, n, k in GROUPED_SHAPES:
                 out.append(Case(op, dtype, f"{e}x{t}x{n}x{k}", "zipf" if zipf else "", (e, t, n, k)))
+        for e, t, n, k in MASKED_SHAPES:
+            out.append(Case(op, dtype, f"{e}x{t}x{n}x{k}", "masked", (e, t, n, k)))
     return out
 
 
@@ -517,24 +522,29 @@ def run_grouped_gemm(b, case, impls):
         return
     gen = torch.Generator(device="cuda")
     gen.manual_seed(rows ^ (n << 20) ^ (k << 40))
-    offs = group_ends(e, t, case.variant == "zipf")
+    # contiguous: 2-D x [rows, K] with cumulative group ends; masked: 3-D x [E, t, K], no offsets
+    masked = case.variant == "masked"
+    offs = None if masked else group_ends(e, t, case.variant == "zipf")
+    lead = (e,) if masked else ()
     flops = 2 * rows * n * k
     if fp8:
-        xs = [fp8_codes(rows, k, gen) for _ in range(sets)]
+        xs = [fp8_codes(t if masked else rows, k, gen, lead=lead) for _ in range(sets)]
         ws = [fp8_codes(n, k, gen, lead=(e,)) for _ in range(sets)]
-        sx = torch.full((rows,), 1 / 448, device="cuda")
+        sx = torch.full((e, t) if masked else (rows,), 1 / 448, device="cuda")
         sw = torch.full((e, n), 1 / 448, device="cuda")
 
         def mm(x, w):
             return torch._scaled_grouped_mm(x, w.transpose(-2, -1), sx, sw, offs=offs, out_dtype=torch.bfloat16)
         note = "torch._scaled_grouped_mm: rowwise scales, not lowp's 1x128 / 128x128 blocks"
     else:
-        xs = [random_matrix(rows, k, torch.bfloat16, gen) for _ in range(sets)]
+        xs = [random_matrix(rows, k, torch.bfloat16, gen).reshape(*lead, -1, k) for _ in range(sets)]
         ws = [torch.randn(e, n, k, device="cuda", generator=gen).to(torch.bfloat16) for _ in range(sets)]
 
         def mm(x, w):
             return torch._grouped_mm(x, w.transpose(-2, -1), offs=offs, out_dtype=torch.bfloat16)
         note = "torch._grouped_mm"
+    if masked:
+        note += " on 3-D operands (batched: every slab full, as the masked case routes every row)"
     yield from timed(b, case, impls, mm, lambda fn, i: fn(xs[i], ws[i]), sets, set_bytes, flops=flops,
                      note=note, refused="n/a")
 

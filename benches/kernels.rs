@@ -667,7 +667,7 @@ pub(crate) struct Case {
     dtype: DType,
     /// Dimensions joined by `x` (and `-` between head counts), as `docs/benchmarks.md` reads them.
     shape: String,
-    /// A variant of the same op and shape (`computed`, `zipf`), if any.
+    /// A variant of the same op and shape (`computed`, `zipf`, `masked`), if any.
     variant: Option<&'static str>,
     run: Box<RunCase>,
 }

@@ -13,24 +13,49 @@ pub(crate) const BYTES: &str = "fp8_blockwise_gemm = A + B read once + D (bf16) 
                                 *_grouped_gemm = x + every expert's weights read once + y written \
                                 (TFLOP/s from 2 · M · N · K, 2 · tokens · N · K)";
 
-const SHAPES: [(usize, usize, usize, usize); 3] = [(8, 512, 4096, 7168), (32, 256, 4096, 7168), (64, 128, 7168, 2048)];
+/// Contiguous-layout shapes (E, tokens per expert, N, K); the last is DeepGEMM's published
+/// contiguous case (4 groups of 8192 rows).
+const SHAPES: [(usize, usize, usize, usize); 4] =
+    [(8, 512, 4096, 7168), (32, 256, 4096, 7168), (64, 128, 7168, 2048), (4, 8192, 4096, 7168)];
+/// Masked-layout shapes (E, rows per slab, all of them routed, N, K): DeepGEMM's published masked
+/// case (4 groups of 256).
+const MASKED_SHAPES: [(usize, usize, usize, usize); 1] = [(4, 256, 4096, 7168)];
 
-/// The blockwise GEMM's cases, then `{bf16,fp8}_grouped_gemm/<dtype>/<E>x<tokens per expert>x<N>x<K>[/zipf]`.
+/// How a grouped case routes its rows.
+#[derive(Clone, Copy)]
+enum Routing {
+    /// Contiguous groups of equal size.
+    Equal,
+    /// Contiguous groups of Zipf(1.1)-weighted sizes.
+    Zipf,
+    /// The masked layout: E slabs of `t` rows, every row routed.
+    Masked,
+}
+
+/// The blockwise GEMM's cases, then
+/// `{bf16,fp8}_grouped_gemm/<dtype>/<E>x<tokens per expert>x<N>x<K>[/zipf|/masked]`.
 pub(crate) fn cases() -> Vec<Case> {
     let mut v = blockwise_cases();
     for fp8 in [false, true] {
-        for zipf in [false, true] {
-            for (e, t, n, k) in SHAPES {
-                v.push(
-                    Case::new(
-                        if fp8 { "fp8_grouped_gemm" } else { "bf16_grouped_gemm" },
-                        if fp8 { DType::E4M3 } else { DType::Bf16 },
-                        format!("{e}x{t}x{n}x{k}"),
-                        Box::new(move |b| bench(b, e, t, n, k, fp8, zipf)),
-                    )
-                    .variant(zipf.then_some("zipf")),
-                );
-            }
+        let shapes = [Routing::Equal, Routing::Zipf]
+            .into_iter()
+            .flat_map(|r| SHAPES.into_iter().map(move |s| (r, s)))
+            .chain(MASKED_SHAPES.into_iter().map(|s| (Routing::Masked, s)));
+        for (routing, (e, t, n, k)) in shapes {
+            let variant = match routing {
+                Routing::Equal => None,
+                Routing::Zipf => Some("zipf"),
+                Routing::Masked => Some("masked"),
+            };
+            v.push(
+                Case::new(
+                    if fp8 { "fp8_grouped_gemm" } else { "bf16_grouped_gemm" },
+                    if fp8 { DType::E4M3 } else { DType::Bf16 },
+                    format!("{e}x{t}x{n}x{k}"),
+                    Box::new(move |b| bench(b, e, t, n, k, fp8, routing)),
+                )
+                .variant(variant),
+            );
         }
     }
     v
@@ -59,7 +84,7 @@ fn ends(e: usize, t: usize, zipf: bool) -> Vec<i32> {
         .collect()
 }
 
-fn bench(b: &mut Bench, e: usize, t: usize, n: usize, k: usize, fp8: bool, zipf: bool) -> BoxResult<Outcome> {
+fn bench(b: &mut Bench, e: usize, t: usize, n: usize, k: usize, fp8: bool, routing: Routing) -> BoxResult<Outcome> {
     if b.lowp.arch() != lowp::Arch::Sm90a {
         return Ok(Outcome::Skipped(format!(
             "needs compute capability 9.0, {} has {:?}",
@@ -74,7 +99,15 @@ fn bench(b: &mut Bench, e: usize, t: usize, n: usize, k: usize, fp8: bool, zipf:
     if let Some(why) = b.lacks_memory(sets * set_bytes)? {
         return Ok(Outcome::Skipped(why));
     }
-    let table = b.stream.clone_htod(&ends(e, t, zipf))?;
+    // Contiguous: cumulative ends; masked: a count per slab (all `t` rows).
+    let table = b.stream.clone_htod(&match routing {
+        Routing::Masked => vec![t as i32; e],
+        _ => ends(e, t, matches!(routing, Routing::Zipf)),
+    })?;
+    let groups = |table| match routing {
+        Routing::Masked => GroupLayout::Masked { counts: table, max_m: t },
+        _ => GroupLayout::Contiguous { ends: table },
+    };
     let mut ys = b.stream.alloc_zeros::<bf16>(sets * rows * n)?;
     let (lowp, stream) = (b.lowp.clone(), b.stream.clone());
     let timing = if fp8 {
@@ -94,25 +127,17 @@ fn bench(b: &mut Bench, e: usize, t: usize, n: usize, k: usize, fp8: bool, zipf:
         let xs = b.stream.clone_htod(&codes(sets * rows * k))?;
         let ws = b.stream.clone_htod(&codes(sets * e * n * k))?;
         let (kb, nb) = (k / 128, n.div_ceil(128));
-        let sx_all = b.stream.clone_htod(&vec![1.0f32 / 448.0; rows * kb])?;
+        // M-major activation scales (what `fp8::quantize_per_token_group` writes for a GEMM):
+        // the kernel TMA-loads them.
+        let sx_all = b.stream.clone_htod(&vec![1.0f32 / 448.0; lowp::m_major_ld(rows) * kb])?;
         let sw = b.stream.clone_htod(&vec![1.0f32 / 448.0; e * nb * kb])?;
         b.timer.time(sets, |i| -> lowp::Result<()> {
             let x = Matrix::from_buffer(xs.slice(i * rows * k..(i + 1) * rows * k), rows, k)?;
             let w = lowp::MatrixBatch::from_buffer(ws.slice(i * e * n * k..(i + 1) * e * n * k), e, n, k)?;
-            let sx = lowp::Scales::row_major(sx_all.slice(..), rows, kb)?;
+            let sx = lowp::Scales::m_major(sx_all.slice(..), rows, kb)?;
             let s_w = lowp::Scales::row_major(sw.slice(..), e * nb, kb)?;
             let mut y = Matrix::from_buffer(ys.slice_mut(i * rows * n..(i + 1) * rows * n), rows, n)?;
-            gemm::grouped_fp8(
-                &lowp,
-                &stream,
-                &x,
-                &sx,
-                &w,
-                &s_w,
-                &GroupLayout::Contiguous { ends: &table },
-                &mut y,
-                None,
-            )
+            gemm::grouped_fp8(&lowp, &stream, &x, &sx, &w, &s_w, &groups(&table), &mut y, None)
         })?
     } else {
         let xs = b.random::<bf16>(sets * rows * k, (rows as u64) << 20 ^ k as u64)?;
@@ -121,7 +146,7 @@ fn bench(b: &mut Bench, e: usize, t: usize, n: usize, k: usize, fp8: bool, zipf:
             let x = Matrix::from_buffer(xs.slice(i * rows * k..(i + 1) * rows * k), rows, k)?;
             let w = lowp::MatrixBatch::from_buffer(ws.slice(i * e * n * k..(i + 1) * e * n * k), e, n, k)?;
             let mut y = Matrix::from_buffer(ys.slice_mut(i * rows * n..(i + 1) * rows * n), rows, n)?;
-            gemm::grouped_bf16(&lowp, &stream, &x, &w, &GroupLayout::Contiguous { ends: &table }, &mut y, None)
+            gemm::grouped_bf16(&lowp, &stream, &x, &w, &groups(&table), &mut y, None)
         })?
     };
     Ok(Outcome::Done { timing, bytes: set_bytes as u64, flops: (2 * rows * n * k) as u64, sets })
@@ -137,6 +162,10 @@ fn blockwise_cases() -> Vec<Case> {
         (128, 7168, 2048),
         (64, 7168, 2048),
         (8192, 8192, 8192),
+        // DeepGEMM's published shapes not above
+        (4096, 4096, 7168),
+        (128, 7168, 16384),
+        (64, 7168, 16384),
     ]
     .into_iter()
     .map(|(m, n, k)| {
