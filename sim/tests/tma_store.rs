@@ -318,3 +318,64 @@ fn tma_store_source_stays_in_use_until_wait_group_read_retires_it() {
     // wait_group (without .read) retires the reads as well.
     run_store(Store { wait_read: None, overwrite: None, ..GOOD }, two).unwrap();
 }
+
+/// The hardware probe of `stmatrix` (`sim/tests/probe_kernels/epilogue.ptx`, run on a GPU by
+/// `sim/examples/goldens.rs`): every form at once, each slot's rows where the lanes' addresses
+/// put them, the bytes no form writes left as filled.
+#[test]
+fn stmatrix_probe_places_every_form_as_the_fragment_layout_says() {
+    let p = probe_kernels::stmatrix(&mut SimGpu::new()).unwrap();
+    for (slot, &(num, trans)) in probe_kernels::STMATRIX_FORMS.iter().enumerate() {
+        let base = slot * probe_kernels::STMATRIX_SLOT;
+        let rows = 8 * num as usize;
+        for row in 0..probe_kernels::STMATRIX_SLOT / 16 {
+            for c in 0..8 {
+                let o = base + 16 * row + 2 * c;
+                let got = u16::from_le_bytes([p.output[o], p.output[o + 1]]);
+                let want = if row < rows {
+                    // Row `row` of the slot: lane l = rows - 1 - row gave its address.
+                    let l = rows - 1 - row;
+                    probe_kernels::stmatrix_value(l / 8, l % 8, c, trans)
+                } else {
+                    0xeeee
+                };
+                assert_eq!(got, want, "x{num} trans {trans}: slot row {row} column {c}");
+            }
+        }
+    }
+}
+
+/// The hardware probe of the TMA store: each copy's tensor holds the box's elements (read
+/// through the map's swizzle, cute `Swizzle<B,4,3>`) where the box lies inside the tensor, and
+/// its 0xEE fill everywhere else.
+#[test]
+fn tma_store_probe_writes_swizzled_boxes_clipped_at_the_tensor() {
+    let p = probe_kernels::tma_store(&mut SimGpu::new()).unwrap();
+    let tensor = (probe_kernels::TMA_ROW_STRIDE * probe_kernels::TMA_DIMS[1]) as usize;
+    let copies = probe_kernels::tma_store_copies();
+    assert_eq!(p.output.len(), copies.len() * tensor);
+    for (c, &(i, x0, y0)) in copies.iter().enumerate() {
+        let (swizzle, w) = probe_kernels::TMA_MAPS[i];
+        let mut want = vec![0xeeu8; tensor];
+        for by in 0..probe_kernels::TMA_BOX_ROWS as i64 {
+            for bx in 0..w as i64 {
+                let (x, y) = (x0 as i64 + bx, y0 as i64 + by);
+                if !(0..probe_kernels::TMA_DIMS[0] as i64).contains(&x)
+                    || !(0..probe_kernels::TMA_DIMS[1] as i64).contains(&y)
+                {
+                    continue;
+                }
+                for j in 0..2u64 {
+                    let logical = by as u64 * 2 * w as u64 + 2 * bx as u64 + j;
+                    let o = c as u64 * probe_kernels::TMA_STORE_SLOT + cute::swizzle(swizzle, 4, 3, logical);
+                    let byte = (probe_kernels::tma_store_word(o) >> (8 * (o % 4))) as u8;
+                    want[(y as u64 * probe_kernels::TMA_ROW_STRIDE + 2 * x as u64 + j) as usize] = byte;
+                }
+            }
+        }
+        assert!(
+            p.output[c * tensor..(c + 1) * tensor] == want[..],
+            "copy {c} (swizzle {swizzle}, box {w} at ({x0}, {y0}))"
+        );
+    }
+}

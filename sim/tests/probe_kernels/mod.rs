@@ -1,6 +1,7 @@
 //! Hardware probes: small kernels whose raw outputs pin down what the simulator must reproduce
 //! bit for bit — the wgmma accumulator fragment layout, TMA swizzling and out-of-bounds fill,
-//! mbarrier phase/parity sequences, and conversions and arithmetic on edge values.
+//! the `stmatrix` fragment layout and TMA stores (swizzled, clipped at the tensor), mbarrier
+//! phase/parity sequences, and conversions and arithmetic on edge values.
 //!
 //! Shared by the probe program `sim/examples/goldens.rs` (which runs them on a GPU, or on the
 //! simulator, through the driver API) and the tests `sim/tests/hopper.rs` and
@@ -17,6 +18,7 @@ pub const WGMMA_PTX: &str = include_str!("wgmma.ptx");
 pub const TMA_PTX: &str = include_str!("tma.ptx");
 pub const MBARRIER_PTX: &str = include_str!("mbarrier.ptx");
 pub const CONVERT_PTX: &str = include_str!("convert.ptx");
+pub const EPILOGUE_PTX: &str = include_str!("epilogue.ptx");
 
 /// A 2-D tiled tensor map, as `cuTensorMapEncodeTiled` takes it (no interleave, L2 promotion
 /// none, out-of-bounds fill zeros, element strides 1).
@@ -303,6 +305,92 @@ pub fn tma(g: &mut dyn Gpu) -> Result<Probe, String> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// epilogue: stmatrix and TMA stores
+
+/// The `stmatrix` forms of `stmatrix_forms`, one 512-byte slot each: (matrices, transposed).
+pub const STMATRIX_FORMS: [(u32, bool); 6] = [(1, false), (2, false), (4, false), (1, true), (2, true), (4, true)];
+pub const STMATRIX_SLOT: usize = 512;
+
+/// Runs `stmatrix_forms`; the output is its six slots.
+pub fn stmatrix(g: &mut dyn Gpu) -> Result<Probe, String> {
+    let bytes = STMATRIX_FORMS.len() * STMATRIX_SLOT;
+    let out = zeros(g, bytes)?;
+    g.launch(EPILOGUE_PTX, "stmatrix_forms", 1, 32, bytes as u32, &[out])?;
+    let output = g.download(out, bytes)?;
+    Ok(Probe { name: "stmatrix_forms", output, fingerprint: fnv(&[EPILOGUE_PTX.as_bytes(), b"stmatrix_forms"]) })
+}
+
+/// The b16 value `stmatrix_forms` leaves at column `c` (0..8) of row `r` (0..8) of matrix `q` of a
+/// form (`trans`): the fragment of `ldmatrix` (lane `l` holds row `l / 4`, columns `2 (l % 4)`
+/// and `+ 1` of each matrix, register `q` for matrix `q`), transposed with `.trans`.
+pub fn stmatrix_value(q: usize, r: usize, c: usize, trans: bool) -> u16 {
+    let (fr, fc) = if trans { (c, r) } else { (r, c) };
+    (((4 * fr + fc / 2) << 8) | (q << 4) | (fc % 2)) as u16
+}
+
+/// The tensors of the TMA-store probe: u16, [`TMA_DIMS`] with rows [`TMA_ROW_STRIDE`] bytes
+/// apart like the load probe's, each first filled with 0xEE bytes; one per copy of
+/// [`tma_store_copies`], written through its own map ([`TMA_MAPS`]: every swizzle mode, and a box
+/// narrower than its swizzle span; [`TMA_BOX_ROWS`] rows).
+pub const TMA_STORE_SLOT: u64 = 2048;
+
+/// The copies of the TMA-store probe: (map index, x, y). Per map: a box inside the tensor, one
+/// over the right and bottom edges, one over the left and top (clipped, nothing written outside).
+pub fn tma_store_copies() -> Vec<(usize, i32, i32)> {
+    let mut v = Vec::new();
+    for (i, &(_, w)) in TMA_MAPS.iter().enumerate() {
+        for (x, y) in [(5, 4), (TMA_DIMS[0] as i32 - w as i32 / 2, TMA_DIMS[1] as i32 - 5), (-3, -7)] {
+            v.push((i, x, y));
+        }
+    }
+    v
+}
+
+/// The 32-bit word the TMA-store probe writes at byte offset `o` of its shared region.
+pub fn tma_store_word(o: u64) -> u32 {
+    (o & !3) as u32 ^ 0x5a5a_0000
+}
+
+/// Runs `tma_store_boxes` over every copy of [`tma_store_copies`]; the output is the tensors, one
+/// after the other.
+pub fn tma_store(g: &mut dyn Gpu) -> Result<Probe, String> {
+    let copies = tma_store_copies();
+    let tensor_bytes = (TMA_ROW_STRIDE * TMA_DIMS[1]) as usize;
+    let mut tensors = Vec::new();
+    let mut maps = Vec::new();
+    for &(i, ..) in &copies {
+        let t = g.upload(&vec![0xee; tensor_bytes])?;
+        let (swizzle, w) = TMA_MAPS[i];
+        let spec = MapSpec {
+            data_type: 1,
+            addr: t,
+            dims: TMA_DIMS,
+            row_stride: TMA_ROW_STRIDE,
+            box_dims: [w, TMA_BOX_ROWS],
+            swizzle,
+        };
+        maps.extend_from_slice(&g.tensor_map(&spec)?);
+        tensors.push(t);
+    }
+    let maps_ptr = g.upload(&maps)?;
+    let table: Vec<u8> = copies.iter().flat_map(|&(_, x, y)| [x as u32, y as u32]).flat_map(u32::to_le_bytes).collect();
+    let table_ptr = g.upload(&table)?;
+    let n = copies.len() as u64;
+    let smem = (n * TMA_STORE_SLOT) as u32 + 1024;
+    g.launch(EPILOGUE_PTX, "tma_store_boxes", 1, 64, smem, &[maps_ptr, table_ptr, n, TMA_STORE_SLOT])?;
+    let mut output = Vec::new();
+    for t in tensors {
+        output.extend(g.download(t, tensor_bytes)?);
+    }
+    let specs: Vec<u8> = TMA_MAPS.iter().flat_map(|&(s, w)| [s, w]).flat_map(u32::to_le_bytes).collect();
+    Ok(Probe {
+        name: "tma_store_swizzle_clip",
+        output,
+        fingerprint: fnv(&[EPILOGUE_PTX.as_bytes(), b"tma_store_boxes", &specs, &table]),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
 // mbarrier
 
 /// Thread 0's wait results, in the order of `mbarrier.ptx` (PTX ISA, mbarrier: `test_wait` /
@@ -582,6 +670,8 @@ pub fn run_all(g: &mut dyn Gpu) -> Vec<(&'static str, Result<Probe, String>)> {
         ("wgmma_bf16_m64n128k16", wgmma_bf16(g)),
         ("wgmma_e4m3_m64n128k32", wgmma_e4m3(g)),
         ("tma_swizzle_oob", tma(g)),
+        ("stmatrix_forms", stmatrix(g)),
+        ("tma_store_swizzle_clip", tma_store(g)),
         ("mbarrier_completions", mbarrier_completions(g)),
     ];
     match edges(g) {
