@@ -27,6 +27,7 @@ import time
 
 GEMM = "kernels-gpu/src/gemm.rs"
 HOPPER = "kernels-gpu/src/prim/hopper.rs"
+LAUNCH = "host/gemm/launch.rs"
 
 # (name, what it breaks, [(file, text, replacement, occurrences)])
 MUTATIONS = [
@@ -206,7 +207,7 @@ MUTATIONS = [
         "cluster-whole-box",
         "clusters of 2: each CTA multicasts the whole A box (A maps of 128-row boxes) instead of its half",
         [
-            ("host/gemm/launch.rs", 'map("x", a, config.a_box_rows())', 'map("x", a, bm)', 1),
+            (LAUNCH, 'map("x", a, config.a_box_rows())', 'map("x", a, bm)', 1),
             (GEMM, "sm.a(s) + rank * half * BK,", "sm.a(s) + 0 * rank * half * BK,", 1),
             (GEMM, "(tile.m0 + rank * half) as i32,", "tile.m0 as i32,", 1),
         ],
@@ -258,7 +259,7 @@ def pristine(rel):
 def write_sources(edits):
     """Writes every mutable file afresh (new mtime, so cargo and build.rs see a change), the
     edits applied. Returns an error message, or None."""
-    files = {GEMM: pristine(GEMM), HOPPER: pristine(HOPPER)}
+    files = {GEMM: pristine(GEMM), HOPPER: pristine(HOPPER), LAUNCH: pristine(LAUNCH)}
     for rel, old, new, count in edits:
         found = files[rel].count(old)
         if found != count:

@@ -335,3 +335,24 @@ fn multicast_misuse_is_reported() {
         assert!(e.contains("race with TMA") || e.contains("never written"), "{e}");
     }
 }
+
+#[test]
+fn a_remote_arrive_needs_a_cluster_barrier_after_the_init() {
+    // A CTA barrier orders the init before this CTA's threads only: the peer may arrive first.
+    let ptx = remote_arrive_ptx(true, true)
+        .replace("barrier.cluster.arrive.release.aligned;\n    barrier.cluster.wait.acquire.aligned;", "bar.sync 0;");
+    for seed in [None, Some(1)] {
+        let mut g = sim(seed);
+        let out = g.upload(&[0; 16]).unwrap();
+        let e = g.launch(&ptx, "remote", 2, 32, 64, &[out]).unwrap_err();
+        assert!(e.contains("whose initialization no barrier.cluster wait") || e.contains("not initialized"), "{e}");
+    }
+    // The same for a multicast into the peer.
+    let ptx = multicast_ptx(3, false).replace(
+        "barrier.cluster.arrive.release.aligned;\n    barrier.cluster.wait.acquire.aligned;\n    @%p1 bra $L_issued;",
+        "bar.sync 0;\n    @%p1 bra $L_issued;",
+    );
+    let mut g = sim(None);
+    let e = run_multicast(&mut g, &ptx, 1).unwrap_err();
+    assert!(e.contains("whose initialization no barrier.cluster wait") || e.contains("not initialized"), "{e}");
+}

@@ -17,6 +17,10 @@
 //!   reading the bytes, a TMA store still reading them, and the readers' waits on the phase).
 //! - **`barrier.cluster.arrive` / `.wait`**: a phase completes once every non-exited thread of
 //!   the cluster has arrived; a wait returns once the phase its thread arrived in has completed.
+//! - **Initialization.** An mbarrier of another CTA may be arrived on or multicast into only by a
+//!   warp that has returned from a `barrier.cluster.wait` whose phase completed after the barrier
+//!   was initialized (the PTX ISA orders the init before remote uses only through such a
+//!   barrier: `fence.mbarrier_init.release.cluster`, then the cluster barrier).
 //! - **Exit.** A CTA's shared memory is released when it exits: an mbarrier arrive on, or a
 //!   multicast copy into, a CTA that has exited is an error; so is a CTA exiting while a copy
 //!   into it is in flight, or while a peer that arrived on its mbarriers or multicast into it has
@@ -328,12 +332,39 @@ impl Run<'_> {
             self.check_peer(wi, l, pc, target, "mbarrier.arrive on a barrier of")?;
             self.touch(wi, l, target);
             let from = self.ctaid;
+            let seen = self.warps[wi].cl_seen;
             self.swap_to(target);
             self.cluster.landing_from = Some(from);
-            let r = self.arrive_one(wi, l, pc, a, t);
+            let r = self.check_remote_mbar(wi, l, pc, a, seen).and_then(|()| self.arrive_one(wi, l, pc, a, t));
             self.cluster.landing_from = None;
             self.swap_to(me);
             r?;
+        }
+        Ok(())
+    }
+
+    /// A remote operation on the mbarrier at shared address `a` of the CTA in `Run`'s fields (a
+    /// peer of the issuing warp, which has seen `seen` cluster-barrier phases complete): the
+    /// barrier must be initialized, and a cluster-barrier phase must have completed between its
+    /// initialization and the issuing warp's last wait.
+    fn check_remote_mbar(&self, wi: usize, l: usize, pc: u32, a: u64, seen: u32) -> Result<()> {
+        let slot = self.mbar_slot(wi, l, pc, a)?;
+        let b = self.mbars[slot];
+        if !b.live || seen <= b.init_cluster {
+            return Err(self.fault(
+                ErrorKind::LaunchFailed,
+                wi,
+                l,
+                pc,
+                format!(
+                    "remote use of the mbarrier at shared address 0x{a:x}, {}",
+                    if b.live {
+                        "whose initialization no barrier.cluster wait of this warp has ordered before it (fence.mbarrier_init.release.cluster, then barrier.cluster.arrive/wait)"
+                    } else {
+                        "which is not initialized"
+                    }
+                ),
+            ));
         }
         Ok(())
     }
@@ -416,7 +447,14 @@ impl Run<'_> {
 
     /// Checks a multicast copy's CTA mask and records the accesses to the peers' memory; the
     /// ranks of the mask.
-    pub(super) fn multicast_ranks(&mut self, wi: usize, lane: usize, pc: u32, mask: u64) -> Result<Vec<u32>> {
+    pub(super) fn multicast_ranks(
+        &mut self,
+        wi: usize,
+        lane: usize,
+        pc: u32,
+        mask: u64,
+        mbar: u64,
+    ) -> Result<Vec<u32>> {
         let mask = mask as u16;
         if mask == 0 {
             return Err(self.fault(
@@ -432,6 +470,16 @@ impl Run<'_> {
             if mask & (1 << r) != 0 {
                 self.check_peer(wi, lane, pc, r, "multicast TMA copy into")?;
                 self.touch(wi, lane, r);
+                let me = self.cluster.rank;
+                if r != me {
+                    let (from, seen) = (self.ctaid, self.warps[wi].cl_seen);
+                    self.swap_to(r);
+                    self.cluster.landing_from = Some(from);
+                    let res = self.check_remote_mbar(wi, lane, pc, mbar, seen);
+                    self.cluster.landing_from = None;
+                    self.swap_to(me);
+                    res?;
+                }
                 ranks.push(r);
             }
         }
@@ -473,6 +521,7 @@ impl Run<'_> {
         }
         if w.cl_passed & m == m {
             w.cl_passed &= !m;
+            w.cl_seen = self.cluster.phase;
             return Ok(None);
         }
         let skip = group & !m;
@@ -508,6 +557,7 @@ impl Run<'_> {
             }
         }
         let complete = all && any;
+        let phase = self.cluster.phase + complete as u32;
         let release = |warps: &mut [Warp], epoch: &mut u32| {
             if complete {
                 *epoch += 1;
@@ -523,6 +573,7 @@ impl Run<'_> {
                     w.materialize();
                     w.at_bar &= !waiting;
                     w.cl_passed &= !waiting;
+                    w.cl_seen = phase;
                     for l in lanes(waiting) {
                         w.pc[l] += 1;
                     }

@@ -28,6 +28,8 @@ pub(super) struct Mbar {
     pub tx: i64,
     /// Phases completed so far (the current phase's parity is `phase & 1`).
     pub phase: u32,
+    /// Cluster-barrier phases completed when it was initialized (see `Run::check_remote_mbar`).
+    pub init_cluster: u32,
 }
 
 /// A TMA copy in flight (seeded scheduling completes these later).
@@ -266,7 +268,7 @@ struct OperandRow<'a> {
 }
 
 impl Run<'_> {
-    fn mbar_slot(&self, wi: usize, lane: usize, pc: u32, a: u64) -> Result<usize> {
+    pub(super) fn mbar_slot(&self, wi: usize, lane: usize, pc: u32, a: u64) -> Result<usize> {
         let off = a.wrapping_sub(SHARED_BASE);
         if a % 8 != 0 || a < SHARED_BASE || off + 8 > self.shared.data.len() as u64 {
             return Err(self.fault(
@@ -337,7 +339,8 @@ impl Run<'_> {
                     format!("mbarrier.init count {n} is outside 1..2^20"),
                 ));
             }
-            self.mbars[slot] = Mbar { live: true, expected: n, pending: n, tx: 0, phase: 0 };
+            self.mbars[slot] =
+                Mbar { live: true, expected: n, pending: n, tx: 0, phase: 0, init_cluster: self.cluster.phase };
             self.mbar_version += 1;
             let o = slot * 8;
             self.shared.init[o..o + 8].fill(1);
@@ -475,11 +478,11 @@ impl Run<'_> {
                     "TMA load into another CTA's shared memory without .multicast::cluster is not modelled".into(),
                 ));
             }
+            let ma = crate::ir::layout::cluster_target(self.mbar_addr(wi, bank, mbar, l)).1;
             let ranks = match &masks {
-                Some(mk) => self.multicast_ranks(wi, l, pc, mk[l])?,
+                Some(mk) => self.multicast_ranks(wi, l, pc, mk[l], ma)?,
                 None => vec![self.cluster.rank],
             };
-            let ma = crate::ir::layout::cluster_target(self.mbar_addr(wi, bank, mbar, l)).1;
             let slot = self.mbar_slot(wi, l, pc, ma)?;
             self.live_mbar(wi, l, pc, slot)?;
             // The tensor map: 128 bytes of global memory (64-byte aligned).

@@ -238,6 +238,9 @@ struct Warp {
     /// lanes whose arrival's phase has completed and that have not yet executed the wait.
     cl_arrived: u32,
     cl_passed: u32,
+    /// Cluster-barrier phases completed when a lane of this warp last returned from
+    /// `barrier.cluster.wait`.
+    cl_seen: u32,
 }
 
 impl Warp {
@@ -674,6 +677,7 @@ fn new_warps(plan: &Plan, nwarps: u32, spare: &mut Spare) -> Vec<Warp> {
             hop: WarpHopper::default(),
             cl_arrived: 0,
             cl_passed: 0,
+            cl_seen: 0,
         })
         .collect()
 }
@@ -709,6 +713,7 @@ impl<'a> Run<'a> {
             w.at_wsync = 0;
             w.cl_arrived = 0;
             w.cl_passed = 0;
+            w.cl_seen = 0;
             w.conv = true;
             w.cpc = entry.start;
             w.cmask = w.valid;
