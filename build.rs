@@ -72,6 +72,21 @@ const LAUNCH_BOUNDS: &[(&str, u32)] = &[
     ("bf16_gemm_m64_n64", 256),
     ("bf16_gemm_m64_n112", 256),
     ("bf16_gemm_m64_n192", 256),
+    ("fp8_blockwise_gemm_c2", 384),
+    ("fp8_blockwise_gemm_n112_c2", 384),
+    ("bf16_gemm_c2", 384),
+    ("bf16_gemm_n112_c2", 384),
+];
+
+/// Kernels launched in thread-block clusters of a compile-time shape: `.reqnctapercluster X, Y, Z`
+/// is written after their `.maxntid`, so that a plain `cuLaunchKernel` with a grid that is a
+/// multiple of the shape launches clusters. Keep in step with the `CLUSTER` of the GEMM entry
+/// points (`kernels-gpu/src/gemm.rs`).
+const CLUSTER_DIMS: &[(&str, [u32; 3])] = &[
+    ("fp8_blockwise_gemm_c2", [2, 1, 1]),
+    ("fp8_blockwise_gemm_n112_c2", [2, 1, 1]),
+    ("bf16_gemm_c2", [2, 1, 1]),
+    ("bf16_gemm_n112_c2", [2, 1, 1]),
 ];
 
 /// This file: part of the cache key (module list, flags, launch bounds, post-processing).
@@ -583,7 +598,8 @@ fn finish_module(name: &str, ptx: &str, features: &str) -> Result<String, String
 }
 
 /// Inserts `.maxntid N, 1, 1` after the parameter list of each kernel in `LAUNCH_BOUNDS` that the
-/// module defines (idempotent: a kernel that already has it is left alone).
+/// module defines, and `.reqnctapercluster X, Y, Z` after that for each kernel in `CLUSTER_DIMS`
+/// (idempotent: a directive a kernel already has is not added again).
 fn add_launch_bounds(ptx: &str) -> Result<String, String> {
     let mut lines: Vec<String> = ptx.lines().map(str::to_owned).collect();
     for (kernel, threads) in LAUNCH_BOUNDS {
@@ -592,10 +608,14 @@ fn add_launch_bounds(ptx: &str) -> Result<String, String> {
         let close = (start..lines.len())
             .find(|&i| lines[i].trim() == ")")
             .ok_or_else(|| format!("PTX: no end of the parameter list of {kernel}"))?;
-        if lines.get(close + 1).is_some_and(|l| l.contains(".maxntid")) {
-            continue;
+        if !lines.get(close + 1).is_some_and(|l| l.contains(".maxntid")) {
+            lines.insert(close + 1, format!(".maxntid {threads}, 1, 1"));
         }
-        lines.insert(close + 1, format!(".maxntid {threads}, 1, 1"));
+        if let Some((_, [x, y, z])) = CLUSTER_DIMS.iter().find(|(k, _)| k == kernel)
+            && !lines.get(close + 2).is_some_and(|l| l.contains(".reqnctapercluster"))
+        {
+            lines.insert(close + 2, format!(".reqnctapercluster {x}, {y}, {z}"));
+        }
     }
     let mut out = lines.join("\n");
     out.push('\n');

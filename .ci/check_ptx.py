@@ -32,6 +32,10 @@ REQUIRED_SASS = {
     "bf16_gemm_m64_n64": "HGMMA",
     "bf16_gemm_m64_n112": "HGMMA",
     "bf16_gemm_m64_n192": "HGMMA",
+    "fp8_blockwise_gemm_c2": "QGMMA",
+    "fp8_blockwise_gemm_n112_c2": "QGMMA",
+    "bf16_gemm_c2": "HGMMA",
+    "bf16_gemm_n112_c2": "HGMMA",
 }
 import re
 import subprocess

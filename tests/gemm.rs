@@ -450,6 +450,41 @@ fn blockwise_gemm_112_and_192_column_tiles() {
     }
 }
 
+/// Shapes the clusters of 2 CTAs along N run (128-row tiles of 112 or 128 columns, where the
+/// tiles fill the SMs in pairs; every shape with `LOWP_GEMM_CLUSTER=2`): an even count of tile
+/// columns, odd counts (the last pair's second tile lies past N: it loads, takes part in the
+/// barriers and stores nothing), a single column (forced clusters pair it with one past N),
+/// grouped layouts (both tiles of a pair in one group), K of 10 k-blocks (the rings wrap).
+#[test]
+fn gemms_in_clusters_of_two_ctas_sharing_a_tiles() {
+    let test = "gemms_in_clusters_of_two_ctas_sharing_a_tiles";
+    let lowp = common::gpu(test);
+    if !common::hopper_gemm(test, &lowp) {
+        return;
+    }
+    let mut rng = Rng::fresh(test);
+    let dense = common::sized(
+        &lowp,
+        vec![(4096, 7168, 2048), (2048, 2112, 1280), (1024, 896, 1280), (512, 128, 1280)],
+        // (512, 896): 7 columns of 128 (the model's pick on 4 SMs), the last pair's second tile
+        // at n0 = 896, whose weight-scale row would be ⌈N/128⌉, past the scales
+        vec![(300, 256, 1280), (512, 896, 256), (257, 1000, 384), (600, 520, 256), (129, 128, 256)],
+    );
+    for (i, &(m, n, k)) in dense.iter().enumerate() {
+        let scales = if i % 2 == 0 { ScaleKind::Float } else { ScaleKind::Ue8m0 };
+        gemm_case(&lowp, &mut rng, m, n, k, i % 2 == 0, scales);
+    }
+    let contiguous =
+        common::sized(&lowp, [(8, 4096, 4096, 1024), (4, 2000, 896, 512)], [(4, 600, 256, 256), (3, 500, 384, 128)]);
+    for (e, t, n, k) in contiguous {
+        bf16_case(&lowp, &mut rng, e, t, n, k, None);
+    }
+    let masked = common::sized(&lowp, [(8, 2000, 4096, 1024, 400)], [(4, 400, 384, 256, 130)]);
+    for (e, t, n, k, max_m) in masked {
+        bf16_case(&lowp, &mut rng, e, t, n, k, Some(max_m));
+    }
+}
+
 /// The activation scales reach the math threads by one of two paths: M-major scales whose `ld` is
 /// a multiple of 4 and whose base is 16-byte aligned are TMA-loaded into each pipeline stage with
 /// the operands; any other layout (row-major, another `ld`, a base off 16-byte alignment) is read

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 
-use super::plan::{BLOCK_M_VAR, BLOCK_N_VAR, Forced, Tiles, parse_block_m, parse_block_n};
+use super::plan::{BLOCK_M_VAR, BLOCK_N_VAR, CLUSTER_VAR, Forced, Tiles, parse_block_m, parse_block_n, parse_cluster};
 use super::tma::{Map2d, MapKind, device_maps};
 use crate::abi::{GEMM_BLOCK_K, GEMM_D_BOX_M, GemmParams, gemm_d_box_n, gemm_d_swizzle_bytes};
 use crate::context::Lowp;
@@ -16,14 +16,16 @@ crate::abi::device_repr!(GemmParams);
 /// A row-major operand: (address, bytes per row used, rows, row stride in bytes).
 pub(crate) type ByteMatrix = (u64, usize, usize, usize);
 
-/// The tile rows and columns `LOWP_GEMM_BLOCK_M` and `LOWP_GEMM_BLOCK_N` force on every GEMM of
-/// the process (each read once), if any.
+/// The tile rows and columns and the cluster size `LOWP_GEMM_BLOCK_M`, `LOWP_GEMM_BLOCK_N` and
+/// `LOWP_GEMM_CLUSTER` force on every GEMM of the process (each read once), if any.
 pub(crate) fn forced_tiles() -> Result<Forced> {
     static M: OnceLock<Option<String>> = OnceLock::new();
     static N: OnceLock<Option<String>> = OnceLock::new();
+    static C: OnceLock<Option<String>> = OnceLock::new();
     Ok(Forced {
         m: parse_block_m(M.get_or_init(|| std::env::var(BLOCK_M_VAR).ok()).as_deref())?,
         n: parse_block_n(N.get_or_init(|| std::env::var(BLOCK_N_VAR).ok()).as_deref())?,
+        cluster: parse_cluster(C.get_or_init(|| std::env::var(CLUSTER_VAR).ok()).as_deref())?,
     })
 }
 
@@ -33,12 +35,14 @@ pub(crate) fn gemm_function(lowp: &Lowp, op: &'static str, tiles: Tiles, fp8: bo
     lowp.function_with_smem(op, tiles.kernel(fp8), super::NEEDS, tiles.smem_bytes(fp8))
 }
 
-/// Finds (or writes, outside capture) the tensor maps of A (boxes of `config.block_m()` rows), B
+/// Finds (or writes, outside capture) the tensor maps of A (boxes of `config.a_box_rows()` rows), B
 /// (boxes of `config.block_n()` rows), when `p.sa_tma` is set the activation scales (boxes of
 /// `config.block_m()` rows × 1 k-block) and when `p.d_tma` is set D (boxes of `GEMM_D_BOX_M` rows
 /// × `gemm_d_box_n` columns) in the handle's map cache and launches `f`, the FP8 (`fp8`) or bf16
 /// kernel of `config`, persistently (one CTA per SM at most, `tiles` an upper bound of the output
-/// tiles).
+/// tiles, or of the cluster tiles with clusters: the grid is then `config.cluster` times the
+/// clusters, at most `⌊SMs / cluster⌋` of them, so that a plain launch runs the kernel's
+/// compile-time clusters).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn launch_gemm(
     lowp: &Lowp,
@@ -66,7 +70,7 @@ pub(crate) fn launch_gemm(
     // Device memory that stays as it is for the context's life: a captured launch reads the same
     // maps at every replay (see `super::tma`). The boxes are part of the cache key: the same
     // operands in another configuration have their own maps.
-    let mut maps = vec![map("x", a, bm), map("w", b, bn)];
+    let mut maps = vec![map("x", a, config.a_box_rows()), map("w", b, bn)];
     if p.sa_tma != 0 {
         // M-major scales: the rows are the inner dimension (elements past the last row read
         // zeros), one k-block per outer step of `ld` f32.
@@ -103,8 +107,9 @@ pub(crate) fn launch_gemm(
             Err(e) => return Err(e),
         }
     }
+    let clusters = tiles.clamp(1, (lowp.sm_count() / config.cluster).max(1) as u64) as u32;
     let cfg = LaunchConfig {
-        grid_dim: (tiles.clamp(1, lowp.sm_count() as u64) as u32, 1, 1),
+        grid_dim: (clusters * config.cluster, 1, 1),
         block_dim: (config.threads(), 1, 1),
         shared_mem_bytes: config.smem_bytes(fp8),
     };

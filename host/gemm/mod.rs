@@ -35,9 +35,11 @@
 //! (its waves over the SMs times each tile's tensor-core and shared-memory time) rates fastest,
 //! a narrower tile only when at least 1/32 faster. 112 columns fill the SMs where 128 leave
 //! some idle (N = 7168: 64 tiles, not 56), 64 columns serve decode shapes, 192 columns cut the
-//! tile count of wide outputs. The environment variables `LOWP_GEMM_BLOCK_M` (`64` or `128`) and
-//! `LOWP_GEMM_BLOCK_N` (`64`, `112`, `128` or `192`), read once per process, force the tile rows
-//! or columns of every call; another value makes every GEMM fail with
+//! tile count of wide outputs. 128-row tiles of 112 or 128 columns run in clusters of 2 CTAs along
+//! N sharing their A tiles (TMA multicast) where the tiles fill the SMs in pairs. The environment
+//! variables `LOWP_GEMM_BLOCK_M` (`64` or `128`), `LOWP_GEMM_BLOCK_N` (`64`, `112`, `128` or
+//! `192`) and `LOWP_GEMM_CLUSTER` (`1` or `2`), read once per process, force the tile rows,
+//! columns or cluster size of every call; another value makes every GEMM fail with
 //! [`Error::InvalidValue`](crate::Error::InvalidValue).
 
 mod launch;
@@ -84,6 +86,10 @@ pub(crate) const KERNELS: &[&str] = &[
     "bf16_gemm_m64_n64",
     "bf16_gemm_m64_n112",
     "bf16_gemm_m64_n192",
+    "fp8_blockwise_gemm_c2",
+    "fp8_blockwise_gemm_n112_c2",
+    "bf16_gemm_c2",
+    "bf16_gemm_n112_c2",
 ];
 
 /// What every kernel of the family needs.

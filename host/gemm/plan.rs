@@ -268,6 +268,9 @@ impl BlockN {
 pub(crate) struct Tiles {
     pub m: BlockM,
     pub n: BlockN,
+    /// CTAs per cluster along N (1, or 2: pairs of CTAs sharing their A tiles by TMA multicast;
+    /// see [`choose_cluster`]).
+    pub cluster: u32,
 }
 
 /// Entry points by element kind (FP8, bf16), tile rows (128, 64) and [`BlockN`]; FP8 has no
@@ -288,7 +291,17 @@ const KERNELS: [[[&str; 4]; 2]; 2] = [
     ],
 ];
 
+/// The clustered entry points (2 CTAs along N): FP8 and bf16 with 128-row tiles of 112 and 128
+/// columns ([`Tiles::clusters`]).
+const KERNELS_C2: [[&str; 2]; 2] =
+    [["fp8_blockwise_gemm_n112_c2", "fp8_blockwise_gemm_c2"], ["bf16_gemm_n112_c2", "bf16_gemm_c2"]];
+
 impl Tiles {
+    /// Whether the configuration (tile rows and columns) has a clustered kernel: 128-row tiles of
+    /// 112 or 128 columns, the configurations compute-bound shapes run.
+    pub fn clusters(self, fp8: bool) -> bool {
+        self.m == BlockM::M128 && matches!(self.n, BlockN::N112 | BlockN::N128) && self.exists(fp8)
+    }
     pub fn block_m(self) -> u32 {
         match self.m {
             BlockM::M128 => GEMM_BLOCK_M,
@@ -312,7 +325,15 @@ impl Tiles {
     /// The entry point: FP8 (QGMMA) or bf16 (HGMMA); empty where the configuration does not
     /// [`exist`](Self::exists) ([`choose_tiles`] never returns one).
     pub fn kernel(self, fp8: bool) -> &'static str {
+        if self.cluster == 2 && self.clusters(fp8) {
+            return KERNELS_C2[usize::from(!fp8)][usize::from(self.n == BlockN::N128)];
+        }
         KERNELS[usize::from(!fp8)][usize::from(self.m == BlockM::M64)][self.n.index()]
+    }
+    /// The rows of A's TMA boxes: the tile's, or half of them in a cluster of 2 (each CTA loads
+    /// half and multicasts it to both).
+    pub fn a_box_rows(self) -> u32 {
+        self.block_m() / self.cluster
     }
 }
 
@@ -390,14 +411,15 @@ pub(crate) fn k_block_cost(t: Tiles) -> u64 {
 /// M = 4096  N = 24576   128     12288, 94 × 320   7040, 54 × 448    6144, 47 × 512    4096, 32 × 768    192
 /// ```
 pub(crate) fn choose_tiles(rows: Rows, n: usize, sms: u32, fp8: bool, forced: Forced) -> Tiles {
+    let n_cols = n;
     let m = forced.m.unwrap_or_else(|| choose_block_m(rows));
-    let exists = |bn| Tiles { m, n: bn }.exists(fp8);
+    let exists = |bn| Tiles { m, n: bn, cluster: 1 }.exists(fp8);
     let n = match forced.n {
         Some(bn) if exists(bn) => bn,
         Some(_) => BlockN::N128,
         None => {
             let time = |bn| {
-                let t = Tiles { m, n: bn };
+                let t = Tiles { m, n: bn, cluster: 1 };
                 waves(tile_bound(rows, n, t), sms) * k_block_cost(t)
             };
             // Wider first: a narrower tile must be at least 1/32 faster.
@@ -410,7 +432,37 @@ pub(crate) fn choose_tiles(rows: Rows, n: usize, sms: u32, fp8: bool, forced: Fo
             best
         }
     };
-    Tiles { m, n }
+    let tiles = Tiles { m, n, cluster: 1 };
+    Tiles { cluster: choose_cluster(rows, n_cols, sms, fp8, tiles, forced.cluster), ..tiles }
+}
+
+/// Tile columns at or above which an odd count still runs in clusters of 2: the last cluster's
+/// second tile, past N, computes nothing useful (at most 1/8 of the grid's tiles).
+pub(crate) const CLUSTER_MIN_ODD_COLUMNS: u64 = 7;
+
+/// The CTAs per cluster of a call in configuration `tiles` on `sms` SMs: 2 (pairs of CTAs along
+/// N that share their A tiles: each loads half and multicasts it, halving A's traffic from L2 to
+/// shared memory) when
+/// - the configuration has a clustered kernel ([`Tiles::clusters`]: 128-row tiles of 112 or 128
+///   columns) and the device has 2 SMs or more (a cluster's CTAs run at once on SMs of one GPC);
+/// - there are at least 2 tile columns, an even count or at least [`CLUSTER_MIN_ODD_COLUMNS`]
+///   (an odd count leaves the last pair's second tile idle);
+/// - the tiles fill the SMs ([`tile_bound`] ≥ `sms`): the shared A traffic matters where the
+///   grid is full, and a partial grid keeps the freedom of single CTAs;
+///
+/// else 1. `forced` (from `LOWP_GEMM_CLUSTER`) overrides the choice where the configuration has a
+/// clustered kernel and the device 2 SMs (a single tile column then pairs a tile with one past N).
+pub(crate) fn choose_cluster(rows: Rows, n: usize, sms: u32, fp8: bool, tiles: Tiles, forced: Option<u32>) -> u32 {
+    let t = Tiles { cluster: 1, ..tiles };
+    if !t.clusters(fp8) || sms < 2 {
+        return 1;
+    }
+    if let Some(c) = forced {
+        return c;
+    }
+    let columns = n.div_ceil(t.block_n() as usize) as u64;
+    let pairs_ok = columns >= 2 && (columns % 2 == 0 || columns >= CLUSTER_MIN_ODD_COLUMNS);
+    if pairs_ok && tile_bound(rows, n, t) >= sms as u64 { 2 } else { 1 }
 }
 
 /// Configuration choices forced by the environment (`None`: the heuristic's).
@@ -418,12 +470,27 @@ pub(crate) fn choose_tiles(rows: Rows, n: usize, sms: u32, fp8: bool, forced: Fo
 pub(crate) struct Forced {
     pub m: Option<BlockM>,
     pub n: Option<BlockN>,
+    /// CTAs per cluster (1 or 2).
+    pub cluster: Option<u32>,
 }
 
 /// The environment variable that forces the tile rows of every GEMM of the process.
 pub(crate) const BLOCK_M_VAR: &str = "LOWP_GEMM_BLOCK_M";
 /// The environment variable that forces the tile columns of every GEMM of the process.
 pub(crate) const BLOCK_N_VAR: &str = "LOWP_GEMM_BLOCK_N";
+/// The environment variable that forces the CTAs per cluster of every GEMM of the process.
+pub(crate) const CLUSTER_VAR: &str = "LOWP_GEMM_CLUSTER";
+
+/// Parses the value of [`CLUSTER_VAR`]: unset or empty, the heuristic; `1` or `2`, that many
+/// CTAs per cluster; anything else `InvalidValue`.
+pub(crate) fn parse_cluster(value: Option<&str>) -> Result<Option<u32>> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some("1") => Ok(Some(1)),
+        Some("2") => Ok(Some(2)),
+        Some(v) => Err(Error::InvalidValue { arg: CLUSTER_VAR, expected: "1, 2 or unset", actual: v.to_string() }),
+    }
+}
 
 /// Parses the value of [`BLOCK_M_VAR`]: unset or empty, the heuristic; `64` or `128`, that
 /// tile height; anything else `InvalidValue`.
@@ -451,11 +518,12 @@ pub(crate) fn parse_block_n(value: Option<&str>) -> Result<Option<BlockN>> {
     }
 }
 
-/// The output tiles of a call in configuration `tiles`: exact for a dense GEMM and the masked
-/// layout, an upper bound for the contiguous layout (each group's last tile row may be partial:
-/// at most one more tile row per expert).
+/// The output tiles of a call in configuration `tiles` (with clusters of 2, the cluster tiles of
+/// `2 · BLOCK_N` columns): exact for a dense GEMM and the masked layout, an upper bound for the
+/// contiguous layout (each group's last tile row may be partial: at most one more tile row per
+/// expert).
 pub(crate) fn tile_bound(rows: Rows, n: usize, tiles: Tiles) -> u64 {
-    let (bm, bn) = (tiles.block_m() as usize, tiles.block_n() as usize);
+    let (bm, bn) = (tiles.block_m() as usize, (tiles.block_n() * tiles.cluster) as usize);
     let tiles_m = match rows {
         Rows::Dense(m) => m.div_ceil(bm) as u64,
         Rows::Masked { experts, max_m } => experts as u64 * max_m.div_ceil(bm) as u64,

@@ -221,16 +221,21 @@ fn grouped_fp8_scales_xre_checked() {
     assert!(matches!(grouped_plan(&s), Err(Error::Aliasing { arg: "out", other: "scales_w" })));
 }
 
-const M128_N128: Tiles = Tiles { m: BlockM::M128, n: BlockN::N128 };
-const M64_N128: Tiles = Tiles { m: BlockM::M64, n: BlockN::N128 };
-const M128_N64: Tiles = Tiles { m: BlockM::M128, n: BlockN::N64 };
-const M64_N64: Tiles = Tiles { m: BlockM::M64, n: BlockN::N64 };
-const M128_N112: Tiles = Tiles { m: BlockM::M128, n: BlockN::N112 };
-const M64_N112: Tiles = Tiles { m: BlockM::M64, n: BlockN::N112 };
-const M128_N192: Tiles = Tiles { m: BlockM::M128, n: BlockN::N192 };
-const M64_N192: Tiles = Tiles { m: BlockM::M64, n: BlockN::N192 };
+const M128_N128: Tiles = Tiles { m: BlockM::M128, n: BlockN::N128, cluster: 1 };
+const M64_N128: Tiles = Tiles { m: BlockM::M64, n: BlockN::N128, cluster: 1 };
+const M128_N64: Tiles = Tiles { m: BlockM::M128, n: BlockN::N64, cluster: 1 };
+const M64_N64: Tiles = Tiles { m: BlockM::M64, n: BlockN::N64, cluster: 1 };
+const M128_N112: Tiles = Tiles { m: BlockM::M128, n: BlockN::N112, cluster: 1 };
+const M64_N112: Tiles = Tiles { m: BlockM::M64, n: BlockN::N112, cluster: 1 };
+const M128_N192: Tiles = Tiles { m: BlockM::M128, n: BlockN::N192, cluster: 1 };
+const M64_N192: Tiles = Tiles { m: BlockM::M64, n: BlockN::N192, cluster: 1 };
 const ALL: [Tiles; 8] = [M128_N128, M64_N128, M128_N64, M64_N64, M128_N112, M64_N112, M128_N192, M64_N192];
-const NONE: Forced = Forced { m: None, n: None };
+const NONE: Forced = Forced { m: None, n: None, cluster: None };
+
+/// The tile rows and columns of a configuration (its cluster size left out).
+fn no_c(t: Tiles) -> Tiles {
+    Tiles { cluster: 1, ..t }
+}
 
 #[test]
 fn tile_rows_follow_the_rows_per_group() {
@@ -261,7 +266,7 @@ fn k_block_costs_weigh_the_mma_and_shared_memory() {
 /// around it.
 #[test]
 fn tile_columns_follow_the_modelled_time() {
-    let pick = |m: usize, n: usize, sms: u32| choose_tiles(Rows::Dense(m), n, sms, false, NONE);
+    let pick = |m: usize, n: usize, sms: u32| no_c(choose_tiles(Rows::Dense(m), n, sms, false, NONE));
     for (m, n, want) in [
         (64, 2112, M64_N64),
         (64, 7168, M64_N64), // 112 tiles, or 64 of 112 columns: one wave either way
@@ -290,30 +295,30 @@ fn tile_columns_follow_the_modelled_time() {
     assert_eq!(pick(1, 7168, 0), M64_N192); // no SM count: as one
     // grouped: the tile bound of the layout
     let masked = Rows::Masked { experts: 8, max_m: 64 };
-    assert_eq!(choose_tiles(masked, 2048, 132, false, NONE), M64_N128); // 128 tiles, or 256: 1 wave, or 2
-    assert_eq!(choose_tiles(masked, 1024, 132, false, NONE), M64_N64); // 128 tiles: one wave
+    assert_eq!(no_c(choose_tiles(masked, 2048, 132, false, NONE)), M64_N128); // 128 tiles, or 256: 1 wave, or 2
+    assert_eq!(no_c(choose_tiles(masked, 1024, 132, false, NONE)), M64_N64); // 128 tiles: one wave
     let contiguous = Rows::Contiguous { rows: 8 * 512, experts: 8 };
-    assert_eq!(choose_tiles(contiguous, 7168, 132, false, NONE), M128_N128);
+    assert_eq!(no_c(choose_tiles(contiguous, 7168, 132, false, NONE)), M128_N128);
     // forced: either dimension, the other still chosen
-    let m128 = Forced { m: Some(BlockM::M128), n: None };
-    assert_eq!(choose_tiles(Rows::Dense(1), 7168, 132, false, m128), M128_N64);
-    let n128 = Forced { m: None, n: Some(BlockN::N128) };
-    assert_eq!(choose_tiles(Rows::Dense(1), 7168, 132, false, n128), M64_N128);
-    let n64 = Forced { m: None, n: Some(BlockN::N64) };
-    assert_eq!(choose_tiles(Rows::Dense(4096), 7168, 132, false, n64), M128_N64);
-    let n112 = Forced { m: None, n: Some(BlockN::N112) };
-    assert_eq!(choose_tiles(Rows::Dense(4096), 7168, 132, false, n112), M128_N112);
-    let both = Forced { m: Some(BlockM::M64), n: Some(BlockN::N192) };
-    assert_eq!(choose_tiles(Rows::Masked { experts: 8, max_m: 512 }, 64, 132, false, both), M64_N192);
+    let m128 = Forced { m: Some(BlockM::M128), n: None, cluster: None };
+    assert_eq!(no_c(choose_tiles(Rows::Dense(1), 7168, 132, false, m128)), M128_N64);
+    let n128 = Forced { m: None, n: Some(BlockN::N128), cluster: None };
+    assert_eq!(no_c(choose_tiles(Rows::Dense(1), 7168, 132, false, n128)), M64_N128);
+    let n64 = Forced { m: None, n: Some(BlockN::N64), cluster: None };
+    assert_eq!(no_c(choose_tiles(Rows::Dense(4096), 7168, 132, false, n64)), M128_N64);
+    let n112 = Forced { m: None, n: Some(BlockN::N112), cluster: None };
+    assert_eq!(no_c(choose_tiles(Rows::Dense(4096), 7168, 132, false, n112)), M128_N112);
+    let both = Forced { m: Some(BlockM::M64), n: Some(BlockN::N192), cluster: None };
+    assert_eq!(no_c(choose_tiles(Rows::Masked { experts: 8, max_m: 512 }, 64, 132, false, both)), M64_N192);
     // FP8 has no 128 × 192 configuration: never chosen, a forced 192 runs 128 there
-    let fp8 = |m: usize, n: usize| choose_tiles(Rows::Dense(m), n, 132, true, NONE);
+    let fp8 = |m: usize, n: usize| no_c(choose_tiles(Rows::Dense(m), n, 132, true, NONE));
     assert_eq!(fp8(4096, 2112), M128_N112); // 5 waves × 448, or 5 × 512
     assert_eq!(fp8(4096, 24576), M128_N128);
     assert_eq!(fp8(64, 2112), M64_N64);
-    assert_eq!(choose_tiles(Rows::Dense(1), 7168, 1, true, NONE), M64_N192);
-    let n192 = Forced { m: None, n: Some(BlockN::N192) };
-    assert_eq!(choose_tiles(Rows::Dense(4096), 7168, 132, true, n192), M128_N128);
-    assert_eq!(choose_tiles(Rows::Dense(64), 7168, 132, true, n192), M64_N192);
+    assert_eq!(no_c(choose_tiles(Rows::Dense(1), 7168, 1, true, NONE)), M64_N192);
+    let n192 = Forced { m: None, n: Some(BlockN::N192), cluster: None };
+    assert_eq!(no_c(choose_tiles(Rows::Dense(4096), 7168, 132, true, n192)), M128_N128);
+    assert_eq!(no_c(choose_tiles(Rows::Dense(64), 7168, 132, true, n192)), M64_N192);
     assert!(!M128_N192.exists(true) && M128_N192.exists(false) && M64_N192.exists(true));
 }
 
@@ -361,14 +366,27 @@ fn tile_configurations_name_their_kernels_and_budgets() {
         assert!(bytes <= GEMM_SMEM_LIMIT && bytes + stage(t, fp8) + 16 > GEMM_SMEM_LIMIT);
     }
     // every kernel of the family is one configuration's, and every configuration's is listed
+    let c2 = |t: Tiles| Tiles { cluster: 2, ..t };
     for k in crate::gemm::KERNELS {
-        assert!([true, false].iter().any(|&f| ALL.iter().any(|t| t.exists(f) && t.kernel(f) == *k)), "{k}");
+        let named = |t: Tiles, f: bool| t.exists(f) && t.kernel(f) == *k;
+        assert!([true, false].iter().any(|&f| ALL.iter().any(|&t| named(t, f) || named(c2(t), f))), "{k}");
     }
     for t in ALL {
         for fp8 in [true, false] {
             assert_eq!(crate::gemm::KERNELS.contains(&t.kernel(fp8)), t.exists(fp8), "{t:?} fp8 {fp8}");
+            // the clustered kernels: 128-row tiles of 112 and 128 columns; elsewhere the plain one
+            let clustered = c2(t).kernel(fp8);
+            assert_eq!(clustered.ends_with("_c2"), t.clusters(fp8), "{t:?} fp8 {fp8}");
+            assert_eq!(crate::gemm::KERNELS.contains(&clustered), t.exists(fp8), "{t:?} fp8 {fp8}");
         }
     }
+    assert_eq!(c2(M128_N128).kernel(true), "fp8_blockwise_gemm_c2");
+    assert_eq!(c2(M128_N112).kernel(true), "fp8_blockwise_gemm_n112_c2");
+    assert_eq!(c2(M128_N128).kernel(false), "bf16_gemm_c2");
+    assert_eq!(c2(M128_N112).kernel(false), "bf16_gemm_n112_c2");
+    // a cluster of 2 loads half of A's rows in each CTA; the same stages and shared memory
+    assert_eq!((c2(M128_N128).a_box_rows(), M128_N128.a_box_rows()), (64, 128));
+    assert_eq!(c2(M128_N112).smem_bytes(true), M128_N112.smem_bytes(true));
 }
 
 #[test]
@@ -387,5 +405,58 @@ fn tile_overrides_parse_the_tile_sizes_or_nothing() {
     for bad in ["32", "256", "auto", "64x"] {
         assert!(matches!(parse_block_m(Some(bad)), Err(Error::InvalidValue { arg: "LOWP_GEMM_BLOCK_M", .. })), "{bad}");
         assert!(matches!(parse_block_n(Some(bad)), Err(Error::InvalidValue { arg: "LOWP_GEMM_BLOCK_N", .. })), "{bad}");
+    }
+}
+
+#[test]
+fn clusters_of_two_where_the_tiles_fill_the_sms_in_pairs() {
+    let c = |rows: Rows, n: usize, sms: u32, fp8: bool, forced: Option<u32>| {
+        let forced = Forced { cluster: forced, ..NONE };
+        choose_tiles(rows, n, sms, fp8, forced).cluster
+    };
+    let dense = Rows::Dense;
+    // compute-bound shapes on 132 SMs: 128 × 128 and 128 × 112 tiles, pairs along N
+    assert_eq!(choose_tiles(dense(4096), 7168, 132, true, NONE), Tiles { cluster: 2, ..M128_N128 });
+    assert_eq!(choose_tiles(dense(4096), 2112, 132, true, NONE), Tiles { cluster: 2, ..M128_N112 }); // 19 columns
+    assert_eq!(c(dense(4096), 4096, 132, false, None), 2);
+    // bf16 picks 192 columns at N = 2112 and 24576: no clustered kernel there
+    assert_eq!(c(dense(4096), 2112, 132, false, None), 1);
+    // too few tiles to fill the SMs (M = 256, N = 7168: 128 tiles of 112 on 132 SMs), 64-row and
+    // 64-column tiles
+    assert_eq!(c(dense(256), 7168, 132, false, None), 1);
+    assert_eq!(c(dense(64), 7168, 132, true, None), 1);
+    assert_eq!(c(dense(128), 7168, 132, false, None), 1);
+    // tile columns: 2 or an even count pair; an odd count below 7 does not (3 columns of 128 on
+    // 4 SMs: 1; 7 columns: 2); a single column never pairs
+    assert_eq!(c(dense(1000), 256, 4, false, Some(2)), 2);
+    assert_eq!(c(dense(1000), 256, 4, true, None), 2);
+    assert_eq!(c(dense(1000), 384, 4, true, None), 1);
+    assert_eq!(c(dense(1000), 896, 4, true, None), 2);
+    assert_eq!(c(dense(1000), 128, 4, true, None), 1);
+    // grouped layouts: the tile bound of the layout
+    assert_eq!(c(Rows::Contiguous { rows: 8 * 512, experts: 8 }, 7168, 132, false, None), 2);
+    assert_eq!(c(Rows::Masked { experts: 8, max_m: 512 }, 4096, 132, true, None), 2);
+    // forced: either way where a clustered kernel exists and the device has 2 SMs (a single
+    // column then pairs with a tile past N); 1 SM, or no clustered kernel, runs 1
+    assert_eq!(c(dense(1000), 128, 4, true, Some(2)), 2);
+    assert_eq!(c(dense(4096), 7168, 132, true, Some(1)), 1);
+    assert_eq!(c(dense(1000), 256, 1, true, Some(2)), 1);
+    assert_eq!(c(dense(1000), 256, 1, true, None), 1);
+    assert_eq!(c(dense(1), 256, 4, true, Some(2)), 1); // 64-row tiles
+    // the persistent grid walks cluster tiles of 2 · BLOCK_N columns: 17 columns of 128 → 9
+    let t = Tiles { cluster: 2, ..M128_N128 };
+    assert_eq!((tile_bound(dense(256), 2112, t), tile_bound(dense(256), 2112, M128_N128)), (18, 34));
+    assert_eq!(CLUSTER_MIN_ODD_COLUMNS, 7);
+}
+
+#[test]
+fn cluster_override_parses_one_two_or_nothing() {
+    assert_eq!(parse_cluster(None).unwrap(), None);
+    assert_eq!(parse_cluster(Some(" ")).unwrap(), None);
+    assert_eq!(parse_cluster(Some("1")).unwrap(), Some(1));
+    assert_eq!(parse_cluster(Some("2")).unwrap(), Some(2));
+    for bad in ["0", "3", "4", "two"] {
+        let e = parse_cluster(Some(bad)).unwrap_err();
+        assert!(matches!(e, Error::InvalidValue { arg: "LOWP_GEMM_CLUSTER", .. }), "{e:?}");
     }
 }

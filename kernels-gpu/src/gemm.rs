@@ -11,7 +11,11 @@
 //! `*_n192`), but not FP8 with 128 × 192 tiles (its two accumulator arrays would not fit the 168
 //! registers of a 384-thread CTA). The pipeline is as deep as the 227 KiB of shared memory allows (5 to 14 stages; the
 //! table in `abi::gemm`). Tiles of 112 and 192 columns straddle a 128-column weight-scale block
-//! (at most two blocks per tile, `gemm_scale_blocks_per_tile`).
+//! (at most two blocks per tile, `gemm_scale_blocks_per_tile`). Four more entry points
+//! (`*_c2`: FP8 and bf16, 128 × 128 and 128 × 112 tiles, const generic `CLUSTER` = 2) run in
+//! clusters of 2 CTAs along N: the pair computes tiles (m, n) and (m, n + BN), each CTA's producer
+//! loads half of the shared A box's rows and multicasts it into both CTAs' stage, and each math
+//! warp frees a stage on the empty barriers of both CTAs (`docs/kernels/gemm.md`, "Clusters").
 //!
 //! ```text
 //! block = 1 + MATH_WGS warpgroups
@@ -62,11 +66,12 @@ use crate::abi::{
 };
 use crate::prim::convert::f32x2_to_bf16x2;
 use crate::prim::hopper::{
-    WGMMA_MAX_REGS, bulk_commit_group, bulk_wait_group, bulk_wait_group_read, fence_accumulators, fence_mbarrier_init,
-    fence_proxy_async_shared, fence_tensormap_acquire, ld_shared_f32, ld_shared_v4, mbarrier_arrive,
-    mbarrier_arrive_expect_tx, mbarrier_init, mbarrier_wait, named_barrier_sync, prefetch_tensormap, setmaxnreg_dec,
-    setmaxnreg_inc, smem_addr, smem_desc_k_major_sw128, stmatrix_x4, tma_load_2d, tma_store_2d, wgmma_commit,
-    wgmma_fence, wgmma_k32b, wgmma_wait,
+    WGMMA_MAX_REGS, bulk_commit_group, bulk_wait_group, bulk_wait_group_read, cluster_ctarank, cluster_sync,
+    fence_accumulators, fence_mbarrier_init, fence_proxy_async_shared, fence_tensormap_acquire, ld_shared_f32,
+    ld_shared_v4, mapa_shared, mbarrier_arrive, mbarrier_arrive_cluster, mbarrier_arrive_expect_tx, mbarrier_init,
+    mbarrier_wait, named_barrier_sync, prefetch_tensormap, setmaxnreg_dec, setmaxnreg_inc, smem_addr,
+    smem_desc_k_major_sw128, stmatrix_x4, tma_load_2d, tma_load_2d_multicast, tma_store_2d, wgmma_commit, wgmma_fence,
+    wgmma_k32b, wgmma_wait,
 };
 use crate::prim::mem::{Vec16, raise_flag, st_global_v4};
 use crate::prim::{block_idx_x, dynamic_smem, grid_dim_x, lane_id, opaque_u32, sync_threads, thread_idx_x};
@@ -180,10 +185,15 @@ struct Tile {
 
 /// Walks the (group, tile) pairs of one CTA: tiles `block, block + grid, …` of the concatenation
 /// of every group's tiles. The producer thread and every math thread run their own copy and see
-/// the same sequence (same loads, same arithmetic).
-struct Scheduler<'a, const MATH_WGS: u32, const BN: u32> {
+/// the same sequence (same loads, same arithmetic). With clusters of `CLUSTER` (2) CTAs along N
+/// the walk is over cluster tiles of `CLUSTER · BN` columns (cluster `block / CLUSTER` of
+/// `grid / CLUSTER`): both CTAs of a cluster see the same sequence, and the CTA of rank r takes
+/// columns `r · BN ..` of each (past N for the last cluster tile of an odd tile-column count).
+struct Scheduler<'a, const MATH_WGS: u32, const BN: u32, const CLUSTER: u32> {
     p: &'a GemmParams,
+    /// Tile columns (cluster tiles of `CLUSTER · BN` columns) and this CTA's rank in its cluster.
     tiles_n: u32,
+    rank: u32,
     /// Current group and its bounds.
     g: u32,
     start: u32,
@@ -194,19 +204,20 @@ struct Scheduler<'a, const MATH_WGS: u32, const BN: u32> {
     next: u32,
 }
 
-impl<'a, const MATH_WGS: u32, const BN: u32> Scheduler<'a, MATH_WGS, BN> {
+impl<'a, const MATH_WGS: u32, const BN: u32, const CLUSTER: u32> Scheduler<'a, MATH_WGS, BN, CLUSTER> {
     const BM: u32 = block_m(MATH_WGS);
 
     fn new(p: &'a GemmParams) -> Self {
         let mut s = Scheduler {
             p,
-            tiles_n: p.n.div_ceil(BN),
+            tiles_n: p.n.div_ceil(BN * CLUSTER),
+            rank: if CLUSTER > 1 { cluster_ctarank() } else { 0 },
             g: 0,
             start: 0,
             end: 0,
             before: 0,
             count: 0,
-            next: block_idx_x(),
+            next: block_idx_x() / CLUSTER,
         };
         s.enter(0, 0);
         s
@@ -270,15 +281,43 @@ impl<'a, const MATH_WGS: u32, const BN: u32> Scheduler<'a, MATH_WGS, BN> {
             let prev_end = self.end;
             self.enter(self.g + 1, prev_end);
         }
-        self.next += grid_dim_x();
+        self.next += grid_dim_x() / CLUSTER;
         let tiles_m = (self.end - self.start).div_ceil(Self::BM);
         let (tm, tn) = tile_coords(t - self.before, tiles_m, self.tiles_n, self.p.group_m);
-        Some(Tile { group: self.g, m0: self.start + tm * Self::BM, row_end: self.end, n0: tn * BN })
+        Some(Tile {
+            group: self.g,
+            m0: self.start + tm * Self::BM,
+            row_end: self.end,
+            n0: (tn * CLUSTER + self.rank) * BN,
+        })
+    }
+}
+
+/// Frees stage `s`'s slot for the producers: one arrival on its empty barrier (at shared address
+/// `empty`) in every CTA of the cluster, whose producers all write into this CTA's stage (with
+/// `CLUSTER` 1, this CTA's only).
+///
+/// # Safety
+/// The calling warp's reads of the stage are complete; every CTA of the cluster is running and
+/// reaches the cluster barrier before its exit after this call.
+#[inline(always)]
+unsafe fn free_stage<const CLUSTER: u32>(empty: u32) {
+    if CLUSTER == 1 {
+        // SAFETY: caller's contract.
+        unsafe { mbarrier_arrive(empty) };
+    } else {
+        for r in 0..CLUSTER {
+            // SAFETY: caller's contract; the same barrier of CTA r of the cluster.
+            unsafe { mbarrier_arrive_cluster(mapa_shared(empty, r)) };
+        }
     }
 }
 
 /// The kernel body; `FP8` selects E4M3 with scale promotion, otherwise bf16; `MATH_WGS` (1 or 2)
-/// the math warpgroups, 64 tile rows each; `BN` (128 or 64) the tile's columns.
+/// the math warpgroups, 64 tile rows each; `BN` the tile's columns; `CLUSTER` (1 or 2) the CTAs
+/// of a cluster along N, which share their A tiles: each CTA's producer loads half of the A box's
+/// rows and multicasts it into both CTAs' stage, so a stage is refilled only when the math of
+/// both CTAs has freed it (each math warp arrives on the empty barrier of both).
 ///
 /// # Safety
 /// Launched with `gemm_threads(64 · MATH_WGS)` threads (`.maxntid` set by build.rs),
@@ -286,10 +325,12 @@ impl<'a, const MATH_WGS: u32, const BN: u32> Scheduler<'a, MATH_WGS, BN> {
 /// the host (`lowp::gemm`): tensor maps describing A (boxes of 64 · MATH_WGS rows), B (boxes of
 /// `BN` rows) and, when `sa_tma` is set, the activation scales (boxes of 64 · MATH_WGS rows × 1
 /// k-block), scale extents covering every row and group, D of `rows × N`, `group_ends` with
-/// `groups` entries.
+/// `groups` entries. `CLUSTER` 2: launched in clusters of 2 × 1 × 1 CTAs (`.reqnctapercluster`,
+/// set by build.rs) with an even grid, A's boxes of 32 · MATH_WGS rows (half a tile).
 #[inline(always)]
-unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmParams) {
+unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTER: u32>(p: &GemmParams) {
     const { assert!(MATH_WGS == 1 || MATH_WGS == 2) };
+    const { assert!(CLUSTER == 1 || CLUSTER == 2) };
     const { assert!(BN == 64 || BN == 112 || BN == 128 || BN == 192) };
     // FP8 keeps two arrays of BN / 2 accumulators (the MMA's and the promoted sums): 192 columns
     // need about 230 registers, more than the 168 ptxas compiles a 384-thread kernel for (the
@@ -324,7 +365,8 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmPara
             // and block barrier below.
             unsafe {
                 mbarrier_init(sm.full(s), 1);
-                mbarrier_init(sm.empty(s), EMPTY_ARRIVALS_PER_WG * MATH_WGS);
+                // Every math warp of every CTA of the cluster frees the stage.
+                mbarrier_init(sm.empty(s), EMPTY_ARRIVALS_PER_WG * MATH_WGS * CLUSTER);
             }
         }
         // SAFETY: publishes the inits; the maps are valid global memory (host contract), which
@@ -342,11 +384,18 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmPara
             }
         }
     }
-    // SAFETY: every thread reaches it.
-    unsafe { sync_threads() };
+    if CLUSTER == 1 {
+        // SAFETY: every thread reaches it.
+        unsafe { sync_threads() };
+    } else {
+        // The peer's barriers are initialized before any multicast into this CTA or arrival on
+        // its empty barriers. SAFETY: every thread of the cluster reaches it (once here, once
+        // before exit).
+        unsafe { cluster_sync() };
+    }
 
     let k_blocks = p.k * if FP8 { 1 } else { 2 } / BK;
-    let mut sched = Scheduler::<MATH_WGS, BN>::new(p);
+    let mut sched = Scheduler::<MATH_WGS, BN, CLUSTER>::new(p);
 
     if warpgroup == 0 {
         // Producer: one thread issues every load. With two math warpgroups and tiles of 112
@@ -374,7 +423,23 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmPara
                     mbarrier_arrive_expect_tx(sm.full(s), tile_a_bytes + tile_b_bytes + scale_bytes);
                     // Boxes past the last row of A or B are zero-filled by the TMA unit; rows of
                     // the next group or expert are loaded but never stored.
-                    tma_load_2d(sm.a(s), tmap_a, (kb * BK) as i32, tile.m0 as i32, sm.full(s));
+                    if CLUSTER == 1 {
+                        tma_load_2d(sm.a(s), tmap_a, (kb * BK) as i32, tile.m0 as i32, sm.full(s));
+                    } else {
+                        // This CTA's half of the A box (rows rank · BM/2 ..), into the same place
+                        // of both CTAs' stage s (the peer's producer loads the other half): the
+                        // full barrier of each still expects the whole stage.
+                        let half = block_m(MATH_WGS) / 2;
+                        let rank = sched.rank;
+                        tma_load_2d_multicast(
+                            sm.a(s) + rank * half * BK,
+                            tmap_a,
+                            (kb * BK) as i32,
+                            (tile.m0 + rank * half) as i32,
+                            sm.full(s),
+                            0b11,
+                        );
+                    }
                     tma_load_2d(sm.b(s), tmap_b, (kb * BK) as i32, b_row as i32, sm.full(s));
                     if sa_tma {
                         // The scales of the A box's rows at k-block kb (the scale rows follow the
@@ -384,6 +449,11 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmPara
                 }
                 ring.advance();
             }
+        }
+        if CLUSTER > 1 {
+            // No copy into the peer and no arrival on its barriers after this (its shared memory
+            // is released at its exit). SAFETY: every thread of the cluster reaches it.
+            unsafe { cluster_sync() };
         }
         return;
     }
@@ -436,8 +506,14 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmPara
             let (sb, sb_next, g0, g1) = if FP8 {
                 let sb_row = tile.n0 / GEMM_SCALE_BLOCK_N;
                 let sb_i = tile.group as u64 * p.sb_group_stride + sb_row as u64 * p.sb_stride + kb as u64;
-                // SAFETY: group < groups, n0/128 < ⌈N/128⌉, kb < K/128.
-                let sb = unsafe { *(p.sb as *const f32).add(sb_i as usize) };
+                // A cluster's second tile past N (odd tile-column count) reads no scale: its
+                // products are never stored.
+                let sb = if CLUSTER > 1 && tile.n0 >= p.n {
+                    0.0
+                } else {
+                    // SAFETY: group < groups, n0/128 < ⌈N/128⌉ (n0 < N), kb < K/128.
+                    unsafe { *(p.sb as *const f32).add(sb_i as usize) }
+                };
                 let sb_next = if next_block {
                     // SAFETY: the next block holds column n0 + split < N: n0/128 + 1 < ⌈N/128⌉.
                     unsafe { *(p.sb as *const f32).add((sb_i + p.sb_stride) as usize) }
@@ -498,12 +574,13 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmPara
             fence_accumulators::<BN>(&mut acc);
             if lane == 0 {
                 if FP8 {
-                    // SAFETY: this warp's reads of stage s are complete (wait above).
-                    unsafe { mbarrier_arrive(sm.empty(s)) };
+                    // SAFETY: this warp's reads of stage s are complete (wait above); the cluster
+                    // barrier before exit follows.
+                    unsafe { free_stage::<CLUSTER>(sm.empty(s)) };
                 } else if kb > 0 {
                     // SAFETY: the previous k-block's MMAs, the last to read stage prev_s, are
                     // complete (wait above).
-                    unsafe { mbarrier_arrive(sm.empty(prev_s)) };
+                    unsafe { free_stage::<CLUSTER>(sm.empty(prev_s)) };
                 }
             }
             prev_s = s;
@@ -529,7 +606,7 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmPara
             fence_accumulators::<BN>(&mut acc);
             if lane == 0 && k_blocks > 0 {
                 // SAFETY: every MMA reading stage prev_s is complete.
-                unsafe { mbarrier_arrive(sm.empty(prev_s)) };
+                unsafe { free_stage::<CLUSTER>(sm.empty(prev_s)) };
             }
         }
         let out = if FP8 { &fin } else { &acc };
@@ -585,11 +662,12 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmPara
         if by_tma {
             if store_thread {
                 // The warpgroup's writes, fenced and ordered before this thread by the barrier;
-                // rows ≥ M and columns ≥ N of the boxes are clipped.
+                // rows ≥ M and columns ≥ N of the boxes are clipped, and boxes wholly past N
+                // (a tile's tail, a cluster's tile past N) are not issued.
                 crate::unroll!(b in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11] {
-                    if (b as u32) < BN / Smem::<FP8, MATH_WGS, BN>::EPI_BOX_N {
+                    let n = tile.n0 + b as u32 * Smem::<FP8, MATH_WGS, BN>::EPI_BOX_N;
+                    if (b as u32) < BN / Smem::<FP8, MATH_WGS, BN>::EPI_BOX_N && n < p.n {
                         let src = epi + b as u32 * Smem::<FP8, MATH_WGS, BN>::EPI_BOX_BYTES;
-                        let n = tile.n0 + b as u32 * Smem::<FP8, MATH_WGS, BN>::EPI_BOX_N;
                         // SAFETY: the D map (host contract); the box is written and fenced, and
                         // is not written again before the wait at the next tile (or the end).
                         unsafe { tma_store_2d(tmap_d, src, n as i32, m_wg as i32) };
@@ -619,6 +697,12 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32>(p: &GemmPara
         // The CTA's shared memory must outlive the last stores' reads.
         bulk_wait_group::<0>();
     }
+    if CLUSTER > 1 {
+        // The peer's math no longer arrives on this CTA's empty barriers, nor its producer
+        // multicasts into this CTA, once every thread of the cluster is here. SAFETY: every
+        // thread of the cluster reaches it.
+        unsafe { cluster_sync() };
+    }
 }
 
 /// Stores the 8 bf16 of `v` at D[m, n .. n + 8], those inside the matrix (`n < N`): one 16-byte
@@ -644,16 +728,20 @@ fn store_chunk(p: &GemmParams, m: u32, n: u32, v: [u32; 4]) {
     });
 }
 
-/// Defines one entry point of the kernel body: `$name`, the configuration `gemm::<FP8, MATH_WGS, BN>`.
+/// Defines one entry point of the kernel body: `$name`, the configuration
+/// `gemm::<FP8, MATH_WGS, BN, CLUSTER>` (`CLUSTER` 1 when not given).
 macro_rules! entry {
     ($(#[$doc:meta])* $name:ident: $fp8:literal, $wgs:literal, $bn:literal) => {
+        entry!($(#[$doc])* $name: $fp8, $wgs, $bn, 1);
+    };
+    ($(#[$doc:meta])* $name:ident: $fp8:literal, $wgs:literal, $bn:literal, $cluster:literal) => {
         $(#[$doc])*
         ///
         /// # Safety
-        #[doc = concat!("Launch contract of `gemm` with `MATH_WGS = ", $wgs, "`, `BN = ", $bn, "`.")]
+        #[doc = concat!("Launch contract of `gemm` with `MATH_WGS = ", $wgs, "`, `BN = ", $bn, "`, `CLUSTER = ", $cluster, "`.")]
         #[unsafe(no_mangle)]
         pub unsafe extern "ptx-kernel" fn $name(p: GemmParams) {
-            unsafe { gemm::<$fp8, $wgs, $bn>(&p) }
+            unsafe { gemm::<$fp8, $wgs, $bn, $cluster>(&p) }
         }
     };
 }
@@ -701,6 +789,22 @@ entry!(
 entry!(
     /// `bf16_gemm` with 128 × 192 tiles.
     bf16_gemm_n192: false, 2, 192
+);
+entry!(
+    /// `fp8_blockwise_gemm` in clusters of 2 CTAs along N sharing their A tiles (TMA multicast).
+    fp8_blockwise_gemm_c2: true, 2, 128, 2
+);
+entry!(
+    /// `fp8_blockwise_gemm_n112` in clusters of 2 CTAs along N sharing their A tiles.
+    fp8_blockwise_gemm_n112_c2: true, 2, 112, 2
+);
+entry!(
+    /// `bf16_gemm` in clusters of 2 CTAs along N sharing their A tiles (TMA multicast).
+    bf16_gemm_c2: false, 2, 128, 2
+);
+entry!(
+    /// `bf16_gemm_n112` in clusters of 2 CTAs along N sharing their A tiles.
+    bf16_gemm_n112_c2: false, 2, 112, 2
 );
 entry!(
     /// `bf16_gemm` with 64-row tiles and one math warpgroup (small M).

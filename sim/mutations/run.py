@@ -27,6 +27,7 @@ import time
 
 GEMM = "kernels-gpu/src/gemm.rs"
 HOPPER = "kernels-gpu/src/prim/hopper.rs"
+LAUNCH = "host/gemm/launch.rs"
 
 # (name, what it breaks, [(file, text, replacement, occurrences)])
 MUTATIONS = [
@@ -163,12 +164,63 @@ MUTATIONS = [
                 GEMM,
                 "} else if kb > 0 {\n                    // SAFETY: the previous k-block's MMAs, the last to read stage prev_s, are\n"
                 "                    // complete (wait above).\n"
-                "                    unsafe { mbarrier_arrive(sm.empty(prev_s)) };",
-                "} else {\n                    unsafe { mbarrier_arrive(sm.empty(s)) };",
+                "                    unsafe { free_stage::<CLUSTER>(sm.empty(prev_s)) };",
+                "} else {\n                    unsafe { free_stage::<CLUSTER>(sm.empty(s)) };",
                 1,
             ),
             (GEMM, "if lane == 0 && k_blocks > 0 {", "if lane == 0 && k_blocks > 0 && FP8 {", 1),
         ],
+    ),
+    (
+        "cluster-empty-own-only",
+        "clusters of 2: each math warp frees a stage on its own CTA's empty barrier only (the peer's producer, which multicasts into it, is never told)",
+        [
+            (
+                GEMM,
+                "unsafe { mbarrier_arrive_cluster(mapa_shared(empty, r)) };",
+                "if r == cluster_ctarank() {\n                unsafe { mbarrier_arrive_cluster(mapa_shared(empty, r)) };\n            }",
+                1,
+            )
+        ],
+    ),
+    (
+        "cluster-empty-own-twice",
+        "clusters of 2: each math warp arrives twice on its own CTA's empty barrier instead of once on each CTA's (the count is met while the peer may still read the stage)",
+        [
+            (
+                GEMM,
+                "unsafe { mbarrier_arrive_cluster(mapa_shared(empty, r)) };",
+                "unsafe { mbarrier_arrive_cluster(mapa_shared(empty, cluster_ctarank() + 0 * r)) };",
+                1,
+            )
+        ],
+    ),
+    (
+        "cluster-no-exit-barrier",
+        "clusters of 2: no cluster barrier before exit (a CTA may exit while its peer still arrives on its barriers)",
+        [
+            (GEMM, "        if CLUSTER > 1 {\n            // No copy into the peer", "        if false {\n            // No copy into the peer", 1),
+            (GEMM, "    if CLUSTER > 1 {\n        // The peer's math no longer", "    if false {\n        // The peer's math no longer", 1),
+        ],
+    ),
+    (
+        "cluster-no-init-barrier",
+        "clusters of 2: a CTA barrier instead of a cluster barrier after the mbarrier inits (the peer may multicast or arrive before they exist)",
+        [(GEMM, "    if CLUSTER == 1 {\n        // SAFETY: every thread reaches it.", "    if true {\n        // SAFETY: every thread reaches it.", 1)],
+    ),
+    (
+        "cluster-whole-box",
+        "clusters of 2: each CTA multicasts the whole A box (A maps of 128-row boxes) instead of its half",
+        [
+            (LAUNCH, 'map("x", a, config.a_box_rows())', 'map("x", a, bm)', 1),
+            (GEMM, "sm.a(s) + rank * half * BK,", "sm.a(s) + 0 * rank * half * BK,", 1),
+            (GEMM, "(tile.m0 + rank * half) as i32,", "tile.m0 as i32,", 1),
+        ],
+    ),
+    (
+        "cluster-scale-unguarded",
+        "clusters of 2: the second tile of the last cluster, past N (odd tile columns), reads its weight scales (row n0/128 ≥ ⌈N/128⌉)",
+        [(GEMM, "let sb = if CLUSTER > 1 && tile.n0 >= p.n {", "let sb = if CLUSTER > 1 && tile.n0 >= p.n + p.n {", 1)],
     ),
 ]
 
@@ -212,7 +264,7 @@ def pristine(rel):
 def write_sources(edits):
     """Writes every mutable file afresh (new mtime, so cargo and build.rs see a change), the
     edits applied. Returns an error message, or None."""
-    files = {GEMM: pristine(GEMM), HOPPER: pristine(HOPPER)}
+    files = {GEMM: pristine(GEMM), HOPPER: pristine(HOPPER), LAUNCH: pristine(LAUNCH)}
     for rel, old, new, count in edits:
         found = files[rel].count(old)
         if found != count:

@@ -83,6 +83,19 @@ pub enum Sreg {
     /// `.local` accesses at `FrameBase + offset`.
     FrameBase,
     Clock,
+    /// `%cluster_ctarank`: the CTA's rank in its cluster (x fastest).
+    ClusterCtarank,
+    /// `%cluster_nctarank`: CTAs per cluster.
+    ClusterNctarank,
+    /// `%clusterid.d`, `%nclusterid.d`: the cluster's index in the grid, clusters in the grid.
+    Clusterid(u8),
+    Nclusterid(u8),
+    /// `%cluster_ctaid.d`, `%cluster_nctaid.d`: the CTA's index in its cluster, the cluster shape.
+    ClusterCtaid(u8),
+    ClusterNctaid(u8),
+    /// `%is_explicit_cluster`: 1 when the launch has a cluster shape (the kernel's
+    /// `.reqnctapercluster`), 0 for the implicit 1 × 1 × 1 cluster.
+    IsExplicitCluster,
 }
 
 /// A source operand.
@@ -101,7 +114,8 @@ pub enum Space {
     Generic,
     Global,
     Shared,
-    /// `.shared::cluster` (one-CTA clusters only: same as `.shared`).
+    /// `.shared::cluster`: an address of the executing CTA's shared memory (as `.shared`), or one
+    /// `mapa` made for another CTA of the cluster (`layout::cluster_shared`).
     SharedCluster,
     Local,
     /// Kernel parameters (entry) or call arguments (`.func`).
@@ -536,12 +550,15 @@ pub enum Op {
         addr: Addr,
         count: Src,
     },
-    /// `mbarrier.arrive[.expect_tx].shared[::cta].b64 state|_, [addr][, tx]`: `d` receives the
-    /// state token (`None` for the sink `_`); `tx` the expected transaction bytes.
+    /// `mbarrier.arrive[.expect_tx][.sem.scope].shared[::cta|::cluster].b64 state|_, [addr][, tx]`:
+    /// `d` receives the state token (`None` for the sink `_`); `tx` the expected transaction
+    /// bytes; `cluster` for `.shared::cluster`, whose address may name a barrier of another CTA
+    /// of the cluster (from `mapa`).
     MbarArrive {
         d: Option<Reg>,
         addr: Addr,
         tx: Option<Src>,
+        cluster: bool,
     },
     /// `mbarrier.expect_tx.shared[::cta].b64 [addr], tx`.
     MbarExpectTx {
@@ -555,14 +572,29 @@ pub enum Op {
         parity: Src,
         test: bool,
     },
-    /// `cp.async.bulk.tensor.Nd.shared::cluster.global.tile.mbarrier::complete_tx::bytes
-    /// [dst], [map, {coords}], [mbar]`.
+    /// `cp.async.bulk.tensor.Nd.shared::cluster.global[.tile].mbarrier::complete_tx::bytes
+    /// [dst], [map, {coords}], [mbar]`; with `.multicast::cluster` a 16-bit `ctaMask` operand:
+    /// the box lands at the same shared offset in every CTA of the mask, completing its bytes on
+    /// the mbarrier at the same offset in each.
     CpAsyncBulkTensor {
         dst: Addr,
         map: Src,
         coords: Vec<Src>,
         mbar: Addr,
+        multicast: Option<Src>,
     },
+    /// `mapa.shared::cluster.u32|u64 d, a, rank`: the `.shared::cluster` address of the variable
+    /// at shared address `a` in the cluster's CTA `rank`.
+    Mapa {
+        d: Reg,
+        a: Src,
+        rank: Src,
+    },
+    /// `barrier.cluster.arrive[.release|.relaxed][.aligned]`.
+    ClusterArrive,
+    /// `barrier.cluster.wait[.acquire][.aligned]`: waits until every non-exited thread of the
+    /// cluster has arrived in the phase this thread arrived in.
+    ClusterWait,
     /// `cp.async.bulk.tensor.Nd.global.shared::cta[.tile].bulk_group [map, {coords}], [src]`: a
     /// TMA store of one box from shared memory, in the calling thread's bulk async-group.
     TmaStore {
@@ -674,6 +706,8 @@ pub struct Function {
     pub maxntid: Option<[u32; 3]>,
     /// `.reqntid` if given.
     pub reqntid: Option<[u32; 3]>,
+    /// `.reqnctapercluster` if given: the launch runs clusters of this shape.
+    pub reqnctapercluster: Option<[u32; 3]>,
     /// Line of its header.
     pub line: u32,
 }
@@ -702,6 +736,23 @@ pub mod layout {
     pub const GENERIC_SHARED: u64 = 0x0000_0100_0000_0000;
     pub const GENERIC_LOCAL: u64 = 0x0000_0200_0000_0000;
     pub const GLOBAL_BASE: u64 = 0x0000_7000_0000_0000;
+    /// `.shared::cluster` addresses of another CTA's shared memory (what `mapa` returns):
+    /// `(rank + 1) << CLUSTER_SHIFT` above its `.shared` address. Addresses below
+    /// `1 << CLUSTER_SHIFT` are the executing CTA's own.
+    pub const CLUSTER_SHIFT: u32 = 24;
+
+    /// The `.shared::cluster` address of shared address `a` (`.shared`, or already a cluster
+    /// address) in the cluster's CTA `rank`.
+    pub fn cluster_shared(a: u64, rank: u32) -> u64 {
+        (a & ((1 << CLUSTER_SHIFT) - 1)) | ((rank as u64 + 1) << CLUSTER_SHIFT)
+    }
+
+    /// The CTA rank a `.shared::cluster` address names (`None`: the executing CTA) and its
+    /// `.shared` address there.
+    pub fn cluster_target(a: u64) -> (Option<u32>, u64) {
+        let hi = a >> CLUSTER_SHIFT;
+        if hi == 0 { (None, a) } else { (Some(hi as u32 - 1), a & ((1 << CLUSTER_SHIFT) - 1)) }
+    }
 }
 
 /// A loaded module.

@@ -410,6 +410,9 @@ fn sreg(s: &str) -> Option<Sreg> {
         "%laneid" => Sreg::LaneId,
         "%warpid" => Sreg::WarpId,
         "%clock" => Sreg::Clock,
+        "%cluster_ctarank" => Sreg::ClusterCtarank,
+        "%cluster_nctarank" => Sreg::ClusterNctarank,
+        "%is_explicit_cluster" => Sreg::IsExplicitCluster,
         _ => {
             let (name, d) = s.split_once('.')?;
             let d = dim(d)?;
@@ -418,6 +421,10 @@ fn sreg(s: &str) -> Option<Sreg> {
                 "%ntid" => Sreg::Ntid(d),
                 "%ctaid" => Sreg::Ctaid(d),
                 "%nctaid" => Sreg::Nctaid(d),
+                "%clusterid" => Sreg::Clusterid(d),
+                "%nclusterid" => Sreg::Nclusterid(d),
+                "%cluster_ctaid" => Sreg::ClusterCtaid(d),
+                "%cluster_nctaid" => Sreg::ClusterNctaid(d),
                 _ => return None,
             }
         }
@@ -520,6 +527,7 @@ struct Header<'a> {
     rets: Vec<VarDecl<'a>>,
     maxntid: Option<[u32; 3]>,
     reqntid: Option<[u32; 3]>,
+    reqnctapercluster: Option<[u32; 3]>,
 }
 
 /// A parameter of a function header: `.param [.align N] .type name[[N]]`.
@@ -571,6 +579,7 @@ fn parse_header(s: &str, line: u32) -> Result<Header<'_>> {
         rets: rets.iter().map(|p| param_decl(p, line)).collect::<Result<_>>()?,
         maxntid: None,
         reqntid: None,
+        reqnctapercluster: None,
     };
     // Performance directives: `.maxntid x[, y[, z]]`, ...
     let mut words = rest.split_whitespace().peekable();
@@ -593,6 +602,16 @@ fn parse_header(s: &str, line: u32) -> Result<Header<'_>> {
         match w {
             ".maxntid" => h.maxntid = Some(dims()?),
             ".reqntid" => h.reqntid = Some(dims()?),
+            ".reqnctapercluster" => {
+                let d = dims()?;
+                if d.contains(&0) {
+                    return Err(bad("a zero .reqnctapercluster dimension"));
+                }
+                h.reqnctapercluster = Some(d);
+            }
+            // Launch-time cluster shapes are not modelled: a kernel with `.explicitcluster` and
+            // no `.reqnctapercluster` runs in 1 × 1 × 1 clusters.
+            ".explicitcluster" | ".maxclusterrank" => {}
             // Occupancy and register hints, no effect on what the code computes.
             ".minnctapersm" | ".maxnreg" | ".maxnctapersm" | ".noreturn" => {}
             _ => return Err(bad(&format!("directive {w}"))),
@@ -754,6 +773,7 @@ impl<'a> Parser<'a> {
             frame_params,
             maxntid: h.maxntid,
             reqntid: h.reqntid,
+            reqnctapercluster: h.reqnctapercluster,
             line,
         });
         let mut l = Lower {
@@ -1236,6 +1256,32 @@ impl<'p, 'a> Lower<'p, 'a> {
             "ld" | "st" => self.ld_st(&parts, ty, &ops),
             "atom" | "red" => self.atom(&parts, ty, &ops),
             "shfl" => self.shfl(&parts, &ops),
+            "barrier" if parts.get(1) == Some(&"cluster") => {
+                let op = match parts[2..] {
+                    ["arrive"] | ["arrive", "aligned"] => Op::ClusterArrive,
+                    ["arrive", "release" | "relaxed"] | ["arrive", "release" | "relaxed", "aligned"] => {
+                        Op::ClusterArrive
+                    }
+                    ["wait"] | ["wait", "aligned"] | ["wait", "acquire"] | ["wait", "acquire", "aligned"] => {
+                        Op::ClusterWait
+                    }
+                    _ => return Err(self.unsupported()),
+                };
+                self.nops(&ops, 0)?;
+                self.push(op);
+                Ok(())
+            }
+            "mapa" => {
+                if !matches!(parts[1..], ["shared::cluster", "u32" | "u64"]) {
+                    return Err(self.unsupported());
+                }
+                self.nops(&ops, 3)?;
+                let d = self.dst(ops[0])?;
+                let a = self.src(ops[1], ty.unwrap_or(Ty::U32))?;
+                let rank = self.src(ops[2], Ty::U32)?;
+                self.push(Op::Mapa { d, a, rank });
+                Ok(())
+            }
             "bar" | "barrier" => self.bar(&parts, &ops),
             // The tensormap proxy acquire fence (`[addr], 128`): the simulator's TMA reads tensor
             // maps from memory when it uses them, so it is an ordinary fence here.
@@ -1874,7 +1920,7 @@ impl<'p, 'a> Lower<'p, 'a> {
 
     fn mbarrier(&mut self, parts: &[&'a str], ops: &[&'a str]) -> Result<()> {
         let kind = *parts.get(1).ok_or_else(|| self.unsupported())?;
-        let (mut expect_tx, mut parity, mut shared) = (false, false, false);
+        let (mut expect_tx, mut parity, mut shared, mut cluster) = (false, false, false, false);
         if parts.last() != Some(&"b64") {
             return Err(self.unsupported());
         }
@@ -1882,6 +1928,12 @@ impl<'p, 'a> Lower<'p, 'a> {
             match *w {
                 "expect_tx" if kind == "arrive" => expect_tx = true,
                 "parity" if matches!(kind, "try_wait" | "test_wait") => parity = true,
+                // A remote barrier (`mapa`) only for arrive; elsewhere `.shared::cluster` names
+                // the executing CTA's own.
+                "shared::cluster" if !shared && kind == "arrive" => {
+                    shared = true;
+                    cluster = true;
+                }
                 "shared" | "shared::cta" | "shared::cluster" if !shared => shared = true,
                 "release" | "acquire" | "relaxed" | "cta" | "cluster" => {}
                 _ => return Err(self.unsupported()),
@@ -1898,9 +1950,13 @@ impl<'p, 'a> Lower<'p, 'a> {
             "arrive" => {
                 self.nops(ops, if expect_tx { 3 } else { 2 })?;
                 let d = self.dst_opt(ops[0])?;
+                if cluster && d.is_some() {
+                    // The PTX ISA: a `.shared::cluster` arrive returns no state (sink `_` only).
+                    return Err(self.err("mbarrier.arrive.shared::cluster takes the sink '_' as its state"));
+                }
                 let addr = self.shared_addr(ops[1], Space::Shared)?;
                 let tx = if expect_tx { Some(self.src(ops[2], Ty::U32)?) } else { None };
-                Op::MbarArrive { d, addr, tx }
+                Op::MbarArrive { d, addr, tx, cluster }
             }
             "expect_tx" => {
                 self.nops(ops, 2)?;
@@ -1956,22 +2012,30 @@ impl<'p, 'a> Lower<'p, 'a> {
             }
             _ => {}
         }
-        let dims = match parts[..] {
+        let (dims, multicast) = match parts[..] {
             ["cp", "async", "bulk", "tensor", dim, "shared::cluster", "global", ref rest @ ..]
-                if matches!(rest, ["tile", "mbarrier::complete_tx::bytes"] | ["mbarrier::complete_tx::bytes"]) =>
+                if matches!(
+                    rest,
+                    ["tile", "mbarrier::complete_tx::bytes"]
+                        | ["mbarrier::complete_tx::bytes"]
+                        | ["tile", "mbarrier::complete_tx::bytes", "multicast::cluster"]
+                        | ["mbarrier::complete_tx::bytes", "multicast::cluster"]
+                ) =>
             {
-                match dim {
+                let multicast = rest.last() == Some(&"multicast::cluster");
+                let dims = match dim {
                     "1d" => 1,
                     "2d" => 2,
                     "3d" => 3,
                     "4d" => 4,
                     "5d" => 5,
                     _ => return Err(self.unsupported()),
-                }
+                };
+                (dims, multicast)
             }
             _ => return Err(self.unsupported()),
         };
-        self.nops(ops, 3)?;
+        self.nops(ops, if multicast { 4 } else { 3 })?;
         let dst = self.shared_addr(ops[0], Space::SharedCluster)?;
         let inner = list(ops[1], '[', ']').filter(|v| v.len() == 2).ok_or_else(|| self.err("bad tensor operand"))?;
         let map = self.src(inner[0], Ty::U64)?;
@@ -1979,7 +2043,8 @@ impl<'p, 'a> Lower<'p, 'a> {
             list(inner[1], '{', '}').filter(|c| c.len() == dims).ok_or_else(|| self.err("bad tensor coordinates"))?;
         let coords = coords.into_iter().map(|c| self.src(c, Ty::S32)).collect::<Result<Vec<_>>>()?;
         let mbar = self.shared_addr(ops[2], Space::Shared)?;
-        self.push(Op::CpAsyncBulkTensor { dst, map, coords, mbar });
+        let multicast = if multicast { Some(self.src(ops[3], Ty::U16)?) } else { None };
+        self.push(Op::CpAsyncBulkTensor { dst, map, coords, mbar, multicast });
         Ok(())
     }
 

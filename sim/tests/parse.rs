@@ -277,7 +277,7 @@ fn multiline_wgmma_and_hopper_forms() {
     assert!(matches!(o[6], Op::Selp { ty: Ty::U32, p: Src::Reg(q), a: Src::Imm(1), b: Src::Imm(0), .. } if q == p));
     assert!(matches!(&o[7], Op::MbarArrive { d: None, tx: Some(Src::Reg(_)), .. }));
     assert!(
-        matches!(&o[8], Op::MbarArrive { d: Some(_), tx: None, addr } if *addr == Addr { base: Src::Imm(smem), offset: 8 })
+        matches!(&o[8], Op::MbarArrive { d: Some(_), tx: None, addr, cluster: false } if *addr == Addr { base: Src::Imm(smem), offset: 8 })
     );
     assert!(matches!(&o[9], Op::CpAsyncBulkTensor { coords, map: Src::Reg(_), .. } if coords.len() == 2));
     assert!(matches!(o[10], Op::WgmmaFence));
@@ -482,4 +482,36 @@ fn signed_loads_extend_to_the_register_width() {
     assert!(matches!(o[8], Op::Cvt { dty: Ty::S32, sty: Ty::S16, d: x, .. } if x == d[1]));
     assert_eq!(o.len(), 9);
     assert!(m.code[7].line == m.code[6].line);
+}
+
+#[test]
+fn cluster_forms() {
+    let m = parse(
+        ".extern .shared .align 1024 .b8 smem[];\n.visible .entry k(.param .align 8 .b8 k_param_0[8])\n.maxntid 384, 1, 1\n.reqnctapercluster 2, 1, 1\n{\n\
+         .reg .pred %p<4>;\n.reg .b16 %rs<4>;\n.reg .b32 %r<20>;\n.reg .b64 %rd<8>;\n\
+         mov.u32 %r1, %cluster_ctarank;\nmov.u32 %r2, %cluster_nctarank;\nmov.u32 %r3, %clusterid.y;\n\
+         mov.u32 %r4, %cluster_ctaid.x;\nmov.u32 %r5, %is_explicit_cluster;\n\
+         mapa.shared::cluster.u32 %r6, %r7, %r1;\nmapa.shared::cluster.u64 %rd1, %rd2, 1;\n\
+         mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%r6];\n\
+         cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%r8], [%rd3, {%r9, %r10}], [%r11], %rs1;\n\
+         barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\nbarrier.cluster.arrive.relaxed;\nbarrier.cluster.wait;\n\
+         fence.acq_rel.cluster;\n}\n",
+    );
+    assert_eq!(m.functions[0].reqnctapercluster, Some([2, 1, 1]));
+    let o = ops(&m);
+    assert!(matches!(o[0], Op::Mov { a: Src::Sreg(Sreg::ClusterCtarank), .. }), "{:?}", o[0]);
+    assert!(matches!(o[1], Op::Mov { a: Src::Sreg(Sreg::ClusterNctarank), .. }));
+    assert!(matches!(o[2], Op::Mov { a: Src::Sreg(Sreg::Clusterid(1)), .. }));
+    assert!(matches!(o[3], Op::Mov { a: Src::Sreg(Sreg::ClusterCtaid(0)), .. }));
+    assert!(matches!(o[4], Op::Mov { a: Src::Sreg(Sreg::IsExplicitCluster), .. }));
+    assert!(matches!(o[5], Op::Mapa { a: Src::Reg(_), rank: Src::Reg(_), .. }));
+    assert!(matches!(o[6], Op::Mapa { rank: Src::Imm(1), .. }));
+    assert!(matches!(&o[7], Op::MbarArrive { d: None, tx: None, cluster: true, .. }));
+    assert!(matches!(&o[8], Op::CpAsyncBulkTensor { multicast: Some(Src::Reg(_)), coords, .. } if coords.len() == 2));
+    assert!(matches!(o[9], Op::ClusterArrive) && matches!(o[10], Op::ClusterWait));
+    assert!(matches!(o[11], Op::ClusterArrive) && matches!(o[12], Op::ClusterWait));
+    assert!(matches!(o[13], Op::Fence));
+    // A remote arrive returns no state.
+    let e = kernel_err("mbarrier.arrive.release.cluster.shared::cluster.b64 %rd1, [%r1];");
+    assert!(e.contains("sink"), "{e}");
 }

@@ -108,6 +108,79 @@ pub unsafe fn tma_load_2d(dst: u32, tmap: u64, c0: i32, c1: i32, bar: u32) {
     };
 }
 
+/// TMA multicast: [`tma_load_2d`] of the box at (`c0` innermost, `c1`) into every CTA of the
+/// cluster whose rank is set in `cta_mask`: each receives the box at shared address `dst` of its
+/// own shared memory and completes its bytes on the mbarrier at address `bar` of its own (the
+/// same offsets in every CTA).
+///
+/// # Safety
+/// As [`tma_load_2d`], in every CTA of the mask: the kernel runs in clusters that hold every rank
+/// of `cta_mask`; in each, `dst` is free for the box (no wgmma or other reader still uses it:
+/// whatever protocol frees it must count that CTA's readers) and `bar` is an initialized mbarrier
+/// that expects the bytes; no CTA of the mask has exited or exits before the copy completes.
+#[inline(always)]
+pub unsafe fn tma_load_2d_multicast(dst: u32, tmap: u64, c0: i32, c1: i32, bar: u32, cta_mask: u16) {
+    // SAFETY: caller's contract.
+    unsafe {
+        asm!(
+            "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster [{d}], [{m}, {{{x}, {y}}}], [{b}], {k};",
+            d = in(reg32) dst, m = in(reg64) tmap, x = in(reg32) c0, y = in(reg32) c1, b = in(reg32) bar,
+            k = in(reg16) cta_mask, options(nostack)
+        )
+    };
+}
+
+/// This CTA's rank in its cluster (`%cluster_ctarank`; 0 without clusters).
+#[inline(always)]
+pub fn cluster_ctarank() -> u32 {
+    let r: u32;
+    // SAFETY: reads a special register.
+    unsafe { asm!("mov.u32 {r}, %cluster_ctarank;", r = out(reg32) r, options(nomem, nostack, pure)) };
+    r
+}
+
+/// The `.shared::cluster` address of the shared variable at `addr` (a `.shared` address of this
+/// CTA) in the cluster's CTA `rank` (`mapa`). Computing it accesses nothing.
+#[inline(always)]
+pub fn mapa_shared(addr: u32, rank: u32) -> u32 {
+    let d: u32;
+    // SAFETY: an address computation.
+    unsafe {
+        asm!("mapa.shared::cluster.u32 {d}, {a}, {r};", d = out(reg32) d, a = in(reg32) addr, r = in(reg32) rank,
+            options(nomem, nostack, pure))
+    };
+    d
+}
+
+/// Arrives (release, cluster scope) on the mbarrier at the `.shared::cluster` address `bar`: of
+/// this CTA or, from [`mapa_shared`], of another CTA of the cluster.
+///
+/// # Safety
+/// `bar` is an initialized mbarrier whose current phase expects this arrival, in a CTA of the
+/// cluster that has not exited and does not exit before a cluster barrier that this thread
+/// arrives at after this call ([`cluster_sync`]).
+#[inline(always)]
+pub unsafe fn mbarrier_arrive_cluster(bar: u32) {
+    // SAFETY: caller's contract.
+    unsafe {
+        asm!("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [{b}];", b = in(reg32) bar, options(nostack))
+    };
+}
+
+/// Cluster barrier: `barrier.cluster.arrive.release` then `barrier.cluster.wait.acquire` (not
+/// `.aligned`: the threads of a warp may reach it apart). Returns once every non-exited thread
+/// of the cluster has arrived; orders the memory accesses (mbarrier inits and arrivals, shared
+/// memory) before it in every thread before those after it.
+///
+/// # Safety
+/// Every non-exited thread of the cluster reaches it (the same number of times), or the
+/// cluster waits forever.
+#[inline(always)]
+pub unsafe fn cluster_sync() {
+    // SAFETY: caller's contract.
+    unsafe { asm!("barrier.cluster.arrive.release;", "barrier.cluster.wait.acquire;", options(nostack)) };
+}
+
 /// TMA store: copies the 2-D box at shared address `src` (in the map's swizzle layout) to the
 /// tensor described by the tensor map at `tmap`, at coordinates (`c0` innermost, `c1`); the parts
 /// of the box outside the tensor are not written. The copy joins this thread's current bulk

@@ -28,6 +28,8 @@ pub(super) struct Mbar {
     pub tx: i64,
     /// Phases completed so far (the current phase's parity is `phase & 1`).
     pub phase: u32,
+    /// Cluster-barrier phases completed when it was initialized (see `Run::check_remote_mbar`).
+    pub init_cluster: u32,
 }
 
 /// A TMA copy in flight (seeded scheduling completes these later).
@@ -36,6 +38,9 @@ pub(super) struct Copy {
     pub map: TensorMap,
     pub coords: [i64; 5],
     pub mbar: usize,
+    /// The cluster CTA whose shared memory it lands in (the issuing CTA's own rank unless
+    /// multicast).
+    pub rank: u32,
     /// Warp and lane that issued it, and the instruction (for reports).
     pub wi: usize,
     pub lane: usize,
@@ -263,7 +268,7 @@ struct OperandRow<'a> {
 }
 
 impl Run<'_> {
-    fn mbar_slot(&self, wi: usize, lane: usize, pc: u32, a: u64) -> Result<usize> {
+    pub(super) fn mbar_slot(&self, wi: usize, lane: usize, pc: u32, a: u64) -> Result<usize> {
         let off = a.wrapping_sub(SHARED_BASE);
         if a % 8 != 0 || a < SHARED_BASE || off + 8 > self.shared.data.len() as u64 {
             return Err(self.fault(
@@ -280,7 +285,7 @@ impl Run<'_> {
         Ok((off / 8) as usize)
     }
 
-    fn mbar_addr(&self, wi: usize, bank: usize, addr: &Addr, lane: usize) -> u64 {
+    pub(super) fn mbar_addr(&self, wi: usize, bank: usize, addr: &Addr, lane: usize) -> u64 {
         let a = self.addrs(wi, bank, addr)[lane];
         // A generic address into the shared window works too.
         if (GENERIC_SHARED..GENERIC_SHARED + WINDOW).contains(&a) { a - GENERIC_SHARED } else { a }
@@ -334,7 +339,8 @@ impl Run<'_> {
                     format!("mbarrier.init count {n} is outside 1..2^20"),
                 ));
             }
-            self.mbars[slot] = Mbar { live: true, expected: n, pending: n, tx: 0, phase: 0 };
+            self.mbars[slot] =
+                Mbar { live: true, expected: n, pending: n, tx: 0, phase: 0, init_cluster: self.cluster.phase };
             self.mbar_version += 1;
             let o = slot * 8;
             self.shared.init[o..o + 8].fill(1);
@@ -355,32 +361,38 @@ impl Run<'_> {
         let txv = tx.map(|t| self.fetch(wi, bank, t));
         let mut state = [0u64; 32];
         for l in lanes(m) {
-            let slot = self.mbar_slot(wi, l, pc, self.mbar_addr(wi, bank, addr, l))?;
-            self.live_mbar(wi, l, pc, slot)?;
-            if let Some(t) = &txv {
-                self.mbars[slot].tx += t[l] as u32 as i64;
-            }
-            let b = &mut self.mbars[slot];
-            if b.pending == 0 {
-                return Err(self.fault(
-                    ErrorKind::LaunchFailed,
-                    wi,
-                    l,
-                    pc,
-                    format!(
-                        "mbarrier.arrive on the barrier at shared address 0x{:x} with no pending arrival left in its phase",
-                        SHARED_BASE + 8 * slot as u64
-                    ),
-                ));
-            }
-            b.pending -= 1;
-            state[l] = b.phase as u64;
-            self.mbar_settle(slot);
+            let t = txv.as_ref().map_or(0, |t| t[l] as u32);
+            state[l] = self.arrive_one(wi, l, pc, self.mbar_addr(wi, bank, addr, l), t)? as u64;
         }
         if let Some(d) = d {
             self.put(wi, bank, d, m, &state);
         }
         Ok(())
+    }
+
+    /// One lane's arrive (with `tx` expected transaction bytes) on the barrier at shared address
+    /// `a` of the CTA in `Run`'s fields; the phase it arrived in.
+    pub(super) fn arrive_one(&mut self, wi: usize, l: usize, pc: u32, a: u64, tx: u32) -> Result<u32> {
+        let slot = self.mbar_slot(wi, l, pc, a)?;
+        self.live_mbar(wi, l, pc, slot)?;
+        self.mbars[slot].tx += tx as i64;
+        let b = &mut self.mbars[slot];
+        if b.pending == 0 {
+            return Err(self.fault(
+                ErrorKind::LaunchFailed,
+                wi,
+                l,
+                pc,
+                format!(
+                    "mbarrier.arrive on the barrier at shared address 0x{:x} with no pending arrival left in its phase",
+                    SHARED_BASE + 8 * slot as u64
+                ),
+            ));
+        }
+        b.pending -= 1;
+        let phase = b.phase;
+        self.mbar_settle(slot);
+        Ok(phase)
     }
 
     pub(super) fn mbar_expect_tx(
@@ -447,12 +459,31 @@ impl Run<'_> {
         map: &Src,
         coords: &[Src],
         mbar: &Addr,
+        multicast: Option<&Src>,
     ) -> Result<()> {
         let dv = self.addrs(wi, bank, dst);
         let mv = self.fetch(wi, bank, map);
         let cv: Vec<[u64; 32]> = coords.iter().map(|c| self.fetch(wi, bank, c)).collect();
+        let masks = multicast.map(|x| self.fetch(wi, bank, x));
         for l in lanes(m) {
-            let slot = self.mbar_slot(wi, l, pc, self.mbar_addr(wi, bank, mbar, l))?;
+            // Destination and mbarrier: offsets in each destination CTA (multicast), or the
+            // executing CTA's own.
+            let (dst_rank, _) = crate::ir::layout::cluster_target(dv[l]);
+            if dst_rank.is_some_and(|r| r != self.cluster.rank) {
+                return Err(self.fault(
+                    ErrorKind::LaunchFailed,
+                    wi,
+                    l,
+                    pc,
+                    "TMA load into another CTA's shared memory without .multicast::cluster is not modelled".into(),
+                ));
+            }
+            let ma = crate::ir::layout::cluster_target(self.mbar_addr(wi, bank, mbar, l)).1;
+            let ranks = match &masks {
+                Some(mk) => self.multicast_ranks(wi, l, pc, mk[l], ma)?,
+                None => vec![self.cluster.rank],
+            };
+            let slot = self.mbar_slot(wi, l, pc, ma)?;
             self.live_mbar(wi, l, pc, slot)?;
             // The tensor map: 128 bytes of global memory (64-byte aligned).
             let ma = mv[l];
@@ -486,6 +517,7 @@ impl Run<'_> {
             }
             let d = dv[l];
             let d = if (GENERIC_SHARED..GENERIC_SHARED + WINDOW).contains(&d) { d - GENERIC_SHARED } else { d };
+            let d = crate::ir::layout::cluster_target(d).1;
             let bytes = self.box_bytes(&tmap);
             let align = if tmap.swizzle == Swizzle::None { 128 } else { 1024 };
             if d % align != 0 || d < SHARED_BASE || d - SHARED_BASE + bytes > self.shared.data.len() as u64 {
@@ -504,11 +536,22 @@ impl Run<'_> {
             for (i, v) in cv.iter().enumerate() {
                 c[i] = v[l] as u32 as i32 as i64;
             }
-            let copy = Copy { dst: (d - SHARED_BASE) as usize, map: tmap, coords: c, mbar: slot, wi, lane: l, pc };
-            if self.rng.is_some() {
-                self.copies_in_flight.push(copy);
-            } else {
-                self.tma_complete(copy)?;
+            for rank in ranks {
+                let copy = Copy {
+                    dst: (d - SHARED_BASE) as usize,
+                    map: tmap.clone(),
+                    coords: c,
+                    mbar: slot,
+                    rank,
+                    wi,
+                    lane: l,
+                    pc,
+                };
+                if self.rng.is_some() {
+                    self.copies_in_flight.push(copy);
+                } else {
+                    self.land(copy)?;
+                }
             }
         }
         Ok(())
@@ -526,6 +569,18 @@ impl Run<'_> {
         let inner = t.box_dim[0] as u64;
         let rows: u64 = (1..rank).map(|i| t.box_dim[i] as u64).product();
         let row_bytes = inner * eb;
+        if !self.mbars[c.mbar].live {
+            return Err(self.fault(
+                ErrorKind::LaunchFailed,
+                c.wi,
+                c.lane,
+                c.pc,
+                format!(
+                    "TMA copy completes on the mbarrier at shared address 0x{:x}, which is not initialized",
+                    SHARED_BASE + 8 * c.mbar as u64
+                ),
+            ));
+        }
         let phase = self.mbars[c.mbar].phase;
         self.copy_tags.push((c.mbar, phase));
         let tag = self.copy_tags.len() as u32;
@@ -1559,7 +1614,7 @@ pub(super) fn for_each_reg(op: &Op, mut f: impl FnMut(Reg)) {
             s(&addr.base);
             s(count);
         }
-        MbarArrive { d, addr, tx } => {
+        MbarArrive { d, addr, tx, .. } => {
             if let Some(d) = d {
                 s(&Src::Reg(*d));
             }
@@ -1590,13 +1645,21 @@ pub(super) fn for_each_reg(op: &Op, mut f: impl FnMut(Reg)) {
                 s(x);
             }
         }
-        CpAsyncBulkTensor { dst, map, coords, mbar } => {
+        CpAsyncBulkTensor { dst, map, coords, mbar, multicast } => {
             s(&dst.base);
             s(map);
             for c in coords {
                 s(c);
             }
             s(&mbar.base);
+            if let Some(x) = multicast {
+                s(x);
+            }
+        }
+        Mapa { d, a, rank } => {
+            s(&Src::Reg(*d));
+            s(a);
+            s(rank);
         }
         Wgmma { d, a_desc, b_desc, scale_d, .. } => {
             for r in d {
@@ -1619,7 +1682,9 @@ pub(super) fn for_each_reg(op: &Op, mut f: impl FnMut(Reg)) {
         | WgmmaFence
         | WgmmaCommit
         | WgmmaWait { .. }
-        | SetMaxNReg { .. } => {}
+        | SetMaxNReg { .. }
+        | ClusterArrive
+        | ClusterWait => {}
     }
 }
 

@@ -10,12 +10,19 @@
 //!   it waits at a barrier or exits (or, with `Config::seed`, for a random number of
 //!   instructions). `bar.sync` releases when every non-exited thread of the CTA (or its thread
 //!   count) has arrived.
+//! - **Clusters.** A kernel with `.reqnctapercluster` runs its grid cluster by cluster: the CTAs
+//!   of a cluster run together, their warps taking turns CTA by CTA, so that one CTA can wait on
+//!   an mbarrier another arrives on or fills by a multicast TMA copy. One CTA's state lives in
+//!   `Run`'s fields while it runs; the others wait in `Run::peers` and are swapped in for their
+//!   turn, or for an operation on their shared memory (`Run::swap_to`). A launch without clusters
+//!   takes the one-CTA path, unchanged.
 //! - **Checks.** Every access is checked: global memory against the live allocations (and their
 //!   never-written bytes), shared memory against the launch's size, alignment against the access
 //!   size. A non-atomic global write by one CTA to bytes another CTA read or wrote in the same
 //!   launch is a race, and so is a shared-memory access by one warp to bytes another warp wrote
 //!   (or read, for a write) since the last barrier.
 
+mod cluster;
 pub mod hopper;
 
 use std::sync::Arc;
@@ -40,10 +47,21 @@ pub fn launch(sim: &Sim, kernel: &Kernel, cfg: &LaunchConfig, params: &[u8]) -> 
     let plan = Plan::new(sim, kernel, cfg, params)?;
     let mut run = Run::new(sim, kernel, &plan, cfg, params);
     let [gx, gy, gz] = cfg.grid;
-    for z in 0..gz {
-        for y in 0..gy {
-            for x in 0..gx {
-                run.run_cta([x, y, z])?;
+    if run.cluster.size > 1 {
+        let [kx, ky, kz] = run.cluster.dims;
+        for z in (0..gz).step_by(kz as usize) {
+            for y in (0..gy).step_by(ky as usize) {
+                for x in (0..gx).step_by(kx as usize) {
+                    run.run_cluster([x, y, z])?;
+                }
+            }
+        }
+    } else {
+        for z in 0..gz {
+            for y in 0..gy {
+                for x in 0..gx {
+                    run.run_cta([x, y, z])?;
+                }
             }
         }
     }
@@ -107,6 +125,32 @@ impl Plan {
                     c.max_smem_optin
                 ),
             ));
+        }
+        if let Some(k) = f.reqnctapercluster {
+            // The driver refuses a grid that is not a whole number of clusters, a cluster larger
+            // than the portable 8 CTAs, and one the device's SMs cannot hold at once.
+            let size = k.iter().map(|&v| v as u64).product::<u64>();
+            if (0..3).any(|d| cfg.grid[d] % k[d] != 0) {
+                return bad(format!("grid {:?} is not a multiple of the kernel's .reqnctapercluster {k:?}", cfg.grid));
+            }
+            if size > 8 {
+                return bad(format!(".reqnctapercluster {k:?}: {size} CTAs per cluster; at most 8"));
+            }
+            if c.compute_capability.0 < 9 {
+                return bad(format!(
+                    "thread-block clusters need compute capability 9.0; the device is {}.{}",
+                    c.compute_capability.0, c.compute_capability.1
+                ));
+            }
+            if size > c.sm_count as u64 {
+                return Err(SimError::new(
+                    ErrorKind::OutOfResources,
+                    format!(
+                        "launch of {}: a cluster of {size} CTAs needs {size} SMs at once; the device has {}",
+                        f.name, c.sm_count
+                    ),
+                ));
+            }
         }
         if params.len() != f.param_bytes as usize {
             return bad(format!("{} parameter bytes given, the kernel takes {}", params.len(), f.param_bytes));
@@ -190,6 +234,13 @@ struct Warp {
     frames: [Vec<Frame>; 32],
     local: Vec<u8>,
     hop: WarpHopper,
+    /// Lanes that executed `barrier.cluster.arrive` in the cluster barrier's current phase, and
+    /// lanes whose arrival's phase has completed and that have not yet executed the wait.
+    cl_arrived: u32,
+    cl_passed: u32,
+    /// Cluster-barrier phases completed when a lane of this warp last returned from
+    /// `barrier.cluster.wait`.
+    cl_seen: u32,
 }
 
 impl Warp {
@@ -428,6 +479,74 @@ enum Loc {
     Param(usize),
 }
 
+/// The state of one CTA of a running cluster that is not the one in `Run`'s fields (they are
+/// exchanged field by field, `Run::exchange`).
+#[derive(Default)]
+struct CtaState {
+    shared: Shared,
+    warps: Vec<Warp>,
+    ctaid: [u32; 3],
+    cta_linear: u32,
+    bar_arrived: [u32; 16],
+    bar_expected: [u32; 16],
+    epoch: u32,
+    mbars: Vec<Mbar>,
+    copy_tags: Vec<(usize, u32)>,
+    tma_tag: Vec<u32>,
+    copies_in_flight: Vec<Copy>,
+    wgmma_in_flight: usize,
+    mbar_version: u64,
+    woken_at: u64,
+    tick: u64,
+    bulk_reads: Vec<hopper::BulkRead>,
+}
+
+/// The `bar_id` of lanes waiting at `barrier.cluster.wait` (named barriers are 0..16).
+const CLUSTER_BAR: u8 = 16;
+
+/// A cluster launch's shape and the bookkeeping of the running cluster.
+struct Cluster {
+    /// `.reqnctapercluster` (1 × 1 × 1 without), and whether the kernel gave it.
+    dims: [u32; 3],
+    explicit: bool,
+    size: u32,
+    /// The rank of the CTA in `Run`'s fields.
+    rank: u32,
+    /// The other CTAs' states by rank (the entry of `rank` holds nothing while it runs).
+    peers: Vec<CtaState>,
+    /// Ranks whose CTA has exited.
+    done: Vec<bool>,
+    /// `touched[p * size + r]`: the cluster barrier's phase count at CTA p's last mbarrier arrive
+    /// on, or multicast copy into, CTA r's shared memory (+ 1 when the issuing thread had already
+    /// arrived in that phase); `u32::MAX`: never.
+    touched: Vec<u32>,
+    /// Completed phases of the cluster barrier, and whether some thread has arrived in the
+    /// current one.
+    phase: u32,
+    pending: bool,
+    /// While a multicast copy lands in a peer: the issuing CTA (for reports).
+    landing_from: Option<[u32; 3]>,
+}
+
+impl Cluster {
+    fn single(dims: Option<[u32; 3]>) -> Cluster {
+        let dims_v = dims.unwrap_or([1, 1, 1]);
+        let size = dims_v.iter().product::<u32>();
+        Cluster {
+            dims: dims_v,
+            explicit: dims.is_some(),
+            size,
+            rank: 0,
+            peers: Vec::new(),
+            done: vec![false; size as usize],
+            touched: vec![u32::MAX; (size * size) as usize],
+            phase: 0,
+            pending: false,
+            landing_from: None,
+        }
+    }
+}
+
 struct Run<'a> {
     sim: &'a Sim,
     kernel: &'a Kernel,
@@ -468,6 +587,7 @@ struct Run<'a> {
     tick: u64,
     /// TMA stores whose reads of shared memory no `cp.async.bulk.wait_group` has retired yet.
     bulk_reads: Vec<hopper::BulkRead>,
+    cluster: Cluster,
 }
 
 /// What stopped a warp's turn.
@@ -494,29 +614,7 @@ impl<'a> Run<'a> {
             generic: zeroed(shared.generic, n),
         };
         let (tma_tag, mbars) = (zeroed(tma_tag, n), zeroed(mbars, n / 8));
-        let warps = (0..nwarps)
-            .map(|id| Warp {
-                id,
-                regs: zeroed(spare.regs.pop().unwrap_or_default(), plan.regs as usize * 32),
-                pc: [0; 32],
-                conv: false,
-                cpc: 0,
-                cmask: 0,
-                rest_min: u32::MAX,
-                valid: 0,
-                exited: 0,
-                at_bar: 0,
-                bar_id: [0; 32],
-                at_wsync: 0,
-                wsync_mask: 0,
-                tid: [[0; 32]; 3],
-                lane_id: std::array::from_fn(|l| l as u64),
-                fbase: [0; 32],
-                frames: std::array::from_fn(|_| Vec::new()),
-                local: zeroed(spare.local.pop().unwrap_or_default(), plan.stack as usize * 32),
-                hop: WarpHopper::default(),
-            })
-            .collect();
+        let warps = new_warps(plan, nwarps, &mut spare);
         let _ = SPARE.try_with(|s| *s.borrow_mut() = spare);
         Run {
             sim,
@@ -548,9 +646,43 @@ impl<'a> Run<'a> {
             woken_at: u64::MAX,
             tick: 0,
             bulk_reads: Vec::new(),
+            cluster: Cluster::single(kernel.function().reqnctapercluster),
         }
     }
+}
 
+/// The warps of one CTA, their register files and local memories zeroed (from `spare` where it
+/// has them).
+fn new_warps(plan: &Plan, nwarps: u32, spare: &mut Spare) -> Vec<Warp> {
+    (0..nwarps)
+        .map(|id| Warp {
+            id,
+            regs: zeroed(spare.regs.pop().unwrap_or_default(), plan.regs as usize * 32),
+            pc: [0; 32],
+            conv: false,
+            cpc: 0,
+            cmask: 0,
+            rest_min: u32::MAX,
+            valid: 0,
+            exited: 0,
+            at_bar: 0,
+            bar_id: [0; 32],
+            at_wsync: 0,
+            wsync_mask: 0,
+            tid: [[0; 32]; 3],
+            lane_id: std::array::from_fn(|l| l as u64),
+            fbase: [0; 32],
+            frames: std::array::from_fn(|_| Vec::new()),
+            local: zeroed(spare.local.pop().unwrap_or_default(), plan.stack as usize * 32),
+            hop: WarpHopper::default(),
+            cl_arrived: 0,
+            cl_passed: 0,
+            cl_seen: 0,
+        })
+        .collect()
+}
+
+impl<'a> Run<'a> {
     fn next_rand(&mut self) -> u64 {
         let s = self.rng.get_or_insert(1);
         *s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -560,7 +692,9 @@ impl<'a> Run<'a> {
         z ^ (z >> 31)
     }
 
-    fn run_cta(&mut self, ctaid: [u32; 3]) -> Result<()> {
+    /// Resets the CTA state in `Run`'s fields for CTA `ctaid` (warps at the entry, shared memory
+    /// never written, no barrier, mbarrier or copy).
+    fn init_cta(&mut self, ctaid: [u32; 3]) {
         self.ctaid = ctaid;
         let [gx, gy, _] = self.cfg.grid;
         self.cta_linear = ctaid[0] + gx * (ctaid[1] + gy * ctaid[2]);
@@ -577,6 +711,9 @@ impl<'a> Run<'a> {
             w.exited = 0;
             w.at_bar = 0;
             w.at_wsync = 0;
+            w.cl_arrived = 0;
+            w.cl_passed = 0;
+            w.cl_seen = 0;
             w.conv = true;
             w.cpc = entry.start;
             w.cmask = w.valid;
@@ -608,7 +745,10 @@ impl<'a> Run<'a> {
         self.wgmma_in_flight = 0;
         self.mbar_version = 0;
         self.woken_at = u64::MAX;
+    }
 
+    fn run_cta(&mut self, ctaid: [u32; 3]) -> Result<()> {
+        self.init_cta(ctaid);
         // Round-robin over warps; each runs until it blocks (or, seeded, for a random quantum).
         let n = self.warps.len();
         let mut cur = 0usize;
@@ -617,7 +757,7 @@ impl<'a> Run<'a> {
             if self.rng.is_some() && !self.copies_in_flight.is_empty() && self.next_rand() % 3 == 0 {
                 let i = (self.next_rand() as usize) % self.copies_in_flight.len();
                 let c = self.copies_in_flight.swap_remove(i);
-                self.tma_complete(c)?;
+                self.land(c)?;
                 continue;
             }
             let mut progressed = false;
@@ -630,6 +770,9 @@ impl<'a> Run<'a> {
                 self.run_warp(wi, quantum)?;
                 progressed = true;
                 self.release_barriers()?;
+                if self.cluster.pending {
+                    self.release_cluster_barrier();
+                }
                 cur = wi + 1;
                 break;
             }
@@ -640,7 +783,7 @@ impl<'a> Run<'a> {
                 }
                 // Copies still in flight land before anything is concluded.
                 if let Some(c) = self.copies_in_flight.pop() {
-                    self.tma_complete(c)?;
+                    self.land(c)?;
                     continue;
                 }
                 if self.warps.iter().all(|w| w.live() == 0) {
@@ -717,7 +860,12 @@ impl<'a> Run<'a> {
         }
         msg += &self.mbar_report();
         for w in &self.warps {
-            for (what, mask) in [("bar.sync", w.at_bar), ("a warp-synchronous instruction", w.at_wsync)] {
+            let at_cluster = lanes(w.at_bar).filter(|&l| w.bar_id[l] == CLUSTER_BAR).fold(0u32, |m, l| m | 1 << l);
+            for (what, mask) in [
+                ("bar.sync", w.at_bar & !at_cluster),
+                ("barrier.cluster.wait", at_cluster),
+                ("a warp-synchronous instruction", w.at_wsync),
+            ] {
                 if mask != 0 {
                     let l = mask.trailing_zeros() as usize;
                     let line = self.m.code.get(w.pc[l] as usize).map_or(0, |i| i.line);
@@ -736,15 +884,27 @@ impl<'a> Run<'a> {
     fn fault(&self, kind: ErrorKind, wi: usize, lane: usize, pc: u32, what: String) -> SimError {
         let w = &self.warps[wi];
         let inst = &self.m.code[pc as usize];
+        // While a peer's memory is operated on, the thread is the issuing CTA's (same warp and
+        // lane numbering in every CTA).
+        let (cta, what) = match self.cluster.landing_from {
+            Some(from) => (
+                from,
+                format!(
+                    "{what} (in the shared memory of CTA ({}, {}, {}) of its cluster)",
+                    self.ctaid[0], self.ctaid[1], self.ctaid[2]
+                ),
+            ),
+            None => (self.ctaid, what),
+        };
         SimError::new(
             kind,
             format!(
                 "{} in kernel {}, CTA ({}, {}, {}), thread ({}, {}, {}) (warp {}, lane {lane}), PTX line {}: `{}`",
                 what,
                 self.kernel.name(),
-                self.ctaid[0],
-                self.ctaid[1],
-                self.ctaid[2],
+                cta[0],
+                cta[1],
+                cta[2],
                 w.tid[0][lane],
                 w.tid[1][lane],
                 w.tid[2][lane],
@@ -1044,6 +1204,7 @@ impl Run<'_> {
                 Sreg::WarpId => [w.id as u64; 32],
                 Sreg::FrameBase => w.fbase,
                 Sreg::Clock => [self.executed; 32],
+                _ => [self.cluster_sreg(sr); 32],
             },
         }
     }
@@ -1626,7 +1787,19 @@ impl Run<'_> {
                 }
             }
             Op::MbarInit { addr, count } => self.mbar_init(wi, pc, m, bank, addr, count)?,
-            Op::MbarArrive { d, addr, tx } => self.mbar_arrive(wi, pc, m, bank, *d, addr, tx.as_ref())?,
+            Op::MbarArrive { d, addr, tx, cluster: false } => {
+                self.mbar_arrive(wi, pc, m, bank, *d, addr, tx.as_ref())?
+            }
+            Op::MbarArrive { addr, tx, cluster: true, .. } => {
+                self.mbar_arrive_cluster(wi, pc, m, bank, addr, tx.as_ref())?
+            }
+            Op::Mapa { d, a, rank } => self.mapa(wi, pc, m, bank, *d, a, rank)?,
+            Op::ClusterArrive => self.cluster_arrive(wi, pc, m)?,
+            Op::ClusterWait => {
+                if let Some(n) = self.cluster_wait(wi, pc, group, m)? {
+                    return Ok(n);
+                }
+            }
             Op::MbarExpectTx { addr, tx } => self.mbar_expect_tx(wi, pc, m, bank, addr, tx)?,
             Op::MbarTryWait { p, addr, parity, test } => {
                 // `test_wait` never blocks; a failed `try_wait` parks the warp until the phase moves.
@@ -1636,8 +1809,8 @@ impl Run<'_> {
                     return Ok(Next::Park { slot, phase });
                 }
             }
-            Op::CpAsyncBulkTensor { dst, map, coords, mbar } => {
-                self.tma_issue(wi, pc, m, bank, dst, map, coords, mbar)?
+            Op::CpAsyncBulkTensor { dst, map, coords, mbar, multicast } => {
+                self.tma_issue(wi, pc, m, bank, dst, map, coords, mbar, multicast.as_ref())?
             }
         }
         Ok(next)
