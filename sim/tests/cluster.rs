@@ -356,3 +356,27 @@ fn a_remote_arrive_needs_a_cluster_barrier_after_the_init() {
     let e = run_multicast(&mut g, &ptx, 1).unwrap_err();
     assert!(e.contains("whose initialization no barrier.cluster wait") || e.contains("not initialized"), "{e}");
 }
+
+/// The hardware probe of clusters (`sim/tests/probe_kernels/cluster.ptx`, run on a GPU by
+/// `sim/examples/goldens.rs`): a plain launch of a grid of 2 runs one cluster of 2 CTAs (ranks 0
+/// and 1 by `%ctaid.x`), both bounded waits complete, and each CTA's region holds both halves of
+/// the box (rows 0..16 from rank 0's multicast, 16..32 from rank 1's), 128-byte swizzled.
+#[test]
+fn cluster_probe_multicasts_both_halves_into_both_ctas() {
+    let p = probe_kernels::cluster(&mut probe_kernels::SimGpu::new()).unwrap();
+    for cta in 0..2usize {
+        let out = &p.output[cta * probe_kernels::CLUSTER_OUT..(cta + 1) * probe_kernels::CLUSTER_OUT];
+        let header: Vec<u32> = out[..16].chunks(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        assert_eq!(header, [cta as u32, 2, 1, 1], "CTA {cta}: rank, cluster size, wait flags");
+        let region = &out[16..];
+        for half in 0..2u64 {
+            for row in 0..16u64 {
+                for x in 0..128u64 {
+                    let o = half * 2048 + probe_kernels::cute::swizzle(3, 4, 3, row * 128 + x);
+                    let want = probe_kernels::cluster_value(x, 16 * half + row);
+                    assert_eq!(region[o as usize], want, "CTA {cta}: half {half}, row {row}, byte {x}");
+                }
+            }
+        }
+    }
+}

@@ -1,7 +1,8 @@
 //! Hardware probes: small kernels whose raw outputs pin down what the simulator must reproduce
 //! bit for bit — the wgmma accumulator fragment layout, TMA swizzling and out-of-bounds fill,
-//! the `stmatrix` fragment layout and TMA stores (swizzled, clipped at the tensor), mbarrier
-//! phase/parity sequences, and conversions and arithmetic on edge values.
+//! the `stmatrix` fragment layout and TMA stores (swizzled, clipped at the tensor), a 2-CTA
+//! cluster's multicast and remote arrivals, mbarrier phase/parity sequences, and conversions and
+//! arithmetic on edge values.
 //!
 //! Shared by the probe program `sim/examples/goldens.rs` (which runs them on a GPU, or on the
 //! simulator, through the driver API) and the tests `sim/tests/hopper.rs` and
@@ -19,6 +20,7 @@ pub const TMA_PTX: &str = include_str!("tma.ptx");
 pub const MBARRIER_PTX: &str = include_str!("mbarrier.ptx");
 pub const CONVERT_PTX: &str = include_str!("convert.ptx");
 pub const EPILOGUE_PTX: &str = include_str!("epilogue.ptx");
+pub const CLUSTER_PTX: &str = include_str!("cluster.ptx");
 
 /// A 2-D tiled tensor map, as `cuTensorMapEncodeTiled` takes it (no interleave, L2 promotion
 /// none, out-of-bounds fill zeros, element strides 1).
@@ -391,6 +393,39 @@ pub fn tma_store(g: &mut dyn Gpu) -> Result<Probe, String> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// clusters
+
+/// The u8 tensor of the cluster probe: 128 bytes × 32 rows; byte (x, y) = x ^ (37 y) mod 256.
+pub const CLUSTER_DIMS: [u64; 2] = [128, 32];
+pub fn cluster_value(x: u64, y: u64) -> u8 {
+    (x ^ (37 * y)) as u8
+}
+/// Bytes per CTA in the cluster probe's output: a 16-byte header, then the 4096-byte region.
+pub const CLUSTER_OUT: usize = 16 + 4096;
+
+/// Runs `cluster_multicast` (one cluster of 2 CTAs, a plain launch of a grid of 2: the cluster
+/// size is the kernel's `.reqnctapercluster`); the output is both CTAs' headers and regions.
+pub fn cluster(g: &mut dyn Gpu) -> Result<Probe, String> {
+    let data: Vec<u8> =
+        (0..CLUSTER_DIMS[1]).flat_map(|y| (0..CLUSTER_DIMS[0]).map(move |x| cluster_value(x, y))).collect();
+    let tensor = g.upload(&data)?;
+    let spec = MapSpec {
+        data_type: 0,
+        addr: tensor,
+        dims: CLUSTER_DIMS,
+        row_stride: CLUSTER_DIMS[0],
+        box_dims: [128, 16],
+        swizzle: 3,
+    };
+    let map_bytes = g.tensor_map(&spec)?;
+    let map = g.upload(&map_bytes)?;
+    let out = zeros(g, 2 * CLUSTER_OUT)?;
+    g.launch(CLUSTER_PTX, "cluster_multicast", 2, 128, 4096 + 1024 + 16, &[map, out])?;
+    let output = g.download(out, 2 * CLUSTER_OUT)?;
+    Ok(Probe { name: "cluster_multicast", output, fingerprint: fnv(&[CLUSTER_PTX.as_bytes(), &data]) })
+}
+
+// ---------------------------------------------------------------------------------------------
 // mbarrier
 
 /// Thread 0's wait results, in the order of `mbarrier.ptx` (PTX ISA, mbarrier: `test_wait` /
@@ -679,6 +714,8 @@ pub fn run_all(g: &mut dyn Gpu) -> Vec<(&'static str, Result<Probe, String>)> {
         Err(e) => v.push(("edge values", Err(e))),
     }
     v.push(("mbarrier_parity", mbarrier(g)));
+    // Last: the first launch of a kernel with a compile-time cluster size.
+    v.push(("cluster_multicast", cluster(g)));
     v
 }
 
