@@ -214,25 +214,18 @@ $L_done:
     )
 }
 
-/// The tensors of the store test: u16, 100 × 50, rows 208 bytes apart, each first filled with
-/// 0xEE bytes; one per copy.
-const DIMS: [u64; 2] = [100, 50];
-const ROW_STRIDE: u64 = 208;
-/// (swizzle, box width in elements), 16 rows each: every swizzle mode, and a box narrower than
-/// its swizzle span.
-const MAPS: [(u32, u32); 5] = [(0, 64), (1, 16), (2, 32), (3, 64), (3, 32)];
-const BOX_ROWS: u32 = 16;
-const SLOT: u64 = 2048;
+/// The tensors, maps and copies of the store test are the hardware probe's
+/// (`probe_kernels::tma_store`): u16, 100 × 50, rows 208 bytes apart, each first filled with 0xEE
+/// bytes, one per copy; every swizzle mode and a box narrower than its swizzle span, 16 rows;
+/// boxes inside, over the right and bottom edges, over the left and top.
+const DIMS: [u64; 2] = probe_kernels::TMA_DIMS;
+const ROW_STRIDE: u64 = probe_kernels::TMA_ROW_STRIDE;
+const MAPS: [(u32, u32); 5] = probe_kernels::TMA_MAPS;
+const BOX_ROWS: u32 = probe_kernels::TMA_BOX_ROWS;
+const SLOT: u64 = probe_kernels::TMA_STORE_SLOT;
 
-/// The copies: (map kind, x, y): inside, over the right and bottom edges, over the left and top.
 fn copies() -> Vec<(usize, i32, i32)> {
-    let mut v = Vec::new();
-    for (i, &(_, w)) in MAPS.iter().enumerate() {
-        for (x, y) in [(5, 4), (DIMS[0] as i32 - w as i32 / 2, DIMS[1] as i32 - 5), (-3, -7)] {
-            v.push((i, x, y));
-        }
-    }
-    v
+    probe_kernels::tma_store_copies()
 }
 
 /// Runs the store kernel over every copy; returns each copy's tensor, or the launch's error.

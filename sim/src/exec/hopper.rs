@@ -486,56 +486,10 @@ impl Run<'_> {
             let slot = self.mbar_slot(wi, l, pc, ma)?;
             self.live_mbar(wi, l, pc, slot)?;
             // The tensor map: 128 bytes of global memory (64-byte aligned).
-            let ma = mv[l];
-            if ma % 64 != 0 {
-                return Err(self.fault(
-                    ErrorKind::MisalignedAddress,
-                    wi,
-                    l,
-                    pc,
-                    format!("tensor map at 0x{ma:x} is not 64-byte aligned"),
-                ));
-            }
-            let mut raw = [0u8; 128];
-            for chunk in 0..8u64 {
-                let loc = self.locate(wi, l, pc, Space::Global, ma + 16 * chunk, 16, 16)?;
-                let mut buf = [0u8; 16];
-                self.read_bytes(wi, l, pc, &loc, 16, &mut buf, true)?;
-                raw[16 * chunk as usize..16 * chunk as usize + 16].copy_from_slice(&buf);
-            }
-            let tmap = TensorMap::decode(&raw).map_err(|e| {
-                self.fault(ErrorKind::LaunchFailed, wi, l, pc, format!("tensor map at 0x{ma:x}: {}", e.message))
-            })?;
-            if tmap.rank as usize != coords.len() {
-                return Err(self.fault(
-                    ErrorKind::LaunchFailed,
-                    wi,
-                    l,
-                    pc,
-                    format!("{}-D tensor copy with a rank-{} tensor map", coords.len(), tmap.rank),
-                ));
-            }
-            let d = dv[l];
-            let d = if (GENERIC_SHARED..GENERIC_SHARED + WINDOW).contains(&d) { d - GENERIC_SHARED } else { d };
-            let d = crate::ir::layout::cluster_target(d).1;
-            let bytes = self.box_bytes(&tmap);
-            let align = if tmap.swizzle == Swizzle::None { 128 } else { 1024 };
-            if d % align != 0 || d < SHARED_BASE || d - SHARED_BASE + bytes > self.shared.data.len() as u64 {
-                return Err(self.fault(
-                    ErrorKind::IllegalAddress,
-                    wi,
-                    l,
-                    pc,
-                    format!(
-                        "TMA destination 0x{d:x} ({bytes} bytes): must be {align}-byte aligned and inside the launch's {} bytes of shared memory",
-                        self.shared.data.len()
-                    ),
-                ));
-            }
-            let mut c = [0i64; 5];
-            for (i, v) in cv.iter().enumerate() {
-                c[i] = v[l] as u32 as i32 as i64;
-            }
+            let tmap = self.read_tensor_map(wi, l, pc, mv[l], coords.len())?;
+            let d = crate::ir::layout::cluster_target(shared_window_offset(dv[l])).1;
+            self.check_box_in_shared(wi, l, pc, d, &tmap, "TMA destination")?;
+            let c = lane_coords(&cv, l);
             for rank in ranks {
                 let copy = Copy {
                     dst: (d - SHARED_BASE) as usize,
@@ -673,6 +627,26 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// A TMA box of `t` at shared address `a` (`what`: the copy's side, for the message): aligned
+    /// to 128 bytes (1024 with a swizzle) and inside the launch's shared memory.
+    fn check_box_in_shared(&self, wi: usize, l: usize, pc: u32, a: u64, t: &TensorMap, what: &str) -> Result<()> {
+        let bytes = self.box_bytes(t);
+        let align = if t.swizzle == Swizzle::None { 128 } else { 1024 };
+        if a % align != 0 || a < SHARED_BASE || a - SHARED_BASE + bytes > self.shared.data.len() as u64 {
+            return Err(self.fault(
+                ErrorKind::IllegalAddress,
+                wi,
+                l,
+                pc,
+                format!(
+                    "{what} 0x{a:x} ({bytes} bytes): must be {align}-byte aligned and inside the launch's {} bytes of shared memory",
+                    self.shared.data.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The tensor map at generic address `ma` (lane `l`'s operand), decoded, of rank `rank`.
     fn read_tensor_map(&mut self, wi: usize, l: usize, pc: u32, ma: u64, rank: usize) -> Result<TensorMap> {
         if ma % 64 != 0 {
@@ -807,26 +781,9 @@ impl Run<'_> {
         let cv: Vec<[u64; 32]> = coords.iter().map(|c| self.fetch(wi, bank, c)).collect();
         for l in lanes(m) {
             let t = self.read_tensor_map(wi, l, pc, mv[l], coords.len())?;
-            let s = sv[l];
-            let s = if (GENERIC_SHARED..GENERIC_SHARED + WINDOW).contains(&s) { s - GENERIC_SHARED } else { s };
-            let bytes = self.box_bytes(&t);
-            let align = if t.swizzle == Swizzle::None { 128 } else { 1024 };
-            if s % align != 0 || s < SHARED_BASE || s - SHARED_BASE + bytes > self.shared.data.len() as u64 {
-                return Err(self.fault(
-                    ErrorKind::IllegalAddress,
-                    wi,
-                    l,
-                    pc,
-                    format!(
-                        "TMA store source 0x{s:x} ({bytes} bytes): must be {align}-byte aligned and inside the launch's {} bytes of shared memory",
-                        self.shared.data.len()
-                    ),
-                ));
-            }
-            let mut c = [0i64; 5];
-            for (i, v) in cv.iter().enumerate() {
-                c[i] = v[l] as u32 as i32 as i64;
-            }
+            let s = shared_window_offset(sv[l]);
+            self.check_box_in_shared(wi, l, pc, s, &t, "TMA store source")?;
+            let c = lane_coords(&cv, l);
             let eb = t.element_bytes();
             let rank = t.rank as usize;
             let inner = t.box_dim[0] as u64;
@@ -1686,6 +1643,20 @@ pub(super) fn for_each_reg(op: &Op, mut f: impl FnMut(Reg)) {
         | ClusterArrive
         | ClusterWait => {}
     }
+}
+
+/// A shared address given in the generic window, as a `.shared` address (others unchanged).
+fn shared_window_offset(a: u64) -> u64 {
+    if (GENERIC_SHARED..GENERIC_SHARED + WINDOW).contains(&a) { a - GENERIC_SHARED } else { a }
+}
+
+/// Lane `l`'s tensor coordinates (signed 32-bit operands), padded to 5 dimensions.
+fn lane_coords(cv: &[[u64; 32]], l: usize) -> [i64; 5] {
+    let mut c = [0i64; 5];
+    for (i, v) in cv.iter().enumerate() {
+        c[i] = v[l] as u32 as i32 as i64;
+    }
+    c
 }
 
 #[cfg(test)]
