@@ -76,6 +76,7 @@ const LAUNCH_BOUNDS: &[(&str, u32)] = &[
     ("fp8_blockwise_gemm_n112_c2", 384),
     ("bf16_gemm_c2", 384),
     ("bf16_gemm_n112_c2", 384),
+    ("bf16_gemm_n192_c2", 384),
 ];
 
 /// Kernels launched in thread-block clusters of a compile-time shape: `.reqnctapercluster X, Y, Z`
@@ -87,6 +88,7 @@ const CLUSTER_DIMS: &[(&str, [u32; 3])] = &[
     ("fp8_blockwise_gemm_n112_c2", [2, 1, 1]),
     ("bf16_gemm_c2", [2, 1, 1]),
     ("bf16_gemm_n112_c2", [2, 1, 1]),
+    ("bf16_gemm_n192_c2", [2, 1, 1]),
 ];
 
 /// This file: part of the cache key (module list, flags, launch bounds, post-processing).

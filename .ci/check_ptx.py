@@ -36,6 +36,7 @@ REQUIRED_SASS = {
     "fp8_blockwise_gemm_n112_c2": "QGMMA",
     "bf16_gemm_c2": "HGMMA",
     "bf16_gemm_n112_c2": "HGMMA",
+    "bf16_gemm_n192_c2": "HGMMA",
 }
 import re
 import subprocess

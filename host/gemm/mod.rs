@@ -35,7 +35,8 @@
 //! (its waves over the SMs times each tile's tensor-core and shared-memory time) rates fastest,
 //! a narrower tile only when at least 1/32 faster. 112 columns fill the SMs where 128 leave
 //! some idle (N = 7168: 64 tiles, not 56), 64 columns serve decode shapes, 192 columns cut the
-//! tile count of wide outputs. 128-row tiles of 112 or 128 columns run in clusters of 2 CTAs along
+//! tile count of wide outputs. 128-row tiles of 112 or 128 columns (and bf16's of 192) run in
+//! clusters of 2 CTAs along
 //! N sharing their A tiles (TMA multicast) where the tiles fill the SMs in pairs. The environment
 //! variables `LOWP_GEMM_BLOCK_M` (`64` or `128`), `LOWP_GEMM_BLOCK_N` (`64`, `112`, `128` or
 //! `192`) and `LOWP_GEMM_CLUSTER` (`1` or `2`), read once per process, force the tile rows,
@@ -90,6 +91,7 @@ pub(crate) const KERNELS: &[&str] = &[
     "fp8_blockwise_gemm_n112_c2",
     "bf16_gemm_c2",
     "bf16_gemm_n112_c2",
+    "bf16_gemm_n192_c2",
 ];
 
 /// What every kernel of the family needs.

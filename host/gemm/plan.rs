@@ -291,16 +291,19 @@ const KERNELS: [[[&str; 4]; 2]; 2] = [
     ],
 ];
 
-/// The clustered entry points (2 CTAs along N): FP8 and bf16 with 128-row tiles of 112 and 128
-/// columns ([`Tiles::clusters`]).
-const KERNELS_C2: [[&str; 2]; 2] =
-    [["fp8_blockwise_gemm_n112_c2", "fp8_blockwise_gemm_c2"], ["bf16_gemm_n112_c2", "bf16_gemm_c2"]];
+/// The clustered entry points (2 CTAs along N), with 128-row tiles, by element kind (FP8, bf16)
+/// and [`BlockN`]: FP8 of 112 and 128 columns, bf16 of 112, 128 and 192; empty where there is
+/// none ([`Tiles::clusters`]).
+const KERNELS_C2: [[&str; 4]; 2] = [
+    ["", "fp8_blockwise_gemm_n112_c2", "fp8_blockwise_gemm_c2", ""],
+    ["", "bf16_gemm_n112_c2", "bf16_gemm_c2", "bf16_gemm_n192_c2"],
+];
 
 impl Tiles {
     /// Whether the configuration (tile rows and columns) has a clustered kernel: 128-row tiles of
-    /// 112 or 128 columns, the configurations compute-bound shapes run.
+    /// 112 or 128 columns (and bf16's 192), the configurations compute-bound shapes run.
     pub fn clusters(self, fp8: bool) -> bool {
-        self.m == BlockM::M128 && matches!(self.n, BlockN::N112 | BlockN::N128) && self.exists(fp8)
+        self.m == BlockM::M128 && !KERNELS_C2[usize::from(!fp8)][self.n.index()].is_empty()
     }
     pub fn block_m(self) -> u32 {
         match self.m {
@@ -326,7 +329,7 @@ impl Tiles {
     /// [`exist`](Self::exists) ([`choose_tiles`] never returns one).
     pub fn kernel(self, fp8: bool) -> &'static str {
         if self.cluster == 2 && self.clusters(fp8) {
-            return KERNELS_C2[usize::from(!fp8)][usize::from(self.n == BlockN::N128)];
+            return KERNELS_C2[usize::from(!fp8)][self.n.index()];
         }
         KERNELS[usize::from(!fp8)][usize::from(self.m == BlockM::M64)][self.n.index()]
     }
@@ -444,7 +447,7 @@ pub(crate) const CLUSTER_MIN_ODD_COLUMNS: u64 = 7;
 /// N that share their A tiles: each loads half and multicasts it, halving A's traffic from L2 to
 /// shared memory) when
 /// - the configuration has a clustered kernel ([`Tiles::clusters`]: 128-row tiles of 112 or 128
-///   columns) and the device has 2 SMs or more (a cluster's CTAs run at once on SMs of one GPC);
+///   columns, and bf16's of 192) and the device has 2 SMs or more (a cluster's CTAs run at once on SMs of one GPC);
 /// - there are at least 2 tile columns, an even count or at least [`CLUSTER_MIN_ODD_COLUMNS`]
 ///   (an odd count leaves the last pair's second tile idle);
 /// - the tiles fill the SMs ([`tile_bound`] ≥ `sms`): the shared A traffic matters where the

@@ -374,7 +374,8 @@ fn tile_configurations_name_their_kernels_and_budgets() {
     for t in ALL {
         for fp8 in [true, false] {
             assert_eq!(crate::gemm::KERNELS.contains(&t.kernel(fp8)), t.exists(fp8), "{t:?} fp8 {fp8}");
-            // the clustered kernels: 128-row tiles of 112 and 128 columns; elsewhere the plain one
+            // the clustered kernels: 128-row tiles of 112 and 128 columns (and bf16's 192);
+            // elsewhere the plain one
             let clustered = c2(t).kernel(fp8);
             assert_eq!(clustered.ends_with("_c2"), t.clusters(fp8), "{t:?} fp8 {fp8}");
             assert_eq!(crate::gemm::KERNELS.contains(&clustered), t.exists(fp8), "{t:?} fp8 {fp8}");
@@ -384,6 +385,8 @@ fn tile_configurations_name_their_kernels_and_budgets() {
     assert_eq!(c2(M128_N112).kernel(true), "fp8_blockwise_gemm_n112_c2");
     assert_eq!(c2(M128_N128).kernel(false), "bf16_gemm_c2");
     assert_eq!(c2(M128_N112).kernel(false), "bf16_gemm_n112_c2");
+    assert_eq!(c2(M128_N192).kernel(false), "bf16_gemm_n192_c2");
+    assert!(!M128_N192.clusters(true) && M128_N192.clusters(false) && !M128_N64.clusters(false));
     // a cluster of 2 loads half of A's rows in each CTA; the same stages and shared memory
     assert_eq!((c2(M128_N128).a_box_rows(), M128_N128.a_box_rows()), (64, 128));
     assert_eq!(c2(M128_N112).smem_bytes(true), M128_N112.smem_bytes(true));
@@ -419,8 +422,9 @@ fn clusters_of_two_where_the_tiles_fill_the_sms_in_pairs() {
     assert_eq!(choose_tiles(dense(4096), 7168, 132, true, NONE), Tiles { cluster: 2, ..M128_N128 });
     assert_eq!(choose_tiles(dense(4096), 2112, 132, true, NONE), Tiles { cluster: 2, ..M128_N112 }); // 19 columns
     assert_eq!(c(dense(4096), 4096, 132, false, None), 2);
-    // bf16 picks 192 columns at N = 2112 and 24576: no clustered kernel there
-    assert_eq!(c(dense(4096), 2112, 132, false, None), 1);
+    // bf16 picks 192 columns at N = 2112 (11 columns: pairs) and 24576
+    assert_eq!(choose_tiles(dense(4096), 2112, 132, false, NONE), Tiles { cluster: 2, ..M128_N192 });
+    assert_eq!(c(dense(4096), 24576, 132, false, None), 2);
     // too few tiles to fill the SMs (M = 256, N = 7168: 128 tiles of 112 on 132 SMs), 64-row and
     // 64-column tiles
     assert_eq!(c(dense(256), 7168, 132, false, None), 1);

@@ -11,8 +11,9 @@
 //! `*_n192`), but not FP8 with 128 × 192 tiles (its two accumulator arrays would not fit the 168
 //! registers of a 384-thread CTA). The pipeline is as deep as the 227 KiB of shared memory allows (5 to 14 stages; the
 //! table in `abi::gemm`). Tiles of 112 and 192 columns straddle a 128-column weight-scale block
-//! (at most two blocks per tile, `gemm_scale_blocks_per_tile`). Four more entry points
-//! (`*_c2`: FP8 and bf16, 128 × 128 and 128 × 112 tiles, const generic `CLUSTER` = 2) run in
+//! (at most two blocks per tile, `gemm_scale_blocks_per_tile`). Five more entry points
+//! (`*_c2`: FP8 and bf16, 128 × 128 and 128 × 112 tiles, bf16 128 × 192, const generic
+//! `CLUSTER` = 2) run in
 //! clusters of 2 CTAs along N: the pair computes tiles (m, n) and (m, n + BN), each CTA's producer
 //! loads half of the shared A box's rows and multicasts it into both CTAs' stage, and each math
 //! warp frees a stage on the empty barriers of both CTAs (`docs/kernels/gemm.md`, "Clusters").
@@ -805,6 +806,10 @@ entry!(
 entry!(
     /// `bf16_gemm_n112` in clusters of 2 CTAs along N sharing their A tiles.
     bf16_gemm_n112_c2: false, 2, 112, 2
+);
+entry!(
+    /// `bf16_gemm_n192` in clusters of 2 CTAs along N sharing their A tiles.
+    bf16_gemm_n192_c2: false, 2, 192, 2
 );
 entry!(
     /// `bf16_gemm` with 64-row tiles and one math warpgroup (small M).
