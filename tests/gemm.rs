@@ -24,7 +24,7 @@
 //! The simulator runs the GPU sweep's kinds of case at CPU sizes: one row, a partial M tile, an N
 //! tail of the 128-wide tile as in N = 2112 (N = 320: 64 columns; N = 200: 72), N of a few columns
 //! (2, 8), more than 8 tile rows (the tile order's bands of 8 tile rows, the last one partial),
-//! more k-blocks than the pipeline's 6, 7 or 9 stages (K = 1152, 1280: stages refilled, mbarrier
+//! more k-blocks than the pipeline's 4 to 13 stages (K = 1152, 1280: stages refilled, mbarrier
 //! phases flipping), more tiles than SMs (the persistent loop's later turns), both scale layouts
 //! (and both ways of reading activation scales) and power-of-two (UE8M0) scales. The grid is `min(tiles, SM count)`: CI runs these tests again with
 //! `LOWP_SIM_SMS=1` (one CTA walks every tile) and `LOWP_SIM_SMS=3` (tiles spread unevenly).
@@ -381,8 +381,8 @@ fn blockwise_gemm_small_m_tiles_and_their_boundary() {
 /// the simulator's 4 SMs small shapes take them and larger ones wider tiles. Cases on both sides
 /// of that threshold, with 64- and 128-row tiles; N tails that are not multiples of 64 (8, 2, 58,
 /// 36 columns in the last tile), a 64-column tile in the second 128-column weight-scale block
-/// (its scale row is n0/128, not its tile index), and more k-blocks than the 9-, 13- and
-/// 14-stage rings hold. `LOWP_GEMM_BLOCK_N=64`, `112`, `128` or `192` runs every case of this
+/// (its scale row is n0/128, not its tile index), and more k-blocks than the 8- and 13-stage
+/// rings hold. `LOWP_GEMM_BLOCK_N=64`, `112`, `128` or `192` runs every case of this
 /// file in one width.
 #[test]
 fn blockwise_gemm_64_column_tiles_and_their_threshold() {
@@ -406,8 +406,8 @@ fn blockwise_gemm_64_column_tiles_and_their_threshold() {
         vec![
             // 64-column tiles on 4 SMs: at most one wave either way
             (1, 200, 1280),   // 64 rows: 2 tiles or 4; the last 8 columns wide
-            (33, 130, 2048),  // 64 rows, 16 k-blocks (13 and 14 stages); the last tile 2 wide
-            (100, 250, 1280), // 128 rows, 10 k-blocks (9 stages); the last tile 58 wide
+            (33, 130, 2048),  // 64 rows, 16 k-blocks (13 stages); the last tile 2 wide
+            (100, 250, 1280), // 128 rows, 10 k-blocks (8 stages); the last tile 58 wide
             (129, 100, 1280), // 128 rows, 2 tile rows: 2 tiles or 4; the last 36 wide
             (65, 190, 1280),  // 128 rows: 2 tiles or 3
             // wider tiles on 4 SMs: 64 would take a second wave
@@ -429,7 +429,7 @@ fn blockwise_gemm_64_column_tiles_and_their_threshold() {
 /// (1, 300): tiles at n0 = 112 and 224 straddle, the last one 76 wide; (129, 200): 128-row
 /// tiles, the second 88 wide; (200, 384): 2 × 4 tiles; and 192 columns for (33, 520): the tile
 /// at n0 = 384 reaches into block 4 for 8 columns. Both scale kinds, more k-blocks than the
-/// 7- and 10-stage rings hold; the full-size cases are the shapes these widths serve on 132 SMs
+/// 6- and 9-stage rings hold; the full-size cases are the shapes these widths serve on 132 SMs
 /// (M = 256, N = 7168: 128 tiles of 112 columns).
 #[test]
 fn blockwise_gemm_112_and_192_column_tiles() {
@@ -955,7 +955,7 @@ fn bf16_grouped_gemm_matches_reference() {
             (16, 600, 256, 256),
             (6, 260, 200, 576),
             (4, 300, 256, 256),
-            (1, 100, 100, 1024), // 128 × 64 tiles on 4 SMs, 16 k-blocks (9 stages)
+            (1, 100, 100, 1024), // 128 × 64 tiles on 4 SMs, 16 k-blocks (8 stages)
         ],
     );
     for (e, t, n, k) in contiguous {
@@ -964,7 +964,7 @@ fn bf16_grouped_gemm_matches_reference() {
     let masked = common::sized(
         &lowp,
         [(8, 400, 256, 512, 96), (16, 2000, 128, 256, 200), (32, 800, 512, 1024, 32), (1, 40, 2112, 1024, 40)],
-        // the last: 64 × 64 tiles on 4 SMs, 16 k-blocks (14 stages)
+        // the last: 64 × 64 tiles on 4 SMs, 16 k-blocks (13 stages)
         [(8, 150, 256, 256, 40), (16, 400, 128, 128, 48), (4, 320, 128, 256, 80), (1, 40, 136, 1024, 40)],
     );
     for (e, t, n, k, max_m) in masked {
