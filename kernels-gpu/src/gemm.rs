@@ -9,14 +9,14 @@
 //! the tile's columns): FP8 or bf16 × BLOCK_M 128 (two math warpgroups, 384 threads) or 64 (one,
 //! 256 threads, entry points `*_m64*`) × BN 128 (no suffix), 64, 112 or 192 (`*_n64`, `*_n112`,
 //! `*_n192`), but not FP8 with 128 × 192 tiles (its two accumulator arrays would not fit the 168
-//! registers of a 384-thread CTA). The pipeline is as deep as the 227 KiB of shared memory allows (5 to 14 stages; the
-//! table in `abi::gemm`). Tiles of 112 and 192 columns straddle a 128-column weight-scale block
-//! (at most two blocks per tile, `gemm_scale_blocks_per_tile`). Five more entry points
-//! (`*_c2`: FP8 and bf16, 128 × 128 and 128 × 112 tiles, bf16 128 × 192, const generic
-//! `CLUSTER` = 2) run in
-//! clusters of 2 CTAs along N: the pair computes tiles (m, n) and (m, n + BN), each CTA's producer
-//! loads half of the shared A box's rows and multicasts it into both CTAs' stage, and each math
-//! warp frees a stage on the empty barriers of both CTAs (`docs/kernels/gemm.md`, "Clusters").
+//! registers of a 384-thread CTA). The pipeline is as deep as the 227 KiB of shared memory allows
+//! beside the epilogue buffer (4 to 13 stages; the table in `abi::gemm`). Tiles of 112 and 192
+//! columns straddle a 128-column weight-scale block (at most two blocks per tile,
+//! `gemm_scale_blocks_per_tile`). Five more entry points (`*_c2`: FP8 and bf16, 128 × 128 and
+//! 128 × 112 tiles, bf16 128 × 192, const generic `CLUSTER` = 2) run in clusters of 2 CTAs along
+//! N: the pair computes tiles (m, n) and (m, n + BN), each CTA's producer loads half of the shared
+//! A box's rows and multicasts it into both CTAs' stage, and each math warp frees a stage on the
+//! empty barriers of both CTAs (`docs/kernels/gemm.md`, "Clusters").
 //!
 //! ```text
 //! block = 1 + MATH_WGS warpgroups
@@ -38,8 +38,9 @@
 //!               TMA A(kb, m0), B(kb, g·N + n0), FP8 with sa_tma: scales sa(m0 .. m0 + BLOCK_M, kb)
 //!     math:     wait full[s] (phase); FP8: sa of its two rows from shared memory (sa_tma) or global;
 //!               4 × wgmma m64nBN (k32 FP8 / k16 bf16: 32 bytes of K each) into acc;
-//!               wait; arrive empty[s];  FP8: final = fma(acc, sa(m, kb) · sb_g(n/128, kb), final)
-//!               (columns n < 128·(n0/128 + 1) with block n0/128's scale, the others the next's)
+//!               FP8: wait 0; arrive empty[s]; final = fma(acc, sa(m, kb) · sb_g(n/128, kb), final)
+//!               (columns n < 128·(n0/128 + 1) with block n0/128's scale, the others the next's);
+//!               bf16: wait 1 (the previous k-block's MMAs); arrive empty of its stage
 //!   math (epilogue, per warpgroup): [issuing thread: wait_group.read 0 (last tile's stores have
 //!         read the buffer)]; bar.sync 1 + wg, 128; bf16 → buffer (stmatrix.x4); for TMA stores
 //!         every thread fences (fence.proxy.async.shared::cta); bar.sync again;
