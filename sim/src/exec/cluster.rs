@@ -107,7 +107,6 @@ impl Run<'_> {
             let (x, y, z) = (r % kx, (r / kx) % ky, r / (kx * ky));
             self.init_cta([base[0] + x, base[1] + y, base[2] + z]);
         }
-        let nw = self.warps.len();
         let mut cur = vec![0usize; size as usize];
         let mut next_rank = 0u32;
         loop {
@@ -120,33 +119,18 @@ impl Run<'_> {
                 }
                 self.swap_to(r);
                 self.unpark();
-                if self.rng.is_some() && !self.copies_in_flight.is_empty() && self.next_rand() % 3 == 0 {
-                    let i = (self.next_rand() as usize) % self.copies_in_flight.len();
-                    let c = self.copies_in_flight.swap_remove(i);
-                    self.land(c)?;
+                if self.land_random_copy()? {
                     progressed = true;
                     break;
                 }
-                for j in 0..nw {
-                    let wi =
-                        if self.rng.is_some() { (self.next_rand() as usize) % nw } else { (cur[r as usize] + j) % nw };
-                    if !self.warps[wi].can_run() {
-                        continue;
-                    }
-                    let quantum = if self.rng.is_some() { 1 + self.next_rand() % 48 } else { u64::MAX };
-                    self.run_warp(wi, quantum)?;
+                if let Some(wi) = self.run_one_warp(cur[r as usize])? {
                     progressed = true;
-                    self.release_barriers()?;
-                    if self.cluster.pending {
-                        self.release_cluster_barrier();
-                    }
                     cur[r as usize] = wi + 1;
                     // A CTA whose threads have all exited releases its shared memory now (its
                     // own copies in flight land first).
                     if self.copies_in_flight.is_empty() && self.warps.iter().all(|w| w.live() == 0) {
                         self.cta_exits()?;
                     }
-                    break;
                 }
                 if progressed {
                     next_rank = r + 1;

@@ -512,17 +512,14 @@ impl Run<'_> {
     }
 
     fn box_bytes(&self, t: &TensorMap) -> u64 {
-        (0..t.rank as usize).map(|i| t.box_dim[i] as u64).product::<u64>() * t.element_bytes()
+        let b = BoxShape::of(t);
+        b.rows * b.row_bytes
     }
 
     /// Lands a copy: reads the box, writes shared memory, completes its bytes on the mbarrier.
     pub(super) fn tma_complete(&mut self, c: Copy) -> Result<()> {
         let t = &c.map;
-        let eb = t.element_bytes();
-        let rank = t.rank as usize;
-        let inner = t.box_dim[0] as u64;
-        let rows: u64 = (1..rank).map(|i| t.box_dim[i] as u64).product();
-        let row_bytes = inner * eb;
+        let BoxShape { eb, rank, inner, rows, row_bytes } = BoxShape::of(t);
         if !self.mbars[c.mbar].live {
             return Err(self.fault(
                 ErrorKind::LaunchFailed,
@@ -784,11 +781,7 @@ impl Run<'_> {
             let s = shared_window_offset(sv[l]);
             self.check_box_in_shared(wi, l, pc, s, &t, "TMA store source")?;
             let c = lane_coords(&cv, l);
-            let eb = t.element_bytes();
-            let rank = t.rank as usize;
-            let inner = t.box_dim[0] as u64;
-            let rows: u64 = (1..rank).map(|i| t.box_dim[i] as u64).product();
-            let row_bytes = inner * eb;
+            let BoxShape { eb, rank, inner, rows, row_bytes } = BoxShape::of(&t);
             let (mut lo, mut hi) = (usize::MAX, 0usize);
             let mut buf = vec![0u8; row_bytes as usize];
             for r in 0..rows {
@@ -1642,6 +1635,24 @@ pub(super) fn for_each_reg(op: &Op, mut f: impl FnMut(Reg)) {
         | SetMaxNReg { .. }
         | ClusterArrive
         | ClusterWait => {}
+    }
+}
+
+/// A TMA box as the copies walk it, row by row: element bytes, rank, elements per row (dimension
+/// 0), rows (the product of the other dimensions), bytes per row.
+struct BoxShape {
+    eb: u64,
+    rank: usize,
+    inner: u64,
+    rows: u64,
+    row_bytes: u64,
+}
+
+impl BoxShape {
+    fn of(t: &TensorMap) -> BoxShape {
+        let (eb, rank, inner) = (t.element_bytes(), t.rank as usize, t.box_dim[0] as u64);
+        let rows = (1..rank).map(|i| t.box_dim[i] as u64).product();
+        BoxShape { eb, rank, inner, rows, row_bytes: inner * eb }
     }
 }
 

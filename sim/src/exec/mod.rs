@@ -747,36 +747,53 @@ impl<'a> Run<'a> {
         self.woken_at = u64::MAX;
     }
 
+    /// Seeded: one time in three, lands a random copy in flight now (a TMA copy completing out of
+    /// order). Whether it did.
+    fn land_random_copy(&mut self) -> Result<bool> {
+        if self.rng.is_some() && !self.copies_in_flight.is_empty() && self.next_rand() % 3 == 0 {
+            let i = (self.next_rand() as usize) % self.copies_in_flight.len();
+            let c = self.copies_in_flight.swap_remove(i);
+            self.land(c)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// One turn of the current CTA: the first runnable warp from `start` (round robin; seeded, a
+    /// random pick for a random quantum) runs until it blocks, then the barriers it may complete
+    /// are released. The warp that ran, if any could.
+    fn run_one_warp(&mut self, start: usize) -> Result<Option<usize>> {
+        let n = self.warps.len();
+        for k in 0..n {
+            let wi = if self.rng.is_some() { (self.next_rand() as usize) % n } else { (start + k) % n };
+            if !self.warps[wi].can_run() {
+                continue;
+            }
+            let quantum = if self.rng.is_some() { 1 + self.next_rand() % 48 } else { u64::MAX };
+            self.run_warp(wi, quantum)?;
+            self.release_barriers()?;
+            if self.cluster.pending {
+                self.release_cluster_barrier();
+            }
+            return Ok(Some(wi));
+        }
+        Ok(None)
+    }
+
     fn run_cta(&mut self, ctaid: [u32; 3]) -> Result<()> {
         self.init_cta(ctaid);
         // Round-robin over warps; each runs until it blocks (or, seeded, for a random quantum).
-        let n = self.warps.len();
         let mut cur = 0usize;
         loop {
             self.unpark();
-            if self.rng.is_some() && !self.copies_in_flight.is_empty() && self.next_rand() % 3 == 0 {
-                let i = (self.next_rand() as usize) % self.copies_in_flight.len();
-                let c = self.copies_in_flight.swap_remove(i);
-                self.land(c)?;
+            if self.land_random_copy()? {
                 continue;
             }
-            let mut progressed = false;
-            for k in 0..n {
-                let wi = if self.rng.is_some() { (self.next_rand() as usize) % n } else { (cur + k) % n };
-                if !self.warps[wi].can_run() {
-                    continue;
-                }
-                let quantum = if self.rng.is_some() { 1 + self.next_rand() % 48 } else { u64::MAX };
-                self.run_warp(wi, quantum)?;
-                progressed = true;
-                self.release_barriers()?;
-                if self.cluster.pending {
-                    self.release_cluster_barrier();
-                }
+            let ran = self.run_one_warp(cur)?;
+            if let Some(wi) = ran {
                 cur = wi + 1;
-                break;
             }
-            if !progressed {
+            if ran.is_none() {
                 // Seeded picks may miss a runnable warp: look at all before concluding.
                 if self.warps.iter().any(|w| w.can_run()) {
                     continue;
