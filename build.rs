@@ -62,6 +62,9 @@ const LAUNCH_BOUNDS: &[(&str, u32)] = &[
     ("fp8_blockwise_gemm_n112", 384),
     ("fp8_blockwise_gemm_m64", 256),
     ("fp8_blockwise_gemm_m64_n64", 256),
+    ("fp8_blockwise_gemm_m64_n64_k2", 256),
+    ("fp8_blockwise_gemm_m64_n64_k4", 256),
+    ("fp8_blockwise_gemm_m64_n64_k8", 256),
     ("fp8_blockwise_gemm_m64_n112", 256),
     ("fp8_blockwise_gemm_m64_n192", 256),
     ("bf16_gemm", 384),
@@ -81,14 +84,17 @@ const LAUNCH_BOUNDS: &[(&str, u32)] = &[
 
 /// Kernels launched in thread-block clusters of a compile-time shape: `.reqnctapercluster X, Y, Z`
 /// is written after their `.maxntid`, so that a plain `cuLaunchKernel` with a grid that is a
-/// multiple of the shape launches clusters. Keep in step with the `CLUSTER` of the GEMM entry
-/// points (`kernels-gpu/src/gemm.rs`).
+/// multiple of the shape launches clusters. Keep in step with the `CLUSTER` and `SPLIT` of the
+/// GEMM entry points (`kernels-gpu/src/gemm.rs`).
 const CLUSTER_DIMS: &[(&str, [u32; 3])] = &[
     ("fp8_blockwise_gemm_c2", [2, 1, 1]),
     ("fp8_blockwise_gemm_n112_c2", [2, 1, 1]),
     ("bf16_gemm_c2", [2, 1, 1]),
     ("bf16_gemm_n112_c2", [2, 1, 1]),
     ("bf16_gemm_n192_c2", [2, 1, 1]),
+    ("fp8_blockwise_gemm_m64_n64_k2", [2, 1, 1]),
+    ("fp8_blockwise_gemm_m64_n64_k4", [4, 1, 1]),
+    ("fp8_blockwise_gemm_m64_n64_k8", [8, 1, 1]),
 ];
 
 /// This file: part of the cache key (module list, flags, launch bounds, post-processing).

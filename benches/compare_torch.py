@@ -71,7 +71,9 @@ MX_SHAPES = ((8192, 8192), (16 * 1024, 7168))
 # gemm: the blockwise FP8 GEMM (M, N, K) and the grouped GEMMs (E, tokens per expert, N, K).
 GEMM_SHAPES = ((4096, 7168, 2048), (4096, 24576, 1536), (4096, 7168, 16384), (4096, 2112, 7168),
                (128, 7168, 2048), (64, 7168, 2048), (8192, 8192, 8192),
-               (4096, 4096, 7168), (128, 7168, 16384), (64, 7168, 16384))
+               (4096, 4096, 7168), (128, 7168, 16384), (64, 7168, 16384),
+               # decode shapes whose 64 x 64 tiles underfill the SMs (lowp runs split-K clusters)
+               (64, 2112, 7168), (64, 4096, 7168), (32, 576, 7168))
 GROUPED_SHAPES = ((8, 512, 4096, 7168), (32, 256, 4096, 7168), (64, 128, 7168, 2048), (4, 8192, 4096, 7168))
 # the masked layout: E slabs of t rows, all routed (3-D operands on the PyTorch side)
 MASKED_SHAPES = ((4, 256, 4096, 7168),)

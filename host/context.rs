@@ -85,6 +85,9 @@ struct Inner {
     /// CTAs per SM of each grid-stride kernel launched so far, from the driver's occupancy
     /// calculator (at least 1).
     occupancy: Mutex<HashMap<String, u32>>,
+    /// Co-resident clusters of each clustered kernel launched so far, from the driver's
+    /// occupancy calculator.
+    clusters: Mutex<HashMap<String, u32>>,
 }
 
 impl std::fmt::Debug for Lowp {
@@ -136,6 +139,7 @@ impl Lowp {
                 module,
                 functions: Mutex::new(HashMap::new()),
                 occupancy: Mutex::new(HashMap::new()),
+                clusters: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -205,6 +209,17 @@ impl Lowp {
         };
         let resident = per_sm as u64 * self.inner.sm_count as u64;
         Ok(items.div_ceil(per_cta.max(1)).clamp(1, resident.min(i32::MAX as u64)) as u32)
+    }
+
+    /// How many clusters of kernel `name` can be resident at once: `query`'s answer (the
+    /// driver's occupancy calculator), asked on the kernel's first launch and kept.
+    pub(crate) fn cluster_capacity(&self, name: &str, query: impl FnOnce() -> Result<u32>) -> Result<u32> {
+        if let Some(&n) = self.inner.clusters.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
+            return Ok(n);
+        }
+        let n = query()?;
+        self.inner.clusters.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), n);
+        Ok(n)
     }
 
     /// The device ordinal.

@@ -450,6 +450,36 @@ fn blockwise_gemm_112_and_192_column_tiles() {
     }
 }
 
+/// Split-K clusters (`*_k2`, `*_k4`, `*_k8`: FP8 64 × 64 tiles): where the tiles leave SMs idle
+/// and K is long, 2, 4 or 8 CTAs share each tile, each computing a slice of its k-blocks, and the
+/// leader adds the others' partial sums from their shared memory before storing. On the
+/// simulator's 4 SMs the host splits (1, 128): 2 tiles, clusters of 2; (33, 64): 1 tile, 4 CTAs,
+/// 4 k-blocks each; (64, 100): a 36-column tail; (17, 50): 13 k-blocks in slices of 6 and 7;
+/// (64, 320): 5 tiles on 2 clusters (a cluster walks 3 tiles, its reduction barriers and stage
+/// rings carrying over); the full-size cases are the decode shapes the splits serve on 132 SMs
+/// (N = 2112: 4 CTAs per tile, N = 4096: 2, N = 576 and 1024: 8). With `LOWP_GEMM_SPLIT_K`
+/// forced (CI runs this file with `LOWP_GEMM_BLOCK_M=64 LOWP_GEMM_BLOCK_N=64
+/// LOWP_GEMM_SPLIT_K=4`, and with `8` on 8 simulated SMs), every 64 × 64 call splits, slices of
+/// no k-block included.
+#[test]
+fn blockwise_gemm_split_k_clusters() {
+    let test = "blockwise_gemm_split_k_clusters";
+    let lowp = common::gpu(test);
+    if !common::hopper_gemm(test, &lowp) {
+        return;
+    }
+    let mut rng = Rng::fresh(test);
+    let cases = common::sized(
+        &lowp,
+        vec![(64, 2112, 7168), (64, 4096, 7168), (32, 1024, 7168), (1, 576, 7168), (64, 7168, 16384)],
+        vec![(1, 128, 1024), (33, 64, 2048), (64, 100, 1536), (17, 50, 1664), (64, 320, 2048)],
+    );
+    for (i, &(m, n, k)) in cases.iter().enumerate() {
+        let scales = if i % 2 == 0 { ScaleKind::Float } else { ScaleKind::Ue8m0 };
+        gemm_case(&lowp, &mut rng, m, n, k, i % 2 == 1, scales);
+    }
+}
+
 /// Shapes the clusters of 2 CTAs along N run (128-row tiles of 112 or 128 columns, where the
 /// tiles fill the SMs in pairs; every shape with `LOWP_GEMM_CLUSTER=2`): an even count of tile
 /// columns, odd counts (the last pair's second tile lies past N: it loads, takes part in the
@@ -1005,6 +1035,10 @@ fn fp8_grouped_gemm_matches_reference() {
             (1, 40, 200, 384, Some(40), true, false),
             (1, 100, 100, 256, None, false, true),
             (2, 90, 72, 1280, Some(45), true, true),
+            // split-K clusters of 2 on 4 SMs (2 tiles of 64 × 64, K of 8 to 16 k-blocks)
+            (1, 40, 100, 2048, Some(40), true, false),
+            (2, 60, 64, 1024, Some(32), false, true),
+            (1, 30, 64, 1024, None, true, true),
         ],
     );
     for (experts, total, n, k, masked, m_major, ue8m0) in cases {

@@ -166,6 +166,11 @@ fn blockwise_cases() -> Vec<Case> {
         (4096, 4096, 7168),
         (128, 7168, 16384),
         (64, 7168, 16384),
+        // decode shapes whose 64 × 64 tiles underfill the SMs: split-K clusters of 4, 2 and 8
+        // CTAs on 132 SMs
+        (64, 2112, 7168),
+        (64, 4096, 7168),
+        (32, 576, 7168),
     ]
     .into_iter()
     .map(|(m, n, k)| {

@@ -5,7 +5,10 @@ use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 
-use super::plan::{BLOCK_M_VAR, BLOCK_N_VAR, CLUSTER_VAR, Forced, Tiles, parse_block_m, parse_block_n, parse_cluster};
+use super::plan::{
+    BLOCK_M_VAR, BLOCK_N_VAR, CLUSTER_VAR, Forced, Rows, SPLIT_VAR, Tiles, choose_split, parse_block_m, parse_block_n,
+    parse_cluster, parse_split,
+};
 use super::tma::{Map2d, MapKind, device_maps};
 use crate::abi::{GEMM_BLOCK_K, GEMM_D_BOX_M, GemmParams, gemm_d_box_n, gemm_d_swizzle_bytes};
 use crate::context::Lowp;
@@ -16,17 +19,64 @@ crate::abi::device_repr!(GemmParams);
 /// A row-major operand: (address, bytes per row used, rows, row stride in bytes).
 pub(crate) type ByteMatrix = (u64, usize, usize, usize);
 
-/// The tile rows and columns and the cluster size `LOWP_GEMM_BLOCK_M`, `LOWP_GEMM_BLOCK_N` and
-/// `LOWP_GEMM_CLUSTER` force on every GEMM of the process (each read once), if any.
+/// The tile rows and columns, the cluster size and the split-K clusters `LOWP_GEMM_BLOCK_M`,
+/// `LOWP_GEMM_BLOCK_N`, `LOWP_GEMM_CLUSTER` and `LOWP_GEMM_SPLIT_K` force on every GEMM of the
+/// process (each read once), if any.
 pub(crate) fn forced_tiles() -> Result<Forced> {
     static M: OnceLock<Option<String>> = OnceLock::new();
     static N: OnceLock<Option<String>> = OnceLock::new();
     static C: OnceLock<Option<String>> = OnceLock::new();
+    static S: OnceLock<Option<String>> = OnceLock::new();
     Ok(Forced {
         m: parse_block_m(M.get_or_init(|| std::env::var(BLOCK_M_VAR).ok()).as_deref())?,
         n: parse_block_n(N.get_or_init(|| std::env::var(BLOCK_N_VAR).ok()).as_deref())?,
         cluster: parse_cluster(C.get_or_init(|| std::env::var(CLUSTER_VAR).ok()).as_deref())?,
+        split: parse_split(S.get_or_init(|| std::env::var(SPLIT_VAR).ok()).as_deref())?,
     })
+}
+
+/// How many clusters of the kernel of `tiles` (FP8 when `fp8`) can be resident at once: the SM
+/// count without clusters, else the driver's `cuOccupancyMaxActiveClusters` (a cluster's CTAs
+/// share a GPC, so a GPU may fit fewer than `SMs / CTAs per cluster`), asked once per kernel.
+pub(crate) fn cluster_capacity(
+    lowp: &Lowp,
+    stream: &CudaStream,
+    op: &'static str,
+    tiles: Tiles,
+    fp8: bool,
+) -> Result<u32> {
+    if tiles.ctas() == 1 {
+        return Ok(lowp.sm_count());
+    }
+    let name = tiles.kernel(fp8);
+    lowp.cluster_capacity(name, || {
+        let f = gemm_function(lowp, op, tiles, fp8)?;
+        let cfg = LaunchConfig {
+            grid_dim: (tiles.ctas(), 1, 1),
+            block_dim: (tiles.threads(), 1, 1),
+            shared_mem_bytes: tiles.smem_bytes(fp8),
+        };
+        f.occupancy_max_active_clusters(cfg, stream).op("cuOccupancyMaxActiveClusters")
+    })
+}
+
+/// `tiles` (from `choose_tiles`) with its split-K clusters ([`choose_split`]) for a call of
+/// `rows` rows, `n` columns and `k_blocks` k-blocks on `stream`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn with_split(
+    lowp: &Lowp,
+    stream: &CudaStream,
+    op: &'static str,
+    rows: Rows,
+    n: usize,
+    k_blocks: u64,
+    tiles: Tiles,
+    fp8: bool,
+    forced: Forced,
+) -> Result<Tiles> {
+    let mut capacity = |split| cluster_capacity(lowp, stream, op, Tiles { split, ..tiles }, fp8);
+    let split = choose_split(rows, n, k_blocks, fp8, tiles, forced.split, &mut capacity)?;
+    Ok(Tiles { split, ..tiles })
 }
 
 /// The kernel of `tiles` for an FP8 (`fp8`) or bf16 GEMM, its shared memory set when first
@@ -40,9 +90,9 @@ pub(crate) fn gemm_function(lowp: &Lowp, op: &'static str, tiles: Tiles, fp8: bo
 /// `config.block_m()` rows × 1 k-block) and when `p.d_tma` is set D (boxes of `GEMM_D_BOX_M` rows
 /// × `gemm_d_box_n` columns) in the handle's map cache and launches `f`, the FP8 (`fp8`) or bf16
 /// kernel of `config`, persistently (one CTA per SM at most, `tiles` an upper bound of the output
-/// tiles, or of the cluster tiles with clusters: the grid is then `config.cluster` times the
-/// clusters, at most `⌊SMs / cluster⌋` of them, so that a plain launch runs the kernel's
-/// compile-time clusters).
+/// tiles, or of the cluster tiles with clusters along N: the grid is then `config.ctas()` times
+/// the clusters, at most as many as can be resident ([`cluster_capacity`]), so that a plain
+/// launch runs the kernel's compile-time clusters).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn launch_gemm(
     lowp: &Lowp,
@@ -107,9 +157,10 @@ pub(crate) fn launch_gemm(
             Err(e) => return Err(e),
         }
     }
-    let clusters = tiles.clamp(1, (lowp.sm_count() / config.cluster).max(1) as u64) as u32;
+    let capacity = cluster_capacity(lowp, stream, op, config, fp8)?.max(1);
+    let clusters = tiles.clamp(1, capacity as u64) as u32;
     let cfg = LaunchConfig {
-        grid_dim: (clusters * config.cluster, 1, 1),
+        grid_dim: (clusters * config.ctas(), 1, 1),
         block_dim: (config.threads(), 1, 1),
         shared_mem_bytes: config.smem_bytes(fp8),
     };

@@ -28,8 +28,8 @@
 //! `docs/kernels/gemm.md`.
 //!
 //! **Tile configurations.** Each call runs one of eight tile configurations, chosen from the
-//! shapes and the SM count alone (never from device data, so a warm-up call and its captured
-//! replay agree): 64-row tiles with one math warpgroup when the groups are small (dense M ≤ 64;
+//! shapes, the SM count and the driver's occupancy (never from device data, so a warm-up call
+//! and its captured replay agree): 64-row tiles with one math warpgroup when the groups are small (dense M ≤ 64;
 //! masked `max_m` ≤ 64; contiguous at most 64 rows of `x` per expert on average), else 128-row
 //! tiles with two; then 64, 112, 128 or 192 columns, whichever a model of the persistent grid
 //! (its waves over the SMs times each tile's tensor-core and shared-memory time) rates fastest,
@@ -37,10 +37,15 @@
 //! some idle (N = 7168: 64 tiles, not 56), 64 columns serve decode shapes, 192 columns cut the
 //! tile count of wide outputs. 128-row tiles of 112 or 128 columns (and bf16's of 192) run in
 //! clusters of 2 CTAs along
-//! N sharing their A tiles (TMA multicast) where the tiles fill the SMs in pairs. The environment
-//! variables `LOWP_GEMM_BLOCK_M` (`64` or `128`), `LOWP_GEMM_BLOCK_N` (`64`, `112`, `128` or
-//! `192`) and `LOWP_GEMM_CLUSTER` (`1` or `2`), read once per process, force the tile rows,
-//! columns or cluster size of every call; another value makes every GEMM fail with
+//! N sharing their A tiles (TMA multicast) where the tiles fill the SMs in pairs. FP8 calls with
+//! 64 × 64 tiles that leave SMs idle over a long K (decode shapes: M ≤ 64, N = 2112, K = 7168)
+//! run in split-K clusters of 2, 4 or 8 CTAs, each computing a slice of K of the same tile, the
+//! leader adding the others' sums from their shared memory (deterministic: in rank order); the
+//! split comes from the same model with the driver's count of co-resident clusters. The
+//! environment variables `LOWP_GEMM_BLOCK_M` (`64` or `128`), `LOWP_GEMM_BLOCK_N` (`64`, `112`,
+//! `128` or `192`), `LOWP_GEMM_CLUSTER` (`1` or `2`) and `LOWP_GEMM_SPLIT_K` (`1`, `2`, `4` or
+//! `8`), read once per process, force the tile rows, columns, cluster size or split of every
+//! call; another value makes every GEMM fail with
 //! [`Error::InvalidValue`](crate::Error::InvalidValue).
 
 mod launch;
@@ -52,6 +57,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut, DeviceSlice};
 use half::bf16;
 
+use crate::abi::GEMM_BLOCK_K;
 use crate::context::Lowp;
 use crate::dtype::{Element, F8E4M3};
 use crate::error::Result;
@@ -62,7 +68,7 @@ use crate::matrix::{Matrix, MatrixBatch};
 #[cfg(doc)]
 use crate::scale::ScaleLayout;
 use crate::validate::Operand;
-use launch::{forced_tiles, gemm_function, launch_gemm};
+use launch::{forced_tiles, gemm_function, launch_gemm, with_split};
 use plan::{DenseInput, GroupedInput, Rows, choose_tiles, dense_plan, grouped_plan, tile_bound};
 
 /// Error bit of [`ErrorFlag`]: a group bound read on the device was out of range (contiguous ends
@@ -92,6 +98,9 @@ pub(crate) const KERNELS: &[&str] = &[
     "bf16_gemm_c2",
     "bf16_gemm_n112_c2",
     "bf16_gemm_n192_c2",
+    "fp8_blockwise_gemm_m64_n64_k2",
+    "fp8_blockwise_gemm_m64_n64_k4",
+    "fp8_blockwise_gemm_m64_n64_k8",
 ];
 
 /// What every kernel of the family needs.
@@ -205,9 +214,12 @@ where
     SW: DevicePtr<f32>,
     O: DevicePtrMut<bf16>,
 {
-    let tiles = choose_tiles(Rows::Dense(x.rows()), w.rows(), lowp.sm_count(), true, forced_tiles()?);
-    let f = gemm_function(lowp, "blockwise_fp8", tiles, true)?;
     lowp.check_stream(stream)?;
+    let (rows, forced) = (Rows::Dense(x.rows()), forced_tiles()?);
+    let tiles = choose_tiles(rows, w.rows(), lowp.sm_count(), true, forced);
+    let k_blocks = (x.cols() / GEMM_BLOCK_K as usize) as u64;
+    let tiles = with_split(lowp, stream, "blockwise_fp8", rows, w.rows(), k_blocks, tiles, true, forced)?;
+    let f = gemm_function(lowp, "blockwise_fp8", tiles, true)?;
     lowp.check_buffer("x", x.buffer())?;
     lowp.check_buffer("scales_x", scales_x.buffer())?;
     lowp.check_buffer("w", w.buffer())?;
@@ -311,9 +323,12 @@ where
 {
     let (table, max_m) = groups.parts();
     let rows = group_rows(x.rows(), w.shape()[0], max_m);
-    let tiles = choose_tiles(rows, w.shape()[1], lowp.sm_count(), true, forced_tiles()?);
-    let f = gemm_function(lowp, "grouped_fp8", tiles, true)?;
     lowp.check_stream(stream)?;
+    let forced = forced_tiles()?;
+    let tiles = choose_tiles(rows, w.shape()[1], lowp.sm_count(), true, forced);
+    let k_blocks = (w.shape()[2] / GEMM_BLOCK_K as usize) as u64;
+    let tiles = with_split(lowp, stream, "grouped_fp8", rows, w.shape()[1], k_blocks, tiles, true, forced)?;
+    let f = gemm_function(lowp, "grouped_fp8", tiles, true)?;
     lowp.check_buffer("x", x.buffer())?;
     lowp.check_buffer("scales_x", scales_x.buffer())?;
     lowp.check_buffer("w", w.buffer())?;

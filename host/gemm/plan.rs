@@ -2,8 +2,8 @@
 //! scale layouts and extents, group tables and overlaps, into the kernel's parameters.
 
 use crate::abi::{
-    GEMM_BLOCK_K, GEMM_BLOCK_M, GEMM_BLOCK_M_SMALL, GEMM_BLOCK_NS, GemmParams, gemm_has_configuration, gemm_smem_bytes,
-    gemm_threads,
+    GEMM_BLOCK_K, GEMM_BLOCK_M, GEMM_BLOCK_M_SMALL, GEMM_BLOCK_NS, GEMM_SPLITS, GemmParams, gemm_has_configuration,
+    gemm_smem_bytes, gemm_threads,
 };
 use crate::error::{Error, Result};
 use crate::fp8::GROUP;
@@ -271,6 +271,9 @@ pub(crate) struct Tiles {
     /// CTAs per cluster along N (1, or 2: pairs of CTAs sharing their A tiles by TMA multicast;
     /// see [`choose_cluster`]).
     pub cluster: u32,
+    /// CTAs per split-K cluster (1, or 2, 4, 8: each CTA of a cluster computes a slice of K of
+    /// the same tile; see [`choose_split`]). At most one of `cluster` and `split` exceeds 1.
+    pub split: u32,
 }
 
 /// Entry points by element kind (FP8, bf16), tile rows (128, 64) and [`BlockN`]; FP8 has no
@@ -299,11 +302,24 @@ const KERNELS_C2: [[&str; 4]; 2] = [
     ["", "bf16_gemm_n112_c2", "bf16_gemm_c2", "bf16_gemm_n192_c2"],
 ];
 
+/// The split-K entry points, FP8 with 64 × 64 tiles, by split (2, 4, 8: `GEMM_SPLITS`).
+const KERNELS_SPLIT: [&str; 3] =
+    ["fp8_blockwise_gemm_m64_n64_k2", "fp8_blockwise_gemm_m64_n64_k4", "fp8_blockwise_gemm_m64_n64_k8"];
+
 impl Tiles {
     /// Whether the configuration (tile rows and columns) has a clustered kernel: 128-row tiles of
     /// 112 or 128 columns (and bf16's 192), the configurations compute-bound shapes run.
     pub fn clusters(self, fp8: bool) -> bool {
         self.m == BlockM::M128 && !KERNELS_C2[usize::from(!fp8)][self.n.index()].is_empty()
+    }
+    /// Whether the configuration (tile rows and columns) has split-K kernels: FP8 with 64 × 64
+    /// tiles, the configuration of decode shapes whose tiles underfill the SMs.
+    pub fn splits(self, fp8: bool) -> bool {
+        fp8 && self.m == BlockM::M64 && self.n == BlockN::N64
+    }
+    /// CTAs per cluster of the launch (1 without clusters).
+    pub fn ctas(self) -> u32 {
+        self.cluster * self.split
     }
     pub fn block_m(self) -> u32 {
         match self.m {
@@ -319,7 +335,7 @@ impl Tiles {
     }
     /// The dynamic shared memory of the FP8 (`fp8`) or bf16 kernel: its stages fill the budget.
     pub fn smem_bytes(self, fp8: bool) -> u32 {
-        gemm_smem_bytes(self.block_m(), self.block_n(), fp8)
+        gemm_smem_bytes(self.block_m(), self.block_n(), fp8, self.split)
     }
     /// Whether the FP8 (`fp8`) or bf16 kernel of this configuration exists.
     pub fn exists(self, fp8: bool) -> bool {
@@ -328,6 +344,11 @@ impl Tiles {
     /// The entry point: FP8 (QGMMA) or bf16 (HGMMA); empty where the configuration does not
     /// [`exist`](Self::exists) ([`choose_tiles`] never returns one).
     pub fn kernel(self, fp8: bool) -> &'static str {
+        if self.split > 1 && self.splits(fp8) {
+            if let Some(i) = GEMM_SPLITS.iter().position(|&s| s == self.split) {
+                return KERNELS_SPLIT[i];
+            }
+        }
         if self.cluster == 2 && self.clusters(fp8) {
             return KERNELS_C2[usize::from(!fp8)][self.n.index()];
         }
@@ -416,13 +437,13 @@ pub(crate) fn k_block_cost(t: Tiles) -> u64 {
 pub(crate) fn choose_tiles(rows: Rows, n: usize, sms: u32, fp8: bool, forced: Forced) -> Tiles {
     let n_cols = n;
     let m = forced.m.unwrap_or_else(|| choose_block_m(rows));
-    let exists = |bn| Tiles { m, n: bn, cluster: 1 }.exists(fp8);
+    let exists = |bn| Tiles { m, n: bn, cluster: 1, split: 1 }.exists(fp8);
     let n = match forced.n {
         Some(bn) if exists(bn) => bn,
         Some(_) => BlockN::N128,
         None => {
             let time = |bn| {
-                let t = Tiles { m, n: bn, cluster: 1 };
+                let t = Tiles { m, n: bn, cluster: 1, split: 1 };
                 waves(tile_bound(rows, n, t), sms) * k_block_cost(t)
             };
             // Wider first: a narrower tile must be at least 1/32 faster.
@@ -435,7 +456,7 @@ pub(crate) fn choose_tiles(rows: Rows, n: usize, sms: u32, fp8: bool, forced: Fo
             best
         }
     };
-    let tiles = Tiles { m, n, cluster: 1 };
+    let tiles = Tiles { m, n, cluster: 1, split: 1 };
     Tiles { cluster: choose_cluster(rows, n_cols, sms, fp8, tiles, forced.cluster), ..tiles }
 }
 
@@ -456,7 +477,7 @@ pub(crate) const CLUSTER_MIN_ODD_COLUMNS: u64 = 7;
 /// else 1. `forced` (from `LOWP_GEMM_CLUSTER`) overrides the choice where the configuration has a
 /// clustered kernel and the device 2 SMs (a single tile column then pairs a tile with one past N).
 pub(crate) fn choose_cluster(rows: Rows, n: usize, sms: u32, fp8: bool, tiles: Tiles, forced: Option<u32>) -> u32 {
-    let t = Tiles { cluster: 1, ..tiles };
+    let t = Tiles { cluster: 1, split: 1, ..tiles };
     if !t.clusters(fp8) || sms < 2 {
         return 1;
     }
@@ -468,6 +489,71 @@ pub(crate) fn choose_cluster(rows: Rows, n: usize, sms: u32, fp8: bool, tiles: T
     if pairs_ok && tile_bound(rows, n, t) >= sms as u64 { 2 } else { 1 }
 }
 
+/// Fewest k-blocks a CTA of a split-K cluster computes: below that the pipeline's fill and the
+/// reduction outweigh the slice.
+pub(crate) const SPLIT_MIN_K_BLOCKS: u64 = 4;
+
+/// The leader's reduction, per other CTA of a split-K cluster, in k-blocks of one tile: it reads
+/// that CTA's partial sums (`BLOCK_M × BLOCK_N` f32, as many bytes as a k-block's two tiles of
+/// 64 × 128) from distributed shared memory.
+pub(crate) const SPLIT_REDUCE_K_BLOCKS: u64 = 1;
+
+/// The split-K clusters of a call in configuration `tiles` (from [`choose_tiles`], without
+/// clusters along N) with `k_blocks` k-blocks of 128: 1, or 2, 4 or 8 CTAs per cluster, each
+/// computing a slice of the k-blocks of the same tile, the leader adding the others' sums read
+/// from their shared memory. Only configurations with split-K kernels ([`Tiles::splits`]: FP8
+/// 64 × 64 tiles, the decode configuration) split, and only where each CTA keeps
+/// [`SPLIT_MIN_K_BLOCKS`] k-blocks. Among those the split that minimises the modelled time is
+/// taken, if it is at least 1/8 faster than none: the persistent grid's waves over
+/// `capacity(split)` co-resident clusters (the driver's `cuOccupancyMaxActiveClusters`; SMs for
+/// 1) times the k-blocks of a slice plus [`SPLIT_REDUCE_K_BLOCKS`] per other CTA. So a split
+/// happens only where the tiles leave SMs idle and K is long: M = 64, N = 2112, K = 7168 (33
+/// tiles, 56 k-blocks) on 132 SMs runs in clusters of 4 (132 CTAs, 14 k-blocks each). `forced`
+/// (from `LOWP_GEMM_SPLIT_K`) overrides the choice where the configuration splits: the largest
+/// split up to it with a co-resident cluster. Errors are the capacity query's.
+pub(crate) fn choose_split(
+    rows: Rows,
+    n: usize,
+    k_blocks: u64,
+    fp8: bool,
+    tiles: Tiles,
+    forced: Option<u32>,
+    capacity: &mut dyn FnMut(u32) -> Result<u32>,
+) -> Result<u32> {
+    if tiles.cluster != 1 || !tiles.splits(fp8) || forced == Some(1) {
+        return Ok(1);
+    }
+    let count = tile_bound(rows, n, Tiles { split: 1, ..tiles });
+    if let Some(f) = forced {
+        for &s in GEMM_SPLITS.iter().rev() {
+            if s <= f && capacity(s)? >= 1 {
+                return Ok(s);
+            }
+        }
+        return Ok(1);
+    }
+    let time = |s: u32, cap: u32| {
+        let s64 = s as u64;
+        waves(count, cap) * (k_blocks.div_ceil(s64) + SPLIT_REDUCE_K_BLOCKS * (s64 - 1))
+    };
+    let none = time(1, capacity(1)?);
+    let (mut best, mut best_time) = (1, none);
+    for &s in &GEMM_SPLITS {
+        if k_blocks < SPLIT_MIN_K_BLOCKS * s as u64 {
+            break;
+        }
+        let cap = capacity(s)?;
+        if cap == 0 {
+            continue;
+        }
+        let t = time(s, cap);
+        if t < best_time {
+            (best, best_time) = (s, t);
+        }
+    }
+    Ok(if best_time * 8 <= none * 7 { best } else { 1 })
+}
+
 /// Configuration choices forced by the environment (`None`: the heuristic's).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Forced {
@@ -475,6 +561,8 @@ pub(crate) struct Forced {
     pub n: Option<BlockN>,
     /// CTAs per cluster (1 or 2).
     pub cluster: Option<u32>,
+    /// CTAs per split-K cluster (1, 2, 4 or 8).
+    pub split: Option<u32>,
 }
 
 /// The environment variable that forces the tile rows of every GEMM of the process.
@@ -483,6 +571,19 @@ pub(crate) const BLOCK_M_VAR: &str = "LOWP_GEMM_BLOCK_M";
 pub(crate) const BLOCK_N_VAR: &str = "LOWP_GEMM_BLOCK_N";
 /// The environment variable that forces the CTAs per cluster of every GEMM of the process.
 pub(crate) const CLUSTER_VAR: &str = "LOWP_GEMM_CLUSTER";
+/// The environment variable that forces the split-K clusters of every GEMM of the process.
+pub(crate) const SPLIT_VAR: &str = "LOWP_GEMM_SPLIT_K";
+
+/// Parses the value of [`SPLIT_VAR`]: unset or empty, the heuristic; `1`, `2`, `4` or `8`, that
+/// many CTAs per split-K cluster (where the configuration has split-K kernels); anything else
+/// `InvalidValue`.
+pub(crate) fn parse_split(value: Option<&str>) -> Result<Option<u32>> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v @ ("1" | "2" | "4" | "8")) => Ok(v.parse().ok()),
+        Some(v) => Err(Error::InvalidValue { arg: SPLIT_VAR, expected: "1, 2, 4, 8 or unset", actual: v.to_string() }),
+    }
+}
 
 /// Parses the value of [`CLUSTER_VAR`]: unset or empty, the heuristic; `1` or `2`, that many
 /// CTAs per cluster; anything else `InvalidValue`.
@@ -525,6 +626,7 @@ pub(crate) fn parse_block_n(value: Option<&str>) -> Result<Option<BlockN>> {
 /// `2 · BLOCK_N` columns): exact for a dense GEMM and the masked layout, an upper bound for the
 /// contiguous layout (each group's last tile row may be partial: at most one more tile row per
 /// expert).
+/// (Split-K clusters are not counted: every CTA of one takes the same tile.)
 pub(crate) fn tile_bound(rows: Rows, n: usize, tiles: Tiles) -> u64 {
     let (bm, bn) = (tiles.block_m() as usize, (tiles.block_n() * tiles.cluster) as usize);
     let tiles_m = match rows {

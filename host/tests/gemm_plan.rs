@@ -1,5 +1,6 @@
 //! Unit tests of `gemm::plan` (the dense blockwise GEMM and the grouped GEMMs): no GPU needed.
 use super::plan::*;
+use crate::abi::GEMM_SPLITS;
 use crate::error::Error;
 use crate::fp8::plan::ScaleInput;
 use crate::scale::{ScaleLayout, m_major_ld};
@@ -221,16 +222,16 @@ fn grouped_fp8_scales_xre_checked() {
     assert!(matches!(grouped_plan(&s), Err(Error::Aliasing { arg: "out", other: "scales_w" })));
 }
 
-const M128_N128: Tiles = Tiles { m: BlockM::M128, n: BlockN::N128, cluster: 1 };
-const M64_N128: Tiles = Tiles { m: BlockM::M64, n: BlockN::N128, cluster: 1 };
-const M128_N64: Tiles = Tiles { m: BlockM::M128, n: BlockN::N64, cluster: 1 };
-const M64_N64: Tiles = Tiles { m: BlockM::M64, n: BlockN::N64, cluster: 1 };
-const M128_N112: Tiles = Tiles { m: BlockM::M128, n: BlockN::N112, cluster: 1 };
-const M64_N112: Tiles = Tiles { m: BlockM::M64, n: BlockN::N112, cluster: 1 };
-const M128_N192: Tiles = Tiles { m: BlockM::M128, n: BlockN::N192, cluster: 1 };
-const M64_N192: Tiles = Tiles { m: BlockM::M64, n: BlockN::N192, cluster: 1 };
+const M128_N128: Tiles = Tiles { m: BlockM::M128, n: BlockN::N128, cluster: 1, split: 1 };
+const M64_N128: Tiles = Tiles { m: BlockM::M64, n: BlockN::N128, cluster: 1, split: 1 };
+const M128_N64: Tiles = Tiles { m: BlockM::M128, n: BlockN::N64, cluster: 1, split: 1 };
+const M64_N64: Tiles = Tiles { m: BlockM::M64, n: BlockN::N64, cluster: 1, split: 1 };
+const M128_N112: Tiles = Tiles { m: BlockM::M128, n: BlockN::N112, cluster: 1, split: 1 };
+const M64_N112: Tiles = Tiles { m: BlockM::M64, n: BlockN::N112, cluster: 1, split: 1 };
+const M128_N192: Tiles = Tiles { m: BlockM::M128, n: BlockN::N192, cluster: 1, split: 1 };
+const M64_N192: Tiles = Tiles { m: BlockM::M64, n: BlockN::N192, cluster: 1, split: 1 };
 const ALL: [Tiles; 8] = [M128_N128, M64_N128, M128_N64, M64_N64, M128_N112, M64_N112, M128_N192, M64_N192];
-const NONE: Forced = Forced { m: None, n: None, cluster: None };
+const NONE: Forced = Forced { m: None, n: None, cluster: None, split: None };
 
 /// The tile rows and columns of a configuration (its cluster size left out).
 fn no_c(t: Tiles) -> Tiles {
@@ -300,15 +301,15 @@ fn tile_columns_follow_the_modelled_time() {
     let contiguous = Rows::Contiguous { rows: 8 * 512, experts: 8 };
     assert_eq!(no_c(choose_tiles(contiguous, 7168, 132, false, NONE)), M128_N128);
     // forced: either dimension, the other still chosen
-    let m128 = Forced { m: Some(BlockM::M128), n: None, cluster: None };
+    let m128 = Forced { m: Some(BlockM::M128), n: None, cluster: None, split: None };
     assert_eq!(no_c(choose_tiles(Rows::Dense(1), 7168, 132, false, m128)), M128_N64);
-    let n128 = Forced { m: None, n: Some(BlockN::N128), cluster: None };
+    let n128 = Forced { m: None, n: Some(BlockN::N128), cluster: None, split: None };
     assert_eq!(no_c(choose_tiles(Rows::Dense(1), 7168, 132, false, n128)), M64_N128);
-    let n64 = Forced { m: None, n: Some(BlockN::N64), cluster: None };
+    let n64 = Forced { m: None, n: Some(BlockN::N64), cluster: None, split: None };
     assert_eq!(no_c(choose_tiles(Rows::Dense(4096), 7168, 132, false, n64)), M128_N64);
-    let n112 = Forced { m: None, n: Some(BlockN::N112), cluster: None };
+    let n112 = Forced { m: None, n: Some(BlockN::N112), cluster: None, split: None };
     assert_eq!(no_c(choose_tiles(Rows::Dense(4096), 7168, 132, false, n112)), M128_N112);
-    let both = Forced { m: Some(BlockM::M64), n: Some(BlockN::N192), cluster: None };
+    let both = Forced { m: Some(BlockM::M64), n: Some(BlockN::N192), cluster: None, split: None };
     assert_eq!(no_c(choose_tiles(Rows::Masked { experts: 8, max_m: 512 }, 64, 132, false, both)), M64_N192);
     // FP8 has no 128 × 192 configuration: never chosen, a forced 192 runs 128 there
     let fp8 = |m: usize, n: usize| no_c(choose_tiles(Rows::Dense(m), n, 132, true, NONE));
@@ -316,7 +317,7 @@ fn tile_columns_follow_the_modelled_time() {
     assert_eq!(fp8(4096, 24576), M128_N128);
     assert_eq!(fp8(64, 2112), M64_N64);
     assert_eq!(no_c(choose_tiles(Rows::Dense(1), 7168, 1, true, NONE)), M64_N192);
-    let n192 = Forced { m: None, n: Some(BlockN::N192), cluster: None };
+    let n192 = Forced { m: None, n: Some(BlockN::N192), cluster: None, split: None };
     assert_eq!(no_c(choose_tiles(Rows::Dense(4096), 7168, 132, true, n192)), M128_N128);
     assert_eq!(no_c(choose_tiles(Rows::Dense(64), 7168, 132, true, n192)), M64_N192);
     assert!(!M128_N192.exists(true) && M128_N192.exists(false) && M64_N192.exists(true));
@@ -360,16 +361,35 @@ fn tile_configurations_name_their_kernels_and_budgets() {
         (M64_N192, false, 6, 222_304),
     ] {
         let epilogue = 2 * t.block_m() * t.block_n();
-        assert_eq!(gemm_stages(t.block_m(), t.block_n(), fp8), stages, "{t:?} fp8 {fp8}");
+        assert_eq!(gemm_stages(t.block_m(), t.block_n(), fp8, 1), stages, "{t:?} fp8 {fp8}");
         assert_eq!(t.smem_bytes(fp8), stages * stage(t, fp8) + epilogue + 1024 + stages * 16, "{t:?} fp8 {fp8}");
         assert_eq!(t.smem_bytes(fp8), bytes);
         assert!(bytes <= GEMM_SMEM_LIMIT && bytes + stage(t, fp8) + 16 > GEMM_SMEM_LIMIT);
     }
     // every kernel of the family is one configuration's, and every configuration's is listed
     let c2 = |t: Tiles| Tiles { cluster: 2, ..t };
-    for k in crate::gemm::KERNELS {
-        let named = |t: Tiles, f: bool| t.exists(f) && t.kernel(f) == *k;
-        assert!([true, false].iter().any(|&f| ALL.iter().any(|&t| named(t, f) || named(c2(t), f))), "{k}");
+    let k = |t: Tiles, split| Tiles { split, ..t };
+    for name in crate::gemm::KERNELS {
+        let named = |t: Tiles, f: bool| t.exists(f) && t.kernel(f) == *name;
+        let any_split = |t: Tiles, f: bool| GEMM_SPLITS.iter().any(|&s| named(k(t, s), f));
+        assert!(
+            [true, false].iter().any(|&f| ALL.iter().any(|&t| named(t, f) || named(c2(t), f) || any_split(t, f))),
+            "{name}"
+        );
+    }
+    // split-K: FP8 64 × 64 tiles only, one kernel per split, with the reduction buffer (16 KiB)
+    // and its barriers in place of a stage
+    assert!(M64_N64.splits(true) && !M64_N64.splits(false) && !M128_N64.splits(true) && !M64_N128.splits(true));
+    assert_eq!(k(M64_N64, 2).kernel(true), "fp8_blockwise_gemm_m64_n64_k2");
+    assert_eq!(k(M64_N64, 4).kernel(true), "fp8_blockwise_gemm_m64_n64_k4");
+    assert_eq!(k(M64_N64, 8).kernel(true), "fp8_blockwise_gemm_m64_n64_k8");
+    assert_eq!((k(M64_N64, 4).ctas(), c2(M128_N128).ctas(), M64_N64.ctas()), (4, 2, 1));
+    for s in GEMM_SPLITS {
+        let t = k(M64_N64, s);
+        assert!(crate::gemm::KERNELS.contains(&t.kernel(true)));
+        assert_eq!(gemm_stages(64, 64, true, s), 12);
+        assert_eq!(t.smem_bytes(true), 12 * stage(t, true) + 8192 + 16384 + 1024 + 12 * 16 + 16);
+        assert!(t.smem_bytes(true) <= GEMM_SMEM_LIMIT && t.smem_bytes(true) + stage(t, true) + 16 > GEMM_SMEM_LIMIT);
     }
     for t in ALL {
         for fp8 in [true, false] {
@@ -451,6 +471,70 @@ fn clusters_of_two_where_the_tiles_fill_the_sms_in_pairs() {
     let t = Tiles { cluster: 2, ..M128_N128 };
     assert_eq!((tile_bound(dense(256), 2112, t), tile_bound(dense(256), 2112, M128_N128)), (18, 34));
     assert_eq!(CLUSTER_MIN_ODD_COLUMNS, 7);
+}
+
+#[test]
+fn split_k_where_the_tiles_underfill_the_sms_and_k_is_long() {
+    let dense = Rows::Dense;
+    // capacity: SMs / CTAs per cluster, or a GPU's fewer (a cluster's CTAs share a GPC)
+    let split = |rows: Rows, n: usize, k: u64, sms: u32, fp8: bool, forced: Option<u32>, gpc: bool| {
+        let tiles = choose_tiles(rows, n, sms, fp8, NONE);
+        let mut cap = |s: u32| -> crate::error::Result<u32> {
+            Ok(if gpc && s == 4 {
+                32
+            } else if gpc && s == 8 {
+                16
+            } else {
+                sms / s
+            })
+        };
+        choose_split(rows, n, k, fp8, tiles, forced, &mut cap).unwrap()
+    };
+    // M = 64, N = 2112, K = 7168 on 132 SMs: 33 tiles of 64 × 64, 56 k-blocks: 4 CTAs per tile
+    // (14 k-blocks each, 132 CTAs); a GPU fitting 32 clusters of 4 (33 tiles: two waves) takes 2
+    assert_eq!(split(dense(64), 2112, 56, 132, true, None, false), 4);
+    assert_eq!(split(dense(64), 2112, 56, 132, true, None, true), 2);
+    // N = 4096: 64 tiles, 2 CTAs each; N = 1024: 16 tiles, 8 each (7 k-blocks + 7 for the sums
+    // is still faster than 56)
+    assert_eq!(split(dense(64), 4096, 56, 132, true, None, false), 2);
+    assert_eq!(split(dense(64), 1024, 56, 132, true, None, false), 8);
+    // the tiles fill the SMs (N = 7168: 112 tiles), or bf16, or 128-row tiles: no split
+    assert_eq!(split(dense(64), 7168, 128, 132, true, None, false), 1);
+    assert_eq!(split(dense(64), 2112, 56, 132, false, None, false), 1);
+    assert_eq!(split(dense(256), 1024, 56, 132, true, None, false), 1);
+    // short K: each CTA keeps at least 4 k-blocks (K = 1024: 8 k-blocks, at most 2 CTAs)
+    assert_eq!(split(dense(64), 1024, 8, 132, true, None, false), 2);
+    assert_eq!(split(dense(64), 1024, 7, 132, true, None, false), 1);
+    // the gain must be 1/8: 2 tiles on 4 SMs with 8 k-blocks: 1 × (4 + 1) against 8: 2
+    assert_eq!(split(dense(64), 128, 8, 4, true, None, false), 2);
+    // grouped layouts use their tile bound: 4 masked slabs of 64 rows, N = 512: 32 tiles
+    assert_eq!(split(Rows::Masked { experts: 4, max_m: 64 }, 512, 56, 132, true, None, false), 4);
+    // forced: the largest split up to it with a resident cluster; 1, or no split kernel, runs 1
+    assert_eq!(split(dense(64), 7168, 128, 132, true, Some(4), false), 4);
+    assert_eq!(split(dense(64), 128, 8, 4, true, Some(8), false), 4);
+    assert_eq!(split(dense(64), 128, 8, 1, true, Some(8), false), 1);
+    assert_eq!(split(dense(64), 2112, 56, 132, true, Some(1), false), 1);
+    assert_eq!(split(dense(64), 2112, 56, 132, false, Some(2), false), 1);
+    assert_eq!((SPLIT_MIN_K_BLOCKS, SPLIT_REDUCE_K_BLOCKS), (4, 1));
+    // a capacity query's error is the call's
+    let tiles = choose_tiles(dense(64), 2112, 132, true, NONE);
+    let mut failing = |_: u32| -> crate::error::Result<u32> {
+        Err(Error::InvalidValue { arg: "x", expected: "y", actual: "z".into() })
+    };
+    assert!(choose_split(dense(64), 2112, 56, true, tiles, None, &mut failing).is_err());
+}
+
+#[test]
+fn split_override_parses_the_splits_or_nothing() {
+    assert_eq!(parse_split(None).unwrap(), None);
+    assert_eq!(parse_split(Some("")).unwrap(), None);
+    for (v, s) in [("1", 1), ("2", 2), (" 4 ", 4), ("8", 8)] {
+        assert_eq!(parse_split(Some(v)).unwrap(), Some(s));
+    }
+    for bad in ["0", "3", "16", "auto"] {
+        let e = parse_split(Some(bad)).unwrap_err();
+        assert!(matches!(e, Error::InvalidValue { arg: "LOWP_GEMM_SPLIT_K", .. }), "{e:?}");
+    }
 }
 
 #[test]

@@ -16,7 +16,12 @@
 //! 128 × 112 tiles, bf16 128 × 192, const generic `CLUSTER` = 2) run in clusters of 2 CTAs along
 //! N: the pair computes tiles (m, n) and (m, n + BN), each CTA's producer loads half of the shared
 //! A box's rows and multicasts it into both CTAs' stage, and each math warp frees a stage on the
-//! empty barriers of both CTAs (`docs/kernels/gemm.md`, "Clusters").
+//! empty barriers of both CTAs (`docs/kernels/gemm.md`, "Clusters"). Three more
+//! (`fp8_blockwise_gemm_m64_n64_k2`, `_k4`, `_k8`, const generic `SPLIT`) run FP8 64 × 64 tiles
+//! in split-K clusters of 2, 4 or 8 CTAs: every CTA of a cluster computes the same tile over its
+//! slice of the k-blocks, the others put their sums in their shared memory, and the leader
+//! (rank 0) reads them through distributed shared memory, adds them in rank order and stores the
+//! tile (`docs/kernels/gemm.md`, "Split-K clusters").
 //!
 //! ```text
 //! block = 1 + MATH_WGS warpgroups
@@ -64,16 +69,17 @@ use core::f32::math::mul_add;
 
 use crate::abi::{
     GEMM_BLOCK_K as BK, GEMM_D_BOX_M, GEMM_ERR_GROUP_BOUNDS, GEMM_SCALE_BLOCK_N, GemmParams, gemm_d_box_n,
-    gemm_d_swizzle_bytes, gemm_epilogue_bytes, gemm_scale_blocks_per_tile, gemm_stage_scale_bytes, gemm_stages,
+    gemm_d_swizzle_bytes, gemm_epilogue_bytes, gemm_reduce_bytes, gemm_scale_blocks_per_tile, gemm_stage_scale_bytes,
+    gemm_stages,
 };
 use crate::prim::convert::f32x2_to_bf16x2;
 use crate::prim::hopper::{
     WGMMA_MAX_REGS, bulk_commit_group, bulk_wait_group, bulk_wait_group_read, cluster_ctarank, cluster_sync,
-    fence_accumulators, fence_mbarrier_init, fence_proxy_async_shared, fence_tensormap_acquire, ld_shared_f32,
-    ld_shared_v4, mapa_shared, mbarrier_arrive, mbarrier_arrive_cluster, mbarrier_arrive_expect_tx, mbarrier_init,
-    mbarrier_wait, named_barrier_sync, prefetch_tensormap, setmaxnreg_dec, setmaxnreg_inc, smem_addr,
-    smem_desc_k_major_sw128, stmatrix_x4, tma_load_2d, tma_load_2d_multicast, tma_store_2d, wgmma_commit, wgmma_fence,
-    wgmma_k32b, wgmma_wait,
+    fence_accumulators, fence_mbarrier_init, fence_proxy_async_shared, fence_tensormap_acquire, ld_shared_cluster_v4,
+    ld_shared_f32, ld_shared_v4, mapa_shared, mbarrier_arrive, mbarrier_arrive_cluster, mbarrier_arrive_expect_tx,
+    mbarrier_init, mbarrier_wait, mbarrier_wait_cluster, named_barrier_sync, prefetch_tensormap, setmaxnreg_dec,
+    setmaxnreg_inc, smem_addr, smem_desc_k_major_sw128, st_shared_v4, stmatrix_x4, tma_load_2d, tma_load_2d_multicast,
+    tma_store_2d, wgmma_commit, wgmma_fence, wgmma_k32b, wgmma_wait,
 };
 use crate::prim::mem::{Vec16, raise_flag, st_global_v4};
 use crate::prim::{block_idx_x, dynamic_smem, grid_dim_x, lane_id, opaque_u32, sync_threads, thread_idx_x};
@@ -89,18 +95,20 @@ const fn block_m(math_wgs: u32) -> u32 {
     64 * math_wgs
 }
 
-/// The shared-memory plan of the configuration with `MATH_WGS` math warpgroups and `BN`-column
-/// tiles (FP8 or bf16), from the (1024-aligned) base of the stages: `stages` × (A tile, B tile),
-/// then the epilogue buffer (per math warpgroup, its 64 rows of the tile in bf16), then (FP8)
-/// `stages` activation-scale buffers of `block_m` f32, then `stages` full barriers, then `stages`
-/// empty barriers.
+/// The shared-memory plan of the configuration with `MATH_WGS` math warpgroups, `BN`-column
+/// tiles (FP8 or bf16) and `SPLIT` CTAs per split-K cluster, from the (1024-aligned) base of the
+/// stages: `stages` × (A tile, B tile), then the epilogue buffer (per math warpgroup, its 64 rows
+/// of the tile in bf16), then (`SPLIT` > 1) the reduction buffer (per math warpgroup, its 64 rows
+/// in f32, in accumulator order), then (FP8) `stages` activation-scale buffers of `block_m` f32,
+/// then `stages` full barriers, then `stages` empty barriers, then (`SPLIT` > 1) per math
+/// warpgroup a `red_full` and a `red_empty` barrier.
 #[derive(Clone, Copy)]
-struct Smem<const FP8: bool, const MATH_WGS: u32, const BN: u32> {
+struct Smem<const FP8: bool, const MATH_WGS: u32, const BN: u32, const SPLIT: u32> {
     base: u32,
 }
 
-impl<const FP8: bool, const MATH_WGS: u32, const BN: u32> Smem<FP8, MATH_WGS, BN> {
-    const STAGES: u32 = gemm_stages(block_m(MATH_WGS), BN, FP8);
+impl<const FP8: bool, const MATH_WGS: u32, const BN: u32, const SPLIT: u32> Smem<FP8, MATH_WGS, BN, SPLIT> {
+    const STAGES: u32 = gemm_stages(block_m(MATH_WGS), BN, FP8, SPLIT);
     const TILE_A_BYTES: u32 = block_m(MATH_WGS) * BK;
     const TILE_B_BYTES: u32 = BN * BK;
     const SCALE_BYTES: u32 = gemm_stage_scale_bytes(block_m(MATH_WGS), FP8);
@@ -111,6 +119,9 @@ impl<const FP8: bool, const MATH_WGS: u32, const BN: u32> Smem<FP8, MATH_WGS, BN
     const EPI_BOX_N: u32 = gemm_d_box_n(BN);
     const EPI_SPAN: u32 = gemm_d_swizzle_bytes(BN);
     const EPI_BOX_BYTES: u32 = GEMM_D_BOX_M * Self::EPI_SPAN;
+    /// One math warpgroup's part of the reduction buffer: 16 bytes per thread and group of 4
+    /// accumulator registers, the 128 threads' 16 bytes side by side (`red_at`).
+    const RED_WG_BYTES: u32 = gemm_reduce_bytes(block_m(MATH_WGS), BN, SPLIT) / MATH_WGS;
 
     fn a(self, s: u32) -> u32 {
         self.base + s * (Self::TILE_A_BYTES + Self::TILE_B_BYTES)
@@ -131,9 +142,20 @@ impl<const FP8: bool, const MATH_WGS: u32, const BN: u32> Smem<FP8, MATH_WGS, BN
         let off = (col / Self::EPI_BOX_N) * Self::EPI_BOX_BYTES + row * Self::EPI_SPAN + (col % Self::EPI_BOX_N) * 2;
         epi + (off ^ (((off >> 7) & (Self::EPI_SPAN / 16 - 1)) << 4))
     }
+    /// The reduction buffer of math warpgroup `wg` (1024-byte aligned; empty without split-K).
+    fn red(self, wg: u32) -> u32 {
+        self.epi(MATH_WGS) + wg * Self::RED_WG_BYTES
+    }
+    /// Where thread `t` (of 128) of a warpgroup keeps accumulator registers `4q .. 4q + 4` in a
+    /// reduction buffer at `red`: a warp's 16-byte accesses cover 512 contiguous bytes (no bank
+    /// conflict beyond the four wavefronts 16-byte accesses take).
+    #[inline(always)]
+    fn red_at(red: u32, q: u32, t: u32) -> u32 {
+        red + 16 * (q * 128 + t)
+    }
     /// The activation scales of stage `s`: f32 of tile rows 0..block_m (128-byte aligned).
     fn sa(self, s: u32) -> u32 {
-        self.epi(MATH_WGS) + s * Self::SCALE_BYTES
+        self.red(MATH_WGS) + s * Self::SCALE_BYTES
     }
     fn full(self, s: u32) -> u32 {
         self.sa(Self::STAGES) + 8 * s
@@ -141,23 +163,33 @@ impl<const FP8: bool, const MATH_WGS: u32, const BN: u32> Smem<FP8, MATH_WGS, BN
     fn empty(self, s: u32) -> u32 {
         self.full(Self::STAGES) + 8 * s
     }
+    /// Split-K: the leader's barrier that the other CTAs' partial sums of warpgroup `wg`'s rows
+    /// are in their reduction buffers (one arrival per other CTA and tile).
+    fn red_full(self, wg: u32) -> u32 {
+        self.empty(Self::STAGES) + 8 * wg
+    }
+    /// Split-K: a non-leader CTA's barrier that the leader has read its partial sums of
+    /// warpgroup `wg`'s rows (one arrival per tile).
+    fn red_empty(self, wg: u32) -> u32 {
+        self.red_full(MATH_WGS) + 8 * wg
+    }
 }
 
 /// The position in the ring of stages of a configuration: stage `s` and the parity of its current
 /// use. Advanced once per k-block; the parity flips each time `s` wraps, whatever the stage count.
 #[derive(Clone, Copy)]
-struct Ring<const FP8: bool, const MATH_WGS: u32, const BN: u32> {
+struct Ring<const FP8: bool, const MATH_WGS: u32, const BN: u32, const SPLIT: u32> {
     s: u32,
     phase: u32,
 }
 
-impl<const FP8: bool, const MATH_WGS: u32, const BN: u32> Ring<FP8, MATH_WGS, BN> {
+impl<const FP8: bool, const MATH_WGS: u32, const BN: u32, const SPLIT: u32> Ring<FP8, MATH_WGS, BN, SPLIT> {
     fn new() -> Self {
         Ring { s: 0, phase: 0 }
     }
     fn advance(&mut self) {
         self.s += 1;
-        if self.s == Smem::<FP8, MATH_WGS, BN>::STAGES {
+        if self.s == Smem::<FP8, MATH_WGS, BN, SPLIT>::STAGES {
             self.s = 0;
             self.phase ^= 1;
         }
@@ -191,7 +223,9 @@ struct Tile {
 /// the walk is over cluster tiles of `CLUSTER · BN` columns (cluster `block / CLUSTER` of
 /// `grid / CLUSTER`): both CTAs of a cluster see the same sequence, and the CTA of rank r takes
 /// columns `r · BN ..` of each (past N for the last cluster tile of an odd tile-column count).
-struct Scheduler<'a, const MATH_WGS: u32, const BN: u32, const CLUSTER: u32> {
+/// With split-K clusters of `SPLIT` CTAs the walk is over the tiles, cluster by cluster, and every
+/// CTA of a cluster takes the same tile (its rank picks a slice of the k-blocks instead).
+struct Scheduler<'a, const MATH_WGS: u32, const BN: u32, const CLUSTER: u32, const SPLIT: u32> {
     p: &'a GemmParams,
     /// Tile columns (cluster tiles of `CLUSTER · BN` columns) and this CTA's rank in its cluster.
     tiles_n: u32,
@@ -206,20 +240,24 @@ struct Scheduler<'a, const MATH_WGS: u32, const BN: u32, const CLUSTER: u32> {
     next: u32,
 }
 
-impl<'a, const MATH_WGS: u32, const BN: u32, const CLUSTER: u32> Scheduler<'a, MATH_WGS, BN, CLUSTER> {
+impl<'a, const MATH_WGS: u32, const BN: u32, const CLUSTER: u32, const SPLIT: u32>
+    Scheduler<'a, MATH_WGS, BN, CLUSTER, SPLIT>
+{
     const BM: u32 = block_m(MATH_WGS);
+    /// CTAs per cluster (one of `CLUSTER` and `SPLIT` is 1).
+    const CTAS: u32 = CLUSTER * SPLIT;
 
     fn new(p: &'a GemmParams) -> Self {
         let mut s = Scheduler {
             p,
             tiles_n: p.n.div_ceil(BN * CLUSTER),
-            rank: if CLUSTER > 1 { cluster_ctarank() } else { 0 },
+            rank: if Self::CTAS > 1 { cluster_ctarank() } else { 0 },
             g: 0,
             start: 0,
             end: 0,
             before: 0,
             count: 0,
-            next: block_idx_x() / CLUSTER,
+            next: block_idx_x() / Self::CTAS,
         };
         s.enter(0, 0);
         s
@@ -283,14 +321,14 @@ impl<'a, const MATH_WGS: u32, const BN: u32, const CLUSTER: u32> Scheduler<'a, M
             let prev_end = self.end;
             self.enter(self.g + 1, prev_end);
         }
-        self.next += grid_dim_x() / CLUSTER;
+        self.next += grid_dim_x() / Self::CTAS;
         let tiles_m = (self.end - self.start).div_ceil(Self::BM);
         let (tm, tn) = tile_coords(t - self.before, tiles_m, self.tiles_n, self.p.group_m);
         Some(Tile {
             group: self.g,
             m0: self.start + tm * Self::BM,
             row_end: self.end,
-            n0: (tn * CLUSTER + self.rank) * BN,
+            n0: (tn * CLUSTER + if CLUSTER > 1 { self.rank } else { 0 }) * BN,
         })
     }
 }
@@ -330,9 +368,14 @@ unsafe fn free_stage<const CLUSTER: u32>(empty: u32) {
 /// `groups` entries. `CLUSTER` 2: launched in clusters of 2 × 1 × 1 CTAs (`.reqnctapercluster`,
 /// set by build.rs) with an even grid, A's boxes of 32 · MATH_WGS rows (half a tile).
 #[inline(always)]
-unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTER: u32>(p: &GemmParams) {
+unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTER: u32, const SPLIT: u32>(
+    p: &GemmParams,
+) {
     const { assert!(MATH_WGS == 1 || MATH_WGS == 2) };
     const { assert!(CLUSTER == 1 || CLUSTER == 2) };
+    const { assert!(SPLIT == 1 || SPLIT == 2 || SPLIT == 4 || SPLIT == 8) };
+    // A cluster either shares A along N or splits K, not both.
+    const { assert!(CLUSTER == 1 || SPLIT == 1) };
     const { assert!(BN == 64 || BN == 112 || BN == 128 || BN == 192) };
     // FP8 keeps two arrays of BN / 2 accumulators (the MMA's and the promoted sums): 192 columns
     // need about 230 registers, more than the 168 ptxas compiles a 384-thread kernel for (the
@@ -342,16 +385,16 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
     // needs more than the launch budget: two math warpgroups with tiles of 112 columns or more
     // (below).
     let realloc_regs = MATH_WGS == 2 && BN >= 112;
-    let stages = Smem::<FP8, MATH_WGS, BN>::STAGES;
-    let tile_a_bytes = Smem::<FP8, MATH_WGS, BN>::TILE_A_BYTES;
-    let tile_b_bytes = Smem::<FP8, MATH_WGS, BN>::TILE_B_BYTES;
+    let stages = Smem::<FP8, MATH_WGS, BN, SPLIT>::STAGES;
+    let tile_a_bytes = Smem::<FP8, MATH_WGS, BN, SPLIT>::TILE_A_BYTES;
+    let tile_b_bytes = Smem::<FP8, MATH_WGS, BN, SPLIT>::TILE_B_BYTES;
     // FP8 with M-major, TMA-aligned activation scales: the producer loads each stage's scales.
     let sa_tma = FP8 && p.sa_tma != 0;
-    let scale_bytes = if sa_tma { Smem::<FP8, MATH_WGS, BN>::SCALE_BYTES } else { 0 };
+    let scale_bytes = if sa_tma { Smem::<FP8, MATH_WGS, BN, SPLIT>::SCALE_BYTES } else { 0 };
     // SAFETY: the launch provides gemm_smem_bytes; the stages start at the first 1024-byte
     // boundary inside it (the 1 KiB of slack is part of the size).
     let raw = smem_addr(unsafe { dynamic_smem::<u8>() });
-    let sm = Smem::<FP8, MATH_WGS, BN> { base: (raw + 1023) & !1023 };
+    let sm = Smem::<FP8, MATH_WGS, BN, SPLIT> { base: (raw + 1023) & !1023 };
     let tid = thread_idx_x();
     let warpgroup = tid / 128;
     let tmap_a = p.tensor_maps;
@@ -371,6 +414,16 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
                 mbarrier_init(sm.empty(s), EMPTY_ARRIVALS_PER_WG * MATH_WGS * CLUSTER);
             }
         }
+        if SPLIT > 1 {
+            for wg in 0..MATH_WGS {
+                // SAFETY: as above. The leader's red_full expects one arrival per other CTA of
+                // the cluster and tile, the others' red_empty one (the leader's) per tile.
+                unsafe {
+                    mbarrier_init(sm.red_full(wg), SPLIT - 1);
+                    mbarrier_init(sm.red_empty(wg), 1);
+                }
+            }
+        }
         // SAFETY: publishes the inits; the maps are valid global memory (host contract), which
         // the host wrote through the generic proxy: acquired for the tensormap proxy before this
         // thread (the only one to issue TMA) first uses them.
@@ -386,18 +439,22 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
             }
         }
     }
-    if CLUSTER == 1 {
+    if CLUSTER * SPLIT == 1 {
         // SAFETY: every thread reaches it.
         unsafe { sync_threads() };
     } else {
-        // The peer's barriers are initialized before any multicast into this CTA or arrival on
-        // its empty barriers. SAFETY: every thread of the cluster reaches it (once here, once
-        // before exit).
+        // The peers' barriers are initialized before any multicast into this CTA or arrival on
+        // its barriers. SAFETY: every thread of the cluster reaches it (once here, once before
+        // exit).
         unsafe { cluster_sync() };
     }
 
     let k_blocks = p.k * if FP8 { 1 } else { 2 } / BK;
-    let mut sched = Scheduler::<MATH_WGS, BN, CLUSTER>::new(p);
+    let mut sched = Scheduler::<MATH_WGS, BN, CLUSTER, SPLIT>::new(p);
+    // The k-blocks of this CTA: all of them, or with split-K its rank's slice of the cluster's
+    // (balanced: slices differ by at most one k-block; one may be empty when K is short).
+    let (kb0, kb1) =
+        if SPLIT > 1 { (k_blocks * sched.rank / SPLIT, k_blocks * (sched.rank + 1) / SPLIT) } else { (0, k_blocks) };
 
     if warpgroup == 0 {
         // Producer: one thread issues every load. With two math warpgroups and tiles of 112
@@ -414,10 +471,10 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
         if tid != 0 {
             return;
         }
-        let mut ring = Ring::<FP8, MATH_WGS, BN>::new();
+        let mut ring = Ring::<FP8, MATH_WGS, BN, SPLIT>::new();
         while let Some(tile) = sched.next_tile() {
             let b_row = tile.group * p.n + tile.n0;
-            for kb in 0..k_blocks {
+            for kb in kb0..kb1 {
                 let (s, phase) = (ring.s, ring.phase);
                 // SAFETY: initialized barriers; the math warpgroups free every stage they consume.
                 unsafe {
@@ -452,7 +509,7 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
                 ring.advance();
             }
         }
-        if CLUSTER > 1 {
+        if CLUSTER * SPLIT > 1 {
             // No copy into the peer and no arrival on its barriers after this (its shared memory
             // is released at its exit). SAFETY: every thread of the cluster reaches it.
             unsafe { cluster_sync() };
@@ -485,7 +542,9 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
     const { assert!(gemm_scale_blocks_per_tile(BN) <= 2) };
     let two_blocks = GEMM_SCALE_BLOCK_N % BN != 0;
 
-    let mut ring = Ring::<FP8, MATH_WGS, BN>::new();
+    let mut ring = Ring::<FP8, MATH_WGS, BN, SPLIT>::new();
+    // Split-K: the parity of the current use of the reduction barriers (one use per tile).
+    let mut red_phase = 0u32;
     while let Some(tile) = sched.next_tile() {
         // bf16: the stage of the previous k-block, whose MMAs may still be in flight.
         let mut prev_s = 0;
@@ -499,7 +558,7 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
         // the arrays in local memory.
         let mut fin = ZERO_ACC;
         let mut acc = ZERO_ACC;
-        for kb in 0..k_blocks {
+        for kb in kb0..kb1 {
             let (s, phase) = (ring.s, ring.phase);
             // FP8 scales from global memory first: their loads overlap the wait. The weight scales
             // (one or two per tile and k-block, the same addresses in every thread) always; the
@@ -560,7 +619,7 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
                     let da = smem_desc_k_major_sw128(a_tile + 32 * k as u32);
                     let db = smem_desc_k_major_sw128(b_tile + 32 * k as u32);
                     // FP8: a fresh accumulator per k-block; bf16: across all of K.
-                    wgmma_k32b::<FP8, BN>(&mut acc, da, db, k != 0 || (!FP8 && kb != 0));
+                    wgmma_k32b::<FP8, BN>(&mut acc, da, db, k != 0 || (!FP8 && kb != kb0));
                 });
                 wgmma_commit();
                 // FP8 promotes this k-block's accumulators now: wait for its MMAs. bf16 keeps
@@ -579,7 +638,7 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
                     // SAFETY: this warp's reads of stage s are complete (wait above); the cluster
                     // barrier before exit follows.
                     unsafe { free_stage::<CLUSTER>(sm.empty(s)) };
-                } else if kb > 0 {
+                } else if kb > kb0 {
                     // SAFETY: the previous k-block's MMAs, the last to read stage prev_s, are
                     // complete (wait above).
                     unsafe { free_stage::<CLUSTER>(sm.empty(prev_s)) };
@@ -606,12 +665,70 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
             // SAFETY: the whole warpgroup executes it; retires the tile's last MMAs.
             unsafe { wgmma_wait::<0>() };
             fence_accumulators::<BN>(&mut acc);
-            if lane == 0 && k_blocks > 0 {
+            if lane == 0 && kb1 > kb0 {
                 // SAFETY: every MMA reading stage prev_s is complete.
                 unsafe { free_stage::<CLUSTER>(sm.empty(prev_s)) };
             }
         }
-        let out = if FP8 { &fin } else { &acc };
+        let out = if FP8 { &mut fin } else { &mut acc };
+        if SPLIT > 1 {
+            // Split-K: every CTA of the cluster has the sums of its slice of K for this tile. The
+            // others put theirs in their reduction buffers and go on to their next tile; the
+            // leader adds them in rank order (the same sum whichever CTA finishes first) and
+            // stores the tile. Each thread holds the same (row, column) registers in every CTA.
+            let t_wg = opaque_u32(tid) % 128;
+            let red = sm.red(wg);
+            if sched.rank != 0 {
+                // SAFETY (this block): the whole warpgroup; barriers initialized before the
+                // cluster barrier above, the leader running until the cluster barrier before its
+                // exit. The buffer is written only once the leader has read the previous tile's
+                // sums from it (red_empty: its release, acquired at cluster scope; the first wait
+                // is on the phase before the barrier's first, which counts as complete), and
+                // published by one release arrival on the leader's red_full after every thread's
+                // writes (the named barrier).
+                unsafe {
+                    mbarrier_wait_cluster(sm.red_empty(wg), red_phase ^ 1);
+                    crate::unroll!(q in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23] {
+                        if (q as u32) < BN / 8 {
+                            let v = [out[4 * q], out[4 * q + 1], out[4 * q + 2], out[4 * q + 3]];
+                            st_shared_v4(Smem::<FP8, MATH_WGS, BN, SPLIT>::red_at(red, q as u32, t_wg), v.map(f32::to_bits));
+                        }
+                    });
+                    named_barrier_sync(1 + wg, 128);
+                    if t_wg == 0 {
+                        mbarrier_arrive_cluster(mapa_shared(sm.red_full(wg), 0));
+                    }
+                }
+                red_phase ^= 1;
+                continue;
+            }
+            // SAFETY (this block): the whole warpgroup; the other CTAs' buffers hold this tile's
+            // sums, released by their arrivals on red_full (acquired here at cluster scope), and
+            // are not written again before the arrivals on their red_empty below, which follow
+            // every thread's reads (the named barrier). The other CTAs run until the cluster
+            // barrier before exit, which follows this CTA's last reads.
+            unsafe {
+                mbarrier_wait_cluster(sm.red_full(wg), red_phase);
+                for r in 1..SPLIT {
+                    let peer = mapa_shared(red, r);
+                    crate::unroll!(q in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23] {
+                        if (q as u32) < BN / 8 {
+                            let v = ld_shared_cluster_v4(Smem::<FP8, MATH_WGS, BN, SPLIT>::red_at(peer, q as u32, t_wg));
+                            crate::unroll!(i in [0, 1, 2, 3] {
+                                out[4 * q + i] += f32::from_bits(v[i]);
+                            });
+                        }
+                    });
+                }
+                named_barrier_sync(1 + wg, 128);
+                if t_wg == 0 {
+                    for r in 1..SPLIT {
+                        mbarrier_arrive_cluster(mapa_shared(sm.red_empty(wg), r));
+                    }
+                }
+            }
+            red_phase ^= 1;
+        }
         // Epilogue. The buffer is free once the previous tile's TMA stores have read it (their
         // issuing thread waits) and every thread has read its chunks back (grouped stores): one
         // named barrier of the warpgroup (the producer takes no part).
@@ -635,7 +752,7 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
         crate::unroll!(t in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11] {
             if (t as u32) < BN / 16 {
                 let i = 8 * t;
-                let at = Smem::<FP8, MATH_WGS, BN>::epi_at(epi, st_row, 16 * t as u32 + st_col);
+                let at = Smem::<FP8, MATH_WGS, BN, SPLIT>::epi_at(epi, st_row, 16 * t as u32 + st_col);
                 // SAFETY: all 32 lanes of each warp; 16-byte aligned rows inside this
                 // warpgroup's buffer, which no other thread and no TMA store uses now (above).
                 unsafe {
@@ -667,9 +784,9 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
                 // rows ≥ M and columns ≥ N of the boxes are clipped, and boxes wholly past N
                 // (a tile's tail, a cluster's tile past N) are not issued.
                 crate::unroll!(b in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11] {
-                    let n = tile.n0 + b as u32 * Smem::<FP8, MATH_WGS, BN>::EPI_BOX_N;
-                    if (b as u32) < BN / Smem::<FP8, MATH_WGS, BN>::EPI_BOX_N && n < p.n {
-                        let src = epi + b as u32 * Smem::<FP8, MATH_WGS, BN>::EPI_BOX_BYTES;
+                    let n = tile.n0 + b as u32 * Smem::<FP8, MATH_WGS, BN, SPLIT>::EPI_BOX_N;
+                    if (b as u32) < BN / Smem::<FP8, MATH_WGS, BN, SPLIT>::EPI_BOX_N && n < p.n {
+                        let src = epi + b as u32 * Smem::<FP8, MATH_WGS, BN, SPLIT>::EPI_BOX_BYTES;
                         // SAFETY: the D map (host contract); the box is written and fenced, and
                         // is not written again before the wait at the next tile (or the end).
                         unsafe { tma_store_2d(tmap_d, src, n as i32, m_wg as i32) };
@@ -688,7 +805,7 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
                     let (m, n) = (m_wg + row, tile.n0 + col);
                     if m < tile.row_end && n < p.n {
                         // SAFETY: a chunk of this warpgroup's buffer, written before the barrier.
-                        let v = unsafe { ld_shared_v4(Smem::<FP8, MATH_WGS, BN>::epi_at(epi, row, col)) };
+                        let v = unsafe { ld_shared_v4(Smem::<FP8, MATH_WGS, BN, SPLIT>::epi_at(epi, row, col)) };
                         store_chunk(p, m, n, v);
                     }
                 }
@@ -699,9 +816,9 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
         // The CTA's shared memory must outlive the last stores' reads.
         bulk_wait_group::<0>();
     }
-    if CLUSTER > 1 {
-        // The peer's math no longer arrives on this CTA's empty barriers, nor its producer
-        // multicasts into this CTA, once every thread of the cluster is here. SAFETY: every
+    if CLUSTER * SPLIT > 1 {
+        // The peer's math no longer arrives on this CTA's barriers or reads its shared memory,
+        // nor its producer multicasts into this CTA, once every thread of the cluster is here. SAFETY: every
         // thread of the cluster reaches it.
         unsafe { cluster_sync() };
     }
@@ -734,16 +851,19 @@ fn store_chunk(p: &GemmParams, m: u32, n: u32, v: [u32; 4]) {
 /// `gemm::<FP8, MATH_WGS, BN, CLUSTER>` (`CLUSTER` 1 when not given).
 macro_rules! entry {
     ($(#[$doc:meta])* $name:ident: $fp8:literal, $wgs:literal, $bn:literal) => {
-        entry!($(#[$doc])* $name: $fp8, $wgs, $bn, 1);
+        entry!($(#[$doc])* $name: $fp8, $wgs, $bn, 1, 1);
     };
     ($(#[$doc:meta])* $name:ident: $fp8:literal, $wgs:literal, $bn:literal, $cluster:literal) => {
+        entry!($(#[$doc])* $name: $fp8, $wgs, $bn, $cluster, 1);
+    };
+    ($(#[$doc:meta])* $name:ident: $fp8:literal, $wgs:literal, $bn:literal, $cluster:literal, $split:literal) => {
         $(#[$doc])*
         ///
         /// # Safety
-        #[doc = concat!("Launch contract of `gemm` with `MATH_WGS = ", $wgs, "`, `BN = ", $bn, "`, `CLUSTER = ", $cluster, "`.")]
+        #[doc = concat!("Launch contract of `gemm` with `MATH_WGS = ", $wgs, "`, `BN = ", $bn, "`, `CLUSTER = ", $cluster, "`, `SPLIT = ", $split, "`.")]
         #[unsafe(no_mangle)]
         pub unsafe extern "ptx-kernel" fn $name(p: GemmParams) {
-            unsafe { gemm::<$fp8, $wgs, $bn, $cluster>(&p) }
+            unsafe { gemm::<$fp8, $wgs, $bn, $cluster, $split>(&p) }
         }
     };
 }
@@ -811,6 +931,19 @@ entry!(
 entry!(
     /// `bf16_gemm_n192` in clusters of 2 CTAs along N sharing their A tiles.
     bf16_gemm_n192_c2: false, 2, 192, 2
+);
+entry!(
+    /// `fp8_blockwise_gemm_m64_n64` in split-K clusters of 2 CTAs: each computes half of the
+    /// k-blocks of the same tile, the leader adds the other's sums (decode shapes with few tiles).
+    fp8_blockwise_gemm_m64_n64_k2: true, 1, 64, 1, 2
+);
+entry!(
+    /// `fp8_blockwise_gemm_m64_n64` in split-K clusters of 4 CTAs.
+    fp8_blockwise_gemm_m64_n64_k4: true, 1, 64, 1, 4
+);
+entry!(
+    /// `fp8_blockwise_gemm_m64_n64` in split-K clusters of 8 CTAs.
+    fp8_blockwise_gemm_m64_n64_k8: true, 1, 64, 1, 8
 );
 entry!(
     /// `bf16_gemm` with 64-row tiles and one math warpgroup (small M).

@@ -162,13 +162,13 @@ MUTATIONS = [
         [
             (
                 GEMM,
-                "} else if kb > 0 {\n                    // SAFETY: the previous k-block's MMAs, the last to read stage prev_s, are\n"
+                "} else if kb > kb0 {\n                    // SAFETY: the previous k-block's MMAs, the last to read stage prev_s, are\n"
                 "                    // complete (wait above).\n"
                 "                    unsafe { free_stage::<CLUSTER>(sm.empty(prev_s)) };",
                 "} else {\n                    unsafe { free_stage::<CLUSTER>(sm.empty(s)) };",
                 1,
             ),
-            (GEMM, "if lane == 0 && k_blocks > 0 {", "if lane == 0 && k_blocks > 0 && FP8 {", 1),
+            (GEMM, "if lane == 0 && kb1 > kb0 {", "if lane == 0 && kb1 > kb0 && FP8 {", 1),
         ],
     ),
     (
@@ -199,14 +199,14 @@ MUTATIONS = [
         "cluster-no-exit-barrier",
         "clusters of 2: no cluster barrier before exit (a CTA may exit while its peer still arrives on its barriers)",
         [
-            (GEMM, "        if CLUSTER > 1 {\n            // No copy into the peer", "        if false {\n            // No copy into the peer", 1),
-            (GEMM, "    if CLUSTER > 1 {\n        // The peer's math no longer", "    if false {\n        // The peer's math no longer", 1),
+            (GEMM, "        if CLUSTER * SPLIT > 1 {\n            // No copy into the peer", "        if false {\n            // No copy into the peer", 1),
+            (GEMM, "    if CLUSTER * SPLIT > 1 {\n        // The peer's math no longer", "    if false {\n        // The peer's math no longer", 1),
         ],
     ),
     (
         "cluster-no-init-barrier",
         "clusters of 2: a CTA barrier instead of a cluster barrier after the mbarrier inits (the peer may multicast or arrive before they exist)",
-        [(GEMM, "    if CLUSTER == 1 {\n        // SAFETY: every thread reaches it.", "    if true {\n        // SAFETY: every thread reaches it.", 1)],
+        [(GEMM, "    if CLUSTER * SPLIT == 1 {\n        // SAFETY: every thread reaches it.", "    if true {\n        // SAFETY: every thread reaches it.", 1)],
     ),
     (
         "cluster-whole-box",
@@ -221,6 +221,48 @@ MUTATIONS = [
         "cluster-scale-unguarded",
         "clusters of 2: the second tile of the last cluster, past N (odd tile columns), reads its weight scales (row n0/128 ≥ ⌈N/128⌉)",
         [(GEMM, "let sb = if CLUSTER > 1 && tile.n0 >= p.n {", "let sb = if CLUSTER > 1 && tile.n0 >= p.n + p.n {", 1)],
+    ),
+    (
+        "split-no-reduce",
+        "split-K: the leader stores its own slice's sums without adding the other CTAs'",
+        [(GEMM, "                for r in 1..SPLIT {\n                    let peer", "                for r in 1..1 {\n                    let peer", 1)],
+    ),
+    (
+        "split-no-full-wait",
+        "split-K: the leader reads the other CTAs' sums without waiting on red_full (before they are written)",
+        [(GEMM, "                mbarrier_wait_cluster(sm.red_full(wg), red_phase);\n", "", 1)],
+    ),
+    (
+        "split-cta-scope-wait",
+        "split-K: the leader waits on red_full with CTA-scope acquire (mbarrier.try_wait without .acquire.cluster), which orders nothing the other CTAs wrote",
+        [(GEMM, "mbarrier_wait_cluster(sm.red_full(wg), red_phase);", "mbarrier_wait(sm.red_full(wg), red_phase);", 1)],
+    ),
+    (
+        "split-no-empty-wait",
+        "split-K: the other CTAs write the next tile's sums without waiting on red_empty (the leader may still be reading the last)",
+        [(GEMM, "                    mbarrier_wait_cluster(sm.red_empty(wg), red_phase ^ 1);\n", "", 1)],
+    ),
+    (
+        "split-empty-parity",
+        "split-K: the other CTAs wait on red_empty with parity `red_phase` instead of `red_phase ^ 1` (the first tile waits for a release that never comes)",
+        [(GEMM, "mbarrier_wait_cluster(sm.red_empty(wg), red_phase ^ 1);", "mbarrier_wait_cluster(sm.red_empty(wg), red_phase);", 1)],
+    ),
+    (
+        "split-release-before-writes",
+        "split-K: one thread arrives on the leader's red_full before the warpgroup's barrier, so other warps' sums may still be unwritten",
+        [
+            (
+                GEMM,
+                "                    named_barrier_sync(1 + wg, 128);\n                    if t_wg == 0 {\n                        mbarrier_arrive_cluster(mapa_shared(sm.red_full(wg), 0));\n                    }",
+                "                    if t_wg == 0 {\n                        mbarrier_arrive_cluster(mapa_shared(sm.red_full(wg), 0));\n                    }\n                    named_barrier_sync(1 + wg, 128);",
+                1,
+            )
+        ],
+    ),
+    (
+        "split-slices-overlap",
+        "split-K: each CTA's slice of the k-blocks runs one k-block past its end (into the next CTA's; the last CTA's past K reads zeros)",
+        [(GEMM, "(k_blocks * sched.rank / SPLIT, k_blocks * (sched.rank + 1) / SPLIT)", "(k_blocks * sched.rank / SPLIT, k_blocks * (sched.rank + 1) / SPLIT + 1)", 1)],
     ),
 ]
 

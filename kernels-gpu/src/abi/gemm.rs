@@ -153,21 +153,42 @@ pub const fn gemm_d_swizzle_bytes(block_n: u32) -> u32 {
 pub const fn gemm_epilogue_bytes(block_m: u32, block_n: u32) -> u32 {
     block_m * block_n * 2
 }
+/// CTAs per cluster of the split-K configurations (`*_k2`, `*_k4`, `*_k8`): each CTA of a
+/// cluster computes one slice of the k-blocks of the same output tile, and the leader (rank 0)
+/// adds the others' partial sums, read from their shared memory, before its epilogue. 1: no
+/// split.
+pub const GEMM_SPLITS: [u32; 3] = [2, 4, 8];
+/// Bytes of the split-K reduction buffer: the tile's f32 partial sums, `block_m × block_n × 4`
+/// (each math warpgroup's 64 rows in its accumulator order), with `split` > 1; nothing without.
+pub const fn gemm_reduce_bytes(block_m: u32, block_n: u32, split: u32) -> u32 {
+    if split > 1 { block_m * block_n * 4 } else { 0 }
+}
+/// Bytes of the split-K mbarriers: two per math warpgroup (partials ready in the leader,
+/// partials read in each other CTA), with `split` > 1.
+pub const fn gemm_reduce_barrier_bytes(block_m: u32, split: u32) -> u32 {
+    if split > 1 { 2 * 8 * (block_m / 64) } else { 0 }
+}
 /// Pipeline depth: as many stages as fit in `GEMM_SMEM_LIMIT` with the alignment slack, the
-/// epilogue buffer and two mbarriers (full, empty; 8 bytes each) per stage. The weight scales
-/// are read from global memory.
-pub const fn gemm_stages(block_m: u32, block_n: u32, fp8: bool) -> u32 {
-    (GEMM_SMEM_LIMIT - GEMM_SMEM_ALIGN_SLACK - gemm_epilogue_bytes(block_m, block_n))
+/// epilogue buffer, the split-K reduction buffer and barriers (`split` > 1) and two mbarriers
+/// (full, empty; 8 bytes each) per stage. The weight scales are read from global memory.
+pub const fn gemm_stages(block_m: u32, block_n: u32, fp8: bool, split: u32) -> u32 {
+    (GEMM_SMEM_LIMIT
+        - GEMM_SMEM_ALIGN_SLACK
+        - gemm_epilogue_bytes(block_m, block_n)
+        - gemm_reduce_bytes(block_m, block_n, split)
+        - gemm_reduce_barrier_bytes(block_m, split))
         / (gemm_stage_bytes(block_m, block_n, fp8) + 2 * 8)
 }
-/// Dynamic shared memory of a launch: the stages, the epilogue buffer, the alignment slack, the
-/// mbarriers.
-pub const fn gemm_smem_bytes(block_m: u32, block_n: u32, fp8: bool) -> u32 {
-    let stages = gemm_stages(block_m, block_n, fp8);
+/// Dynamic shared memory of a launch: the stages, the epilogue buffer, the reduction buffer, the
+/// alignment slack, the mbarriers.
+pub const fn gemm_smem_bytes(block_m: u32, block_n: u32, fp8: bool, split: u32) -> u32 {
+    let stages = gemm_stages(block_m, block_n, fp8, split);
     stages * gemm_stage_bytes(block_m, block_n, fp8)
         + gemm_epilogue_bytes(block_m, block_n)
+        + gemm_reduce_bytes(block_m, block_n, split)
         + GEMM_SMEM_ALIGN_SLACK
         + 2 * stages * 8
+        + gemm_reduce_barrier_bytes(block_m, split)
 }
 
 /// The 128-row configurations' threads: 384 (the producer and two math warpgroups).
@@ -175,7 +196,8 @@ pub const GEMM_THREADS: u32 = gemm_threads(GEMM_BLOCK_M);
 /// The 64-row configurations' threads: 256 (the producer and one math warpgroup).
 pub const GEMM_THREADS_SMALL: u32 = gemm_threads(GEMM_BLOCK_M_SMALL);
 
-/// Stage counts and dynamic shared memory of the fifteen kernels, (BLOCK_M, BLOCK_N, FP8):
+/// Stage counts and dynamic shared memory of the eighteen kernels, (BLOCK_M, BLOCK_N, FP8,
+/// split):
 ///
 /// ```text
 /// kernel                      stage                            stages  epilogue  shared memory (bytes)
@@ -194,27 +216,33 @@ pub const GEMM_THREADS_SMALL: u32 = gemm_threads(GEMM_BLOCK_M_SMALL);
 /// bf16_gemm_m64_n64            8 +  8 KiB         = 16,384 B   13       8 KiB    222,416
 /// bf16_gemm_m64_n112           8 + 14 KiB         = 22,528 B    9      14 KiB    218,256
 /// bf16_gemm_m64_n192           8 + 24 KiB         = 32,768 B    6      24 KiB    222,304
+/// fp8_blockwise_gemm_m64_n64_k{2,4,8}
+///                              8 +  8 KiB + 256 B = 16,640 B   12       8 KiB    225,488
+///                              (and the 16 KiB reduction buffer, two more mbarriers)
 /// ```
-const STAGE_TABLE: [(u32, u32, bool, u32, u32); 15] = [
-    (128, 128, true, 5, 200272),
-    (128, 64, true, 8, 218240),
-    (128, 112, true, 6, 217184),
-    (64, 128, true, 8, 216192),
-    (64, 64, true, 13, 225744),
-    (64, 112, true, 9, 220560),
-    (64, 192, true, 6, 223840),
-    (128, 128, false, 6, 230496),
-    (128, 64, false, 8, 214144),
-    (128, 112, false, 6, 214112),
-    (128, 192, false, 4, 214080),
-    (64, 128, false, 8, 214144),
-    (64, 64, false, 13, 222416),
-    (64, 112, false, 9, 218256),
-    (64, 192, false, 6, 222304),
+const STAGE_TABLE: [(u32, u32, bool, u32, u32, u32); 18] = [
+    (128, 128, true, 1, 5, 200272),
+    (128, 64, true, 1, 8, 218240),
+    (128, 112, true, 1, 6, 217184),
+    (64, 128, true, 1, 8, 216192),
+    (64, 64, true, 1, 13, 225744),
+    (64, 112, true, 1, 9, 220560),
+    (64, 192, true, 1, 6, 223840),
+    (128, 128, false, 1, 6, 230496),
+    (128, 64, false, 1, 8, 214144),
+    (128, 112, false, 1, 6, 214112),
+    (128, 192, false, 1, 4, 214080),
+    (64, 128, false, 1, 8, 214144),
+    (64, 64, false, 1, 13, 222416),
+    (64, 112, false, 1, 9, 218256),
+    (64, 192, false, 1, 6, 222304),
+    (64, 64, true, 2, 12, 225488),
+    (64, 64, true, 4, 12, 225488),
+    (64, 64, true, 8, 12, 225488),
 ];
 /// Each configuration fits, and one more stage would not.
-const fn budget_exact(block_m: u32, block_n: u32, fp8: bool) -> bool {
-    let bytes = gemm_smem_bytes(block_m, block_n, fp8);
+const fn budget_exact(block_m: u32, block_n: u32, fp8: bool, split: u32) -> bool {
+    let bytes = gemm_smem_bytes(block_m, block_n, fp8, split);
     bytes <= GEMM_SMEM_LIMIT && bytes + gemm_stage_bytes(block_m, block_n, fp8) + 16 > GEMM_SMEM_LIMIT
 }
 /// Every configuration: the table above holds, the budget is exact, the tiles of each stage
@@ -224,9 +252,12 @@ const fn budget_exact(block_m: u32, block_n: u32, fp8: bool) -> bool {
 const _: () = {
     let mut i = 0;
     while i < STAGE_TABLE.len() {
-        let (block_m, block_n, fp8, stages, bytes) = STAGE_TABLE[i];
-        assert!(gemm_stages(block_m, block_n, fp8) == stages && gemm_smem_bytes(block_m, block_n, fp8) == bytes);
-        assert!(budget_exact(block_m, block_n, fp8));
+        let (block_m, block_n, fp8, split, stages, bytes) = STAGE_TABLE[i];
+        assert!(
+            gemm_stages(block_m, block_n, fp8, split) == stages
+                && gemm_smem_bytes(block_m, block_n, fp8, split) == bytes
+        );
+        assert!(budget_exact(block_m, block_n, fp8, split));
         assert!((block_m * GEMM_BLOCK_K) % 1024 == 0 && (block_n * GEMM_BLOCK_K) % 1024 == 0);
         assert!((GEMM_D_BOX_M * gemm_d_swizzle_bytes(block_n)) % 1024 == 0 && block_n % gemm_d_box_n(block_n) == 0);
         assert!(gemm_scale_blocks_per_tile(block_n) <= 2 && gemm_has_configuration(block_m, block_n, fp8));

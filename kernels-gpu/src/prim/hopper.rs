@@ -167,6 +167,66 @@ pub unsafe fn mbarrier_arrive_cluster(bar: u32) {
     };
 }
 
+/// Waits until the phase of `bar` (this CTA's) with parity `parity` has completed, with acquire
+/// semantics at cluster scope: the shared-memory writes that other CTAs of the cluster made before
+/// their [`mbarrier_arrive_cluster`] on that phase are visible to this thread after the call (a
+/// [`mbarrier_wait`] acquires at CTA scope only).
+///
+/// # Safety
+/// `bar` is an initialized mbarrier that will complete that phase (or the wait never ends).
+#[inline(always)]
+pub unsafe fn mbarrier_wait_cluster(bar: u32, parity: u32) {
+    loop {
+        let done: u32;
+        // SAFETY: caller's contract; `try_wait` may return false before the phase completes, so
+        // the loop retries.
+        unsafe {
+            asm!(
+                "{{ .reg .pred p; mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [{b}], {ph}; selp.u32 {d}, 1, 0, p; }}",
+                b = in(reg32) bar, ph = in(reg32) parity, d = out(reg32) done, options(nostack)
+            )
+        };
+        if done != 0 {
+            return;
+        }
+    }
+}
+
+/// Loads 16 bytes at the `.shared::cluster` address `addr` (`ld.shared::cluster.v4.b32`): from
+/// another CTA of the cluster when `addr` comes from [`mapa_shared`] with its rank.
+///
+/// # Safety
+/// `addr` is 16-byte aligned, inside the shared memory of a CTA of the cluster that has not
+/// exited and does not exit before a cluster barrier this thread arrives at after the call
+/// ([`cluster_sync`]); the bytes were written before and, by another CTA, released to this thread
+/// (its [`mbarrier_arrive_cluster`] after the writes, this thread's [`mbarrier_wait_cluster`] on
+/// that phase before the load). The owner does not write them again before this thread releases
+/// them (an arrival it acquires).
+#[inline(always)]
+pub unsafe fn ld_shared_cluster_v4(addr: u32) -> [u32; 4] {
+    let (a, b, c, d): (u32, u32, u32, u32);
+    // SAFETY: caller's contract.
+    unsafe {
+        asm!("ld.shared::cluster.v4.b32 {{{a}, {b}, {c}, {d}}}, [{p}];", a = out(reg32) a, b = out(reg32) b,
+             c = out(reg32) c, d = out(reg32) d, p = in(reg32) addr, options(nostack, readonly, preserves_flags))
+    };
+    [a, b, c, d]
+}
+
+/// Stores 16 bytes at shared address `addr` (`st.shared.v4.b32`).
+///
+/// # Safety
+/// `addr` is a 16-byte aligned shared address inside the launch's shared memory that no other
+/// thread (of this CTA or, through `.shared::cluster`, of another) accesses concurrently.
+#[inline(always)]
+pub unsafe fn st_shared_v4(addr: u32, v: [u32; 4]) {
+    // SAFETY: caller's contract.
+    unsafe {
+        asm!("st.shared.v4.b32 [{p}], {{{a}, {b}, {c}, {d}}};", p = in(reg32) addr, a = in(reg32) v[0],
+             b = in(reg32) v[1], c = in(reg32) v[2], d = in(reg32) v[3], options(nostack, preserves_flags))
+    };
+}
+
 /// Cluster barrier: `barrier.cluster.arrive.release` then `barrier.cluster.wait.acquire` (not
 /// `.aligned`: the threads of a warp may reach it apart). Returns once every non-exited thread
 /// of the cluster has arrived; orders the memory accesses (mbarrier inits and arrivals, shared
