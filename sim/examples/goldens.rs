@@ -1,8 +1,8 @@
 //! The hardware goldens probe: runs the probe kernels of `sim/tests/probe_kernels` (wgmma
 //! fragment mappings, TMA swizzles with out-of-bounds boxes, mbarrier parity sequences, edge-value
-//! conversions and arithmetic) through the CUDA driver API and writes their raw outputs, one
-//! `<probe>.bin` file each, plus a `MANIFEST` naming the device and each file's size and input
-//! fingerprint.
+//! conversions and arithmetic, a cluster's multicast and its distributed shared memory) through
+//! the CUDA driver API and writes their raw outputs, one `<probe>.bin` file each, plus a
+//! `MANIFEST` naming the device and each file's size and input fingerprint.
 //!
 //! ```text
 //! cargo run --release -p lowp-sim --example goldens -- --out DIR

@@ -1695,6 +1695,79 @@ pub unsafe extern "C" fn cuOccupancyAvailableDynamicSMemPerBlock(
     })
 }
 
+/// `CUlaunchAttribute`: an id (`CUlaunchAttributeID`), padding, and a 64-byte value union.
+#[repr(C)]
+pub struct LaunchAttributeC {
+    pub id: u32,
+    pub pad: [u8; 4],
+    pub value: [u64; 8],
+}
+
+/// `CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION`: the value's first three `unsigned int` are the
+/// cluster shape.
+pub const CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION: u32 = 4;
+
+/// Clusters that can be resident at once for a launch of `f` with `config`: the SMs times the
+/// resident blocks per SM (`occupancy`, for the config's block size and dynamic shared memory),
+/// over the CTAs of a cluster. The cluster shape is the kernel's `.reqnctapercluster`, or a
+/// `CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION` attribute of the config (which must agree with the
+/// directive when both are given), else 1 × 1 × 1. The simulator has no GPCs: on a GPU the CTAs
+/// of a cluster must be resident in one GPC, so fewer clusters may fit than this count.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuOccupancyMaxActiveClusters(
+    num_clusters: *mut c_int,
+    f: CUfunction,
+    config: *const LaunchConfigC,
+) -> CUresult {
+    guard("cuOccupancyMaxActiveClusters", || {
+        let d = context()?;
+        let k = d.kernel(f)?;
+        if config.is_null() {
+            return Err(invalid("cuOccupancyMaxActiveClusters: config is null"));
+        }
+        // SAFETY: non-null, a `CUlaunchConfig` by the caller's contract.
+        let cfg = unsafe { &*config };
+        let mut dims = k.function().reqnctapercluster;
+        if cfg.num_attrs != 0 {
+            if cfg.attrs.is_null() {
+                return Err(invalid("cuOccupancyMaxActiveClusters: config has attributes but attrs is null"));
+            }
+            // SAFETY: `numAttrs` attributes at `attrs`, by the caller's contract.
+            let attrs =
+                unsafe { std::slice::from_raw_parts(cfg.attrs as *const LaunchAttributeC, cfg.num_attrs as usize) };
+            for a in attrs.iter().filter(|a| a.id == CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION) {
+                let shape = [a.value[0] as u32, (a.value[0] >> 32) as u32, a.value[1] as u32];
+                match dims {
+                    Some(req) if req != shape => {
+                        return Err(invalid(format!(
+                            "cuOccupancyMaxActiveClusters: {}: cluster dimension attribute {shape:?} differs from the kernel's .reqnctapercluster {req:?}",
+                            k.name()
+                        )));
+                    }
+                    _ => dims = Some(shape),
+                }
+            }
+        }
+        let dims = dims.unwrap_or([1, 1, 1]);
+        let size = dims.iter().map(|&v| v as u64).product::<u64>();
+        if size == 0 || size > 8 {
+            return Err(invalid(format!(
+                "cuOccupancyMaxActiveClusters: {}: cluster shape {dims:?} (1 to 8 CTAs)",
+                k.name()
+            )));
+        }
+        let block = cfg.block.iter().map(|&v| v as u64).product::<u64>();
+        if block == 0 {
+            return Err(invalid(format!("cuOccupancyMaxActiveClusters: block {:?}", cfg.block)));
+        }
+        let c = d.sim.config();
+        let per_sm = occupancy(c, &k, u32::try_from(block).unwrap_or(u32::MAX), cfg.shared_mem_bytes as u64);
+        let n = c.sm_count as u64 * per_sm as u64 / size;
+        // SAFETY: `put` checks for null; the slot is the caller's output argument.
+        unsafe { put(num_clusters, n.min(i32::MAX as u64) as c_int, "numClusters") }
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Launches
 
@@ -2397,7 +2470,6 @@ unsupported!(
     cuImportExternalMemory,
     cuExternalMemoryGetMappedBuffer,
     cuDestroyExternalMemory,
-    cuOccupancyMaxActiveClusters,
     cuOccupancyMaxPotentialClusterSize,
     cuPointerGetAttribute,
     cuMemcpy,

@@ -553,24 +553,30 @@ pub enum Op {
     /// `mbarrier.arrive[.expect_tx][.sem.scope].shared[::cta|::cluster].b64 state|_, [addr][, tx]`:
     /// `d` receives the state token (`None` for the sink `_`); `tx` the expected transaction
     /// bytes; `cluster` for `.shared::cluster`, whose address may name a barrier of another CTA
-    /// of the cluster (from `mapa`).
+    /// of the cluster (from `mapa`); `release_cluster` for release semantics at cluster scope
+    /// (`.release.cluster`, or `.cluster` alone), which orders the arriving CTA's shared-memory
+    /// writes before the reads of a peer that acquires the phase (`.acquire.cluster`).
     MbarArrive {
         d: Option<Reg>,
         addr: Addr,
         tx: Option<Src>,
         cluster: bool,
+        release_cluster: bool,
     },
     /// `mbarrier.expect_tx.shared[::cta].b64 [addr], tx`.
     MbarExpectTx {
         addr: Addr,
         tx: Src,
     },
-    /// `mbarrier.try_wait.parity[.shared::cta].b64 p, [addr], parity` (`test_wait` with `test`).
+    /// `mbarrier.try_wait.parity[.sem.scope][.shared::cta].b64 p, [addr], parity` (`test_wait`
+    /// with `test`); `acquire_cluster` for acquire semantics at cluster scope
+    /// (`.acquire.cluster`, or `.cluster` alone).
     MbarTryWait {
         p: Reg,
         addr: Addr,
         parity: Src,
         test: bool,
+        acquire_cluster: bool,
     },
     /// `cp.async.bulk.tensor.Nd.shared::cluster.global[.tile].mbarrier::complete_tx::bytes
     /// [dst], [map, {coords}], [mbar]`; with `.multicast::cluster` a 16-bit `ctaMask` operand:
@@ -590,8 +596,11 @@ pub enum Op {
         a: Src,
         rank: Src,
     },
-    /// `barrier.cluster.arrive[.release|.relaxed][.aligned]`.
-    ClusterArrive,
+    /// `barrier.cluster.arrive[.release|.relaxed][.aligned]` (release semantics unless
+    /// `relaxed`).
+    ClusterArrive {
+        relaxed: bool,
+    },
     /// `barrier.cluster.wait[.acquire][.aligned]`: waits until every non-exited thread of the
     /// cluster has arrived in the phase this thread arrived in.
     ClusterWait,

@@ -1258,9 +1258,10 @@ impl<'p, 'a> Lower<'p, 'a> {
             "shfl" => self.shfl(&parts, &ops),
             "barrier" if parts.get(1) == Some(&"cluster") => {
                 let op = match parts[2..] {
-                    ["arrive"] | ["arrive", "aligned"] => Op::ClusterArrive,
-                    ["arrive", "release" | "relaxed"] | ["arrive", "release" | "relaxed", "aligned"] => {
-                        Op::ClusterArrive
+                    ["arrive"] | ["arrive", "aligned"] => Op::ClusterArrive { relaxed: false },
+                    ["arrive", sem @ ("release" | "relaxed")]
+                    | ["arrive", sem @ ("release" | "relaxed"), "aligned"] => {
+                        Op::ClusterArrive { relaxed: sem == "relaxed" }
                     }
                     ["wait"] | ["wait", "aligned"] | ["wait", "acquire"] | ["wait", "acquire", "aligned"] => {
                         Op::ClusterWait
@@ -1921,6 +1922,9 @@ impl<'p, 'a> Lower<'p, 'a> {
     fn mbarrier(&mut self, parts: &[&'a str], ops: &[&'a str]) -> Result<()> {
         let kind = *parts.get(1).ok_or_else(|| self.unsupported())?;
         let (mut expect_tx, mut parity, mut shared, mut cluster) = (false, false, false, false);
+        // `.sem` (`release` for arrive, `acquire` for the waits, by default) and `.scope` (`cta`
+        // by default).
+        let (mut relaxed, mut scope_cluster) = (false, false);
         if parts.last() != Some(&"b64") {
             return Err(self.unsupported());
         }
@@ -1935,7 +1939,9 @@ impl<'p, 'a> Lower<'p, 'a> {
                     cluster = true;
                 }
                 "shared" | "shared::cta" | "shared::cluster" if !shared => shared = true,
-                "release" | "acquire" | "relaxed" | "cta" | "cluster" => {}
+                "release" | "acquire" | "cta" => {}
+                "relaxed" => relaxed = true,
+                "cluster" => scope_cluster = true,
                 _ => return Err(self.unsupported()),
             }
         }
@@ -1956,7 +1962,7 @@ impl<'p, 'a> Lower<'p, 'a> {
                 }
                 let addr = self.shared_addr(ops[1], Space::Shared)?;
                 let tx = if expect_tx { Some(self.src(ops[2], Ty::U32)?) } else { None };
-                Op::MbarArrive { d, addr, tx, cluster }
+                Op::MbarArrive { d, addr, tx, cluster, release_cluster: scope_cluster && !relaxed }
             }
             "expect_tx" => {
                 self.nops(ops, 2)?;
@@ -1966,7 +1972,13 @@ impl<'p, 'a> Lower<'p, 'a> {
                 self.nops(ops, 3)?;
                 let p = self.dst(ops[0])?;
                 let addr = self.shared_addr(ops[1], Space::Shared)?;
-                Op::MbarTryWait { p, addr, parity: self.src(ops[2], Ty::U32)?, test: kind == "test_wait" }
+                Op::MbarTryWait {
+                    p,
+                    addr,
+                    parity: self.src(ops[2], Ty::U32)?,
+                    test: kind == "test_wait",
+                    acquire_cluster: scope_cluster && !relaxed,
+                }
             }
             _ => return Err(self.unsupported()),
         };

@@ -422,6 +422,94 @@ fn modules_and_functions() {
     }
 }
 
+/// Three empty kernels: clusters of 4 and of 2 CTAs (`.reqnctapercluster`), and no cluster shape.
+const CLUSTER_SHAPES_PTX: &str = ".version 8.0\n.target sm_90a\n.address_size 64\n\
+    .visible .entry c4() .reqnctapercluster 4, 1, 1\n{\n    ret;\n}\n\
+    .visible .entry c2() .reqnctapercluster 2, 1, 1\n{\n    ret;\n}\n\
+    .visible .entry plain()\n{\n    ret;\n}\n";
+
+#[test]
+fn occupancy_of_clusters() {
+    // The simulator's `CUlaunchConfig` and `CUlaunchAttribute` have cudarc's layout.
+    use cudarc::driver::sys;
+    assert_eq!(size_of::<LaunchConfigC>(), size_of::<sys::CUlaunchConfig>());
+    assert_eq!(size_of::<LaunchAttributeC>(), size_of::<sys::CUlaunchAttribute>());
+    assert_eq!(
+        CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION,
+        sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION as u32
+    );
+
+    let _ctx = Ctx::new();
+    let sms = lowp_sim::Config::from_env().sm_count as c_int;
+    let ptx = format!("{CLUSTER_SHAPES_PTX}\0");
+    let mut module = null_mut();
+    let (mut c4, mut c2, mut plain) = (null_mut(), null_mut(), null_mut());
+    // SAFETY: NUL-terminated PTX and valid output slots.
+    unsafe {
+        ok(cuModuleLoadData(&mut module, ptx.as_ptr() as *const c_void));
+        ok(cuModuleGetFunction(&mut c4, module, c"c4".as_ptr()));
+        ok(cuModuleGetFunction(&mut c2, module, c"c2".as_ptr()));
+        ok(cuModuleGetFunction(&mut plain, module, c"plain".as_ptr()));
+    }
+    let config = |block: u32, smem: u32| LaunchConfigC {
+        grid: [8, 1, 1],
+        block: [block, 1, 1],
+        shared_mem_bytes: smem,
+        stream: null_mut(),
+        attrs: null_mut(),
+        num_attrs: 0,
+    };
+    let clusters = |f: CUfunction, cfg: &LaunchConfigC| {
+        let mut n = -1;
+        // SAFETY: a valid output slot and config.
+        ok(unsafe { cuOccupancyMaxActiveClusters(&mut n, f, cfg) });
+        n
+    };
+    // 1024 threads of 64 registers fill an SM's registers: one block per SM, so with the
+    // default 4 SMs one cluster of 4 CTAs, two of 2, four of 1.
+    assert_eq!(clusters(c4, &config(1024, 0)), sms / 4);
+    assert_eq!(clusters(c2, &config(1024, 0)), sms / 2);
+    assert_eq!(clusters(plain, &config(1024, 0)), sms);
+    // 256 threads: 4 blocks per SM; 100 KB of dynamic shared memory: 2 (once the kernel allows it).
+    assert_eq!(clusters(c4, &config(256, 0)), sms);
+    assert_eq!(clusters(c2, &config(256, 0)), 2 * sms);
+    // SAFETY: a function handle from the API.
+    ok(unsafe { cuFuncSetAttribute(c2, 8, 100_000) });
+    assert_eq!(clusters(c2, &config(256, 100_000)), sms);
+    // A block that cannot be resident: no cluster.
+    assert_eq!(clusters(c2, &config(2048, 0)), 0);
+
+    // The cluster-dimension launch attribute gives a kernel without the directive its shape;
+    // with the directive it must agree.
+    // The value's first three `unsigned int`: x, y, z.
+    let shape = |x: u64| LaunchAttributeC {
+        id: CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION,
+        pad: [0; 4],
+        value: [x | (1 << 32), 1, 0, 0, 0, 0, 0, 0],
+    };
+    let (mut two, mut sixteen) = (shape(2), shape(16));
+    let with = |a: &mut LaunchAttributeC| LaunchConfigC {
+        attrs: a as *mut LaunchAttributeC as *mut c_void,
+        num_attrs: 1,
+        ..config(1024, 0)
+    };
+    let with_attr = with(&mut two);
+    assert_eq!(clusters(plain, &with_attr), sms / 2);
+    assert_eq!(clusters(c2, &with_attr), sms / 2);
+    let mut n = -1;
+    // SAFETY: valid output slots and configs, or the null pointers under test.
+    unsafe {
+        assert_eq!(cuOccupancyMaxActiveClusters(&mut n, c4, &with_attr), CUDA_ERROR_INVALID_VALUE);
+        assert!(error_string(CUDA_ERROR_INVALID_VALUE).contains("differs from the kernel's .reqnctapercluster"));
+        assert_eq!(cuOccupancyMaxActiveClusters(&mut n, plain, &with(&mut sixteen)), CUDA_ERROR_INVALID_VALUE);
+        assert_eq!(cuOccupancyMaxActiveClusters(&mut n, c4, null()), CUDA_ERROR_INVALID_VALUE);
+        assert_eq!(cuOccupancyMaxActiveClusters(null_mut(), c4, &config(256, 0)), CUDA_ERROR_INVALID_VALUE);
+        assert_eq!(cuOccupancyMaxActiveClusters(&mut n, c4, &config(0, 0)), CUDA_ERROR_INVALID_VALUE);
+        assert_eq!(cuOccupancyMaxActiveClusters(&mut n, null_mut(), &config(256, 0)), CUDA_ERROR_INVALID_HANDLE);
+        ok(cuModuleUnload(module));
+    }
+}
+
 /// Launches `store7(p, index)`.
 fn launch_store7(f: CUfunction, p: CUdeviceptr, index: u32) -> CUresult {
     let mut args: [*mut c_void; 2] = [&p as *const u64 as *mut c_void, &index as *const u32 as *mut c_void];
@@ -536,6 +624,12 @@ fn cudarc_end_to_end() {
     // SAFETY: store7 takes (u32*, u32) and writes out[5], inside the 8 elements.
     unsafe { stream.launch_builder(&f).arg(&mut out).arg(&5u32).launch(cfg) }.unwrap();
     assert_eq!(stream.clone_dtoh(&out).unwrap(), [0, 0, 0, 0, 0, 7, 0, 0]);
+
+    // Occupancy of clusters: one block of 1024 threads per SM, clusters of 4 CTAs.
+    let clustered = ctx.load_module(cudarc::nvrtc::Ptx::from_src(CLUSTER_SHAPES_PTX)).unwrap();
+    let c4 = clustered.load_function("c4").unwrap();
+    let cfg = LaunchConfig { grid_dim: (8, 1, 1), block_dim: (1024, 1, 1), shared_mem_bytes: 0 };
+    assert_eq!(c4.occupancy_max_active_clusters(cfg, &stream).unwrap(), config.sm_count / 4);
     drop((dev, zeros, copy, moved, out));
     ctx.synchronize().unwrap();
 }

@@ -273,11 +273,13 @@ fn multiline_wgmma_and_hopper_forms() {
     assert!(
         matches!(o[3], Op::SetMaxNReg { inc: true, n: 232 }) && matches!(o[4], Op::SetMaxNReg { inc: false, n: 40 })
     );
-    let Op::MbarTryWait { p, test: false, parity: Src::Reg(_), .. } = o[5] else { panic!("{:?}", o[5]) };
+    let Op::MbarTryWait { p, test: false, parity: Src::Reg(_), acquire_cluster: false, .. } = o[5] else {
+        panic!("{:?}", o[5])
+    };
     assert!(matches!(o[6], Op::Selp { ty: Ty::U32, p: Src::Reg(q), a: Src::Imm(1), b: Src::Imm(0), .. } if q == p));
     assert!(matches!(&o[7], Op::MbarArrive { d: None, tx: Some(Src::Reg(_)), .. }));
     assert!(
-        matches!(&o[8], Op::MbarArrive { d: Some(_), tx: None, addr, cluster: false } if *addr == Addr { base: Src::Imm(smem), offset: 8 })
+        matches!(&o[8], Op::MbarArrive { d: Some(_), tx: None, addr, cluster: false, release_cluster: false } if *addr == Addr { base: Src::Imm(smem), offset: 8 })
     );
     assert!(matches!(&o[9], Op::CpAsyncBulkTensor { coords, map: Src::Reg(_), .. } if coords.len() == 2));
     assert!(matches!(o[10], Op::WgmmaFence));
@@ -495,7 +497,7 @@ fn cluster_forms() {
          mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%r6];\n\
          cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%r8], [%rd3, {%r9, %r10}], [%r11], %rs1;\n\
          barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\nbarrier.cluster.arrive.relaxed;\nbarrier.cluster.wait;\n\
-         fence.acq_rel.cluster;\n}\n",
+         fence.acq_rel.cluster;\n         ld.shared::cluster.v4.f32 {%r12, %r13, %r14, %r15}, [%r6];\n         mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 %p1, [%r7], %r8;\n         mbarrier.test_wait.parity.relaxed.cluster.shared::cta.b64 %p1, [%r7], %r8;\n         mbarrier.arrive.release.cta.shared::cluster.b64 _, [%r6];\n         mbarrier.arrive.cluster.shared::cta.b64 %rd4, [%r7];\n}\n",
     );
     assert_eq!(m.functions[0].reqnctapercluster, Some([2, 1, 1]));
     let o = ops(&m);
@@ -506,11 +508,18 @@ fn cluster_forms() {
     assert!(matches!(o[4], Op::Mov { a: Src::Sreg(Sreg::IsExplicitCluster), .. }));
     assert!(matches!(o[5], Op::Mapa { a: Src::Reg(_), rank: Src::Reg(_), .. }));
     assert!(matches!(o[6], Op::Mapa { rank: Src::Imm(1), .. }));
-    assert!(matches!(&o[7], Op::MbarArrive { d: None, tx: None, cluster: true, .. }));
+    assert!(matches!(&o[7], Op::MbarArrive { d: None, tx: None, cluster: true, release_cluster: true, .. }));
     assert!(matches!(&o[8], Op::CpAsyncBulkTensor { multicast: Some(Src::Reg(_)), coords, .. } if coords.len() == 2));
-    assert!(matches!(o[9], Op::ClusterArrive) && matches!(o[10], Op::ClusterWait));
-    assert!(matches!(o[11], Op::ClusterArrive) && matches!(o[12], Op::ClusterWait));
+    assert!(matches!(o[9], Op::ClusterArrive { relaxed: false }) && matches!(o[10], Op::ClusterWait));
+    assert!(matches!(o[11], Op::ClusterArrive { relaxed: true }) && matches!(o[12], Op::ClusterWait));
     assert!(matches!(o[13], Op::Fence));
+    // Distributed shared memory: a vector load through a `.shared::cluster` address.
+    assert!(matches!(&o[14], Op::Ld { space: Space::SharedCluster, ty: Ty::F32, d, .. } if d.len() == 4));
+    // Cluster scope orders across CTAs only with acquire / release semantics (the defaults).
+    assert!(matches!(o[15], Op::MbarTryWait { acquire_cluster: true, test: false, .. }));
+    assert!(matches!(o[16], Op::MbarTryWait { acquire_cluster: false, test: true, .. }));
+    assert!(matches!(o[17], Op::MbarArrive { cluster: true, release_cluster: false, .. }));
+    assert!(matches!(o[18], Op::MbarArrive { cluster: false, release_cluster: true, d: Some(_), .. }));
     // A remote arrive returns no state.
     let e = kernel_err("mbarrier.arrive.release.cluster.shared::cluster.b64 %rd1, [%r1];");
     assert!(e.contains("sink"), "{e}");

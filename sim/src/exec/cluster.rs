@@ -21,13 +21,66 @@
 //!   warp that has returned from a `barrier.cluster.wait` whose phase completed after the barrier
 //!   was initialized (the PTX ISA orders the init before remote uses only through such a
 //!   barrier: `fence.mbarrier_init.release.cluster`, then the cluster barrier).
-//! - **Exit.** A CTA's shared memory is released when it exits: an mbarrier arrive on, or a
-//!   multicast copy into, a CTA that has exited is an error; so is a CTA exiting while a copy
-//!   into it is in flight, or while a peer that arrived on its mbarriers or multicast into it has
-//!   not passed a cluster-barrier phase since (it may still do so).
+//! - **Exit.** A CTA's shared memory is released when it exits: an mbarrier arrive on, a
+//!   multicast copy into, or a read of a CTA that has exited is an error; so is a CTA exiting
+//!   while a copy into it is in flight, or while a peer that arrived on its mbarriers, multicast
+//!   into it or read it has not passed a cluster-barrier phase since (it may still do so).
+//! - **Distributed shared memory.** `ld.shared::cluster` at an address that names another CTA
+//!   reads that CTA's `Shared` in place (`peers[rank]`, no swap), lane by lane (`load_cluster`);
+//!   launches without clusters, and loads at the executing CTA's own addresses, keep the usual
+//!   paths. Stores and atomics into another CTA are reported as not modelled.
+//! - **Cluster-scope order.** Every CTA counts its shared-memory writes and remote reads
+//!   (`Run::tick`; `Shared::generic` holds each byte's last write tick). A release (an
+//!   `mbarrier.arrive` with `.release.cluster`, a `barrier.cluster.arrive` that is not
+//!   `.relaxed`) records, by rank, the releasing CTA's tick and what the releasing warp has
+//!   acquired of the others (`release_ticks`): for an mbarrier in the phase it arrives in
+//!   (`Release`), for the cluster barrier in its current phase. A warp acquires (its
+//!   `Warp::acquired`, by rank) the releases of an mbarrier's completed phases when its
+//!   `try_wait`/`test_wait` with `.acquire.cluster` succeeds, those of the cluster barrier when
+//!   it returns from `barrier.cluster.wait`, and the others' at a `bar.sync` it waits at with
+//!   them (`share_acquired`). A remote read of a byte whose write tick is past what the warp
+//!   acquired of its CTA is an error (`read_peer`); each remote read is recorded in the read
+//!   CTA's `Shared::remote` (reader rank and tick), and a later write of the byte by a warp that
+//!   has not acquired the reader's tick is an error (`check_remote_overwrite`). Limits: a release
+//!   covers all of its CTA's writes before it, whichever warp made them; only the last remote
+//!   read of a byte is kept; bytes a TMA load wrote are not checked on a remote read.
 
 use super::*;
 use crate::ir::layout::cluster_target;
+
+/// The cluster-scope releases on one mbarrier (of cluster CTA `cta`, at `slot`): by releasing
+/// rank, the newest tick (`Run::tick` of that rank) released by an arrive in phase `phase` (not
+/// known complete when last looked at), and by the arrives of every phase before it.
+#[derive(Clone, Copy)]
+pub(super) struct Release {
+    cta: u32,
+    slot: usize,
+    phase: u32,
+    cur: [u64; MAX_CLUSTER],
+    done: [u64; MAX_CLUSTER],
+}
+
+impl Release {
+    /// Once the barrier has completed `completed` phases, the arrives of `phase` belong to a
+    /// completed phase.
+    fn settle(&mut self, completed: u32) {
+        if self.phase < completed {
+            max_into(&mut self.done, &self.cur);
+            self.cur = [0; MAX_CLUSTER];
+            self.phase = completed;
+        }
+    }
+}
+
+/// `a[r] = max(a[r], b[r])` for every rank.
+fn max_into(a: &mut [u64; MAX_CLUSTER], b: &[u64; MAX_CLUSTER]) {
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x = (*x).max(y);
+    }
+}
+
+/// The tick part of a `Shared::remote` entry.
+const TICK_BITS: u32 = 60;
 
 impl Run<'_> {
     /// Exchanges the CTA state in `Run`'s fields with `peers[i]`.
@@ -86,6 +139,7 @@ impl Run<'_> {
                                 w: vec![0; n],
                                 r: vec![0; n],
                                 generic: vec![0; n],
+                                remote: Vec::new(),
                             },
                             warps: new_warps(self.plan, nwarps, &mut spare),
                             mbars: vec![Mbar::default(); n / 8],
@@ -102,6 +156,9 @@ impl Run<'_> {
         self.cluster.touched.fill(u32::MAX);
         self.cluster.phase = 0;
         self.cluster.pending = false;
+        self.cluster.releases.clear();
+        self.cluster.bar_cur = [0; MAX_CLUSTER];
+        self.cluster.bar_done = [0; MAX_CLUSTER];
         for r in 0..size {
             self.swap_to(r);
             let (x, y, z) = (r % kx, (r / kx) % ky, r / (kx * ky));
@@ -242,7 +299,7 @@ impl Run<'_> {
                 return Err(SimError::new(
                     ErrorKind::LaunchFailed,
                     format!(
-                        "{}: CTA {} exits while CTA {} (cluster rank {p}), still running, may write into its shared memory: CTA {} arrived on its mbarriers or multicast into it and no barrier.cluster phase has completed since (a barrier.cluster.arrive/wait before exit orders those accesses before the exit)",
+                        "{}: CTA {} exits while CTA {} (cluster rank {p}), still running, may write into or read its shared memory: CTA {} arrived on its mbarriers, multicast into it or read it (ld.shared::cluster) and no barrier.cluster phase has completed since (a barrier.cluster.arrive/wait before exit orders those accesses before the exit)",
                         self.kernel.name(),
                         name(self.ctaid),
                         name(peer.ctaid),
@@ -293,7 +350,9 @@ impl Run<'_> {
     }
 
     /// `mbarrier.arrive.shared::cluster` of lanes `m` at the addresses of `addr`: each on the
-    /// barrier of the CTA its address names.
+    /// barrier of the CTA its address names (`release_cluster`: with release semantics at
+    /// cluster scope, recorded for the barrier's phase).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn mbar_arrive_cluster(
         &mut self,
         wi: usize,
@@ -302,15 +361,21 @@ impl Run<'_> {
         bank: usize,
         addr: &Addr,
         tx: Option<&Src>,
+        release_cluster: bool,
     ) -> Result<()> {
         let txv = tx.map(|t| self.fetch(wi, bank, t));
+        let release = release_cluster && self.cluster.size > 1;
         for l in lanes(m) {
             let (target, a) = cluster_target(self.mbar_addr(wi, bank, addr, l));
             let me = self.cluster.rank;
             let target = target.unwrap_or(me);
             let t = txv.as_ref().map_or(0, |t| t[l] as u32);
+            let rel = if release { self.release_ticks(wi) } else { [0; MAX_CLUSTER] };
             if target == me {
-                self.arrive_one(wi, l, pc, a, t)?;
+                let phase = self.arrive_one(wi, l, pc, a, t)?;
+                if release {
+                    self.record_release(me, ((a - SHARED_BASE) / 8) as usize, phase, &rel);
+                }
                 continue;
             }
             self.check_peer(wi, l, pc, target, "mbarrier.arrive on a barrier of")?;
@@ -322,8 +387,233 @@ impl Run<'_> {
             let r = self.check_remote_mbar(wi, l, pc, a, seen).and_then(|()| self.arrive_one(wi, l, pc, a, t));
             self.cluster.landing_from = None;
             self.swap_to(me);
-            r?;
+            let phase = r?;
+            if release {
+                self.record_release(target, ((a - SHARED_BASE) / 8) as usize, phase, &rel);
+            }
         }
+        Ok(())
+    }
+
+    /// What a cluster-scope release by warp `wi` covers, by rank: this CTA's writes and remote
+    /// reads so far (its tick), and what the warp has acquired of the other CTAs' (releases are
+    /// cumulative).
+    pub(super) fn release_ticks(&self, wi: usize) -> [u64; MAX_CLUSTER] {
+        let mut r = self.warps[wi].acquired;
+        r[self.cluster.rank as usize] = self.tick;
+        r
+    }
+
+    /// Records a cluster-scope release `rel` by an arrive in phase `phase` of the mbarrier at
+    /// `slot` of cluster CTA `cta`.
+    pub(super) fn record_release(&mut self, cta: u32, slot: usize, phase: u32, rel: &[u64; MAX_CLUSTER]) {
+        let rs = &mut self.cluster.releases;
+        let i = match rs.iter().position(|r| r.cta == cta && r.slot == slot) {
+            Some(i) => i,
+            None => {
+                rs.push(Release { cta, slot, phase, cur: [0; MAX_CLUSTER], done: [0; MAX_CLUSTER] });
+                rs.len() - 1
+            }
+        };
+        rs[i].settle(phase);
+        max_into(&mut rs[i].cur, rel);
+    }
+
+    /// A cluster-scope acquire by warp `wi` of the mbarrier at `slot` of this CTA, which has
+    /// completed `completed` phases: the warp acquires what the arrives of those phases released.
+    pub(super) fn acquire_releases(&mut self, wi: usize, slot: usize, completed: u32) {
+        let cta = self.cluster.rank;
+        if let Some(e) = self.cluster.releases.iter_mut().find(|r| r.cta == cta && r.slot == slot) {
+            e.settle(completed);
+            max_into(&mut self.warps[wi].acquired, &e.done);
+        }
+    }
+
+    /// The mbarrier at `slot` of this CTA is initialized again: its releases are gone.
+    pub(super) fn forget_releases(&mut self, slot: usize) {
+        let cta = self.cluster.rank;
+        self.cluster.releases.retain(|r| !(r.cta == cta && r.slot == slot));
+    }
+
+    /// Barrier `id` of this CTA releases its waiters: each of their warps has then acquired what
+    /// any of them had (a CTA barrier orders everything before it in the CTA before everything
+    /// after it).
+    pub(super) fn share_acquired(&mut self, id: u8) {
+        let at = |w: &Warp| lanes(w.at_bar).any(|l| w.bar_id[l] == id);
+        let mut acq = [0u64; MAX_CLUSTER];
+        for w in self.warps.iter().filter(|w| at(w)) {
+            max_into(&mut acq, &w.acquired);
+        }
+        for w in self.warps.iter_mut().filter(|w| at(w)) {
+            w.acquired = acq;
+        }
+    }
+
+    /// The `.shared` address of this CTA that the `.shared::cluster` address `a` of a store or
+    /// an atomic names: those into another CTA's shared memory are not modelled.
+    pub(super) fn own_cluster_address(&self, wi: usize, lane: usize, pc: u32, a: u64) -> Result<u64> {
+        match cluster_target(a) {
+            (None, _) => Ok(a),
+            (Some(t), local) if t == self.cluster.rank => Ok(local),
+            (Some(t), local) => {
+                self.check_peer(wi, lane, pc, t, "access to the shared memory of")?;
+                Err(self.fault(
+                    ErrorKind::LaunchFailed,
+                    wi,
+                    lane,
+                    pc,
+                    format!(
+                        "store or atomic at shared address 0x{local:x} of cluster CTA rank {t} (a .shared::cluster address of another CTA): the simulator models loads from another CTA's shared memory (ld.shared::cluster), not stores or atomics into it"
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// `ld.shared::cluster` by lanes `m` at `addrs`: an address that names another CTA of the
+    /// cluster (`mapa`) reads that CTA's shared memory (`read_peer`); any other is this CTA's.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn load_cluster(
+        &mut self,
+        wi: usize,
+        pc: u32,
+        m: u32,
+        bank: usize,
+        ty: Ty,
+        d: &[Reg],
+        addrs: &[u64; 32],
+    ) -> Result<()> {
+        let esz = ty.bytes() as usize;
+        let len = esz * d.len();
+        let me = self.cluster.rank;
+        let mut buf = [0u8; 16];
+        for l in lanes(m) {
+            match cluster_target(addrs[l]) {
+                (Some(t), a) if t != me => self.read_peer(wi, l, pc, t, a, len, &mut buf)?,
+                (_, a) => {
+                    let loc = self.locate(wi, l, pc, Space::Shared, a, len as u32, len as u32)?;
+                    self.read_bytes(wi, l, pc, &loc, len, &mut buf, false)?;
+                }
+            }
+            // Destinations are written lane by lane: the addresses were all read before.
+            let regs = &mut self.warps[wi].regs;
+            for (k, &r) in d.iter().enumerate() {
+                let mut b8 = [0u8; 8];
+                b8[..esz].copy_from_slice(&buf[k * esz..(k + 1) * esz]);
+                regs[(bank + r as usize) * 32 + l] = ext(u64::from_le_bytes(b8), ty);
+            }
+        }
+        Ok(())
+    }
+
+    /// Lane `l` of warp `wi` reads `len` bytes at shared address `a` of cluster CTA `t` (not this
+    /// one) into `out`. The CTA must exist and not have exited, the access be aligned and inside
+    /// its shared memory, every byte written, and each byte's last generic write ordered before
+    /// the read by a cluster-scope release of `t` that this warp acquired. The read is recorded
+    /// for the exit check (`touch`) and for `t`'s later writes of the bytes
+    /// (`check_remote_overwrite`).
+    #[allow(clippy::too_many_arguments)]
+    fn read_peer(
+        &mut self,
+        wi: usize,
+        l: usize,
+        pc: u32,
+        t: u32,
+        a: u64,
+        len: usize,
+        out: &mut [u8; 16],
+    ) -> Result<()> {
+        self.check_peer(wi, l, pc, t, "ld.shared::cluster from")?;
+        if a % len as u64 != 0 {
+            return Err(self.fault(
+                ErrorKind::MisalignedAddress,
+                wi,
+                l,
+                pc,
+                format!("misaligned {len}-byte access at shared address 0x{a:x} of cluster CTA rank {t} (needs {len}-byte alignment)"),
+            ));
+        }
+        let size = self.shared.data.len();
+        let end = SHARED_BASE + size as u64;
+        if a < SHARED_BASE || a + len as u64 > end {
+            return Err(self.fault(
+                ErrorKind::IllegalAddress,
+                wi,
+                l,
+                pc,
+                format!(
+                    "out-of-bounds shared::cluster access of {len} bytes at shared address 0x{a:x} of cluster CTA rank {t}: the launch has {size} bytes of shared memory per CTA at [0x{SHARED_BASE:x}, 0x{end:x})"
+                ),
+            ));
+        }
+        self.touch(wi, l, t);
+        let o = (a - SHARED_BASE) as usize;
+        let acquired = self.warps[wi].acquired[t as usize];
+        self.tick += 1;
+        let stamp = ((self.cluster.rank as u64 + 1) << TICK_BITS) | self.tick;
+        let peer = &mut self.cluster.peers[t as usize].shared;
+        out[..len].copy_from_slice(&peer.data[o..o + len]);
+        let unwritten = peer.init[o..o + len].iter().position(|&b| b == 0);
+        let late = (o..o + len).find(|&k| peer.generic[k] > acquired);
+        if unwritten.is_none() && late.is_none() {
+            if peer.remote.is_empty() {
+                peer.remote.resize(size, 0);
+            }
+            peer.remote[o..o + len].fill(stamp);
+            return Ok(());
+        }
+        let peer_cta = self.cluster.peers[t as usize].ctaid;
+        let name = format!("cluster CTA rank {t} (CTA ({}, {}, {}))", peer_cta[0], peer_cta[1], peer_cta[2]);
+        let msg = match (unwritten, late) {
+            (Some(k), _) => format!(
+                "ld.shared::cluster reads shared memory never written: shared address 0x{:x} of {name}",
+                a + k as u64
+            ),
+            (None, k) => format!(
+                "ld.shared::cluster reads shared address 0x{:x} of {name}, written after the last release of cluster CTA rank {t} that this warp acquired: an mbarrier.arrive.release.cluster by rank {t} after the write, on an mbarrier of this CTA whose phase this warp then waited on with mbarrier.try_wait.parity.acquire.cluster (or a barrier.cluster arrive/wait), orders the write before the read",
+                SHARED_BASE + k.unwrap_or(o) as u64
+            ),
+        };
+        Err(self.fault(ErrorKind::LaunchFailed, wi, l, pc, msg))
+    }
+
+    /// Warp `wi` (lane `lane`) writes shared bytes `[o, o + len)` of this CTA (by `what`): each
+    /// remote read of them by another CTA of the cluster must be ordered before the write, by a
+    /// cluster-scope release of the reader after its read that this warp acquired.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn check_remote_overwrite(
+        &mut self,
+        wi: usize,
+        lane: usize,
+        pc: u32,
+        o: usize,
+        len: usize,
+        what: &str,
+    ) -> Result<()> {
+        let acquired = self.warps[wi].acquired;
+        let bad = (o..o + len).find(|&k| {
+            let e = self.shared.remote[k];
+            e != 0 && acquired[((e >> TICK_BITS) - 1) as usize] < e & ((1 << TICK_BITS) - 1)
+        });
+        if let Some(k) = bad {
+            let reader = (self.shared.remote[k] >> TICK_BITS) - 1;
+            let c = self.cluster.peers.get(reader as usize).map_or([0; 3], |p| p.ctaid);
+            return Err(self.fault(
+                ErrorKind::LaunchFailed,
+                wi,
+                lane,
+                pc,
+                format!(
+                    "{what} overwrites shared address 0x{:x}, which cluster CTA rank {reader} (CTA ({}, {}, {})) read through ld.shared::cluster, and this warp has acquired no release of rank {reader} after that read: an mbarrier.arrive.release.cluster by rank {reader} after the read, on an mbarrier of this CTA whose phase this warp then waited on with mbarrier.try_wait.parity.acquire.cluster (or a barrier.cluster arrive/wait), orders the read before the write",
+                    SHARED_BASE + k as u64,
+                    c[0],
+                    c[1],
+                    c[2]
+                ),
+            ));
+        }
+        // The reads are ordered before this write, and so before whatever is ordered after it.
+        self.shared.remote[o..o + len].fill(0);
         Ok(())
     }
 
@@ -470,8 +760,8 @@ impl Run<'_> {
         Ok(ranks)
     }
 
-    /// `barrier.cluster.arrive` by lanes `m`.
-    pub(super) fn cluster_arrive(&mut self, wi: usize, pc: u32, m: u32) -> Result<()> {
+    /// `barrier.cluster.arrive` by lanes `m` (a release unless `relaxed`).
+    pub(super) fn cluster_arrive(&mut self, wi: usize, pc: u32, m: u32, relaxed: bool) -> Result<()> {
         let w = &self.warps[wi];
         let twice = (w.cl_arrived | w.cl_passed) & m;
         if twice != 0 {
@@ -484,6 +774,10 @@ impl Run<'_> {
             ));
         }
         self.warps[wi].cl_arrived |= m;
+        if !relaxed && self.cluster.size > 1 {
+            let rel = self.release_ticks(wi);
+            max_into(&mut self.cluster.bar_cur, &rel);
+        }
         self.cluster.pending = true;
         self.release_cluster_barrier();
         Ok(())
@@ -506,6 +800,7 @@ impl Run<'_> {
         if w.cl_passed & m == m {
             w.cl_passed &= !m;
             w.cl_seen = self.cluster.phase;
+            max_into(&mut w.acquired, &self.cluster.bar_done);
             return Ok(None);
         }
         let skip = group & !m;
@@ -542,6 +837,11 @@ impl Run<'_> {
         }
         let complete = all && any;
         let phase = self.cluster.phase + complete as u32;
+        if complete {
+            let cur = std::mem::replace(&mut self.cluster.bar_cur, [0; MAX_CLUSTER]);
+            max_into(&mut self.cluster.bar_done, &cur);
+        }
+        let done = self.cluster.bar_done;
         let release = |warps: &mut [Warp], epoch: &mut u32| {
             if complete {
                 *epoch += 1;
@@ -558,6 +858,7 @@ impl Run<'_> {
                     w.at_bar &= !waiting;
                     w.cl_passed &= !waiting;
                     w.cl_seen = phase;
+                    max_into(&mut w.acquired, &done);
                     for l in lanes(waiting) {
                         w.pc[l] += 1;
                     }

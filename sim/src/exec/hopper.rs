@@ -341,6 +341,9 @@ impl Run<'_> {
             }
             self.mbars[slot] =
                 Mbar { live: true, expected: n, pending: n, tx: 0, phase: 0, init_cluster: self.cluster.phase };
+            if !self.cluster.releases.is_empty() {
+                self.forget_releases(slot);
+            }
             self.mbar_version += 1;
             let o = slot * 8;
             self.shared.init[o..o + 8].fill(1);
@@ -348,6 +351,9 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// `mbarrier.arrive` on barriers of the executing CTA (`release_cluster`: with release
+    /// semantics at cluster scope).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn mbar_arrive(
         &mut self,
         wi: usize,
@@ -357,12 +363,19 @@ impl Run<'_> {
         d: Option<Reg>,
         addr: &Addr,
         tx: Option<&Src>,
+        release_cluster: bool,
     ) -> Result<()> {
         let txv = tx.map(|t| self.fetch(wi, bank, t));
         let mut state = [0u64; 32];
         for l in lanes(m) {
             let t = txv.as_ref().map_or(0, |t| t[l] as u32);
-            state[l] = self.arrive_one(wi, l, pc, self.mbar_addr(wi, bank, addr, l), t)? as u64;
+            let a = self.mbar_addr(wi, bank, addr, l);
+            let phase = self.arrive_one(wi, l, pc, a, t)?;
+            state[l] = phase as u64;
+            if release_cluster && self.cluster.size > 1 {
+                let rel = self.release_ticks(wi);
+                self.record_release(self.cluster.rank, ((a - SHARED_BASE) / 8) as usize, phase, &rel);
+            }
         }
         if let Some(d) = d {
             self.put(wi, bank, d, m, &state);
@@ -414,7 +427,9 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// `try_wait.parity`: sets `p`; parks the warp when every waiting lane failed.
+    /// `try_wait.parity`: sets `p`; parks the warp when every waiting lane failed. With
+    /// `acquire_cluster`, a lane that sees its phase complete acquires the cluster-scope releases
+    /// of the barrier's completed phases for the warp.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn mbar_try_wait(
         &mut self,
@@ -425,6 +440,7 @@ impl Run<'_> {
         p: Reg,
         addr: &Addr,
         parity: &Src,
+        acquire_cluster: bool,
     ) -> Result<Option<(usize, u32)>> {
         let pv = self.fetch(wi, bank, parity);
         let mut r = [0u64; 32];
@@ -438,6 +454,9 @@ impl Run<'_> {
             if done {
                 self.warps[wi].hop.saw(slot, b.phase);
                 any_done = true;
+                if acquire_cluster && !self.cluster.releases.is_empty() {
+                    self.acquire_releases(wi, slot, b.phase);
+                }
             } else {
                 park = Some((slot, b.phase));
             }
@@ -608,6 +627,9 @@ impl Run<'_> {
                 }
                 if !self.bulk_reads.is_empty() {
                     self.check_bulk_overwrite(c.wi, c.lane, c.pc, o, len, "TMA copy")?;
+                }
+                if !self.shared.remote.is_empty() && self.cluster.landing_from.is_none() {
+                    self.check_remote_overwrite(c.wi, c.lane, c.pc, o, len, "TMA copy")?;
                 }
                 self.shared.data[o..o + len].copy_from_slice(&buf[j..j + len]);
                 self.shared.init[o..o + len].fill(1);
@@ -1633,7 +1655,7 @@ pub(super) fn for_each_reg(op: &Op, mut f: impl FnMut(Reg)) {
         | WgmmaCommit
         | WgmmaWait { .. }
         | SetMaxNReg { .. }
-        | ClusterArrive
+        | ClusterArrive { .. }
         | ClusterWait => {}
     }
 }

@@ -12,7 +12,8 @@
 //!   count) has arrived.
 //! - **Clusters.** A kernel with `.reqnctapercluster` runs its grid cluster by cluster: the CTAs
 //!   of a cluster run together, their warps taking turns CTA by CTA, so that one CTA can wait on
-//!   an mbarrier another arrives on or fills by a multicast TMA copy. One CTA's state lives in
+//!   an mbarrier another arrives on or fills by a multicast TMA copy, or read its shared memory
+//!   (`ld.shared::cluster`) with the cluster-scope order checked. One CTA's state lives in
 //!   `Run`'s fields while it runs; the others wait in `Run::peers` and are swapped in for their
 //!   turn, or for an operation on their shared memory (`Run::swap_to`). A launch without clusters
 //!   takes the one-CTA path, unchanged.
@@ -38,6 +39,8 @@ use crate::num;
 use crate::profile::{Class, LaunchStats};
 
 const FULL: u32 = u32::MAX;
+/// CTAs per cluster at most (the portable cluster size).
+const MAX_CLUSTER: usize = 8;
 /// Warp-instructions one launch may execute before it is declared runaway.
 const MAX_WARP_INSTS: u64 = 20_000_000_000;
 
@@ -133,8 +136,8 @@ impl Plan {
             if (0..3).any(|d| cfg.grid[d] % k[d] != 0) {
                 return bad(format!("grid {:?} is not a multiple of the kernel's .reqnctapercluster {k:?}", cfg.grid));
             }
-            if size > 8 {
-                return bad(format!(".reqnctapercluster {k:?}: {size} CTAs per cluster; at most 8"));
+            if size > MAX_CLUSTER as u64 {
+                return bad(format!(".reqnctapercluster {k:?}: {size} CTAs per cluster; at most {MAX_CLUSTER}"));
             }
             if c.compute_capability.0 < 9 {
                 return bad(format!(
@@ -241,6 +244,10 @@ struct Warp {
     /// Cluster-barrier phases completed when a lane of this warp last returned from
     /// `barrier.cluster.wait`.
     cl_seen: u32,
+    /// By cluster CTA rank: the newest tick (`Run::tick` of that CTA) up to which that CTA's
+    /// shared-memory writes and remote reads are ordered before this warp's next accesses, by
+    /// the cluster-scope releases this warp acquired (see `exec::cluster`).
+    acquired: [u64; MAX_CLUSTER],
 }
 
 impl Warp {
@@ -390,6 +397,10 @@ struct Shared {
     /// The tick (`Run::tick`) of the last generic-proxy write of each byte; 0 once the async
     /// proxy (a TMA load) wrote it last.
     generic: Vec<u64>,
+    /// Empty until another CTA of the cluster reads this CTA's shared memory
+    /// (`ld.shared::cluster`); then per byte `(reader rank + 1) << 60 | reader's tick` of the
+    /// last remote read not yet ordered before a write of the byte (0: none).
+    remote: Vec<u64>,
 }
 
 /// Whether every shadow byte has `INIT` (8 bytes at a time).
@@ -526,6 +537,12 @@ struct Cluster {
     pending: bool,
     /// While a multicast copy lands in a peer: the issuing CTA (for reports).
     landing_from: Option<[u32; 3]>,
+    /// Cluster-scope releases on the mbarriers of the cluster's CTAs (see `exec::cluster`).
+    releases: Vec<cluster::Release>,
+    /// Cluster-scope releases of the cluster barrier: by rank, of the current phase's arrivals
+    /// and of every completed phase (the ticks `Warp::acquired` takes at the wait).
+    bar_cur: [u64; MAX_CLUSTER],
+    bar_done: [u64; MAX_CLUSTER],
 }
 
 impl Cluster {
@@ -543,6 +560,9 @@ impl Cluster {
             phase: 0,
             pending: false,
             landing_from: None,
+            releases: Vec::new(),
+            bar_cur: [0; MAX_CLUSTER],
+            bar_done: [0; MAX_CLUSTER],
         }
     }
 }
@@ -612,6 +632,7 @@ impl<'a> Run<'a> {
             w: zeroed(shared.w, n),
             r: zeroed(shared.r, n),
             generic: zeroed(shared.generic, n),
+            remote: zeroed(shared.remote, 0),
         };
         let (tma_tag, mbars) = (zeroed(tma_tag, n), zeroed(mbars, n / 8));
         let warps = new_warps(plan, nwarps, &mut spare);
@@ -678,6 +699,7 @@ fn new_warps(plan: &Plan, nwarps: u32, spare: &mut Spare) -> Vec<Warp> {
             cl_arrived: 0,
             cl_passed: 0,
             cl_seen: 0,
+            acquired: [0; MAX_CLUSTER],
         })
         .collect()
 }
@@ -714,6 +736,7 @@ impl<'a> Run<'a> {
             w.cl_arrived = 0;
             w.cl_passed = 0;
             w.cl_seen = 0;
+            w.acquired = [0; MAX_CLUSTER];
             w.conv = true;
             w.cpc = entry.start;
             w.cmask = w.valid;
@@ -732,6 +755,7 @@ impl<'a> Run<'a> {
         self.shared.w.fill(0);
         self.shared.r.fill(0);
         self.shared.generic.fill(0);
+        self.shared.remote.clear();
         self.tick = 0;
         self.bulk_reads.clear();
         self.bar_arrived = [0; 16];
@@ -849,6 +873,9 @@ impl<'a> Run<'a> {
                 self.bar_arrived[id] = 0;
                 self.bar_expected[id] = 0;
                 self.epoch += 1;
+                if self.cluster.size > 1 {
+                    self.share_acquired(id as u8);
+                }
                 for w in &mut self.warps {
                     let waiting: u32 =
                         lanes(w.at_bar).filter(|&l| w.bar_id[l] as usize == id).fold(0, |m, l| m | 1 << l);
@@ -1804,23 +1831,23 @@ impl Run<'_> {
                 }
             }
             Op::MbarInit { addr, count } => self.mbar_init(wi, pc, m, bank, addr, count)?,
-            Op::MbarArrive { d, addr, tx, cluster: false } => {
-                self.mbar_arrive(wi, pc, m, bank, *d, addr, tx.as_ref())?
+            Op::MbarArrive { d, addr, tx, cluster: false, release_cluster } => {
+                self.mbar_arrive(wi, pc, m, bank, *d, addr, tx.as_ref(), *release_cluster)?
             }
-            Op::MbarArrive { addr, tx, cluster: true, .. } => {
-                self.mbar_arrive_cluster(wi, pc, m, bank, addr, tx.as_ref())?
+            Op::MbarArrive { addr, tx, cluster: true, release_cluster, .. } => {
+                self.mbar_arrive_cluster(wi, pc, m, bank, addr, tx.as_ref(), *release_cluster)?
             }
             Op::Mapa { d, a, rank } => self.mapa(wi, pc, m, bank, *d, a, rank)?,
-            Op::ClusterArrive => self.cluster_arrive(wi, pc, m)?,
+            Op::ClusterArrive { relaxed } => self.cluster_arrive(wi, pc, m, *relaxed)?,
             Op::ClusterWait => {
                 if let Some(n) = self.cluster_wait(wi, pc, group, m)? {
                     return Ok(n);
                 }
             }
             Op::MbarExpectTx { addr, tx } => self.mbar_expect_tx(wi, pc, m, bank, addr, tx)?,
-            Op::MbarTryWait { p, addr, parity, test } => {
+            Op::MbarTryWait { p, addr, parity, test, acquire_cluster } => {
                 // `test_wait` never blocks; a failed `try_wait` parks the warp until the phase moves.
-                if let Some((slot, phase)) = self.mbar_try_wait(wi, pc, m, bank, *p, addr, parity)?
+                if let Some((slot, phase)) = self.mbar_try_wait(wi, pc, m, bank, *p, addr, parity, *acquire_cluster)?
                     && !*test
                 {
                     return Ok(Next::Park { slot, phase });
@@ -2119,7 +2146,7 @@ impl Run<'_> {
                     (Space::Global, a)
                 }
             }
-            Space::SharedCluster => (Space::Shared, a),
+            Space::SharedCluster => (Space::Shared, self.own_cluster_address(wi, lane, pc, a)?),
             s => (s, a),
         };
         match space {
@@ -2267,6 +2294,9 @@ impl Run<'_> {
         }
         if !self.bulk_reads.is_empty() {
             self.check_bulk_overwrite(wi, lane, pc, o, len, "store to shared memory")?;
+        }
+        if !self.shared.remote.is_empty() {
+            self.check_remote_overwrite(wi, lane, pc, o, len, "store to shared memory")?;
         }
         self.tick += 1;
         self.shared.generic[o..o + len].fill(self.tick);
@@ -2679,6 +2709,10 @@ impl Run<'_> {
             && let Some(at) = self.bulk(space, &addrs, m, len)
         {
             return self.load_bulk(wi, pc, m, bank, ty, d, &addrs, at);
+        }
+        if space == Space::SharedCluster {
+            // Addresses that may name another CTA of the cluster (`mapa`).
+            return self.load_cluster(wi, pc, m, bank, ty, d, &addrs);
         }
         let mut buf = [0u8; 16];
         let mut global = false;

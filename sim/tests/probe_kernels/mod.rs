@@ -1,8 +1,9 @@
 //! Hardware probes: small kernels whose raw outputs pin down what the simulator must reproduce
 //! bit for bit — the wgmma accumulator fragment layout, TMA swizzling and out-of-bounds fill,
 //! the `stmatrix` fragment layout and TMA stores (swizzled, clipped at the tensor), a 2-CTA
-//! cluster's multicast and remote arrivals, mbarrier phase/parity sequences, and conversions and
-//! arithmetic on edge values.
+//! cluster's multicast and remote arrivals, a 2-CTA cluster's reads of the peer's shared memory
+//! (`ld.shared::cluster`) after a release/acquire handshake, mbarrier phase/parity sequences, and
+//! conversions and arithmetic on edge values.
 //!
 //! Shared by the probe program `sim/examples/goldens.rs` (which runs them on a GPU, or on the
 //! simulator, through the driver API) and the tests `sim/tests/hopper.rs` and
@@ -21,6 +22,7 @@ pub const MBARRIER_PTX: &str = include_str!("mbarrier.ptx");
 pub const CONVERT_PTX: &str = include_str!("convert.ptx");
 pub const EPILOGUE_PTX: &str = include_str!("epilogue.ptx");
 pub const CLUSTER_PTX: &str = include_str!("cluster.ptx");
+pub const DSMEM_PTX: &str = include_str!("dsmem.ptx");
 
 /// A 2-D tiled tensor map, as `cuTensorMapEncodeTiled` takes it (no interleave, L2 promotion
 /// none, out-of-bounds fill zeros, element strides 1).
@@ -425,6 +427,22 @@ pub fn cluster(g: &mut dyn Gpu) -> Result<Probe, String> {
     Ok(Probe { name: "cluster_multicast", output, fingerprint: fnv(&[CLUSTER_PTX.as_bytes(), &data]) })
 }
 
+/// Word `k` (0..4) of the 16 bytes thread `t` of cluster rank `r` writes in the DSMEM probe.
+pub fn dsmem_word(r: u32, t: u32, k: u32) -> u32 {
+    (4 * t + k).wrapping_mul(2654435761).wrapping_add(r.wrapping_mul(40503)) ^ 0x5bd1_e995
+}
+/// Bytes of the DSMEM probe's output: a 16-byte header, then 48 bytes for each of 128 threads.
+pub const DSMEM_OUT: usize = 16 + 128 * 48;
+
+/// Runs `cluster_dsmem` (one cluster of 2 CTAs, a plain launch of a grid of 2); the output is
+/// rank 0's header and reads.
+pub fn dsmem(g: &mut dyn Gpu) -> Result<Probe, String> {
+    let out = zeros(g, DSMEM_OUT)?;
+    g.launch(DSMEM_PTX, "cluster_dsmem", 2, 128, 2048 + 16, &[out])?;
+    let output = g.download(out, DSMEM_OUT)?;
+    Ok(Probe { name: "cluster_dsmem", output, fingerprint: fnv(&[DSMEM_PTX.as_bytes()]) })
+}
+
 // ---------------------------------------------------------------------------------------------
 // mbarrier
 
@@ -714,8 +732,10 @@ pub fn run_all(g: &mut dyn Gpu) -> Vec<(&'static str, Result<Probe, String>)> {
         Err(e) => v.push(("edge values", Err(e))),
     }
     v.push(("mbarrier_parity", mbarrier(g)));
-    // Last: the first launch of a kernel with a compile-time cluster size.
+    // Last: the first launch of a kernel with a compile-time cluster size, then distributed
+    // shared memory.
     v.push(("cluster_multicast", cluster(g)));
+    v.push(("cluster_dsmem", dsmem(g)));
     v
 }
 
