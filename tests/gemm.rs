@@ -455,12 +455,12 @@ fn blockwise_gemm_112_and_192_column_tiles() {
 /// leader adds the others' partial sums from their shared memory before storing. On the
 /// simulator's 4 SMs the host splits (1, 128): 2 tiles, clusters of 2; (33, 64): 1 tile, 4 CTAs,
 /// 4 k-blocks each; (64, 100): a 36-column tail; (17, 50): 13 k-blocks in slices of 6 and 7;
-/// (64, 320): 5 tiles on 2 clusters (a cluster walks 3 tiles, its reduction barriers and stage
-/// rings carrying over); the full-size cases are the decode shapes the splits serve on 132 SMs
-/// (N = 2112: 4 CTAs per tile, N = 4096: 2, N = 576 and 1024: 8). With `LOWP_GEMM_SPLIT_K`
-/// forced (CI runs this file with `LOWP_GEMM_BLOCK_M=64 LOWP_GEMM_BLOCK_N=64
-/// LOWP_GEMM_SPLIT_K=4`, and with `8` on 8 simulated SMs), every 64 × 64 call splits, slices of
-/// no k-block included.
+/// (1, 64): 4 CTAs of 8 k-blocks each; the full-size cases are the decode shapes the splits serve on 132 SMs
+/// (N = 2112: 4 CTAs per tile, N = 4096: 2, N = 576 and 1024: 8) and N = 7168, which does not
+/// split. With `LOWP_GEMM_SPLIT_K` forced (CI runs this file with `LOWP_GEMM_BLOCK_M=64
+/// LOWP_GEMM_BLOCK_N=64 LOWP_GEMM_SPLIT_K=4`, and with `8` on 8 simulated SMs), every 64 × 64
+/// call of the file splits: slices of no k-block where K is short, and one cluster walking every
+/// tile (one cluster of 4 fits 4 SMs), its reduction barriers and stage rings carrying over.
 #[test]
 fn blockwise_gemm_split_k_clusters() {
     let test = "blockwise_gemm_split_k_clusters";
@@ -472,7 +472,7 @@ fn blockwise_gemm_split_k_clusters() {
     let cases = common::sized(
         &lowp,
         vec![(64, 2112, 7168), (64, 4096, 7168), (32, 1024, 7168), (1, 576, 7168), (64, 7168, 16384)],
-        vec![(1, 128, 1024), (33, 64, 2048), (64, 100, 1536), (17, 50, 1664), (64, 320, 2048)],
+        vec![(1, 128, 1024), (33, 64, 2048), (64, 100, 1536), (17, 50, 1664), (1, 64, 4096)],
     );
     for (i, &(m, n, k)) in cases.iter().enumerate() {
         let scales = if i % 2 == 0 { ScaleKind::Float } else { ScaleKind::Ue8m0 };
@@ -1023,6 +1023,10 @@ fn fp8_grouped_gemm_matches_reference() {
             (8, 300, 2112, 512, Some(64), true, false),
             (1, 100, 7000, 1280, None, false, true),
             (2, 90, 4000, 1280, Some(45), true, true),
+            // decode shapes in split-K clusters on 132 SMs
+            (1, 40, 2112, 7168, Some(40), true, false),
+            (2, 60, 1024, 7168, Some(32), false, true),
+            (1, 30, 576, 7168, None, true, true),
         ],
         [
             (8, 200, 256, 256, None, false, false),

@@ -82,6 +82,7 @@ use crate::prim::hopper::{
     tma_store_2d, wgmma_commit, wgmma_fence, wgmma_k32b, wgmma_wait,
 };
 use crate::prim::mem::{Vec16, raise_flag, st_global_v4};
+use crate::prim::warp::sync_warp;
 use crate::prim::{block_idx_x, dynamic_smem, grid_dim_x, lane_id, opaque_u32, sync_threads, thread_idx_x};
 
 /// A zeroed accumulator array.
@@ -698,6 +699,9 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
                     if t_wg == 0 {
                         mbarrier_arrive_cluster(mapa_shared(sm.red_full(wg), 0));
                     }
+                    // The warp reconverges before its other lanes poll the next tile's red_empty:
+                    // the arrival does not wait on the scheduler interleaving diverged lanes.
+                    sync_warp();
                 }
                 red_phase ^= 1;
                 continue;
@@ -726,6 +730,7 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
                         mbarrier_arrive_cluster(mapa_shared(sm.red_empty(wg), r));
                     }
                 }
+                sync_warp();
             }
             red_phase ^= 1;
         }
