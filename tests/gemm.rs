@@ -1027,6 +1027,8 @@ fn fp8_grouped_gemm_matches_reference() {
             (1, 40, 2112, 7168, Some(40), true, false),
             (2, 60, 1024, 7168, Some(32), false, true),
             (1, 30, 576, 7168, None, true, true),
+            // 150 tiles: clusters of 2 walking 3 tiles each
+            (5, 300, 1920, 7168, Some(64), false, false),
         ],
         [
             (8, 200, 256, 256, None, false, false),
@@ -1043,6 +1045,9 @@ fn fp8_grouped_gemm_matches_reference() {
             (1, 40, 100, 2048, Some(40), true, false),
             (2, 60, 64, 1024, Some(32), false, true),
             (1, 30, 64, 1024, None, true, true),
+            // 5 tiles on 4 SMs: clusters of 2 walking 3 and 2 tiles (the reduction barriers'
+            // phases and the stage rings carry over from tile to tile)
+            (5, 60, 64, 2048, Some(16), false, false),
         ],
     );
     for (experts, total, n, k, masked, m_major, ue8m0) in cases {
