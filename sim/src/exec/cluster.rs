@@ -240,13 +240,7 @@ impl Run<'_> {
                     continue;
                 }
                 self.swap_to(r);
-                if self.woken_at != self.mbar_version && self.warps.iter().any(|w| w.hop.parked.is_some()) {
-                    self.woken_at = self.mbar_version;
-                    for w in &mut self.warps {
-                        w.hop.parked = None;
-                    }
-                    any = true;
-                }
+                any |= self.wake_pollers();
             }
             if any {
                 continue;

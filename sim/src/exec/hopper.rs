@@ -78,8 +78,9 @@ pub(super) struct WgOp {
 /// A warp's Hopper state.
 #[derive(Default)]
 pub(super) struct WarpHopper {
-    /// Parked on mbarrier slot until its phase differs from the recorded one.
-    pub parked: Option<(usize, u32)>,
+    /// By lane: the mbarrier slot and phase of its last failed poll (`Warp::parked` says which
+    /// lanes wait on theirs).
+    pub poll: [(u32, u32); 32],
     /// Waiting for registers (`setmaxnreg.inc`).
     pub reg_wait: bool,
     /// Phases of each mbarrier this warp has seen complete: (slot, completed phases).
@@ -105,7 +106,6 @@ pub(super) struct WarpHopper {
 
 impl WarpHopper {
     pub fn reset(&mut self, regs: u32) {
-        self.parked = None;
         self.reg_wait = false;
         self.seen.clear();
         self.ops.clear();
@@ -427,7 +427,8 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// `try_wait.parity`: sets `p`; parks the warp when every waiting lane failed. With
+    /// `try_wait.parity` / `test_wait.parity`: sets `p`, and records the mbarrier and phase each
+    /// failing lane polled (`WarpHopper::poll`); whether the lanes of `m` (some) all failed. With
     /// `acquire_cluster`, a lane that sees its phase complete acquires the cluster-scope releases
     /// of the barrier's completed phases for the warp.
     #[allow(clippy::too_many_arguments)]
@@ -441,10 +442,9 @@ impl Run<'_> {
         addr: &Addr,
         parity: &Src,
         acquire_cluster: bool,
-    ) -> Result<Option<(usize, u32)>> {
+    ) -> Result<bool> {
         let pv = self.fetch(wi, bank, parity);
         let mut r = [0u64; 32];
-        let mut park = None;
         let mut any_done = false;
         for l in lanes(m) {
             let slot = self.mbar_slot(wi, l, pc, self.mbar_addr(wi, bank, addr, l))?;
@@ -458,12 +458,12 @@ impl Run<'_> {
                     self.acquire_releases(wi, slot, b.phase);
                 }
             } else {
-                park = Some((slot, b.phase));
+                self.warps[wi].hop.poll[l] = (slot as u32, b.phase);
             }
             r[l] = done as u64;
         }
         self.put(wi, bank, p, m, &r);
-        Ok(if any_done { None } else { park })
+        Ok(m != 0 && !any_done)
     }
 
     /// `cp.async.bulk.tensor`: one copy per active lane.
@@ -1442,13 +1442,22 @@ impl Run<'_> {
             );
         }
         for w in &self.warps {
-            if let Some((slot, ph)) = w.hop.parked {
-                let l = w.live().trailing_zeros() as usize;
-                let line = self.m.code.get(w.pc.get(l).copied().unwrap_or(0) as usize).map_or(0, |i| i.line);
+            // One entry per group: the lanes that polled the same mbarrier and phase at one poll.
+            let mut left = w.parked;
+            while left != 0 {
+                let l = left.trailing_zeros() as usize;
+                let (poll, at) = (w.hop.poll[l], w.pc[l]);
+                let group =
+                    lanes(left).filter(|&k| w.hop.poll[k] == poll && w.pc[k] == at).fold(0u32, |m, k| m | 1 << k);
+                left &= !group;
+                // The lanes stand after the poll that failed.
+                let line = self.m.code.get(at.saturating_sub(1) as usize).map_or(0, |i| i.line);
                 s += &format!(
-                    " Warp {} polls mbarrier 0x{:x} in phase {ph} (near line {line}).",
+                    " Warp {} lanes {group:#010x} poll mbarrier 0x{:x} in phase {} (line {line}: `{}`).",
                     w.id,
-                    SHARED_BASE + 8 * slot as u64
+                    SHARED_BASE + 8 * poll.0 as u64,
+                    poll.1,
+                    self.m.source_line(line)
                 );
             }
             if w.hop.reg_wait {

@@ -5,7 +5,13 @@
 //!   Volta and later). A warp runs the group of its runnable lanes at the lowest program counter;
 //!   it keeps that group (the whole warp in the common case) until the group reaches the next
 //!   lowest program counter, so the search runs only where lanes diverge or meet. `shfl.sync` and
-//!   `bar.warp.sync` wait until every lane of their member mask is at the same instruction.
+//!   `bar.warp.sync` wait until every lane of their member mask is at the same instruction, the
+//!   `.aligned` warp collectives (wgmma, `setmaxnreg`, `stmatrix`) until every live lane is.
+//!   A group that waits stops alone and the warp's other lanes run on: lanes at `bar.sync` or
+//!   `barrier.cluster.wait`, at a warp-synchronous instruction, or whose `mbarrier.try_wait`
+//!   failed (`Warp::parked`, until the phase they polled completes). A failed `test_wait`, which
+//!   never blocks, yields: the warp's other runnable lanes go first (`Warp::yielded`) and the
+//!   warp's turn ends.
 //! - **CTAs.** The CTAs of a grid run one after another; the warps of a CTA take turns, each until
 //!   it waits at a barrier or exits (or, with `Config::seed`, for a random number of
 //!   instructions). `bar.sync` releases when every non-exited thread of the CTA (or its thread
@@ -230,6 +236,11 @@ struct Warp {
     at_wsync: u32,
     /// Member mask the parked lanes wait for.
     wsync_mask: u32,
+    /// Lanes stopped after a failed `mbarrier.try_wait` or `test_wait` (each on the mbarrier and
+    /// phase in `hop.poll`), until that phase completes; `yielded` is the subset stopped after a
+    /// `test_wait`, which also run again once no other lane of the warp can.
+    parked: u32,
+    yielded: u32,
     tid: [[u64; 32]; 3],
     lane_id: [u64; 32],
     /// `.local` frame base of each lane.
@@ -263,15 +274,23 @@ impl Warp {
         (&mut self.regs[b..b + 32]).try_into().expect("a register has 32 lanes")
     }
     fn runnable(&self) -> u32 {
-        self.valid & !self.exited & !self.at_bar & !self.at_wsync
+        self.valid & !(self.exited | self.at_bar | self.at_wsync | self.parked)
     }
     fn live(&self) -> u32 {
         self.valid & !self.exited
     }
-    /// Whether the scheduler may give it a turn (some lane runnable, not parked on an mbarrier
-    /// or waiting for registers).
+    /// Whether the scheduler may give it a turn (some lane runnable or yielded after a
+    /// `test_wait`, and the warp not waiting for registers).
     fn can_run(&self) -> bool {
-        self.hop.parked.is_none() && !self.hop.reg_wait && self.runnable() != 0
+        !self.hop.reg_wait && (self.runnable() | self.yielded) != 0
+    }
+    /// Makes the parked lanes of `mask` runnable again.
+    fn wake(&mut self, mask: u32) {
+        if self.parked & mask != 0 {
+            self.materialize();
+            self.parked &= !mask;
+            self.yielded &= !mask;
+        }
     }
     /// Writes `cpc` into `pc[]` for the lanes it stands for.
     fn materialize(&mut self) {
@@ -282,11 +301,16 @@ impl Warp {
             self.conv = false;
         }
     }
-    /// The group to run next: the runnable lanes at the lowest program counter.
+    /// The group to run next: the runnable lanes at the lowest program counter; with none, the
+    /// lanes that yielded after a failed `test_wait`.
     fn pick(&mut self) -> Option<(u32, u32)> {
-        let r = self.runnable();
+        let mut r = self.runnable();
         if r == 0 {
-            return None;
+            if self.yielded == 0 {
+                return None;
+            }
+            self.wake(self.yielded);
+            r = self.runnable();
         }
         if self.conv {
             return Some((self.cpc, self.cmask));
@@ -615,7 +639,8 @@ struct Run<'a> {
 enum Turn {
     /// Used its quantum; can run on.
     Yield,
-    /// No runnable lane left (waiting or exited).
+    /// A group stopped to wait, or no lane is runnable (waiting or exited); the warp may still
+    /// have other lanes to run.
     Blocked,
 }
 
@@ -690,6 +715,8 @@ fn new_warps(plan: &Plan, nwarps: u32, spare: &mut Spare) -> Vec<Warp> {
             bar_id: [0; 32],
             at_wsync: 0,
             wsync_mask: 0,
+            parked: 0,
+            yielded: 0,
             tid: [[0; 32]; 3],
             lane_id: std::array::from_fn(|l| l as u64),
             fbase: [0; 32],
@@ -733,6 +760,8 @@ impl<'a> Run<'a> {
             w.exited = 0;
             w.at_bar = 0;
             w.at_wsync = 0;
+            w.parked = 0;
+            w.yielded = 0;
             w.cl_arrived = 0;
             w.cl_passed = 0;
             w.cl_seen = 0;
@@ -836,13 +865,7 @@ impl<'a> Run<'a> {
                 if self.warps.iter().any(|w| w.can_run()) {
                     continue;
                 }
-                // `try_wait` returns false once its time limit passes: wake the pollers once per
-                // change of any mbarrier. Woken again with nothing changed, they never finish.
-                if self.woken_at != self.mbar_version && self.warps.iter().any(|w| w.hop.parked.is_some()) {
-                    self.woken_at = self.mbar_version;
-                    for w in &mut self.warps {
-                        w.hop.parked = None;
-                    }
+                if self.wake_pollers() {
                     continue;
                 }
                 return Err(self.deadlock());
@@ -850,15 +873,35 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Wakes warps parked on an mbarrier whose phase has moved on.
+    /// Wakes the lanes parked on an mbarrier whose phase has moved on.
     fn unpark(&mut self) {
         for w in &mut self.warps {
-            if let Some((slot, phase)) = w.hop.parked {
-                if self.mbars[slot].phase != phase {
-                    w.hop.parked = None;
+            if w.parked == 0 {
+                continue;
+            }
+            let mut moved = 0u32;
+            for l in lanes(w.parked) {
+                let (slot, phase) = w.hop.poll[l];
+                if self.mbars.get(slot as usize).is_none_or(|b| b.phase != phase) {
+                    moved |= 1 << l;
                 }
             }
+            w.wake(moved);
         }
+    }
+
+    /// With no thread of the CTA able to run otherwise: `try_wait` returns false once its time
+    /// limit passes, so the parked lanes run again, once per change of any mbarrier (woken again
+    /// with nothing changed, they would never finish). Whether any lane woke.
+    fn wake_pollers(&mut self) -> bool {
+        if self.woken_at == self.mbar_version || self.warps.iter().all(|w| w.parked == 0) {
+            return false;
+        }
+        self.woken_at = self.mbar_version;
+        for w in &mut self.warps {
+            w.wake(FULL);
+        }
+        true
     }
 
     /// Releases every barrier whose arrivals are complete.
@@ -910,15 +953,23 @@ impl<'a> Run<'a> {
                 ("barrier.cluster.wait", at_cluster),
                 ("a warp-synchronous instruction", w.at_wsync),
             ] {
-                if mask != 0 {
-                    let l = mask.trailing_zeros() as usize;
-                    let line = self.m.code.get(w.pc[l] as usize).map_or(0, |i| i.line);
+                // One entry per group of lanes at one instruction.
+                let mut left = mask;
+                while left != 0 {
+                    let at = w.pc[left.trailing_zeros() as usize];
+                    let group = lanes(left).filter(|&l| w.pc[l] == at).fold(0u32, |m, l| m | 1 << l);
+                    left &= !group;
+                    let line = self.m.code.get(at as usize).map_or(0, |i| i.line);
                     msg += &format!(
-                        " Warp {} lanes {mask:#010x} wait at {what} (line {line}: `{}`).",
+                        " Warp {} lanes {group:#010x} wait at {what} (line {line}: `{}`).",
                         w.id,
                         self.m.source_line(line)
                     );
                 }
+            }
+            let gone = w.valid & w.exited;
+            if gone != 0 && w.live() != 0 {
+                msg += &format!(" Warp {} lanes {gone:#010x} have exited.", w.id);
             }
         }
         SimError::new(ErrorKind::LaunchFailed, msg)
@@ -1027,9 +1078,23 @@ impl<'a> Run<'a> {
                 }
                 Next::PerLane => {}
                 Next::Wait => return Ok(Turn::Blocked),
-                Next::Park { slot, phase } => {
-                    self.warps[wi].set_pc(pc, group, pc + 1);
-                    self.warps[wi].hop.parked = Some((slot, phase));
+                Next::Park { polled, test } => {
+                    // Only the lanes that polled stop; the warp's other lanes (at other pcs, or
+                    // whose guard was false) stay runnable, as independent thread scheduling
+                    // lets them make progress on a GPU.
+                    let w = &mut self.warps[wi];
+                    w.set_pc(pc, group, pc + 1);
+                    if test && w.runnable() & !polled == 0 {
+                        // A `test_wait` never blocks: with no other lane of the warp to run, the
+                        // group polls on, the other warps taking their turns in between.
+                        return Ok(Turn::Yield);
+                    }
+                    w.materialize();
+                    w.parked |= polled;
+                    if test {
+                        w.yielded |= polled;
+                        return Ok(Turn::Yield);
+                    }
                     return Ok(Turn::Blocked);
                 }
                 Next::RegWait => return Ok(Turn::Blocked),
@@ -1048,8 +1113,9 @@ enum Next {
     PerLane,
     /// The group waits (barrier, warp sync); the warp's turn ends.
     Wait,
-    /// The group moves on, and the warp parks until the mbarrier's phase moves past `phase`.
-    Park { slot: usize, phase: u32 },
+    /// The group moves on, and its lanes `polled` (whose `try_wait`, or `test_wait` when `test`,
+    /// found no phase complete) stop until the phase they polled (`WarpHopper::poll`) moves on.
+    Park { polled: u32, test: bool },
     /// The group stays (`setmaxnreg.inc` without registers to take); the warp waits.
     RegWait,
 }
@@ -1846,11 +1912,9 @@ impl Run<'_> {
             }
             Op::MbarExpectTx { addr, tx } => self.mbar_expect_tx(wi, pc, m, bank, addr, tx)?,
             Op::MbarTryWait { p, addr, parity, test, acquire_cluster } => {
-                // `test_wait` never blocks; a failed `try_wait` parks the warp until the phase moves.
-                if let Some((slot, phase)) = self.mbar_try_wait(wi, pc, m, bank, *p, addr, parity, *acquire_cluster)?
-                    && !*test
-                {
-                    return Ok(Next::Park { slot, phase });
+                // A failed poll stops the lanes that made it until the phase moves (see `Next::Park`).
+                if self.mbar_try_wait(wi, pc, m, bank, *p, addr, parity, *acquire_cluster)? {
+                    return Ok(Next::Park { polled: m, test: *test });
                 }
             }
             Op::CpAsyncBulkTensor { dst, map, coords, mbar, multicast } => {
