@@ -1027,8 +1027,8 @@ fn fp8_grouped_gemm_matches_reference() {
             (1, 40, 2112, 7168, Some(40), true, false),
             (2, 60, 1024, 7168, Some(32), false, true),
             (1, 30, 576, 7168, None, true, true),
-            // 150 tiles: clusters of 2 walking 3 tiles each
-            (5, 300, 1920, 7168, Some(64), false, false),
+            // masked decode: 8 slabs of 32 rows, N = 512: 64 tiles of 64 × 64, clusters of 2
+            (8, 200, 512, 7168, Some(32), false, false),
         ],
         [
             (8, 200, 256, 256, None, false, false),
@@ -1041,13 +1041,14 @@ fn fp8_grouped_gemm_matches_reference() {
             (1, 40, 200, 384, Some(40), true, false),
             (1, 100, 100, 256, None, false, true),
             (2, 90, 72, 1280, Some(45), true, true),
-            // split-K clusters of 2 on 4 SMs (2 tiles of 64 × 64, K of 8 to 16 k-blocks)
+            // split-K clusters of 2 on 4 SMs (K of 8 to 16 k-blocks): 2 tiles of 64 × 64 (the last
+            // case: the contiguous layout's bound; 1 real tile)
             (1, 40, 100, 2048, Some(40), true, false),
             (2, 60, 64, 1024, Some(32), false, true),
             (1, 30, 64, 1024, None, true, true),
-            // 5 tiles on 4 SMs: clusters of 2 walking 3 and 2 tiles (the reduction barriers'
-            // phases and the stage rings carry over from tile to tile)
-            (5, 60, 64, 2048, Some(16), false, false),
+            // 5 or 6 tiles (non-empty slabs) on 4 SMs: clusters of 2, the first walking 3 tiles
+            // (the reduction barriers' phases and the stage rings carry over from tile to tile)
+            (6, 72, 64, 2048, Some(16), false, false),
         ],
     );
     for (experts, total, n, k, masked, m_major, ue8m0) in cases {

@@ -166,8 +166,8 @@ fn blockwise_cases() -> Vec<Case> {
         (4096, 4096, 7168),
         (128, 7168, 16384),
         (64, 7168, 16384),
-        // decode shapes whose 64 × 64 tiles underfill the SMs: split-K clusters of 4, 2 and 8
-        // CTAs on 132 SMs
+        // decode shapes whose 64 × 64 tiles underfill the SMs: split-K clusters (4, 2 and 8 CTAs
+        // where 132 SMs hold 33 clusters of 4 and 16 of 8; 2 for N = 2112 where 32 of 4 fit)
         (64, 2112, 7168),
         (64, 4096, 7168),
         (32, 576, 7168),

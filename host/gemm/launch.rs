@@ -37,7 +37,10 @@ pub(crate) fn forced_tiles() -> Result<Forced> {
 
 /// How many clusters of the kernel of `tiles` (FP8 when `fp8`) can be resident at once: the SM
 /// count without clusters, else the driver's `cuOccupancyMaxActiveClusters` (a cluster's CTAs
-/// share a GPC, so a GPU may fit fewer than `SMs / CTAs per cluster`), asked once per kernel.
+/// share a GPC, so a GPU may fit fewer than `SMs / CTAs per cluster`), asked once per kernel. A
+/// driver that cannot answer (the query fails) gives `SMs / CTAs per cluster`: the value only
+/// sizes the persistent grid and ranks the splits, and a launch the device cannot run still
+/// fails at `cuLaunchKernel`. Errors: resolving the kernel.
 pub(crate) fn cluster_capacity(
     lowp: &Lowp,
     stream: &CudaStream,
@@ -56,7 +59,7 @@ pub(crate) fn cluster_capacity(
             block_dim: (tiles.threads(), 1, 1),
             shared_mem_bytes: tiles.smem_bytes(fp8),
         };
-        f.occupancy_max_active_clusters(cfg, stream).op("cuOccupancyMaxActiveClusters")
+        Ok(f.occupancy_max_active_clusters(cfg, stream).unwrap_or(lowp.sm_count() / tiles.ctas()))
     })
 }
 

@@ -625,14 +625,14 @@ pub(crate) fn parse_block_n(value: Option<&str>) -> Result<Option<BlockN>> {
 /// The output tiles of a call in configuration `tiles` (with clusters of 2, the cluster tiles of
 /// `2 · BLOCK_N` columns): exact for a dense GEMM and the masked layout, an upper bound for the
 /// contiguous layout (each group's last tile row may be partial: at most one more tile row per
-/// expert).
-/// (Split-K clusters are not counted: every CTA of one takes the same tile.)
+/// non-empty group, and no more non-empty groups than rows). Split-K clusters are not counted:
+/// every CTA of one takes the same tile.
 pub(crate) fn tile_bound(rows: Rows, n: usize, tiles: Tiles) -> u64 {
     let (bm, bn) = (tiles.block_m() as usize, (tiles.block_n() * tiles.cluster) as usize);
     let tiles_m = match rows {
         Rows::Dense(m) => m.div_ceil(bm) as u64,
         Rows::Masked { experts, max_m } => experts as u64 * max_m.div_ceil(bm) as u64,
-        Rows::Contiguous { rows, experts } => rows.div_ceil(bm) as u64 + experts as u64,
+        Rows::Contiguous { rows, experts } => rows.div_ceil(bm) as u64 + experts.min(rows) as u64,
     };
     tiles_m * n.div_ceil(bn) as u64
 }

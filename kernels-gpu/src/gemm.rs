@@ -362,12 +362,14 @@ unsafe fn free_stage<const CLUSTER: u32>(empty: u32) {
 ///
 /// # Safety
 /// Launched with `gemm_threads(64 · MATH_WGS)` threads (`.maxntid` set by build.rs),
-/// `gemm_smem_bytes(64 · MATH_WGS, BN, FP8)` of dynamic shared memory and parameters validated by
+/// `gemm_smem_bytes(64 · MATH_WGS, BN, FP8, SPLIT)` of dynamic shared memory and parameters validated by
 /// the host (`lowp::gemm`): tensor maps describing A (boxes of 64 · MATH_WGS rows), B (boxes of
 /// `BN` rows) and, when `sa_tma` is set, the activation scales (boxes of 64 · MATH_WGS rows × 1
 /// k-block), scale extents covering every row and group, D of `rows × N`, `group_ends` with
 /// `groups` entries. `CLUSTER` 2: launched in clusters of 2 × 1 × 1 CTAs (`.reqnctapercluster`,
-/// set by build.rs) with an even grid, A's boxes of 32 · MATH_WGS rows (half a tile).
+/// set by build.rs) with an even grid, A's boxes of 32 · MATH_WGS rows (half a tile). `SPLIT` > 1:
+/// launched in clusters of `SPLIT` × 1 × 1 CTAs (`.reqnctapercluster`, set by build.rs) with a
+/// grid that is a multiple of `SPLIT`.
 #[inline(always)]
 unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTER: u32, const SPLIT: u32>(
     p: &GemmParams,
@@ -453,7 +455,8 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
     let k_blocks = p.k * if FP8 { 1 } else { 2 } / BK;
     let mut sched = Scheduler::<MATH_WGS, BN, CLUSTER, SPLIT>::new(p);
     // The k-blocks of this CTA: all of them, or with split-K its rank's slice of the cluster's
-    // (balanced: slices differ by at most one k-block; one may be empty when K is short).
+    // (balanced: slices differ by at most one k-block; with fewer k-blocks than CTAs some are
+    // empty, the leader's included).
     let (kb0, kb1) =
         if SPLIT > 1 { (k_blocks * sched.rank / SPLIT, k_blocks * (sched.rank + 1) / SPLIT) } else { (0, k_blocks) };
 
@@ -853,7 +856,7 @@ fn store_chunk(p: &GemmParams, m: u32, n: u32, v: [u32; 4]) {
 }
 
 /// Defines one entry point of the kernel body: `$name`, the configuration
-/// `gemm::<FP8, MATH_WGS, BN, CLUSTER>` (`CLUSTER` 1 when not given).
+/// `gemm::<FP8, MATH_WGS, BN, CLUSTER, SPLIT>` (`CLUSTER` and `SPLIT` 1 when not given).
 macro_rules! entry {
     ($(#[$doc:meta])* $name:ident: $fp8:literal, $wgs:literal, $bn:literal) => {
         entry!($(#[$doc])* $name: $fp8, $wgs, $bn, 1, 1);

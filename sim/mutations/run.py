@@ -264,6 +264,34 @@ MUTATIONS = [
         "split-K: each CTA's slice of the k-blocks runs one k-block past its end (into the next CTA's; the last CTA's past K reads zeros)",
         [(GEMM, "(k_blocks * sched.rank / SPLIT, k_blocks * (sched.rank + 1) / SPLIT)", "(k_blocks * sched.rank / SPLIT, k_blocks * (sched.rank + 1) / SPLIT + 1)", 1)],
     ),
+    (
+        "split-cta-scope-empty-wait",
+        "split-K: the other CTAs wait on red_empty with CTA-scope acquire, which orders nothing of the leader's reads before their next writes",
+        [(GEMM, "mbarrier_wait_cluster(sm.red_empty(wg), red_phase ^ 1);", "mbarrier_wait(sm.red_empty(wg), red_phase ^ 1);", 1)],
+    ),
+    (
+        "split-release-before-reads",
+        "split-K: the leader frees the other CTAs' buffers (red_empty) before its warpgroup's barrier, while other warps may still be reading them",
+        [
+            (
+                GEMM,
+                "                named_barrier_sync(1 + wg, 128);\n                if t_wg == 0 {\n                    for r in 1..SPLIT {",
+                "                if t_wg == 0 {\n                    for r in 1..SPLIT {",
+                1,
+            ),
+            (
+                GEMM,
+                "                        mbarrier_arrive_cluster(mapa_shared(sm.red_empty(wg), r));\n                    }\n                }\n                sync_warp();",
+                "                        mbarrier_arrive_cluster(mapa_shared(sm.red_empty(wg), r));\n                    }\n                }\n                sync_warp();\n                named_barrier_sync(1 + wg, 128);",
+                1,
+            ),
+        ],
+    ),
+    (
+        "split-full-count-one",
+        "split-K: the leader's red_full completes after one other CTA's arrival (with 4 CTAs it reads sums not yet written)",
+        [(GEMM, "mbarrier_init(sm.red_full(wg), SPLIT - 1);", "mbarrier_init(sm.red_full(wg), 1);", 1)],
+    ),
 ]
 
 TEST_FILES = ["gemm"]

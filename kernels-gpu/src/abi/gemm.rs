@@ -196,8 +196,8 @@ pub const GEMM_THREADS: u32 = gemm_threads(GEMM_BLOCK_M);
 /// The 64-row configurations' threads: 256 (the producer and one math warpgroup).
 pub const GEMM_THREADS_SMALL: u32 = gemm_threads(GEMM_BLOCK_M_SMALL);
 
-/// Stage counts and dynamic shared memory of the eighteen kernels, (BLOCK_M, BLOCK_N, FP8,
-/// split):
+/// Stage counts and dynamic shared memory of the eighteen configurations, (BLOCK_M, BLOCK_N,
+/// FP8, split) (a clustered `*_c2` kernel has its configuration's):
 ///
 /// ```text
 /// kernel                      stage                            stages  epilogue  shared memory (bytes)
