@@ -304,14 +304,26 @@ fn gemm_case(lowp: &lowp::Lowp, rng: &mut Rng, m: usize, n: usize, k: usize, lay
     p.check(lowp, &stream, rng, "");
 }
 
+/// The device of a Hopper GEMM test and its fresh random stream, or `None` (having said why)
+/// where the device is not Hopper.
+fn hopper(test: &str) -> Option<(lowp::Lowp, Rng)> {
+    let lowp = common::gpu(test);
+    common::hopper_gemm(test, &lowp).then(|| (lowp, Rng::fresh(test)))
+}
+
+/// `gemm_case` over `cases`: float and UE8M0 scales alternating, M-major activation scales where
+/// `m_major(i)` says so.
+fn gemm_cases(lowp: &lowp::Lowp, rng: &mut Rng, cases: &[(usize, usize, usize)], m_major: impl Fn(usize) -> bool) {
+    for (i, &(m, n, k)) in cases.iter().enumerate() {
+        let scales = if i % 2 == 0 { ScaleKind::Float } else { ScaleKind::Ue8m0 };
+        gemm_case(lowp, rng, m, n, k, m_major(i), scales);
+    }
+}
+
 #[test]
 fn blockwise_gemm_matches_reference_over_the_issue_sweep() {
     let test = "blockwise_gemm_matches_reference_over_the_issue_sweep";
-    let lowp = common::gpu(test);
-    if !common::hopper_gemm(test, &lowp) {
-        return;
-    }
-    let mut rng = Rng::fresh(test);
+    let Some((lowp, mut rng)) = hopper(test) else { return };
     let ms = common::sized(&lowp, vec![1, 7, 64, 128, 1000, 4096], vec![1, 7, 128, 200]);
     let ns = common::sized(&lowp, vec![128, 2112, 7168], vec![128, 200, 320]);
     let ks = common::sized(&lowp, vec![128, 2048, 7168], vec![128, 512, 1152]);
@@ -329,11 +341,7 @@ fn blockwise_gemm_matches_reference_over_the_issue_sweep() {
 #[test]
 fn blockwise_gemm_handles_ragged_edges_and_both_scale_layouts() {
     let test = "blockwise_gemm_handles_ragged_edges";
-    let lowp = common::gpu(test);
-    if !common::hopper_gemm(test, &lowp) {
-        return;
-    }
-    let mut rng = Rng::fresh(test);
+    let Some((lowp, mut rng)) = hopper(test) else { return };
     let large = common::sized(&lowp, (257, 1000, 1152), (257, 136, 640));
     // 9 tile rows: the tile order walks bands of 8 tile rows, the last band holding one
     let tall = common::sized(&lowp, (1100, 260, 256), (1100, 130, 128));
@@ -353,11 +361,7 @@ fn blockwise_gemm_handles_ragged_edges_and_both_scale_layouts() {
 #[test]
 fn blockwise_gemm_small_m_tiles_and_their_boundary() {
     let test = "blockwise_gemm_small_m_tiles_and_their_boundary";
-    let lowp = common::gpu(test);
-    if !common::hopper_gemm(test, &lowp) {
-        return;
-    }
-    let mut rng = Rng::fresh(test);
+    let Some((lowp, mut rng)) = hopper(test) else { return };
     let cases = common::sized(
         &lowp,
         vec![
@@ -370,10 +374,7 @@ fn blockwise_gemm_small_m_tiles_and_their_boundary() {
         ],
         vec![(1, 136, 1280), (33, 200, 1280), (64, 520, 1280), (65, 130, 1280), (100, 8, 384), (129, 384, 1280)],
     );
-    for (i, &(m, n, k)) in cases.iter().enumerate() {
-        let scales = if i % 2 == 0 { ScaleKind::Float } else { ScaleKind::Ue8m0 };
-        gemm_case(&lowp, &mut rng, m, n, k, i % 3 != 0, scales);
-    }
+    gemm_cases(&lowp, &mut rng, &cases, |i| i % 3 != 0);
 }
 
 /// The 64-column configurations (`*_n64`): the host picks them where the model of
@@ -387,11 +388,7 @@ fn blockwise_gemm_small_m_tiles_and_their_boundary() {
 #[test]
 fn blockwise_gemm_64_column_tiles_and_their_threshold() {
     let test = "blockwise_gemm_64_column_tiles_and_their_threshold";
-    let lowp = common::gpu(test);
-    if !common::hopper_gemm(test, &lowp) {
-        return;
-    }
-    let mut rng = Rng::fresh(test);
+    let Some((lowp, mut rng)) = hopper(test) else { return };
     let cases = common::sized(
         &lowp,
         vec![
@@ -415,10 +412,7 @@ fn blockwise_gemm_64_column_tiles_and_their_threshold() {
             (129, 200, 384), // 4 tiles of 112, or 8 of 64
         ],
     );
-    for (i, &(m, n, k)) in cases.iter().enumerate() {
-        let scales = if i % 2 == 0 { ScaleKind::Float } else { ScaleKind::Ue8m0 };
-        gemm_case(&lowp, &mut rng, m, n, k, i % 3 != 1, scales);
-    }
+    gemm_cases(&lowp, &mut rng, &cases, |i| i % 3 != 1);
 }
 
 /// The 112- and 192-column configurations (`*_n112`, `*_n192`; FP8 only with 64-row tiles):
@@ -434,20 +428,13 @@ fn blockwise_gemm_64_column_tiles_and_their_threshold() {
 #[test]
 fn blockwise_gemm_112_and_192_column_tiles() {
     let test = "blockwise_gemm_112_and_192_column_tiles";
-    let lowp = common::gpu(test);
-    if !common::hopper_gemm(test, &lowp) {
-        return;
-    }
-    let mut rng = Rng::fresh(test);
+    let Some((lowp, mut rng)) = hopper(test) else { return };
     let cases = common::sized(
         &lowp,
         vec![(256, 7168, 2048), (4096, 2112, 1280), (33, 7168, 1280), (1, 128, 1280)],
         vec![(1, 300, 1280), (129, 200, 1152), (200, 384, 384), (33, 520, 1536), (1, 128, 1280)],
     );
-    for (i, &(m, n, k)) in cases.iter().enumerate() {
-        let scales = if i % 2 == 0 { ScaleKind::Float } else { ScaleKind::Ue8m0 };
-        gemm_case(&lowp, &mut rng, m, n, k, i % 2 == 0, scales);
-    }
+    gemm_cases(&lowp, &mut rng, &cases, |i| i % 2 == 0);
 }
 
 /// Split-K clusters (`*_k2`, `*_k4`, `*_k8`: FP8 64 × 64 tiles): where the tiles leave SMs idle
@@ -464,20 +451,13 @@ fn blockwise_gemm_112_and_192_column_tiles() {
 #[test]
 fn blockwise_gemm_split_k_clusters() {
     let test = "blockwise_gemm_split_k_clusters";
-    let lowp = common::gpu(test);
-    if !common::hopper_gemm(test, &lowp) {
-        return;
-    }
-    let mut rng = Rng::fresh(test);
+    let Some((lowp, mut rng)) = hopper(test) else { return };
     let cases = common::sized(
         &lowp,
         vec![(64, 2112, 7168), (64, 4096, 7168), (32, 1024, 7168), (1, 576, 7168), (64, 7168, 16384)],
         vec![(1, 128, 1024), (33, 64, 2048), (64, 100, 1536), (17, 50, 1664), (1, 64, 4096)],
     );
-    for (i, &(m, n, k)) in cases.iter().enumerate() {
-        let scales = if i % 2 == 0 { ScaleKind::Float } else { ScaleKind::Ue8m0 };
-        gemm_case(&lowp, &mut rng, m, n, k, i % 2 == 1, scales);
-    }
+    gemm_cases(&lowp, &mut rng, &cases, |i| i % 2 == 1);
 }
 
 /// Shapes the clusters of 2 CTAs along N run (128-row tiles of 112 or 128 columns, where the
@@ -488,11 +468,7 @@ fn blockwise_gemm_split_k_clusters() {
 #[test]
 fn gemms_in_clusters_of_two_ctas_sharing_a_tiles() {
     let test = "gemms_in_clusters_of_two_ctas_sharing_a_tiles";
-    let lowp = common::gpu(test);
-    if !common::hopper_gemm(test, &lowp) {
-        return;
-    }
-    let mut rng = Rng::fresh(test);
+    let Some((lowp, mut rng)) = hopper(test) else { return };
     let dense = common::sized(
         &lowp,
         vec![(4096, 7168, 2048), (2048, 2112, 1280), (1024, 896, 1280), (512, 128, 1280)],
@@ -500,10 +476,7 @@ fn gemms_in_clusters_of_two_ctas_sharing_a_tiles() {
         // at n0 = 896, whose weight-scale row would be ⌈N/128⌉, past the scales
         vec![(300, 256, 1280), (512, 896, 256), (257, 1000, 384), (600, 520, 256), (129, 128, 256)],
     );
-    for (i, &(m, n, k)) in dense.iter().enumerate() {
-        let scales = if i % 2 == 0 { ScaleKind::Float } else { ScaleKind::Ue8m0 };
-        gemm_case(&lowp, &mut rng, m, n, k, i % 2 == 0, scales);
-    }
+    gemm_cases(&lowp, &mut rng, &dense, |i| i % 2 == 0);
     let contiguous =
         common::sized(&lowp, [(8, 4096, 4096, 1024), (4, 2000, 896, 512)], [(4, 600, 256, 256), (3, 500, 384, 128)]);
     for (e, t, n, k) in contiguous {
@@ -529,11 +502,7 @@ fn gemms_in_clusters_of_two_ctas_sharing_a_tiles() {
 #[test]
 fn blockwise_gemm_scale_paths_agree_bit_for_bit() {
     let test = "blockwise_gemm_scale_paths_agree_bit_for_bit";
-    let lowp = common::gpu(test);
-    if !common::hopper_gemm(test, &lowp) {
-        return;
-    }
-    let mut rng = Rng::fresh(test);
+    let Some((lowp, mut rng)) = hopper(test) else { return };
     let stream = lowp.new_stream().expect("stream");
     let poisoned = |m: usize, n: usize| {
         Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); m * n], m, n).expect("d")
@@ -746,11 +715,7 @@ fn blockwise_gemm_permutation_probe() {
 #[test]
 fn blockwise_gemm_replays_in_a_cuda_graph() {
     let test = "blockwise_gemm_replays_in_a_cuda_graph";
-    let lowp = common::gpu(test);
-    if !common::hopper_gemm(test, &lowp) {
-        return;
-    }
-    let mut rng = Rng::fresh(test);
+    let Some((lowp, mut rng)) = hopper(test) else { return };
     let stream = lowp.new_stream().expect("stream");
     let mut p = Problem::new(&stream, &mut rng, 70, 136, 256, true, ScaleKind::Float);
     let mut other = Problem::new(&stream, &mut rng, 33, 200, 384, false, ScaleKind::Ue8m0);
@@ -780,11 +745,7 @@ fn blockwise_gemm_replays_in_a_cuda_graph() {
 #[test]
 fn blockwise_gemm_refuses_uncached_maps_under_capture() {
     let test = "blockwise_gemm_refuses_uncached_maps_under_capture";
-    let lowp = common::gpu(test);
-    if !common::hopper_gemm(test, &lowp) {
-        return;
-    }
-    let mut rng = Rng::fresh(test);
+    let Some((lowp, mut rng)) = hopper(test) else { return };
     let stream = lowp.new_stream().expect("stream");
     let mut seen = Problem::new(&stream, &mut rng, 16, 128, 128, false, ScaleKind::Float);
     let mut unseen = Problem::new(&stream, &mut rng, 16, 128, 128, false, ScaleKind::Float);
@@ -962,11 +923,7 @@ fn bf16_case(
 #[test]
 fn bf16_grouped_gemm_matches_reference() {
     let test = "bf16_grouped_gemm_matches_reference";
-    let lowp = common::gpu(test);
-    if !common::hopper_gemm(test, &lowp) {
-        return;
-    }
-    let mut rng = Rng::fresh(test);
+    let Some((lowp, mut rng)) = hopper(test) else { return };
     let contiguous = common::sized(
         &lowp,
         [
@@ -1005,11 +962,7 @@ fn bf16_grouped_gemm_matches_reference() {
 #[test]
 fn fp8_grouped_gemm_matches_reference() {
     let test = "fp8_grouped_gemm_matches_reference";
-    let lowp = common::gpu(test);
-    if !common::hopper_gemm(test, &lowp) {
-        return;
-    }
-    let mut rng = Rng::fresh(test);
+    let Some((lowp, mut rng)) = hopper(test) else { return };
     // (experts, tokens, N, K, masked max_m, M-major activation scales, UE8M0 scales)
     let cases = common::sized(
         &lowp,
@@ -1177,11 +1130,7 @@ fn grouped_gemm_clamps_and_flags_bad_offsets() {
 #[test]
 fn bf16_grouped_gemm_replays_in_a_cuda_graph() {
     let test = "bf16_grouped_gemm_replays_in_a_cuda_graph";
-    let lowp = common::gpu(test);
-    if !common::hopper_gemm(test, &lowp) {
-        return;
-    }
-    let mut rng = Rng::fresh(test);
+    let Some((lowp, mut rng)) = hopper(test) else { return };
     let stream = lowp.new_stream().expect("stream");
     let (experts, total, n, k) = (6, 200, 136, 192);
     let mut x_d = Matrix::<bf16>::zeros(&stream, total, k).expect("x");

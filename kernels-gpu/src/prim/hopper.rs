@@ -72,15 +72,33 @@ pub unsafe fn mbarrier_arrive(bar: u32) {
 /// `bar` is an initialized mbarrier that will complete that phase (or the wait never ends).
 #[inline(always)]
 pub unsafe fn mbarrier_wait(bar: u32, parity: u32) {
+    // SAFETY: forwarded.
+    unsafe { mbarrier_wait_scoped::<false>(bar, parity) }
+}
+
+/// `mbarrier.try_wait.parity` until it succeeds; its acquire at cluster scope (`CLUSTER`) or at
+/// the default CTA scope.
+///
+/// # Safety
+/// As [`mbarrier_wait`].
+#[inline(always)]
+unsafe fn mbarrier_wait_scoped<const CLUSTER: bool>(bar: u32, parity: u32) {
     loop {
         let done: u32;
         // SAFETY: caller's contract; `try_wait` may return false before the phase completes (it
         // suspends for a system-dependent time), so the loop retries.
         unsafe {
-            asm!(
-                "{{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [{b}], {ph}; selp.u32 {d}, 1, 0, p; }}",
-                b = in(reg32) bar, ph = in(reg32) parity, d = out(reg32) done, options(nostack)
-            )
+            if CLUSTER {
+                asm!(
+                    "{{ .reg .pred p; mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [{b}], {ph}; selp.u32 {d}, 1, 0, p; }}",
+                    b = in(reg32) bar, ph = in(reg32) parity, d = out(reg32) done, options(nostack)
+                )
+            } else {
+                asm!(
+                    "{{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [{b}], {ph}; selp.u32 {d}, 1, 0, p; }}",
+                    b = in(reg32) bar, ph = in(reg32) parity, d = out(reg32) done, options(nostack)
+                )
+            }
         };
         if done != 0 {
             return;
@@ -176,20 +194,8 @@ pub unsafe fn mbarrier_arrive_cluster(bar: u32) {
 /// `bar` is an initialized mbarrier that will complete that phase (or the wait never ends).
 #[inline(always)]
 pub unsafe fn mbarrier_wait_cluster(bar: u32, parity: u32) {
-    loop {
-        let done: u32;
-        // SAFETY: caller's contract; `try_wait` may return false before the phase completes, so
-        // the loop retries.
-        unsafe {
-            asm!(
-                "{{ .reg .pred p; mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [{b}], {ph}; selp.u32 {d}, 1, 0, p; }}",
-                b = in(reg32) bar, ph = in(reg32) parity, d = out(reg32) done, options(nostack)
-            )
-        };
-        if done != 0 {
-            return;
-        }
-    }
+    // SAFETY: forwarded.
+    unsafe { mbarrier_wait_scoped::<true>(bar, parity) }
 }
 
 /// Loads 16 bytes at the `.shared::cluster` address `addr` (`ld.shared::cluster.v4.b32`): from
