@@ -490,12 +490,7 @@ impl Run<'_> {
                 }
             }
             // Destinations are written lane by lane: the addresses were all read before.
-            let regs = &mut self.warps[wi].regs;
-            for (k, &r) in d.iter().enumerate() {
-                let mut b8 = [0u8; 8];
-                b8[..esz].copy_from_slice(&buf[k * esz..(k + 1) * esz]);
-                regs[(bank + r as usize) * 32 + l] = ext(u64::from_le_bytes(b8), ty);
-            }
+            self.put_loaded(wi, bank, ty, d, l, &buf);
         }
         Ok(())
     }

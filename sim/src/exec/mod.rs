@@ -2745,6 +2745,18 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Writes a load's `d.len()` elements of `ty`, the bytes in `buf`, to lane `l` of registers
+    /// `d` (extended as the type asks).
+    fn put_loaded(&mut self, wi: usize, bank: usize, ty: Ty, d: &[Reg], l: usize, buf: &[u8; 16]) {
+        let esz = ty.bytes() as usize;
+        let regs = &mut self.warps[wi].regs;
+        for (k, &r) in d.iter().enumerate() {
+            let mut b8 = [0u8; 8];
+            b8[..esz].copy_from_slice(&buf[k * esz..(k + 1) * esz]);
+            regs[(bank + r as usize) * 32 + l] = ext(u64::from_le_bytes(b8), ty);
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn load(
         &mut self,
@@ -2785,12 +2797,7 @@ impl Run<'_> {
             global |= matches!(loc, Loc::Global(..));
             self.read_bytes(wi, l, pc, &loc, len, &mut buf, false)?;
             // Destinations are written lane by lane: the addresses were all read above.
-            let regs = &mut self.warps[wi].regs;
-            for (k, &r) in d.iter().enumerate() {
-                let mut b8 = [0u8; 8];
-                b8[..esz].copy_from_slice(&buf[k * esz..(k + 1) * esz]);
-                regs[(bank + r as usize) * 32 + l] = ext(u64::from_le_bytes(b8), ty);
-            }
+            self.put_loaded(wi, bank, ty, d, l, &buf);
         }
         if global {
             self.count_sectors(&addrs, m, len as u64);
