@@ -6,8 +6,8 @@ use std::sync::{Arc, OnceLock};
 use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 
 use super::plan::{
-    BLOCK_M_VAR, BLOCK_N_VAR, CLUSTER_VAR, Forced, Rows, SPLIT_VAR, Tiles, choose_split, parse_block_m, parse_block_n,
-    parse_cluster, parse_split,
+    BLOCK_M_VAR, BLOCK_N_VAR, BlockM, BlockN, CLUSTER_VAR, Forced, Rows, SPLIT_VAR, Tiles, choose_config,
+    parse_block_m, parse_block_n, parse_cluster, parse_split,
 };
 use super::tma::{Map2d, MapKind, device_maps};
 use crate::abi::{GEMM_BLOCK_K, GEMM_D_BOX_M, GemmParams, gemm_d_box_n, gemm_d_swizzle_bytes};
@@ -63,23 +63,26 @@ pub(crate) fn cluster_capacity(
     })
 }
 
-/// `tiles` (from `choose_tiles`) with its split-K clusters ([`choose_split`]) for a call of
-/// `rows` rows, `n` columns and `k_blocks` k-blocks on `stream`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn with_split(
+/// The configuration of a call of `rows` rows, `n` columns and `k_blocks` k-blocks on `stream`
+/// ([`choose_config`]: tile rows and columns, clusters along N, split-K clusters), with the
+/// overrides of [`forced_tiles`].
+pub(crate) fn configure(
     lowp: &Lowp,
     stream: &CudaStream,
     op: &'static str,
     rows: Rows,
     n: usize,
     k_blocks: u64,
-    tiles: Tiles,
     fp8: bool,
-    forced: Forced,
 ) -> Result<Tiles> {
-    let mut capacity = |split| cluster_capacity(lowp, stream, op, Tiles { split, ..tiles }, fp8);
-    let split = choose_split(rows, n, k_blocks, fp8, tiles, forced.split, &mut capacity)?;
-    Ok(Tiles { split, ..tiles })
+    let forced = forced_tiles()?;
+    let mut capacity = |split| {
+        // The split-K kernels exist only for the FP8 64 × 64 configuration (the capacity of a
+        // split is only asked of it).
+        let t = Tiles { m: BlockM::M64, n: BlockN::N64, cluster: 1, split };
+        cluster_capacity(lowp, stream, op, t, fp8)
+    };
+    choose_config(rows, n, k_blocks, lowp.sm_count(), fp8, forced, &mut capacity)
 }
 
 /// The kernel of `tiles` for an FP8 (`fp8`) or bf16 GEMM, its shared memory set when first

@@ -41,7 +41,8 @@
 //! 64 × 64 tiles that leave SMs idle over a long K (decode shapes: M ≤ 64, N = 2112, K = 7168)
 //! run in split-K clusters of 2, 4 or 8 CTAs, each computing a slice of K of the same tile, the
 //! leader adding the others' sums from their shared memory (deterministic: in rank order); the
-//! split comes from the same model with the driver's count of co-resident clusters. The
+//! split comes from the same model with the driver's count of co-resident clusters, and groups of
+//! up to 128 rows take 64-row tiles where those split and the model rates them faster. The
 //! environment variables `LOWP_GEMM_BLOCK_M` (`64` or `128`), `LOWP_GEMM_BLOCK_N` (`64`, `112`,
 //! `128` or `192`), `LOWP_GEMM_CLUSTER` (`1` or `2`) and `LOWP_GEMM_SPLIT_K` (`1`, `2`, `4` or
 //! `8`), read once per process, force the tile rows, columns, cluster size or split of every
@@ -68,8 +69,8 @@ use crate::matrix::{Matrix, MatrixBatch};
 #[cfg(doc)]
 use crate::scale::ScaleLayout;
 use crate::validate::Operand;
-use launch::{forced_tiles, gemm_function, launch_gemm, with_split};
-use plan::{DenseInput, GroupedInput, Rows, choose_tiles, dense_plan, grouped_plan, tile_bound};
+use launch::{configure, gemm_function, launch_gemm};
+use plan::{DenseInput, GroupedInput, Rows, dense_plan, grouped_plan, tile_bound};
 
 /// Error bit of [`ErrorFlag`]: a group bound read on the device was out of range (contiguous ends
 /// decreasing or past the rows of `x`, masked counts outside `[0, max_m]`) and was clamped.
@@ -215,10 +216,8 @@ where
     O: DevicePtrMut<bf16>,
 {
     lowp.check_stream(stream)?;
-    let (rows, forced) = (Rows::Dense(x.rows()), forced_tiles()?);
-    let tiles = choose_tiles(rows, w.rows(), lowp.sm_count(), true, forced);
     let k_blocks = (x.cols() / GEMM_BLOCK_K as usize) as u64;
-    let tiles = with_split(lowp, stream, "blockwise_fp8", rows, w.rows(), k_blocks, tiles, true, forced)?;
+    let tiles = configure(lowp, stream, "blockwise_fp8", Rows::Dense(x.rows()), w.rows(), k_blocks, true)?;
     let f = gemm_function(lowp, "blockwise_fp8", tiles, true)?;
     lowp.check_buffer("x", x.buffer())?;
     lowp.check_buffer("scales_x", scales_x.buffer())?;
@@ -324,10 +323,8 @@ where
     let (table, max_m) = groups.parts();
     let rows = group_rows(x.rows(), w.shape()[0], max_m);
     lowp.check_stream(stream)?;
-    let forced = forced_tiles()?;
-    let tiles = choose_tiles(rows, w.shape()[1], lowp.sm_count(), true, forced);
     let k_blocks = (w.shape()[2] / GEMM_BLOCK_K as usize) as u64;
-    let tiles = with_split(lowp, stream, "grouped_fp8", rows, w.shape()[1], k_blocks, tiles, true, forced)?;
+    let tiles = configure(lowp, stream, "grouped_fp8", rows, w.shape()[1], k_blocks, true)?;
     let f = gemm_function(lowp, "grouped_fp8", tiles, true)?;
     lowp.check_buffer("x", x.buffer())?;
     lowp.check_buffer("scales_x", scales_x.buffer())?;
@@ -399,9 +396,11 @@ where
 {
     let (table, max_m) = groups.parts();
     let rows = group_rows(x.rows(), w.shape()[0], max_m);
-    let tiles = choose_tiles(rows, w.shape()[1], lowp.sm_count(), false, forced_tiles()?);
-    let f = gemm_function(lowp, "grouped_bf16", tiles, false)?;
     lowp.check_stream(stream)?;
+    // k-blocks of 128 bytes: 64 bf16
+    let k_blocks = (2 * w.shape()[2] / GEMM_BLOCK_K as usize) as u64;
+    let tiles = configure(lowp, stream, "grouped_bf16", rows, w.shape()[1], k_blocks, false)?;
+    let f = gemm_function(lowp, "grouped_bf16", tiles, false)?;
     lowp.check_buffer("x", x.buffer())?;
     lowp.check_buffer("w", w.buffer())?;
     lowp.check_buffer("groups", table)?;

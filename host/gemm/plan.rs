@@ -554,6 +554,66 @@ pub(crate) fn choose_split(
     Ok(if best_time * 8 <= none * 7 { best } else { 1 })
 }
 
+/// Whether every group of a call has at most 128 rows (dense M ≤ 128, masked `max_m` ≤ 128,
+/// contiguous at most 128 rows of `x` per expert on average): one 128-row tile row per group,
+/// which 64-row tiles may spread over more SMs.
+fn at_most_128_rows(rows: Rows) -> bool {
+    match rows {
+        Rows::Dense(m) => m <= GEMM_BLOCK_M as usize,
+        Rows::Masked { max_m, .. } => max_m <= GEMM_BLOCK_M as usize,
+        Rows::Contiguous { rows, experts } => rows <= (GEMM_BLOCK_M as usize).saturating_mul(experts.max(1)),
+    }
+}
+
+/// The modelled time of a call in configuration `t` (its split included, no cluster along N):
+/// the persistent grid's waves over `capacity(t.split)` co-resident clusters, times the k-blocks
+/// of a CTA's slice plus [`SPLIT_REDUCE_K_BLOCKS`] per other CTA of its cluster, times
+/// [`k_block_cost`].
+fn modelled_time(
+    rows: Rows,
+    n: usize,
+    k_blocks: u64,
+    t: Tiles,
+    capacity: &mut dyn FnMut(u32) -> Result<u32>,
+) -> Result<u64> {
+    let s = t.split as u64;
+    let count = tile_bound(rows, n, Tiles { split: 1, ..t });
+    let slice = k_blocks.div_ceil(s) + SPLIT_REDUCE_K_BLOCKS * (s - 1);
+    Ok(waves(count, capacity(t.split)?) * slice * k_block_cost(t))
+}
+
+/// The configuration of a call with `n` output columns and `k_blocks` k-blocks on `sms` SMs:
+/// [`choose_tiles`], then [`choose_split`]. Where that gives 128-row tiles without clusters for
+/// groups of at most 128 rows (M = 128, N = 2112: 33 tiles of 128 × 64 on 132 SMs), the 64-row
+/// configuration is taken instead if it splits K and [`modelled_time`] rates it at least 1/8
+/// faster (M = 128, N = 2112, K = 7168: 66 tiles of 64 × 64 in clusters of 2, 132 CTAs, each
+/// with half of K). A forced tile height (`LOWP_GEMM_BLOCK_M`) is kept. `capacity(split)` is as
+/// for [`choose_split`] (SMs for 1); its errors are the call's.
+pub(crate) fn choose_config(
+    rows: Rows,
+    n: usize,
+    k_blocks: u64,
+    sms: u32,
+    fp8: bool,
+    forced: Forced,
+    capacity: &mut dyn FnMut(u32) -> Result<u32>,
+) -> Result<Tiles> {
+    let with_split = |t: Tiles, capacity: &mut dyn FnMut(u32) -> Result<u32>| -> Result<Tiles> {
+        Ok(Tiles { split: choose_split(rows, n, k_blocks, fp8, t, forced.split, capacity)?, ..t })
+    };
+    let first = with_split(choose_tiles(rows, n, sms, fp8, forced), capacity)?;
+    if forced.m.is_some() || first.m != BlockM::M128 || first.cluster != 1 || !at_most_128_rows(rows) {
+        return Ok(first);
+    }
+    let small = with_split(choose_tiles(rows, n, sms, fp8, Forced { m: Some(BlockM::M64), ..forced }), capacity)?;
+    if small.split == 1 {
+        return Ok(first);
+    }
+    let (t_first, t_small) =
+        (modelled_time(rows, n, k_blocks, first, capacity)?, modelled_time(rows, n, k_blocks, small, capacity)?);
+    Ok(if t_small * 8 <= t_first * 7 { small } else { first })
+}
+
 /// Configuration choices forced by the environment (`None`: the heuristic's).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Forced {

@@ -533,6 +533,35 @@ fn split_k_where_the_tiles_underfill_the_sms_and_k_is_long() {
 }
 
 #[test]
+fn groups_of_up_to_128_rows_take_64_row_tiles_where_those_split_k() {
+    let dense = Rows::Dense;
+    let config = |rows: Rows, n: usize, k: u64, sms: u32, fp8: bool, forced: Forced| {
+        let mut cap = |s: u32| -> crate::error::Result<u32> { Ok(sms / s) };
+        choose_config(rows, n, k, sms, fp8, forced, &mut cap).unwrap()
+    };
+    let k2 = Tiles { split: 2, ..M64_N64 };
+    // M = 128, N = 2112, K = 7168 on 132 SMs: 33 tiles of 128 × 64 (56 k-blocks × 320) against 66
+    // of 64 × 64 in clusters of 2 (29 × 160)
+    assert_eq!(config(dense(128), 2112, 56, 132, true, NONE), k2);
+    assert_eq!(config(dense(65), 2112, 56, 132, true, NONE), k2);
+    assert_eq!(config(Rows::Masked { experts: 2, max_m: 128 }, 1024, 56, 132, true, NONE), k2);
+    // no split for the 64-row tiles (the tiles fill the SMs, or bf16): the 128-row choice stays
+    assert_eq!(config(dense(128), 7168, 128, 132, true, NONE), M128_N64);
+    assert_eq!(config(dense(128), 2112, 112, 132, false, NONE), choose_tiles(dense(128), 2112, 132, false, NONE));
+    // more than 128 rows, a forced height, a short K: as choose_tiles and choose_split say
+    assert_eq!(config(dense(129), 2112, 56, 132, true, NONE), choose_tiles(dense(129), 2112, 132, true, NONE));
+    let m128 = Forced { m: Some(BlockM::M128), ..NONE };
+    assert_eq!(config(dense(128), 2112, 56, 132, true, m128), M128_N64);
+    assert_eq!(config(dense(128), 2112, 7, 132, true, NONE), M128_N64);
+    // M ≤ 64: choose_tiles' 64-row tiles, split by choose_split
+    assert_eq!(config(dense(64), 2112, 56, 132, true, NONE), Tiles { split: 4, ..M64_N64 });
+    // the simulator's shapes of tests/gemm.rs with 65 to 128 rows keep their 128-row tiles
+    for (m, n, kb) in [(65, 130, 10), (100, 8, 3), (100, 250, 10), (65, 190, 10), (100, 200, 56)] {
+        assert_eq!(config(dense(m), n, kb, 4, true, NONE).m, BlockM::M128, "{m} {n} {kb}");
+    }
+}
+
+#[test]
 fn split_override_parses_the_splits_or_nothing() {
     assert_eq!(parse_split(None).unwrap(), None);
     assert_eq!(parse_split(Some("")).unwrap(), None);
