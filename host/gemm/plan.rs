@@ -505,8 +505,9 @@ pub(crate) const SPLIT_REDUCE_K_BLOCKS: u64 = 1;
 /// 64 × 64 tiles, the decode configuration) split, and only where each CTA keeps
 /// [`SPLIT_MIN_K_BLOCKS`] k-blocks. Among those the split that minimises the modelled time is
 /// taken, if it is at least 1/8 faster than none: the persistent grid's waves over
-/// `capacity(split)` co-resident clusters (the driver's `cuOccupancyMaxActiveClusters`; SMs for
-/// 1) times the k-blocks of a slice plus [`SPLIT_REDUCE_K_BLOCKS`] per other CTA. So a split
+/// `capacity(split)` co-resident clusters (the driver's `cuOccupancyMaxActiveClusters`; the SM
+/// count without a split) times the k-blocks of a slice plus [`SPLIT_REDUCE_K_BLOCKS`] per other
+/// CTA. So a split
 /// happens only where the tiles leave SMs idle and K is long: M = 64, N = 2112, K = 7168 (33
 /// tiles, 56 k-blocks) on 132 SMs runs in clusters of 4 (132 CTAs, 14 k-blocks each). `forced`
 /// (from `LOWP_GEMM_SPLIT_K`) overrides the choice where the configuration splits: the largest
