@@ -30,7 +30,9 @@
 //! `LOWP_SIM_SMS=1` (one CTA walks every tile) and `LOWP_SIM_SMS=3` (tiles spread unevenly).
 //!
 //! Tile configurations: M ≤ 64 runs 64-row tiles (one math warpgroup, 8 stages), larger M
-//! 128-row tiles (two, 5 stages for FP8); the sweep has both, and
+//! 128-row tiles (two, 5 stages for FP8), except that up to 128 rows take 64-row tiles where
+//! those split K and the model rates them faster (`choose_config`; on 132 SMs (65, 2112, 1280)
+//! does, on the simulator's 4 SMs none of these shapes); the sweep has both, and
 //! `blockwise_gemm_small_m_tiles_and_their_boundary` the boundary (64, 65) with rings wrapping.
 //! The tile width (64, 112, 128 or 192 columns) follows a model of the grid's time
 //! (`blockwise_gemm_64_column_tiles_and_their_threshold` and
@@ -353,7 +355,8 @@ fn blockwise_gemm_handles_ragged_edges_and_both_scale_layouts() {
 }
 
 /// Both tile configurations at their boundary: M ≤ 64 runs 64-row tiles (one math warpgroup, 8
-/// pipeline stages), M > 64 128-row tiles (two, 5 stages); rows just past a tile (65, 129), a
+/// pipeline stages), M > 64 128-row tiles (two, 5 stages; at full size (65, 2112) runs 64-row
+/// split-K tiles instead, see the module docs); rows just past a tile (65, 129), a
 /// partial tile of each size (33, 100), N tails, and more k-blocks than either ring has stages
 /// (K = 1280: 10 k-blocks), so the 5- and 8-stage rings wrap (a stage count that is not a power
 /// of two) within a tile and across the tiles of a persistent CTA. `LOWP_GEMM_BLOCK_M=64` or
