@@ -533,10 +533,7 @@ pub(crate) fn choose_split(
         }
         return Ok(1);
     }
-    let time = |s: u32, cap: u32| {
-        let s64 = s as u64;
-        waves(count, cap) * (k_blocks.div_ceil(s64) + SPLIT_REDUCE_K_BLOCKS * (s64 - 1))
-    };
+    let time = |s: u32, cap: u32| split_k_blocks(count, k_blocks, s, cap);
     let none = time(1, capacity(1)?);
     let (mut best, mut best_time) = (1, none);
     for &s in &GEMM_SPLITS {
@@ -567,9 +564,7 @@ fn at_most_128_rows(rows: Rows) -> bool {
 }
 
 /// The modelled time of a call in configuration `t` (its split included, no cluster along N):
-/// the persistent grid's waves over `capacity(t.split)` co-resident clusters, times the k-blocks
-/// of a CTA's slice plus [`SPLIT_REDUCE_K_BLOCKS`] per other CTA of its cluster, times
-/// [`k_block_cost`].
+/// [`split_k_blocks`] over `capacity(t.split)` co-resident clusters, times [`k_block_cost`].
 fn modelled_time(
     rows: Rows,
     n: usize,
@@ -577,10 +572,17 @@ fn modelled_time(
     t: Tiles,
     capacity: &mut dyn FnMut(u32) -> Result<u32>,
 ) -> Result<u64> {
-    let s = t.split as u64;
     let count = tile_bound(rows, n, Tiles { split: 1, ..t });
-    let slice = k_blocks.div_ceil(s) + SPLIT_REDUCE_K_BLOCKS * (s - 1);
-    Ok(waves(count, capacity(t.split)?) * slice * k_block_cost(t))
+    Ok(split_k_blocks(count, k_blocks, t.split, capacity(t.split)?) * k_block_cost(t))
+}
+
+/// The modelled time of `count` tiles of `k_blocks` k-blocks each in split-K clusters of `split`
+/// CTAs (1: none), `capacity` of them co-resident, in k-blocks of one CTA: the persistent grid's
+/// waves times the k-blocks of a slice plus [`SPLIT_REDUCE_K_BLOCKS`] per other CTA of a cluster
+/// (the leader's reduction).
+fn split_k_blocks(count: u64, k_blocks: u64, split: u32, capacity: u32) -> u64 {
+    let s = split as u64;
+    waves(count, capacity) * (k_blocks.div_ceil(s) + SPLIT_REDUCE_K_BLOCKS * (s - 1))
 }
 
 /// The configuration of a call with `n` output columns and `k_blocks` k-blocks on `sms` SMs:
