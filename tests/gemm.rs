@@ -31,9 +31,10 @@
 //!
 //! Tile configurations: M ≤ 64 runs 64-row tiles (one math warpgroup, 8 stages), larger M
 //! 128-row tiles (two, 5 stages for FP8), except that up to 128 rows take 64-row tiles where
-//! those split K and the model rates them faster (`choose_config`; on 132 SMs (65, 2112, 1280)
-//! does, on the simulator's 4 SMs none of these shapes); the sweep has both, and
-//! `blockwise_gemm_small_m_tiles_and_their_boundary` the boundary (64, 65) with rings wrapping.
+//! the model rates them faster (`choose_config`: on the simulator's 4 SMs (65, 130) and
+//! (100, 8), one wave of 64-row tiles, but not (100, 1024); on 132 SMs (65, 2112, 1280) in
+//! split-K clusters); the sweep has both, and `blockwise_gemm_small_m_tiles_and_their_boundary`
+//! the boundary (64, 65) with rings wrapping.
 //! The tile width (64, 112, 128 or 192 columns) follows a model of the grid's time
 //! (`blockwise_gemm_64_column_tiles_and_their_threshold` and
 //! `blockwise_gemm_112_and_192_column_tiles`: each width on the simulator's 4 SMs, N tails that
@@ -355,9 +356,10 @@ fn blockwise_gemm_handles_ragged_edges_and_both_scale_layouts() {
 }
 
 /// Both tile configurations at their boundary: M ≤ 64 runs 64-row tiles (one math warpgroup, 8
-/// pipeline stages), M > 64 128-row tiles (two, 5 stages; at full size (65, 2112) runs 64-row
-/// split-K tiles instead, see the module docs); rows just past a tile (65, 129), a
-/// partial tile of each size (33, 100), N tails, and more k-blocks than either ring has stages
+/// pipeline stages), M > 64 128-row tiles (two, 5 stages) unless 64-row tiles are modelled
+/// faster (see the module docs: on 4 SMs (65, 130) and (100, 8), at full size (65, 2112) and
+/// (100, 200)); rows just past a tile (65, 129), a partial tile of each size (33; 100 with
+/// N = 1024), N tails, and more k-blocks than either ring has stages
 /// (K = 1280: 10 k-blocks), so the 5- and 8-stage rings wrap (a stage count that is not a power
 /// of two) within a tile and across the tiles of a persistent CTA. `LOWP_GEMM_BLOCK_M=64` or
 /// `128` runs every case in one configuration.
@@ -375,7 +377,15 @@ fn blockwise_gemm_small_m_tiles_and_their_boundary() {
             (100, 200, 7168),
             (129, 7168, 2048),
         ],
-        vec![(1, 136, 1280), (33, 200, 1280), (64, 520, 1280), (65, 130, 1280), (100, 8, 384), (129, 384, 1280)],
+        vec![
+            (1, 136, 1280),
+            (33, 200, 1280),
+            (64, 520, 1280),
+            (65, 130, 1280),
+            (100, 8, 384),
+            (100, 1024, 1280),
+            (129, 384, 1280),
+        ],
     );
     gemm_cases(&lowp, &mut rng, &cases, |i| i % 3 != 0);
 }
@@ -407,9 +417,9 @@ fn blockwise_gemm_64_column_tiles_and_their_threshold() {
             // 64-column tiles on 4 SMs: at most one wave either way
             (1, 200, 1280),   // 64 rows: 2 tiles or 4; the last 8 columns wide
             (33, 130, 2048),  // 64 rows, 16 k-blocks (13 stages); the last tile 2 wide
-            (100, 250, 1280), // 128 rows, 10 k-blocks (8 stages); the last tile 58 wide
+            (129, 122, 1280), // 128 rows, 2 tile rows, 10 k-blocks (8 stages); the last tile 58 wide
             (129, 100, 1280), // 128 rows, 2 tile rows: 2 tiles or 4; the last 36 wide
-            (65, 190, 1280),  // 128 rows: 2 tiles or 3
+            (65, 190, 1280),  // 64-row tiles, 2 tile rows: 4 tiles of 112, or 6 of 64 (two waves)
             // wider tiles on 4 SMs: 64 would take a second wave
             (1, 400, 384),   // 4 tiles of 112, or 7 of 64
             (129, 200, 384), // 4 tiles of 112, or 8 of 64
@@ -441,11 +451,12 @@ fn blockwise_gemm_112_and_192_column_tiles() {
 }
 
 /// Split-K clusters (`*_k2`, `*_k4`, `*_k8`: FP8 64 × 64 tiles): where the tiles leave SMs idle
-/// and K is long, 2, 4 or 8 CTAs share each tile, each computing a slice of its k-blocks, and the
-/// leader adds the others' partial sums from their shared memory before storing. On the
-/// simulator's 4 SMs the host splits (1, 128): 2 tiles, clusters of 2; (33, 64): 1 tile, 4 CTAs,
-/// 4 k-blocks each; (64, 100): a 36-column tail; (17, 50): 13 k-blocks in slices of 6 and 7;
-/// (1, 64): 4 CTAs of 8 k-blocks each; the full-size cases are the decode shapes the splits serve on 132 SMs
+/// and K is long, 2, 4 or 8 CTAs share each tile, each computing a slice of its k-blocks, then
+/// adding every CTA's partial sums of its share of the columns, read from their shared memory,
+/// and storing them. On the simulator's 4 SMs the host splits (1, 128): 2 tiles, clusters of 2;
+/// (33, 64): 1 tile, 4 CTAs, 4 k-blocks each; (64, 100): a 36-column tail; (17, 50): 13
+/// k-blocks in slices of 6 and 7; (1, 64): 4 CTAs of 8 k-blocks each; the full-size cases are
+/// the decode shapes the splits serve on 132 SMs
 /// (N = 2112: 4 CTAs per tile, N = 4096: 2, N = 576 and 1024: 8) and N = 7168, which does not
 /// split. With `LOWP_GEMM_SPLIT_K` forced (CI runs this file with `LOWP_GEMM_BLOCK_M=64
 /// LOWP_GEMM_BLOCK_N=64 LOWP_GEMM_SPLIT_K=4`, and with `8` on 8 simulated SMs), every 64 × 64

@@ -142,6 +142,10 @@ pub(crate) fn launch_gemm(
         });
     }
     p.tensor_maps = device_maps(lowp, stream, op, &maps)?;
+    if config.split > 1 {
+        // The split-K kernels store their columns of each tile from registers: no D map.
+        p.d_tma = 0;
+    }
     if p.d_tma != 0 {
         // D, bf16 `[rows, N]`: boxes of one math warpgroup's rows × a column block of the
         // epilogue buffer, swizzled as the buffer is; the TMA clips rows ≥ M and columns ≥ N.

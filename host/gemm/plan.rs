@@ -493,25 +493,26 @@ pub(crate) fn choose_cluster(rows: Rows, n: usize, sms: u32, fp8: bool, tiles: T
 /// reduction outweigh the slice.
 pub(crate) const SPLIT_MIN_K_BLOCKS: u64 = 4;
 
-/// The leader's reduction, per other CTA of a split-K cluster, in k-blocks of one tile: it reads
-/// that CTA's partial sums (`BLOCK_M × BLOCK_N` f32, as many bytes as a k-block's two tiles of
-/// 64 × 128) from distributed shared memory.
+/// The reduction of a split-K cluster, in k-blocks of one tile: each CTA writes its partial sums
+/// (`BLOCK_M × BLOCK_N` f32, as many bytes as a k-block's two tiles of 64 × 128) into its shared
+/// memory and reads 1/split of every CTA's, (split − 1)/split of those bytes from the other CTAs'
+/// shared memory, after the slowest CTA of the cluster has written.
 pub(crate) const SPLIT_REDUCE_K_BLOCKS: u64 = 1;
 
 /// The split-K clusters of a call in configuration `tiles` (from [`choose_tiles`], without
 /// clusters along N) with `k_blocks` k-blocks of 128: 1, or 2, 4 or 8 CTAs per cluster, each
-/// computing a slice of the k-blocks of the same tile, the leader adding the others' sums read
-/// from their shared memory. Only configurations with split-K kernels ([`Tiles::splits`]: FP8
-/// 64 × 64 tiles, the decode configuration) split, and only where each CTA keeps
-/// [`SPLIT_MIN_K_BLOCKS`] k-blocks. Among those the split that minimises the modelled time is
-/// taken, if it is at least 1/8 faster than none: the persistent grid's waves over
-/// `capacity(split)` co-resident clusters (the driver's `cuOccupancyMaxActiveClusters`; the SM
-/// count without a split) times the k-blocks of a slice plus [`SPLIT_REDUCE_K_BLOCKS`] per other
-/// CTA. So a split
-/// happens only where the tiles leave SMs idle and K is long: M = 64, N = 2112, K = 7168 (33
-/// tiles, 56 k-blocks) on 132 SMs runs in clusters of 4 (132 CTAs, 14 k-blocks each). `forced`
-/// (from `LOWP_GEMM_SPLIT_K`) overrides the choice where the configuration splits: the largest
-/// split up to it with a co-resident cluster. Errors are the capacity query's.
+/// computing a slice of the k-blocks of the same tile, then adding and storing 1/split of the
+/// tile's columns from every CTA's sums, read from their shared memory. Only configurations with
+/// split-K kernels ([`Tiles::splits`]: FP8 64 × 64 tiles, the decode configuration) split, and
+/// only where each CTA keeps [`SPLIT_MIN_K_BLOCKS`] k-blocks. Among those the split that
+/// minimises the modelled time is taken, if it is at least 1/8 faster than none: the persistent
+/// grid's waves over `capacity(split)` co-resident clusters (the driver's
+/// `cuOccupancyMaxActiveClusters`; the SM count without a split) times the k-blocks of a slice
+/// plus [`SPLIT_REDUCE_K_BLOCKS`] with a split. So a split happens only where the tiles leave SMs
+/// idle and K is long: M = 64, N = 2112, K = 7168 (33 tiles, 56 k-blocks) on 132 SMs runs in
+/// clusters of 4 (132 CTAs, 14 k-blocks each). `forced` (from `LOWP_GEMM_SPLIT_K`) overrides
+/// the choice where the configuration splits: the largest split up to it with a co-resident
+/// cluster. Errors are the capacity query's.
 pub(crate) fn choose_split(
     rows: Rows,
     n: usize,
@@ -578,20 +579,23 @@ fn modelled_time(
 
 /// The modelled time of `count` tiles of `k_blocks` k-blocks each in split-K clusters of `split`
 /// CTAs (1: none), `capacity` of them co-resident, in k-blocks of one CTA: the persistent grid's
-/// waves times the k-blocks of a slice plus [`SPLIT_REDUCE_K_BLOCKS`] per other CTA of a cluster
-/// (the leader's reduction).
+/// waves times the k-blocks of a slice plus, with a split, [`SPLIT_REDUCE_K_BLOCKS`] (the
+/// reduction).
 fn split_k_blocks(count: u64, k_blocks: u64, split: u32, capacity: u32) -> u64 {
-    let s = split as u64;
-    waves(count, capacity) * (k_blocks.div_ceil(s) + SPLIT_REDUCE_K_BLOCKS * (s - 1))
+    let reduce = if split > 1 { SPLIT_REDUCE_K_BLOCKS } else { 0 };
+    waves(count, capacity) * (k_blocks.div_ceil(split as u64) + reduce)
 }
 
 /// The configuration of a call with `n` output columns and `k_blocks` k-blocks on `sms` SMs:
 /// [`choose_tiles`], then [`choose_split`]. Where that gives 128-row tiles without clusters for
-/// groups of at most 128 rows (M = 128, N = 2112: 33 tiles of 128 × 64 on 132 SMs), the 64-row
-/// configuration is taken instead if it splits K and [`modelled_time`] rates it at least 1/8
-/// faster (M = 128, N = 2112, K = 7168: 66 tiles of 64 × 64 in clusters of 2, 132 CTAs, each
-/// with half of K). A forced tile height (`LOWP_GEMM_BLOCK_M`) is kept. `capacity(split)` is as
-/// for [`choose_split`] (SMs for 1); its errors are the call's.
+/// groups of at most 128 rows, the 64-row configuration (its tile columns and split chosen the
+/// same way) is taken instead if [`modelled_time`] rates it at least 1/8 faster: M = 128,
+/// N = 2112, K = 7168 on 132 SMs, 33 tiles of 128 × 64, becomes 66 tiles of 64 × 64 in split-K
+/// clusters of 2 (132 CTAs, each with half of K); M = 128, N = 4096, 64 tiles of 128 × 64,
+/// becomes 128 tiles of 64 × 64 (twice the SMs pulling the weights); M = 128, N = 7168 (112
+/// tiles of 128 × 64 against two waves of 64 × 64) stays. A forced tile height
+/// (`LOWP_GEMM_BLOCK_M`) is kept. `capacity(split)` is as for [`choose_split`] (SMs for 1); its
+/// errors are the call's.
 pub(crate) fn choose_config(
     rows: Rows,
     n: usize,
@@ -609,9 +613,6 @@ pub(crate) fn choose_config(
         return Ok(first);
     }
     let small = with_split(choose_tiles(rows, n, sms, fp8, Forced { m: Some(BlockM::M64), ..forced }), capacity)?;
-    if small.split == 1 {
-        return Ok(first);
-    }
     let (t_first, t_small) =
         (modelled_time(rows, n, k_blocks, first, capacity)?, modelled_time(rows, n, k_blocks, small, capacity)?);
     Ok(if t_small * 8 <= t_first * 7 { small } else { first })

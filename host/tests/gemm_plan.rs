@@ -378,7 +378,7 @@ fn tile_configurations_name_their_kernels_and_budgets() {
         );
     }
     // split-K: FP8 64 × 64 tiles only, one kernel per split, with the reduction buffer (16 KiB)
-    // and its barriers in place of a stage
+    // and its barriers in place of a stage and the epilogue buffer
     assert!(M64_N64.splits(true) && !M64_N64.splits(false) && !M128_N64.splits(true) && !M64_N128.splits(true));
     assert_eq!(k(M64_N64, 2).kernel(true), "fp8_blockwise_gemm_m64_n64_k2");
     assert_eq!(k(M64_N64, 4).kernel(true), "fp8_blockwise_gemm_m64_n64_k4");
@@ -388,7 +388,7 @@ fn tile_configurations_name_their_kernels_and_budgets() {
         let t = k(M64_N64, s);
         assert!(crate::gemm::KERNELS.contains(&t.kernel(true)));
         assert_eq!(gemm_stages(64, 64, true, s), 12);
-        assert_eq!(t.smem_bytes(true), 12 * stage(t, true) + 8192 + 16384 + 1024 + 12 * 16 + 16);
+        assert_eq!(t.smem_bytes(true), 12 * stage(t, true) + 16384 + 1024 + 12 * 16 + 16);
         assert!(t.smem_bytes(true) <= GEMM_SMEM_LIMIT && t.smem_bytes(true) + stage(t, true) + 16 > GEMM_SMEM_LIMIT);
     }
     for t in ALL {
@@ -491,11 +491,11 @@ fn split_k_where_the_tiles_underfill_the_sms_and_k_is_long() {
         choose_split(rows, n, k, fp8, tiles, forced, &mut cap).unwrap()
     };
     // M = 64, N = 2112, K = 7168 on 132 SMs: 33 tiles of 64 × 64, 56 k-blocks: 4 CTAs per tile
-    // (14 k-blocks each, 132 CTAs); a GPU fitting 32 clusters of 4 (33 tiles: two waves) takes 2
+    // (14 k-blocks each, 132 CTAs: 14 + 1); a GPU fitting 32 clusters of 4 and 16 of 8 takes 8
+    // (three waves of 7 + 1: 24) before 2 (one wave of 28 + 1) and 4 (two waves of 14 + 1)
     assert_eq!(split(dense(64), 2112, 56, 132, true, None, false), 4);
-    assert_eq!(split(dense(64), 2112, 56, 132, true, None, true), 2);
-    // N = 4096: 64 tiles, 2 CTAs each; N = 1024: 16 tiles, 8 each (7 k-blocks + 7 for the sums
-    // is still faster than 56)
+    assert_eq!(split(dense(64), 2112, 56, 132, true, None, true), 8);
+    // N = 4096: 64 tiles, 2 CTAs each; N = 1024: 16 tiles, 8 each (7 k-blocks + 1 for the sums)
     assert_eq!(split(dense(64), 4096, 56, 132, true, None, false), 2);
     assert_eq!(split(dense(64), 1024, 56, 132, true, None, false), 8);
     // the tiles fill the SMs (N = 7168: 112 tiles), or bf16, or 128-row tiles: no split
@@ -533,7 +533,7 @@ fn split_k_where_the_tiles_underfill_the_sms_and_k_is_long() {
 }
 
 #[test]
-fn groups_of_up_to_128_rows_take_64_row_tiles_where_those_split_k() {
+fn groups_of_up_to_128_rows_take_64_row_tiles_where_those_are_faster() {
     let dense = Rows::Dense;
     let config = |rows: Rows, n: usize, k: u64, sms: u32, fp8: bool, forced: Forced| {
         let mut cap = |s: u32| -> crate::error::Result<u32> { Ok(sms / s) };
@@ -545,20 +545,31 @@ fn groups_of_up_to_128_rows_take_64_row_tiles_where_those_split_k() {
     assert_eq!(config(dense(128), 2112, 56, 132, true, NONE), k2);
     assert_eq!(config(dense(65), 2112, 56, 132, true, NONE), k2);
     assert_eq!(config(Rows::Masked { experts: 2, max_m: 128 }, 1024, 56, 132, true, NONE), k2);
-    // no split for the 64-row tiles (the tiles fill the SMs, or bf16): the 128-row choice stays
-    assert_eq!(config(dense(128), 7168, 128, 132, true, NONE), M128_N64);
-    assert_eq!(config(dense(128), 2112, 112, 132, false, NONE), choose_tiles(dense(128), 2112, 132, false, NONE));
-    // more than 128 rows, a forced height, a short K: as choose_tiles and choose_split say
+    // without a split, where the 64-row tiles are faster: N = 4096, 64 tiles of 128 × 64
+    // (56 × 320) against 128 of 64 × 64 (56 × 160), one wave each; bf16, or FP8 with a K too
+    // short to split, N = 2112: 33 tiles of 128 × 64 (320) against 66 of 64 × 64 (160)
+    assert_eq!(config(dense(128), 4096, 56, 132, true, NONE), M64_N64);
+    assert_eq!(config(dense(128), 2112, 112, 132, false, NONE), M64_N64);
+    assert_eq!(config(dense(128), 2112, 7, 132, true, NONE), M64_N64);
+    // N = 7168: 112 tiles of 128 × 64 (1 × 320) against 128 of 64 × 112 (1 × 224)
+    assert_eq!(config(dense(128), 7168, 128, 132, true, NONE), M64_N112);
+    // where they are not: N = 16384, 128 tiles of 128 × 128 (1 × 512) against 256 of 64 × 128
+    // (2 × 256): the 128-row choice stays
+    assert_eq!(config(dense(128), 16384, 56, 132, true, NONE), M128_N128);
+    // more than 128 rows, a forced height: as choose_tiles and choose_split say
     assert_eq!(config(dense(129), 2112, 56, 132, true, NONE), choose_tiles(dense(129), 2112, 132, true, NONE));
     let m128 = Forced { m: Some(BlockM::M128), ..NONE };
     assert_eq!(config(dense(128), 2112, 56, 132, true, m128), M128_N64);
-    assert_eq!(config(dense(128), 2112, 7, 132, true, NONE), M128_N64);
     // M ≤ 64: choose_tiles' 64-row tiles, split by choose_split
     assert_eq!(config(dense(64), 2112, 56, 132, true, NONE), Tiles { split: 4, ..M64_N64 });
-    // the simulator's shapes of tests/gemm.rs with 65 to 128 rows keep their 128-row tiles
-    for (m, n, kb) in [(65, 130, 10), (100, 8, 3), (100, 250, 10), (65, 190, 10), (100, 200, 56)] {
-        assert_eq!(config(dense(m), n, kb, 4, true, NONE).m, BlockM::M128, "{m} {n} {kb}");
+    // the simulator's shapes of tests/gemm.rs with 65 to 128 rows: one wave of 64-row tiles on
+    // 4 SMs, each half the work of a 128-row tile, except N = 1024 (8 tiles of 128 × 128 in
+    // pairs, 2 × 512, against 16 of 64 × 128, 4 × 256); CI's runs with LOWP_GEMM_BLOCK_M=128 give
+    // them all 128-row tiles
+    for (m, n, kb) in [(65, 130, 10), (100, 8, 3), (65, 190, 10), (100, 200, 56)] {
+        assert_eq!(config(dense(m), n, kb, 4, true, NONE).m, BlockM::M64, "{m} {n} {kb}");
     }
+    assert_eq!(config(dense(100), 1024, 10, 4, true, NONE), Tiles { cluster: 2, ..M128_N128 });
 }
 
 #[test]

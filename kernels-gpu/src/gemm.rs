@@ -19,9 +19,9 @@
 //! empty barriers of both CTAs (`docs/kernels/gemm.md`, "Clusters"). Three more
 //! (`fp8_blockwise_gemm_m64_n64_k2`, `_k4`, `_k8`, const generic `SPLIT`) run FP8 64 × 64 tiles
 //! in split-K clusters of 2, 4 or 8 CTAs: every CTA of a cluster computes the same tile over its
-//! slice of the k-blocks, the others put their sums in their shared memory, and the leader
-//! (rank 0) reads them through distributed shared memory, adds them in rank order and stores the
-//! tile (`docs/kernels/gemm.md`, "Split-K clusters").
+//! slice of the k-blocks and puts its sums in its shared memory; then each reads its 1/SPLIT of
+//! the tile's columns from every CTA's sums through distributed shared memory, adds them in rank
+//! order and stores them from registers (`docs/kernels/gemm.md`, "Split-K clusters").
 //!
 //! ```text
 //! block = 1 + MATH_WGS warpgroups
@@ -116,7 +116,7 @@ impl<const FP8: bool, const MATH_WGS: u32, const BN: u32, const SPLIT: u32> Smem
     /// One math warpgroup's part of the epilogue buffer: `BN / EPI_BOX_N` column blocks of
     /// `GEMM_D_BOX_M` rows × `EPI_BOX_N` bf16, each laid out as a D tensor-map box (rows of
     /// `EPI_SPAN` bytes, 16-byte chunks swizzled over them).
-    const EPI_WG_BYTES: u32 = gemm_epilogue_bytes(block_m(MATH_WGS), BN) / MATH_WGS;
+    const EPI_WG_BYTES: u32 = gemm_epilogue_bytes(block_m(MATH_WGS), BN, SPLIT) / MATH_WGS;
     const EPI_BOX_N: u32 = gemm_d_box_n(BN);
     const EPI_SPAN: u32 = gemm_d_swizzle_bytes(BN);
     const EPI_BOX_BYTES: u32 = GEMM_D_BOX_M * Self::EPI_SPAN;
@@ -164,13 +164,13 @@ impl<const FP8: bool, const MATH_WGS: u32, const BN: u32, const SPLIT: u32> Smem
     fn empty(self, s: u32) -> u32 {
         self.full(Self::STAGES) + 8 * s
     }
-    /// Split-K: the leader's barrier that the other CTAs' partial sums of warpgroup `wg`'s rows
-    /// are in their reduction buffers (one arrival per other CTA and tile).
+    /// Split-K: the barrier that the other CTAs' partial sums of warpgroup `wg`'s rows are in
+    /// their reduction buffers (one arrival per other CTA and tile).
     fn red_full(self, wg: u32) -> u32 {
         self.empty(Self::STAGES) + 8 * wg
     }
-    /// Split-K: a non-leader CTA's barrier that the leader has read its partial sums of
-    /// warpgroup `wg`'s rows (one arrival per tile).
+    /// Split-K: the barrier that the other CTAs have read their columns of this CTA's partial
+    /// sums of warpgroup `wg`'s rows (one arrival per other CTA and tile).
     fn red_empty(self, wg: u32) -> u32 {
         self.red_full(MATH_WGS) + 8 * wg
     }
@@ -419,11 +419,11 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
         }
         if SPLIT > 1 {
             for wg in 0..MATH_WGS {
-                // SAFETY: as above. The leader's red_full expects one arrival per other CTA of
-                // the cluster and tile, the others' red_empty one (the leader's) per tile.
+                // SAFETY: as above. Each expects one arrival per other CTA of the cluster and
+                // tile.
                 unsafe {
                     mbarrier_init(sm.red_full(wg), SPLIT - 1);
-                    mbarrier_init(sm.red_empty(wg), 1);
+                    mbarrier_init(sm.red_empty(wg), SPLIT - 1);
                 }
             }
         }
@@ -456,7 +456,7 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
     let mut sched = Scheduler::<MATH_WGS, BN, CLUSTER, SPLIT>::new(p);
     // The k-blocks of this CTA: all of them, or with split-K its rank's slice of the cluster's
     // (balanced: slices differ by at most one k-block; with fewer k-blocks than CTAs some are
-    // empty, the leader's included).
+    // empty).
     let (kb0, kb1) =
         if SPLIT > 1 { (k_blocks * sched.rank / SPLIT, k_blocks * (sched.rank + 1) / SPLIT) } else { (0, k_blocks) };
 
@@ -676,66 +676,78 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
         }
         let out = if FP8 { &mut fin } else { &mut acc };
         if SPLIT > 1 {
-            // Split-K: every CTA of the cluster has the sums of its slice of K for this tile. The
-            // others put theirs in their reduction buffers and go on to their next tile; the
-            // leader adds them in rank order (the same sum whichever CTA finishes first) and
-            // stores the tile. Each thread holds the same (row, column) registers in every CTA.
+            // Split-K: every CTA of the cluster has the sums of its slice of K for this tile, and
+            // stores 1/SPLIT of the tile's columns: it puts its sums in its reduction buffer,
+            // reads the sums of its columns from every CTA's buffer (its own included) in rank
+            // order (the same sum whichever CTA finishes first) and stores them from registers.
+            // Each thread holds the same (row, column) registers in every CTA, so a thread reads
+            // the same place of each buffer.
             let t_wg = opaque_u32(tid) % 128;
             let red = sm.red(wg);
-            if sched.rank != 0 {
-                // SAFETY (this block): the whole warpgroup; barriers initialized before the
-                // cluster barrier above, the leader running until the cluster barrier before its
-                // exit. The buffer is written only once the leader has read the previous tile's
-                // sums from it (red_empty: its release, acquired at cluster scope; the first wait
-                // is on the phase before the barrier's first, which counts as complete), and
-                // published by one release arrival on the leader's red_full after every thread's
-                // writes (the named barrier).
-                unsafe {
-                    mbarrier_wait_cluster(sm.red_empty(wg), red_phase ^ 1);
-                    crate::unroll!(q in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23] {
-                        if (q as u32) < BN / 8 {
-                            let v = [out[4 * q], out[4 * q + 1], out[4 * q + 2], out[4 * q + 3]];
-                            st_shared_v4(Smem::<FP8, MATH_WGS, BN, SPLIT>::red_at(red, q as u32, t_wg), v.map(f32::to_bits));
-                        }
-                    });
-                    named_barrier_sync(1 + wg, 128);
-                    if t_wg == 0 {
-                        mbarrier_arrive_cluster(mapa_shared(sm.red_full(wg), 0));
-                    }
-                    // The warp reconverges before its other lanes poll the next tile's red_empty:
-                    // the arrival does not wait on the scheduler interleaving diverged lanes.
-                    sync_warp();
-                }
-                red_phase ^= 1;
-                continue;
-            }
-            // SAFETY (this block): the whole warpgroup; the other CTAs' buffers hold this tile's
-            // sums, released by their arrivals on red_full (acquired here at cluster scope), and
-            // are not written again before the arrivals on their red_empty below, which follow
-            // every thread's reads (the named barrier). The other CTAs run until the cluster
-            // barrier before exit, which follows this CTA's last reads.
+            let rank = sched.rank;
+            // SAFETY (this block): the whole warpgroup; barriers initialized before the cluster
+            // barrier above, every CTA running until the cluster barrier before its exit. The
+            // buffer is written only once every other CTA has read this CTA's previous tile from
+            // it (red_empty: their release arrivals, acquired at cluster scope; the first wait is
+            // on the phase before the barrier's first, which counts as complete), and published
+            // by one release arrival on every other CTA's red_full after every thread's writes
+            // (the named barrier). The other CTAs' buffers are read once this CTA's red_full has
+            // their arrivals for this tile, and are not written again before this CTA's arrivals
+            // on their red_empty, which follow every thread's reads (the named barrier).
             unsafe {
-                mbarrier_wait_cluster(sm.red_full(wg), red_phase);
-                for r in 1..SPLIT {
-                    let peer = mapa_shared(red, r);
-                    crate::unroll!(q in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23] {
-                        if (q as u32) < BN / 8 {
-                            let v = ld_shared_cluster_v4(Smem::<FP8, MATH_WGS, BN, SPLIT>::red_at(peer, q as u32, t_wg));
-                            crate::unroll!(i in [0, 1, 2, 3] {
-                                out[4 * q + i] += f32::from_bits(v[i]);
-                            });
+                mbarrier_wait_cluster(sm.red_empty(wg), red_phase ^ 1);
+                crate::unroll!(q in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23] {
+                    if (q as u32) < BN / 8 {
+                        let v = [out[4 * q], out[4 * q + 1], out[4 * q + 2], out[4 * q + 3]];
+                        st_shared_v4(Smem::<FP8, MATH_WGS, BN, SPLIT>::red_at(red, q as u32, t_wg), v.map(f32::to_bits));
+                    }
+                });
+                named_barrier_sync(1 + wg, 128);
+                if t_wg == 0 {
+                    for r in 0..SPLIT {
+                        if r != rank {
+                            mbarrier_arrive_cluster(mapa_shared(sm.red_full(wg), r));
                         }
-                    });
+                    }
+                }
+                // The warp reconverges before its lanes poll red_full: the arrivals do not wait
+                // on the scheduler interleaving diverged lanes.
+                sync_warp();
+                mbarrier_wait_cluster(sm.red_full(wg), red_phase);
+                // This CTA's columns: groups of 8 (the accumulator's register groups of 4) rank ·
+                // BN / 8 / SPLIT .. (rank + 1) · BN / 8 / SPLIT.
+                const { assert!((BN / 8) % SPLIT == 0) };
+                let (warp, lane) = (t_wg / 32, t_wg % 32);
+                for j in 0..BN / 8 / SPLIT {
+                    let q = rank * (BN / 8 / SPLIT) + j;
+                    // This thread's place of group q in the buffer of the CTA of rank r.
+                    let at = |r: u32| Smem::<FP8, MATH_WGS, BN, SPLIT>::red_at(mapa_shared(red, r), q, t_wg);
+                    let mut v = ld_shared_cluster_v4(at(0)).map(f32::from_bits);
+                    for r in 1..SPLIT {
+                        let x = ld_shared_cluster_v4(at(r));
+                        crate::unroll!(i in [0, 1, 2, 3] {
+                            v[i] += f32::from_bits(x[i]);
+                        });
+                    }
+                    // Registers 4q, 4q + 1: row 16 · warp + lane / 4 of the warpgroup's, columns
+                    // 8q + 2 · (lane % 4) and the next; 4q + 2, 4q + 3: the row 8 below.
+                    let m = tile.m0 + 64 * wg + 16 * warp + lane / 4;
+                    let n = tile.n0 + 8 * q + 2 * (lane % 4);
+                    store_pair(p, m, n, tile.row_end, f32x2_to_bf16x2(v[0], v[1]));
+                    store_pair(p, m + 8, n, tile.row_end, f32x2_to_bf16x2(v[2], v[3]));
                 }
                 named_barrier_sync(1 + wg, 128);
                 if t_wg == 0 {
-                    for r in 1..SPLIT {
-                        mbarrier_arrive_cluster(mapa_shared(sm.red_empty(wg), r));
+                    for r in 0..SPLIT {
+                        if r != rank {
+                            mbarrier_arrive_cluster(mapa_shared(sm.red_empty(wg), r));
+                        }
                     }
                 }
                 sync_warp();
             }
             red_phase ^= 1;
+            continue;
         }
         // Epilogue. The buffer is free once the previous tile's TMA stores have read it (their
         // issuing thread waits) and every thread has read its chunks back (grouped stores): one
@@ -829,6 +841,24 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
         // nor its producer multicasts into this CTA, once every thread of the cluster is here. SAFETY: every
         // thread of the cluster reaches it.
         unsafe { cluster_sync() };
+    }
+}
+
+/// Stores the two bf16 of `v` (low half first) at D[m, n], D[m, n + 1] (`n` even), those inside
+/// the rows `.. row_end` and the matrix (`n < N`): one 4-byte store, or a single at N's tail.
+#[inline(always)]
+fn store_pair(p: &GemmParams, m: u32, n: u32, row_end: u32, v: u32) {
+    if m >= row_end || n >= p.n {
+        return;
+    }
+    let at = (p.d as *mut u16).wrapping_add((m as u64 * p.d_stride + n as u64) as usize);
+    if n + 1 < p.n {
+        // SAFETY: (m, n) and (m, n + 1) inside D; n is even and the row stride even with a
+        // 4-byte aligned base (host contract), so the pair is 4-byte aligned.
+        unsafe { *(at as *mut u32) = v };
+    } else {
+        // SAFETY: (m, n) inside D.
+        unsafe { *at = v as u16 };
     }
 }
 
@@ -942,7 +972,8 @@ entry!(
 );
 entry!(
     /// `fp8_blockwise_gemm_m64_n64` in split-K clusters of 2 CTAs: each computes half of the
-    /// k-blocks of the same tile, the leader adds the other's sums (decode shapes with few tiles).
+    /// k-blocks of the same tile, then adds both CTAs' sums of half of its columns and stores them
+    /// (decode shapes with few tiles).
     fp8_blockwise_gemm_m64_n64_k2: true, 1, 64, 1, 2
 );
 entry!(

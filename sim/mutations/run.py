@@ -224,37 +224,42 @@ MUTATIONS = [
     ),
     (
         "split-no-reduce",
-        "split-K: the leader stores its own slice's sums without adding the other CTAs'",
-        [(GEMM, "                for r in 1..SPLIT {\n                    let peer", "                for r in 1..1 {\n                    let peer", 1)],
+        "split-K: each CTA stores rank 0's sums of its columns without adding the other CTAs'",
+        [(GEMM, "                    for r in 1..SPLIT {\n                        let x = ", "                    for r in 1..1 {\n                        let x = ", 1)],
+    ),
+    (
+        "split-columns-rank0",
+        "split-K: every CTA of a cluster adds and stores the columns of rank 0 (the others' columns are never stored)",
+        [(GEMM, "let q = rank * (BN / 8 / SPLIT) + j;", "let q = j;", 1)],
     ),
     (
         "split-no-full-wait",
-        "split-K: the leader reads the other CTAs' sums without waiting on red_full (before they are written)",
+        "split-K: each CTA reads the other CTAs' sums without waiting on red_full (before they are written)",
         [(GEMM, "                mbarrier_wait_cluster(sm.red_full(wg), red_phase);\n", "", 1)],
     ),
     (
         "split-cta-scope-wait",
-        "split-K: the leader waits on red_full with CTA-scope acquire (mbarrier.try_wait without .acquire.cluster), which orders nothing the other CTAs wrote",
+        "split-K: each CTA waits on red_full with CTA-scope acquire (mbarrier.try_wait without .acquire.cluster), which orders nothing the other CTAs wrote",
         [(GEMM, "mbarrier_wait_cluster(sm.red_full(wg), red_phase);", "mbarrier_wait(sm.red_full(wg), red_phase);", 1)],
     ),
     (
         "split-no-empty-wait",
-        "split-K: the other CTAs write the next tile's sums without waiting on red_empty (the leader may still be reading the last)",
-        [(GEMM, "                    mbarrier_wait_cluster(sm.red_empty(wg), red_phase ^ 1);\n", "", 1)],
+        "split-K: each CTA writes the next tile's sums without waiting on red_empty (the others may still be reading the last)",
+        [(GEMM, "                mbarrier_wait_cluster(sm.red_empty(wg), red_phase ^ 1);\n", "", 1)],
     ),
     (
         "split-empty-parity",
-        "split-K: the other CTAs wait on red_empty with parity `red_phase` instead of `red_phase ^ 1` (the first tile waits for a release that never comes)",
+        "split-K: each CTA waits on red_empty with parity `red_phase` instead of `red_phase ^ 1` (the first tile waits for a release that never comes)",
         [(GEMM, "mbarrier_wait_cluster(sm.red_empty(wg), red_phase ^ 1);", "mbarrier_wait_cluster(sm.red_empty(wg), red_phase);", 1)],
     ),
     (
         "split-release-before-writes",
-        "split-K: one thread arrives on the leader's red_full before the warpgroup's barrier, so other warps' sums may still be unwritten",
+        "split-K: one thread arrives on the other CTAs' red_full before the warpgroup's barrier, so other warps' sums may still be unwritten",
         [
             (
                 GEMM,
-                "                    named_barrier_sync(1 + wg, 128);\n                    if t_wg == 0 {\n                        mbarrier_arrive_cluster(mapa_shared(sm.red_full(wg), 0));\n                    }",
-                "                    if t_wg == 0 {\n                        mbarrier_arrive_cluster(mapa_shared(sm.red_full(wg), 0));\n                    }\n                    named_barrier_sync(1 + wg, 128);",
+                "                named_barrier_sync(1 + wg, 128);\n                if t_wg == 0 {\n                    for r in 0..SPLIT {\n                        if r != rank {\n                            mbarrier_arrive_cluster(mapa_shared(sm.red_full(wg), r));\n                        }\n                    }\n                }",
+                "                if t_wg == 0 {\n                    for r in 0..SPLIT {\n                        if r != rank {\n                            mbarrier_arrive_cluster(mapa_shared(sm.red_full(wg), r));\n                        }\n                    }\n                }\n                named_barrier_sync(1 + wg, 128);",
                 1,
             )
         ],
@@ -266,31 +271,30 @@ MUTATIONS = [
     ),
     (
         "split-cta-scope-empty-wait",
-        "split-K: the other CTAs wait on red_empty with CTA-scope acquire, which orders nothing of the leader's reads before their next writes",
+        "split-K: each CTA waits on red_empty with CTA-scope acquire, which orders nothing of the other CTAs' reads before its next writes",
         [(GEMM, "mbarrier_wait_cluster(sm.red_empty(wg), red_phase ^ 1);", "mbarrier_wait(sm.red_empty(wg), red_phase ^ 1);", 1)],
     ),
     (
         "split-release-before-reads",
-        "split-K: the leader frees the other CTAs' buffers (red_empty) before its warpgroup's barrier, while other warps may still be reading them",
+        "split-K: each CTA frees the other CTAs' buffers (red_empty) before its warpgroup's barrier, while other warps may still be reading them",
         [
             (
                 GEMM,
-                "                named_barrier_sync(1 + wg, 128);\n                if t_wg == 0 {\n                    for r in 1..SPLIT {",
-                "                if t_wg == 0 {\n                    for r in 1..SPLIT {",
-                1,
-            ),
-            (
-                GEMM,
-                "                        mbarrier_arrive_cluster(mapa_shared(sm.red_empty(wg), r));\n                    }\n                }\n                sync_warp();",
-                "                        mbarrier_arrive_cluster(mapa_shared(sm.red_empty(wg), r));\n                    }\n                }\n                sync_warp();\n                named_barrier_sync(1 + wg, 128);",
+                "                named_barrier_sync(1 + wg, 128);\n                if t_wg == 0 {\n                    for r in 0..SPLIT {\n                        if r != rank {\n                            mbarrier_arrive_cluster(mapa_shared(sm.red_empty(wg), r));\n                        }\n                    }\n                }\n                sync_warp();",
+                "                if t_wg == 0 {\n                    for r in 0..SPLIT {\n                        if r != rank {\n                            mbarrier_arrive_cluster(mapa_shared(sm.red_empty(wg), r));\n                        }\n                    }\n                }\n                sync_warp();\n                named_barrier_sync(1 + wg, 128);",
                 1,
             ),
         ],
     ),
     (
         "split-full-count-one",
-        "split-K: the leader's red_full completes after one other CTA's arrival (with 4 CTAs it reads sums not yet written)",
+        "split-K: red_full completes after one other CTA's arrival (with 4 CTAs a CTA reads sums not yet written)",
         [(GEMM, "mbarrier_init(sm.red_full(wg), SPLIT - 1);", "mbarrier_init(sm.red_full(wg), 1);", 1)],
+    ),
+    (
+        "split-empty-count-one",
+        "split-K: red_empty completes after one other CTA's arrival (with 4 CTAs a CTA overwrites its sums while others may still read them)",
+        [(GEMM, "mbarrier_init(sm.red_empty(wg), SPLIT - 1);", "mbarrier_init(sm.red_empty(wg), 1);", 1)],
     ),
 ]
 
