@@ -1,14 +1,14 @@
-//! The lowp handle: one CUDA context with lowp's PTX module loaded into it.
+//! The lowp handle: one CUDA context, into which lowp's kernels are loaded as they are first used.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute, CUresult};
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DeviceSlice};
+use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
+use cudarc::driver::{CudaContext, CudaFunction, CudaStream, DeviceSlice};
 use cudarc::nvrtc::Ptx;
 
 use crate::error::{CudaResultExt, Error, Result};
-use crate::ptx::Arch;
+use crate::ptx::{Arch, KernelIndex};
 
 /// Kernels of the handle itself (`kernels-gpu/src/lib.rs`).
 #[cfg(test)]
@@ -65,9 +65,10 @@ pub fn device_count() -> Result<usize> {
     Ok(CudaContext::device_count().op("cuDeviceGetCount")? as usize)
 }
 
-/// A CUDA context with lowp's kernels loaded: the module is loaded once, when the handle is made,
-/// and the handle is cheap to clone (share one per context). Every operation takes the stream it
-/// runs on explicitly and never synchronizes it.
+/// A CUDA context with lowp's kernels: each kernel is loaded into the context (and JIT-compiled
+/// by the driver) on its first use, as a module of its own cut from the embedded module for the
+/// device, and kept. The handle is cheap to clone (share one per context). Every operation takes
+/// the stream it runs on explicitly and never synchronizes it.
 #[derive(Clone)]
 pub struct Lowp {
     inner: Arc<Inner>,
@@ -79,15 +80,29 @@ struct Inner {
     device_name: String,
     compute_capability: (i32, i32),
     sm_count: u32,
-    module: Arc<CudaModule>,
-    /// Kernels resolved from the module by name on first use.
-    functions: Mutex<HashMap<String, CudaFunction>>,
+    /// Kernels loaded by name on first use.
+    functions: Mutex<HashMap<String, Loaded>>,
     /// CTAs per SM of each grid-stride kernel launched so far, from the driver's occupancy
     /// calculator (at least 1).
     occupancy: Mutex<HashMap<String, u32>>,
     /// Co-resident clusters of each clustered kernel launched so far, from the driver's
     /// occupancy calculator.
     clusters: Mutex<HashMap<String, u32>>,
+}
+
+/// A loaded kernel (which holds its module) and the dynamic shared memory it may use.
+struct Loaded {
+    f: CudaFunction,
+    smem: u32,
+}
+
+/// The dynamic shared memory a kernel may use without saying so.
+const DEFAULT_DYNAMIC_SMEM: u32 = 48 * 1024;
+
+/// Lets `f` launch with up to `bytes` of dynamic shared memory.
+fn allow_dynamic_smem(f: &CudaFunction, bytes: u32) -> Result<()> {
+    f.set_attribute(CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes as i32)
+        .op("cuFuncSetAttribute")
 }
 
 impl std::fmt::Debug for Lowp {
@@ -102,7 +117,7 @@ impl std::fmt::Debug for Lowp {
 }
 
 impl Lowp {
-    /// Opens device `ordinal` (its primary context) and loads lowp's module for it.
+    /// Opens device `ordinal` (its primary context) for lowp's kernels (loaded on first use).
     ///
     /// Errors: `NoDriver` without a CUDA driver, `NoDevice` past the device count,
     /// `Unsupported` below compute capability 8.0.
@@ -115,7 +130,8 @@ impl Lowp {
         Self::from_context(ctx)
     }
 
-    /// Loads lowp's module into an existing context (one a framework already created).
+    /// Uses an existing context (one a framework already created) for lowp's kernels (loaded on
+    /// first use).
     pub fn from_context(ctx: Arc<CudaContext>) -> Result<Self> {
         let compute_capability = ctx.compute_capability().op("cuDeviceGetAttribute")?;
         let device_name = ctx.name().op("cuDeviceGetName")?;
@@ -126,7 +142,6 @@ impl Lowp {
             compute_capability,
             needs: "compute capability 8.0 or newer (Ampere, Ada, Hopper, Blackwell)",
         })?;
-        let module = ctx.load_module(Ptx::from_src(arch.ptx())).op("cuModuleLoadData")?;
         let sm_count =
             ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).op("cuDeviceGetAttribute")?;
         Ok(Lowp {
@@ -136,7 +151,6 @@ impl Lowp {
                 device_name,
                 compute_capability,
                 sm_count: sm_count.max(1) as u32,
-                module,
                 functions: Mutex::new(HashMap::new()),
                 occupancy: Mutex::new(HashMap::new()),
                 clusters: Mutex::new(HashMap::new()),
@@ -238,15 +252,16 @@ impl Lowp {
         Ok(())
     }
 
-    /// The kernel `name`, resolved from the module on first use, or `Unsupported` if this
-    /// device's module lacks it (a Hopper kernel on a non-Hopper GPU).
+    /// The kernel `name`, loaded on first use (its own module, cut from this device's embedded
+    /// module: [`KernelIndex`]), or `Unsupported` if this device's module lacks it (a Hopper
+    /// kernel on a non-Hopper GPU).
     pub(crate) fn function(&self, op: &'static str, name: &str, needs: &'static str) -> Result<CudaFunction> {
         self.function_with_smem(op, name, needs, 0)
     }
 
     /// [`function`](Self::function) for a kernel launched with `max_dynamic_smem` bytes of
-    /// dynamic shared memory: above the default 48 KiB the kernel must say so once, which is done
-    /// when it is first resolved.
+    /// dynamic shared memory: above the default 48 KiB the kernel must say so, which is done once,
+    /// when it is first asked for with that much.
     pub(crate) fn function_with_smem(
         &self,
         op: &'static str,
@@ -255,30 +270,51 @@ impl Lowp {
         max_dynamic_smem: u32,
     ) -> Result<CudaFunction> {
         let mut functions = self.inner.functions.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(f) = functions.get(name) {
-            return Ok(f.clone());
-        }
-        let f = match self.inner.module.load_function(name) {
-            Ok(f) => f,
-            Err(e) if e.0 == CUresult::CUDA_ERROR_NOT_FOUND => {
-                return Err(Error::Unsupported {
-                    op,
-                    device: self.inner.device_name.clone(),
-                    compute_capability: self.inner.compute_capability,
-                    needs,
-                });
+        if let Some(k) = functions.get_mut(name) {
+            if max_dynamic_smem > k.smem {
+                allow_dynamic_smem(&k.f, max_dynamic_smem)?;
+                k.smem = max_dynamic_smem;
             }
-            Err(source) => return Err(Error::Cuda { op: "cuModuleGetFunction", source }),
-        };
-        if max_dynamic_smem > 48 * 1024 {
-            f.set_attribute(
-                CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                max_dynamic_smem as i32,
-            )
-            .op("cuFuncSetAttribute")?;
+            return Ok(k.f.clone());
         }
-        functions.insert(name.to_string(), f.clone());
+        let f = self.load(op, name, needs)?;
+        let mut smem = DEFAULT_DYNAMIC_SMEM;
+        if max_dynamic_smem > smem {
+            allow_dynamic_smem(&f, max_dynamic_smem)?;
+            smem = max_dynamic_smem;
+        }
+        functions.insert(name.to_string(), Loaded { f: f.clone(), smem });
         Ok(f)
+    }
+
+    /// Loads kernel `name` as a module of its own, cut from this device's embedded module
+    /// ([`KernelIndex`]); `Unsupported` if that module lacks it.
+    fn load(&self, op: &'static str, name: &str, needs: &'static str) -> Result<CudaFunction> {
+        let Some(ptx) = KernelIndex::of(self.inner.arch).module(name) else {
+            return Err(Error::Unsupported {
+                op,
+                device: self.inner.device_name.clone(),
+                compute_capability: self.inner.compute_capability,
+                needs,
+            });
+        };
+        let module = self.inner.ctx.load_module(Ptx::from_src(ptx)).op("cuModuleLoadData")?;
+        module.load_function(name).op("cuModuleGetFunction")
+    }
+
+    /// Loads every kernel of this device's module that is not loaded yet, and returns how many
+    /// kernels the handle has loaded in all. Kernels otherwise load (and the driver JIT-compiles
+    /// them) on their first use, which makes an op's first call with a new configuration (a GEMM
+    /// shape that picks other tiles) slow; a server calls this once at startup to pay for all of
+    /// them there. The driver keeps JIT-compiled kernels in its cache across processes.
+    ///
+    /// Errors: the driver's, loading a kernel.
+    pub fn load_kernels(&self) -> Result<usize> {
+        let index = KernelIndex::of(self.inner.arch);
+        for name in index.names() {
+            self.function("load_kernels", name, "")?;
+        }
+        Ok(self.inner.functions.lock().unwrap_or_else(|e| e.into_inner()).len())
     }
 
     /// Checks that `stream` belongs to this handle's context.

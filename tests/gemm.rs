@@ -474,6 +474,26 @@ fn blockwise_gemm_split_k_clusters() {
     gemm_cases(&lowp, &mut rng, &cases, |i| i % 2 == 1);
 }
 
+/// Kernels load on first use, or all at once with `Lowp::load_kernels`: on a handle of its own
+/// (an empty kernel cache), every kernel of the module loads, a second call loads nothing more,
+/// and GEMMs then run, their kernels' dynamic shared memory (above the default 48 KiB) allowed at
+/// their first call although the kernels were loaded without it (the simulator refuses a launch
+/// past a kernel's allowance, as the driver does).
+#[test]
+fn kernels_loaded_up_front_run() {
+    let test = "kernels_loaded_up_front_run";
+    let Some((shared, mut rng)) = hopper(test) else { return };
+    let lowp = lowp::Lowp::from_context(shared.context().clone()).expect("a second handle");
+    let loaded = lowp.load_kernels().expect("every kernel loads");
+    // the sm_90a module: the GEMMs' 27 configurations and every other family's kernels
+    assert!(loaded > 27, "{loaded} kernels loaded");
+    assert_eq!(lowp.load_kernels().expect("again"), loaded, "the second call loads nothing");
+    let cases =
+        common::sized(&lowp, vec![(64, 2112, 7168), (4096, 7168, 2048)], vec![(1, 128, 1024), (129, 200, 1280)]);
+    gemm_cases(&lowp, &mut rng, &cases, |i| i % 2 == 0);
+    bf16_case(&lowp, &mut rng, 4, 300, 256, 256, None);
+}
+
 /// Shapes the clusters of 2 CTAs along N run (128-row tiles of 112 or 128 columns, where the
 /// tiles fill the SMs in pairs; every shape with `LOWP_GEMM_CLUSTER=2`): an even count of tile
 /// columns, odd counts (the last pair's second tile lies past N: it loads, takes part in the

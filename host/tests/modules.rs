@@ -2,7 +2,7 @@
 //! resolves by name is in the module it runs from, and nothing else is compiled.
 
 use crate::abi;
-use crate::ptx::{Arch, SM_80, SM_90A};
+use crate::ptx::{Arch, KernelIndex, SM_80, SM_90A};
 
 /// Kernels of the portable module (also compiled into the sm_90a module), one list per family.
 fn portable_kernels() -> impl Iterator<Item = &'static str> {
@@ -59,6 +59,41 @@ fn every_kernel_the_host_launches_exists_in_both_modules() {
             portable_kernels().chain(hopper_kernels()).any(|k| k == *name),
             "kernel `{name}` is in the sm_90a module but no family launches it"
         );
+    }
+}
+
+#[test]
+fn every_kernel_is_cut_into_a_module_of_its_own() {
+    for arch in [Arch::Sm90a, Arch::Sm80] {
+        let ptx = arch.ptx();
+        let index = KernelIndex::new(ptx);
+        let mut names: Vec<&str> = index.names().collect();
+        let mut listed = entries(ptx);
+        names.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(names, listed, "{}: the index has other kernels than the module", arch.name());
+        // Nothing is lost or repeated: the common text and the entries are the whole module.
+        let mut total = index.common.len();
+        let header = ptx.split(".visible .entry").next().unwrap_or("");
+        assert!(header.contains(".version") && header.contains(".target") && header.contains(".address_size"));
+        assert!(!index.common.contains(".entry"), "{}: an entry left in the common text", arch.name());
+        for name in &names {
+            let module = index.module(name).expect("indexed");
+            assert!(module.starts_with(header), "{}: `{name}`'s module lacks the header", arch.name());
+            assert_eq!(entries(&module), vec![*name], "{}: `{name}`'s module holds other kernels", arch.name());
+            // Its braces balance, and its entry ends with the module (no cut mid-body).
+            let code: String = module.lines().map(|l| l.split("//").next().unwrap_or("")).collect();
+            assert_eq!(
+                code.matches('{').count(),
+                code.matches('}').count(),
+                "{}: `{name}` cut unbalanced",
+                arch.name()
+            );
+            assert!(module.trim_end().ends_with('}'), "{}: `{name}`", arch.name());
+            total += module.len() - index.common.len();
+        }
+        assert_eq!(total, ptx.len(), "{}: the kernels' modules do not add up to the module", arch.name());
+        assert!(index.module("no_such_kernel").is_none());
     }
 }
 

@@ -29,7 +29,11 @@ GEMM = "kernels-gpu/src/gemm.rs"
 HOPPER = "kernels-gpu/src/prim/hopper.rs"
 LAUNCH = "host/gemm/launch.rs"
 
-# (name, what it breaks, [(file, text, replacement, occurrences)])
+# (name, what it breaks, [(file, text, replacement, occurrences)][, environment]): a mutation
+# with an environment runs the tests with it (a configuration the heuristics never pick for the
+# tests' shapes, forced); the unmutated tests must pass with it too.
+FORCED_SPLIT_4 = {"LOWP_GEMM_BLOCK_M": "64", "LOWP_GEMM_BLOCK_N": "64", "LOWP_GEMM_SPLIT_K": "4"}
+
 MUTATIONS = [
     (
         "swizzle-mode",
@@ -293,8 +297,9 @@ MUTATIONS = [
     ),
     (
         "split-empty-count-one",
-        "split-K: red_empty completes after one other CTA's arrival (with 4 CTAs a CTA overwrites its sums while others may still read them)",
+        "split-K: red_empty completes after one other CTA's arrival (with 4 CTAs a CTA overwrites its sums while others may still read them); forced clusters of 4 walking several tiles",
         [(GEMM, "mbarrier_init(sm.red_empty(wg), SPLIT - 1);", "mbarrier_init(sm.red_empty(wg), 1);", 1)],
+        FORCED_SPLIT_4,
     ),
 ]
 
@@ -430,7 +435,7 @@ def short(msg, n=160):
 
 def main(argv):
     if "--list" in argv:
-        for name, what, _ in MUTATIONS:
+        for name, what, *_ in MUTATIONS:
             print(f"{name:20} {what}")
         return 0
     chosen = [m for m in MUTATIONS if not argv or m[0] in argv]
@@ -451,16 +456,19 @@ def main(argv):
         return 2
     tests = list_tests()
     base = run_tests(tests, None, "baseline")
+    for forced in {tuple(sorted(m[3].items())) for m in chosen if len(m) > 3}:
+        base += run_tests(tests, dict(forced), "baseline")
     failing = [r for r in base if r[1] != "pass"]
     if failing:
         for t, status, kind, msg in failing:
             log(f"  baseline {t}: {status} ({kind}) {short(msg)}")
         log("the unmutated tests must pass first")
         return 2
-    log(f"  {len(tests)} tests pass ({time.time() - start:.0f} s so far)")
+    log(f"  {len(tests)} tests pass, with each mutation's environment too ({time.time() - start:.0f} s so far)")
 
     table = []
-    for name, what, edits in chosen:
+    for name, what, edits, *forced in chosen:
+        forced = forced[0] if forced else {}
         t0 = time.time()
         log(f"\n== {name}: {what}")
         err = write_sources(edits)
@@ -472,9 +480,10 @@ def main(argv):
             log(f"  build failed (the mutation must compile):\n{out[-4000:]}")
             return 2
         verdict = None
-        for extra in [None] + [{"LOWP_SIM_SEED": s} for s in SEEDS]:
+        for seed in [None] + SEEDS:
+            extra = {**forced, **({"LOWP_SIM_SEED": seed} if seed else {})} or None
+            config = "fixed order" if seed is None else f"LOWP_SIM_SEED={seed}"
             results = run_tests(tests, extra, name)
-            config = "fixed order" if extra is None else f"LOWP_SIM_SEED={extra['LOWP_SIM_SEED']}"
             for t, status, kind, msg in results:
                 if status != "pass":
                     log(f"  [{config}] {t}: {status}: {kind}: {short(msg)}")
