@@ -349,7 +349,7 @@ struct Case {
 /// simulator runs the two largest with fewer rows and columns (still more than 128 rows, and
 /// still a K of 4096 with padded linear scales).
 fn cases(fmt: Fmt, lowp: &Lowp) -> Vec<Case> {
-    let sim = common::on_sim(lowp);
+    let sim = common::small_sizes(lowp);
     let b = fmt.block();
     let cc = |k: usize| fmt.code_cols(k);
     let dense = |rows: usize, k: usize, linear: Option<usize>, g| Case {

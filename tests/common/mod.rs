@@ -68,8 +68,21 @@ pub fn on_sim(lowp: &Lowp) -> bool {
 
 /// `gpu` on a GPU, `sim` on the simulator: a test's sizes and counts. The simulator runs about
 /// 10^8 lane-instructions a second per core, so its cases are small ones of the same kinds.
+/// `LOWP_TEST_SIZES=small` gives the small cases on a GPU too (a run under `compute-sanitizer`,
+/// which slows kernels by orders of magnitude), `full` the GPU's cases on the simulator.
 pub fn sized<T>(lowp: &Lowp, gpu: T, sim: T) -> T {
-    if on_sim(lowp) { sim } else { gpu }
+    if small_sizes(lowp) { sim } else { gpu }
+}
+
+/// Whether the tests run their small cases: on the simulator, unless `LOWP_TEST_SIZES` says
+/// `small` or `full`.
+pub fn small_sizes(lowp: &Lowp) -> bool {
+    match std::env::var("LOWP_TEST_SIZES").ok().as_deref().map(str::trim) {
+        None | Some("") => on_sim(lowp),
+        Some("small") => true,
+        Some("full") => false,
+        Some(v) => panic!("LOWP_TEST_SIZES={v}: expected small, full or unset"),
+    }
 }
 
 /// The GEMM tests' bound on the relative Frobenius norm of their error beyond the bf16 output
