@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
+use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute, CUresult};
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, DeviceSlice};
 use cudarc::nvrtc::Ptx;
 
@@ -120,7 +120,9 @@ impl Lowp {
     /// Opens device `ordinal` (its primary context) for lowp's kernels (loaded on first use).
     ///
     /// Errors: `NoDriver` without a CUDA driver, `NoDevice` past the device count,
-    /// `Unsupported` below compute capability 8.0.
+    /// `Unsupported` below compute capability 8.0. Loading a kernel can fail later, at its first
+    /// use (or at [`load_kernels`](Self::load_kernels)): `Unsupported` where the driver cannot
+    /// read the module's PTX version, the driver's error otherwise.
     pub fn new(ordinal: usize) -> Result<Self> {
         let count = device_count()?;
         if ordinal >= count {
@@ -269,36 +271,56 @@ impl Lowp {
         needs: &'static str,
         max_dynamic_smem: u32,
     ) -> Result<CudaFunction> {
-        let mut functions = self.inner.functions.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(k) = functions.get_mut(name) {
+        let allowed = |k: &mut Loaded| -> Result<CudaFunction> {
             if max_dynamic_smem > k.smem {
                 allow_dynamic_smem(&k.f, max_dynamic_smem)?;
                 k.smem = max_dynamic_smem;
             }
-            return Ok(k.f.clone());
+            Ok(k.f.clone())
+        };
+        if let Some(k) = self.inner.functions.lock().unwrap_or_else(|e| e.into_inner()).get_mut(name) {
+            return allowed(k);
         }
+        // Loaded without the lock (the driver's JIT may take long; other kernels stay available);
+        // of two threads loading the same kernel at once, the first to insert it is kept.
         let f = self.load(op, name, needs)?;
-        let mut smem = DEFAULT_DYNAMIC_SMEM;
-        if max_dynamic_smem > smem {
-            allow_dynamic_smem(&f, max_dynamic_smem)?;
-            smem = max_dynamic_smem;
-        }
-        functions.insert(name.to_string(), Loaded { f: f.clone(), smem });
-        Ok(f)
+        let mut functions = self.inner.functions.lock().unwrap_or_else(|e| e.into_inner());
+        let k = functions.entry(name.to_string()).or_insert(Loaded { f, smem: DEFAULT_DYNAMIC_SMEM });
+        allowed(k)
     }
 
     /// Loads kernel `name` as a module of its own, cut from this device's embedded module
-    /// ([`KernelIndex`]); `Unsupported` if that module lacks it.
+    /// ([`KernelIndex`]); `Unsupported` if that module lacks it or the driver cannot read the
+    /// module's PTX version, `GraphCapture` if the driver refuses to load a module while a stream
+    /// captures (drivers before CUDA 12.3).
     fn load(&self, op: &'static str, name: &str, needs: &'static str) -> Result<CudaFunction> {
-        let Some(ptx) = KernelIndex::of(self.inner.arch).module(name) else {
-            return Err(Error::Unsupported {
-                op,
-                device: self.inner.device_name.clone(),
-                compute_capability: self.inner.compute_capability,
-                needs,
-            });
+        let unsupported = |needs| Error::Unsupported {
+            op,
+            device: self.inner.device_name.clone(),
+            compute_capability: self.inner.compute_capability,
+            needs,
         };
-        let module = self.inner.ctx.load_module(Ptx::from_src(ptx)).op("cuModuleLoadData")?;
+        let Some(ptx) = KernelIndex::of(self.inner.arch).module(name) else {
+            return Err(unsupported(needs));
+        };
+        let module = match self.inner.ctx.load_module(Ptx::from_src(ptx)) {
+            Ok(m) => m,
+            Err(e) => {
+                return Err(match e.0 {
+                    CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION => unsupported(match self.inner.arch {
+                        Arch::Sm90a => "a CUDA driver that reads PTX ISA 8.3 (CUDA 12.3 or newer)",
+                        Arch::Sm80 => "a CUDA driver that reads PTX ISA 7.0 (CUDA 11.0 or newer)",
+                    }),
+                    CUresult::CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED
+                    | CUresult::CUDA_ERROR_STREAM_CAPTURE_INVALIDATED
+                    | CUresult::CUDA_ERROR_STREAM_CAPTURE_IMPLICIT => Error::GraphCapture {
+                        op,
+                        why: "its kernel loads on first use, which this driver does not allow while a stream captures; call Lowp::load_kernels() or run the operation once before capturing",
+                    },
+                    _ => Error::Cuda { op: "cuModuleLoadData", source: e },
+                });
+            }
+        };
         module.load_function(name).op("cuModuleGetFunction")
     }
 
@@ -308,7 +330,8 @@ impl Lowp {
     /// shape that picks other tiles) slow; a server calls this once at startup to pay for all of
     /// them there. The driver keeps JIT-compiled kernels in its cache across processes.
     ///
-    /// Errors: the driver's, loading a kernel.
+    /// Errors: `Unsupported` where the driver cannot read the module's PTX version, the driver's
+    /// error otherwise.
     pub fn load_kernels(&self) -> Result<usize> {
         let index = KernelIndex::of(self.inner.arch);
         for name in index.names() {

@@ -18,7 +18,7 @@
 //!
 //! # fn main() -> lowp::Result<()> {
 //! # lowp_sim::select_device().expect("a GPU or the simulator"); // doc tests: the GPU if there is one, else the simulator
-//! let lowp = Lowp::new(0)?;                       // device 0, module loaded once
+//! let lowp = Lowp::new(0)?;                       // device 0; kernels load on first use
 //! let stream = lowp.new_stream()?;
 //! let (rows, hidden) = (4, 4096);
 //! let host: Vec<bf16> = (0..rows * hidden).map(|i| bf16::from_f32((i % 7) as f32 - 3.0)).collect();

@@ -36,17 +36,17 @@
 //! a narrower tile only when at least 1/32 faster. 112 columns fill the SMs where 128 leave
 //! some idle (N = 7168: 64 tiles, not 56), 64 columns serve decode shapes, 192 columns cut the
 //! tile count of wide outputs. 128-row tiles of 112 or 128 columns (and bf16's of 192) run in
-//! clusters of 2 CTAs along
-//! N sharing their A tiles (TMA multicast) where the tiles fill the SMs in pairs. FP8 calls with
-//! 64 × 64 tiles that leave SMs idle over a long K (decode shapes: M ≤ 64, N = 2112, K = 7168)
-//! run in split-K clusters of 2, 4 or 8 CTAs, each computing a slice of K of the same tile, then
-//! adding and storing its share of the tile's columns from every CTA's sums, read from their
-//! shared memory (deterministic: in rank order); the split comes from the same model with the
-//! driver's count of co-resident clusters, and groups of up to 128 rows take 64-row tiles where
-//! the model rates them faster. The environment variables `LOWP_GEMM_BLOCK_M` (`64` or `128`), `LOWP_GEMM_BLOCK_N` (`64`, `112`,
-//! `128` or `192`), `LOWP_GEMM_CLUSTER` (`1` or `2`) and `LOWP_GEMM_SPLIT_K` (`1`, `2`, `4` or
-//! `8`), read once per process, force the tile rows, columns, cluster size or split of every
-//! call; another value makes every GEMM fail with
+//! clusters of 2 CTAs along N sharing their A tiles (TMA multicast) where the tiles fill the SMs
+//! in pairs. FP8 calls with 64 × 64 tiles that leave SMs idle over a long K (decode shapes:
+//! M ≤ 64, N = 2112, K = 7168) run in split-K clusters of 2, 4 or 8 CTAs, each computing a slice
+//! of K of the same tile, then adding and storing its share of the tile's columns from every
+//! CTA's sums, read from their shared memory (deterministic: in rank order); the split comes
+//! from the same model with the driver's count of co-resident clusters, and groups of up to 128
+//! rows take 64-row tiles where the model rates them faster. The environment variables
+//! `LOWP_GEMM_BLOCK_M` (`64` or `128`), `LOWP_GEMM_BLOCK_N` (`64`, `112`, `128` or `192`),
+//! `LOWP_GEMM_CLUSTER` (`1` or `2`) and `LOWP_GEMM_SPLIT_K` (`1`, `2`, `4` or `8`), read once
+//! per process, force the tile rows, columns, cluster size or split of every call; another
+//! value makes every GEMM fail with
 //! [`Error::InvalidValue`](crate::Error::InvalidValue).
 
 mod launch;

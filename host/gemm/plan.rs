@@ -592,8 +592,9 @@ fn split_k_blocks(count: u64, k_blocks: u64, split: u32, capacity: u32) -> u64 {
 /// same way) is taken instead if [`modelled_time`] rates it at least 1/8 faster: M = 128,
 /// N = 2112, K = 7168 on 132 SMs, 33 tiles of 128 × 64, becomes 66 tiles of 64 × 64 in split-K
 /// clusters of 2 (132 CTAs, each with half of K); M = 128, N = 4096, 64 tiles of 128 × 64,
-/// becomes 128 tiles of 64 × 64 (twice the SMs pulling the weights); M = 128, N = 7168 (112
-/// tiles of 128 × 64 against two waves of 64 × 64) stays. A forced tile height
+/// becomes 128 tiles of 64 × 64 (twice the SMs pulling the weights); M = 128, N = 7168, 112
+/// tiles of 128 × 64, becomes 128 tiles of 64 × 112; M = 128, N = 16384 (128 tiles of 128 × 128
+/// against two waves of 64-row tiles) stays. A forced tile height
 /// (`LOWP_GEMM_BLOCK_M`) is kept. `capacity(split)` is as for [`choose_split`] (SMs for 1); its
 /// errors are the call's.
 pub(crate) fn choose_config(

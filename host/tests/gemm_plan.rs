@@ -517,7 +517,15 @@ fn split_k_where_the_tiles_underfill_the_sms_and_k_is_long() {
     assert_eq!(split(dense(64), 2112, 56, 132, false, Some(2), false), 1);
     assert_eq!((SPLIT_MIN_K_BLOCKS, SPLIT_REDUCE_K_BLOCKS), (4, 1));
     // the simulator's 4 SMs (capacity 4 / S): the shapes tests/gemm.rs runs in split-K clusters
-    for (m, n, kb, s) in [(1, 128, 8, 2), (33, 64, 16, 4), (64, 100, 12, 2), (17, 50, 13, 2), (1, 64, 32, 4)] {
+    for (m, n, kb, s) in [
+        (1, 128, 8, 2),
+        (33, 64, 16, 4),
+        (64, 100, 12, 2),
+        (17, 50, 13, 2),
+        (1, 64, 32, 4),
+        (9, 32, 8, 2),
+        (9, 31, 8, 2),
+    ] {
         assert_eq!(split(dense(m), n, kb, 4, true, None, false), s, "{m} {n} {kb}");
     }
     assert_eq!(split(Rows::Masked { experts: 6, max_m: 16 }, 64, 16, 4, true, None, false), 2);

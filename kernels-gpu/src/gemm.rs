@@ -29,9 +29,10 @@
 //!   WG1  math: rows  0..64 of the tile
 //!   WG2  math: rows 64..128 (BLOCK_M = 128 only)
 //! smem (from a 1024-byte boundary): stages × [A tile BLOCK_M rows × 128 B | B tile BN rows × 128 B]
-//!   (128-byte swizzled); epilogue buffer: per math warpgroup 64 rows × BN bf16 in column blocks
-//!   of 64 (32, 16) bf16, each a D box (rows swizzled over 128 (64, 32) bytes); FP8: stages ×
-//!   [BLOCK_M f32 activation scales]; full[s], empty[s] mbarriers
+//!   (128-byte swizzled); epilogue buffer (none with split-K): per math warpgroup 64 rows × BN
+//!   bf16 in column blocks of 64 (32, 16) bf16, each a D box (rows swizzled over 128 (64, 32)
+//!   bytes); split-K: the reduction buffer (the tile in f32); FP8: stages × [BLOCK_M f32
+//!   activation scales]; full[s], empty[s] mbarriers (split-K: red_full, red_empty)
 //! sa_tma (FP8, per launch, set by the host for M-major activation scales whose ld and base are
 //!   16-byte aligned): the producer loads each stage's activation scales; otherwise the math
 //!   threads read theirs from global memory. Weight scales: global memory, one or two per tile and
@@ -54,6 +55,9 @@
 //!         clipped), commits;
 //!         otherwise every thread reads 16-byte chunks back and stores them (rows outside the
 //!         group and columns ≥ N masked; 16 bytes, or bf16 pairs and a single at a tail)
+//!   split-K (instead of the epilogue): sums into the reduction buffer, exchange through the
+//!         cluster's barriers, this CTA's 1/SPLIT of the columns added from every CTA's buffer
+//!         and stored from registers (docs/kernels/gemm.md, "Split-K clusters")
 //! s = it mod stages, phase = ⌊it / stages⌋ mod 2 for the CTA's it-th k-block, kept as a counter
 //! and a parity bit that flips when s wraps (any stage count, not only powers of two).
 //! ```
@@ -98,8 +102,8 @@ const fn block_m(math_wgs: u32) -> u32 {
 
 /// The shared-memory plan of the configuration with `MATH_WGS` math warpgroups, `BN`-column
 /// tiles (FP8 or bf16) and `SPLIT` CTAs per split-K cluster, from the (1024-aligned) base of the
-/// stages: `stages` × (A tile, B tile), then the epilogue buffer (per math warpgroup, its 64 rows
-/// of the tile in bf16), then (`SPLIT` > 1) the reduction buffer (per math warpgroup, its 64 rows
+/// stages: `stages` × (A tile, B tile), then (`SPLIT` = 1) the epilogue buffer (per math
+/// warpgroup, its 64 rows of the tile in bf16), then (`SPLIT` > 1) the reduction buffer (per math warpgroup, its 64 rows
 /// in f32, in accumulator order), then (FP8) `stages` activation-scale buffers of `block_m` f32,
 /// then `stages` full barriers, then `stages` empty barriers, then (`SPLIT` > 1) per math
 /// warpgroup a `red_full` and a `red_empty` barrier.
@@ -115,7 +119,7 @@ impl<const FP8: bool, const MATH_WGS: u32, const BN: u32, const SPLIT: u32> Smem
     const SCALE_BYTES: u32 = gemm_stage_scale_bytes(block_m(MATH_WGS), FP8);
     /// One math warpgroup's part of the epilogue buffer: `BN / EPI_BOX_N` column blocks of
     /// `GEMM_D_BOX_M` rows × `EPI_BOX_N` bf16, each laid out as a D tensor-map box (rows of
-    /// `EPI_SPAN` bytes, 16-byte chunks swizzled over them).
+    /// `EPI_SPAN` bytes, 16-byte chunks swizzled over them); none with split-K.
     const EPI_WG_BYTES: u32 = gemm_epilogue_bytes(block_m(MATH_WGS), BN, SPLIT) / MATH_WGS;
     const EPI_BOX_N: u32 = gemm_d_box_n(BN);
     const EPI_SPAN: u32 = gemm_d_swizzle_bytes(BN);
@@ -405,7 +409,8 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
     let tmap_sa = p.tensor_maps + 256;
     // D's map follows the others (the third, or the fourth after the scales').
     let tmap_d = p.tensor_maps + 256 + if p.sa_tma != 0 { 128 } else { 0 };
-    let d_tma = p.d_tma != 0;
+    // The split-K kernels store from registers: no D map, whatever the parameters say.
+    let d_tma = SPLIT == 1 && p.d_tma != 0;
 
     if tid == 0 {
         for s in 0..stages {

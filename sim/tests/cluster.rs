@@ -425,8 +425,9 @@ fn red_value_ptx(round: &str, first: u32) -> String {
         .collect()
 }
 
-/// The split-K handshake of a cluster of `size` CTAs, one warpgroup each, over `RED_ROUNDS`
-/// rounds. Each thread first writes `PREFILL` values into its 16-byte slot of `buf` (shared
+/// A gather through distributed shared memory: a cluster of `size` CTAs, one warpgroup each, over
+/// `RED_ROUNDS` rounds, every CTA's values read by the leader (the GEMM's split-K kernels
+/// exchange all to all with the same barriers; the GEMM tests and mutations check those). Each thread first writes `PREFILL` values into its 16-byte slot of `buf` (shared
 /// offset 16 · tid); thread 0 initializes `red_full` (size − 1 arrivals) and `red_empty` (1);
 /// a cluster barrier publishes both. Per round j:
 ///
