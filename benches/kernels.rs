@@ -68,6 +68,9 @@ options:
                      same; with several, a case runs if it matches any)
   --exact            patterns must equal the whole name
   --json PATH        also write the results as JSON to PATH (for compare_torch.py --join)
+  --configs          also time each dense FP8 GEMM case in every kernel configuration
+                     (gemm::blockwise_fp8_with), named <case>/<config>, e.g.
+                     fp8_blockwise_gemm/e4m3/64x2112x7168/64x64k4 (no PyTorch anchor)
   --bench            full measurement (cargo bench passes it); without it, a smoke test of a few
                      launches per case whose numbers are not measurements
   -h, --help         print this and exit
@@ -93,12 +96,22 @@ pub(crate) struct Options {
     pub(crate) filters: Vec<String>,
     /// `--json PATH`.
     pub(crate) json: Option<String>,
+    /// `--configs`: the GEMM configuration cases too.
+    pub(crate) configs: bool,
 }
 
 impl Options {
     /// Parses the arguments after the program name; `Err` names the offending argument.
     pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
-        let mut o = Options { bench: false, list: false, help: false, exact: false, filters: Vec::new(), json: None };
+        let mut o = Options {
+            bench: false,
+            list: false,
+            help: false,
+            exact: false,
+            filters: Vec::new(),
+            json: None,
+            configs: false,
+        };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             // `--name=value` or `--name value`
@@ -112,7 +125,8 @@ impl Options {
                     _ => Err(format!("{name} needs a value")),
                 }
             };
-            let flag_only = ["--bench", "--list", "--help", "--exact", "--nocapture", "--show-output", "--quiet"];
+            let flag_only =
+                ["--bench", "--list", "--help", "--exact", "--configs", "--nocapture", "--show-output", "--quiet"];
             if inline.is_some() && flag_only.contains(&flag.as_str()) {
                 return Err(format!("{flag} takes no value"));
             }
@@ -121,6 +135,7 @@ impl Options {
                 "--list" => o.list = true,
                 "-h" | "--help" => o.help = true,
                 "--exact" => o.exact = true,
+                "--configs" => o.configs = true,
                 "--filter" => o.filters.push(value("--filter")?),
                 "--json" => o.json = Some(value("--json")?),
                 // what `cargo test` forwards to every target, the harness-less ones included
@@ -169,7 +184,7 @@ fn main() {
         return;
     }
     if opts.list {
-        for name in case_names().into_iter().filter(|n| opts.selects(n)) {
+        for name in cases_of(&opts).iter().map(Case::name).filter(|n| opts.selects(n)) {
             println!("{name}");
         }
         return;
@@ -219,7 +234,7 @@ fn device_name(ordinal: i32) -> Result<String, lowp::cudarc::driver::DriverError
 }
 
 fn run(opts: &Options) -> BoxResult<()> {
-    let selected: Vec<Case> = cases().into_iter().filter(|c| opts.selects(&c.name())).collect();
+    let selected: Vec<Case> = cases_of(opts).into_iter().filter(|c| opts.selects(&c.name())).collect();
     if selected.is_empty() {
         println!("no benchmark matches {:?} (see --list)", opts.filters);
         return Ok(());
@@ -379,7 +394,7 @@ pub(crate) fn json_doc(info: &RunInfo, rows: &[String]) -> String {
 
 /// One result as a JSON object (one line).
 pub(crate) fn json_row(case: &Case, outcome: &Outcome, device: &str, copy_gbps: f64) -> String {
-    let variant = case.variant.map_or("null".to_owned(), json_str);
+    let variant = case.variant.as_deref().map_or("null".to_owned(), json_str);
     let mut s = format!(
         "{{\"name\": {}, \"family\": {}, \"op\": {}, \"dtype\": {}, \"shape\": {}, \"variant\": {variant}, ",
         json_str(&case.name()),
@@ -667,8 +682,9 @@ pub(crate) struct Case {
     dtype: DType,
     /// Dimensions joined by `x` (and `-` between head counts), as `docs/benchmarks.md` reads them.
     shape: String,
-    /// A variant of the same op and shape (`computed`, `zipf`, `masked`), if any.
-    variant: Option<&'static str>,
+    /// A variant of the same op and shape (`computed`, `zipf`, `masked`, a GEMM configuration),
+    /// if any.
+    variant: Option<String>,
     run: Box<RunCase>,
 }
 
@@ -677,13 +693,13 @@ impl Case {
         Case { family: "", op, dtype, shape, variant: None, run }
     }
 
-    fn variant(self, variant: Option<&'static str>) -> Case {
-        Case { variant, ..self }
+    fn variant(self, variant: Option<&str>) -> Case {
+        Case { variant: variant.map(str::to_owned), ..self }
     }
 
     pub(crate) fn name(&self) -> String {
         let mut name = format!("{}/{}/{}", self.op, dtype_name(self.dtype), self.shape);
-        if let Some(v) = self.variant {
+        if let Some(v) = &self.variant {
             name.push('/');
             name.push_str(v);
         }
@@ -724,6 +740,18 @@ pub(crate) fn cases() -> Vec<Case> {
 }
 
 /// The names of every case, in order (what `--list` prints with no filter).
+/// The cases `opts` asks for: [`cases`], with `--configs` the GEMM configuration cases after
+/// them.
+fn cases_of(opts: &Options) -> Vec<Case> {
+    let mut v = cases();
+    if opts.configs {
+        v.extend(gemm::config_cases().into_iter().map(|c| Case { family: "gemm", ..c }));
+    }
+    v
+}
+
+/// The names of the default cases, in order (what `compare_torch.py --list` names too).
+#[allow(dead_code)] // read by tests/bench_names.rs, which includes this file
 pub(crate) fn case_names() -> Vec<String> {
     cases().iter().map(Case::name).collect()
 }

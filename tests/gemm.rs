@@ -70,7 +70,7 @@ use std::sync::Arc;
 
 use half::bf16;
 use lowp::cudarc::driver::{CudaSlice, CudaStream, sys::CUstreamCaptureMode};
-use lowp::gemm::{self, GroupLayout};
+use lowp::gemm::{self, GemmConfig, GroupLayout};
 use lowp::reference::convert::e4m3fn_to_f32;
 use lowp::reference::fp8 as reff;
 use lowp::{ErrorFlag, F8E4M3, Matrix, MatrixBatch, ScaleLayout, Scales, m_major_ld};
@@ -252,6 +252,11 @@ impl Problem {
 
     fn run(&mut self, lowp: &lowp::Lowp, stream: &Arc<CudaStream>) -> lowp::Result<()> {
         gemm::blockwise_fp8(lowp, stream, &self.a_d, &self.sa_d, &self.b_d, &self.sb_d, &mut self.d)
+    }
+
+    /// [`run`](Self::run) in the kernel configuration `config`.
+    fn run_with(&mut self, lowp: &lowp::Lowp, stream: &Arc<CudaStream>, config: GemmConfig) -> lowp::Result<()> {
+        gemm::blockwise_fp8_with(lowp, stream, &self.a_d, &self.sa_d, &self.b_d, &self.sb_d, config, &mut self.d)
     }
 
     /// Checks `d` against the float64 reference (see the module's bounds).
@@ -492,6 +497,84 @@ fn kernels_loaded_up_front_run() {
         common::sized(&lowp, vec![(64, 2112, 7168), (4096, 7168, 2048)], vec![(1, 128, 1024), (129, 200, 1280)]);
     gemm_cases(&lowp, &mut rng, &cases, |i| i % 2 == 0);
     bf16_case(&lowp, &mut rng, 4, 300, 256, 256, None);
+}
+
+/// Every kernel configuration runs on request (`*_with`), whatever the shapes would pick: each
+/// FP8 configuration of `GemmConfig::all(true)` on a dense case with a partial tile in both
+/// dimensions and a grouped one (masked, the last slab partial), each bf16 one on a contiguous
+/// grouped case, all against the float64 reference. The op with its own pick gives the same
+/// bytes as `*_with` the configuration `*_config` names. Configurations without a kernel are
+/// `InvalidValue { arg: "config" }`.
+#[test]
+fn gemms_run_in_every_configuration_on_request() {
+    let test = "gemms_run_in_every_configuration_on_request";
+    let Some((lowp, mut rng)) = hopper(test) else { return };
+    let stream = lowp.new_stream().expect("stream");
+    let (fp8, bf16s) = (GemmConfig::all(true), GemmConfig::all(false));
+    assert_eq!((fp8.len(), bf16s.len()), (12, 11), "{fp8:?} {bf16s:?}");
+    let name = |c: &GemmConfig| c.to_string();
+    assert!(fp8.iter().map(name).eq([
+        "128x64",
+        "128x112",
+        "128x112 cluster 2",
+        "128x128",
+        "128x128 cluster 2",
+        "64x64",
+        "64x64 split-K 2",
+        "64x64 split-K 4",
+        "64x64 split-K 8",
+        "64x112",
+        "64x128",
+        "64x192",
+    ]));
+    let (m, n, k) = common::sized(&lowp, (200, 520, 2048), (70, 200, 1280));
+    for &config in &fp8 {
+        let mut p = Problem::new(&stream, &mut rng, m, n, k, config.block_m == 64, ScaleKind::Float);
+        if config.cluster * config.split_k > lowp.sm_count() as usize {
+            // clusters of 8 on the simulator's 4 SMs
+            let e = p.run_with(&lowp, &stream, config).expect_err("a cluster the device does not fit");
+            assert!(matches!(e, lowp::Error::InvalidValue { arg: "config", .. }), "{config}: {e}");
+            continue;
+        }
+        p.run_with(&lowp, &stream, config).expect("gemm in a given configuration");
+        p.check(&lowp, &stream, &mut rng, &format!("config {config}: "));
+        let grouped = common::sized(
+            &lowp,
+            (4, 300, 384, 2048, Some(100), true, false),
+            (3, 150, 200, 1024, Some(60), false, true),
+        );
+        fp8_grouped_case(&lowp, &mut rng, grouped, Some(config));
+    }
+    for &config in bf16s.iter().filter(|c| c.cluster <= lowp.sm_count() as usize) {
+        bf16_case_in(
+            &lowp,
+            &mut rng,
+            common::sized(&lowp, (4, 700, 384, 512, None), (3, 250, 200, 256, None)),
+            Some(config),
+        );
+    }
+    // the op's own pick, named by *_config, bit for bit
+    let mut p = Problem::new(&stream, &mut rng, 33, 2112, 1280, true, ScaleKind::Float);
+    let picked = gemm::blockwise_fp8_config(&lowp, &stream, &p.a_d, &p.b_d).expect("config");
+    assert!(fp8.contains(&picked), "{picked}");
+    p.run(&lowp, &stream).expect("gemm");
+    let own = p.d.to_host(&stream).expect("d");
+    p.run_with(&lowp, &stream, picked).expect("gemm with its pick");
+    assert!(own == p.d.to_host(&stream).expect("d"), "blockwise_fp8 and blockwise_fp8_with({picked}) differ");
+    // no kernel: FP8 128 × 192, a split or a cluster where the tiles have none, both, odd sizes
+    let bad = |block_m, block_n, cluster, split_k| GemmConfig { block_m, block_n, cluster, split_k };
+    for config in [
+        bad(128, 192, 1, 1),
+        bad(128, 128, 1, 2),
+        bad(64, 128, 2, 1),
+        bad(64, 64, 2, 2),
+        bad(96, 64, 1, 1),
+        bad(64, 64, 1, 3),
+    ] {
+        let e = p.run_with(&lowp, &stream, config).expect_err("no such kernel");
+        assert!(matches!(e, lowp::Error::InvalidValue { arg: "config", .. }), "{config}: {e}");
+    }
+    assert!(!bf16s.contains(&bad(64, 64, 1, 2)) && bf16s.contains(&bad(128, 192, 2, 1)));
 }
 
 /// Shapes the clusters of 2 CTAs along N run (128-row tiles of 112 or 128 columns, where the
@@ -923,6 +1006,17 @@ fn bf16_case(
     k: usize,
     masked: Option<usize>,
 ) {
+    bf16_case_in(lowp, rng, (experts, total, n, k, masked), None);
+}
+
+/// A grouped bf16 case `(experts, tokens, N, K, masked max_m)` in the configuration the op picks
+/// or `config`.
+fn bf16_case_in(
+    lowp: &lowp::Lowp,
+    rng: &mut Rng,
+    (experts, total, n, k, masked): (usize, usize, usize, usize, Option<usize>),
+    config: Option<GemmConfig>,
+) {
     let stream = lowp.new_stream().expect("stream");
     let sz = sizes(rng, experts, total);
     let rows = masked.map_or(total, |m| experts * m);
@@ -938,7 +1032,11 @@ fn bf16_case(
         Some(m) => GroupLayout::Masked { counts: &table_d, max_m: m },
     };
     let mut flag = ErrorFlag::new(&stream).expect("flag");
-    gemm::grouped_bf16(lowp, &stream, &x_d, &w_d, &layout, &mut y, Some(&mut flag)).expect("grouped gemm");
+    match config {
+        None => gemm::grouped_bf16(lowp, &stream, &x_d, &w_d, &layout, &mut y, Some(&mut flag)),
+        Some(c) => gemm::grouped_bf16_with(lowp, &stream, &x_d, &w_d, &layout, c, &mut y, Some(&mut flag)),
+    }
+    .expect("grouped gemm");
     let got = y.to_host(&stream).expect("y back");
     assert_eq!(flag.read(&stream).expect("flag"), 0, "valid offsets raised the flag");
     let xf = |r: usize, c: usize| x[r * k + c].to_f64();
@@ -946,7 +1044,7 @@ fn bf16_case(
     let rows_checked = rows_to_check(&spans);
     let want: Vec<Vec<f64>> = rows_checked.iter().map(|&(r, g)| ref_row(&xf, &wf, r, g, n, k)).collect();
     let rows_checked: Vec<usize> = rows_checked.iter().map(|&(r, _)| r).collect();
-    let what = format!("bf16 E {experts} T {total} N {n} K {k} masked {masked:?}");
+    let what = format!("bf16 E {experts} T {total} N {n} K {k} masked {masked:?} config {config:?}");
     check(lowp, &what, &got, &want, &rows_checked, n);
     // rows outside every group keep the poison (masked layout: past each count)
     if let Some(m) = masked {
@@ -1038,74 +1136,88 @@ fn fp8_grouped_gemm_matches_reference() {
             (6, 72, 64, 2048, Some(16), false, false),
         ],
     );
-    for (experts, total, n, k, masked, m_major, ue8m0) in cases {
-        let stream = lowp.new_stream().expect("stream");
-        let sz = sizes(&mut rng, experts, total);
-        let rows = masked.map_or(total, |m: usize| experts * m);
-        let code = |rng: &mut Rng| loop {
-            let c = rng.next_u64() as u8;
-            if c & 0x7f != 0x7f {
-                break c;
-            }
-        };
-        let x: Vec<u8> = (0..rows * k).map(|_| code(&mut rng)).collect();
-        let w: Vec<u8> = (0..experts * n * k).map(|_| code(&mut rng)).collect();
-        let (kb, nb) = (k / 128, n.div_ceil(128));
-        // UE8M0: the scale the recipe makes for a group whose largest magnitude is 1..2
-        let scale = |rng: &mut Rng| {
-            let amax = 1.0 + rng.uniform() as f32;
-            if ue8m0 {
-                reff::scale(amax, lowp::ScaleRounding::Ceil).expect("Ceil is a UE8M0 rounding")
-            } else {
-                amax / 448.0
-            }
-        };
-        let sx: Vec<f32> = (0..rows * kb).map(|_| scale(&mut rng)).collect();
-        let sw: Vec<f32> = (0..experts * nb * kb).map(|_| scale(&mut rng)).collect();
-        let to8 = |v: &[u8]| v.iter().map(|&c| F8E4M3::from_bits(c)).collect::<Vec<_>>();
-        let x_d = Matrix::from_host(&stream, &to8(&x), rows, k).expect("x");
-        let w_d = MatrixBatch::from_host(&stream, &to8(&w), experts, n, k).expect("w");
-        let (sx_layout, sx_dev) = if m_major {
-            // column c of the scales at c · ld, ld past the rows (padding never read)
-            let ld = m_major_ld(rows + 1);
-            let mut v = vec![0f32; ld * kb];
-            for r in 0..rows {
-                for c in 0..kb {
-                    v[c * ld + r] = sx[r * kb + c];
-                }
-            }
-            (ScaleLayout::MMajor { ld }, v)
-        } else {
-            (ScaleLayout::RowMajor { ld: kb }, sx.clone())
-        };
-        let sx_d = Scales::from_buffer(stream.clone_htod(&sx_dev).expect("sx"), rows, kb, sx_layout).expect("scales_x");
-        let sw_d = Scales::row_major(stream.clone_htod(&sw).expect("sw"), experts * nb, kb).expect("scales_w");
-        let mut y = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); rows * n], rows, n).expect("y");
-        let (table, spans) = group_table(&sz, masked);
-        let table_d = stream.clone_htod(&table).expect("table");
-        let layout = match masked {
-            None => GroupLayout::Contiguous { ends: &table_d },
-            Some(m) => GroupLayout::Masked { counts: &table_d, max_m: m },
-        };
-        let mut flag = ErrorFlag::new(&stream).expect("flag");
-        gemm::grouped_fp8(&lowp, &stream, &x_d, &sx_d, &w_d, &sw_d, &layout, &mut y, Some(&mut flag)).expect("gemm");
-        let got = y.to_host(&stream).expect("y");
-        assert_eq!(flag.read(&stream).expect("flag"), 0, "valid offsets raised the flag");
-        let xf = |r: usize, c: usize| e4m3fn_to_f32(x[r * k + c]) as f64 * sx[r * kb + c / 128] as f64;
-        // expert g's dequantized weights: row g·N + j, scale block (g·⌈N/128⌉ + j/128, c/128)
-        let wf = |r: usize, c: usize| {
-            let (g, j) = (r / n, r % n);
-            e4m3fn_to_f32(w[r * k + c]) as f64 * sw[(g * nb + j / 128) * kb + c / 128] as f64
-        };
-        let rows_checked = rows_to_check(&spans);
-        let want: Vec<Vec<f64>> = rows_checked.iter().map(|&(r, g)| ref_row(&xf, &wf, r, g, n, k)).collect();
-        let rows_checked: Vec<usize> = rows_checked.iter().map(|&(r, _)| r).collect();
-        let what =
-            format!("fp8 E {experts} T {total} N {n} K {k} masked {masked:?} M-major scales {m_major} UE8M0 {ue8m0}");
-        check(&lowp, &what, &got, &want, &rows_checked, n);
-        if let Some(m) = masked {
-            check_masked_rows(&what, &got, &spans, m, n);
+    for case in cases {
+        fp8_grouped_case(&lowp, &mut rng, case, None);
+    }
+}
+
+/// A grouped FP8 case (experts, tokens, N, K, masked max_m, M-major activation scales, UE8M0
+/// scales) in the configuration the op picks or `config`: random finite E4M3 codes and scales,
+/// the float64 reference on the rows of `rows_to_check`, the masked slabs' rows past their
+/// counts still poisoned.
+fn fp8_grouped_case(
+    lowp: &lowp::Lowp,
+    rng: &mut Rng,
+    (experts, total, n, k, masked, m_major, ue8m0): (usize, usize, usize, usize, Option<usize>, bool, bool),
+    config: Option<GemmConfig>,
+) {
+    let stream = lowp.new_stream().expect("stream");
+    let sz = sizes(rng, experts, total);
+    let rows = masked.map_or(total, |m: usize| experts * m);
+    let code = |rng: &mut Rng| loop {
+        let c = rng.next_u64() as u8;
+        if c & 0x7f != 0x7f {
+            break c;
         }
+    };
+    let x: Vec<u8> = (0..rows * k).map(|_| code(rng)).collect();
+    let w: Vec<u8> = (0..experts * n * k).map(|_| code(rng)).collect();
+    let (kb, nb) = (k / 128, n.div_ceil(128));
+    // UE8M0: the scale the recipe makes for a group whose largest magnitude is 1..2
+    let scale = |rng: &mut Rng| {
+        let amax = 1.0 + rng.uniform() as f32;
+        if ue8m0 {
+            reff::scale(amax, lowp::ScaleRounding::Ceil).expect("Ceil is a UE8M0 rounding")
+        } else {
+            amax / 448.0
+        }
+    };
+    let sx: Vec<f32> = (0..rows * kb).map(|_| scale(rng)).collect();
+    let sw: Vec<f32> = (0..experts * nb * kb).map(|_| scale(rng)).collect();
+    let to8 = |v: &[u8]| v.iter().map(|&c| F8E4M3::from_bits(c)).collect::<Vec<_>>();
+    let x_d = Matrix::from_host(&stream, &to8(&x), rows, k).expect("x");
+    let w_d = MatrixBatch::from_host(&stream, &to8(&w), experts, n, k).expect("w");
+    let (sx_layout, sx_dev) = if m_major {
+        // column c of the scales at c · ld, ld past the rows (padding never read)
+        let ld = m_major_ld(rows + 1);
+        let mut v = vec![0f32; ld * kb];
+        for r in 0..rows {
+            for c in 0..kb {
+                v[c * ld + r] = sx[r * kb + c];
+            }
+        }
+        (ScaleLayout::MMajor { ld }, v)
+    } else {
+        (ScaleLayout::RowMajor { ld: kb }, sx.clone())
+    };
+    let sx_d = Scales::from_buffer(stream.clone_htod(&sx_dev).expect("sx"), rows, kb, sx_layout).expect("scales_x");
+    let sw_d = Scales::row_major(stream.clone_htod(&sw).expect("sw"), experts * nb, kb).expect("scales_w");
+    let mut y = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); rows * n], rows, n).expect("y");
+    let (table, spans) = group_table(&sz, masked);
+    let table_d = stream.clone_htod(&table).expect("table");
+    let layout = match masked {
+        None => GroupLayout::Contiguous { ends: &table_d },
+        Some(m) => GroupLayout::Masked { counts: &table_d, max_m: m },
+    };
+    let mut flag = ErrorFlag::new(&stream).expect("flag");
+    gemm::grouped_fp8(lowp, &stream, &x_d, &sx_d, &w_d, &sw_d, &layout, &mut y, Some(&mut flag)).expect("gemm");
+    let got = y.to_host(&stream).expect("y");
+    assert_eq!(flag.read(&stream).expect("flag"), 0, "valid offsets raised the flag");
+    let xf = |r: usize, c: usize| e4m3fn_to_f32(x[r * k + c]) as f64 * sx[r * kb + c / 128] as f64;
+    // expert g's dequantized weights: row g·N + j, scale block (g·⌈N/128⌉ + j/128, c/128)
+    let wf = |r: usize, c: usize| {
+        let (g, j) = (r / n, r % n);
+        e4m3fn_to_f32(w[r * k + c]) as f64 * sw[(g * nb + j / 128) * kb + c / 128] as f64
+    };
+    let rows_checked = rows_to_check(&spans);
+    let want: Vec<Vec<f64>> = rows_checked.iter().map(|&(r, g)| ref_row(&xf, &wf, r, g, n, k)).collect();
+    let rows_checked: Vec<usize> = rows_checked.iter().map(|&(r, _)| r).collect();
+    let what = format!(
+        "fp8 E {experts} T {total} N {n} K {k} masked {masked:?} M-major scales {m_major} UE8M0 {ue8m0} config {config:?}"
+    );
+    check(lowp, &what, &got, &want, &rows_checked, n);
+    if let Some(m) = masked {
+        check_masked_rows(&what, &got, &spans, m, n);
     }
 }
 

@@ -153,34 +153,59 @@ fn bench(b: &mut Bench, e: usize, t: usize, n: usize, k: usize, fp8: bool, routi
 }
 
 /// `fp8_blockwise_gemm/e4m3/<M>x<N>x<K>`: the blockwise FP8 GEMM on DeepSeek-V3 shapes; Hopper only.
+/// The dense FP8 shapes (M, N, K).
+const BLOCKWISE_SHAPES: [(usize, usize, usize); 13] = [
+    (4096, 7168, 2048),
+    (4096, 24576, 1536),
+    (4096, 7168, 16384),
+    (4096, 2112, 7168),
+    (128, 7168, 2048),
+    (64, 7168, 2048),
+    (8192, 8192, 8192),
+    // DeepGEMM's published shapes not above
+    (4096, 4096, 7168),
+    (128, 7168, 16384),
+    (64, 7168, 16384),
+    // decode shapes whose 64 × 64 tiles underfill the SMs: split-K clusters (4, 2 and 8 CTAs
+    // where 132 SMs hold 33 clusters of 4 and 16 of 8; 2 for N = 2112 where 32 of 4 fit)
+    (64, 2112, 7168),
+    (64, 4096, 7168),
+    (32, 576, 7168),
+];
+
 fn blockwise_cases() -> Vec<Case> {
-    [
-        (4096, 7168, 2048),
-        (4096, 24576, 1536),
-        (4096, 7168, 16384),
-        (4096, 2112, 7168),
-        (128, 7168, 2048),
-        (64, 7168, 2048),
-        (8192, 8192, 8192),
-        // DeepGEMM's published shapes not above
-        (4096, 4096, 7168),
-        (128, 7168, 16384),
-        (64, 7168, 16384),
-        // decode shapes whose 64 × 64 tiles underfill the SMs: split-K clusters (4, 2 and 8 CTAs
-        // where 132 SMs hold 33 clusters of 4 and 16 of 8; 2 for N = 2112 where 32 of 4 fit)
-        (64, 2112, 7168),
-        (64, 4096, 7168),
-        (32, 576, 7168),
-    ]
-    .into_iter()
-    .map(|(m, n, k)| {
-        let run: Box<RunCase> = Box::new(move |b| bench_gemm(b, m, n, k));
-        Case::new("fp8_blockwise_gemm", DType::E4M3, format!("{m}x{n}x{k}"), run)
-    })
-    .collect()
+    BLOCKWISE_SHAPES
+        .into_iter()
+        .map(|(m, n, k)| {
+            let run: Box<RunCase> = Box::new(move |b| bench_gemm(b, m, n, k, None));
+            Case::new("fp8_blockwise_gemm", DType::E4M3, format!("{m}x{n}x{k}"), run)
+        })
+        .collect()
 }
 
-fn bench_gemm(b: &mut Bench, m: usize, n: usize, k: usize) -> BoxResult<Outcome> {
+/// `fp8_blockwise_gemm/e4m3/<M>x<N>x<K>/<config>` (`--configs`): each dense shape in every kernel
+/// configuration (`gemm::blockwise_fp8_with`), `<config>` as `128x112`, `128x128c2` (clusters of
+/// 2 along N) or `64x64k4` (split-K clusters of 4). A configuration whose clusters the device
+/// cannot hold is skipped.
+pub(crate) fn config_cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    for (m, n, k) in BLOCKWISE_SHAPES {
+        for config in gemm::GemmConfig::all(true) {
+            let mut label = format!("{}x{}", config.block_m, config.block_n);
+            if config.cluster > 1 {
+                label += &format!("c{}", config.cluster);
+            }
+            if config.split_k > 1 {
+                label += &format!("k{}", config.split_k);
+            }
+            let run: Box<RunCase> = Box::new(move |b| bench_gemm(b, m, n, k, Some(config)));
+            v.push(Case::new("fp8_blockwise_gemm", DType::E4M3, format!("{m}x{n}x{k}"), run).variant(Some(&label)));
+        }
+    }
+    v
+}
+
+fn bench_gemm(b: &mut Bench, m: usize, n: usize, k: usize, config: Option<gemm::GemmConfig>) -> BoxResult<Outcome> {
     if b.lowp.arch() != lowp::Arch::Sm90a {
         return Ok(Outcome::Skipped(format!(
             "needs compute capability 9.0, {} has {:?}",
@@ -222,7 +247,18 @@ fn bench_gemm(b: &mut Bench, m: usize, n: usize, k: usize) -> BoxResult<Outcome>
         let sa = lowp::Scales::m_major(sa_all.slice(i * ld * g..(i + 1) * ld * g), m, g)?;
         let sb = lowp::Scales::row_major(sb_all.slice(i * sbn..(i + 1) * sbn), n.div_ceil(128), g)?;
         let mut d = Matrix::from_buffer(d_all.slice_mut(i * m * n..(i + 1) * m * n), m, n)?;
-        gemm::blockwise_fp8(&lowp, &stream, &a, &sa, &bb, &sb, &mut d)
-    })?;
+        match config {
+            None => gemm::blockwise_fp8(&lowp, &stream, &a, &sa, &bb, &sb, &mut d),
+            Some(c) => gemm::blockwise_fp8_with(&lowp, &stream, &a, &sa, &bb, &sb, c, &mut d),
+        }
+    });
+    let timing = match (timing, config) {
+        (Err(e), Some(c))
+            if e.downcast_ref::<lowp::Error>().is_some_and(|e| matches!(e, lowp::Error::InvalidValue { .. })) =>
+        {
+            return Ok(Outcome::Skipped(format!("{c}: {e}")));
+        }
+        (t, _) => t?,
+    };
     Ok(Outcome::Done { timing, bytes: (m * k + n * k + m * n * 2) as u64, flops: (2 * m * n * k) as u64, sets })
 }

@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 
+use super::GemmConfig;
 use super::plan::{
     BLOCK_M_VAR, BLOCK_N_VAR, BlockM, BlockN, CLUSTER_VAR, Forced, Rows, SPLIT_VAR, Tiles, choose_config,
     parse_block_m, parse_block_n, parse_cluster, parse_split,
@@ -38,9 +39,9 @@ pub(crate) fn forced_tiles() -> Result<Forced> {
 /// How many clusters of the kernel of `tiles` (FP8 when `fp8`) can be resident at once: the SM
 /// count without clusters, else the driver's `cuOccupancyMaxActiveClusters` (a cluster's CTAs
 /// share a GPC, so a GPU may fit fewer than `SMs / CTAs per cluster`), asked once per kernel. A
-/// driver that cannot answer (the query fails) gives `SMs / CTAs per cluster`: the value only
-/// sizes the persistent grid and ranks the splits, and a launch the device cannot run still
-/// fails at `cuLaunchKernel`. Errors: resolving the kernel.
+/// driver that cannot answer (the query fails) gives `SMs / CTAs per cluster`: the value sizes
+/// the persistent grid and ranks the splits, and a launch of a configuration with none is
+/// refused ([`launch_gemm`]). Errors: resolving the kernel.
 pub(crate) fn cluster_capacity(
     lowp: &Lowp,
     stream: &CudaStream,
@@ -112,6 +113,16 @@ pub(crate) fn launch_gemm(
     b: ByteMatrix,
     tiles: u64,
 ) -> Result<()> {
+    let capacity = cluster_capacity(lowp, stream, op, config, fp8)?;
+    if capacity == 0 {
+        // Only a configuration given by the caller can get here: the heuristic takes clusters
+        // the device fits.
+        return Err(Error::InvalidValue {
+            arg: "config",
+            expected: "a configuration whose clusters the device fits",
+            actual: format!("{} ({} CTAs per cluster)", GemmConfig::from(config), config.ctas()),
+        });
+    }
     let (bk, bm, bn) = (GEMM_BLOCK_K, config.block_m(), config.block_n());
     let map = |arg, m: ByteMatrix, box_rows| Map2d {
         arg,
@@ -167,7 +178,7 @@ pub(crate) fn launch_gemm(
             Err(e) => return Err(e),
         }
     }
-    let capacity = cluster_capacity(lowp, stream, op, config, fp8)?.max(1);
+
     let clusters = tiles.clamp(1, capacity as u64) as u32;
     let cfg = LaunchConfig {
         grid_dim: (clusters * config.ctas(), 1, 1),

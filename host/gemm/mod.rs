@@ -18,12 +18,12 @@
 //! other layouts are read from global memory by the math threads. Every operand is K-major (row-major, K
 //! contiguous) with 16-byte aligned rows (the tensor memory accelerator's requirement); the
 //! output is bf16 with an even row stride. Off compute capability 9.0 every op is
-//! [`Error::Unsupported`](crate::Error::Unsupported).
+//! [`Error::Unsupported`].
 //!
 //! **CUDA graphs.** Each call finds the tensor maps of its two operands (and of TMA-loaded
 //! activation scales) in a device-resident cache, written the first time those operands
 //! (addresses, shapes, strides) are seen, outside any capture, and never changed: run an op once
-//! with the same operands, scales included, before capturing it (as graph warm-up does); under capture without that, [`Error::GraphCapture`](crate::Error::GraphCapture)
+//! with the same operands, scales included, before capturing it (as graph warm-up does); under capture without that, [`Error::GraphCapture`]
 //! before anything is enqueued. Group tables are read on the device (no host sync). See
 //! `docs/kernels/gemm.md`.
 //!
@@ -47,7 +47,7 @@
 //! `LOWP_GEMM_CLUSTER` (`1` or `2`) and `LOWP_GEMM_SPLIT_K` (`1`, `2`, `4` or `8`), read once
 //! per process, force the tile rows, columns, cluster size or split of every call; another
 //! value makes every GEMM fail with
-//! [`Error::InvalidValue`](crate::Error::InvalidValue).
+//! [`Error::InvalidValue`].
 
 mod launch;
 mod plan;
@@ -61,7 +61,7 @@ use half::bf16;
 use crate::abi::GEMM_BLOCK_K;
 use crate::context::Lowp;
 use crate::dtype::{Element, F8E4M3};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::flag::ErrorFlag;
 use crate::fp8::plan::ScaleInput;
 use crate::matrix::Scales;
@@ -70,7 +70,7 @@ use crate::matrix::{Matrix, MatrixBatch};
 use crate::scale::ScaleLayout;
 use crate::validate::Operand;
 use launch::{configure, gemm_function, launch_gemm};
-use plan::{DenseInput, GroupedInput, Rows, dense_plan, grouped_plan, tile_bound};
+use plan::{BlockM, BlockN, DenseInput, GroupedInput, Rows, Tiles, dense_plan, grouped_plan, tile_bound};
 
 /// Error bit of [`ErrorFlag`]: a group bound read on the device was out of range (contiguous ends
 /// decreasing or past the rows of `x`, masked counts outside `[0, max_m]`) and was clamped.
@@ -106,6 +106,100 @@ pub(crate) const KERNELS: &[&str] = &[
 
 /// What every kernel of the family needs.
 const NEEDS: &str = "compute capability 9.0 (sm_90a: wgmma and TMA)";
+
+/// The kernel configuration of a GEMM call: its tiles, and the clusters its CTAs run in. Each
+/// op picks one per call from the shapes (`*_config` says which); the `*_with` ops run a given
+/// one, for instance the fastest of [`GemmConfig::all`] timed on the device (autotuning), and
+/// ignore the `LOWP_GEMM_*` environment variables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GemmConfig {
+    /// Rows of a tile: 64 (one math warpgroup) or 128 (two).
+    pub block_m: usize,
+    /// Columns of a tile: 64, 112, 128 or 192 (FP8: not with 128 rows).
+    pub block_n: usize,
+    /// CTAs per cluster along N sharing their A tiles by TMA multicast: 1, or 2 for 128-row
+    /// tiles of 112 or 128 columns (and bf16's of 192).
+    pub cluster: usize,
+    /// CTAs per split-K cluster, each computing a slice of K of the same tile: 1, or 2, 4 or 8
+    /// for FP8 64 × 64 tiles (with `cluster` 1).
+    pub split_k: usize,
+}
+
+impl GemmConfig {
+    /// Every configuration the FP8 (`fp8`) or bf16 GEMMs have a kernel for.
+    pub fn all(fp8: bool) -> Vec<GemmConfig> {
+        Tiles::all(fp8).into_iter().map(GemmConfig::from).collect()
+    }
+
+    /// The configuration's tiles, if its FP8 (`fp8`) or bf16 kernel exists.
+    fn tiles(self, fp8: bool) -> Result<Tiles> {
+        let m = match self.block_m {
+            64 => Some(BlockM::M64),
+            128 => Some(BlockM::M128),
+            _ => None,
+        };
+        let n = match self.block_n {
+            64 => Some(BlockN::N64),
+            112 => Some(BlockN::N112),
+            128 => Some(BlockN::N128),
+            192 => Some(BlockN::N192),
+            _ => None,
+        };
+        let t = match (m, n, u32::try_from(self.cluster), u32::try_from(self.split_k)) {
+            (Some(m), Some(n), Ok(cluster), Ok(split)) => Some(Tiles { m, n, cluster, split }),
+            _ => None,
+        };
+        t.filter(|t| t.runs(fp8)).ok_or_else(|| Error::InvalidValue {
+            arg: "config",
+            expected: if fp8 { "one of GemmConfig::all(true)" } else { "one of GemmConfig::all(false)" },
+            actual: self.to_string(),
+        })
+    }
+}
+
+impl From<Tiles> for GemmConfig {
+    fn from(t: Tiles) -> Self {
+        GemmConfig {
+            block_m: t.block_m() as usize,
+            block_n: t.block_n() as usize,
+            cluster: t.cluster as usize,
+            split_k: t.split as usize,
+        }
+    }
+}
+
+/// `128x112`, `128x128 cluster 2`, `64x64 split-K 4`.
+impl std::fmt::Display for GemmConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.block_m, self.block_n)?;
+        if self.cluster != 1 {
+            write!(f, " cluster {}", self.cluster)?;
+        }
+        if self.split_k != 1 {
+            write!(f, " split-K {}", self.split_k)?;
+        }
+        Ok(())
+    }
+}
+
+/// The tiles of a call: `config`'s, or the heuristic's for its shapes (with the environment's
+/// overrides).
+#[allow(clippy::too_many_arguments)]
+fn tiles_of(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    op: &'static str,
+    config: Option<GemmConfig>,
+    rows: Rows,
+    n: usize,
+    k_blocks: u64,
+    fp8: bool,
+) -> Result<Tiles> {
+    match config {
+        Some(c) => c.tiles(fp8),
+        None => configure(lowp, stream, op, rows, n, k_blocks, fp8),
+    }
+}
 
 /// How the rows of a grouped GEMM's `x` are assigned to experts: a table of one `i32` per expert
 /// in device memory (`B`: a `CudaSlice<i32>`, `CudaView` or `CudaViewMut`), read by the kernel.
@@ -215,9 +309,73 @@ where
     SW: DevicePtr<f32>,
     O: DevicePtrMut<bf16>,
 {
+    blockwise_fp8_in(lowp, stream, None, x, scales_x, w, scales_w, out)
+}
+
+/// [`blockwise_fp8`] in the kernel configuration `config` (one of [`GemmConfig::all`]`(true)`,
+/// else `Error::InvalidValue { arg: "config" }`) instead of the one it picks. Every configuration
+/// computes the same sums; those with split-K clusters add the slices' partial sums in another
+/// order, so their bf16 results may differ from the others' in the last place.
+#[allow(clippy::too_many_arguments)]
+pub fn blockwise_fp8_with<X, SX, W, SW, O>(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    x: &Matrix<F8E4M3, X>,
+    scales_x: &Scales<f32, SX>,
+    w: &Matrix<F8E4M3, W>,
+    scales_w: &Scales<f32, SW>,
+    config: GemmConfig,
+    out: &mut Matrix<bf16, O>,
+) -> Result<()>
+where
+    X: DevicePtr<F8E4M3>,
+    SX: DevicePtr<f32>,
+    W: DevicePtr<F8E4M3>,
+    SW: DevicePtr<f32>,
+    O: DevicePtrMut<bf16>,
+{
+    blockwise_fp8_in(lowp, stream, Some(config), x, scales_x, w, scales_w, out)
+}
+
+/// The kernel configuration [`blockwise_fp8`] runs for operands of the shapes of `x` and `w` on
+/// this device (the `LOWP_GEMM_*` overrides included). Errors: the driver's, asked for the
+/// number of co-resident clusters.
+pub fn blockwise_fp8_config<X, W>(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    x: &Matrix<F8E4M3, X>,
+    w: &Matrix<F8E4M3, W>,
+) -> Result<GemmConfig>
+where
+    X: DeviceSlice<F8E4M3>,
+    W: DeviceSlice<F8E4M3>,
+{
     lowp.check_stream(stream)?;
     let k_blocks = (x.cols() / GEMM_BLOCK_K as usize) as u64;
-    let tiles = configure(lowp, stream, "blockwise_fp8", Rows::Dense(x.rows()), w.rows(), k_blocks, true)?;
+    Ok(configure(lowp, stream, "blockwise_fp8", Rows::Dense(x.rows()), w.rows(), k_blocks, true)?.into())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn blockwise_fp8_in<X, SX, W, SW, O>(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    config: Option<GemmConfig>,
+    x: &Matrix<F8E4M3, X>,
+    scales_x: &Scales<f32, SX>,
+    w: &Matrix<F8E4M3, W>,
+    scales_w: &Scales<f32, SW>,
+    out: &mut Matrix<bf16, O>,
+) -> Result<()>
+where
+    X: DevicePtr<F8E4M3>,
+    SX: DevicePtr<f32>,
+    W: DevicePtr<F8E4M3>,
+    SW: DevicePtr<f32>,
+    O: DevicePtrMut<bf16>,
+{
+    lowp.check_stream(stream)?;
+    let k_blocks = (x.cols() / GEMM_BLOCK_K as usize) as u64;
+    let tiles = tiles_of(lowp, stream, "blockwise_fp8", config, Rows::Dense(x.rows()), w.rows(), k_blocks, true)?;
     let f = gemm_function(lowp, "blockwise_fp8", tiles, true)?;
     lowp.check_buffer("x", x.buffer())?;
     lowp.check_buffer("scales_x", scales_x.buffer())?;
@@ -320,11 +478,99 @@ where
     G: DevicePtr<i32>,
     O: DevicePtrMut<bf16>,
 {
+    grouped_fp8_in(lowp, stream, None, x, scales_x, w, scales_w, groups, out, error_flag)
+}
+
+/// [`grouped_fp8`] in the kernel configuration `config` (one of [`GemmConfig::all`]`(true)`,
+/// else `Error::InvalidValue { arg: "config" }`) instead of the one it picks; see
+/// [`blockwise_fp8_with`].
+#[allow(clippy::too_many_arguments)]
+pub fn grouped_fp8_with<X, SX, W, SW, G, O>(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    x: &Matrix<F8E4M3, X>,
+    scales_x: &Scales<f32, SX>,
+    w: &MatrixBatch<F8E4M3, W>,
+    scales_w: &Scales<f32, SW>,
+    groups: &GroupLayout<'_, G>,
+    config: GemmConfig,
+    out: &mut Matrix<bf16, O>,
+    error_flag: Option<&mut ErrorFlag>,
+) -> Result<()>
+where
+    X: DevicePtr<F8E4M3>,
+    SX: DevicePtr<f32>,
+    W: DevicePtr<F8E4M3>,
+    SW: DevicePtr<f32>,
+    G: DevicePtr<i32>,
+    O: DevicePtrMut<bf16>,
+{
+    grouped_fp8_in(lowp, stream, Some(config), x, scales_x, w, scales_w, groups, out, error_flag)
+}
+
+/// The kernel configuration [`grouped_fp8`] runs for operands of the shapes of `x` and `w` in
+/// the layout of `groups` on this device (the `LOWP_GEMM_*` overrides included). Errors: the
+/// driver's, asked for the number of co-resident clusters.
+pub fn grouped_fp8_config<X, W, G>(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    x: &Matrix<F8E4M3, X>,
+    w: &MatrixBatch<F8E4M3, W>,
+    groups: &GroupLayout<'_, G>,
+) -> Result<GemmConfig>
+where
+    X: DeviceSlice<F8E4M3>,
+    W: DeviceSlice<F8E4M3>,
+{
+    grouped_config(lowp, stream, "grouped_fp8", x.rows(), w.shape(), groups, true)
+}
+
+/// The configuration of a grouped call (its k-blocks: 128 bytes of K).
+fn grouped_config<G>(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    op: &'static str,
+    x_rows: usize,
+    [experts, n, k]: [usize; 3],
+    groups: &GroupLayout<'_, G>,
+    fp8: bool,
+) -> Result<GemmConfig> {
+    lowp.check_stream(stream)?;
+    let k_blocks = (k * if fp8 { 1 } else { 2 } / GEMM_BLOCK_K as usize) as u64;
+    let max_m = match *groups {
+        GroupLayout::Contiguous { .. } => None,
+        GroupLayout::Masked { max_m, .. } => Some(max_m),
+    };
+    let rows = group_rows(x_rows, experts, max_m);
+    Ok(configure(lowp, stream, op, rows, n, k_blocks, fp8)?.into())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn grouped_fp8_in<X, SX, W, SW, G, O>(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    config: Option<GemmConfig>,
+    x: &Matrix<F8E4M3, X>,
+    scales_x: &Scales<f32, SX>,
+    w: &MatrixBatch<F8E4M3, W>,
+    scales_w: &Scales<f32, SW>,
+    groups: &GroupLayout<'_, G>,
+    out: &mut Matrix<bf16, O>,
+    error_flag: Option<&mut ErrorFlag>,
+) -> Result<()>
+where
+    X: DevicePtr<F8E4M3>,
+    SX: DevicePtr<f32>,
+    W: DevicePtr<F8E4M3>,
+    SW: DevicePtr<f32>,
+    G: DevicePtr<i32>,
+    O: DevicePtrMut<bf16>,
+{
     let (table, max_m) = groups.parts();
     let rows = group_rows(x.rows(), w.shape()[0], max_m);
     lowp.check_stream(stream)?;
     let k_blocks = (w.shape()[2] / GEMM_BLOCK_K as usize) as u64;
-    let tiles = configure(lowp, stream, "grouped_fp8", rows, w.shape()[1], k_blocks, true)?;
+    let tiles = tiles_of(lowp, stream, "grouped_fp8", config, rows, w.shape()[1], k_blocks, true)?;
     let f = gemm_function(lowp, "grouped_fp8", tiles, true)?;
     lowp.check_buffer("x", x.buffer())?;
     lowp.check_buffer("scales_x", scales_x.buffer())?;
@@ -394,12 +640,71 @@ where
     G: DevicePtr<i32>,
     O: DevicePtrMut<bf16>,
 {
+    grouped_bf16_in(lowp, stream, None, x, w, groups, out, error_flag)
+}
+
+/// [`grouped_bf16`] in the kernel configuration `config` (one of [`GemmConfig::all`]`(false)`,
+/// else `Error::InvalidValue { arg: "config" }`) instead of the one it picks.
+#[allow(clippy::too_many_arguments)]
+pub fn grouped_bf16_with<X, W, G, O>(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    x: &Matrix<bf16, X>,
+    w: &MatrixBatch<bf16, W>,
+    groups: &GroupLayout<'_, G>,
+    config: GemmConfig,
+    out: &mut Matrix<bf16, O>,
+    error_flag: Option<&mut ErrorFlag>,
+) -> Result<()>
+where
+    X: DevicePtr<bf16>,
+    W: DevicePtr<bf16>,
+    G: DevicePtr<i32>,
+    O: DevicePtrMut<bf16>,
+{
+    grouped_bf16_in(lowp, stream, Some(config), x, w, groups, out, error_flag)
+}
+
+/// The kernel configuration [`grouped_bf16`] runs for operands of the shapes of `x` and `w` in
+/// the layout of `groups` on this device (the `LOWP_GEMM_*` overrides included). Errors: the
+/// driver's, asked for the number of co-resident clusters.
+pub fn grouped_bf16_config<X, W, G>(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    x: &Matrix<bf16, X>,
+    w: &MatrixBatch<bf16, W>,
+    groups: &GroupLayout<'_, G>,
+) -> Result<GemmConfig>
+where
+    X: DeviceSlice<bf16>,
+    W: DeviceSlice<bf16>,
+{
+    grouped_config(lowp, stream, "grouped_bf16", x.rows(), w.shape(), groups, false)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn grouped_bf16_in<X, W, G, O>(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    config: Option<GemmConfig>,
+    x: &Matrix<bf16, X>,
+    w: &MatrixBatch<bf16, W>,
+    groups: &GroupLayout<'_, G>,
+    out: &mut Matrix<bf16, O>,
+    error_flag: Option<&mut ErrorFlag>,
+) -> Result<()>
+where
+    X: DevicePtr<bf16>,
+    W: DevicePtr<bf16>,
+    G: DevicePtr<i32>,
+    O: DevicePtrMut<bf16>,
+{
     let (table, max_m) = groups.parts();
     let rows = group_rows(x.rows(), w.shape()[0], max_m);
     lowp.check_stream(stream)?;
     // k-blocks of 128 bytes: 64 bf16
     let k_blocks = (2 * w.shape()[2] / GEMM_BLOCK_K as usize) as u64;
-    let tiles = configure(lowp, stream, "grouped_bf16", rows, w.shape()[1], k_blocks, false)?;
+    let tiles = tiles_of(lowp, stream, "grouped_bf16", config, rows, w.shape()[1], k_blocks, false)?;
     let f = gemm_function(lowp, "grouped_bf16", tiles, false)?;
     lowp.check_buffer("x", x.buffer())?;
     lowp.check_buffer("w", w.buffer())?;

@@ -359,6 +359,29 @@ impl Tiles {
     pub fn a_box_rows(self) -> u32 {
         self.block_m() / self.cluster
     }
+    /// Whether the FP8 (`fp8`) or bf16 kernel of this whole configuration exists: the tiles, and
+    /// a cluster of 2 along N or a split-K cluster (not both) only where the tiles have one.
+    pub fn runs(self, fp8: bool) -> bool {
+        let cluster = self.cluster == 1 || (self.cluster == 2 && self.clusters(fp8) && self.split == 1);
+        let split = self.split == 1 || (GEMM_SPLITS.contains(&self.split) && self.splits(fp8) && self.cluster == 1);
+        self.exists(fp8) && cluster && split
+    }
+    /// Every configuration whose FP8 (`fp8`) or bf16 kernel exists ([`runs`](Self::runs)): by
+    /// tile rows (128, 64), tile columns, then clusters along N and split-K clusters.
+    pub fn all(fp8: bool) -> Vec<Tiles> {
+        let mut v = Vec::new();
+        for m in [BlockM::M128, BlockM::M64] {
+            for n in [BlockN::N64, BlockN::N112, BlockN::N128, BlockN::N192] {
+                for (cluster, split) in [(1, 1), (2, 1), (1, 2), (1, 4), (1, 8)] {
+                    let t = Tiles { m, n, cluster, split };
+                    if t.runs(fp8) {
+                        v.push(t);
+                    }
+                }
+            }
+        }
+        v
+    }
 }
 
 /// The rows of a call as the tile heuristic sees them (shapes only, never device data).
