@@ -3,8 +3,9 @@
 
 usage: check_ptx.py PTXAS MODULE.ptx:ARCH [MODULE.ptx:ARCH ...]
 
-Fails (exit 1) on a ptxas error, a kernel with spill stores or loads, an unresolved
-`.extern .func`, or a module without kernels. Prints one line per kernel: registers, spills,
+Fails (exit 1) on a ptxas error, a kernel with spill stores or loads, a kernel whose wgmma
+ptxas serializes ("Potential Performance Loss"), an unresolved `.extern .func`, or a module
+without kernels. Prints one line per kernel: registers, spills,
 stack frame, static shared memory, barriers.
 
 With CUOBJDUMP set (a cuobjdump binary), also disassembles the tensor-core kernels and fails if
@@ -64,6 +65,11 @@ def check(ptxas, path, arch):
     kernels = {}
     current = None
     for line in log.splitlines():
+        # ptxas serializes a kernel's wgmma where it cannot keep them asynchronous (C7510..:
+        # "Potential Performance Loss: wgmma.mma_async instructions are serialized ...").
+        m = re.search(r"Potential Performance Loss: (wgmma.*?) in the function '(\w+)'", line)
+        if m:
+            problems.append(f"{m.group(2)}: ptxas: {m.group(1)}")
         m = re.search(r"Compiling entry function '(\w+)'", line)
         if m:
             current = m.group(1)

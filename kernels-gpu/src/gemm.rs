@@ -46,6 +46,8 @@
 //!               4 × wgmma m64nBN (k32 FP8 / k16 bf16: 32 bytes of K each) into acc;
 //!               FP8: wait 0; arrive empty[s]; final = fma(acc, sa(m, kb) · sb_g(n/128, kb), final)
 //!               (columns n < 128·(n0/128 + 1) with block n0/128's scale, the others the next's);
+//!               FP8 with one math warpgroup and BN ≤ 128: two accumulators, wait 1, then the
+//!               previous k-block's stage freed and its accumulator promoted (overlapped);
 //!               bf16: wait 1 (the previous k-block's MMAs); arrive empty of its stage
 //!   math (epilogue, per warpgroup): [issuing thread: wait_group.read 0 (last tile's stores have
 //!         read the buffer)]; bar.sync 1 + wg, 128; bf16 → buffer (stmatrix.x4); for TMA stores
@@ -550,13 +552,15 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
     // n0/128, the others in the next.
     const { assert!(gemm_scale_blocks_per_tile(BN) <= 2) };
     let two_blocks = GEMM_SCALE_BLOCK_N % BN != 0;
+    // FP8 with one math warpgroup and at most 128 columns: two accumulators overlap each
+    // k-block's promotion with the next k-block's MMAs (3 × BN / 2 registers of sums per thread,
+    // within the 255 a thread of a 256-thread CTA may hold; 192 columns would need 288).
+    let overlap = FP8 && MATH_WGS == 1 && BN <= 128;
 
     let mut ring = Ring::<FP8, MATH_WGS, BN, SPLIT>::new();
     // Split-K: the parity of the current use of the reduction barriers (one use per tile).
     let mut red_phase = 0u32;
     while let Some(tile) = sched.next_tile() {
-        // bf16: the stage of the previous k-block, whose MMAs may still be in flight.
-        let mut prev_s = 0;
         let m0 = tile.m0 + row_in_tile;
         let m1 = m0 + 8;
         let split = GEMM_SCALE_BLOCK_N - tile.n0 % GEMM_SCALE_BLOCK_N;
@@ -567,12 +571,14 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
         // the arrays in local memory.
         let mut fin = ZERO_ACC;
         let mut acc = ZERO_ACC;
-        for kb in kb0..kb1 {
-            let (s, phase) = (ring.s, ring.phase);
-            // FP8 scales from global memory first: their loads overlap the wait. The weight scales
-            // (one or two per tile and k-block, the same addresses in every thread) always; the
-            // activation scales unless the producer loads them into the stage. Rows past the
-            // group read nothing (their products are never stored).
+        // One k-block's FP8 scale products for this thread's rows m0 and m1, once stage `s` is
+        // full (waited here): with the tile's first weight-scale block (s0, s1) and the next
+        // (t0, t1); ones for bf16. The scales from global memory are loaded before the wait, so
+        // their latency overlaps it: the weight scales (one or two per tile and k-block, the same
+        // addresses in every thread) always, the activation scales unless the producer loads
+        // them into the stage. Rows past the group read nothing (their products are never
+        // stored).
+        let stage_products = |kb: u32, s: u32, phase: u32| -> [f32; 4] {
             let (sb, sb_next, g0, g1) = if FP8 {
                 let sb_row = tile.n0 / GEMM_SCALE_BLOCK_N;
                 let sb_i = tile.group as u64 * p.sb_group_stride + sb_row as u64 * p.sb_stride + kb as u64;
@@ -603,80 +609,169 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
             } else {
                 (1.0, 1.0, 1.0, 1.0)
             };
-
             // SAFETY: initialized barrier; the producer fills every stage in order.
             unsafe { mbarrier_wait(sm.full(s), phase) };
             let (a0, a1) = if sa_tma {
                 // SAFETY: stage s's scales are complete (full barrier) and are not overwritten
-                // before this warp arrives on empty[s] below; rows 0..block_m of the buffer.
+                // before this warp arrives on empty[s]; rows 0..block_m of the buffer.
                 unsafe { (ld_shared_f32(sm.sa(s) + 4 * row_in_tile), ld_shared_f32(sm.sa(s) + 4 * (row_in_tile + 8))) }
             } else {
                 (g0, g1)
             };
-            // The scale products of rows m0 and m1: with the tile's first block, and the next.
             let (s0, s1) = (a0 * sb, a1 * sb);
             let (t0, t1) = if two_blocks { (a0 * sb_next, a1 * sb_next) } else { (s0, s1) };
+            [s0, s1, t0, t1]
+        };
+        // Issues the k-block in stage `s` (4 × wgmma, 32 bytes of K each) into `d`, adding to it
+        // or not, and commits the group.
+        // SAFETY (callers): the whole warpgroup; stage s is full (waited) and is not overwritten
+        // before this warpgroup frees it, after a wait that retires this group; `d` is not
+        // accessed before that wait.
+        let issue = |d: &mut [f32; WGMMA_MAX_REGS], s: u32, accumulate: bool| {
             let a_tile = sm.a(s) + wg * 64 * BK; // this warpgroup's 64 rows
             let b_tile = sm.b(s);
-            fence_accumulators::<BN>(&mut acc);
-            // SAFETY: the whole warpgroup executes these; the tiles are complete (full barrier)
-            // and are not overwritten before this warpgroup arrives on empty[s] below (FP8: in
-            // this k-block; bf16: in the next, or after the tile's last).
+            fence_accumulators::<BN>(d);
+            // SAFETY: the callers' contract above.
             unsafe {
                 wgmma_fence();
                 crate::unroll!(k in [0, 1, 2, 3] {
                     let da = smem_desc_k_major_sw128(a_tile + 32 * k as u32);
                     let db = smem_desc_k_major_sw128(b_tile + 32 * k as u32);
-                    // FP8: a fresh accumulator per k-block; bf16: across all of K.
-                    wgmma_k32b::<FP8, BN>(&mut acc, da, db, k != 0 || (!FP8 && kb != kb0));
+                    wgmma_k32b::<FP8, BN>(d, da, db, k != 0 || accumulate);
                 });
                 wgmma_commit();
+            }
+        };
+        // Promotion: fin = fma(acc, sa·sb, fin), one rounding per k-block (fma.rn.f32); the
+        // BN / 8 column groups of 8 the MMA wrote, each inside one scale block (n0 and 128 are
+        // multiples of 8).
+        let promote = |fin: &mut [f32; WGMMA_MAX_REGS], d: &[f32; WGMMA_MAX_REGS], [s0, s1, t0, t1]: [f32; 4]| {
+            crate::unroll!(j in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23] {
+                if (j as u32) < BN / 8 {
+                    let (u0, u1) = if two_blocks && 8 * j as u32 >= split { (t0, t1) } else { (s0, s1) };
+                    fin[4 * j] = mul_add(d[4 * j], u0, fin[4 * j]);
+                    fin[4 * j + 1] = mul_add(d[4 * j + 1], u0, fin[4 * j + 1]);
+                    fin[4 * j + 2] = mul_add(d[4 * j + 2], u1, fin[4 * j + 2]);
+                    fin[4 * j + 3] = mul_add(d[4 * j + 3], u1, fin[4 * j + 3]);
+                }
+            });
+        };
+        if overlap {
+            // FP8 with one math warpgroup: two accumulators, so that each k-block's promotion
+            // runs while the next k-block's MMAs are in flight (with two math warpgroups, each
+            // promotes while the other's MMAs run). k-block kb goes into `acc` when kb − kb0 is
+            // even, `acc2` when odd; after issuing kb, wait_group 1 retires kb − 1, whose stage
+            // is then freed and whose accumulator is promoted.
+            let mut acc2 = ZERO_ACC;
+            // The stage and scale products of the k-block whose MMAs may be in flight.
+            let mut pending: Option<(u32, [f32; 4])> = None;
+            let mut step = |cur: &mut [f32; WGMMA_MAX_REGS],
+                            prev: &mut [f32; WGMMA_MAX_REGS],
+                            fin: &mut [f32; WGMMA_MAX_REGS],
+                            kb: u32| {
+                let (s, phase) = (ring.s, ring.phase);
+                let products = stage_products(kb, s, phase);
+                // SAFETY: the whole warpgroup; stage s is full, and is freed only after a wait
+                // that retires this group (the next step's, or the drain below); `cur` was last
+                // read by its promotion two k-blocks ago (the fence in `issue` orders it first).
+                issue(cur, s, false);
+                // SAFETY: the whole warpgroup; retires every group but this one: the previous
+                // k-block's, into `prev`.
+                unsafe { wgmma_wait::<1>() };
+                // Only now may `prev` be read: pin its reads below the wait.
+                fence_accumulators::<BN>(prev);
+                if let Some((ps, pp)) = pending {
+                    if lane == 0 {
+                        // SAFETY: the MMAs reading stage ps are complete (wait above); the
+                        // cluster barrier before exit follows.
+                        unsafe { free_stage::<CLUSTER>(sm.empty(ps)) };
+                    }
+                    promote(fin, prev, pp);
+                }
+                pending = Some((s, products));
+                ring.advance();
+            };
+            // Pairs of k-blocks, then an odd one; each way ends retiring every group, so no
+            // accumulator in flight flows through a join of control paths (ptxas would then
+            // serialize the MMAs).
+            let pairs = (kb1 - kb0) / 2;
+            for i in 0..pairs {
+                step(&mut acc, &mut acc2, &mut fin, kb0 + 2 * i);
+                step(&mut acc2, &mut acc, &mut fin, kb0 + 2 * i + 1);
+            }
+            // The last k-block's stage is freed and its accumulator promoted once its MMAs are
+            // retired.
+            let drain = |last: &mut [f32; WGMMA_MAX_REGS],
+                         other: &mut [f32; WGMMA_MAX_REGS],
+                         fin: &mut [f32; WGMMA_MAX_REGS],
+                         pending: Option<(u32, [f32; 4])>| {
+                // SAFETY: the whole warpgroup; retires the tile's last MMAs.
+                unsafe { wgmma_wait::<0>() };
+                fence_accumulators::<BN>(last);
+                fence_accumulators::<BN>(other);
+                if let Some((ps, pp)) = pending {
+                    if lane == 0 {
+                        // SAFETY: every MMA reading stage ps is complete (wait above).
+                        unsafe { free_stage::<CLUSTER>(sm.empty(ps)) };
+                    }
+                    promote(fin, last, pp);
+                }
+            };
+            if (kb1 - kb0) % 2 == 1 {
+                step(&mut acc, &mut acc2, &mut fin, kb1 - 1);
+                drain(&mut acc, &mut acc2, &mut fin, pending);
+            } else {
+                drain(&mut acc2, &mut acc, &mut fin, pending);
+            }
+        } else {
+            // bf16: the stage of the previous k-block, whose MMAs may still be in flight.
+            let mut prev_s = 0;
+            for kb in kb0..kb1 {
+                let (s, phase) = (ring.s, ring.phase);
+                let products = stage_products(kb, s, phase);
+                // FP8: a fresh accumulator per k-block; bf16: across all of K.
+                // SAFETY: the whole warpgroup; stage s is full and is freed after a wait that
+                // retires this group (FP8: in this k-block; bf16: in the next, or after the
+                // tile's last); `acc` is read only after such a wait.
+                issue(&mut acc, s, !FP8 && kb != kb0);
                 // FP8 promotes this k-block's accumulators now: wait for its MMAs. bf16 keeps
                 // them in flight (the next k-block's MMAs chain on the same accumulators) and
                 // waits for the previous k-block's.
-                if FP8 {
-                    wgmma_wait::<0>();
-                } else {
-                    wgmma_wait::<1>();
+                // SAFETY: the whole warpgroup.
+                unsafe {
+                    if FP8 {
+                        wgmma_wait::<0>();
+                    } else {
+                        wgmma_wait::<1>();
+                    }
                 }
-            }
-            // Only now may `acc` be read (FP8): pin its first reads below the wait.
-            fence_accumulators::<BN>(&mut acc);
-            if lane == 0 {
+                // Only now may `acc` be read (FP8): pin its first reads below the wait.
+                fence_accumulators::<BN>(&mut acc);
+                if lane == 0 {
+                    if FP8 {
+                        // SAFETY: this warp's reads of stage s are complete (wait above); the
+                        // cluster barrier before exit follows.
+                        unsafe { free_stage::<CLUSTER>(sm.empty(s)) };
+                    } else if kb > kb0 {
+                        // SAFETY: the previous k-block's MMAs, the last to read stage prev_s,
+                        // are complete (wait above).
+                        unsafe { free_stage::<CLUSTER>(sm.empty(prev_s)) };
+                    }
+                }
+                prev_s = s;
                 if FP8 {
-                    // SAFETY: this warp's reads of stage s are complete (wait above); the cluster
-                    // barrier before exit follows.
-                    unsafe { free_stage::<CLUSTER>(sm.empty(s)) };
-                } else if kb > kb0 {
-                    // SAFETY: the previous k-block's MMAs, the last to read stage prev_s, are
-                    // complete (wait above).
+                    promote(&mut fin, &acc, products);
+                }
+                ring.advance();
+            }
+            if !FP8 {
+                // SAFETY: the whole warpgroup executes it; retires the tile's last MMAs.
+                unsafe { wgmma_wait::<0>() };
+                fence_accumulators::<BN>(&mut acc);
+                if lane == 0 && kb1 > kb0 {
+                    // SAFETY: every MMA reading stage prev_s is complete.
                     unsafe { free_stage::<CLUSTER>(sm.empty(prev_s)) };
                 }
-            }
-            prev_s = s;
-            if FP8 {
-                // Promotion: fin = fma(acc, sa·sb, fin), one rounding per k-block (fma.rn.f32);
-                // the BN / 8 column groups of 8 the MMA wrote, each inside one scale block
-                // (n0 and 128 are multiples of 8).
-                crate::unroll!(j in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23] {
-                    if (j as u32) < BN / 8 {
-                        let (u0, u1) = if two_blocks && 8 * j as u32 >= split { (t0, t1) } else { (s0, s1) };
-                        fin[4 * j] = mul_add(acc[4 * j], u0, fin[4 * j]);
-                        fin[4 * j + 1] = mul_add(acc[4 * j + 1], u0, fin[4 * j + 1]);
-                        fin[4 * j + 2] = mul_add(acc[4 * j + 2], u1, fin[4 * j + 2]);
-                        fin[4 * j + 3] = mul_add(acc[4 * j + 3], u1, fin[4 * j + 3]);
-                    }
-                });
-            }
-            ring.advance();
-        }
-        if !FP8 {
-            // SAFETY: the whole warpgroup executes it; retires the tile's last MMAs.
-            unsafe { wgmma_wait::<0>() };
-            fence_accumulators::<BN>(&mut acc);
-            if lane == 0 && kb1 > kb0 {
-                // SAFETY: every MMA reading stage prev_s is complete.
-                unsafe { free_stage::<CLUSTER>(sm.empty(prev_s)) };
             }
         }
         let out = if FP8 { &mut fin } else { &mut acc };

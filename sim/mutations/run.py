@@ -158,7 +158,7 @@ MUTATIONS = [
     (
         "no-wgmma-wait",
         "no wgmma.wait_group before the FP8 accumulator is read (promotion, epilogue)",
-        [(GEMM, "                if FP8 {\n                    wgmma_wait::<0>();\n                } else {", "                if FP8 {\n                } else {", 1)],
+        [(GEMM, "                    if FP8 {\n                        wgmma_wait::<0>();\n                    } else {", "                    if FP8 {\n                    } else {", 1)],
     ),
     (
         "bf16-release-in-flight",
@@ -166,10 +166,10 @@ MUTATIONS = [
         [
             (
                 GEMM,
-                "} else if kb > kb0 {\n                    // SAFETY: the previous k-block's MMAs, the last to read stage prev_s, are\n"
-                "                    // complete (wait above).\n"
-                "                    unsafe { free_stage::<CLUSTER>(sm.empty(prev_s)) };",
-                "} else {\n                    unsafe { free_stage::<CLUSTER>(sm.empty(s)) };",
+                "} else if kb > kb0 {\n                        // SAFETY: the previous k-block's MMAs, the last to read stage prev_s,\n"
+                "                        // are complete (wait above).\n"
+                "                        unsafe { free_stage::<CLUSTER>(sm.empty(prev_s)) };",
+                "} else {\n                        unsafe { free_stage::<CLUSTER>(sm.empty(s)) };",
                 1,
             ),
             (GEMM, "if lane == 0 && kb1 > kb0 {", "if lane == 0 && kb1 > kb0 && FP8 {", 1),
@@ -225,6 +225,40 @@ MUTATIONS = [
         "cluster-scale-unguarded",
         "clusters of 2: the second tile of the last cluster, past N (odd tile columns), reads its weight scales (row n0/128 ≥ ⌈N/128⌉)",
         [(GEMM, "let sb = if CLUSTER > 1 && tile.n0 >= p.n {", "let sb = if CLUSTER > 1 && tile.n0 >= p.n + p.n {", 1)],
+    ),
+    (
+        "overlap-wait-2",
+        "FP8 with one math warpgroup: each k-block waits for all but two MMA groups, so the previous k-block's accumulator is promoted (and its stage freed) while its MMAs may be in flight",
+        [(GEMM, "                unsafe { wgmma_wait::<1>() };\n                // Only now may `prev` be read", "                unsafe { wgmma_wait::<2>() };\n                // Only now may `prev` be read", 1)],
+    ),
+    (
+        "overlap-promote-current",
+        "FP8 with one math warpgroup: each k-block promotes the accumulator whose MMAs it just issued instead of the previous one",
+        [(GEMM, "                    promote(fin, prev, pp);", "                    promote(fin, cur, pp);", 1)],
+    ),
+    (
+        "overlap-scales-current",
+        "FP8 with one math warpgroup: the previous k-block's accumulator is promoted with this k-block's scales",
+        [(GEMM, "                    promote(fin, prev, pp);", "                    promote(fin, prev, products);", 1)],
+    ),
+    (
+        "overlap-drain-swapped",
+        "FP8 with one math warpgroup: after an odd count of k-blocks the tile's last accumulator is taken from the other array",
+        [(GEMM, "                drain(&mut acc, &mut acc2, &mut fin, pending);", "                drain(&mut acc2, &mut acc, &mut fin, pending);", 1)],
+    ),
+    (
+        "overlap-free-before-wait",
+        "FP8 with one math warpgroup: each k-block frees its own stage right after issuing its MMAs, while they may still read it",
+        [
+            (
+                GEMM,
+                "                issue(cur, s, false);\n",
+                "                issue(cur, s, false);\n                if lane == 0 {\n                    unsafe { free_stage::<CLUSTER>(sm.empty(s)) };\n                }\n",
+                1,
+            ),
+            (GEMM, "                        unsafe { free_stage::<CLUSTER>(sm.empty(ps)) };\n                    }\n                    promote(fin, prev, pp);", "                    }\n                    promote(fin, prev, pp);", 1),
+            (GEMM, "                        // SAFETY: every MMA reading stage ps is complete (wait above).\n                        unsafe { free_stage::<CLUSTER>(sm.empty(ps)) };", "                        let _ = ps;", 1),
+        ],
     ),
     (
         "split-no-reduce",
