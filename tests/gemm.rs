@@ -1200,7 +1200,11 @@ fn fp8_grouped_case(
         Some(m) => GroupLayout::Masked { counts: &table_d, max_m: m },
     };
     let mut flag = ErrorFlag::new(&stream).expect("flag");
-    gemm::grouped_fp8(lowp, &stream, &x_d, &sx_d, &w_d, &sw_d, &layout, &mut y, Some(&mut flag)).expect("gemm");
+    match config {
+        None => gemm::grouped_fp8(lowp, &stream, &x_d, &sx_d, &w_d, &sw_d, &layout, &mut y, Some(&mut flag)),
+        Some(c) => gemm::grouped_fp8_with(lowp, &stream, &x_d, &sx_d, &w_d, &sw_d, &layout, c, &mut y, Some(&mut flag)),
+    }
+    .expect("gemm");
     let got = y.to_host(&stream).expect("y");
     assert_eq!(flag.read(&stream).expect("flag"), 0, "valid offsets raised the flag");
     let xf = |r: usize, c: usize| e4m3fn_to_f32(x[r * k + c]) as f64 * sx[r * kb + c / 128] as f64;
