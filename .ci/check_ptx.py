@@ -65,8 +65,8 @@ def check(ptxas, path, arch):
     kernels = {}
     current = None
     for line in log.splitlines():
-        # ptxas serializes a kernel's wgmma where it cannot keep them asynchronous (C7510..:
-        # "Potential Performance Loss: wgmma.mma_async instructions are serialized ...").
+        # ptxas serializes a kernel's wgmma where it cannot keep them asynchronous (C7514 and its
+        # kin: "Potential Performance Loss: wgmma.mma_async instructions are serialized ...").
         m = re.search(r"Potential Performance Loss: (wgmma.*?) in the function '(\w+)'", line)
         if m:
             problems.append(f"{m.group(2)}: ptxas: {m.group(1)}")

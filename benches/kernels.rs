@@ -739,7 +739,6 @@ pub(crate) fn cases() -> Vec<Case> {
     v
 }
 
-/// The names of every case, in order (what `--list` prints with no filter).
 /// The cases `opts` asks for: [`cases`], with `--configs` the GEMM configuration cases after
 /// them.
 fn cases_of(opts: &Options) -> Vec<Case> {
@@ -750,7 +749,8 @@ fn cases_of(opts: &Options) -> Vec<Case> {
     v
 }
 
-/// The names of the default cases, in order (what `compare_torch.py --list` names too).
+/// The names of the default cases, in order (what `--list` prints with no filter and
+/// `compare_torch.py --list` names too).
 #[allow(dead_code)] // read by tests/bench_names.rs, which includes this file
 pub(crate) fn case_names() -> Vec<String> {
     cases().iter().map(Case::name).collect()

@@ -122,7 +122,8 @@ impl Lowp {
     /// Errors: `NoDriver` without a CUDA driver, `NoDevice` past the device count,
     /// `Unsupported` below compute capability 8.0. Loading a kernel can fail later, at its first
     /// use (or at [`load_kernels`](Self::load_kernels)): `Unsupported` where the driver cannot
-    /// read the module's PTX version, the driver's error otherwise.
+    /// read the module's PTX version, `GraphCapture` where a driver before CUDA 12.3 refuses to
+    /// load it while a stream captures, the driver's error otherwise.
     pub fn new(ordinal: usize) -> Result<Self> {
         let count = device_count()?;
         if ordinal >= count {
@@ -330,8 +331,9 @@ impl Lowp {
     /// shape that picks other tiles) slow; a server calls this once at startup to pay for all of
     /// them there. The driver keeps JIT-compiled kernels in its cache across processes.
     ///
-    /// Errors: `Unsupported` where the driver cannot read the module's PTX version, the driver's
-    /// error otherwise.
+    /// Errors: `Unsupported` where the driver cannot read the module's PTX version,
+    /// `GraphCapture` where a driver before CUDA 12.3 refuses to load while a stream captures, the
+    /// driver's error otherwise.
     pub fn load_kernels(&self) -> Result<usize> {
         let index = KernelIndex::of(self.inner.arch);
         for name in index.names() {

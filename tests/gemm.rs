@@ -516,13 +516,13 @@ fn gemms_run_in_every_configuration_on_request() {
     assert!(fp8.iter().map(name).eq([
         "128x64",
         "128x112",
-        "128x112 cluster 2",
+        "128x112c2",
         "128x128",
-        "128x128 cluster 2",
+        "128x128c2",
         "64x64",
-        "64x64 split-K 2",
-        "64x64 split-K 4",
-        "64x64 split-K 8",
+        "64x64k2",
+        "64x64k4",
+        "64x64k8",
         "64x112",
         "64x128",
         "64x192",
@@ -575,6 +575,38 @@ fn gemms_run_in_every_configuration_on_request() {
         assert!(matches!(e, lowp::Error::InvalidValue { arg: "config", .. }), "{config}: {e}");
     }
     assert!(!bf16s.contains(&bad(64, 64, 1, 2)) && bf16s.contains(&bad(128, 192, 2, 1)));
+    // the queries check K as the ops do
+    let x100 = Matrix::<F8E4M3>::zeros(&stream, 4, 100).expect("x");
+    let e = gemm::blockwise_fp8_config(&lowp, &stream, &x100, &p.b_d).expect_err("K of 100");
+    assert!(matches!(e, lowp::Error::Shape { arg: "x", .. }), "{e}");
+    // the grouped ops: their picks are configurations of their kind, and their *_with ops check
+    // the configuration they are given
+    let (experts, rows, n, k) = (3, 100, 200, 256);
+    let ends = stream.clone_htod(&[30i32, 60, 100]).expect("ends");
+    let groups = GroupLayout::Contiguous { ends: &ends };
+    let mut y = Matrix::<bf16>::zeros(&stream, rows, n).expect("y");
+    let (x8, w8) = (
+        Matrix::<F8E4M3>::zeros(&stream, rows, k).expect("x"),
+        MatrixBatch::<F8E4M3>::from_host(&stream, &vec![F8E4M3::from_bits(0); experts * n * k], experts, n, k)
+            .expect("w"),
+    );
+    let sx = Scales::row_major(stream.clone_htod(&vec![1.0f32; rows * 2]).expect("sx"), rows, 2).expect("sx");
+    let sw =
+        Scales::row_major(stream.clone_htod(&vec![1.0f32; experts * 2 * 2]).expect("sw"), experts * 2, 2).expect("sw");
+    let picked = gemm::grouped_fp8_config(&lowp, &stream, &x8, &w8, &groups).expect("grouped fp8 config");
+    assert!(fp8.contains(&picked), "{picked}");
+    let e = gemm::grouped_fp8_with(&lowp, &stream, &x8, &sx, &w8, &sw, &groups, bad(128, 192, 1, 1), &mut y, None)
+        .expect_err("no FP8 128 × 192 kernel");
+    assert!(matches!(e, lowp::Error::InvalidValue { arg: "config", .. }), "{e}");
+    let (xb, wb) = (
+        Matrix::<bf16>::zeros(&stream, rows, k).expect("x"),
+        MatrixBatch::<bf16>::from_host(&stream, &vec![bf16::ZERO; experts * n * k], experts, n, k).expect("w"),
+    );
+    let picked = gemm::grouped_bf16_config(&lowp, &stream, &xb, &wb, &groups).expect("grouped bf16 config");
+    assert!(bf16s.contains(&picked), "{picked}");
+    let e = gemm::grouped_bf16_with(&lowp, &stream, &xb, &wb, &groups, bad(64, 64, 1, 2), &mut y, None)
+        .expect_err("no bf16 split-K kernel");
+    assert!(matches!(e, lowp::Error::InvalidValue { arg: "config", .. }), "{e}");
 }
 
 /// Shapes the clusters of 2 CTAs along N run (128-row tiles of 112 or 128 columns, where the
@@ -1382,18 +1414,20 @@ fn blockwise_gemm_stores_dense_outputs_by_tma_and_by_the_fallback_alike() {
         }
     }
     // Split-K clusters store from registers, in bf16 pairs and a single at an odd N's tail:
-    // (9, 31, 1024), the first 31 rows of B of a (9, 32, 1024) problem (both split in 2 on the
-    // simulator's 4 SMs), into a D of row stride 32 whose last column stays poisoned.
+    // (9, 31, 1024), the first 31 rows of B of a (9, 32, 1024) problem, both in split-K clusters
+    // of 2, into a D of row stride 32 whose last column stays poisoned.
     let (m, n, k) = (9, 32, 1024);
+    let split2 = GemmConfig { block_m: 64, block_n: 64, cluster: 1, split_k: 2 };
     let mut p = Problem::new(&stream, &mut rng, m, n, k, false, ScaleKind::Float);
-    p.run(&lowp, &stream).expect("gemm");
+    p.run_with(&lowp, &stream, split2).expect("gemm");
     p.check(&lowp, &stream, &mut rng, "split-K: ");
     let want = p.d.to_host(&stream).expect("d back");
     let b_odd = Matrix::from_buffer(p.b_d.buffer().slice(..(n - 1) * k), n - 1, k).expect("31 rows of b");
     let mut buf = stream.clone_htod(&vec![bf16::from_bits(common::POISON16); m * n]).expect("d");
     {
         let mut d = Matrix::from_buffer_strided(buf.slice_mut(..), m, n - 1, n).expect("d of 31 columns");
-        gemm::blockwise_fp8(&lowp, &stream, &p.a_d, &p.sa_d, &b_odd, &p.sb_d, &mut d).expect("gemm, odd N");
+        gemm::blockwise_fp8_with(&lowp, &stream, &p.a_d, &p.sa_d, &b_odd, &p.sb_d, split2, &mut d)
+            .expect("gemm, odd N");
     }
     let got = stream.clone_dtoh(&buf).expect("d back");
     for (i, v) in got.iter().enumerate() {

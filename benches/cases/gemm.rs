@@ -152,7 +152,6 @@ fn bench(b: &mut Bench, e: usize, t: usize, n: usize, k: usize, fp8: bool, routi
     Ok(Outcome::Done { timing, bytes: set_bytes as u64, flops: (2 * rows * n * k) as u64, sets })
 }
 
-/// `fp8_blockwise_gemm/e4m3/<M>x<N>x<K>`: the blockwise FP8 GEMM on DeepSeek-V3 shapes; Hopper only.
 /// The dense FP8 shapes (M, N, K).
 const BLOCKWISE_SHAPES: [(usize, usize, usize); 13] = [
     (4096, 7168, 2048),
@@ -173,6 +172,7 @@ const BLOCKWISE_SHAPES: [(usize, usize, usize); 13] = [
     (32, 576, 7168),
 ];
 
+/// `fp8_blockwise_gemm/e4m3/<M>x<N>x<K>`: the blockwise FP8 GEMM on DeepSeek-V3 shapes; Hopper only.
 fn blockwise_cases() -> Vec<Case> {
     BLOCKWISE_SHAPES
         .into_iter()
@@ -191,13 +191,7 @@ pub(crate) fn config_cases() -> Vec<Case> {
     let mut v = Vec::new();
     for (m, n, k) in BLOCKWISE_SHAPES {
         for config in gemm::GemmConfig::all(true) {
-            let mut label = format!("{}x{}", config.block_m, config.block_n);
-            if config.cluster > 1 {
-                label += &format!("c{}", config.cluster);
-            }
-            if config.split_k > 1 {
-                label += &format!("k{}", config.split_k);
-            }
+            let label = config.to_string();
             let run: Box<RunCase> = Box::new(move |b| bench_gemm(b, m, n, k, Some(config)));
             v.push(Case::new("fp8_blockwise_gemm", DType::E4M3, format!("{m}x{n}x{k}"), run).variant(Some(&label)));
         }
@@ -254,7 +248,8 @@ fn bench_gemm(b: &mut Bench, m: usize, n: usize, k: usize, config: Option<gemm::
     });
     let timing = match (timing, config) {
         (Err(e), Some(c))
-            if e.downcast_ref::<lowp::Error>().is_some_and(|e| matches!(e, lowp::Error::InvalidValue { .. })) =>
+            if e.downcast_ref::<lowp::Error>()
+                .is_some_and(|e| matches!(e, lowp::Error::InvalidValue { arg: "config", .. })) =>
         {
             return Ok(Outcome::Skipped(format!("{c}: {e}")));
         }

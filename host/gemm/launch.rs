@@ -115,8 +115,9 @@ pub(crate) fn launch_gemm(
 ) -> Result<()> {
     let capacity = cluster_capacity(lowp, stream, op, config, fp8)?;
     if capacity == 0 {
-        // Only a configuration given by the caller can get here: the heuristic takes clusters
-        // the device fits.
+        // Only a configuration given by the caller (`*_with`) can get here: the heuristic and
+        // the `LOWP_GEMM_*` overrides take split-K clusters the device holds at least one of,
+        // and clusters of 2 only on 2 SMs or more (a Hopper GPU holds 2-CTA clusters).
         return Err(Error::InvalidValue {
             arg: "config",
             expected: "a configuration whose clusters the device fits",

@@ -168,15 +168,15 @@ impl From<Tiles> for GemmConfig {
     }
 }
 
-/// `128x112`, `128x128 cluster 2`, `64x64 split-K 4`.
+/// `128x112`; `128x128c2` (clusters of 2 along N); `64x64k4` (split-K clusters of 4).
 impl std::fmt::Display for GemmConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}x{}", self.block_m, self.block_n)?;
         if self.cluster != 1 {
-            write!(f, " cluster {}", self.cluster)?;
+            write!(f, "c{}", self.cluster)?;
         }
         if self.split_k != 1 {
-            write!(f, " split-K {}", self.split_k)?;
+            write!(f, "k{}", self.split_k)?;
         }
         Ok(())
     }
@@ -313,9 +313,10 @@ where
 }
 
 /// [`blockwise_fp8`] in the kernel configuration `config` (one of [`GemmConfig::all`]`(true)`,
-/// else `Error::InvalidValue { arg: "config" }`) instead of the one it picks. Every configuration
-/// computes the same sums; those with split-K clusters add the slices' partial sums in another
-/// order, so their bf16 results may differ from the others' in the last place.
+/// else `Error::InvalidValue { arg: "config" }`, as is a configuration whose clusters the device
+/// cannot hold at once) instead of the one it picks. Every configuration computes the same sums;
+/// those with split-K clusters add the slices' partial sums in another order, so their bf16
+/// results may differ slightly in rounding.
 #[allow(clippy::too_many_arguments)]
 pub fn blockwise_fp8_with<X, SX, W, SW, O>(
     lowp: &Lowp,
@@ -338,8 +339,10 @@ where
 }
 
 /// The kernel configuration [`blockwise_fp8`] runs for operands of the shapes of `x` and `w` on
-/// this device (the `LOWP_GEMM_*` overrides included). Errors: the driver's, asked for the
-/// number of co-resident clusters.
+/// this device (the `LOWP_GEMM_*` overrides included). Errors: `Unsupported` off compute
+/// capability 9.0; `Shape` where K (the columns of `x`) is not a positive multiple of 128;
+/// `InvalidValue` for a malformed `LOWP_GEMM_*` variable; `DeviceMismatch` for a stream of
+/// another context; the driver's, loading a split-K kernel to ask how many of its clusters fit.
 pub fn blockwise_fp8_config<X, W>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
@@ -350,8 +353,7 @@ where
     X: DeviceSlice<F8E4M3>,
     W: DeviceSlice<F8E4M3>,
 {
-    lowp.check_stream(stream)?;
-    let k_blocks = (x.cols() / GEMM_BLOCK_K as usize) as u64;
+    let k_blocks = config_k_blocks(lowp, stream, "blockwise_fp8", "x", x.cols(), true)?;
     Ok(configure(lowp, stream, "blockwise_fp8", Rows::Dense(x.rows()), w.rows(), k_blocks, true)?.into())
 }
 
@@ -481,9 +483,9 @@ where
     grouped_fp8_in(lowp, stream, None, x, scales_x, w, scales_w, groups, out, error_flag)
 }
 
-/// [`grouped_fp8`] in the kernel configuration `config` (one of [`GemmConfig::all`]`(true)`,
-/// else `Error::InvalidValue { arg: "config" }`) instead of the one it picks; see
-/// [`blockwise_fp8_with`].
+/// [`grouped_fp8`] in the kernel configuration `config` (one of [`GemmConfig::all`]`(true)`
+/// that the device holds, else `Error::InvalidValue { arg: "config" }`) instead of the one it
+/// picks; see [`blockwise_fp8_with`].
 #[allow(clippy::too_many_arguments)]
 pub fn grouped_fp8_with<X, SX, W, SW, G, O>(
     lowp: &Lowp,
@@ -509,8 +511,8 @@ where
 }
 
 /// The kernel configuration [`grouped_fp8`] runs for operands of the shapes of `x` and `w` in
-/// the layout of `groups` on this device (the `LOWP_GEMM_*` overrides included). Errors: the
-/// driver's, asked for the number of co-resident clusters.
+/// the layout of `groups` on this device (the `LOWP_GEMM_*` overrides included). Errors as
+/// [`blockwise_fp8_config`]'s (K: the last dimension of `w`).
 pub fn grouped_fp8_config<X, W, G>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
@@ -525,7 +527,38 @@ where
     grouped_config(lowp, stream, "grouped_fp8", x.rows(), w.shape(), groups, true)
 }
 
-/// The configuration of a grouped call (its k-blocks: 128 bytes of K).
+/// The k-blocks (128 bytes of K) of a call asking for its configuration, after the checks the op
+/// would make first: the stream's context, the device (compute capability 9.0) and K (`arg`'s,
+/// a positive multiple of 128 FP8 (`fp8`) or 64 bf16 elements).
+fn config_k_blocks(
+    lowp: &Lowp,
+    stream: &Arc<CudaStream>,
+    op: &'static str,
+    arg: &'static str,
+    k: usize,
+    fp8: bool,
+) -> Result<u64> {
+    lowp.check_stream(stream)?;
+    if lowp.arch() != crate::Arch::Sm90a {
+        return Err(Error::Unsupported {
+            op,
+            device: lowp.device_name().to_string(),
+            compute_capability: lowp.compute_capability(),
+            needs: NEEDS,
+        });
+    }
+    let per_block = if fp8 { GEMM_BLOCK_K as usize } else { GEMM_BLOCK_K as usize / 2 };
+    if k == 0 || k % per_block != 0 {
+        return Err(Error::Shape {
+            arg,
+            expected: format!("K a positive multiple of {per_block}"),
+            actual: format!("K = {k}"),
+        });
+    }
+    Ok((k / per_block) as u64)
+}
+
+/// The configuration of a grouped call.
 fn grouped_config<G>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,
@@ -535,8 +568,7 @@ fn grouped_config<G>(
     groups: &GroupLayout<'_, G>,
     fp8: bool,
 ) -> Result<GemmConfig> {
-    lowp.check_stream(stream)?;
-    let k_blocks = (k * if fp8 { 1 } else { 2 } / GEMM_BLOCK_K as usize) as u64;
+    let k_blocks = config_k_blocks(lowp, stream, op, "w", k, fp8)?;
     let max_m = match *groups {
         GroupLayout::Contiguous { .. } => None,
         GroupLayout::Masked { max_m, .. } => Some(max_m),
@@ -643,8 +675,9 @@ where
     grouped_bf16_in(lowp, stream, None, x, w, groups, out, error_flag)
 }
 
-/// [`grouped_bf16`] in the kernel configuration `config` (one of [`GemmConfig::all`]`(false)`,
-/// else `Error::InvalidValue { arg: "config" }`) instead of the one it picks.
+/// [`grouped_bf16`] in the kernel configuration `config` (one of [`GemmConfig::all`]`(false)`
+/// that the device holds, else `Error::InvalidValue { arg: "config" }`) instead of the one it
+/// picks.
 #[allow(clippy::too_many_arguments)]
 pub fn grouped_bf16_with<X, W, G, O>(
     lowp: &Lowp,
@@ -666,8 +699,8 @@ where
 }
 
 /// The kernel configuration [`grouped_bf16`] runs for operands of the shapes of `x` and `w` in
-/// the layout of `groups` on this device (the `LOWP_GEMM_*` overrides included). Errors: the
-/// driver's, asked for the number of co-resident clusters.
+/// the layout of `groups` on this device (the `LOWP_GEMM_*` overrides included). Errors as
+/// [`blockwise_fp8_config`]'s (K: the last dimension of `w`, a positive multiple of 64).
 pub fn grouped_bf16_config<X, W, G>(
     lowp: &Lowp,
     stream: &Arc<CudaStream>,

@@ -691,9 +691,11 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
                 pending = Some((s, products));
                 ring.advance();
             };
-            // Pairs of k-blocks, then an odd one; each way ends retiring every group, so no
-            // accumulator in flight flows through a join of control paths (ptxas would then
-            // serialize the MMAs).
+            // Pairs of k-blocks, then an odd one, each way ending with every group retired: the
+            // only accumulator in flight at a join of control paths is `acc2` at the pair loop's
+            // back-edge and exit, which ptxas keeps asynchronous; an accumulator in flight on one
+            // side of a join and not on the other (a loop over single k-blocks with the arrays
+            // swapped by a branch) makes ptxas serialize the MMAs.
             let pairs = (kb1 - kb0) / 2;
             for i in 0..pairs {
                 step(&mut acc, &mut acc2, &mut fin, kb0 + 2 * i);
@@ -702,13 +704,11 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
             // The last k-block's stage is freed and its accumulator promoted once its MMAs are
             // retired.
             let drain = |last: &mut [f32; WGMMA_MAX_REGS],
-                         other: &mut [f32; WGMMA_MAX_REGS],
                          fin: &mut [f32; WGMMA_MAX_REGS],
                          pending: Option<(u32, [f32; 4])>| {
                 // SAFETY: the whole warpgroup; retires the tile's last MMAs.
                 unsafe { wgmma_wait::<0>() };
                 fence_accumulators::<BN>(last);
-                fence_accumulators::<BN>(other);
                 if let Some((ps, pp)) = pending {
                     if lane == 0 {
                         // SAFETY: every MMA reading stage ps is complete (wait above).
@@ -719,9 +719,9 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
             };
             if (kb1 - kb0) % 2 == 1 {
                 step(&mut acc, &mut acc2, &mut fin, kb1 - 1);
-                drain(&mut acc, &mut acc2, &mut fin, pending);
+                drain(&mut acc, &mut fin, pending);
             } else {
-                drain(&mut acc2, &mut acc, &mut fin, pending);
+                drain(&mut acc2, &mut fin, pending);
             }
         } else {
             // bf16: the stage of the previous k-block, whose MMAs may still be in flight.

@@ -244,7 +244,12 @@ MUTATIONS = [
     (
         "overlap-drain-swapped",
         "FP8 with one math warpgroup: after an odd count of k-blocks the tile's last accumulator is taken from the other array",
-        [(GEMM, "                drain(&mut acc, &mut acc2, &mut fin, pending);", "                drain(&mut acc2, &mut acc, &mut fin, pending);", 1)],
+        [(GEMM, "                drain(&mut acc, &mut fin, pending);", "                drain(&mut acc2, &mut fin, pending);", 1)],
+    ),
+    (
+        "overlap-drain-no-wait",
+        "FP8 with one math warpgroup: the tile's last accumulator is promoted (and its stage freed) without waiting for its MMAs",
+        [(GEMM, "                // SAFETY: the whole warpgroup; retires the tile's last MMAs.\n                unsafe { wgmma_wait::<0>() };\n                fence_accumulators::<BN>(last);", "                fence_accumulators::<BN>(last);", 1)],
     ),
     (
         "overlap-free-before-wait",
