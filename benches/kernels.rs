@@ -282,12 +282,13 @@ fn run(opts: &Options) -> BoxResult<()> {
         "case", "median µs", "min µs", "GB/s", "% copy", "TFLOP/s", "sets"
     );
 
-    let mut bench = Bench { lowp, stream, ctx, l2_bytes, timer };
+    let mut bench = Bench { lowp, stream, ctx, l2_bytes, timer, note: None };
     let mut host_bound = false;
     let mut rows = Vec::new();
     for case in &selected {
         let name = case.name();
         let outcome = (case.run)(&mut bench)?;
+        let note = bench.note.take();
         let lead = format!("{name:<w$}");
         match &outcome {
             Outcome::Skipped(why) => println!("{lead}  skipped: {why}"),
@@ -301,8 +302,9 @@ fn run(opts: &Options) -> BoxResult<()> {
                 };
                 let tflops =
                     if *flops > 0 { format!("{:.1}", *flops as f64 / (timing.median_us * 1e6)) } else { "-".into() };
+                let note = note.as_deref().map_or(String::new(), |n| format!("  {n}"));
                 println!(
-                    "{lead} {:>10.2} {:>10.2} {:>9.1} {:>6.1}% {tflops:>8} {sets:>6}{mark}",
+                    "{lead} {:>10.2} {:>10.2} {:>9.1} {:>6.1}% {tflops:>8} {sets:>6}{mark}{note}",
                     timing.median_us,
                     timing.min_us,
                     gbps,
@@ -310,7 +312,7 @@ fn run(opts: &Options) -> BoxResult<()> {
                 );
             }
         }
-        rows.push(json_row(case, &outcome, &device, copy_gbps));
+        rows.push(json_row(case, &outcome, note.as_deref(), &device, copy_gbps));
         std::io::stdout().flush()?;
     }
     println!();
@@ -392,8 +394,8 @@ pub(crate) fn json_doc(info: &RunInfo, rows: &[String]) -> String {
     doc
 }
 
-/// One result as a JSON object (one line).
-pub(crate) fn json_row(case: &Case, outcome: &Outcome, device: &str, copy_gbps: f64) -> String {
+/// One result as a JSON object (one line), with the case's `note` (null without one).
+pub(crate) fn json_row(case: &Case, outcome: &Outcome, note: Option<&str>, device: &str, copy_gbps: f64) -> String {
     let variant = case.variant.as_deref().map_or("null".to_owned(), json_str);
     let mut s = format!(
         "{{\"name\": {}, \"family\": {}, \"op\": {}, \"dtype\": {}, \"shape\": {}, \"variant\": {variant}, ",
@@ -424,7 +426,8 @@ pub(crate) fn json_row(case: &Case, outcome: &Outcome, device: &str, copy_gbps: 
             );
         }
     }
-    let _ = write!(s, "\"device\": {}, \"copy_gbps\": {}}}", json_str(device), json_num(copy_gbps));
+    let note = note.map_or("null".to_owned(), json_str);
+    let _ = write!(s, "\"note\": {note}, \"device\": {}, \"copy_gbps\": {}}}", json_str(device), json_num(copy_gbps));
     s
 }
 
@@ -624,6 +627,9 @@ struct Bench {
     ctx: Arc<CudaContext>,
     l2_bytes: usize,
     timer: Timer,
+    /// What the case ran, where a case says (a GEMM's kernel configuration): printed after its
+    /// line and kept in its JSON row as `note`.
+    note: Option<String>,
 }
 
 impl Bench {

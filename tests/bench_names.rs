@@ -151,7 +151,7 @@ fn rust_results_join_with_torch_results() {
         } else {
             continue;
         };
-        rows.push(kernels::json_row(&case, &outcome, "Test GPU \"x\"", 4000.0));
+        rows.push(kernels::json_row(&case, &outcome, None, "Test GPU \"x\"", 4000.0));
     }
     assert_eq!(rows.len(), 2);
     let info = kernels::RunInfo {

@@ -131,23 +131,33 @@ fn bench(b: &mut Bench, e: usize, t: usize, n: usize, k: usize, fp8: bool, routi
         // the kernel TMA-loads them.
         let sx_all = b.stream.clone_htod(&vec![1.0f32 / 448.0; lowp::m_major_ld(rows) * kb])?;
         let sw = b.stream.clone_htod(&vec![1.0f32 / 448.0; e * nb * kb])?;
-        b.timer.time(sets, |i| -> lowp::Result<()> {
+        let timing = b.timer.time(sets, |i| -> lowp::Result<()> {
             let x = Matrix::from_buffer(xs.slice(i * rows * k..(i + 1) * rows * k), rows, k)?;
             let w = lowp::MatrixBatch::from_buffer(ws.slice(i * e * n * k..(i + 1) * e * n * k), e, n, k)?;
             let sx = lowp::Scales::m_major(sx_all.slice(..), rows, kb)?;
             let s_w = lowp::Scales::row_major(sw.slice(..), e * nb, kb)?;
             let mut y = Matrix::from_buffer(ys.slice_mut(i * rows * n..(i + 1) * rows * n), rows, n)?;
             gemm::grouped_fp8(&lowp, &stream, &x, &sx, &w, &s_w, &groups(&table), &mut y, None)
-        })?
+        })?;
+        let x = Matrix::from_buffer(xs.slice(..rows * k), rows, k)?;
+        let w = lowp::MatrixBatch::from_buffer(ws.slice(..e * n * k), e, n, k)?;
+        b.note =
+            gemm::grouped_fp8_config(&b.lowp, &b.stream, &x, &w, &groups(&table)).ok().map(|c| format!("config {c}"));
+        timing
     } else {
         let xs = b.random::<bf16>(sets * rows * k, (rows as u64) << 20 ^ k as u64)?;
         let ws = b.random::<bf16>(sets * e * n * k, (e as u64) << 40 ^ n as u64)?;
-        b.timer.time(sets, |i| -> lowp::Result<()> {
+        let timing = b.timer.time(sets, |i| -> lowp::Result<()> {
             let x = Matrix::from_buffer(xs.slice(i * rows * k..(i + 1) * rows * k), rows, k)?;
             let w = lowp::MatrixBatch::from_buffer(ws.slice(i * e * n * k..(i + 1) * e * n * k), e, n, k)?;
             let mut y = Matrix::from_buffer(ys.slice_mut(i * rows * n..(i + 1) * rows * n), rows, n)?;
             gemm::grouped_bf16(&lowp, &stream, &x, &w, &groups(&table), &mut y, None)
-        })?
+        })?;
+        let x = Matrix::from_buffer(xs.slice(..rows * k), rows, k)?;
+        let w = lowp::MatrixBatch::from_buffer(ws.slice(..e * n * k), e, n, k)?;
+        b.note =
+            gemm::grouped_bf16_config(&b.lowp, &b.stream, &x, &w, &groups(&table)).ok().map(|c| format!("config {c}"));
+        timing
     };
     Ok(Outcome::Done { timing, bytes: set_bytes as u64, flops: (2 * rows * n * k) as u64, sets })
 }
@@ -246,6 +256,11 @@ fn bench_gemm(b: &mut Bench, m: usize, n: usize, k: usize, config: Option<gemm::
             Some(c) => gemm::blockwise_fp8_with(&lowp, &stream, &a, &sa, &bb, &sb, c, &mut d),
         }
     });
+    if config.is_none() {
+        let a = Matrix::from_buffer(a_all.slice(..m * k), m, k)?;
+        let bb = Matrix::from_buffer(b_all.slice(..n * k), n, k)?;
+        b.note = gemm::blockwise_fp8_config(&b.lowp, &b.stream, &a, &bb).ok().map(|c| format!("config {c}"));
+    }
     let timing = match (timing, config) {
         (Err(e), Some(c))
             if e.downcast_ref::<lowp::Error>()
