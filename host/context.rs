@@ -290,17 +290,22 @@ impl Lowp {
         allowed(k)
     }
 
+    /// `Error::Unsupported` for `op` on this device, which lacks what `needs` says.
+    pub(crate) fn unsupported(&self, op: &'static str, needs: &'static str) -> Error {
+        Error::Unsupported {
+            op,
+            device: self.inner.device_name.clone(),
+            compute_capability: self.inner.compute_capability,
+            needs,
+        }
+    }
+
     /// Loads kernel `name` as a module of its own, cut from this device's embedded module
     /// ([`KernelIndex`]); `Unsupported` if that module lacks it or the driver cannot read the
     /// module's PTX version, `GraphCapture` if the driver refuses to load a module while a stream
     /// captures (drivers before CUDA 12.3).
     fn load(&self, op: &'static str, name: &str, needs: &'static str) -> Result<CudaFunction> {
-        let unsupported = |needs| Error::Unsupported {
-            op,
-            device: self.inner.device_name.clone(),
-            compute_capability: self.inner.compute_capability,
-            needs,
-        };
+        let unsupported = |needs| self.unsupported(op, needs);
         let Some(ptx) = KernelIndex::of(self.inner.arch).module(name) else {
             return Err(unsupported(needs));
         };

@@ -1003,6 +1003,15 @@ fn check(lowp: &lowp::Lowp, what: &str, got: &[bf16], want: &[Vec<f64>], rows: &
     }
 }
 
+/// The layout of a group table from `group_table`: contiguous ends, or the counts of masked slabs
+/// of `max_m` rows.
+fn group_layout(table: &CudaSlice<i32>, masked: Option<usize>) -> GroupLayout<'_, CudaSlice<i32>> {
+    match masked {
+        None => GroupLayout::Contiguous { ends: table },
+        Some(max_m) => GroupLayout::Masked { counts: table, max_m },
+    }
+}
+
 /// Rows of each masked slab past its count keep the poison (the first column is enough: a tile
 /// writes whole rows).
 fn check_masked_rows(what: &str, got: &[bf16], spans: &[(usize, usize)], max_m: usize, n: usize) {
@@ -1059,10 +1068,7 @@ fn bf16_case_in(
     let mut y = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); rows * n], rows, n).expect("y");
     let (table, spans) = group_table(&sz, masked);
     let table_d = stream.clone_htod(&table).expect("table");
-    let layout = match masked {
-        None => GroupLayout::Contiguous { ends: &table_d },
-        Some(m) => GroupLayout::Masked { counts: &table_d, max_m: m },
-    };
+    let layout = group_layout(&table_d, masked);
     let mut flag = ErrorFlag::new(&stream).expect("flag");
     match config {
         None => gemm::grouped_bf16(lowp, &stream, &x_d, &w_d, &layout, &mut y, Some(&mut flag)),
@@ -1227,10 +1233,7 @@ fn fp8_grouped_case(
     let mut y = Matrix::from_host(&stream, &vec![bf16::from_bits(common::POISON16); rows * n], rows, n).expect("y");
     let (table, spans) = group_table(&sz, masked);
     let table_d = stream.clone_htod(&table).expect("table");
-    let layout = match masked {
-        None => GroupLayout::Contiguous { ends: &table_d },
-        Some(m) => GroupLayout::Masked { counts: &table_d, max_m: m },
-    };
+    let layout = group_layout(&table_d, masked);
     let mut flag = ErrorFlag::new(&stream).expect("flag");
     match config {
         None => gemm::grouped_fp8(lowp, &stream, &x_d, &sx_d, &w_d, &sw_d, &layout, &mut y, Some(&mut flag)),

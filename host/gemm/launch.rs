@@ -7,8 +7,8 @@ use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 
 use super::GemmConfig;
 use super::plan::{
-    BLOCK_M_VAR, BLOCK_N_VAR, BlockM, BlockN, CLUSTER_VAR, Forced, Rows, SPLIT_VAR, Tiles, choose_config,
-    parse_block_m, parse_block_n, parse_cluster, parse_split,
+    BLOCK_M_VAR, BLOCK_N_VAR, CLUSTER_VAR, Forced, Rows, SPLIT_VAR, Tiles, choose_config, parse_block_m, parse_block_n,
+    parse_cluster, parse_split,
 };
 use super::tma::{Map2d, MapKind, device_maps};
 use crate::abi::{GEMM_BLOCK_K, GEMM_D_BOX_M, GemmParams, gemm_d_box_n, gemm_d_swizzle_bytes};
@@ -77,12 +77,7 @@ pub(crate) fn configure(
     fp8: bool,
 ) -> Result<Tiles> {
     let forced = forced_tiles()?;
-    let mut capacity = |split| {
-        // The split-K kernels exist only for the FP8 64 × 64 configuration (the capacity of a
-        // split is only asked of it).
-        let t = Tiles { m: BlockM::M64, n: BlockN::N64, cluster: 1, split };
-        cluster_capacity(lowp, stream, op, t, fp8)
-    };
+    let mut capacity = |t| cluster_capacity(lowp, stream, op, t, fp8);
     choose_config(rows, n, k_blocks, lowp.sm_count(), fp8, forced, &mut capacity)
 }
 

@@ -70,7 +70,7 @@ use crate::matrix::{Matrix, MatrixBatch};
 use crate::scale::ScaleLayout;
 use crate::validate::Operand;
 use launch::{configure, gemm_function, launch_gemm};
-use plan::{BlockM, BlockN, DenseInput, GroupedInput, Rows, Tiles, dense_plan, grouped_plan, tile_bound};
+use plan::{DenseInput, GroupedInput, Rows, Tiles, dense_plan, grouped_plan, tile_bound};
 
 /// Error bit of [`ErrorFlag`]: a group bound read on the device was out of range (contiguous ends
 /// decreasing or past the rows of `x`, masked counts outside `[0, max_m]`) and was clamped.
@@ -131,25 +131,10 @@ impl GemmConfig {
         Tiles::all(fp8).into_iter().map(GemmConfig::from).collect()
     }
 
-    /// The configuration's tiles, if its FP8 (`fp8`) or bf16 kernel exists.
+    /// The configuration's tiles, if its FP8 (`fp8`) or bf16 kernel exists: the one of
+    /// [`Tiles::all`] it names.
     fn tiles(self, fp8: bool) -> Result<Tiles> {
-        let m = match self.block_m {
-            64 => Some(BlockM::M64),
-            128 => Some(BlockM::M128),
-            _ => None,
-        };
-        let n = match self.block_n {
-            64 => Some(BlockN::N64),
-            112 => Some(BlockN::N112),
-            128 => Some(BlockN::N128),
-            192 => Some(BlockN::N192),
-            _ => None,
-        };
-        let t = match (m, n, u32::try_from(self.cluster), u32::try_from(self.split_k)) {
-            (Some(m), Some(n), Ok(cluster), Ok(split)) => Some(Tiles { m, n, cluster, split }),
-            _ => None,
-        };
-        t.filter(|t| t.runs(fp8)).ok_or_else(|| Error::InvalidValue {
+        Tiles::all(fp8).into_iter().find(|&t| GemmConfig::from(t) == self).ok_or_else(|| Error::InvalidValue {
             arg: "config",
             expected: if fp8 { "one of GemmConfig::all(true)" } else { "one of GemmConfig::all(false)" },
             actual: self.to_string(),
@@ -233,7 +218,7 @@ impl<B> std::fmt::Debug for GroupLayout<'_, B> {
     }
 }
 
-impl<'a, B: DevicePtr<i32>> GroupLayout<'a, B> {
+impl<'a, B> GroupLayout<'a, B> {
     /// The table and the masked layout's `max_m`.
     fn parts(&self) -> (&'a B, Option<usize>) {
         match *self {
@@ -540,12 +525,7 @@ fn config_k_blocks(
 ) -> Result<u64> {
     lowp.check_stream(stream)?;
     if lowp.arch() != crate::Arch::Sm90a {
-        return Err(Error::Unsupported {
-            op,
-            device: lowp.device_name().to_string(),
-            compute_capability: lowp.compute_capability(),
-            needs: NEEDS,
-        });
+        return Err(lowp.unsupported(op, NEEDS));
     }
     let per_block = if fp8 { GEMM_BLOCK_K as usize } else { GEMM_BLOCK_K as usize / 2 };
     if k == 0 || k % per_block != 0 {
@@ -569,11 +549,7 @@ fn grouped_config<G>(
     fp8: bool,
 ) -> Result<GemmConfig> {
     let k_blocks = config_k_blocks(lowp, stream, op, "w", k, fp8)?;
-    let max_m = match *groups {
-        GroupLayout::Contiguous { .. } => None,
-        GroupLayout::Masked { max_m, .. } => Some(max_m),
-    };
-    let rows = group_rows(x_rows, experts, max_m);
+    let rows = group_rows(x_rows, experts, groups.parts().1);
     Ok(configure(lowp, stream, op, rows, n, k_blocks, fp8)?.into())
 }
 

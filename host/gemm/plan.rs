@@ -407,12 +407,17 @@ pub(crate) const SMALL_M: usize = 64;
 ///
 /// Otherwise 128: each B tile loaded feeds twice the rows.
 pub(crate) fn choose_block_m(rows: Rows) -> BlockM {
-    let small = match rows {
-        Rows::Dense(m) => m <= SMALL_M,
-        Rows::Masked { max_m, .. } => max_m <= SMALL_M,
-        Rows::Contiguous { rows, experts } => rows <= SMALL_M.saturating_mul(experts.max(1)),
-    };
-    if small { BlockM::M64 } else { BlockM::M128 }
+    if groups_within(rows, SMALL_M) { BlockM::M64 } else { BlockM::M128 }
+}
+
+/// Whether every group of a call has at most `limit` rows: dense M, masked `max_m`, contiguous
+/// rows of `x` per expert on average (`rows ≤ limit · E`).
+fn groups_within(rows: Rows, limit: usize) -> bool {
+    match rows {
+        Rows::Dense(m) => m <= limit,
+        Rows::Masked { max_m, .. } => max_m <= limit,
+        Rows::Contiguous { rows, experts } => rows <= limit.saturating_mul(experts.max(1)),
+    }
 }
 
 /// The persistent grid's waves over `sms` SMs: the most tiles one CTA computes.
@@ -529,7 +534,7 @@ pub(crate) const SPLIT_REDUCE_K_BLOCKS: u64 = 1;
 /// split-K kernels ([`Tiles::splits`]: FP8 64 × 64 tiles, the decode configuration) split, and
 /// only where each CTA keeps [`SPLIT_MIN_K_BLOCKS`] k-blocks. Among those the split that
 /// minimises the modelled time is taken, if it is at least 1/8 faster than none: the persistent
-/// grid's waves over `capacity(split)` co-resident clusters (the driver's
+/// grid's waves over `capacity(configuration)` co-resident clusters (the driver's
 /// `cuOccupancyMaxActiveClusters`; the SM count without a split) times the k-blocks of a slice
 /// plus [`SPLIT_REDUCE_K_BLOCKS`] with a split. So a split happens only where the tiles leave SMs
 /// idle and K is long: M = 64, N = 2112, K = 7168 (33 tiles, 56 k-blocks) on 132 SMs runs in
@@ -543,7 +548,7 @@ pub(crate) fn choose_split(
     fp8: bool,
     tiles: Tiles,
     forced: Option<u32>,
-    capacity: &mut dyn FnMut(u32) -> Result<u32>,
+    capacity: &mut dyn FnMut(Tiles) -> Result<u32>,
 ) -> Result<u32> {
     if tiles.cluster != 1 || !tiles.splits(fp8) || forced == Some(1) {
         return Ok(1);
@@ -551,20 +556,20 @@ pub(crate) fn choose_split(
     let count = tile_bound(rows, n, Tiles { split: 1, ..tiles });
     if let Some(f) = forced {
         for &s in GEMM_SPLITS.iter().rev() {
-            if s <= f && capacity(s)? >= 1 {
+            if s <= f && capacity(Tiles { split: s, ..tiles })? >= 1 {
                 return Ok(s);
             }
         }
         return Ok(1);
     }
     let time = |s: u32, cap: u32| split_k_blocks(count, k_blocks, s, cap);
-    let none = time(1, capacity(1)?);
+    let none = time(1, capacity(Tiles { split: 1, ..tiles })?);
     let (mut best, mut best_time) = (1, none);
     for &s in &GEMM_SPLITS {
         if k_blocks < SPLIT_MIN_K_BLOCKS * s as u64 {
             break;
         }
-        let cap = capacity(s)?;
+        let cap = capacity(Tiles { split: s, ..tiles })?;
         if cap == 0 {
             continue;
         }
@@ -576,28 +581,17 @@ pub(crate) fn choose_split(
     Ok(if best_time * 8 <= none * 7 { best } else { 1 })
 }
 
-/// Whether every group of a call has at most 128 rows (dense M ≤ 128, masked `max_m` ≤ 128,
-/// contiguous at most 128 rows of `x` per expert on average): one 128-row tile row per group,
-/// which 64-row tiles may spread over more SMs.
-fn at_most_128_rows(rows: Rows) -> bool {
-    match rows {
-        Rows::Dense(m) => m <= GEMM_BLOCK_M as usize,
-        Rows::Masked { max_m, .. } => max_m <= GEMM_BLOCK_M as usize,
-        Rows::Contiguous { rows, experts } => rows <= (GEMM_BLOCK_M as usize).saturating_mul(experts.max(1)),
-    }
-}
-
 /// The modelled time of a call in configuration `t` (its split included, no cluster along N):
-/// [`split_k_blocks`] over `capacity(t.split)` co-resident clusters, times [`k_block_cost`].
+/// [`split_k_blocks`] over `capacity(t)` co-resident clusters, times [`k_block_cost`].
 fn modelled_time(
     rows: Rows,
     n: usize,
     k_blocks: u64,
     t: Tiles,
-    capacity: &mut dyn FnMut(u32) -> Result<u32>,
+    capacity: &mut dyn FnMut(Tiles) -> Result<u32>,
 ) -> Result<u64> {
     let count = tile_bound(rows, n, Tiles { split: 1, ..t });
-    Ok(split_k_blocks(count, k_blocks, t.split, capacity(t.split)?) * k_block_cost(t))
+    Ok(split_k_blocks(count, k_blocks, t.split, capacity(t)?) * k_block_cost(t))
 }
 
 /// The modelled time of `count` tiles of `k_blocks` k-blocks each in split-K clusters of `split`
@@ -618,7 +612,7 @@ fn split_k_blocks(count: u64, k_blocks: u64, split: u32, capacity: u32) -> u64 {
 /// becomes 128 tiles of 64 × 64 (twice the SMs pulling the weights); M = 128, N = 7168, 112
 /// tiles of 128 × 64, becomes 128 tiles of 64 × 112; M = 128, N = 16384 (128 tiles of 128 × 128
 /// against two waves of 64-row tiles) stays. A forced tile height
-/// (`LOWP_GEMM_BLOCK_M`) is kept. `capacity(split)` is as for [`choose_split`] (SMs for 1); its
+/// (`LOWP_GEMM_BLOCK_M`) is kept. `capacity` is as for [`choose_split`] (SMs without clusters); its
 /// errors are the call's.
 pub(crate) fn choose_config(
     rows: Rows,
@@ -627,13 +621,19 @@ pub(crate) fn choose_config(
     sms: u32,
     fp8: bool,
     forced: Forced,
-    capacity: &mut dyn FnMut(u32) -> Result<u32>,
+    capacity: &mut dyn FnMut(Tiles) -> Result<u32>,
 ) -> Result<Tiles> {
-    let with_split = |t: Tiles, capacity: &mut dyn FnMut(u32) -> Result<u32>| -> Result<Tiles> {
+    let with_split = |t: Tiles, capacity: &mut dyn FnMut(Tiles) -> Result<u32>| -> Result<Tiles> {
         Ok(Tiles { split: choose_split(rows, n, k_blocks, fp8, t, forced.split, capacity)?, ..t })
     };
     let first = with_split(choose_tiles(rows, n, sms, fp8, forced), capacity)?;
-    if forced.m.is_some() || first.m != BlockM::M128 || first.cluster != 1 || !at_most_128_rows(rows) {
+    // Groups of at most 128 rows: one 128-row tile row each, which 64-row tiles may spread over
+    // more SMs.
+    if forced.m.is_some()
+        || first.m != BlockM::M128
+        || first.cluster != 1
+        || !groups_within(rows, GEMM_BLOCK_M as usize)
+    {
         return Ok(first);
     }
     let small = with_split(choose_tiles(rows, n, sms, fp8, Forced { m: Some(BlockM::M64), ..forced }), capacity)?;

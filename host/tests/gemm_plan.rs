@@ -479,7 +479,8 @@ fn split_k_where_the_tiles_underfill_the_sms_and_k_is_long() {
     // capacity: SMs / CTAs per cluster, or a GPU's fewer (a cluster's CTAs share a GPC)
     let split = |rows: Rows, n: usize, k: u64, sms: u32, fp8: bool, forced: Option<u32>, gpc: bool| {
         let tiles = choose_tiles(rows, n, sms, fp8, NONE);
-        let mut cap = |s: u32| -> crate::error::Result<u32> {
+        let mut cap = |t: Tiles| -> crate::error::Result<u32> {
+            let s = t.split;
             Ok(if gpc && s == 4 {
                 32
             } else if gpc && s == 8 {
@@ -534,7 +535,7 @@ fn split_k_where_the_tiles_underfill_the_sms_and_k_is_long() {
     assert_eq!(split(Rows::Contiguous { rows: 30, experts: 1 }, 64, 8, 4, true, None, false), 2);
     // a capacity query's error is the call's
     let tiles = choose_tiles(dense(64), 2112, 132, true, NONE);
-    let mut failing = |_: u32| -> crate::error::Result<u32> {
+    let mut failing = |_: Tiles| -> crate::error::Result<u32> {
         Err(Error::InvalidValue { arg: "x", expected: "y", actual: "z".into() })
     };
     assert!(choose_split(dense(64), 2112, 56, true, tiles, None, &mut failing).is_err());
@@ -544,7 +545,7 @@ fn split_k_where_the_tiles_underfill_the_sms_and_k_is_long() {
 fn groups_of_up_to_128_rows_take_64_row_tiles_where_those_are_faster() {
     let dense = Rows::Dense;
     let config = |rows: Rows, n: usize, k: u64, sms: u32, fp8: bool, forced: Forced| {
-        let mut cap = |s: u32| -> crate::error::Result<u32> { Ok(sms / s) };
+        let mut cap = |t: Tiles| -> crate::error::Result<u32> { Ok(sms / t.ctas()) };
         choose_config(rows, n, k, sms, fp8, forced, &mut cap).unwrap()
     };
     let k2 = Tiles { split: 2, ..M64_N64 };

@@ -833,8 +833,12 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
                     // 8q + 2 · (lane % 4) and the next; 4q + 2, 4q + 3: the row 8 below.
                     let m = tile.m0 + 64 * wg + 16 * warp + lane / 4;
                     let n = tile.n0 + 8 * q + 2 * (lane % 4);
-                    store_pair(p, m, n, tile.row_end, f32x2_to_bf16x2(v[0], v[1]));
-                    store_pair(p, m + 8, n, tile.row_end, f32x2_to_bf16x2(v[2], v[3]));
+                    if m < tile.row_end {
+                        store_pair(p, m, n, f32x2_to_bf16x2(v[0], v[1]));
+                    }
+                    if m + 8 < tile.row_end {
+                        store_pair(p, m + 8, n, f32x2_to_bf16x2(v[2], v[3]));
+                    }
                 }
                 named_barrier_sync(1 + wg, 128);
                 if t_wg == 0 {
@@ -944,26 +948,24 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
     }
 }
 
-/// Stores the two bf16 of `v` (low half first) at D[m, n], D[m, n + 1] (`n` even), those inside
-/// the rows `.. row_end` and the matrix (`n < N`): one 4-byte store, or a single at N's tail.
+/// Stores the two bf16 of `v` (low half first) at D[m, n], D[m, n + 1] (`n` even, row m inside
+/// D), those inside the matrix (`n < N`): one 4-byte store, or a single at N's tail.
 #[inline(always)]
-fn store_pair(p: &GemmParams, m: u32, n: u32, row_end: u32, v: u32) {
-    if m >= row_end || n >= p.n {
-        return;
-    }
+fn store_pair(p: &GemmParams, m: u32, n: u32, v: u32) {
     let at = (p.d as *mut u16).wrapping_add((m as u64 * p.d_stride + n as u64) as usize);
     if n + 1 < p.n {
         // SAFETY: (m, n) and (m, n + 1) inside D; n is even and the row stride even with a
         // 4-byte aligned base (host contract), so the pair is 4-byte aligned.
         unsafe { *(at as *mut u32) = v };
-    } else {
+    } else if n < p.n {
         // SAFETY: (m, n) inside D.
         unsafe { *at = v as u16 };
     }
 }
 
-/// Stores the 8 bf16 of `v` at D[m, n .. n + 8], those inside the matrix (`n < N`): one 16-byte
-/// store where the chunk is whole and 16-byte aligned, else bf16 pairs and a last single.
+/// Stores the 8 bf16 of `v` at D[m, n .. n + 8] (row m inside D), those inside the matrix
+/// (`n < N`): one 16-byte store where the chunk is whole and 16-byte aligned, else bf16 pairs and
+/// a last single ([`store_pair`]).
 #[inline(always)]
 fn store_chunk(p: &GemmParams, m: u32, n: u32, v: [u32; 4]) {
     let at = (p.d as *mut u16).wrapping_add((m as u64 * p.d_stride + n as u64) as usize);
@@ -973,15 +975,7 @@ fn store_chunk(p: &GemmParams, m: u32, n: u32, v: [u32; 4]) {
         return;
     }
     crate::unroll!(k in [0, 1, 2, 3] {
-        let nk = n + 2 * k as u32;
-        if nk + 1 < p.n {
-            // SAFETY: (m, nk) and (m, nk + 1) inside D; nk is even and the row stride even with
-            // a 4-byte aligned base (host contract), so the pair is 4-byte aligned.
-            unsafe { *(at.wrapping_add(2 * k) as *mut u32) = v[k] };
-        } else if nk < p.n {
-            // SAFETY: (m, nk) inside D.
-            unsafe { *at.wrapping_add(2 * k) = v[k] as u16 };
-        }
+        store_pair(p, m, n + 2 * k as u32, v[k]);
     });
 }
 
