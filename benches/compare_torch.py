@@ -32,6 +32,7 @@ measured.
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 from typing import NamedTuple
@@ -717,6 +718,23 @@ def measure(selected, args):
 
     b = Bench(timer, l2_bytes, args.compile_mode, props.name)
     results = []
+    doc = {
+        "harness": "torch",
+        "device": {
+            "name": props.name,
+            "compute_capability": [props.major, props.minor],
+            "sms": props.multi_processor_count,
+            "l2_bytes": l2_bytes,
+            "total_memory_bytes": total,
+        },
+        "torch": str(torch.__version__),
+        "compile_mode": args.compile_mode,
+        "eps": EPS,
+        "warmup": args.warmup,
+        "iters": args.iters,
+        "copy_gbps": timer.copy_gbps,
+        "results": results,
+    }
     host_bound = False
     for case in selected:
         impls = [i for i in IMPLS.get(case.op, ("eager", "compile")) if i in wanted]
@@ -735,28 +753,15 @@ def measure(selected, args):
             print(f"{lead} {r['median_us']:>10.2f} {r['min_us']:>10.2f} {gbps} {tflops:>8} {r['sets']:>6}{mark}",
                   flush=True)
         torch.cuda.empty_cache()  # the runner has returned: its buffers are free
+        if args.json:
+            # Rewritten after every case: a run that is stopped keeps the cases measured before.
+            write_json(args.json, doc, quiet=True)
     print()
     if host_bound:
         print("!: the GPU idled between timed calls (the host could not keep it fed), "
               "so those times may include launch latency")
     print(BYTES_NOTE)
-    return {
-        "harness": "torch",
-        "device": {
-            "name": props.name,
-            "compute_capability": [props.major, props.minor],
-            "sms": props.multi_processor_count,
-            "l2_bytes": l2_bytes,
-            "total_memory_bytes": total,
-        },
-        "torch": str(torch.__version__),
-        "compile_mode": args.compile_mode,
-        "eps": EPS,
-        "warmup": args.warmup,
-        "iters": args.iters,
-        "copy_gbps": timer.copy_gbps,
-        "results": results,
-    }
+    return doc
 
 
 def load(path, harness):
@@ -765,6 +770,20 @@ def load(path, harness):
         doc = json.load(f)
     if not isinstance(doc, dict) or doc.get("harness") != harness or not isinstance(doc.get("results"), list):
         raise ValueError(f"{path} is not a {harness} results file (its \"harness\" is not {harness!r})")
+    return doc
+
+
+def merge(docs):
+    """One torch results document of several (passes on one device): the first's run fields, and
+    every file's results, a later file's (case, impl) replacing an earlier one's."""
+    doc = dict(docs[0])
+    rows = {}
+    for d in docs:
+        if d.get("device", {}).get("name") != doc.get("device", {}).get("name"):
+            print("warning: the PyTorch results files are from different devices", file=sys.stderr)
+        for r in d["results"]:
+            rows[(r.get("name"), r.get("impl"))] = r
+    doc["results"] = list(rows.values())
     return doc
 
 
@@ -865,8 +884,10 @@ def main(argv=None):
     ap.add_argument("--json", metavar="PATH", help="also write the PyTorch results as JSON to PATH")
     ap.add_argument("--join", metavar="LOWP_JSON", help="print the joined table with the results of "
                     "`cargo bench --bench kernels -- --json LOWP_JSON`; the anchors are timed now unless --anchors")
-    ap.add_argument("--anchors", metavar="TORCH_JSON", help="with --join: take the PyTorch results from "
-                    "TORCH_JSON (written by --json) instead of timing them (no PyTorch, no GPU)")
+    ap.add_argument("--anchors", metavar="TORCH_JSON", action="append", default=[],
+                    help="with --join: take the PyTorch results from TORCH_JSON (written by --json) instead of "
+                    "timing them (no PyTorch, no GPU); repeatable: the files' results are merged, a later file's "
+                    "(case, impl) replacing an earlier one's (e.g. an eager pass and a torch.compile pass)")
     ap.add_argument("--warmup", type=int, default=20, help="warm-up calls per case (default 20)")
     ap.add_argument("--iters", type=int, default=100,
                     help="timed calls per case (default 100, at least 50 for reported numbers)")
@@ -889,7 +910,7 @@ def main(argv=None):
     if args.join:
         try:
             lowp_doc = load(args.join, "lowp")
-            torch_doc = load(args.anchors, "torch") if args.anchors else None
+            torch_doc = merge([load(path, "torch") for path in args.anchors]) if args.anchors else None
         except (OSError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -918,11 +939,14 @@ def main(argv=None):
     return 0
 
 
-def write_json(path, doc):
-    with open(path, "w") as f:
+def write_json(path, doc, quiet=False):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
         json.dump(doc, f, indent=2)
         f.write("\n")
-    print(f"wrote {path}")
+    os.replace(tmp, path)  # a reader (or a stopped run) never sees half a file
+    if not quiet:
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

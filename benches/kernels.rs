@@ -67,7 +67,8 @@ options:
   --filter PATTERN   run the cases whose name contains PATTERN (repeatable; a bare PATTERN is the
                      same; with several, a case runs if it matches any)
   --exact            patterns must equal the whole name
-  --json PATH        also write the results as JSON to PATH (for compare_torch.py --join)
+  --json PATH        also write the results as JSON to PATH (for compare_torch.py --join),
+                     rewritten after each case (a stopped run keeps the cases before)
   --configs          also time each dense FP8 GEMM case in every kernel configuration
                      (gemm::blockwise_fp8_with), named <case>/<config>, e.g.
                      fp8_blockwise_gemm/e4m3/64x2112x7168/64x64k4 (no PyTorch anchor)
@@ -282,6 +283,26 @@ fn run(opts: &Options) -> BoxResult<()> {
         "case", "median µs", "min µs", "GB/s", "% copy", "TFLOP/s", "sets"
     );
 
+    let info = RunInfo {
+        bench: opts.bench,
+        device: device.clone(),
+        compute_capability: (major, minor),
+        module: lowp.arch().name(),
+        sms,
+        l2_bytes,
+        total_memory_bytes: total,
+        warmup: cfg.warmup,
+        iters: cfg.iters,
+        copy_gbps,
+    };
+    // The JSON file is rewritten after every case, so a run that is stopped (a time limit, a
+    // kernel fault) leaves the cases measured before it.
+    let write_json = |rows: &[String]| -> BoxResult<()> {
+        if let Some(path) = &opts.json {
+            std::fs::write(path, json_doc(&info, rows)).map_err(|e| format!("writing {path}: {e}"))?;
+        }
+        Ok(())
+    };
     let mut bench = Bench { lowp, stream, ctx, l2_bytes, timer, note: None };
     let mut host_bound = false;
     let mut rows = Vec::new();
@@ -313,6 +334,7 @@ fn run(opts: &Options) -> BoxResult<()> {
             }
         }
         rows.push(json_row(case, &outcome, note.as_deref(), &device, copy_gbps));
+        write_json(&rows)?;
         std::io::stdout().flush()?;
     }
     println!();
@@ -327,19 +349,6 @@ fn run(opts: &Options) -> BoxResult<()> {
         }
     }
     if let Some(path) = &opts.json {
-        let info = RunInfo {
-            bench: opts.bench,
-            device,
-            compute_capability: (major, minor),
-            module: bench.lowp.arch().name(),
-            sms,
-            l2_bytes,
-            total_memory_bytes: total,
-            warmup: cfg.warmup,
-            iters: cfg.iters,
-            copy_gbps,
-        };
-        std::fs::write(path, json_doc(&info, &rows)).map_err(|e| format!("writing {path}: {e}"))?;
         println!("wrote {path}");
     }
     println!(

@@ -128,13 +128,15 @@ fn bench_options() {
     assert!(exact.selects("rmsnorm/f16/16384x8192") && !exact.selects("add_rmsnorm/f16/16384x8192"));
 }
 
-/// A results file as `--json` writes it (two cases, one skipped) joins with PyTorch results.
+/// A results file as `--json` writes it (two cases, one skipped) joins with PyTorch results,
+/// taken from two files (two passes: the second's torch.compile row replaces the first's).
 #[test]
 fn rust_results_join_with_torch_results() {
     let dir = std::env::temp_dir().join(format!("lowp-bench-names-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let lowp_json = dir.join("lowp.json");
     let torch_json = dir.join("torch.json");
+    let compile_json = dir.join("torch-compile.json");
     let name = "rmsnorm/bf16/16384x8192";
     let gemm = "fp8_blockwise_gemm/e4m3/4096x2112x7168";
     let mut rows = Vec::new();
@@ -172,13 +174,19 @@ fn rust_results_join_with_torch_results() {
             "torch": "0", "compile_mode": "default", "iters": 100, "copy_gbps": 3900.0, "results": [
             {{"name": "{name}", "impl": "eager", "status": "ok", "median_us": 400.0, "min_us": 390.0, "gbps": 1342.2,
               "pct_copy": 34.4, "tflops": null, "bytes": 536887296, "sets": 2, "iters": 100, "starved": 0}},
-            {{"name": "{name}", "impl": "compile", "status": "ok", "median_us": 300.0, "min_us": 290.0, "gbps": 1789.6,
-              "pct_copy": 45.9, "tflops": null, "bytes": 536887296, "sets": 2, "iters": 100, "starved": 0}},
+            {{"name": "{name}", "impl": "compile", "status": "failed", "reason": "stopped"}},
             {{"name": "{gemm}", "impl": "cublas", "status": "n/a", "reason": "cuBLAS refuses N = 2112"}}]}}"#
     );
+    let compile = format!(
+        r#"{{"harness": "torch", "device": {{"name": "Test GPU \"x\"", "compute_capability": [9, 0]}},
+            "torch": "0", "compile_mode": "default", "iters": 100, "copy_gbps": 3950.0, "results": [
+            {{"name": "{name}", "impl": "compile", "status": "ok", "median_us": 300.0, "min_us": 290.0, "gbps": 1789.6,
+              "pct_copy": 45.9, "tflops": null, "bytes": 536887296, "sets": 2, "iters": 100, "starved": 0}}]}}"#
+    );
     std::fs::write(&torch_json, torch).unwrap();
-    let (l, t) = (path_str(&lowp_json), path_str(&torch_json));
-    let Some(out) = compare_torch(&["--join", &l, "--anchors", &t]) else {
+    std::fs::write(&compile_json, compile).unwrap();
+    let (l, t, c) = (path_str(&lowp_json), path_str(&torch_json), path_str(&compile_json));
+    let Some(out) = compare_torch(&["--join", &l, "--anchors", &t, "--anchors", &c]) else {
         return;
     };
     let shown = text(&out);
@@ -190,6 +198,7 @@ fn rust_results_join_with_torch_results() {
     }
     assert!(shown.contains(&format!("{gemm} cublas: n/a: cuBLAS refuses N = 2112")), "{shown}");
     assert!(shown.contains(&format!("{gemm} lowp: skipped: needs compute capability 9.0")), "{shown}");
+    assert!(!shown.contains("stopped"), "the second file's row did not replace the first's:\n{shown}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
