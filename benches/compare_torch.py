@@ -735,9 +735,13 @@ def measure(selected, args):
         "copy_gbps": timer.copy_gbps,
         "results": results,
     }
+    if args.json:
+        write_json(args.json, doc, quiet=True)  # the device and copy bandwidth, before any case
     host_bound = False
     for case in selected:
         impls = [i for i in IMPLS.get(case.op, ("eager", "compile")) if i in wanted]
+        if not impls:
+            continue  # none of the implementations asked for applies (a GEMM with --no-eager --no-cublas)
         for r in RUNNERS[case.op](b, case, impls):
             results.append(r)
             lead = f"{case.name:<{w}}  {r['impl']:<7}"

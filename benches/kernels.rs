@@ -297,12 +297,18 @@ fn run(opts: &Options) -> BoxResult<()> {
     };
     // The JSON file is rewritten after every case, so a run that is stopped (a time limit, a
     // kernel fault) leaves the cases measured before it.
+    // Each write goes to a temporary file renamed over the path: a reader (or a run stopped
+    // mid-write) never sees half a file. Written once before the first case too, with the device
+    // and its copy bandwidth.
     let write_json = |rows: &[String]| -> BoxResult<()> {
         if let Some(path) = &opts.json {
-            std::fs::write(path, json_doc(&info, rows)).map_err(|e| format!("writing {path}: {e}"))?;
+            let tmp = format!("{path}.tmp");
+            std::fs::write(&tmp, json_doc(&info, rows)).map_err(|e| format!("writing {tmp}: {e}"))?;
+            std::fs::rename(&tmp, path).map_err(|e| format!("renaming {tmp} to {path}: {e}"))?;
         }
         Ok(())
     };
+    write_json(&[])?;
     let mut bench = Bench { lowp, stream, ctx, l2_bytes, timer, note: None };
     let mut host_bound = false;
     let mut rows = Vec::new();

@@ -22,8 +22,13 @@ struct Row {
 }
 
 fn load(name: &str) -> Vec<Row> {
-    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    // Compiled in: the test executable runs wherever it is copied, without the source tree.
+    let text = match name {
+        "conversions_f32.csv" => include_str!("data/conversions_f32.csv"),
+        "conversions_bf16.csv" => include_str!("data/conversions_bf16.csv"),
+        _ => panic!("no test vectors named {name}"),
+    };
+    let path = format!("tests/data/{name}");
     let h = |s: &str| u32::from_str_radix(s, 16).unwrap_or_else(|e| panic!("{path}: bad hex {s:?}: {e}"));
     let rows: Vec<Row> = text
         .lines()

@@ -29,8 +29,8 @@ use common::Rng;
 
 /// (rows, cols, linear bytes, swizzled bytes) of each case of `tests/data/swizzle_128x4.csv`.
 fn swizzle_vectors() -> Vec<(usize, usize, Vec<u8>, Vec<u8>)> {
-    let path = format!("{}/tests/data/swizzle_128x4.csv", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    // Compiled in: the test executable runs wherever it is copied, without the source tree.
+    let (path, text) = ("tests/data/swizzle_128x4.csv", include_str!("data/swizzle_128x4.csv"));
     let hex = |s: &str| -> Vec<u8> {
         (0..s.len())
             .step_by(2)
