@@ -918,6 +918,37 @@ fn blockwise_gemm_refuses_uncached_maps_under_capture() {
     unseen.check(&lowp, &stream, &mut rng, "outside capture: ");
 }
 
+/// The tensor-map cache grows with new operands and is freed on request
+/// (`Lowp::release_tensor_maps`); afterwards a capture of the same GEMM is refused (its maps are
+/// gone) and a call outside capture writes them again and computes right.
+#[test]
+fn tensor_map_cache_is_released_on_request() {
+    let test = "tensor_map_cache_is_released_on_request";
+    let Some((_shared, mut rng)) = hopper(test) else { return };
+    // A handle of its own: a context object of its own, so a cache of its own (the other tests'
+    // GEMMs run on the shared handle meanwhile).
+    let lowp = lowp::Lowp::new(0).expect("a second handle");
+    let stream = lowp.new_stream().expect("stream");
+    assert_eq!(lowp.tensor_map_bytes(), 0, "a new handle holds no maps");
+    let mut p = Problem::new(&stream, &mut rng, 70, 136, 256, true, ScaleKind::Float);
+    p.run(&lowp, &stream).expect("gemm");
+    p.check(&lowp, &stream, &mut rng, "before the release: ");
+    let held = lowp.tensor_map_bytes();
+    assert!(held >= 4 * 128, "{held} bytes held after a GEMM with three or four maps");
+    // SAFETY: no graph captured a GEMM of this handle, and no other thread uses it.
+    let freed = unsafe { lowp.release_tensor_maps() }.expect("release");
+    assert_eq!((freed, lowp.tensor_map_bytes()), (held, 0));
+    stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).expect("begin capture");
+    let refused = p.run(&lowp, &stream);
+    let _ = stream.end_capture(lowp::cudarc::driver::sys::CUgraphInstantiate_flags(0)).expect("end capture");
+    let e = refused.expect_err("the maps were released");
+    assert!(matches!(e, lowp::Error::GraphCapture { op: "blockwise_fp8", .. }), "{e}");
+    p.redraw(&stream, &mut rng);
+    p.run(&lowp, &stream).expect("gemm after the release");
+    p.check(&lowp, &stream, &mut rng, "after the release: ");
+    assert_eq!(lowp.tensor_map_bytes(), held, "the maps are written again");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Grouped (MoE) GEMMs
 

@@ -125,6 +125,33 @@ pub struct GemmConfig {
     pub split_k: usize,
 }
 
+/// The GEMMs' tensor-map cache (`tma`), seen from the handle.
+impl Lowp {
+    /// Bytes of device memory held by the cache of encoded TMA tensor maps of this handle's
+    /// context: 128 bytes per map of each distinct set of GEMM operands (addresses, shapes,
+    /// strides) seen so far, in 16 KiB blocks. The GEMMs write a set once and reuse it, so that a
+    /// CUDA graph that captured a launch reads maps that never change; the cache grows with every
+    /// new operand address (a caching allocator's fresh buffers) and is freed with the context or
+    /// by [`Lowp::release_tensor_maps`].
+    pub fn tensor_map_bytes(&self) -> usize {
+        tma::cached_bytes(self.context())
+    }
+
+    /// Frees the cache of encoded TMA tensor maps of this handle's context (see
+    /// [`Lowp::tensor_map_bytes`]) and returns the bytes freed. It first waits for all of the
+    /// context's work (`cuCtxSynchronize`), so no launched GEMM still reads them; later GEMM calls
+    /// write their maps again (outside a capture).
+    ///
+    /// # Safety
+    /// Nothing may read the freed maps afterwards: no CUDA graph that captured a GEMM of this
+    /// context before this call is launched again (its nodes point at the freed maps; capture
+    /// it anew), and no GEMM of this context is called on another thread while this runs.
+    pub unsafe fn release_tensor_maps(&self) -> Result<usize> {
+        // SAFETY: the caller's contract.
+        unsafe { tma::release(self.context()) }
+    }
+}
+
 impl GemmConfig {
     /// Every configuration the FP8 (`fp8`) or bf16 GEMMs have a kernel for.
     pub fn all(fp8: bool) -> Vec<GemmConfig> {

@@ -17,8 +17,10 @@
 //! stores D's map last. The whole set (addresses included) is the key.
 //!
 //! The cache is process-wide, keyed by CUDA context (the `Lowp` handle's), holding only a weak
-//! reference to it: the memory (128 bytes per map of each distinct set, in 16 KiB slabs) is never
-//! freed by lowp, since a captured graph may still read it, and goes with the context. A set is
+//! reference to it: the memory (128 bytes per map of each distinct set, in 16 KiB slabs) is not
+//! freed by lowp on its own, since a captured graph may still read it; it goes with the context,
+//! or when the caller releases it ([`Lowp::release_tensor_maps`], with its contract;
+//! [`Lowp::tensor_map_bytes`] says how much there is). A set is
 //! written on the stream of the call that first needs it; a call on another stream waits for that
 //! upload (an event), under capture by blocking the host until the upload is done, since a
 //! captured stream cannot wait on work outside the capture.
@@ -170,6 +172,8 @@ struct ContextMaps {
     sets: HashMap<Vec<Map2d>, Written>,
     /// The unused part of the newest slab: (address, bytes).
     spare: (u64, usize),
+    /// Every slab's address (each `SLAB_BYTES`).
+    slabs: Vec<u64>,
 }
 
 static CACHE: Mutex<Vec<ContextMaps>> = Mutex::new(Vec::new());
@@ -229,7 +233,12 @@ pub(crate) fn device_maps(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static st
     let at = match cache.iter().position(|c| std::ptr::eq(c.ctx.as_ptr(), Arc::as_ptr(ctx))) {
         Some(i) => i,
         None => {
-            cache.push(ContextMaps { ctx: Arc::downgrade(ctx), sets: HashMap::new(), spare: (0, 0) });
+            cache.push(ContextMaps {
+                ctx: Arc::downgrade(ctx),
+                sets: HashMap::new(),
+                spare: (0, 0),
+                slabs: Vec::new(),
+            });
             cache.len() - 1
         }
     };
@@ -255,8 +264,9 @@ pub(crate) fn device_maps(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static st
     }
     if cached.spare.1 < len {
         // SAFETY: the slab is only ever written by the uploads below before it is read.
-        let slab = unsafe { stream.alloc::<u8>(SLAB_BYTES) }.op("cuMemAllocAsync")?;
-        cached.spare = (slab.leak(), SLAB_BYTES);
+        let slab = unsafe { stream.alloc::<u8>(SLAB_BYTES) }.op("cuMemAllocAsync")?.leak();
+        cached.slabs.push(slab);
+        cached.spare = (slab, SLAB_BYTES);
     }
     let addr = cached.spare.0;
     cached.spare = (addr + len as u64, cached.spare.1 - len);
@@ -268,4 +278,39 @@ pub(crate) fn device_maps(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static st
     unsafe { result::event::record(event, stream.cu_stream()) }.op("cuEventRecord")?;
     cached.sets.insert(maps.to_vec(), Written { addr, upload: Some(Upload(event)) });
     Ok(addr)
+}
+
+/// Bytes of device memory the map cache holds for `ctx` (whole slabs).
+pub(crate) fn cached_bytes(ctx: &Arc<CudaContext>) -> usize {
+    let cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    cache.iter().find(|c| std::ptr::eq(c.ctx.as_ptr(), Arc::as_ptr(ctx))).map_or(0, |c| c.slabs.len() * SLAB_BYTES)
+}
+
+/// Frees the map cache of `ctx` once the context's work is complete, and returns the bytes freed:
+/// later calls write their maps again.
+///
+/// # Safety
+/// Nothing reads the freed maps afterwards: no CUDA graph captured with a GEMM of this context
+/// is launched again, and no GEMM of this context is being called on another thread meanwhile
+/// (its maps' address, taken before this call, would be used after it).
+pub(crate) unsafe fn release(ctx: &Arc<CudaContext>) -> Result<usize> {
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(at) = cache.iter().position(|c| std::ptr::eq(c.ctx.as_ptr(), Arc::as_ptr(ctx))) else {
+        return Ok(0);
+    };
+    // Every launch that may read the maps, and every upload, is complete.
+    ctx.synchronize().op("cuCtxSynchronize")?;
+    let cached = cache.swap_remove(at);
+    for set in cached.sets.into_values() {
+        if let Some(upload) = set.upload {
+            // SAFETY: a live event of this context (current after the synchronize).
+            unsafe { result::event::destroy(upload.0) }.op("cuEventDestroy")?;
+        }
+    }
+    for &slab in &cached.slabs {
+        // SAFETY: a slab of this context that nothing reads any more (the synchronize above and
+        // the caller's contract).
+        unsafe { result::free_sync(slab) }.op("cuMemFree")?;
+    }
+    Ok(cached.slabs.len() * SLAB_BYTES)
 }
