@@ -294,13 +294,17 @@ pub(crate) fn cached_bytes(ctx: &Arc<CudaContext>) -> usize {
 /// is launched again, and no GEMM of this context is being called on another thread meanwhile
 /// (its maps' address, taken before this call, would be used after it).
 pub(crate) unsafe fn release(ctx: &Arc<CudaContext>) -> Result<usize> {
-    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(at) = cache.iter().position(|c| std::ptr::eq(c.ctx.as_ptr(), Arc::as_ptr(ctx))) else {
-        return Ok(0);
+    // Taken out of the cache under its lock, which is not held while the context synchronizes
+    // (the other contexts' GEMMs go on).
+    let cached = {
+        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        match cache.iter().position(|c| std::ptr::eq(c.ctx.as_ptr(), Arc::as_ptr(ctx))) {
+            Some(at) => cache.swap_remove(at),
+            None => return Ok(0),
+        }
     };
     // Every launch that may read the maps, and every upload, is complete.
     ctx.synchronize().op("cuCtxSynchronize")?;
-    let cached = cache.swap_remove(at);
     for set in cached.sets.into_values() {
         if let Some(upload) = set.upload {
             // SAFETY: a live event of this context (current after the synchronize).
