@@ -127,28 +127,33 @@ pub struct GemmConfig {
 
 /// The GEMMs' tensor-map cache (`tma`), seen from the handle.
 impl Lowp {
-    /// Bytes of device memory held by the cache of encoded TMA tensor maps of this handle's
-    /// context: 128 bytes per map of each distinct set of GEMM operands (addresses, shapes,
-    /// strides) seen so far, in 16 KiB blocks. The GEMMs write a set once and reuse it, so that a
-    /// CUDA graph that captured a launch reads maps that never change; the cache grows with every
-    /// new operand address (a caching allocator's fresh buffers) and is freed with the context or
-    /// by [`Lowp::release_tensor_maps`].
+    /// Bytes of device memory held by the cache of encoded TMA tensor maps of this handle: 128
+    /// bytes per map of each distinct set of GEMM operands (addresses, shapes, strides) seen so
+    /// far, in 16 KiB blocks. The GEMMs write a set once and reuse it, so that a CUDA graph that
+    /// captured a launch reads maps that never change. The cache grows with every new operand
+    /// address (a caching allocator's fresh buffers); it is freed by
+    /// [`Lowp::release_tensor_maps`], or when the CUDA context is destroyed (a primary context
+    /// lives on while any user holds it: a handle dropped before then leaves its maps there).
     pub fn tensor_map_bytes(&self) -> usize {
         tma::cached_bytes(self.context())
     }
 
-    /// Frees the cache of encoded TMA tensor maps of this handle's context (see
-    /// [`Lowp::tensor_map_bytes`]) and returns the bytes freed. It first waits for all of the
-    /// context's work (`cuCtxSynchronize`), so no launched GEMM still reads them; later GEMM calls
-    /// write their maps again (outside a capture).
+    /// Frees the cache of encoded TMA tensor maps of this handle (see
+    /// [`Lowp::tensor_map_bytes`]) in `stream`'s order (`cuMemFreeAsync`; nothing is
+    /// synchronized) and returns the bytes freed; later GEMM calls write their maps again
+    /// (outside a capture). `GraphCapture` if `stream` is capturing.
     ///
     /// # Safety
-    /// Nothing may read the freed maps afterwards: no CUDA graph that captured a GEMM of this
-    /// context before this call is launched again (its nodes point at the freed maps; capture
-    /// it anew), and no GEMM of this context is called on another thread while this runs.
-    pub unsafe fn release_tensor_maps(&self) -> Result<usize> {
+    /// Nothing may read the freed maps after `stream`'s current point:
+    /// - every GEMM of this handle launched on another stream is ordered before it (complete, or
+    ///   awaited through an event);
+    /// - no CUDA graph that captured a GEMM of this handle before this call is launched after it
+    ///   (its nodes point at the freed maps: capture it anew);
+    /// - no GEMM of this handle is called on another thread while this runs.
+    pub unsafe fn release_tensor_maps(&self, stream: &Arc<CudaStream>) -> Result<usize> {
+        self.check_stream(stream)?;
         // SAFETY: the caller's contract.
-        unsafe { tma::release(self.context()) }
+        unsafe { tma::release(self.context(), stream) }
     }
 }
 

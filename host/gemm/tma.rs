@@ -18,9 +18,10 @@
 //!
 //! The cache is process-wide, keyed by CUDA context (the `Lowp` handle's), holding only a weak
 //! reference to it: the memory (128 bytes per map of each distinct set, in 16 KiB slabs) is not
-//! freed by lowp on its own, since a captured graph may still read it; it goes with the context,
-//! or when the caller releases it ([`Lowp::release_tensor_maps`], with its contract;
-//! [`Lowp::tensor_map_bytes`] says how much there is). A set is
+//! freed by lowp on its own, since a captured graph may still read it; it goes when the caller
+//! releases it ([`Lowp::release_tensor_maps`], in a stream's order, with its contract;
+//! [`Lowp::tensor_map_bytes`] says how much there is) or with the CUDA context (a primary context
+//! outlives a dropped handle while other users hold it, and the handle's maps stay there). A set is
 //! written on the stream of the call that first needs it; a call on another stream waits for that
 //! upload (an event), under capture by blocking the host until the upload is done, since a
 //! captured stream cannot wait on work outside the capture.
@@ -286,16 +287,22 @@ pub(crate) fn cached_bytes(ctx: &Arc<CudaContext>) -> usize {
     cache.iter().find(|c| std::ptr::eq(c.ctx.as_ptr(), Arc::as_ptr(ctx))).map_or(0, |c| c.slabs.len() * SLAB_BYTES)
 }
 
-/// Frees the map cache of `ctx` once the context's work is complete, and returns the bytes freed:
-/// later calls write their maps again.
+/// Frees the map cache of `ctx` in `stream`'s order (`cuMemFreeAsync`) and returns the bytes
+/// freed: later calls write their maps again. Nothing else is synchronized or waited for.
 ///
 /// # Safety
-/// Nothing reads the freed maps afterwards: no CUDA graph captured with a GEMM of this context
-/// is launched again, and no GEMM of this context is being called on another thread meanwhile
-/// (its maps' address, taken before this call, would be used after it).
-pub(crate) unsafe fn release(ctx: &Arc<CudaContext>) -> Result<usize> {
-    // Taken out of the cache under its lock, which is not held while the context synchronizes
-    // (the other contexts' GEMMs go on).
+/// Nothing reads the freed maps after `stream`'s current point: every GEMM of this cache launched
+/// on another stream is ordered before it (complete, or awaited through an event), no CUDA graph
+/// captured with a GEMM of this cache is launched after this call, and no GEMM of this cache is
+/// being called on another thread meanwhile.
+pub(crate) unsafe fn release(ctx: &Arc<CudaContext>, stream: &CudaStream) -> Result<usize> {
+    ctx.bind_to_thread().op("cuCtxSetCurrent")?;
+    if stream.capture_status().op("cuStreamIsCapturing")? != CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE {
+        return Err(Error::GraphCapture {
+            op: "release_tensor_maps",
+            why: "its frees would be captured into the graph; call it on a stream that is not capturing",
+        });
+    }
     let cached = {
         let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
         match cache.iter().position(|c| std::ptr::eq(c.ctx.as_ptr(), Arc::as_ptr(ctx))) {
@@ -303,18 +310,22 @@ pub(crate) unsafe fn release(ctx: &Arc<CudaContext>) -> Result<usize> {
             None => return Ok(0),
         }
     };
-    // Every launch that may read the maps, and every upload, is complete.
-    ctx.synchronize().op("cuCtxSynchronize")?;
+    // Every event and slab is let go even if one fails; the first error is returned.
+    let mut first = Ok(());
     for set in cached.sets.into_values() {
         if let Some(upload) = set.upload {
-            // SAFETY: a live event of this context (current after the synchronize).
-            unsafe { result::event::destroy(upload.0) }.op("cuEventDestroy")?;
+            // SAFETY: a live event of this context; destroying it while its work is pending is
+            // allowed (its resources go once the work completes).
+            let r = unsafe { result::event::destroy(upload.0) }.op("cuEventDestroy");
+            first = first.and(r);
         }
     }
     for &slab in &cached.slabs {
-        // SAFETY: a slab of this context that nothing reads any more (the synchronize above and
-        // the caller's contract).
-        unsafe { result::free_sync(slab) }.op("cuMemFree")?;
+        // SAFETY: a slab of this context that nothing reads after the stream's current point
+        // (the caller's contract); its uploads were on streams ordered before that point too
+        // (each before a launch that read it).
+        let r = unsafe { result::free_async(slab, stream.cu_stream()) }.op("cuMemFreeAsync");
+        first = first.and(r);
     }
-    Ok(cached.slabs.len() * SLAB_BYTES)
+    first.map(|()| cached.slabs.len() * SLAB_BYTES)
 }
