@@ -918,6 +918,24 @@ fn blockwise_gemm_refuses_uncached_maps_under_capture() {
     unseen.check(&lowp, &stream, &mut rng, "outside capture: ");
 }
 
+/// FP8 weight scales: a CTA keeps its tiles' in shared memory when its k-blocks fit the buffer
+/// (256; every other test's K), and reads them from global memory at every k-block when they do
+/// not: K of 257 k-blocks in one CTA per tile, with tiles inside one scale block and straddling
+/// two.
+#[test]
+fn blockwise_gemm_weight_scales_past_the_shared_buffer() {
+    let test = "blockwise_gemm_weight_scales_past_the_shared_buffer";
+    let Some((lowp, mut rng)) = hopper(test) else { return };
+    let stream = lowp.new_stream().expect("stream");
+    let k = 257 * 128;
+    let config = |block_m, block_n, split_k| GemmConfig { block_m, block_n, cluster: 1, split_k };
+    for (c, m, n) in [(config(64, 64, 1), 64, 130), (config(64, 112, 1), 64, 130)] {
+        let mut p = Problem::new(&stream, &mut rng, m, n, k, true, ScaleKind::Float);
+        p.run_with(&lowp, &stream, c).expect("gemm in a given configuration");
+        p.check(&lowp, &stream, &mut rng, &format!("config {c}, K = {k}: "));
+    }
+}
+
 /// The tensor-map cache grows with new operands and is freed on request, in a stream's order
 /// (`Lowp::release_tensor_maps`; refused on a capturing stream); afterwards a capture of the same
 /// GEMM is refused (its maps are gone) and a call outside capture writes them again and computes

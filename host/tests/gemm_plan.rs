@@ -341,19 +341,22 @@ fn tile_configurations_name_their_kernels_and_budgets() {
     assert_eq!(M128_N192.kernel(false), "bf16_gemm_n192");
     assert_eq!(M64_N192.kernel(true), "fp8_blockwise_gemm_m64_n192");
     // stages: A and B tiles (and, FP8, the tile rows' f32 activation scales), as many as fit
-    // beside the epilogue buffer (the tile in bf16)
+    // beside the epilogue buffer (the tile in bf16) and (FP8 but 64 × 192) 2 KiB of weight
+    // scales per math warpgroup
     let stage = |t: Tiles, fp8: bool| (t.block_m() + t.block_n()) * 128 + if fp8 { 4 * t.block_m() } else { 0 };
+    let weight_scales =
+        |t: Tiles, fp8: bool| if fp8 && (t.block_m(), t.block_n()) != (64, 192) { 2048 * t.block_m() / 64 } else { 0 };
     for (t, fp8, stages, bytes) in [
-        (M128_N128, true, 5, 200_272),
-        (M64_N128, true, 8, 216_192),
-        (M128_N64, true, 8, 218_240),
-        (M64_N64, true, 13, 225_744),
+        (M128_N128, true, 5, 204_368),
+        (M64_N128, true, 8, 218_240),
+        (M128_N64, true, 8, 222_336),
+        (M64_N64, true, 13, 227_792),
         (M128_N128, false, 6, 230_496),
         (M64_N128, false, 8, 214_144),
         (M128_N64, false, 8, 214_144),
         (M64_N64, false, 13, 222_416),
-        (M128_N112, true, 6, 217_184),
-        (M64_N112, true, 9, 220_560),
+        (M128_N112, true, 6, 221_280),
+        (M64_N112, true, 9, 222_608),
         (M64_N192, true, 6, 223_840),
         (M128_N112, false, 6, 214_112),
         (M64_N112, false, 9, 218_256),
@@ -362,7 +365,11 @@ fn tile_configurations_name_their_kernels_and_budgets() {
     ] {
         let epilogue = 2 * t.block_m() * t.block_n();
         assert_eq!(gemm_stages(t.block_m(), t.block_n(), fp8, 1), stages, "{t:?} fp8 {fp8}");
-        assert_eq!(t.smem_bytes(fp8), stages * stage(t, fp8) + epilogue + 1024 + stages * 16, "{t:?} fp8 {fp8}");
+        assert_eq!(
+            t.smem_bytes(fp8),
+            stages * stage(t, fp8) + epilogue + weight_scales(t, fp8) + 1024 + stages * 16,
+            "{t:?} fp8 {fp8}"
+        );
         assert_eq!(t.smem_bytes(fp8), bytes);
         assert!(bytes <= GEMM_SMEM_LIMIT && bytes + stage(t, fp8) + 16 > GEMM_SMEM_LIMIT);
     }
@@ -388,7 +395,7 @@ fn tile_configurations_name_their_kernels_and_budgets() {
         let t = k(M64_N64, s);
         assert!(crate::gemm::KERNELS.contains(&t.kernel(true)));
         assert_eq!(gemm_stages(64, 64, true, s), 12);
-        assert_eq!(t.smem_bytes(true), 12 * stage(t, true) + 16384 + 1024 + 12 * 16 + 16);
+        assert_eq!(t.smem_bytes(true), 12 * stage(t, true) + 16384 + 2048 + 1024 + 12 * 16 + 16);
         assert!(t.smem_bytes(true) <= GEMM_SMEM_LIMIT && t.smem_bytes(true) + stage(t, true) + 16 > GEMM_SMEM_LIMIT);
     }
     for t in ALL {

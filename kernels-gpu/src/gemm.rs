@@ -32,13 +32,18 @@
 //!   (128-byte swizzled); epilogue buffer (none with split-K): per math warpgroup 64 rows × BN
 //!   bf16 in column blocks of 64 (32, 16) bf16, each a D box (rows swizzled over 128 (64, 32)
 //!   bytes); split-K: the reduction buffer (the tile in f32); FP8: stages × [BLOCK_M f32
-//!   activation scales]; full[s], empty[s] mbarriers (split-K: red_full, red_empty)
+//!   activation scales]; FP8 but 64 × 192: per math warpgroup the weight scales of its tile (2 ×
+//!   256 f32); full[s], empty[s] mbarriers (split-K: red_full, red_empty)
 //! sa_tma (FP8, per launch, set by the host for M-major activation scales whose ld and base are
 //!   16-byte aligned): the producer loads each stage's activation scales; otherwise the math
-//!   threads read theirs from global memory. Weight scales: global memory, one or two per tile and
-//!   k-block.
+//!   threads read theirs from global memory. Weight scales: each math warpgroup copies its tile's
+//!   (one or two 128-column blocks × the CTA's k-blocks) into its buffer once per tile, the global
+//!   loads issued before the previous tile's epilogue; with 64 × 192 tiles or more than 256
+//!   k-blocks in a CTA, from global memory at every k-block.
 //! for each tile (group g, m0, n0) of this CTA (persistent; groups walked in order, tiles of a group
 //! in grouped order):
+//!   math (FP8, weight scales in shared memory): store the tile's weight scales (loaded during
+//!         the previous tile's epilogue) into the warpgroup's buffer; bar.sync 1 + wg, 128
 //!   for each k-block kb (128 bytes of K: 128 FP8 or 64 bf16 elements):
 //!     producer: wait empty[s] (phase ^ 1); expect A + B (+ scales) bytes on full[s];
 //!               TMA A(kb, m0), B(kb, g·N + n0), FP8 with sa_tma: scales sa(m0 .. m0 + BLOCK_M, kb)
@@ -74,9 +79,9 @@
 use core::f32::math::mul_add;
 
 use crate::abi::{
-    GEMM_BLOCK_K as BK, GEMM_D_BOX_M, GEMM_ERR_GROUP_BOUNDS, GEMM_SCALE_BLOCK_N, GemmParams, gemm_d_box_n,
-    gemm_d_swizzle_bytes, gemm_epilogue_bytes, gemm_reduce_bytes, gemm_scale_blocks_per_tile, gemm_stage_scale_bytes,
-    gemm_stages,
+    GEMM_BLOCK_K as BK, GEMM_D_BOX_M, GEMM_ERR_GROUP_BOUNDS, GEMM_SCALE_BLOCK_N, GEMM_WEIGHT_SCALE_KBLOCKS as WS_KB,
+    GemmParams, gemm_d_box_n, gemm_d_swizzle_bytes, gemm_epilogue_bytes, gemm_reduce_bytes, gemm_scale_blocks_per_tile,
+    gemm_stage_scale_bytes, gemm_stages, gemm_weight_scale_bytes, gemm_weight_scales_in_smem,
 };
 use crate::prim::convert::f32x2_to_bf16x2;
 use crate::prim::hopper::{
@@ -84,8 +89,8 @@ use crate::prim::hopper::{
     fence_accumulators, fence_mbarrier_init, fence_proxy_async_shared, fence_tensormap_acquire, ld_shared_cluster_v4,
     ld_shared_f32, ld_shared_v4, mapa_shared, mbarrier_arrive, mbarrier_arrive_cluster, mbarrier_arrive_expect_tx,
     mbarrier_init, mbarrier_wait, mbarrier_wait_cluster, named_barrier_sync, prefetch_tensormap, setmaxnreg_dec,
-    setmaxnreg_inc, smem_addr, smem_desc_k_major_sw128, st_shared_v4, stmatrix_x4, tma_load_2d, tma_load_2d_multicast,
-    tma_store_2d, wgmma_commit, wgmma_fence, wgmma_k32b, wgmma_wait,
+    setmaxnreg_inc, smem_addr, smem_desc_k_major_sw128, st_shared_f32, st_shared_v4, stmatrix_x4, tma_load_2d,
+    tma_load_2d_multicast, tma_store_2d, wgmma_commit, wgmma_fence, wgmma_k32b, wgmma_wait,
 };
 use crate::prim::mem::{Vec16, raise_flag, st_global_v4};
 use crate::prim::warp::sync_warp;
@@ -107,7 +112,8 @@ const fn block_m(math_wgs: u32) -> u32 {
 /// stages: `stages` × (A tile, B tile), then (`SPLIT` = 1) the epilogue buffer (per math
 /// warpgroup, its 64 rows of the tile in bf16), then (`SPLIT` > 1) the reduction buffer (per math warpgroup, its 64 rows
 /// in f32, in accumulator order), then (FP8) `stages` activation-scale buffers of `block_m` f32,
-/// then `stages` full barriers, then `stages` empty barriers, then (`SPLIT` > 1) per math
+/// then (`gemm_weight_scales_in_smem`) per math warpgroup a weight-scale buffer (two blocks of
+/// `GEMM_WEIGHT_SCALE_KBLOCKS` f32), then `stages` full barriers, then `stages` empty barriers, then (`SPLIT` > 1) per math
 /// warpgroup a `red_full` and a `red_empty` barrier.
 #[derive(Clone, Copy)]
 struct Smem<const FP8: bool, const MATH_WGS: u32, const BN: u32, const SPLIT: u32> {
@@ -129,6 +135,9 @@ impl<const FP8: bool, const MATH_WGS: u32, const BN: u32, const SPLIT: u32> Smem
     /// One math warpgroup's part of the reduction buffer: 16 bytes per thread and group of 4
     /// accumulator registers, the 128 threads' 16 bytes side by side (`red_at`).
     const RED_WG_BYTES: u32 = gemm_reduce_bytes(block_m(MATH_WGS), BN, SPLIT) / MATH_WGS;
+    /// Whether the tiles' weight scales go through shared memory, and one math warpgroup's buffer.
+    const WS_SMEM: bool = gemm_weight_scales_in_smem(block_m(MATH_WGS), BN, FP8);
+    const WS_WG_BYTES: u32 = gemm_weight_scale_bytes(block_m(MATH_WGS), BN, FP8) / MATH_WGS;
 
     fn a(self, s: u32) -> u32 {
         self.base + s * (Self::TILE_A_BYTES + Self::TILE_B_BYTES)
@@ -164,8 +173,13 @@ impl<const FP8: bool, const MATH_WGS: u32, const BN: u32, const SPLIT: u32> Smem
     fn sa(self, s: u32) -> u32 {
         self.red(MATH_WGS) + s * Self::SCALE_BYTES
     }
+    /// Math warpgroup `wg`'s weight scales of its current tile: the k-blocks of the tile's first
+    /// weight-scale block at `ws(wg)`, of the next block `4 · WS_KB` bytes on.
+    fn ws(self, wg: u32) -> u32 {
+        self.sa(Self::STAGES) + wg * Self::WS_WG_BYTES
+    }
     fn full(self, s: u32) -> u32 {
-        self.sa(Self::STAGES) + 8 * s
+        self.ws(MATH_WGS) + 8 * s
     }
     fn empty(self, s: u32) -> u32 {
         self.full(Self::STAGES) + 8 * s
@@ -557,15 +571,74 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
     // within the 255 a thread of a 256-thread CTA may hold; 192 columns would need 288).
     let overlap = FP8 && MATH_WGS == 1 && BN <= 128;
 
+    // The tile's first `split` columns lie in weight-scale block n0/128; the next block is read
+    // only where the tile has columns in it inside the matrix.
+    let scale_blocks = |t: &Tile| {
+        let split = GEMM_SCALE_BLOCK_N - t.n0 % GEMM_SCALE_BLOCK_N;
+        (split, two_blocks && split < BN && t.n0 + split < p.n)
+    };
+    // Weight scales in shared memory (`gemm_weight_scales_in_smem`, and a CTA of at most WS_KB
+    // k-blocks): each math warpgroup copies its tile's (the CTA's k-blocks of one or two blocks)
+    // into its buffer once per tile. The global loads of the next tile's are issued before this
+    // tile's epilogue, so their latency overlaps it; the values are stored into the buffer when
+    // the next tile starts. Otherwise each k-block's are read from global memory.
+    let ws_smem = Smem::<FP8, MATH_WGS, BN, SPLIT>::WS_SMEM && kb1 - kb0 <= WS_KB;
+    const { assert!(WS_KB == 2 * 128) };
+    // This thread's share of tile t's weight scales: k-blocks kb0 + t_ws and kb0 + t_ws + 128 of
+    // the first block, then of the next; zeros where the tile has none. (The thread's place is
+    // re-derived at each use, not kept live across the main loop.)
+    let fetch_ws = |t: &Option<Tile>| -> [f32; 4] {
+        let mut v = [0.0f32; 4];
+        if let Some(t) = t
+            && ws_smem
+            // A cluster's second tile past N (odd tile-column count) reads no scale: its
+            // products are never stored.
+            && !(CLUSTER > 1 && t.n0 >= p.n)
+        {
+            let t_ws = opaque_u32(thread_idx_x()) % 128;
+            let next_block = scale_blocks(t).1;
+            let row = t.group as u64 * p.sb_group_stride + (t.n0 / GEMM_SCALE_BLOCK_N) as u64 * p.sb_stride;
+            crate::unroll!(j in [0, 1] {
+                let i = t_ws + 128 * j as u32;
+                if i < kb1 - kb0 {
+                    let at = row + (kb0 + i) as u64;
+                    // SAFETY: group < groups, n0/128 < ⌈N/128⌉ (n0 < N), kb0 + i < kb1 ≤ K/128;
+                    // with next_block the next block holds a column < N.
+                    unsafe {
+                        v[j] = *(p.sb as *const f32).add(at as usize);
+                        if next_block {
+                            v[2 + j] = *(p.sb as *const f32).add((at + p.sb_stride) as usize);
+                        }
+                    }
+                }
+            });
+        }
+        v
+    };
+
     let mut ring = Ring::<FP8, MATH_WGS, BN, SPLIT>::new();
     // Split-K: the parity of the current use of the reduction barriers (one use per tile).
     let mut red_phase = 0u32;
-    while let Some(tile) = sched.next_tile() {
+    let mut next = sched.next_tile();
+    let mut ws_next = fetch_ws(&next);
+    while let Some(tile) = next {
+        if ws_smem {
+            let ws = sm.ws(wg);
+            let t_ws = opaque_u32(thread_idx_x()) % 128;
+            // SAFETY: the whole warpgroup; slots of this warpgroup's buffer, which every thread
+            // of it last read before the previous tile's epilogue (or split-K reduction), whose
+            // named barriers 1 + wg followed; read now only after the barrier below.
+            unsafe {
+                crate::unroll!(j in [0, 1] {
+                    st_shared_f32(ws + 4 * (t_ws + 128 * j as u32), ws_next[j]);
+                    st_shared_f32(ws + 4 * (WS_KB + t_ws + 128 * j as u32), ws_next[2 + j]);
+                });
+                named_barrier_sync(1 + wg, 128);
+            }
+        }
         let m0 = tile.m0 + row_in_tile;
         let m1 = m0 + 8;
-        let split = GEMM_SCALE_BLOCK_N - tile.n0 % GEMM_SCALE_BLOCK_N;
-        // The next scale block is read only where the tile has columns in it inside the matrix.
-        let next_block = two_blocks && split < BN && tile.n0 + split < p.n;
+        let (split, next_block) = scale_blocks(&tile);
         // The first BN / 2 registers of each are used (the MMA's accumulator layout). Copies of a
         // constant, not a repeat expression: rustc lowers `[0.0; 96]` to a loop, which would keep
         // the arrays in local memory.
@@ -573,28 +646,39 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
         let mut acc = ZERO_ACC;
         // One k-block's FP8 scale products for this thread's rows m0 and m1, once stage `s` is
         // full (waited here): with the tile's first weight-scale block (s0, s1) and the next
-        // (t0, t1); ones for bf16. The scales from global memory are loaded before the wait, so
-        // their latency overlaps it: the weight scales (one or two per tile and k-block, the same
-        // addresses in every thread) always, the activation scales unless the producer loads
-        // them into the stage. Rows past the group read nothing (their products are never
-        // stored).
+        // (t0, t1); ones for bf16. The scales are loaded before the wait, so their latency
+        // overlaps it: the weight scales (one or two per tile and k-block, the same addresses in
+        // every thread) from the warpgroup's buffer or global memory, the activation scales from
+        // global memory unless the producer loads them into the stage. Rows past the group read
+        // nothing (their products are never stored).
         let stage_products = |kb: u32, s: u32, phase: u32| -> [f32; 4] {
             let (sb, sb_next, g0, g1) = if FP8 {
-                let sb_row = tile.n0 / GEMM_SCALE_BLOCK_N;
-                let sb_i = tile.group as u64 * p.sb_group_stride + sb_row as u64 * p.sb_stride + kb as u64;
-                // A cluster's second tile past N (odd tile-column count) reads no scale: its
-                // products are never stored.
-                let sb = if CLUSTER > 1 && tile.n0 >= p.n {
-                    0.0
+                let (sb, sb_next) = if ws_smem {
+                    let at = sm.ws(wg) + 4 * (kb - kb0);
+                    // SAFETY: the tile's scales, stored and published by the barrier at its start;
+                    // not stored again before the tile's epilogue barriers.
+                    unsafe {
+                        let sb = ld_shared_f32(at);
+                        (sb, if next_block { ld_shared_f32(at + 4 * WS_KB) } else { sb })
+                    }
                 } else {
-                    // SAFETY: group < groups, n0/128 < ⌈N/128⌉ (n0 < N), kb < K/128.
-                    unsafe { *(p.sb as *const f32).add(sb_i as usize) }
-                };
-                let sb_next = if next_block {
-                    // SAFETY: the next block holds column n0 + split < N: n0/128 + 1 < ⌈N/128⌉.
-                    unsafe { *(p.sb as *const f32).add((sb_i + p.sb_stride) as usize) }
-                } else {
-                    sb
+                    let sb_row = tile.n0 / GEMM_SCALE_BLOCK_N;
+                    let sb_i = tile.group as u64 * p.sb_group_stride + sb_row as u64 * p.sb_stride + kb as u64;
+                    // A cluster's second tile past N (odd tile-column count) reads no scale: its
+                    // products are never stored.
+                    let sb = if CLUSTER > 1 && tile.n0 >= p.n {
+                        0.0
+                    } else {
+                        // SAFETY: group < groups, n0/128 < ⌈N/128⌉ (n0 < N), kb < K/128.
+                        unsafe { *(p.sb as *const f32).add(sb_i as usize) }
+                    };
+                    let sb_next = if next_block {
+                        // SAFETY: the next block holds column n0 + split < N: n0/128 + 1 < ⌈N/128⌉.
+                        unsafe { *(p.sb as *const f32).add((sb_i + p.sb_stride) as usize) }
+                    } else {
+                        sb
+                    };
+                    (sb, sb_next)
                 };
                 let sa_at = |m: u32| {
                     if !sa_tma && m < tile.row_end {
@@ -774,6 +858,13 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
                 }
             }
         }
+        // The next tile, and its weight scales, loaded while this tile's epilogue runs. (Without
+        // the buffer the next tile is taken after the epilogue: 64 × 192 tiles have no registers
+        // to keep it live across.)
+        if Smem::<FP8, MATH_WGS, BN, SPLIT>::WS_SMEM {
+            next = sched.next_tile();
+            ws_next = fetch_ws(&next);
+        }
         let out = if FP8 { &mut fin } else { &mut acc };
         if SPLIT > 1 {
             // Split-K: every CTA of the cluster has the sums of its slice of K for this tile, and
@@ -851,6 +942,9 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
                 sync_warp();
             }
             red_phase ^= 1;
+            if !Smem::<FP8, MATH_WGS, BN, SPLIT>::WS_SMEM {
+                next = sched.next_tile();
+            }
             continue;
         }
         // Epilogue. The buffer is free once the previous tile's TMA stores have read it (their
@@ -934,6 +1028,9 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
                     }
                 }
             });
+        }
+        if !Smem::<FP8, MATH_WGS, BN, SPLIT>::WS_SMEM {
+            next = sched.next_tile();
         }
     }
     if store_thread {

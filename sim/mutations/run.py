@@ -121,7 +121,10 @@ MUTATIONS = [
     (
         "narrow-scale-index",
         "a 64-column tile reads the weight scales of row n0/64 (its tile index) instead of n0/128, the 128-column block it lies in",
-        [(GEMM, "let sb_row = tile.n0 / GEMM_SCALE_BLOCK_N;", "let sb_row = tile.n0 / BN;", 1)],
+        [
+            (GEMM, "let sb_row = tile.n0 / GEMM_SCALE_BLOCK_N;", "let sb_row = tile.n0 / BN;", 1),
+            (GEMM, "(t.n0 / GEMM_SCALE_BLOCK_N) as u64 * p.sb_stride", "(t.n0 / BN) as u64 * p.sb_stride", 1),
+        ],
     ),
     (
         "straddle-one-scale",
@@ -138,7 +141,34 @@ MUTATIONS = [
     (
         "straddle-read-past-n",
         "a 112- or 192-column tile reads the next weight-scale block also where it has no column of it inside N (past the scales)",
-        [(GEMM, "let next_block = two_blocks && split < BN && tile.n0 + split < p.n;", "let next_block = two_blocks && split < BN;", 1)],
+        [(GEMM, "(split, two_blocks && split < BN && t.n0 + split < p.n)", "(split, two_blocks && split < BN)", 1)],
+    ),
+    (
+        "ws-bound",
+        "a CTA with one k-block more than the weight-scale buffer holds keeps its scales there (the last k-block reads past its block's slots)",
+        [(GEMM, "kb1 - kb0 <= WS_KB;", "kb1 - kb0 <= WS_KB + 1;", 1)],
+    ),
+    (
+        "ws-no-barrier",
+        "the math threads read the tile's weight scales from shared memory with no barrier after the other warps stored them",
+        [
+            (
+                GEMM,
+                "ws_next[2 + j]);\n                });\n                named_barrier_sync(1 + wg, 128);\n",
+                "ws_next[2 + j]);\n                });\n",
+                1,
+            )
+        ],
+    ),
+    (
+        "ws-absolute-index",
+        "a split-K CTA reads k-block kb's weight scale at slot kb instead of kb - kb0 (its slice's first is slot 0)",
+        [(GEMM, "let at = sm.ws(wg) + 4 * (kb - kb0);", "let at = sm.ws(wg) + 4 * kb;", 1)],
+    ),
+    (
+        "ws-stale",
+        "the weight scales of a CTA's first tile are kept for its later tiles (the next tile's are not fetched)",
+        [(GEMM, "            ws_next = fetch_ws(&next);\n", "", 1)],
     ),
     (
         "no-proxy-fence",

@@ -169,24 +169,48 @@ pub const fn gemm_reduce_bytes(block_m: u32, block_n: u32, split: u32) -> u32 {
 pub const fn gemm_reduce_barrier_bytes(block_m: u32, split: u32) -> u32 {
     if split > 1 { 2 * 8 * (block_m / 64) } else { 0 }
 }
+/// The most k-blocks of weight scales an FP8 CTA keeps in shared memory for one tile: K up to
+/// 32,768 (a CTA's slice of K, with split-K). Each math warpgroup copies its tile's weight scales
+/// (one or two 128-column blocks × the CTA's k-blocks) from global memory into its buffer once per
+/// tile; a CTA with more k-blocks reads them from global memory at every k-block instead.
+pub const GEMM_WEIGHT_SCALE_KBLOCKS: u32 = 256;
+/// Whether the configuration keeps its tiles' weight scales in shared memory: every FP8 one but
+/// 64 × 192 tiles (its single math warpgroup's two arrays of 96 accumulators leave no registers
+/// for the buffer's addressing: ptxas spills), which reads them from global memory at every
+/// k-block.
+pub const fn gemm_weight_scales_in_smem(block_m: u32, block_n: u32, fp8: bool) -> bool {
+    fp8 && !(block_m == GEMM_BLOCK_M_SMALL && block_n == 192)
+}
+/// Bytes of the weight-scale buffers (`gemm_weight_scales_in_smem`): per math warpgroup, two
+/// weight-scale blocks (a tile spans at most two, `gemm_scale_blocks_per_tile`) ×
+/// `GEMM_WEIGHT_SCALE_KBLOCKS` f32; nothing otherwise.
+pub const fn gemm_weight_scale_bytes(block_m: u32, block_n: u32, fp8: bool) -> u32 {
+    if gemm_weight_scales_in_smem(block_m, block_n, fp8) {
+        (block_m / 64) * 2 * GEMM_WEIGHT_SCALE_KBLOCKS * 4
+    } else {
+        0
+    }
+}
 /// Pipeline depth: as many stages as fit in `GEMM_SMEM_LIMIT` with the alignment slack, the
-/// epilogue buffer, the split-K reduction buffer and barriers (`split` > 1) and two mbarriers
-/// (full, empty; 8 bytes each) per stage. The weight scales are read from global memory.
+/// epilogue buffer, the split-K reduction buffer and barriers (`split` > 1), the weight-scale
+/// buffers and two mbarriers (full, empty; 8 bytes each) per stage.
 pub const fn gemm_stages(block_m: u32, block_n: u32, fp8: bool, split: u32) -> u32 {
     (GEMM_SMEM_LIMIT
         - GEMM_SMEM_ALIGN_SLACK
         - gemm_epilogue_bytes(block_m, block_n, split)
         - gemm_reduce_bytes(block_m, block_n, split)
+        - gemm_weight_scale_bytes(block_m, block_n, fp8)
         - gemm_reduce_barrier_bytes(block_m, split))
         / (gemm_stage_bytes(block_m, block_n, fp8) + 2 * 8)
 }
 /// Dynamic shared memory of a launch: the stages, the epilogue buffer, the reduction buffer, the
-/// alignment slack, the mbarriers.
+/// weight-scale buffers, the alignment slack, the mbarriers.
 pub const fn gemm_smem_bytes(block_m: u32, block_n: u32, fp8: bool, split: u32) -> u32 {
     let stages = gemm_stages(block_m, block_n, fp8, split);
     stages * gemm_stage_bytes(block_m, block_n, fp8)
         + gemm_epilogue_bytes(block_m, block_n, split)
         + gemm_reduce_bytes(block_m, block_n, split)
+        + gemm_weight_scale_bytes(block_m, block_n, fp8)
         + GEMM_SMEM_ALIGN_SLACK
         + 2 * stages * 8
         + gemm_reduce_barrier_bytes(block_m, split)
@@ -202,12 +226,12 @@ pub const GEMM_THREADS_SMALL: u32 = gemm_threads(GEMM_BLOCK_M_SMALL);
 ///
 /// ```text
 /// kernel                      stage                            stages  epilogue  shared memory (bytes)
-/// fp8_blockwise_gemm          16 + 16 KiB + 512 B = 33,280 B    5      32 KiB    200,272
-/// fp8_blockwise_gemm_n64      16 +  8 KiB + 512 B = 25,088 B    8      16 KiB    218,240
-/// fp8_blockwise_gemm_n112     16 + 14 KiB + 512 B = 31,232 B    6      28 KiB    217,184
-/// fp8_blockwise_gemm_m64       8 + 16 KiB + 256 B = 24,832 B    8      16 KiB    216,192
-/// fp8_blockwise_gemm_m64_n64   8 +  8 KiB + 256 B = 16,640 B   13       8 KiB    225,744
-/// fp8_blockwise_gemm_m64_n112  8 + 14 KiB + 256 B = 22,784 B    9      14 KiB    220,560
+/// fp8_blockwise_gemm          16 + 16 KiB + 512 B = 33,280 B    5      32 KiB    204,368
+/// fp8_blockwise_gemm_n64      16 +  8 KiB + 512 B = 25,088 B    8      16 KiB    222,336
+/// fp8_blockwise_gemm_n112     16 + 14 KiB + 512 B = 31,232 B    6      28 KiB    221,280
+/// fp8_blockwise_gemm_m64       8 + 16 KiB + 256 B = 24,832 B    8      16 KiB    218,240
+/// fp8_blockwise_gemm_m64_n64   8 +  8 KiB + 256 B = 16,640 B   13       8 KiB    227,792
+/// fp8_blockwise_gemm_m64_n112  8 + 14 KiB + 256 B = 22,784 B    9      14 KiB    222,608
 /// fp8_blockwise_gemm_m64_n192  8 + 24 KiB + 256 B = 33,024 B    6      24 KiB    223,840
 /// bf16_gemm                   16 + 16 KiB         = 32,768 B    6      32 KiB    230,496
 /// bf16_gemm_n64               16 +  8 KiB         = 24,576 B    8      16 KiB    214,144
@@ -218,16 +242,20 @@ pub const GEMM_THREADS_SMALL: u32 = gemm_threads(GEMM_BLOCK_M_SMALL);
 /// bf16_gemm_m64_n112           8 + 14 KiB         = 22,528 B    9      14 KiB    218,256
 /// bf16_gemm_m64_n192           8 + 24 KiB         = 32,768 B    6      24 KiB    222,304
 /// fp8_blockwise_gemm_m64_n64_k{2,4,8}
-///                              8 +  8 KiB + 256 B = 16,640 B   12       —        217,296
+///                              8 +  8 KiB + 256 B = 16,640 B   12       —        219,344
 ///                              (and the 16 KiB reduction buffer, two more mbarriers)
 /// ```
+///
+/// Every FP8 kernel but `fp8_blockwise_gemm_m64_n192` also holds 2 KiB of weight scales per math
+/// warpgroup (`gemm_weight_scale_bytes`), inside the stages' slack: no stage count changes for
+/// them.
 const STAGE_TABLE: [(u32, u32, bool, u32, u32, u32); 18] = [
-    (128, 128, true, 1, 5, 200272),
-    (128, 64, true, 1, 8, 218240),
-    (128, 112, true, 1, 6, 217184),
-    (64, 128, true, 1, 8, 216192),
-    (64, 64, true, 1, 13, 225744),
-    (64, 112, true, 1, 9, 220560),
+    (128, 128, true, 1, 5, 204368),
+    (128, 64, true, 1, 8, 222336),
+    (128, 112, true, 1, 6, 221280),
+    (64, 128, true, 1, 8, 218240),
+    (64, 64, true, 1, 13, 227792),
+    (64, 112, true, 1, 9, 222608),
     (64, 192, true, 1, 6, 223840),
     (128, 128, false, 1, 6, 230496),
     (128, 64, false, 1, 8, 214144),
@@ -237,9 +265,9 @@ const STAGE_TABLE: [(u32, u32, bool, u32, u32, u32); 18] = [
     (64, 64, false, 1, 13, 222416),
     (64, 112, false, 1, 9, 218256),
     (64, 192, false, 1, 6, 222304),
-    (64, 64, true, 2, 12, 217296),
-    (64, 64, true, 4, 12, 217296),
-    (64, 64, true, 8, 12, 217296),
+    (64, 64, true, 2, 12, 219344),
+    (64, 64, true, 4, 12, 219344),
+    (64, 64, true, 8, 12, 219344),
 ];
 /// Each configuration fits, and one more stage would not.
 const fn budget_exact(block_m: u32, block_n: u32, fp8: bool, split: u32) -> bool {

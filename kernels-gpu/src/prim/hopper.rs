@@ -371,6 +371,19 @@ pub unsafe fn ld_shared_f32(addr: u32) -> f32 {
     v
 }
 
+/// Stores the f32 `v` at shared address `addr` (`st.shared.f32`).
+///
+/// # Safety
+/// `addr` is a 4-byte aligned shared address inside the launch's shared memory that no other
+/// thread accesses until a barrier after this store.
+#[inline(always)]
+pub unsafe fn st_shared_f32(addr: u32, v: f32) {
+    // SAFETY: caller's contract.
+    unsafe {
+        asm!("st.shared.f32 [{a}], {v};", a = in(reg32) addr, v = in(reg32) v, options(nostack, preserves_flags))
+    };
+}
+
 /// Orders this thread's later uses of the tensor map at `tmap` (TMA loads, prefetches, which go
 /// through the tensormap proxy) after the map's writes through the generic proxy: maps the host
 /// copied into global memory need it before their first use in a kernel (PTX ISA 8.3).
