@@ -919,18 +919,30 @@ fn blockwise_gemm_refuses_uncached_maps_under_capture() {
 }
 
 /// FP8 weight scales: a CTA keeps its tiles' in shared memory when its k-blocks fit the buffer
-/// (256; every other test's K), and reads them from global memory at every k-block when they do
-/// not: K of 257 k-blocks in one CTA per tile, with tiles inside one scale block and straddling
-/// two.
+/// (256), and reads them from global memory at every k-block when they do not. K of 256
+/// k-blocks fills the buffer (both halves of each thread's share), 257 takes global memory, and
+/// 300 split over 2 CTAs fits again (a slice of 150 from k-block 150); tiles inside one scale
+/// block and straddling two.
 #[test]
 fn blockwise_gemm_weight_scales_past_the_shared_buffer() {
     let test = "blockwise_gemm_weight_scales_past_the_shared_buffer";
     let Some((lowp, mut rng)) = hopper(test) else { return };
     let stream = lowp.new_stream().expect("stream");
-    let k = 257 * 128;
     let config = |block_m, block_n, split_k| GemmConfig { block_m, block_n, cluster: 1, split_k };
-    for (c, m, n) in [(config(64, 64, 1), 64, 130), (config(64, 112, 1), 64, 130)] {
+    for (c, m, n, k_blocks) in [
+        (config(64, 112, 1), 64, 130, 256),
+        (config(64, 64, 1), 64, 130, 257),
+        (config(64, 112, 1), 64, 130, 257),
+        (config(64, 64, 2), 64, 64, 300),
+    ] {
+        let k = 128 * k_blocks;
         let mut p = Problem::new(&stream, &mut rng, m, n, k, true, ScaleKind::Float);
+        if c.split_k > lowp.sm_count() as usize {
+            // a cluster of 2 on 1 simulated SM
+            let e = p.run_with(&lowp, &stream, c).expect_err("a cluster the device does not fit");
+            assert!(matches!(e, lowp::Error::InvalidValue { arg: "config", .. }), "{c}: {e}");
+            continue;
+        }
         p.run_with(&lowp, &stream, c).expect("gemm in a given configuration");
         p.check(&lowp, &stream, &mut rng, &format!("config {c}, K = {k}: "));
     }

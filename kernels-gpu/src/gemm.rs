@@ -619,9 +619,17 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
     let mut ring = Ring::<FP8, MATH_WGS, BN, SPLIT>::new();
     // Split-K: the parity of the current use of the reduction barriers (one use per tile).
     let mut red_phase = 0u32;
-    let mut next = sched.next_tile();
+    // The next tile: with the buffer, taken before each tile's epilogue (its scales are loaded
+    // then); without (64 × 192 tiles have no registers to keep it live across the epilogue), at
+    // the loop's head.
+    let ws_early = Smem::<FP8, MATH_WGS, BN, SPLIT>::WS_SMEM;
+    let mut next = if ws_early { sched.next_tile() } else { None };
     let mut ws_next = fetch_ws(&next);
-    while let Some(tile) = next {
+    loop {
+        if !ws_early {
+            next = sched.next_tile();
+        }
+        let Some(tile) = next else { break };
         if ws_smem {
             let ws = sm.ws(wg);
             let t_ws = opaque_u32(thread_idx_x()) % 128;
@@ -858,10 +866,8 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
                 }
             }
         }
-        // The next tile, and its weight scales, loaded while this tile's epilogue runs. (Without
-        // the buffer the next tile is taken after the epilogue: 64 × 192 tiles have no registers
-        // to keep it live across.)
-        if Smem::<FP8, MATH_WGS, BN, SPLIT>::WS_SMEM {
+        // The next tile, and its weight scales, loaded while this tile's epilogue runs.
+        if ws_early {
             next = sched.next_tile();
             ws_next = fetch_ws(&next);
         }
@@ -942,9 +948,6 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
                 sync_warp();
             }
             red_phase ^= 1;
-            if !Smem::<FP8, MATH_WGS, BN, SPLIT>::WS_SMEM {
-                next = sched.next_tile();
-            }
             continue;
         }
         // Epilogue. The buffer is free once the previous tile's TMA stores have read it (their
@@ -1028,9 +1031,6 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
                     }
                 }
             });
-        }
-        if !Smem::<FP8, MATH_WGS, BN, SPLIT>::WS_SMEM {
-            next = sched.next_tile();
         }
     }
     if store_thread {

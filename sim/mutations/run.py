@@ -166,6 +166,11 @@ MUTATIONS = [
         [(GEMM, "let at = sm.ws(wg) + 4 * (kb - kb0);", "let at = sm.ws(wg) + 4 * kb;", 1)],
     ),
     (
+        "ws-upper-half",
+        "the weight-scale buffer's second half (k-blocks 128 to 255 of a CTA) is stored over its first",
+        [(GEMM, "st_shared_f32(ws + 4 * (t_ws + 128 * j as u32), ws_next[j]);", "st_shared_f32(ws + 4 * t_ws, ws_next[j]);", 1)],
+    ),
+    (
         "ws-stale",
         "the weight scales of a CTA's first tile are kept for its later tiles (the next tile's are not fetched)",
         [(GEMM, "            ws_next = fetch_ws(&next);\n", "", 1)],
@@ -254,7 +259,10 @@ MUTATIONS = [
     (
         "cluster-scale-unguarded",
         "clusters of 2: the second tile of the last cluster, past N (odd tile columns), reads its weight scales (row n0/128 ≥ ⌈N/128⌉)",
-        [(GEMM, "let sb = if CLUSTER > 1 && tile.n0 >= p.n {", "let sb = if CLUSTER > 1 && tile.n0 >= p.n + p.n {", 1)],
+        [
+            (GEMM, "let sb = if CLUSTER > 1 && tile.n0 >= p.n {", "let sb = if CLUSTER > 1 && tile.n0 >= p.n + p.n {", 1),
+            (GEMM, "&& !(CLUSTER > 1 && t.n0 >= p.n)", "&& !(CLUSTER > 1 && t.n0 >= p.n + p.n)", 1),
+        ],
     ),
     (
         "overlap-wait-2",
