@@ -179,6 +179,11 @@ struct ContextMaps {
 
 static CACHE: Mutex<Vec<ContextMaps>> = Mutex::new(Vec::new());
 
+/// Where `ctx`'s entry is in the cache, if it has one.
+fn entry_of(cache: &[ContextMaps], ctx: &Arc<CudaContext>) -> Option<usize> {
+    cache.iter().position(|c| std::ptr::eq(c.ctx.as_ptr(), Arc::as_ptr(ctx)))
+}
+
 /// Runs `f` with this thread's capture interaction mode relaxed: event queries and waits are
 /// then allowed while any stream captures (they concern work outside the capture).
 fn relaxed<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -231,7 +236,7 @@ pub(crate) fn device_maps(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static st
     debug_assert!((1..=MAX_MAPS).contains(&maps.len()));
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     cache.retain(|c| c.ctx.strong_count() > 0);
-    let at = match cache.iter().position(|c| std::ptr::eq(c.ctx.as_ptr(), Arc::as_ptr(ctx))) {
+    let at = match entry_of(&cache, ctx) {
         Some(i) => i,
         None => {
             cache.push(ContextMaps {
@@ -284,7 +289,7 @@ pub(crate) fn device_maps(lowp: &Lowp, stream: &Arc<CudaStream>, op: &'static st
 /// Bytes of device memory the map cache holds for `ctx` (whole slabs).
 pub(crate) fn cached_bytes(ctx: &Arc<CudaContext>) -> usize {
     let cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    cache.iter().find(|c| std::ptr::eq(c.ctx.as_ptr(), Arc::as_ptr(ctx))).map_or(0, |c| c.slabs.len() * SLAB_BYTES)
+    entry_of(&cache, ctx).map_or(0, |at| cache[at].slabs.len() * SLAB_BYTES)
 }
 
 /// Frees the map cache of `ctx` in `stream`'s order (`cuMemFreeAsync`) and returns the bytes
@@ -305,7 +310,7 @@ pub(crate) unsafe fn release(ctx: &Arc<CudaContext>, stream: &CudaStream) -> Res
     }
     let cached = {
         let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-        match cache.iter().position(|c| std::ptr::eq(c.ctx.as_ptr(), Arc::as_ptr(ctx))) {
+        match entry_of(&cache, ctx) {
             Some(at) => cache.swap_remove(at),
             None => return Ok(0),
         }
