@@ -6,6 +6,7 @@ same way, with PyTorch eager, torch.compile, and cuBLAS for the blockwise FP8 GE
     python3 benches/compare_torch.py --filter add_rmsnorm/          # cases whose name contains a pattern
     python3 benches/compare_torch.py --json target/torch-bench.json # also write the results as JSON
     python3 benches/compare_torch.py --list                         # names only (no PyTorch, no GPU)
+    python3 benches/compare_torch.py --check                        # the calls on fake tensors (PyTorch, no GPU)
     python3 benches/compare_torch.py --join target/lowp-bench.json  # time the anchors, print them beside lowp's
     python3 benches/compare_torch.py --join target/lowp-bench.json --anchors target/torch-bench.json
                                                                     # join two result files (no GPU)
@@ -32,6 +33,7 @@ measured.
 import argparse
 import importlib
 import json
+import logging
 import os
 import sys
 import time
@@ -48,6 +50,7 @@ MAX_HEAD_START_S = 0.25
 EPS = 1e-6
 
 torch = None  # imported when something is measured: --list, --help and joining files need no PyTorch
+CHECK = False  # --check: the calls run once on fake tensors, nothing is timed
 
 
 # ------------------------------------------------------------------------------------------------
@@ -279,19 +282,23 @@ def mxfp8_quantize(x):
 
 
 def blockwise_scaled_mm():
-    """A callable (a [M,K] e4m3, b [N,K] e4m3, sa [M,K/128] f32 M-major, sb [N/128,K/128] f32) -> bf16,
-    through torch.nn.functional.scaled_mm (BlockWise1x128 x BlockWise128x128) where it exists, else
-    torch._scaled_mm."""
+    """A callable (a [M,K] e4m3, b [N,K] e4m3, sa [M,K/128] f32 M-major, sb) -> bf16, with sb the
+    f32 weight scales [⌈N/128⌉, L4] row-major, L4 = K/128 rounded up to a multiple of 4 (cuBLAS's
+    padding; the pad columns are never read), through torch.nn.functional.scaled_mm
+    (BlockWise1x128 x BlockWise128x128) where it exists, else torch._scaled_mm."""
     F = torch.nn.functional
     if hasattr(F, "scaled_mm") and hasattr(F, "ScalingType"):
         st = F.ScalingType
 
         def mm(a, b, sa, sb):
-            return F.scaled_mm(a, b.t(), sa, st.BlockWise1x128, sb, st.BlockWise128x128, output_dtype=torch.bfloat16)
+            # scale_b [L4, ⌈N/128⌉] with strides (1, L4)
+            return F.scaled_mm(a, b.t(), sa, st.BlockWise1x128, sb.t(), st.BlockWise128x128,
+                               output_dtype=torch.bfloat16)
         return mm
 
     def mm(a, b, sa, sb):
-        return torch._scaled_mm(a, b.t(), scale_a=sa, scale_b=sb.t(), out_dtype=torch.bfloat16)
+        # scale_b [K/128, ⌈N/128⌉]
+        return torch._scaled_mm(a, b.t(), scale_a=sa, scale_b=sb.t()[:a.shape[1] // 128], out_dtype=torch.bfloat16)
     return mm
 
 
@@ -340,7 +347,9 @@ def timed(b, case, impls, base, call, sets, nbytes, flops=0, note=None, refused=
     for impl in impls:
         if impl == "compile":
             importlib.import_module("torch._dynamo").reset()  # a fresh cache: one compile per case
-            fn = torch.compile(base, dynamic=False, fullgraph=True, mode=b.compile_mode)
+            # under --check, Dynamo's tracing alone (a graph break fails fullgraph), no code generation
+            how = {"backend": "eager"} if CHECK else {"mode": b.compile_mode}
+            fn = torch.compile(base, dynamic=False, fullgraph=True, **how)
         else:
             fn = base
         try:
@@ -382,8 +391,7 @@ def run_norm(b, case, impls):
     if why:
         yield from no_memory(case, impls, why)
         return
-    gen = torch.Generator(device="cuda")
-    gen.manual_seed((rows << 32) ^ hidden ^ (0 if case.dtype == "bf16" else 1 << 56))
+    gen = generator((rows << 32) ^ hidden ^ (0 if case.dtype == "bf16" else 1 << 56))
     w = random_matrix(1, hidden, dtype, gen).reshape(hidden)
     # Separate tensors per set (no views into one big buffer): each starts at storage offset 0,
     # so torch.compile sees the same input layout for every set and compiles once.
@@ -405,8 +413,7 @@ def run_cast(b, case, impls):
     if why:
         yield from no_memory(case, impls, why)
         return
-    gen = torch.Generator(device="cuda")
-    gen.manual_seed(n ^ (1 << 48))
+    gen = generator(n ^ (1 << 48))
     xs = [random_matrix(rows, cols, torch.float32, gen) for _ in range(sets)]
     yield from timed(b, case, impls, cast_fn(case.dtype), lambda fn, i: fn(xs[i]), sets, nbytes,
                      note=CAST_NOTES.get(case.dtype))
@@ -422,8 +429,7 @@ def run_qk(b, case, impls):
     if why:
         yield from no_memory(case, impls, why)
         return
-    gen = torch.Generator(device="cuda")
-    gen.manual_seed(tokens ^ (d << 40))
+    gen = generator(tokens ^ (d << 40))
     qkvs = [random_matrix(tokens, cols, dtype, gen) for _ in range(sets)]
     q_w = random_matrix(1, d, dtype, gen).reshape(d)
     k_w = random_matrix(1, d, dtype, gen).reshape(d)
@@ -450,8 +456,7 @@ def run_fp8_quantize(b, case, impls):
     if why:
         yield from no_memory(case, impls, why)
         return
-    gen = torch.Generator(device="cuda")
-    gen.manual_seed(rows ^ (cols << 24))
+    gen = generator(rows ^ (cols << 24))
     xs = [random_matrix(rows, cols, torch.bfloat16, gen) for _ in range(sets)]
     group = case.op == "fp8_quantize_group"
     nbytes = n * 3 + (rows if group else rows // 128) * (cols // 128) * 4
@@ -469,8 +474,7 @@ def run_mx_quantize(b, case, impls):
     if why:
         yield from no_memory(case, impls, why)
         return
-    gen = torch.Generator(device="cuda")
-    gen.manual_seed(rows ^ (cols << 20) ^ (0 if nvfp4 else 1 << 40))
+    gen = generator(rows ^ (cols << 20) ^ (0 if nvfp4 else 1 << 40))
     xs = [random_matrix(rows, cols, torch.bfloat16, gen) for _ in range(sets)]
     note = "scales not swizzled (flatters the anchor)"
     if nvfp4:
@@ -495,12 +499,11 @@ def run_blockwise_gemm(b, case, impls):
     if why:
         yield from no_memory(case, impls, why)
         return
-    gen = torch.Generator(device="cuda")
-    gen.manual_seed(m ^ (n << 20) ^ (k << 40))
+    gen = generator(m ^ (n << 20) ^ (k << 40))
     a_s = [fp8_codes(m, k, gen) for _ in range(sets)]
     b_s = [fp8_codes(n, k, gen) for _ in range(sets)]
     sa = torch.full((g, m), 1 / 448, device="cuda").t()  # [M, K/128], M-major (outer-dim-major)
-    sb = torch.full(((n + 127) // 128, g), 1 / 448, device="cuda")
+    sb = torch.full(((n + 127) // 128, (g + 3) // 4 * 4), 1 / 448, device="cuda")  # see blockwise_scaled_mm
     mm = blockwise_scaled_mm()
     # cuBLAS refuses some shapes (e.g. N = 2112): that is "n/a", not a failure
     yield from timed(b, case, impls, mm, lambda fn, i: fn(a_s[i], b_s[i], sa, sb), sets, set_bytes,
@@ -523,8 +526,7 @@ def run_grouped_gemm(b, case, impls):
     if why:
         yield from no_memory(case, impls, why)
         return
-    gen = torch.Generator(device="cuda")
-    gen.manual_seed(rows ^ (n << 20) ^ (k << 40))
+    gen = generator(rows ^ (n << 20) ^ (k << 40))
     # contiguous: 2-D x [rows, K] with cumulative group ends; masked: 3-D x [E, t, K], no offsets
     masked = case.variant == "masked"
     offs = None if masked else group_ends(e, t, case.variant == "zipf")
@@ -572,6 +574,14 @@ RUNNERS = {
 # ------------------------------------------------------------------------------------------------
 # Timing
 
+def generator(seed):
+    """A CUDA random generator seeded with `seed` (a CPU one under --check, where the tensors are
+    fake and no device is opened)."""
+    gen = torch.Generator(device="cpu" if CHECK else "cuda")
+    gen.manual_seed(seed)
+    return gen
+
+
 def sets_for(set_bytes, l2_bytes):
     """Buffer sets to rotate through so that together they exceed twice the L2 (at least 2)."""
     return max(2, 2 * l2_bytes // max(1, set_bytes) + 1)
@@ -579,6 +589,8 @@ def sets_for(set_bytes, l2_bytes):
 
 def lacks_memory(need):
     """Why `need` bytes (plus 256 MiB of slack) do not fit in the free device memory, or None."""
+    if CHECK:
+        return None
     torch.cuda.synchronize()  # let the previous case's buffers go back
     free, _ = torch.cuda.mem_get_info()
     if need + 256 * MIB > free:
@@ -768,6 +780,50 @@ def measure(selected, args):
     return doc
 
 
+def check(selected, args):
+    """--check: runs each selected case's calls once on fake CUDA tensors (PyTorch's
+    FakeTensorMode: shapes, dtypes, strides and each op's meta checks; no device is opened,
+    nothing is timed; torch.compile traced by Dynamo with fullgraph, without code generation) and
+    prints what PyTorch accepts or refuses. Exit status 1 when a call failed, 2 without
+    PyTorch."""
+    global torch, CHECK
+    try:
+        torch = importlib.import_module("torch")
+    except ImportError as e:
+        print(f"PyTorch is not installed ({e}); --check needs PyTorch (no GPU)", file=sys.stderr)
+        return 2
+    fake = importlib.import_module("torch._subclasses.fake_tensor")
+    # the fake-tensor dispatcher logs each refusal with a traceback; the row says it in one line
+    logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
+    CHECK = True
+
+    class Once:
+        copy_gbps = 1.0
+        iters = 1
+
+        def time(self, sets, call):
+            call(0)
+            return 1.0, 1.0, 0
+
+    b = Bench(Once(), 64 * MIB, args.compile_mode, "fake")
+    print(f"torch {torch.__version__}: each case's calls once on fake CUDA tensors (meta checks; "
+          "torch.compile traced, not compiled)")
+    w = max([4] + [len(c.name) for c in selected])
+    counts = {}
+    with fake.FakeTensorMode(allow_non_fake_inputs=True):
+        for case in selected:
+            impls = [i for i in IMPLS.get(case.op, ("eager", "compile")) if not getattr(args, f"no_{i}")]
+            try:
+                rows = list(RUNNERS[case.op](b, case, impls)) if impls else []
+            except Exception as e:  # raised outside the timed call: building the inputs
+                rows = [row(case, impl, "failed", reason=first_line(e)) for impl in impls]
+            for r in rows:
+                counts[r["status"]] = counts.get(r["status"], 0) + 1
+                print(f"{case.name:<{w}}  {r['impl']:<7} {r['status']}" + (f": {r['reason']}" if "reason" in r else ""))
+    print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no case selected")
+    return 1 if counts.get("failed") else 0
+
+
 def load(path, harness):
     """The results document at `path`, written by the `harness` side ("lowp" or "torch")."""
     with open(path) as f:
@@ -885,6 +941,9 @@ def main(argv=None):
     ap.add_argument("--exact", action="store_true", help="patterns must equal the whole name")
     ap.add_argument("--list", action="store_true", help="print the selected case names, one a line, and exit "
                     "(no PyTorch, no GPU)")
+    ap.add_argument("--check", action="store_true",
+                    help="run each selected case's calls once on fake CUDA tensors and print what this PyTorch "
+                    "accepts or refuses (needs PyTorch, no GPU; nothing is timed, torch.compile only traced)")
     ap.add_argument("--json", metavar="PATH", help="also write the PyTorch results as JSON to PATH")
     ap.add_argument("--join", metavar="LOWP_JSON", help="print the joined table with the results of "
                     "`cargo bench --bench kernels -- --json LOWP_JSON`; the anchors are timed now unless --anchors")
@@ -910,6 +969,8 @@ def main(argv=None):
         for c in selected:
             print(c.name)
         return 0
+    if args.check:
+        return check(selected, args)
 
     if args.join:
         try:

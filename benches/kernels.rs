@@ -21,7 +21,10 @@
 //! asked for measurements does not take the absence of any for a result.
 //!
 //! Run without `--bench` (`cargo test --benches`, `cargo test --all-targets`), it is a smoke test:
-//! each case runs a few launches, and a machine without a GPU skips it with status 0.
+//! each case runs a few launches, and a machine without a GPU skips it with status 0. With
+//! `LOWP_DEVICE=sim` the smoke test runs on the lowp-sim simulator, a rehearsal of the harness
+//! itself (buffer sets, launches, events, the JSON file) on the cases a filter picks: its times
+//! are the simulator's and mean nothing (`--bench` still refuses it).
 //!
 //! Method (`Timer::time`): each launch uses one of K sets of input and output buffers, in turn,
 //! with K chosen so the sets together exceed twice the L2 cache: every launch reads its inputs
@@ -79,7 +82,9 @@ options:
   pass to every target, are accepted and ignored)
 
 Without an NVIDIA GPU it measures nothing and exits with status 2 (without --bench, a smoke
-test, it skips with status 0). Unknown options are an error (status 2).
+test, it skips with status 0). LOWP_DEVICE=sim runs the smoke test on the lowp-sim simulator: a
+rehearsal of the harness (setup, launches, events, JSON) whose times are the simulator's, not a
+GPU's (with --bench, status 2). Unknown options are an error (status 2).
 PyTorch anchors of the same cases: python3 benches/compare_torch.py --help
 ";
 
@@ -190,7 +195,23 @@ fn main() {
         }
         return;
     }
-    if let Err(why) = device_present() {
+    // LOWP_DEVICE chooses the driver as the tests do (`sim`: the simulator, for a smoke test)
+    let asked = std::env::var("LOWP_DEVICE").ok().filter(|v| !v.trim().is_empty());
+    let device = if asked.is_some() {
+        match lowp_sim::select_device() {
+            Ok(d) => Some(d),
+            Err(why) => {
+                eprintln!("error: {why}");
+                exit(2);
+            }
+        }
+    } else {
+        None
+    };
+    let rehearsal = matches!(device, Some(lowp_sim::Device::Sim(_)));
+    if rehearsal && !opts.bench {
+        println!("LOWP_DEVICE=sim: a rehearsal of the harness on the lowp-sim simulator; its times mean nothing");
+    } else if let Err(why) = device_present() {
         if opts.bench {
             eprintln!("{NO_DEVICE} ({why}); {TOUR}");
             exit(2);

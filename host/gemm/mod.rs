@@ -129,9 +129,11 @@ pub struct GemmConfig {
 impl Lowp {
     /// Bytes of device memory held by the cache of encoded TMA tensor maps of this handle: 128
     /// bytes per map of each distinct set of GEMM operands (addresses, shapes, strides) seen so
-    /// far, in 16 KiB blocks. The GEMMs write a set once and reuse it, so that a CUDA graph that
-    /// captured a launch reads maps that never change. The cache grows with every new operand
-    /// address (a caching allocator's fresh buffers); it is freed by
+    /// far, in 16 KiB blocks. The cache belongs to the handle's `Arc<CudaContext>`
+    /// ([`Lowp::context`]): handles made by [`Lowp::from_context`] from clones of one `Arc` share
+    /// it (each [`Lowp::new`] has its own). The GEMMs write a set once and reuse it, so that a
+    /// CUDA graph that captured a launch reads maps that never change. The cache grows with every
+    /// new operand address (a caching allocator's fresh buffers); it is freed by
     /// [`Lowp::release_tensor_maps`], or when the CUDA context is destroyed (a primary context
     /// lives on while any user holds it: a handle dropped before then leaves its maps there).
     pub fn tensor_map_bytes(&self) -> usize {
@@ -144,12 +146,13 @@ impl Lowp {
     /// (outside a capture). `GraphCapture` if `stream` is capturing.
     ///
     /// # Safety
-    /// Nothing may read the freed maps after `stream`'s current point:
-    /// - every GEMM of this handle launched on another stream is ordered before it (complete, or
-    ///   awaited through an event);
-    /// - no CUDA graph that captured a GEMM of this handle before this call is launched after it
-    ///   (its nodes point at the freed maps: capture it anew);
-    /// - no GEMM of this handle is called on another thread while this runs.
+    /// Nothing may read the freed maps after `stream`'s current point. For this handle and every
+    /// handle sharing its cache (the same `Arc<CudaContext>`):
+    /// - every GEMM launched on another stream is ordered before it (complete, or awaited
+    ///   through an event);
+    /// - no CUDA graph that captured a GEMM before this call is launched after it (its nodes
+    ///   point at the freed maps: capture it anew);
+    /// - no GEMM is called on another thread while this runs.
     pub unsafe fn release_tensor_maps(&self, stream: &Arc<CudaStream>) -> Result<usize> {
         self.check_stream(stream)?;
         // SAFETY: the caller's contract.

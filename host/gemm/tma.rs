@@ -16,9 +16,10 @@
 //! activation scales the TMA loads the scales' map, and for a dense GEMM whose output the TMA
 //! stores D's map last. The whole set (addresses included) is the key.
 //!
-//! The cache is process-wide, keyed by CUDA context (the `Lowp` handle's), holding only a weak
-//! reference to it: the memory (128 bytes per map of each distinct set, in 16 KiB slabs) is not
-//! freed by lowp on its own, since a captured graph may still read it; it goes when the caller
+//! The cache is process-wide, keyed by the `Lowp` handle's `Arc<CudaContext>` (handles made from
+//! clones of one `Arc` share an entry), holding only a weak reference to it: the memory (128
+//! bytes per map of each distinct set, in 16 KiB slabs) is not freed by lowp on its own, since a
+//! captured graph may still read it; it goes when the caller
 //! releases it ([`Lowp::release_tensor_maps`], in a stream's order, with its contract;
 //! [`Lowp::tensor_map_bytes`] says how much there is) or with the CUDA context (a primary context
 //! outlives a dropped handle while other users hold it, and the handle's maps stay there). A set is
