@@ -112,20 +112,8 @@ fn bench(b: &mut Bench, e: usize, t: usize, n: usize, k: usize, fp8: bool, routi
     let (lowp, stream) = (b.lowp.clone(), b.stream.clone());
     let timing = if fp8 {
         let mut rng = SplitMix64((rows as u64) << 24 ^ n as u64 ^ k as u64);
-        let mut codes = |len: usize| -> Vec<F8E4M3> {
-            (0..len)
-                .map(|_| {
-                    loop {
-                        let c = rng.next_u64() as u8;
-                        if c & 0x7f != 0x7f {
-                            break F8E4M3::from_bits(c);
-                        }
-                    }
-                })
-                .collect()
-        };
-        let xs = b.stream.clone_htod(&codes(sets * rows * k))?;
-        let ws = b.stream.clone_htod(&codes(sets * e * n * k))?;
+        let xs = b.stream.clone_htod(&e4m3_codes(&mut rng, sets * rows * k))?;
+        let ws = b.stream.clone_htod(&e4m3_codes(&mut rng, sets * e * n * k))?;
         let (kb, nb) = (k / 128, n.div_ceil(128));
         // M-major activation scales (what `fp8::quantize_per_token_group` writes for a GEMM):
         // the kernel TMA-loads them.
@@ -226,20 +214,8 @@ fn bench_gemm(b: &mut Bench, m: usize, n: usize, k: usize, config: Option<gemm::
     }
     // Random finite E4M3 codes and scales around 1/448: realistic magnitudes, no NaN.
     let mut rng = SplitMix64((m as u64) << 40 ^ (n as u64) << 20 ^ k as u64);
-    let mut codes = |len: usize| -> Vec<F8E4M3> {
-        (0..len)
-            .map(|_| {
-                loop {
-                    let c = rng.next_u64() as u8;
-                    if c & 0x7f != 0x7f {
-                        break F8E4M3::from_bits(c);
-                    }
-                }
-            })
-            .collect()
-    };
-    let a_all = b.stream.clone_htod(&codes(sets * m * k))?;
-    let b_all = b.stream.clone_htod(&codes(sets * n * k))?;
+    let a_all = b.stream.clone_htod(&e4m3_codes(&mut rng, sets * m * k))?;
+    let b_all = b.stream.clone_htod(&e4m3_codes(&mut rng, sets * n * k))?;
     let sa_all = b.stream.clone_htod(&vec![1.0f32 / 448.0; sets * ld * g])?;
     let sbn = n.div_ceil(128) * g;
     let sb_all = b.stream.clone_htod(&vec![1.0f32 / 448.0; sets * sbn])?;
@@ -271,4 +247,18 @@ fn bench_gemm(b: &mut Bench, m: usize, n: usize, k: usize, config: Option<gemm::
         (t, _) => t?,
     };
     Ok(Outcome::Done { timing, bytes: (m * k + n * k + m * n * 2) as u64, flops: (2 * m * n * k) as u64, sets })
+}
+
+/// `len` random finite E4M3 codes (any bit pattern but the two NaNs).
+fn e4m3_codes(rng: &mut SplitMix64, len: usize) -> Vec<F8E4M3> {
+    (0..len)
+        .map(|_| {
+            loop {
+                let c = rng.next_u64() as u8;
+                if c & 0x7f != 0x7f {
+                    break F8E4M3::from_bits(c);
+                }
+            }
+        })
+        .collect()
 }

@@ -562,6 +562,8 @@ pub enum Op {
         tx: Option<Src>,
         cluster: bool,
         release_cluster: bool,
+        /// `.relaxed`: no release at all (the default is `.release.cta`).
+        relaxed: bool,
     },
     /// `mbarrier.expect_tx.shared[::cta].b64 [addr], tx`.
     MbarExpectTx {
@@ -577,6 +579,8 @@ pub enum Op {
         parity: Src,
         test: bool,
         acquire_cluster: bool,
+        /// `.relaxed`: no acquire at all (the default is `.acquire.cta`).
+        relaxed: bool,
     },
     /// `cp.async.bulk.tensor.Nd.shared::cluster.global[.tile].mbarrier::complete_tx::bytes
     /// [dst], [map, {coords}], [mbar]`; with `.multicast::cluster` a 16-bit `ctaMask` operand:

@@ -1962,7 +1962,7 @@ impl<'p, 'a> Lower<'p, 'a> {
                 }
                 let addr = self.shared_addr(ops[1], Space::Shared)?;
                 let tx = if expect_tx { Some(self.src(ops[2], Ty::U32)?) } else { None };
-                Op::MbarArrive { d, addr, tx, cluster, release_cluster: scope_cluster && !relaxed }
+                Op::MbarArrive { d, addr, tx, cluster, release_cluster: scope_cluster && !relaxed, relaxed }
             }
             "expect_tx" => {
                 self.nops(ops, 2)?;
@@ -1978,6 +1978,7 @@ impl<'p, 'a> Lower<'p, 'a> {
                     parity: self.src(ops[2], Ty::U32)?,
                     test: kind == "test_wait",
                     acquire_cluster: scope_cluster && !relaxed,
+                    relaxed,
                 }
             }
             _ => return Err(self.unsupported()),

@@ -362,3 +362,126 @@ fn seeded_interleaving_still_computes_the_same() {
         assert_eq!(u32::from_le_bytes(out[4 * t..4 * t + 4].try_into().unwrap()) as usize, (t + 32) % 128);
     }
 }
+
+/// A producer warp hands a 128-byte buffer to two consumer warps through two mbarriers, twice:
+/// FULL (32 arrivals: the producer's lanes after they wrote) and EMPTY (64: the consumers' lanes
+/// after they read), no `bar.sync` after the start. Round r writes `lane + 100 (r + 1)`; the
+/// consumers copy it to `out[64 r + 32 (warp - 1) + lane]`. `consumer_waits`: the consumers
+/// wait on FULL before reading; `second_arrives`: warp 2 arrives on EMPTY (with `false`, EMPTY
+/// counts 32 arrivals, warp 1's only); `read_after_arrive`: warp 1 reads the buffer once more
+/// right after its arrive on EMPTY, before it waits for the next round.
+fn handoff(consumer_waits: bool, second_arrives: bool, read_after_arrive: bool) -> String {
+    let wait_full = |parity: u32| {
+        if consumer_waits {
+            format!(
+                "$L_full{parity}:\n    mbarrier.try_wait.parity.shared::cta.b64 %p1, [%r20], {parity};\n    @!%p1 bra $L_full{parity};"
+            )
+        } else {
+            String::new()
+        }
+    };
+    let late_read = if read_after_arrive { "@%p3 ld.shared.u32 %r10, [%r5];" } else { "" };
+    let (empty_count, arrive_empty) = if second_arrives {
+        (64, "mbarrier.arrive.shared::cta.b64 _, [%r21];".to_string())
+    } else {
+        (32, "@%p3 mbarrier.arrive.shared::cta.b64 _, [%r21];".to_string())
+    };
+    format!(
+        r#"
+.visible .entry handoff(.param .u64 out)
+{{
+    .reg .pred %p<4>;
+    .reg .b32 %r<32>;
+    .reg .b64 %rd<8>;
+    ld.param.u64 %rd1, [out];
+    mov.u32 %r1, %tid.x;
+    shr.u32 %r2, %r1, 5;
+    and.b32 %r3, %r1, 31;
+    mov.u32 %r20, smem;
+    add.s32 %r21, %r20, 8;
+    shl.b32 %r4, %r3, 2;
+    add.s32 %r5, %r20, 64;
+    add.s32 %r5, %r5, %r4;
+    setp.ne.u32 %p2, %r1, 0;
+    @%p2 bra $L_init_done;
+    mov.u32 %r6, 32;
+    mbarrier.init.shared::cta.b64 [%r20], %r6;
+    mov.u32 %r6, {empty_count};
+    mbarrier.init.shared::cta.b64 [%r21], %r6;
+    fence.mbarrier_init.release.cluster;
+$L_init_done:
+    bar.sync 0;
+    // %p3: warp 1 (the consumer that always arrives on EMPTY)
+    setp.eq.u32 %p3, %r2, 1;
+    setp.ne.u32 %p2, %r2, 0;
+    @%p2 bra $L_consumer;
+    add.s32 %r7, %r3, 100;
+    st.shared.u32 [%r5], %r7;
+    mbarrier.arrive.shared::cta.b64 _, [%r20];
+$L_empty:
+    mbarrier.try_wait.parity.shared::cta.b64 %p1, [%r21], 0;
+    @!%p1 bra $L_empty;
+    add.s32 %r7, %r3, 200;
+    st.shared.u32 [%r5], %r7;
+    mbarrier.arrive.shared::cta.b64 _, [%r20];
+    ret;
+$L_consumer:
+    sub.u32 %r8, %r2, 1;
+    shl.b32 %r8, %r8, 5;
+    add.s32 %r8, %r8, %r3;
+    mul.wide.u32 %rd2, %r8, 4;
+    add.s64 %rd3, %rd1, %rd2;
+    {wait0}
+    ld.shared.u32 %r9, [%r5];
+    st.global.u32 [%rd3], %r9;
+    {arrive_empty}
+    {late_read}
+    {wait1}
+    ld.shared.u32 %r9, [%r5];
+    st.global.u32 [%rd3+256], %r9;
+    ret;
+}}
+"#,
+        wait0 = wait_full(0),
+        wait1 = wait_full(1),
+    )
+}
+
+#[test]
+fn mbarrier_phases_order_shared_memory_between_warps() {
+    // Right: every read follows the write it needs through FULL, every write follows the reads
+    // of the round before through EMPTY (a write after two warps' reads included), in the fixed
+    // order and in random interleavings.
+    for seed in [None, Some(1), Some(2), Some(3)] {
+        let s = Sim::new(Config { seed, ..Config::default() });
+        let y = s.alloc(4 * 128).unwrap();
+        run(&s, &handoff(true, true, false), "handoff", cfg(1, 96, 256), &[y])
+            .unwrap_or_else(|e| panic!("seed {seed:?}: {e}"));
+        let mut out = vec![0u8; 512];
+        s.read(y, &mut out).unwrap();
+        for i in 0..128usize {
+            let want = (i % 32) as u32 + if i < 64 { 100 } else { 200 };
+            assert_eq!(u32::from_le_bytes(out[4 * i..4 * i + 4].try_into().unwrap()), want, "seed {seed:?}, out[{i}]");
+        }
+    }
+    // A consumer that reads without waiting on FULL reads what the producer wrote with nothing
+    // ordering the two (or, in another order, reads bytes never written).
+    let s = sim();
+    let y = s.alloc(4 * 128).unwrap();
+    let e = run(&s, &handoff(false, true, false), "handoff", cfg(1, 96, 256), &[y]).expect_err("caught");
+    assert!(e.message.contains("shared-memory race") && e.message.contains("warp 0 wrote it"), "{e}");
+    // The producer's second write waits only for warp 1's reads (EMPTY counts warp 1's
+    // arrivals): warp 2's read of the first round is not ordered before it.
+    let e = run(&s, &handoff(true, false, false), "handoff", cfg(1, 96, 256), &[y]).expect_err("caught");
+    expect_err(Err(e), ErrorKind::LaunchFailed, &["shared-memory race", "this thread writes", "other warps read it"]);
+    // A read after the reader's own arrive is not covered by that release: the producer's next
+    // write races with it.
+    let e = run(&s, &handoff(true, true, true), "handoff", cfg(1, 96, 256), &[y]).expect_err("caught");
+    expect_err(Err(e), ErrorKind::LaunchFailed, &["shared-memory race", "this thread writes", "other warps read it"]);
+    // `.relaxed` arrives and waits order nothing.
+    let relaxed = handoff(true, true, false)
+        .replace("mbarrier.arrive.shared::cta", "mbarrier.arrive.relaxed.cta.shared::cta")
+        .replace("mbarrier.try_wait.parity.shared::cta", "mbarrier.try_wait.parity.relaxed.cta.shared::cta");
+    let e = run(&s, &relaxed, "handoff", cfg(1, 96, 256), &[y]).expect_err("caught");
+    expect_err(Err(e), ErrorKind::LaunchFailed, &["shared-memory race", "warp 0 wrote it"]);
+}

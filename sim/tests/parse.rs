@@ -279,7 +279,7 @@ fn multiline_wgmma_and_hopper_forms() {
     assert!(matches!(o[6], Op::Selp { ty: Ty::U32, p: Src::Reg(q), a: Src::Imm(1), b: Src::Imm(0), .. } if q == p));
     assert!(matches!(&o[7], Op::MbarArrive { d: None, tx: Some(Src::Reg(_)), .. }));
     assert!(
-        matches!(&o[8], Op::MbarArrive { d: Some(_), tx: None, addr, cluster: false, release_cluster: false } if *addr == Addr { base: Src::Imm(smem), offset: 8 })
+        matches!(&o[8], Op::MbarArrive { d: Some(_), tx: None, addr, cluster: false, release_cluster: false, relaxed: false } if *addr == Addr { base: Src::Imm(smem), offset: 8 })
     );
     assert!(matches!(&o[9], Op::CpAsyncBulkTensor { coords, map: Src::Reg(_), .. } if coords.len() == 2));
     assert!(matches!(o[10], Op::WgmmaFence));
@@ -516,10 +516,11 @@ fn cluster_forms() {
     // Distributed shared memory: a vector load through a `.shared::cluster` address.
     assert!(matches!(&o[14], Op::Ld { space: Space::SharedCluster, ty: Ty::F32, d, .. } if d.len() == 4));
     // Cluster scope orders across CTAs only with acquire / release semantics (the defaults).
-    assert!(matches!(o[15], Op::MbarTryWait { acquire_cluster: true, test: false, .. }));
-    assert!(matches!(o[16], Op::MbarTryWait { acquire_cluster: false, test: true, .. }));
-    assert!(matches!(o[17], Op::MbarArrive { cluster: true, release_cluster: false, .. }));
-    assert!(matches!(o[18], Op::MbarArrive { cluster: false, release_cluster: true, d: Some(_), .. }));
+    assert!(matches!(o[15], Op::MbarTryWait { acquire_cluster: true, test: false, relaxed: false, .. }));
+    // `.relaxed` orders nothing, at either scope
+    assert!(matches!(o[16], Op::MbarTryWait { acquire_cluster: false, test: true, relaxed: true, .. }));
+    assert!(matches!(o[17], Op::MbarArrive { cluster: true, release_cluster: false, relaxed: false, .. }));
+    assert!(matches!(o[18], Op::MbarArrive { cluster: false, release_cluster: true, d: Some(_), relaxed: false, .. }));
     // A remote arrive returns no state.
     let e = kernel_err("mbarrier.arrive.release.cluster.shared::cluster.b64 %rd1, [%r1];");
     assert!(e.contains("sink"), "{e}");

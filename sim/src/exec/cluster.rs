@@ -72,8 +72,8 @@ impl Release {
     }
 }
 
-/// `a[r] = max(a[r], b[r])` for every rank.
-fn max_into(a: &mut [u64; MAX_CLUSTER], b: &[u64; MAX_CLUSTER]) {
+/// `a[i] = max(a[i], b[i])` for every index (rank, or warp).
+pub(super) fn max_into<const N: usize>(a: &mut [u64; N], b: &[u64; N]) {
     for (x, &y) in a.iter_mut().zip(b) {
         *x = (*x).max(y);
     }
@@ -139,7 +139,8 @@ impl Run<'_> {
                                 w: vec![0; n],
                                 r: vec![0; n],
                                 generic: vec![0; n],
-                                remote: Vec::new(),
+                                rt: vec![0; n],
+                                ..Shared::default()
                             },
                             warps: new_warps(self.plan, nwarps, &mut spare),
                             mbars: vec![Mbar::default(); n / 8],
@@ -344,8 +345,9 @@ impl Run<'_> {
     }
 
     /// `mbarrier.arrive.shared::cluster` of lanes `m` at the addresses of `addr`: each on the
-    /// barrier of the CTA its address names (`release_cluster`: with release semantics at
-    /// cluster scope, recorded for the barrier's phase).
+    /// barrier of the CTA its address names (`release_cta`: with release semantics at CTA scope,
+    /// on the executing CTA's barriers; `release_cluster`: at cluster scope, recorded for the
+    /// barrier's phase).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn mbar_arrive_cluster(
         &mut self,
@@ -355,7 +357,7 @@ impl Run<'_> {
         bank: usize,
         addr: &Addr,
         tx: Option<&Src>,
-        release_cluster: bool,
+        (release_cta, release_cluster): (bool, bool),
     ) -> Result<()> {
         let txv = tx.map(|t| self.fetch(wi, bank, t));
         let release = release_cluster && self.cluster.size > 1;
@@ -367,6 +369,9 @@ impl Run<'_> {
             let rel = if release { self.release_ticks(wi) } else { [0; MAX_CLUSTER] };
             if target == me {
                 let phase = self.arrive_one(wi, l, pc, a, t)?;
+                if release_cta {
+                    self.release_local(wi, ((a - SHARED_BASE) / 8) as usize, phase);
+                }
                 if release {
                     self.record_release(me, ((a - SHARED_BASE) / 8) as usize, phase, &rel);
                 }

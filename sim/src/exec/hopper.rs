@@ -7,6 +7,20 @@
 //!   the init count again. `try_wait.parity P` is true once the phase of parity `P` has completed,
 //!   i.e. while the current phase's parity differs from `P`. A warp whose `try_wait` fails parks
 //!   until the barrier's phase changes.
+//! - **Order through mbarriers.** `mbarrier.arrive` releases and a successful `try_wait` /
+//!   `test_wait` acquires (their default `.release.cta` / `.acquire.cta`), so a handoff of shared
+//!   memory between warps through an mbarrier (a producer's `st.shared` then arrive, a consumer's
+//!   wait then `ld.shared`, and back) needs no `bar.sync`. An arrive by warp `w` records, for the
+//!   barrier's phase, the CTA's tick (`Run::tick`, counted at each shared-memory write and each
+//!   arrive) as `w`'s release, with what `w` had acquired (`LocalRelease`, by warp); a warp that
+//!   sees the phase complete takes those ticks into `WarpHopper::ordered`. An access that the
+//!   shared-memory race check would report (another warp's write, or for a write its reads, in
+//!   the same barrier epoch) is ordered when the warp acquired a release of the other warp later
+//!   than that access: writes by their tick (`Shared::generic`), reads by the tick of each
+//!   reader's last read (`Shared::rt`, and `Shared::readers` for bytes several warps read; kept
+//!   only in kernels that initialize an mbarrier). `.relaxed` arrives and waits order nothing.
+//!   The order is kept per warp, as the race check is (not per thread): one lane's arrive
+//!   releases its whole warp's accesses.
 //! - **TMA** (`cp.async.bulk.tensor`): reads the box from global memory (out-of-bounds elements
 //!   zero), writes it to shared memory in the map's swizzle layout, and completes the box's bytes
 //!   on the mbarrier: at once, or (with a seed) at a later point the scheduler picks. Shared bytes
@@ -16,6 +30,7 @@
 //!   the results reach the registers at the `wgmma.wait_group` that retires their group. Until
 //!   then the accumulator registers may not be touched, and the operand tiles may not be written.
 
+use super::cluster::max_into;
 use super::*;
 use crate::tma::{Swizzle, TensorMap};
 
@@ -30,6 +45,29 @@ pub(super) struct Mbar {
     pub phase: u32,
     /// Cluster-barrier phases completed when it was initialized (see `Run::check_remote_mbar`).
     pub init_cluster: u32,
+}
+
+/// The CTA-scope releases on one mbarrier of the CTA (at `slot`), by warp: the newest tick
+/// (`Run::tick`) released by an arrive in phase `phase` (not known complete when last looked
+/// at), and by the arrives of every phase before it.
+#[derive(Clone)]
+pub(super) struct LocalRelease {
+    slot: usize,
+    phase: u32,
+    cur: [u64; MAX_WARPS],
+    done: [u64; MAX_WARPS],
+}
+
+impl LocalRelease {
+    /// Once the barrier has completed `completed` phases, the arrives of `phase` belong to a
+    /// completed phase.
+    fn settle(&mut self, completed: u32) {
+        if self.phase < completed {
+            max_into(&mut self.done, &self.cur);
+            self.cur = [0; MAX_WARPS];
+            self.phase = completed;
+        }
+    }
 }
 
 /// A TMA copy in flight (seeded scheduling completes these later).
@@ -85,6 +123,10 @@ pub(super) struct WarpHopper {
     pub reg_wait: bool,
     /// Phases of each mbarrier this warp has seen complete: (slot, completed phases).
     pub seen: Vec<(usize, u32)>,
+    /// By warp of the CTA: the newest tick (`Run::tick`) up to which that warp's shared-memory
+    /// accesses are ordered before this warp's next ones by the mbarrier phases this warp waited
+    /// on ("Order through mbarriers").
+    pub ordered: [u64; MAX_WARPS],
     pub ops: Vec<WgOp>,
     pub groups_committed: u32,
     /// Registers (bank-absolute indices) of wgmma results in flight.
@@ -108,6 +150,7 @@ impl WarpHopper {
     pub fn reset(&mut self, regs: u32) {
         self.reg_wait = false;
         self.seen.clear();
+        self.ordered = [0; MAX_WARPS];
         self.ops.clear();
         self.groups_committed = 0;
         self.inflight.clear();
@@ -341,6 +384,7 @@ impl Run<'_> {
             }
             self.mbars[slot] =
                 Mbar { live: true, expected: n, pending: n, tx: 0, phase: 0, init_cluster: self.cluster.phase };
+            self.shared.releases.retain(|r| r.slot != slot);
             if !self.cluster.releases.is_empty() {
                 self.forget_releases(slot);
             }
@@ -351,8 +395,8 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// `mbarrier.arrive` on barriers of the executing CTA (`release_cluster`: with release
-    /// semantics at cluster scope).
+    /// `mbarrier.arrive` on barriers of the executing CTA (`(release, release_cluster)`: with
+    /// release semantics at CTA scope, not `.relaxed`; and at cluster scope).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn mbar_arrive(
         &mut self,
@@ -363,7 +407,7 @@ impl Run<'_> {
         d: Option<Reg>,
         addr: &Addr,
         tx: Option<&Src>,
-        release_cluster: bool,
+        (release, release_cluster): (bool, bool),
     ) -> Result<()> {
         let txv = tx.map(|t| self.fetch(wi, bank, t));
         let mut state = [0u64; 32];
@@ -371,6 +415,9 @@ impl Run<'_> {
             let t = txv.as_ref().map_or(0, |t| t[l] as u32);
             let a = self.mbar_addr(wi, bank, addr, l);
             let phase = self.arrive_one(wi, l, pc, a, t)?;
+            if release {
+                self.release_local(wi, ((a - SHARED_BASE) / 8) as usize, phase);
+            }
             state[l] = phase as u64;
             if release_cluster && self.cluster.size > 1 {
                 let rel = self.release_ticks(wi);
@@ -408,6 +455,35 @@ impl Run<'_> {
         Ok(phase)
     }
 
+    /// An arrive by warp `wi` in phase `phase` of this CTA's mbarrier at `slot`: a release at CTA
+    /// scope (`mbarrier.arrive`'s default `.release.cta`) of the warp's shared-memory accesses so
+    /// far and of what it acquired.
+    pub(super) fn release_local(&mut self, wi: usize, slot: usize, phase: u32) {
+        self.tick += 1;
+        let mut rel = self.warps[wi].hop.ordered;
+        rel[wi] = self.tick;
+        let rs = &mut self.shared.releases;
+        let i = match rs.iter().position(|r| r.slot == slot) {
+            Some(i) => i,
+            None => {
+                rs.push(LocalRelease { slot, phase, cur: [0; MAX_WARPS], done: [0; MAX_WARPS] });
+                rs.len() - 1
+            }
+        };
+        rs[i].settle(phase);
+        max_into(&mut rs[i].cur, &rel);
+    }
+
+    /// Warp `wi` saw this CTA's mbarrier at `slot` complete `completed` phases (a `try_wait` or
+    /// `test_wait`, `.acquire.cta` by default): it acquires what their arrives released.
+    fn acquire_local(&mut self, wi: usize, slot: usize, completed: u32) {
+        if let Some(e) = self.shared.releases.iter_mut().find(|r| r.slot == slot) {
+            e.settle(completed);
+            let done = e.done;
+            max_into(&mut self.warps[wi].hop.ordered, &done);
+        }
+    }
+
     pub(super) fn mbar_expect_tx(
         &mut self,
         wi: usize,
@@ -429,8 +505,9 @@ impl Run<'_> {
 
     /// `try_wait.parity` / `test_wait.parity`: sets `p`, and records the mbarrier and phase each
     /// failing lane polled (`WarpHopper::poll`); whether the lanes of `m` (some) all failed. With
-    /// `acquire_cluster`, a lane that sees its phase complete acquires the cluster-scope releases
-    /// of the barrier's completed phases for the warp.
+    /// `acquire` (not `.relaxed`), a lane that sees its phase complete acquires for the warp the
+    /// CTA-scope releases of the barrier's completed phases, and with `acquire_cluster` their
+    /// cluster-scope ones.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn mbar_try_wait(
         &mut self,
@@ -441,7 +518,7 @@ impl Run<'_> {
         p: Reg,
         addr: &Addr,
         parity: &Src,
-        acquire_cluster: bool,
+        (acquire, acquire_cluster): (bool, bool),
     ) -> Result<bool> {
         let pv = self.fetch(wi, bank, parity);
         let mut r = [0u64; 32];
@@ -453,6 +530,9 @@ impl Run<'_> {
             let done = (b.phase & 1) as u64 != pv[l] & 1;
             if done {
                 self.warps[wi].hop.saw(slot, b.phase);
+                if acquire {
+                    self.acquire_local(wi, slot, b.phase);
+                }
                 any_done = true;
                 if acquire_cluster && !self.cluster.releases.is_empty() {
                     self.acquire_releases(wi, slot, b.phase);

@@ -27,14 +27,16 @@
 //!   never-written bytes), shared memory against the launch's size, alignment against the access
 //!   size. A non-atomic global write by one CTA to bytes another CTA read or wrote in the same
 //!   launch is a race, and so is a shared-memory access by one warp to bytes another warp wrote
-//!   (or read, for a write) since the last barrier.
+//!   (or read, for a write) since the last barrier, unless an mbarrier phase orders the two
+//!   (`exec::hopper`, "Order through mbarriers").
 
 mod cluster;
 pub mod hopper;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use hopper::{Copy, Mbar, WarpHopper};
+use hopper::{Copy, LocalRelease, Mbar, WarpHopper};
 
 use crate::device::{Kernel, LaunchConfig, Sim};
 use crate::error::{ErrorKind, Result, SimError};
@@ -47,6 +49,8 @@ use crate::profile::{Class, LaunchStats};
 const FULL: u32 = u32::MAX;
 /// CTAs per cluster at most (the portable cluster size).
 const MAX_CLUSTER: usize = 8;
+/// The most warps of a CTA (1024 threads).
+const MAX_WARPS: usize = 32;
 /// Warp-instructions one launch may execute before it is declared runaway.
 const MAX_WARP_INSTS: u64 = 20_000_000_000;
 
@@ -96,6 +100,9 @@ struct Plan {
     stack: u32,
     threads: u32,
     smem_bytes: u32,
+    /// Whether the kernel (or a function it calls) initializes an mbarrier: its CTAs keep the
+    /// read ticks that order shared memory through mbarriers (`Shared::mbar_order`).
+    mbar_order: bool,
 }
 
 impl Plan {
@@ -108,8 +115,11 @@ impl Plan {
             return bad(format!("grid {:?} and block {:?} must have no zero dimension", cfg.grid, cfg.block));
         }
         let threads = cfg.block.iter().map(|&v| v as u64).product::<u64>();
-        if threads > c.max_threads_per_block as u64 {
-            return bad(format!("{threads} threads per block; the device allows {}", c.max_threads_per_block));
+        if threads > (c.max_threads_per_block as u64).min(32 * MAX_WARPS as u64) {
+            return bad(format!(
+                "{threads} threads per block; the device allows {}",
+                c.max_threads_per_block.min(32 * MAX_WARPS as u32)
+            ));
         }
         for (what, lim) in [(".maxntid", f.maxntid), (".reqntid", f.reqntid)] {
             if let Some(l) = lim {
@@ -170,7 +180,18 @@ impl Plan {
         let mut stack = 0u32;
         let mut path = Vec::new();
         visit(m, kernel.index, 0, &mut banks, &mut regs, &mut stack, &mut path)?;
-        Ok(Plan { banks, regs, stack, threads: threads as u32, smem_bytes: m.dynamic_smem_offset + cfg.dynamic_smem })
+        let mbar_order =
+            m.functions.iter().zip(&banks).filter(|&(_, &b)| b != u32::MAX).any(|(f, _)| {
+                m.code[f.start as usize..f.end as usize].iter().any(|i| matches!(i.op, Op::MbarInit { .. }))
+            });
+        Ok(Plan {
+            banks,
+            regs,
+            stack,
+            threads: threads as u32,
+            smem_bytes: m.dynamic_smem_offset + cfg.dynamic_smem,
+            mbar_order,
+        })
     }
 }
 
@@ -418,6 +439,19 @@ struct Shared {
     /// `(epoch << 6) | (warp + 1)` of the last writer / reader (`63` = several readers).
     w: Vec<u32>,
     r: Vec<u32>,
+    /// `(tick << 6) | (warp + 1)` of the last read (`Run::tick` when it read): with `r`, when one
+    /// warp read a byte in the current epoch, that warp's last read of it.
+    rt: Vec<u64>,
+    /// Bytes several warps read in an epoch (`r` ends in 63): that epoch and, by reader, the
+    /// tick of its last read. A write by another warp is ordered after those reads when it
+    /// acquired each reader's later release (below).
+    readers: HashMap<usize, (u32, Vec<(u8, u64)>)>,
+    /// Whether `rt` and `readers` are kept: the kernel initializes an mbarrier
+    /// (`Plan::mbar_order`; without one nothing can order an access through an mbarrier).
+    mbar_order: bool,
+    /// The CTA-scope releases of each mbarrier's arrivals (`exec::hopper`, "Order through
+    /// mbarriers").
+    releases: Vec<LocalRelease>,
     /// The tick (`Run::tick`) of the last generic-proxy write of each byte; 0 once the async
     /// proxy (a TMA load) wrote it last.
     generic: Vec<u64>,
@@ -627,7 +661,9 @@ struct Run<'a> {
     /// woken as if their `try_wait` had timed out.
     mbar_version: u64,
     woken_at: u64,
-    /// Counts generic-proxy shared writes and proxy fences (orders them, see `Shared::generic`).
+    /// Counts generic-proxy shared writes, proxy fences, remote reads and mbarrier arrives (orders
+    /// them: `Shared::generic`, `Shared::rt`, the releases of `exec::cluster` and
+    /// `exec::hopper`).
     tick: u64,
     /// TMA stores whose reads of shared memory no `cp.async.bulk.wait_group` has retired yet.
     bulk_reads: Vec<hopper::BulkRead>,
@@ -658,6 +694,10 @@ impl<'a> Run<'a> {
             r: zeroed(shared.r, n),
             generic: zeroed(shared.generic, n),
             remote: zeroed(shared.remote, 0),
+            rt: zeroed(shared.rt, n),
+            readers: shared.readers,
+            mbar_order: false,
+            releases: shared.releases,
         };
         let (tma_tag, mbars) = (zeroed(tma_tag, n), zeroed(mbars, n / 8));
         let warps = new_warps(plan, nwarps, &mut spare);
@@ -785,6 +825,9 @@ impl<'a> Run<'a> {
         self.shared.r.fill(0);
         self.shared.generic.fill(0);
         self.shared.remote.clear();
+        self.shared.readers.clear();
+        self.shared.mbar_order = self.plan.mbar_order;
+        self.shared.releases.clear();
         self.tick = 0;
         self.bulk_reads.clear();
         self.bar_arrived = [0; 16];
@@ -1897,11 +1940,11 @@ impl Run<'_> {
                 }
             }
             Op::MbarInit { addr, count } => self.mbar_init(wi, pc, m, bank, addr, count)?,
-            Op::MbarArrive { d, addr, tx, cluster: false, release_cluster } => {
-                self.mbar_arrive(wi, pc, m, bank, *d, addr, tx.as_ref(), *release_cluster)?
+            Op::MbarArrive { d, addr, tx, cluster: false, release_cluster, relaxed } => {
+                self.mbar_arrive(wi, pc, m, bank, *d, addr, tx.as_ref(), (!*relaxed, *release_cluster))?
             }
-            Op::MbarArrive { addr, tx, cluster: true, release_cluster, .. } => {
-                self.mbar_arrive_cluster(wi, pc, m, bank, addr, tx.as_ref(), *release_cluster)?
+            Op::MbarArrive { addr, tx, cluster: true, release_cluster, relaxed, .. } => {
+                self.mbar_arrive_cluster(wi, pc, m, bank, addr, tx.as_ref(), (!*relaxed, *release_cluster))?
             }
             Op::Mapa { d, a, rank } => self.mapa(wi, pc, m, bank, *d, a, rank)?,
             Op::ClusterArrive { relaxed } => self.cluster_arrive(wi, pc, m, *relaxed)?,
@@ -1911,9 +1954,9 @@ impl Run<'_> {
                 }
             }
             Op::MbarExpectTx { addr, tx } => self.mbar_expect_tx(wi, pc, m, bank, addr, tx)?,
-            Op::MbarTryWait { p, addr, parity, test, acquire_cluster } => {
+            Op::MbarTryWait { p, addr, parity, test, acquire_cluster, relaxed } => {
                 // A failed poll stops the lanes that made it until the phase moves (see `Next::Park`).
-                if self.mbar_try_wait(wi, pc, m, bank, *p, addr, parity, *acquire_cluster)? {
+                if self.mbar_try_wait(wi, pc, m, bank, *p, addr, parity, (!*relaxed, *acquire_cluster))? {
                     return Ok(Next::Park { polled: m, test: *test });
                 }
             }
@@ -2486,29 +2529,41 @@ impl Run<'_> {
     }
 
     /// Shared-memory ordering: another warp's write (or, for a write, read) of these bytes since
-    /// the last barrier is a race.
+    /// the last barrier is a race, unless an mbarrier orders it before this access (this warp
+    /// waited on a phase that the other warp arrived on after it: `exec::hopper`, "Order through
+    /// mbarriers").
     fn shared_race(&mut self, wi: usize, lane: usize, pc: u32, o: usize, len: usize, write: bool) -> Result<()> {
         let me = (self.epoch << 6) | (wi as u32 + 1);
         let epoch = self.epoch;
+        let track = self.shared.mbar_order;
+        let stamp = (self.tick << 6) | (wi as u64 + 1);
         let mut bad = None;
         for k in o..o + len {
             let w = self.shared.w[k];
-            if w >> 6 == epoch && w != me {
+            if w >> 6 == epoch && w != me && !self.ordered_after(wi, (w & 63) as usize - 1, self.shared.generic[k]) {
                 bad = Some((k, format!("warp {} wrote it", (w & 63) - 1)));
                 break;
             }
             let r = self.shared.r[k];
             if write {
-                if r >> 6 == epoch && r != me {
+                if r >> 6 == epoch && r != me && !self.reads_ordered(wi, k, r) {
                     let who = if r & 63 == 63 { "other warps".to_string() } else { format!("warp {}", (r & 63) - 1) };
                     bad = Some((k, format!("{who} read it")));
                     break;
                 }
                 self.shared.w[k] = me;
-            } else if r >> 6 != epoch {
+            } else if r >> 6 != epoch || r == me {
                 self.shared.r[k] = me;
-            } else if r != me {
+                if track {
+                    self.shared.rt[k] = stamp;
+                }
+            } else if !track {
                 self.shared.r[k] = (epoch << 6) | 63;
+            } else if self.shared.rt[k] != stamp {
+                // another warp read it in this epoch (or this warp, before a tick passed)
+                self.note_reader(k, r, wi);
+                self.shared.r[k] = (epoch << 6) | 63;
+                self.shared.rt[k] = stamp;
             }
         }
         if let Some((k, why)) = bad {
@@ -2519,12 +2574,57 @@ impl Run<'_> {
                 lane,
                 pc,
                 format!(
-                    "shared-memory race: this thread {what} shared address 0x{:x} and {why} since the last barrier, with no bar.sync between",
+                    "shared-memory race: this thread {what} shared address 0x{:x} and {why} since the last barrier, with no bar.sync between and no mbarrier phase ordering it before",
                     SHARED_BASE + k as u64
                 ),
             ));
         }
         Ok(())
+    }
+
+    /// Whether warp `wi` acquired a release of warp `other` made after that warp's access at
+    /// tick `t` (an mbarrier phase it waited on).
+    #[inline]
+    fn ordered_after(&self, wi: usize, other: usize, t: u64) -> bool {
+        other < MAX_WARPS && self.warps[wi].hop.ordered[other] > t
+    }
+
+    /// Whether a write by warp `wi` of shared byte `k` is ordered after its reads by other warps
+    /// in the current epoch (`r`: its `Shared::r`).
+    fn reads_ordered(&self, wi: usize, k: usize, r: u32) -> bool {
+        if r & 63 != 63 {
+            return self.ordered_after(wi, (r & 63) as usize - 1, self.shared.rt[k] >> 6);
+        }
+        match self.shared.readers.get(&k) {
+            Some((e, readers)) if *e == self.epoch => {
+                readers.iter().all(|&(w, t)| w as usize == wi || self.ordered_after(wi, w as usize, t))
+            }
+            // several readers before the CTA initialized an mbarrier: not known
+            _ => false,
+        }
+    }
+
+    /// Warp `wi` reads shared byte `k`, which another warp read in this epoch (`r`: its
+    /// `Shared::r`): the readers' last reads, by warp.
+    fn note_reader(&mut self, k: usize, r: u32, wi: usize) {
+        let (epoch, tick) = (self.epoch, self.tick);
+        let last = self.shared.rt[k];
+        let e = if r & 63 != 63 {
+            // the first reader's last read, then this one
+            let e = self.shared.readers.entry(k).or_default();
+            *e = (epoch, vec![((last & 63) as u8 - 1, last >> 6)]);
+            e
+        } else {
+            match self.shared.readers.get_mut(&k) {
+                Some(e) if e.0 == epoch => e,
+                // several readers whose reads were not kept: it stays unknown (a race)
+                _ => return,
+            }
+        };
+        match e.1.iter_mut().find(|(w, _)| *w as usize == wi) {
+            Some(x) => x.1 = tick,
+            None => e.1.push((wi as u8, tick)),
+        }
     }
 
     fn count_sectors(&mut self, addrs: &[u64; 32], mask: u32, len: u64) {
