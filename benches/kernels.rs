@@ -21,10 +21,11 @@
 //! asked for measurements does not take the absence of any for a result.
 //!
 //! Run without `--bench` (`cargo test --benches`, `cargo test --all-targets`), it is a smoke test:
-//! each case runs a few launches, and a machine without a GPU skips it with status 0. With
-//! `LOWP_DEVICE=sim` the smoke test runs on the lowp-sim simulator, a rehearsal of the harness
-//! itself (buffer sets, launches, events, the JSON file) on the cases a filter picks: its times
-//! are the simulator's and mean nothing (`--bench` still refuses it).
+//! each case runs a few launches, and a machine without a GPU skips it with status 0 (status 2
+//! where `LOWP_DEVICE=gpu` asked for the GPU). With `LOWP_DEVICE=sim` the smoke test runs on the
+//! lowp-sim simulator, a rehearsal of the harness itself (buffer sets, launches, events, the JSON
+//! file) on the cases a filter names (none named: skipped): its times are the simulator's and
+//! mean nothing (`--bench` still refuses it).
 //!
 //! Method (`Timer::time`): each launch uses one of K sets of input and output buffers, in turn,
 //! with K chosen so the sets together exceed twice the L2 cache: every launch reads its inputs
@@ -82,9 +83,10 @@ options:
   pass to every target, are accepted and ignored)
 
 Without an NVIDIA GPU it measures nothing and exits with status 2 (without --bench, a smoke
-test, it skips with status 0). LOWP_DEVICE=sim runs the smoke test on the lowp-sim simulator: a
-rehearsal of the harness (setup, launches, events, JSON) whose times are the simulator's, not a
-GPU's (with --bench, status 2). Unknown options are an error (status 2).
+test, it skips with status 0; with LOWP_DEVICE=gpu, status 2). LOWP_DEVICE=sim runs the smoke
+test of the cases a filter names on the lowp-sim simulator: a rehearsal of the harness (setup,
+launches, events, JSON) whose times are the simulator's, not a GPU's (with --bench, status 2;
+with no filter it skips). Unknown options are an error (status 2).
 PyTorch anchors of the same cases: python3 benches/compare_torch.py --help
 ";
 
@@ -210,6 +212,13 @@ fn main() {
     };
     let rehearsal = matches!(device, Some(lowp_sim::Device::Sim(_)));
     if rehearsal && !opts.bench {
+        if opts.filters.is_empty() {
+            // every case at its GPU size would take the simulator hours
+            eprintln!(
+                "LOWP_DEVICE=sim: smoke test skipped; on the simulator name the cases to rehearse (--filter, --exact)"
+            );
+            return;
+        }
         println!("LOWP_DEVICE=sim: a rehearsal of the harness on the lowp-sim simulator; its times mean nothing");
     } else if let Err(why) = device_present() {
         if opts.bench {

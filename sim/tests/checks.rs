@@ -485,3 +485,58 @@ fn mbarrier_phases_order_shared_memory_between_warps() {
     let e = run(&s, &relaxed, "handoff", cfg(1, 96, 256), &[y]).expect_err("caught");
     expect_err(Err(e), ErrorKind::LaunchFailed, &["shared-memory race", "warp 0 wrote it"]);
 }
+
+/// Warp 0 writes 32 words of shared memory; warps 0 and 1 meet at `bar.sync 1, 64` (a barrier of
+/// two of the three warps); then warp `reader` copies the words to `out`.
+fn named_barrier(reader: u32) -> String {
+    format!(
+        r#"
+.visible .entry named(.param .u64 out)
+{{
+    .reg .pred %p<2>;
+    .reg .b32 %r<16>;
+    .reg .b64 %rd<4>;
+    ld.param.u64 %rd1, [out];
+    mov.u32 %r1, %tid.x;
+    shr.u32 %r2, %r1, 5;
+    and.b32 %r3, %r1, 31;
+    mov.u32 %r4, smem;
+    shl.b32 %r5, %r3, 2;
+    add.s32 %r4, %r4, %r5;
+    setp.ne.u32 %p1, %r2, 0;
+    @%p1 bra $L_no_write;
+    add.s32 %r6, %r3, 7;
+    st.shared.u32 [%r4], %r6;
+$L_no_write:
+    setp.gt.u32 %p1, %r2, 1;
+    @%p1 bra $L_no_barrier;
+    bar.sync 1, 64;
+$L_no_barrier:
+    setp.ne.u32 %p1, %r2, {reader};
+    @%p1 bra $L_done;
+    ld.shared.u32 %r7, [%r4];
+    mul.wide.u32 %rd2, %r3, 4;
+    add.s64 %rd3, %rd1, %rd2;
+    st.global.u32 [%rd3], %r7;
+$L_done:
+    ret;
+}}
+"#
+    )
+}
+
+#[test]
+fn a_barrier_of_some_warps_orders_theirs_only() {
+    let s = sim();
+    let y = s.alloc(4 * 32).unwrap();
+    // warp 1 met warp 0 at the barrier: its read is ordered after the write
+    run(&s, &named_barrier(1), "named", cfg(1, 96, 128), &[y]).unwrap();
+    let mut out = vec![0u8; 128];
+    s.read(y, &mut out).unwrap();
+    for l in 0..32usize {
+        assert_eq!(u32::from_le_bytes(out[4 * l..4 * l + 4].try_into().unwrap()), l as u32 + 7);
+    }
+    // warp 2 took no part in it: its read races with warp 0's write
+    let e = run(&s, &named_barrier(2), "named", cfg(1, 96, 128), &[y]).expect_err("caught");
+    expect_err(Err(e), ErrorKind::LaunchFailed, &["shared-memory race", "warp 0 wrote it"]);
+}

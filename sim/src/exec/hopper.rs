@@ -7,20 +7,27 @@
 //!   the init count again. `try_wait.parity P` is true once the phase of parity `P` has completed,
 //!   i.e. while the current phase's parity differs from `P`. A warp whose `try_wait` fails parks
 //!   until the barrier's phase changes.
-//! - **Order through mbarriers.** `mbarrier.arrive` releases and a successful `try_wait` /
-//!   `test_wait` acquires (their default `.release.cta` / `.acquire.cta`), so a handoff of shared
-//!   memory between warps through an mbarrier (a producer's `st.shared` then arrive, a consumer's
-//!   wait then `ld.shared`, and back) needs no `bar.sync`. An arrive by warp `w` records, for the
-//!   barrier's phase, the CTA's tick (`Run::tick`, counted at each shared-memory write and each
-//!   arrive) as `w`'s release, with what `w` had acquired (`LocalRelease`, by warp); a warp that
-//!   sees the phase complete takes those ticks into `WarpHopper::ordered`. An access that the
-//!   shared-memory race check would report (another warp's write, or for a write its reads, in
-//!   the same barrier epoch) is ordered when the warp acquired a release of the other warp later
-//!   than that access: writes by their tick (`Shared::generic`), reads by the tick of each
-//!   reader's last read (`Shared::rt`, and `Shared::readers` for bytes several warps read; kept
-//!   only in kernels that initialize an mbarrier). `.relaxed` arrives and waits order nothing.
-//!   The order is kept per warp, as the race check is (not per thread): one lane's arrive
-//!   releases its whole warp's accesses.
+//! - **Order through mbarriers** (and barriers of some of the warps). A `bar.sync` of the whole
+//!   CTA starts a new epoch of the shared-memory race check: what came before it is ordered
+//!   before what comes after. Finer orders are kept by warp, with the CTA's tick (`Run::tick`,
+//!   counted at each shared-memory write, mbarrier arrive and barrier of some warps):
+//!   `mbarrier.arrive` releases and a successful `try_wait` / `test_wait` acquires (their
+//!   default `.release.cta` / `.acquire.cta`), so a handoff of shared memory between warps
+//!   through an mbarrier (a producer's `st.shared` then arrive, a consumer's wait then
+//!   `ld.shared`, and back) needs no `bar.sync`; a barrier whose thread count leaves some warps
+//!   out (`bar.sync id, count`) orders its warps' accesses only, not the others'. An arrive by
+//!   warp `w` records, for the barrier's phase, the tick as `w`'s release, with what `w` had
+//!   acquired (`LocalRelease`, by warp); a warp that sees the phase complete takes those ticks
+//!   into `WarpHopper::ordered`, and the warps of a barrier of some warps take each other's. An
+//!   access that the race check would report (another warp's write, or for a write its reads, in
+//!   the same epoch) is ordered when the warp acquired a release of the other warp later than
+//!   that access: writes by their tick (`Shared::generic`), reads by the tick of each reader's
+//!   last read (`Shared::rt`, and `Shared::readers` for bytes several warps read; kept only in
+//!   kernels with an mbarrier or a barrier with a thread count). A TMA store may read another
+//!   warp's generic write so ordered when the writer's `fence.proxy.async` lies between the write
+//!   and that release, or the issuing warp's after it. `.relaxed` arrives and waits order
+//!   nothing. The order is kept per warp, as the race check is (not per thread): one lane's
+//!   arrive releases its whole warp's accesses.
 //! - **TMA** (`cp.async.bulk.tensor`): reads the box from global memory (out-of-bounds elements
 //!   zero), writes it to shared memory in the map's swizzle layout, and completes the box's bytes
 //!   on the mbarrier: at once, or (with a seed) at a later point the scheduler picks. Shared bytes
@@ -142,6 +149,9 @@ pub(super) struct WarpHopper {
     /// newest one of an earlier epoch than that.
     pub proxy_fence: Option<(u64, u32)>,
     pub proxy_fence_before: Option<(u64, u32)>,
+    /// The tick of this warp's `fence.proxy.async` before its newest one (for writes ordered by
+    /// ticks, below).
+    pub proxy_fence_prev: u64,
     /// Bulk async-groups each lane has committed.
     pub bulk_groups: [u32; 32],
 }
@@ -160,6 +170,7 @@ impl WarpHopper {
         self.setmaxnreg_count = 0;
         self.proxy_fence = None;
         self.proxy_fence_before = None;
+        self.proxy_fence_prev = 0;
         self.bulk_groups = [0; 32];
     }
     pub fn has_seen(&self, slot: usize, phase: u32) -> bool {
@@ -785,10 +796,11 @@ impl Run<'_> {
         self.tick += 1;
         let (tick, epoch) = (self.tick, self.epoch);
         let h = &mut self.warps[wi].hop;
-        if let Some(f) = h.proxy_fence
-            && f.1 < epoch
-        {
-            h.proxy_fence_before = Some(f);
+        if let Some(f) = h.proxy_fence {
+            h.proxy_fence_prev = f.0;
+            if f.1 < epoch {
+                h.proxy_fence_before = Some(f);
+            }
         }
         h.proxy_fence = Some((tick, epoch));
     }
@@ -797,14 +809,27 @@ impl Run<'_> {
     /// generic proxy at tick `t` by the warp and epoch of `self.shared.w[k]`): a proxy fence
     /// lies between the write and the store, either in the issuing warp, after the write (in
     /// program order, or after a barrier that followed the write), or in the writing warp, after
-    /// the write and before a barrier that precedes the store. `Err(true)`: the write is not
-    /// ordered before the store at all (no barrier); `Err(false)`: no proxy fence.
+    /// the write and before a barrier that precedes the store (a barrier of the whole CTA, or
+    /// one of some warps or an mbarrier phase whose release by the writer this warp acquired:
+    /// `WarpHopper::ordered`). `Err(true)`: the write is not ordered before the store at all (no
+    /// barrier); `Err(false)`: no proxy fence.
     fn generic_write_visible(&self, wi: usize, k: usize, t: u64) -> std::result::Result<(), bool> {
         let w = self.shared.w[k];
         let (writer, e) = (((w & 63) as usize).wrapping_sub(1), w >> 6);
         let cur = self.epoch;
-        if writer != wi && e >= cur {
+        let by_tick = writer != wi && e >= cur;
+        if by_tick && !self.ordered_after(wi, writer, t) {
             return Err(true);
+        }
+        if by_tick {
+            // the writer's fence after the write and before the release this warp acquired, or
+            // this warp's own fence after that release
+            let h = &self.warps[writer].hop;
+            let rel = self.warps[wi].hop.ordered[writer];
+            let fences =
+                [h.proxy_fence.map_or(0, |f| f.0), h.proxy_fence_prev, h.proxy_fence_before.map_or(0, |f| f.0)];
+            let own = self.warps[wi].hop.proxy_fence.is_some_and(|(ft, _)| ft > rel);
+            return if own || fences.iter().any(|&ft| ft > t && ft < rel) { Ok(()) } else { Err(false) };
         }
         if let Some((ft, fe)) = self.warps[wi].hop.proxy_fence
             && ft > t

@@ -27,8 +27,8 @@
 //!   never-written bytes), shared memory against the launch's size, alignment against the access
 //!   size. A non-atomic global write by one CTA to bytes another CTA read or wrote in the same
 //!   launch is a race, and so is a shared-memory access by one warp to bytes another warp wrote
-//!   (or read, for a write) since the last barrier, unless an mbarrier phase orders the two
-//!   (`exec::hopper`, "Order through mbarriers").
+//!   (or read, for a write) since the last barrier of the whole CTA, unless a barrier of some of
+//!   the warps or an mbarrier phase orders the two (`exec::hopper`, "Order through mbarriers").
 
 mod cluster;
 pub mod hopper;
@@ -100,9 +100,10 @@ struct Plan {
     stack: u32,
     threads: u32,
     smem_bytes: u32,
-    /// Whether the kernel (or a function it calls) initializes an mbarrier: its CTAs keep the
-    /// read ticks that order shared memory through mbarriers (`Shared::mbar_order`).
-    mbar_order: bool,
+    /// Whether the kernel (or a function it calls) initializes an mbarrier or has a barrier with
+    /// a thread count (which may be a barrier of some of the warps): its CTAs keep the read ticks
+    /// that order shared memory between warps by ticks (`Shared::tick_order`).
+    tick_order: bool,
 }
 
 impl Plan {
@@ -180,17 +181,18 @@ impl Plan {
         let mut stack = 0u32;
         let mut path = Vec::new();
         visit(m, kernel.index, 0, &mut banks, &mut regs, &mut stack, &mut path)?;
-        let mbar_order =
-            m.functions.iter().zip(&banks).filter(|&(_, &b)| b != u32::MAX).any(|(f, _)| {
-                m.code[f.start as usize..f.end as usize].iter().any(|i| matches!(i.op, Op::MbarInit { .. }))
-            });
+        let tick_order = m.functions.iter().zip(&banks).filter(|&(_, &b)| b != u32::MAX).any(|(f, _)| {
+            m.code[f.start as usize..f.end as usize]
+                .iter()
+                .any(|i| matches!(i.op, Op::MbarInit { .. } | Op::BarSync { count: Some(_), .. }))
+        });
         Ok(Plan {
             banks,
             regs,
             stack,
             threads: threads as u32,
             smem_bytes: m.dynamic_smem_offset + cfg.dynamic_smem,
-            mbar_order,
+            tick_order,
         })
     }
 }
@@ -446,9 +448,9 @@ struct Shared {
     /// tick of its last read. A write by another warp is ordered after those reads when it
     /// acquired each reader's later release (below).
     readers: HashMap<usize, (u32, Vec<(u8, u64)>)>,
-    /// Whether `rt` and `readers` are kept: the kernel initializes an mbarrier
-    /// (`Plan::mbar_order`; without one nothing can order an access through an mbarrier).
-    mbar_order: bool,
+    /// Whether `rt` and `readers` are kept (`Plan::tick_order`: without an mbarrier or a barrier
+    /// of some of the warps, only the CTA's epoch orders accesses).
+    tick_order: bool,
     /// The CTA-scope releases of each mbarrier's arrivals (`exec::hopper`, "Order through
     /// mbarriers").
     releases: Vec<LocalRelease>,
@@ -696,7 +698,7 @@ impl<'a> Run<'a> {
             remote: zeroed(shared.remote, 0),
             rt: zeroed(shared.rt, n),
             readers: shared.readers,
-            mbar_order: false,
+            tick_order: false,
             releases: shared.releases,
         };
         let (tma_tag, mbars) = (zeroed(tma_tag, n), zeroed(mbars, n / 8));
@@ -826,7 +828,7 @@ impl<'a> Run<'a> {
         self.shared.generic.fill(0);
         self.shared.remote.clear();
         self.shared.readers.clear();
-        self.shared.mbar_order = self.plan.mbar_order;
+        self.shared.tick_order = self.plan.tick_order;
         self.shared.releases.clear();
         self.tick = 0;
         self.bulk_reads.clear();
@@ -958,7 +960,23 @@ impl<'a> Run<'a> {
             if self.bar_arrived[id] >= expected {
                 self.bar_arrived[id] = 0;
                 self.bar_expected[id] = 0;
-                self.epoch += 1;
+                if expected < live {
+                    // A barrier of some of the warps orders their accesses only: each takes the
+                    // others' order (`WarpHopper::ordered`), the CTA's epoch stays.
+                    self.tick += 1;
+                    let t = self.tick;
+                    let at = |w: &Warp| lanes(w.at_bar).any(|l| w.bar_id[l] as usize == id);
+                    let mut j = [0u64; MAX_WARPS];
+                    for (i, w) in self.warps.iter().enumerate().filter(|(_, w)| at(w)) {
+                        cluster::max_into(&mut j, &w.hop.ordered);
+                        j[i] = t;
+                    }
+                    for w in self.warps.iter_mut().filter(|w| at(w)) {
+                        cluster::max_into(&mut w.hop.ordered, &j);
+                    }
+                } else {
+                    self.epoch += 1;
+                }
                 if self.cluster.size > 1 {
                     self.share_acquired(id as u8);
                 }
@@ -2529,13 +2547,14 @@ impl Run<'_> {
     }
 
     /// Shared-memory ordering: another warp's write (or, for a write, read) of these bytes since
-    /// the last barrier is a race, unless an mbarrier orders it before this access (this warp
-    /// waited on a phase that the other warp arrived on after it: `exec::hopper`, "Order through
-    /// mbarriers").
+    /// the last barrier of the whole CTA is a race, unless a barrier of some of the warps or an
+    /// mbarrier orders it before this access (this warp passed a barrier with the other warp, or
+    /// waited on a phase that the other warp arrived on, after that access: `exec::hopper`,
+    /// "Order through mbarriers").
     fn shared_race(&mut self, wi: usize, lane: usize, pc: u32, o: usize, len: usize, write: bool) -> Result<()> {
         let me = (self.epoch << 6) | (wi as u32 + 1);
         let epoch = self.epoch;
-        let track = self.shared.mbar_order;
+        let track = self.shared.tick_order;
         let stamp = (self.tick << 6) | (wi as u64 + 1);
         let mut bad = None;
         for k in o..o + len {
@@ -2574,7 +2593,7 @@ impl Run<'_> {
                 lane,
                 pc,
                 format!(
-                    "shared-memory race: this thread {what} shared address 0x{:x} and {why} since the last barrier, with no bar.sync between and no mbarrier phase ordering it before",
+                    "shared-memory race: this thread {what} shared address 0x{:x} and {why} since the last barrier of the whole CTA, with no barrier of both warps between and no mbarrier phase ordering it before",
                     SHARED_BASE + k as u64
                 ),
             ));
