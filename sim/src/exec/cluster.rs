@@ -48,27 +48,38 @@
 use super::*;
 use crate::ir::layout::cluster_target;
 
-/// The cluster-scope releases on one mbarrier (of cluster CTA `cta`, at `slot`): by releasing
-/// rank, the newest tick (`Run::tick` of that rank) released by an arrive in phase `phase` (not
-/// known complete when last looked at), and by the arrives of every phase before it.
+/// The releases on one mbarrier (of cluster CTA `cta`, at `slot`), by releasing rank (cluster
+/// scope, `N = MAX_CLUSTER`) or warp (CTA scope, `N = MAX_WARPS`, `exec::hopper`): the newest
+/// tick (`Run::tick` of the releasing CTA) released by an arrive in phase `phase` (not known
+/// complete when last looked at), and by the arrives of every phase before it.
 #[derive(Clone, Copy)]
-pub(super) struct Release {
-    cta: u32,
-    slot: usize,
+pub(super) struct Release<const N: usize> {
+    pub cta: u32,
+    pub slot: usize,
     phase: u32,
-    cur: [u64; MAX_CLUSTER],
-    done: [u64; MAX_CLUSTER],
+    cur: [u64; N],
+    pub done: [u64; N],
 }
 
-impl Release {
+impl<const N: usize> Release<N> {
+    pub fn new(cta: u32, slot: usize, phase: u32) -> Self {
+        Release { cta, slot, phase, cur: [0; N], done: [0; N] }
+    }
+
     /// Once the barrier has completed `completed` phases, the arrives of `phase` belong to a
     /// completed phase.
-    fn settle(&mut self, completed: u32) {
+    pub fn settle(&mut self, completed: u32) {
         if self.phase < completed {
             max_into(&mut self.done, &self.cur);
-            self.cur = [0; MAX_CLUSTER];
+            self.cur = [0; N];
             self.phase = completed;
         }
+    }
+
+    /// An arrive in phase `phase` releases `rel`.
+    pub fn release(&mut self, phase: u32, rel: &[u64; N]) {
+        self.settle(phase);
+        max_into(&mut self.cur, rel);
     }
 }
 
@@ -410,12 +421,11 @@ impl Run<'_> {
         let i = match rs.iter().position(|r| r.cta == cta && r.slot == slot) {
             Some(i) => i,
             None => {
-                rs.push(Release { cta, slot, phase, cur: [0; MAX_CLUSTER], done: [0; MAX_CLUSTER] });
+                rs.push(Release::new(cta, slot, phase));
                 rs.len() - 1
             }
         };
-        rs[i].settle(phase);
-        max_into(&mut rs[i].cur, rel);
+        rs[i].release(phase, rel);
     }
 
     /// A cluster-scope acquire by warp `wi` of the mbarrier at `slot` of this CTA, which has

@@ -37,7 +37,7 @@
 //!   the results reach the registers at the `wgmma.wait_group` that retires their group. Until
 //!   then the accumulator registers may not be touched, and the operand tiles may not be written.
 
-use super::cluster::max_into;
+use super::cluster::{Release, max_into};
 use super::*;
 use crate::tma::{Swizzle, TensorMap};
 
@@ -54,28 +54,8 @@ pub(super) struct Mbar {
     pub init_cluster: u32,
 }
 
-/// The CTA-scope releases on one mbarrier of the CTA (at `slot`), by warp: the newest tick
-/// (`Run::tick`) released by an arrive in phase `phase` (not known complete when last looked
-/// at), and by the arrives of every phase before it.
-#[derive(Clone)]
-pub(super) struct LocalRelease {
-    slot: usize,
-    phase: u32,
-    cur: [u64; MAX_WARPS],
-    done: [u64; MAX_WARPS],
-}
-
-impl LocalRelease {
-    /// Once the barrier has completed `completed` phases, the arrives of `phase` belong to a
-    /// completed phase.
-    fn settle(&mut self, completed: u32) {
-        if self.phase < completed {
-            max_into(&mut self.done, &self.cur);
-            self.cur = [0; MAX_WARPS];
-            self.phase = completed;
-        }
-    }
-}
+/// The CTA-scope releases on one mbarrier of the CTA, by warp.
+pub(super) type LocalRelease = Release<MAX_WARPS>;
 
 /// A TMA copy in flight (seeded scheduling completes these later).
 pub(super) struct Copy {
@@ -477,12 +457,11 @@ impl Run<'_> {
         let i = match rs.iter().position(|r| r.slot == slot) {
             Some(i) => i,
             None => {
-                rs.push(LocalRelease { slot, phase, cur: [0; MAX_WARPS], done: [0; MAX_WARPS] });
+                rs.push(LocalRelease::new(self.cluster.rank, slot, phase));
                 rs.len() - 1
             }
         };
-        rs[i].settle(phase);
-        max_into(&mut rs[i].cur, &rel);
+        rs[i].release(phase, &rel);
     }
 
     /// Warp `wi` saw this CTA's mbarrier at `slot` complete `completed` phases (a `try_wait` or

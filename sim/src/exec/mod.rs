@@ -598,7 +598,7 @@ struct Cluster {
     /// While a multicast copy lands in a peer: the issuing CTA (for reports).
     landing_from: Option<[u32; 3]>,
     /// Cluster-scope releases on the mbarriers of the cluster's CTAs (see `exec::cluster`).
-    releases: Vec<cluster::Release>,
+    releases: Vec<cluster::Release<MAX_CLUSTER>>,
     /// Cluster-scope releases of the cluster barrier: by rank, of the current phase's arrivals
     /// and of every completed phase (the ticks `Warp::acquired` takes at the wait).
     bar_cur: [u64; MAX_CLUSTER],
