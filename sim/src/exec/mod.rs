@@ -663,9 +663,9 @@ struct Run<'a> {
     /// woken as if their `try_wait` had timed out.
     mbar_version: u64,
     woken_at: u64,
-    /// Counts generic-proxy shared writes, proxy fences, remote reads and mbarrier arrives (orders
-    /// them: `Shared::generic`, `Shared::rt`, the releases of `exec::cluster` and
-    /// `exec::hopper`).
+    /// Counts generic-proxy shared writes, proxy fences, remote reads, mbarrier arrives and
+    /// barriers of some of the warps (orders them: `Shared::generic`, `Shared::rt`, the releases
+    /// of `exec::cluster` and `exec::hopper`).
     tick: u64,
     /// TMA stores whose reads of shared memory no `cp.async.bulk.wait_group` has retired yet.
     bulk_reads: Vec<hopper::BulkRead>,
