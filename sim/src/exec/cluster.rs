@@ -77,9 +77,37 @@ impl<const N: usize> Release<N> {
     }
 
     /// An arrive in phase `phase` releases `rel`.
-    pub fn release(&mut self, phase: u32, rel: &[u64; N]) {
+    fn release(&mut self, phase: u32, rel: &[u64; N]) {
         self.settle(phase);
         max_into(&mut self.cur, rel);
+    }
+}
+
+/// Records in `rs` a release `rel` by an arrive in phase `phase` of the mbarrier at `slot` of
+/// cluster CTA `cta`.
+pub(super) fn record_in<const N: usize>(rs: &mut Vec<Release<N>>, cta: u32, slot: usize, phase: u32, rel: &[u64; N]) {
+    match rs.iter_mut().find(|r| r.cta == cta && r.slot == slot) {
+        Some(r) => r.release(phase, rel),
+        None => {
+            let mut r = Release::new(cta, slot, phase);
+            r.release(phase, rel);
+            rs.push(r);
+        }
+    }
+}
+
+/// An acquire into `acq` of what the arrives of the mbarrier at `slot` of cluster CTA `cta`
+/// released in its first `completed` phases (the releases recorded in `rs`).
+pub(super) fn acquire_from<const N: usize>(
+    rs: &mut [Release<N>],
+    cta: u32,
+    slot: usize,
+    completed: u32,
+    acq: &mut [u64; N],
+) {
+    if let Some(r) = rs.iter_mut().find(|r| r.cta == cta && r.slot == slot) {
+        r.settle(completed);
+        max_into(acq, &r.done);
     }
 }
 
@@ -417,25 +445,14 @@ impl Run<'_> {
     /// Records a cluster-scope release `rel` by an arrive in phase `phase` of the mbarrier at
     /// `slot` of cluster CTA `cta`.
     pub(super) fn record_release(&mut self, cta: u32, slot: usize, phase: u32, rel: &[u64; MAX_CLUSTER]) {
-        let rs = &mut self.cluster.releases;
-        let i = match rs.iter().position(|r| r.cta == cta && r.slot == slot) {
-            Some(i) => i,
-            None => {
-                rs.push(Release::new(cta, slot, phase));
-                rs.len() - 1
-            }
-        };
-        rs[i].release(phase, rel);
+        record_in(&mut self.cluster.releases, cta, slot, phase, rel);
     }
 
     /// A cluster-scope acquire by warp `wi` of the mbarrier at `slot` of this CTA, which has
     /// completed `completed` phases: the warp acquires what the arrives of those phases released.
     pub(super) fn acquire_releases(&mut self, wi: usize, slot: usize, completed: u32) {
         let cta = self.cluster.rank;
-        if let Some(e) = self.cluster.releases.iter_mut().find(|r| r.cta == cta && r.slot == slot) {
-            e.settle(completed);
-            max_into(&mut self.warps[wi].acquired, &e.done);
-        }
+        acquire_from(&mut self.cluster.releases, cta, slot, completed, &mut self.warps[wi].acquired);
     }
 
     /// The mbarrier at `slot` of this CTA is initialized again: its releases are gone.
@@ -448,12 +465,11 @@ impl Run<'_> {
     /// any of them had (a CTA barrier orders everything before it in the CTA before everything
     /// after it).
     pub(super) fn share_acquired(&mut self, id: u8) {
-        let at = |w: &Warp| lanes(w.at_bar).any(|l| w.bar_id[l] == id);
         let mut acq = [0u64; MAX_CLUSTER];
-        for w in self.warps.iter().filter(|w| at(w)) {
+        for w in self.warps.iter().filter(|w| w.waiting_at(id) != 0) {
             max_into(&mut acq, &w.acquired);
         }
-        for w in self.warps.iter_mut().filter(|w| at(w)) {
+        for w in self.warps.iter_mut().filter(|w| w.waiting_at(id) != 0) {
             w.acquired = acq;
         }
     }
@@ -855,8 +871,7 @@ impl Run<'_> {
                     w.cl_passed |= w.cl_arrived;
                     w.cl_arrived = 0;
                 }
-                let waiting: u32 =
-                    lanes(w.at_bar & w.cl_passed).filter(|&l| w.bar_id[l] == CLUSTER_BAR).fold(0, |m, l| m | 1 << l);
+                let waiting: u32 = w.waiting_at(CLUSTER_BAR) & w.cl_passed;
                 if waiting != 0 {
                     w.materialize();
                     w.at_bar &= !waiting;

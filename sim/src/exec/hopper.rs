@@ -37,7 +37,7 @@
 //!   the results reach the registers at the `wgmma.wait_group` that retires their group. Until
 //!   then the accumulator registers may not be touched, and the operand tiles may not be written.
 
-use super::cluster::{Release, max_into};
+use super::cluster::{Release, acquire_from, record_in};
 use super::*;
 use crate::tma::{Swizzle, TensorMap};
 
@@ -112,7 +112,7 @@ pub(super) struct WarpHopper {
     pub seen: Vec<(usize, u32)>,
     /// By warp of the CTA: the newest tick (`Run::tick`) up to which that warp's shared-memory
     /// accesses are ordered before this warp's next ones by the mbarrier phases this warp waited
-    /// on ("Order through mbarriers").
+    /// on and the barriers of some warps it passed ("Order through mbarriers").
     pub ordered: [u64; MAX_WARPS],
     pub ops: Vec<WgOp>,
     pub groups_committed: u32,
@@ -453,25 +453,14 @@ impl Run<'_> {
         self.tick += 1;
         let mut rel = self.warps[wi].hop.ordered;
         rel[wi] = self.tick;
-        let rs = &mut self.shared.releases;
-        let i = match rs.iter().position(|r| r.slot == slot) {
-            Some(i) => i,
-            None => {
-                rs.push(LocalRelease::new(self.cluster.rank, slot, phase));
-                rs.len() - 1
-            }
-        };
-        rs[i].release(phase, &rel);
+        record_in(&mut self.shared.releases, self.cluster.rank, slot, phase, &rel);
     }
 
     /// Warp `wi` saw this CTA's mbarrier at `slot` complete `completed` phases (a `try_wait` or
     /// `test_wait`, `.acquire.cta` by default): it acquires what their arrives released.
     fn acquire_local(&mut self, wi: usize, slot: usize, completed: u32) {
-        if let Some(e) = self.shared.releases.iter_mut().find(|r| r.slot == slot) {
-            e.settle(completed);
-            let done = e.done;
-            max_into(&mut self.warps[wi].hop.ordered, &done);
-        }
+        let cta = self.cluster.rank;
+        acquire_from(&mut self.shared.releases, cta, slot, completed, &mut self.warps[wi].hop.ordered);
     }
 
     pub(super) fn mbar_expect_tx(

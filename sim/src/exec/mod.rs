@@ -296,6 +296,10 @@ impl Warp {
         let b = (bank + r as usize) * 32;
         (&mut self.regs[b..b + 32]).try_into().expect("a register has 32 lanes")
     }
+    /// Lanes waiting at barrier `id` (`CLUSTER_BAR`: at `barrier.cluster.wait`).
+    fn waiting_at(&self, id: u8) -> u32 {
+        lanes(self.at_bar).filter(|&l| self.bar_id[l] == id).fold(0, |m, l| m | 1 << l)
+    }
     fn runnable(&self) -> u32 {
         self.valid & !(self.exited | self.at_bar | self.at_wsync | self.parked)
     }
@@ -965,14 +969,13 @@ impl<'a> Run<'a> {
                     // others' order (`WarpHopper::ordered`), the CTA's epoch stays.
                     self.tick += 1;
                     let t = self.tick;
-                    let at = |w: &Warp| lanes(w.at_bar).any(|l| w.bar_id[l] as usize == id);
                     let mut j = [0u64; MAX_WARPS];
-                    for (i, w) in self.warps.iter().enumerate().filter(|(_, w)| at(w)) {
+                    for (i, w) in self.warps.iter().enumerate().filter(|(_, w)| w.waiting_at(id as u8) != 0) {
                         cluster::max_into(&mut j, &w.hop.ordered);
                         j[i] = t;
                     }
-                    for w in self.warps.iter_mut().filter(|w| at(w)) {
-                        cluster::max_into(&mut w.hop.ordered, &j);
+                    for w in self.warps.iter_mut().filter(|w| w.waiting_at(id as u8) != 0) {
+                        w.hop.ordered = j;
                     }
                 } else {
                     self.epoch += 1;
@@ -981,8 +984,7 @@ impl<'a> Run<'a> {
                     self.share_acquired(id as u8);
                 }
                 for w in &mut self.warps {
-                    let waiting: u32 =
-                        lanes(w.at_bar).filter(|&l| w.bar_id[l] as usize == id).fold(0, |m, l| m | 1 << l);
+                    let waiting = w.waiting_at(id as u8);
                     if waiting == 0 {
                         continue;
                     }
@@ -1008,7 +1010,7 @@ impl<'a> Run<'a> {
         }
         msg += &self.mbar_report();
         for w in &self.warps {
-            let at_cluster = lanes(w.at_bar).filter(|&l| w.bar_id[l] == CLUSTER_BAR).fold(0u32, |m, l| m | 1 << l);
+            let at_cluster = w.waiting_at(CLUSTER_BAR);
             for (what, mask) in [
                 ("bar.sync", w.at_bar & !at_cluster),
                 ("barrier.cluster.wait", at_cluster),
@@ -2602,7 +2604,7 @@ impl Run<'_> {
     }
 
     /// Whether warp `wi` acquired a release of warp `other` made after that warp's access at
-    /// tick `t` (an mbarrier phase it waited on).
+    /// tick `t` (an mbarrier phase it waited on, a barrier of some warps they both passed).
     #[inline]
     fn ordered_after(&self, wi: usize, other: usize, t: u64) -> bool {
         other < MAX_WARPS && self.warps[wi].hop.ordered[other] > t
@@ -2618,7 +2620,7 @@ impl Run<'_> {
             Some((e, readers)) if *e == self.epoch => {
                 readers.iter().all(|&(w, t)| w as usize == wi || self.ordered_after(wi, w as usize, t))
             }
-            // several readers before the CTA initialized an mbarrier: not known
+            // several readers whose reads were not kept: not known (a race)
             _ => false,
         }
     }
