@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Mutation tests of the Hopper GEMM (the tile configurations the tests' shapes choose): each deliberate bug below is applied, one at a time, to a
-scratch copy of the repository; the kernels are rebuilt and the GEMM tests run on the simulator.
+"""Mutation tests of the Hopper GEMM (the tile configurations the tests' shapes choose) and of
+qk_norm_rope's warp-synchronous shared memory: each deliberate bug below is applied, one at a time,
+to a scratch copy of the repository; the kernels are rebuilt and the mutation's test files
+(tests/gemm.rs unless `TEST_FILES_OF` names others) run on the simulator.
 Every mutation must make a test fail. The report names, for each mutation, the tests that failed
 and what caught it: wrong values (a test's own assertion), or one of the simulator's checks
 (race, deadlock, register/operand hazard, memory).
@@ -28,6 +30,7 @@ import time
 GEMM = "kernels-gpu/src/gemm.rs"
 HOPPER = "kernels-gpu/src/prim/hopper.rs"
 LAUNCH = "host/gemm/launch.rs"
+ROPE = "kernels-gpu/src/qk_norm_rope.rs"
 
 # (name, what it breaks, [(file, text, replacement, occurrences)][, environment]): a mutation
 # with an environment runs the tests with it (a configuration the heuristics never pick for the
@@ -378,9 +381,23 @@ MUTATIONS = [
         [(GEMM, "mbarrier_init(sm.red_empty(wg), SPLIT - 1);", "mbarrier_init(sm.red_empty(wg), 1);", 1)],
         FORCED_SPLIT_4,
     ),
+    # The warp-synchronous shared memory of qk_norm_rope (NeoX partners through a warp's row):
+    # caught by the simulator's order among the lanes of a warp (tests/qk_norm_rope.rs).
+    (
+        "rope-row-unsynced",
+        "qk_norm_rope: a lane reads its NeoX partner from the warp's shared row with no bar.warp.sync after the other lanes wrote it",
+        [(ROPE, "            // SAFETY: whole warp converged.\n            unsafe { sync_warp() };\n            let head", "            let head", 1)],
+    ),
+    (
+        "rope-row-reused-unsynced",
+        "qk_norm_rope: the next head's values overwrite the warp's shared row with no bar.warp.sync after the other lanes read it",
+        [(ROPE, "            // SAFETY: whole warp converged.\n            unsafe { sync_warp() };\n        }", "        }", 1)],
+    ),
 ]
 
-TEST_FILES = ["gemm"]
+# The test files a mutation runs (by name), default DEFAULT_TEST_FILES.
+TEST_FILES_OF = {"rope-row-unsynced": ["qk_norm_rope"], "rope-row-reused-unsynced": ["qk_norm_rope"]}
+DEFAULT_TEST_FILES = ["gemm"]
 SEEDS = ["1", "2", "3"]
 TEST_TIMEOUT_S = 600
 
@@ -420,7 +437,7 @@ def pristine(rel):
 def write_sources(edits):
     """Writes every mutable file afresh (new mtime, so cargo and build.rs see a change), the
     edits applied. Returns an error message, or None."""
-    files = {GEMM: pristine(GEMM), HOPPER: pristine(HOPPER), LAUNCH: pristine(LAUNCH)}
+    files = {rel: pristine(rel) for rel in (GEMM, HOPPER, LAUNCH, ROPE)}
     for rel, old, new, count in edits:
         found = files[rel].count(old)
         if found != count:
@@ -449,14 +466,18 @@ def cargo(args, extra_env=None, timeout=None):
         return None, out.decode(errors="replace") if isinstance(out, bytes) else out
 
 
-def build():
-    args = ["test", "--no-run"] + [a for f in TEST_FILES for a in ("--test", f)]
+def test_files(name):
+    return TEST_FILES_OF.get(name, DEFAULT_TEST_FILES)
+
+
+def build(files):
+    args = ["test", "--no-run"] + [a for f in files for a in ("--test", f)]
     return cargo(args)
 
 
-def list_tests():
+def list_tests(files):
     tests = []
-    for f in TEST_FILES:
+    for f in files:
         code, out = cargo(["test", "--test", f, "--", "--list"])
         if code != 0:
             raise SystemExit(f"could not list the tests of {f}:\n{out[-3000:]}")
@@ -527,14 +548,17 @@ def main(argv):
 
     log("baseline (no mutation): build and run")
     write_sources([])
-    code, out = build()
+    files = sorted({f for m in chosen for f in test_files(m[0])})
+    code, out = build(files)
     if code != 0:
         log(f"baseline build failed:\n{out[-4000:]}")
         return 2
-    tests = list_tests()
+    tests_of = {f: list_tests([f]) for f in files}
+    tests = [t for f in files for t in tests_of[f]]
     base = run_tests(tests, None, "baseline")
     for forced in {tuple(sorted(m[3].items())) for m in chosen if len(m) > 3}:
-        base += run_tests(tests, dict(forced), "baseline")
+        files_forced = sorted({f for m in chosen if len(m) > 3 and tuple(sorted(m[3].items())) == forced for f in test_files(m[0])})
+        base += run_tests([t for f in files_forced for t in tests_of[f]], dict(forced), "baseline")
     failing = [r for r in base if r[1] != "pass"]
     if failing:
         for t, status, kind, msg in failing:
@@ -552,7 +576,8 @@ def main(argv):
         if err:
             log(f"  cannot apply: {err}")
             return 2
-        code, out = build()
+        mine = [t for f in test_files(name) for t in tests_of[f]]
+        code, out = build(test_files(name))
         if code != 0:
             log(f"  build failed (the mutation must compile):\n{out[-4000:]}")
             return 2
@@ -560,7 +585,7 @@ def main(argv):
         for seed in [None] + SEEDS:
             extra = {**forced, **({"LOWP_SIM_SEED": seed} if seed else {})} or None
             config = "fixed order" if seed is None else f"LOWP_SIM_SEED={seed}"
-            results = run_tests(tests, extra, name)
+            results = run_tests(mine, extra, name)
             for t, status, kind, msg in results:
                 if status != "pass":
                     log(f"  [{config}] {t}: {status}: {kind}: {short(msg)}")
@@ -571,19 +596,19 @@ def main(argv):
                 break
             log(f"  [{config}] survived")
         if verdict is None:
-            table.append((name, "SURVIVED", "", [], time.time() - t0))
+            table.append((name, "SURVIVED", "", [], len(mine), time.time() - t0))
         else:
-            table.append((name, verdict[0], verdict[1], verdict[2] + verdict[3], time.time() - t0))
+            table.append((name, verdict[0], verdict[1], verdict[2] + verdict[3], len(mine), time.time() - t0))
 
     # restore the unmutated sources in the scratch copy (its next build starts from them)
     write_sources([])
     log(f"\n{'mutation':20} {'result':9} {'run':14} caught by")
     bad = 0
-    for name, verdict, config, rows, secs in table:
+    for name, verdict, config, rows, ran, secs in table:
         if verdict != "caught":
             bad += 1
         kinds = ", ".join(sorted({kind for _, _, kind, _ in rows})) or "-"
-        log(f"{name:20} {verdict:9} {config:14} {kinds} ({len(rows)} of {len(tests)} tests; {secs:.0f} s)")
+        log(f"{name:20} {verdict:9} {config:14} {kinds} ({len(rows)} of {ran} tests; {secs:.0f} s)")
         for t, _, kind, msg in rows:
             log(f"    {t}: {short(msg, 150)}")
     log(f"\n{len(table) - bad} of {len(table)} mutations caught, {bad} not; {time.time() - start:.0f} s")

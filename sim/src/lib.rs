@@ -4,8 +4,8 @@
 //! SONAME is `libcuda.so`, it is what a driver-API client such as `cudarc` loads in place of the
 //! NVIDIA driver: `cargo test` then runs every kernel on any machine, and checks what a GPU does
 //! not (out-of-bounds and misaligned accesses, use after free, reads of bytes never written,
-//! races between CTAs, barrier misuse), each reported with the kernel, CTA, thread, PTX line and
-//! address.
+//! races between CTAs, and between the warps and lanes of a CTA in shared memory, barrier misuse),
+//! each reported with the kernel, CTA, thread, PTX line and address.
 //!
 //! - [`Sim`] is the simulator as a Rust API: device memory, modules, launches.
 //! - The `cu*` entry points (module `capi`) wrap one process-wide [`Sim`] with the driver's C ABI.

@@ -540,3 +540,126 @@ fn a_barrier_of_some_warps_orders_theirs_only() {
     let e = run(&s, &named_barrier(2), "named", cfg(1, 96, 128), &[y]).expect_err("caught");
     expect_err(Err(e), ErrorKind::LaunchFailed, &["shared-memory race", "warp 0 wrote it"]);
 }
+
+/// One warp: each lane writes its word of shared memory, reads its partner's (lane ^ `xor`), then
+/// overwrites its own word with what it read, and stores that to `out`. `first` and `second` are
+/// what orders the lanes after the write and after the read: "" nothing, "full" `bar.warp.sync`
+/// of all lanes, "pairs" `bar.warp.sync` of the lanes with the same bit 1 (masks 0x33333333 and
+/// 0xcccccccc), "shfl" a full-mask shuffle (which orders no memory).
+fn lane_exchange(xor: u32, first: &str, second: &str) -> String {
+    let order = |how: &str, n: u32| match how {
+        "" => String::new(),
+        "full" => "bar.warp.sync -1;".to_string(),
+        "shfl" => "shfl.sync.bfly.b32 %r12, %r3, 1, 31, -1;".to_string(),
+        "pairs" => format!(
+            "and.b32 %r11, %r3, 2;\n    setp.ne.u32 %p1, %r11, 0;\n    @%p1 bra $L_hi{n};\n    \
+             bar.warp.sync 0x33333333;\n    bra.uni $L_join{n};\n$L_hi{n}:\n    bar.warp.sync 0xcccccccc;\n$L_join{n}:"
+        ),
+        _ => unreachable!("{how}"),
+    };
+    let (first, second) = (order(first, 1), order(second, 2));
+    format!(
+        r#"
+.visible .entry exchange(.param .u64 out)
+{{
+    .reg .pred %p<2>;
+    .reg .b32 %r<16>;
+    .reg .b64 %rd<4>;
+    ld.param.u64 %rd1, [out];
+    mov.u32 %r3, %laneid;
+    mov.u32 %r4, smem;
+    shl.b32 %r5, %r3, 2;
+    add.s32 %r6, %r4, %r5;
+    add.s32 %r7, %r3, 7;
+    st.shared.u32 [%r6], %r7;
+    {first}
+    xor.b32 %r8, %r3, {xor};
+    shl.b32 %r8, %r8, 2;
+    add.s32 %r8, %r4, %r8;
+    ld.shared.u32 %r9, [%r8];
+    {second}
+    st.shared.u32 [%r6], %r9;
+    mul.wide.u32 %rd2, %r3, 4;
+    add.s64 %rd3, %rd1, %rd2;
+    st.global.u32 [%rd3], %r9;
+    ret;
+}}
+"#
+    )
+}
+
+#[test]
+fn lanes_of_a_warp_are_ordered_by_warp_barriers_only() {
+    let s = sim();
+    let y = s.alloc(4 * 32).unwrap();
+    // Right: a warp barrier of both lanes after each access, whether of all lanes or of a pair
+    // that holds both.
+    for (xor, first, second) in [(1, "full", "full"), (1, "pairs", "pairs"), (2, "full", "full"), (1, "pairs", "full")]
+    {
+        s.memset(y, 0xff, 4 * 32).unwrap();
+        run(&s, &lane_exchange(xor, first, second), "exchange", cfg(1, 32, 128), &[y])
+            .unwrap_or_else(|e| panic!("xor {xor}, {first:?} then {second:?}: {e}"));
+        let mut out = vec![0u8; 128];
+        s.read(y, &mut out).unwrap();
+        for l in 0..32usize {
+            assert_eq!(u32::from_le_bytes(out[4 * l..4 * l + 4].try_into().unwrap()), (l ^ xor as usize) as u32 + 7);
+        }
+    }
+    // The partner's word read with no barrier between (or a shuffle, which orders no memory, or
+    // a barrier of pairs that do not hold the partner): a race with the partner's write.
+    for (xor, first) in [(1, ""), (1, "shfl"), (2, "pairs")] {
+        let e = run(&s, &lane_exchange(xor, first, "full"), "exchange", cfg(1, 32, 128), &[y]).expect_err("caught");
+        expect_err(
+            Err(e),
+            ErrorKind::LaunchFailed,
+            &["shared-memory race", "reads", "of this warp wrote it", "bar.warp.sync"],
+        );
+    }
+    // The own word overwritten with no barrier after the partner's read of it.
+    for second in ["", "shfl"] {
+        let e = run(&s, &lane_exchange(1, "full", second), "exchange", cfg(1, 32, 128), &[y]).expect_err("caught");
+        expect_err(Err(e), ErrorKind::LaunchFailed, &["shared-memory race", "writes", "of this warp read it"]);
+    }
+}
+
+/// One warp, every lane storing to the same shared word: `value` is the stored register
+/// (`%r1`: the same for every lane, `%r3`: the lane's own), then lane 0 stores the word to `out`
+/// after a warp barrier.
+fn same_word(value: &str) -> String {
+    format!(
+        r#"
+.visible .entry same_word(.param .u64 out)
+{{
+    .reg .pred %p<2>;
+    .reg .b32 %r<8>;
+    .reg .b64 %rd<4>;
+    ld.param.u64 %rd1, [out];
+    mov.u32 %r1, 5;
+    mov.u32 %r3, %laneid;
+    mov.u32 %r4, smem;
+    st.shared.u32 [%r4], {value};
+    bar.warp.sync -1;
+    setp.ne.u32 %p1, %r3, 0;
+    @%p1 bra $L_done;
+    ld.shared.u32 %r5, [%r4];
+    st.global.u32 [%rd1], %r5;
+$L_done:
+    ret;
+}}
+"#
+    )
+}
+
+#[test]
+fn lanes_storing_the_same_value_do_not_race() {
+    let s = sim();
+    let y = s.alloc(4).unwrap();
+    // Whichever lane's store lands, the word is the same: no race (a common idiom).
+    run(&s, &same_word("%r1"), "same_word", cfg(1, 32, 16), &[y]).unwrap();
+    let mut out = [0u8; 4];
+    s.read(y, &mut out).unwrap();
+    assert_eq!(u32::from_le_bytes(out), 5);
+    // Each lane its own value: which one lands is not defined.
+    let e = run(&s, &same_word("%r3"), "same_word", cfg(1, 32, 16), &[y]).expect_err("caught");
+    expect_err(Err(e), ErrorKind::LaunchFailed, &["shared-memory race", "writes", "lane 0 of this warp wrote it"]);
+}

@@ -177,6 +177,8 @@ impl Run<'_> {
                                 init: vec![0; n],
                                 w: vec![0; n],
                                 r: vec![0; n],
+                                wl: vec![0; n],
+                                rl: vec![0; n],
                                 generic: vec![0; n],
                                 rt: vec![0; n],
                                 ..Shared::default()

@@ -282,6 +282,71 @@ struct Warp {
     /// shared-memory writes and remote reads are ordered before this warp's next accesses, by
     /// the cluster-scope releases this warp acquired (see `exec::cluster`).
     acquired: [u64; MAX_CLUSTER],
+    /// The order of its lanes' shared-memory accesses among themselves.
+    lanes: LaneOrder,
+}
+
+/// `LaneOrder::stamp`'s lane of a byte read by several lanes of one warp.
+const SEVERAL_LANES: u32 = 32;
+
+/// The order among the lanes of one warp in shared memory. Lanes run independently (independent
+/// thread scheduling): a lane's access is ordered after another lane's only through a barrier of
+/// both, `bar.warp.sync` with both in its mask or a barrier of some warps that released both
+/// together (a barrier of the whole CTA orders every access: `Run::epoch`). Shuffles, votes and
+/// the `.aligned` collectives order no memory. The warp numbers its barriers; an access is
+/// stamped with the number of the last one and its lane.
+#[derive(Clone, Copy, Default)]
+struct LaneOrder {
+    /// Barriers so far (26 bits; past that the order is no longer checked: `lost`).
+    count: u32,
+    /// The number of the last barrier of every live lane.
+    all: u32,
+    /// The last barriers of fewer lanes: (number, lanes), newest first.
+    some: [(u32, u32); 4],
+    lost: bool,
+}
+
+impl LaneOrder {
+    const MAX: u32 = (1 << 26) - 1;
+
+    /// The stamp of an access by `lane` now.
+    #[inline(always)]
+    fn stamp(&self, lane: usize) -> u32 {
+        (self.count << 6) | lane as u32
+    }
+
+    /// The lanes `lanes` (of the live `live`) passed a barrier together.
+    fn barrier(&mut self, lanes: u32, live: u32) {
+        if self.count == Self::MAX {
+            self.lost = true;
+            return;
+        }
+        self.count += 1;
+        if lanes & live == live {
+            self.all = self.count;
+        } else {
+            self.some.rotate_right(1);
+            self.some[0] = (self.count, lanes);
+        }
+    }
+
+    /// Whether an access by `lane` now is ordered after the access of this warp stamped `s`.
+    #[inline(always)]
+    fn after(&self, s: u32, lane: usize) -> bool {
+        let (n, l) = (s >> 6, s & 63);
+        if l == lane as u32 || self.all > n || self.lost {
+            return true;
+        }
+        let both = (1u32 << lane) | 1u32.checked_shl(l).unwrap_or(0);
+        l != SEVERAL_LANES && self.some.iter().any(|&(b, m)| b > n && m & both == both)
+    }
+
+    /// The read stamp of a byte that this warp read (stamp `s`) and `lane` reads now.
+    #[inline(always)]
+    fn read(&self, s: u32, lane: usize) -> u32 {
+        let (n, l) = (s >> 6, s & 63);
+        if l == lane as u32 || self.all > n { self.stamp(lane) } else { (self.count << 6) | SEVERAL_LANES }
+    }
 }
 
 impl Warp {
@@ -445,6 +510,11 @@ struct Shared {
     /// `(epoch << 6) | (warp + 1)` of the last writer / reader (`63` = several readers).
     w: Vec<u32>,
     r: Vec<u32>,
+    /// The lanes within the warp of `w` and `r` (`LaneOrder::stamp`): the lane that wrote
+    /// last, and the lane (or `SEVERAL_LANES`) that read since, each with the warp's count of
+    /// warp barriers then.
+    wl: Vec<u32>,
+    rl: Vec<u32>,
     /// `(tick << 6) | (warp + 1)` of the last read (`Run::tick` when it read): with `r`, when one
     /// warp read a byte in the current epoch, that warp's last read of it.
     rt: Vec<u64>,
@@ -698,6 +768,8 @@ impl<'a> Run<'a> {
             init: zeroed(shared.init, n),
             w: zeroed(shared.w, n),
             r: zeroed(shared.r, n),
+            wl: zeroed(shared.wl, n),
+            rl: zeroed(shared.rl, n),
             generic: zeroed(shared.generic, n),
             remote: zeroed(shared.remote, 0),
             rt: zeroed(shared.rt, n),
@@ -773,6 +845,7 @@ fn new_warps(plan: &Plan, nwarps: u32, spare: &mut Spare) -> Vec<Warp> {
             cl_passed: 0,
             cl_seen: 0,
             acquired: [0; MAX_CLUSTER],
+            lanes: LaneOrder::default(),
         })
         .collect()
 }
@@ -812,6 +885,7 @@ impl<'a> Run<'a> {
             w.cl_passed = 0;
             w.cl_seen = 0;
             w.acquired = [0; MAX_CLUSTER];
+            w.lanes = LaneOrder::default();
             w.conv = true;
             w.cpc = entry.start;
             w.cmask = w.valid;
@@ -829,6 +903,7 @@ impl<'a> Run<'a> {
         self.shared.init.fill(0);
         self.shared.w.fill(0);
         self.shared.r.fill(0);
+        // `wl` and `rl` are read only where `w` or `r` holds this CTA's stamp: no reset.
         self.shared.generic.fill(0);
         self.shared.remote.clear();
         self.shared.readers.clear();
@@ -974,8 +1049,12 @@ impl<'a> Run<'a> {
                         cluster::max_into(&mut j, &w.hop.ordered);
                         j[i] = t;
                     }
-                    for w in self.warps.iter_mut().filter(|w| w.waiting_at(id as u8) != 0) {
-                        w.hop.ordered = j;
+                    for w in self.warps.iter_mut() {
+                        let waiting = w.waiting_at(id as u8);
+                        if waiting != 0 {
+                            w.hop.ordered = j;
+                            w.lanes.barrier(waiting, w.live());
+                        }
                     }
                 } else {
                     self.epoch += 1;
@@ -1784,6 +1863,8 @@ impl Run<'_> {
                 let mv = self.fetch(wi, bank, mask)[m.trailing_zeros() as usize] as u32;
                 self.skip_guarded(wi, pc, group & !m);
                 let Some(here) = self.warp_sync(wi, pc, m, mv)? else { return Ok(Next::Wait) };
+                let w = &mut self.warps[wi];
+                w.lanes.barrier(here, w.live());
                 return Ok(self.past_warp_sync(wi, pc, group, here));
             }
             Op::BarSync { id, count } => {
@@ -2387,7 +2468,7 @@ impl Run<'_> {
                     return Err(self.unwritten_shared(wi, lane, pc, o, len));
                 }
                 if !atomic {
-                    self.shared_race(wi, lane, pc, o, len, false)?;
+                    self.shared_race(wi, lane, pc, o, len, None)?;
                 }
                 if !self.copy_tags.is_empty() {
                     self.check_tma_ready(wi, lane, pc, o, len)?;
@@ -2417,7 +2498,7 @@ impl Run<'_> {
     fn write_shared(&mut self, wi: usize, lane: usize, pc: u32, o: usize, bytes: &[u8], atomic: bool) -> Result<()> {
         let len = bytes.len();
         if !atomic {
-            self.shared_race(wi, lane, pc, o, len, true)?;
+            self.shared_race(wi, lane, pc, o, len, Some(bytes))?;
         }
         if !self.bulk_reads.is_empty() {
             self.check_bulk_overwrite(wi, lane, pc, o, len, "store to shared memory")?;
@@ -2552,28 +2633,59 @@ impl Run<'_> {
     /// the last barrier of the whole CTA is a race, unless a barrier of some of the warps or an
     /// mbarrier orders it before this access (this warp passed a barrier with the other warp, or
     /// waited on a phase that the other warp arrived on, after that access: `exec::hopper`,
-    /// "Order through mbarriers").
-    fn shared_race(&mut self, wi: usize, lane: usize, pc: u32, o: usize, len: usize, write: bool) -> Result<()> {
+    /// "Order through mbarriers"). Between lanes of this warp, a barrier of both lanes
+    /// (`LaneOrder`); a write of the bytes already there orders nothing and is no race with
+    /// another lane's write (every lane storing the same value). `written`: the bytes of a write.
+    fn shared_race(
+        &mut self,
+        wi: usize,
+        lane: usize,
+        pc: u32,
+        o: usize,
+        len: usize,
+        written: Option<&[u8]>,
+    ) -> Result<()> {
+        let write = written.is_some();
         let me = (self.epoch << 6) | (wi as u32 + 1);
         let epoch = self.epoch;
         let track = self.shared.tick_order;
         let stamp = (self.tick << 6) | (wi as u64 + 1);
+        let lo = self.warps[wi].lanes;
         let mut bad = None;
         for k in o..o + len {
             let w = self.shared.w[k];
-            if w >> 6 == epoch && w != me && !self.ordered_after(wi, (w & 63) as usize - 1, self.shared.generic[k]) {
-                bad = Some((k, format!("warp {} wrote it", (w & 63) - 1)));
-                break;
+            if w >> 6 == epoch {
+                if w != me {
+                    if !self.ordered_after(wi, (w & 63) as usize - 1, self.shared.generic[k]) {
+                        bad = Some((k, format!("warp {} wrote it", (w & 63) - 1), false));
+                        break;
+                    }
+                } else if !lo.after(self.shared.wl[k], lane) && written.is_none_or(|b| b[k - o] != self.shared.data[k])
+                {
+                    bad = Some((k, format!("lane {} of this warp wrote it", self.shared.wl[k] & 63), true));
+                    break;
+                }
             }
             let r = self.shared.r[k];
             if write {
-                if r >> 6 == epoch && r != me && !self.reads_ordered(wi, k, r) {
-                    let who = if r & 63 == 63 { "other warps".to_string() } else { format!("warp {}", (r & 63) - 1) };
-                    bad = Some((k, format!("{who} read it")));
-                    break;
+                if r >> 6 == epoch {
+                    if r != me && !self.reads_ordered(wi, k, r) {
+                        let who =
+                            if r & 63 == 63 { "other warps".to_string() } else { format!("warp {}", (r & 63) - 1) };
+                        bad = Some((k, format!("{who} read it"), false));
+                        break;
+                    }
+                    if r == me && !lo.after(self.shared.rl[k], lane) {
+                        let l = self.shared.rl[k] & 63;
+                        let who = if l == SEVERAL_LANES { "other lanes".to_string() } else { format!("lane {l}") };
+                        bad = Some((k, format!("{who} of this warp read it"), true));
+                        break;
+                    }
                 }
                 self.shared.w[k] = me;
+                self.shared.wl[k] = lo.stamp(lane);
             } else if r >> 6 != epoch || r == me {
+                self.shared.rl[k] = if r == me { lo.read(self.shared.rl[k], lane) } else { lo.stamp(lane) };
                 self.shared.r[k] = me;
                 if track {
                     self.shared.rt[k] = stamp;
@@ -2587,7 +2699,7 @@ impl Run<'_> {
                 self.shared.rt[k] = stamp;
             }
         }
-        if let Some((k, why)) = bad {
+        if let Some((k, why, lanes)) = bad {
             let what = if write { "writes" } else { "reads" };
             return Err(self.fault(
                 ErrorKind::LaunchFailed,
@@ -2595,8 +2707,10 @@ impl Run<'_> {
                 lane,
                 pc,
                 format!(
-                    "shared-memory race: this thread {what} shared address 0x{:x} and {why} since the last barrier of the whole CTA, with no barrier of both warps between and no mbarrier phase ordering it before",
-                    SHARED_BASE + k as u64
+                    "shared-memory race: this thread {what} shared address 0x{:x} and {why} since the last barrier of the whole CTA, with no barrier of both {} between{}",
+                    SHARED_BASE + k as u64,
+                    if lanes { "lanes (bar.warp.sync)" } else { "warps" },
+                    if lanes { "" } else { " and no mbarrier phase ordering it before" },
                 ),
             ));
         }
@@ -2783,7 +2897,7 @@ impl Run<'_> {
                     if !all_written(&self.shared.init[o..o + len]) {
                         return Err(self.unwritten_shared(wi, l, pc, o, len));
                     }
-                    self.shared_race(wi, l, pc, o, len, false)?;
+                    self.shared_race(wi, l, pc, o, len, None)?;
                     if !self.copy_tags.is_empty() {
                         self.check_tma_ready(wi, l, pc, o, len)?;
                     }
