@@ -577,6 +577,16 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
         let split = GEMM_SCALE_BLOCK_N - t.n0 % GEMM_SCALE_BLOCK_N;
         (split, two_blocks && split < BN && t.n0 + split < p.n)
     };
+    // Tile t's row of weight scales (block n0/128 of its group, at k-block 0); none for a
+    // cluster's second tile past N (odd tile-column count), which reads no scale: its products
+    // are never stored.
+    let ws_row = |t: &Tile| {
+        if CLUSTER > 1 && t.n0 >= p.n {
+            None
+        } else {
+            Some(t.group as u64 * p.sb_group_stride + (t.n0 / GEMM_SCALE_BLOCK_N) as u64 * p.sb_stride)
+        }
+    };
     // Weight scales in shared memory (`gemm_weight_scales_in_smem`, and a CTA of at most WS_KB
     // k-blocks): each math warpgroup copies its tile's (the CTA's k-blocks of one or two blocks)
     // into its buffer once per tile. The global loads of the next tile's are issued before this
@@ -591,13 +601,10 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
         let mut v = [0.0f32; 4];
         if let Some(t) = t
             && ws_smem
-            // A cluster's second tile past N (odd tile-column count) reads no scale: its
-            // products are never stored.
-            && !(CLUSTER > 1 && t.n0 >= p.n)
+            && let Some(row) = ws_row(t)
         {
             let t_ws = opaque_u32(thread_idx_x()) % 128;
             let next_block = scale_blocks(t).1;
-            let row = t.group as u64 * p.sb_group_stride + (t.n0 / GEMM_SCALE_BLOCK_N) as u64 * p.sb_stride;
             crate::unroll!(j in [0, 1] {
                 let i = t_ws + 128 * j as u32;
                 if i < kb1 - kb0 {
@@ -669,24 +676,16 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
                         let sb = ld_shared_f32(at);
                         (sb, if next_block { ld_shared_f32(at + 4 * WS_KB) } else { sb })
                     }
+                } else if let Some(row) = ws_row(&tile) {
+                    let at = row + kb as u64;
+                    // SAFETY: group < groups, n0/128 < ⌈N/128⌉ (n0 < N), kb < K/128; with
+                    // next_block the next block holds column n0 + split < N: n0/128 + 1 < ⌈N/128⌉.
+                    unsafe {
+                        let sb = *(p.sb as *const f32).add(at as usize);
+                        (sb, if next_block { *(p.sb as *const f32).add((at + p.sb_stride) as usize) } else { sb })
+                    }
                 } else {
-                    let sb_row = tile.n0 / GEMM_SCALE_BLOCK_N;
-                    let sb_i = tile.group as u64 * p.sb_group_stride + sb_row as u64 * p.sb_stride + kb as u64;
-                    // A cluster's second tile past N (odd tile-column count) reads no scale: its
-                    // products are never stored.
-                    let sb = if CLUSTER > 1 && tile.n0 >= p.n {
-                        0.0
-                    } else {
-                        // SAFETY: group < groups, n0/128 < ⌈N/128⌉ (n0 < N), kb < K/128.
-                        unsafe { *(p.sb as *const f32).add(sb_i as usize) }
-                    };
-                    let sb_next = if next_block {
-                        // SAFETY: the next block holds column n0 + split < N: n0/128 + 1 < ⌈N/128⌉.
-                        unsafe { *(p.sb as *const f32).add((sb_i + p.sb_stride) as usize) }
-                    } else {
-                        sb
-                    };
-                    (sb, sb_next)
+                    (0.0, 0.0)
                 };
                 let sa_at = |m: u32| {
                     if !sa_tma && m < tile.row_end {

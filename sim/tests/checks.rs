@@ -545,11 +545,17 @@ fn a_barrier_of_some_warps_orders_theirs_only() {
 /// overwrites its own word with what it read, and stores that to `out`. `first` and `second` are
 /// what orders the lanes after the write and after the read: "" nothing, "full" `bar.warp.sync`
 /// of all lanes, "pairs" `bar.warp.sync` of the lanes with the same bit 1 (masks 0x33333333 and
-/// 0xcccccccc), "shfl" a full-mask shuffle (which orders no memory).
+/// 0xcccccccc), "shfl" a full-mask shuffle (which orders no memory), "named" `bar.sync 1, 64` in
+/// warps 0 and 1 and `bar.warp.sync` in the others (a barrier of some warps orders its lanes).
+/// Thread t uses word t, its partner t ^ `xor`.
 fn lane_exchange(xor: u32, first: &str, second: &str) -> String {
     let order = |how: &str, n: u32| match how {
         "" => String::new(),
         "full" => "bar.warp.sync -1;".to_string(),
+        "named" => format!(
+            "setp.ge.u32 %p1, %r1, 64;\n    @%p1 bra $L_other{n};\n    bar.sync 1, 64;\n    bra.uni $L_join{n};\n\
+             $L_other{n}:\n    bar.warp.sync -1;\n$L_join{n}:"
+        ),
         "shfl" => "shfl.sync.bfly.b32 %r12, %r3, 1, 31, -1;".to_string(),
         "pairs" => format!(
             "and.b32 %r11, %r3, 2;\n    setp.ne.u32 %p1, %r11, 0;\n    @%p1 bra $L_hi{n};\n    \
@@ -566,20 +572,21 @@ fn lane_exchange(xor: u32, first: &str, second: &str) -> String {
     .reg .b32 %r<16>;
     .reg .b64 %rd<4>;
     ld.param.u64 %rd1, [out];
+    mov.u32 %r1, %tid.x;
     mov.u32 %r3, %laneid;
     mov.u32 %r4, smem;
-    shl.b32 %r5, %r3, 2;
+    shl.b32 %r5, %r1, 2;
     add.s32 %r6, %r4, %r5;
-    add.s32 %r7, %r3, 7;
+    add.s32 %r7, %r1, 7;
     st.shared.u32 [%r6], %r7;
     {first}
-    xor.b32 %r8, %r3, {xor};
+    xor.b32 %r8, %r1, {xor};
     shl.b32 %r8, %r8, 2;
     add.s32 %r8, %r4, %r8;
     ld.shared.u32 %r9, [%r8];
     {second}
     st.shared.u32 [%r6], %r9;
-    mul.wide.u32 %rd2, %r3, 4;
+    mul.wide.u32 %rd2, %r1, 4;
     add.s64 %rd3, %rd1, %rd2;
     st.global.u32 [%rd3], %r9;
     ret;
@@ -591,18 +598,23 @@ fn lane_exchange(xor: u32, first: &str, second: &str) -> String {
 #[test]
 fn lanes_of_a_warp_are_ordered_by_warp_barriers_only() {
     let s = sim();
-    let y = s.alloc(4 * 32).unwrap();
-    // Right: a warp barrier of both lanes after each access, whether of all lanes or of a pair
-    // that holds both.
-    for (xor, first, second) in [(1, "full", "full"), (1, "pairs", "pairs"), (2, "full", "full"), (1, "pairs", "full")]
-    {
-        s.memset(y, 0xff, 4 * 32).unwrap();
-        run(&s, &lane_exchange(xor, first, second), "exchange", cfg(1, 32, 128), &[y])
+    let y = s.alloc(4 * 96).unwrap();
+    // Right: a barrier of both lanes after each access, whether of all lanes, of a pair that
+    // holds both, or a barrier of some warps (3 warps, 2 of them at `bar.sync 1, 64`).
+    for (xor, first, second, threads) in [
+        (1, "full", "full", 32),
+        (1, "pairs", "pairs", 32),
+        (2, "full", "full", 32),
+        (1, "pairs", "full", 32),
+        (1, "named", "named", 96),
+    ] {
+        s.memset(y, 0xff, 4 * 96).unwrap();
+        run(&s, &lane_exchange(xor, first, second), "exchange", cfg(1, threads, 4 * threads), &[y])
             .unwrap_or_else(|e| panic!("xor {xor}, {first:?} then {second:?}: {e}"));
-        let mut out = vec![0u8; 128];
+        let mut out = vec![0u8; 4 * threads as usize];
         s.read(y, &mut out).unwrap();
-        for l in 0..32usize {
-            assert_eq!(u32::from_le_bytes(out[4 * l..4 * l + 4].try_into().unwrap()), (l ^ xor as usize) as u32 + 7);
+        for t in 0..threads as usize {
+            assert_eq!(u32::from_le_bytes(out[4 * t..4 * t + 4].try_into().unwrap()), (t ^ xor as usize) as u32 + 7);
         }
     }
     // The partner's word read with no barrier between (or a shuffle, which orders no memory, or
@@ -623,14 +635,26 @@ fn lanes_of_a_warp_are_ordered_by_warp_barriers_only() {
 }
 
 /// One warp, every lane storing to the same shared word: `value` is the stored register
-/// (`%r1`: the same for every lane, `%r3`: the lane's own), then lane 0 stores the word to `out`
-/// after a warp barrier.
-fn same_word(value: &str) -> String {
+/// (`%r1`: 5 in every lane, `%r3`: the lane's own index). Then, with `relay`, lane 1 stores 9
+/// over it after a barrier: of every lane (`true`) or of lanes 0 and 1 (`false`), and a barrier
+/// of every lane follows. Last, lane 0 stores the word to `out`.
+fn same_word(value: &str, relay: Option<bool>) -> String {
+    let relay = match relay {
+        None => String::new(),
+        Some(all) => {
+            let (every, pair) = if all { ("bar.warp.sync -1;", "") } else { ("", "bar.warp.sync 3;") };
+            format!(
+                "{every}\n    setp.gt.u32 %p2, %r3, 1;\n    @%p2 bra $L_skip;\n    {pair}\n    \
+                 setp.ne.u32 %p1, %r3, 1;\n    @%p1 bra $L_skip;\n    mov.u32 %r6, 9;\n    \
+                 st.shared.u32 [%r4], %r6;\n$L_skip:\n    bar.warp.sync -1;"
+            )
+        }
+    };
     format!(
         r#"
 .visible .entry same_word(.param .u64 out)
 {{
-    .reg .pred %p<2>;
+    .reg .pred %p<3>;
     .reg .b32 %r<8>;
     .reg .b64 %rd<4>;
     ld.param.u64 %rd1, [out];
@@ -638,7 +662,7 @@ fn same_word(value: &str) -> String {
     mov.u32 %r3, %laneid;
     mov.u32 %r4, smem;
     st.shared.u32 [%r4], {value};
-    bar.warp.sync -1;
+    {relay}
     setp.ne.u32 %p1, %r3, 0;
     @%p1 bra $L_done;
     ld.shared.u32 %r5, [%r4];
@@ -654,12 +678,22 @@ $L_done:
 fn lanes_storing_the_same_value_do_not_race() {
     let s = sim();
     let y = s.alloc(4).unwrap();
-    // Whichever lane's store lands, the word is the same: no race (a common idiom).
-    run(&s, &same_word("%r1"), "same_word", cfg(1, 32, 16), &[y]).unwrap();
-    let mut out = [0u8; 4];
-    s.read(y, &mut out).unwrap();
-    assert_eq!(u32::from_le_bytes(out), 5);
+    let word = |kernel: &str| {
+        run(&s, kernel, "same_word", cfg(1, 32, 16), &[y]).unwrap_or_else(|e| panic!("{e}"));
+        let mut out = [0u8; 4];
+        s.read(y, &mut out).unwrap();
+        u32::from_le_bytes(out)
+    };
+    // Whichever lane's store lands, the word is the same: no race (a common idiom), and lane 0
+    // reads it back with no barrier after its own store.
+    assert_eq!(word(&same_word("%r1", None)), 5);
+    // A store of another value after a barrier of every lane.
+    assert_eq!(word(&same_word("%r1", Some(true))), 9);
     // Each lane its own value: which one lands is not defined.
-    let e = run(&s, &same_word("%r3"), "same_word", cfg(1, 32, 16), &[y]).expect_err("caught");
+    let e = run(&s, &same_word("%r3", None), "same_word", cfg(1, 32, 16), &[y]).expect_err("caught");
     expect_err(Err(e), ErrorKind::LaunchFailed, &["shared-memory race", "writes", "lane 0 of this warp wrote it"]);
+    // Another value stored after a barrier of lanes 0 and 1 only: lanes 2 to 31's stores of 5
+    // may still land after it.
+    let e = run(&s, &same_word("%r1", Some(false)), "same_word", cfg(1, 32, 16), &[y]).expect_err("caught");
+    expect_err(Err(e), ErrorKind::LaunchFailed, &["shared-memory race", "writes", "other lanes of this warp wrote it"]);
 }

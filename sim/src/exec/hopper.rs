@@ -26,8 +26,9 @@
 //!   kernels with an mbarrier or a barrier with a thread count). A TMA store may read another
 //!   warp's generic write so ordered when the writer's `fence.proxy.async` lies between the write
 //!   and that release, or the issuing warp's after it. `.relaxed` arrives and waits order
-//!   nothing. The order is kept per warp, as the race check is (not per thread): one lane's
-//!   arrive releases its whole warp's accesses.
+//!   nothing. The order is kept per warp (not per thread): one lane's arrive releases its whole
+//!   warp's accesses. Between the lanes of one warp only barriers order accesses (`LaneOrder` in
+//!   `exec`): an mbarrier phase is not an order between two lanes of the same warp.
 //! - **TMA** (`cp.async.bulk.tensor`): reads the box from global memory (out-of-bounds elements
 //!   zero), writes it to shared memory in the map's swizzle layout, and completes the box's bytes
 //!   on the mbarrier: at once, or (with a seed) at a later point the scheduler picks. Shared bytes

@@ -286,8 +286,12 @@ struct Warp {
     lanes: LaneOrder,
 }
 
-/// `LaneOrder::stamp`'s lane of a byte read by several lanes of one warp.
+/// `LaneOrder::stamp`'s lane of a byte read by several lanes of one warp (`Shared::rl`).
 const SEVERAL_LANES: u32 = 32;
+/// Added to the lane of the first of several unordered stores of the same bytes by lanes of one
+/// warp (`Shared::wl`): a store of the bytes already there is no race with another lane's
+/// (every lane storing one value), but a later store of other bytes must follow all of them.
+const SAME_STORES: u32 = 32;
 
 /// The order among the lanes of one warp in shared memory. Lanes run independently (independent
 /// thread scheduling): a lane's access is ordered after another lane's only through a barrier of
@@ -334,18 +338,26 @@ impl LaneOrder {
     #[inline(always)]
     fn after(&self, s: u32, lane: usize) -> bool {
         let (n, l) = (s >> 6, s & 63);
-        if l == lane as u32 || self.all > n || self.lost {
+        if l == lane as u32 || self.after_all(s) {
             return true;
         }
         let both = (1u32 << lane) | 1u32.checked_shl(l).unwrap_or(0);
         l != SEVERAL_LANES && self.some.iter().any(|&(b, m)| b > n && m & both == both)
     }
 
-    /// The read stamp of a byte that this warp read (stamp `s`) and `lane` reads now.
+    /// Whether an access now is ordered after every access of this warp before the stamp `s`
+    /// (a barrier of every live lane since).
+    #[inline(always)]
+    fn after_all(&self, s: u32) -> bool {
+        self.all > s >> 6 || self.lost
+    }
+
+    /// The read stamp of a byte that this warp read (stamp `s`) and `lane` reads now: this
+    /// lane's when the earlier reads are ordered before this one (a later access ordered after
+    /// this read is then ordered after them too), else several lanes'.
     #[inline(always)]
     fn read(&self, s: u32, lane: usize) -> u32 {
-        let (n, l) = (s >> 6, s & 63);
-        if l == lane as u32 || self.all > n { self.stamp(lane) } else { (self.count << 6) | SEVERAL_LANES }
+        if self.after(s, lane) { self.stamp(lane) } else { (self.count << 6) | SEVERAL_LANES }
     }
 }
 
@@ -511,8 +523,8 @@ struct Shared {
     w: Vec<u32>,
     r: Vec<u32>,
     /// The lanes within the warp of `w` and `r` (`LaneOrder::stamp`): the lane that wrote
-    /// last, and the lane (or `SEVERAL_LANES`) that read since, each with the warp's count of
-    /// warp barriers then.
+    /// last (plus `SAME_STORES`), and the lane (or `SEVERAL_LANES`) that read since, each with
+    /// the warp's count of warp barriers then.
     wl: Vec<u32>,
     rl: Vec<u32>,
     /// `(tick << 6) | (warp + 1)` of the last read (`Run::tick` when it read): with `r`, when one
@@ -2654,16 +2666,33 @@ impl Run<'_> {
         let mut bad = None;
         for k in o..o + len {
             let w = self.shared.w[k];
+            let mut new_wl = lo.stamp(lane);
             if w >> 6 == epoch {
                 if w != me {
                     if !self.ordered_after(wi, (w & 63) as usize - 1, self.shared.generic[k]) {
                         bad = Some((k, format!("warp {} wrote it", (w & 63) - 1), false));
                         break;
                     }
-                } else if !lo.after(self.shared.wl[k], lane) && written.is_none_or(|b| b[k - o] != self.shared.data[k])
-                {
-                    bad = Some((k, format!("lane {} of this warp wrote it", self.shared.wl[k] & 63), true));
-                    break;
+                } else {
+                    // A read must follow the first of the lanes' unordered stores (they stored
+                    // the same bytes); a store must follow all of them.
+                    let s = self.shared.wl[k];
+                    let after_first = lo.after(s & !SAME_STORES, lane);
+                    let others = s & SAME_STORES != 0;
+                    if !after_first || (write && others && !lo.after_all(s)) {
+                        match written {
+                            Some(b) if b[k - o] == self.shared.data[k] => new_wl = s | SAME_STORES,
+                            _ => {
+                                let who = if after_first {
+                                    "other lanes".to_string()
+                                } else {
+                                    format!("lane {}", s & (SAME_STORES - 1))
+                                };
+                                bad = Some((k, format!("{who} of this warp wrote it"), true));
+                                break;
+                            }
+                        }
+                    }
                 }
             }
             let r = self.shared.r[k];
@@ -2683,7 +2712,7 @@ impl Run<'_> {
                     }
                 }
                 self.shared.w[k] = me;
-                self.shared.wl[k] = lo.stamp(lane);
+                self.shared.wl[k] = new_wl;
             } else if r >> 6 != epoch || r == me {
                 self.shared.rl[k] = if r == me { lo.read(self.shared.rl[k], lane) } else { lo.stamp(lane) };
                 self.shared.r[k] = me;
