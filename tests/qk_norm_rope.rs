@@ -327,7 +327,7 @@ fn cases(lowp: &lowp::Lowp) -> Vec<Case> {
         // at R/2 = 16, 32
         Case { rd: 38, d: 64, hq: 2, hk: 1, ..base },
         Case { rd: 96, ..base },
-        Case { rd: 96, hq: 16, hk: 4, ..base }, // 12 groups on 6 warps: each warp's row used twice a token
+        Case { rd: 96, hq: 16, hk: 4, ..base }, // 10 groups on 5 warps: each warp's row used twice a token
         Case { rd: 32, separate: true, ..base },
         Case { rd: 64, d: 256, hq: 2, hk: 1, computed: true, ..base },
         // groups mixing q, k and v heads (D 128: 2 heads a warp, D 64: 4), K/V caches with

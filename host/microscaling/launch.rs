@@ -13,7 +13,7 @@ use super::plan::{
     Buf, Format, GArg, GroupArgs, Mat, ScaleArg, plan_amax, plan_dequantize, plan_quantize, plan_swizzle,
 };
 use super::types::{GlobalScale, ScaleElement};
-use crate::abi::{MX_FLAG_SWIZZLED, MX_THREADS, MxGlobalScaleParams, mx_grouped_smem_bytes};
+use crate::abi::{MX_FLAG_SWIZZLED, MX_MAX_GROUPS, MX_THREADS, MxGlobalScaleParams, mx_grouped_smem_bytes};
 use crate::context::Lowp;
 use crate::dtype::{Element, Float};
 use crate::error::{CudaResultExt, Result};
@@ -47,10 +47,11 @@ fn grid_for(lowp: &Lowp, name: &str, items: u64) -> Result<u32> {
 }
 
 /// Grid of a quantize launch over a `[rows, blocks · block]` matrix: one item per 8-element chunk,
-/// `CHUNKS_PER_THREAD` per thread and turn.
-fn grid_for_chunks(lowp: &Lowp, name: &str, fmt: Format, rows: u64, blocks: u32) -> Result<u32> {
+/// `CHUNKS_PER_THREAD` per thread and turn; `smem`: the dynamic shared memory the occupancy is
+/// asked for (the kernel's most, since the figure is kept per kernel).
+fn grid_for_chunks(lowp: &Lowp, name: &str, fmt: Format, rows: u64, blocks: u32, smem: u32) -> Result<u32> {
     let chunks = rows * blocks as u64 * (fmt.block() / 8) as u64;
-    lowp.grid_stride_grid(name, MX_THREADS, 0, chunks, MX_THREADS as u64 * CHUNKS_PER_THREAD)
+    lowp.grid_stride_grid(name, MX_THREADS, smem, chunks, MX_THREADS as u64 * CHUNKS_PER_THREAD)
 }
 
 /// Enqueues `name` with one parameter struct.
@@ -145,7 +146,8 @@ where
     if p.rows * p.blocks_per_row as u64 == 0 && padding_words == 0 {
         return Ok(());
     }
-    let grid = grid_for_chunks(lowp, &name, fmt, p.rows, p.blocks_per_row)?.max(grid_for(lowp, &name, padding_words)?);
+    let grid =
+        grid_for_chunks(lowp, &name, fmt, p.rows, p.blocks_per_row, 0)?.max(grid_for(lowp, &name, padding_words)?);
     launch(lowp, stream, op, &name, grid, 0, &p)
 }
 
@@ -201,7 +203,7 @@ where
     p.error_flag = flag;
     let name = format!("{}_quantize_grouped_{}", fmt.name(), T::SUFFIX);
     // Always launched (even with no rows): the kernel writes the scale offsets.
-    let grid = grid_for_chunks(lowp, &name, fmt, p.rows, p.blocks_per_row)?;
+    let grid = grid_for_chunks(lowp, &name, fmt, p.rows, p.blocks_per_row, mx_grouped_smem_bytes(MX_MAX_GROUPS))?;
     launch(lowp, stream, op, &name, grid, mx_grouped_smem_bytes(p.groups), &p)
 }
 
