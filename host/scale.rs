@@ -70,7 +70,7 @@ fn swizzled_len(rows: usize, cols: usize) -> Option<usize> {
 }
 
 /// The leading dimension DeepGEMM uses for M-major scales: `rows` rounded up to 4 (16 bytes of
-/// f32, as TMA needs).
+/// f32, as TMA needs); `usize::MAX` where that does not fit (no buffer holds such scales).
 pub fn m_major_ld(rows: usize) -> usize {
-    rows.div_ceil(4) * 4
+    rows.div_ceil(4).saturating_mul(4)
 }

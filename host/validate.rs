@@ -18,15 +18,34 @@ pub(crate) struct Operand {
 }
 
 impl Operand {
-    /// Base and row stride are both multiples of `bytes`.
-    pub fn aligned(&self, bytes: u64) -> bool {
-        self.addr % bytes == 0 && (self.stride * self.elem) as u64 % bytes == 0
+    /// The row stride in bytes, `None` when that does not fit in 64 bits.
+    pub fn stride_bytes(&self) -> Option<u64> {
+        u64::try_from(self.stride).ok()?.checked_mul(self.elem as u64)
     }
 
-    /// The byte range from the first to one past the last element.
-    pub fn range(&self) -> (u64, u64) {
-        let span = if self.rows == 0 { 0 } else { (self.rows - 1) * self.stride + self.cols };
-        (self.addr, self.addr + (span * self.elem) as u64)
+    /// Base and row stride are both multiples of `bytes` (false for a stride of more bytes than
+    /// 64 bits count).
+    pub fn aligned(&self, bytes: u64) -> bool {
+        self.addr % bytes == 0 && self.stride_bytes().is_some_and(|s| s % bytes == 0)
+    }
+
+    /// The byte range from the first to one past the last element (empty without rows or
+    /// columns); `Shape` naming the operand when it does not fit in the 64-bit address space.
+    pub fn range(&self) -> Result<(u64, u64)> {
+        let end = crate::matrix::span(self.rows, self.cols, self.stride)
+            .and_then(|span| u64::try_from(span).ok()?.checked_mul(self.elem as u64))
+            .and_then(|bytes| self.addr.checked_add(bytes));
+        let Some(end) = end else {
+            return Err(Error::Shape {
+                arg: self.name,
+                expected: "a matrix whose bytes fit in the 64-bit address space".into(),
+                actual: format!(
+                    "[{}, {}] with row stride {} at {:#x} ({} bytes per element)",
+                    self.rows, self.cols, self.stride, self.addr, self.elem
+                ),
+            });
+        };
+        Ok((self.addr, end))
     }
 }
 
@@ -37,7 +56,7 @@ pub(crate) fn overlap(a: (u64, u64), b: (u64, u64)) -> bool {
 
 /// `Aliasing` naming both when the operands' byte ranges overlap.
 pub(crate) fn disjoint(a: &Operand, b: &Operand) -> Result<()> {
-    if overlap(a.range(), b.range()) {
+    if overlap(a.range()?, b.range()?) {
         return Err(Error::Aliasing { arg: a.name, other: b.name });
     }
     Ok(())

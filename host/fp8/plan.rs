@@ -40,18 +40,24 @@ pub(crate) struct ScaleArg {
 }
 
 impl ScaleArg {
-    /// Elements from the first scale to one past the last.
-    pub(crate) fn required(&self) -> usize {
+    /// Elements from the first scale to one past the last, `None` when that overflows usize.
+    fn checked_required(&self) -> Option<usize> {
         if self.rows == 0 || self.cols == 0 {
-            0
-        } else {
-            (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride + 1
+            return Some(0);
         }
+        let last_row = (self.rows - 1).checked_mul(self.row_stride)?;
+        last_row.checked_add((self.cols - 1).checked_mul(self.col_stride)?)?.checked_add(1)
     }
 
-    /// The byte range the scales span.
+    /// Elements from the first scale to one past the last (saturating; [`place`] has checked
+    /// that it fits).
+    pub(crate) fn required(&self) -> usize {
+        self.checked_required().unwrap_or(usize::MAX)
+    }
+
+    /// The byte range the scales span (saturating; [`place`] has checked that it fits).
     pub(crate) fn range(&self) -> (u64, u64) {
-        (self.addr, self.addr + 4 * self.required() as u64)
+        (self.addr, self.addr.saturating_add((self.required() as u64).saturating_mul(4)))
     }
 }
 
@@ -88,8 +94,17 @@ pub(crate) fn place(
         });
     }
     let a = ScaleArg { addr: s.addr, len: s.len, row_stride, col_stride, rows: want[0], cols: want[1] };
-    if a.len < a.required() {
-        return Err(Error::BufferTooSmall { arg, required: a.required(), actual: a.len });
+    let beyond = || Error::Shape {
+        arg,
+        expected: "scales whose bytes fit in the 64-bit address space".into(),
+        actual: format!("[{}, {}] {:?} at {:#x}", want[0], want[1], s.layout, s.addr),
+    };
+    let required = a.checked_required().ok_or_else(beyond)?;
+    if a.len < required {
+        return Err(Error::BufferTooSmall { arg, required, actual: a.len });
+    }
+    if u64::try_from(required).ok().and_then(|n| n.checked_mul(4)).and_then(|b| a.addr.checked_add(b)).is_none() {
+        return Err(beyond());
     }
     Ok(a)
 }
@@ -160,13 +175,14 @@ pub(crate) fn plan(
         place("scales", scales, [hp.rows.div_ceil(GROUP), hp.cols / GROUP], "⌈N/128⌉, K/128", Accepts::RowMajor)?
     };
     if hp.rows > 0 {
-        if overlap(hp.range(), codes.range()) {
+        let (hp_range, codes_range) = (hp.range()?, codes.range()?);
+        if overlap(hp_range, codes_range) {
             return Err(Error::Aliasing { arg: codes.name, other: hp.name });
         }
-        if overlap(s.range(), hp.range()) {
+        if overlap(s.range(), hp_range) {
             return Err(Error::Aliasing { arg: "scales", other: hp.name });
         }
-        if overlap(s.range(), codes.range()) {
+        if overlap(s.range(), codes_range) {
             return Err(Error::Aliasing { arg: "scales", other: codes.name });
         }
     }

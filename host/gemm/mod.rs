@@ -746,8 +746,8 @@ where
     let (table, max_m) = groups.parts();
     let rows = group_rows(x.rows(), w.shape()[0], max_m);
     lowp.check_stream(stream)?;
-    // k-blocks of 128 bytes: 64 bf16
-    let k_blocks = (2 * w.shape()[2] / GEMM_BLOCK_K as usize) as u64;
+    // k-blocks of 128 bytes: 64 bf16 (K is unchecked here: not doubled, which could overflow)
+    let k_blocks = (w.shape()[2] / (GEMM_BLOCK_K as usize / 2)) as u64;
     let tiles = tiles_of(lowp, stream, "grouped_bf16", config, rows, w.shape()[1], k_blocks, false)?;
     let f = gemm_function(lowp, "grouped_bf16", tiles, false)?;
     lowp.check_buffer("x", x.buffer())?;

@@ -20,10 +20,18 @@ pub(crate) struct DenseInput {
     pub out: Operand,
 }
 
-/// `Alignment` unless the operand's base and row stride are multiples of `bytes`.
+/// `Alignment` unless the operand's base and row stride are multiples of `bytes`; `Shape` for a
+/// row stride of more bytes than 64 bits count.
 fn aligned(o: &Operand, bytes: u64) -> Result<()> {
+    let Some(stride) = o.stride_bytes() else {
+        return Err(Error::Shape {
+            arg: o.name,
+            expected: "a row stride whose bytes fit in 64 bits".into(),
+            actual: format!("{} elements of {} bytes", o.stride, o.elem),
+        });
+    };
     if !o.aligned(bytes) {
-        let actual = if o.addr % bytes != 0 { o.addr } else { (o.stride * o.elem) as u64 };
+        let actual = if o.addr % bytes != 0 { o.addr } else { stride };
         return Err(Error::Alignment { arg: o.name, required: bytes as usize, actual });
     }
     Ok(())
@@ -44,28 +52,33 @@ fn out_disjoint(out: &Operand, inputs: &[(&'static str, (u64, u64))]) -> Result<
     if out.rows == 0 || out.cols == 0 {
         return Ok(());
     }
+    let range = out.range()?;
     for &(other, r) in inputs {
-        if overlap(out.range(), r) {
+        if overlap(range, r) {
             return Err(Error::Aliasing { arg: out.name, other });
         }
     }
     Ok(())
 }
 
+/// The TMA's bound on a row stride (`tma::encode_2d`): below 2^40 bytes.
+const TMA_MAX_STRIDE: u64 = 1 << 40;
+
 /// Whether the producer can TMA-load the activation scales `sa` into shared memory: M-major
-/// (rows contiguous) with a column stride (`ld`) a multiple of 4 f32 and a 16-byte aligned base,
-/// the TMA's 16-byte alignment of global addresses and strides. Otherwise (row-major, another
-/// `ld`, another base) the math threads read them from global memory.
+/// (rows contiguous) with a column stride (`ld`) a multiple of 4 f32 and below 2^40 bytes and a
+/// 16-byte aligned base, the TMA's 16-byte alignment of global addresses and strides and its
+/// bound on strides. Otherwise (row-major, another `ld`, another base) the math threads read them
+/// from global memory.
 pub(crate) fn scales_by_tma(sa: &ScaleArg) -> bool {
-    sa.row_stride == 1 && sa.col_stride % 4 == 0 && sa.addr % 16 == 0
+    sa.row_stride == 1 && sa.col_stride % 4 == 0 && (sa.col_stride as u64) < TMA_MAX_STRIDE / 4 && sa.addr % 16 == 0
 }
 
-/// Whether the epilogue may store D with the TMA: its base and row stride are 16-byte aligned (a
-/// tensor map's requirement). The kernel then TMA-stores every tile of a dense GEMM and, of a
-/// grouped one, each warpgroup's 64 rows that lie wholly inside their group; the math threads
-/// store the rest (and everything when D is not aligned).
+/// Whether the epilogue may store D with the TMA: its base and row stride are 16-byte aligned and
+/// the row stride below 2^40 bytes (a tensor map's requirements). The kernel then TMA-stores every
+/// tile of a dense GEMM and, of a grouped one, each warpgroup's 64 rows that lie wholly inside
+/// their group; the math threads store the rest (and everything when D is not aligned).
 pub(crate) fn output_by_tma(out: &Operand) -> bool {
-    out.aligned(16)
+    out.aligned(16) && out.stride_bytes().is_some_and(|s| s < TMA_MAX_STRIDE)
 }
 
 /// Validates a dense blockwise GEMM and fills the parameters but the tensor-map address.
@@ -104,7 +117,7 @@ pub(crate) fn dense_plan(g: &DenseInput) -> Result<GemmParams> {
     let sb = place("scales_w", g.scales_w, [n.div_ceil(GROUP), k / GROUP], "⌈N/128⌉, K/128", Accepts::RowMajor)?;
     out_disjoint(
         &out,
-        &[(a.name, a.range()), (b.name, b.range()), ("scales_x", sa.range()), ("scales_w", sb.range())],
+        &[(a.name, a.range()?), (b.name, b.range()?), ("scales_x", sa.range()), ("scales_w", sb.range())],
     )?;
     Ok(GemmParams {
         tensor_maps: 0,
@@ -203,7 +216,7 @@ pub(crate) fn grouped_plan(s: &GroupedInput) -> Result<GemmParams> {
     aligned(&x, 16)?;
     aligned(&w, 16)?;
     aligned(&out, 4)?;
-    let mut inputs = vec![(x.name, x.range()), (w.name, w.range())];
+    let mut inputs = vec![(x.name, x.range()?), (w.name, w.range()?)];
     let (mut sa, mut sb) = (None::<ScaleArg>, None::<ScaleArg>);
     if let Some((scales_x, scales_w)) = s.scales {
         let (kb, nb) = (k / GROUP, n.div_ceil(GROUP));
@@ -221,7 +234,8 @@ pub(crate) fn grouped_plan(s: &GroupedInput) -> Result<GemmParams> {
         sa_col_stride: sa.map_or(0, |a| a.col_stride as u64),
         sb: sb.map_or(0, |b| b.addr),
         sb_stride: sb.map_or(0, |b| b.row_stride as u64),
-        sb_group_stride: sb.map_or(0, |b| (nb * b.row_stride) as u64),
+        // Read for experts past the first only, whose scale rows `place` has checked.
+        sb_group_stride: sb.map_or(0, |b| nb.saturating_mul(b.row_stride) as u64),
         d: out.addr,
         d_stride: out.stride as u64,
         group_ends: 0,
@@ -472,12 +486,12 @@ pub(crate) fn choose_tiles(rows: Rows, n: usize, sms: u32, fp8: bool, forced: Fo
         None => {
             let time = |bn| {
                 let t = Tiles { m, n: bn, cluster: 1, split: 1 };
-                waves(tile_bound(rows, n, t), sms) * k_block_cost(t)
+                waves(tile_bound(rows, n, t), sms).saturating_mul(k_block_cost(t))
             };
             // Wider first: a narrower tile must be at least 1/32 faster.
             let mut best = if exists(BlockN::N192) { BlockN::N192 } else { BlockN::N128 };
             for bn in [BlockN::N128, BlockN::N112, BlockN::N64] {
-                if time(bn) * 33 < time(best) * 32 {
+                if time(bn).saturating_mul(33) < time(best).saturating_mul(32) {
                     best = bn;
                 }
             }
@@ -578,7 +592,7 @@ pub(crate) fn choose_split(
             (best, best_time) = (s, t);
         }
     }
-    Ok(if best_time * 8 <= none * 7 { best } else { 1 })
+    Ok(if best_time.saturating_mul(8) <= none.saturating_mul(7) { best } else { 1 })
 }
 
 /// The modelled time of a call in configuration `t` (its split included, no cluster along N):
@@ -591,7 +605,7 @@ fn modelled_time(
     capacity: &mut dyn FnMut(Tiles) -> Result<u32>,
 ) -> Result<u64> {
     let count = tile_bound(rows, n, Tiles { split: 1, ..t });
-    Ok(split_k_blocks(count, k_blocks, t.split, capacity(t)?) * k_block_cost(t))
+    Ok(split_k_blocks(count, k_blocks, t.split, capacity(t)?).saturating_mul(k_block_cost(t)))
 }
 
 /// The modelled time of `count` tiles of `k_blocks` k-blocks each in split-K clusters of `split`
@@ -600,7 +614,7 @@ fn modelled_time(
 /// reduction).
 fn split_k_blocks(count: u64, k_blocks: u64, split: u32, capacity: u32) -> u64 {
     let reduce = if split > 1 { SPLIT_REDUCE_K_BLOCKS } else { 0 };
-    waves(count, capacity) * (k_blocks.div_ceil(split as u64) + reduce)
+    waves(count, capacity).saturating_mul(k_blocks.div_ceil(split as u64) + reduce)
 }
 
 /// The configuration of a call with `n` output columns and `k_blocks` k-blocks on `sms` SMs:
@@ -639,7 +653,7 @@ pub(crate) fn choose_config(
     let small = with_split(choose_tiles(rows, n, sms, fp8, Forced { m: Some(BlockM::M64), ..forced }), capacity)?;
     let (t_first, t_small) =
         (modelled_time(rows, n, k_blocks, first, capacity)?, modelled_time(rows, n, k_blocks, small, capacity)?);
-    Ok(if t_small * 8 <= t_first * 7 { small } else { first })
+    Ok(if t_small.saturating_mul(8) <= t_first.saturating_mul(7) { small } else { first })
 }
 
 /// Configuration choices forced by the environment (`None`: the heuristic's).
@@ -714,13 +728,14 @@ pub(crate) fn parse_block_n(value: Option<&str>) -> Result<Option<BlockN>> {
 /// `2 · BLOCK_N` columns): exact for a dense GEMM and the masked layout, an upper bound for the
 /// contiguous layout (each group's last tile row may be partial: at most one more tile row per
 /// non-empty group, and no more non-empty groups than rows). Split-K clusters are not counted:
-/// every CTA of one takes the same tile.
+/// every CTA of one takes the same tile. Saturating: the heuristics run before the shapes are
+/// validated (a masked `max_m` is the caller's).
 pub(crate) fn tile_bound(rows: Rows, n: usize, tiles: Tiles) -> u64 {
     let (bm, bn) = (tiles.block_m() as usize, (tiles.block_n() * tiles.cluster) as usize);
     let tiles_m = match rows {
         Rows::Dense(m) => m.div_ceil(bm) as u64,
-        Rows::Masked { experts, max_m } => experts as u64 * max_m.div_ceil(bm) as u64,
-        Rows::Contiguous { rows, experts } => rows.div_ceil(bm) as u64 + experts.min(rows) as u64,
+        Rows::Masked { experts, max_m } => (experts as u64).saturating_mul(max_m.div_ceil(bm) as u64),
+        Rows::Contiguous { rows, experts } => (rows.div_ceil(bm) as u64).saturating_add(experts.min(rows) as u64),
     };
-    tiles_m * n.div_ceil(bn) as u64
+    tiles_m.saturating_mul(n.div_ceil(bn) as u64)
 }

@@ -88,9 +88,10 @@ impl Mat {
         let elems = crate::matrix::span(self.rows, self.cols, self.stride).unwrap_or(usize::MAX);
         Region { name: self.name, addr: self.addr, bytes: (elems as u64).saturating_mul(self.elem as u64) }
     }
-    /// Every row starts `align`-byte aligned.
+    /// Every row starts `align`-byte aligned (false for a row stride of more bytes than usize
+    /// counts).
     fn rows_aligned(&self, align: usize) -> bool {
-        self.addr % align as u64 == 0 && (self.stride * self.elem) % align == 0
+        self.addr % align as u64 == 0 && self.stride.checked_mul(self.elem).is_some_and(|s| s % align == 0)
     }
 }
 
@@ -249,9 +250,12 @@ fn check_dims(m: &Mat, rows: usize, cols: usize, what: &str) -> Result<()> {
 }
 
 /// Elements `[rows, cols]` scales take in `layout` (none when there are no scales; for grouped
-/// layouts the worst case over every split of the rows), saturating.
-fn required_len(layout: ScaleLayout, rows: usize, cols: usize) -> usize {
-    layout.required_len(rows, cols).unwrap_or(usize::MAX)
+/// layouts the worst case over every split of the rows); `Shape` naming `arg` when that overflows
+/// usize (no buffer holds it).
+fn required_len(arg: &'static str, layout: ScaleLayout, rows: usize, cols: usize) -> Result<usize> {
+    layout.required_len(rows, cols).ok_or_else(|| {
+        shape_err(arg, "a scale tensor whose size fits in usize".into(), format!("[{rows}, {cols}] {layout:?}"))
+    })
 }
 
 /// A swizzled buffer: at least `required` elements, 16-byte aligned.
@@ -278,19 +282,19 @@ fn check_scales(s: &ScaleArg, rows: usize, cols: usize, what: &str, accept: Acce
             if ld < cols {
                 return Err(shape_err(name, format!("a row-major ld >= cols = {cols}"), format!("ld {ld}")));
             }
-            let required = crate::matrix::span(rows, cols, ld).unwrap_or(usize::MAX);
+            let required = required_len(name, s.layout, rows, cols)?;
             if s.buf.len < required {
                 return Err(Error::BufferTooSmall { arg: name, required, actual: s.buf.len });
             }
             Ok(Placed::Linear(m))
         }
         ScaleLayout::Swizzled if matches!(accept, Accept::Plain | Accept::Swizzled) => {
-            check_swizzled_buf(&s.buf, required_len(s.layout, rows, cols))?;
+            check_swizzled_buf(&s.buf, required_len(name, s.layout, rows, cols)?)?;
             Ok(Placed::Swizzled(s.buf))
         }
         ScaleLayout::GroupedSwizzled { groups } => match accept {
             Accept::Grouped(n) if n == groups => {
-                check_swizzled_buf(&s.buf, required_len(s.layout, rows, cols))?;
+                check_swizzled_buf(&s.buf, required_len(name, s.layout, rows, cols)?)?;
                 Ok(Placed::Swizzled(s.buf))
             }
             Accept::Grouped(n) => Err(shape_err(
@@ -502,7 +506,7 @@ pub(crate) fn plan_swizzle(linear: ScaleArg, swizzled: ScaleArg, linear_written:
                 format!("[{rows}, {cols}]"),
             ));
         }
-        check_swizzled_buf(&swizzled.buf, required_len(ScaleLayout::Swizzled, rows, cols))?;
+        check_swizzled_buf(&swizzled.buf, required_len(swizzled.buf.name, ScaleLayout::Swizzled, rows, cols)?)?;
         swizzled.buf
     } else {
         match check_scales(&swizzled, rows, cols, what, Accept::Swizzled)? {

@@ -108,10 +108,20 @@ pub(crate) fn plan(inp: &PlanInput) -> Result<QkNormRopeParams> {
         ));
     }
     let tokens = q.rows;
+    // `Shape` for a qkv past the end of the address space (an empty one too: K's columns start
+    // `Hq·D` elements in)
+    q.range()?;
+    let Some(k_out) = q.addr.checked_add((hq * d * q.elem) as u64) else {
+        return Err(shape_err(
+            "qkv",
+            "a matrix whose bytes fit in the 64-bit address space".into(),
+            format!("{cols} columns at {:#x}", q.addr),
+        ));
+    };
     let mut params = QkNormRopeParams {
         qkv: q.addr,
         q_out: q.addr,
-        k_out: q.addr + (hq * d * q.elem) as u64,
+        k_out,
         q_weight: 0,
         k_weight: 0,
         positions: 0,
@@ -130,7 +140,8 @@ pub(crate) fn plan(inp: &PlanInput) -> Result<QkNormRopeParams> {
         max_pos: 0,
         num_q_heads: hq as u32,
         num_kv_heads: hk as u32,
-        rotary_dim: c.rotary_dim as u32,
+        // set once checked (the ops that rotate)
+        rotary_dim: 0,
         flags: 0,
         eps: c.eps,
         attention_factor: 1.0,
@@ -180,6 +191,7 @@ pub(crate) fn plan(inp: &PlanInput) -> Result<QkNormRopeParams> {
                 actual: r.to_string(),
             });
         }
+        params.rotary_dim = r as u32;
         let Some((pa, pn, i64s)) = inp.positions else {
             return Err(Error::InvalidValue {
                 arg: "positions",
@@ -198,7 +210,7 @@ pub(crate) fn plan(inp: &PlanInput) -> Result<QkNormRopeParams> {
             if Some(pn) != tokens.checked_mul(3) {
                 return Err(shape_err(
                     "positions",
-                    format!("[3, {tokens}] = {} (mRoPE: 3 rows of one per token)", 3 * tokens),
+                    format!("[3, {tokens}] = {} (mRoPE: 3 rows of one per token)", 3 * tokens as u128),
                     pn.to_string(),
                 ));
             }

@@ -82,3 +82,52 @@ fn every_kernel_a_cast_names_is_in_the_family_list() {
     }
     assert_eq!(named.len(), KERNELS.len());
 }
+
+/// Lengths at and past every width the checks compute in.
+const EXTREME_LENS: [usize; 14] = [
+    0,
+    1,
+    2,
+    7,
+    1 << 31,
+    1 << 32,
+    1 << 40,
+    1 << 62,
+    usize::MAX / 4 + 1,
+    usize::MAX / 2,
+    usize::MAX / 2 + 1,
+    usize::MAX - 1,
+    usize::MAX,
+    1000,
+];
+/// Addresses up to the top of the 64-bit space.
+const EXTREME_ADDRS: [u64; 7] = [0, 16, X, 1 << 62, u64::MAX / 2, u64::MAX - 15, u64::MAX];
+
+#[test]
+fn plan_survives_extreme_lengths_and_addresses() {
+    let dtypes = [DType::Bf16, DType::F16, DType::E4M3, DType::E5M2, DType::E2M1x2, DType::Ue8m0];
+    let end = |v: &VecArg| v.addr as u128 + v.len as u128 * v.dtype.size_of() as u128;
+    for dtype in dtypes {
+        let per = dtype.elems_per_unit();
+        for &n in &EXTREME_LENS {
+            // the matching length (the deep path) and mismatched ones
+            for out_len in [n / per, n, n.wrapping_add(1), usize::MAX] {
+                for &xa in &EXTREME_ADDRS {
+                    for &oa in &EXTREME_ADDRS {
+                        let xv = VecArg { name: "x", len: n, addr: xa, dtype: DType::F32 };
+                        let ov = VecArg { name: "out", len: out_len, addr: oa, dtype };
+                        let Ok(p) = plan(xv, ov) else { continue };
+                        let case = format!("{n} f32 at {xa:#x} -> {out_len} {dtype} at {oa:#x}");
+                        assert_eq!((p.n, p.src, p.dst), (n as u64, xa, oa), "{case}");
+                        assert_eq!(out_len as u128 * per as u128, n as u128, "{case}");
+                        if n > 0 {
+                            // both in the address space, and apart
+                            assert!(end(&xv) <= 1 << 64 && end(&ov) <= 1 << 64, "{case}");
+                            assert!(end(&ov) <= xa as u128 || end(&xv) <= oa as u128, "{case}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

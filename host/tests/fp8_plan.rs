@@ -137,3 +137,68 @@ fn dequantize_errors_are_named_from_the_call_side() {
     assert!(matches!(e, Error::Aliasing { arg: "out", other: "scales" }), "{e}");
     assert!(plan_dequantize(op("out", 4, 256, 256, X, 2), op("codes", 4, 256, 256, Q, 1), s, 1).is_ok());
 }
+
+/// Whether `o`'s bytes lie in the 64-bit address space (u128 arithmetic, no overflow).
+fn in_address_space(o: &Operand) -> bool {
+    let span = if o.rows == 0 || o.cols == 0 { 0 } else { (o.rows as u128 - 1) * o.stride as u128 + o.cols as u128 };
+    o.addr as u128 + span * o.elem as u128 <= 1 << 64
+}
+
+/// f32 elements `[rows, cols]` scales span in `layout` (row-major or M-major), in u128.
+fn scale_span(layout: ScaleLayout, rows: usize, cols: usize) -> u128 {
+    let (rs, cs) = match layout {
+        ScaleLayout::RowMajor { ld } => (ld as u128, 1),
+        ScaleLayout::MMajor { ld } => (1, ld as u128),
+        _ => unreachable!("only linear layouts are placed"),
+    };
+    if rows == 0 || cols == 0 { 0 } else { (rows as u128 - 1) * rs + (cols as u128 - 1) * cs + 1 }
+}
+
+#[test]
+fn plans_survive_extreme_shapes_strides_and_scale_layouts() {
+    let rows_list = [0, 1, 2, 7, 128, 129, 1 << 31, 1 << 32, 1 << 40, 1 << 62, usize::MAX / 2, usize::MAX];
+    // multiples of 128 up to the top of usize, and 0
+    let ks = [0, 128, 512, 1 << 32, 1 << 40, 1 << 62, usize::MAX - 127];
+    let lds = [4, 1 << 32, 1 << 62, usize::MAX / 2, usize::MAX];
+    for &rows in &rows_list {
+        for &k in &ks {
+            let strides = [k, k.saturating_add(128), 1 << 40, 1 << 62, usize::MAX];
+            for (si, &stride) in strides.iter().enumerate() {
+                let codes_stride = strides[(si + 2) % strides.len()];
+                for block_rows in [1, 128] {
+                    let want = [if block_rows == 1 { rows } else { rows.div_ceil(128) }, k / 128];
+                    let mut layouts = vec![ScaleLayout::RowMajor { ld: want[1] }, ScaleLayout::MMajor { ld: want[0] }];
+                    layouts
+                        .extend(lds.iter().flat_map(|&ld| [ScaleLayout::RowMajor { ld }, ScaleLayout::MMajor { ld }]));
+                    for layout in layouts {
+                        let span = scale_span(layout, want[0], want[1]);
+                        for len in [span.min(usize::MAX as u128) as usize, usize::MAX] {
+                            for (xa, sa) in [(X, S), (u64::MAX - 15, S), (X, u64::MAX - 15), (1 << 62, u64::MAX / 2)] {
+                                let hp = op("x", rows, k, stride, xa, 2);
+                                let codes = op("codes", rows, k, codes_stride, Q, 1);
+                                let scales = ScaleInput { layout, shape: want, addr: sa, len };
+                                let case = format!("{hp:?} {codes:?} {scales:?} block_rows {block_rows}");
+                                let check = |p: &crate::abi::Fp8QuantParams| {
+                                    assert_eq!((p.rows, p.cols), (rows as u64, k as u64), "{case}");
+                                    assert_eq!((p.x, p.codes, p.scales), (xa, Q, sa), "{case}");
+                                    assert!(span <= len as u128, "{case}: {span} scales");
+                                    assert!(sa as u128 + 4 * span <= 1 << 64, "{case}");
+                                    if rows > 0 {
+                                        assert!(in_address_space(&hp) && in_address_space(&codes), "{case}");
+                                    }
+                                };
+                                if let Ok(p) = plan(hp, codes, scales, block_rows, ScaleRounding::Exact) {
+                                    check(&p);
+                                }
+                                let out = Operand { name: "out", ..hp };
+                                if let Ok(p) = plan_dequantize(out, codes, scales, block_rows) {
+                                    check(&p);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

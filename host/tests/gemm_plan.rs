@@ -612,3 +612,140 @@ fn cluster_override_parses_one_two_or_nothing() {
         assert!(matches!(e, Error::InvalidValue { arg: "LOWP_GEMM_CLUSTER", .. }), "{e:?}");
     }
 }
+
+/// Whether `o`'s bytes lie in the 64-bit address space (u128 arithmetic, no overflow).
+fn in_address_space(o: &Operand) -> bool {
+    let span = if o.rows == 0 || o.cols == 0 { 0 } else { (o.rows as u128 - 1) * o.stride as u128 + o.cols as u128 };
+    o.addr as u128 + span * o.elem as u128 <= 1 << 64
+}
+
+/// f32 elements scales of `s.shape` span in its (linear) layout, in u128.
+fn scale_span(s: &ScaleInput) -> u128 {
+    let [rows, cols] = s.shape;
+    let (rs, cs) = match s.layout {
+        ScaleLayout::RowMajor { ld } => (ld as u128, 1),
+        ScaleLayout::MMajor { ld } => (1, ld as u128),
+        _ => return 0,
+    };
+    if rows == 0 || cols == 0 { 0 } else { (rows as u128 - 1) * rs + (cols as u128 - 1) * cs + 1 }
+}
+
+/// Exact-length scales of `shape`: M-major with `ld` when `m_major`, else row-major with `ld`.
+fn exact_scales(shape: [usize; 2], m_major: bool, ld: usize, addr: u64) -> ScaleInput {
+    let layout = if m_major { ScaleLayout::MMajor { ld } } else { ScaleLayout::RowMajor { ld } };
+    let mut s = ScaleInput { layout, shape, addr, len: 0 };
+    s.len = scale_span(&s).min(usize::MAX as u128) as usize;
+    s
+}
+
+/// Counts at and past every width the checks compute in.
+const EXTREME_DIMS: [usize; 9] = [0, 1, 64, (1 << 31) - 1, 1 << 31, 1 << 32, 1 << 62, usize::MAX / 2 + 1, usize::MAX];
+
+#[test]
+fn dense_plan_survives_extreme_shapes_strides_and_addresses() {
+    // multiples of 128 below and above 2^31, and at the top of usize
+    let ks = [128, 256, (1 << 31) - 128, 1 << 32, usize::MAX - 127];
+    for &m in &EXTREME_DIMS {
+        for &n in &EXTREME_DIMS {
+            for &k in &ks {
+                for x_stride in [k, 1 << 40, 1 << 62, usize::MAX / 16 * 16] {
+                    for out_stride in [n, n.saturating_add(8), 1 << 62, usize::MAX / 2 + 1] {
+                        for (xa, ya, sxa, sx_ld) in [
+                            (X, Y, SA, m_major_ld(m)),
+                            (u64::MAX - 15, Y, SA, m_major_ld(m)),
+                            (X, u64::MAX - 15, u64::MAX - 15, 1 << 62),
+                            (X, Y, SA, usize::MAX / 4 * 4),
+                        ] {
+                            let (kb, nb) = (k / 128, n.div_ceil(128));
+                            let g = DenseInput {
+                                x: op("x", m, k, x_stride, xa, 1),
+                                scales_x: exact_scales([m, kb], true, sx_ld, sxa),
+                                w: op("w", n, k, k, W, 1),
+                                scales_w: exact_scales([nb, kb], false, kb, SB),
+                                out: op("out", m, n, out_stride, ya, 2),
+                            };
+                            let Ok(p) = dense_plan(&g) else { continue };
+                            let case = format!("{g:?}");
+                            assert!(m < 1 << 31 && n < 1 << 31 && k < 1 << 31, "{case}");
+                            assert_eq!((p.rows as usize, p.n as usize, p.k as usize), (m, n, k), "{case}");
+                            for o in [&g.x, &g.w, &g.out] {
+                                assert!(in_address_space(o), "{case}: {o:?}");
+                                assert!(o.stride as u128 * o.elem as u128 <= u64::MAX as u128, "{case}: {o:?}");
+                            }
+                            for s in [&g.scales_x, &g.scales_w] {
+                                assert!(scale_span(s) <= s.len as u128, "{case}: {s:?}");
+                                assert!(s.addr as u128 + 4 * scale_span(s) <= 1 << 64, "{case}: {s:?}");
+                            }
+                            // the TMA takes strides below 2^40 bytes
+                            assert!(p.sa_tma == 0 || 4 * (p.sa_col_stride as u128) < 1 << 40, "{case}");
+                            assert!(p.d_tma == 0 || 2 * (p.d_stride as u128) < 1 << 40, "{case}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn grouped_plan_survives_extreme_experts_rows_and_strides() {
+    for elem in [1, 2] {
+        for &e in &EXTREME_DIMS {
+            for &n in &[1, 128, 200, (1 << 31) - 1, 1 << 32, usize::MAX] {
+                for max_m in [None, Some(0), Some(64), Some(1 << 32), Some(usize::MAX / 2 + 1), Some(usize::MAX)] {
+                    let masked_rows = max_m.map_or(0, |mm| e.wrapping_mul(mm));
+                    for rows in [0, 1, 100, (1 << 31) - 1, 1 << 32, usize::MAX, masked_rows] {
+                        // the tile heuristic sees the (unchecked) rows first
+                        let rows_seen = match max_m {
+                            Some(max_m) => Rows::Masked { experts: e, max_m },
+                            None => Rows::Contiguous { rows, experts: e },
+                        };
+                        for (fp8, sms, k_blocks) in
+                            [(true, 132, 56), (false, 1, u64::MAX), (true, u32::MAX, 1), (false, 0, 4)]
+                        {
+                            let mut cap = |t: Tiles| -> crate::error::Result<u32> { Ok(sms / t.split) };
+                            choose_config(rows_seen, n, k_blocks, sms, fp8, NONE, &mut cap).unwrap();
+                        }
+                        let k = 512;
+                        for x_stride in [k, 1 << 62, usize::MAX / 2 + 1, usize::MAX] {
+                            for (xa, wa) in [(X, W), (X, u64::MAX - 15), (u64::MAX - 15, W)] {
+                                let (kb, nb) = (k / 128, n.div_ceil(128));
+                                let scales = (elem == 1).then(|| {
+                                    (
+                                        exact_scales([rows, kb], false, kb, SA),
+                                        exact_scales([e.wrapping_mul(nb), kb], false, kb, SB),
+                                    )
+                                });
+                                let s = GroupedInput {
+                                    x: op("x", rows, k, x_stride, xa, elem),
+                                    w: [e, n, k],
+                                    w_addr: wa,
+                                    out: op("out", rows, n, n, Y, 2),
+                                    groups_len: e,
+                                    max_m,
+                                    scales,
+                                };
+                                let Ok(p) = grouped_plan(&s) else { continue };
+                                let case = format!("{s:?}");
+                                assert!(rows < 1 << 31 && (e as u128) * (n as u128) < 1 << 31, "{case}");
+                                assert_eq!((p.rows as usize, p.n as usize, p.groups as usize), (rows, n, e), "{case}");
+                                assert_eq!(p.max_m as usize, max_m.unwrap_or(0), "{case}");
+                                if let Some(mm) = max_m {
+                                    assert_eq!(e as u128 * mm as u128, rows as u128, "{case}");
+                                }
+                                let w = op("w", e * n, k, k, wa, elem);
+                                for o in [&s.x, &w, &s.out] {
+                                    assert!(in_address_space(o), "{case}: {o:?}");
+                                    assert!(o.stride as u128 * o.elem as u128 <= u64::MAX as u128, "{case}: {o:?}");
+                                }
+                                for sc in s.scales.iter().flat_map(|(a, b)| [a, b]) {
+                                    assert!(scale_span(sc) <= sc.len as u128, "{case}: {sc:?}");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

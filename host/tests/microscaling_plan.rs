@@ -343,3 +343,110 @@ fn scale_lengths() {
     assert_eq!(super::super::nvfp4_global_scale_from_amax(2688.0), 1.0);
     assert_eq!(super::super::nvfp4_global_scale_from_amax(0.0), 1.0);
 }
+
+/// Elements `[rows, cols]` scales need in `layout`, in u128 (exact up to 2^128: far past any
+/// usize length).
+fn span_u128(layout: ScaleLayout, rows: usize, cols: usize) -> u128 {
+    let (r, c) = (rows as u128, cols as u128);
+    let swizzled = |r: u128| (r.div_ceil(128) * 128).saturating_mul(c.div_ceil(4) * 4);
+    match layout {
+        _ if rows == 0 || cols == 0 => 0,
+        ScaleLayout::RowMajor { ld } => (r - 1) * ld as u128 + c,
+        ScaleLayout::MMajor { ld } => (c - 1) * ld as u128 + r,
+        ScaleLayout::Swizzled => swizzled(r),
+        ScaleLayout::GroupedSwizzled { groups } => swizzled(r + 127 * groups as u128),
+    }
+}
+
+/// A scale argument of `layout` whose buffer holds exactly what the layout needs (as much as a
+/// usize counts), or `len` elements.
+fn scales_of(name: &'static str, layout: ScaleLayout, rows: usize, cols: usize, len: Option<usize>) -> ScaleArg {
+    let exact = span_u128(layout, rows, cols).min(usize::MAX as u128) as usize;
+    ScaleArg { buf: b(name, S, len.unwrap_or(exact), 1), rows, cols, layout }
+}
+
+/// Counts at and past every width the checks compute in.
+const EXTREME_ROWS: [usize; 10] =
+    [0, 1, 4, 129, u32::MAX as usize, 1 << 32, 1 << 40, 1 << 62, usize::MAX / 2, usize::MAX];
+
+#[test]
+fn plans_survive_extreme_shapes_strides_lengths_and_groups() {
+    for fmt in [Format::Nvfp4, Format::Mxfp4, Format::Mxfp8] {
+        // multiples of every block, up to the top of usize
+        for k in [0, 64, 4096, 1 << 32, 1 << 35, 1 << 40, usize::MAX - 63] {
+            let nb = k / fmt.block();
+            for &rows in &EXTREME_ROWS {
+                for stride in [k, 1 << 62, usize::MAX / 2 + 1, usize::MAX] {
+                    let x = m("x", rows, k, stride, X, 2);
+                    let codes = m("codes", rows, fmt.code_cols(k), stride, C, 1);
+                    let groups_list = [None, Some(1), Some(MX_MAX_GROUPS as usize), Some(usize::MAX)];
+                    for groups in groups_list {
+                        let group_args = groups.map(|g| GroupArgs {
+                            ends: b("group_ends", E, g, 4),
+                            offsets: b("scale_offsets", O, g.wrapping_add(1), 4),
+                        });
+                        let mut layouts = vec![
+                            ScaleLayout::RowMajor { ld: nb },
+                            ScaleLayout::RowMajor { ld: 1 << 62 },
+                            ScaleLayout::RowMajor { ld: usize::MAX },
+                            ScaleLayout::Swizzled,
+                        ];
+                        layouts.extend(groups.map(|groups| ScaleLayout::GroupedSwizzled { groups }));
+                        for layout in layouts {
+                            for len in [None, Some(usize::MAX)] {
+                                let s = scales_of("scales", layout, rows, nb, len);
+                                let case = format!("{fmt:?} {x:?} {codes:?} {s:?} {group_args:?}");
+                                let scales_fit =
+                                    |s: &ScaleArg| span_u128(s.layout, s.rows, s.cols) <= s.buf.len as u128;
+                                let g = (fmt == Format::Nvfp4).then_some(GArg::Value(1.0));
+                                if let Ok(p) = plan_quantize(fmt, x, codes, s, g, FLOOR, group_args) {
+                                    assert!(scales_fit(&s), "{case}");
+                                    assert!(k / 8 <= u32::MAX as usize && rows <= u32::MAX as usize, "{case}");
+                                    assert_eq!((p.rows, p.blocks_per_row as usize), (rows as u64, nb), "{case}");
+                                    assert_eq!(p.groups as usize, groups.unwrap_or(0), "{case}");
+                                }
+                                let out = m("out", rows, k, stride, O, 2);
+                                if group_args.is_none() {
+                                    if let Ok(p) = plan_dequantize(fmt, codes, s, g, out) {
+                                        assert!(scales_fit(&s), "{case}");
+                                        assert_eq!((p.rows, p.blocks_per_row as usize), (rows as u64, nb), "{case}");
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    // amax over the same matrix
+                    if let Ok(p) = plan_amax(x, b("amax", O, 1, 4)) {
+                        assert!(rows <= u32::MAX as usize && k <= u32::MAX as usize, "{x:?}");
+                        assert_eq!((p.rows, p.cols as usize, p.x_stride), (rows as u64, k, stride as u64), "{x:?}");
+                    }
+                }
+            }
+        }
+    }
+    // swizzle and unswizzle: `[rows, cols]` scales, every length and ld
+    for &rows in &EXTREME_ROWS {
+        for cols in [0, 1, 4, u32::MAX as usize, 1 << 32, usize::MAX] {
+            for ld in [cols, 1 << 62, usize::MAX] {
+                for (lin_len, sw_len) in [(None, None), (Some(usize::MAX), Some(usize::MAX))] {
+                    for written in [false, true] {
+                        let (lin_name, sw_name) = if written { ("dst", "src") } else { ("src", "dst") };
+                        let lin = scales_of(lin_name, ScaleLayout::RowMajor { ld }, rows, cols, lin_len);
+                        let mut sw = scales_of(sw_name, ScaleLayout::Swizzled, rows, cols, sw_len);
+                        sw.buf.addr = X;
+                        let Ok(p) = plan_swizzle(lin, sw, written) else { continue };
+                        let case = format!("{lin:?} {sw:?} written {written}");
+                        for s in [&lin, &sw] {
+                            assert!(span_u128(s.layout, rows, cols) <= s.buf.len as u128, "{case}");
+                        }
+                        assert_eq!(
+                            (p.rows, p.cols as usize, p.linear_stride),
+                            (rows as u64, cols, ld as u64),
+                            "{case}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -322,3 +322,121 @@ fn cos_sin_cache_layout_is_cos_then_sin() {
         }
     }
 }
+
+/// Counts at and past every width the checks compute in.
+const EXTREME_TOKENS: [usize; 10] =
+    [0, 1, 7, u32::MAX as usize, 1 << 32, 1 << 40, 1 << 62, usize::MAX / 3 + 1, usize::MAX / 2, usize::MAX];
+
+/// Whether `m`'s bytes lie in the 64-bit address space (u128 arithmetic, no overflow).
+fn in_address_space(m: &Mat) -> bool {
+    let span = if m.rows == 0 || m.cols == 0 { 0 } else { (m.rows as u128 - 1) * m.stride as u128 + m.cols as u128 };
+    m.addr as u128 + span * m.elem as u128 <= 1 << 64
+}
+
+/// The checks a planned call passed, recomputed in u128: settings in range, one position per
+/// token (three with mRoPE), and every matrix the kernel touches inside the address space.
+fn assert_planned(i: &PlanInput, p: &QkNormRopeParams) {
+    let c = i.cfg;
+    let case = format!("{i:?}");
+    assert!(HEAD_DIMS.contains(&c.head_dim), "{case}");
+    assert!((1..=1 << 16).contains(&c.num_q_heads) && (1..=1 << 16).contains(&c.num_kv_heads), "{case}");
+    let tokens = i.qkv.rows;
+    assert_eq!(p.tokens, tokens as u64, "{case}");
+    assert_eq!((p.num_q_heads as usize, p.num_kv_heads as usize), (c.num_q_heads, c.num_kv_heads), "{case}");
+    if i.op != Op::HeadRmsNorm {
+        assert_eq!(p.rotary_dim as usize, c.rotary_dim, "{case}");
+        let pn = i.positions.map_or(0, |(_, n, _)| n) as u128;
+        let per_token = if c.mrope_section.is_some() { 3 } else { 1 };
+        assert_eq!(pn, per_token * tokens as u128, "{case}");
+        if let Some(sec) = c.mrope_section {
+            assert_eq!(sec.iter().map(|&s| s as u128).sum::<u128>(), c.rotary_dim as u128 / 2, "{case}");
+        }
+    }
+    if i.outputs.is_none() {
+        let k_out = i.qkv.addr as u128 + (c.num_q_heads * c.head_dim * i.qkv.elem) as u128;
+        assert_eq!(p.k_out as u128, k_out, "{case}");
+    }
+    if tokens > 0 {
+        let outputs = i.outputs.iter().flat_map(|(q, k)| [q, k]);
+        let caches = i.kv.iter().flat_map(|kv| std::iter::once(&kv.k).chain(kv.v.iter()));
+        for m in std::iter::once(&i.qkv).chain(outputs).chain(caches) {
+            assert!(in_address_space(m), "{case}: {m:?}");
+        }
+    }
+}
+
+#[test]
+fn plan_survives_extreme_settings_shapes_strides_and_addresses() {
+    let ops = [Op::QkNormRope, Op::HeadRmsNorm, Op::Rope];
+    // settings and counts, on an otherwise consistent call
+    for op in ops {
+        for (hq, hk) in [(4, 2), (1 << 16, 1 << 16), (usize::MAX, 1), (1, 0), (1 << 32, 1)] {
+            for d in [128, 256, usize::MAX] {
+                for r in [d.min(256), 64, (1 << 32) + 128, usize::MAX] {
+                    for mrope in [None, Some([32, 16, 16]), Some([usize::MAX, 1, 0]), Some([r / 4, r / 4, 0])] {
+                        for (ti, &tokens) in EXTREME_TOKENS.iter().enumerate() {
+                            for pn in [tokens, tokens.wrapping_mul(3), usize::MAX] {
+                                let mut i = input(op, tokens);
+                                i.cfg = QkNormRopeSettings {
+                                    num_q_heads: hq,
+                                    num_kv_heads: hk,
+                                    head_dim: d,
+                                    rotary_dim: r,
+                                    mrope_section: mrope,
+                                    ..i.cfg
+                                };
+                                let cols = hq.wrapping_add(hk.wrapping_mul(2)).wrapping_mul(d);
+                                i.qkv.cols = cols;
+                                i.qkv.stride = [cols, 1 << 62, usize::MAX][ti % 3];
+                                i.weights = Some((W, d, W + 1024, d));
+                                i.positions = Some((POS, pn, false));
+                                let max_pos = [4096, usize::MAX, 1 << 62][ti % 3];
+                                i.rotary = Some(if ti % 2 == 0 {
+                                    RotaryIn::Cache { addr: CS, len: max_pos.wrapping_mul(r), max_pos }
+                                } else {
+                                    RotaryIn::Computed { addr: CS, rotary_dim: r, attention_factor: 1.0 }
+                                });
+                                if let Ok(p) = plan(&i) {
+                                    assert_planned(&i, &p);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // strides, addresses, separate outputs and KV caches
+    for op in ops {
+        for &tokens in &EXTREME_TOKENS {
+            for stride in [1024, 1 << 40, 1 << 62, usize::MAX / 2 + 1, usize::MAX] {
+                for addr in [QKV, 1 << 62, u64::MAX - 1023, u64::MAX - 15] {
+                    let outputs = [
+                        None,
+                        Some((
+                            Mat { name: "q_out", rows: tokens, cols: 512, stride, addr: OUT_Q, elem: 2 },
+                            Mat { name: "k_out", rows: tokens, cols: 256, stride: 256, addr, elem: 2 },
+                        )),
+                    ];
+                    for outputs in outputs {
+                        for (cache_rows, slots) in [(tokens, None), (1, Some((POS + 4096, tokens))), (usize::MAX, None)]
+                        {
+                            let k =
+                                Mat { name: "kv_cache.k_cache", rows: cache_rows, cols: 256, stride, addr, elem: 1 };
+                            for kv in [
+                                None,
+                                Some(KvIn { k, v: Some(Mat { addr: VC, ..k }), slots, k_scale: 1.0, v_scale: 1.0 }),
+                            ] {
+                                let mut i = input(op, tokens);
+                                (i.qkv.stride, i.qkv.addr, i.outputs, i.kv) = (stride, addr, outputs, kv);
+                                if let Ok(p) = plan(&i) {
+                                    assert_planned(&i, &p);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

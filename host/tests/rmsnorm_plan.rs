@@ -95,3 +95,56 @@ fn plan_rejects_overlapping_outputs() {
     let ok = plan(m("x", 2, 64, 64, A), 64, W, 1e-6, None, m("out", 2, 64, 64, A + 256));
     assert!(ok.is_ok());
 }
+
+/// Counts at and past every width the checks compute in.
+const EXTREME_ROWS: [usize; 12] =
+    [0, 1, 2, 4, 1 << 31, u32::MAX as usize, 1 << 32, 1 << 40, 1 << 62, usize::MAX / 2, usize::MAX - 1, usize::MAX];
+/// Addresses up to the top of the 64-bit space.
+const EXTREME_ADDRS: [u64; 6] = [0, A, 1 << 62, u64::MAX / 2, u64::MAX - 15, u64::MAX];
+
+/// Whether `m`'s bytes lie in the 64-bit address space (u128 arithmetic, no overflow).
+fn in_address_space(m: &MatArg) -> bool {
+    let span = if m.rows == 0 || m.cols == 0 { 0 } else { (m.rows as u128 - 1) * m.stride as u128 + m.cols as u128 };
+    m.addr as u128 + span * m.elem as u128 <= 1 << 64
+}
+
+#[test]
+fn plan_survives_extreme_shapes_strides_and_addresses() {
+    let hiddens = [1, 8, 64, 4096, 16384, 16385, 1 << 32, usize::MAX];
+    for &rows in &EXTREME_ROWS {
+        for &hidden in &hiddens {
+            let strides = [hidden, hidden.saturating_add(8), 1 << 40, 1 << 62, usize::MAX / 2, usize::MAX];
+            for (si, &stride) in strides.iter().enumerate() {
+                let out_stride = strides[(si + 1) % strides.len()];
+                for &xa in &EXTREME_ADDRS {
+                    for &oa in &[B, u64::MAX - 15, u64::MAX / 2 + 1] {
+                        for residual in [
+                            None,
+                            Some(m("residual", rows, hidden, stride, C)),
+                            Some(m("residual", rows, hidden, usize::MAX, xa)),
+                        ] {
+                            let (x, out) = (m("x", rows, hidden, stride, xa), m("out", rows, hidden, out_stride, oa));
+                            for (w_len, w_addr) in [(hidden, W), (hidden, u64::MAX - 1), (usize::MAX, W)] {
+                                let Ok(p) = plan(x, w_len, w_addr, 1e-6, residual, out) else { continue };
+                                let case = format!("{x:?} {out:?} {residual:?} weight {w_len} at {w_addr:#x}");
+                                assert!(rows <= u32::MAX as usize && (1..=16384).contains(&hidden), "{case}");
+                                assert_eq!(
+                                    (p.rows as usize, p.hidden as usize, w_len),
+                                    (rows, hidden, hidden),
+                                    "{case}"
+                                );
+                                assert_eq!((p.x_stride, p.out_stride), (stride as u64, out_stride as u64), "{case}");
+                                if rows > 0 {
+                                    let weight = m("weight", 1, w_len, w_len, w_addr);
+                                    for a in [Some(x), Some(out), residual, Some(weight)].into_iter().flatten() {
+                                        assert!(in_address_space(&a), "{case}: {a:?}");
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
