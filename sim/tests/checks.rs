@@ -697,3 +697,64 @@ fn lanes_storing_the_same_value_do_not_race() {
     let e = run(&s, &same_word("%r1", Some(false)), "same_word", cfg(1, 32, 16), &[y]).expect_err("caught");
     expect_err(Err(e), ErrorKind::LaunchFailed, &["shared-memory race", "writes", "other lanes of this warp wrote it"]);
 }
+
+/// One warp: lane 0 stores 42 to a shared word and arrives (`arrive`: the arrive's qualifiers,
+/// `late`: lane 0 stores 43 after its arrive), lane 1 waits for the phase and reads the word into
+/// `out` (the other lanes do nothing).
+fn lane_handoff(arrive: &str, late: bool) -> String {
+    let late = if late { "mov.u32 %r6, 43;\n    st.shared.u32 [%r5], %r6;" } else { "" };
+    format!(
+        r#"
+.visible .entry lane_handoff(.param .u64 out)
+{{
+    .reg .pred %p<4>;
+    .reg .b32 %r<32>;
+    .reg .b64 %rd<4>;
+    ld.param.u64 %rd1, [out];
+    mov.u32 %r3, %laneid;
+    mov.u32 %r20, smem;
+    add.s32 %r5, %r20, 64;
+    setp.ne.u32 %p2, %r3, 0;
+    @%p2 bra $L_init_done;
+    mov.u32 %r6, 1;
+    mbarrier.init.shared::cta.b64 [%r20], %r6;
+$L_init_done:
+    bar.warp.sync -1;
+    @%p2 bra $L_other;
+    mov.u32 %r6, 42;
+    st.shared.u32 [%r5], %r6;
+    mbarrier.arrive{arrive}.shared::cta.b64 _, [%r20];
+    {late}
+    ret;
+$L_other:
+    setp.ne.u32 %p3, %r3, 1;
+    @%p3 bra $L_done;
+$L_wait:
+    mbarrier.try_wait.parity.shared::cta.b64 %p1, [%r20], 0;
+    @!%p1 bra $L_wait;
+    ld.shared.u32 %r9, [%r5];
+    st.global.u32 [%rd1], %r9;
+$L_done:
+    ret;
+}}
+"#
+    )
+}
+
+#[test]
+fn an_mbarrier_phase_orders_lanes_of_one_warp() {
+    let s = sim();
+    let y = s.alloc(4).unwrap();
+    // Lane 0's store, then its arrive (a release); lane 1 sees the phase complete (an acquire)
+    // and reads: ordered, as between warps.
+    s.memset(y, 0, 4).unwrap();
+    run(&s, &lane_handoff("", false), "lane_handoff", cfg(1, 32, 128), &[y]).unwrap();
+    let mut out = [0u8; 4];
+    s.read(y, &mut out).unwrap();
+    assert_eq!(u32::from_le_bytes(out), 42);
+    // A relaxed arrive orders nothing; a store after the arrive is not released by it.
+    for (arrive, late) in [(".relaxed.cta", false), ("", true)] {
+        let e = run(&s, &lane_handoff(arrive, late), "lane_handoff", cfg(1, 32, 128), &[y]).expect_err("caught");
+        expect_err(Err(e), ErrorKind::LaunchFailed, &["shared-memory race", "lane 0 of this warp wrote it"]);
+    }
+}

@@ -386,14 +386,16 @@ pub unsafe fn st_shared_f32(addr: u32, v: f32) {
 
 /// Orders this thread's later uses of the tensor map at `tmap` (TMA loads, prefetches, which go
 /// through the tensormap proxy) after the map's writes through the generic proxy: maps the host
-/// copied into global memory need it before their first use in a kernel (PTX ISA 8.3).
+/// copied into global memory need it before their first use in a kernel (PTX ISA 8.3), at system
+/// scope since the host wrote them (the CUDA Programming Guide's rule for maps copied from the
+/// host).
 ///
 /// # Safety
 /// `tmap` is the generic address of a 128-byte tensor map in global memory.
 #[inline(always)]
 pub unsafe fn fence_tensormap_acquire(tmap: u64) {
     // SAFETY: a fence on the caller's address; no memory is written.
-    unsafe { asm!("fence.proxy.tensormap::generic.acquire.gpu [{m}], 128;", m = in(reg64) tmap, options(nostack)) };
+    unsafe { asm!("fence.proxy.tensormap::generic.acquire.sys [{m}], 128;", m = in(reg64) tmap, options(nostack)) };
 }
 
 /// Prefetches a tensor map into the TMA unit's cache.

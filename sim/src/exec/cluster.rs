@@ -412,6 +412,7 @@ impl Run<'_> {
                 let phase = self.arrive_one(wi, l, pc, a, t)?;
                 if release_cta {
                     self.release_local(wi, ((a - SHARED_BASE) / 8) as usize, phase);
+                    self.release_lanes(wi, l, ((a - SHARED_BASE) / 8) as usize, phase);
                 }
                 if release {
                     self.record_release(me, ((a - SHARED_BASE) / 8) as usize, phase, &rel);

@@ -27,8 +27,9 @@
 //!   warp's generic write so ordered when the writer's `fence.proxy.async` lies between the write
 //!   and that release, or the issuing warp's after it. `.relaxed` arrives and waits order
 //!   nothing. The order is kept per warp (not per thread): one lane's arrive releases its whole
-//!   warp's accesses. Between the lanes of one warp only barriers order accesses (`LaneOrder` in
-//!   `exec`): an mbarrier phase is not an order between two lanes of the same warp.
+//!   warp's accesses. Between the lanes of one warp the order is kept per lane (`LaneOrder` in
+//!   `exec`, `LaneRelease`): a lane's arrive releases its own accesses to the lanes of its warp
+//!   that see the phase complete.
 //! - **TMA** (`cp.async.bulk.tensor`): reads the box from global memory (out-of-bounds elements
 //!   zero), writes it to shared memory in the map's swizzle layout, and completes the box's bytes
 //!   on the mbarrier: at once, or (with a seed) at a later point the scheduler picks. Shared bytes
@@ -57,6 +58,10 @@ pub(super) struct Mbar {
 
 /// The CTA-scope releases on one mbarrier of the CTA, by warp.
 pub(super) type LocalRelease = Release<MAX_WARPS>;
+
+/// The releases of one warp's lanes on one mbarrier of the CTA, by lane (the record's `cta` holds
+/// the warp): the warp's barrier count (`LaneOrder::count`) just after each lane's arrive.
+pub(super) type LaneRelease = Release<32>;
 
 /// A TMA copy in flight (seeded scheduling completes these later).
 pub(super) struct Copy {
@@ -377,6 +382,7 @@ impl Run<'_> {
             self.mbars[slot] =
                 Mbar { live: true, expected: n, pending: n, tx: 0, phase: 0, init_cluster: self.cluster.phase };
             self.shared.releases.retain(|r| r.slot != slot);
+            self.shared.lane_releases.retain(|r| r.slot != slot);
             if !self.cluster.releases.is_empty() {
                 self.forget_releases(slot);
             }
@@ -409,6 +415,7 @@ impl Run<'_> {
             let phase = self.arrive_one(wi, l, pc, a, t)?;
             if release {
                 self.release_local(wi, ((a - SHARED_BASE) / 8) as usize, phase);
+                self.release_lanes(wi, l, ((a - SHARED_BASE) / 8) as usize, phase);
             }
             state[l] = phase as u64;
             if release_cluster && self.cluster.size > 1 {
@@ -464,6 +471,31 @@ impl Run<'_> {
         acquire_from(&mut self.shared.releases, cta, slot, completed, &mut self.warps[wi].hop.ordered);
     }
 
+    /// Lane `l` of warp `wi` arrived (a release at CTA scope) in phase `phase` of this CTA's
+    /// mbarrier at `slot`: its shared-memory accesses so far are ordered before those of the
+    /// lanes of its warp that then see the phase complete (`LaneOrder::handoff`).
+    pub(super) fn release_lanes(&mut self, wi: usize, l: usize, slot: usize, phase: u32) {
+        let mut rel = [0u64; 32];
+        rel[l] = self.warps[wi].lanes.arrive() as u64;
+        record_in(&mut self.shared.lane_releases, wi as u32, slot, phase, &rel);
+    }
+
+    /// Lane `l` of warp `wi` saw this CTA's mbarrier at `slot` complete `completed` phases (an
+    /// acquire): it is ordered after the accesses its warp's other lanes released on them.
+    fn acquire_lanes(&mut self, wi: usize, l: usize, slot: usize, completed: u32) {
+        if self.shared.lane_releases.is_empty() {
+            return;
+        }
+        let mut acq = [0u64; 32];
+        acquire_from(&mut self.shared.lane_releases, wi as u32, slot, completed, &mut acq);
+        let lanes = &mut self.warps[wi].lanes;
+        for (a, &count) in acq.iter().enumerate() {
+            if count != 0 && a != l {
+                lanes.handoff(count as u32, a, l);
+            }
+        }
+    }
+
     pub(super) fn mbar_expect_tx(
         &mut self,
         wi: usize,
@@ -512,6 +544,7 @@ impl Run<'_> {
                 self.warps[wi].hop.saw(slot, b.phase);
                 if acquire {
                     self.acquire_local(wi, slot, b.phase);
+                    self.acquire_lanes(wi, l, slot, b.phase);
                 }
                 any_done = true;
                 if acquire_cluster && !self.cluster.releases.is_empty() {

@@ -36,7 +36,7 @@ pub mod hopper;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use hopper::{Copy, LocalRelease, Mbar, WarpHopper};
+use hopper::{Copy, LaneRelease, LocalRelease, Mbar, WarpHopper};
 
 use crate::device::{Kernel, LaunchConfig, Sim};
 use crate::error::{ErrorKind, Result, SimError};
@@ -296,9 +296,10 @@ const SAME_STORES: u32 = 32;
 /// The order among the lanes of one warp in shared memory. Lanes run independently (independent
 /// thread scheduling): a lane's access is ordered after another lane's only through a barrier of
 /// both, `bar.warp.sync` with both in its mask or a barrier of some warps that released both
-/// together (a barrier of the whole CTA orders every access: `Run::epoch`). Shuffles, votes and
-/// the `.aligned` collectives order no memory. The warp numbers its barriers; an access is
-/// stamped with the number of the last one and its lane.
+/// together (a barrier of the whole CTA orders every access: `Run::epoch`), or through an
+/// mbarrier phase the other lane arrived on after its access and this lane saw complete.
+/// Shuffles, votes and the `.aligned` collectives order no memory. The warp numbers its barriers
+/// and arrives; an access is stamped with the number of the last one and its lane.
 #[derive(Clone, Copy, Default)]
 struct LaneOrder {
     /// Barriers so far (26 bits; past that the order is no longer checked: `lost`).
@@ -307,6 +308,9 @@ struct LaneOrder {
     all: u32,
     /// The last barriers of fewer lanes: (number, lanes), newest first.
     some: [(u32, u32); 4],
+    /// The last orders through mbarriers (`handoff`): (number, lane that arrived, lanes that
+    /// acquired), newest first.
+    handoffs: [(u32, u32, u32); 4],
     lost: bool,
 }
 
@@ -334,6 +338,34 @@ impl LaneOrder {
         }
     }
 
+    /// A lane arrives on an mbarrier (a release): a new number, so that its accesses before the
+    /// arrive are told from those after it. The number.
+    fn arrive(&mut self) -> u32 {
+        if self.count == Self::MAX {
+            self.lost = true;
+        } else {
+            self.count += 1;
+        }
+        self.count
+    }
+
+    /// Lane `to` saw complete an mbarrier phase on which lane `from` arrived when the count was
+    /// `number` (`arrive`): `from`'s accesses before that are ordered before `to`'s from now on.
+    fn handoff(&mut self, number: u32, from: usize, to: usize) {
+        let (f, t) = (1u32 << from, 1u32 << to);
+        if let Some(h) = self.handoffs.iter_mut().find(|h| h.1 == f && (h.0 == number || h.2 == t)) {
+            // the same release reaching another lane, or a later release of `from` to `to`
+            if h.0 == number {
+                h.2 |= t;
+            } else {
+                h.0 = h.0.max(number);
+            }
+            return;
+        }
+        self.handoffs.rotate_right(1);
+        self.handoffs[0] = (number, f, t);
+    }
+
     /// Whether an access by `lane` now is ordered after the access of this warp stamped `s`.
     #[inline(always)]
     fn after(&self, s: u32, lane: usize) -> bool {
@@ -341,8 +373,13 @@ impl LaneOrder {
         if l == lane as u32 || self.after_all(s) {
             return true;
         }
-        let both = (1u32 << lane) | 1u32.checked_shl(l).unwrap_or(0);
-        l != SEVERAL_LANES && self.some.iter().any(|&(b, m)| b > n && m & both == both)
+        if l == SEVERAL_LANES {
+            return false;
+        }
+        let (me, other) = (1u32 << lane, 1u32 << l);
+        let both = me | other;
+        self.some.iter().any(|&(b, m)| b > n && m & both == both)
+            || self.handoffs.iter().any(|&(b, f, t)| b > n && f == other && t & me != 0)
     }
 
     /// Whether an access now is ordered after every access of this warp before the stamp `s`
@@ -540,6 +577,8 @@ struct Shared {
     /// The CTA-scope releases of each mbarrier's arrivals (`exec::hopper`, "Order through
     /// mbarriers").
     releases: Vec<LocalRelease>,
+    /// The releases of each warp's lanes on each mbarrier (`exec::hopper`, `LaneRelease`).
+    lane_releases: Vec<LaneRelease>,
     /// The tick (`Run::tick`) of the last generic-proxy write of each byte; 0 once the async
     /// proxy (a TMA load) wrote it last.
     generic: Vec<u64>,
@@ -788,6 +827,7 @@ impl<'a> Run<'a> {
             readers: shared.readers,
             tick_order: false,
             releases: shared.releases,
+            lane_releases: shared.lane_releases,
         };
         let (tma_tag, mbars) = (zeroed(tma_tag, n), zeroed(mbars, n / 8));
         let warps = new_warps(plan, nwarps, &mut spare);
@@ -921,6 +961,7 @@ impl<'a> Run<'a> {
         self.shared.readers.clear();
         self.shared.tick_order = self.plan.tick_order;
         self.shared.releases.clear();
+        self.shared.lane_releases.clear();
         self.tick = 0;
         self.bulk_reads.clear();
         self.bar_arrived = [0; 16];
@@ -2736,10 +2777,9 @@ impl Run<'_> {
                 lane,
                 pc,
                 format!(
-                    "shared-memory race: this thread {what} shared address 0x{:x} and {why} since the last barrier of the whole CTA, with no barrier of both {} between{}",
+                    "shared-memory race: this thread {what} shared address 0x{:x} and {why} since the last barrier of the whole CTA, with no barrier of both {} between and no mbarrier phase ordering it before",
                     SHARED_BASE + k as u64,
                     if lanes { "lanes (bar.warp.sync)" } else { "warps" },
-                    if lanes { "" } else { " and no mbarrier phase ordering it before" },
                 ),
             ));
         }
