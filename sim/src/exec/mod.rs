@@ -2686,9 +2686,9 @@ impl Run<'_> {
     /// the last barrier of the whole CTA is a race, unless a barrier of some of the warps or an
     /// mbarrier orders it before this access (this warp passed a barrier with the other warp, or
     /// waited on a phase that the other warp arrived on, after that access: `exec::hopper`,
-    /// "Order through mbarriers"). Between lanes of this warp, a barrier of both lanes
-    /// (`LaneOrder`); a write of the bytes already there orders nothing and is no race with
-    /// another lane's write (every lane storing the same value). `written`: the bytes of a write.
+    /// "Order through mbarriers"). Between lanes of this warp, a barrier of both lanes or an
+    /// mbarrier phase (`LaneOrder`); a store of the bytes already there is no race with another
+    /// lane's store (every lane storing the same value). `written`: the bytes of a write.
     fn shared_race(
         &mut self,
         wi: usize,
