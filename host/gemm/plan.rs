@@ -8,6 +8,7 @@ use crate::abi::{
 use crate::error::{Error, Result};
 use crate::fp8::GROUP;
 use crate::fp8::plan::{Accepts, ScaleArg, ScaleInput, place};
+use crate::gemm::tma::TMA_MAX_STRIDE;
 use crate::validate::{Operand, overlap};
 
 /// Row-major operands of a dense blockwise FP8 GEMM, device addresses resolved.
@@ -60,9 +61,6 @@ fn out_disjoint(out: &Operand, inputs: &[(&'static str, (u64, u64))]) -> Result<
     }
     Ok(())
 }
-
-/// The TMA's bound on a row stride (`tma::encode_2d`): below 2^40 bytes.
-const TMA_MAX_STRIDE: u64 = 1 << 40;
 
 /// Whether the producer can TMA-load the activation scales `sa` into shared memory: M-major
 /// (rows contiguous) with a column stride (`ld`) a multiple of 4 f32 and below 2^40 bytes and a

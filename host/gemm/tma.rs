@@ -72,7 +72,7 @@ pub(crate) fn encode_2d(
     if stride % 16 != 0 {
         return Err(Error::Alignment { arg, required: 16, actual: stride });
     }
-    if stride >= 1 << 40 {
+    if stride >= TMA_MAX_STRIDE {
         return Err(Error::Shape {
             arg,
             expected: "a row stride below 2^40 bytes".into(),
@@ -155,6 +155,8 @@ const SLAB_BYTES: usize = 16 << 10;
 const MAP_BYTES: usize = 128;
 /// The most maps of one launch (A, B, the activation scales, D).
 pub(crate) const MAX_MAPS: usize = 4;
+/// The TMA's bound on a global row stride: below 2^40 bytes.
+pub(crate) const TMA_MAX_STRIDE: u64 = 1 << 40;
 
 /// An event recorded after an upload, until the upload is known to be complete. The handle is
 /// only used while its context is alive (its cache entry is dropped with the context).

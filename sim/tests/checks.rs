@@ -758,3 +758,60 @@ fn an_mbarrier_phase_orders_lanes_of_one_warp() {
         expect_err(Err(e), ErrorKind::LaunchFailed, &["shared-memory race", "lane 0 of this warp wrote it"]);
     }
 }
+
+/// One warp: every lane stores its word, arrives on an mbarrier of 32 arrivals, waits for the
+/// phase and reads its partner's word (lane ^ `xor`) into `out`.
+fn all_lanes_handoff(xor: u32) -> String {
+    format!(
+        r#"
+.visible .entry all_lanes(.param .u64 out)
+{{
+    .reg .pred %p<4>;
+    .reg .b32 %r<32>;
+    .reg .b64 %rd<4>;
+    ld.param.u64 %rd1, [out];
+    mov.u32 %r3, %laneid;
+    mov.u32 %r20, smem;
+    setp.ne.u32 %p2, %r3, 0;
+    @%p2 bra $L_init_done;
+    mov.u32 %r6, 32;
+    mbarrier.init.shared::cta.b64 [%r20], %r6;
+$L_init_done:
+    bar.warp.sync -1;
+    shl.b32 %r4, %r3, 2;
+    add.s32 %r5, %r20, 64;
+    add.s32 %r7, %r5, %r4;
+    add.s32 %r6, %r3, 7;
+    st.shared.u32 [%r7], %r6;
+    mbarrier.arrive.shared::cta.b64 _, [%r20];
+$L_wait:
+    mbarrier.try_wait.parity.shared::cta.b64 %p1, [%r20], 0;
+    @!%p1 bra $L_wait;
+    xor.b32 %r8, %r3, {xor};
+    shl.b32 %r8, %r8, 2;
+    add.s32 %r8, %r5, %r8;
+    ld.shared.u32 %r9, [%r8];
+    mul.wide.u32 %rd2, %r3, 4;
+    add.s64 %rd3, %rd1, %rd2;
+    st.global.u32 [%rd3], %r9;
+    ret;
+}}
+"#
+    )
+}
+
+#[test]
+fn an_mbarrier_phase_that_every_lane_arrives_on_orders_them_all() {
+    let s = sim();
+    let y = s.alloc(4 * 32).unwrap();
+    for xor in [1, 2, 16, 31] {
+        s.memset(y, 0xff, 4 * 32).unwrap();
+        run(&s, &all_lanes_handoff(xor), "all_lanes", cfg(1, 32, 256), &[y])
+            .unwrap_or_else(|e| panic!("xor {xor}: {e}"));
+        let mut out = vec![0u8; 4 * 32];
+        s.read(y, &mut out).unwrap();
+        for l in 0..32usize {
+            assert_eq!(u32::from_le_bytes(out[4 * l..4 * l + 4].try_into().unwrap()), (l ^ xor as usize) as u32 + 7);
+        }
+    }
+}

@@ -402,6 +402,8 @@ impl Run<'_> {
     ) -> Result<()> {
         let txv = tx.map(|t| self.fetch(wi, bank, t));
         let release = release_cluster && self.cluster.size > 1;
+        // one number for the lanes of this arrive (`LaneOrder::arrive`)
+        let number = if release_cta { self.warps[wi].lanes.arrive() } else { 0 };
         for l in lanes(m) {
             let (target, a) = cluster_target(self.mbar_addr(wi, bank, addr, l));
             let me = self.cluster.rank;
@@ -412,7 +414,7 @@ impl Run<'_> {
                 let phase = self.arrive_one(wi, l, pc, a, t)?;
                 if release_cta {
                     self.release_local(wi, ((a - SHARED_BASE) / 8) as usize, phase);
-                    self.release_lanes(wi, l, ((a - SHARED_BASE) / 8) as usize, phase);
+                    self.release_lanes(wi, l, number, ((a - SHARED_BASE) / 8) as usize, phase);
                 }
                 if release {
                     self.record_release(me, ((a - SHARED_BASE) / 8) as usize, phase, &rel);

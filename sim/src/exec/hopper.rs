@@ -54,6 +54,8 @@ pub(super) struct Mbar {
     pub phase: u32,
     /// Cluster-barrier phases completed when it was initialized (see `Run::check_remote_mbar`).
     pub init_cluster: u32,
+    /// The warps whose lanes arrived on it with release semantics (`Run::release_lanes`), by bit.
+    pub lane_warps: u32,
 }
 
 /// The CTA-scope releases on one mbarrier of the CTA, by warp.
@@ -379,8 +381,15 @@ impl Run<'_> {
                     format!("mbarrier.init count {n} is outside 1..2^20"),
                 ));
             }
-            self.mbars[slot] =
-                Mbar { live: true, expected: n, pending: n, tx: 0, phase: 0, init_cluster: self.cluster.phase };
+            self.mbars[slot] = Mbar {
+                live: true,
+                expected: n,
+                pending: n,
+                tx: 0,
+                phase: 0,
+                init_cluster: self.cluster.phase,
+                lane_warps: 0,
+            };
             self.shared.releases.retain(|r| r.slot != slot);
             self.shared.lane_releases.retain(|r| r.slot != slot);
             if !self.cluster.releases.is_empty() {
@@ -409,13 +418,15 @@ impl Run<'_> {
     ) -> Result<()> {
         let txv = tx.map(|t| self.fetch(wi, bank, t));
         let mut state = [0u64; 32];
+        // one number for the lanes of this arrive (`LaneOrder::arrive`)
+        let number = if release { self.warps[wi].lanes.arrive() } else { 0 };
         for l in lanes(m) {
             let t = txv.as_ref().map_or(0, |t| t[l] as u32);
             let a = self.mbar_addr(wi, bank, addr, l);
             let phase = self.arrive_one(wi, l, pc, a, t)?;
             if release {
                 self.release_local(wi, ((a - SHARED_BASE) / 8) as usize, phase);
-                self.release_lanes(wi, l, ((a - SHARED_BASE) / 8) as usize, phase);
+                self.release_lanes(wi, l, number, ((a - SHARED_BASE) / 8) as usize, phase);
             }
             state[l] = phase as u64;
             if release_cluster && self.cluster.size > 1 {
@@ -471,28 +482,39 @@ impl Run<'_> {
         acquire_from(&mut self.shared.releases, cta, slot, completed, &mut self.warps[wi].hop.ordered);
     }
 
-    /// Lane `l` of warp `wi` arrived (a release at CTA scope) in phase `phase` of this CTA's
-    /// mbarrier at `slot`: its shared-memory accesses so far are ordered before those of the
-    /// lanes of its warp that then see the phase complete (`LaneOrder::handoff`).
-    pub(super) fn release_lanes(&mut self, wi: usize, l: usize, slot: usize, phase: u32) {
+    /// Lane `l` of warp `wi` arrived (a release at CTA scope; `number`: the arrive's, from
+    /// `LaneOrder::arrive`) in phase `phase` of this CTA's mbarrier at `slot`: its shared-memory
+    /// accesses before it are ordered before those of the lanes of its warp that then see the
+    /// phase complete (`LaneOrder::handoff`).
+    pub(super) fn release_lanes(&mut self, wi: usize, l: usize, number: u32, slot: usize, phase: u32) {
         let mut rel = [0u64; 32];
-        rel[l] = self.warps[wi].lanes.arrive() as u64;
+        rel[l] = number as u64;
         record_in(&mut self.shared.lane_releases, wi as u32, slot, phase, &rel);
+        self.mbars[slot].lane_warps |= 1 << wi;
     }
 
     /// Lane `l` of warp `wi` saw this CTA's mbarrier at `slot` complete `completed` phases (an
-    /// acquire): it is ordered after the accesses its warp's other lanes released on them.
+    /// acquire): it is ordered after the accesses its warp's other lanes released on them (one
+    /// order per arrive: the lanes of an arrive share its number).
     fn acquire_lanes(&mut self, wi: usize, l: usize, slot: usize, completed: u32) {
-        if self.shared.lane_releases.is_empty() {
+        if self.mbars[slot].lane_warps & (1 << wi) == 0 {
             return;
         }
         let mut acq = [0u64; 32];
         acquire_from(&mut self.shared.lane_releases, wi as u32, slot, completed, &mut acq);
-        let lanes = &mut self.warps[wi].lanes;
-        for (a, &count) in acq.iter().enumerate() {
-            if count != 0 && a != l {
-                lanes.handoff(count as u32, a, l);
+        // by arrive, oldest first (the newest orders end up first in the ring); this lane's own
+        // arrives included, so that the lanes of one wait record one order
+        // (`LaneOrder::handoff` merges them)
+        let mut arrives: Vec<(u32, u32)> = Vec::new();
+        for (a, &number) in acq.iter().enumerate().filter(|(_, n)| **n != 0) {
+            match arrives.iter_mut().find(|(n, _)| *n == number as u32) {
+                Some(x) => x.1 |= 1 << a,
+                None => arrives.push((number as u32, 1 << a)),
             }
+        }
+        arrives.sort_unstable();
+        for (number, from) in arrives {
+            self.warps[wi].lanes.handoff(number, from, l);
         }
     }
 

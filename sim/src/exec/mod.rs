@@ -302,13 +302,13 @@ const SAME_STORES: u32 = 32;
 /// and arrives; an access is stamped with the number of the last one and its lane.
 #[derive(Clone, Copy, Default)]
 struct LaneOrder {
-    /// Barriers so far (26 bits; past that the order is no longer checked: `lost`).
+    /// Barriers and arrives so far (26 bits; past that the order is no longer checked: `lost`).
     count: u32,
     /// The number of the last barrier of every live lane.
     all: u32,
     /// The last barriers of fewer lanes: (number, lanes), newest first.
     some: [(u32, u32); 4],
-    /// The last orders through mbarriers (`handoff`): (number, lane that arrived, lanes that
+    /// The last orders through mbarriers (`handoff`): (number, lanes that arrived, lanes that
     /// acquired), newest first.
     handoffs: [(u32, u32, u32); 4],
     lost: bool,
@@ -338,7 +338,7 @@ impl LaneOrder {
         }
     }
 
-    /// A lane arrives on an mbarrier (a release): a new number, so that its accesses before the
+    /// Lanes arrive on an mbarrier (a release): a new number, so that their accesses before the
     /// arrive are told from those after it. The number.
     fn arrive(&mut self) -> u32 {
         if self.count == Self::MAX {
@@ -349,12 +349,13 @@ impl LaneOrder {
         self.count
     }
 
-    /// Lane `to` saw complete an mbarrier phase on which lane `from` arrived when the count was
-    /// `number` (`arrive`): `from`'s accesses before that are ordered before `to`'s from now on.
-    fn handoff(&mut self, number: u32, from: usize, to: usize) {
-        let (f, t) = (1u32 << from, 1u32 << to);
-        if let Some(h) = self.handoffs.iter_mut().find(|h| h.1 == f && (h.0 == number || h.2 == t)) {
-            // the same release reaching another lane, or a later release of `from` to `to`
+    /// Lane `to` saw complete mbarrier phases on which the lanes `from` arrived, the earliest of
+    /// those arrives when the count was `number` (`arrive`): their accesses before that are
+    /// ordered before `to`'s from now on.
+    fn handoff(&mut self, number: u32, from: u32, to: usize) {
+        let t = 1u32 << to;
+        if let Some(h) = self.handoffs.iter_mut().find(|h| h.1 == from && (h.0 == number || h.2 == t)) {
+            // the same releases reaching another lane, or later ones of the same lanes to `to`
             if h.0 == number {
                 h.2 |= t;
             } else {
@@ -363,7 +364,7 @@ impl LaneOrder {
             return;
         }
         self.handoffs.rotate_right(1);
-        self.handoffs[0] = (number, f, t);
+        self.handoffs[0] = (number, from, t);
     }
 
     /// Whether an access by `lane` now is ordered after the access of this warp stamped `s`.
@@ -379,7 +380,7 @@ impl LaneOrder {
         let (me, other) = (1u32 << lane, 1u32 << l);
         let both = me | other;
         self.some.iter().any(|&(b, m)| b > n && m & both == both)
-            || self.handoffs.iter().any(|&(b, f, t)| b > n && f == other && t & me != 0)
+            || self.handoffs.iter().any(|&(b, f, t)| b > n && f & other != 0 && t & me != 0)
     }
 
     /// Whether an access now is ordered after every access of this warp before the stamp `s`
@@ -559,9 +560,10 @@ struct Shared {
     /// `(epoch << 6) | (warp + 1)` of the last writer / reader (`63` = several readers).
     w: Vec<u32>,
     r: Vec<u32>,
-    /// The lanes within the warp of `w` and `r` (`LaneOrder::stamp`): the lane that wrote
-    /// last (plus `SAME_STORES`), and the lane (or `SEVERAL_LANES`) that read since, each with
-    /// the warp's count of warp barriers then.
+    /// The lanes within the warp of `w` and `r` (`LaneOrder::stamp`): the lane that wrote last
+    /// (with `SAME_STORES`: the first of the lanes that stored these bytes since), and the lane
+    /// (or `SEVERAL_LANES`) that read since, each with the warp's count of barriers and arrives
+    /// then.
     wl: Vec<u32>,
     rl: Vec<u32>,
     /// `(tick << 6) | (warp + 1)` of the last read (`Run::tick` when it read): with `r`, when one
