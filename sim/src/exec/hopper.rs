@@ -62,7 +62,7 @@ pub(super) struct Mbar {
 pub(super) type LocalRelease = Release<MAX_WARPS>;
 
 /// The releases of one warp's lanes on one mbarrier of the CTA, by lane (the record's `cta` holds
-/// the warp): the warp's barrier count (`LaneOrder::count`) just after each lane's arrive.
+/// the warp): the number of each lane's last arrive (`LaneOrder::arrive`).
 pub(super) type LaneRelease = Release<32>;
 
 /// A TMA copy in flight (seeded scheduling completes these later).

@@ -323,35 +323,36 @@ impl LaneOrder {
         (self.count << 6) | lane as u32
     }
 
-    /// The lanes `lanes` (of the live `live`) passed a barrier together.
-    fn barrier(&mut self, lanes: u32, live: u32) {
+    /// A new number (`None` once the count is spent: the order is then `lost`).
+    fn next(&mut self) -> Option<u32> {
         if self.count == Self::MAX {
             self.lost = true;
-            return;
+            return None;
         }
         self.count += 1;
+        Some(self.count)
+    }
+
+    /// The lanes `lanes` (of the live `live`) passed a barrier together.
+    fn barrier(&mut self, lanes: u32, live: u32) {
+        let Some(number) = self.next() else { return };
         if lanes & live == live {
-            self.all = self.count;
+            self.all = number;
         } else {
             self.some.rotate_right(1);
-            self.some[0] = (self.count, lanes);
+            self.some[0] = (number, lanes);
         }
     }
 
     /// Lanes arrive on an mbarrier (a release): a new number, so that their accesses before the
     /// arrive are told from those after it. The number.
     fn arrive(&mut self) -> u32 {
-        if self.count == Self::MAX {
-            self.lost = true;
-        } else {
-            self.count += 1;
-        }
-        self.count
+        self.next().unwrap_or(self.count)
     }
 
-    /// Lane `to` saw complete mbarrier phases on which the lanes `from` arrived, the earliest of
-    /// those arrives when the count was `number` (`arrive`): their accesses before that are
-    /// ordered before `to`'s from now on.
+    /// Lane `to` saw complete mbarrier phases on which the lanes `from` arrived in one arrive,
+    /// numbered `number` (`arrive`): their accesses before it are ordered before `to`'s from now
+    /// on.
     fn handoff(&mut self, number: u32, from: u32, to: usize) {
         let t = 1u32 << to;
         if let Some(h) = self.handoffs.iter_mut().find(|h| h.1 == from && (h.0 == number || h.2 == t)) {
