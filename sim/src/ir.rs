@@ -110,7 +110,7 @@ pub enum Src {
 /// A memory state space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Space {
-    /// No state space: a generic address (global, or inside the shared/local windows).
+    /// No state space: a generic address (global, or inside the shared/local/param windows).
     Generic,
     Global,
     Shared,
@@ -585,7 +585,8 @@ pub enum Op {
     /// `cp.async.bulk.tensor.Nd.shared::cluster.global[.tile].mbarrier::complete_tx::bytes
     /// [dst], [map, {coords}], [mbar]`; with `.multicast::cluster` a 16-bit `ctaMask` operand:
     /// the box lands at the same shared offset in every CTA of the mask, completing its bytes on
-    /// the mbarrier at the same offset in each.
+    /// the mbarrier at the same offset in each. `map` is the generic address of a tensor map in
+    /// the kernel's parameters (the param window) or in global memory.
     CpAsyncBulkTensor {
         dst: Addr,
         map: Src,
@@ -609,7 +610,8 @@ pub enum Op {
     /// cluster has arrived in the phase this thread arrived in.
     ClusterWait,
     /// `cp.async.bulk.tensor.Nd.global.shared::cta[.tile].bulk_group [map, {coords}], [src]`: a
-    /// TMA store of one box from shared memory, in the calling thread's bulk async-group.
+    /// TMA store of one box from shared memory, in the calling thread's bulk async-group (`map`
+    /// as in `CpAsyncBulkTensor`).
     TmaStore {
         map: Src,
         coords: Vec<Src>,
@@ -740,14 +742,18 @@ impl Function {
 }
 
 /// Where the state spaces sit. `.shared` addresses of a CTA start at `SHARED_BASE` (static
-/// variables, then the dynamic shared memory); `.local` addresses of a lane start at 0. Generic
-/// addresses in `[GENERIC_SHARED, +WINDOW)` and `[GENERIC_LOCAL, +WINDOW)` are those windows
-/// (`cvta`); every other generic address is global. Device allocations start at `GLOBAL_BASE`.
+/// variables, then the dynamic shared memory); `.local` addresses of a lane start at 0; `.param`
+/// addresses of a kernel's parameters are offsets in its parameter buffer. Generic addresses in
+/// `[GENERIC_SHARED, +WINDOW)`, `[GENERIC_LOCAL, +WINDOW)` and `[GENERIC_PARAM, +WINDOW)` are
+/// those windows (`cvta`); every other generic address is global. Device allocations start at
+/// `GLOBAL_BASE`.
 pub mod layout {
     pub const SHARED_BASE: u64 = 0x400;
     pub const WINDOW: u64 = 1 << 32;
     pub const GENERIC_SHARED: u64 = 0x0000_0100_0000_0000;
     pub const GENERIC_LOCAL: u64 = 0x0000_0200_0000_0000;
+    /// The kernel parameters (read-only): `__grid_constant__` parameters such as tensor maps.
+    pub const GENERIC_PARAM: u64 = 0x0000_0300_0000_0000;
     pub const GLOBAL_BASE: u64 = 0x0000_7000_0000_0000;
     /// `.shared::cluster` addresses of another CTA's shared memory (what `mapa` returns):
     /// `(rank + 1) << CLUSTER_SHIFT` above its `.shared` address. Addresses below

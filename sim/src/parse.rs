@@ -21,7 +21,9 @@
 //!   {lo, hi}` to `Shl`/`Or`; the sink `_` is dropped.
 //! - Symbols: `.shared` variables fold to `Imm(SHARED_BASE + offset)` (static variables first,
 //!   then the dynamic shared memory at `Module::dynamic_smem_offset`); an entry's `[name_param_k+o]`
-//!   to `Space::Param` at `Addr { base: Imm(param offset), offset: o }`; a `.func`'s own `.param`
+//!   to `Space::Param` at `Addr { base: Imm(param offset), offset: o }`, and an entry's parameter
+//!   name as a source operand (`mov.b64 %rd, name_param_k`) to `Imm(param offset)`, its `.param`
+//!   address (`cvta.param` adds `layout::GENERIC_PARAM`); a `.func`'s own `.param`
 //!   names and every function's call scratch (`{ .param .b64 param0; ... }`) to `Space::Local` at
 //!   `Addr { base: Sreg(FrameBase), offset: frame offset + o }`; `.local` variables (the depot) to
 //!   `FrameBase + frame_params + their offset` (`mov` of the depot is an `Add`).
@@ -1118,7 +1120,23 @@ impl<'p, 'a> Lower<'p, 'a> {
         if let Some(&a) = self.p.shared.get(s) {
             return Ok(Src::Imm(a & ty.mask()));
         }
+        if let Some(off) = self.param_address(s)? {
+            return Ok(Src::Imm(off & ty.mask()));
+        }
         Err(self.err(format!("unsupported operand '{s}'")))
+    }
+
+    /// The `.param`-space address of `s` when it names a parameter of this entry (its offset in
+    /// the parameter buffer, what `ld.param [%rd]` takes); `None` when `s` names no `.param`. A
+    /// `.func`'s own parameters and call scratch live in the frame: their address is refused.
+    fn param_address(&self, s: &str) -> Result<Option<u64>> {
+        match self.param_sym(s) {
+            Some((off, _, false)) if self.is_entry => Ok(Some(off as u64)),
+            Some(_) => Err(self.err(format!(
+                "the address of '{s}': only a kernel parameter (of an .entry) has a .param-space address here, not a .func's parameter or a call's argument"
+            ))),
+            None => Ok(None),
+        }
     }
 
     fn dst(&mut self, s: &'a str) -> Result<Reg> {
@@ -1404,12 +1422,15 @@ impl<'p, 'a> Lower<'p, 'a> {
             ["cvta", sp, ty] => (false, sp, ty),
             _ => return Err(self.unsupported()),
         };
-        let space = space_word(sp).filter(|s| *s != Space::Param).ok_or_else(|| self.unsupported())?;
+        let space = space_word(sp).filter(|_| sp != "param::func").ok_or_else(|| self.unsupported())?;
         let ty = match ty {
             "u64" => Ty::U64,
-            "u32" => Ty::U32,
+            "u32" if space != Space::Param => Ty::U32,
             _ => return Err(self.unsupported()),
         };
+        if space == Space::Param && !self.is_entry {
+            return Err(self.err("cvta of .param space in a .func (only kernel parameters have generic addresses)"));
+        }
         self.nops(ops, 2)?;
         let d = self.dst(ops[0])?;
         let a = if let Some(off) = self.local_sym(ops[1]).filter(|_| space == Space::Local && !to) {

@@ -335,6 +335,102 @@ fn tensor_map_encoding() {
     }
 }
 
+/// `map_param(map, out)`: the tensor map is the kernel's first parameter (`__grid_constant__`);
+/// thread 0 TMA-loads the 64 × 4 box at (0, 4) through its generic address (`cvta.param`), and
+/// 16 threads copy the 256 bytes to `out`.
+const MAP_PARAM_PTX: &str = "
+.version 8.0
+.target sm_90a
+.address_size 64
+.extern .shared .align 128 .b8 smem[];
+
+.visible .entry map_param(
+    .param .align 64 .b8 map_param_param_0[128],
+    .param .u64 map_param_param_1
+)
+{
+    .reg .pred %p<3>;
+    .reg .b32 %r<16>;
+    .reg .b64 %rd<8>;
+
+    ld.param.u64 %rd1, [map_param_param_1];
+    mov.b64 %rd5, map_param_param_0;
+    cvta.param.u64 %rd5, %rd5;
+    mov.u32 %r10, %tid.x;
+    mov.u32 %r1, smem;
+    add.s32 %r4, %r1, 256;
+    setp.ne.u32 %p1, %r10, 0;
+    @%p1 bra $L_inited;
+    prefetch.tensormap [%rd5];
+    mov.u32 %r5, 1;
+    mbarrier.init.shared::cta.b64 [%r4], %r5;
+$L_inited:
+    bar.sync 0;
+    @%p1 bra $L_wait;
+    mov.u32 %r6, 256;
+    mbarrier.arrive.expect_tx.shared::cta.b64 _, [%r4], %r6;
+    mov.u32 %r2, 0;
+    mov.u32 %r3, 4;
+    cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%r1], [%rd5, {%r2, %r3}], [%r4];
+$L_wait:
+    mbarrier.try_wait.parity.shared::cta.b64 %p2, [%r4], 0;
+    @!%p2 bra $L_wait;
+    shl.b32 %r7, %r10, 4;
+    add.s32 %r8, %r1, %r7;
+    ld.shared.v4.u32 {%r11, %r12, %r13, %r14}, [%r8];
+    cvt.u64.u32 %rd2, %r7;
+    add.s64 %rd3, %rd1, %rd2;
+    st.global.v4.u32 [%rd3], {%r11, %r12, %r13, %r14};
+    ret;
+}
+";
+
+/// A tensor map encoded by `cuTensorMapEncodeTiled` and passed by value through `kernelParams`
+/// (a 128-byte, 64-byte-aligned parameter) reaches the kernel's TMA load.
+#[test]
+fn tensor_map_passed_as_a_kernel_parameter() {
+    let _ctx = Ctx::new();
+    #[repr(C, align(64))]
+    struct Map([u8; 128]);
+    let mut map = Map([0; 128]);
+    let data: Vec<u8> = (0..64 * 16u32).map(|i| (i * 13 + 5) as u8).collect();
+    let (dims, strides, boxes, es) = ([64u64, 16], [64u64], [64u32, 4], [1u32, 1]);
+    let ptx = format!("{MAP_PARAM_PTX}\0");
+    // SAFETY: NUL-terminated PTX, valid output slots, host buffers of the sizes passed, arrays of
+    // `rank` entries (`rank - 1` strides), a 64-byte aligned map, one pointer per kernel
+    // parameter to a value of its size.
+    unsafe {
+        let (mut module, mut f) = (null_mut(), null_mut());
+        ok(cuModuleLoadData(&mut module, ptx.as_ptr() as *const c_void));
+        ok(cuModuleGetFunction(&mut f, module, c"map_param".as_ptr()));
+        let tensor = alloc(data.len());
+        ok(cuMemcpyHtoD_v2(tensor, data.as_ptr() as *const c_void, data.len()));
+        ok(cuTensorMapEncodeTiled(
+            &mut map.0,
+            0,
+            2,
+            tensor as *mut c_void,
+            dims.as_ptr(),
+            strides.as_ptr(),
+            boxes.as_ptr(),
+            es.as_ptr(),
+            0,
+            Swizzle::None as u32,
+            0,
+            0,
+        ));
+        let out = alloc(256);
+        let mut args: [*mut c_void; 2] = [map.0.as_mut_ptr() as *mut c_void, &out as *const u64 as *mut c_void];
+        ok(cuLaunchKernel(f, 1, 1, 1, 16, 1, 1, 1024, null_mut(), args.as_mut_ptr(), null_mut()));
+        let mut got = [0u8; 256];
+        ok(cuMemcpyDtoH_v2(got.as_mut_ptr() as *mut c_void, out, 256));
+        assert_eq!(&got[..], &data[4 * 64..8 * 64], "rows 4 to 7 of the tensor");
+        ok(cuMemFree_v2(tensor));
+        ok(cuMemFree_v2(out));
+        ok(cuModuleUnload(module));
+    }
+}
+
 /// A kernel that stores 7 at its parameter `p` (plus an offset given as a second parameter).
 const STORE_PTX: &str = "
 .version 8.0

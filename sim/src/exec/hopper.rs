@@ -34,6 +34,9 @@
 //!   zero), writes it to shared memory in the map's swizzle layout, and completes the box's bytes
 //!   on the mbarrier: at once, or (with a seed) at a later point the scheduler picks. Shared bytes
 //!   a copy wrote may be read only by a warp that has seen the copy's mbarrier phase complete.
+//!   The tensor map (of a load or a store) is read when the copy is issued, from the generic
+//!   address its operand gives: in the kernel's parameters (the param window of `cvta.param`,
+//!   `__grid_constant__` maps) or in global memory.
 //! - **wgmma**: each warp of the warpgroup computes its 16 rows of D when it issues the
 //!   instruction, with A and B read from shared memory through their descriptors at that moment;
 //!   the results reach the registers at the `wgmma.wait_group` that retires their group. Until
@@ -619,7 +622,7 @@ impl Run<'_> {
             };
             let slot = self.mbar_slot(wi, l, pc, ma)?;
             self.live_mbar(wi, l, pc, slot)?;
-            // The tensor map: 128 bytes of global memory (64-byte aligned).
+            // The tensor map: 128 bytes of the parameters or of global memory (64-byte aligned).
             let tmap = self.read_tensor_map(wi, l, pc, mv[l], coords.len())?;
             let d = crate::ir::layout::cluster_target(shared_window_offset(dv[l])).1;
             self.check_box_in_shared(wi, l, pc, d, &tmap, "TMA destination")?;
@@ -781,7 +784,10 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The tensor map at generic address `ma` (lane `l`'s operand), decoded, of rank `rank`.
+    /// The tensor map at generic address `ma` (lane `l`'s operand), decoded, of rank `rank`: 128
+    /// bytes, 64-byte aligned, in the kernel's parameters (the generic param window) or in global
+    /// memory (every generic address outside the windows). A generic shared or local address is
+    /// an error.
     fn read_tensor_map(&mut self, wi: usize, l: usize, pc: u32, ma: u64, rank: usize) -> Result<TensorMap> {
         if ma % 64 != 0 {
             return Err(self.fault(
@@ -792,9 +798,39 @@ impl Run<'_> {
                 format!("tensor map at 0x{ma:x} is not 64-byte aligned"),
             ));
         }
+        let window = |base: u64| (base..base + WINDOW).contains(&ma);
+        let (space, at) = if window(GENERIC_PARAM) {
+            let off = ma - GENERIC_PARAM;
+            if off + 128 > self.params.len() as u64 {
+                return Err(self.fault(
+                    ErrorKind::IllegalAddress,
+                    wi,
+                    l,
+                    pc,
+                    format!(
+                        "tensor map at generic address 0x{ma:x} (parameter offset {off}): its 128 bytes reach past the kernel's {} parameter bytes",
+                        self.params.len()
+                    ),
+                ));
+            }
+            (Space::Param, off)
+        } else if window(GENERIC_SHARED) || window(GENERIC_LOCAL) {
+            let space = if window(GENERIC_SHARED) { "shared" } else { "local" };
+            return Err(self.fault(
+                ErrorKind::IllegalAddress,
+                wi,
+                l,
+                pc,
+                format!(
+                    "tensor map at generic address 0x{ma:x}, in {space} memory: a tensor map must be in .param, .const or .global space"
+                ),
+            ));
+        } else {
+            (Space::Global, ma)
+        };
         let mut raw = [0u8; 128];
         for chunk in 0..8u64 {
-            let loc = self.locate(wi, l, pc, Space::Global, ma + 16 * chunk, 16, 16)?;
+            let loc = self.locate(wi, l, pc, space, at + 16 * chunk, 16, 16)?;
             let mut buf = [0u8; 16];
             self.read_bytes(wi, l, pc, &loc, 16, &mut buf, true)?;
             raw[16 * chunk as usize..16 * chunk as usize + 16].copy_from_slice(&buf);

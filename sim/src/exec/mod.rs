@@ -40,7 +40,7 @@ use hopper::{Copy, LaneRelease, LocalRelease, Mbar, WarpHopper};
 
 use crate::device::{Kernel, LaunchConfig, Sim};
 use crate::error::{ErrorKind, Result, SimError};
-use crate::ir::layout::{GENERIC_LOCAL, GENERIC_SHARED, SHARED_BASE, WINDOW};
+use crate::ir::layout::{GENERIC_LOCAL, GENERIC_PARAM, GENERIC_SHARED, SHARED_BASE, WINDOW};
 use crate::ir::*;
 use crate::mem::{Allocation, INIT, MULTI, Race, Snapshot, describe_in};
 use crate::num;
@@ -1625,6 +1625,7 @@ impl Run<'_> {
                 let base = match space {
                     Space::Shared | Space::SharedCluster => GENERIC_SHARED,
                     Space::Local => GENERIC_LOCAL,
+                    Space::Param => GENERIC_PARAM,
                     _ => 0,
                 };
                 let to = *to;
@@ -2406,6 +2407,9 @@ impl Run<'_> {
                     (Space::Shared, a - GENERIC_SHARED)
                 } else if (GENERIC_LOCAL..GENERIC_LOCAL + WINDOW).contains(&a) {
                     (Space::Local, a - GENERIC_LOCAL)
+                } else if (GENERIC_PARAM..GENERIC_PARAM + WINDOW).contains(&a) {
+                    // Read-only: a store faults in `write_bytes`, as `st.param` would.
+                    (Space::Param, a - GENERIC_PARAM)
                 } else {
                     (Space::Global, a)
                 }
@@ -2621,13 +2625,15 @@ impl Run<'_> {
             }
             Loc::Shared(o) => self.write_shared(wi, lane, pc, o, bytes, atomic)?,
             Loc::Local(o) => self.warps[wi].local[o..o + len].copy_from_slice(bytes),
-            Loc::Param(_) => {
+            Loc::Param(o) => {
                 return Err(self.fault(
                     ErrorKind::LaunchFailed,
                     wi,
                     lane,
                     pc,
-                    "store to kernel parameter space".into(),
+                    format!(
+                        "store to kernel parameter space (offset {o} of the parameter buffer): parameters are read-only"
+                    ),
                 ));
             }
         }
@@ -2841,7 +2847,8 @@ impl Run<'_> {
         self.sectors.clear();
         for l in lanes(mask) {
             let a = addrs[l];
-            if (GENERIC_SHARED..GENERIC_SHARED + 2 * WINDOW).contains(&a) {
+            // Not global: the shared, local and param windows.
+            if (GENERIC_SHARED..GENERIC_PARAM + WINDOW).contains(&a) {
                 continue;
             }
             let mut s = a >> 5;
@@ -2885,9 +2892,10 @@ impl Run<'_> {
             (lo - bias >= SHARED_BASE && hi - bias + len <= end).then_some(Bulk::Shared(bias + SHARED_BASE))
         };
         match space {
-            // Generic addresses above both windows are global.
+            // Generic addresses above every window are global; those in the param window go
+            // lane by lane (`locate`), so that a generic store there faults.
             Space::Global | Space::Const => self.one_allocation(lo, hi + len - lo).map(Bulk::Global),
-            Space::Generic if lo >= GENERIC_LOCAL + WINDOW => self.one_allocation(lo, hi + len - lo).map(Bulk::Global),
+            Space::Generic if lo >= GENERIC_PARAM + WINDOW => self.one_allocation(lo, hi + len - lo).map(Bulk::Global),
             Space::Generic if in_window(GENERIC_SHARED) => shared(GENERIC_SHARED),
             Space::Generic if in_window(GENERIC_LOCAL) => {
                 (hi - GENERIC_LOCAL + len <= self.plan.stack as u64).then_some(Bulk::Local(GENERIC_LOCAL))
