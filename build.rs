@@ -2,9 +2,8 @@
 //! `OUT_DIR` for `host/` to embed with `include_str!`.
 //!
 //! Two modules from the same source:
-//! - `sm_90a.ptx`: `-C target-cpu=sm_90a -C target-feature=+ptx83`, every kernel (Hopper-only
-//!   ones use wgmma/TMA, and the tensormap proxy fence of PTX ISA 8.3); loads only on compute
-//!   capability 9.0.
+//! - `sm_90a.ptx`: `-C target-cpu=sm_90a -C target-feature=+ptx83` (PTX ISA 8.3), every kernel
+//!   (Hopper-only ones use wgmma/TMA); loads only on compute capability 9.0.
 //! - `sm_80.ptx`: `-C target-cpu=sm_80`, the portable module: kernels that need no Hopper
 //!   instruction, JIT-compiled by the driver for any GPU of compute capability 8.0 or newer.
 //!
@@ -81,6 +80,13 @@ const LAUNCH_BOUNDS: &[(&str, u32)] = &[
     ("bf16_gemm_n112_c2", 384),
     ("bf16_gemm_n192_c2", 384),
 ];
+
+/// The parameter of every kernel in `LAUNCH_BOUNDS` (the Hopper GEMMs) that holds their tensor
+/// maps (`GemmTensorMaps`): (index, bytes). The TMA reads the maps where the launch put the
+/// parameter, which must be 64-byte aligned; rustc declares kernel parameters with at most 16-byte
+/// alignment, so the declaration is raised to `.align 64` (the driver then places the parameter at
+/// a 64-byte boundary, as for a `__grid_constant__ CUtensorMap` in CUDA C++).
+const TENSOR_MAP_PARAM: (usize, usize) = (1, 512);
 
 /// Kernels launched in thread-block clusters of a compile-time shape: `.reqnctapercluster X, Y, Z`
 /// is written after their `.maxntid`, so that a plain `cuLaunchKernel` with a grid that is a
@@ -606,8 +612,9 @@ fn finish_module(name: &str, ptx: &str, features: &str) -> Result<String, String
 }
 
 /// Inserts `.maxntid N, 1, 1` after the parameter list of each kernel in `LAUNCH_BOUNDS` that the
-/// module defines, and `.reqnctapercluster X, Y, Z` after that for each kernel in `CLUSTER_DIMS`
-/// (idempotent: a directive a kernel already has is not added again).
+/// module defines, and `.reqnctapercluster X, Y, Z` after that for each kernel in `CLUSTER_DIMS`,
+/// and aligns their tensor-map parameter (`TENSOR_MAP_PARAM`) to 64 bytes (idempotent: a
+/// directive a kernel already has is not added again).
 fn add_launch_bounds(ptx: &str) -> Result<String, String> {
     let mut lines: Vec<String> = ptx.lines().map(str::to_owned).collect();
     for (kernel, threads) in LAUNCH_BOUNDS {
@@ -616,6 +623,19 @@ fn add_launch_bounds(ptx: &str) -> Result<String, String> {
         let close = (start..lines.len())
             .find(|&i| lines[i].trim() == ")")
             .ok_or_else(|| format!("PTX: no end of the parameter list of {kernel}"))?;
+        let (index, bytes) = TENSOR_MAP_PARAM;
+        let decl = format!(" .b8 {kernel}_param_{index}[{bytes}]");
+        let param = (start..close)
+            .find(|&i| lines[i].contains(&decl))
+            .ok_or_else(|| format!("PTX: {kernel} has no {bytes}-byte tensor-map parameter {index}"))?;
+        let aligned = [".param .align 16", ".param .align 64"]
+            .iter()
+            .find_map(|a| lines[param].trim_start().strip_prefix(a).filter(|rest| rest.starts_with(&decl)))
+            .map(|rest| format!("\t.param .align 64{rest}"))
+            .ok_or_else(|| {
+                format!("PTX: unexpected declaration of {kernel}'s tensor-map parameter: {}", lines[param].trim())
+            })?;
+        lines[param] = aligned;
         if !lines.get(close + 1).is_some_and(|l| l.contains(".maxntid")) {
             lines.insert(close + 1, format!(".maxntid {threads}, 1, 1"));
         }

@@ -99,7 +99,7 @@ pub enum Error {
         other: &'static str,
     },
     /// The stream is capturing a CUDA graph and the operation would have to do what capture does
-    /// not allow (upload data the graph would re-read from host memory at every replay).
+    /// not allow (loading a module, with a driver older than CUDA 12.3).
     GraphCapture {
         /// The operation.
         op: &'static str,

@@ -42,9 +42,9 @@
 //! `LOWP_GEMM_BLOCK_M=64` or `128` and `LOWP_GEMM_BLOCK_N=64`, `112`, `128` or `192` force the
 //! tile rows and columns of every call: CI runs this file in each of the eight configurations.
 //!
-//! CUDA graphs: a captured GEMM replayed after its operands were rewritten in place and after
-//! other GEMMs ran in between, and the `Error::GraphCapture` refusal of operands whose tensor maps
-//! were never written outside capture (the simulator records captured work as the driver does:
+//! CUDA graphs: GEMMs captured with no call before (their tensor maps travel as kernel
+//! parameters, in the graph's nodes), replayed after their operands were rewritten in place and
+//! after other GEMMs ran in between (the simulator records captured work as the driver does:
 //! `sim/src/capi.rs`).
 //!
 //! # The grouped GEMMs
@@ -697,7 +697,7 @@ fn blockwise_gemm_scale_paths_agree_bit_for_bit() {
         }
     }
 
-    // Capture: the scale map is part of the key of the cached maps.
+    // Capture with no call before: TMA-loaded scales (a map of their own) and row-major ones.
     let (m, n, k) = (70, 136, 256);
     let g = k / 128;
     let p = {
@@ -712,24 +712,27 @@ fn blockwise_gemm_scale_paths_agree_bit_for_bit() {
         let buf = stream.clone_htod(&scales_in(layout, &p.sa_rm, m, g)).expect("scales");
         Scales::from_buffer(buf, m, g, layout).expect("scales_x")
     };
-    let (new_m_major, warm_row_major, new_row_major) = (fresh(m_major), fresh(row_major), fresh(row_major));
-    let mut d = poisoned(m, n);
-    // The maps of x and w alone (row-major scales have none), written outside capture.
-    gemm::blockwise_fp8(&lowp, &stream, &p.a_d, &warm_row_major, &p.b_d, &p.sb_d, &mut d).expect("row-major warm-up");
-    let mut d = poisoned(m, n);
+    let (new_m_major, new_row_major) = (fresh(m_major), fresh(row_major));
+    let (mut d_m_major, mut d_row_major) = (poisoned(m, n), poisoned(m, n));
     stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).expect("begin capture");
-    let refused = gemm::blockwise_fp8(&lowp, &stream, &p.a_d, &new_m_major, &p.b_d, &p.sb_d, &mut d);
-    let captured = gemm::blockwise_fp8(&lowp, &stream, &p.a_d, &new_row_major, &p.b_d, &p.sb_d, &mut d);
+    let m_major_captured = gemm::blockwise_fp8(&lowp, &stream, &p.a_d, &new_m_major, &p.b_d, &p.sb_d, &mut d_m_major);
+    let row_major_captured =
+        gemm::blockwise_fp8(&lowp, &stream, &p.a_d, &new_row_major, &p.b_d, &p.sb_d, &mut d_row_major);
     let graph = stream
         .end_capture(lowp::cudarc::driver::sys::CUgraphInstantiate_flags(0))
         .expect("end capture")
         .expect("a graph");
-    let e = refused.expect_err("new M-major scales: their map is not on the device");
-    assert!(matches!(e, lowp::Error::GraphCapture { op: "blockwise_fp8", .. }), "{e}");
-    captured.expect("new row-major scales under capture");
+    m_major_captured.expect("new M-major scales under capture");
+    row_major_captured.expect("new row-major scales under capture");
+    for (d, what) in [(&d_m_major, "M-major"), (&d_row_major, "row-major")] {
+        let got = d.to_host(&stream).expect("d back");
+        assert!(got.iter().all(|v| v.to_bits() == common::POISON16), "{what}: a captured call ran before the replay");
+    }
     graph.launch().expect("graph replay");
-    let got = d.to_host(&stream).expect("d back");
-    assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "replay with row-major scales");
+    for (d, what) in [(&d_m_major, "M-major"), (&d_row_major, "row-major")] {
+        let got = d.to_host(&stream).expect("d back");
+        assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "replay with {what} scales");
+    }
 }
 
 /// Off Hopper (a GPU below or past 9.0, or the simulator with `LOWP_SIM_CC=8.0`) the GEMM is
@@ -858,9 +861,9 @@ fn blockwise_gemm_permutation_probe() {
     assert!(wrong.is_empty(), "permutation probe failed:\n{}", wrong.join("\n"));
 }
 
-/// A GEMM captured in a CUDA graph computes the operands' contents at each replay: replayed after
-/// the operands were rewritten in place (same addresses) and after another GEMM ran in between
-/// (whose tensor maps must not take the captured one's place).
+/// A GEMM captured in a CUDA graph, with no call of it before, computes the operands' contents at
+/// each replay: replayed after the operands were rewritten in place (same addresses) and after
+/// another GEMM ran in between (whose tensor maps must not take the captured one's place).
 #[test]
 fn blockwise_gemm_replays_in_a_cuda_graph() {
     let test = "blockwise_gemm_replays_in_a_cuda_graph";
@@ -868,9 +871,6 @@ fn blockwise_gemm_replays_in_a_cuda_graph() {
     let stream = lowp.new_stream().expect("stream");
     let mut p = Problem::new(&stream, &mut rng, 70, 136, 256, true, ScaleKind::Float);
     let mut other = Problem::new(&stream, &mut rng, 33, 200, 384, false, ScaleKind::Ue8m0);
-    // Once outside capture: a GEMM's tensor maps are written to the device then, never under capture.
-    p.run(&lowp, &stream).expect("gemm before capture");
-    p.check(&lowp, &stream, &mut rng, "before capture: ");
     stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).expect("begin capture");
     let captured = p.run(&lowp, &stream);
     let graph = stream
@@ -888,34 +888,43 @@ fn blockwise_gemm_replays_in_a_cuda_graph() {
     }
 }
 
-/// Under capture, a GEMM whose tensor maps are not on the device yet (operands never used outside
-/// capture) is refused with `Error::GraphCapture` before anything is enqueued: the capture stays
-/// valid, and what was captured replays.
+/// Several GEMMs captured in one graph, none of them run before: one with TMA-stored output (dense
+/// D, 16-byte aligned rows), one storing from the math threads (rows of 404 bytes), one in split-K
+/// clusters. Nothing runs at capture; each replay computes every one from the operands then.
 #[test]
-fn blockwise_gemm_refuses_uncached_maps_under_capture() {
-    let test = "blockwise_gemm_refuses_uncached_maps_under_capture";
+fn blockwise_gemms_capture_without_a_warm_up() {
+    let test = "blockwise_gemms_capture_without_a_warm_up";
     let Some((lowp, mut rng)) = hopper(test) else { return };
     let stream = lowp.new_stream().expect("stream");
-    let mut seen = Problem::new(&stream, &mut rng, 16, 128, 128, false, ScaleKind::Float);
-    let mut unseen = Problem::new(&stream, &mut rng, 16, 128, 128, false, ScaleKind::Float);
-    seen.run(&lowp, &stream).expect("gemm before capture");
+    let mut tma_d = Problem::new(&stream, &mut rng, 70, 136, 256, true, ScaleKind::Float);
+    let mut thread_d = Problem::new(&stream, &mut rng, 33, 202, 384, false, ScaleKind::Ue8m0);
+    let mut split = Problem::new(&stream, &mut rng, 16, 64, 1024, true, ScaleKind::Float);
+    let split_config = GemmConfig { block_m: 64, block_n: 64, cluster: 1, split_k: 2 };
+    let can_split = lowp.sm_count() >= 2;
     stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).expect("begin capture");
-    let refused = unseen.run(&lowp, &stream);
-    let captured = seen.run(&lowp, &stream);
+    let captured = [
+        tma_d.run(&lowp, &stream),
+        thread_d.run(&lowp, &stream),
+        if can_split { split.run_with(&lowp, &stream, split_config) } else { Ok(()) },
+    ];
     let graph = stream
         .end_capture(lowp::cudarc::driver::sys::CUgraphInstantiate_flags(0))
         .expect("end capture")
         .expect("a graph");
-    let e = refused.expect_err("maps not on the device");
-    assert!(matches!(e, lowp::Error::GraphCapture { op: "blockwise_fp8", .. }), "{e}");
-    assert!(e.to_string().contains("outside capture"), "{e}");
-    captured.expect("gemm under capture");
-    seen.redraw(&stream, &mut rng);
-    graph.launch().expect("graph replay");
-    seen.check(&lowp, &stream, &mut rng, "replay: ");
-    // Once run outside capture, the other operands are capturable too.
-    unseen.run(&lowp, &stream).expect("gemm outside capture");
-    unseen.check(&lowp, &stream, &mut rng, "outside capture: ");
+    for (i, r) in captured.into_iter().enumerate() {
+        r.unwrap_or_else(|e| panic!("GEMM {i} under capture: {e}"));
+    }
+    for replay in 0..2 {
+        tma_d.redraw(&stream, &mut rng);
+        thread_d.redraw(&stream, &mut rng);
+        split.redraw(&stream, &mut rng);
+        graph.launch().expect("graph replay");
+        tma_d.check(&lowp, &stream, &mut rng, &format!("TMA-stored D, replay {replay}: "));
+        thread_d.check(&lowp, &stream, &mut rng, &format!("thread-stored D, replay {replay}: "));
+        if can_split {
+            split.check(&lowp, &stream, &mut rng, &format!("split-K, replay {replay}: "));
+        }
+    }
 }
 
 /// FP8 weight scales: a CTA keeps its tiles' in shared memory when its k-blocks fit the buffer
@@ -946,46 +955,6 @@ fn blockwise_gemm_weight_scales_past_the_shared_buffer() {
         p.run_with(&lowp, &stream, c).expect("gemm in a given configuration");
         p.check(&lowp, &stream, &mut rng, &format!("config {c}, K = {k}: "));
     }
-}
-
-/// The tensor-map cache grows with new operands and is freed on request, in a stream's order
-/// (`Lowp::release_tensor_maps`; refused on a capturing stream); afterwards a capture of the same
-/// GEMM is refused (its maps are gone) and a call outside capture writes them again and computes
-/// right.
-#[test]
-fn tensor_map_cache_is_released_on_request() {
-    let test = "tensor_map_cache_is_released_on_request";
-    let Some((_shared, mut rng)) = hopper(test) else { return };
-    // A handle of its own: a context object of its own, so a cache of its own (the other tests'
-    // GEMMs run on the shared handle meanwhile).
-    let lowp = lowp::Lowp::new(0).expect("a second handle");
-    let stream = lowp.new_stream().expect("stream");
-    assert_eq!(lowp.tensor_map_bytes(), 0, "a new handle holds no maps");
-    let mut p = Problem::new(&stream, &mut rng, 70, 136, 256, true, ScaleKind::Float);
-    p.run(&lowp, &stream).expect("gemm");
-    p.check(&lowp, &stream, &mut rng, "before the release: ");
-    let held = lowp.tensor_map_bytes();
-    assert!(held > 0, "no bytes held after a GEMM");
-    stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).expect("begin capture");
-    // SAFETY: refused before anything is freed (the stream captures).
-    let refused = unsafe { lowp.release_tensor_maps(&stream) };
-    let _ = stream.end_capture(lowp::cudarc::driver::sys::CUgraphInstantiate_flags(0)).expect("end capture");
-    let e = refused.expect_err("a release on a capturing stream");
-    assert!(matches!(e, lowp::Error::GraphCapture { op: "release_tensor_maps", .. }), "{e}");
-    assert_eq!(lowp.tensor_map_bytes(), held, "a refused release frees nothing");
-    // SAFETY: this handle's GEMMs ran on `stream` only, no graph captured one, and no other
-    // thread uses the handle.
-    let freed = unsafe { lowp.release_tensor_maps(&stream) }.expect("release");
-    assert_eq!((freed, lowp.tensor_map_bytes()), (held, 0));
-    stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).expect("begin capture");
-    let refused = p.run(&lowp, &stream);
-    let _ = stream.end_capture(lowp::cudarc::driver::sys::CUgraphInstantiate_flags(0)).expect("end capture");
-    let e = refused.expect_err("the maps were released");
-    assert!(matches!(e, lowp::Error::GraphCapture { op: "blockwise_fp8", .. }), "{e}");
-    p.redraw(&stream, &mut rng);
-    p.run(&lowp, &stream).expect("gemm after the release");
-    p.check(&lowp, &stream, &mut rng, "after the release: ");
-    assert_eq!(lowp.tensor_map_bytes(), held, "the maps are written again");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1380,8 +1349,8 @@ fn grouped_gemm_clamps_and_flags_bad_offsets() {
 
 /// A grouped GEMM captured in a CUDA graph reads its operands and its group table on the device at
 /// every replay: replayed after x, W and the offsets were rewritten in place (other group sizes),
-/// and after other grouped GEMMs (other operands, other shapes) ran in between. A call under
-/// capture whose operands never ran outside it is refused before anything is enqueued.
+/// and after other grouped GEMMs (other operands, other shapes) ran in between; a second grouped
+/// GEMM in the same capture, whose operands never ran before, replays too.
 #[test]
 fn bf16_grouped_gemm_replays_in_a_cuda_graph() {
     let test = "bf16_grouped_gemm_replays_in_a_cuda_graph";
@@ -1424,20 +1393,22 @@ fn bf16_grouped_gemm_replays_in_a_cuda_graph() {
     let other_ends = stream.clone_htod(&[10i32, 20, 30, 40, 50, 64]).expect("ends");
     stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).expect("begin capture");
     let captured = run(&x_d, &w_d, &mut y, &ends_d);
-    let refused = run(&other_x, &other_w, &mut other_y, &other_ends);
+    let cold = run(&other_x, &other_w, &mut other_y, &other_ends);
     let graph = stream
         .end_capture(lowp::cudarc::driver::sys::CUgraphInstantiate_flags(0))
         .expect("end capture")
         .expect("a graph");
     captured.expect("grouped gemm under capture");
-    let e = refused.expect_err("operands never seen outside capture");
-    assert!(matches!(e, lowp::Error::GraphCapture { op: "grouped_bf16", .. }), "{e}");
+    cold.expect("a grouped gemm whose operands never ran before, under capture");
 
     for replay in 0..3 {
         let (want, rows) = redraw(&mut rng, &mut x_d, &mut w_d, &mut y, &mut ends_d);
+        stream.memcpy_htod(&vec![bf16::from_bits(common::POISON16); 64 * n], other_y.buffer_mut()).expect("other y");
         graph.launch().expect("graph replay");
         check(&lowp, &format!("replay {replay}"), &y.to_host(&stream).expect("y back"), &want, &rows, n);
-        // Another grouped GEMM between replays (its maps written now, outside capture).
+        let zeros = other_y.to_host(&stream).expect("other y back");
+        assert!(zeros.iter().all(|v| v.to_f32() == 0.0), "replay {replay}: the captured zero operands give zeros");
+        // Another grouped GEMM between replays.
         run(&other_x, &other_w, &mut other_y, &other_ends).expect("grouped gemm between replays");
         let zeros = other_y.to_host(&stream).expect("other y back");
         assert!(zeros.iter().all(|v| v.to_f32() == 0.0), "between replays {replay}: zero operands give zeros");

@@ -1,5 +1,5 @@
-//! The launcher every Hopper GEMM shares: tensor maps from the device-resident cache
-//! ([`super::tma`]), then a persistent launch.
+//! The launcher every Hopper GEMM shares: the tensor maps ([`super::tma`]) and a persistent
+//! launch.
 
 use std::sync::{Arc, OnceLock};
 
@@ -10,12 +10,12 @@ use super::plan::{
     BLOCK_M_VAR, BLOCK_N_VAR, CLUSTER_VAR, Forced, Rows, SPLIT_VAR, Tiles, choose_config, parse_block_m, parse_block_n,
     parse_cluster, parse_split,
 };
-use super::tma::{Map2d, MapKind, device_maps};
-use crate::abi::{GEMM_BLOCK_K, GEMM_D_BOX_M, GemmParams, gemm_d_box_n, gemm_d_swizzle_bytes};
+use super::tma::{Map2d, MapKind, kernel_maps};
+use crate::abi::{GEMM_BLOCK_K, GEMM_D_BOX_M, GemmParams, GemmTensorMaps, gemm_d_box_n, gemm_d_swizzle_bytes};
 use crate::context::Lowp;
 use crate::error::{CudaResultExt, Error, Result};
 
-crate::abi::device_repr!(GemmParams);
+crate::abi::device_repr!(GemmParams, GemmTensorMaps);
 
 /// A row-major operand: (address, bytes per row used, rows, row stride in bytes).
 pub(crate) type ByteMatrix = (u64, usize, usize, usize);
@@ -87,11 +87,11 @@ pub(crate) fn gemm_function(lowp: &Lowp, op: &'static str, tiles: Tiles, fp8: bo
     lowp.function_with_smem(op, tiles.kernel(fp8), super::NEEDS, tiles.smem_bytes(fp8))
 }
 
-/// Finds (or writes, outside capture) the tensor maps of A (boxes of `config.a_box_rows()` rows), B
-/// (boxes of `config.block_n()` rows), when `p.sa_tma` is set the activation scales (boxes of
+/// Encodes the tensor maps of A (boxes of `config.a_box_rows()` rows), B (boxes of
+/// `config.block_n()` rows), when `p.sa_tma` is set the activation scales (boxes of
 /// `config.block_m()` rows × 1 k-block) and when `p.d_tma` is set D (boxes of `GEMM_D_BOX_M` rows
-/// × `gemm_d_box_n` columns) in the handle's map cache and launches `f`, the FP8 (`fp8`) or bf16
-/// kernel of `config`, persistently (one CTA per SM at most, `tiles` an upper bound of the output
+/// × `gemm_d_box_n` columns) into the kernel's map parameter, and launches `f`, the FP8 (`fp8`)
+/// or bf16 kernel of `config`, persistently (one CTA per SM at most, `tiles` an upper bound of the output
 /// tiles, or of the cluster tiles with clusters along N: the grid is then `config.ctas()` times
 /// the clusters, at most as many as can be resident ([`cluster_capacity`]), so that a plain
 /// launch runs the kernel's compile-time clusters).
@@ -130,9 +130,6 @@ pub(crate) fn launch_gemm(
         box_inner: bk,
         box_rows,
     };
-    // Device memory that stays as it is for the context's life: a captured launch reads the same
-    // maps at every replay (see `super::tma`). The boxes are part of the cache key: the same
-    // operands in another configuration have their own maps.
     let mut maps = vec![map("x", a, config.a_box_rows()), map("w", b, bn)];
     if p.sa_tma != 0 {
         // M-major scales: the rows are the inner dimension (elements past the last row read
@@ -148,7 +145,6 @@ pub(crate) fn launch_gemm(
             box_rows: 1,
         });
     }
-    p.tensor_maps = device_maps(lowp, stream, op, &maps)?;
     if config.split > 1 {
         // The split-K kernels store their columns of each tile from registers: no D map.
         p.d_tma = 0;
@@ -156,8 +152,6 @@ pub(crate) fn launch_gemm(
     if p.d_tma != 0 {
         // D, bf16 `[rows, N]`: boxes of one math warpgroup's rows × a column block of the
         // epilogue buffer, swizzled as the buffer is; the TMA clips rows ≥ M and columns ≥ N.
-        // The set without D is written too (above), so that a launch captured with an output
-        // no call outside capture has seen still runs: it stores D from the math threads.
         maps.push(Map2d {
             arg: "out",
             kind: MapKind::Bf16Swizzle(gemm_d_swizzle_bytes(bn)),
@@ -168,12 +162,8 @@ pub(crate) fn launch_gemm(
             box_inner: gemm_d_box_n(bn),
             box_rows: GEMM_D_BOX_M,
         });
-        match device_maps(lowp, stream, op, &maps) {
-            Ok(at) => p.tensor_maps = at,
-            Err(Error::GraphCapture { .. }) => p.d_tma = 0,
-            Err(e) => return Err(e),
-        }
     }
+    let kernel_maps = kernel_maps(&maps)?;
 
     let clusters = tiles.clamp(1, capacity as u64) as u32;
     let cfg = LaunchConfig {
@@ -183,10 +173,11 @@ pub(crate) fn launch_gemm(
     };
     let mut builder = stream.launch_builder(f);
     builder.arg(&p);
+    builder.arg(&kernel_maps);
     // SAFETY: the caller's plan validated the shapes, alignments, scale extents, group tables and
     // overlaps of the live buffers whose addresses `p` holds, and the tensor maps describe exactly
-    // A and B; the kernel runs with its launch bounds' thread count and the shared memory set on
-    // the function when it was first resolved.
+    // A, B and, where `p` asks for them, the scales and D; the kernel runs with its launch bounds'
+    // thread count and the shared memory set on the function when it was first resolved.
     unsafe { builder.launch(cfg) }.op("cuLaunchKernel")?;
     Ok(())
 }

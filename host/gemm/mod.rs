@@ -20,16 +20,16 @@
 //! output is bf16 with an even row stride. Off compute capability 9.0 every op is
 //! [`Error::Unsupported`].
 //!
-//! **CUDA graphs.** Each call finds the tensor maps of its two operands (and of TMA-loaded
-//! activation scales) in a device-resident cache, written the first time those operands
-//! (addresses, shapes, strides) are seen, outside any capture, and never changed: run an op once
-//! with the same operands, scales included, before capturing it (as graph warm-up does); under capture without that, [`Error::GraphCapture`]
-//! before anything is enqueued. Group tables are read on the device (no host sync). See
-//! `docs/kernels/gemm.md`.
+//! **CUDA graphs.** Each call encodes the tensor maps of its operands (and of TMA-loaded
+//! activation scales and of the output) on the host and passes them by value as a kernel
+//! parameter, which the TMA reads in place: no device memory is written for them and nothing is
+//! kept between calls. A call can be captured in a CUDA graph as it is, with no warm-up: each
+//! replay computes whatever the operands hold then, at the addresses the capture saw. Group
+//! tables are read on the device (no host sync). See `docs/kernels/gemm.md`.
 //!
 //! **Tile configurations.** Each call runs one of eight tile configurations, chosen from the
-//! shapes, the SM count and the driver's occupancy (never from device data, so a warm-up call
-//! and its captured replay agree): 64-row tiles with one math warpgroup when the groups are small (dense M ≤ 64;
+//! shapes, the SM count and the driver's occupancy (never from device data, so a call and its
+//! captured replay agree): 64-row tiles with one math warpgroup when the groups are small (dense M ≤ 64;
 //! masked `max_m` ≤ 64; contiguous at most 64 rows of `x` per expert on average), else 128-row
 //! tiles with two; then 64, 112, 128 or 192 columns, whichever a model of the persistent grid
 //! (its waves over the SMs times each tile's tensor-core and shared-memory time) rates fastest,
@@ -123,41 +123,6 @@ pub struct GemmConfig {
     /// CTAs per split-K cluster, each computing a slice of K of the same tile: 1, or 2, 4 or 8
     /// for FP8 64 × 64 tiles (with `cluster` 1).
     pub split_k: usize,
-}
-
-/// The GEMMs' tensor-map cache (`tma`), seen from the handle.
-impl Lowp {
-    /// Bytes of device memory held by the cache of encoded TMA tensor maps of this handle: 128
-    /// bytes per map of each distinct set of GEMM operands (addresses, shapes, strides) seen so
-    /// far, in 16 KiB blocks. The cache belongs to the handle's `Arc<CudaContext>`
-    /// ([`Lowp::context`]): handles made by [`Lowp::from_context`] from clones of one `Arc` share
-    /// it (each [`Lowp::new`] has its own). The GEMMs write a set once and reuse it, so that a
-    /// CUDA graph that captured a launch reads maps that never change. The cache grows with every
-    /// new operand address (a caching allocator's fresh buffers); it is freed by
-    /// [`Lowp::release_tensor_maps`], or when the CUDA context is destroyed (a primary context
-    /// lives on while any user holds it: a handle dropped before then leaves its maps there).
-    pub fn tensor_map_bytes(&self) -> usize {
-        tma::cached_bytes(self.context())
-    }
-
-    /// Frees the cache of encoded TMA tensor maps of this handle (see
-    /// [`Lowp::tensor_map_bytes`]) in `stream`'s order (`cuMemFreeAsync`; nothing is
-    /// synchronized) and returns the bytes freed; later GEMM calls write their maps again
-    /// (outside a capture). `GraphCapture` if `stream` is capturing.
-    ///
-    /// # Safety
-    /// Nothing may read the freed maps after `stream`'s current point. For this handle and every
-    /// handle sharing its cache (the same `Arc<CudaContext>`):
-    /// - every GEMM launched on another stream is ordered before it (complete, or awaited
-    ///   through an event);
-    /// - no CUDA graph that captured a GEMM before this call is launched after it (its nodes
-    ///   point at the freed maps: capture it anew);
-    /// - no GEMM is called on another thread while this runs.
-    pub unsafe fn release_tensor_maps(&self, stream: &Arc<CudaStream>) -> Result<usize> {
-        self.check_stream(stream)?;
-        // SAFETY: the caller's contract.
-        unsafe { tma::release(self.context(), stream) }
-    }
 }
 
 impl GemmConfig {
@@ -287,9 +252,8 @@ fn scale_input<B: DeviceSlice<f32>>(s: &Scales<f32, B>, addr: u64) -> ScaleInput
 /// - `out [M, N]`: bf16, even row stride, overlapping no input.
 ///
 /// Any M, N ≥ 1; K a positive multiple of 128. Another scale layout is `Error::Layout`;
-/// `Error::Unsupported` on GPUs other than compute capability 9.0. Capturable in a CUDA graph
-/// once it ran outside capture with the same `x` and `w`, and the same `scales_x` when they are
-/// TMA-loaded (see the module's documentation).
+/// `Error::Unsupported` on GPUs other than compute capability 9.0. Capturable in a CUDA graph,
+/// with no call before the capture (see the module's documentation).
 ///
 /// ```
 /// # fn main() -> lowp::Result<()> {

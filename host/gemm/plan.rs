@@ -118,7 +118,6 @@ pub(crate) fn dense_plan(g: &DenseInput) -> Result<GemmParams> {
         &[(a.name, a.range()?), (b.name, b.range()?), ("scales_x", sa.range()), ("scales_w", sb.range())],
     )?;
     Ok(GemmParams {
-        tensor_maps: 0,
         sa: sa.addr,
         sa_row_stride: sa.row_stride as u64,
         sa_col_stride: sa.col_stride as u64,
@@ -226,7 +225,6 @@ pub(crate) fn grouped_plan(s: &GroupedInput) -> Result<GemmParams> {
     out_disjoint(&out, &inputs)?;
     let nb = n.div_ceil(GROUP);
     Ok(GemmParams {
-        tensor_maps: 0,
         sa: sa.map_or(0, |a| a.addr),
         sa_row_stride: sa.map_or(0, |a| a.row_stride as u64),
         sa_col_stride: sa.map_or(0, |a| a.col_stride as u64),

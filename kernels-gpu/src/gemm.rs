@@ -80,13 +80,14 @@ use core::f32::math::mul_add;
 
 use crate::abi::{
     GEMM_BLOCK_K as BK, GEMM_D_BOX_M, GEMM_ERR_GROUP_BOUNDS, GEMM_SCALE_BLOCK_N, GEMM_WEIGHT_SCALE_KBLOCKS as WS_KB,
-    GemmParams, gemm_d_box_n, gemm_d_swizzle_bytes, gemm_epilogue_bytes, gemm_reduce_bytes, gemm_scale_blocks_per_tile,
-    gemm_stage_scale_bytes, gemm_stages, gemm_weight_scale_bytes, gemm_weight_scales_in_smem,
+    GemmParams, GemmTensorMaps, gemm_d_box_n, gemm_d_swizzle_bytes, gemm_epilogue_bytes, gemm_reduce_bytes,
+    gemm_scale_blocks_per_tile, gemm_stage_scale_bytes, gemm_stages, gemm_weight_scale_bytes,
+    gemm_weight_scales_in_smem,
 };
 use crate::prim::convert::f32x2_to_bf16x2;
 use crate::prim::hopper::{
     WGMMA_MAX_REGS, bulk_commit_group, bulk_wait_group, bulk_wait_group_read, cluster_ctarank, cluster_sync,
-    fence_accumulators, fence_mbarrier_init, fence_proxy_async_shared, fence_tensormap_acquire, ld_shared_cluster_v4,
+    fence_accumulators, fence_mbarrier_init, fence_proxy_async_shared, kernel_param_address, ld_shared_cluster_v4,
     ld_shared_f32, ld_shared_v4, mapa_shared, mbarrier_arrive, mbarrier_arrive_cluster, mbarrier_arrive_expect_tx,
     mbarrier_init, mbarrier_wait, mbarrier_wait_cluster, named_barrier_sync, prefetch_tensormap, setmaxnreg_dec,
     setmaxnreg_inc, smem_addr, smem_desc_k_major_sw128, st_shared_f32, st_shared_v4, stmatrix_x4, tma_load_2d,
@@ -393,6 +394,7 @@ unsafe fn free_stage<const CLUSTER: u32>(empty: u32) {
 #[inline(always)]
 unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTER: u32, const SPLIT: u32>(
     p: &GemmParams,
+    maps: u64,
 ) {
     const { assert!(MATH_WGS == 1 || MATH_WGS == 2) };
     const { assert!(CLUSTER == 1 || CLUSTER == 2) };
@@ -420,11 +422,12 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
     let sm = Smem::<FP8, MATH_WGS, BN, SPLIT> { base: (raw + 1023) & !1023 };
     let tid = thread_idx_x();
     let warpgroup = tid / 128;
-    let tmap_a = p.tensor_maps;
-    let tmap_b = p.tensor_maps + 128;
-    let tmap_sa = p.tensor_maps + 256;
+    // The kernel's `GemmTensorMaps` parameter, 128 bytes per map.
+    let tmap_a = maps;
+    let tmap_b = maps + 128;
+    let tmap_sa = maps + 256;
     // D's map follows the others (the third, or the fourth after the scales').
-    let tmap_d = p.tensor_maps + 256 + if p.sa_tma != 0 { 128 } else { 0 };
+    let tmap_d = maps + 256 + if p.sa_tma != 0 { 128 } else { 0 };
     // The split-K kernels store from registers: no D map, whatever the parameters say.
     let d_tma = SPLIT == 1 && p.d_tma != 0;
 
@@ -448,17 +451,13 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
                 }
             }
         }
-        // SAFETY: publishes the inits; the maps are valid global memory (host contract), which
-        // the host wrote through the generic proxy: acquired for the tensormap proxy before this
-        // thread (the only one to issue TMA) first uses them.
+        // SAFETY: publishes the inits; the maps are valid tensor maps in the kernel's parameter
+        // space (host contract), written before the launch: no proxy fence is needed.
         unsafe {
             fence_mbarrier_init();
-            fence_tensormap_acquire(tmap_a);
-            fence_tensormap_acquire(tmap_b);
             prefetch_tensormap(tmap_a);
             prefetch_tensormap(tmap_b);
             if sa_tma {
-                fence_tensormap_acquire(tmap_sa);
                 prefetch_tensormap(tmap_sa);
             }
         }
@@ -554,11 +553,8 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
     // The warpgroup's first thread issues its TMA stores (dense, TMA-aligned D).
     let store_thread = d_tma && tid % 128 == 0;
     if store_thread {
-        // SAFETY: the D map is valid global memory the host wrote (host contract, `d_tma`).
-        unsafe {
-            fence_tensormap_acquire(tmap_d);
-            prefetch_tensormap(tmap_d);
-        }
+        // SAFETY: the D map is a valid tensor map in parameter space (host contract, `d_tma`).
+        unsafe { prefetch_tensormap(tmap_d) };
     }
 
     // Weight scales: a tile's columns lie in one 128-column scale block when BN divides 128, else
@@ -1090,8 +1086,9 @@ macro_rules! entry {
         /// # Safety
         #[doc = concat!("Launch contract of `gemm` with `MATH_WGS = ", $wgs, "`, `BN = ", $bn, "`, `CLUSTER = ", $cluster, "`, `SPLIT = ", $split, "`.")]
         #[unsafe(no_mangle)]
-        pub unsafe extern "ptx-kernel" fn $name(p: GemmParams) {
-            unsafe { gemm::<$fp8, $wgs, $bn, $cluster, $split>(&p) }
+        pub unsafe extern "ptx-kernel" fn $name(p: GemmParams, _maps: GemmTensorMaps) {
+            let maps = kernel_param_address!($name, 1);
+            unsafe { gemm::<$fp8, $wgs, $bn, $cluster, $split>(&p, maps) }
         }
     };
 }

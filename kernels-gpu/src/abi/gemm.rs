@@ -15,15 +15,6 @@
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GemmParams {
-    /// Generic address of the `CUtensorMap`s in global memory (64-byte aligned, 128 bytes each):
-    /// A `[rows, K]`, then B `[groups · N, K]`, both K-major, bytes, boxes of `block_m` (A) or
-    /// `block_n` (B) rows × 128 bytes, 128-byte swizzle; then, when `sa_tma` is set, the activation scales
-    /// as a 2-D f32 tensor `[K/128][rows]` (inner dimension the rows, outer stride
-    /// `4 · sa_col_stride` bytes), boxes of `block_m` rows × 1 k-block, no swizzle; then, when
-    /// `d_tma` is set, D as bf16 `[rows, N]` (row stride `2 · d_stride` bytes), boxes of
-    /// `GEMM_D_BOX_M` rows × `gemm_d_box_n(block_n)` columns, swizzled over the box's row
-    /// (`gemm_d_swizzle_bytes`). The D map is the third map, or the fourth with `sa_tma`.
-    pub tensor_maps: u64,
     /// FP8 only: f32 activation scales, sa(m, g) at `sa + m * sa_row_stride + g * sa_col_stride`.
     pub sa: u64,
     pub sa_row_stride: u64,
@@ -61,8 +52,33 @@ pub struct GemmParams {
     /// alignment or N asks).
     pub d_tma: u32,
 }
-const _: () = assert!(core::mem::size_of::<GemmParams>() == 120);
+const _: () = assert!(core::mem::size_of::<GemmParams>() == 112);
 const _: () = assert!(core::mem::align_of::<GemmParams>() == 8);
+
+/// The `CUtensorMap`s of one launch of the Hopper GEMM kernels: their second parameter, read
+/// by the TMA in parameter space (the `__grid_constant__` form: the kernel converts the
+/// parameter's address to a generic one; the maps are never copied to global memory). In order,
+/// 128 bytes each: A `[rows, K]`, then B `[groups · N, K]`, both K-major, bytes, boxes of
+/// `block_m` (A; half of it in clusters of 2 along N) or `block_n` (B) rows × 128 bytes, 128-byte
+/// swizzle; then, when `sa_tma` is set, the activation scales as a 2-D f32 tensor `[K/128][rows]`
+/// (inner dimension the rows, outer stride `4 · sa_col_stride` bytes), boxes of `block_m` rows ×
+/// 1 k-block, no swizzle; then, when `d_tma` is set, D as bf16 `[rows, N]` (row stride
+/// `2 · d_stride` bytes), boxes of `GEMM_D_BOX_M` rows × `gemm_d_box_n(block_n)` columns,
+/// swizzled over the box's row (`gemm_d_swizzle_bytes`). The D map is the third map, or the
+/// fourth with `sa_tma`; unused slots are not read.
+///
+/// The TMA needs each map 64-byte aligned; rustc declares kernel parameters with at most 16-byte
+/// alignment, so build.rs raises this parameter's declaration to `.align 64` in the PTX.
+#[repr(C, align(16))]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GemmTensorMaps {
+    pub maps: [[u8; 128]; GEMM_MAX_MAPS],
+}
+const _: () = assert!(core::mem::size_of::<GemmTensorMaps>() == 512);
+const _: () = assert!(core::mem::align_of::<GemmTensorMaps>() == 16);
+
+/// The most tensor maps of one launch (A, B, the activation scales, D).
+pub const GEMM_MAX_MAPS: usize = 4;
 
 /// Error bit: a group bound read on the device was out of range and was clamped.
 pub const GEMM_ERR_GROUP_BOUNDS: u32 = 1;

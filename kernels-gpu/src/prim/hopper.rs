@@ -384,24 +384,36 @@ pub unsafe fn st_shared_f32(addr: u32, v: f32) {
     };
 }
 
-/// Orders this thread's later uses of the tensor map at `tmap` (TMA loads, prefetches, which go
-/// through the tensormap proxy) after the map's writes through the generic proxy: maps the host
-/// copied into global memory need it before their first use in a kernel (PTX ISA 8.3), at system
-/// scope since the host wrote them (the CUDA Programming Guide's rule for maps copied from the
-/// host).
+/// The generic address of parameter `$index` of the kernel `$kernel`, whose body this must be in:
+/// `mov` of the parameter's name gives its `.param`-space address and `cvta.param` a generic one
+/// (PTX ISA 7.7, sm_70), as `__grid_constant__` parameters have in CUDA C++. The bytes there are
+/// the launch's own copy of the argument, read-only for the whole launch; the TMA reads tensor
+/// maps from such an address with no fence (nothing writes them during the kernel). rustc names
+/// a kernel's PTX parameters `<kernel>_param_<index>`.
 ///
-/// # Safety
-/// `tmap` is the generic address of a 128-byte tensor map in global memory.
-#[inline(always)]
-pub unsafe fn fence_tensormap_acquire(tmap: u64) {
-    // SAFETY: a fence on the caller's address; no memory is written.
-    unsafe { asm!("fence.proxy.tensormap::generic.acquire.sys [{m}], 128;", m = in(reg64) tmap, options(nostack)) };
+/// Expands to an `unsafe` block; its only invariant is that `$kernel` is the enclosing entry
+/// point, which ptxas checks (another name does not assemble).
+macro_rules! kernel_param_address {
+    ($kernel:ident, $index:literal) => {{
+        let a: u64;
+        // SAFETY: reads no memory: the address of a parameter of the enclosing entry point
+        // (ptxas refuses a name that is not one of its parameters).
+        unsafe {
+            core::arch::asm!(
+                concat!("mov.b64 {a}, ", stringify!($kernel), "_param_", stringify!($index), ";\n\tcvta.param.u64 {a}, {a};"),
+                a = out(reg64) a,
+                options(pure, nomem, nostack, preserves_flags),
+            )
+        };
+        a
+    }};
 }
+pub(crate) use kernel_param_address;
 
 /// Prefetches a tensor map into the TMA unit's cache.
 ///
 /// # Safety
-/// `tmap` is the generic address of a valid tensor map.
+/// `tmap` is the generic address of a valid tensor map (in parameter, constant or global memory).
 #[inline(always)]
 pub unsafe fn prefetch_tensormap(tmap: u64) {
     // SAFETY: a hint; caller's contract on the address.
