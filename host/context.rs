@@ -314,7 +314,7 @@ impl Lowp {
             Err(e) => {
                 return Err(match e.0 {
                     CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION => unsupported(match self.inner.arch {
-                        Arch::Sm90a => "a CUDA driver that reads PTX ISA 8.3 (CUDA 12.3 or newer)",
+                        Arch::Sm90a => "a CUDA driver that reads PTX ISA 8.0 (CUDA 12.0 or newer)",
                         Arch::Sm80 => "a CUDA driver that reads PTX ISA 7.0 (CUDA 11.0 or newer)",
                     }),
                     CUresult::CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED
