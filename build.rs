@@ -81,12 +81,19 @@ const LAUNCH_BOUNDS: &[(&str, u32)] = &[
     ("bf16_gemm_n192_c2", 384),
 ];
 
-/// The parameter of every kernel in `LAUNCH_BOUNDS` (the Hopper GEMMs) that holds their tensor
-/// maps (`GemmTensorMaps`): (index, bytes). The TMA reads the maps where the launch put the
-/// parameter, which must be 64-byte aligned; rustc declares kernel parameters with at most 16-byte
-/// alignment, so the declaration is raised to `.align 64` (the driver then places the parameter at
-/// a 64-byte boundary, as for a `__grid_constant__ CUtensorMap` in CUDA C++).
+/// The parameter of the Hopper GEMM kernels (`takes_tensor_maps`) that holds their tensor maps
+/// (`GemmTensorMaps`): (index, bytes). The TMA reads the maps where the launch put the parameter,
+/// which must start on a 64-byte boundary. ptxas places each parameter at its declared alignment
+/// (of its constant-bank address), and rustc declares kernel parameters with at most 16-byte
+/// alignment, so the declaration is raised to `.align 64`, as a `__grid_constant__ CUtensorMap`
+/// has in CUDA C++ (`.ci/check_ptx.py` checks the placement in the assembled kernels).
 const TENSOR_MAP_PARAM: (usize, usize) = (1, 512);
+
+/// Whether `kernel` is a Hopper GEMM entry point, which takes its tensor maps as parameter
+/// `TENSOR_MAP_PARAM`.
+fn takes_tensor_maps(kernel: &str) -> bool {
+    kernel.starts_with("fp8_blockwise_gemm") || kernel.starts_with("bf16_gemm")
+}
 
 /// Kernels launched in thread-block clusters of a compile-time shape: `.reqnctapercluster X, Y, Z`
 /// is written after their `.maxntid`, so that a plain `cuLaunchKernel` with a grid that is a
@@ -608,34 +615,44 @@ fn build_module(
 fn finish_module(name: &str, ptx: &str, features: &str) -> Result<String, String> {
     check_self_contained(name, ptx)?;
     check_ptx_version(name, ptx, features)?;
-    add_launch_bounds(ptx)
+    add_launch_bounds(name, ptx)
 }
 
 /// Inserts `.maxntid N, 1, 1` after the parameter list of each kernel in `LAUNCH_BOUNDS` that the
-/// module defines, and `.reqnctapercluster X, Y, Z` after that for each kernel in `CLUSTER_DIMS`,
-/// and aligns their tensor-map parameter (`TENSOR_MAP_PARAM`) to 64 bytes (idempotent: a
-/// directive a kernel already has is not added again).
-fn add_launch_bounds(ptx: &str) -> Result<String, String> {
+/// module defines (the sm_90a module must define them all), and `.reqnctapercluster X, Y, Z`
+/// after that for each kernel in `CLUSTER_DIMS`, and aligns the tensor-map parameter
+/// (`TENSOR_MAP_PARAM`) of those that take one to 64 bytes (idempotent: a directive a kernel
+/// already has is not added again).
+fn add_launch_bounds(module: &str, ptx: &str) -> Result<String, String> {
+    // Prebuilt PTX (`LOWP_PTX_DIR`) of another lowp version fails here first.
+    let stale = "(PTX of another lowp version? build it from this source)";
     let mut lines: Vec<String> = ptx.lines().map(str::to_owned).collect();
     for (kernel, threads) in LAUNCH_BOUNDS {
         let header = format!(".visible .entry {kernel}(");
-        let Some(start) = lines.iter().position(|l| l.trim_start().starts_with(&header)) else { continue };
+        let Some(start) = lines.iter().position(|l| l.trim_start().starts_with(&header)) else {
+            if module == "sm_90a" {
+                return Err(format!("PTX module sm_90a has no kernel {kernel} {stale}"));
+            }
+            continue;
+        };
         let close = (start..lines.len())
             .find(|&i| lines[i].trim() == ")")
             .ok_or_else(|| format!("PTX: no end of the parameter list of {kernel}"))?;
-        let (index, bytes) = TENSOR_MAP_PARAM;
-        let decl = format!(" .b8 {kernel}_param_{index}[{bytes}]");
-        let param = (start..close)
-            .find(|&i| lines[i].contains(&decl))
-            .ok_or_else(|| format!("PTX: {kernel} has no {bytes}-byte tensor-map parameter {index}"))?;
-        let aligned = [".param .align 16", ".param .align 64"]
-            .iter()
-            .find_map(|a| lines[param].trim_start().strip_prefix(a).filter(|rest| rest.starts_with(&decl)))
-            .map(|rest| format!("\t.param .align 64{rest}"))
-            .ok_or_else(|| {
-                format!("PTX: unexpected declaration of {kernel}'s tensor-map parameter: {}", lines[param].trim())
-            })?;
-        lines[param] = aligned;
+        if takes_tensor_maps(kernel) {
+            let (index, bytes) = TENSOR_MAP_PARAM;
+            let decl = format!(" .b8 {kernel}_param_{index}[{bytes}]");
+            let param = (start..close)
+                .find(|&i| lines[i].contains(&decl))
+                .ok_or_else(|| format!("PTX: {kernel} has no {bytes}-byte tensor-map parameter {index} {stale}"))?;
+            let aligned = [".param .align 16", ".param .align 64"]
+                .iter()
+                .find_map(|a| lines[param].trim_start().strip_prefix(a).filter(|rest| rest.starts_with(&decl)))
+                .map(|rest| format!("\t.param .align 64{rest}"))
+                .ok_or_else(|| {
+                    format!("PTX: unexpected declaration of {kernel}'s tensor-map parameter: {}", lines[param].trim())
+                })?;
+            lines[param] = aligned;
+        }
         if !lines.get(close + 1).is_some_and(|l| l.contains(".maxntid")) {
             lines.insert(close + 1, format!(".maxntid {threads}, 1, 1"));
         }

@@ -10,7 +10,10 @@ stack frame, static shared memory, barriers.
 
 With CUOBJDUMP set (a cuobjdump binary), also disassembles the tensor-core kernels and fails if
 one lacks its tensor-core instruction (REQUIRED_SASS) or touches local memory (LDL/STL), printing
-their instruction mix.
+their instruction mix; and reads the cubin's parameter layout (`cuobjdump -elf`: the parameters'
+constant bank and each parameter's offset) to fail where a GEMM's tensor-map parameter
+(MAP_PARAM) does not start on a 64-byte boundary of the bank, as the TMA needs of a map it reads
+in parameter space.
 """
 import os
 import tempfile
@@ -42,9 +45,40 @@ REQUIRED_SASS = {
     "bf16_gemm_n112_c2": "HGMMA",
     "bf16_gemm_n192_c2": "HGMMA",
 }
+# The GEMMs' parameter holding their tensor maps (`GemmTensorMaps`): its ordinal.
+MAP_PARAM = 1
+
 import re
 import subprocess
 import sys
+
+
+def param_layout(elf):
+    """kernel -> (bank offset of its parameters, {ordinal: offset}) from `cuobjdump -elf`."""
+    layout = {}
+    name = None
+    last_attr = None
+    for line in elf.splitlines():
+        m = re.match(r"^\.nv\.info\.(\w+)\s*$", line)
+        if m:
+            name = m.group(1)
+            layout[name] = (None, {})
+            continue
+        if line.startswith(".") or name is None:
+            if line.startswith("."):
+                name = None
+            continue
+        m = re.search(r"Ordinal\s*:\s*(0x[0-9a-f]+)\s+Offset\s*:\s*(0x[0-9a-f]+)", line)
+        if m:
+            layout[name][1][int(m.group(1), 16)] = int(m.group(2), 16)
+        m = re.search(r"Value:\s+0x[0-9a-f]+\s+(0x[0-9a-f]+)", line)
+        if m and layout[name][0] is None and last_attr == "EIATTR_PARAM_CBANK":
+            # (section, size << 16 | bank offset)
+            layout[name] = (int(m.group(1), 16) & 0xFFFF, layout[name][1])
+        a = re.search(r"Attribute:\s+(\w+)", line)
+        if a:
+            last_attr = a.group(1)
+    return layout
 
 
 def check(ptxas, path, arch):
@@ -101,7 +135,23 @@ def check(ptxas, path, arch):
     if missing and res.returncode == 0:
         problems.append(f"ptxas reported no resources for {missing}")
     cuobjdump = os.environ.get("CUOBJDUMP")
-    if cuobjdump and res.returncode == 0:
+    if cuobjdump and res.returncode == 0 and any(name in kernels for name in REQUIRED_SASS):
+        elf = subprocess.run([cuobjdump, "-elf", cubin], capture_output=True, text=True)
+        layout = param_layout(elf.stdout) if elf.returncode == 0 else {}
+        for name in REQUIRED_SASS:
+            if name not in kernels:
+                continue
+            bank, offsets = layout.get(name, (None, {}))
+            if bank is None or MAP_PARAM not in offsets:
+                problems.append(f"{name}: no parameter layout in `cuobjdump -elf` (tensor-map parameter {MAP_PARAM})")
+                continue
+            at = bank + offsets[MAP_PARAM]
+            if at % 64:
+                problems.append(f"{name}: its tensor maps (parameter {MAP_PARAM}) start at constant-bank offset 0x{at:x}, not on a 64-byte boundary")
+        aligned = [n for n in REQUIRED_SASS if n in kernels and layout.get(n, (None, {}))[0] is not None]
+        if aligned:
+            n = aligned[0]
+            print(f"  tensor-map parameters: {n} at bank offset 0x{layout[n][0] + layout[n][1].get(MAP_PARAM, 0):x} (every GEMM kernel checked for 64-byte alignment)")
         for name, needed in REQUIRED_SASS.items():
             if name not in kernels:
                 continue

@@ -645,9 +645,8 @@ fn gemms_in_clusters_of_two_ctas_sharing_a_tiles() {
 /// 64-row tiles, scale boxes reaching past the last row; M = 129: 128-row tiles, a second tile
 /// of one row), K of 10 k-blocks (the stage rings wrap).
 ///
-/// Under CUDA-graph capture the scales' tensor map belongs to the call's cached set of maps: new
-/// M-major scales are refused until the call ran once outside capture with them; new row-major
-/// scales are not (they have no map), once the operands' maps are on the device.
+/// Under CUDA-graph capture, new scales of either layout (M-major ones with a tensor map of their
+/// own) are captured with no call before, and the replay gives the direct call's bits.
 #[test]
 fn blockwise_gemm_scale_paths_agree_bit_for_bit() {
     let test = "blockwise_gemm_scale_paths_agree_bit_for_bit";
@@ -888,13 +887,17 @@ fn blockwise_gemm_replays_in_a_cuda_graph() {
     }
 }
 
-/// Several GEMMs captured in one graph, none of them run before: one with TMA-stored output (dense
-/// D, 16-byte aligned rows), one storing from the math threads (rows of 404 bytes), one in split-K
-/// clusters. Nothing runs at capture; each replay computes every one from the operands then.
+/// Several GEMMs captured in one graph, none of them run before, on a handle of their own (so
+/// that each kernel's first use, its load, shared-memory attribute and cluster-occupancy query,
+/// happens under capture): one with TMA-stored output (dense D, 16-byte aligned rows), one storing
+/// from the math threads (rows of 404 bytes), one in split-K clusters. Nothing runs at capture;
+/// each replay computes every one from the operands then.
 #[test]
 fn blockwise_gemms_capture_without_a_warm_up() {
     let test = "blockwise_gemms_capture_without_a_warm_up";
-    let Some((lowp, mut rng)) = hopper(test) else { return };
+    let Some((_shared, mut rng)) = hopper(test) else { return };
+    // A context object of its own: nothing loaded, no attribute set, no query made yet.
+    let lowp = lowp::Lowp::new(0).expect("a second handle");
     let stream = lowp.new_stream().expect("stream");
     let mut tma_d = Problem::new(&stream, &mut rng, 70, 136, 256, true, ScaleKind::Float);
     let mut thread_d = Problem::new(&stream, &mut rng, 33, 202, 384, false, ScaleKind::Ue8m0);
@@ -913,6 +916,10 @@ fn blockwise_gemms_capture_without_a_warm_up() {
         .expect("a graph");
     for (i, r) in captured.into_iter().enumerate() {
         r.unwrap_or_else(|e| panic!("GEMM {i} under capture: {e}"));
+    }
+    for (p, what) in [(&tma_d, "TMA-stored D"), (&thread_d, "thread-stored D"), (&split, "split-K")] {
+        let d = p.d.to_host(&stream).expect("d back");
+        assert!(d.iter().all(|v| v.to_bits() == common::POISON16), "{what}: a captured call ran at capture");
     }
     for replay in 0..2 {
         tma_d.redraw(&stream, &mut rng);
@@ -1387,31 +1394,50 @@ fn bf16_grouped_gemm_replays_in_a_cuda_graph() {
     run(&x_d, &w_d, &mut y, &ends_d).expect("grouped gemm before capture");
     check(&lowp, "before capture", &y.to_host(&stream).expect("y back"), &want, &rows, n);
 
-    let other_x = Matrix::<bf16>::zeros(&stream, 64, k).expect("x");
-    let other_w = MatrixBatch::from_host(&stream, &vec![bf16::ZERO; experts * n * k], experts, n, k).expect("w");
-    let mut other_y = Matrix::<bf16>::zeros(&stream, 64, n).expect("y");
-    let other_ends = stream.clone_htod(&[10i32, 20, 30, 40, 50, 64]).expect("ends");
+    // A second grouped GEMM (other operands, 64 rows in 6 groups), captured with no call before.
+    let other_rows = 64;
+    let other_x: Vec<bf16> = (0..other_rows * k).map(|_| bf16::from_f64(rng.normal())).collect();
+    let other_w: Vec<bf16> = (0..experts * n * k).map(|_| bf16::from_f64(rng.normal() * 0.05)).collect();
+    let (other_table, other_spans) = group_table(&[10, 10, 10, 10, 10, 14], None);
+    let other_checked = rows_to_check(&other_spans);
+    let other_want: Vec<Vec<f64>> = other_checked
+        .iter()
+        .map(|&(r, g)| ref_row(&|r, c| other_x[r * k + c].to_f64(), &|r, c| other_w[r * k + c].to_f64(), r, g, n, k))
+        .collect();
+    let other_rows_checked: Vec<usize> = other_checked.iter().map(|&(r, _)| r).collect();
+    let other_x_d = Matrix::from_host(&stream, &other_x, other_rows, k).expect("x");
+    let other_w_d = MatrixBatch::from_host(&stream, &other_w, experts, n, k).expect("w");
+    let mut other_y = Matrix::<bf16>::zeros(&stream, other_rows, n).expect("y");
+    let other_ends = stream.clone_htod(&other_table).expect("ends");
+    let poison_other = |other_y: &mut Matrix<bf16>| {
+        let poison = vec![bf16::from_bits(common::POISON16); other_rows * n];
+        stream.memcpy_htod(&poison, other_y.buffer_mut()).expect("other y");
+    };
+    poison_other(&mut other_y);
     stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).expect("begin capture");
     let captured = run(&x_d, &w_d, &mut y, &ends_d);
-    let cold = run(&other_x, &other_w, &mut other_y, &other_ends);
+    let cold = run(&other_x_d, &other_w_d, &mut other_y, &other_ends);
     let graph = stream
         .end_capture(lowp::cudarc::driver::sys::CUgraphInstantiate_flags(0))
         .expect("end capture")
         .expect("a graph");
     captured.expect("grouped gemm under capture");
     cold.expect("a grouped gemm whose operands never ran before, under capture");
+    let untouched = other_y.to_host(&stream).expect("other y back");
+    assert!(untouched.iter().all(|v| v.to_bits() == common::POISON16), "a captured call ran at capture");
 
     for replay in 0..3 {
         let (want, rows) = redraw(&mut rng, &mut x_d, &mut w_d, &mut y, &mut ends_d);
-        stream.memcpy_htod(&vec![bf16::from_bits(common::POISON16); 64 * n], other_y.buffer_mut()).expect("other y");
+        poison_other(&mut other_y);
         graph.launch().expect("graph replay");
         check(&lowp, &format!("replay {replay}"), &y.to_host(&stream).expect("y back"), &want, &rows, n);
-        let zeros = other_y.to_host(&stream).expect("other y back");
-        assert!(zeros.iter().all(|v| v.to_f32() == 0.0), "replay {replay}: the captured zero operands give zeros");
+        let got = other_y.to_host(&stream).expect("other y back");
+        check(&lowp, &format!("replay {replay}, the cold capture"), &got, &other_want, &other_rows_checked, n);
         // Another grouped GEMM between replays.
-        run(&other_x, &other_w, &mut other_y, &other_ends).expect("grouped gemm between replays");
-        let zeros = other_y.to_host(&stream).expect("other y back");
-        assert!(zeros.iter().all(|v| v.to_f32() == 0.0), "between replays {replay}: zero operands give zeros");
+        poison_other(&mut other_y);
+        run(&other_x_d, &other_w_d, &mut other_y, &other_ends).expect("grouped gemm between replays");
+        let got = other_y.to_host(&stream).expect("other y back");
+        check(&lowp, &format!("between replays {replay}"), &got, &other_want, &other_rows_checked, n);
     }
 }
 

@@ -163,7 +163,7 @@ pub(crate) fn launch_gemm(
             box_rows: GEMM_D_BOX_M,
         });
     }
-    let kernel_maps = kernel_maps(&maps)?;
+    let map_param = kernel_maps(&maps)?;
 
     let clusters = tiles.clamp(1, capacity as u64) as u32;
     let cfg = LaunchConfig {
@@ -173,7 +173,7 @@ pub(crate) fn launch_gemm(
     };
     let mut builder = stream.launch_builder(f);
     builder.arg(&p);
-    builder.arg(&kernel_maps);
+    builder.arg(&map_param);
     // SAFETY: the caller's plan validated the shapes, alignments, scale extents, group tables and
     // overlaps of the live buffers whose addresses `p` holds, and the tensor maps describe exactly
     // A, B and, where `p` asks for them, the scales and D; the kernel runs with its launch bounds'

@@ -24,8 +24,10 @@
 //! activation scales and of the output) on the host and passes them by value as a kernel
 //! parameter, which the TMA reads in place: no device memory is written for them and nothing is
 //! kept between calls. A call can be captured in a CUDA graph as it is, with no warm-up: each
-//! replay computes whatever the operands hold then, at the addresses the capture saw. Group
-//! tables are read on the device (no host sync). See `docs/kernels/gemm.md`.
+//! replay computes whatever the operands hold then, at the addresses the capture saw. (The first
+//! call of a tile configuration loads its kernel, which under capture needs a driver of CUDA 12.3
+//! or newer; with an older one, [`Lowp::load_kernels`] before capturing.) Group tables are read
+//! on the device (no host sync). See `docs/kernels/gemm.md`.
 //!
 //! **Tile configurations.** Each call runs one of eight tile configurations, chosen from the
 //! shapes, the SM count and the driver's occupancy (never from device data, so a call and its

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 pub(crate) type TensorMapBytes = [u8; 128];
 
 /// The element type and shared-memory layout of a map's boxes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum MapKind {
     /// Bytes (E4M3 or bf16 operands seen as bytes), 128-byte swizzle (the wgmma operand layout).
     U8Swizzle128,
@@ -105,7 +105,7 @@ pub(crate) fn encode_2d(
 }
 
 /// A 2-D matrix as a tensor map sees it (the arguments of [`encode_2d`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Map2d {
     pub arg: &'static str,
     pub kind: MapKind,
@@ -128,16 +128,11 @@ impl Map2d {
 /// The TMA's bound on a global row stride: below 2^40 bytes.
 pub(crate) const TMA_MAX_STRIDE: u64 = 1 << 40;
 
-/// The kernel parameter holding `maps` (one to [`GEMM_MAX_MAPS`], in order), encoded.
+/// The kernel parameter holding `maps` (one to [`GEMM_MAX_MAPS`], in order: the launcher builds
+/// at most that many), encoded; unused slots stay zero.
 pub(crate) fn kernel_maps(maps: &[Map2d]) -> Result<GemmTensorMaps> {
+    debug_assert!(maps.len() <= GEMM_MAX_MAPS);
     let mut out = GemmTensorMaps { maps: [[0; 128]; GEMM_MAX_MAPS] };
-    if maps.len() > GEMM_MAX_MAPS {
-        return Err(Error::InvalidValue {
-            arg: "tensor maps",
-            expected: "at most four per launch",
-            actual: maps.len().to_string(),
-        });
-    }
     for (slot, m) in out.maps.iter_mut().zip(maps) {
         *slot = m.encode()?;
     }

@@ -384,9 +384,10 @@ unsafe fn free_stage<const CLUSTER: u32>(empty: u32) {
 /// # Safety
 /// Launched with `gemm_threads(64 · MATH_WGS)` threads (`.maxntid` set by build.rs),
 /// `gemm_smem_bytes(64 · MATH_WGS, BN, FP8, SPLIT)` of dynamic shared memory and parameters validated by
-/// the host (`lowp::gemm`): tensor maps describing A (boxes of 64 · MATH_WGS rows), B (boxes of
-/// `BN` rows) and, when `sa_tma` is set, the activation scales (boxes of 64 · MATH_WGS rows × 1
-/// k-block), scale extents covering every row and group, D of `rows × N`, `group_ends` with
+/// the host (`lowp::gemm`): `maps` the generic address of the launch's `GemmTensorMaps` in
+/// parameter space (64-byte aligned), tensor maps describing A (boxes of 64 · MATH_WGS rows), B
+/// (boxes of `BN` rows), when `sa_tma` is set the activation scales (boxes of 64 · MATH_WGS rows
+/// × 1 k-block) and when `d_tma` is set D, scale extents covering every row and group, D of `rows × N`, `group_ends` with
 /// `groups` entries. `CLUSTER` 2: launched in clusters of 2 × 1 × 1 CTAs (`.reqnctapercluster`,
 /// set by build.rs) with an even grid, A's boxes of 32 · MATH_WGS rows (half a tile). `SPLIT` > 1:
 /// launched in clusters of `SPLIT` × 1 × 1 CTAs (`.reqnctapercluster`, set by build.rs) with a
@@ -452,7 +453,7 @@ unsafe fn gemm<const FP8: bool, const MATH_WGS: u32, const BN: u32, const CLUSTE
             }
         }
         // SAFETY: publishes the inits; the maps are valid tensor maps in the kernel's parameter
-        // space (host contract), written before the launch: no proxy fence is needed.
+        // space (host contract), which needs no proxy fence before the TMA reads them.
         unsafe {
             fence_mbarrier_init();
             prefetch_tensormap(tmap_a);

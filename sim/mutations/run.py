@@ -31,7 +31,6 @@ GEMM = "kernels-gpu/src/gemm.rs"
 HOPPER = "kernels-gpu/src/prim/hopper.rs"
 LAUNCH = "host/gemm/launch.rs"
 ROPE = "kernels-gpu/src/qk_norm_rope.rs"
-BUILD = "build.rs"
 
 # (name, what it breaks, [(file, text, replacement, occurrences)][, environment]): a mutation
 # with an environment runs the tests with it (a configuration the heuristics never pick for the
@@ -376,12 +375,12 @@ MUTATIONS = [
         [(GEMM, "mbarrier_init(sm.red_empty(wg), SPLIT - 1);", "mbarrier_init(sm.red_empty(wg), 1);", 1)],
         FORCED_SPLIT_4,
     ),
-    # The warp-synchronous shared memory of qk_norm_rope (NeoX partners through a warp's row):
     (
-        "maps-param-align-16",
-        "build.rs leaves the GEMMs' tensor-map parameter at rustc's 16-byte alignment (the maps then start 112 bytes into the parameters, off the 64-byte boundary the TMA needs)",
-        [(BUILD, 'format!("\\t.param .align 64{rest}")', 'format!("\\t.param .align 16{rest}")', 1)],
+        "maps-wrong-param",
+        "the GEMM entry points hand the TMA the address of their first parameter (GemmParams) as that of their tensor maps",
+        [(GEMM, "let maps = kernel_param_address!($name, 1);", "let maps = kernel_param_address!($name, 0);", 1)],
     ),
+    # The warp-synchronous shared memory of qk_norm_rope (NeoX partners through a warp's row):
     # caught by the simulator's order among the lanes of a warp (tests/qk_norm_rope.rs).
     (
         "rope-row-unsynced",
@@ -442,7 +441,7 @@ def write_sources(edits):
     """Writes every mutable file afresh (new mtime, so cargo and build.rs see a change), the
     edits applied. Returns an error message, or None."""
     # The kernel sources always (a fresh mtime rebuilds the PTX), other files when this mutation
-    # or the one before edited them (build.rs: a change of its own rebuilds the build script).
+    # or the one before edited them.
     touched = {rel for rel, _, _, _ in edits}
     files = {rel: pristine(rel) for rel in {GEMM, HOPPER, LAUNCH, ROPE} | touched | EDITED_BEFORE}
     EDITED_BEFORE.clear()

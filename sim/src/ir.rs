@@ -752,8 +752,15 @@ pub mod layout {
     pub const WINDOW: u64 = 1 << 32;
     pub const GENERIC_SHARED: u64 = 0x0000_0100_0000_0000;
     pub const GENERIC_LOCAL: u64 = 0x0000_0200_0000_0000;
-    /// The kernel parameters (read-only): `__grid_constant__` parameters such as tensor maps.
-    pub const GENERIC_PARAM: u64 = 0x0000_0300_0000_0000;
+    /// Where an entry's parameters begin in the constant bank that holds them on sm_90
+    /// (`c[0x0][0x210]`): ptxas aligns each parameter at its bank address, so its offset in the
+    /// parameter buffer is `align_up(PARAM_BANK + end of the previous, align) - PARAM_BANK`
+    /// (a 64-byte aligned parameter after 112 bytes of others is at offset 112, not 128).
+    pub const PARAM_BANK: u32 = 0x210;
+    /// The generic address of an entry's parameter offset 0 (read-only: `__grid_constant__`
+    /// parameters such as tensor maps), `PARAM_BANK` above a 4 KiB boundary, so that a
+    /// parameter's generic address has the alignment of its bank address, as on the GPU.
+    pub const GENERIC_PARAM: u64 = 0x0000_0300_0000_0000 + PARAM_BANK as u64;
     pub const GLOBAL_BASE: u64 = 0x0000_7000_0000_0000;
     /// `.shared::cluster` addresses of another CTA's shared memory (what `mapa` returns):
     /// `(rank + 1) << CLUSTER_SHIFT` above its `.shared` address. Addresses below

@@ -738,6 +738,9 @@ impl<'a> Parser<'a> {
         // Parameters (and a .func's return values after them), in declaration order.
         let mut syms = FxMap::default();
         let mut off = 0u32;
+        // An entry's parameters are aligned at their constant-bank addresses (see
+        // `layout::PARAM_BANK`), a `.func`'s in its frame.
+        let bias = if h.is_entry { crate::ir::layout::PARAM_BANK } else { 0 };
         let mut layout = |decls: &[VarDecl<'a>]| -> Result<Vec<Param>> {
             decls
                 .iter()
@@ -746,7 +749,7 @@ impl<'a> Parser<'a> {
                         return Err(err(line, "alignment not a power of two"));
                     }
                     let size = d.elem * d.count.unwrap_or(1);
-                    off = align_up(off, d.align);
+                    off = align_up(off + bias, d.align) - bias;
                     let p = Param { offset: off, size, align: d.align };
                     off += size;
                     if syms.insert(d.name, (p.offset, size)).is_some() {

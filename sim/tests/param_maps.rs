@@ -72,6 +72,23 @@ fn b_box(x0: u64, y0: u64) -> Vec<u8> {
     (y0..y0 + 8).flat_map(|y| (x0..x0 + 64).map(move |x| b_value(x, y))).collect()
 }
 
+/// The parameter buffer of `k` with `args` at the offsets its declarations give (as ptxas lays
+/// them out: each aligned at its sm_90 constant-bank address, `c[0x0][0x210]` onwards).
+fn pack(k: &lowp_sim::Kernel, args: &[&[u8]]) -> Vec<u8> {
+    let mut params = vec![0u8; k.param_bytes() as usize];
+    assert_eq!(k.params().len(), args.len());
+    for (p, a) in k.params().iter().zip(args) {
+        assert_eq!(p.size as usize, a.len());
+        params[p.offset as usize..p.offset as usize + a.len()].copy_from_slice(a);
+    }
+    params
+}
+
+/// The offsets of `k`'s parameters.
+fn offsets(k: &lowp_sim::Kernel) -> Vec<u32> {
+    k.params().iter().map(|p| p.offset).collect()
+}
+
 fn load(sim: &Sim, ptx: &str, name: &str) -> Result<std::sync::Arc<lowp_sim::Kernel>, SimError> {
     let m = sim.load_module(&format!("{HEADER}{ptx}"))?;
     sim.kernel(&m, name)
@@ -141,11 +158,9 @@ fn run_one_map(map_code: &str, x: u32, y: u32) -> Result<Vec<u8>, SimError> {
     let sim = Sim::new(Config::default());
     let k = load(&sim, &one_map_ptx(map_code), "one_map").expect("module loads");
     let out = sim.alloc(512).unwrap();
-    let mut params = vec![0u8; 144];
-    params[..128].copy_from_slice(&map_a(upload_a(&sim, false)));
-    params[128..136].copy_from_slice(&out.to_le_bytes());
-    params[136..140].copy_from_slice(&x.to_le_bytes());
-    params[140..144].copy_from_slice(&y.to_le_bytes());
+    // The map at 48 (bank address 0x240), as ptxas 13.0 places it; then 176, 184, 188.
+    assert_eq!((offsets(&k), k.param_bytes()), (vec![48, 176, 184, 188], 192));
+    let params = pack(&k, &[&map_a(upload_a(&sim, false)), &out.to_le_bytes(), &x.to_le_bytes(), &y.to_le_bytes()]);
     sim.launch(&k, &cfg(1, 32, 1024), &params)?;
     let mut got = vec![0u8; 512];
     sim.read(out, &mut got).unwrap();
@@ -156,6 +171,26 @@ fn check_box(got: &[u8], want: &[u8], what: &str) {
     assert_eq!(got.len(), want.len());
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert_eq!(g, w, "{what}: byte {i} (box row {}, byte {} of the row)", i / 64, i % 64);
+    }
+}
+
+/// Entry parameters are laid out as ptxas 13.0 lays them out for sm_90 (`cuobjdump -elf`'s
+/// parameter offsets): each aligned at its constant-bank address, the first at `c[0x0][0x210]`.
+/// So a 16-byte aligned parameter after 112 bytes of others lands on a 64-byte boundary (as the
+/// GEMMs' maps do) and one after 120 bytes does not; the generic address has the same alignment.
+#[test]
+fn entry_parameters_are_aligned_at_their_constant_bank_addresses() {
+    let sim = Sim::new(Config::default());
+    for (decls, want) in [
+        (".param .align 64 .b8 k_param_0[128]", vec![48]),
+        (".param .u64 k_param_0, .param .align 64 .b8 k_param_1[128]", vec![0, 48]),
+        (".param .align 8 .b8 k_param_0[112], .param .align 16 .b8 k_param_1[512]", vec![0, 112]),
+        (".param .align 8 .b8 k_param_0[120], .param .align 16 .b8 k_param_1[512]", vec![0, 128]),
+        (".param .align 8 .b8 k_param_0[120], .param .align 64 .b8 k_param_1[512]", vec![0, 176]),
+        (".param .u32 k_param_0, .param .u64 k_param_1, .param .align 16 .b8 k_param_2[16]", vec![0, 8, 16]),
+    ] {
+        let k = load(&sim, &format!(".visible .entry k({decls})\n{{\n    ret;\n}}\n"), "k").expect("module loads");
+        assert_eq!(offsets(&k), want, "{decls}");
     }
 }
 
@@ -249,11 +284,11 @@ fn two_maps_in_one_parameter_after_a_scalar_load_and_multicast() {
     let sim = Sim::new(Config::default());
     let k = load(&sim, TWO_MAPS, "two_maps").expect("module loads");
     let out = sim.alloc(2 * 1536).unwrap();
-    // out at offset 0; the 256-byte maps parameter at its 64-byte alignment, offset 64.
-    let mut params = vec![0u8; 320];
-    params[..8].copy_from_slice(&out.to_le_bytes());
-    params[64..192].copy_from_slice(&map_a(upload_a(&sim, false)));
-    params[192..320].copy_from_slice(&map_b(upload_b(&sim)));
+    // out at offset 0; the 256-byte maps parameter at the next 64-byte aligned bank address
+    // (0x240), offset 48.
+    assert_eq!((offsets(&k), k.param_bytes()), (vec![0, 48], 304));
+    let maps = [map_a(upload_a(&sim, false)), map_b(upload_b(&sim))].concat();
+    let params = pack(&k, &[&out.to_le_bytes(), &maps]);
     sim.launch(&k, &cfg(2, 32, 2048), &params).unwrap();
     let mut got = vec![0u8; 2 * 1536];
     sim.read(out, &mut got).unwrap();
@@ -314,10 +349,7 @@ fn run_store_map(map_code: &str, x: u32, y: u32) -> Result<Vec<u8>, SimError> {
     let sim = Sim::new(Config::default());
     let k = load(&sim, &store_map_ptx(map_code), "store_map").expect("module loads");
     let t = upload_a(&sim, true);
-    let mut params = vec![0u8; 136];
-    params[..128].copy_from_slice(&map_a(t));
-    params[128..132].copy_from_slice(&x.to_le_bytes());
-    params[132..136].copy_from_slice(&y.to_le_bytes());
+    let params = pack(&k, &[&map_a(t), &x.to_le_bytes(), &y.to_le_bytes()]);
     sim.launch(&k, &cfg(1, 32, 1024), &params)?;
     let mut got = vec![0u8; 128 * A_DIMS[1] as usize];
     sim.read(t, &mut got).unwrap();
@@ -353,14 +385,14 @@ fn misuse_of_parameter_maps_is_reported() {
     // The parameters are read-only through their generic address.
     expect_err(r("st.u32 [%rd5], %r2;"), ErrorKind::LaunchFailed, &["store to kernel parameter space", "read-only"]);
     expect_err(r("atom.add.u32 %r9, [%rd5], 1;"), ErrorKind::LaunchFailed, &["store to kernel parameter space"]);
-    // A map 64 bytes into the map parameter reaches past the kernel's 144 parameter bytes, as
+    // A map 64 bytes into the map parameter reaches past the kernel's 192 parameter bytes, as
     // does one past them all.
     expect_err(
         r("add.s64 %rd5, %rd5, 64;"),
         ErrorKind::IllegalAddress,
-        &["tensor map", "past the kernel's 144 parameter bytes"],
+        &["tensor map", "past the kernel's 192 parameter bytes"],
     );
-    expect_err(r("add.s64 %rd5, %rd5, 4096;"), ErrorKind::IllegalAddress, &["parameter offset 4096"]);
+    expect_err(r("add.s64 %rd5, %rd5, 4096;"), ErrorKind::IllegalAddress, &["parameter offset 4144"]);
     expect_err(r("add.s64 %rd5, %rd5, 32;"), ErrorKind::MisalignedAddress, &["not 64-byte aligned"]);
     // A generic shared address is no place for a map.
     let shared = "mov.u64 %rd6, smem;\n    cvta.shared.u64 %rd5, %rd6;";
@@ -369,8 +401,9 @@ fn misuse_of_parameter_maps_is_reported() {
         ErrorKind::IllegalAddress,
         &["in shared memory", "must be in .param, .const or .global space"],
     );
-    // The `.param` address itself (no cvta) is not a generic address of the parameter.
-    expect_err(r("mov.b64 %rd5, one_map_tmap;"), ErrorKind::IllegalAddress, &["out-of-bounds global access"]);
+    // The `.param` address itself (no cvta, 48) is not a generic address of the parameter: as a
+    // global address it is misaligned for a map (and no allocation holds it).
+    expect_err(r("mov.b64 %rd5, one_map_tmap;"), ErrorKind::MisalignedAddress, &["tensor map at 0x30"]);
     // The TMA store resolves its map the same way.
     let s = |code: &str| run_store_map(code, 0, 0).map(|_| ());
     expect_err(
@@ -378,7 +411,7 @@ fn misuse_of_parameter_maps_is_reported() {
         ErrorKind::IllegalAddress,
         &["in shared memory", "must be in .param, .const or .global space"],
     );
-    expect_err(s("add.s64 %rd5, %rd5, 64;"), ErrorKind::IllegalAddress, &["past the kernel's 136 parameter bytes"]);
+    expect_err(s("add.s64 %rd5, %rd5, 64;"), ErrorKind::IllegalAddress, &["past the kernel's 184 parameter bytes"]);
 }
 
 /// `scalars(a, b, c, out)`: every lane reads a (u64), b (u32) and c (16 bytes) through their
@@ -426,13 +459,9 @@ fn scalar_parameters_read_through_their_param_and_generic_addresses() {
     let out = sim.alloc(32 * 48).unwrap();
     let (a, b) = (0x0123_4567_89ab_cdefu64, 0xdead_beefu32);
     let c: [u32; 4] = [11, 22, 33, 0xcafe_f00d];
-    let mut params = vec![0u8; 40];
-    params[..8].copy_from_slice(&a.to_le_bytes());
-    params[8..12].copy_from_slice(&b.to_le_bytes());
-    for (i, w) in c.iter().enumerate() {
-        params[16 + 4 * i..20 + 4 * i].copy_from_slice(&w.to_le_bytes());
-    }
-    params[32..40].copy_from_slice(&out.to_le_bytes());
+    assert_eq!((offsets(&k), k.param_bytes()), (vec![0, 8, 16, 32], 40));
+    let c_bytes: Vec<u8> = c.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let params = pack(&k, &[&a.to_le_bytes(), &b.to_le_bytes(), &c_bytes, &out.to_le_bytes()]);
     sim.launch(&k, &cfg(1, 32, 0), &params).unwrap();
     let mut got = vec![0u8; 32 * 48];
     sim.read(out, &mut got).unwrap();

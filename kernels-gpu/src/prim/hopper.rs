@@ -107,7 +107,8 @@ unsafe fn mbarrier_wait_scoped<const CLUSTER: bool>(bar: u32, parity: u32) {
 }
 
 /// TMA: copies the 2-D box at coordinates (`c0` innermost, `c1`) of the tensor described by the
-/// tensor map at `tmap` (a generic address of global memory) to shared memory at `dst`,
+/// tensor map at `tmap` (a generic address in parameter, constant or global memory) to shared
+/// memory at `dst`,
 /// completing `bytes` of transactions on `bar`. Out-of-bounds elements are filled with zeros.
 ///
 /// # Safety
@@ -388,7 +389,9 @@ pub unsafe fn st_shared_f32(addr: u32, v: f32) {
 /// `mov` of the parameter's name gives its `.param`-space address and `cvta.param` a generic one
 /// (PTX ISA 7.7, sm_70), as `__grid_constant__` parameters have in CUDA C++. The bytes there are
 /// the launch's own copy of the argument, read-only for the whole launch; the TMA reads tensor
-/// maps from such an address with no fence (nothing writes them during the kernel). rustc names
+/// maps from such an address with no proxy fence (a map in parameter space needs none; one the
+/// host copied into global memory would need `fence.proxy.tensormap::generic.acquire` before
+/// its first use). rustc names
 /// a kernel's PTX parameters `<kernel>_param_<index>`.
 ///
 /// Expands to an `unsafe` block; its only invariant is that `$kernel` is the enclosing entry
