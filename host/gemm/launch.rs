@@ -10,8 +10,10 @@ use super::plan::{
     BLOCK_M_VAR, BLOCK_N_VAR, CLUSTER_VAR, Forced, Rows, SPLIT_VAR, Tiles, choose_config, parse_block_m, parse_block_n,
     parse_cluster, parse_split,
 };
-use super::tma::{Map2d, MapKind, kernel_maps};
-use crate::abi::{GEMM_BLOCK_K, GEMM_D_BOX_M, GemmParams, GemmTensorMaps, gemm_d_box_n, gemm_d_swizzle_bytes};
+use super::tma::{Map2d, MapKind};
+use crate::abi::{
+    GEMM_BLOCK_K, GEMM_D_BOX_M, GEMM_MAX_MAPS, GemmParams, GemmTensorMaps, gemm_d_box_n, gemm_d_swizzle_bytes,
+};
 use crate::context::Lowp;
 use crate::error::{CudaResultExt, Error, Result};
 
@@ -130,11 +132,16 @@ pub(crate) fn launch_gemm(
         box_inner: bk,
         box_rows,
     };
-    let mut maps = vec![map("x", a, config.a_box_rows()), map("w", b, bn)];
+    // The kernel's map parameter, slot by slot (A, B, then the scales' and D's where used; the
+    // others stay zero and are never read).
+    let mut map_param = GemmTensorMaps { maps: [[0; 128]; GEMM_MAX_MAPS] };
+    map_param.maps[0] = map("x", a, config.a_box_rows()).encode()?;
+    map_param.maps[1] = map("w", b, bn).encode()?;
+    let mut next = 2;
     if p.sa_tma != 0 {
         // M-major scales: the rows are the inner dimension (elements past the last row read
         // zeros), one k-block per outer step of `ld` f32.
-        maps.push(Map2d {
+        map_param.maps[next] = Map2d {
             arg: "scales_x",
             kind: MapKind::F32,
             addr: p.sa,
@@ -143,7 +150,9 @@ pub(crate) fn launch_gemm(
             stride: 4 * p.sa_col_stride,
             box_inner: bm,
             box_rows: 1,
-        });
+        }
+        .encode()?;
+        next += 1;
     }
     if config.split > 1 {
         // The split-K kernels store their columns of each tile from registers: no D map.
@@ -152,7 +161,7 @@ pub(crate) fn launch_gemm(
     if p.d_tma != 0 {
         // D, bf16 `[rows, N]`: boxes of one math warpgroup's rows × a column block of the
         // epilogue buffer, swizzled as the buffer is; the TMA clips rows ≥ M and columns ≥ N.
-        maps.push(Map2d {
+        map_param.maps[next] = Map2d {
             arg: "out",
             kind: MapKind::Bf16Swizzle(gemm_d_swizzle_bytes(bn)),
             addr: p.d,
@@ -161,9 +170,9 @@ pub(crate) fn launch_gemm(
             stride: 2 * p.d_stride,
             box_inner: gemm_d_box_n(bn),
             box_rows: GEMM_D_BOX_M,
-        });
+        }
+        .encode()?;
     }
-    let map_param = kernel_maps(&maps)?;
 
     let clusters = tiles.clamp(1, capacity as u64) as u32;
     let cfg = LaunchConfig {

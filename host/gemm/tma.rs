@@ -1,15 +1,14 @@
 //! Tensor maps for the tensor memory accelerator (TMA): `cuTensorMapEncodeTiled` through cudarc.
 //!
 //! A GEMM launch passes its maps by value, as its second kernel parameter
-//! ([`GemmTensorMaps`], 128 bytes per map), and the kernel hands the TMA the parameter's own
-//! address (the `__grid_constant__` form of CUDA C++). The maps are encoded on every call, on the
+//! ([`GemmTensorMaps`](crate::abi::GemmTensorMaps), 128 bytes per map), and the kernel hands
+//! the TMA the parameter's own address (the `__grid_constant__` form of CUDA C++). The maps are encoded on every call, on the
 //! host; nothing is written to device memory for them, so nothing is kept between calls, and a
 //! launch captured in a CUDA graph carries its maps in the graph's kernel node: each replay reads
 //! the operands at the addresses the capture saw, whatever they hold then.
 
 use cudarc::driver::sys;
 
-use crate::abi::{GEMM_MAX_MAPS, GemmTensorMaps};
 use crate::error::{Error, Result};
 
 /// An encoded `CUtensorMap` (128 opaque bytes).
@@ -120,21 +119,10 @@ pub(crate) struct Map2d {
 }
 
 impl Map2d {
-    fn encode(&self) -> Result<TensorMapBytes> {
+    pub(crate) fn encode(&self) -> Result<TensorMapBytes> {
         encode_2d(self.arg, self.kind, self.addr, self.inner, self.rows, self.stride, self.box_inner, self.box_rows)
     }
 }
 
 /// The TMA's bound on a global row stride: below 2^40 bytes.
 pub(crate) const TMA_MAX_STRIDE: u64 = 1 << 40;
-
-/// The kernel parameter holding `maps` (one to [`GEMM_MAX_MAPS`], in order: the launcher builds
-/// at most that many), encoded; unused slots stay zero.
-pub(crate) fn kernel_maps(maps: &[Map2d]) -> Result<GemmTensorMaps> {
-    debug_assert!(maps.len() <= GEMM_MAX_MAPS);
-    let mut out = GemmTensorMaps { maps: [[0; 128]; GEMM_MAX_MAPS] };
-    for (slot, m) in out.maps.iter_mut().zip(maps) {
-        *slot = m.encode()?;
-    }
-    Ok(out)
-}
