@@ -79,6 +79,30 @@ const LAUNCH_BOUNDS: &[(&str, u32)] = &[
     ("bf16_gemm_c2", 384),
     ("bf16_gemm_n112_c2", 384),
     ("bf16_gemm_n192_c2", 384),
+    ("nvfp4_quantize_bf16", 256),
+    ("nvfp4_quantize_f16", 256),
+    ("nvfp4_quantize_f32", 256),
+    ("mxfp4_quantize_bf16", 256),
+    ("mxfp4_quantize_f16", 256),
+    ("mxfp4_quantize_f32", 256),
+    ("mxfp8_quantize_f16", 256),
+    ("mxfp8_quantize_f32", 256),
+];
+
+/// Kernels that must fit a number of blocks per SM (`.minnctapersm N`, written after their
+/// `.maxntid`): ptxas then budgets registers so that N blocks of `.maxntid` threads fit (here 5
+/// blocks of 256 threads: 48 registers instead of 56-62, so 5 blocks per SM instead of 4, which
+/// the grid, sized from the occupancy the driver reports, then uses). Only kernels that fit
+/// without spilling (`.ci/check_ptx.py` fails on a spill).
+const MIN_CTAS_PER_SM: &[(&str, u32)] = &[
+    ("nvfp4_quantize_bf16", 5),
+    ("nvfp4_quantize_f16", 5),
+    ("nvfp4_quantize_f32", 5),
+    ("mxfp4_quantize_bf16", 5),
+    ("mxfp4_quantize_f16", 5),
+    ("mxfp4_quantize_f32", 5),
+    ("mxfp8_quantize_f16", 5),
+    ("mxfp8_quantize_f32", 5),
 ];
 
 /// The parameter of the Hopper GEMM kernels (`takes_tensor_maps`) that holds their tensor maps
@@ -620,12 +644,19 @@ fn finish_module(name: &str, ptx: &str, features: &str) -> Result<String, String
 
 /// Inserts `.maxntid N, 1, 1` after the parameter list of each kernel in `LAUNCH_BOUNDS` that the
 /// module defines (the sm_90a module must define them all), and `.reqnctapercluster X, Y, Z`
-/// after that for each kernel in `CLUSTER_DIMS`, and aligns the tensor-map parameter
+/// after that for each kernel in `CLUSTER_DIMS` (or `.minnctapersm N` for one in
+/// `MIN_CTAS_PER_SM`; no kernel is in both), and aligns the tensor-map parameter
 /// (`TENSOR_MAP_PARAM`) of those that take one to 64 bytes (idempotent: a directive a kernel
 /// already has is not added again).
 fn add_launch_bounds(module: &str, ptx: &str) -> Result<String, String> {
     // Prebuilt PTX (`LOWP_PTX_DIR`) of another lowp version fails here first.
     let stale = "(PTX of another lowp version? build it from this source)";
+    if let Some((k, _)) = MIN_CTAS_PER_SM
+        .iter()
+        .find(|(k, _)| !LAUNCH_BOUNDS.iter().any(|(b, _)| b == k) || CLUSTER_DIMS.iter().any(|(c, _)| c == k))
+    {
+        return Err(format!("build.rs: {k} in MIN_CTAS_PER_SM needs launch bounds and no cluster shape"));
+    }
     let mut lines: Vec<String> = ptx.lines().map(str::to_owned).collect();
     for (kernel, threads) in LAUNCH_BOUNDS {
         let header = format!(".visible .entry {kernel}(");
@@ -660,6 +691,11 @@ fn add_launch_bounds(module: &str, ptx: &str) -> Result<String, String> {
             && !lines.get(close + 2).is_some_and(|l| l.contains(".reqnctapercluster"))
         {
             lines.insert(close + 2, format!(".reqnctapercluster {x}, {y}, {z}"));
+        }
+        if let Some((_, n)) = MIN_CTAS_PER_SM.iter().find(|(k, _)| k == kernel)
+            && !lines.get(close + 2).is_some_and(|l| l.contains(".minnctapersm"))
+        {
+            lines.insert(close + 2, format!(".minnctapersm {n}"));
         }
     }
     let mut out = lines.join("\n");

@@ -294,6 +294,42 @@ fn div_by_scale_is_the_ieee_quotient_everywhere() {
     check_division(1);
 }
 
+/// `div6` against the IEEE `a / 6` for the non-negative f32 bit patterns `lo..hi` (`step`
+/// apart): the same bits, NaN for NaN.
+fn check_div6(lo: u64, hi: u64, step: u64) {
+    let mut b = lo;
+    while b < hi {
+        let a = f32::from_bits(b as u32);
+        let (got, want) = (math::div6(a), a / 6.0);
+        assert!(
+            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+            "div6({a:e} = {b:#010x}) = {got:e}, IEEE {want:e}"
+        );
+        b += step;
+    }
+}
+
+#[test]
+fn div6_is_the_ieee_quotient() {
+    // every 127th non-negative pattern (zeros, subnormals, normals, +Inf, NaNs) ...
+    check_div6(0, 1 << 31, 127);
+    // ... every subnormal and the bottom of the normals, where the residual is smallest ...
+    check_div6(0, 0x0180_0000, 1);
+    // ... the top of the range and the special values.
+    check_div6(0x7f00_0000, 1 << 31, 1);
+}
+
+#[test]
+#[ignore = "exhaustive over the 2^31 non-negative f32: run with --release"]
+fn div6_is_the_ieee_quotient_on_every_non_negative_f32() {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    std::thread::scope(|sc| {
+        for t in 0..threads {
+            sc.spawn(move || check_div6((1u64 << 31) * t / threads, (1u64 << 31) * (t + 1) / threads, 1));
+        }
+    });
+}
+
 #[test]
 fn nvfp4_blocks_match_the_reference() {
     let mut rng = Rng::fresh("nvfp4_blocks_match_the_reference");
@@ -531,6 +567,15 @@ fn e4m3_scale_values_match_the_decoder() {
         let (got, want) = (math::e4m3_scale_value(code), cv::e4m3fn_to_f32(code));
         assert_eq!(got.to_bits(), want.to_bits(), "code {code:#04x}");
         assert_eq!(got as f64, rf::e4m3_value(code), "code {code:#04x}");
+        // the reciprocal from the table, whatever the bits above the index's low 3 (the GPU's
+        // shuffle reads 5 of them)
+        let want = 1.0 / want;
+        for high in [0u32, 8, 24, 0xffff_fff8] {
+            let r = math::e4m3_scale_recip(got, |i| math::recip_table_entry(i.wrapping_add(high)));
+            assert_eq!(r.to_bits(), want.to_bits(), "1 / value of code {code:#04x}");
+        }
+        let (s, r, six_s) = math::nvfp4_scale_params(code, math::recip_table_entry);
+        assert_eq!((s, r.to_bits(), six_s), (got, want.to_bits(), 6.0 * got), "code {code:#04x}");
     }
     // a large tile index still gives a 64-bit offset
     assert_eq!(math::swizzled_offset(128 * 40_000, 0, 40_000), 40_000u64 * 40_000 * 512);

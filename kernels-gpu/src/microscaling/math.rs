@@ -99,21 +99,46 @@ pub fn amax_bits<const N: usize>(x: &[f32; N]) -> u32 {
     m
 }
 
-/// E2M1 magnitude code (0..=7) of `a` in `[0, 6]`: round to nearest, ties to the even code.
+/// E2M1 magnitude code (0..=7) of `a` in `[0, 6]` in the low 3 bits of the result, bit 3 clear,
+/// the bits above it unspecified: round to nearest, ties to the even code.
 ///
 /// Float arithmetic instead of the integer path of `soft`: the E2M1 grid has quantum 0.5 below 2,
-/// 1 in [2, 4) and 2 in [4, 6], that is `2^(e - 1)` for `e = max(⌊log2 a⌋, 0)`; adding
-/// `M = 2^(e + 22)` to `a` rounds it to that quantum (RNE, in one IEEE addition), and the bits of
-/// the sum count quanta above `M`: `code = bits(a + M) - bits(M) + 2e` (the first quantum count
-/// of each range is `2` for e = 1, 2, mapping to codes 4 and 6). With `E = max(exponent field, 127)`
-/// (= e + 127; `a <= 6` keeps E <= 129), `bits(M) = (E + 22) << 23` and
-/// `bits(M) - 2e = E · (2^23 - 2) + (22 · 2^23 + 254)`: six integer/float operations.
+/// 1 in [2, 4) and 2 in [4, 6], that is `2^(e - 1)` for `e = max(⌊log2 a⌋, 0)`. Adding
+/// `M = 2^(e + 22) + 2e · 2^(e - 1)` (M's own binade, whose spacing is that quantum) to `a`
+/// rounds it to the quantum in one IEEE addition (RNE), and the sum's significand field counts
+/// the quanta above `2^(e + 22)`: `2e` plus the quanta in `a`, which is the code (`2e` is even,
+/// so ties go to the even code; the first quantum count of each range is `2` for e = 1, 2,
+/// mapping to codes 4 and 6, and `a + M` stays in M's binade since `a < 2^(e+1)`). With
+/// `E = max(exponent field, 127)` (= e + 127; `a <= 6` keeps E <= 129),
+/// `bits(M) = E · (2^23 + 2) + (22 · 2^23 - 254)`: two integer operations, a multiply-add and the
+/// float addition. The sum's bits above the code are M's exponent, which callers either mask
+/// (`& 7`) or shift out (`push_nibble`).
+///
+/// The choice of e is also safe within a few ulps of a range boundary (an `a` just below 2
+/// added to the magic of [2, 4) rounds to 2, code 4, as it should), so it may come from an
+/// approximation of `a`; here it comes from `a` itself.
 #[inline(always)]
-fn e2m1_magnitude(a: f32) -> u32 {
+fn e2m1_rounded(a: f32) -> u32 {
     let e = a.to_bits() >> 23;
     let e = if e > 127 { e } else { 127 };
-    let m = f32::from_bits((e + 22) << 23);
-    (a + m).to_bits() - (e * ((1 << 23) - 2) + (22 << 23) + 254)
+    let m = f32::from_bits(e * ((1 << 23) + 2) + ((22 << 23) - 254));
+    (a + m).to_bits()
+}
+
+/// The E2M1 code of a value with the sign of `v` and the magnitude `a` in `[0, 6]` (the value's
+/// saturated, rounded magnitude source) in the low 4 bits (sign 0x8), the bits above unspecified.
+#[inline(always)]
+fn e2m1_nibble(v: f32, a: f32) -> u32 {
+    // bit 3 of e2m1_rounded is clear, so the sign goes in with an OR (one LOP3 with the mask)
+    e2m1_rounded(a) | ((v.to_bits() >> 28) & 0x8)
+}
+
+/// Appends a 4-bit code to a word of 8 codes filled from the top: after 8 pushes, the first code
+/// pushed is in bits 0..4 and the last in 28..32. Only the low 4 bits of `nibble` are used (one
+/// funnel shift, `shf.r`, on the GPU: no masking of the code).
+#[inline(always)]
+fn push_nibble(out: u32, nibble: u32) -> u32 {
+    (out >> 4) | (nibble << 28)
 }
 
 /// f32 → E2M1 code (low nibble, sign 0x8): round to nearest, ties to the even code, saturating
@@ -121,9 +146,8 @@ fn e2m1_magnitude(a: f32) -> u32 {
 /// tests check that over all 2^32 inputs).
 #[inline(always)]
 pub fn e2m1_code(q: f32) -> u32 {
-    let sign = (q.to_bits() >> 28) & 0x8;
     // `min` returns the non-NaN operand: NaN → 6, like the software encoder; ±Inf → 6.
-    sign | e2m1_magnitude(q.abs().min(E2M1_MAX))
+    e2m1_nibble(q, q.abs().min(E2M1_MAX)) & 0xf
 }
 
 /// `RN(a / s)` for `0 <= a <= 8·s` and `s` a positive finite E4M3 value, given `r = RN(1 / s)`:
@@ -141,14 +165,32 @@ pub fn div_by_scale(a: f32, s: f32, r: f32) -> f32 {
     mul_add(r, e, q0)
 }
 
+/// `RN(a / 6)` for every non-negative f32 `a`, +Inf and NaN included (the host tests compare it
+/// with the IEEE division on every non-negative f32).
+///
+/// `div_by_scale`'s correction step with the constant `RN(1 / 6)`: four instructions instead of a
+/// `div.rn.f32` (reciprocal, refinement, range check and slow-path call). For `a = +Inf` the
+/// residual is `Inf - Inf`, a NaN, which `max` (returning the non-NaN operand) replaces by
+/// `-f32::MAX`, so the correction leaves the +Inf quotient alone; a NaN `a` stays NaN. Below
+/// `a = 2^-125` the quotient is subnormal and can be an exact tie, which the correction step
+/// rounds down rather than to even: there (a branch no real block takes) the IEEE division.
+#[inline(always)]
+pub fn div6(a: f32) -> f32 {
+    const R: f32 = 1.0 / E2M1_MAX;
+    if a.to_bits() < 0x0100_0000 {
+        return a / E2M1_MAX;
+    }
+    let q0 = a * R;
+    let e = mul_add(-E2M1_MAX, q0, a).max(-f32::MAX);
+    mul_add(R, e, q0)
+}
+
 /// NVFP4 block scale (E4M3 code) for a block of magnitude `amax_bits` and global scale `g`:
-/// `e4m3_sat((amax / 6) * g)`, or `0x7f` (NaN) for a NaN block.
+/// `e4m3_sat((amax / 6) * g)`, or `0x7f` (NaN) for a NaN block (a select, not a branch).
 #[inline(always)]
 pub fn nvfp4_scale<E: Fp8Encoder>(amax_bits: u32, g: f32) -> u8 {
-    if amax_bits > F32_INF_BITS {
-        return 0x7f;
-    }
-    E::e4m3((f32::from_bits(amax_bits) / E2M1_MAX) * g)
+    let code = E::e4m3(div6(f32::from_bits(amax_bits)) * g);
+    if amax_bits > F32_INF_BITS { 0x7f } else { code }
 }
 
 /// The value of a positive finite E4M3 code `1..=0x7e` (a block scale): `code · 2^-9` for the
@@ -161,12 +203,36 @@ pub fn e4m3_scale_value(code: u8) -> f32 {
     if c < 8 { c as f32 * (1.0 / 512.0) } else { f32::from_bits((c << 20) + (120 << 23)) }
 }
 
-/// What the NVFP4 encoder needs of a block scale code `1..=0x7e`: `(s, RN(1 / s), 6 · s)`, with
-/// `s` its value (`6s` is exact: `s` has at most 4 significant bits).
+/// Entry `i` of the reciprocal table `e4m3_scale_recip` reads: `RN(1 / σ)` as f32 bits, for the
+/// significand `σ = 1 + (i % 8) / 8` (an IEEE division, done once per table).
 #[inline(always)]
-pub fn nvfp4_scale_params(scale: u8) -> (f32, f32, f32) {
+pub fn recip_table_entry(i: u32) -> u32 {
+    (1.0 / (1.0 + (i & 7) as f32 / 8.0)).to_bits()
+}
+
+/// `RN(1 / s)` for the value `s` of a positive finite E4M3 code `1..=0x7e` (a block scale), with
+/// `entry(i)` returning `recip_table_entry(i)` for any `i` (only its low 3 bits select).
+///
+/// Every such `s` is a normal f32 `2^(E - 127) · σ` with a significand σ of at most 4 bits,
+/// `1 + m / 8` for the mantissa's top 3 bits m (bits 20..23 of s, which `b >> 20` brings down
+/// with the exponent above them), and `1 / s` lies in [2^-9, 2^9], so its correctly rounded
+/// value is `2^(127 - E) · RN(1 / σ)`: the table entry with `127 - E` added to its exponent field.
+/// The host tests compare it with `1.0 / s` for every code. On the GPU the table is one register
+/// per lane and the lookup a shuffle: three instructions and the shuffle, instead of a
+/// `rcp.rn.f32` (reciprocal, refinement, range check and a slow-path call).
+#[inline(always)]
+pub fn e4m3_scale_recip(s: f32, entry: impl FnOnce(u32) -> u32) -> f32 {
+    let b = s.to_bits();
+    f32::from_bits(entry(b >> 20).wrapping_add(0x3f80_0000).wrapping_sub(b & 0x7f80_0000))
+}
+
+/// What the NVFP4 encoder needs of a block scale code `1..=0x7e`: `(s, RN(1 / s), 6 · s)`, with
+/// `s` its value (`6s` is exact: `s` has at most 4 significant bits), the reciprocal from
+/// `e4m3_scale_recip` with the table lookup `entry`.
+#[inline(always)]
+pub fn nvfp4_scale_params(scale: u8, entry: impl FnOnce(u32) -> u32) -> (f32, f32, f32) {
     let s = e4m3_scale_value(scale);
-    (s, 1.0 / s, 6.0 * s)
+    (s, e4m3_scale_recip(s, entry), 6.0 * s)
 }
 
 /// Whether an NVFP4 block with this scale code has codes: scale 0 (the block is zero or
@@ -183,17 +249,16 @@ pub fn nvfp4_has_codes(scale: u8) -> bool {
 /// code = e2m1_sat(RN((x·g) / s)). s > 0, so the quotient has the sign of y = x·g (zeros and
 /// underflows included) and its magnitude is RN(|y| / s); |y| >= 6s means a quotient >= 6,
 /// code 7, so |y| is clamped to 6s (which also turns an overflowed y = ±Inf into 6s) and the
-/// division runs in the range where `div_by_scale` is exact. The sign, the magnitude and the
-/// position occupy disjoint bits, so they are combined with additions (one `IADD3` / `LEA` each
-/// on the GPU instead of a shift and an OR).
+/// division runs in the range where `div_by_scale` is exact. Per element: the product, the
+/// clamp, the division (three), the rounding (`e2m1_rounded`: four), the sign (two) and the
+/// funnel shift that packs the code.
 #[inline(always)]
 pub fn nvfp4_codes8(x: &[f32; 8], g: f32, s: f32, r: f32, six_s: f32) -> u32 {
     let mut out = 0u32;
     each!(i < 8 {
         let y = x[i] * g;
         let q = div_by_scale(y.abs().min(six_s), s, r);
-        let code = ((y.to_bits() >> 28) & 0x8) + e2m1_magnitude(q);
-        out += code << (4 * i);
+        out = push_nibble(out, e2m1_nibble(y, q));
     });
     out
 }
@@ -206,7 +271,7 @@ pub fn nvfp4_block<E: Fp8Encoder>(x: &[f32; 16], g: f32) -> (u8, [u32; 2]) {
     if !nvfp4_has_codes(scale) {
         return (scale, [0; 2]);
     }
-    let (s, r, six_s) = nvfp4_scale_params(scale);
+    let (s, r, six_s) = nvfp4_scale_params(scale, recip_table_entry);
     let (lo, hi) = halves(x);
     (scale, [nvfp4_codes8(&lo, g, s, r, six_s), nvfp4_codes8(&hi, g, s, r, six_s)])
 }
@@ -282,7 +347,9 @@ pub fn mx_has_codes(scale: u8, amax_bits: u32) -> bool {
 pub fn mxfp4_codes8(x: &[f32; 8], m: f32) -> u32 {
     let mut out = 0u32;
     each!(i < 8 {
-        out += e2m1_code(x[i] * m) << (4 * i);
+        let v = x[i] * m;
+        // `min` returns the non-NaN operand: NaN → 6 (code 7), like the software encoder.
+        out = push_nibble(out, e2m1_nibble(v, v.abs().min(E2M1_MAX)));
     });
     out
 }

@@ -36,7 +36,7 @@ use crate::prim::convert::{Bf16, F16, F32, f16_to_f32, f32_to_e4m3fn_sat, f32x2_
 use crate::prim::mem::{Vec16, ld_global_nc_b64, ld_global_nc_v4, raise_flag, st_global_b64, st_global_v4, st_u16xn};
 use crate::prim::packed::Held;
 use crate::prim::soft;
-use crate::prim::warp::{shfl_xor_f32, sync_warp, warp_reduce_f32};
+use crate::prim::warp::{shfl_idx_u32, shfl_xor_f32, sync_warp, warp_reduce_f32};
 use crate::prim::{block_dim_x, block_idx_x, dynamic_smem, grid_dim_x, lane_id, sync_threads, thread_idx_x};
 use math::Fp8Encoder;
 
@@ -385,6 +385,9 @@ trait Format: Copy {
 #[derive(Clone, Copy)]
 struct Nvfp4 {
     g: f32,
+    /// `math::recip_table_entry(lane)`: lane l holds entry `l % 8` of the scale-reciprocal table,
+    /// which `blocks` reads with a shuffle.
+    recip_table: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -406,7 +409,8 @@ impl Format for Nvfp4 {
     unsafe fn blocks(&self, amax_a: u32, amax_b: u32) -> (Nvfp4Block, Nvfp4Block) {
         let odd = lane_id() & 1 != 0;
         let scale = math::nvfp4_scale::<DeviceFp8>(if odd { amax_b } else { amax_a }, self.g);
-        let (s, r, _) = math::nvfp4_scale_params(scale);
+        // SAFETY: the whole warp is converged here (caller's contract).
+        let (s, r, _) = math::nvfp4_scale_params(scale, |i| unsafe { shfl_idx_u32(self.recip_table, i) });
         let mine = Nvfp4Block { scale: scale as u32, s, r };
         // SAFETY: the whole warp is converged here (caller's contract).
         let other =
@@ -692,8 +696,9 @@ macro_rules! quantize_kernels {
     (@body nvfp4, $p:ident, $t:ty, $grouped:literal) => {{
         // SAFETY: launch contract.
         let g = unsafe { global_scale($p.global_scale, $p.g) };
+        let recip_table = math::recip_table_entry(lane_id());
         // SAFETY: launch contract.
-        unsafe { quantize_dispatch::<$t, _, $grouped>(&$p, Nvfp4 { g }) }
+        unsafe { quantize_dispatch::<$t, _, $grouped>(&$p, Nvfp4 { g, recip_table }) }
     }};
     (@body mxfp4, $p:ident, $t:ty, $grouped:literal) => {{
         let round_up = $p.flags & MX_FLAG_ROUND_UP != 0;

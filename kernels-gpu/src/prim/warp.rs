@@ -25,6 +25,28 @@ pub unsafe fn shfl_xor_f32(v: f32, lane_mask: u32) -> f32 {
     out
 }
 
+/// `__shfl_sync(0xffffffff, v, src_lane)`: `v` of lane `src_lane % 32` (the instruction reads the
+/// index's low 5 bits only, so callers may pass an index with higher bits set).
+///
+/// # Safety
+/// All 32 lanes of the warp must execute this call convergently (full mask).
+#[inline(always)]
+pub unsafe fn shfl_idx_u32(v: u32, src_lane: u32) -> u32 {
+    let out: u32;
+    // SAFETY: `shfl.sync` with a full member mask; the caller guarantees all lanes participate.
+    unsafe {
+        asm!(
+            "shfl.sync.idx.b32 {o}, {v}, {l}, 0x1f, {mask};",
+            o = out(reg32) out,
+            v = in(reg32) v,
+            l = in(reg32) src_lane,
+            mask = in(reg32) FULL_MASK,
+            options(nomem, nostack, preserves_flags)
+        );
+    }
+    out
+}
+
 /// Reduces `v` over aligned groups of `width` lanes (a power of two, 2..=32) with `op`,
 /// returning the result to every lane of the group (butterfly: every lane computes the same
 /// combination tree, so all lanes of a group get bit-identical results).
