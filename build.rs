@@ -85,15 +85,18 @@ const LAUNCH_BOUNDS: &[(&str, u32)] = &[
     ("mxfp4_quantize_bf16", 256),
     ("mxfp4_quantize_f16", 256),
     ("mxfp4_quantize_f32", 256),
+    ("mxfp8_quantize_bf16", 256),
     ("mxfp8_quantize_f16", 256),
     ("mxfp8_quantize_f32", 256),
+    ("mxfp4_quantize_grouped_bf16", 256),
 ];
 
 /// Kernels that must fit a number of blocks per SM (`.minnctapersm N`, written after their
 /// `.maxntid`): ptxas then budgets registers so that N blocks of `.maxntid` threads fit (here 5
-/// blocks of 256 threads: 48 registers instead of 56-62, so 5 blocks per SM instead of 4, which
-/// the grid, sized from the occupancy the driver reports, then uses). Only kernels that fit
-/// without spilling (`.ci/check_ptx.py` fails on a spill).
+/// blocks of 256 threads: at most 48 registers, where ptxas would otherwise take up to 62, which
+/// allows only 4), and the grid, sized from the occupancy the driver reports, uses them. Only
+/// kernels that fit without spilling in both modules (`.ci/check_ptx.py` fails on a spill): the
+/// other grouped quantizers would spill.
 const MIN_CTAS_PER_SM: &[(&str, u32)] = &[
     ("nvfp4_quantize_bf16", 5),
     ("nvfp4_quantize_f16", 5),
@@ -101,8 +104,10 @@ const MIN_CTAS_PER_SM: &[(&str, u32)] = &[
     ("mxfp4_quantize_bf16", 5),
     ("mxfp4_quantize_f16", 5),
     ("mxfp4_quantize_f32", 5),
+    ("mxfp8_quantize_bf16", 5),
     ("mxfp8_quantize_f16", 5),
     ("mxfp8_quantize_f32", 5),
+    ("mxfp4_quantize_grouped_bf16", 5),
 ];
 
 /// The parameter of the Hopper GEMM kernels (`takes_tensor_maps`) that holds their tensor maps

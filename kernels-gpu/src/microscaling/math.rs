@@ -99,8 +99,9 @@ pub fn amax_bits<const N: usize>(x: &[f32; N]) -> u32 {
     m
 }
 
-/// E2M1 magnitude code (0..=7) of `a` in `[0, 6]` in the low 3 bits of the result, bit 3 clear,
-/// the bits above it unspecified: round to nearest, ties to the even code.
+/// E2M1 magnitude code (0..=7) of `a` in `[0, 6]` (sign bit clear: `-0.0` is not allowed) in the
+/// low 3 bits of the result, bit 3 clear, the bits above it unspecified: round to nearest, ties
+/// to the even code.
 ///
 /// Float arithmetic instead of the integer path of `soft`: the E2M1 grid has quantum 0.5 below 2,
 /// 1 in [2, 4) and 2 in [4, 6], that is `2^(e - 1)` for `e = max(⌊log2 a⌋, 0)`. Adding
@@ -126,7 +127,8 @@ fn e2m1_rounded(a: f32) -> u32 {
 }
 
 /// The E2M1 code of a value with the sign of `v` and the magnitude `a` in `[0, 6]` (the value's
-/// saturated, rounded magnitude source) in the low 4 bits (sign 0x8), the bits above unspecified.
+/// magnitude, saturated at 6, not yet rounded; sign bit clear) in the low 4 bits (sign 0x8), the
+/// bits above unspecified.
 #[inline(always)]
 fn e2m1_nibble(v: f32, a: f32) -> u32 {
     // bit 3 of e2m1_rounded is clear, so the sign goes in with an OR (one LOP3 with the mask)
@@ -172,8 +174,10 @@ pub fn div_by_scale(a: f32, s: f32, r: f32) -> f32 {
 /// `div.rn.f32` (reciprocal, refinement, range check and slow-path call). For `a = +Inf` the
 /// residual is `Inf - Inf`, a NaN, which `max` (returning the non-NaN operand) replaces by
 /// `-f32::MAX`, so the correction leaves the +Inf quotient alone; a NaN `a` stays NaN. Below
-/// `a = 2^-125` the quotient is subnormal and can be an exact tie, which the correction step
-/// rounds down rather than to even: there (a branch no real block takes) the IEEE division.
+/// `a = 2^-125` (odd multiples of 2^-149 exist there) a subnormal quotient can be an exact tie,
+/// which the correction step rounds down rather than to even: there, a branch (which no real
+/// block scale takes) to the IEEE division. From 2^-125 up, `a` is an even multiple of 2^-149
+/// and `a / 6` never a tie at the subnormal quotients' spacing.
 #[inline(always)]
 pub fn div6(a: f32) -> f32 {
     const R: f32 = 1.0 / E2M1_MAX;

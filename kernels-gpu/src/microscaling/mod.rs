@@ -18,9 +18,9 @@
 //! - dequantization: one thread per scale block, grid-striding over the `(row, block column)`
 //!   items: its 8 or 16 (FP4) or 32 (FP8) code bytes in, 16-byte bf16 stores out;
 //! - the swizzled layout's padding (columns past `K / block` up to a multiple of 4, rows past the
-//!   last up to a multiple of 128) is written as zeros by the kernel: the lane storing a row's last
-//!   scale zeroes the row's padding columns, and a second grid-stride loop the padding rows, as
-//!   4-byte words;
+//!   last up to a multiple of 128) is written as zeros by the kernel, after the main loop: a
+//!   grid-stride pass over the rows zeroes each scale row's padding columns (bytes), another the
+//!   padding rows (4-byte words);
 //! - grouped launches first compute, in every CTA, the clamped group ends and the scale row offset
 //!   of each group (two block-wide scans in shared memory), then look the group of each row up
 //!   there. CTA 0 writes the offsets out, and sets `MX_ERR_GROUP_BOUNDS` in the error flag when an
@@ -404,7 +404,8 @@ impl Format for Nvfp4 {
 
     /// Each lane of a pair (2k, 2k + 1) holds halves of blocks A and B: the even lane computes
     /// A's scale, the odd lane B's, and they swap (scale, s, 1/s) with three shuffles. The scale
-    /// (a division, an E4M3 conversion, a reciprocal) costs far more than the shuffles.
+    /// (a division, an E4M3 conversion, a reciprocal: a fourth shuffle reads it from the table)
+    /// costs more than the shuffles.
     #[inline(always)]
     unsafe fn blocks(&self, amax_a: u32, amax_b: u32) -> (Nvfp4Block, Nvfp4Block) {
         let odd = lane_id() & 1 != 0;
@@ -553,23 +554,20 @@ unsafe fn quantize<T: Held, F: Format, const GROUPED: bool, const VECTOR: bool>(
     };
     let lanes = F::N / 8; // lanes per block
     let q = lane_id() & (lanes - 1); // this lane's eighth of the block
-    // Stores the scale of the block holding chunk (row, c), zeroing the row's padding columns
-    // after its last block.
+    // The scale row of input row `row < covered` (the group cursor `cursor` of a walk whose rows
+    // only increase).
+    let scale_row = |row: u32, cursor: &mut u32| match &groups {
+        Some(g) => g.scale_row(row, cursor),
+        None => row,
+    };
+    // Stores the scale of the block holding chunk (row, c).
     let store_scale = |row: u32, c: u32, s: u8, cursor: &mut u32| {
         let col = c / lanes;
         // SAFETY (this block): (row, col) is a block of the matrix; the scales cover it.
         unsafe {
             if swizzled {
-                let srow = match &groups {
-                    Some(g) => g.scale_row(row, cursor),
-                    None => row,
-                };
+                let srow = scale_row(row, cursor);
                 scales.add(math::swizzled_offset(srow, col, col_tiles) as usize).write(s);
-                if col == nb - 1 {
-                    for pc in nb..4 * col_tiles {
-                        scales.add(math::swizzled_offset(srow, pc, col_tiles) as usize).write(0);
-                    }
-                }
             } else {
                 scales.add((row as u64 * p.scale_stride + col as u64) as usize).write(s);
             }
@@ -627,6 +625,21 @@ unsafe fn quantize<T: Held, F: Format, const GROUPED: bool, const VECTOR: bool>(
             a.advance();
             b.advance();
             base += step as u64;
+        }
+    }
+    // Padding columns of the swizzled layout (past the last block of each scale row that holds a
+    // row's scales, up to a multiple of 4), as bytes: the rest of their word holds scales other
+    // threads store. A pass of its own, rather than a check at every scale store.
+    if swizzled && nb % 4 != 0 {
+        let (t, step) = grid_position();
+        let (mut row, mut cursor) = (t as u64, 0u32);
+        while row < covered as u64 {
+            let srow = scale_row(row as u32, &mut cursor);
+            for pc in nb..4 * col_tiles {
+                // SAFETY: (srow, pc) is inside the swizzled matrix (its padded columns).
+                unsafe { scales.add(math::swizzled_offset(srow, pc, col_tiles) as usize).write(0) };
+            }
+            row += step as u64;
         }
     }
     // Padding rows of the swizzled layout, as zero words.
