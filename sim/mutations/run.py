@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Mutation tests of the Hopper GEMM (the tile configurations the tests' shapes choose) and of
-qk_norm_rope's warp-synchronous shared memory: each deliberate bug below is applied, one at a time,
+"""Mutation tests of the Hopper GEMM (the tile configurations the tests' shapes choose), of
+qk_norm_rope's warp-synchronous shared memory and of the microscaling quantizers' arithmetic and
+scale layout: each deliberate bug below is applied, one at a time,
 to a scratch copy of the repository; the kernels are rebuilt and the mutation's test files
 (tests/gemm.rs unless `TEST_FILES_OF` names others) run on the simulator.
 Every mutation must make a test fail. The report names, for each mutation, the tests that failed
@@ -31,6 +32,8 @@ GEMM = "kernels-gpu/src/gemm.rs"
 HOPPER = "kernels-gpu/src/prim/hopper.rs"
 LAUNCH = "host/gemm/launch.rs"
 ROPE = "kernels-gpu/src/qk_norm_rope.rs"
+MX_MATH = "kernels-gpu/src/microscaling/math.rs"
+MX = "kernels-gpu/src/microscaling/mod.rs"
 
 # (name, what it breaks, [(file, text, replacement, occurrences)][, environment]): a mutation
 # with an environment runs the tests with it (a configuration the heuristics never pick for the
@@ -392,10 +395,43 @@ MUTATIONS = [
         "qk_norm_rope: the next head's values overwrite the warp's shared row with no bar.warp.sync after the other lanes read it",
         [(ROPE, "            // SAFETY: whole warp converged.\n            unsafe { sync_warp() };\n        }", "        }", 1)],
     ),
+    # The microscaling quantizers' arithmetic (the device side of `math.rs`, which the host tests
+    # also check on their own) and scale layout: caught bit for bit by tests/microscaling.rs.
+    (
+        "mx-e2m1-range",
+        "E2M1 rounding: values below 2 take the magic constant of [2, 4) (quantum 1 instead of 0.5)",
+        [(MX_MATH, "let e = if e > 127 { e } else { 127 };", "let e = if e > 128 { e } else { 128 };", 1)],
+    ),
+    (
+        "mx-nibble-order",
+        "FP4 codes are packed from the bottom of the word (element 0 in the top nibble)",
+        [(MX_MATH, "(out >> 4) | (nibble << 28)", "(out << 4) | (nibble & 0xf)", 1)],
+    ),
+    (
+        "mx-div6-inf",
+        "the block scale's division by 6 lets Inf - Inf through the correction step (an Inf amax gives a NaN scale)",
+        [(MX_MATH, "let e = mul_add(-E2M1_MAX, q0, a).max(-f32::MAX);", "let e = mul_add(-E2M1_MAX, q0, a);", 1)],
+    ),
+    (
+        "mx-recip-index",
+        "the scale reciprocal's table index takes the significand's bits one place too high",
+        [(MX_MATH, "entry(b >> 20)", "entry(b >> 21)", 1)],
+    ),
+    (
+        "mx-recip-table-lanes",
+        "the reciprocal table holds entry lane / 2 in each lane instead of lane % 8",
+        [(MX, "math::recip_table_entry(lane_id())", "math::recip_table_entry(lane_id() >> 1)", 1)],
+    ),
+    (
+        "mx-padding-columns",
+        "the swizzled scales' padding columns are zeroed only where K / block is a multiple of 4 (where there are none)",
+        [(MX, "if swizzled && nb % 4 != 0 {", "if swizzled && nb % 4 == 0 {", 1)],
+    ),
 ]
 
 # The test files a mutation runs (by name), default DEFAULT_TEST_FILES.
 TEST_FILES_OF = {"rope-row-unsynced": ["qk_norm_rope"], "rope-row-reused-unsynced": ["qk_norm_rope"]}
+TEST_FILES_OF.update({m[0]: ["microscaling"] for m in MUTATIONS if m[0].startswith("mx-")})
 DEFAULT_TEST_FILES = ["gemm"]
 SEEDS = ["1", "2", "3"]
 TEST_TIMEOUT_S = 600

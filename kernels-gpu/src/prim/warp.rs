@@ -4,25 +4,36 @@ use core::arch::asm;
 
 const FULL_MASK: u32 = 0xffff_ffff;
 
+/// `shfl.sync.<mode>.b32` with a full member mask and `c = 0x1f` (whole-warp segments): the
+/// 32-bit value of the lane that `mode` and `b` select.
+///
+/// # Safety
+/// All 32 lanes of the warp must execute it convergently (full mask).
+macro_rules! shfl_b32 {
+    ($mode:literal, $v:expr, $b:expr) => {{
+        let out: u32;
+        // SAFETY: `shfl.sync` with a full member mask; the caller guarantees all lanes participate.
+        unsafe {
+            asm!(
+                concat!("shfl.sync.", $mode, ".b32 {o}, {v}, {b}, 0x1f, {mask};"),
+                o = out(reg32) out,
+                v = in(reg32) $v,
+                b = in(reg32) $b,
+                mask = in(reg32) FULL_MASK,
+                options(nomem, nostack, preserves_flags)
+            );
+        }
+        out
+    }};
+}
+
 /// `__shfl_xor_sync(0xffffffff, v, lane_mask)` on the bits of an f32.
 ///
 /// # Safety
 /// All 32 lanes of the warp must execute this call convergently (full mask).
 #[inline(always)]
 pub unsafe fn shfl_xor_f32(v: f32, lane_mask: u32) -> f32 {
-    let out: f32;
-    // SAFETY: `shfl.sync` with a full member mask; the caller guarantees all lanes participate.
-    unsafe {
-        asm!(
-            "shfl.sync.bfly.b32 {o}, {v}, {m}, 0x1f, {mask};",
-            o = out(reg32) out,
-            v = in(reg32) v,
-            m = in(reg32) lane_mask,
-            mask = in(reg32) FULL_MASK,
-            options(nomem, nostack, preserves_flags)
-        );
-    }
-    out
+    f32::from_bits(shfl_b32!("bfly", v.to_bits(), lane_mask))
 }
 
 /// `__shfl_sync(0xffffffff, v, src_lane)`: `v` of lane `src_lane % 32` (the instruction reads the
@@ -32,19 +43,7 @@ pub unsafe fn shfl_xor_f32(v: f32, lane_mask: u32) -> f32 {
 /// All 32 lanes of the warp must execute this call convergently (full mask).
 #[inline(always)]
 pub unsafe fn shfl_idx_u32(v: u32, src_lane: u32) -> u32 {
-    let out: u32;
-    // SAFETY: `shfl.sync` with a full member mask; the caller guarantees all lanes participate.
-    unsafe {
-        asm!(
-            "shfl.sync.idx.b32 {o}, {v}, {l}, 0x1f, {mask};",
-            o = out(reg32) out,
-            v = in(reg32) v,
-            l = in(reg32) src_lane,
-            mask = in(reg32) FULL_MASK,
-            options(nomem, nostack, preserves_flags)
-        );
-    }
-    out
+    shfl_b32!("idx", v, src_lane)
 }
 
 /// Reduces `v` over aligned groups of `width` lanes (a power of two, 2..=32) with `op`,
