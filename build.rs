@@ -89,14 +89,16 @@ const LAUNCH_BOUNDS: &[(&str, u32)] = &[
     ("mxfp8_quantize_f16", 256),
     ("mxfp8_quantize_f32", 256),
     ("mxfp4_quantize_grouped_bf16", 256),
+    ("fp8_quantize_group_bf16", 256),
+    ("fp8_quantize_group_f16", 256),
 ];
 
 /// Kernels that must fit a number of blocks per SM (`.minnctapersm N`, written after their
-/// `.maxntid`): ptxas then budgets registers so that N blocks of `.maxntid` threads fit (here 5
-/// blocks of 256 threads: at most 48 registers, where ptxas would otherwise take up to 62, which
-/// allows only 4), and the grid, sized from the occupancy the driver reports, uses them. Only
-/// kernels that fit without spilling in both modules (`.ci/check_ptx.py` fails on a spill): the
-/// other grouped quantizers would spill.
+/// `.maxntid`): ptxas then budgets registers so that N blocks of `.maxntid` threads fit (5 blocks
+/// of 256 threads: at most 48 registers, where ptxas would otherwise take up to 62, which allows
+/// only 4; 6 blocks: at most 40), and the grid, sized from the occupancy the driver reports, uses
+/// them. Only kernels that fit without spilling in both modules (`.ci/check_ptx.py` fails on a
+/// spill): the other grouped microscaling quantizers and `fp8_quantize_group_f32` would spill.
 const MIN_CTAS_PER_SM: &[(&str, u32)] = &[
     ("nvfp4_quantize_bf16", 5),
     ("nvfp4_quantize_f16", 5),
@@ -108,6 +110,8 @@ const MIN_CTAS_PER_SM: &[(&str, u32)] = &[
     ("mxfp8_quantize_f16", 5),
     ("mxfp8_quantize_f32", 5),
     ("mxfp4_quantize_grouped_bf16", 5),
+    ("fp8_quantize_group_bf16", 6),
+    ("fp8_quantize_group_f16", 6),
 ];
 
 /// The parameter of the Hopper GEMM kernels (`takes_tensor_maps`) that holds their tensor maps

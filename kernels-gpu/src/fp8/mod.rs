@@ -52,6 +52,16 @@ unsafe fn store_codes(q: *mut u8, x: &[f32; 8], mult: f32, vector: bool) {
     }
 }
 
+/// `(row, column) + (dr, dc)` in a matrix of `cols` columns, for `c, dc < cols`: how the
+/// grid-stride loops below advance a position without a 64-bit division per turn (one per
+/// thread at the start, for the offsets, instead). Rows only grow past the matrix by one step
+/// before the loop ends, far from overflowing (the host keeps extents below 2^32).
+#[inline(always)]
+fn offset_pos((r, c): (u64, u64), (dr, dc): (u64, u64), cols: u64) -> (u64, u64) {
+    let c = c + dc;
+    if c >= cols { (r.wrapping_add(dr + 1), c - cols) } else { (r.wrapping_add(dr), c) }
+}
+
 /// Per-token groups of 1×128: a half-warp per group (8 elements per lane, one 16-byte load of
 /// bf16/f16), each warp taking 4 consecutive groups per turn of a grid-stride loop, the two
 /// halves of the warp groups `4w + 2k + half` for `k` = 0, 1: both loads are issued before
@@ -64,19 +74,30 @@ unsafe fn store_codes(q: *mut u8, x: &[f32; 8], mult: f32, vector: bool) {
 unsafe fn quantize_groups<I: Held>(p: &Fp8QuantParams) {
     let groups_per_row = p.cols / FP8_GROUP as u64;
     let total = p.rows * groups_per_row;
+    if total == 0 {
+        return;
+    }
     let sub = lane_id() & 15; // lane within the group
     let half = (lane_id() >> 4) as u64; // which of the warp's two groups of a pair
     let vector = p.flags & FP8_VECTORIZED != 0;
     let ue8m0 = p.flags & FP8_UE8M0 != 0;
-    let mut w = block_idx_x() as u64 * WARPS + warp_id() as u64;
-    let at = |g: u64| (g / groups_per_row, g % groups_per_row);
-    // `w` is uniform over the warp, so the shuffles below always see all 32 lanes.
-    while 4 * w < total {
-        let g = [4 * w + half, 4 * w + 2 + half];
+    // The warp's first group of the turn (uniform over the warp, so the shuffles below always see
+    // all 32 lanes) and the grid's step, in groups.
+    let mut base = 4 * (block_idx_x() as u64 * WARPS + warp_id() as u64);
+    let step = 4 * grid_dim_x() as u64 * WARPS;
+    // This lane's first group, `base + half`, as (row, group column), advanced by `step` each
+    // turn without a division; its second group is 2 further.
+    let first = base + half;
+    let mut pos = (first / groups_per_row, first % groups_per_row);
+    let (advance, two) = ((step / groups_per_row, step % groups_per_row), (2 / groups_per_row, 2 % groups_per_row));
+    while base < total {
+        let at = [pos, offset_pos(pos, two, groups_per_row)];
+        // a group is in the matrix exactly when its row is (its column is below groups_per_row)
+        let on = [at[0].0 < p.rows, at[1].0 < p.rows];
         let mut x = [I::Raw::default(); 2];
         crate::unroll!(k in [0, 1] {
-            if g[k] < total {
-                let (r, cg) = at(g[k]);
+            if on[k] {
+                let (r, cg) = at[k];
                 let col = cg * FP8_GROUP as u64 + sub as u64 * 8;
                 let src = (p.x as *const u8).wrapping_add(((r * p.x_stride + col) as usize) * I::BYTES);
                 // SAFETY: (r, col..col+8) is inside the matrix; alignment per FP8_VECTORIZED.
@@ -95,8 +116,8 @@ unsafe fn quantize_groups<I: Held>(p: &Fp8QuantParams) {
         let amaxes = I::pair_bits(m);
         crate::unroll!(k in [0, 1] {
             let amax = f32::from_bits(if k == 0 { amaxes.0 } else { amaxes.1 });
-            if g[k] < total {
-                let (r, cg) = at(g[k]);
+            if on[k] {
+                let (r, cg) = at[k];
                 let col = cg * FP8_GROUP as u64 + sub as u64 * 8;
                 let (scale, mult) = group_scale(amax, ue8m0);
                 let q = (p.codes as *mut u8).wrapping_add((r * p.codes_stride + col) as usize);
@@ -109,7 +130,8 @@ unsafe fn quantize_groups<I: Held>(p: &Fp8QuantParams) {
                 }
             }
         });
-        w += grid_dim_x() as u64 * WARPS;
+        pos = offset_pos(pos, advance, groups_per_row);
+        base += step;
     }
 }
 
@@ -177,11 +199,24 @@ unsafe fn quantize_blocks<I: Held>(p: &Fp8QuantParams) {
 #[inline(always)]
 unsafe fn dequantize(p: &Fp8QuantParams) {
     let chunks_per_row = p.cols / 8;
-    let total = p.rows * chunks_per_row;
+    if p.rows * chunks_per_row == 0 {
+        return;
+    }
     let vector = p.flags & FP8_VECTORIZED != 0;
-    let mut i = block_idx_x() as u64 * FP8_THREADS as u64 + thread_idx_x() as u64;
-    while i < total {
-        let (r, col) = (i / chunks_per_row, (i % chunks_per_row) * 8);
+    // This thread's chunk as (row, chunk of the row), advanced by the grid's step without a
+    // division per turn.
+    let i = block_idx_x() as u64 * FP8_THREADS as u64 + thread_idx_x() as u64;
+    let step = grid_dim_x() as u64 * FP8_THREADS as u64;
+    let mut pos = (i / chunks_per_row, i % chunks_per_row);
+    let advance = (step / chunks_per_row, step % chunks_per_row);
+    // Scale rows are 1 or 128 rows (the host's two layouts): a shift, not a division.
+    let scale_row = |r: u64| match p.block_rows {
+        1 => r,
+        128 => r >> 7,
+        n => r / n as u64,
+    };
+    while pos.0 < p.rows {
+        let (r, col) = (pos.0, pos.1 * 8);
         let q = (p.codes as *const u8).wrapping_add((r * p.codes_stride + col) as usize);
         let bytes = if vector {
             // SAFETY: 8 bytes inside the E4M3 matrix, 8-byte aligned, read-only.
@@ -194,7 +229,7 @@ unsafe fn dequantize(p: &Fp8QuantParams) {
             }
             b
         };
-        let s_idx = (r / p.block_rows as u64) * p.scale_row_stride + (col / FP8_GROUP as u64) * p.scale_col_stride;
+        let s_idx = scale_row(r) * p.scale_row_stride + (col / FP8_GROUP as u64) * p.scale_col_stride;
         // SAFETY: inside the scale layout the host validated.
         let scale = unsafe { *(p.scales as *const f32).add(s_idx as usize) };
         let mut y = [0.0f32; 8];
@@ -217,7 +252,7 @@ unsafe fn dequantize(p: &Fp8QuantParams) {
                 unsafe { *out.add(j) = f32_to_bf16(*v) };
             }
         }
-        i += grid_dim_x() as u64 * FP8_THREADS as u64;
+        pos = offset_pos(pos, advance, chunks_per_row);
     }
 }
 
