@@ -211,12 +211,14 @@ fn group_case<T: lowp::Float>(
 fn per_token_group_quantization_matches_reference() {
     let lowp = common::gpu("per_token_group_quantization_matches_reference");
     let mut rng = Rng::fresh("per_token_group_quantization_matches_reference");
-    // one row, a few rows, a wide K (56 groups), many rows; the simulator's row counts are not
-    // multiples of 4, so its M-major scales also have padding rows
+    // one row, a few rows, a wide K (56 groups), many rows, and turns of the grid-stride loop
+    // whose positions wrap rows by 2 and 3 groups per row (1 and 3 groups per row, more groups
+    // than the simulator's 16 CTAs take in a turn); the simulator's row counts are not multiples
+    // of 4, so its M-major scales also have padding rows
     let shapes = common::sized(
         &lowp,
-        [(1, 128), (7, 2048), (64, 7168), (1000, 512), (4096, 256)],
-        [(1, 128), (7, 2048), (13, 7168), (130, 512), (257, 256)],
+        [(1, 128), (7, 2048), (64, 7168), (1000, 512), (4096, 256), (60_001, 128), (70_001, 384)],
+        [(1, 128), (7, 2048), (13, 7168), (130, 512), (257, 256), (601, 128), (701, 384)],
     );
     for (m, k) in shapes {
         for rounding in [ScaleRounding::Exact, ScaleRounding::Ceil] {

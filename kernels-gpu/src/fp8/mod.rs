@@ -52,10 +52,11 @@ unsafe fn store_codes(q: *mut u8, x: &[f32; 8], mult: f32, vector: bool) {
     }
 }
 
-/// `(row, column) + (dr, dc)` in a matrix of `cols` columns, for `c, dc < cols`: how the
-/// grid-stride loops below advance a position without a 64-bit division per turn (one per
-/// thread at the start, for the offsets, instead). Rows only grow past the matrix by one step
-/// before the loop ends, far from overflowing (the host keeps extents below 2^32).
+/// `(row, column) + (dr, dc)` in a matrix of `cols` columns, for `c, dc < cols`: how the group
+/// quantizer's grid-stride loop advances a position without a 64-bit division per turn (three per
+/// thread at the start instead). Rows only grow past the matrix by a step and 2 before the loop
+/// ends, far from overflowing (the host keeps `rows · cols` below 2^64 and the step is below
+/// 2^36).
 #[inline(always)]
 fn offset_pos((r, c): (u64, u64), (dr, dc): (u64, u64), cols: u64) -> (u64, u64) {
     let c = c + dc;
@@ -199,24 +200,18 @@ unsafe fn quantize_blocks<I: Held>(p: &Fp8QuantParams) {
 #[inline(always)]
 unsafe fn dequantize(p: &Fp8QuantParams) {
     let chunks_per_row = p.cols / 8;
-    if p.rows * chunks_per_row == 0 {
-        return;
-    }
+    let total = p.rows * chunks_per_row;
     let vector = p.flags & FP8_VECTORIZED != 0;
-    // This thread's chunk as (row, chunk of the row), advanced by the grid's step without a
-    // division per turn.
-    let i = block_idx_x() as u64 * FP8_THREADS as u64 + thread_idx_x() as u64;
-    let step = grid_dim_x() as u64 * FP8_THREADS as u64;
-    let mut pos = (i / chunks_per_row, i % chunks_per_row);
-    let advance = (step / chunks_per_row, step % chunks_per_row);
     // Scale rows are 1 or 128 rows (the host's two layouts): a shift, not a division.
     let scale_row = |r: u64| match p.block_rows {
         1 => r,
         128 => r >> 7,
         n => r / n as u64,
     };
-    while pos.0 < p.rows {
-        let (r, col) = (pos.0, pos.1 * 8);
+    // The host launches a thread per chunk, so the loop turns once (more only past 2^39 chunks).
+    let mut i = block_idx_x() as u64 * FP8_THREADS as u64 + thread_idx_x() as u64;
+    while i < total {
+        let (r, col) = (i / chunks_per_row, (i % chunks_per_row) * 8);
         let q = (p.codes as *const u8).wrapping_add((r * p.codes_stride + col) as usize);
         let bytes = if vector {
             // SAFETY: 8 bytes inside the E4M3 matrix, 8-byte aligned, read-only.
@@ -252,7 +247,7 @@ unsafe fn dequantize(p: &Fp8QuantParams) {
                 unsafe { *out.add(j) = f32_to_bf16(*v) };
             }
         }
-        pos = offset_pos(pos, advance, chunks_per_row);
+        i += grid_dim_x() as u64 * FP8_THREADS as u64;
     }
 }
 
