@@ -224,19 +224,24 @@ fn e2m1_code_matches_the_soft_encoder_on_a_sweep_of_f32() {
     }
 }
 
+/// Runs `check(lo, hi)` over `[0, n)` split into one range per available thread.
+fn in_parallel(n: u64, check: impl Fn(u64, u64) + Sync) {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    let check = &check;
+    std::thread::scope(|sc| {
+        for t in 0..threads {
+            sc.spawn(move || check(n * t / threads, n * (t + 1) / threads));
+        }
+    });
+}
+
 #[test]
 #[ignore = "exhaustive over 2^32 inputs: run with --release"]
 fn e2m1_code_matches_the_soft_encoder_on_every_f32() {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
-    std::thread::scope(|sc| {
-        for t in 0..threads {
-            sc.spawn(move || {
-                let (lo, hi) = ((1u64 << 32) * t / threads, (1u64 << 32) * (t + 1) / threads);
-                for b in lo..hi {
-                    let v = f32::from_bits(b as u32);
-                    assert_eq!(math::e2m1_code(v) as u8, cv::f32_to_e2m1_sat(v), "e2m1_code({v:e} = {b:#010x})");
-                }
-            });
+    in_parallel(1 << 32, |lo, hi| {
+        for b in lo..hi {
+            let v = f32::from_bits(b as u32);
+            assert_eq!(math::e2m1_code(v) as u8, cv::f32_to_e2m1_sat(v), "e2m1_code({v:e} = {b:#010x})");
         }
     });
 }
@@ -322,12 +327,7 @@ fn div6_is_the_ieee_quotient() {
 #[test]
 #[ignore = "exhaustive over the 2^31 non-negative f32: run with --release"]
 fn div6_is_the_ieee_quotient_on_every_non_negative_f32() {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
-    std::thread::scope(|sc| {
-        for t in 0..threads {
-            sc.spawn(move || check_div6((1u64 << 31) * t / threads, (1u64 << 31) * (t + 1) / threads, 1));
-        }
-    });
+    in_parallel(1 << 31, |lo, hi| check_div6(lo, hi, 1));
 }
 
 #[test]
