@@ -79,39 +79,28 @@ const LAUNCH_BOUNDS: &[(&str, u32)] = &[
     ("bf16_gemm_c2", 384),
     ("bf16_gemm_n112_c2", 384),
     ("bf16_gemm_n192_c2", 384),
-    ("nvfp4_quantize_bf16", 256),
-    ("nvfp4_quantize_f16", 256),
-    ("nvfp4_quantize_f32", 256),
-    ("mxfp4_quantize_bf16", 256),
-    ("mxfp4_quantize_f16", 256),
-    ("mxfp4_quantize_f32", 256),
-    ("mxfp8_quantize_bf16", 256),
-    ("mxfp8_quantize_f16", 256),
-    ("mxfp8_quantize_f32", 256),
-    ("mxfp4_quantize_grouped_bf16", 256),
-    ("fp8_quantize_group_bf16", 256),
-    ("fp8_quantize_group_f16", 256),
 ];
 
-/// Kernels that must fit a number of blocks per SM (`.minnctapersm N`, written after their
-/// `.maxntid`): ptxas then budgets registers so that N blocks of `.maxntid` threads fit (5 blocks
-/// of 256 threads: at most 48 registers, where ptxas would otherwise take up to 62, which allows
-/// only 4; 6 blocks: at most 40), and the grid, sized from the occupancy the driver reports, uses
-/// them. Only kernels that fit without spilling in both modules (`.ci/check_ptx.py` fails on a
-/// spill): the other grouped microscaling quantizers and `fp8_quantize_group_f32` would spill.
-const MIN_CTAS_PER_SM: &[(&str, u32)] = &[
-    ("nvfp4_quantize_bf16", 5),
-    ("nvfp4_quantize_f16", 5),
-    ("nvfp4_quantize_f32", 5),
-    ("mxfp4_quantize_bf16", 5),
-    ("mxfp4_quantize_f16", 5),
-    ("mxfp4_quantize_f32", 5),
-    ("mxfp8_quantize_bf16", 5),
-    ("mxfp8_quantize_f16", 5),
-    ("mxfp8_quantize_f32", 5),
-    ("mxfp4_quantize_grouped_bf16", 5),
-    ("fp8_quantize_group_bf16", 6),
-    ("fp8_quantize_group_f16", 6),
+/// Kernels that must fit a number of blocks per SM: (name, threads per block, blocks per SM).
+/// Like those of `LAUNCH_BOUNDS` they get `.maxntid threads, 1, 1`, and `.minnctapersm N` after
+/// it: ptxas then budgets registers so that N blocks fit (5 blocks of 256 threads: at most 48
+/// registers, where ptxas would otherwise take up to 62, which allows only 4; 6 blocks: at most
+/// 40), and the grid, sized from the occupancy the driver reports, uses them. Only kernels that
+/// fit without spilling in both modules (`.ci/check_ptx.py` fails on a spill): the other grouped
+/// microscaling quantizers and `fp8_quantize_group_f32` would spill. None runs in clusters.
+const MIN_CTAS_PER_SM: &[(&str, u32, u32)] = &[
+    ("nvfp4_quantize_bf16", 256, 5),
+    ("nvfp4_quantize_f16", 256, 5),
+    ("nvfp4_quantize_f32", 256, 5),
+    ("mxfp4_quantize_bf16", 256, 5),
+    ("mxfp4_quantize_f16", 256, 5),
+    ("mxfp4_quantize_f32", 256, 5),
+    ("mxfp8_quantize_bf16", 256, 5),
+    ("mxfp8_quantize_f16", 256, 5),
+    ("mxfp8_quantize_f32", 256, 5),
+    ("mxfp4_quantize_grouped_bf16", 256, 5),
+    ("fp8_quantize_group_bf16", 256, 6),
+    ("fp8_quantize_group_f16", 256, 6),
 ];
 
 /// The parameter of the Hopper GEMM kernels (`takes_tensor_maps`) that holds their tensor maps
@@ -651,23 +640,18 @@ fn finish_module(name: &str, ptx: &str, features: &str) -> Result<String, String
     add_launch_bounds(name, ptx)
 }
 
-/// Inserts `.maxntid N, 1, 1` after the parameter list of each kernel in `LAUNCH_BOUNDS` that the
-/// module defines (the sm_90a module must define them all), and `.reqnctapercluster X, Y, Z`
-/// after that for each kernel in `CLUSTER_DIMS` (or `.minnctapersm N` for one in
-/// `MIN_CTAS_PER_SM`; no kernel is in both), and aligns the tensor-map parameter
+/// Inserts `.maxntid N, 1, 1` after the parameter list of each kernel in `LAUNCH_BOUNDS` or
+/// `MIN_CTAS_PER_SM` that the module defines (the sm_90a module must define them all), and after
+/// that `.reqnctapercluster X, Y, Z` for each kernel in `CLUSTER_DIMS` or `.minnctapersm N` for
+/// each in `MIN_CTAS_PER_SM`, and aligns the tensor-map parameter
 /// (`TENSOR_MAP_PARAM`) of those that take one to 64 bytes (idempotent: a directive a kernel
 /// already has is not added again).
 fn add_launch_bounds(module: &str, ptx: &str) -> Result<String, String> {
     // Prebuilt PTX (`LOWP_PTX_DIR`) of another lowp version fails here first.
     let stale = "(PTX of another lowp version? build it from this source)";
-    if let Some((k, _)) = MIN_CTAS_PER_SM
-        .iter()
-        .find(|(k, _)| !LAUNCH_BOUNDS.iter().any(|(b, _)| b == k) || CLUSTER_DIMS.iter().any(|(c, _)| c == k))
-    {
-        return Err(format!("build.rs: {k} in MIN_CTAS_PER_SM needs launch bounds and no cluster shape"));
-    }
     let mut lines: Vec<String> = ptx.lines().map(str::to_owned).collect();
-    for (kernel, threads) in LAUNCH_BOUNDS {
+    let bounds = LAUNCH_BOUNDS.iter().map(|&(k, t)| (k, t, None));
+    for (kernel, threads, min_ctas) in bounds.chain(MIN_CTAS_PER_SM.iter().map(|&(k, t, n)| (k, t, Some(n)))) {
         let header = format!(".visible .entry {kernel}(");
         let Some(start) = lines.iter().position(|l| l.trim_start().starts_with(&header)) else {
             if module == "sm_90a" {
@@ -696,15 +680,17 @@ fn add_launch_bounds(module: &str, ptx: &str) -> Result<String, String> {
         if !lines.get(close + 1).is_some_and(|l| l.contains(".maxntid")) {
             lines.insert(close + 1, format!(".maxntid {threads}, 1, 1"));
         }
-        if let Some((_, [x, y, z])) = CLUSTER_DIMS.iter().find(|(k, _)| k == kernel)
-            && !lines.get(close + 2).is_some_and(|l| l.contains(".reqnctapercluster"))
+        // the second directive: a cluster shape or a block count per SM
+        let second = match (CLUSTER_DIMS.iter().find(|(k, _)| *k == kernel), min_ctas) {
+            (Some(_), Some(_)) => return Err(format!("build.rs: {kernel} has a cluster shape and MIN_CTAS_PER_SM")),
+            (Some((_, [x, y, z])), None) => Some((".reqnctapercluster", format!("{x}, {y}, {z}"))),
+            (None, Some(n)) => Some((".minnctapersm", n.to_string())),
+            (None, None) => None,
+        };
+        if let Some((directive, args)) = second
+            && !lines.get(close + 2).is_some_and(|l| l.contains(directive))
         {
-            lines.insert(close + 2, format!(".reqnctapercluster {x}, {y}, {z}"));
-        }
-        if let Some((_, n)) = MIN_CTAS_PER_SM.iter().find(|(k, _)| k == kernel)
-            && !lines.get(close + 2).is_some_and(|l| l.contains(".minnctapersm"))
-        {
-            lines.insert(close + 2, format!(".minnctapersm {n}"));
+            lines.insert(close + 2, format!("{directive} {args}"));
         }
     }
     let mut out = lines.join("\n");

@@ -351,9 +351,7 @@ pub fn mx_has_codes(scale: u8, amax_bits: u32) -> bool {
 pub fn mxfp4_codes8(x: &[f32; 8], m: f32) -> u32 {
     let mut out = 0u32;
     each!(i < 8 {
-        let v = x[i] * m;
-        // `min` returns the non-NaN operand: NaN → 6 (code 7), like the software encoder.
-        out = push_nibble(out, e2m1_nibble(v, v.abs().min(E2M1_MAX)));
+        out = push_nibble(out, e2m1_code(x[i] * m));
     });
     out
 }

@@ -36,7 +36,7 @@ use crate::prim::convert::{Bf16, F16, F32, f16_to_f32, f32_to_e4m3fn_sat, f32x2_
 use crate::prim::mem::{Vec16, ld_global_nc_b64, ld_global_nc_v4, raise_flag, st_global_b64, st_global_v4, st_u16xn};
 use crate::prim::packed::Held;
 use crate::prim::soft;
-use crate::prim::warp::{shfl_idx_u32, shfl_xor_f32, sync_warp, warp_reduce_f32};
+use crate::prim::warp::{shfl_idx_u32, shfl_xor_f32, shfl_xor_u32, sync_warp, warp_reduce_f32};
 use crate::prim::{block_dim_x, block_idx_x, dynamic_smem, grid_dim_x, lane_id, sync_threads, thread_idx_x};
 use math::Fp8Encoder;
 
@@ -476,16 +476,6 @@ impl<const FP8: bool> Format for Mx<FP8> {
         let c = if FP8 { math::mxfp8_codes8::<DeviceFp8>(x, b.m) } else { [math::mxfp4_codes8(x, b.m), 0] };
         if b.codes { c } else { [0, 0] }
     }
-}
-
-/// `__shfl_xor_sync` on a u32 (moves bits only).
-///
-/// # Safety
-/// All 32 lanes execute it convergently.
-#[inline(always)]
-unsafe fn shfl_xor_u32(v: u32, m: u32) -> u32 {
-    // SAFETY: forwarded; the f32 view only carries the bits.
-    unsafe { shfl_xor_f32(f32::from_bits(v), m) }.to_bits()
 }
 
 /// Loads chunk (row, c) of the input: elements `8c..8c + 8` of the row, as loaded (packed pairs

@@ -27,7 +27,7 @@ use core::arch::asm;
 
 use super::convert::{Bf16, F16, F32, Half, Wide, unpack_u16x2};
 use super::mem::{Vec16, ld_global_nc_v4};
-use super::warp::shfl_xor_f32;
+use super::warp::shfl_xor_u32;
 
 /// `|x|` of both 16-bit halves of `w` (bf16 or f16): clears the two sign bits; a NaN stays a
 /// NaN.
@@ -228,8 +228,8 @@ macro_rules! held_half {
             }
             #[inline(always)]
             unsafe fn pair_shfl_xor(p: u32, lane_mask: u32) -> u32 {
-                // SAFETY: forwarded; the f32 view only carries the bits.
-                unsafe { shfl_xor_f32(f32::from_bits(p), lane_mask) }.to_bits()
+                // SAFETY: forwarded.
+                unsafe { shfl_xor_u32(p, lane_mask) }
             }
             #[inline(always)]
             fn pair_bits(p: u32) -> (u32, u32) {
@@ -288,13 +288,8 @@ impl Held for F32 {
     }
     #[inline(always)]
     unsafe fn pair_shfl_xor(p: (u32, u32), lane_mask: u32) -> (u32, u32) {
-        // SAFETY: forwarded; the f32 views only carry the bits.
-        unsafe {
-            (
-                shfl_xor_f32(f32::from_bits(p.0), lane_mask).to_bits(),
-                shfl_xor_f32(f32::from_bits(p.1), lane_mask).to_bits(),
-            )
-        }
+        // SAFETY: forwarded.
+        unsafe { (shfl_xor_u32(p.0, lane_mask), shfl_xor_u32(p.1, lane_mask)) }
     }
     #[inline(always)]
     fn pair_bits(p: (u32, u32)) -> (u32, u32) {

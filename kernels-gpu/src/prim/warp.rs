@@ -36,6 +36,15 @@ pub unsafe fn shfl_xor_f32(v: f32, lane_mask: u32) -> f32 {
     f32::from_bits(shfl_b32!("bfly", v.to_bits(), lane_mask))
 }
 
+/// `__shfl_xor_sync(0xffffffff, v, lane_mask)` on 32 bits.
+///
+/// # Safety
+/// All 32 lanes of the warp must execute this call convergently (full mask).
+#[inline(always)]
+pub unsafe fn shfl_xor_u32(v: u32, lane_mask: u32) -> u32 {
+    shfl_b32!("bfly", v, lane_mask)
+}
+
 /// `__shfl_sync(0xffffffff, v, src_lane)`: `v` of lane `src_lane % 32` (the instruction reads the
 /// index's low 5 bits only, so callers may pass an index with higher bits set).
 ///
